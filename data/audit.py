@@ -1,0 +1,152 @@
+"""The audit chain: append-only records, each hashing the one before it.
+
+Every writer locks the single `audit_head` row first, which serialises appends across
+consoles and engines sharing a database, so the chain never forks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from data.models import AuditHead, AuditRecord
+
+GENESIS = "0" * 64
+
+
+def record_digest(
+    prev_hash: str,
+    seq: int,
+    at: datetime,
+    actor: str,
+    action: str,
+    case_ref: str | None,
+    detail: dict[str, Any],
+) -> str:
+    body = json.dumps(
+        [
+            prev_hash,
+            seq,
+            at.astimezone(UTC).isoformat(timespec="microseconds"),
+            actor,
+            action,
+            case_ref,
+            detail,
+        ],
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def lock_head(session: Session) -> AuditHead:
+    """Take the chain's lock for this transaction (creating the head on first use)."""
+    head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).first()
+    if head is None:
+        head = AuditHead(id=1, seq=0, hash=GENESIS)
+        session.add(head)
+        session.flush()
+    return head
+
+
+def append(
+    session: Session,
+    *,
+    at: datetime,
+    actor: str,
+    action: str,
+    case_ref: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> AuditRecord:
+    head = lock_head(session)
+    detail = dict(detail or {})
+    seq = head.seq + 1
+    digest = record_digest(head.hash, seq, at, actor, action, case_ref, detail)
+    record = AuditRecord(
+        seq=seq,
+        at=at,
+        actor=actor,
+        action=action,
+        case_ref=case_ref,
+        detail=detail,
+        prev_hash=head.hash,
+        hash=digest,
+    )
+    head.seq, head.hash = seq, digest
+    session.add(record)
+    session.add(head)
+    return record
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    ok: bool
+    checked: int
+    bad_seq: int | None = None
+    reason: str = ""
+
+
+def verify_records(records: Iterable[AuditRecord], head: AuditHead | None) -> ChainReport:
+    """Walk the chain in storage order; name the first record that does not fit."""
+    expected_prev = GENESIS
+    expected_seq = 1
+    checked = 0
+    for record in records:
+        if record.seq != expected_seq:
+            return ChainReport(
+                False,
+                checked,
+                record.seq,
+                f"record {record.seq} found where record {expected_seq} was expected "
+                "(a record was deleted or the order changed)",
+            )
+        if record.prev_hash != expected_prev:
+            return ChainReport(
+                False,
+                checked,
+                record.seq,
+                f"record {record.seq} does not follow record {expected_seq - 1}",
+            )
+        digest = record_digest(
+            record.prev_hash,
+            record.seq,
+            record.at,
+            record.actor,
+            record.action,
+            record.case_ref,
+            record.detail,
+        )
+        if digest != record.hash:
+            return ChainReport(
+                False, checked, record.seq, f"record {record.seq} was changed after it was written"
+            )
+        expected_prev = record.hash
+        expected_seq += 1
+        checked += 1
+    if head is not None and (head.seq != checked or head.hash != expected_prev):
+        return ChainReport(
+            False,
+            checked,
+            checked + 1,
+            f"the chain ends at record {checked} but {head.seq} were written "
+            "(records at the end were deleted)",
+        )
+    return ChainReport(True, checked)
+
+
+def verify(session: Session) -> ChainReport:
+    records = session.exec(select(AuditRecord).order_by(col(AuditRecord.id))).yield_per(1000)
+    head = session.get(AuditHead, 1)
+    return verify_records(records, head)
+
+
+def count(session: Session) -> int:
+    return int(session.exec(select(func.count()).select_from(AuditRecord)).one())

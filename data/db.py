@@ -1,0 +1,174 @@
+"""The one engine factory: SQLite by default (WAL, foreign keys, busy timeout, mode 0600),
+PostgreSQL by URL. Nothing here is fixed at import time, so every test gets its own database."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.pool import NullPool
+from sqlmodel import Session, SQLModel
+
+from data import models  # noqa: F401  (registers the tables on SQLModel.metadata)
+
+SQLITE_BUSY_TIMEOUT_MS = 15_000
+
+
+class DatabaseError(Exception):
+    """A database problem a person can act on; the message says what to do."""
+
+
+class SchemaOutOfDate(DatabaseError):
+    pass
+
+
+def default_url() -> str:
+    """`VIGIL_DB`, else a SQLite file `vigil/vigil.db` under `$XDG_DATA_HOME` (~/.local/share)."""
+    env = os.environ.get("VIGIL_DB")
+    if env:
+        return env
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return f"sqlite:///{Path(base) / 'vigil' / 'vigil.db'}"
+
+
+def normalise_url(url: str) -> str:
+    """Accept `postgresql://` and `postgres://` and use the psycopg 3 driver for them."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+def _prepare_sqlite_file(database: str) -> None:
+    """Create the file and its folder up front so it is born readable by the owner only."""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return
+    path = Path(database)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not path.exists():
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+        os.close(fd)
+    elif stat.S_IMODE(path.stat().st_mode) & 0o077:
+        path.chmod(0o600)
+
+
+def _install_sqlite_hooks(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Hand transaction control to SQLAlchemy's "begin" hook below.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        # Writers take the lock at BEGIN, so the busy timeout applies instead of an
+        # immediate "database is locked" when a read transaction tries to upgrade.
+        immediate = connection.get_execution_options().get("vigil_write", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def make_engine(url: str | None = None, *, pool: bool = True) -> Engine:
+    raw = normalise_url(url or default_url())
+    try:
+        parsed = make_url(raw)
+    except ArgumentError as exc:
+        raise DatabaseError(
+            f"--db: expected a database URL such as sqlite:///path/vigil.db or "
+            f"postgresql://user@host/db, got {raw!r}"
+        ) from exc
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        _prepare_sqlite_file(parsed.database or "")
+        engine = create_engine(
+            parsed,
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            poolclass=None if pool else NullPool,
+        )
+        _install_sqlite_hooks(engine)
+        return engine
+    if backend == "postgresql":
+        kwargs: dict[str, Any] = {"pool_pre_ping": True}
+        if not pool:
+            kwargs["poolclass"] = NullPool
+        return create_engine(parsed, **kwargs)
+    raise DatabaseError(f"--db: expected a sqlite:// or postgresql:// URL, got {backend!r}")
+
+
+class Database:
+    """Owns the engine; hands out read and write sessions.
+
+    A write session takes the database's writer lock at once (SQLite `BEGIN IMMEDIATE`),
+    commits on success and rolls back on any error, so nothing is ever half-written.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._writer = engine.execution_options(vigil_write=True)
+
+    @classmethod
+    def open(cls, url: str | None = None, *, migrate: bool = True) -> Database:
+        db = cls(make_engine(url))
+        from data.schema import ensure_schema
+
+        ensure_schema(db.engine, create=migrate)
+        return db
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    @property
+    def display_name(self) -> str:
+        url = self.engine.url
+        if url.get_backend_name() == "sqlite":
+            return f"sqlite:{url.database}"
+        return url.render_as_string(hide_password=True)
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        with Session(self._writer, expire_on_commit=False) as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def table_names(engine: Engine) -> set[str]:
+    try:
+        return set(inspect(engine).get_table_names())
+    except OperationalError as exc:
+        raise DatabaseError(f"cannot open the database: {exc.orig}") from exc
+
+
+__all__ = [
+    "Database",
+    "DatabaseError",
+    "SQLModel",
+    "SchemaOutOfDate",
+    "default_url",
+    "make_engine",
+    "table_names",
+]

@@ -1,0 +1,364 @@
+"""SQLModel tables of the desk. Every timestamp is UTC (see `data.types.UTCDateTime`)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint, text
+from sqlmodel import Field, SQLModel
+
+from data.types import UTCDateTime
+
+
+def _json_column() -> Any:
+    return Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+def _json_list_column() -> Any:
+    return Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
+
+def _utc(nullable: bool = False, index: bool = False) -> Any:
+    return Field(default=None, sa_type=UTCDateTime, nullable=nullable, index=index)
+
+
+# --- people -----------------------------------------------------------------
+
+
+class Responder(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    handle: str = Field(unique=True, index=True)
+    name: str
+    role: str = "specialist"
+    timezone: str = "UTC"
+    active: bool = True
+
+
+class ContactMethod(SQLModel, table=True):
+    __tablename__ = "contact_method"
+    id: int | None = Field(default=None, primary_key=True)
+    responder_id: int = Field(foreign_key="responder.id", index=True, ondelete="CASCADE")
+    position: int = 0
+    kind: str
+    url: str | None = None
+    secret: str | None = None
+
+
+# --- rotations and schedules ------------------------------------------------
+
+
+class Rotation(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True)
+    timezone: str
+    shift: str  # team-file duration: 8h, 1d, 7d
+    handoff: str  # HH:MM local to `timezone`
+    start: date
+    days: str | None = None  # comma-separated mon..sun
+    hours: str | None = None  # HH:MM-HH:MM local
+
+
+class RotationMember(SQLModel, table=True):
+    __tablename__ = "rotation_member"
+    __table_args__ = (UniqueConstraint("rotation_id", "position"),)
+    id: int | None = Field(default=None, primary_key=True)
+    rotation_id: int = Field(foreign_key="rotation.id", index=True, ondelete="CASCADE")
+    position: int
+    responder_id: int = Field(foreign_key="responder.id")
+
+
+class Schedule(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True)
+    timezone: str | None = None
+    holiday_region: str | None = None
+    holiday_cover_id: int | None = Field(default=None, foreign_key="responder.id")
+
+
+class ScheduleLayer(SQLModel, table=True):
+    __tablename__ = "schedule_layer"
+    __table_args__ = (UniqueConstraint("schedule_id", "position"),)
+    id: int | None = Field(default=None, primary_key=True)
+    schedule_id: int = Field(foreign_key="schedule.id", index=True, ondelete="CASCADE")
+    position: int
+    rotation_id: int = Field(foreign_key="rotation.id")
+
+
+class Override(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    schedule_id: int = Field(foreign_key="schedule.id", index=True, ondelete="CASCADE")
+    responder_id: int = Field(foreign_key="responder.id")
+    starts_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    ends_at: datetime = Field(sa_type=UTCDateTime)
+    reason: str = ""
+    created_by_id: int | None = Field(default=None, foreign_key="responder.id")
+    created_at: datetime | None = _utc(nullable=True)
+
+
+class Holiday(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("day", "region"),)
+    id: int | None = Field(default=None, primary_key=True)
+    day: date = Field(index=True)
+    name: str
+    region: str
+
+
+# --- policies, routing, SLAs ------------------------------------------------
+
+
+class Policy(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True)
+    repeat: int = 0
+    ack_timeout_seconds: int | None = None
+
+
+class PolicyStep(SQLModel, table=True):
+    __tablename__ = "policy_step"
+    __table_args__ = (UniqueConstraint("policy_id", "position"),)
+    id: int | None = Field(default=None, primary_key=True)
+    policy_id: int = Field(foreign_key="policy.id", index=True, ondelete="CASCADE")
+    position: int
+    delay_seconds: int
+    targets: list[str] = _json_list_column()
+    require_all: bool = False
+
+
+class Routing(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    category: str = Field(unique=True)  # a category value, or "default"
+    policy_id: int = Field(foreign_key="policy.id")
+
+
+class SlaTarget(SQLModel, table=True):
+    __tablename__ = "sla_target"
+    severity: int = Field(primary_key=True)
+    ack_seconds: int
+    respond_seconds: int
+
+
+# --- cases ------------------------------------------------------------------
+
+
+class Case(SQLModel, table=True):
+    __table_args__ = (
+        # The queue's order: unacknowledged first, then severity, then age.
+        Index("ix_case_queue", "queue_rank", "severity", "created_at", "id"),
+        # The engine: what escalates next.
+        Index("ix_case_due", "status", "next_escalation_at"),
+        # One open case per dedup key, enforced by the database itself.
+        Index(
+            "ux_case_open_dedup",
+            "dedup_key",
+            unique=True,
+            sqlite_where=text("dedup_key IS NOT NULL AND status != 'resolved'"),
+            postgresql_where=text("dedup_key IS NOT NULL AND status != 'resolved'"),
+        ),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    ref: str = Field(unique=True, index=True)
+    title: str
+    category: str
+    severity: int
+    status: str = "triggered"
+    # 0 triggered, 1 acknowledged, 2 resolved: kept with `status` so the queue's order
+    # is an index scan, not a sort of every open case.
+    queue_rank: int = 0
+    stage: str = "triage"
+    sensitive: bool = False
+    details: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    dedup_key: str | None = None
+    source: str = "vigil"
+    assignee_id: int | None = Field(default=None, foreign_key="responder.id", index=True)
+    policy_id: int | None = Field(default=None, foreign_key="policy.id")
+    # The policy as it was when the case triggered: editing a policy never strands a case.
+    policy_snapshot: dict[str, Any] = _json_column()
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+    acknowledged_at: datetime | None = _utc(nullable=True)
+    acknowledged_by_id: int | None = Field(default=None, foreign_key="responder.id")
+    first_response_at: datetime | None = _utc(nullable=True)
+    resolved_at: datetime | None = _utc(nullable=True)
+    resolved_by_id: int | None = Field(default=None, foreign_key="responder.id")
+    # A cycle is one run of the chain from step 1; reassign and ack timeout start a new one.
+    escalation_cycle: int = 0
+    escalation_step: int = 0  # 1-based step last paged; 0 before the first page
+    escalation_round: int = 0  # 0-based repeat round
+    next_escalation_at: datetime | None = _utc(nullable=True)
+    exhausted: bool = False
+    version: int = 1
+
+
+class CaseNote(SQLModel, table=True):
+    __tablename__ = "case_note"
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="case.id", index=True, ondelete="CASCADE")
+    author_id: int = Field(foreign_key="responder.id")
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class ActionItem(SQLModel, table=True):
+    __tablename__ = "action_item"
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="case.id", index=True, ondelete="CASCADE")
+    title: str
+    owner: str = ""
+    due_at: datetime | None = _utc(nullable=True)
+    status: str = "open"
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class TimelineEvent(SQLModel, table=True):
+    __tablename__ = "timeline_event"
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="case.id", index=True, ondelete="CASCADE")
+    at: datetime = Field(sa_type=UTCDateTime)
+    kind: str
+    actor: str | None = None
+    text: str = ""
+    data: dict[str, Any] = _json_column()
+
+
+# --- escalation -------------------------------------------------------------
+
+
+class StepRun(SQLModel, table=True):
+    """The claim on one (case, step, round): its uniqueness is what makes a page exactly-once."""
+
+    __tablename__ = "step_run"
+    __table_args__ = (UniqueConstraint("case_id", "cycle", "step", "round", name="ux_step_run"),)
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="case.id", index=True, ondelete="CASCADE")
+    cycle: int = 0
+    step: int
+    round: int
+    due_at: datetime = Field(sa_type=UTCDateTime)
+    ran_at: datetime = Field(sa_type=UTCDateTime)
+    engine: str = ""
+    targets: list[str] = _json_list_column()
+    paged: int = 0
+    # Skipped while the engine was down: recorded, never paged, so the claim stays exactly-once.
+    missed: bool = False
+
+
+class Page(SQLModel, table=True):
+    __table_args__ = (
+        UniqueConstraint("case_id", "cycle", "step", "round", "responder_id", name="ux_page"),
+        Index("ix_page_responder_sent", "responder_id", "sent_at"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="case.id", index=True, ondelete="CASCADE")
+    responder_id: int = Field(foreign_key="responder.id")
+    cycle: int = 0
+    step: int  # 0 for a reassign page, else the policy step
+    round: int
+    reason: str = "escalation"  # escalation, reassign, exhausted, manual
+    due_at: datetime = Field(sa_type=UTCDateTime)
+    sent_at: datetime = Field(sa_type=UTCDateTime)
+    acknowledged_at: datetime | None = _utc(nullable=True)
+
+
+class Delivery(SQLModel, table=True):
+    """One channel of one page: an outbox row that survives restarts."""
+
+    __table_args__ = (Index("ix_delivery_pending", "status", "next_attempt_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    page_id: int = Field(foreign_key="page.id", index=True, ondelete="CASCADE")
+    channel: str
+    contact_id: int | None = Field(default=None, foreign_key="contact_method.id")
+    status: str = "pending"  # pending, delivered, failed, unavailable
+    attempts: int = 0
+    next_attempt_at: datetime | None = _utc(nullable=True)
+    last_attempt_at: datetime | None = _utc(nullable=True)
+    delivered_at: datetime | None = _utc(nullable=True)
+    last_error: str | None = None
+    idempotency_key: str = ""
+
+
+class DeliveryAttempt(SQLModel, table=True):
+    __tablename__ = "delivery_attempt"
+    id: int | None = Field(default=None, primary_key=True)
+    delivery_id: int = Field(foreign_key="delivery.id", index=True, ondelete="CASCADE")
+    at: datetime = Field(sa_type=UTCDateTime)
+    ok: bool
+    detail: str = ""
+
+
+class EngineHeartbeat(SQLModel, table=True):
+    __tablename__ = "engine_heartbeat"
+    name: str = Field(primary_key=True)
+    started_at: datetime = Field(sa_type=UTCDateTime)
+    last_cycle_at: datetime = Field(sa_type=UTCDateTime)
+    cycles: int = 0
+
+
+# --- shift work -------------------------------------------------------------
+
+
+class Handover(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    author_id: int = Field(foreign_key="responder.id")
+    incoming_id: int | None = Field(default=None, foreign_key="responder.id")
+    shift_start: datetime = Field(sa_type=UTCDateTime)
+    shift_end: datetime = Field(sa_type=UTCDateTime)
+    notes: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    report: dict[str, Any] = _json_column()
+    submitted_at: datetime = Field(sa_type=UTCDateTime)
+    acknowledged_at: datetime | None = _utc(nullable=True)
+    acknowledged_by_id: int | None = Field(default=None, foreign_key="responder.id")
+
+
+class PostMortem(SQLModel, table=True):
+    __tablename__ = "post_mortem"
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="case.id", unique=True, ondelete="CASCADE")
+    summary: str = ""
+    root_cause: str = ""
+    factors: str = ""
+    status: str = "draft"
+    created_by_id: int = Field(foreign_key="responder.id")
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+# --- audit and change feed --------------------------------------------------
+
+
+class AuditRecord(SQLModel, table=True):
+    """Append-only and hash-chained: `hash` covers `prev_hash` and every field below."""
+
+    __tablename__ = "audit_record"
+    id: int | None = Field(default=None, primary_key=True)
+    seq: int = Field(unique=True)
+    at: datetime = Field(sa_type=UTCDateTime)
+    actor: str
+    action: str
+    case_ref: str | None = Field(default=None, index=True)
+    detail: dict[str, Any] = _json_column()
+    prev_hash: str
+    hash: str
+
+
+class AuditHead(SQLModel, table=True):
+    """A single row locked by every writer: it serialises the chain across consoles."""
+
+    __tablename__ = "audit_head"
+    id: int = Field(default=1, primary_key=True)
+    seq: int = 0
+    hash: str = ""
+
+
+class CaseChange(SQLModel, table=True):
+    """A feed of changed cases: consoles read what changed since their last id."""
+
+    __tablename__ = "case_change"
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(index=True)
+    at: datetime = Field(sa_type=UTCDateTime)
+
+
+class Setting(SQLModel, table=True):
+    key: str = Field(primary_key=True)
+    value: str

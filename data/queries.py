@@ -1,0 +1,184 @@
+"""Read queries the queue, the command line and the engine ask most."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import or_
+from sqlmodel import Session, col, func, select
+from sqlmodel.sql.expression import SelectOfScalar
+
+from data.models import (
+    ActionItem,
+    Case,
+    CaseChange,
+    CaseNote,
+    Delivery,
+    Page,
+    Responder,
+    TimelineEvent,
+)
+
+
+@dataclass(frozen=True)
+class QueueFilter:
+    """What the queue shows. `me` is the viewer's responder id (for `mine`)."""
+
+    mine: bool = False
+    unassigned: bool = False
+    categories: frozenset[str] = frozenset()
+    severities: frozenset[int] = frozenset()
+    include_resolved: bool = False
+    search: str = ""
+    me: int | None = None
+
+
+QUEUE_RANKS = {"triggered": 0, "acknowledged": 1, "resolved": 2}
+
+
+def _filtered(statement: SelectOfScalar[Case], flt: QueueFilter) -> SelectOfScalar[Case]:
+    if not flt.include_resolved:
+        statement = statement.where(col(Case.queue_rank) < QUEUE_RANKS["resolved"])
+    if flt.mine and flt.me is not None:
+        paged_me = select(Page.case_id).where(Page.responder_id == flt.me)
+        statement = statement.where(
+            or_(col(Case.assignee_id) == flt.me, col(Case.id).in_(paged_me))
+        )
+    if flt.unassigned:
+        statement = statement.where(col(Case.assignee_id).is_(None))
+    if flt.categories:
+        statement = statement.where(col(Case.category).in_(sorted(flt.categories)))
+    if flt.severities:
+        statement = statement.where(col(Case.severity).in_(sorted(flt.severities)))
+    if flt.search.strip():
+        needle = f"%{flt.search.strip().lower()}%"
+        statement = statement.where(
+            or_(func.lower(Case.title).like(needle), func.lower(Case.ref).like(needle))
+        )
+    return statement
+
+
+def queue_order(statement: SelectOfScalar[Case]) -> SelectOfScalar[Case]:
+    """Unacknowledged first, then severity, then the oldest (least SLA time left)."""
+    return statement.order_by(
+        col(Case.queue_rank), col(Case.severity), col(Case.created_at), col(Case.id)
+    )
+
+
+def queue_count(session: Session, flt: QueueFilter) -> int:
+    statement = _filtered(select(Case), flt).with_only_columns(func.count(col(Case.id)))
+    return int(session.exec(statement).one())  # type: ignore[call-overload]
+
+
+def queue_window(session: Session, flt: QueueFilter, offset: int, limit: int) -> list[Case]:
+    statement = queue_order(_filtered(select(Case), flt)).offset(offset).limit(limit)
+    return list(session.exec(statement).all())
+
+
+def queue_position(session: Session, flt: QueueFilter, case: Case) -> int | None:
+    """Where a case sits in the ordered queue, or None if the filter hides it."""
+    rank = case.queue_rank
+    visible = _filtered(select(Case), flt).where(col(Case.id) == case.id)
+    if session.exec(visible).first() is None:
+        return None
+    before = _filtered(select(Case), flt).where(
+        or_(
+            col(Case.queue_rank) < rank,
+            (col(Case.queue_rank) == rank) & (col(Case.severity) < case.severity),
+            (col(Case.queue_rank) == rank)
+            & (col(Case.severity) == case.severity)
+            & (
+                (col(Case.created_at) < case.created_at)
+                | ((col(Case.created_at) == case.created_at) & (col(Case.id) < case.id))
+            ),
+        )
+    )
+    statement = before.with_only_columns(func.count(col(Case.id)))
+    return int(session.exec(statement).one())  # type: ignore[call-overload]
+
+
+def case_by_ref(session: Session, ref: str) -> Case | None:
+    return session.exec(select(Case).where(Case.ref == ref.strip().upper())).first()
+
+
+def cases(session: Session, status: str | None = None, limit: int | None = None) -> list[Case]:
+    statement = select(Case)
+    if status:
+        statement = statement.where(Case.status == status)
+    statement = queue_order(statement)
+    if limit:
+        statement = statement.limit(limit)
+    return list(session.exec(statement).all())
+
+
+def handles(session: Session, ids: Sequence[int | None]) -> dict[int, str]:
+    wanted = sorted({i for i in ids if i is not None})
+    if not wanted:
+        return {}
+    rows = session.exec(select(Responder).where(col(Responder.id).in_(wanted))).all()
+    return {r.id: r.handle for r in rows if r.id is not None}
+
+
+def pages_for(session: Session, case_ids: Sequence[int]) -> list[Page]:
+    if not case_ids:
+        return []
+    return list(
+        session.exec(
+            select(Page)
+            .where(col(Page.case_id).in_(case_ids))
+            .order_by(col(Page.sent_at), col(Page.id))
+        ).all()
+    )
+
+
+def deliveries_for(session: Session, page_ids: Sequence[int]) -> list[Delivery]:
+    if not page_ids:
+        return []
+    return list(
+        session.exec(
+            select(Delivery).where(col(Delivery.page_id).in_(page_ids)).order_by(col(Delivery.id))
+        ).all()
+    )
+
+
+def timeline_of(session: Session, case_id: int) -> list[TimelineEvent]:
+    return list(
+        session.exec(
+            select(TimelineEvent)
+            .where(TimelineEvent.case_id == case_id)
+            .order_by(col(TimelineEvent.at), col(TimelineEvent.id))
+        ).all()
+    )
+
+
+def notes_of(session: Session, case_id: int) -> list[CaseNote]:
+    return list(
+        session.exec(
+            select(CaseNote).where(CaseNote.case_id == case_id).order_by(col(CaseNote.id))
+        ).all()
+    )
+
+
+def action_items_of(session: Session, case_id: int) -> list[ActionItem]:
+    return list(
+        session.exec(
+            select(ActionItem).where(ActionItem.case_id == case_id).order_by(col(ActionItem.id))
+        ).all()
+    )
+
+
+def latest_change_id(session: Session) -> int:
+    latest = session.exec(select(func.max(CaseChange.id))).one()
+    return int(latest or 0)
+
+
+def changes_since(session: Session, after_id: int, limit: int = 5000) -> list[CaseChange]:
+    return list(
+        session.exec(
+            select(CaseChange)
+            .where(col(CaseChange.id) > after_id)
+            .order_by(col(CaseChange.id))
+            .limit(limit)
+        ).all()
+    )

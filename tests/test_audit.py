@@ -1,0 +1,100 @@
+"""The audit chain detects an edited, a deleted and a reordered record."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+from sqlmodel import select
+
+from app.cases import CaseService
+from app.clock import FakeClock
+from data import audit
+from data.db import Database
+from data.models import AuditRecord
+from tests.factories import add_responder
+
+
+@pytest.fixture
+def chained(any_db: Database, clock: FakeClock) -> Database:
+    add_responder(any_db, "ana")
+    service = CaseService(any_db, clock)
+    for n in range(3):
+        ref = service.open_case("ana", title=f"Case {n}", category="other", severity=4).ref
+        clock.advance(minutes=1)
+        service.add_note("ana", ref, f"note {n}")
+    return any_db
+
+
+def _verify(db: Database) -> audit.ChainReport:
+    with db.read() as session:
+        return audit.verify(session)
+
+
+def test_intact_chain_verifies(chained: Database) -> None:
+    report = _verify(chained)
+    assert report.ok
+    assert report.checked == 6
+
+
+def test_edited_record_is_named(chained: Database) -> None:
+    with chained.write() as session:
+        session.execute(text("UPDATE audit_record SET actor = 'mallory' WHERE seq = 3"))
+    report = _verify(chained)
+    assert not report.ok
+    assert report.bad_seq == 3
+    assert "changed" in report.reason
+
+
+def test_edited_detail_is_named(chained: Database) -> None:
+    with chained.write() as session:
+        record = session.exec(select(AuditRecord).where(AuditRecord.seq == 2)).one()
+        record.detail = {"length": 999}
+        session.add(record)
+    report = _verify(chained)
+    assert (report.ok, report.bad_seq) == (False, 2)
+
+
+def test_deleted_record_is_named(chained: Database) -> None:
+    with chained.write() as session:
+        session.execute(text("DELETE FROM audit_record WHERE seq = 4"))
+    report = _verify(chained)
+    assert not report.ok
+    assert report.bad_seq == 5
+    assert "deleted" in report.reason
+
+
+def test_deleted_tail_is_detected(chained: Database) -> None:
+    with chained.write() as session:
+        session.execute(text("DELETE FROM audit_record WHERE seq = 6"))
+    report = _verify(chained)
+    assert not report.ok
+    assert report.bad_seq == 6
+
+
+def test_reordered_records_are_detected(chained: Database) -> None:
+    with chained.write() as session:
+        session.execute(text("UPDATE audit_record SET seq = -2 WHERE seq = 2"))
+        session.execute(text("UPDATE audit_record SET seq = 2 WHERE seq = 3"))
+        session.execute(text("UPDATE audit_record SET seq = 3 WHERE seq = -2"))
+    report = _verify(chained)
+    assert not report.ok
+    assert report.bad_seq in (2, 3)
+
+
+def test_rehashing_one_record_still_breaks_the_next(chained: Database) -> None:
+    """Recomputing an edited record's own hash does not help: its successor no longer fits."""
+    with chained.write() as session:
+        record = session.exec(select(AuditRecord).where(AuditRecord.seq == 2)).one()
+        record.actor = "mallory"
+        record.hash = audit.record_digest(
+            record.prev_hash,
+            record.seq,
+            record.at,
+            record.actor,
+            record.action,
+            record.case_ref,
+            record.detail,
+        )
+        session.add(record)
+    report = _verify(chained)
+    assert (report.ok, report.bad_seq) == (False, 3)
