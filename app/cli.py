@@ -15,7 +15,7 @@ from typing import Any, NoReturn, TextIO
 
 from app.cases import CaseService
 from app.clock import Clock, SystemClock
-from app.errors import BadInput, NotFound, Refused, VigilError
+from app.errors import BadInput, NotFound, NothingToDo, Refused, VigilError
 from data.db import Database, DatabaseError, SchemaOutOfDate
 from data.domain import Category
 
@@ -227,6 +227,8 @@ def cmd_intake(ctx: Context) -> int:
             raise BadInput("FILE", f"no such file {source!r}")
         text = path.read_text(encoding="utf-8", errors="replace")
     outcome = store_intake(ctx.cases, ctx.actor, text, ctx.args.format)
+    if outcome.is_empty():
+        raise NothingToDo("vigil intake: the input holds no events")
     start_escalation(ctx, outcome.case_ids)
     ctx.emit(outcome.as_json(), outcome.as_text())
     for error in outcome.errors:
@@ -369,6 +371,48 @@ def open_console(ctx: Context, *, as_handle: str) -> int:
 # --- parser -----------------------------------------------------------------
 
 
+@dataclass
+class Commands:
+    """Where commands are added: the top level, or a group such as `team` or `audit`."""
+
+    subparsers: Any
+    common: argparse.ArgumentParser
+    prefix: str = "vigil"
+
+    def add(
+        self, name: str, handler: Callable[[Context], int], help_text: str
+    ) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = self.subparsers.add_parser(
+            name, parents=[self.common], help=help_text, description=help_text
+        )
+        parser.set_defaults(handler=handler)
+        return parser
+
+    def group(self, name: str, help_text: str) -> Commands:
+        """A command that only holds actions (`vigil team apply`, `vigil team export`)."""
+        prog = f"{self.prefix} {name}"
+
+        def missing(_ctx: Context) -> int:
+            actions = " | ".join(sorted(nested.subparsers.choices))
+            raise UsageError(f"{prog}: expected an action: {actions}")
+
+        parser = self.add(name, missing, help_text)
+        nested = Commands(
+            parser.add_subparsers(dest=f"{name}_action", parser_class=_Parser, metavar="ACTION"),
+            self.common,
+            prog,
+        )
+        return nested
+
+
+def _command_extensions() -> list[Callable[[Commands], None]]:
+    """Command modules beside this one register their own commands here."""
+    return []
+
+
+EXTENSIONS: list[Callable[[Commands], None]] = _command_extensions()
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument(
@@ -402,14 +446,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="open the console without the in-process escalation loop",
     )
     parser.set_defaults(handler=cmd_console)
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
-
-    def command(
-        name: str, handler: Callable[[Context], int], help_text: str
-    ) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
-        p.set_defaults(handler=handler)
-        return p
+    commands = Commands(
+        parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND"), common
+    )
+    command = commands.add
 
     p = command(
         "demo", cmd_demo, "fill the database with a realistic demo desk, then open the console"
@@ -418,18 +458,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-console", action="store_true", help="do not open the console afterwards")
     p.add_argument("--no-engine", action="store_true", help=argparse.SUPPRESS)
 
-    team = command(
-        "team",
-        lambda ctx: _missing(ctx, "team apply FILE.toml | team export"),
-        "declare or export the team",
-    )
-    team_sub = team.add_subparsers(dest="team_command", parser_class=_Parser, metavar="ACTION")
-    p = team_sub.add_parser("apply", parents=[common], help="apply a team file (idempotent)")
+    team = commands.group("team", "declare or export the team")
+    p = team.add("apply", cmd_team_apply, "apply a team file (idempotent)")
     p.add_argument("file", metavar="FILE.toml")
     p.add_argument("--dry-run", action="store_true", help="show what would change, change nothing")
-    p.set_defaults(handler=cmd_team_apply)
-    p = team_sub.add_parser("export", parents=[common], help="print the team as a team file")
-    p.set_defaults(handler=cmd_team_export)
+    team.add("export", cmd_team_export, "print the team as a team file")
 
     p = command("page", cmd_page, "open a case and start escalation; prints its reference")
     p.add_argument("--title", required=True)
@@ -482,25 +515,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("engine", cmd_engine, "run the escalation loop without a screen")
     p.add_argument("--once", action="store_true", help="process what is due, then exit")
 
-    audit_p = command(
-        "audit", lambda ctx: _missing(ctx, "audit verify | audit log"), "the audit chain"
-    )
-    audit_sub = audit_p.add_subparsers(dest="audit_command", parser_class=_Parser, metavar="ACTION")
-    p = audit_sub.add_parser("verify", parents=[common], help="check the hash chain")
-    p.set_defaults(handler=cmd_audit_verify)
-    p = audit_sub.add_parser("log", parents=[common], help="list audit records")
+    audit_group = commands.group("audit", "the audit chain")
+    audit_group.add("verify", cmd_audit_verify, "check the hash chain")
+    p = audit_group.add("log", cmd_audit_log, "list audit records")
     p.add_argument("--case", metavar="REF")
-    p.set_defaults(handler=cmd_audit_log)
 
-    db_p = command("db", lambda ctx: _missing(ctx, "db upgrade"), "database maintenance")
-    db_sub = db_p.add_subparsers(dest="db_command", parser_class=_Parser, metavar="ACTION")
-    p = db_sub.add_parser("upgrade", parents=[common], help="apply schema migrations")
-    p.set_defaults(handler=cmd_db_upgrade)
+    db_group = commands.group("db", "database maintenance")
+    db_group.add("upgrade", cmd_db_upgrade, "apply schema migrations")
+
+    for register in EXTENSIONS:
+        register(commands)
     return parser
-
-
-def _missing(ctx: Context, usage: str) -> int:
-    raise UsageError(f"vigil {ctx.args.command}: expected {usage}")
 
 
 def main(

@@ -23,6 +23,16 @@ class IntakeOutcome:
     case_ids: list[int] = field(default_factory=list)
     errors: list[IntakeError] = field(default_factory=list)
 
+    def is_empty(self) -> bool:
+        return not (
+            self.opened
+            or self.deduplicated
+            or self.acknowledged
+            or self.resolved
+            or self.unchanged
+            or self.errors
+        )
+
     def as_json(self) -> dict[str, Any]:
         return {
             "opened": self.opened,

@@ -1,0 +1,188 @@
+"""The command line: the contract's commands, flags, JSON and exit codes."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.cli import main
+from app.clock import FakeClock
+from data.db import Database
+from tests.factories import add_policy, add_responder
+
+
+class Run:
+    def __init__(self, url: str, clock: FakeClock) -> None:
+        self.url = url
+        self.clock = clock
+
+    def __call__(self, *argv: str, who: str = "ana") -> tuple[int, str, str]:
+        out, err = io.StringIO(), io.StringIO()
+        code = main(["--db", self.url, "--as", who, *argv], clock=self.clock, out=out, err=err)
+        return code, out.getvalue(), err.getvalue()
+
+    def json(self, *argv: str, who: str = "ana") -> object:
+        code, out, err = self(*argv, "--json", who=who)
+        assert code == 0, err
+        return json.loads(out)
+
+
+@pytest.fixture
+def run(db: Database, sqlite_url: str, clock: FakeClock) -> Run:
+    add_responder(db, "ana")
+    add_responder(db, "ben")
+    add_responder(db, "sam", "supervisor")
+    add_policy(db, "emergency", [(300, ["user:ana"]), (600, ["user:sam"])], route=["default"])
+    return Run(sqlite_url, clock)
+
+
+def test_page_prints_the_reference_and_pages_step_one(run: Run) -> None:
+    code, out, _ = run("page", "--title", "EDR: Metro PD", "--category", "edr", "--severity", "1")
+    assert (code, out.strip()) == (0, "ESC-0001")
+    body = run.json("show", "ESC-0001")
+    assert isinstance(body, dict)
+    assert body["status"] == "triggered"
+    assert body["severity"] == "sev1"
+    assert [(p["handle"], p["step"], p["round"]) for p in body["pages"]] == [("ana", 1, 0)]
+    for key in (
+        "ref title category severity status stage assignee sensitive created_at "
+        "acknowledged_at acknowledged_by resolved_at escalation_step escalation_round pages"
+    ).split():
+        assert key in body
+    assert body["created_at"].endswith("Z")
+
+
+def test_page_with_dedup_key_returns_the_open_case(run: Run) -> None:
+    args = ["page", "--title", "T", "--category", "other", "--severity", "sev3"]
+    assert run(*args, "--dedup-key", "k")[1].strip() == "ESC-0001"
+    code, out, _ = run(*args, "--dedup-key", "k")
+    assert code == 0
+    assert out.startswith("ESC-0001")
+
+
+@pytest.mark.parametrize(
+    ("argv", "field"),
+    [
+        (["--category", "spam", "--severity", "1"], "category"),
+        (["--category", "edr", "--severity", "9"], "severity"),
+        (["--category", "edr", "--severity", "1", "--policy", "nope"], "policy"),
+    ],
+)
+def test_bad_input_exits_2_naming_the_field(run: Run, argv: list[str], field: str) -> None:
+    code, out, err = run("page", "--title", "T", *argv)
+    assert code == 2
+    assert f"{field}:" in err
+    assert out == ""
+    assert run.json("cases") == []
+
+
+def test_usage_errors_exit_2(run: Run) -> None:
+    assert run("page", "--title", "T")[0] == 2
+    assert run("frobnicate")[0] == 2
+    code, _, err = run("team")
+    assert code == 2
+    assert "apply | export" in err
+
+
+def test_refusals_exit_1(run: Run) -> None:
+    run("page", "--title", "T", "--category", "edr", "--severity", "1")
+    assert run("ack", "ESC-0099")[0] == 1
+    assert run("ack", "ESC-0001")[0] == 0
+    code, _, err = run("ack", "ESC-0001")
+    assert code == 1
+    assert "already acknowledged" in err
+    code, _, err = run("reassign", "ESC-0001", "--to", "ben", who="ben")
+    assert code == 1
+    assert "supervisors" in err
+    assert run("reassign", "ESC-0001", "--to", "ben", who="sam")[0] == 0
+    assert run("cases", who="mallory")[0] == 0  # reading needs no role
+    code, _, err = run("note", "ESC-0001", "hi", who="mallory")
+    assert code == 1
+    assert "not an active responder" in err
+
+
+def test_case_lifecycle_from_the_command_line(run: Run) -> None:
+    run("page", "--title", "Threat", "--category", "threat_to_life", "--severity", "1")
+    assert run("note", "ESC-0001", "Called the reporting agency")[0] == 0
+    assert run("ack", "ESC-0001")[0] == 0
+    assert run("resolve", "ESC-0001", "--note", "Handed to local police")[0] == 0
+    assert run.json("cases") == []
+    resolved = run.json("cases", "--status", "resolved")
+    assert isinstance(resolved, list)
+    assert [c["ref"] for c in resolved] == ["ESC-0001"]
+    assert run("cases", "--status", "open")[0] == 2
+
+
+def test_show_hides_sensitive_details_until_revealed_and_audits(run: Run) -> None:
+    run("page", "--title", "Report", "--category", "csea", "--severity", "1", "--details", "HASH-7")
+    code, out, _ = run("show", "ESC-0001")
+    assert code == 0
+    assert "HASH-7" not in out
+    assert "hidden" in out
+    body = run.json("show", "ESC-0001")
+    assert isinstance(body, dict)
+    assert "HASH-7" not in json.dumps(body)
+    code, out, _ = run("show", "ESC-0001", "--reveal")
+    assert "HASH-7" in out
+    log = run.json("audit", "log", "--case", "ESC-0001")
+    assert isinstance(log, list)
+    assert [r["action"] for r in log][-1] == "case.reveal"
+
+
+def test_audit_verify_exit_codes(run: Run, db: Database) -> None:
+    run("page", "--title", "T", "--category", "edr", "--severity", "1")
+    assert run("audit", "verify")[0] == 0
+    with db.write() as session:
+        from sqlalchemy import text
+
+        session.execute(text("UPDATE audit_record SET actor = 'x' WHERE seq = 1"))
+    code, out, _ = run("audit", "verify")
+    assert code == 1
+    assert "record 1" in out
+
+
+def test_intake_stores_good_events_and_reports_bad_ones(run: Run, tmp_path: Path) -> None:
+    events = [
+        {"title": "EDR: County Sheriff", "category": "edr", "severity": "sev1", "dedup_key": "a"},
+        {"title": "No category", "severity": "sev2"},
+        {"title": "Preservation", "category": "preservation", "severity": 4},
+    ]
+    path = tmp_path / "events.json"
+    path.write_text(json.dumps(events))
+    code, out, err = run("intake", str(path))
+    assert code == 2
+    assert "event 2" in err
+    assert "category" in err
+    cases = run.json("cases")
+    assert isinstance(cases, list)
+    assert sorted(c["title"] for c in cases) == ["EDR: County Sheriff", "Preservation"]
+    ack = tmp_path / "ack.json"
+    ack.write_text(json.dumps({"action": "acknowledge", "dedup_key": "a"}))
+    assert run("intake", str(ack))[0] == 0
+    assert run("intake", str(tmp_path / "missing.json"))[0] == 2
+
+
+def test_db_upgrade_on_a_current_database(run: Run) -> None:
+    code, out, _ = run("db", "upgrade")
+    assert code == 0
+    assert "Schema at" in out
+
+
+def test_the_installed_entry_point_runs(tmp_path: Path) -> None:
+    env = {**os.environ, "VIGIL_DB": f"sqlite:///{tmp_path / 'e.db'}", "VIGIL_USER": "nobody"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "app.cli", "cases", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == []
