@@ -242,7 +242,7 @@ def cmd_team_apply(ctx: Context) -> int:
     try:
         spec = load_team_file(Path(ctx.args.file))
     except TeamFileError as exc:
-        ctx.err.write(f"vigil team apply: {ctx.args.file}: nothing was applied\n{exc}\n")
+        ctx.err.write(f"vigil team apply: {exc}\n")
         return EXIT_USAGE
     result = apply_team(
         ctx.db, spec, actor=ctx.actor, now=ctx.clock.now(), dry_run=ctx.args.dry_run
@@ -407,7 +407,9 @@ class Commands:
 
 def _command_extensions() -> list[Callable[[Commands], None]]:
     """Command modules beside this one register their own commands here."""
-    return []
+    from app import cli_casework, cli_shift
+
+    return [cli_casework.register, cli_shift.register]
 
 
 EXTENSIONS: list[Callable[[Commands], None]] = _command_extensions()

@@ -40,10 +40,16 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def db(sqlite_url: str) -> Iterator[Database]:
+def sqlite_db(sqlite_url: str) -> Iterator[Database]:
     database = Database.open(sqlite_url)
     yield database
     database.dispose()
+
+
+@pytest.fixture
+def db(sqlite_db: Database) -> Database:
+    """The default test database: a fresh SQLite file."""
+    return sqlite_db
 
 
 @pytest.fixture
@@ -71,9 +77,9 @@ def pg_db(pg_url: str) -> Iterator[Database]:
     database.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.pg)])
 def any_db(request: pytest.FixtureRequest) -> Database:
     """The same test on SQLite and on PostgreSQL."""
-    name = "db" if request.param == "sqlite" else "pg_db"
+    name = "sqlite_db" if request.param == "sqlite" else "pg_db"
     database: Database = request.getfixturevalue(name)
     return database

@@ -1,0 +1,924 @@
+"""The team file: parse, check every problem at once, plan, apply idempotently, export."""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlmodel import SQLModel, col, select
+
+from app import team as team_module
+from app.policies import snapshot_policy
+from app.rotations import HolidaySpec
+from app.team import (
+    ContactSpec,
+    ResponderSpec,
+    TeamError,
+    TeamFileError,
+    TeamPermissionError,
+    TeamSpec,
+    apply_team,
+    export_team,
+    load_team_file,
+    parse_team,
+    plan_apply,
+    validate,
+)
+from data import audit
+from data.db import Database
+from data.models import (
+    AuditRecord,
+    Case,
+    ContactMethod,
+    Delivery,
+    Holiday,
+    Override,
+    Page,
+    Policy,
+    PolicyStep,
+    Responder,
+    Rotation,
+    RotationMember,
+    Routing,
+    Schedule,
+    ScheduleLayer,
+    SlaTarget,
+)
+
+FIXTURES = Path(__file__).parent / "fixtures" / "team"
+NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+SECRETS = ("s3cr3t-ana", "eli-secret")
+
+
+# --- fixtures (candidates for tests/conftest.py) ----------------------------
+
+
+@pytest.fixture
+def db(any_db: Database) -> Database:
+    """Team tests run on SQLite and (with VIGIL_TEST_PG) on PostgreSQL."""
+    return any_db
+
+
+def dump(db: Database) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table, in key order: equal dumps mean nothing was stored."""
+    with db.engine.connect() as connection:
+        return {
+            table.name: [
+                tuple(row)
+                for row in connection.execute(table.select().order_by(*table.primary_key.columns))
+            ]
+            for table in SQLModel.metadata.sorted_tables
+        }
+
+
+def audit_count(db: Database) -> int:
+    with db.read() as session:
+        return audit.count(session)
+
+
+# --- helpers ----------------------------------------------------------------
+
+
+def good_text() -> str:
+    return (FIXTURES / "good.toml").read_text()
+
+
+def edited(*replacements: tuple[str, str], base: str | None = None) -> str:
+    """The good file with exact replacements; each must match so a test cannot go stale."""
+    result = good_text() if base is None else base
+    for old, new in replacements:
+        assert old in result, f"not in the file: {old!r}"
+        result = result.replace(old, new, 1)
+    return result
+
+
+def without_blocks(text_: str, starts: list[str]) -> str:
+    """Drop whole tables (up to the next blank line) that begin with one of `starts`."""
+    blocks = text_.split("\n\n")
+    kept = [b for b in blocks if not any(b.strip().startswith(s) for s in starts)]
+    assert len(kept) == len(blocks) - len(starts), "a block to drop was not found"
+    return "\n\n".join(kept)
+
+
+def apply_text(
+    db: Database, text_: str, *, actor: str = "cara", dry_run: bool = False
+) -> team_module.ApplyResult:
+    return apply_team(db, parse_team(text_, "test.toml"), actor=actor, now=NOW, dry_run=dry_run)
+
+
+def bootstrap(db: Database) -> team_module.ApplyResult:
+    """The first file of an empty database, applied by someone not (yet) on the team."""
+    return apply_text(db, good_text(), actor="root")
+
+
+def pk(row: Any) -> int:
+    assert row.id is not None
+    return int(row.id)
+
+
+def add_console_override(db: Database, who: str, start: datetime, reason: str = "") -> None:
+    """An override on "primary" placed from a console, not from the file."""
+    with db.write() as session:
+        primary = session.exec(select(Schedule).where(Schedule.name == "primary")).one()
+        person = session.exec(select(Responder).where(Responder.handle == who)).one()
+        session.add(
+            Override(
+                schedule_id=pk(primary),
+                responder_id=pk(person),
+                starts_at=start,
+                ends_at=start + timedelta(days=1),
+                reason=reason,
+            )
+        )
+
+
+def export(db: Database) -> str:
+    with db.read() as session:
+        return export_team(session)
+
+
+def errors_of(text_: str) -> list[TeamError]:
+    with pytest.raises(TeamFileError) as caught:
+        parse_team(text_, "test.toml")
+    return caught.value.errors
+
+
+def paths(text_: str) -> list[str]:
+    return [error.path for error in errors_of(text_)]
+
+
+# --- parsing the good file --------------------------------------------------
+
+
+def test_good_file_parses_into_a_spec() -> None:
+    spec = load_team_file(FIXTURES / "good.toml")
+
+    assert [r.handle for r in spec.responders] == ["ana", "ben", "cara", "dev", "eli"]
+    ana = spec.responders[0]
+    assert ana.contacts[1].kind == "webhook"
+    assert ana.contacts[1].secret == "s3cr3t-ana"
+    assert "s3cr3t-ana" not in repr(spec)
+    syd, us, _, supervisors = spec.rotations
+    assert syd.days == frozenset({1, 2, 3, 4, 5})
+    assert syd.hours is not None
+    assert us.start == date(2026, 11, 2)  # a TOML date as well as a string
+    assert supervisors.shift == timedelta(days=7)  # "1w"
+    # Without an offset: the schedule's zone (Sydney, +11 in summer).
+    assert spec.overrides[1].start == datetime(2026, 12, 31, 7, 0, tzinfo=UTC)
+    assert spec.overrides[0].start == datetime(2026, 12, 24, 9, 0, tzinfo=UTC)
+    assert spec.policies[0].steps[1].require_all is True
+    assert spec.policies[0].ack_timeout == timedelta(minutes=30)
+    assert dict(spec.routing)["csea"] == "emergency"
+    assert [s.severity for s in spec.slas] == [1, 2, 4]
+
+
+def test_override_without_offset_falls_back_to_first_layer_zone() -> None:
+    text_ = edited(
+        ("from = 2027-01-04T00:00:00Z", 'from = "2027-01-04T09:00:00"'),
+        ("to = 2027-01-05T00:00:00Z", 'to = "2027-01-05T09:00:00"'),
+    )
+    # "secondary" has no timezone key; its first layer "supervisors" is in UTC.
+    override = parse_team(text_).overrides[2]
+    assert override.start == datetime(2027, 1, 4, 9, 0, tzinfo=UTC)
+
+
+# --- applying ---------------------------------------------------------------
+
+
+def test_good_file_applies(db: Database) -> None:
+    result = bootstrap(db)
+
+    assert result.applied
+    assert not result.plan.empty
+    assert result.plan.summary()["responder"] == {"added": 5, "changed": 0, "removed": 0}
+    with db.read() as session:
+        responders = {r.handle: r for r in session.exec(select(Responder))}
+        assert responders["cara"].role == "supervisor"
+        assert responders["cara"].active
+        assert responders["eli"].name == 'Eli "E" Stone'
+        ana_contacts = session.exec(
+            select(ContactMethod)
+            .where(ContactMethod.responder_id == responders["ana"].id)
+            .order_by(col(ContactMethod.position))
+        ).all()
+        assert [(c.kind, c.url, c.secret) for c in ana_contacts] == [
+            ("desktop", None, None),
+            ("webhook", "https://chat.example/hook/ana", "s3cr3t-ana"),
+        ]
+        syd = session.exec(select(Rotation).where(Rotation.name == "syd-day")).one()
+        assert (syd.shift, syd.handoff, syd.days, syd.hours) == (
+            "1d",
+            "08:00",
+            "tue,wed,thu,fri,sat",
+            "08:00-20:00",
+        )
+        dub = session.exec(select(Rotation).where(Rotation.name == "dub-day")).one()
+        members = session.exec(
+            select(RotationMember)
+            .where(RotationMember.rotation_id == dub.id)
+            .order_by(col(RotationMember.position))
+        ).all()
+        by_id = {r.id: r.handle for r in responders.values()}
+        assert [by_id[m.responder_id] for m in members] == ["cara", "dev", "cara"]
+        primary = session.exec(select(Schedule).where(Schedule.name == "primary")).one()
+        assert primary.holiday_cover_id == responders["ben"].id
+        layers = session.exec(
+            select(ScheduleLayer)
+            .where(ScheduleLayer.schedule_id == primary.id)
+            .order_by(col(ScheduleLayer.position))
+        ).all()
+        rotation_names = {r.id: r.name for r in session.exec(select(Rotation))}
+        assert [rotation_names[layer.rotation_id] for layer in layers] == [
+            "syd-day",
+            "dub-day",
+            "us-day",
+        ]
+        overrides = session.exec(select(Override).order_by(col(Override.starts_at))).all()
+        assert overrides[0].starts_at == datetime(2026, 12, 24, 9, 0, tzinfo=UTC)
+        assert overrides[0].reason == "Christmas swap"
+        assert overrides[0].created_at == NOW
+        emergency = session.exec(select(Policy).where(Policy.name == "emergency")).one()
+        assert snapshot_policy(session, emergency) == {
+            "name": "emergency",
+            "repeat": 2,
+            "ack_timeout_seconds": 1800,
+            "steps": [
+                {"delay_seconds": 300, "targets": ["schedule:primary"], "require_all": False},
+                {
+                    "delay_seconds": 600,
+                    "targets": ["schedule:secondary", "role:supervisor"],
+                    "require_all": True,
+                },
+            ],
+        }
+        routes = {r.category: r.policy_id for r in session.exec(select(Routing))}
+        assert routes["csea"] == emergency.id
+        assert len(routes) == 4
+        slas = {
+            s.severity: (s.ack_seconds, s.respond_seconds) for s in session.exec(select(SlaTarget))
+        }
+        assert slas == {1: (300, 1800), 2: (900, 7200), 4: (14400, 86400)}
+        holidays = session.exec(select(Holiday).order_by(col(Holiday.day))).all()
+        assert [(h.day, h.name) for h in holidays] == [
+            (date(2026, 12, 25), "Christmas Day"),
+            (date(2026, 12, 26), "Boxing Day"),
+        ]
+        records = audit.verify(session)
+        assert records.ok
+        assert records.checked == 1
+
+
+def test_apply_writes_one_audit_record_with_the_plan(db: Database) -> None:
+    result = bootstrap(db)
+    with db.read() as session:
+        record = session.exec(select(AuditRecord)).one()
+    assert (record.actor, record.action) == ("root", "team.apply")
+    assert record.detail["summary"] == result.plan.summary()
+    assert record.detail["changes"] == result.plan.lines()
+    assert not any(secret in str(record.detail) for secret in SECRETS)
+
+
+def test_apply_twice_is_idempotent(db: Database) -> None:
+    bootstrap(db)
+    before, records = dump(db), audit_count(db)
+
+    second = apply_text(db, good_text())
+
+    assert second.plan.empty
+    assert second.plan.lines() == []
+    assert not second.applied
+    assert dump(db) == before
+    assert audit_count(db) == records
+
+
+def test_export_round_trips(db: Database) -> None:
+    bootstrap(db)
+    exported = export(db)
+    before, records = dump(db), audit_count(db)
+
+    result = apply_text(db, exported)
+
+    assert result.plan.empty, result.plan.lines()
+    assert dump(db) == before
+    assert audit_count(db) == records
+    assert export(db) == exported  # deterministic
+    assert exported.startswith("# Vigil team file")
+    assert "Secrets are never exported" in exported
+
+
+def test_export_writes_utc_times_dates_and_durations(db: Database) -> None:
+    bootstrap(db)
+    exported = export(db)
+    assert 'from = "2026-12-31T07:00:00+00:00"' in exported
+    assert 'start = "2026-11-02"' in exported
+    assert 'shift = "7d"' in exported  # "1w" in the file, spelt by format_duration
+    assert '{ delay = "10m", targets = ["schedule:secondary", "role:supervisor"], ' in exported
+
+
+def test_export_of_an_empty_database_applies_as_nothing(sqlite_db: Database) -> None:
+    exported = export(sqlite_db)
+    assert parse_team(exported) == parse_team("")
+    assert apply_text(sqlite_db, exported, actor="root").plan.empty
+
+
+def test_dry_run_writes_nothing(db: Database) -> None:
+    empty = dump(db)
+    first = apply_text(db, good_text(), actor="root", dry_run=True)
+    assert not first.applied
+    assert len(first.plan.changes) == 25
+    assert dump(db) == empty
+
+    bootstrap(db)
+    before = dump(db)
+    changed = apply_text(db, edited(('role = "specialist"', 'role = "admin"')), dry_run=True)
+    assert changed.plan.lines() == ["~ responder ana: role: specialist -> admin"]
+    assert dump(db) == before
+
+
+def test_plan_apply_reports_changes_without_writing(sqlite_db: Database) -> None:
+    bootstrap(sqlite_db)
+    before = dump(sqlite_db)
+    spec = parse_team(edited(('sev2 = { ack = "15m", respond = "2h" }', "")))
+    with sqlite_db.read() as session:
+        plan = plan_apply(session, spec)
+    assert plan.lines() == ["- sla sev2"]
+    assert dump(sqlite_db) == before
+
+
+def test_the_file_is_the_whole_team(db: Database) -> None:
+    bootstrap(db)
+    with db.write() as session:
+        routine = session.exec(select(Policy).where(Policy.name == "routine")).one()
+        session.add(
+            Case(
+                ref="ESC-0001",
+                title="Routine request",
+                category="other",
+                severity=4,
+                policy_id=routine.id,
+                policy_snapshot=snapshot_policy(session, routine),
+                created_at=NOW,
+                updated_at=NOW,
+            )
+        )
+    smaller = edited(
+        # dev leaves the team; routine policy, us-day rotation and the secondary schedule go.
+        ('[[responder]]\nhandle = "dev"', '[[unused]]\nhandle = "dev"'),
+        (', "dev", "cara"]', ', "cara"]'),
+        ('layers = ["syd-day", "dub-day", "us-day"]', 'layers = ["syd-day", "dub-day"]'),
+        ('default = "routine"', 'default = "emergency"'),
+        (
+            'role = "specialist"\ntimezone = "Australia/Sydney"\ncontacts = [{ kind = "console" }',
+            'role = "supervisor"\ntimezone = "Australia/Sydney"\ncontacts = [{ kind = "console" }',
+        ),
+    )
+    smaller = without_blocks(smaller, ["[[unused]]", '[[rotation]]\nname = "us-day"'])
+    smaller = without_blocks(
+        smaller,
+        [
+            '[[schedule]]\nname = "secondary"',
+            '[[override]]\nschedule = "secondary"',
+            '[[override]]\nschedule = "primary"\nwho = "dev"',
+            '[[policy]]\nname = "routine"',
+        ],
+    )
+    smaller = smaller.replace(
+        'targets = ["schedule:secondary", "role:supervisor"]', 'targets = ["role:supervisor"]'
+    )
+
+    result = apply_text(db, smaller)
+
+    lines = result.plan.lines()
+    assert "- responder dev: deactivated" in lines
+    assert "~ responder ben: role: specialist -> supervisor" in lines
+    assert "- rotation us-day" in lines
+    assert "- schedule secondary: with its 1 override(s)" in lines
+    assert "- policy routine" in lines
+    assert "~ routing default: policy: routine -> emergency" in lines
+    assert "~ rotation dub-day: members: [cara, dev, cara] -> [cara, cara]" in lines
+    # The override of dev on primary was not in the file: kept, and said so.
+    dev_override = "dev on primary from 2026-12-31T07:00:00+00:00 to 2026-12-31T19:00:00+00:00"
+    assert result.plan.as_dict()["kept_overrides"] == [dev_override]
+    assert f"the kept override {dev_override} names dev, who is not in this file" in (
+        result.warnings
+    )
+    with db.read() as session:
+        dev = session.exec(select(Responder).where(Responder.handle == "dev")).one()
+        assert dev.active is False  # never deleted: cases point at people
+        assert session.exec(select(Rotation).where(Rotation.name == "us-day")).first() is None
+        assert session.exec(select(Schedule).where(Schedule.name == "secondary")).first() is None
+        assert {p.name for p in session.exec(select(Policy))} == {"emergency"}
+        assert len(session.exec(select(PolicyStep)).all()) == 2
+        case = session.exec(select(Case)).one()
+        assert case.policy_id is None
+        assert case.policy_snapshot["name"] == "routine"  # the frozen copy stays
+        kept = session.exec(select(Override)).all()
+        assert {(o.starts_at.year, o.reason) for o in kept} == {
+            (2026, "Christmas swap"),
+            (2026, ""),
+        }
+
+    # Applying the same smaller file again is a no-op, and so is its export.
+    assert apply_text(db, smaller).plan.empty
+    assert apply_text(db, export(db)).plan.empty
+    assert 'handle = "dev"' not in export(db).split("[[rotation]]")[0]
+
+
+def test_a_responder_back_in_the_file_is_reactivated(sqlite_db: Database) -> None:
+    bootstrap(sqlite_db)
+    with sqlite_db.write() as session:
+        dev = session.exec(select(Responder).where(Responder.handle == "dev")).one()
+        dev.active = False
+        session.add(dev)
+    result = apply_text(sqlite_db, good_text())
+    assert result.plan.lines() == ["~ responder dev: active: no -> yes"]
+
+
+def test_console_overrides_are_kept_and_exported(db: Database) -> None:
+    bootstrap(db)
+    add_console_override(db, "ana", datetime(2027, 2, 1, tzinfo=UTC), "placed at the console")
+    before = dump(db)
+
+    result = apply_text(db, good_text())
+
+    assert result.plan.empty
+    assert dump(db) == before
+    assert result.plan.as_dict()["kept_overrides"] == [
+        "ana on primary from 2027-02-01T00:00:00+00:00 to 2027-02-02T00:00:00+00:00"
+    ]
+    assert any("1 stored override(s) not in the file are kept" in w for w in result.warnings)
+    exported = export(db)
+    assert 'reason = "placed at the console"' in exported
+    assert apply_text(db, exported).plan.kept_overrides == ()
+
+
+def test_override_of_an_inactive_responder_is_exported_as_a_comment(
+    sqlite_db: Database,
+) -> None:
+    bootstrap(sqlite_db)
+    without_ana = without_blocks(
+        edited(
+            ('members = ["ana", "ben"]', 'members = ["ben"]'),
+        ),
+        ['[[responder]]\nhandle = "ana"'],
+    )
+    apply_text(sqlite_db, without_ana)
+    add_console_override(sqlite_db, "ana", datetime(2027, 3, 1, tzinfo=UTC))
+    exported = export(sqlite_db)
+    assert "# kept in the database, not exported: ana is no longer an active responder" in exported
+    assert '# who = "ana"' in exported
+    assert apply_text(sqlite_db, exported).plan.empty
+
+
+def test_overrides_and_holidays_upsert_by_natural_key(sqlite_db: Database) -> None:
+    bootstrap(sqlite_db)
+    result = apply_text(
+        sqlite_db,
+        edited(
+            ('reason = "Christmas swap"', 'reason = "Swap agreed with Ana"'),
+            ('name = "Boxing Day"', 'name = "Boxing Day (observed)"'),
+        ),
+    )
+    assert result.plan.lines() == [
+        "~ override ben on primary from 2026-12-24T09:00:00+00:00 to "
+        "2026-12-25T21:00:00+00:00: reason: Christmas swap -> Swap agreed with Ana",
+        "~ holiday 2026-12-26 AU-NSW: name: Boxing Day -> Boxing Day (observed)",
+    ]
+    with sqlite_db.read() as session:
+        assert len(session.exec(select(Override)).all()) == 3
+        assert len(session.exec(select(Holiday)).all()) == 2
+
+
+def test_schedule_removal_names_the_overrides_it_takes(sqlite_db: Database) -> None:
+    bootstrap(sqlite_db)
+    smaller = without_blocks(
+        good_text(), ['[[schedule]]\nname = "secondary"', '[[override]]\nschedule = "secondary"']
+    ).replace('"schedule:secondary", ', "")
+    result = apply_text(sqlite_db, smaller)
+    assert "- schedule secondary: with its 1 override(s)" in result.plan.lines()
+    assert result.plan.kept_overrides == ()  # it goes with its schedule, not kept
+    with sqlite_db.read() as session:
+        assert len(session.exec(select(Override)).all()) == 2
+
+
+def test_contacts_keep_their_rows_and_deliveries(sqlite_db: Database) -> None:
+    bootstrap(sqlite_db)
+    with sqlite_db.write() as session:
+        cara = session.exec(select(Responder).where(Responder.handle == "cara")).one()
+        contacts = session.exec(
+            select(ContactMethod)
+            .where(ContactMethod.responder_id == cara.id)
+            .order_by(col(ContactMethod.position))
+        ).all()
+        desktop_id, webhook_id = contacts[0].id, contacts[1].id
+        case = Case(
+            ref="ESC-0001", title="t", category="other", severity=4, created_at=NOW, updated_at=NOW
+        )
+        session.add(case)
+        session.flush()
+        page = Page(
+            case_id=pk(case), responder_id=pk(cara), step=1, round=0, due_at=NOW, sent_at=NOW
+        )
+        session.add(page)
+        session.flush()
+        session.add(Delivery(page_id=pk(page), channel="desktop", contact_id=desktop_id))
+        session.add(Delivery(page_id=pk(page), channel="webhook", contact_id=webhook_id))
+
+    swapped = edited(
+        (
+            'contacts = [{ kind = "desktop" }, '
+            '{ kind = "webhook", url = "https://chat.example/hook/cara" }]',
+            'contacts = [{ kind = "webhook", url = "https://chat.example/hook/cara" }]',
+        )
+    )
+    result = apply_text(sqlite_db, swapped)
+
+    assert result.plan.lines() == [
+        "~ responder cara: contacts: [desktop, webhook https://chat.example/hook/cara] -> "
+        "[webhook https://chat.example/hook/cara]"
+    ]
+    with sqlite_db.read() as session:
+        rows = session.exec(
+            select(ContactMethod).where(ContactMethod.responder_id == cara.id)
+        ).all()
+        assert [(r.id, r.position) for r in rows] == [(webhook_id, 0)]
+        deliveries = {d.channel: d.contact_id for d in session.exec(select(Delivery))}
+        assert deliveries == {"desktop": None, "webhook": webhook_id}
+
+
+# --- secrets ----------------------------------------------------------------
+
+
+def test_secrets_are_never_exported(db: Database) -> None:
+    result = bootstrap(db)
+    exported = export(db)
+    for secret in SECRETS:
+        assert secret not in exported
+        assert secret not in "\n".join(result.plan.lines())
+    assert "secret" not in exported.split("\n\n", 1)[1]  # only the header mentions secrets
+
+
+def test_webhook_secret_is_kept_when_the_file_has_none(db: Database) -> None:
+    bootstrap(db)
+    without_secret = edited(
+        (', secret = "s3cr3t-ana"', ""),
+        (', secret = "eli-secret"', ""),
+    )
+    assert apply_text(db, without_secret).plan.empty
+    with db.read() as session:
+        stored = {c.url: c.secret for c in session.exec(select(ContactMethod)) if c.secret}
+    assert stored == {
+        "https://chat.example/hook/ana": "s3cr3t-ana",
+        "https://ops.example/page?to=eli": "eli-secret",
+    }
+
+
+def test_a_new_secret_replaces_the_old_without_showing_either(sqlite_db: Database) -> None:
+    bootstrap(sqlite_db)
+    result = apply_text(sqlite_db, edited(('secret = "s3cr3t-ana"', 'secret = "rotated-2027"')))
+    assert result.plan.lines() == ["~ responder ana: contacts: secret changed"]
+    with sqlite_db.read() as session:
+        secrets = {c.secret for c in session.exec(select(ContactMethod)) if c.secret}
+    assert secrets == {"rotated-2027", "eli-secret"}
+
+
+def test_a_secret_belongs_to_its_url(sqlite_db: Database) -> None:
+    """A webhook moved to a new URL does not carry the old URL's secret along."""
+    bootstrap(sqlite_db)
+    moved = edited(
+        (
+            'url = "https://chat.example/hook/ana", secret = "s3cr3t-ana"',
+            'url = "https://chat.example/hook/ana-2"',
+        )
+    )
+    apply_text(sqlite_db, moved)
+    with sqlite_db.read() as session:
+        ana_hooks = {
+            c.url: c.secret for c in session.exec(select(ContactMethod)) if c.kind == "webhook"
+        }
+    assert ana_hooks["https://chat.example/hook/ana-2"] is None
+
+
+# --- who may apply ----------------------------------------------------------
+
+
+def test_a_specialist_is_refused_once_a_team_exists(db: Database) -> None:
+    bootstrap(db)
+    before, records = dump(db), audit_count(db)
+    changed = edited(('role = "specialist"', 'role = "admin"'))
+
+    with pytest.raises(TeamPermissionError) as refused:
+        apply_text(db, changed, actor="ben")
+
+    assert isinstance(refused.value, PermissionError)
+    assert "'ben' is a specialist" in str(refused.value)
+    assert "supervisor or admin" in str(refused.value)
+    assert dump(db) == before
+    assert audit_count(db) == records
+    with pytest.raises(TeamPermissionError):
+        apply_text(db, changed, actor="ben", dry_run=True)
+
+
+@pytest.mark.parametrize("actor", ["stranger", "dev"])
+def test_strangers_and_inactive_supervisors_are_refused(sqlite_db: Database, actor: str) -> None:
+    bootstrap(sqlite_db)
+    with sqlite_db.write() as session:
+        dev = session.exec(select(Responder).where(Responder.handle == "dev")).one()
+        dev.role, dev.active = "supervisor", False
+        session.add(dev)
+    with pytest.raises(TeamPermissionError, match=f"'{actor}' is not an active responder"):
+        apply_text(sqlite_db, good_text(), actor=actor)
+
+
+def test_supervisors_and_admins_may_apply(sqlite_db: Database) -> None:
+    bootstrap(sqlite_db)
+    assert apply_text(
+        sqlite_db, edited(('name = "Ana Ruiz"', 'name = "Ana R."')), actor="eli"
+    ).applied
+    assert apply_text(sqlite_db, good_text(), actor="cara").applied
+
+
+def test_a_failed_write_leaves_everything_as_it_was(
+    sqlite_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bootstrap(sqlite_db)
+    before = dump(sqlite_db)
+
+    def broken_append(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(team_module.audit, "append", broken_append)
+    smaller = without_blocks(good_text(), ["[[holiday]]\ndate = 2026-12-26"])
+    with pytest.raises(RuntimeError, match="disk full"):
+        apply_text(sqlite_db, edited(('role = "specialist"', 'role = "admin"'), base=smaller))
+    assert dump(sqlite_db) == before
+
+
+# --- warnings ---------------------------------------------------------------
+
+
+def test_warnings_name_unreachable_people_and_lockouts(sqlite_db: Database) -> None:
+    text_ = edited(
+        (
+            'contacts = [{ kind = "console" }, { kind = "desktop" }]',
+            'contacts = [{ kind = "console" }]',
+        ),
+        (
+            'contacts = [{ kind = "desktop" }]\n\n[[responder]]\nhandle = "eli"',
+            'contacts = []\n\n[[responder]]\nhandle = "eli"',
+        ),
+    )
+    result = apply_text(sqlite_db, text_, actor="root")
+    assert result.warnings == (
+        "responder ben has only the console as contact: pages reach them only while a console "
+        "is open",
+        "responder dev has no contact method: pages never reach them",
+        "'root' is not a supervisor or admin in this file: only cara, eli may apply the next one",
+    )
+    only_specialists = text_.replace('role = "supervisor"', 'role = "specialist"').replace(
+        'role = "admin"', 'role = "specialist"'
+    )
+    with pytest.raises(TeamPermissionError):
+        apply_text(sqlite_db, only_specialists, actor="ana")
+    result = apply_text(sqlite_db, only_specialists, actor="cara", dry_run=True)
+    assert "no responder is a supervisor or admin" in result.warnings[-1]
+
+
+# --- bad files --------------------------------------------------------------
+
+
+BAD_FILES: dict[str, dict[str, str]] = {
+    "typos.toml": {
+        "responders": "unknown key 'responders'; did you mean 'responder'?",
+        "responder[0].tz": "unknown key 'tz'",
+        "responder[0].contacts[0].urls": "did you mean 'url'?",
+        "responder[0].contacts[0].url": "required key is missing",
+        "rotation[0].handof": "did you mean 'handoff'?",
+        "rotation[0].handoff": "required key is missing",
+        "schedule[0].layer": "did you mean 'layers'?",
+        "schedule[0].layers": "required key is missing",
+        "policy[0].repeats": "did you mean 'repeat'?",
+        "policy[0].steps[0].requires_all": "did you mean 'require_all'?",
+        "sla.sev1.acknowledge": "unknown key 'acknowledge'",
+        "sla.sev1.ack": "required key is missing",
+    },
+    "bad_responders.toml": {
+        "responder[0].handle": "expected a handle",
+        "responder[0].role": "expected one of specialist, supervisor, admin, got 'boss'",
+        "responder[0].timezone": "expected an IANA time zone",
+        "responder[0].contacts[0].kind": "expected one of console, desktop, webhook, got 'pager'",
+        "responder[0].contacts[1].url": "required key is missing",
+        "responder[0].contacts[2].url": "expected an http:// or https:// URL",
+        "responder[1].name": "required key is missing",
+        "responder[1].contacts[0].url": "unknown key 'url'",
+        "responder[1].contacts[1]": "duplicate contact",
+        "responder[1].contacts[2]": "duplicate contact",
+        "responder[2].handle": "duplicate handle 'ben'",
+        "responder[2].contacts[0].secret": "expected a string, got 42",
+    },
+    "bad_rotations.toml": {
+        "rotation[0].timezone": "did you mean 'Australia/Sydney'?",
+        "rotation[0].shift": "expected a duration",
+        "rotation[0].start": "expected a date YYYY-MM-DD",
+        "rotation[0].members[1]": "unknown responder 'zed'",
+        "rotation[0].days": "got 'tues'",
+        "rotation[0].hours": "expected a time HH:MM",
+        "rotation[1].shift": "expected at least 1h, got 30m",
+        "rotation[1].handoff": "expected a time HH:MM between 00:00 and 23:59, got '25:00'",
+        "rotation[1].members": "expected at least one entry",
+        "rotation[1].days": "expected a list of day names",
+        "rotation[1].hours": "start and end at the same time",
+        "rotation[2].name": "duplicate name 'us-day'",
+        "rotation[2].start": "expected a date YYYY-MM-DD",
+    },
+    "bad_schedules.toml": {
+        "schedule[0].layers[1]": "unknown rotation 'us-day'",
+        "schedule[0].layers[2]": "'syd-day' is already layers[0]",
+        "schedule[0].holiday_cover": "unknown responder 'zed'|needs a holiday_region",
+        "schedule[1].timezone": "expected an IANA time zone",
+        "override[0].schedule": "unknown schedule 'tertiary'",
+        "override[1].who": "unknown responder 'zed'",
+        "override[1].from": "expected an ISO 8601 date and time",
+        "override[2].to": "expected a time after `from` (2026-12-25T21:00:00+00:00)",
+        "override[3].to": "expected a time after `from`",
+        "override[4].schedule": "unknown schedule 'tertiary'",
+        "override[4]": "duplicate override: same as override[0]",
+        "holiday[0].date": "expected a date YYYY-MM-DD",
+        "holiday[2]": "duplicate holiday: holiday[1] has this date and region",
+    },
+    "bad_policies.toml": {
+        "policy[0].repeat": "expected a whole number 0 or more, got -1",
+        "policy[0].ack_timeout": "expected a duration",
+        "policy[0].steps[0].delay": "got '5 minutes'",
+        "policy[0].steps[0].targets[0]": "unknown schedule 'secondary'",
+        "policy[0].steps[0].targets[1]": "unknown rotation 'us-day'",
+        "policy[0].steps[0].targets[2]": "unknown responder 'zed'",
+        "policy[0].steps[1].targets[0]": "unknown role 'boss'",
+        "policy[0].steps[1].targets[1]": "expected schedule:NAME, rotation:NAME, user:HANDLE",
+        "policy[0].steps[1].require_all": "expected true or false",
+        "policy[1].repeat": "got '2'",
+        "policy[1].steps": "expected at least one step",
+        "routing.cesa": "unknown category 'cesa'; did you mean 'csea'?",
+        "routing.edr": "unknown policy 'urgent'",
+        "sla.sev1.respond": "required key is missing",
+        "sla.sev2.ack": "got 'fast'",
+        "sla.sev5": "expected sev1, sev2, sev3, sev4",
+    },
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_FILES))
+def test_bad_file_reports_every_problem_and_stores_nothing(db: Database, name: str) -> None:
+    bootstrap(db)
+    before, records = dump(db), audit_count(db)
+
+    with pytest.raises(TeamFileError) as caught:
+        apply_team(db, load_team_file(FIXTURES / name), actor="cara", now=NOW)
+
+    found: dict[str, list[str]] = {}
+    for error in caught.value.errors:
+        found.setdefault(error.path, []).append(error.message)
+    expected = BAD_FILES[name]
+    assert set(found) == set(expected)
+    for path, fragments in expected.items():
+        for fragment in fragments.split("|"):
+            assert any(fragment in message for message in found[path]), (path, found[path])
+    assert str(caught.value).startswith(f"{FIXTURES / name}: {len(caught.value.errors)} problems")
+    assert dump(db) == before
+    assert audit_count(db) == records
+
+
+def test_errors_show_the_entry_name_next_to_the_index() -> None:
+    with pytest.raises(TeamFileError) as caught:
+        load_team_file(FIXTURES / "bad_rotations.toml")
+    assert (
+        "rotation[1] (us-day).handoff: expected a time HH:MM between 00:00 and 23:59, got '25:00'"
+        in [line.strip() for line in str(caught.value).splitlines()]
+    )
+    assert "sla.sev5: expected sev1" in str(load_errors("bad_policies.toml"))
+
+
+def load_errors(name: str) -> TeamFileError:
+    with pytest.raises(TeamFileError) as caught:
+        load_team_file(FIXTURES / name)
+    return caught.value
+
+
+def test_error_kinds_map_to_exit_codes() -> None:
+    assert load_errors("syntax.toml").exit_code == 2
+    assert TeamPermissionError("x").exit_code == 1
+
+
+def test_validate_checks_a_parsed_document() -> None:
+    assert validate(tomllib.loads(good_text())) == []
+    assert [e.path for e in validate({"responder": [{"handle": "ana"}]})] == ["responder[0].name"]
+
+
+def test_toml_syntax_error_names_line_and_column() -> None:
+    error = load_errors("syntax.toml")
+    assert [(e.path, e.message) for e in error.errors] == [
+        ("line 4, column 8", "TOML syntax: invalid value")
+    ]
+
+
+def test_unreadable_file_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(TeamFileError, match="cannot read the file"):
+        load_team_file(tmp_path / "missing.toml")
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(b"\xff\xfe")
+    with pytest.raises(TeamFileError, match="expected UTF-8"):
+        load_team_file(binary)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "path", "fragment"),
+    [
+        ('handoff = "09:00"', 'handoff = "9am"', "rotation[1].handoff", "got '9am'"),
+        ('shift = "12h"', 'shift = "12"', "rotation[2].shift", "expected a duration"),
+        ('start = "2026-11-03"', 'start = "3 Nov"', "rotation[0].start", "got '3 Nov'"),
+        ('hours = "08:00-20:00"', 'hours = "08:00"', "rotation[0].hours", "HH:MM-HH:MM"),
+        ("repeat = 2", "repeat = 1.5", "policy[0].repeat", "got 1.5"),
+        ('ack_timeout = "30m"', 'ack_timeout = "0m"', "policy[0].ack_timeout", "positive"),
+        ('timezone = "Europe/Dublin"', 'timezone = "Dublin"', "responder[2].timezone", "IANA"),
+        (
+            'to = "2026-12-26T08:00:00+11:00"',
+            'to = "2026-12-24T20:00:00+11:00"',
+            "override[0].to",
+            "expected a time after",
+        ),
+        ('date = "2026-12-25"', 'date = "2026-12-32"', "holiday[0].date", "YYYY-MM-DD"),
+        (
+            'region = "AU-NSW"\n\n[[holiday]]',
+            'region = ""\n\n[[holiday]]',
+            "holiday[0].region",
+            "non-empty",
+        ),
+        ('holiday_cover = "ben"', 'holiday_cover = "bob"', "schedule[0].holiday_cover", "'bob'"),
+        (
+            '{ kind = "desktop" }]\n\n[[responder]]\nhandle = "eli"',
+            '{ kind = "sms" }]\n\n[[responder]]\nhandle = "eli"',
+            "responder[3].contacts[0].kind",
+            "got 'sms'",
+        ),
+        (
+            'url = "https://ops.example/page?to=eli"',
+            'url = "ops.example/page"',
+            "responder[4].contacts[0].url",
+            "http",
+        ),
+        ('"role:supervisor"', '"role:boss"', "policy[0].steps[1].targets[1]", "unknown role"),
+        ('"user:cara"', '"user:carla"', "policy[1].steps[0].targets[1]", "did you mean 'cara'?"),
+        ('csea = "emergency"', 'csea = "urgent"', "routing.csea", "unknown policy 'urgent'"),
+        ('sev4 = { ack = "4h", respond = "1d" }', 'sev4 = "4h"', "sla.sev4", "expected a table"),
+    ],
+)
+def test_each_bad_value_is_refused_with_its_path(
+    old: str, new: str, path: str, fragment: str
+) -> None:
+    errors = errors_of(edited((old, new)))
+    assert [e.path for e in errors] == [path], [str(e) for e in errors]
+    assert fragment in errors[0].message
+
+
+def test_wrong_shapes_are_reported_not_crashed() -> None:
+    assert paths("responder = 3") == ["responder"]
+    assert paths("responder = [1]") == ["responder[0]"]
+    assert paths('routing = "emergency"') == ["routing"]
+    assert paths('[[responder]]\nhandle = "a"\nname = "A"\ncontacts = "desktop"') == [
+        "responder[0].contacts"
+    ]
+    assert paths('[[responder]]\nhandle = "a"\nname = "A"\ncontacts = ["desktop"]') == [
+        "responder[0].contacts[0]"
+    ]
+    assert paths('[[policy]]\nname = "p"\nsteps = ["schedule:x"]') == ["policy[0].steps[0]"]
+
+
+# --- export quoting ---------------------------------------------------------
+
+
+def test_export_quotes_any_text(tmp_path: Path) -> None:
+    database = Database.open(f"sqlite:///{tmp_path}/quoting.db")
+    text_ = st.text(min_size=1, max_size=30).filter(lambda s: s.strip() == s and s != "")
+
+    @settings(max_examples=40, deadline=None)
+    @given(name=text_, region=text_)
+    def check(name: str, region: str) -> None:
+        spec = TeamSpec(
+            responders=(ResponderSpec("ana", name, "admin", "UTC", (ContactSpec("desktop"),)),),
+            holidays=(HolidaySpec(date(2026, 12, 25), name, region),),
+        )
+        apply_team(database, spec, actor="ana", now=NOW)
+        again = parse_team(export(database))
+        assert again.responders[0].name == name
+        # Holidays are upserted, never removed by a file: earlier examples stay.
+        assert HolidaySpec(date(2026, 12, 25), name, region) in again.holidays
+
+    try:
+        check()
+    finally:
+        database.dispose()
