@@ -208,6 +208,11 @@ class ActionItem(SQLModel, table=True):
     due_at: datetime | None = _utc(nullable=True)
     status: str = "open"
     created_at: datetime = Field(sa_type=UTCDateTime)
+    # Casework: `owner` is a responder's handle (person) or a partner's name (partner);
+    # empty for a free-text owner.
+    owner_kind: str = ""
+    completed_at: datetime | None = _utc(nullable=True)
+    completed_by_id: int | None = Field(default=None, foreign_key="responder.id")
 
 
 class TimelineEvent(SQLModel, table=True):

@@ -1,0 +1,185 @@
+"""Casework tables: request verification, disclosures, legal clock facts, containment,
+partners and the desk's casework settings. Every timestamp is UTC (`data.types.UTCDateTime`).
+
+Clock states are never stored: they are computed from the facts kept here (when a report was
+filed, how often a hold was extended), so changing the desk's clock settings never leaves a
+stale deadline behind.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from data.types import UTCDateTime
+
+# --- vocabulary -------------------------------------------------------------
+
+
+class VerificationStepName(StrEnum):
+    """The checklist of an emergency data request, in the order it is worked."""
+
+    IDENTITY = "identity"  # requester confirmed through an independent channel
+    AGENCY = "agency"  # agency and officer recorded
+    EMERGENCY = "emergency"  # the claimed danger of death or serious physical injury
+    GOOD_FAITH = "good_faith"  # the specialist's good-faith determination
+
+
+class DataCategory(StrEnum):
+    SUBSCRIBER = "subscriber"
+    IP_LOGS = "ip_logs"
+    CONTENT = "content"
+    LOCATION = "location"
+
+
+class DisclosureStatus(StrEnum):
+    REQUESTED = "requested"  # waiting for a supervisor
+    DISCLOSED = "disclosed"  # approved and made
+    DECLINED = "declined"
+
+
+class PartnerKind(StrEnum):
+    LAW_ENFORCEMENT = "law_enforcement"
+    NGO = "ngo"
+    PRODUCT = "product"
+    POLICY = "policy"
+    LEGAL = "legal"
+    OTHER = "other"
+
+
+# Teams of our own company: they own action items but never receive a disclosure.
+INTERNAL_PARTNER_KINDS = frozenset({PartnerKind.PRODUCT, PartnerKind.POLICY, PartnerKind.LEGAL})
+
+
+class ClockEventKind(StrEnum):
+    FILED = "filed"  # the report a deadline clock asks for was filed
+    EXTENDED = "extended"  # a hold was extended on a renewed request
+    WAIVED = "waived"  # a supervisor ended the clock early, with a reason
+
+
+class ActionStatus(StrEnum):
+    OPEN = "open"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+class OwnerKind(StrEnum):
+    PERSON = "person"
+    PARTNER = "partner"
+
+
+# --- partners ---------------------------------------------------------------
+
+
+class Partner(SQLModel, table=True):
+    """A directory entry: an agency or team a case works with, and how to reach it safely."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True)  # short key, e.g. metro-pd
+    kind: str
+    agency: str  # the organisation as it appears in reports
+    contact: str = ""
+    # A channel confirmed independently of any request (e.g. the dispatch number listed in
+    # the agency's public directory): what identity checks call back on.
+    verified_channel: str = ""
+    active: bool = True
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    created_by_id: int | None = Field(default=None, foreign_key="responder.id")
+
+
+class CasePartner(SQLModel, table=True):
+    __tablename__ = "case_partner"
+    __table_args__ = (UniqueConstraint("case_id", "partner_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="case.id", index=True, ondelete="CASCADE")
+    partner_id: int = Field(foreign_key="partner.id")
+    linked_at: datetime = Field(sa_type=UTCDateTime)
+    linked_by_id: int | None = Field(default=None, foreign_key="responder.id")
+
+
+# --- verification and disclosure -------------------------------------------
+
+
+class VerificationRecord(SQLModel, table=True):
+    """One step of a request's verification checklist; recording it again replaces it."""
+
+    __tablename__ = "verification_record"
+    __table_args__ = (UniqueConstraint("case_id", "step"),)
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="case.id", index=True, ondelete="CASCADE")
+    step: str
+    facts: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    recorded_at: datetime = Field(sa_type=UTCDateTime)
+    recorded_by_id: int = Field(foreign_key="responder.id")
+
+
+class Disclosure(SQLModel, table=True):
+    """One disclosure decision. Basis and agency are copied in when it is requested, so the
+    yearly report stays the same when the settings or the directory change later."""
+
+    __table_args__ = (UniqueConstraint("case_id", "number"),)
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="case.id", index=True, ondelete="CASCADE")
+    number: int  # 1, 2, ... within the case
+    data: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    accounts: int = 1
+    partner_id: int = Field(foreign_key="partner.id")
+    agency: str
+    basis: str
+    basis_label: str
+    emergency: bool = False  # an emergency basis: counted in the yearly report
+    status: str = DisclosureStatus.REQUESTED.value
+    requested_at: datetime = Field(sa_type=UTCDateTime)
+    requested_by_id: int = Field(foreign_key="responder.id")
+    decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+    decided_by_id: int | None = Field(default=None, foreign_key="responder.id")
+    # Set when a supervisor recorded the disclosure before verification was complete.
+    override_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    decline_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+# --- legal clocks, containment ----------------------------------------------
+
+
+class ClockEvent(SQLModel, table=True):
+    """A fact a legal clock is computed from: a report filed, a hold extended, a waiver."""
+
+    __tablename__ = "clock_event"
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="case.id", index=True, ondelete="CASCADE")
+    clock: str
+    kind: str
+    at: datetime = Field(sa_type=UTCDateTime)  # when it happened (a report may be filed earlier)
+    recorded_at: datetime = Field(sa_type=UTCDateTime)
+    by_id: int = Field(foreign_key="responder.id")
+    reference: str | None = None  # the report id, for a filed report
+    note: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+
+
+class ContainmentRecord(SQLModel, table=True):
+    """A containment step done on a case: who, when, and its evidence reference."""
+
+    __tablename__ = "containment_record"
+    __table_args__ = (UniqueConstraint("case_id", "step"),)
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="case.id", index=True, ondelete="CASCADE")
+    step: str
+    done_at: datetime = Field(sa_type=UTCDateTime)
+    done_by_id: int = Field(foreign_key="responder.id")
+    reference: str | None = None
+    note: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+
+
+class CaseworkSettings(SQLModel, table=True):
+    """The desk's casework settings as written in the team file (one row, validated on write):
+    `clocks`, `disclosure_basis` and `containment` tables."""
+
+    __tablename__ = "casework_settings"
+    id: int = Field(default=1, primary_key=True)
+    document: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+    updated_by: str
