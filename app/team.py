@@ -29,6 +29,15 @@ from sqlalchemy import delete, update
 from sqlmodel import Session, col, select
 
 from app.cases import SUPERVISING
+from app.casework import (
+    CASEWORK_KEYS,
+    CaseworkConfigError,
+    parse_casework_config,
+    settings_document,
+    settings_toml,
+    store_settings,
+    stored_settings,
+)
 from app.errors import NotAllowed, VigilError
 from app.rotations import (
     MIN_SHIFT,
@@ -213,6 +222,9 @@ class TeamSpec:
     routing: tuple[tuple[str, str], ...] = ()  # (category or "default", policy name)
     slas: tuple[SlaSpec, ...] = ()
     holidays: tuple[HolidaySpec, ...] = ()
+    # The casework tables (`clocks`, `disclosure_basis`, `containment`) as written; an
+    # absent table means the built-in defaults.
+    casework: Mapping[str, Any] = field(default_factory=dict)
     source: str = "team file"
 
 
@@ -459,7 +471,11 @@ class _Reader:
         self.policy_names: set[str] = set()
 
     def read(self) -> tuple[TeamSpec, list[TeamError]]:
-        _Entry(self.errors, "", self.document, None).check_keys((), KINDS)
+        _Entry(self.errors, "", self.document, None).check_keys((), KINDS + CASEWORK_KEYS)
+        try:
+            parse_casework_config(self.document)
+        except CaseworkConfigError as exc:
+            self.errors.extend(TeamError(p.path, p.message) for p in exc.problems)
         responders = self._entries("responder", "handle")
         rotations = self._entries("rotation", "name")
         schedules = self._entries("schedule", "name")
@@ -480,6 +496,7 @@ class _Reader:
             routing=self._routing(),
             slas=self._slas(),
             holidays=self._holidays(),
+            casework=settings_document(self.document),
             source=self.source,
         )
         return spec, sorted(self.errors, key=_file_order)
@@ -1201,7 +1218,18 @@ def _plan(stored: _Stored, spec: TeamSpec) -> Plan:
 
 def plan_apply(session: Session, spec: TeamSpec) -> Plan:
     """What applying `spec` would change in the stored team, without changing anything."""
-    return _plan(_Stored.load(session), spec)
+    return _with_casework(session, _plan(_Stored.load(session), spec), spec)
+
+
+def _with_casework(session: Session, plan: Plan, spec: TeamSpec) -> Plan:
+    """Add the casework settings to the plan when the file's differ from the stored ones."""
+    stored = stored_settings(session)
+    wanted = dict(spec.casework)
+    if stored == wanted:
+        return plan
+    changed = sorted(k for k in CASEWORK_KEYS if stored.get(k) != wanted.get(k))
+    change = Change("casework", "change", "settings", tuple(changed), None, wanted)
+    return Plan(changes=(*plan.changes, change), kept_overrides=plan.kept_overrides)
 
 
 # --- applying ---------------------------------------------------------------
@@ -1282,13 +1310,13 @@ def apply_team(
         with db.read() as session:
             stored = _Stored.load(session)
             _check_actor(stored, actor)
-            plan = _plan(stored, spec)
+            plan = _with_casework(session, _plan(stored, spec), spec)
         return ApplyResult(plan, team_warnings(spec, plan, actor), applied=False)
     with db.write() as session:
         audit.lock_head(session)  # one writer at a time, across consoles sharing a database
         stored = _Stored.load(session)
         _check_actor(stored, actor)
-        plan = _plan(stored, spec)
+        plan = _with_casework(session, _plan(stored, spec), spec)
         if not plan.empty:
             _Writer(session, stored, now, actor).run(plan)
             audit.append(
@@ -1320,6 +1348,7 @@ class _Writer:
             "routing": self._put_routing,
             "sla": self._put_sla,
             "holiday": self._put_holiday,
+            "casework": self._put_casework,
         }
         remove: dict[str, Callable[[Any], None]] = {
             "responder": self._remove_responder,
@@ -1337,6 +1366,9 @@ class _Writer:
             if change.action == "remove":
                 remove[change.kind](change.key)
                 self.session.flush()
+
+    def _put_casework(self, _key: Any, wanted: Record) -> None:
+        store_settings(self.session, wanted, self.actor, self.now)
 
     def _saved(self, row: Row) -> Row:
         self.session.add(row)
@@ -1624,4 +1656,7 @@ def export_team(session: Session) -> str:
         )
     for (day, region), record in state["holiday"].items():
         out += _toml_table("[[holiday]]", {"date": day, "name": record["name"], "region": region})
+    casework = settings_toml(stored_settings(session))
+    if casework:
+        out += ["", casework]
     return "\n".join(out).rstrip("\n") + "\n"

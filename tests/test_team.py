@@ -922,3 +922,34 @@ def test_export_quotes_any_text(tmp_path: Path) -> None:
         check()
     finally:
         database.dispose()
+
+
+# --- casework settings in the team file ---------------------------------------
+
+CLOCKS = """
+[clocks.threat_to_life.authority_notice]
+kind = "deadline"
+label = "Notify authorities of a threat to life (DSA Article 18)"
+due = "1h"
+remind = "15m"
+"""
+
+
+def test_casework_tables_apply_export_and_round_trip(db: Database) -> None:
+    bootstrap(db)
+    result = apply_text(db, good_text() + CLOCKS)
+    assert [c.line for c in result.plan.changes if c.kind == "casework"] == [
+        "~ casework settings: clocks"
+    ]
+    exported = export(db)
+    assert "[clocks.threat_to_life.authority_notice]" in exported
+    assert apply_text(db, exported).plan.empty
+    assert apply_text(db, good_text() + CLOCKS).plan.empty
+    # Dropping the tables from the file returns the desk to the built-in defaults.
+    assert not apply_text(db, good_text()).plan.empty
+    assert "[clocks" not in export(db)
+
+
+def test_bad_casework_values_are_refused_with_their_key_path() -> None:
+    bad = CLOCKS.replace('due = "1h"', 'due = "soon"')
+    assert "clocks.threat_to_life.authority_notice.due" in paths(good_text() + bad)
