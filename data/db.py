@@ -17,6 +17,7 @@ from sqlalchemy.pool import NullPool
 from sqlmodel import Session, SQLModel
 
 import data.casework  # registers the casework tables
+import data.shiftwork  # noqa: F401  (registers the shift-work tables)
 from data import models  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
