@@ -52,7 +52,7 @@ class Tx:
         return self.actor.role in SUPERVISING
 
 
-def _clean_text(field: str, value: str, limit: int, *, required: bool) -> str:
+def clean_text(field: str, value: str, limit: int, *, required: bool) -> str:
     text = (value or "").strip()
     if required and not text:
         raise BadInput(field, "required, got an empty value")
@@ -61,8 +61,8 @@ def _clean_text(field: str, value: str, limit: int, *, required: bool) -> str:
     return text
 
 
-def _check_title(title: str) -> str:
-    text = _clean_text("title", title, MAX_TITLE, required=True)
+def check_title(title: str) -> str:
+    text = clean_text("title", title, MAX_TITLE, required=True)
     if any(ord(ch) < 32 for ch in text):
         raise BadInput("title", "a single line without control characters")
     return text
@@ -183,7 +183,7 @@ class CaseService:
         sensitive: bool = False,
         source: str = "vigil",
     ) -> OpenResult:
-        title = _check_title(title)
+        title = check_title(title)
         try:
             cat = parse_category(category)
         except ValueError as exc:
@@ -192,7 +192,7 @@ class CaseService:
             sev = parse_severity(severity)
         except ValueError as exc:
             raise BadInput("severity", str(exc)) from None
-        details = _clean_text("details", details, MAX_DETAILS, required=False)
+        details = clean_text("details", details, MAX_DETAILS, required=False)
         key = (dedup_key or "").strip() or None
         if key is not None and len(key) > MAX_DEDUP_KEY:
             raise BadInput("dedup_key", f"at most {MAX_DEDUP_KEY} characters, got {len(key)}")
@@ -381,7 +381,7 @@ class CaseService:
         return any(p.acknowledged_at is None for p in pages)
 
     def resolve(self, actor: str, ref: str, note: str | None = None) -> Case:
-        note_text = _clean_text("note", note or "", MAX_NOTE, required=False)
+        note_text = clean_text("note", note or "", MAX_NOTE, required=False)
         with self._tx(actor) as tx:
             case = self._case(tx, ref)
             if case.status == Status.RESOLVED.value:
@@ -489,7 +489,7 @@ class CaseService:
             case.first_response_at = tx.now
 
     def add_note(self, actor: str, ref: str, text: str) -> Case:
-        body = _clean_text("text", text, MAX_NOTE, required=True)
+        body = clean_text("text", text, MAX_NOTE, required=True)
         with self._tx(actor) as tx:
             case = self._case(tx, ref)
             self._add_note_row(tx, case, body)
@@ -583,7 +583,7 @@ class CaseService:
     def add_action_item(
         self, actor: str, ref: str, title: str, owner: str = "", due_at: datetime | None = None
     ) -> Case:
-        text = _check_title(title)
+        text = check_title(title)
         with self._tx(actor) as tx:
             case = self._case(tx, ref)
             assert case.id is not None

@@ -31,7 +31,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from app.cases import CaseService, Tx, _check_title, _clean_text, add_timeline
+from app.cases import CaseService, Tx, add_timeline, check_title, clean_text
 from app.errors import BadInput, NotAllowed, NotFound, NothingToDo, VigilError
 from data import audit
 from data.casework import (
@@ -732,7 +732,7 @@ def check_verification_fields(step: str, fields: Mapping[str, str | None]) -> di
             raise BadInput(key, f"not a fact of the {name.value} step (it takes {expected})")
     facts: dict[str, str] = {}
     for key in rule.required + rule.optional:
-        value = _clean_text(key, given.get(key) or "", MAX_FACT, required=key in rule.required)
+        value = clean_text(key, given.get(key) or "", MAX_FACT, required=key in rule.required)
         if key in rule.choices and value not in rule.choices[key]:
             raise BadInput(key, f"expected one of {', '.join(rule.choices[key])}, got {value!r}")
         if value:
@@ -1367,7 +1367,7 @@ def report_csv(report: DisclosureReport) -> str:
 
 
 def _one_line(field_name: str, value: str | None, limit: int, *, required: bool) -> str:
-    text = _clean_text(field_name, value or "", limit, required=required)
+    text = clean_text(field_name, value or "", limit, required=required)
     if any(ord(ch) < 32 for ch in text):
         raise BadInput(field_name, "a single line without control characters")
     return text
@@ -1498,7 +1498,7 @@ class CaseworkService(CaseService):
         """A specialist's request waits for a supervisor; a supervisor's is recorded as made.
         Verification must be complete first, unless a supervisor records why not."""
         categories = parse_data_categories(data)
-        reason = _clean_text("override_reason", override_reason, MAX_REASON, required=False)
+        reason = clean_text("override_reason", override_reason, MAX_REASON, required=False)
         if not 1 <= accounts <= MAX_ACCOUNTS:
             raise BadInput("accounts", f"expected 1 to {MAX_ACCOUNTS}, got {accounts}")
         with self._tx(actor) as tx:
@@ -1626,7 +1626,7 @@ class CaseworkService(CaseService):
         return self._disclosure(case_id, number)
 
     def decline_disclosure(self, actor: str, ref: str, number: int, reason: str) -> DisclosureView:
-        text = _clean_text("reason", reason, MAX_REASON, required=True)
+        text = clean_text("reason", reason, MAX_REASON, required=True)
         with self._tx(actor) as tx:
             self._require_supervisor(tx, "decline a disclosure")
             case = self._case(tx, ref)
@@ -1749,7 +1749,7 @@ class CaseworkService(CaseService):
         self, actor: str, ref: str, *, clock: str | None = None, note: str = ""
     ) -> ClockView:
         """Extend a hold on a renewed request (2703(f): once, by 90 days), before it ends."""
-        text = _clean_text("note", note, MAX_REASON, required=False)
+        text = clean_text("note", note, MAX_REASON, required=False)
         with self._tx(actor) as tx:
             case = self._case(tx, ref)
             self._refuse_unless_may_work_on(tx, case, "extend a hold on")
@@ -1779,7 +1779,7 @@ class CaseworkService(CaseService):
 
     def waive_clock(self, actor: str, ref: str, *, clock: str, reason: str) -> ClockView:
         """A supervisor ends a clock early and says why (not reportable; hold released)."""
-        text = _clean_text("reason", reason, MAX_REASON, required=True)
+        text = clean_text("reason", reason, MAX_REASON, required=True)
         with self._tx(actor) as tx:
             self._require_supervisor(tx, "waive a legal clock")
             case = self._case(tx, ref)
@@ -1805,7 +1805,7 @@ class CaseworkService(CaseService):
         self, actor: str, ref: str, step: str, *, reference: str = "", note: str = ""
     ) -> ContainmentView:
         ref_text = _one_line("reference", reference, MAX_REFERENCE, required=False)
-        note_text = _clean_text("note", note, MAX_REASON, required=False)
+        note_text = clean_text("note", note, MAX_REASON, required=False)
         with self._tx(actor) as tx:
             case = self._case(tx, ref)
             self._refuse_unless_may_work_on(tx, case, "record containment on")
@@ -1936,7 +1936,7 @@ class CaseworkService(CaseService):
         due_at: datetime | None = None,
     ) -> ActionView:
         """An action item owned by a responder (`owner`) or a partner team (`partner`)."""
-        text = _check_title(title)
+        text = check_title(title)
         if bool(owner) == bool(partner):
             raise BadInput(
                 "owner", "expected one owner: a responder (owner) or a partner team (partner)"

@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Text, cast, or_
 from sqlmodel import Session, col, func, select
 
-from app.cases import MAX_NOTE, CaseService, _clean_text
+from app.cases import MAX_NOTE, CaseService, clean_text
 from app.errors import BadInput, NotAllowed, NotFound, NothingToDo
 from app.oncall import load_all_schedules
 from app.policies import sla_deadlines, sla_table
@@ -842,7 +842,7 @@ class HandoverService(CaseService):
         self, actor: str, notes: str, *, since: datetime | None = None, to: str | None = None
     ) -> HandoverView:
         """Close the shift: store the report with the notes, for the incoming person."""
-        body = _clean_text("notes", notes, MAX_NOTE, required=True)
+        body = clean_text("notes", notes, MAX_NOTE, required=True)
         with self._tx(actor) as tx:
             incoming: Responder | None = None
             if to is not None:

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, func, select
 
-from app.cases import CaseService, Tx, _check_title, _clean_text, add_timeline
+from app.cases import CaseService, Tx, add_timeline, check_title, clean_text
 from app.errors import BadInput, NotAllowed, NotFound, NothingToDo
 from app.presenters import iso
 from app.stats import (
@@ -465,7 +465,7 @@ def export_markdown(view: PostMortemView, zone_name: str = "UTC") -> str:
 
 
 def _section(field: str, text: str) -> str:
-    return _clean_text(field, text, MAX_SECTION, required=False)
+    return clean_text(field, text, MAX_SECTION, required=False)
 
 
 def clean_factors(factors: Sequence[str]) -> str:
@@ -594,7 +594,7 @@ class PostMortemService(CaseService):
 
     def add_action(self, actor: str, ref: str, title: str, owner: str, due_on: date) -> int:
         """A follow-up with an owner on the desk and a due date; returns its number."""
-        text = _check_title(title)
+        text = check_title(title)
         with self._editing(actor, ref, "add action items to") as (tx, case, pm):
             if pm.status == "final":
                 raise NotAllowed(f"the post-mortem of {case.ref} is final; set it to review first")
