@@ -407,12 +407,10 @@ class Commands:
 
 def _command_extensions() -> list[Callable[[Commands], None]]:
     """Command modules beside this one register their own commands here."""
-    from app import cli_casework, cli_shift
+    from app import cli_calendar, cli_casework, cli_shift
 
-    return [cli_casework.register, cli_shift.register]
+    return [cli_casework.register, cli_shift.register, cli_calendar.register]
 
-
-EXTENSIONS: list[Callable[[Commands], None]] = _command_extensions()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -525,7 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
     db_group = commands.group("db", "database maintenance")
     db_group.add("upgrade", cmd_db_upgrade, "apply schema migrations")
 
-    for register in EXTENSIONS:
+    for register in _command_extensions():
         register(commands)
     return parser
 

@@ -18,6 +18,7 @@ from sqlmodel import Session, SQLModel
 
 import data.casework  # registers the casework tables
 import data.shiftwork  # noqa: F401  (registers the shift-work tables)
+import data.swaps  # noqa: F401  (registers the swap and hand-off notice tables)
 from data import models  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
