@@ -42,7 +42,8 @@ def paged_event(
     handles: Sequence[str], *, cycle: int, step: int, round_: int, reason: str
 ) -> tuple[str, dict[str, Any]]:
     """The text and data of the timeline's "paged" event (shared with the engine's bulk path)."""
-    label = "reassign page" if reason == "reassign" else f"step {step}, round {round_ + 1}"
+    labels = {"reassign": "reassign page", "exhausted": "escalation exhausted"}
+    label = labels.get(reason, f"step {step}, round {round_ + 1}")
     data = {"step": step, "round": round_, "cycle": cycle, "reason": reason}
     return f"Paged {', '.join(handles)} ({label})", data
 

@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
 from data.models import AuditHead, AuditRecord
@@ -48,12 +50,21 @@ def record_digest(
 
 
 def lock_head(session: Session) -> AuditHead:
-    """Take the chain's lock for this transaction (creating the head on first use)."""
-    head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).first()
+    """Take the chain's lock for this transaction, creating the head on first use.
+
+    Two writers may both find no head on a new database: the insert ignores a head that
+    appeared meanwhile, and both then lock the one row."""
+    locked = select(AuditHead).where(AuditHead.id == 1).with_for_update()
+    head = session.exec(locked).first()
     if head is None:
-        head = AuditHead(id=1, seq=0, hash=GENESIS)
-        session.add(head)
-        session.flush()
+        dialect = session.get_bind().dialect.name
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        session.execute(
+            insert(AuditHead)
+            .values(id=1, seq=0, hash=GENESIS)
+            .on_conflict_do_nothing(index_elements=["id"])
+        )
+        head = session.exec(locked).one()
     return head
 
 

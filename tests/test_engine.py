@@ -1,0 +1,867 @@
+"""The escalation engine against its contract, on SQLite and PostgreSQL.
+
+Each test gets a fresh database and a FakeClock; time moves only by `desk.advance(...)`,
+which then runs one engine cycle. Every test ends by asserting the exact list of pages
+ever sent (handle, cycle, step, round), so nothing else was sent; the harness also fails a
+test that logged an ERROR it did not ask for, or that broke the audit chain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from apscheduler.jobstores.memory import MemoryJobStore
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import update
+from sqlmodel import col, select
+
+import app.engine as engine_module
+from app.cases import CaseService
+from app.clock import FakeClock
+from app.engine import (
+    CycleResult,
+    EngineRunner,
+    EscalationEngine,
+    last_heartbeat,
+    read_chain,
+    run_headless,
+)
+from app.errors import NothingToDo
+from app.oncall import load_all_schedules, load_rotation, load_schedule
+from app.rotations import on_call
+from app.targets import resolve_targets
+from data import audit
+from data.db import Database
+from data.models import (
+    AuditRecord,
+    Case,
+    Delivery,
+    Holiday,
+    Page,
+    PolicyStep,
+    Responder,
+    Rotation,
+    StepRun,
+    TimelineEvent,
+)
+from tests.factories import add_policy, add_responder, add_rotation, add_schedule
+
+T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+PageKey = tuple[str, int, int, int]
+
+
+# --- harness ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def allow_errors() -> None:
+    """Request this fixture in a test that expects the engine to log at ERROR."""
+
+
+@pytest.fixture(autouse=True)
+def _fail_on_unexpected_errors(
+    caplog: pytest.LogCaptureFixture, request: pytest.FixtureRequest
+) -> Iterator[None]:
+    caplog.set_level(logging.INFO, logger="vigil")
+    yield
+    if "allow_errors" in request.fixturenames:
+        return
+    errors = [
+        f"{record.name}: {record.getMessage()}"
+        for when in ("setup", "call")
+        for record in caplog.get_records(when)
+        if record.levelno >= logging.ERROR
+    ]
+    assert not errors, f"unexpected ERROR log records: {errors}"
+
+
+@dataclass
+class Desk:
+    db: Database
+    clock: FakeClock
+    service: CaseService
+    engine: EscalationEngine
+
+    def open(self, policy: str | None = "standard", **fields: Any) -> str:
+        values: dict[str, Any] = {"title": "Emergency data request", "category": "edr"}
+        values.update(severity=1, policy=policy, **fields)
+        return self.service.open_case("ana", **values).ref
+
+    def run(self) -> CycleResult:
+        return self.engine.run_due()
+
+    def advance(self, **delta: float) -> CycleResult:
+        self.clock.advance(timedelta(**delta))
+        return self.engine.run_due()
+
+    def pages(self, ref: str | None = None) -> list[PageKey]:
+        """Every page sent (for one case), in the order they were recorded."""
+        query = (
+            select(Responder.handle, Page.cycle, Page.step, Page.round)
+            .join(Responder, col(Responder.id) == col(Page.responder_id))
+            .order_by(col(Page.id))
+        )
+        if ref is not None:
+            query = query.join(Case, col(Case.id) == col(Page.case_id)).where(Case.ref == ref)
+        with self.db.read() as session:
+            return [tuple(row) for row in session.exec(query).all()]  # type: ignore[misc]
+
+    def assert_pages(self, expected: list[PageKey]) -> None:
+        assert self.pages() == expected
+
+    def case(self, ref: str) -> Case:
+        with self.db.read() as session:
+            return session.exec(select(Case).where(Case.ref == ref)).one()
+
+    def timeline(self, ref: str, kind: str | None = None) -> list[TimelineEvent]:
+        with self.db.read() as session:
+            case = session.exec(select(Case).where(Case.ref == ref)).one()
+            query = select(TimelineEvent).where(TimelineEvent.case_id == case.id)
+            if kind is not None:
+                query = query.where(TimelineEvent.kind == kind)
+            return list(session.exec(query.order_by(col(TimelineEvent.id))).all())
+
+    def step_runs(self, ref: str) -> list[StepRun]:
+        with self.db.read() as session:
+            case = session.exec(select(Case).where(Case.ref == ref)).one()
+            query = select(StepRun).where(StepRun.case_id == case.id).order_by(col(StepRun.id))
+            return list(session.exec(query).all())
+
+
+def _build_desk(db: Database, clock: FakeClock) -> Desk:
+    add_responder(db, "ana", contacts=("console", "desktop"))
+    add_responder(db, "ben")
+    add_responder(db, "cat")
+    add_responder(db, "nix", contacts=())  # no way to reach them
+    add_responder(db, "sue", "supervisor")
+    add_responder(db, "sam", "supervisor", active=False)
+    add_policy(db, "standard", [(300, ["user:ana"]), (600, ["user:ben"])], repeat=1)
+    return Desk(db, clock, CaseService(db, clock), EscalationEngine(db, clock, batch_size=7))
+
+
+@pytest.fixture
+def desk(any_db: Database, clock: FakeClock) -> Iterator[Desk]:
+    built = _build_desk(any_db, clock)
+    yield built
+    with any_db.read() as session:
+        report = audit.verify(session)
+    assert report.ok, report.reason
+
+
+@pytest.fixture
+def sqlite_desk(db: Database, clock: FakeClock) -> Iterator[Desk]:
+    built = _build_desk(db, clock)
+    yield built
+    with db.read() as session:
+        assert audit.verify(session).ok
+
+
+# --- the chain ----------------------------------------------------------------------
+
+
+def test_new_case_pages_step_one_at_once(desk: Desk) -> None:
+    ref = desk.open()
+    result = desk.run()
+    assert (result.cases, result.pages) == (1, 1)
+    case = desk.case(ref)
+    assert (case.escalation_step, case.escalation_round) == (1, 0)
+    assert case.next_escalation_at == T0 + timedelta(seconds=300)
+    assert case.assignee_id is not None  # the first person paged
+    with desk.db.read() as session:
+        deliveries = session.exec(select(Delivery).order_by(col(Delivery.id))).all()
+        assert [d.channel for d in deliveries] == ["console", "desktop"]
+        assert deliveries[0].idempotency_key.startswith(f"{ref}:0:1:0:ana:")
+        page = session.exec(select(Page)).one()
+        assert (page.due_at, page.sent_at, page.reason) == (T0, T0, "escalation")
+    assert [e.kind for e in desk.timeline(ref)] == ["opened", "paged"]
+    desk.assert_pages([("ana", 0, 1, 0)])
+
+
+def test_each_step_pages_on_time_and_never_a_second_early(desk: Desk) -> None:
+    desk.open()
+    desk.run()
+    assert desk.advance(seconds=299).pages == 0
+    assert desk.advance(seconds=1).pages == 1  # step 2, 300 s after step 1
+    assert desk.advance(seconds=599).pages == 0
+    assert desk.advance(seconds=1).pages == 1  # round 2 starts 600 s after step 2
+    assert desk.advance(seconds=299).pages == 0
+    desk.assert_pages([("ana", 0, 1, 0), ("ben", 0, 2, 0), ("ana", 0, 1, 1)])
+
+
+def test_the_next_step_counts_from_the_page_not_from_the_due_time(desk: Desk) -> None:
+    ref = desk.open()
+    desk.clock.advance(seconds=20)  # the engine comes 20 s late to step 1
+    desk.run()
+    assert desk.case(ref).next_escalation_at == T0 + timedelta(seconds=320)
+    assert desk.advance(seconds=299).pages == 0
+    assert desk.advance(seconds=1).pages == 1
+    desk.assert_pages([("ana", 0, 1, 0), ("ben", 0, 2, 0)])
+
+
+def test_repeat_then_exhaustion_pages_the_supervisors_once(desk: Desk) -> None:
+    ref = desk.open()
+    desk.run()
+    desk.advance(minutes=5)
+    desk.advance(minutes=10)
+    desk.advance(minutes=5)
+    result = desk.advance(minutes=10)  # the last step's delay ran out
+    assert (result.exhausted, result.pages) == (1, 1)
+    case = desk.case(ref)
+    assert case.exhausted
+    assert case.next_escalation_at is None
+    assert case.status == "triggered"
+    assert (case.escalation_step, case.escalation_round) == (3, 1)
+    with desk.db.read() as session:
+        last = session.exec(select(Page).order_by(col(Page.id).desc())).first()
+        assert last is not None
+        assert last.reason == "exhausted"
+    assert "sue" in desk.timeline(ref, "exhausted")[0].text
+    assert desk.advance(days=2).pages == 0
+    desk.assert_pages(
+        [
+            ("ana", 0, 1, 0),
+            ("ben", 0, 2, 0),
+            ("ana", 0, 1, 1),
+            ("ben", 0, 2, 1),
+            ("sue", 0, 3, 1),  # sam is a supervisor too, but inactive
+        ]
+    )
+
+
+def test_acknowledge_in_the_middle_of_a_step_stops_escalation(desk: Desk) -> None:
+    ref = desk.open()
+    desk.run()
+    desk.clock.advance(minutes=2)
+    desk.service.acknowledge("ana", ref)
+    assert desk.advance(minutes=3).pages == 0
+    assert desk.advance(hours=6).pages == 0
+    assert desk.case(ref).status == "acknowledged"
+    desk.assert_pages([("ana", 0, 1, 0)])
+
+
+def test_resolve_stops_escalation_for_good(desk: Desk) -> None:
+    ref = desk.open()
+    desk.run()
+    desk.clock.advance(minutes=1)
+    desk.service.resolve("ana", ref, note="Handled")
+    assert desk.advance(days=3).pages == 0
+    with pytest.raises(NothingToDo):
+        desk.service.escalate_now("sue", ref)
+    assert desk.advance(days=3).pages == 0
+    desk.assert_pages([("ana", 0, 1, 0)])
+
+
+def test_reassign_pages_the_new_assignee_and_restarts_from_step_one(desk: Desk) -> None:
+    ref = desk.open()
+    desk.run()
+    desk.clock.advance(minutes=1)
+    desk.service.reassign("sue", ref, "cat")
+    assert desk.advance(seconds=299).pages == 0  # cat has step 1's delay to acknowledge
+    assert desk.advance(seconds=1).pages == 1
+    assert desk.case(ref).escalation_cycle == 1
+    desk.assert_pages([("ana", 0, 1, 0), ("cat", 1, 0, 0), ("ana", 1, 1, 0)])
+
+
+def test_reassigned_case_acknowledged_by_the_new_assignee_stays_quiet(desk: Desk) -> None:
+    ref = desk.open()
+    desk.run()
+    desk.service.reassign("sue", ref, "cat")
+    desk.clock.advance(minutes=1)
+    desk.service.acknowledge("cat", ref)
+    assert desk.advance(hours=1).pages == 0
+    desk.assert_pages([("ana", 0, 1, 0), ("cat", 1, 0, 0)])
+
+
+def test_multi_ack_step_keeps_escalating_until_every_target_acknowledges(desk: Desk) -> None:
+    add_policy(
+        desk.db,
+        "pair",
+        [(300, ["user:ana", "user:ben"]), (600, ["user:cat"])],
+        require_all=[1],
+    )
+    ref = desk.open("pair")
+    desk.run()
+    desk.clock.advance(minutes=1)
+    desk.service.acknowledge("ana", ref)
+    assert desk.case(ref).status == "triggered"
+    assert desk.advance(minutes=4).pages == 1  # ben never acknowledged: step 2 on time
+    desk.assert_pages([("ana", 0, 1, 0), ("ben", 0, 1, 0), ("cat", 0, 2, 0)])
+
+
+def test_multi_ack_step_stops_once_everyone_acknowledged(desk: Desk) -> None:
+    add_policy(desk.db, "pair", [(300, ["user:ana", "user:ben"])], require_all=[1])
+    ref = desk.open("pair")
+    desk.run()
+    desk.service.acknowledge("ana", ref)
+    desk.service.acknowledge("ben", ref)
+    assert desk.case(ref).status == "acknowledged"
+    assert desk.advance(hours=1).pages == 0
+    desk.assert_pages([("ana", 0, 1, 0), ("ben", 0, 1, 0)])
+
+
+def test_ack_timeout_retriggers_and_a_new_cycle_pages_step_one(desk: Desk) -> None:
+    add_policy(
+        desk.db, "timed", [(300, ["user:ana"]), (600, ["user:ben"])], ack_timeout_seconds=900
+    )
+    ref = desk.open("timed")
+    desk.run()
+    desk.clock.advance(minutes=1)
+    desk.service.acknowledge("ana", ref)
+    assert desk.advance(seconds=899).pages == 0
+    assert desk.advance(seconds=1).pages == 1
+    case = desk.case(ref)
+    assert (case.status, case.escalation_cycle, case.escalation_step) == ("triggered", 1, 1)
+    assert (case.acknowledged_at, case.queue_rank) == (None, 0)
+    assert len(desk.timeline(ref, "ack_timeout")) == 1
+    assert desk.advance(minutes=5).pages == 1  # and the new cycle escalates as usual
+    desk.assert_pages([("ana", 0, 1, 0), ("ana", 1, 1, 0), ("ben", 1, 2, 0)])
+
+
+def test_a_step_with_nobody_reachable_moves_on_at_once(desk: Desk) -> None:
+    add_policy(desk.db, "gap", [(300, ["user:nix", "user:sam"]), (600, ["user:ben"])])
+    ref = desk.open("gap")
+    result = desk.run()
+    assert (result.pages, result.skipped) == (1, 1)
+    assert desk.case(ref).next_escalation_at == T0 + timedelta(seconds=600)
+    [skipped] = desk.timeline(ref, "skipped")
+    assert skipped.text == "Nobody on call or reachable for step 1 (round 1): moved on at once"
+    runs = desk.step_runs(ref)
+    assert [(r.step, r.paged, r.missed) for r in runs] == [(1, 0, False), (2, 1, False)]
+    desk.assert_pages([("ben", 0, 2, 0)])
+
+
+def test_a_chain_with_nobody_reachable_at_all_goes_straight_to_the_supervisors(
+    desk: Desk,
+) -> None:
+    add_policy(desk.db, "empty", [(300, ["user:nix"]), (300, ["user:ghost"])], repeat=2)
+    ref = desk.open("empty")
+    result = desk.run()
+    assert (result.skipped, result.exhausted, result.pages) == (6, 1, 1)
+    assert desk.case(ref).exhausted
+    desk.assert_pages([("sue", 0, 3, 2)])
+
+
+def test_after_downtime_only_the_current_step_pages_and_missed_steps_are_recorded(
+    desk: Desk,
+) -> None:
+    add_policy(desk.db, "long", [(300, ["user:ana"]), (600, ["user:ben"])], repeat=3)
+    ref = desk.open("long")
+    desk.run()  # step 1 at 09:00; the engine is then down until 09:40
+    result = desk.advance(minutes=40)
+    # Would have been: ben 09:05, ana 09:15, ben 09:20, ana 09:30, ben 09:35 (current).
+    assert (result.pages, result.missed) == (1, 4)
+    [missed] = desk.timeline(ref, "missed")
+    assert "step 2 (round 1), step 1 (round 2), step 2 (round 2), step 1 (round 3)" in missed.text
+    assert [m["due_at"][11:16] for m in missed.data["missed"]] == [
+        "09:05",
+        "09:15",
+        "09:20",
+        "09:30",
+    ]
+    runs = desk.step_runs(ref)
+    assert [(r.step, r.round, r.missed, r.paged) for r in runs] == [
+        (1, 0, False, 1),
+        (2, 0, True, 0),
+        (1, 1, True, 0),
+        (2, 1, True, 0),
+        (1, 2, True, 0),
+        (2, 2, False, 1),
+    ]
+    assert runs[-1].due_at == T0 + timedelta(minutes=35)
+    assert desk.case(ref).next_escalation_at == T0 + timedelta(minutes=50)
+    assert desk.advance(minutes=9).pages == 0
+    assert desk.advance(minutes=1).pages == 1
+    desk.assert_pages([("ana", 0, 1, 0), ("ben", 0, 2, 2), ("ana", 0, 1, 3)])
+
+
+def test_downtime_past_the_last_step_exhausts_once(desk: Desk) -> None:
+    ref = desk.open()
+    desk.run()
+    result = desk.advance(days=1)
+    assert (result.missed, result.exhausted, result.pages) == (3, 1, 1)
+    assert desk.case(ref).exhausted
+    assert desk.advance(days=1).pages == 0
+    desk.assert_pages([("ana", 0, 1, 0), ("sue", 0, 3, 1)])
+
+
+def test_a_second_engine_on_the_same_database_pages_nothing_twice(desk: Desk) -> None:
+    other = EscalationEngine(desk.db, desk.clock, name="second", batch_size=3)
+    refs = [desk.open() for _ in range(10)]
+    other.run_due()
+    desk.run()
+    desk.clock.advance(minutes=5)
+    desk.run()
+    other.run_due()
+    desk.clock.advance(minutes=10)
+    other.run_due()
+    desk.run()
+    for ref in refs:
+        assert desk.pages(ref) == [("ana", 0, 1, 0), ("ben", 0, 2, 0), ("ana", 0, 1, 1)]
+    assert len(desk.pages()) == 30
+
+
+def test_two_engines_racing_in_threads_page_each_step_exactly_once(desk: Desk) -> None:
+    url = desk.db.engine.url.render_as_string(hide_password=False)
+    second_db = Database.open(url)
+    engines = [desk.engine, EscalationEngine(second_db, desk.clock, name="rival", batch_size=5)]
+    refs = [desk.open() for _ in range(60)]
+    failures: list[BaseException] = []
+
+    def race(engine: EscalationEngine, barrier: threading.Barrier) -> None:
+        barrier.wait()
+        try:
+            engine.run_due()
+        except BaseException as exc:  # reported in the test's own thread
+            failures.append(exc)
+
+    try:
+        for minutes in (0, 5, 10, 5, 10):
+            desk.clock.advance(minutes=minutes)
+            barrier = threading.Barrier(len(engines))
+            threads = [threading.Thread(target=race, args=(e, barrier)) for e in engines]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=60)
+            assert not failures
+    finally:
+        second_db.dispose()
+    expected = [("ana", 0, 1, 0), ("ben", 0, 2, 0), ("ana", 0, 1, 1), ("ben", 0, 2, 1)]
+    for ref in refs:
+        assert desk.pages(ref) == [*expected, ("sue", 0, 3, 1)]
+    with desk.db.read() as session:
+        engines_used = set(session.exec(select(StepRun.engine)).all())
+    assert len(desk.pages()) == 300
+    assert engines_used <= {"engine", "rival"}
+
+
+def test_a_policy_edited_after_the_case_triggered_does_not_change_the_case(desk: Desk) -> None:
+    desk.open()
+    desk.run()
+    with desk.db.write() as session:
+        session.execute(update(PolicyStep).values(delay_seconds=60, targets=["user:cat"]))
+    assert desk.advance(minutes=1).pages == 0
+    assert desk.advance(minutes=4).pages == 1
+    desk.assert_pages([("ana", 0, 1, 0), ("ben", 0, 2, 0)])
+
+
+def test_escalate_now_pages_the_next_step_at_once(desk: Desk) -> None:
+    ref = desk.open()
+    desk.run()
+    desk.clock.advance(seconds=10)
+    desk.service.escalate_now("sue", ref)
+    assert desk.run().pages == 1
+    assert desk.case(ref).next_escalation_at == T0 + timedelta(seconds=610)
+    desk.assert_pages([("ana", 0, 1, 0), ("ben", 0, 2, 0)])
+
+
+def test_escalate_now_after_exhaustion_starts_a_new_cycle(desk: Desk) -> None:
+    ref = desk.open()
+    desk.run()
+    desk.advance(days=1)
+    assert desk.case(ref).exhausted
+    desk.service.escalate_now("sue", ref)
+    assert desk.run().pages == 1
+    case = desk.case(ref)
+    assert (case.exhausted, case.escalation_cycle, case.escalation_step) == (False, 1, 1)
+    assert len(desk.timeline(ref, "restart")) == 1
+    desk.assert_pages([("ana", 0, 1, 0), ("sue", 0, 3, 1), ("ana", 1, 1, 0)])
+
+
+def test_acknowledging_the_exhausted_page_marks_it(desk: Desk) -> None:
+    ref = desk.open()
+    desk.run()
+    desk.advance(days=1)
+    desk.service.acknowledge("sue", ref)
+    with desk.db.read() as session:
+        page = session.exec(select(Page).where(Page.reason == "exhausted")).one()
+        assert page.acknowledged_at == desk.clock.now()
+    desk.assert_pages([("ana", 0, 1, 0), ("sue", 0, 3, 1)])
+
+
+def test_the_auditor_repairs_a_triggered_case_that_lost_its_next_time(desk: Desk) -> None:
+    ref = desk.open()
+    desk.run()
+    with desk.db.write() as session:
+        session.execute(update(Case).values(next_escalation_at=None))
+    assert desk.advance(hours=1).pages == 0  # stalled: nothing would ever page again
+    assert desk.engine.audit_repair() == 1
+    [repair] = desk.timeline(ref, "repair")
+    assert repair.actor == "engine"
+    assert desk.case(ref).next_escalation_at == desk.clock.now()
+    assert desk.run().pages == 1
+    assert desk.engine.audit_repair() == 0
+    desk.assert_pages([("ana", 0, 1, 0), ("ben", 0, 2, 0)])
+
+
+def test_engine_changes_are_audited_and_feed_the_change_log(desk: Desk) -> None:
+    ref = desk.open()
+    before = desk.case(ref).version
+    desk.run()
+    case = desk.case(ref)
+    assert (case.version, case.updated_at) == (before + 1, T0)
+    with desk.db.read() as session:
+        records = session.exec(select(AuditRecord).where(AuditRecord.actor == "engine")).all()
+    assert [(r.action, r.case_ref, r.detail["paged"]) for r in records] == [
+        ("engine.escalate", ref, ["ana"])
+    ]
+    desk.assert_pages([("ana", 0, 1, 0)])
+
+
+def test_case_ids_limits_a_run_to_those_cases(desk: Desk) -> None:
+    first, second = desk.open(), desk.open()
+    ids = [desk.case(first).id]
+    assert desk.engine.run_due(case_ids=[i for i in ids if i is not None]).pages == 1
+    assert last_heartbeat(desk.db) is None  # a targeted run is not a full cycle
+    desk.assert_pages([("ana", 0, 1, 0)])
+    assert desk.run().pages == 1
+    assert desk.pages(second) == [("ana", 0, 1, 0)]
+
+
+def test_the_engine_reports_the_cases_each_batch_changed(desk: Desk) -> None:
+    changed: list[list[int]] = []
+    engine = EscalationEngine(desk.db, desk.clock, batch_size=2, on_change=changed.append)
+    refs = [desk.open() for _ in range(3)]
+    engine.run_due()
+    ids = [desk.case(ref).id for ref in refs]
+    assert changed == [ids[:2], ids[2:]]
+    with desk.db.write() as session:
+        session.execute(update(Case).values(next_escalation_at=None))
+    engine.audit_repair()
+    assert sorted(changed[-1]) == ids
+    desk.assert_pages([("ana", 0, 1, 0)] * 3)
+
+
+def test_heartbeat_and_next_due(desk: Desk) -> None:
+    assert desk.engine.next_due_at() is None
+    desk.open()
+    assert desk.engine.next_due_at() == T0
+    desk.run()
+    assert last_heartbeat(desk.db) == T0
+    assert desk.engine.next_due_at() == T0 + timedelta(minutes=5)
+    desk.advance(minutes=1)
+    assert last_heartbeat(desk.db, "engine") == T0 + timedelta(minutes=1)
+    assert last_heartbeat(desk.db, "someone-else") is None
+    desk.assert_pages([("ana", 0, 1, 0)])
+
+
+# --- targets at page time ----------------------------------------------------------
+
+
+def test_schedule_targets_are_resolved_when_the_step_pages(desk: Desk) -> None:
+    add_rotation(desk.db, "day", ["ana", "ben"], handoff="08:00")
+    add_schedule(desk.db, "primary", ["day"])
+    add_policy(desk.db, "oncall", [(3600, ["schedule:primary"])], repeat=1)
+    desk.clock.set(datetime(2026, 11, 26, 7, 30, tzinfo=UTC))  # before the 08:00 hand-off
+    desk.open("oncall")
+    desk.run()
+    desk.advance(hours=1)  # 08:30: the next turn
+    desk.assert_pages([("ana", 0, 1, 0), ("ben", 0, 1, 1)])
+
+
+def test_rotation_targets_and_their_gaps(desk: Desk) -> None:
+    add_rotation(desk.db, "office", ["cat"], hours="09:00-17:00")
+    add_policy(desk.db, "office", [(600, ["rotation:office"]), (600, ["user:ben"])], repeat=1)
+    desk.clock.set(datetime(2026, 11, 26, 8, 55, tzinfo=UTC))
+    ref = desk.open("office")
+    desk.run()  # 08:55: office hours have not begun: the gap passes at once to ben
+    desk.advance(minutes=10)  # 09:05: cat is on
+    assert len(desk.timeline(ref, "skipped")) == 1
+    desk.assert_pages([("ben", 0, 2, 0), ("cat", 0, 1, 1)])
+
+
+def test_role_supervisor_means_supervisors_on_duty(desk: Desk) -> None:
+    add_responder(desk.db, "tom", "supervisor")
+    add_rotation(desk.db, "leads", ["tom"], hours="09:00-17:00")
+    add_schedule(desk.db, "leads", ["leads"])
+    with desk.db.read() as session:
+        on_duty = resolve_targets(session, ["role:supervisor"], T0 + timedelta(hours=1))
+        off_hours = resolve_targets(session, ["role:supervisor"], T0 + timedelta(hours=10))
+    assert [r.handle for r in on_duty] == ["tom"]
+    assert [r.handle for r in off_hours] == ["sue", "tom"]  # nobody on duty: all active ones
+    desk.assert_pages([])
+
+
+def test_resolve_targets_keeps_order_drops_repeats_and_inactive(desk: Desk) -> None:
+    add_rotation(desk.db, "solo", ["ben"])
+    with desk.db.read() as session:
+        people = resolve_targets(
+            session, ["user:ben", "rotation:solo", "user:sam", "user:ana", "user:ben"], T0
+        )
+    assert [p.handle for p in people] == ["ben", "ana"]
+    desk.assert_pages([])
+
+
+def test_resolve_targets_unknown_names_page_nobody_and_bad_forms_raise(
+    desk: Desk, caplog: pytest.LogCaptureFixture
+) -> None:
+    with desk.db.read() as session:
+        assert resolve_targets(session, ["schedule:nope", "rotation:nope", "user:nope"], T0) == []
+        with pytest.raises(ValueError, match=r"targets\[1\]: expected schedule:NAME"):
+            resolve_targets(session, ["user:ana", "team:x"], T0)
+        with pytest.raises(ValueError, match="role:admin"):
+            resolve_targets(session, ["role:admin"], T0)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("no schedule named 'nope'" in w for w in warnings)
+    desk.assert_pages([])
+
+
+def test_loaders_build_schedules_with_overrides_and_holidays(desk: Desk) -> None:
+    add_rotation(desk.db, "day", ["ana", "ben"])
+    add_rotation(desk.db, "night", ["cat"], hours="20:00-08:00")
+    add_schedule(
+        desk.db,
+        "primary",
+        ["day", "night"],
+        overrides=[("sue", T0 + timedelta(hours=1), T0 + timedelta(hours=2))],
+        holiday_region="AU-NSW",
+        holiday_cover="ben",
+    )
+    with desk.db.write() as session:
+        session.add(Holiday(day=datetime(2026, 12, 25).date(), name="Christmas", region="au-nsw"))
+    with desk.db.read() as session:
+        spec = load_schedule(session, "primary")
+        assert spec is not None
+        assert [layer.name for layer in spec.layers] == ["day", "night"]
+        assert [h.name for h in spec.holidays] == ["Christmas"]
+        assert load_schedule(session, "missing") is None
+        assert load_rotation(session, "missing") is None
+        assert [s.name for s in load_all_schedules(session)] == ["primary"]
+    moments = {
+        "day": T0,  # turn 25 of day: ben
+        "override": T0 + timedelta(hours=1, minutes=30),
+        "night": T0 + timedelta(hours=12),
+        "holiday": datetime(2026, 12, 25, 12, tzinfo=UTC),
+    }
+    who = {name: getattr(on_call(spec, at), "who", None) for name, at in moments.items()}
+    assert who == {"day": "ben", "override": "sue", "night": "cat", "holiday": "ben"}
+    desk.assert_pages([])
+
+
+# --- failures stay with their case -------------------------------------------------
+
+
+def test_an_unreadable_policy_escalates_with_the_fallback_policy(
+    desk: Desk, allow_errors: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    broken, fine = desk.open(), desk.open()
+    with desk.db.write() as session:
+        session.execute(
+            update(Case)
+            .where(col(Case.ref) == broken)
+            .values(policy_snapshot={"steps": [{"delay_seconds": "soon"}]})
+        )
+    desk.run()
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert broken in errors[0]
+    assert "policy_snapshot.steps[0].delay_seconds" in errors[0]
+    assert len(desk.timeline(broken, "fallback_policy")) == 1
+    assert desk.pages(broken) == [("sue", 0, 1, 0)]
+    desk.assert_pages([("sue", 0, 1, 0), ("ana", 0, 1, 0)])
+    assert desk.pages(fine) == [("ana", 0, 1, 0)]
+
+
+def test_a_broken_rotation_fails_its_step_not_the_cycle(
+    desk: Desk, allow_errors: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    add_rotation(desk.db, "broken", ["cat"])
+    with desk.db.write() as session:
+        session.execute(update(Rotation).values(timezone="Mars/Olympus"))
+    add_policy(desk.db, "bad", [(300, ["rotation:broken"]), (300, ["user:ben"])])
+    bad, good = desk.open("bad"), desk.open()
+    desk.run()
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert bad in errors[0]
+    assert "Mars/Olympus" in errors[0]
+    assert desk.pages(bad) == [("ben", 0, 2, 0)]
+    assert desk.pages(good) == [("ana", 0, 1, 0)]
+    desk.assert_pages([("ben", 0, 2, 0), ("ana", 0, 1, 0)])
+
+
+def test_an_error_in_one_case_does_not_stop_the_others(
+    desk: Desk,
+    allow_errors: None,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    refs = [desk.open() for _ in range(5)]
+    cursed = refs[2]
+    real_plan = engine_module.plan_case
+
+    def plan_or_fail(row: Any, now: datetime, resolver: Any) -> Any:
+        if row.ref == cursed:
+            raise RuntimeError("disk on fire")
+        return real_plan(row, now, resolver)
+
+    monkeypatch.setattr(engine_module, "plan_case", plan_or_fail)
+    result = desk.run()
+    assert (result.cases, result.failed) == (4, 1)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert cursed in errors[0].getMessage()
+    assert errors[0].exc_info is not None
+    assert desk.run().failed == 0  # left out of claims until its retry time
+    assert desk.engine.next_due_at() == T0 + timedelta(minutes=1)
+    monkeypatch.setattr(engine_module, "plan_case", real_plan)
+    assert desk.advance(minutes=1).pages == 1
+    assert desk.pages(cursed) == [("ana", 0, 1, 0)]
+    assert len(desk.pages()) == 5
+
+
+def test_a_claim_that_already_exists_is_never_paged_again(
+    desk: Desk, caplog: pytest.LogCaptureFixture
+) -> None:
+    refs = [desk.open() for _ in range(3)]
+    desk.run()
+    # Corrupt one case back to before its step 1 page: its claim row still exists.
+    with desk.db.write() as session:
+        session.execute(
+            update(Case)
+            .where(col(Case.ref) == refs[1])
+            .values(escalation_step=0, next_escalation_at=T0)
+        )
+    result = desk.run()
+    assert (result.cases, result.pages) == (1, 0)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(refs[1] in w and "already claimed" in w for w in warnings)
+    assert desk.case(refs[1]).next_escalation_at == T0 + timedelta(minutes=5)
+    desk.assert_pages([("ana", 0, 1, 0)] * 3)
+
+
+# --- policy snapshots -----------------------------------------------------------
+
+
+def test_read_chain_names_the_bad_key() -> None:
+    with pytest.raises(ValueError, match=r"policy_snapshot.steps: expected a list"):
+        read_chain({"steps": None})
+    with pytest.raises(ValueError, match=r"steps\[1\].targets: expected a list of strings"):
+        read_chain({"steps": [{"delay_seconds": 1, "targets": []}, {"delay_seconds": 1}]})
+    with pytest.raises(ValueError, match=r"policy_snapshot.repeat: expected a whole number"):
+        read_chain({"steps": [], "repeat": -1})
+    chain = read_chain({"steps": [{"delay_seconds": 0, "targets": ["user:a"]}], "repeat": 1})
+    assert chain.steps[0].delay == timedelta(seconds=1)  # a step waits at least a second
+    assert [chain.after(0, 0), chain.after(1, 0), chain.after(1, 1)] == [(1, 0), (1, 1), None]
+
+
+# --- the runner and the headless loop -------------------------------------------
+
+
+def test_runner_wakes_the_engine_and_rearms_at_the_next_due_time(sqlite_desk: Desk) -> None:
+    desk = sqlite_desk
+    cycles: list[CycleResult] = []
+    cycled = threading.Event()
+
+    def on_cycle(result: CycleResult) -> None:
+        cycles.append(result)
+        cycled.set()
+
+    scheduler = BackgroundScheduler(timezone=UTC)
+    runner = EngineRunner(desk.engine, scheduler, on_cycle=on_cycle)
+    scheduler.start()
+    try:
+        runner.start()  # the first cycle runs at once
+        assert cycled.wait(10)
+        cycled.clear()
+        desk.open()
+        runner.wake()
+        assert cycled.wait(10)
+        assert sum(c.pages for c in cycles) == 1
+        store = scheduler._lookup_jobstore(runner.jobstore)
+        assert isinstance(store, MemoryJobStore)
+        jobs = {job.id: job for job in scheduler.get_jobs(runner.jobstore)}
+        wake = jobs[runner.job_ids["wake"]]
+        wait = wake.next_run_time - datetime.now(UTC)
+        assert timedelta(minutes=4) < wait <= timedelta(minutes=5)
+        for job in jobs.values():
+            assert (job.misfire_grace_time, job.coalesce, job.max_instances) == (None, True, 1)
+        assert set(jobs) == set(runner.job_ids.values())
+    finally:
+        runner.stop()
+        scheduler.shutdown()
+    assert scheduler.get_jobs() == []
+    desk.assert_pages([("ana", 0, 1, 0)])
+
+
+async def test_runner_under_an_asyncio_scheduler(sqlite_desk: Desk) -> None:
+    desk = sqlite_desk
+    loop = asyncio.get_running_loop()
+    cycled = asyncio.Event()
+    scheduler = AsyncIOScheduler(timezone=UTC)
+
+    def on_cycle(_: CycleResult) -> None:
+        loop.call_soon_threadsafe(cycled.set)
+
+    runner = EngineRunner(desk.engine, scheduler, on_cycle=on_cycle)
+    scheduler.start()  # as the console does in on_mount
+    try:
+        runner.start()
+        await asyncio.wait_for(cycled.wait(), 10)
+        cycled.clear()
+        desk.open()
+        runner.wake()
+        await asyncio.wait_for(cycled.wait(), 10)
+    finally:
+        runner.stop()
+        scheduler.shutdown(wait=False)
+    desk.assert_pages([("ana", 0, 1, 0)])
+
+
+def test_runner_reports_a_failing_cycle_once_then_quietly(
+    sqlite_desk: Desk,
+    allow_errors: None,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    desk = sqlite_desk
+    runner = EngineRunner(desk.engine, BackgroundScheduler(timezone=UTC))
+
+    def database_down(**_: Any) -> CycleResult:
+        raise ConnectionError("database unreachable")
+
+    monkeypatch.setattr(desk.engine, "run_due", database_down)
+    runner._cycle()
+    runner._cycle()
+    levels = [r.levelname for r in caplog.records if "escalation cycle" in r.getMessage()]
+    assert levels == ["ERROR", "WARNING"]
+    monkeypatch.undo()
+    runner._cycle()
+    assert "escalation cycles work again" in caplog.text
+    desk.assert_pages([])
+
+
+def test_run_headless_once_pages_what_is_due(sqlite_desk: Desk) -> None:
+    desk = sqlite_desk
+    desk.open()
+    assert run_headless(desk.db, desk.clock, once=True) == 0
+    assert last_heartbeat(desk.db) == T0
+    desk.assert_pages([("ana", 0, 1, 0)])
+
+
+def test_run_headless_runs_until_stopped(sqlite_desk: Desk) -> None:
+    desk = sqlite_desk
+    desk.open()
+    stop = threading.Event()
+    codes: list[int] = []
+    thread = threading.Thread(
+        target=lambda: codes.append(run_headless(desk.db, desk.clock, once=False, stop_event=stop))
+    )
+    thread.start()
+    try:
+        deadline = datetime.now(UTC) + timedelta(seconds=20)
+        while not desk.pages() and datetime.now(UTC) < deadline:
+            stop.wait(0.02)  # waiting for the worker thread, not moving time
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert codes == [0]
+    desk.assert_pages([("ana", 0, 1, 0)])
