@@ -412,7 +412,6 @@ def _command_extensions() -> list[Callable[[Commands], None]]:
     return [cli_casework.register, cli_shift.register, cli_calendar.register]
 
 
-
 def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument(

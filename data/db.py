@@ -16,10 +16,8 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session, SQLModel
 
-import data.casework  # registers the casework tables
-import data.shiftwork  # noqa: F401  (registers the shift-work tables)
-import data.swaps  # noqa: F401  (registers the swap and hand-off notice tables)
-from data import models  # noqa: F401  (registers the tables on SQLModel.metadata)
+# Each of these modules registers its tables on SQLModel.metadata.
+from data import casework, models, shiftwork, swaps  # noqa: F401
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 

@@ -281,9 +281,7 @@ def test_a_desk_with_only_a_team_is_refused_too(db: Database) -> None:
         build_demo(db, now=NOW)
 
 
-def test_a_demo_desk_is_rebuilt_identically_without_reset(
-    demo_db: Database, demo_url: str
-) -> None:
+def test_a_demo_desk_is_rebuilt_identically_without_reset(demo_db: Database, demo_url: str) -> None:
     """Running the Quick start twice rebuilds the demo desk instead of refusing it."""
     first = fingerprint(demo_db)
     err = io.StringIO()

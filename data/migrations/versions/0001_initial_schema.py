@@ -52,6 +52,13 @@ def upgrade() -> None:
     with op.batch_alter_table('case_change', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_case_change_case_id'), ['case_id'], unique=False)
 
+    op.create_table('casework_settings',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('document', sa.JSON(), nullable=False),
+    sa.Column('updated_at', data.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_by', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
     op.create_table('engine_heartbeat',
     sa.Column('name', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('started_at', data.types.UTCDateTime(timezone=True), nullable=False),
@@ -59,6 +66,21 @@ def upgrade() -> None:
     sa.Column('cycles', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('name')
     )
+    op.create_table('handoff_notice',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('handle', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('schedule', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('shift_start', data.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('at', data.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('claimed_at', data.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('open_case_refs', sa.JSON(), nullable=False),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('handle', 'schedule', 'shift_start', 'kind', name='ux_handoff_notice')
+    )
+    with op.batch_alter_table('handoff_notice', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_handoff_notice_claimed_at'), ['claimed_at'], unique=False)
+
     op.create_table('holiday',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('day', sa.Date(), nullable=False),
@@ -188,6 +210,22 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['incoming_id'], ['responder.id'], ),
     sa.PrimaryKeyConstraint('id')
     )
+    op.create_table('partner',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('name', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('agency', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('contact', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('verified_channel', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('active', sa.Boolean(), nullable=False),
+    sa.Column('created_at', data.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_by_id', sa.Integer(), nullable=True),
+    sa.ForeignKeyConstraint(['created_by_id'], ['responder.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('partner', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_partner_name'), ['name'], unique=True)
+
     op.create_table('policy_step',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('policy_id', sa.Integer(), nullable=False),
@@ -243,7 +281,11 @@ def upgrade() -> None:
     sa.Column('due_at', data.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('status', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('created_at', data.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('owner_kind', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('completed_at', data.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('completed_by_id', sa.Integer(), nullable=True),
     sa.ForeignKeyConstraint(['case_id'], ['case.id'], ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['completed_by_id'], ['responder.id'], ),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('action_item', schema=None) as batch_op:
@@ -261,6 +303,83 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('case_note', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_case_note_case_id'), ['case_id'], unique=False)
+
+    op.create_table('case_partner',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('case_id', sa.Integer(), nullable=False),
+    sa.Column('partner_id', sa.Integer(), nullable=False),
+    sa.Column('linked_at', data.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('linked_by_id', sa.Integer(), nullable=True),
+    sa.ForeignKeyConstraint(['case_id'], ['case.id'], ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['linked_by_id'], ['responder.id'], ),
+    sa.ForeignKeyConstraint(['partner_id'], ['partner.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('case_id', 'partner_id')
+    )
+    with op.batch_alter_table('case_partner', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_case_partner_case_id'), ['case_id'], unique=False)
+
+    op.create_table('clock_event',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('case_id', sa.Integer(), nullable=False),
+    sa.Column('clock', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('at', data.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('recorded_at', data.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('by_id', sa.Integer(), nullable=False),
+    sa.Column('reference', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('note', sa.Text(), nullable=False),
+    sa.ForeignKeyConstraint(['by_id'], ['responder.id'], ),
+    sa.ForeignKeyConstraint(['case_id'], ['case.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('clock_event', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_clock_event_case_id'), ['case_id'], unique=False)
+
+    op.create_table('containment_record',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('case_id', sa.Integer(), nullable=False),
+    sa.Column('step', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('done_at', data.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('done_by_id', sa.Integer(), nullable=False),
+    sa.Column('reference', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('note', sa.Text(), nullable=False),
+    sa.ForeignKeyConstraint(['case_id'], ['case.id'], ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['done_by_id'], ['responder.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('case_id', 'step')
+    )
+    with op.batch_alter_table('containment_record', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_containment_record_case_id'), ['case_id'], unique=False)
+
+    op.create_table('disclosure',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('case_id', sa.Integer(), nullable=False),
+    sa.Column('number', sa.Integer(), nullable=False),
+    sa.Column('data', sa.JSON(), nullable=False),
+    sa.Column('accounts', sa.Integer(), nullable=False),
+    sa.Column('partner_id', sa.Integer(), nullable=False),
+    sa.Column('agency', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('basis', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('basis_label', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('emergency', sa.Boolean(), nullable=False),
+    sa.Column('status', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('requested_at', data.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('requested_by_id', sa.Integer(), nullable=False),
+    sa.Column('decided_at', data.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('decided_by_id', sa.Integer(), nullable=True),
+    sa.Column('override_reason', sa.Text(), nullable=True),
+    sa.Column('decline_reason', sa.Text(), nullable=True),
+    sa.ForeignKeyConstraint(['case_id'], ['case.id'], ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['decided_by_id'], ['responder.id'], ),
+    sa.ForeignKeyConstraint(['partner_id'], ['partner.id'], ),
+    sa.ForeignKeyConstraint(['requested_by_id'], ['responder.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('case_id', 'number')
+    )
+    with op.batch_alter_table('disclosure', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_disclosure_case_id'), ['case_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_disclosure_decided_at'), ['decided_at'], unique=False)
 
     op.create_table('override',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -361,6 +480,21 @@ def upgrade() -> None:
     with op.batch_alter_table('timeline_event', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_timeline_event_case_id'), ['case_id'], unique=False)
 
+    op.create_table('verification_record',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('case_id', sa.Integer(), nullable=False),
+    sa.Column('step', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('facts', sa.JSON(), nullable=False),
+    sa.Column('recorded_at', data.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('recorded_by_id', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['case_id'], ['case.id'], ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['recorded_by_id'], ['responder.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('case_id', 'step')
+    )
+    with op.batch_alter_table('verification_record', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_verification_record_case_id'), ['case_id'], unique=False)
+
     op.create_table('delivery',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('page_id', sa.Integer(), nullable=False),
@@ -380,6 +514,53 @@ def upgrade() -> None:
     with op.batch_alter_table('delivery', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_delivery_page_id'), ['page_id'], unique=False)
         batch_op.create_index('ix_delivery_pending', ['status', 'next_attempt_at'], unique=False)
+
+    op.create_table('post_mortem_action',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('post_mortem_id', sa.Integer(), nullable=False),
+    sa.Column('position', sa.Integer(), nullable=False),
+    sa.Column('title', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('owner_id', sa.Integer(), nullable=False),
+    sa.Column('due_on', sa.Date(), nullable=False),
+    sa.Column('status', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('created_at', data.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('done_at', data.types.UTCDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['owner_id'], ['responder.id'], ),
+    sa.ForeignKeyConstraint(['post_mortem_id'], ['post_mortem.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('post_mortem_id', 'position')
+    )
+    with op.batch_alter_table('post_mortem_action', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_post_mortem_action_owner_id'), ['owner_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_post_mortem_action_post_mortem_id'), ['post_mortem_id'], unique=False)
+
+    op.create_table('swap_request',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('schedule_id', sa.Integer(), nullable=False),
+    sa.Column('requester_id', sa.Integer(), nullable=False),
+    sa.Column('wanted_id', sa.Integer(), nullable=True),
+    sa.Column('taker_id', sa.Integer(), nullable=True),
+    sa.Column('starts_at', data.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('ends_at', data.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('note', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('status', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('created_at', data.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('taken_at', data.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('decided_at', data.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('decided_by_id', sa.Integer(), nullable=True),
+    sa.Column('decision_note', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('override_id', sa.Integer(), nullable=True),
+    sa.ForeignKeyConstraint(['decided_by_id'], ['responder.id'], ),
+    sa.ForeignKeyConstraint(['override_id'], ['override.id'], ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['requester_id'], ['responder.id'], ),
+    sa.ForeignKeyConstraint(['schedule_id'], ['schedule.id'], ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['taker_id'], ['responder.id'], ),
+    sa.ForeignKeyConstraint(['wanted_id'], ['responder.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('swap_request', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_swap_request_schedule_id'), ['schedule_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_swap_request_status'), ['status'], unique=False)
 
     op.create_table('delivery_attempt',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -402,11 +583,25 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_delivery_attempt_delivery_id'))
 
     op.drop_table('delivery_attempt')
+    with op.batch_alter_table('swap_request', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_swap_request_status'))
+        batch_op.drop_index(batch_op.f('ix_swap_request_schedule_id'))
+
+    op.drop_table('swap_request')
+    with op.batch_alter_table('post_mortem_action', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_post_mortem_action_post_mortem_id'))
+        batch_op.drop_index(batch_op.f('ix_post_mortem_action_owner_id'))
+
+    op.drop_table('post_mortem_action')
     with op.batch_alter_table('delivery', schema=None) as batch_op:
         batch_op.drop_index('ix_delivery_pending')
         batch_op.drop_index(batch_op.f('ix_delivery_page_id'))
 
     op.drop_table('delivery')
+    with op.batch_alter_table('verification_record', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_verification_record_case_id'))
+
+    op.drop_table('verification_record')
     with op.batch_alter_table('timeline_event', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_timeline_event_case_id'))
 
@@ -430,6 +625,23 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_override_schedule_id'))
 
     op.drop_table('override')
+    with op.batch_alter_table('disclosure', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_disclosure_decided_at'))
+        batch_op.drop_index(batch_op.f('ix_disclosure_case_id'))
+
+    op.drop_table('disclosure')
+    with op.batch_alter_table('containment_record', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_containment_record_case_id'))
+
+    op.drop_table('containment_record')
+    with op.batch_alter_table('clock_event', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_clock_event_case_id'))
+
+    op.drop_table('clock_event')
+    with op.batch_alter_table('case_partner', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_case_partner_case_id'))
+
+    op.drop_table('case_partner')
     with op.batch_alter_table('case_note', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_case_note_case_id'))
 
@@ -451,6 +663,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_policy_step_policy_id'))
 
     op.drop_table('policy_step')
+    with op.batch_alter_table('partner', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_partner_name'))
+
+    op.drop_table('partner')
     op.drop_table('handover')
     with op.batch_alter_table('contact_method', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_contact_method_responder_id'))
@@ -482,7 +698,12 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_holiday_day'))
 
     op.drop_table('holiday')
+    with op.batch_alter_table('handoff_notice', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_handoff_notice_claimed_at'))
+
+    op.drop_table('handoff_notice')
     op.drop_table('engine_heartbeat')
+    op.drop_table('casework_settings')
     with op.batch_alter_table('case_change', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_case_change_case_id'))
 

@@ -1,0 +1,253 @@
+"""The Textual app of the console: themes, keymap, the in-process escalation engine, the
+help screen, and the one place where a failed worker becomes a message on screen."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import importlib
+import socket
+from collections.abc import Iterable
+from datetime import UTC
+from typing import Any, ClassVar
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from textual import work
+from textual.app import App, CSSPathType, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.theme import Theme
+from textual.worker import Worker, WorkerState
+
+from app.clock import Clock
+from app.console import desk
+from app.console.commands import ConsoleCommands, ThemeCommands
+from app.console.desk import Profile
+from app.console.failures import describe_failure
+from app.console.messages import HandlesLoaded
+from app.console.screens.dialogs import CANCEL, Confirm, FilterDialog
+from app.console.screens.help import HelpScreen, help_rows
+from app.console.screens.queue import QueueScreen
+from app.console.settings import ConsoleSettings
+from app.deliveries_local import DesktopNotifier
+from app.engine import EngineRunner, EscalationEngine
+from data.db import Database
+from themes import CONSOLE_CSS_PATHS, DEFAULT_THEME, THEME_VARIABLE_DEFAULTS, THEMES
+from widgets.queue_table import QueueTable
+
+OPTIONAL_SCREENS: dict[str, tuple[str, str, str]] = {
+    "calendar": ("app.console.screens.calendar", "CalendarScreen", "calendar"),
+    "handover": ("app.console.screens.handover", "HandoverScreen", "handover"),
+    "stats": ("app.console.screens.stats", "StatsScreen", "statistics"),
+}
+"""Screens other parts of Vigil provide: key -> (module, class, what to call it).
+Each class takes no arguments and reads `db`, `clock` and `profile` from the app."""
+
+READ_GROUPS = frozenset({"feed", "queue-window", "detail", "pages", "status"})
+"""Worker groups that only read: when the database fails them, the screen retries."""
+
+
+class VigilApp(App[int]):
+    """The on-call console of one person (`profile`) against one database."""
+
+    CSS_PATH: ClassVar[CSSPathType | None] = [*CONSOLE_CSS_PATHS]
+    TITLE = "Vigil"
+    COMMANDS = App.COMMANDS | {ConsoleCommands, ThemeCommands}
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding(
+            "question_mark",
+            "help",
+            "Help",
+            id="app.help",
+            tooltip="List every key of this screen and what it does",
+        ),
+        Binding(
+            "ctrl+q",
+            "quit",
+            "Quit",
+            show=False,
+            priority=True,
+            id="app.quit",
+            tooltip="Close the console (its escalation engine stops with it)",
+        ),
+    ]
+
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        profile: Profile,
+        *,
+        desktop: DesktopNotifier,
+        engine: bool = False,
+        settings: ConsoleSettings | None = None,
+        theme: str | None = None,
+        cursor_blink: bool = True,
+    ) -> None:
+        super().__init__()
+        self.db = db
+        self.clock = clock
+        self.profile = profile
+        self.desktop = desktop
+        self.settings = settings or ConsoleSettings()
+        self.cursor_blink = cursor_blink
+        self.handles: tuple[str, ...] = ()
+        self._engine_wanted = engine
+        self._chosen_theme = theme
+        self._saved_theme = theme
+        self._scheduler: AsyncIOScheduler | None = None
+        self._runner: EngineRunner | None = None
+
+    # ----------------------------------------------------------------- start-up
+
+    def get_theme_variable_defaults(self) -> dict[str, str]:
+        return dict(THEME_VARIABLE_DEFAULTS)
+
+    def get_default_screen(self) -> Screen[Any]:
+        return QueueScreen()
+
+    def on_mount(self) -> None:
+        for theme in THEMES:
+            self.register_theme(theme)
+        chosen = self._chosen_theme
+        self.theme = chosen if chosen and chosen in self.available_themes else DEFAULT_THEME
+        self.theme_changed_signal.subscribe(self, self._theme_changed)
+        self.set_keymap(self.settings.keymap)
+        for problem in self.settings.problems:
+            self.notify(
+                problem, title="Settings ignored", severity="warning", timeout=30, markup=False
+            )
+        self._load_handles()
+        if self._engine_wanted:
+            self._start_engine()
+        # A full garbage collection walks every tracked object, and after start-up that is
+        # mostly what never goes away (modules, the widget tree, SQLAlchemy's tables): over
+        # 100 ms on a modest machine, enough to stall the queue. Frozen objects are left out
+        # of collections; they are handed back when the console closes.
+        self.call_after_refresh(gc.freeze)
+
+    def _start_engine(self) -> None:
+        """The escalation loop in this process, on an AsyncIOScheduler of this event loop."""
+        self._scheduler = AsyncIOScheduler(timezone=UTC)
+        self._scheduler.start()
+        name = f"console:{self.profile.handle}@{socket.gethostname()}"
+        self._runner = EngineRunner(
+            EscalationEngine(self.db, self.clock, name=name), self._scheduler
+        )
+        self._runner.start()
+
+    def wake_engine(self) -> None:
+        """Let the in-process engine look for due work now (after a change)."""
+        if self._runner is not None:
+            self._runner.wake()
+
+    async def on_unmount(self) -> None:
+        gc.unfreeze()
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await asyncio.to_thread(runner.stop)
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+
+    # ----------------------------------------------------------------- themes
+
+    def _theme_changed(self, theme: Theme) -> None:
+        if theme.name != self._saved_theme:
+            self._saved_theme = theme.name
+            self._save_theme(theme.name)
+
+    @work(thread=True, name="save theme", group="settings", exclusive=True, exit_on_error=False)
+    def _save_theme(self, name: str) -> None:
+        desk.save_theme_choice(self.db, self.profile.handle, name)
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        """Textual's own commands, except its theme picker: ours lists the console's."""
+        for command in super().get_system_commands(screen):
+            if command.title != "Theme":
+                yield command
+
+    # ----------------------------------------------------------------- helpers
+
+    @work(thread=True, name="responder handles", group="handles", exit_on_error=False)
+    def _load_handles(self) -> None:
+        self.post_message(HandlesLoaded(tuple(desk.active_handles(self.db))))
+
+    def on_handles_loaded(self, message: HandlesLoaded) -> None:
+        self.handles = message.handles
+
+    def key_for(self, binding_id: str, default: str) -> str:
+        """The key a binding has under the person's keymap."""
+        return self.settings.keymap.get(binding_id, default)
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        rows = help_rows(self, self.screen.active_bindings.values())
+        note = (
+            "Remap a key by its id in $XDG_CONFIG_HOME/vigil/console.toml (default "
+            '~/.config/vigil/console.toml), under [keymap]: "queue.ack" = "A".  '
+            "Escape: close."
+        )
+        self.push_screen(HelpScreen(rows, note))
+
+    def open_optional_screen(self, name: str) -> None:
+        """Open a screen another part of Vigil provides, or say it is not there yet."""
+        module_name, class_name, label = OPTIONAL_SCREENS[name]
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            self.notify(
+                f"The {label} screen is not available yet in this version of Vigil.",
+                title="Not available yet",
+                severity="warning",
+            )
+            return
+        self.push_screen(getattr(module, class_name)())
+
+    # ----------------------------------------------------------------- failures
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        self.report_worker(event)
+
+    def report_worker(self, event: Worker.StateChanged, screen: Screen[Any] | None = None) -> None:
+        """The one handler of worker outcomes: errors become a clear message on screen."""
+        worker = event.worker
+        queue = screen if isinstance(screen, QueueScreen) else None
+        if event.state == WorkerState.SUCCESS and worker.group == "feed" and queue:
+            queue.feed_works()
+        if event.state != WorkerState.ERROR or worker.error is None:
+            return
+        failure = describe_failure(worker.error)
+        if failure.title == "Unexpected error":
+            self.log.error(f"worker {worker.name!r} failed", worker.error)
+        if failure.database_down and queue is not None and worker.group in READ_GROUPS:
+            queue.reads_failed(failure.message)
+            return
+        message = failure.message
+        if failure.database_down and worker.group == "case-action":
+            message += ". Nothing was changed; what you typed is kept, so just try again."
+        self.notify(
+            message, title=failure.title, severity=failure.severity, timeout=10, markup=False
+        )
+
+
+def binding_ids() -> frozenset[str]:
+    """Every binding id a keymap may name."""
+    groups: list[Iterable[BindingType]] = [
+        VigilApp.BINDINGS,
+        QueueScreen.BINDINGS,
+        QueueTable.BINDINGS,
+        HelpScreen.BINDINGS,
+        Confirm.BINDINGS,
+        FilterDialog.BINDINGS,
+        [CANCEL],
+    ]
+    return frozenset(
+        binding.id
+        for group in groups
+        for binding in group
+        if isinstance(binding, Binding) and binding.id
+    )

@@ -1,0 +1,231 @@
+"""What the console reads and writes besides case actions. Every function here blocks on
+the database, so the console calls them before its event loop starts or from thread
+workers, never on the event loop itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlmodel import Session, col, select
+
+from app.engine import last_heartbeat
+from app.oncall import load_all_schedules
+from app.presenters import case_detail, queue_rows
+from app.rotations import next_change, on_call
+from data import queries
+from data.db import Database
+from data.domain import Role
+from data.models import Case, Responder, Setting
+from data.queries import QueueFilter
+from widgets.header import OnCallView
+from widgets.views import CaseDetailView, QueueRow
+
+FEED_BATCH = 5000
+"""Change-feed entries read per poll."""
+ROW_BY_ROW_LIMIT = 16
+"""Past this many changed cases in one poll, the console refetches its window instead
+of placing each case: the cost then stays that of one window, however large the burst."""
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """The person at this console."""
+
+    responder_id: int
+    handle: str
+    name: str
+    role: str
+    timezone: str
+
+    @property
+    def supervising(self) -> bool:
+        return self.role in (Role.SUPERVISOR.value, Role.ADMIN.value)
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Rows `offset`… of the filtered queue, and where the followed case sits now."""
+
+    total: int
+    offset: int
+    rows: tuple[QueueRow, ...]
+    follow_position: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RowChange:
+    """A changed case as the queue sees it now: its row and index, or None if hidden."""
+
+    case_id: int
+    row: QueueRow | None
+    position: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedRead:
+    """What one poll of the change feed found."""
+
+    last_id: int
+    changed: frozenset[int]
+    total: int
+    changes: tuple[RowChange, ...] | None  # None: too many to place one by one
+
+
+def load_profile(db: Database, handle: str) -> Profile | None:
+    """The active responder called `handle`, or None."""
+    with db.read() as session:
+        row = session.exec(select(Responder).where(Responder.handle == handle.strip())).first()
+    if row is None or row.id is None or not row.active:
+        return None
+    return Profile(row.id, row.handle, row.name, row.role, row.timezone)
+
+
+def active_handles(db: Database) -> list[str]:
+    with db.read() as session:
+        return list(
+            session.exec(
+                select(Responder.handle)
+                .where(col(Responder.active).is_(True))
+                .order_by(col(Responder.handle))
+            ).all()
+        )
+
+
+def _theme_key(handle: str) -> str:
+    return f"console.theme:{handle}"
+
+
+def load_theme_choice(db: Database, handle: str) -> str | None:
+    """The theme this person last chose at any console, or None."""
+    with db.read() as session:
+        row = session.get(Setting, _theme_key(handle))
+    return row.value if row is not None else None
+
+
+def save_theme_choice(db: Database, handle: str, theme: str) -> None:
+    with db.write() as session:
+        row = session.get(Setting, _theme_key(handle))
+        if row is None:
+            session.add(Setting(key=_theme_key(handle), value=theme))
+        elif row.value != theme:
+            row.value = theme
+            session.add(row)
+
+
+def _rows(session: Session, profile: Profile, cases: list[Case]) -> list[QueueRow]:
+    return queue_rows(session, cases, profile.responder_id)
+
+
+def read_window(
+    db: Database,
+    profile: Profile,
+    flt: QueueFilter,
+    offset: int,
+    limit: int,
+    follow_case: int | None = None,
+) -> Window:
+    """Count the queue and read one window of it.
+
+    With `follow_case`, the window moves (keeping its size) so that it holds that case
+    wherever it now sits, so the cursor can stay on it.
+    """
+    with db.read() as session:
+        total = queries.queue_count(session, flt)
+        position = None
+        if follow_case is not None and (case := session.get(Case, follow_case)) is not None:
+            position = queries.queue_position(session, flt, case)
+        if position is not None and not offset <= position < offset + limit:
+            offset = max(0, position - limit // 2)
+        cases = queries.queue_window(session, flt, offset, limit)
+        return Window(total, offset, tuple(_rows(session, profile, cases)), position)
+
+
+def read_row_changes(
+    session: Session, profile: Profile, flt: QueueFilter, case_ids: Iterable[int]
+) -> tuple[RowChange, ...]:
+    """Each case's current row and queue index under `flt`."""
+    wanted = sorted(set(case_ids))
+    if not wanted:
+        return ()
+    cases = list(session.exec(select(Case).where(col(Case.id).in_(wanted))).all())
+    placed: list[tuple[Case, int]] = []
+    changes: dict[int, RowChange] = {case_id: RowChange(case_id, None, None) for case_id in wanted}
+    for case in cases:
+        position = queries.queue_position(session, flt, case)
+        if position is not None:
+            placed.append((case, position))
+    for row, (_, position) in zip(
+        _rows(session, profile, [case for case, _ in placed]), placed, strict=True
+    ):
+        changes[row.case_id] = RowChange(row.case_id, row, position)
+    return tuple(changes[case_id] for case_id in wanted)
+
+
+def read_case_change(
+    db: Database, profile: Profile, flt: QueueFilter, case_id: int
+) -> tuple[int, RowChange]:
+    """The queue's total and one case's row and index, right after an action on it."""
+    with db.read() as session:
+        total = queries.queue_count(session, flt)
+        (change,) = read_row_changes(session, profile, flt, [case_id])
+        return total, change
+
+
+def latest_change(db: Database) -> int:
+    with db.read() as session:
+        return queries.latest_change_id(session)
+
+
+def read_feed(db: Database, profile: Profile, flt: QueueFilter, after_id: int) -> FeedRead | None:
+    """The cases changed since `after_id`, placed in the queue; None when nothing changed."""
+    with db.read() as session:
+        entries = queries.changes_since(session, after_id, limit=FEED_BATCH)
+        if not entries:
+            return None
+        last_id = max(entry.id or 0 for entry in entries)
+        changed = frozenset(entry.case_id for entry in entries)
+        total = queries.queue_count(session, flt)
+        changes = (
+            read_row_changes(session, profile, flt, changed)
+            if len(changed) <= ROW_BY_ROW_LIMIT
+            else None
+        )
+        return FeedRead(last_id, changed, total, changes)
+
+
+def read_detail(
+    db: Database, case_id: int, revealed_details: str | None = None
+) -> CaseDetailView | None:
+    """The detail pane's view of a case; sensitive details only if the caller revealed them."""
+    with db.read() as session:
+        case = session.get(Case, case_id)
+        if case is None:
+            return None
+        return case_detail(session, case, revealed_details=revealed_details)
+
+
+def engine_heartbeat(db: Database) -> datetime | None:
+    """When any escalation engine last completed a cycle against this database."""
+    return last_heartbeat(db)
+
+
+def read_on_call(db: Database, at: datetime) -> tuple[OnCallView, ...]:
+    """Now and next for every schedule of the desk."""
+    with db.read() as session:
+        schedules = load_all_schedules(session)
+    found = []
+    for schedule in schedules:
+        current = on_call(schedule, at)
+        upcoming = next_change(schedule, at)
+        found.append(
+            OnCallView(
+                schedule=schedule.name,
+                now=current.who if current else None,
+                next=upcoming.who if upcoming else None,
+                next_at=upcoming.start if upcoming else None,
+            )
+        )
+    return tuple(found)

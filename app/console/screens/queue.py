@@ -1,0 +1,805 @@
+"""The home screen: the priority queue, the case under the cursor, and every case action.
+
+Everything that touches the database runs in a thread worker and answers with a message
+(see `app.console.messages`). The change feed is polled twice a second; a change
+repaints its own row when the case kept its place, and otherwise refetches only the
+rows around the viewport, with the cursor kept on its case.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, ClassVar, cast
+
+from textual import events, on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Container, Horizontal
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Footer, Input, Static
+from textual.worker import Worker, get_current_worker
+
+from app.cases import CaseService
+from app.console import desk
+from app.console.messages import (
+    CaseActionDone,
+    DeskStatusLoaded,
+    DesktopNotified,
+    DetailLoaded,
+    FeedArrived,
+    PagesArrived,
+    WindowLoaded,
+)
+from app.console.screens.dialogs import Confirm, FilterChoice, FilterDialog, TextPrompt
+from app.deliveries_local import PageAlert, claim_my_pages, record_desktop
+from data.queries import QueueFilter
+from widgets.case_detail import CaseDetail
+from widgets.header import Identity, StatusHeader
+from widgets.queue_table import QueueTable
+from widgets.views import CaseDetailView
+
+if TYPE_CHECKING:
+    from app.console.app import VigilApp
+
+POLL_SECONDS = 0.5
+STATUS_SECONDS = 15.0
+WINDOW_MARGIN = 20
+"""Rows refetched above and below the viewport after a reshuffle (scrolling further asks
+the table's own, wider windows)."""
+RETRY_SECONDS = 2.0
+COMFORTABLE_WIDTH = 120
+MAX_PAGES_LISTED = 3
+
+
+@dataclass(frozen=True, slots=True)
+class CaseAction:
+    """One case action requested at this console."""
+
+    verb: str  # ack, resolve, note, reassign, escalate
+    case_id: int
+    ref: str
+    text: str = ""
+
+    @property
+    def draft_key(self) -> tuple[str, int]:
+        return (self.verb, self.case_id)
+
+
+def _binding(
+    key: str, action: str, description: str, ident: str, tooltip: str, *, show: bool = True
+) -> Binding:
+    return Binding(key, action, description, show=show, id=ident, tooltip=tooltip)
+
+
+class QueueScreen(Screen[None]):
+    """The queue beside the detail pane (below it on a narrow terminal)."""
+
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (COMFORTABLE_WIDTH, "-wide")]
+    AUTO_FOCUS = "#queue"
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        _binding("a", "ack", "Ack", "queue.ack", "Acknowledge the selected case"),
+        _binding(
+            "r",
+            "resolve",
+            "Resolve",
+            "queue.resolve",
+            "Resolve the selected case, with an optional note",
+        ),
+        _binding("n", "note", "Note", "queue.note", "Add a note to the selected case"),
+        _binding(
+            "R",
+            "reassign",
+            "Reassign",
+            "queue.reassign",
+            "Hand the selected case to someone else (supervisors)",
+        ),
+        _binding(
+            "e",
+            "escalate",
+            "Escalate",
+            "queue.escalate",
+            "Page the next escalation step of the selected case now",
+        ),
+        _binding(
+            "v",
+            "reveal",
+            "Reveal",
+            "queue.reveal",
+            "Show the sensitive details of the selected case (audited)",
+        ),
+        _binding(
+            "slash",
+            "search",
+            "Search",
+            "queue.search",
+            "Search the queue by reference or title as you type",
+        ),
+        _binding(
+            "f",
+            "filters",
+            "Filter",
+            "queue.filters",
+            "Filter by category and severity, or include resolved cases",
+            show=False,
+        ),
+        _binding(
+            "m",
+            "toggle_mine",
+            "Mine",
+            "queue.mine",
+            "Show only cases assigned to me or paged to me",
+            show=False,
+        ),
+        _binding(
+            "u",
+            "toggle_unassigned",
+            "Unassigned",
+            "queue.unassigned",
+            "Show only cases nobody is assigned to",
+            show=False,
+        ),
+        _binding(
+            "1",
+            "toggle_severity(1)",
+            "Sev1",
+            "queue.sev1",
+            "Show only sev1 cases (press again to undo)",
+            show=False,
+        ),
+        _binding(
+            "2",
+            "toggle_severity(2)",
+            "Sev2",
+            "queue.sev2",
+            "Show only sev2 cases (press again to undo)",
+            show=False,
+        ),
+        _binding(
+            "3",
+            "toggle_severity(3)",
+            "Sev3",
+            "queue.sev3",
+            "Show only sev3 cases (press again to undo)",
+            show=False,
+        ),
+        _binding(
+            "4",
+            "toggle_severity(4)",
+            "Sev4",
+            "queue.sev4",
+            "Show only sev4 cases (press again to undo)",
+            show=False,
+        ),
+        _binding(
+            "escape",
+            "clear_filters",
+            "Clear filters",
+            "queue.clear_filters",
+            "Clear the search and every filter",
+            show=False,
+        ),
+        _binding(
+            "c",
+            "open_screen('calendar')",
+            "Calendar",
+            "queue.calendar",
+            "Open the on-call calendar",
+            show=False,
+        ),
+        _binding(
+            "h",
+            "open_screen('handover')",
+            "Handover",
+            "queue.handover",
+            "Open the shift handover",
+            show=False,
+        ),
+        _binding(
+            "s",
+            "open_screen('stats')",
+            "Stats",
+            "queue.stats",
+            "Open the desk's statistics",
+            show=False,
+        ),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.generation = 0
+        self.last_change_id: int | None = None
+        self.detail_case: int | None = None
+        self.revealed: tuple[int, str] | None = None
+        self.drafts: dict[tuple[str, int], str] = {}
+        self._feed_worker: Worker[None] | None = None
+        self._status_worker: Worker[None] | None = None
+        self._desktop_told = False
+        self._feed_down = False
+        self.queue_filter = QueueFilter()
+        self._recovery: Timer | None = None
+
+    # ----------------------------------------------------------------- context
+
+    @property
+    def vigil(self) -> VigilApp:
+        return cast("VigilApp", self.app)
+
+    @property
+    def table(self) -> QueueTable:
+        return self.query_one("#queue", QueueTable)
+
+    @property
+    def detail(self) -> CaseDetail:
+        return self.query_one("#detail", CaseDetail)
+
+    @property
+    def header(self) -> StatusHeader:
+        return self.query_one("#header", StatusHeader)
+
+    @property
+    def search_input(self) -> Input:
+        return self.query_one("#search", Input)
+
+    # ----------------------------------------------------------------- layout
+
+    def compose(self) -> ComposeResult:
+        app = self.vigil
+        profile = app.profile
+        now = app.clock.now()
+        yield StatusHeader(
+            Identity(profile.handle, profile.role, profile.timezone, app.db.display_name),
+            now=now,
+            id="header",
+        )
+        with Horizontal(id="filterbar"):
+            yield Static("", id="filter-summary", markup=False)
+            yield Input(placeholder="search ref or title", id="search")
+        with Container(id="body"):
+            yield QueueTable(now=now, id="queue")
+            yield CaseDetail(
+                now=now,
+                timezone=profile.timezone,
+                reveal_key=app.key_for("queue.reveal", "v"),
+                id="detail",
+            )
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.queue_filter = QueueFilter(me=self.vigil.profile.responder_id)
+        self.search_input.cursor_blink = self.vigil.cursor_blink
+        self.search_input.display = False
+        self._show_filter_summary()
+        self._reload(prime=True)
+        self._claim_waiting_pages()
+        self.set_interval(POLL_SECONDS, self.check_feed, name="poll the change feed")
+        self.set_interval(1.0, self.tick, name="clock")
+        self.refresh_status()
+        self.set_interval(STATUS_SECONDS, self.refresh_status, name="desk status")
+
+    def on_resize(self, event: events.Resize) -> None:
+        """On a narrow terminal the footer packs its keys and leaves out the palette hint
+        (Ctrl+P still works, and the help screen lists it), so every action key shows."""
+        footer = self.query_one(Footer)
+        footer.compact = event.size.width < COMFORTABLE_WIDTH
+        footer.show_command_palette = event.size.width >= COMFORTABLE_WIDTH
+
+    # ----------------------------------------------------------------- timers
+
+    def tick(self) -> None:
+        now = self.vigil.clock.now()
+        self.header.set_now(now)
+        self.table.set_now(now)
+        self.detail.set_now(now)
+
+    def check_feed(self) -> None:
+        if self.last_change_id is None:
+            return  # the first window has not arrived yet
+        if self._feed_worker is not None and self._feed_worker.is_running:
+            return
+        self._feed_worker = self._read_feed(
+            self.generation, self.queue_filter, self.last_change_id, self.detail_case
+        )
+
+    def refresh_status(self) -> None:
+        if self._status_worker is None or not self._status_worker.is_running:
+            self._status_worker = self._read_status()
+
+    # ----------------------------------------------------------------- workers
+
+    @work(
+        thread=True, name="queue window", group="queue-window", exclusive=True, exit_on_error=False
+    )
+    def _read_window(
+        self,
+        generation: int,
+        flt: QueueFilter,
+        offset: int,
+        limit: int,
+        replace_cache: bool,
+        follow_case: int | None,
+        prime: bool = False,
+    ) -> None:
+        app = self.vigil
+        change_id = desk.latest_change(app.db) if prime else None
+        window = desk.read_window(app.db, app.profile, flt, offset, limit, follow_case)
+        if not get_current_worker().is_cancelled:
+            self.post_message(
+                WindowLoaded(generation, window, replace_cache, follow_case, change_id)
+            )
+
+    @work(thread=True, name="change feed", group="feed", exit_on_error=False)
+    def _read_feed(
+        self, generation: int, flt: QueueFilter, after_id: int, detail_case: int | None
+    ) -> None:
+        app = self.vigil
+        feed = desk.read_feed(app.db, app.profile, flt, after_id)
+        if feed is None:
+            return  # nothing changed: no message at all
+        alerts = claim_my_pages(app.db, app.clock, app.profile.responder_id, feed.changed)
+        detail = (
+            desk.read_detail(app.db, detail_case)
+            if detail_case is not None and detail_case in feed.changed
+            else None
+        )
+        self.post_message(FeedArrived(generation, feed, tuple(alerts), detail))
+
+    @work(thread=True, name="waiting pages", group="pages", exit_on_error=False)
+    def _claim_waiting_pages(self) -> None:
+        """Pages that came while no console of mine was open ring as soon as it opens."""
+        app = self.vigil
+        alerts = claim_my_pages(app.db, app.clock, app.profile.responder_id)
+        if alerts:
+            self.post_message(PagesArrived(tuple(alerts)))
+
+    @work(thread=True, name="case detail", group="detail", exclusive=True, exit_on_error=False)
+    def _read_detail(self, case_id: int) -> None:
+        view = desk.read_detail(self.vigil.db, case_id)
+        if not get_current_worker().is_cancelled:
+            self.post_message(DetailLoaded(case_id, view))
+
+    @work(thread=True, name="reveal", group="reveal", exit_on_error=False)
+    def _reveal(self, case_id: int, ref: str) -> None:
+        app = self.vigil
+        details = CaseService(app.db, app.clock).reveal(app.profile.handle, ref, reason="console")
+        view = desk.read_detail(app.db, case_id)
+        self.post_message(DetailLoaded(case_id, view, revealed=details))
+
+    @work(thread=True, name="case action", group="case-action", exit_on_error=False)
+    def _perform(self, action: CaseAction, generation: int, flt: QueueFilter) -> None:
+        app = self.vigil
+        service = CaseService(app.db, app.clock)
+        me = app.profile.handle
+        if action.verb == "ack":
+            case = service.acknowledge(me, action.ref)
+            text = (
+                f"{case.ref} acknowledged"
+                if case.status == "acknowledged"
+                else f"{case.ref}: your acknowledgement is recorded; waiting for the others"
+            )
+        elif action.verb == "resolve":
+            case = service.resolve(me, action.ref, note=action.text or None)
+            text = f"{case.ref} resolved" + (" with a note" if action.text else "")
+        elif action.verb == "note":
+            case = service.add_note(me, action.ref, action.text)
+            text = f"Note added to {case.ref}"
+        elif action.verb == "reassign":
+            case = service.reassign(me, action.ref, action.text)
+            text = f"{case.ref} reassigned to {action.text.strip()}"
+        elif action.verb == "escalate":
+            case = service.escalate_now(me, action.ref)
+            text = f"{case.ref}: the next escalation step is due now"
+        else:
+            raise ValueError(f"unknown case action {action.verb!r}")
+        total, change = desk.read_case_change(app.db, app.profile, flt, action.case_id)
+        self.post_message(
+            CaseActionDone(action.verb, action.case_id, text, generation, total, change)
+        )
+
+    @work(thread=True, name="desktop notification", group="desktop", exit_on_error=False)
+    def _notify_desktop(self, alerts: tuple[PageAlert, ...]) -> None:
+        app = self.vigil
+        for alert in alerts:
+            if not alert.desktop_delivery_ids:
+                continue
+            outcome = app.desktop.notify("Vigil: you are paged", alert.summary)
+            record_desktop(app.db, app.clock, alert.desktop_delivery_ids, outcome)
+            self.post_message(DesktopNotified(outcome))
+
+    @work(thread=True, name="desk status", group="status", exit_on_error=False)
+    def _read_status(self) -> None:
+        app = self.vigil
+        now = app.clock.now()
+        try:
+            on_call = desk.read_on_call(app.db, now)
+        except ValueError:
+            on_call = None  # a stored rotation that does not make a valid schedule
+        heartbeat = desk.engine_heartbeat(app.db)
+        self.post_message(DeskStatusLoaded(on_call, heartbeat))
+
+    # ----------------------------------------------------------------- queue data
+
+    def _visible_window(self) -> tuple[int, int]:
+        table = self.table
+        rows = max(1, table.scrollable_content_region.height - 1)
+        top = int(table.scroll_y)
+        start = max(0, top - WINDOW_MARGIN)
+        return start, (top - start) + rows + WINDOW_MARGIN
+
+    def _reload(self, *, prime: bool = False, new_filter: bool = False) -> None:
+        """Refetch the count and the rows around the viewport, following the cursor's case."""
+        if new_filter:
+            self.generation += 1
+        row = self.table.cursor_row
+        offset, limit = self._visible_window()
+        self._read_window(
+            self.generation,
+            self.queue_filter,
+            offset,
+            limit,
+            True,
+            row.case_id if row is not None else None,
+            prime,
+        )
+
+    @on(QueueTable.WindowNeeded)
+    def _window_needed(self, event: QueueTable.WindowNeeded) -> None:
+        event.stop()
+        self._read_window(
+            self.generation, self.queue_filter, event.offset, event.limit, False, None
+        )
+
+    def on_window_loaded(self, message: WindowLoaded) -> None:
+        if message.change_id is not None and self.last_change_id is None:
+            self.last_change_id = message.change_id
+        if message.generation != self.generation:
+            return
+        table = self.table
+        window = message.window
+        if message.replace:
+            table.clear_cache()
+            table.set_total(window.total)
+            table.set_window(window.offset, window.rows)
+            if message.follow_case is not None and window.follow_position is not None:
+                table.keep_cursor_on(message.follow_case)
+        else:
+            table.set_window(window.offset, window.rows)
+        if window.total == 0:
+            self._select_case(None)
+        self._show_filter_summary()
+
+    def on_pages_arrived(self, message: PagesArrived) -> None:
+        self._ring(message.alerts)
+
+    def on_feed_arrived(self, message: FeedArrived) -> None:
+        if message.alerts:
+            self._ring(message.alerts)
+        feed = message.feed
+        if feed is None:
+            return
+        self.last_change_id = max(self.last_change_id or 0, feed.last_id)
+        self.vigil.wake_engine()
+        if message.generation == self.generation:
+            self._apply_changes(feed.total, feed.changes)
+        if message.detail is not None and message.detail.case_id == self.detail_case:
+            self._show_detail(message.detail)
+
+    def _apply_changes(self, total: int, changes: tuple[desk.RowChange, ...] | None) -> None:
+        """Repaint rows that kept their place; refetch the window if anything moved."""
+        table = self.table
+
+        def kept_place(change: desk.RowChange) -> bool:
+            if change.position is None:
+                return True  # not in this view; a count change catches a departure
+            cached = table.row_at(change.position)
+            return cached is not None and cached.case_id == change.case_id
+
+        if changes is None or total != table.total or not all(map(kept_place, changes)):
+            self._reload()
+            return
+        for change in changes:
+            if change.row is not None:
+                table.update_row(change.row)
+
+    # ----------------------------------------------------------------- detail pane
+
+    @on(QueueTable.Selected)
+    def _selected(self, event: QueueTable.Selected) -> None:
+        """Enter on a case moves into the detail pane, to scroll it; Escape comes back."""
+        event.stop()
+        self.detail.focus()
+
+    @on(QueueTable.Highlighted)
+    def _highlighted(self, event: QueueTable.Highlighted) -> None:
+        event.stop()
+        self._select_case(event.case_id)
+
+    def _select_case(self, case_id: int | None) -> None:
+        if case_id == self.detail_case:
+            return
+        if self.revealed is not None:
+            self.revealed = None
+            self.detail.conceal()
+        self.detail_case = case_id
+        if case_id is None:
+            self.detail.show(None, empty_text="No case matches the filters.")
+        else:
+            self._read_detail(case_id)
+
+    def on_detail_loaded(self, message: DetailLoaded) -> None:
+        if message.case_id != self.detail_case:
+            return  # the person moved on; a reveal for another case is dropped unseen
+        if message.revealed is not None and message.view is not None:
+            self.revealed = (message.case_id, message.revealed)
+            self.notify(
+                f"Sensitive details of {message.view.ref} revealed; the reveal is audited",
+                title="Revealed",
+                markup=False,
+            )
+        if message.view is None:
+            self.detail.show(None, empty_text="This case no longer exists.")
+        else:
+            self._show_detail(message.view)
+
+    def _show_detail(self, view: CaseDetailView) -> None:
+        if self.revealed is not None and self.revealed[0] == view.case_id and view.sensitive:
+            view = replace(view, details=self.revealed[1], revealed=True)
+        self.detail.show(view)
+
+    # ----------------------------------------------------------------- pages
+
+    def _ring(self, alerts: tuple[PageAlert, ...]) -> None:
+        """A page for me: bell, a flashing row, a toast, and the desktop notification."""
+        self.app.bell()
+        for alert in alerts:
+            self.table.flash(alert.case_id)
+        text = "\n".join(alert.summary for alert in alerts[:MAX_PAGES_LISTED])
+        if len(alerts) > MAX_PAGES_LISTED:
+            text += f"\n… and {len(alerts) - MAX_PAGES_LISTED} more"
+        self.notify(text, title="You are paged", severity="warning", timeout=30, markup=False)
+        if any(alert.desktop_delivery_ids for alert in alerts):
+            self._notify_desktop(alerts)
+
+    def on_desktop_notified(self, message: DesktopNotified) -> None:
+        outcome = message.outcome
+        if outcome.sent or self._desktop_told:
+            return
+        self._desktop_told = True
+        self.header.notice = (
+            f"Desktop notifications {outcome.status}: {outcome.detail}. "
+            "Pages still ring and show here."
+        )
+
+    def on_desk_status_loaded(self, message: DeskStatusLoaded) -> None:
+        self.header.set_status(message.on_call, message.heartbeat_at)
+
+    # ----------------------------------------------------------------- actions
+
+    def _target(self) -> tuple[int, str] | None:
+        row = self.table.cursor_row
+        if row is None:
+            self.notify("No case is selected.", severity="warning")
+            return None
+        return row.case_id, row.ref
+
+    def _run(self, action: CaseAction) -> None:
+        if action.text:
+            self.drafts[action.draft_key] = action.text
+        self._perform(action, self.generation, self.queue_filter)
+
+    def action_ack(self) -> None:
+        if (target := self._target()) is not None:
+            self._run(CaseAction("ack", *target))
+
+    def action_escalate(self) -> None:
+        if (target := self._target()) is None:
+            return
+        case_id, ref = target
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._run(CaseAction("escalate", case_id, ref))
+
+        self.app.push_screen(
+            Confirm("Escalate now", f"Page the next escalation step of {ref} now?"), answered
+        )
+
+    def _ask_then_run(
+        self,
+        verb: str,
+        title: str,
+        prompt: str,
+        *,
+        required: bool,
+        suggestions: tuple[str, ...] = (),
+        placeholder: str = "",
+    ) -> None:
+        if (target := self._target()) is None:
+            return
+        case_id, ref = target
+
+        def answered(text: str | None) -> None:
+            if text is not None:
+                self._run(CaseAction(verb, case_id, ref, text))
+
+        self.app.push_screen(
+            TextPrompt(
+                f"{title} {ref}",
+                prompt,
+                value=self.drafts.get((verb, case_id), ""),
+                placeholder=placeholder,
+                required=required,
+                suggestions=suggestions,
+                cursor_blink=self.vigil.cursor_blink,
+            ),
+            answered,
+        )
+
+    def action_resolve(self) -> None:
+        self._ask_then_run(
+            "resolve",
+            "Resolve",
+            "Closing note (optional)",
+            required=False,
+            placeholder="what was done; leave empty for none",
+        )
+
+    def action_note(self) -> None:
+        self._ask_then_run("note", "Note on", "Note", required=True)
+
+    def action_reassign(self) -> None:
+        self._ask_then_run(
+            "reassign",
+            "Reassign",
+            "Hand to (handle)",
+            required=True,
+            suggestions=self.vigil.handles,
+            placeholder="a responder's handle",
+        )
+
+    def action_reveal(self) -> None:
+        if (target := self._target()) is None:
+            return
+        case_id, ref = target
+        view = self.detail.view
+        if view is None or view.case_id != case_id:
+            self.notify(f"{ref} is still loading; try again.", severity="warning")
+        elif not view.sensitive:
+            self.notify(f"{ref} is not sensitive: its details are already shown.")
+        elif self.revealed is not None and self.revealed[0] == case_id:
+            self.notify(f"{ref}'s details are already revealed.")
+        else:
+            self._reveal(case_id, ref)
+
+    def on_case_action_done(self, message: CaseActionDone) -> None:
+        self.drafts.pop((message.verb, message.case_id), None)
+        self.notify(message.text, title="Done", markup=False)
+        self.vigil.wake_engine()
+        if message.generation == self.generation:
+            self._apply_changes(message.total, (message.change,))
+        if message.case_id == self.detail_case:
+            self._read_detail(message.case_id)
+
+    def action_open_screen(self, name: str) -> None:
+        self.vigil.open_optional_screen(name)
+
+    # ----------------------------------------------------------------- filters
+
+    def _set_filter(self, flt: QueueFilter) -> None:
+        if flt == self.queue_filter:
+            return
+        self.queue_filter = flt
+        self._show_filter_summary()
+        self._reload(new_filter=True)
+
+    def action_toggle_mine(self) -> None:
+        self._set_filter(replace(self.queue_filter, mine=not self.queue_filter.mine))
+
+    def action_toggle_unassigned(self) -> None:
+        self._set_filter(replace(self.queue_filter, unassigned=not self.queue_filter.unassigned))
+
+    def action_toggle_severity(self, severity: int) -> None:
+        self._set_filter(
+            replace(self.queue_filter, severities=self.queue_filter.severities ^ {severity})
+        )
+
+    def action_filters(self) -> None:
+        flt = self.queue_filter
+        current = FilterChoice(flt.categories, flt.severities, flt.include_resolved)
+
+        def chosen(choice: FilterChoice | None) -> None:
+            if choice is not None:
+                self._set_filter(
+                    replace(
+                        self.queue_filter,
+                        categories=choice.categories,
+                        severities=choice.severities,
+                        include_resolved=choice.include_resolved,
+                    )
+                )
+
+        self.app.push_screen(FilterDialog(current), chosen)
+
+    def action_search(self) -> None:
+        field = self.search_input
+        field.display = True
+        field.focus()
+
+    @on(Input.Changed, "#search")
+    def _search_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        self._set_filter(replace(self.queue_filter, search=event.value))
+
+    @on(Input.Submitted, "#search")
+    def _search_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        if not event.value.strip():
+            self.search_input.display = False
+        self.table.focus()
+
+    def action_clear_filters(self) -> None:
+        if self.detail.has_focus:
+            self.table.focus()
+            return
+        field = self.search_input
+        if field.has_focus:
+            field.value = ""
+            field.display = False
+            self.table.focus()
+            return
+        field.value = ""
+        field.display = False
+        self._set_filter(QueueFilter(me=self.vigil.profile.responder_id))
+
+    def _show_filter_summary(self) -> None:
+        flt = self.queue_filter
+        chips = []
+        if flt.mine:
+            chips.append("mine")
+        if flt.unassigned:
+            chips.append("unassigned")
+        if flt.severities:
+            chips.append(",".join(f"sev{s}" for s in sorted(flt.severities)))
+        if flt.categories:
+            chips.append(",".join(sorted(flt.categories)))
+        if flt.include_resolved:
+            chips.append("with resolved")
+        if flt.search.strip():
+            chips.append(f"search “{flt.search.strip()}”")
+        total = self.table.total
+        kind = "cases" if flt.include_resolved else "open cases"
+        shown = f"{total} {kind}"
+        text = f"{shown} · " + " · ".join(chips) if chips else f"{shown} · no filters"
+        self.query_one("#filter-summary", Static).update(text, layout=False)
+        self.set_class(bool(chips), "-filtered")
+
+    # ----------------------------------------------------------------- failures
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        self.vigil.report_worker(event, self)
+
+    def feed_works(self) -> None:
+        """A poll of the change feed succeeded: clear a standing database warning."""
+        if self._feed_down:
+            self._feed_down = False
+            self.header.trouble = ""
+
+    def reads_failed(self, message: str) -> None:
+        """A read did not get through: say so in the header (one toast), retry shortly.
+
+        The poll keeps trying on its own; the window and the detail pane are asked for
+        again, so nothing the person was looking at is lost for good.
+        """
+        if not self._feed_down:
+            self._feed_down = True
+            self.notify(message, title="Database unreachable", severity="error", markup=False)
+        self.header.trouble = f"{message}. Retrying every {POLL_SECONDS:g} s…"
+        if self._recovery is None:
+            self._recovery = self.set_timer(RETRY_SECONDS, self._recover, name="retry reads")
+
+    def _recover(self) -> None:
+        self._recovery = None
+        self._reload(prime=self.last_change_id is None)
+        if self.detail_case is not None:
+            self._read_detail(self.detail_case)

@@ -1,0 +1,1047 @@
+"""The console, driven from the keyboard with Textual's Pilot.
+
+Each test opens the console as one person against a fresh SQLite database with a frozen
+clock. "Another console" is the case service called from the test itself, on its own
+sessions, exactly as a second console or the command line would. The change feed is
+polled by calling the screen's own poll (`check_feed`) instead of waiting for its timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import sys
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.exc import OperationalError
+from sqlmodel import select
+from textual.pilot import Pilot
+from textual.worker import WorkerFailed
+
+from app.cases import CaseService
+from app.clock import FakeClock
+from app.console import VigilApp, build_app, run_console
+from app.console import desk as desk_module
+from app.console.desk import read_feed, read_window
+from app.console.screens.dialogs import Confirm, FilterDialog, TextPrompt
+from app.console.screens.help import HelpScreen
+from app.console.screens.queue import QueueScreen
+from app.console.settings import load_settings
+from app.deliveries_local import (
+    SENT,
+    UNAVAILABLE,
+    DesktopOutcome,
+    PlyerDesktop,
+    claim_my_pages,
+    record_desktop,
+)
+from data.db import Database
+from data.models import (
+    AuditRecord,
+    Case,
+    CaseNote,
+    Delivery,
+    DeliveryAttempt,
+    EngineHeartbeat,
+    Page,
+    Responder,
+    Setting,
+)
+from data.queries import QueueFilter
+from tests.factories import add_policy, add_responder
+
+SIZE = (160, 48)
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class FakeDesktop:
+    """A desktop notifier that records what it was asked to show."""
+
+    outcome: DesktopOutcome = field(
+        default_factory=lambda: DesktopOutcome(UNAVAILABLE, "no notification backend here")
+    )
+    shown: list[tuple[str, str]] = field(default_factory=list)
+
+    def notify(self, title: str, message: str) -> DesktopOutcome:
+        self.shown.append((title, message))
+        return self.outcome
+
+
+@dataclass
+class Toast:
+    message: str
+    title: str
+    severity: str
+
+
+@dataclass
+class Console:
+    """One open console and what it said."""
+
+    app: VigilApp
+    pilot: Pilot[Any]
+    toasts: list[Toast]
+    bells: list[int]
+
+    @property
+    def screen(self) -> QueueScreen:
+        screen = self.app.screen_stack[0]
+        assert isinstance(screen, QueueScreen)
+        return screen
+
+    async def settle(self) -> None:
+        """Let every worker finish and every message it posted be handled (a worker that
+        failed is the console's to report, which is what some tests look for)."""
+        for _ in range(4):
+            with contextlib.suppress(WorkerFailed):
+                await self.app.workers.wait_for_complete()
+            await self.pilot.pause()
+
+    async def press(self, *keys: str) -> None:
+        await self.pilot.press(*keys)
+        await self.settle()
+
+    async def type(self, text: str) -> None:
+        await self.pilot.press(*list(text))
+        await self.settle()
+
+    async def poll(self) -> None:
+        """What the console's 0.5 s timer does: read the change feed once."""
+        await self.settle()
+        self.screen.check_feed()
+        await self.settle()
+
+    def refs(self) -> list[str]:
+        table = self.screen.table
+        rows = [table.row_at(i) for i in range(table.total)]
+        return [row.ref for row in rows if row is not None]
+
+    def cursor_ref(self) -> str | None:
+        row = self.screen.table.cursor_row
+        return row.ref if row is not None else None
+
+    def said(self, text: str) -> Toast:
+        for toast in self.toasts:
+            if text in toast.message or text in toast.title:
+                return toast
+        raise AssertionError(f"no toast saying {text!r}; toasts: {self.toasts}")
+
+
+@pytest.fixture
+def service(db: Database, clock: FakeClock) -> CaseService:
+    add_responder(db, "ana", contacts=("console", "desktop"))
+    add_responder(db, "ben")
+    add_responder(db, "sue", "supervisor")
+    add_policy(db, "standard", [(600, ["user:ben"])], route=["default"])
+    return CaseService(db, clock)
+
+
+@pytest.fixture
+def desktop() -> FakeDesktop:
+    return FakeDesktop()
+
+
+@pytest.fixture
+def open_console(
+    db: Database, clock: FakeClock, desktop: FakeDesktop, tmp_path: Path
+) -> Callable[..., Any]:
+    @asynccontextmanager
+    async def opener(
+        handle: str = "ana",
+        settings_file: Path | None = None,
+        size: tuple[int, int] = SIZE,
+        engine: bool = False,
+    ) -> AsyncIterator[Console]:
+        app = build_app(
+            db,
+            clock,
+            handle,
+            engine=engine,
+            desktop=desktop,
+            settings_file=settings_file or tmp_path / "no-settings.toml",
+            cursor_blink=False,
+        )
+        assert app is not None
+        toasts: list[Toast] = []
+        bells: list[int] = []
+        original = app.notify
+
+        def notify(
+            message: str, *, title: str = "", severity: Any = "information", **kwargs: Any
+        ) -> None:
+            toasts.append(Toast(message, title, severity))
+            original(message, title=title, severity=severity, **kwargs)
+
+        app.notify = notify  # type: ignore[method-assign]
+        app.bell = lambda: bells.append(1)  # type: ignore[method-assign]
+        async with app.run_test(size=size) as pilot:
+            console = Console(app, pilot, toasts, bells)
+            await console.settle()
+            yield console
+
+    return opener
+
+
+def _case(db: Database, ref: str) -> Case:
+    with db.read() as session:
+        return session.exec(select(Case).where(Case.ref == ref)).one()
+
+
+def _open(service: CaseService, title: str, severity: int, **kwargs: Any) -> str:
+    return service.open_case(
+        "sue", title=title, category=kwargs.pop("category", "edr"), severity=severity, **kwargs
+    ).ref
+
+
+# --- the queue --------------------------------------------------------------------
+
+
+async def test_queue_lists_unacknowledged_first_then_severity(
+    service: CaseService, open_console: Callable[..., Any]
+) -> None:
+    routine = _open(service, "Routine preservation", 3)
+    urgent = _open(service, "Missing child", 1)
+    acked = _open(service, "Acked already", 1)
+    service.acknowledge("ben", acked)
+    async with open_console() as console:
+        assert console.refs() == [urgent, routine, acked]
+        assert console.cursor_ref() == urgent
+        detail = console.screen.detail.view
+        assert detail is not None
+        assert detail.ref == urgent
+        summary = str(console.screen.query_one("#filter-summary").render())
+        assert "3 open cases" in summary
+
+
+async def test_moving_the_cursor_loads_that_case_into_the_detail_pane(
+    service: CaseService, open_console: Callable[..., Any]
+) -> None:
+    first = _open(service, "First", 1)
+    second = _open(service, "Second", 2)
+    async with open_console() as console:
+        await console.press("down")
+        view = console.screen.detail.view
+        assert view is not None
+        assert view.ref == second
+        await console.press("up")
+        view = console.screen.detail.view
+        assert view is not None
+        assert view.ref == first
+
+
+# --- case actions -------------------------------------------------------------------
+
+
+async def test_ack_acknowledges_repaints_and_confirms(
+    service: CaseService, open_console: Callable[..., Any]
+) -> None:
+    ref = _open(service, "Threat to life", 1)
+    async with open_console() as console:
+        await console.press("a")
+        assert _case(service.db, ref).status == "acknowledged"
+        assert console.said(f"{ref} acknowledged").title == "Done"
+        row = console.screen.table.cursor_row
+        assert row is not None
+        assert row.ref == ref
+        assert row.status == "acknowledged"
+
+
+async def test_ack_of_an_acknowledged_case_says_nothing_to_do(
+    service: CaseService, open_console: Callable[..., Any]
+) -> None:
+    ref = _open(service, "Done already", 2)
+    service.acknowledge("ben", ref)
+    async with open_console() as console:
+        await console.press("a")
+        toast = console.said("already acknowledged")
+        assert toast.title == "Nothing to do"
+
+
+async def test_resolve_asks_for_an_optional_note(
+    service: CaseService, open_console: Callable[..., Any]
+) -> None:
+    ref = _open(service, "EDR", 2)
+    async with open_console() as console:
+        await console.press("r")
+        assert isinstance(console.app.screen, TextPrompt)
+        await console.type("handled by phone")
+        await console.press("enter")
+        case = _case(service.db, ref)
+        assert case.status == "resolved"
+        with service.db.read() as session:
+            notes = session.exec(select(CaseNote).where(CaseNote.case_id == case.id)).all()
+        assert [n.body for n in notes] == ["handled by phone"]
+        console.said(f"{ref} resolved with a note")
+        assert console.refs() == []  # resolved cases leave the open queue
+
+
+async def test_resolving_someone_elses_case_is_refused_by_role(
+    service: CaseService, open_console: Callable[..., Any]
+) -> None:
+    ref = _open(service, "Ben's case", 2)
+    service.acknowledge("ben", ref)
+    async with open_console() as console:
+        await console.press("r", "enter")
+        toast = console.said("only its assignee or a supervisor may resolve it")
+        assert toast.title == "Not allowed"
+        assert toast.severity == "error"
+        assert _case(service.db, ref).status == "acknowledged"
+
+
+async def test_note_dialog_adds_a_note(
+    service: CaseService, open_console: Callable[..., Any]
+) -> None:
+    ref = _open(service, "Needs a note", 3)
+    async with open_console() as console:
+        await console.press("n")
+        await console.type("called the agency")
+        await console.press("enter")
+        with service.db.read() as session:
+            bodies = session.exec(select(CaseNote.body)).all()
+        assert bodies == ["called the agency"]
+        console.said(f"Note added to {ref}")
+        view = console.screen.detail.view
+        assert view is not None
+        assert [n.body for n in view.notes] == ["called the agency"]
+
+
+async def test_an_empty_note_is_asked_for_again(
+    service: CaseService, open_console: Callable[..., Any]
+) -> None:
+    _open(service, "Needs a note", 3)
+    async with open_console() as console:
+        await console.press("n", "enter")
+        prompt = console.app.screen
+        assert isinstance(prompt, TextPrompt)
+        assert "required" in str(prompt.query_one("#prompt-error").render())
+        await console.press("escape")
+        assert isinstance(console.app.screen, QueueScreen)
+
+
+async def test_a_specialist_pressing_reassign_is_refused(
+    service: CaseService, open_console: Callable[..., Any]
+) -> None:
+    ref = _open(service, "Ben's case", 2)
+    service.acknowledge("ben", ref)
+    async with open_console() as console:
+        await console.press("R")
+        await console.type("ana")
+        await console.press("enter")
+        toast = console.said("only supervisors and admins may reassign")
+        assert toast.title == "Not allowed"
+        assert _case(service.db, ref).assignee_id != _responder_id(service.db, "ana")
+
+
+async def test_a_supervisor_reassigns_with_a_handle(
+    service: CaseService, open_console: Callable[..., Any]
+) -> None:
+    ref = _open(service, "Needs ben", 2)
+    async with open_console("sue") as console:
+        await console.press("R")
+        await console.type("ben")
+        await console.press("enter")
+        assert _case(service.db, ref).assignee_id == _responder_id(service.db, "ben")
+        console.said(f"{ref} reassigned to ben")
+        row = console.screen.table.cursor_row
+        assert row is not None
+        assert row.assignee == "ben"
+
+
+async def test_escalate_now_asks_first_and_then_escalates(
+    service: CaseService, open_console: Callable[..., Any], clock: FakeClock
+) -> None:
+    ref = _open(service, "Escalate me", 2)
+    with service.db.write() as session:
+        case = session.exec(select(Case).where(Case.ref == ref)).one()
+        case.next_escalation_at = None
+        session.add(case)
+    async with open_console() as console:
+        await console.press("e")
+        assert isinstance(console.app.screen, Confirm)
+        await console.press("enter")
+        assert _case(service.db, ref).next_escalation_at == clock.now()
+        console.said(f"{ref}: the next escalation step is due now")
+
+
+async def test_a_failed_database_keeps_what_was_typed(
+    service: CaseService, open_console: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ref = _open(service, "Flaky", 2)
+
+    def down(*_args: Any, **_kwargs: Any) -> Any:
+        raise OperationalError("INSERT", {}, Exception("unable to open database file"))
+
+    async with open_console() as console:
+        with monkeypatch.context() as patch:
+            patch.setattr(CaseService, "add_note", down)
+            await console.press("n")
+            await console.type("keep me")
+            await console.press("enter")
+        toast = console.said("what you typed is kept")
+        assert toast.title == "Database unreachable"
+        assert "unable to open database file" in toast.message
+        await console.press("n")
+        prompt = console.app.screen
+        assert isinstance(prompt, TextPrompt)
+        assert prompt.query_one("#prompt-input").value == "keep me"  # type: ignore[attr-defined]
+        await console.press("enter")
+        console.said(f"Note added to {ref}")
+
+
+async def test_optional_screens_say_they_are_not_available_yet(
+    service: CaseService, open_console: Callable[..., Any]
+) -> None:
+    _open(service, "Any", 2)
+    async with open_console() as console:
+        for key, label in (("c", "calendar"), ("h", "handover"), ("s", "statistics")):
+            await console.press(key)
+            if isinstance(console.app.screen, QueueScreen):
+                assert console.said(f"The {label} screen is not available yet").severity == (
+                    "warning"
+                )
+            else:  # that screen exists now: it opened
+                await console.press("escape")
+
+
+# --- sensitive details -----------------------------------------------------------------
+
+
+async def test_reveal_shows_audits_and_hides_again_on_moving_on(
+    service: CaseService, open_console: Callable[..., Any]
+) -> None:
+    secret = _open(service, "CSEA report", 1, category="csea", details="the hash list")
+    _open(service, "Other", 2, details="plain details")
+    async with open_console() as console:
+        detail = console.screen.detail
+        assert detail.view is not None
+        assert detail.view.ref == secret
+        assert detail.view.details is None
+        assert "hidden until revealed" in str(detail.query_one("#detail-body").render())
+        await console.press("v")
+        assert detail.view is not None
+        assert detail.view.details == "the hash list"
+        assert "the hash list" in str(detail.query_one("#detail-body").render())
+        console.said(f"Sensitive details of {secret} revealed")
+        with service.db.read() as session:
+            reveals = session.exec(
+                select(AuditRecord).where(AuditRecord.action == "case.reveal")
+            ).all()
+        assert [(r.actor, r.case_ref) for r in reveals] == [("ana", secret)]
+        await console.press("down", "up")
+        assert detail.view is not None
+        assert detail.view.ref == secret
+        assert detail.view.details is None
+        assert "the hash list" not in str(detail.query_one("#detail-body").render())
+
+
+async def test_reveal_on_a_plain_case_says_it_is_not_sensitive(
+    service: CaseService, open_console: Callable[..., Any]
+) -> None:
+    ref = _open(service, "Plain", 2, details="nothing secret")
+    async with open_console() as console:
+        await console.press("v")
+        console.said(f"{ref} is not sensitive")
+        with service.db.read() as session:
+            assert (
+                session.exec(select(AuditRecord).where(AuditRecord.action == "case.reveal")).all()
+                == []
+            )
+
+
+# --- filters and search -------------------------------------------------------------
+
+
+async def test_filters_mine_unassigned_severity_and_clear(
+    service: CaseService, open_console: Callable[..., Any]
+) -> None:
+    mine = _open(service, "Mine", 2)
+    service.acknowledge("ana", mine)
+    bens = _open(service, "Ben's", 1)
+    service.acknowledge("ben", bens)
+    nobody = _open(service, "Nobody's", 3)
+    async with open_console() as console:
+        assert set(console.refs()) == {mine, bens, nobody}
+        await console.press("m")
+        assert console.refs() == [mine]
+        await console.press("m", "u")
+        assert console.refs() == [nobody]
+        await console.press("u", "1")
+        assert console.refs() == [bens]
+        await console.press("escape")
+        assert set(console.refs()) == {mine, bens, nobody}
+
+
+async def test_search_narrows_as_you_type_and_escape_clears(
+    service: CaseService, open_console: Callable[..., Any]
+) -> None:
+    ransom = _open(service, "Ransom note", 2)
+    _open(service, "Preservation for the sheriff", 3)
+    async with open_console() as console:
+        await console.press("slash")
+        await console.type("rans")
+        assert console.refs() == [ransom]
+        await console.press("enter")
+        assert console.screen.table.has_focus
+        assert console.refs() == [ransom]
+        await console.press("escape")
+        assert len(console.refs()) == 2
+
+
+async def test_filter_dialog_picks_category_and_resolved(
+    service: CaseService, open_console: Callable[..., Any]
+) -> None:
+    edr = _open(service, "An EDR", 2)
+    doxx = _open(service, "Doxxing", 2, category="doxxing")
+    closed = _open(service, "Closed EDR", 1)
+    service.resolve("sue", closed)
+    async with open_console() as console:
+        await console.press("f")
+        assert isinstance(console.app.screen, FilterDialog)
+        await console.press("space")  # edr is first in the category list
+        await console.press("tab", "tab", "space")  # include resolved
+        await console.press("ctrl+s")
+        assert console.refs() == [edr, closed]
+        assert doxx not in console.refs()
+
+
+# --- live updates from elsewhere ------------------------------------------------------
+
+
+async def test_a_change_at_another_console_shows_without_restart(
+    service: CaseService, open_console: Callable[..., Any]
+) -> None:
+    first = _open(service, "First", 2)
+    second = _open(service, "Second", 2)
+    async with open_console() as console:
+        await console.press("down")
+        assert console.cursor_ref() == second
+        service.add_note("ben", second, "seen at another console")
+        await console.poll()
+        view = console.screen.detail.view
+        assert view is not None
+        assert [n.body for n in view.notes] == ["seen at another console"]
+        service.acknowledge("ben", first)  # first moves below second
+        await console.poll()
+        assert console.refs() == [second, first]
+        assert console.cursor_ref() == second  # the cursor stayed on its case
+        row = console.screen.table.row_at(1)
+        assert row is not None
+        assert row.status == "acknowledged"
+        assert row.assignee == "ben"
+        third = _open(service, "Brand new sev1", 1)
+        await console.poll()
+        assert console.refs() == [third, second, first]
+        assert console.cursor_ref() == second
+
+
+async def test_a_row_that_keeps_its_place_is_updated_without_a_refetch(
+    service: CaseService, open_console: Callable[..., Any]
+) -> None:
+    _open(service, "First", 1)
+    second = _open(service, "Second", 2)
+    async with open_console() as console:
+        reloads: list[int] = []
+        screen = console.screen
+        original = screen._reload
+
+        def counting(**kwargs: Any) -> None:
+            reloads.append(1)
+            original(**kwargs)
+
+        screen._reload = counting  # type: ignore[method-assign]
+        service.set_stage("sue", second, "investigating")
+        await console.poll()
+        row = screen.table.row_at(1)
+        assert row is not None
+        assert row.stage == "investigating"
+        assert reloads == []
+
+
+async def test_a_page_for_me_rings_flashes_toasts_and_records_deliveries(
+    service: CaseService, open_console: Callable[..., Any], desktop: FakeDesktop
+) -> None:
+    ref = _open(service, "Needs ana", 1)
+    async with open_console() as console:
+        service.reassign("sue", ref, "ana")  # pages ana: console and desktop
+        await console.poll()
+        assert console.bells == [1]
+        toast = console.said(ref)
+        assert toast.title == "You are paged"
+        assert "Needs ana" in toast.message
+        assert desktop.shown
+        assert ref in desktop.shown[0][1]
+        row = console.screen.table.cursor_row
+        assert row is not None
+        assert row.paged_to_me
+        with service.db.read() as session:
+            by_channel = {d.channel: d for d in session.exec(select(Delivery)).all()}
+            shown = session.exec(
+                select(DeliveryAttempt).where(
+                    DeliveryAttempt.delivery_id == by_channel["console"].id
+                )
+            ).one()
+        assert by_channel["console"].status == "delivered"
+        assert shown.detail == "shown"
+        assert by_channel["desktop"].status == "unavailable"
+        notice = console.screen.header.notice
+        assert "Desktop notifications unavailable" in notice
+        # A second page rings again, but the missing backend is not said twice.
+        second = _open(service, "Also ana", 2)
+        service.reassign("sue", second, "ana")
+        console.screen.header.notice = ""
+        await console.poll()
+        assert console.bells == [1, 1]
+        assert console.screen.header.notice == ""
+
+
+async def test_a_page_for_someone_else_does_not_ring(
+    service: CaseService, open_console: Callable[..., Any]
+) -> None:
+    ref = _open(service, "For ben", 1)
+    async with open_console() as console:
+        service.reassign("sue", ref, "ben")
+        await console.poll()
+        assert console.bells == []
+
+
+async def test_pages_waiting_when_the_console_opens_ring_at_once(
+    service: CaseService, open_console: Callable[..., Any]
+) -> None:
+    ref = _open(service, "Paged while away", 1)
+    service.reassign("sue", ref, "ana")
+    async with open_console() as console:
+        assert console.bells == [1]
+        console.said(ref)
+
+
+# --- help, palette, keymap, themes ------------------------------------------------------
+
+
+async def test_help_lists_every_action_with_its_key(
+    service: CaseService, open_console: Callable[..., Any]
+) -> None:
+    _open(service, "Any", 2)
+    async with open_console() as console:
+        await console.press("question_mark")
+        help_screen = console.app.screen
+        assert isinstance(help_screen, HelpScreen)
+        by_id = {row.binding_id: row for row in help_screen.rows}
+        for ident in (
+            "queue.ack",
+            "queue.resolve",
+            "queue.note",
+            "queue.reassign",
+            "queue.escalate",
+            "queue.reveal",
+            "queue.search",
+            "queue.mine",
+            "queue.calendar",
+            "app.help",
+        ):
+            assert ident in by_id, ident
+        assert by_id["queue.ack"].keys == "a"
+        assert by_id["queue.reassign"].tooltip
+        await console.press("escape")
+        assert isinstance(console.app.screen, QueueScreen)
+
+
+async def test_keymap_from_the_settings_file_remaps_keys(
+    service: CaseService, open_console: Callable[..., Any], tmp_path: Path
+) -> None:
+    ref = _open(service, "Remapped", 2)
+    settings = tmp_path / "console.toml"
+    settings.write_text('[keymap]\n"queue.ack" = "k"\n"queue.akc" = "x"\n', encoding="utf-8")
+    async with open_console(settings_file=settings) as console:
+        console.said('keymap."queue.akc": unknown binding id')
+        await console.press("a")
+        assert _case(service.db, ref).status == "triggered"
+        await console.press("k")
+        assert _case(service.db, ref).status == "acknowledged"
+        await console.press("question_mark")
+        help_screen = console.app.screen
+        assert isinstance(help_screen, HelpScreen)
+        assert {row.binding_id: row.keys for row in help_screen.rows}["queue.ack"] == "k"
+
+
+def test_settings_file_problems_name_the_key_path(tmp_path: Path) -> None:
+    path = tmp_path / "console.toml"
+    path.write_text('colour = 1\n[keymap]\n"queue.ack" = 3\n', encoding="utf-8")
+    settings = load_settings({"queue.ack"}, path)
+    assert settings.keymap == {}
+    assert settings.problems == (
+        "console.toml: colour: unknown setting; expected one of keymap",
+        'console.toml: keymap."queue.ack": expected keys as a string such as "A" or "ctrl+r"',
+    )
+    path.write_text("[keymap\n", encoding="utf-8")
+    assert "cannot be read" in load_settings({"queue.ack"}, path).problems[0]
+
+
+async def test_the_palette_runs_actions_and_switches_theme_which_is_remembered(
+    service: CaseService,
+    open_console: Callable[..., Any],
+    db: Database,
+    clock: FakeClock,
+    desktop: FakeDesktop,
+) -> None:
+    ref = _open(service, "From the palette", 2)
+    async with open_console() as console:
+        assert console.app.theme == "vigil-dark"
+        await console.press("ctrl+p")
+        await console.type("Ack: Acknowledge")
+        await console.press("enter")
+        assert _case(db, ref).status == "acknowledged"
+        await console.press("ctrl+p")
+        await console.type("Theme: High")
+        await console.press("enter")
+        assert console.app.theme == "vigil-high-contrast"
+    with db.read() as session:
+        saved = session.get(Setting, "console.theme:ana")
+    assert saved is not None
+    assert saved.value == "vigil-high-contrast"
+    again = build_app(db, clock, "ana", engine=False, desktop=desktop)
+    assert again is not None
+    async with again.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert again.theme == "vigil-high-contrast"
+
+
+# --- the header ------------------------------------------------------------------------
+
+TEAM = """
+[[responder]]
+handle = "ana"
+name = "Ana"
+role = "specialist"
+timezone = "Australia/Sydney"
+contacts = [{ kind = "console" }, { kind = "desktop" }]
+
+[[responder]]
+handle = "ben"
+name = "Ben"
+role = "specialist"
+timezone = "Australia/Sydney"
+
+[[responder]]
+handle = "sue"
+name = "Sue"
+role = "supervisor"
+timezone = "Australia/Sydney"
+
+[[responder]]
+handle = "cara"
+name = "Cara"
+role = "specialist"
+timezone = "Australia/Sydney"
+
+[[responder]]
+handle = "dev"
+name = "Dev"
+role = "specialist"
+timezone = "Australia/Sydney"
+
+[[rotation]]
+name = "syd-day"
+timezone = "Australia/Sydney"
+shift = "1d"
+handoff = "08:00"
+start = "2026-11-01"
+members = ["cara", "dev"]
+
+[[schedule]]
+name = "primary"
+layers = ["syd-day"]
+"""
+
+
+async def test_header_shows_who_is_on_call_the_engine_and_the_time(
+    service: CaseService, open_console: Callable[..., Any], db: Database, clock: FakeClock
+) -> None:
+    from app.team import apply_team, parse_team
+
+    apply_team(db, parse_team(TEAM), actor="sue", now=clock.now())
+    with db.write() as session:
+        session.add(
+            EngineHeartbeat(
+                name="engine@elsewhere",
+                started_at=clock.now() - timedelta(hours=1),
+                last_cycle_at=clock.now() - timedelta(minutes=5),
+            )
+        )
+    async with open_console() as console:
+        text = str(console.screen.header.render())
+        # 09:00 UTC is 20:00 in Sydney: day 25 of the rotation is dev's, cara takes over
+        # at the 08:00 hand-off.
+        assert "primary dev → cara 08:00" in text
+        assert "ana (specialist)" in text
+        assert "sqlite:" in text
+        assert "engine 5m ago (stopped?)" in text
+        assert "Thu 20:00:00 AEDT" in text
+        assert "09:00 UTC" in text
+
+
+async def test_a_database_that_stops_answering_is_said_plainly_and_recovers(
+    service: CaseService, open_console: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _open(service, "Watched", 2)
+    async with open_console() as console:
+
+        def down(*_args: Any, **_kwargs: Any) -> Any:
+            raise OperationalError("SELECT", {}, Exception("database is locked"))
+
+        with monkeypatch.context() as patch:
+            patch.setattr(desk_module, "read_feed", down)
+            await console.poll()
+            await console.poll()
+        assert "The database did not answer: database is locked" in console.screen.header.trouble
+        assert [t.title for t in console.toasts].count("Database unreachable") == 1
+        service.add_note("ben", console.refs()[0], "back again")
+        await console.poll()
+        assert console.screen.header.trouble == ""
+        view = console.screen.detail.view
+        assert view is not None
+        assert [n.body for n in view.notes] == ["back again"]
+
+
+# --- the escalation engine in the console -----------------------------------------------
+
+
+async def test_the_console_engine_pages_a_new_case_and_this_console_rings(
+    service: CaseService, open_console: Callable[..., Any], db: Database
+) -> None:
+    add_policy(db, "to ana", [(300, ["user:ana"])], route=["threat_to_life"])
+    async with open_console(engine=True) as console:
+        ref = _open(service, "Threat to life elsewhere", 1, category="threat_to_life")
+        for _ in range(100):  # the engine runs in its own thread: give it a moment
+            await console.poll()
+            if console.bells:
+                break
+            await console.pilot.pause(0.05)
+        assert console.bells
+        console.said(ref)
+        with db.read() as session:
+            pages = session.exec(select(Page).where(Page.case_id == _case(db, ref).id)).all()
+        assert [p.responder_id for p in pages] == [_responder_id(db, "ana")]
+
+
+# --- responsive layout ---------------------------------------------------------------
+
+
+async def test_narrow_terminal_stacks_the_detail_below_and_keeps_every_action_key(
+    service: CaseService, open_console: Callable[..., Any]
+) -> None:
+    _open(service, "Narrow", 1)
+    async with open_console(size=(80, 24)) as console:
+        screen = console.screen
+        assert screen.has_class("-narrow")
+        queue, detail = screen.table.region, screen.detail.region
+        assert detail.y >= queue.bottom
+        assert detail.width == queue.width
+        footer_keys = {
+            binding.binding.id
+            for binding in screen.active_bindings.values()
+            if binding.binding.show
+        }
+        for ident in (
+            "queue.ack",
+            "queue.resolve",
+            "queue.note",
+            "queue.reassign",
+            "queue.escalate",
+            "queue.reveal",
+            "queue.search",
+            "app.help",
+        ):
+            assert ident in footer_keys
+        footer = screen.query_one("Footer")
+        keys = [item for item in footer.query("FooterKey") if item.region.width]
+        assert keys
+        assert max(item.region.right for item in keys) <= 80
+        shown = {str(item.key) for item in keys}  # type: ignore[attr-defined]
+        assert {"a", "r", "n", "R", "e", "v", "slash", "question_mark"} <= shown
+
+
+# --- run_console ------------------------------------------------------------------------
+
+
+def test_run_console_refuses_someone_who_is_not_an_active_responder(
+    service: CaseService, db: Database, clock: FakeClock
+) -> None:
+    add_responder(db, "gone", active=False)
+    for handle in ("nobody", "gone"):
+        err = io.StringIO()
+        assert run_console(db, clock, handle, engine=False, err=err) == 1
+        assert f"{handle!r} is not an active responder" in err.getvalue()
+
+
+# --- the local deliveries, without a screen ----------------------------------------------
+
+
+def test_claiming_my_pages_marks_console_shown_once(
+    service: CaseService, db: Database, clock: FakeClock
+) -> None:
+    ref = _open(service, "Page ana", 1)
+    service.reassign("sue", ref, "ana")
+    ana = _responder_id(db, "ana")
+    alerts = claim_my_pages(db, clock, ana)
+    assert [(a.ref, len(a.desktop_delivery_ids)) for a in alerts] == [(ref, 1)]
+    assert claim_my_pages(db, clock, ana) == []  # console shown, desktop leased
+    record_desktop(db, clock, alerts[0].desktop_delivery_ids, DesktopOutcome(SENT, "handed"))
+    with db.read() as session:
+        statuses = {d.channel: d.status for d in session.exec(select(Delivery)).all()}
+    assert statuses == {"console": "delivered", "desktop": "sent"}
+
+
+def test_a_sensitive_page_never_names_its_title() -> None:
+    from app.deliveries_local import PageAlert
+
+    alert = PageAlert(1, 1, "ESC-0001", "CSEA: a named child", 1, sensitive=True)
+    assert "named child" not in alert.summary
+    assert "ESC-0001" in alert.summary
+
+
+def test_plyer_desktop_without_a_session_bus_is_unavailable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr("sys.platform", "linux")
+    monkeypatch.delenv("DBUS_SESSION_BUS_ADDRESS", raising=False)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    outcome = PlyerDesktop().notify("Vigil", "test")
+    assert outcome.status == UNAVAILABLE
+    assert "session bus" in outcome.detail
+
+
+def test_feed_places_each_changed_case_and_reports_bursts_as_a_refetch(
+    service: CaseService, db: Database
+) -> None:
+    refs = [_open(service, f"Case {i}", 2) for i in range(20)]
+    profile = _profile(db, "ana")
+    flt = QueueFilter(me=profile.responder_id)
+    start = read_feed(db, profile, flt, 0)
+    assert start is not None
+    assert start.changes is None
+    service.acknowledge("ben", refs[0])
+    feed = read_feed(db, profile, flt, start.last_id)
+    assert feed is not None
+    assert feed.changes is not None
+    (change,) = feed.changes
+    assert change.position == 19
+    assert change.row is not None
+    assert change.row.status == "acknowledged"
+    window = read_window(db, profile, flt, 0, 10, follow_case=change.case_id)
+    assert window.follow_position == 19
+    assert window.offset == 14
+    assert window.rows[5].ref == refs[0]
+
+
+# --- the event loop stays responsive ----------------------------------------------------
+
+
+BURST_WRITER = """
+import sys
+from datetime import datetime
+from app.cases import CaseService
+from app.clock import FakeClock
+from data.db import Database
+
+url, instant, *refs = sys.argv[1:]
+service = CaseService(Database.open(url), FakeClock(datetime.fromisoformat(instant)))
+for i in range(1000):
+    ref = refs[i % len(refs)]
+    if i < len(refs):
+        service.acknowledge("ben", ref)
+    else:
+        service.add_note("ben", ref, f"note {i}")
+"""
+
+
+def _cpu_waits() -> dict[int, float]:
+    """Seconds each thread of this process has spent runnable but waiting for a CPU.
+
+    Linux's per-thread schedstat; empty elsewhere. A loaded machine (other processes)
+    delays every thread, and a thread descheduled while it holds the GIL delays the
+    event loop too: neither is the console's doing, so the stall measure leaves it out.
+    """
+    waits: dict[int, float] = {}
+    tasks = Path("/proc/self/task")
+    if not tasks.is_dir():
+        return waits
+    for task in tasks.iterdir():
+        try:
+            fields = (task / "schedstat").read_text().split()
+        except OSError:
+            continue  # the thread ended meanwhile
+        waits[int(task.name)] = int(fields[1]) / 1e9
+    return waits
+
+
+@pytest.mark.slow
+async def test_event_loop_never_stalls_during_a_burst_of_changes(
+    service: CaseService,
+    open_console: Callable[..., Any],
+    sqlite_url: str,
+    clock: FakeClock,
+) -> None:
+    """1,000 changes by another writer (another process, as another console would be)
+    while this console follows the feed: the event loop never stalls 100 ms or more.
+
+    A stall is the time between two 5 ms ticks of a watcher task on the loop, less the
+    time the operating system kept this process's threads waiting for a CPU (see
+    `_cpu_waits`): on a quiet machine that is nothing, on a crowded one it is not ours.
+    """
+    refs = [_open(service, f"Burst {i}", 1 + i % 4) for i in range(100)]
+    async with open_console() as console:
+        loop = asyncio.get_running_loop()
+        loop_thread = threading.get_native_id()
+        stalls: list[float] = []
+        writer = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            BURST_WRITER,
+            sqlite_url,
+            clock.now().isoformat(),
+            *refs,
+            cwd=ROOT,
+        )
+        waiting = asyncio.ensure_future(writer.wait())
+        last, before = loop.time(), _cpu_waits()
+        while not waiting.done():
+            await asyncio.sleep(0.005)
+            now, waits = loop.time(), _cpu_waits()
+            waited = {tid: waits[tid] - before.get(tid, 0.0) for tid in waits}
+            own = waited.pop(loop_thread, 0.0)
+            stalls.append((now - last) - own - max(waited.values(), default=0.0))
+            last, before = now, waits
+        assert waiting.result() == 0
+        await console.poll()
+        assert len(stalls) > 10
+        assert max(stalls) < 0.1, f"the event loop stalled {max(stalls) * 1000:.0f} ms"
+        table = console.screen.table
+        rows = [table.row_at(i) for i in range(table.total)]
+        assert {row.status for row in rows if row is not None} == {"acknowledged"}
+        view = console.screen.detail.view
+        assert view is not None
+        assert len(view.notes) == 9  # the feed brought every note of the shown case
+
+
+def _responder_id(db: Database, handle: str) -> int:
+    with db.read() as session:
+        responder = session.exec(select(Responder).where(Responder.handle == handle)).one()
+        assert responder.id is not None
+        return responder.id
+
+
+def _profile(db: Database, handle: str) -> Any:
+    from app.console.desk import load_profile
+
+    profile = load_profile(db, handle)
+    assert profile is not None
+    return profile

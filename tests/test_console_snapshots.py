@@ -1,0 +1,205 @@
+"""SVG snapshots of the console, at 80x24 (usable) and 160x48 (comfortable).
+
+Every snapshot runs against the same small desk, built with a frozen clock, so the
+countdowns, ages and the header's clock never move; the database is a relative path
+so the header names it the same way on every machine. Review the report before
+accepting a change with `--snapshot-update`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+
+from app.cases import CaseService
+from app.clock import FakeClock
+from app.console import VigilApp, build_app
+from app.deliveries_local import UNAVAILABLE, DesktopOutcome, claim_my_pages, record_desktop
+from data.db import Database
+from tests.factories import add_policy, add_responder
+
+WIDE = (160, 48)
+NARROW = (80, 24)
+START = datetime(2026, 11, 26, 8, 10, tzinfo=UTC)
+
+SnapCompare = Callable[..., bool]
+
+
+class NoDesktop:
+    def notify(self, title: str, message: str) -> DesktopOutcome:
+        return DesktopOutcome(UNAVAILABLE, "no notification backend")
+
+
+@pytest.fixture
+def desk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Database, FakeClock]]:
+    """Five open cases in every state the queue shows, one of them sensitive and one
+    paged to ana; a resolved one stays out of the open queue."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    db = Database.open("sqlite:///vigil.db")
+    clock = FakeClock(START)
+    ana = add_responder(db, "ana", contacts=("console", "desktop"))
+    add_responder(db, "ben", timezone="America/New_York")
+    add_responder(db, "sue", "supervisor")
+    add_policy(
+        db, "emergency", [(300, ["user:ana"]), (600, ["role:supervisor"])], route=["default"]
+    )
+    cases = CaseService(db, clock)
+
+    def open_case(minutes_ago: int, **fields: Any) -> str:
+        clock.set(START)
+        clock.advance(minutes=50 - minutes_ago)
+        return cases.open_case("sue", **fields).ref
+
+    gone = open_case(48, title="Spam wave, duplicate reports", category="other", severity=4)
+    slow = open_case(
+        45,
+        title="Preservation request: Riverbend County Sheriff",
+        category="preservation",
+        severity=4,
+        details="Preserve account data for 90 days; legal process to follow.",
+    )
+    watched = open_case(
+        40,
+        title="Violent extremism: recruitment channel linked from a livestream",
+        category="violent_extremism",
+        severity=3,
+        details="Channel mirrored in three places; law enforcement referral drafted.",
+    )
+    open_case(
+        30,
+        title="CSEA report: re-upload of previously actioned material",
+        category="csea",
+        severity=1,
+        details="Hash match against the industry list; account id 8841-22; NCMEC report due.",
+    )
+    urgent = open_case(
+        12,
+        title="EDR: Metro Police, welfare concern after threatening messages",
+        category="edr",
+        severity=2,
+        details="Officer on the phone; badge verified. Needs subscriber info and last login.",
+    )
+    paged = open_case(
+        4,
+        title="Threat to life: post names a school and tomorrow's date",
+        category="threat_to_life",
+        severity=1,
+        details="Trusted flagger report; screenshots attached to the ticket.",
+    )
+    clock.set(START + timedelta(minutes=47))
+    cases.acknowledge("ana", slow)
+    cases.acknowledge("ben", watched)
+    cases.add_note("ben", watched, "Referral sent to the fusion centre; waiting on reply.")
+    cases.resolve("sue", gone, note="duplicates merged")
+    cases.reassign("sue", paged, "ana")
+    cases.escalate_now("sue", urgent)
+    clock.set(START + timedelta(minutes=50))
+    # The pages were shown before: the snapshots are of a console already open.
+    for alert in claim_my_pages(db, clock, ana):
+        record_desktop(db, clock, alert.desktop_delivery_ids, NoDesktop().notify("", ""))
+    yield db, clock
+    db.dispose()
+
+
+def _app(desk: tuple[Database, FakeClock]) -> VigilApp:
+    db, clock = desk
+    app = build_app(
+        db,
+        clock,
+        "ana",
+        engine=False,
+        desktop=NoDesktop(),
+        settings_file=Path("no-settings.toml"),
+        cursor_blink=False,
+    )
+    assert app is not None
+    return app
+
+
+async def _settle(pilot: Pilot[Any]) -> None:
+    for _ in range(4):
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+
+
+def _then(*keys: str) -> Callable[[Pilot[Any]], Awaitable[None]]:
+    """Settle, press `keys` one by one (each settled), and clear the toasts."""
+
+    async def run(pilot: Pilot[Any]) -> None:
+        await _settle(pilot)
+        for key in keys:
+            await pilot.press(key)
+            await _settle(pilot)
+        pilot.app.clear_notifications()
+        await pilot.pause()
+
+    return run
+
+
+# --- the queue ------------------------------------------------------------------------
+
+
+def test_queue_wide(snap_compare: SnapCompare, desk: tuple[Database, FakeClock]) -> None:
+    """The queue beside the detail pane: triggered cases first (the one paged to ana
+    marked), then the acknowledged ones; the cursor on ana's page, its pages listed."""
+    assert snap_compare(_app(desk), terminal_size=WIDE, run_before=_then("down"))
+
+
+def test_queue_narrow(snap_compare: SnapCompare, desk: tuple[Database, FakeClock]) -> None:
+    """At 80x24 the detail pane goes below the queue, columns drop, and the footer still
+    shows every case action and help."""
+    assert snap_compare(_app(desk), terminal_size=NARROW, run_before=_then("down"))
+
+
+# --- the detail pane ----------------------------------------------------------------------
+
+
+def test_detail_sensitive_hidden_wide(
+    snap_compare: SnapCompare, desk: tuple[Database, FakeClock]
+) -> None:
+    """The CSEA case (first in the queue) selected: its details are a placeholder that
+    says how to reveal them."""
+    assert snap_compare(_app(desk), terminal_size=WIDE, run_before=_then())
+
+
+def test_detail_sensitive_revealed_wide(
+    snap_compare: SnapCompare, desk: tuple[Database, FakeClock]
+) -> None:
+    """After `v` the details show and the pane's edge marks them as revealed."""
+    assert snap_compare(_app(desk), terminal_size=WIDE, run_before=_then("v"))
+
+
+def test_detail_sensitive_hidden_narrow(
+    snap_compare: SnapCompare, desk: tuple[Database, FakeClock]
+) -> None:
+    """The same placeholder at 80x24: Enter moves into the pane below the queue and
+    Page Down scrolls it to the details."""
+    assert snap_compare(_app(desk), terminal_size=NARROW, run_before=_then("enter", "pagedown"))
+
+
+def test_detail_sensitive_revealed_narrow(
+    snap_compare: SnapCompare, desk: tuple[Database, FakeClock]
+) -> None:
+    """The revealed details at 80x24, scrolled into view the same way."""
+    assert snap_compare(
+        _app(desk), terminal_size=NARROW, run_before=_then("v", "enter", "pagedown")
+    )
+
+
+# --- help ------------------------------------------------------------------------------
+
+
+def test_help_wide(snap_compare: SnapCompare, desk: tuple[Database, FakeClock]) -> None:
+    """Every key of the queue with what it does and its keymap id."""
+    assert snap_compare(_app(desk), terminal_size=WIDE, run_before=_then("question_mark"))
+
+
+def test_help_narrow(snap_compare: SnapCompare, desk: tuple[Database, FakeClock]) -> None:
+    """The help screen at 80x24 scrolls; its note on remapping stays in view."""
+    assert snap_compare(_app(desk), terminal_size=NARROW, run_before=_then("question_mark"))

@@ -1,0 +1,163 @@
+"""The status header: who I am, who is on call, the database, the engine, and the time.
+
+It renders what it is given and never reads a clock or a database: the screen calls
+`set_now` from its one timer and `set_status` when new facts arrive. When the line is
+too narrow, the least needed parts go first (the product name, then the database).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from textual.app import RenderResult
+from textual.content import Content
+from textual.reactive import reactive
+from textual.widget import Widget
+
+from widgets.timefmt import UTC_ZONE, format_age, viewer_zone
+
+SEPARATOR = Content.styled(" │ ", "$foreground-muted")
+TWO_LINES_FROM = 120
+"""From this width on, who is on call gets a line of its own."""
+ENGINE_STALE_AFTER = timedelta(seconds=60)
+"""A heartbeat older than this means the escalation engine is not running."""
+
+
+@dataclass(frozen=True, slots=True)
+class OnCallView:
+    """Who holds one schedule now, and who takes it next and when."""
+
+    schedule: str
+    now: str | None
+    next: str | None
+    next_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """The person at the console and the database it is connected to."""
+
+    handle: str
+    role: str
+    timezone: str
+    database: str
+
+
+class StatusHeader(Widget):
+    """One line of status, and a second line for a standing notice when there is one."""
+
+    notice: reactive[str] = reactive("", layout=True)
+    """A standing message (e.g. desktop notifications are unavailable); empty for none."""
+    trouble: reactive[str] = reactive("", layout=True)
+    """A problem happening now (e.g. the database does not answer); empty for none."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        *,
+        now: datetime,
+        name: str | None = None,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        super().__init__(name=name, id=id, classes=classes)
+        self.identity = identity
+        self._zone = viewer_zone(identity.timezone)
+        self._now = now
+        self._on_call: tuple[OnCallView, ...] | None = None
+        self._heartbeat_at: datetime | None = None
+        self._status_known = False
+
+    def set_now(self, now: datetime) -> None:
+        self._now = now
+        self.refresh()
+
+    def set_status(
+        self, on_call: tuple[OnCallView, ...] | None, heartbeat_at: datetime | None
+    ) -> None:
+        """`on_call` None means the desk's schedules could not be read."""
+        self._on_call = on_call
+        self._heartbeat_at = heartbeat_at
+        self._status_known = True
+        self.refresh()
+
+    def render(self) -> RenderResult:
+        width = self.content_region.width or self.size.width
+        if width >= TWO_LINES_FROM:
+            lines = [
+                self._status_line(width, with_on_call=False),
+                Content.assemble(("on call ", "$foreground-muted"), self._on_call_part()),
+            ]
+        else:
+            lines = [self._status_line(width, with_on_call=True)]
+        if self.trouble:
+            lines.append(Content.styled(self.trouble, "$error bold"))
+        if self.notice:
+            lines.append(Content.styled(self.notice, "$warning"))
+        return Content("\n").join(line.truncate(width, ellipsis=True) for line in lines)
+
+    # --------------------------------------------------------------- the parts
+
+    def _status_line(self, width: int, *, with_on_call: bool) -> Content:
+        clock = self._clock()
+        # (part, how readily it is given up when space runs short: higher goes first)
+        parts: list[tuple[Content, int]] = [
+            (Content.styled("Vigil", "$primary bold"), 4),
+            (self._who(), 0),
+            (self._engine_part(), 2),
+            (Content.styled(self.identity.database, "$foreground-muted"), 3),
+        ]
+        if with_on_call:
+            parts.insert(2, (Content.assemble("on call ", self._on_call_part()), 1))
+        room = width - clock.cell_length - 1
+        left = SEPARATOR.join([part for part, _ in parts])
+        while left.cell_length > room and len(parts) > 2:
+            parts.remove(max(parts, key=lambda item: item[1]))
+            left = SEPARATOR.join([part for part, _ in parts])
+        left = left.truncate(max(0, room), ellipsis=True)
+        gap = max(1, width - left.cell_length - clock.cell_length)
+        return Content.assemble(left, " " * gap, clock).truncate(width)
+
+    def _who(self) -> Content:
+        return Content.assemble((self.identity.handle, "bold"), f" ({self.identity.role})")
+
+    def _clock(self) -> Content:
+        local = self._now.astimezone(self._zone)
+        return Content.assemble(
+            (local.strftime("%a %H:%M:%S %Z"), "bold"),
+            ("  ", ""),
+            (self._now.astimezone(UTC_ZONE).strftime("%H:%M UTC"), "$foreground-muted"),
+        )
+
+    def _on_call_part(self) -> Content:
+        if not self._status_known:
+            return Content.styled("…", "$foreground-muted")
+        if self._on_call is None:
+            return Content.styled("unknown (schedules unreadable)", "$warning")
+        if not self._on_call:
+            return Content.styled("no schedules", "$foreground-muted")
+        pieces = []
+        for item in self._on_call:
+            holder = (
+                Content.styled(item.now, "bold")
+                if item.now
+                else Content.styled("GAP", "$sla-breach bold")
+            )
+            piece = Content.assemble(f"{item.schedule} ", holder)
+            if item.next and item.next_at:
+                when = item.next_at.astimezone(self._zone).strftime("%H:%M")
+                piece = Content.assemble(piece, f" → {item.next} {when}")
+            pieces.append(piece)
+        return Content("; ").join(pieces)
+
+    def _engine_part(self) -> Content:
+        if not self._status_known:
+            return Content.styled("engine …", "$foreground-muted")
+        if self._heartbeat_at is None:
+            return Content.styled("engine: never ran", "$sla-warn bold")
+        age = self._now - self._heartbeat_at
+        text = f"engine {format_age(age)} ago"
+        if age > ENGINE_STALE_AFTER:
+            return Content.styled(f"{text} (stopped?)", "$sla-breach bold")
+        return Content.styled(text, "$success")
