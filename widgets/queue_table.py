@@ -63,7 +63,8 @@ def format_countdown(remaining: timedelta) -> str:
 def _step_text(row: QueueRow) -> str:
     if row.exhausted:
         return "EXH"
-    return f"{row.escalation_step}/r{row.escalation_round}"
+    # Rounds are stored from 0 and shown from 1, as in the case pane and the timeline.
+    return f"{row.escalation_step}/r{row.escalation_round + 1}"
 
 
 @dataclass(frozen=True, slots=True)
