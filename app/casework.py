@@ -26,7 +26,6 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -54,12 +53,27 @@ from data.casework import (
 from data.domain import Category, format_duration, parse_duration
 from data.models import ActionItem, Case, Responder
 from data.queries import handles
+from widgets.views import (
+    CLOCK_URGENCY,
+    HIDDEN,
+    ActionView,
+    CaseworkView,
+    ClockKind,
+    ClockState,
+    ClockView,
+    ContainmentView,
+    DisclosureView,
+    PartnerView,
+    VerificationStepView,
+    VerificationView,
+    clock_state,
+    most_urgent,
+)
 
 MAX_FACT = 2_000
 MAX_REASON = 2_000
 MAX_REFERENCE = 200
 MAX_ACCOUNTS = 1_000_000
-HIDDEN = "[sensitive: hidden until revealed]"
 IN_CHUNK = 900  # ids per IN (...) list: well under SQLite's bound-parameter limit
 
 # --- settings ---------------------------------------------------------------
@@ -142,11 +156,6 @@ class Span:
 
     def __str__(self) -> str:
         return f"{self.years}y" if self.years else format_duration(self.delta)
-
-
-class ClockKind(StrEnum):
-    DEADLINE = "deadline"  # something must be filed by `due` (a report to an authority)
-    HOLD = "hold"  # data must be kept until `due` (a preservation period)
 
 
 @dataclass(frozen=True, slots=True)
@@ -566,14 +575,6 @@ def digest(value: Any) -> str:
 # --- legal clocks (pure) ----------------------------------------------------
 
 
-class ClockState(StrEnum):
-    PENDING = "pending"  # not started yet (a hold waiting for its report)
-    OK = "ok"
-    WARN = "warn"  # inside the reminder window
-    BREACHED = "breached"  # a deadline passed with nothing filed
-    DONE = "done"  # filed, waived, or the hold ended
-
-
 @dataclass(frozen=True)
 class ClockFacts:
     """What the clocks of one case are computed from."""
@@ -583,37 +584,6 @@ class ClockFacts:
     filed: Mapping[str, tuple[datetime, str]] = field(default_factory=dict)  # at, report id
     extensions: Mapping[str, int] = field(default_factory=dict)
     waived: Mapping[str, datetime] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class ClockView:
-    name: str
-    label: str
-    kind: str  # deadline or hold
-    state: str  # a ClockState value
-    due_at: datetime | None  # None while pending
-    reminder_at: datetime | None
-    started_at: datetime | None
-    done_at: datetime | None = None
-    outcome: str = ""  # filed, filed late, waived, released, expired
-    reference: str | None = None  # the filed report's id
-    extensions: int = 0
-    extensions_left: int = 0
-
-    @property
-    def running(self) -> bool:
-        return self.state in (ClockState.OK, ClockState.WARN, ClockState.BREACHED)
-
-
-_URGENCY = {ClockState.BREACHED: 0, ClockState.WARN: 1, ClockState.OK: 2}
-
-
-def _state(now: datetime, due: datetime, reminder: datetime | None, at_due: ClockState) -> str:
-    if now >= due:
-        return at_due
-    if reminder is not None and now >= reminder:
-        return ClockState.WARN
-    return ClockState.OK
 
 
 def _clock(spec: ClockSpec, facts: ClockFacts, now: datetime) -> ClockView:
@@ -649,12 +619,10 @@ def _clock(spec: ClockSpec, facts: ClockFacts, now: datetime) -> ClockView:
     if filed is not None:
         view = _done(base, filed[0], "filed late" if filed[0] > due else "filed")
         return replace(view, reference=filed[1])
-    if spec.kind == ClockKind.HOLD:
-        state = _state(now, due, reminder, ClockState.DONE)
-        if state == ClockState.DONE:
-            return _done(base, due, "expired")
-        return replace(base, state=state)
-    return replace(base, state=_state(now, due, reminder, ClockState.BREACHED))
+    state = clock_state(spec.kind, due, reminder, now)
+    if state == ClockState.DONE:
+        return _done(base, due, "expired")
+    return replace(base, state=state)
 
 
 def _done(view: ClockView, at: datetime, outcome: str) -> ClockView:
@@ -664,14 +632,6 @@ def _done(view: ClockView, at: datetime, outcome: str) -> ClockView:
 def legal_clocks(facts: ClockFacts, config: CaseworkConfig, now: datetime) -> list[ClockView]:
     """The legal clocks of one case at `now`, in the order the desk's settings list them."""
     return [_clock(spec, facts, now) for spec in config.clocks_for(facts.category)]
-
-
-def most_urgent(clocks: Iterable[ClockView]) -> ClockView | None:
-    """The running clock to show in a queue row: breached, then warning, then soonest."""
-    running = [c for c in clocks if c.running and c.due_at is not None]
-    if not running:
-        return None
-    return min(running, key=lambda c: (_URGENCY[ClockState(c.state)], c.due_at))
 
 
 # --- verification rules -----------------------------------------------------
@@ -762,107 +722,7 @@ def parse_data_categories(value: str | Sequence[str]) -> list[str]:
     return out
 
 
-# --- view objects (plain data for the console and the command line) ---------
-
-
-@dataclass(frozen=True, slots=True)
-class VerificationStepView:
-    step: str
-    label: str
-    done: bool
-    facts: tuple[tuple[str, str], ...] = ()  # (fact, value) in checklist order
-    recorded_by: str | None = None
-    recorded_at: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class VerificationView:
-    required: bool
-    complete: bool
-    missing: tuple[str, ...]
-    steps: tuple[VerificationStepView, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class PartnerView:
-    name: str
-    kind: str
-    agency: str
-    contact: str
-    verified_channel: str
-    active: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class DisclosureView:
-    number: int
-    status: str  # requested, disclosed, declined
-    data: tuple[str, ...]
-    accounts: int
-    to: str  # partner name
-    agency: str
-    basis: str
-    basis_label: str
-    emergency: bool
-    requested_by: str
-    requested_at: datetime
-    decided_by: str | None  # who approved (or declined)
-    decided_at: datetime | None  # when it was disclosed (or declined)
-    override_reason: str | None = None
-    decline_reason: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ContainmentView:
-    step: str
-    label: str
-    needs_reference: bool
-    done: bool
-    done_by: str | None = None
-    done_at: datetime | None = None
-    reference: str | None = None
-    note: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class ActionView:
-    id: int
-    case_id: int
-    ref: str
-    title: str
-    owner: str
-    owner_kind: str  # person, partner, or "" for a free-text owner
-    due_at: datetime | None
-    status: str
-    overdue: bool
-    created_at: datetime
-    completed_at: datetime | None = None
-    completed_by: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class CaseworkView:
-    """Everything the casework part of the detail pane shows for one case."""
-
-    case_id: int
-    ref: str
-    category: str
-    sensitive: bool
-    revealed: bool
-    verification: VerificationView
-    disclosures: tuple[DisclosureView, ...]
-    clocks: tuple[ClockView, ...]
-    containment: tuple[ContainmentView, ...]
-    actions: tuple[ActionView, ...]
-    partners: tuple[PartnerView, ...]
-
-    @property
-    def overdue_actions(self) -> int:
-        return sum(1 for a in self.actions if a.overdue)
-
-    @property
-    def urgent_clock(self) -> ClockView | None:
-        return most_urgent(self.clocks)
+# --- view objects: the casework pane's live in widgets.views; these are the queue's ---
 
 
 @dataclass(frozen=True, slots=True)
@@ -1015,6 +875,33 @@ def _disclosure_view(
     )
 
 
+def _with_deciders(session: Session, case_id: int, clocks: list[ClockView]) -> list[ClockView]:
+    """Name who filed each filed report and who waived each waived clock."""
+    deciders: dict[tuple[str, str], int] = {}
+    for name, kind, by_id in session.exec(
+        select(ClockEvent.clock, ClockEvent.kind, ClockEvent.by_id)
+        .where(
+            ClockEvent.case_id == case_id,
+            col(ClockEvent.kind).in_([ClockEventKind.FILED.value, ClockEventKind.WAIVED.value]),
+        )
+        .order_by(col(ClockEvent.at), col(ClockEvent.id))
+    ):
+        deciders.setdefault((name, kind), by_id)  # the first counts, as in clock_facts
+    names = handles(session, list(deciders.values()))
+
+    def decider(view: ClockView) -> str | None:
+        if view.outcome in ("waived", "released"):
+            event = ClockEventKind.WAIVED
+        elif view.reference is not None:
+            event = ClockEventKind.FILED
+        else:
+            return None
+        found = deciders.get((view.name, event.value))
+        return names.get(found) if found is not None else None
+
+    return [replace(view, done_by=decider(view)) for view in clocks]
+
+
 def casework_view(
     session: Session,
     case_id: int,
@@ -1089,6 +976,7 @@ def casework_view(
         )
     required = verification_required(case.category) or any(d.emergency for d in disclosures)
     facts = clock_facts(session, [case])[case_id]
+    clocks = _with_deciders(session, case_id, legal_clocks(facts, config, now))
     return CaseworkView(
         case_id=case_id,
         ref=case.ref,
@@ -1097,7 +985,7 @@ def casework_view(
         revealed=revealed and case.sensitive,
         verification=_verification_view(records, names, shown, required),
         disclosures=tuple(_disclosure_view(d, partners, names) for d in disclosures),
-        clocks=tuple(legal_clocks(facts, config, now)),
+        clocks=tuple(clocks),
         containment=tuple(containment),
         actions=tuple(_action_view(i, case.ref, now, names) for i in items),
         partners=tuple(_partner_view(p) for p in links),
@@ -1233,7 +1121,7 @@ def clocks_needing_attention(
             batch = []
     out += _attention(session, batch, config, now)
     return sorted(
-        out, key=lambda v: (_URGENCY[ClockState(v.clock.state)], v.clock.due_at, v.case_id)
+        out, key=lambda v: (CLOCK_URGENCY[ClockState(v.clock.state)], v.clock.due_at, v.case_id)
     )
 
 

@@ -84,12 +84,12 @@ def _number(field: str, text: str, *, low: int = 1, high: int = 1_000_000) -> in
     return number
 
 
-def _due(ctx: Context, text: str | None) -> datetime | None:
-    """`--due` as a time with an offset, or as a duration from now (`4h`, `2d`)."""
+def parse_due(text: str | None, now: datetime) -> datetime | None:
+    """A due time given as a duration from `now` (`4h`, `2d`) or as a time with an offset."""
     if text is None:
         return None
     try:
-        return ctx.clock.now() + parse_duration(text)
+        return now + parse_duration(text)
     except ValueError:
         pass
     try:
@@ -314,7 +314,12 @@ def cmd_partner_link(ctx: Context) -> int:
 def cmd_action_add(ctx: Context) -> int:
     a = ctx.args
     view = _service(ctx).add_action(
-        ctx.actor, a.ref, a.title, owner=a.owner, partner=a.partner, due_at=_due(ctx, a.due)
+        ctx.actor,
+        a.ref,
+        a.title,
+        owner=a.owner,
+        partner=a.partner,
+        due_at=parse_due(a.due, ctx.clock.now()),
     )
     ctx.emit(plain(view), action_line(view, with_ref=True).strip())
     return EXIT_OK

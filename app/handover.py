@@ -636,7 +636,7 @@ def build_report(
 # --- Markdown -----------------------------------------------------------------------
 
 
-def _position(step: int, round_: int, reason: str) -> str:
+def page_position(step: int, round_: int, reason: str) -> str:
     if reason == "exhausted":
         return f"exhausted (supervisors paged, round {round_ + 1})"
     if reason == "reassign":
@@ -704,10 +704,10 @@ def render_markdown(report: HandoverReport, zone_name: str = "UTC") -> str:
     for u in report.unanswered:
         pages = "; ".join(
             f"{p.handle} at {format_instant(p.sent_at, zone)} "
-            f"({_position(p.step, p.round, p.reason)})"
+            f"({page_position(p.step, p.round, p.reason)})"
             for p in u.pages
         )
-        reached = _position(u.reached_step, u.reached_round, u.reached_reason)
+        reached = page_position(u.reached_step, u.reached_round, u.reached_reason)
         answer = (
             f"answered by {u.answered_by} at {format_instant(u.answered_at, zone)}"
             if u.answered_at

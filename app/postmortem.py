@@ -379,7 +379,7 @@ def _offset(seconds: int | None) -> str:
     return "-" if seconds is None else f"+{format_seconds(seconds)}"
 
 
-def _step_label(step: EscalationStep) -> str:
+def step_label(step: EscalationStep) -> str:
     if step.reason == "exhausted":
         return f"exhausted, round {step.round + 1}"
     if step.reason == "reassign":
@@ -428,7 +428,7 @@ def export_markdown(view: PostMortemView, zone_name: str = "UTC") -> str:
             else:
                 outcome = "still waiting" if s.outcome == "waiting" else "no answer"
             out.append(
-                f"| {_at(s.sent_at, zone)} | {_offset(s.offset_seconds)} | {_step_label(s)} "
+                f"| {_at(s.sent_at, zone)} | {_offset(s.offset_seconds)} | {step_label(s)} "
                 f"| {', '.join(s.paged)} | {outcome} |"
             )
     else:

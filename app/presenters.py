@@ -9,12 +9,12 @@ from typing import Any
 
 from sqlmodel import Session
 
+from app.casework import overdue_summary
 from app.policies import queue_sla_due, sla_deadlines, sla_table
 from data import queries
 from data.domain import severity_name
 from data.models import Case, Delivery, Page
 from widgets.views import (
-    ActionItemView,
     CaseDetailView,
     NoteView,
     PageView,
@@ -130,17 +130,23 @@ def cases_json(session: Session, cases: Sequence[Case]) -> list[dict[str, Any]]:
     ]
 
 
-def queue_rows(session: Session, cases: Sequence[Case], viewer_id: int | None) -> list[QueueRow]:
+def queue_rows(
+    session: Session, cases: Sequence[Case], viewer_id: int | None, now: datetime | None = None
+) -> list[QueueRow]:
+    """The queue's rows; with `now`, each carries its casework flags as of then (its most
+    urgent legal clock, its earliest due open action item)."""
     names = queries.handles(session, [c.assignee_id for c in cases])
+    ids = [c.id for c in cases if c.id is not None]
+    flags = overdue_summary(session, ids, now) if now is not None and ids else {}
     sla = sla_table(session)
-    paged_me: set[int] = set()
-    if viewer_id is not None:
-        for page in queries.pages_for(session, [c.id for c in cases if c.id is not None]):
-            if page.responder_id == viewer_id and page.acknowledged_at is None:
-                paged_me.add(page.case_id)
+    paged_me = (
+        queries.paged_unacknowledged(session, viewer_id, ids) if viewer_id is not None else set()
+    )
     rows = []
     for case in cases:
         assert case.id is not None
+        flag = flags.get(case.id)
+        clock = flag.clock if flag is not None else None
         rows.append(
             QueueRow(
                 case_id=case.id,
@@ -159,6 +165,10 @@ def queue_rows(session: Session, cases: Sequence[Case], viewer_id: int | None) -
                 sensitive=case.sensitive,
                 stage=case.stage,
                 version=case.version,
+                clock_kind=clock.kind if clock is not None else "",
+                clock_due_at=clock.due_at if clock is not None else None,
+                clock_reminder_at=clock.reminder_at if clock is not None else None,
+                action_due_at=flag.next_action_due_at if flag is not None else None,
             )
         )
     return rows
@@ -205,10 +215,6 @@ def case_detail(
         notes=tuple(
             NoteView(at=n.created_at, author=note_authors.get(n.author_id, "?"), body=n.body)
             for n in notes
-        ),
-        action_items=tuple(
-            ActionItemView(title=a.title, owner=a.owner, due_at=a.due_at, status=a.status)
-            for a in queries.action_items_of(session, case.id)
         ),
         revealed=case.sensitive and revealed_details is not None,
     )

@@ -478,11 +478,11 @@ def format_seconds(seconds: float | None) -> str:
     return f"{whole // 86400}d {whole % 86400 // 3600:02d}h"
 
 
-def _index(value: float | None) -> str:
+def fairness_text(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def _percent(value: float | None) -> str:
+def percent(value: float | None) -> str:
     return "-" if value is None else f"{value * 100:.0f}%"
 
 
@@ -507,19 +507,20 @@ def stats_text(stats: DeskStats) -> str:
     for row in (*stats.sla_by_severity, *stats.sla_by_category):
         a, r = row.acknowledge, row.respond
         lines.append(
-            f"{row.key:<20} {row.cases:>5}  {a.met:>8} {a.missed:>6} {_percent(a.attainment):>6}  "
-            f"{r.met:>8} {r.missed:>6} {_percent(r.attainment):>6}"
+            f"{row.key:<20} {row.cases:>5}  {a.met:>8} {a.missed:>6} {percent(a.attainment):>6}  "
+            f"{r.met:>8} {r.missed:>6} {percent(r.attainment):>6}"
         )
     lines += [
         "",
         f"Pages: {stats.pages} ({stats.night_pages} at night, 22:00-07:00 local); "
-        f"fairness {_index(stats.page_fairness)}, at night {_index(stats.night_fairness)} "
+        f"fairness {fairness_text(stats.page_fairness)}, "
+        f"at night {fairness_text(stats.night_fairness)} "
         "(1.00 = an even load)",
         f"{'RESPONDER':<12} {'PAGES':>5} {'NIGHT':>5} {'SHARE':>6}  ZONE",
     ]
     for load in stats.responders:
         lines.append(
-            f"{load.handle:<12} {load.pages:>5} {load.night_pages:>5} {_percent(load.share):>6}  "
+            f"{load.handle:<12} {load.pages:>5} {load.night_pages:>5} {percent(load.share):>6}  "
             f"{load.timezone}"
         )
     lines += ["", f"Cases per day ({stats.zone}):"]

@@ -19,6 +19,7 @@ CONSOLE_CSS_PATHS: tuple[Path, ...] = (
     STYLES / "console.tcss",
     STYLES / "case_detail.tcss",
     STYLES / "dialogs.tcss",
+    STYLES / "casework.tcss",
 )
 """Stylesheets of the console app, in load order (the queue table loads its own)."""
 

@@ -1,8 +1,11 @@
-"""The case detail pane: fields, live SLA, escalation state, pages, timeline, notes.
+"""The case detail pane: fields, live SLA, escalation state, details, casework, pages,
+timeline, notes.
 
-It renders a `CaseDetailView` and nothing else. Sensitive details arrive as None until
-the person reveals them; the pane then shows a placeholder that says how to reveal.
-Only the live part (SLA countdowns, next escalation) repaints when `set_now` ticks.
+It renders a `CaseDetailView` and nothing else, and holds the casework section
+(`CaseworkPane`), which shows a `CaseworkView` of the same case. Sensitive details arrive
+as None until the person reveals them; the pane then shows a placeholder that says how to
+reveal. Only the live part (SLA countdowns, next escalation, legal clocks) repaints when
+`set_now` ticks.
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ from textual.containers import VerticalScroll
 from textual.content import Content
 from textual.widgets import Static
 
+from widgets.casework_pane import CaseworkPane
 from widgets.queue_table import format_countdown
 from widgets.timefmt import format_when, viewer_zone
-from widgets.views import CaseDetailView, PageView
+from widgets.views import CaseDetailView, CaseworkView, PageView
 
 SLA_WARN = timedelta(minutes=5)
 CHANNEL_STYLES = {
@@ -44,6 +48,7 @@ class CaseDetail(VerticalScroll, can_focus=True):
         now: datetime,
         timezone: str = "UTC",
         reveal_key: str = "v",
+        casework_keys: str = "",
         name: str | None = None,
         id: str | None = None,
         classes: str | None = None,
@@ -52,13 +57,23 @@ class CaseDetail(VerticalScroll, can_focus=True):
         self._now = now
         self._zone = viewer_zone(timezone)
         self.reveal_key = reveal_key
+        self._timezone = timezone
+        self._casework_keys = casework_keys
         self._view: CaseDetailView | None = None
+        self._casework: CaseworkView | None = None
         self._empty_text = "No case selected."
 
     def compose(self) -> ComposeResult:
         yield Static(self._empty_text, id="detail-head", markup=False)
         yield Static("", id="detail-live", markup=False)
         yield Static("", id="detail-body", markup=False)
+        yield CaseworkPane(
+            now=self._now,
+            timezone=self._timezone,
+            keys_hint=self._casework_keys,
+            id="detail-casework",
+        )
+        yield Static("", id="detail-history", markup=False)
 
     @property
     def view(self) -> CaseDetailView | None:
@@ -74,6 +89,20 @@ class CaseDetail(VerticalScroll, can_focus=True):
         self.set_class(view is not None and view.sensitive, "-sensitive")
         self.set_class(view is not None and view.revealed, "-revealed")
         self._paint()
+        self._show_casework()
+
+    def show_casework(self, casework: CaseworkView | None) -> None:
+        """The casework of the shown case; it appears once the case's own view is shown,
+        so the pane never mixes two cases."""
+        self._casework = casework
+        self._show_casework()
+
+    def _show_casework(self) -> None:
+        if not self.is_mounted:
+            return
+        view, casework = self._view, self._casework
+        same = view is not None and casework is not None and casework.case_id == view.case_id
+        self.query_one("#detail-casework", CaseworkPane).show(casework if same else None)
 
     def conceal(self) -> None:
         """Hide revealed details at once (the person moved on); the next view follows."""
@@ -85,6 +114,7 @@ class CaseDetail(VerticalScroll, can_focus=True):
         self._now = now
         if self._view is not None and self.is_mounted:
             self.query_one("#detail-live", Static).update(self._live(self._view), layout=False)
+            self.query_one("#detail-casework", CaseworkPane).set_now(now)
 
     # ------------------------------------------------------------------ painting
 
@@ -94,15 +124,17 @@ class CaseDetail(VerticalScroll, can_focus=True):
         head = self.query_one("#detail-head", Static)
         live = self.query_one("#detail-live", Static)
         body = self.query_one("#detail-body", Static)
+        history = self.query_one("#detail-history", Static)
         view = self._view
         if view is None:
             head.update(Content.styled(self._empty_text, "$foreground-muted italic"))
-            live.update("")
-            body.update("")
+            for part in (live, body, history):
+                part.update("")
             return
         head.update(self._head(view))
         live.update(self._live(view))
-        body.update(self._body(view))
+        body.update(self._details(view))
+        history.update(self._history(view))
 
     def _when(self, at: datetime) -> str:
         return format_when(at, self._zone, self._now)
@@ -201,15 +233,19 @@ class CaseDetail(VerticalScroll, can_focus=True):
     def _section(self, title: str) -> Content:
         return Content.styled(f"\n{title}", "$accent bold")
 
-    def _body(self, view: CaseDetailView) -> Content:
-        lines: list[Content] = [self._section("Details")]
+    def _details(self, view: CaseDetailView) -> Content:
+        """What the case is about, before its casework."""
         if view.details is None:
-            lines.append(Content.styled(hidden_placeholder(self.reveal_key), "$sensitive italic"))
+            text = Content.styled(hidden_placeholder(self.reveal_key), "$sensitive italic")
         elif view.details.strip():
-            lines.append(Content(view.details))
+            text = Content(view.details)
         else:
-            lines.append(Content.styled("(none)", "$foreground-muted"))
-        lines.append(self._section(f"Pages ({len(view.pages)})"))
+            text = Content.styled("(none)", "$foreground-muted")
+        return self._section("Details") + Content("\n") + text
+
+    def _history(self, view: CaseDetailView) -> Content:
+        """Pages, notes and the timeline, after the casework."""
+        lines: list[Content] = [self._section(f"Pages ({len(view.pages)})")]
         lines.extend(self._page_line(page) for page in view.pages)
         if not view.pages:
             lines.append(Content.styled("nobody paged yet", "$foreground-muted"))
@@ -221,13 +257,6 @@ class CaseDetail(VerticalScroll, can_focus=True):
                 )
                 + Content(note.body)
             )
-        if view.action_items:
-            lines.append(self._section(f"Action items ({len(view.action_items)})"))
-            for item in view.action_items:
-                mark = "☑" if item.status == "done" else "☐"
-                due = f", due {self._when(item.due_at)}" if item.due_at else ""
-                owner = item.owner or "unowned"
-                lines.append(Content(f"{mark} {item.title} ({owner}{due})"))
         lines.append(self._section(f"Timeline ({len(view.timeline)})"))
         for event in view.timeline:
             lines.append(

@@ -29,7 +29,8 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.timer import Timer
 
-from widgets.views import QueueRow
+from widgets.timefmt import format_age as format_rough
+from widgets.views import ClockState, QueueRow, clock_state
 
 QUEUE_TCSS = Path(__file__).resolve().parent.parent / "themes" / "queue.tcss"
 """The queue's styles; loaded as the widget's default CSS, so app CSS can override them."""
@@ -86,12 +87,15 @@ _COLUMNS: tuple[_Column, ...] = (
     _Column("step", "Step", 5),
     _Column("age", "Age", 6, right=True),
     _Column("sla", "SLA", 8, right=True),
+    _Column("legal", "Legal", 6, right=True),
 )
-_DROP_ORDER = ("assignee", "category", "step")
+_DROP_ORDER = ("assignee", "category", "step", "age")
 """Columns given up, in this order, when the title would get too narrow."""
 _MIN_TITLE_WIDTH = 30
 _GAP = " "
 _MINE_MARKER = "●"
+_CLOCK_MARKER = "⚖"
+_OVERDUE_MARKER = "!"
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +136,7 @@ def _fit(text: str, width: int, right: bool) -> str:
 
 
 def _check_row(row: QueueRow, where: str) -> None:
-    for name in ("created_at", "sla_due_at"):
+    for name in ("created_at", "sla_due_at", "clock_due_at", "clock_reminder_at", "action_due_at"):
         value: datetime | None = getattr(row, name)
         if value is not None and value.tzinfo is None:
             raise ValueError(
@@ -565,6 +569,8 @@ class QueueTable(ScrollView, can_focus=True):
                 return (format_age(self._now - row.created_at), None)
             case "sla":
                 return self._sla_cell(row)
+            case "legal":
+                return self._legal_cell(row)
         raise KeyError(f"unknown queue column {key!r}")
 
     def _sla_cell(self, row: QueueRow) -> tuple[str, str | None]:
@@ -576,6 +582,27 @@ class QueueTable(ScrollView, can_focus=True):
         if remaining < timedelta(seconds=self.sla_warn_seconds):
             return (format_countdown(remaining), "queue-table--warn")
         return (format_countdown(remaining), None)
+
+    def _legal_cell(self, row: QueueRow) -> tuple[str, str | None]:
+        """`⚖3h` for the most urgent legal clock (`⚖-2h` once breached), `!` for an
+        overdue action item; amber in the reminder window or when overdue, red when
+        breached."""
+        now = self._now
+        state: str | None = None
+        text = ""
+        if row.clock_kind and row.clock_due_at is not None:
+            state = clock_state(row.clock_kind, row.clock_due_at, row.clock_reminder_at, now)
+            if state != ClockState.DONE:  # a hold that ran out is no longer flagged
+                sign = "-" if state == ClockState.BREACHED else ""
+                text = f"{_CLOCK_MARKER}{sign}{format_rough(abs(row.clock_due_at - now))}"
+        overdue = row.action_due_at is not None and now >= row.action_due_at
+        if overdue:
+            text += _OVERDUE_MARKER
+        if state == ClockState.BREACHED:
+            return (text, "queue-table--breached")
+        if state == ClockState.WARN or overdue:
+            return (text, "queue-table--warn")
+        return (text, None)
 
     def _layer(self, name: str) -> Style:
         """What a component class sets, blended over the widget's background.

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
+
+HIDDEN = "[sensitive: hidden until revealed]"
+"""What stands in for free text of a sensitive case until the viewer reveals it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +31,12 @@ class QueueRow:
     sensitive: bool = False
     stage: str = "triage"
     version: int = 1
+    # Casework flags: the most urgent running legal clock, and the earliest due open
+    # action item. The table derives their state from its own clock as time passes.
+    clock_kind: str = ""  # a ClockKind value; "" when no legal clock runs
+    clock_due_at: datetime | None = None
+    clock_reminder_at: datetime | None = None
+    action_due_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,14 +62,6 @@ class NoteView:
     at: datetime
     author: str
     body: str
-
-
-@dataclass(frozen=True, slots=True)
-class ActionItemView:
-    title: str
-    owner: str
-    due_at: datetime | None
-    status: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +93,170 @@ class CaseDetailView:
     pages: tuple[PageView, ...] = ()
     timeline: tuple[TimelineView, ...] = ()
     notes: tuple[NoteView, ...] = ()
-    action_items: tuple[ActionItemView, ...] = ()
     revealed: bool = False
     extra: dict[str, str] = field(default_factory=dict)
+
+
+# --- casework ------------------------------------------------------------------
+
+
+class ClockKind(StrEnum):
+    DEADLINE = "deadline"  # something must be filed by `due` (a report to an authority)
+    HOLD = "hold"  # data must be kept until `due` (a preservation period)
+
+
+class ClockState(StrEnum):
+    PENDING = "pending"  # not started yet (a hold waiting for its report)
+    OK = "ok"
+    WARN = "warn"  # inside the reminder window
+    BREACHED = "breached"  # a deadline passed with nothing filed
+    DONE = "done"  # filed, waived, or the hold ended
+
+
+CLOCK_URGENCY = {ClockState.BREACHED: 0, ClockState.WARN: 1, ClockState.OK: 2}
+"""Running clocks, most urgent first."""
+
+
+def clock_state(kind: str, due_at: datetime, reminder_at: datetime | None, now: datetime) -> str:
+    """A started, unfinished clock at `now`: past due, a deadline is breached and a hold
+    has ended; inside the reminder window it warns."""
+    if now >= due_at:
+        return ClockState.DONE if kind == ClockKind.HOLD else ClockState.BREACHED
+    if reminder_at is not None and now >= reminder_at:
+        return ClockState.WARN
+    return ClockState.OK
+
+
+@dataclass(frozen=True, slots=True)
+class ClockView:
+    name: str
+    label: str
+    kind: str  # a ClockKind value
+    state: str  # a ClockState value
+    due_at: datetime | None  # None while pending
+    reminder_at: datetime | None
+    started_at: datetime | None
+    done_at: datetime | None = None
+    outcome: str = ""  # filed, filed late, waived, released, expired
+    reference: str | None = None  # the filed report's id
+    extensions: int = 0
+    extensions_left: int = 0
+    done_by: str | None = None  # who filed the report, or who waived the clock
+
+    @property
+    def running(self) -> bool:
+        return self.state in (ClockState.OK, ClockState.WARN, ClockState.BREACHED)
+
+    def state_at(self, now: datetime) -> str:
+        """The state at `now` of a clock read earlier: a running one moves on with time."""
+        if not self.running or self.due_at is None:
+            return self.state
+        return clock_state(self.kind, self.due_at, self.reminder_at, now)
+
+
+def most_urgent(clocks: Iterable[ClockView]) -> ClockView | None:
+    """The running clock to show in a queue row: breached, then warning, then soonest."""
+    running = [c for c in clocks if c.running and c.due_at is not None]
+    if not running:
+        return None
+    return min(running, key=lambda c: (CLOCK_URGENCY[ClockState(c.state)], c.due_at))
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationStepView:
+    step: str
+    label: str
+    done: bool
+    facts: tuple[tuple[str, str], ...] = ()  # (fact, value) in checklist order
+    recorded_by: str | None = None
+    recorded_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationView:
+    required: bool
+    complete: bool
+    missing: tuple[str, ...]
+    steps: tuple[VerificationStepView, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PartnerView:
+    name: str
+    kind: str
+    agency: str
+    contact: str
+    verified_channel: str
+    active: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class DisclosureView:
+    number: int
+    status: str  # requested, disclosed, declined
+    data: tuple[str, ...]
+    accounts: int
+    to: str  # partner name
+    agency: str
+    basis: str
+    basis_label: str
+    emergency: bool
+    requested_by: str
+    requested_at: datetime
+    decided_by: str | None  # who approved (or declined)
+    decided_at: datetime | None  # when it was disclosed (or declined)
+    override_reason: str | None = None
+    decline_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ContainmentView:
+    step: str
+    label: str
+    needs_reference: bool
+    done: bool
+    done_by: str | None = None
+    done_at: datetime | None = None
+    reference: str | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ActionView:
+    id: int
+    case_id: int
+    ref: str
+    title: str
+    owner: str
+    owner_kind: str  # person, partner, or "" for a free-text owner
+    due_at: datetime | None
+    status: str
+    overdue: bool
+    created_at: datetime
+    completed_at: datetime | None = None
+    completed_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CaseworkView:
+    """Everything the casework part of the detail pane shows for one case."""
+
+    case_id: int
+    ref: str
+    category: str
+    sensitive: bool
+    revealed: bool
+    verification: VerificationView
+    disclosures: tuple[DisclosureView, ...]
+    clocks: tuple[ClockView, ...]
+    containment: tuple[ContainmentView, ...]
+    actions: tuple[ActionView, ...]
+    partners: tuple[PartnerView, ...]
+
+    @property
+    def overdue_actions(self) -> int:
+        return sum(1 for a in self.actions if a.overdue)
+
+    @property
+    def urgent_clock(self) -> ClockView | None:
+        return most_urgent(self.clocks)

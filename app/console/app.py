@@ -8,6 +8,7 @@ import gc
 import importlib
 import socket
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC
 from typing import Any, ClassVar
 
@@ -15,6 +16,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from textual import work
 from textual.app import App, CSSPathType, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.message import Message
 from textual.screen import Screen
 from textual.theme import Theme
 from textual.worker import Worker, WorkerState
@@ -26,14 +28,19 @@ from app.console.desk import Profile
 from app.console.failures import describe_failure
 from app.console.messages import HandlesLoaded
 from app.console.screens.dialogs import CANCEL, Confirm, FilterDialog
+from app.console.screens.handover import PendingHandoverDialog, announce_pending_handovers
 from app.console.screens.help import HelpScreen, help_rows
+from app.console.screens.postmortem import PostMortemScreen
 from app.console.screens.queue import QueueScreen
+from app.console.screens.template import TemplateDialog
 from app.console.settings import ConsoleSettings
 from app.deliveries_local import DesktopNotifier
 from app.engine import EngineRunner, EscalationEngine
+from app.swaps import HandoffNotice, claim_handoff_notices
 from data.db import Database
 from themes import CONSOLE_CSS_PATHS, DEFAULT_THEME, THEME_VARIABLE_DEFAULTS, THEMES
 from widgets.queue_table import QueueTable
+from widgets.timefmt import viewer_zone
 
 OPTIONAL_SCREENS: dict[str, tuple[str, str, str]] = {
     "calendar": ("app.console.screens.calendar", "CalendarScreen", "calendar"),
@@ -43,8 +50,18 @@ OPTIONAL_SCREENS: dict[str, tuple[str, str, str]] = {
 """Screens other parts of Vigil provide: key -> (module, class, what to call it).
 Each class takes no arguments and reads `db`, `clock` and `profile` from the app."""
 
-READ_GROUPS = frozenset({"feed", "queue-window", "detail", "pages", "status"})
+READ_GROUPS = frozenset({"feed", "queue-window", "detail", "casework", "pages", "status"})
 """Worker groups that only read: when the database fails them, the screen retries."""
+
+HANDOFF_SECONDS = 30.0
+"""How often the console claims its person's hand-off notices."""
+
+
+@dataclass
+class HandoffNoticesClaimed(Message, bubble=False):
+    """Hand-off notices for the person at this console, each claimed for them once."""
+
+    notices: tuple[HandoffNotice, ...]
 
 
 class VigilApp(App[int]):
@@ -97,6 +114,7 @@ class VigilApp(App[int]):
         self._saved_theme = theme
         self._scheduler: AsyncIOScheduler | None = None
         self._runner: EngineRunner | None = None
+        self._handoff_worker: Worker[None] | None = None
 
     # ----------------------------------------------------------------- start-up
 
@@ -118,6 +136,9 @@ class VigilApp(App[int]):
                 problem, title="Settings ignored", severity="warning", timeout=30, markup=False
             )
         self._load_handles()
+        announce_pending_handovers(self)
+        self.check_handoffs()
+        self.set_interval(HANDOFF_SECONDS, self.check_handoffs, name="hand-off notices")
         if self._engine_wanted:
             self._start_engine()
         # A full garbage collection walks every tracked object, and after start-up that is
@@ -207,6 +228,38 @@ class VigilApp(App[int]):
             return
         self.push_screen(getattr(module, class_name)())
 
+    # ----------------------------------------------------------------- hand-off notices
+
+    def check_handoffs(self) -> None:
+        """Claim the hand-off notices due for this console's person (unless a claim runs)."""
+        if self._handoff_worker is None or not self._handoff_worker.is_running:
+            self._handoff_worker = self._claim_handoffs()
+
+    @work(thread=True, name="hand-off notices", group="handoff", exit_on_error=False)
+    def _claim_handoffs(self) -> None:
+        try:
+            notices = claim_handoff_notices(self.db, self.clock, handles={self.profile.handle})
+        except Exception as exc:
+            if describe_failure(exc).database_down:
+                return  # the queue already says so; nothing was claimed, the next poll retries
+            raise
+        if notices:
+            self.post_message(HandoffNoticesClaimed(tuple(notices)))
+
+    def on_handoff_notices_claimed(self, message: HandoffNoticesClaimed) -> None:
+        """One bell, then a toast per notice, on the person's own wall clock."""
+        self.bell()
+        zone = viewer_zone(self.profile.timezone)
+        for notice in message.notices:
+            going_on = notice.kind == "on"
+            self.notify(
+                notice.text(zone),
+                title="You go on call" if going_on else "Your shift ended",
+                severity="warning" if going_on else "information",
+                timeout=120,
+                markup=False,
+            )
+
     # ----------------------------------------------------------------- failures
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
@@ -234,6 +287,20 @@ class VigilApp(App[int]):
         )
 
 
+def _optional_screen_bindings() -> list[Iterable[BindingType]]:
+    """The keys of the optional screens this version of Vigil has."""
+    found: list[Iterable[BindingType]] = []
+    for module_name, class_name, _ in OPTIONAL_SCREENS.values():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        found.append(getattr(module, class_name).BINDINGS)
+    return found
+
+
 def binding_ids() -> frozenset[str]:
     """Every binding id a keymap may name."""
     groups: list[Iterable[BindingType]] = [
@@ -244,6 +311,10 @@ def binding_ids() -> frozenset[str]:
         Confirm.BINDINGS,
         FilterDialog.BINDINGS,
         [CANCEL],
+        PendingHandoverDialog.BINDINGS,
+        PostMortemScreen.BINDINGS,
+        TemplateDialog.BINDINGS,
+        *_optional_screen_bindings(),
     ]
     return frozenset(
         binding.id

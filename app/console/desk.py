@@ -115,8 +115,10 @@ def save_theme_choice(db: Database, handle: str, theme: str) -> None:
             session.add(row)
 
 
-def _rows(session: Session, profile: Profile, cases: list[Case]) -> list[QueueRow]:
-    return queue_rows(session, cases, profile.responder_id)
+def _rows(
+    session: Session, profile: Profile, cases: list[Case], now: datetime | None
+) -> list[QueueRow]:
+    return queue_rows(session, cases, profile.responder_id, now)
 
 
 def read_window(
@@ -126,11 +128,14 @@ def read_window(
     offset: int,
     limit: int,
     follow_case: int | None = None,
+    *,
+    now: datetime | None = None,
 ) -> Window:
     """Count the queue and read one window of it.
 
     With `follow_case`, the window moves (keeping its size) so that it holds that case
-    wherever it now sits, so the cursor can stay on it.
+    wherever it now sits, so the cursor can stay on it. With `now`, the rows carry their
+    casework flags as of then.
     """
     with db.read() as session:
         total = queries.queue_count(session, flt)
@@ -140,11 +145,15 @@ def read_window(
         if position is not None and not offset <= position < offset + limit:
             offset = max(0, position - limit // 2)
         cases = queries.queue_window(session, flt, offset, limit)
-        return Window(total, offset, tuple(_rows(session, profile, cases)), position)
+        return Window(total, offset, tuple(_rows(session, profile, cases, now)), position)
 
 
 def read_row_changes(
-    session: Session, profile: Profile, flt: QueueFilter, case_ids: Iterable[int]
+    session: Session,
+    profile: Profile,
+    flt: QueueFilter,
+    case_ids: Iterable[int],
+    now: datetime | None = None,
 ) -> tuple[RowChange, ...]:
     """Each case's current row and queue index under `flt`."""
     wanted = sorted(set(case_ids))
@@ -158,19 +167,19 @@ def read_row_changes(
         if position is not None:
             placed.append((case, position))
     for row, (_, position) in zip(
-        _rows(session, profile, [case for case, _ in placed]), placed, strict=True
+        _rows(session, profile, [case for case, _ in placed], now), placed, strict=True
     ):
         changes[row.case_id] = RowChange(row.case_id, row, position)
     return tuple(changes[case_id] for case_id in wanted)
 
 
 def read_case_change(
-    db: Database, profile: Profile, flt: QueueFilter, case_id: int
+    db: Database, profile: Profile, flt: QueueFilter, case_id: int, now: datetime | None = None
 ) -> tuple[int, RowChange]:
     """The queue's total and one case's row and index, right after an action on it."""
     with db.read() as session:
         total = queries.queue_count(session, flt)
-        (change,) = read_row_changes(session, profile, flt, [case_id])
+        (change,) = read_row_changes(session, profile, flt, [case_id], now)
         return total, change
 
 
@@ -179,7 +188,9 @@ def latest_change(db: Database) -> int:
         return queries.latest_change_id(session)
 
 
-def read_feed(db: Database, profile: Profile, flt: QueueFilter, after_id: int) -> FeedRead | None:
+def read_feed(
+    db: Database, profile: Profile, flt: QueueFilter, after_id: int, now: datetime | None = None
+) -> FeedRead | None:
     """The cases changed since `after_id`, placed in the queue; None when nothing changed."""
     with db.read() as session:
         entries = queries.changes_since(session, after_id, limit=FEED_BATCH)
@@ -189,7 +200,7 @@ def read_feed(db: Database, profile: Profile, flt: QueueFilter, after_id: int) -
         changed = frozenset(entry.case_id for entry in entries)
         total = queries.queue_count(session, flt)
         changes = (
-            read_row_changes(session, profile, flt, changed)
+            read_row_changes(session, profile, flt, changed, now)
             if len(changed) <= ROW_BY_ROW_LIMIT
             else None
         )

@@ -14,9 +14,10 @@ from datetime import datetime
 from textual.message import Message
 
 from app.console.desk import FeedRead, RowChange, Window
+from app.console.screens.casework import CaseworkChoices
 from app.deliveries_local import DesktopOutcome, PageAlert
 from widgets.header import OnCallView
-from widgets.views import CaseDetailView
+from widgets.views import CaseDetailView, CaseworkView
 
 
 @dataclass
@@ -58,6 +59,16 @@ class DetailLoaded(Message, bubble=False):
     case_id: int
     view: CaseDetailView | None
     revealed: str | None = None
+
+
+@dataclass
+class CaseworkLoaded(Message, bubble=False):
+    """The casework section's view of a case (None: the case is gone), with what its
+    dialogs offer (partners, legal bases)."""
+
+    case_id: int
+    view: CaseworkView | None
+    choices: CaseworkChoices
 
 
 @dataclass

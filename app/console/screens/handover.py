@@ -45,9 +45,9 @@ from app.handover import (
     HandoverService,
     HandoverView,
     find_handovers,
+    page_position,
     pending_handovers_for,
 )
-from app.handover import _position as page_position
 from app.stats import format_instant, format_seconds
 from data.db import Database
 from data.domain import severity_name

@@ -37,8 +37,8 @@ from app.postmortem import (
     export_markdown,
     postmortem_view,
     split_factors,
+    step_label,
 )
-from app.postmortem import _step_label as step_label
 from app.stats import format_instant, format_seconds
 from data import queries
 from data.domain import severity_name

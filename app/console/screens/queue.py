@@ -18,12 +18,14 @@ from textual.containers import Container, Horizontal
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Input, Static
-from textual.worker import Worker, get_current_worker
+from textual.worker import Worker, WorkerState, get_current_worker
 
 from app.cases import CaseService
+from app.casework import CaseworkService
 from app.console import desk
 from app.console.messages import (
     CaseActionDone,
+    CaseworkLoaded,
     DeskStatusLoaded,
     DesktopNotified,
     DetailLoaded,
@@ -31,19 +33,30 @@ from app.console.messages import (
     PagesArrived,
     WindowLoaded,
 )
+from app.console.screens.casework import (
+    CaseworkChoices,
+    CaseworkCommand,
+    CaseworkFlows,
+    CaseworkTarget,
+    perform,
+    read_casework,
+)
 from app.console.screens.dialogs import Confirm, FilterChoice, FilterDialog, TextPrompt
 from app.deliveries_local import PageAlert, claim_my_pages, record_desktop
 from data.queries import QueueFilter
 from widgets.case_detail import CaseDetail
 from widgets.header import Identity, StatusHeader
 from widgets.queue_table import QueueTable
-from widgets.views import CaseDetailView
+from widgets.timefmt import viewer_zone
+from widgets.views import CaseDetailView, CaseworkView
 
 if TYPE_CHECKING:
     from app.console.app import VigilApp
 
 POLL_SECONDS = 0.5
 STATUS_SECONDS = 15.0
+ACKING = "acking…"
+"""A row's status from the acknowledge keystroke until the acknowledgement is stored."""
 WINDOW_MARGIN = 20
 """Rows refetched above and below the viewport after a reshuffle (scrolling further asks
 the table's own, wider windows)."""
@@ -204,6 +217,66 @@ class QueueScreen(Screen[None]):
             "Open the desk's statistics",
             show=False,
         ),
+        _binding(
+            "V",
+            "verify",
+            "Verify",
+            "queue.verify",
+            "Record a step of the request's verification checklist (identity, agency, "
+            "emergency, good faith)",
+            show=False,
+        ),
+        _binding(
+            "D",
+            "disclose",
+            "Disclose",
+            "queue.disclose",
+            "Record a disclosure decision; supervisors also approve or decline requested ones",
+            show=False,
+        ),
+        _binding(
+            "F",
+            "legal_clock",
+            "Legal clock",
+            "queue.legal_clock",
+            "File the report a legal clock asks for (its id); extend or waive a hold. "
+            "The queue's Legal column: ⚖ time left on the most urgent clock, amber from "
+            "its reminder, red when overdue",
+            show=False,
+        ),
+        _binding(
+            "K",
+            "contain",
+            "Contain",
+            "queue.contain",
+            "Mark a containment step of the case's checklist done",
+            show=False,
+        ),
+        _binding(
+            "I",
+            "action_items",
+            "Action items",
+            "queue.action_items",
+            "Add an action item with an owner and a due time, or close one; "
+            "! in the queue's Legal column marks an overdue one",
+            show=False,
+        ),
+        _binding(
+            "P",
+            "postmortem",
+            "Post-mortem",
+            "queue.postmortem",
+            "Open the post-mortem of the selected case (supervisors open a new one)",
+            show=False,
+        ),
+        _binding(
+            "T",
+            "template",
+            "Template",
+            "queue.template",
+            "Answer the selected case from a response template, then log it as a note",
+            show=False,
+        ),
     ]
 
     def __init__(self) -> None:
@@ -213,6 +286,8 @@ class QueueScreen(Screen[None]):
         self.detail_case: int | None = None
         self.revealed: tuple[int, str] | None = None
         self.drafts: dict[tuple[str, int], str] = {}
+        self.casework_flows = CaseworkFlows(self)
+        self._casework: tuple[CaseworkView, CaseworkChoices] | None = None
         self._feed_worker: Worker[None] | None = None
         self._status_worker: Worker[None] | None = None
         self._desktop_told = False
@@ -262,6 +337,7 @@ class QueueScreen(Screen[None]):
                 now=now,
                 timezone=profile.timezone,
                 reveal_key=app.key_for("queue.reveal", "v"),
+                casework_keys=self._casework_keys(),
                 id="detail",
             )
         yield Footer()
@@ -323,7 +399,9 @@ class QueueScreen(Screen[None]):
     ) -> None:
         app = self.vigil
         change_id = desk.latest_change(app.db) if prime else None
-        window = desk.read_window(app.db, app.profile, flt, offset, limit, follow_case)
+        window = desk.read_window(
+            app.db, app.profile, flt, offset, limit, follow_case, now=app.clock.now()
+        )
         if not get_current_worker().is_cancelled:
             self.post_message(
                 WindowLoaded(generation, window, replace_cache, follow_case, change_id)
@@ -334,7 +412,7 @@ class QueueScreen(Screen[None]):
         self, generation: int, flt: QueueFilter, after_id: int, detail_case: int | None
     ) -> None:
         app = self.vigil
-        feed = desk.read_feed(app.db, app.profile, flt, after_id)
+        feed = desk.read_feed(app.db, app.profile, flt, after_id, app.clock.now())
         if feed is None:
             return  # nothing changed: no message at all
         alerts = claim_my_pages(app.db, app.clock, app.profile.responder_id, feed.changed)
@@ -365,6 +443,31 @@ class QueueScreen(Screen[None]):
         details = CaseService(app.db, app.clock).reveal(app.profile.handle, ref, reason="console")
         view = desk.read_detail(app.db, case_id)
         self.post_message(DetailLoaded(case_id, view, revealed=details))
+        self._post_casework(case_id, revealed=True)
+
+    def _post_casework(self, case_id: int, *, revealed: bool) -> None:
+        app = self.vigil
+        found = read_casework(app.db, app.clock, case_id, revealed=revealed)
+        view, choices = found if found is not None else (None, CaseworkChoices())
+        self.post_message(CaseworkLoaded(case_id, view, choices))
+
+    @work(thread=True, name="casework", group="casework", exclusive=True, exit_on_error=False)
+    def _read_casework_in_thread(self, case_id: int, revealed: bool) -> None:
+        self._post_casework(case_id, revealed=revealed)
+
+    @work(thread=True, name="casework action", group="case-action", exit_on_error=False)
+    def _perform_casework(
+        self, command: CaseworkCommand, generation: int, flt: QueueFilter
+    ) -> None:
+        app = self.vigil
+        service = CaseworkService(app.db, app.clock)
+        zone = viewer_zone(app.profile.timezone)
+        text = perform(service, app.profile.handle, command, zone)
+        total, change = desk.read_case_change(
+            app.db, app.profile, flt, command.case_id, app.clock.now()
+        )
+        verb, case_id = command.draft_key
+        self.post_message(CaseActionDone(verb, case_id, text, generation, total, change))
 
     @work(thread=True, name="case action", group="case-action", exit_on_error=False)
     def _perform(self, action: CaseAction, generation: int, flt: QueueFilter) -> None:
@@ -392,7 +495,9 @@ class QueueScreen(Screen[None]):
             text = f"{case.ref}: the next escalation step is due now"
         else:
             raise ValueError(f"unknown case action {action.verb!r}")
-        total, change = desk.read_case_change(app.db, app.profile, flt, action.case_id)
+        total, change = desk.read_case_change(
+            app.db, app.profile, flt, action.case_id, app.clock.now()
+        )
         self.post_message(
             CaseActionDone(action.verb, action.case_id, text, generation, total, change)
         )
@@ -422,7 +527,10 @@ class QueueScreen(Screen[None]):
 
     def _visible_window(self) -> tuple[int, int]:
         table = self.table
-        rows = max(1, table.scrollable_content_region.height - 1)
+        # Before its first layout the table has no height: size the window for the whole
+        # screen, so the first read fills it instead of costing a second round trip.
+        height = table.scrollable_content_region.height or self.app.size.height
+        rows = max(1, height - 1)
         top = int(table.scroll_y)
         start = max(0, top - WINDOW_MARGIN)
         return start, (top - start) + rows + WINDOW_MARGIN
@@ -484,6 +592,8 @@ class QueueScreen(Screen[None]):
             self._apply_changes(feed.total, feed.changes)
         if message.detail is not None and message.detail.case_id == self.detail_case:
             self._show_detail(message.detail)
+        if self.detail_case is not None and self.detail_case in feed.changed:
+            self._read_casework(self.detail_case)
 
     def _apply_changes(self, total: int, changes: tuple[desk.RowChange, ...] | None) -> None:
         """Repaint rows that kept their place; refetch the window if anything moved."""
@@ -522,10 +632,13 @@ class QueueScreen(Screen[None]):
             self.revealed = None
             self.detail.conceal()
         self.detail_case = case_id
+        self._casework = None
+        self.detail.show_casework(None)
         if case_id is None:
             self.detail.show(None, empty_text="No case matches the filters.")
         else:
             self._read_detail(case_id)
+            self._read_casework(case_id)
 
     def on_detail_loaded(self, message: DetailLoaded) -> None:
         if message.case_id != self.detail_case:
@@ -589,8 +702,18 @@ class QueueScreen(Screen[None]):
         self._perform(action, self.generation, self.queue_filter)
 
     def action_ack(self) -> None:
-        if (target := self._target()) is not None:
-            self._run(CaseAction("ack", *target))
+        if (target := self._target()) is None:
+            return
+        action = CaseAction("ack", *target)
+        row = self.table.cursor_row
+        if row is None or row.status != "triggered":
+            self._run(action)
+            return
+        # The keystroke shows on its row at once and the write starts once that frame is
+        # out, so it cannot hold the frame up. The stored row replaces ACKING when the
+        # write is done, or a reload does if the acknowledgement is refused.
+        self.table.update_row(replace(row, status=ACKING))
+        self.call_after_refresh(self._run, action)
 
     def action_escalate(self) -> None:
         if (target := self._target()) is None:
@@ -674,15 +797,85 @@ class QueueScreen(Screen[None]):
 
     def on_case_action_done(self, message: CaseActionDone) -> None:
         self.drafts.pop((message.verb, message.case_id), None)
+        self.casework_flows.forget_draft((message.verb, message.case_id))
         self.notify(message.text, title="Done", markup=False)
         self.vigil.wake_engine()
         if message.generation == self.generation:
             self._apply_changes(message.total, (message.change,))
         if message.case_id == self.detail_case:
             self._read_detail(message.case_id)
+            self._read_casework(message.case_id)
 
     def action_open_screen(self, name: str) -> None:
         self.vigil.open_optional_screen(name)
+
+    def action_postmortem(self) -> None:
+        # Imported on use: these screens import this module for its layout breakpoint.
+        from app.console.screens.postmortem import PostMortemScreen
+
+        if (target := self._target()) is not None:
+            self.app.push_screen(PostMortemScreen(target[1]))
+
+    def action_template(self) -> None:
+        from app.console.screens.template import TemplateDialog
+
+        if (target := self._target()) is not None:
+            self.app.push_screen(TemplateDialog(target[1]))
+
+    # ----------------------------------------------------------------- casework
+
+    def _casework_keys(self) -> str:
+        """The casework keys as the person's keymap has them, for the pane's hint."""
+        keys = (
+            ("queue.verify", "V", "verify"),
+            ("queue.disclose", "D", "disclose"),
+            ("queue.legal_clock", "F", "clock"),
+            ("queue.contain", "K", "contain"),
+            ("queue.action_items", "I", "actions"),
+        )
+        return " · ".join(f"{self.vigil.key_for(ident, key)} {what}" for ident, key, what in keys)
+
+    def _read_casework(self, case_id: int) -> None:
+        revealed = self.revealed is not None and self.revealed[0] == case_id
+        self._read_casework_in_thread(case_id, revealed)
+
+    def on_casework_loaded(self, message: CaseworkLoaded) -> None:
+        view = message.view
+        if message.case_id != self.detail_case or view is None:
+            return
+        if view.revealed and (self.revealed is None or self.revealed[0] != view.case_id):
+            return  # revealed for a visit the person has since left
+        self._casework = (view, message.choices)
+        self.detail.show_casework(view)
+
+    def casework_target(self) -> CaseworkTarget | None:
+        """The selected case with its casework, or None (the person is told why)."""
+        if (target := self._target()) is None:
+            return None
+        case_id, ref = target
+        if self._casework is None or self._casework[0].case_id != case_id:
+            self.notify(f"{ref}'s casework is still loading; try again.", severity="warning")
+            return None
+        view, choices = self._casework
+        return CaseworkTarget(case_id, ref, view, choices)
+
+    def run_casework(self, command: CaseworkCommand) -> None:
+        self._perform_casework(command, self.generation, self.queue_filter)
+
+    def action_verify(self) -> None:
+        self.casework_flows.verify()
+
+    def action_disclose(self) -> None:
+        self.casework_flows.disclose()
+
+    def action_legal_clock(self) -> None:
+        self.casework_flows.legal_clock()
+
+    def action_contain(self) -> None:
+        self.casework_flows.contain()
+
+    def action_action_items(self) -> None:
+        self.casework_flows.action_items()
 
     # ----------------------------------------------------------------- filters
 
@@ -777,6 +970,8 @@ class QueueScreen(Screen[None]):
     # ----------------------------------------------------------------- failures
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state == WorkerState.ERROR and event.worker.group == "case-action":
+            self._reload()  # put back the row of an action that did not happen (see ACKING)
         self.vigil.report_worker(event, self)
 
     def feed_works(self) -> None:
@@ -803,3 +998,4 @@ class QueueScreen(Screen[None]):
         self._reload(prime=self.last_change_id is None)
         if self.detail_case is not None:
             self._read_detail(self.detail_case)
+            self._read_casework(self.detail_case)

@@ -24,12 +24,12 @@ from app.stats import (
     SlaRow,
     SlaTally,
     compute_stats,
+    fairness_text,
     format_instant,
     format_seconds,
     load_facts,
+    percent,
 )
-from app.stats import _index as fairness_text
-from app.stats import _percent as percent
 from themes import STYLES
 from widgets.stats_view import AttainmentRow, DayColumn, Figure, LoadRow, StatsBoard, StatsView
 from widgets.timefmt import viewer_zone
