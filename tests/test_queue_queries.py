@@ -1,0 +1,220 @@
+"""The queue's read path: positions, counts and "paged to me", and the acknowledge key's
+immediate repaint. These are the pieces the console benchmark (bench/bench_console.py)
+found on its critical paths; here they are checked for being right, not fast."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import insert
+from textual.worker import WorkerFailed
+
+from app.cases import CaseService
+from app.clock import FakeClock
+from app.console import build_app
+from app.console.screens.queue import ACKING, QueueScreen
+from app.deliveries_local import UNAVAILABLE, DesktopOutcome
+from app.errors import NotAllowed
+from app.presenters import queue_rows
+from data import queries
+from data.db import Database
+from data.models import Case, Page
+from data.queries import QUEUE_RANKS, QueueFilter
+from tests.factories import add_policy, add_responder
+
+NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+STATUSES = ("triggered", "acknowledged", "resolved")
+CATEGORIES = ("edr", "csea", "doxxing")
+
+
+def _fill_desk(db: Database, count: int, seed: int) -> list[int]:
+    """Cases in every rank, severity and category, many sharing a created_at instant
+    (so the id breaks ties), some assigned; returns the responder ids."""
+    people = [add_responder(db, handle) for handle in ("ana", "ben")]
+    chooser = random.Random(seed)
+    rows: list[dict[str, Any]] = []
+    for number in range(1, count + 1):
+        status = chooser.choice(STATUSES)
+        created = NOW - timedelta(minutes=chooser.randrange(6))
+        rows.append(
+            {
+                "ref": f"ESC-{number:04d}",
+                "title": chooser.choice(("Court order", "Threat posted", "Doxxing thread")),
+                "category": chooser.choice(CATEGORIES),
+                "severity": chooser.randrange(1, 5),
+                "status": status,
+                "queue_rank": QUEUE_RANKS[status],
+                "assignee_id": chooser.choice([None, *people]),
+                "created_at": created,
+                "updated_at": created,
+                "policy_snapshot": {},
+            }
+        )
+    with db.write() as session:
+        session.execute(insert(Case), rows)
+    return people
+
+
+FILTERS = (
+    QueueFilter(),
+    QueueFilter(include_resolved=True),
+    QueueFilter(severities=frozenset({1, 3})),
+    QueueFilter(categories=frozenset({"csea"}), include_resolved=True),
+    QueueFilter(unassigned=True),
+    QueueFilter(search="court"),
+)
+FILTER_NAMES = ("open", "with-resolved", "sev1-and-3", "csea-with-resolved", "unassigned", "search")
+
+
+@pytest.mark.parametrize("flt", FILTERS, ids=FILTER_NAMES)
+def test_every_case_is_placed_where_the_window_shows_it(db: Database, flt: QueueFilter) -> None:
+    """Position and count agree with the ordered window for every case, shown or hidden,
+    whatever the filter: the position is counted in ranges, the window sorted whole."""
+    _fill_desk(db, 120, seed=len(repr(flt)))
+    with db.read() as session:
+        window = queries.queue_window(session, flt, 0, 1000)
+        assert queries.queue_count(session, flt) == len(window)
+        where = {case.id: index for index, case in enumerate(window)}
+        for case in queries.cases(session):
+            assert queries.queue_position(session, flt, case) == where.get(case.id)
+
+
+def test_paged_to_me_counts_only_my_unacknowledged_pages(db: Database) -> None:
+    ana, ben = _fill_desk(db, 8, seed=1)
+    with db.read() as session:
+        cases = queries.queue_window(session, QueueFilter(include_resolved=True), 0, 8)
+    ids = [case.id for case in cases if case.id is not None]
+    pages = [  # (case, responder, acknowledged)
+        (ids[0], ana, False),
+        (ids[1], ana, True),
+        (ids[2], ben, False),
+        (ids[3], ana, False),
+        (ids[3], ben, False),
+    ]
+    with db.write() as session:
+        for case_id, responder, acknowledged in pages:
+            session.add(
+                Page(
+                    case_id=case_id,
+                    responder_id=responder,
+                    step=1 + (responder == ben),
+                    round=0,
+                    due_at=NOW,
+                    sent_at=NOW,
+                    acknowledged_at=NOW if acknowledged else None,
+                )
+            )
+    with db.read() as session:
+        assert queries.paged_unacknowledged(session, ana, ids) == {ids[0], ids[3]}
+        assert queries.paged_unacknowledged(session, ana, ids[1:3]) == set()
+        assert queries.paged_unacknowledged(session, ana, []) == set()
+        rows = {row.case_id: row for row in queue_rows(session, cases, ana)}
+    for case in cases:
+        assert case.id is not None
+        mine = case.id in (ids[0], ids[3]) and case.status == "triggered"
+        assert rows[case.id].paged_to_me is mine
+
+
+# --------------------------------------------------------------------------- the ack key
+
+
+@dataclass
+class QuietDesktop:
+    def notify(self, title: str, message: str) -> DesktopOutcome:
+        return DesktopOutcome(UNAVAILABLE, "no desktop in tests")
+
+
+@pytest.fixture
+def service(db: Database, clock: FakeClock) -> CaseService:
+    add_responder(db, "ana")
+    add_policy(db, "standard", [(600, ["user:ana"])], route=["default"])
+    service = CaseService(db, clock)
+    for title in ("First", "Second"):
+        service.open_case("ana", title=title, category="edr", severity=1)
+    return service
+
+
+async def _settle(app: Any, pilot: Any) -> None:
+    for _ in range(4):
+        with contextlib.suppress(WorkerFailed):
+            await app.workers.wait_for_complete()
+        await pilot.pause()
+
+
+def _console(db: Database, clock: FakeClock, tmp_path: Path) -> Any:
+    app = build_app(
+        db,
+        clock,
+        "ana",
+        engine=False,
+        desktop=QuietDesktop(),
+        settings_file=tmp_path / "none.toml",
+        cursor_blink=False,
+    )
+    assert app is not None
+    return app
+
+
+async def test_the_ack_key_repaints_its_row_before_the_write_is_done(
+    db: Database,
+    clock: FakeClock,
+    service: CaseService,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    released = threading.Event()
+    acknowledge = CaseService.acknowledge
+
+    def slow_acknowledge(self: CaseService, actor: str, ref: str) -> Case:
+        released.wait(10)
+        return acknowledge(self, actor, ref)
+
+    monkeypatch.setattr(CaseService, "acknowledge", slow_acknowledge)
+    app = _console(db, clock, tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await _settle(app, pilot)
+        screen = app.screen
+        assert isinstance(screen, QueueScreen)
+        top = screen.table.cursor_row
+        assert top is not None
+        assert top.status == "triggered"
+        await pilot.press("a")
+        shown = screen.table.cursor_row
+        assert shown is not None
+        assert (shown.case_id, shown.status) == (top.case_id, ACKING)
+        released.set()
+        await _settle(app, pilot)
+        stored = screen.table.row_at(1)  # acknowledged cases sort after triggered ones
+        assert stored is not None
+        assert (stored.case_id, stored.status) == (top.case_id, "acknowledged")
+        assert screen.table.cursor_row == stored
+
+
+async def test_a_refused_ack_puts_the_row_back(
+    db: Database,
+    clock: FakeClock,
+    service: CaseService,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refuse(self: CaseService, actor: str, ref: str) -> Case:
+        raise NotAllowed(f"{ref} may not be acknowledged here")
+
+    monkeypatch.setattr(CaseService, "acknowledge", refuse)
+    app = _console(db, clock, tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await _settle(app, pilot)
+        screen = app.screen
+        assert isinstance(screen, QueueScreen)
+        await pilot.press("a")
+        await _settle(app, pilot)
+        row = screen.table.cursor_row
+        assert row is not None
+        assert row.status == "triggered"
