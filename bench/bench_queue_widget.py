@@ -7,7 +7,7 @@ to an empty app's first frame, two ways: the app answers the table's first
 which saves the round trip and the extra frames. Then the cost of `update_row` for one
 case: the call itself, and the time until the repainted frame is out (which includes
 Textual's frame pacing). Times end when the frame is composed (headless apps write
-nothing to a terminal). Run: `uv run python bench/bench_queue_widget.py [--runs N]`.
+nothing to a terminal). Run: `uv run python -m bench.bench_queue_widget [--runs N]`.
 """
 
 from __future__ import annotations
@@ -16,15 +16,13 @@ import argparse
 import asyncio
 import dataclasses
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from time import perf_counter
-from typing import Any
 
-from rich.console import RenderableType
 from textual.app import App, ComposeResult
-from textual.screen import Screen
 
+from bench._timing import FrameWatch, empty_app_first_paint, percentile
 from widgets.queue_table import QueueTable
 from widgets.views import QueueRow
 
@@ -54,41 +52,11 @@ def make_rows(count: int) -> list[QueueRow]:
     ]
 
 
-class TimedApp(App[None]):
-    """Notes when a frame is produced (headless: composed, not written to a terminal)."""
-
-    def __init__(self, *, stay: bool = False) -> None:
-        self.started = perf_counter()
-        super().__init__()
-        self.stay = stay
-        self.first_paint = 0.0
-        self.frame_out = asyncio.Event()
-
-    def shows_content(self) -> bool:
-        return True
-
-    def _display(self, screen: Screen[Any], renderable: RenderableType | None) -> None:
-        super()._display(screen, renderable)
-        if renderable is None:
-            return
-        self.frame_out.set()
-        if not self.first_paint and self.shows_content():
-            self.first_paint = perf_counter() - self.started
-            if not self.stay:
-                self.exit()
-
-
-class EmptyApp(TimedApp):
-    """The yardstick: nothing but Textual's own first frame."""
-
-
-class QueueApp(TimedApp):
+class QueueApp(App[None]):
     """Serves the table's window requests from memory, as a screen would from the database."""
 
-    def __init__(
-        self, rows: Sequence[QueueRow], *, give_first_page: bool = False, stay: bool = False
-    ) -> None:
-        super().__init__(stay=stay)
+    def __init__(self, rows: Sequence[QueueRow], *, give_first_page: bool = False) -> None:
+        super().__init__()
         self.rows = rows
         self.give_first_page = give_first_page
 
@@ -111,45 +79,34 @@ class QueueApp(TimedApp):
         message.table.set_window(message.offset, self.rows[message.offset : end])
 
 
-async def first_paint_empty() -> float:
-    app = EmptyApp()
-    await app.run_async(headless=True, size=SIZE)
-    return app.first_paint
-
-
 async def first_paint_queue(rows: Sequence[QueueRow], give_first_page: bool) -> float:
+    since = perf_counter()
     app = QueueApp(rows, give_first_page=give_first_page)
+    watch = FrameWatch(app, app.shows_content, since=since)
     await app.run_async(headless=True, size=SIZE)
-    return app.first_paint
+    return watch.first_paint
 
 
 async def update_row_costs(rows: Sequence[QueueRow], updates: int) -> tuple[list[float], ...]:
     """Per update: the `update_row` call alone, and until its frame has been written."""
-    app = QueueApp(rows, stay=True)
+    app = QueueApp(rows)
+    watch = FrameWatch(app, app.shows_content, stay=True)
     calls: list[float] = []
     frames: list[float] = []
     async with app.run_test(headless=True, size=SIZE) as pilot:
-        while not app.first_paint:
+        while not watch.first_paint:
             await pilot.pause()
         table = app.query_one(QueueTable)
         for version in range(2, updates + 2):
             row = rows[version % 40]
             changed = dataclasses.replace(row, title=f"{row.title} (v{version})", version=version)
-            app.frame_out.clear()
+            watch.frame_out.clear()
             start = perf_counter()
             table.update_row(changed)
             calls.append(perf_counter() - start)
-            await app.frame_out.wait()
+            await watch.frame_out.wait()
             frames.append(perf_counter() - start)
     return calls, frames
-
-
-def median_of(runs: int, measure: Callable[[], float]) -> float:
-    return statistics.median(measure() for _ in range(runs))
-
-
-def p99(samples: Sequence[float]) -> float:
-    return statistics.quantiles(samples, n=100)[98]
 
 
 def main() -> None:
@@ -161,13 +118,13 @@ def main() -> None:
     datasets = {count: make_rows(count) for count in ROW_COUNTS}
     ways = {"asked": False, "given": True}
     # Warm up once so imports and CSS parsing are not charged to whichever runs first.
-    asyncio.run(first_paint_empty())
+    asyncio.run(empty_app_first_paint(SIZE))
     asyncio.run(first_paint_queue(datasets[ROW_COUNTS[0]], give_first_page=False))
 
     empty_runs: list[float] = []
     queue_runs: dict[tuple[int, str], list[float]] = {}
     for _ in range(args.runs):  # interleaved, so drift in the machine hits all alike
-        empty_runs.append(asyncio.run(first_paint_empty()))
+        empty_runs.append(asyncio.run(empty_app_first_paint(SIZE)))
         for count, rows in datasets.items():
             for way, give in ways.items():
                 paint = asyncio.run(first_paint_queue(rows, give_first_page=give))
@@ -185,11 +142,11 @@ def main() -> None:
     print(f"update_row on a visible case, {ROW_COUNTS[-1]:,} rows, {args.updates} updates")
     print(
         f"  call            median {statistics.median(calls) * 1e6:7.1f} µs"
-        f"   p99 {p99(calls) * 1e6:7.1f} µs"
+        f"   p99 {percentile(calls, 99) * 1e6:7.1f} µs"
     )
     print(
         f"  to frame out    median {statistics.median(frames) * 1000:7.2f} ms"
-        f"   p99 {p99(frames) * 1000:7.2f} ms"
+        f"   p99 {percentile(frames, 99) * 1000:7.2f} ms"
     )
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import insert
+from textual.message import Message
 from textual.worker import WorkerFailed
 
 from app.cases import CaseService
@@ -27,7 +28,8 @@ from data import queries
 from data.db import Database
 from data.models import Case, Page
 from data.queries import QUEUE_RANKS, QueueFilter
-from tests.factories import add_policy, add_responder
+from tests.factories import add_open_cases, add_policy, add_responder
+from widgets.queue_table import QueueTable
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 STATUSES = ("triggered", "acknowledged", "resolved")
@@ -218,3 +220,52 @@ async def test_a_refused_ack_puts_the_row_back(
         row = screen.table.cursor_row
         assert row is not None
         assert row.status == "triggered"
+
+
+async def test_an_acknowledged_case_is_followed_in_one_read(
+    db: Database, clock: FakeClock, service: CaseService, tmp_path: Path
+) -> None:
+    """The case moves far down the queue and the cursor follows it: the window read with
+    the move covers the whole screen there, so no second request is needed."""
+    add_open_cases(db, 100, policy="standard", at=clock.now() - timedelta(hours=1))
+    with db.write() as session:
+        session.execute(
+            insert(Case),
+            [
+                {
+                    "ref": f"ACK-{number:04d}",
+                    "title": f"Already acknowledged {number}",
+                    "category": "edr",
+                    "severity": 2,  # after every acknowledged sev1, as the moved case is
+                    "status": "acknowledged",
+                    "queue_rank": QUEUE_RANKS["acknowledged"],
+                    "created_at": clock.now(),
+                    "updated_at": clock.now(),
+                    "policy_snapshot": {},
+                }
+                for number in range(100)
+            ],
+        )
+    asked: list[QueueTable.WindowNeeded] = []
+
+    def hook(message: Message) -> None:
+        if isinstance(message, QueueTable.WindowNeeded):
+            asked.append(message)
+
+    app = _console(db, clock, tmp_path)
+    async with app.run_test(size=(160, 48), message_hook=hook) as pilot:
+        await _settle(app, pilot)
+        table = app.screen.query_one(QueueTable)
+        top = table.cursor_row
+        assert top is not None
+        asked.clear()
+        await pilot.press("a")
+        await _settle(app, pilot)
+        row = table.cursor_row
+        assert row is not None
+        assert (row.case_id, row.status) == (top.case_id, "acknowledged")
+        assert table.cursor_index == 101  # behind the other 101 triggered cases
+        top_line = table.scroll_offset.y
+        shown = range(top_line, top_line + table.scrollable_content_region.height - 1)
+        assert all(table.row_at(index) is not None for index in shown)
+        assert asked == []

@@ -525,7 +525,7 @@ class QueueScreen(Screen[None]):
 
     # ----------------------------------------------------------------- queue data
 
-    def _visible_window(self) -> tuple[int, int]:
+    def _visible_window(self, *, following: bool = False) -> tuple[int, int]:
         table = self.table
         # Before its first layout the table has no height: size the window for the whole
         # screen, so the first read fills it instead of costing a second round trip.
@@ -533,14 +533,19 @@ class QueueScreen(Screen[None]):
         rows = max(1, height - 1)
         top = int(table.scroll_y)
         start = max(0, top - WINDOW_MARGIN)
-        return start, (top - start) + rows + WINDOW_MARGIN
+        limit = (top - start) + rows + WINDOW_MARGIN
+        if following:
+            # A followed case that moved gets the window centred on it (desk.read_window)
+            # and keeps its line on screen: two screens of rows cover any line.
+            limit = max(limit, 2 * rows)
+        return start, limit
 
     def _reload(self, *, prime: bool = False, new_filter: bool = False) -> None:
         """Refetch the count and the rows around the viewport, following the cursor's case."""
         if new_filter:
             self.generation += 1
         row = self.table.cursor_row
-        offset, limit = self._visible_window()
+        offset, limit = self._visible_window(following=row is not None)
         self._read_window(
             self.generation,
             self.queue_filter,
