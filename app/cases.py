@@ -7,6 +7,7 @@ that consoles follow, and appends the audit record. Either all of it lands or no
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -52,12 +53,25 @@ class Tx:
         return self.actor.role in SUPERVISING
 
 
+# A terminal obeys control characters instead of showing them (an escape sequence can
+# clear or retitle the screen of whoever reads the text); a lone surrogate cannot be stored.
+# Tabs and line breaks are text.
+_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
 def clean_text(field: str, value: str, limit: int, *, required: bool) -> str:
     text = (value or "").strip()
     if required and not text:
         raise BadInput(field, "required, got an empty value")
     if len(text) > limit:
         raise BadInput(field, f"at most {limit} characters, got {len(text)}")
+    forbidden = _FORBIDDEN.search(text)
+    if forbidden:
+        code = ord(forbidden.group())
+        kind = "lone surrogate" if 0xD800 <= code <= 0xDFFF else "control character"
+        raise BadInput(
+            field, f"{kind} U+{code:04X} at character {forbidden.start() + 1} is not allowed"
+        )
     return text
 
 

@@ -13,6 +13,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
 from app.cases import CaseService
 from app.clock import Clock, SystemClock
 from app.errors import BadInput, NotFound, NothingToDo, Refused, VigilError
@@ -222,10 +225,12 @@ def cmd_intake(ctx: Context) -> int:
     if source in (None, "-"):
         text = sys.stdin.read()
     else:
-        path = Path(source)
-        if not path.is_file():
-            raise BadInput("FILE", f"no such file {source!r}")
-        text = path.read_text(encoding="utf-8", errors="replace")
+        try:
+            text = Path(source).read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            raise BadInput("FILE", f"no such file {source!r}") from None
+        except OSError as exc:  # a folder, no permission, a name too long...
+            raise BadInput("FILE", f"cannot read {source!r}: {exc.strerror or exc}") from None
     outcome = store_intake(ctx.cases, ctx.actor, text, ctx.args.format)
     if outcome.is_empty():
         raise NothingToDo("vigil intake: the input holds no events")
@@ -405,6 +410,13 @@ class Commands:
         return nested
 
 
+def _check_decodable(argv: Sequence[str]) -> None:
+    """Bytes that are not UTF-8 reach Python as lone surrogates, which nothing can store."""
+    for position, arg in enumerate(argv, 1):
+        if any("\ud800" <= ch <= "\udfff" for ch in arg):
+            raise UsageError(f"vigil: argument {position} is not valid UTF-8 text")
+
+
 def _command_extensions() -> list[Callable[[Commands], None]]:
     """Command modules beside this one register their own commands here."""
     from app import cli_calendar, cli_casework, cli_shift
@@ -537,6 +549,7 @@ def main(
     out = out or sys.stdout
     err = err or sys.stderr
     try:
+        _check_decodable(sys.argv[1:] if argv is None else argv)
         args = build_parser().parse_args(argv)
         for name, default in (("db", None), ("actor", None), ("json", False)):
             if not hasattr(args, name):
@@ -563,6 +576,11 @@ def main(
     except DatabaseError as exc:
         err.write(f"vigil: {exc}\n")
         return EXIT_USAGE if str(exc).startswith("--db") else EXIT_REFUSED
+    except (OperationalError, InterfaceError, PoolTimeout) as exc:
+        # Locked, unreachable or gone mid-command: the transaction was rolled back.
+        reason = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or ["no answer"])[0]
+        err.write(f"vigil: the database did not answer ({reason}); try again in a moment\n")
+        return EXIT_REFUSED
     except KeyboardInterrupt:
         err.write("vigil: interrupted\n")
         return 130

@@ -92,7 +92,7 @@ from app.paging import contacts_of, delivery_key, paged_event
 from app.policies import FALLBACK_POLICY
 from app.targets import resolve_targets
 from data import audit
-from data.db import Database, default_url
+from data.db import Database, DatabaseError, default_url
 from data.domain import Status
 from data.models import AuditHead, Case, EngineHeartbeat
 from data.queries import QUEUE_RANKS
@@ -1289,7 +1289,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--name", default=None, help="this engine's name in the heartbeat table")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    return run_headless(args.db or default_url(), SystemClock(), once=args.once, name=args.name)
+    try:
+        return run_headless(args.db or default_url(), SystemClock(), once=args.once, name=args.name)
+    except DatabaseError as exc:  # a database it cannot open: a sentence, not a traceback
+        log.error("%s", exc)
+        return 2 if str(exc).startswith("--db") else 1
 
 
 if __name__ == "__main__":

@@ -114,7 +114,7 @@ class TeamError:
         if not self.name:
             return self.path
         head, dot, rest = self.path.partition(".")
-        return f"{head} ({self.name}){dot}{rest}"
+        return f"{head} ({_printable(self.name)}){dot}{rest}"
 
     def __str__(self) -> str:
         return f"{self.where}: {self.message}" if self.where else self.message
@@ -302,6 +302,21 @@ def _zone_problem(name: str) -> str | None:
     return None
 
 
+def _printable(text: str) -> str:
+    """Text from the file as a message may show it: a key or name holding a line break or
+    a terminal escape is quoted with escapes (as TOML writes it), never printed raw."""
+    if text.isprintable():
+        return text
+    escaped = "".join(
+        ch if ch.isprintable() and ch not in '"\\' else _ESCAPES.get(ch, f"\\u{ord(ch):04x}")
+        for ch in text
+    )
+    return f'"{escaped}"'
+
+
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
 class _Entry:
     """One table of the file: reads its values and reports problems under its key path.
 
@@ -318,7 +333,8 @@ class _Entry:
         self.name = name
 
     def key_path(self, key: str) -> str:
-        return f"{self.path}.{key}" if self.path else key
+        shown = _printable(key)
+        return f"{self.path}.{shown}" if self.path else shown
 
     def error(self, key: str | None, message: str) -> None:
         path = self.path if key is None else self.key_path(key)
@@ -825,8 +841,8 @@ class _Reader:
         for entry in self._entries("holiday", "name"):
             entry.check_keys(("date", "name", "region"))
             day, name, region = entry.day("date"), entry.text("name"), entry.text("region")
-            if day is None or not region:
-                continue
+            if day is None or not name or not region:
+                continue  # the problem is recorded; the rest of the file is still read
             if (day, region) in first:
                 entry.error(
                     None,

@@ -4,6 +4,7 @@ PostgreSQL by URL. Nothing here is fixed at import time, so every test gets its 
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,17 +49,27 @@ def normalise_url(url: str) -> str:
     return url
 
 
+def _without_password(url: str) -> str:
+    """A URL as it may be shown: `user:***@host` instead of the password."""
+    return re.sub(r"([^/:@]+):[^/@]*@", r"\1:***@", url)
+
+
 def _prepare_sqlite_file(database: str) -> None:
     """Create the file and its folder up front so it is born readable by the owner only."""
     if database in ("", ":memory:") or database.startswith("file:"):
         return
     path = Path(database)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if not path.exists():
-        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
-        os.close(fd)
-    elif stat.S_IMODE(path.stat().st_mode) & 0o077:
-        path.chmod(0o600)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not path.exists():
+            fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+            os.close(fd)
+        elif stat.S_IMODE(path.stat().st_mode) & 0o077:
+            path.chmod(0o600)
+    except OSError as exc:
+        raise DatabaseError(
+            f"--db: cannot create the SQLite file {database}: {exc.strerror or exc}"
+        ) from exc
 
 
 def _install_sqlite_hooks(engine: Engine) -> None:
@@ -85,10 +96,10 @@ def make_engine(url: str | None = None, *, pool: bool = True) -> Engine:
     raw = normalise_url(url or default_url())
     try:
         parsed = make_url(raw)
-    except ArgumentError as exc:
+    except (ArgumentError, ValueError) as exc:
         raise DatabaseError(
             f"--db: expected a database URL such as sqlite:///path/vigil.db or "
-            f"postgresql://user@host/db, got {raw!r}"
+            f"postgresql://user@host/db, got {_without_password(raw)!r}"
         ) from exc
     backend = parsed.get_backend_name()
     if backend == "sqlite":

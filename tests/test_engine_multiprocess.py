@@ -9,30 +9,36 @@ case has exactly the pages it should: no page twice, none missing.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import subprocess
 import sys
 import threading
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select as sql_select
 from sqlmodel import col, func, select
 
 from app.cases import CaseService
 from app.clock import SystemClock
 from app.engine import EscalationEngine
 from data.db import Database
-from data.models import Case, Page, Responder, StepRun
-from tests.factories import add_open_cases, add_policy, add_responder
+from data.models import StepRun
+from tests.factories import (
+    FileClock,
+    add_open_cases,
+    add_policy,
+    add_responder,
+    count_pages,
+    pages_by_case,
+    spawn_python,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parent.parent
 T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 CASES = 1000
 STAGE_TIMEOUT = timedelta(seconds=40)
@@ -43,21 +49,6 @@ EXPECTED = [
     ("ben", 0, 2, 1),
     ("sue", 0, 3, 1),
 ]
-
-
-class FileClock:
-    """A clock shared by processes: the instant lives in a file that only the test writes."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def now(self) -> datetime:
-        return datetime.fromisoformat(self.path.read_text())
-
-    def set(self, instant: datetime) -> None:
-        scratch = self.path.with_suffix(".tmp")
-        scratch.write_text(instant.isoformat())
-        os.replace(scratch, self.path)  # readers never see half an instant
 
 
 def child_main() -> None:
@@ -76,47 +67,6 @@ def child_main() -> None:
     db.dispose()
 
 
-def _spawn(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, *args],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _wait_for(condition: Callable[[], bool], what: str, timeout: timedelta) -> None:
-    deadline = datetime.now(UTC) + timeout
-    pause = threading.Event()
-    while not condition():
-        if datetime.now(UTC) > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        pause.wait(0.05)
-
-
-def _pages_by_case(db: Database) -> dict[str, list[tuple[str, int, int, int]]]:
-    query = (
-        sql_select(
-            col(Case.ref), col(Responder.handle), col(Page.cycle), col(Page.step), col(Page.round)
-        )
-        .join(Case, col(Case.id) == col(Page.case_id))
-        .join(Responder, col(Responder.id) == col(Page.responder_id))
-        .order_by(col(Page.id))
-    )
-    found: dict[str, list[tuple[str, int, int, int]]] = defaultdict(list)
-    with db.read() as session:
-        for ref, handle, cycle, step, round_ in session.execute(query).all():
-            found[ref].append((handle, cycle, step, round_))
-    return found
-
-
-def _count_pages(db: Database) -> int:
-    with db.read() as session:
-        return int(session.exec(select(func.count()).select_from(Page)).one())
-
-
 @pytest.fixture
 def engines(tmp_path: Path) -> Iterator[Callable[[str], FileClock]]:
     """Starts two engine processes on a database URL; stops them and checks their exit."""
@@ -128,8 +78,8 @@ def engines(tmp_path: Path) -> Iterator[Callable[[str], FileClock]]:
         clock.set(T0 - timedelta(seconds=1))  # nothing due until both are ready
         entry = "from tests.test_engine_multiprocess import child_main; child_main()"
         for name in ("engine-a", "engine-b"):
-            children.append(_spawn("-c", entry, url, str(clock.path), str(stop), name))
-        _wait_for(
+            children.append(spawn_python("-c", entry, url, str(clock.path), str(stop), name))
+        wait_until(
             lambda: all(Path(f"{stop}.{n}.ready").exists() for n in ("engine-a", "engine-b")),
             "both engine processes to start",
             timedelta(seconds=30),
@@ -155,12 +105,12 @@ def _run_two_engines(db: Database, clock: FileClock) -> None:
         expected = CASES * stage
 
         def stage_done(expected: int = expected) -> bool:
-            return _count_pages(db) == expected
+            return count_pages(db) == expected
 
-        _wait_for(stage_done, f"stage {stage}: {expected} pages", STAGE_TIMEOUT)
+        wait_until(stage_done, f"stage {stage}: {expected} pages", STAGE_TIMEOUT)
     probe = EscalationEngine(db, clock, name="probe")
     assert probe.next_due_at() is None  # every case is exhausted; nothing more is due
-    pages = _pages_by_case(db)
+    pages = pages_by_case(db)
     assert len(pages) == CASES
     wrong = {ref: got for ref, got in pages.items() if got != EXPECTED}
     assert not wrong, f"{len(wrong)} cases paged wrongly, e.g. {next(iter(wrong.items()))}"
@@ -207,10 +157,10 @@ def test_headless_engine_process_pages_then_stops_cleanly_on_sigterm(sqlite_url:
         add_responder(db, "ana")
         add_policy(db, "one", [(300, ["user:ana"])], route=["default"])
         CaseService(db, SystemClock()).open_case("ana", title="T", category="edr", severity=1)
-        child = _spawn("-m", "app.engine", "--db", sqlite_url, "--name", "headless")
+        child = spawn_python("-m", "app.engine", "--db", sqlite_url, "--name", "headless")
         try:
-            _wait_for(
-                lambda: _count_pages(db) == 1, "the headless engine's page", timedelta(seconds=30)
+            wait_until(
+                lambda: count_pages(db) == 1, "the headless engine's page", timedelta(seconds=30)
             )
             child.send_signal(signal.SIGTERM)
             _, stderr = child.communicate(timeout=30)

@@ -1,0 +1,883 @@
+"""Faults: engines killed mid-write, engines and writers racing, a receiver that goes away,
+a database that stops answering. Each test states a promise of the reliability page and
+fails when it is broken.
+
+Engines run as real processes (`engine_process`: the headless runner, APScheduler and all)
+against one database, on a clock kept in a file (`FileClock`) that only the test moves.
+The runner looks for due work every 50 ms of wall time instead of every 5 s, so a jump of
+the shared clock is seen at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import multiprocessing
+import os
+import random
+import signal
+import socket
+import sqlite3
+import threading
+import traceback
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from multiprocessing import forkserver
+from multiprocessing.context import ForkServerContext
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy.engine import make_url
+from sqlmodel import col, func, select
+from textual.widgets import Input
+
+from app.cases import CaseService
+from app.cli import main
+from app.clock import Clock, FakeClock
+from app.console import build_app
+from app.console.screens.dialogs import TextPrompt
+from app.engine import EngineRunner, EscalationEngine
+from app.notifiers.webhook import verify_signature
+from data import audit
+from data import db as db_module
+from data.db import Database, make_engine
+from data.models import (
+    AuditRecord,
+    Case,
+    CaseNote,
+    ContactMethod,
+    Delivery,
+    Page,
+    Responder,
+    StepRun,
+    TimelineEvent,
+)
+from tests.consistency import assert_consistent, check_consistency
+from tests.factories import (
+    FileClock,
+    WebhookReceiver,
+    add_policy,
+    add_responder,
+    add_webhook,
+    count_pages,
+    pages_by_case,
+    wait_until,
+)
+from tests.test_console import Console, FakeDesktop, Toast
+
+T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+STEP = timedelta(seconds=60)
+CHAIN = [
+    ("ana", 0, 1, 0),
+    ("ben", 0, 2, 0),
+    ("ana", 0, 1, 1),
+    ("ben", 0, 2, 1),
+    ("sue", 0, 3, 1),
+]
+"""The pages of one case on the `fast` policy (step 1 ana, step 2 ben, once more, then the
+supervisor), as (handle, cycle, step, round)."""
+PRELOAD = ["app.cli_calendar", "app.cli_casework", "app.cli_shift", "app.presenters"]
+"""What the command line imports on first use: loaded once, before any process forks."""
+PATIENCE = timedelta(seconds=60)
+POLL = timedelta(milliseconds=50)
+
+
+# --- processes ----------------------------------------------------------------------
+
+
+def _forkserver() -> ForkServerContext:
+    """Engines and writers fork from one process that has already imported Vigil, so a
+    new one is ready in milliseconds; each is still a process of its own, killable alone."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__, *PRELOAD])
+    forkserver.ensure_running()  # returns at once; the first process waits for the load
+    return context
+
+
+def _log_to(path: Path) -> None:
+    """Send this process's stderr (logging, an uncaught traceback) to `path`."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(fd, 2)
+    os.close(fd)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+
+
+def _told_to_stop(stop_file: Path, name: str) -> bool:
+    """Everyone stops at `stop_file`; one process at its own `<name>.stop`."""
+    return stop_file.exists() or stop_file.with_name(f"{name}.stop").exists()
+
+
+def engine_process(url: str, clock_file: Path, stop_file: Path, name: str) -> None:
+    """One headless engine, as `vigil engine` runs it: an `EngineRunner` on a
+    `BackgroundScheduler`, the webhook outbox included, until `stop_file` appears."""
+    _log_to(stop_file.with_name(f"{name}.log"))
+    db = Database(make_engine(url))  # the test made the schema; a restart finds it there
+    engine = EscalationEngine(db, FileClock(clock_file), name=name, batch_size=25)
+    scheduler = BackgroundScheduler(timezone=UTC)
+    runner = EngineRunner(engine, scheduler, sweep_every=POLL, outbox_every=POLL)
+    scheduler.start()
+    runner.start()
+    stop_file.with_name(f"{name}.ready").touch()
+    pause = threading.Event()
+    while not _told_to_stop(stop_file, name):
+        pause.wait(0.02)
+    runner.stop()
+    scheduler.shutdown(wait=True)
+    db.dispose()
+
+
+@dataclass
+class Processes:
+    """Engine and writer processes of one test: started, killed, stopped, and checked for
+    a clean exit with nothing logged at ERROR and no traceback."""
+
+    url: str
+    folder: Path
+    clock: FileClock
+    running: dict[str, BaseProcess] = field(default_factory=dict)
+    finished: dict[str, BaseProcess] = field(default_factory=dict)
+    started: int = 0
+
+    @property
+    def stop_file(self) -> Path:
+        return self.folder / "stop"
+
+    def log(self, name: str) -> str:
+        path = self.folder / f"{name}.log"
+        return path.read_text() if path.exists() else ""
+
+    def start(self, target: Callable[..., None], *args: Any, kind: str = "engine") -> str:
+        self.started += 1
+        name = f"{kind}-{self.started}"
+        process = _forkserver().Process(
+            target=target,
+            args=(self.url, self.clock.path, self.stop_file, name, *args),
+            name=name,
+            daemon=True,
+        )
+        process.start()
+        self.running[name] = process
+        ready = self.folder / f"{name}.ready"
+        wait_until(ready.exists, f"{name} to start", PATIENCE)
+        return name
+
+    def start_engine(self) -> str:
+        return self.start(engine_process)
+
+    def kill(self, name: str) -> None:
+        """kill -9: no handler runs, no transaction is finished, nothing is flushed."""
+        process = self.running.pop(name)
+        assert process.pid is not None
+        os.kill(process.pid, signal.SIGKILL)
+        process.join(30)
+        assert process.exitcode == -signal.SIGKILL
+
+    def stop(self, name: str) -> None:
+        (self.folder / f"{name}.stop").touch()
+        process = self.running.pop(name)
+        process.join(30)
+        if process.is_alive():
+            process.kill()
+            process.join()
+        self.finished[name] = process
+
+    def stop_all(self) -> None:
+        self.stop_file.touch()
+        for name in list(self.running):
+            self.stop(name)
+
+    def check_clean_exits(self) -> None:
+        for name, process in self.finished.items():
+            log = self.log(name)
+            assert process.exitcode == 0, f"{name} exited with {process.exitcode}: {log}"
+            assert "Traceback" not in log, f"{name}: {log}"
+            assert "ERROR" not in log, f"{name}: {log}"
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Callable[[str], Processes]]:
+    """`processes(url)`: processes on one database and one file clock, all ended with the
+    test."""
+    made: list[Processes] = []
+    _forkserver()  # starts loading beside the test's own set-up
+
+    def make(url: str) -> Processes:
+        clock = FileClock(tmp_path / "clock")
+        clock.set(T0)
+        group = Processes(url, tmp_path, clock)
+        made.append(group)
+        return group
+
+    yield make
+    for group in made:
+        group.stop_file.touch()
+        for process in group.running.values():
+            process.kill()
+            process.join()
+
+
+@pytest.fixture
+def figure(request: pytest.FixtureRequest) -> Callable[[str, object], None]:
+    """Keep a figure of this run (in `--junitxml` reports; the reliability page quotes them)."""
+    return lambda name, value: request.node.user_properties.append((name, value))
+
+
+def _fast_desk(db: Database, clock: Clock, cases: int) -> list[str]:
+    """ana, ben and the supervisor sue; the `fast` policy; `cases` cases opened at T0."""
+    add_responder(db, "ana")
+    add_responder(db, "ben")
+    add_responder(db, "sue", "supervisor")
+    add_policy(db, "fast", [(60, ["user:ana"]), (60, ["user:ben"])], repeat=1, route=["default"])
+    service = CaseService(db, clock)
+    return [
+        service.open_case("sue", title=f"Case {n}", category="edr", severity=1).ref
+        for n in range(cases)
+    ]
+
+
+def _wrong_chains(db: Database, refs: list[str]) -> dict[str, list[Any]]:
+    pages = pages_by_case(db)
+    return {ref: pages.get(ref, []) for ref in refs if pages.get(ref, []) != CHAIN}
+
+
+def _pages_past(db: Database, count: int) -> Callable[[], bool]:
+    return lambda: count_pages(db) > count
+
+
+# --- kill -9 --------------------------------------------------------------------------
+
+
+KILL_CASES = 500
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.pg)])
+def test_kill_9_at_random_moments_pages_every_due_step_exactly_once(
+    backend: str,
+    request: pytest.FixtureRequest,
+    processes: Callable[[str], Processes],
+    figure: Callable[[str, object], None],
+) -> None:
+    """500 cases escalate through five steps; in each step the engine is killed with
+    SIGKILL at a random point of its work and a new one started. Every (case, step, round)
+    that fell due is paged exactly once: none twice, none lost, none early."""
+    url: str = request.getfixturevalue("sqlite_url" if backend == "sqlite" else "pg_url")
+    db = Database.open(url)
+    try:
+        group = processes(url)
+        refs = _fast_desk(db, group.clock, KILL_CASES)
+        engine = group.start_engine()
+        rng = random.Random(20261126)
+        mid_stage_kills = 0
+        for stage in range(1, len(CHAIN) + 1):
+            before, after = KILL_CASES * (stage - 1), KILL_CASES * stage
+            group.clock.set(T0 + STEP * (stage - 1))
+            threshold = before + rng.randrange(KILL_CASES - 50)
+            wait_until(_pages_past(db, threshold), "the engine's work", PATIENCE)
+            group.kill(engine)
+            mid_stage_kills += count_pages(db) < after
+            engine = group.start_engine()
+            wait_until(_pages_past(db, after - 1), f"stage {stage}: {after} pages", PATIENCE)
+        group.stop_all()
+        assert not _wrong_chains(db, refs)
+        with db.read() as session:
+            assert session.exec(select(func.count()).where(col(StepRun.missed))).one() == 0
+            assert session.exec(select(func.count()).select_from(Page)).one() == len(refs) * len(
+                CHAIN
+            )
+        assert EscalationEngine(db, group.clock).next_due_at() is None
+        assert_consistent(db)
+        assert mid_stage_kills >= 3, "most kills should land while a step is being paged"
+        group.check_clean_exits()
+        figure("pages", count_pages(db))
+        figure("kills", len(CHAIN))
+        figure("kills_mid_step", mid_stage_kills)
+    finally:
+        db.dispose()
+
+
+# --- two engines and two writers --------------------------------------------------------
+
+
+RACE_CASES = 60
+RACE_TIME = timedelta(seconds=4)
+RACE_COMMANDS = 30
+"""The race goes on past `RACE_TIME` (up to `PATIENCE`) until the writers ran this many."""
+TICK = timedelta(milliseconds=100)
+"""Every tick of wall time the shared clock moves on `TICK_FAKE`."""
+TICK_FAKE = timedelta(seconds=20)
+REFUSALS = (
+    "is already acknowledged",
+    "is already resolved",
+    "is resolved",
+    "already with",
+    "only its assignee or a supervisor",
+    "only supervisors and admins",
+)
+"""What a person is told when the other writer got there first, or their role says no."""
+
+
+def writer_process(
+    url: str, clock_file: Path, stop_file: Path, name: str, actors: list[str], seed: int
+) -> None:
+    """A person at the command line: `vigil ack`, `note`, `resolve`, `escalate`, `reassign`
+    and `page`, one after another as fast as they run, each recorded as a JSON line with
+    its exit code and what it printed (or the traceback, had one escaped)."""
+    _log_to(stop_file.with_name(f"{name}.log"))
+    clock = FileClock(clock_file)
+    rng = random.Random(seed)
+    stop_file.with_name(f"{name}.ready").touch()
+    with stop_file.with_name(f"{name}.jsonl").open("w") as record:
+        while not _told_to_stop(stop_file, name):
+            actor = rng.choice(actors)
+            ref = f"ESC-{rng.randint(1, RACE_CASES):04d}"
+            argv = rng.choice(
+                [
+                    ["ack", ref],
+                    ["ack", ref],
+                    ["ack", ref],
+                    ["note", ref, f"checked by {actor}"],
+                    ["escalate", ref],
+                    ["resolve", ref, "--note", "handled"],
+                    ["reassign", ref, "--to", rng.choice(["ana", "ben"])],
+                    ["page", "--title", f"New from {name}", "--category", "edr", "--severity", "2"],
+                ]
+            )
+            out, err = io.StringIO(), io.StringIO()
+            try:
+                code: int | None = main(
+                    ["--db", url, "--as", actor, *argv], clock=clock, out=out, err=err
+                )
+            except BaseException:
+                code = None
+                err.write(traceback.format_exc())
+            line = {"actor": actor, "argv": argv, "code": code, "out": out.getvalue()}
+            record.write(json.dumps({**line, "err": err.getvalue()}) + "\n")
+            record.flush()
+
+
+def _records(group: Processes, writers: list[str]) -> list[dict[str, Any]]:
+    """What the writers did so far (whole lines only)."""
+    lines = []
+    for name in writers:
+        path = group.folder / f"{name}.jsonl"
+        text = path.read_text() if path.exists() else ""
+        lines += text.splitlines(keepends=True)
+    return [json.loads(line) for line in lines if line.endswith("\n")]
+
+
+def _acks_after_which_a_page_came(db: Database) -> list[str]:
+    """Cases paged while acknowledged or resolved: an acknowledgement lost to a race.
+
+    Timeline ids follow commit order (every writer holds the audit chain's lock), so the
+    timeline says what the engine saw; an escalate or a reassign starts paging again."""
+    broken = []
+    state: dict[int, str] = {}
+    with db.read() as session:
+        events = session.exec(
+            select(TimelineEvent.case_id, TimelineEvent.kind).order_by(col(TimelineEvent.id))
+        ).all()
+        refs = dict(session.exec(select(Case.id, Case.ref)).all())
+    for case_id, kind in events:
+        if kind in ("acknowledged", "resolved"):
+            state[case_id] = kind
+        elif kind in ("escalate", "reassigned"):
+            state.pop(case_id, None)
+        elif kind == "paged" and case_id in state:
+            broken.append(f"{refs[case_id]} paged while {state[case_id]}")
+    return broken
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.pg)])
+def test_two_engines_and_two_writers_lose_nothing_and_page_nothing_twice(
+    backend: str,
+    request: pytest.FixtureRequest,
+    processes: Callable[[str], Processes],
+    figure: Callable[[str, object], None],
+) -> None:
+    """Two engines and two people at the command line share one database while the clock
+    runs through many steps: no page twice, no acknowledgement lost, no "database is
+    locked" (or any traceback) shown to a person."""
+    url: str = request.getfixturevalue("sqlite_url" if backend == "sqlite" else "pg_url")
+    db = Database.open(url)
+    try:
+        group = processes(url)
+        add_responder(db, "ana")
+        add_responder(db, "ben")
+        add_responder(db, "sue", "supervisor")
+        add_policy(
+            db, "long", [(60, ["user:ana"]), (60, ["user:ben"])], repeat=3, route=["default"]
+        )
+        service = CaseService(db, group.clock)
+        for n in range(RACE_CASES):
+            service.open_case("sue", title=f"Raced {n}", category="edr", severity=1)
+        for _ in range(2):
+            group.start_engine()
+        group.start(writer_process, ["ana", "ben"], 1, kind="writer")
+        group.start(writer_process, ["sue", "ana"], 2, kind="writer")
+        writers = [name for name in group.running if name.startswith("writer")]
+        started = datetime.now(UTC)
+        pause = threading.Event()
+        while datetime.now(UTC) - started < RACE_TIME or (
+            len(_records(group, writers)) < RACE_COMMANDS and datetime.now(UTC) - started < PATIENCE
+        ):
+            pause.wait(TICK.total_seconds())
+            group.clock.advance(TICK_FAKE)
+        for name in writers:  # the engines finish what is due once the writers stop
+            group.stop(name)
+        probe = EscalationEngine(db, group.clock, name="probe")
+        wait_until(
+            lambda: (probe.next_due_at() or datetime.max.replace(tzinfo=UTC)) > group.clock.now(),
+            "the engines to page everything due",
+            PATIENCE,
+        )
+        group.stop_all()
+        records = _records(group, writers)
+        assert len(records) >= RACE_COMMANDS, "the writers should have done real work"
+        shown = [r for r in records if r["code"] not in (0, 1) or "Traceback" in r["err"]]
+        assert not shown, f"a person saw: {shown[:3]}"
+        locked = [r for r in records if "locked" in r["err"].lower()]
+        assert not locked, f"'database is locked' reached a person: {locked[:3]}"
+        odd = [r for r in records if r["code"] == 1 and not any(s in r["err"] for s in REFUSALS)]
+        assert not odd, f"unexpected refusals: {odd[:3]}"
+
+        acks = Counter(
+            (r["actor"], r["argv"][1]) for r in records if r["argv"][0] == "ack" and r["code"] == 0
+        )
+        assert acks, "some acknowledgements should have got through"
+        with db.read() as session:
+            audited = Counter(
+                session.exec(
+                    select(AuditRecord.actor, AuditRecord.case_ref).where(
+                        AuditRecord.action == "case.ack"
+                    )
+                ).all()
+            )
+        assert audited == acks, "every acknowledgement a person saw done is recorded"
+        assert not _acks_after_which_a_page_came(db)
+        assert count_pages(db) > RACE_CASES * 4
+        assert_consistent(db)
+        group.check_clean_exits()
+        figure("commands", len(records))
+        figure("acks", sum(acks.values()))
+        figure("refusals", sum(1 for r in records if r["code"] == 1))
+        figure("pages", count_pages(db))
+        figure("fake_minutes", (group.clock.now() - T0) // timedelta(minutes=1))
+    finally:
+        db.dispose()
+
+
+# --- the webhook receiver goes away -------------------------------------------------------
+
+
+HOOK_CASES = 20
+HOOK_SECRET = "whsec-fault-test"
+
+
+def _webhook_deliveries(db: Database) -> list[tuple[int, int, str, str]]:
+    """(id, contact id, status, idempotency key) of every webhook delivery, oldest first."""
+    with db.read() as session:
+        rows = session.exec(
+            select(Delivery.id, Delivery.contact_id, Delivery.status, Delivery.idempotency_key)
+            .where(Delivery.channel == "webhook")
+            .order_by(col(Delivery.id))
+        ).all()
+    return [(int(i or 0), int(c or 0), s, k) for i, c, s, k in rows]
+
+
+def _attempts_past(db: Database, count: int) -> Callable[[], bool]:
+    return lambda: _failed_attempts(db) > count
+
+
+def _failed_attempts(db: Database) -> int:
+    with db.read() as session:
+        return int(session.exec(select(func.sum(Delivery.attempts))).one() or 0)
+
+
+@pytest.mark.slow
+def test_webhook_pages_survive_a_receiver_outage_and_an_engine_restart(
+    sqlite_url: str,
+    processes: Callable[[str], Processes],
+    figure: Callable[[str, object], None],
+) -> None:
+    """The receiver is down while two steps of 20 cases page; the engine is killed and a
+    new one started; the receiver comes back. Every page arrives, once, in order per
+    contact, signed."""
+    db = Database.open(sqlite_url)
+    receiver = WebhookReceiver()
+    try:
+        group = processes(sqlite_url)
+        for handle in ("ana", "ben"):
+            add_responder(db, handle, contacts=())
+            add_webhook(db, handle, receiver.url(f"{handle}?token=t-{handle}"), HOOK_SECRET)
+        add_responder(db, "sue", "supervisor")
+        add_policy(db, "hooks", [(60, ["user:ana"]), (60, ["user:ben"])], route=["default"])
+        service = CaseService(db, group.clock)
+        for n in range(HOOK_CASES):
+            service.open_case("sue", title=f"Hooked {n}", category="edr", severity=2)
+
+        first = group.start_engine()
+        wait_until(lambda: _failed_attempts(db) >= 1, "a refused attempt", PATIENCE)
+        group.clock.advance(STEP)  # step 2 pages ben, still nobody listening
+        wait_until(lambda: len(_webhook_deliveries(db)) == 2 * HOOK_CASES, "ben's pages", PATIENCE)
+        for _ in range(3):  # a few backoffs' worth of refused attempts
+            attempts = _failed_attempts(db)
+            group.clock.advance(timedelta(minutes=4))
+            wait_until(_attempts_past(db, attempts), "a retry", PATIENCE)
+        figure("refused_attempts", _failed_attempts(db))
+        group.kill(first)
+        group.start_engine()
+        receiver.up()
+
+        def all_delivered() -> bool:
+            group.clock.advance(timedelta(minutes=5))  # past any backoff, a step at a time
+            return all(status == "delivered" for _, _, status, _ in _webhook_deliveries(db))
+
+        wait_until(all_delivered, "every webhook page to arrive", PATIENCE)
+        group.stop_all()
+        group.check_clean_exits()
+    finally:
+        receiver.down()
+    try:
+        deliveries = _webhook_deliveries(db)
+        assert len(deliveries) == 2 * HOOK_CASES
+        sent_in_order: dict[str, list[str]] = defaultdict(list)
+        for item in receiver.received:
+            path = item.path.split("?")[0].strip("/")
+            sent_in_order[path].append(item.headers["Idempotency-Key"])
+            signature = item.headers["X-Vigil-Signature"]
+            assert verify_signature(HOOK_SECRET, signature, item.body, group.clock.now(), 10**9)
+        expected: dict[str, list[str]] = defaultdict(list)
+        with db.read() as session:
+            handles = dict(
+                session.exec(
+                    select(ContactMethod.id, Responder.handle).join(
+                        Responder, col(Responder.id) == col(ContactMethod.responder_id)
+                    )
+                ).all()
+            )
+        for _, contact_id, _, key in deliveries:
+            expected[handles[contact_id]].append(key)
+        assert dict(sent_in_order) == dict(expected), "each page once, in order per contact"
+        figure("delivered", len(receiver.received))
+        assert_consistent(db)
+    finally:
+        db.dispose()
+
+
+# --- the database stops answering --------------------------------------------------------
+
+
+class TcpProxy:
+    """127.0.0.1:port in front of a TCP server: `cut` refuses new connections and drops the
+    open ones (the server as good as stopped), `restore` listens again on the same port."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port: int = probe.getsockname()[1]
+        self._listener: socket.socket | None = None
+        self._open: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def restore(self) -> None:
+        listener = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def cut(self) -> None:
+        if self._listener is not None:
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+            self._listener.close()
+            self._listener = None
+        with self._lock:
+            for conn in self._open:
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+                conn.close()
+            self._open.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # cut
+            server = socket.create_connection(self.target)
+            with self._lock:
+                self._open += [client, server]
+            for source, sink in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while chunk := source.recv(65536):
+                sink.sendall(chunk)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+
+def _through(proxy: TcpProxy, url: str) -> str:
+    return make_url(url).set(host="127.0.0.1", port=proxy.port).render_as_string(False)
+
+
+@pytest.fixture
+def pg_proxy(pg_url: str) -> Iterator[tuple[TcpProxy, str]]:
+    """A TCP proxy in front of the test's PostgreSQL, and the test database's URL through it."""
+    parsed = make_url(pg_url)
+    proxy = TcpProxy((parsed.host or "127.0.0.1", parsed.port or 5432))
+    proxy.restore()
+    yield proxy, _through(proxy, pg_url)
+    proxy.cut()
+
+
+@pytest.fixture
+def quick_busy_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite waits half a second for a lock instead of 15 s (databases opened after this)."""
+    monkeypatch.setattr(db_module, "SQLITE_BUSY_TIMEOUT_MS", 500)
+
+
+def _desk_with_a_case(db: Database) -> str:
+    add_responder(db, "ana", contacts=("console",))
+    add_responder(db, "sue", "supervisor")
+    add_policy(db, "standard", [(600, ["user:sue"])], route=["default"])
+    return (
+        CaseService(db, FakeClock(T0))
+        .open_case("sue", title="Held", category="edr", severity=2)
+        .ref
+    )
+
+
+def _cli(url: str, *argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["--db", url, "--as", "ana", *argv], clock=FakeClock(T0), out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def _audit_count(db: Database) -> int:
+    with db.read() as session:
+        return audit.count(session)
+
+
+def test_a_locked_sqlite_file_is_said_plainly_at_the_command_line(
+    quick_busy_timeout: None, sqlite_url: str, tmp_path: Path
+) -> None:
+    """Another program holds the SQLite file's write lock: `vigil ack` says so in a sentence
+    (exit 1, no traceback), changes nothing, and works once the lock is gone."""
+    db = Database.open(sqlite_url)
+    try:
+        ref = _desk_with_a_case(db)
+        before = _audit_count(db)
+        holder = sqlite3.connect(tmp_path / "vigil.db", isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+        try:
+            code, out, err = _cli(sqlite_url, "ack", ref)
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert (code, out) == (1, "")
+        assert (
+            err
+            == "vigil: the database did not answer (database is locked); try again in a moment\n"
+        )
+        assert _audit_count(db) == before  # nothing half-written
+        assert _cli(sqlite_url, "ack", ref)[:2] == (0, f"{ref} acknowledged\n")
+        assert_consistent(db)
+    finally:
+        db.dispose()
+
+
+@pytest.mark.pg
+def test_an_unreachable_postgresql_is_said_plainly_at_the_command_line(
+    pg_proxy: tuple[TcpProxy, str],
+) -> None:
+    """PostgreSQL stops answering: a sentence, exit 1, no traceback, no password; the
+    command works again once it is back."""
+    proxy, url = pg_proxy
+    secret_url = make_url(url).set(password="pw-not-to-show").render_as_string(False)
+    db = Database.open(url)
+    try:
+        ref = _desk_with_a_case(db)
+        before = _audit_count(db)
+        proxy.cut()
+        code, out, err = _cli(secret_url, "ack", ref)
+        assert (code, out) == (1, "")
+        assert err.startswith("vigil: cannot open the database: connection failed")
+        assert "Connection refused" in err
+        assert "pw-not-to-show" not in err
+        assert "Traceback" not in err
+        proxy.restore()
+        assert _audit_count(db) == before
+        assert _cli(url, "ack", ref)[:2] == (0, f"{ref} acknowledged\n")
+        assert_consistent(db)
+    finally:
+        db.dispose()
+
+
+@asynccontextmanager
+async def _console(db: Database, tmp_path: Path) -> AsyncIterator[Console]:
+    """ana's console on `db`, recording its toasts (as tests/test_console.py opens one)."""
+    app = build_app(
+        db,
+        FakeClock(T0),
+        "ana",
+        engine=False,
+        desktop=FakeDesktop(),
+        settings_file=tmp_path / "no-settings.toml",
+        cursor_blink=False,
+    )
+    assert app is not None
+    toasts: list[Toast] = []
+    original = app.notify
+
+    def notify(message: str, *, title: str = "", severity: Any = "information", **kw: Any) -> None:
+        toasts.append(Toast(message, title, severity))
+        original(message, title=title, severity=severity, **kw)
+
+    app.notify = notify  # type: ignore[method-assign]
+    async with app.run_test(size=(160, 48)) as pilot:
+        console = Console(app, pilot, toasts, [])
+        await console.settle()
+        yield console
+
+
+async def _note_kept_then_sent(console: Console, ref: str, text: str) -> None:
+    """The note typed during the outage is still in the prompt; sending it now works."""
+    await console.press("n")
+    prompt = console.app.screen
+    assert isinstance(prompt, TextPrompt)
+    assert prompt.query_one("#prompt-input", Input).value == text
+    await console.press("enter")
+    console.said(f"Note added to {ref}")
+
+
+async def test_the_console_rides_out_a_locked_sqlite_file(
+    quick_busy_timeout: None, sqlite_url: str, tmp_path: Path
+) -> None:
+    """Another program holds the write lock: the note fails with a plain sentence, what was
+    typed is kept, and it goes through once the lock is released."""
+    db = Database.open(sqlite_url)
+    try:
+        ref = _desk_with_a_case(db)
+        async with _console(db, tmp_path) as console:
+            holder = sqlite3.connect(tmp_path / "vigil.db", isolation_level=None)
+            holder.execute("BEGIN EXCLUSIVE")
+            try:
+                await console.press("n")
+                await console.type("typed while locked")
+                await console.press("enter")
+            finally:
+                holder.execute("ROLLBACK")
+                holder.close()
+            toast = console.said("what you typed is kept")
+            assert toast.title == "Database unreachable"
+            assert "database is locked" in toast.message
+            await _note_kept_then_sent(console, ref, "typed while locked")
+        with db.read() as session:
+            assert session.exec(select(CaseNote.body)).all() == ["typed while locked"]
+        assert_consistent(db)
+    finally:
+        db.dispose()
+
+
+@pytest.mark.pg
+async def test_the_console_rides_out_postgresql_going_away(
+    pg_proxy: tuple[TcpProxy, str], tmp_path: Path
+) -> None:
+    """PostgreSQL goes away under an open console: the header says so plainly (one toast),
+    a note typed meanwhile is kept, and when the database is back the console recovers on
+    its own timers, with nobody pressing anything."""
+    proxy, url = pg_proxy
+    db = Database.open(url)
+    try:
+        ref = _desk_with_a_case(db)
+        async with _console(db, tmp_path) as console:
+            proxy.cut()
+            await console.poll()
+            trouble = console.screen.header.trouble
+            assert trouble.startswith("The database did not answer: connection failed")
+            await console.press("n")
+            await console.type("typed while down")
+            await console.press("enter")
+            console.said("what you typed is kept")
+            assert [t.title for t in console.toasts].count("Database unreachable") == 2
+            proxy.restore()
+            for _ in range(100):  # the console's own poll and retry timers
+                await console.pilot.pause(0.1)
+                if not console.screen.header.trouble:
+                    break
+            assert console.screen.header.trouble == ""
+            await _note_kept_then_sent(console, ref, "typed while down")
+        with db.read() as session:
+            assert session.exec(select(CaseNote.body)).all() == ["typed while down"]
+        assert_consistent(db)
+    finally:
+        db.dispose()
+
+
+# --- the consistency check itself ---------------------------------------------------------
+
+
+def _without_constraints(table: str) -> str:
+    """SQL that rebuilds `table` without its constraints (as a schema missing one would be)."""
+    return (
+        f"CREATE TABLE loose AS SELECT * FROM {table}; DROP TABLE {table}; "
+        f"ALTER TABLE loose RENAME TO {table};"
+    )
+
+
+BREAKS = {
+    "a case's queue_rank disagrees with its status": 'UPDATE "case" SET queue_rank = 2 '
+    "WHERE ref = 'ESC-0001'",
+    "an acknowledged or resolved case has no acknowledged_at": 'UPDATE "case" SET '
+    "acknowledged_at = NULL WHERE ref = 'ESC-0002'",
+    "a triggered case has stalled": 'UPDATE "case" SET next_escalation_at = NULL '
+    "WHERE ref = 'ESC-0001'",
+    "a responder was paged twice": _without_constraints("page")
+    + "INSERT INTO page SELECT id + 100, case_id, responder_id, cycle, step, round, reason, "
+    "due_at, sent_at, acknowledged_at FROM page WHERE id = 1",
+    "a (case, cycle, step, round) was claimed twice": _without_constraints("step_run")
+    + "INSERT INTO step_run SELECT id + 100, case_id, cycle, step, round, due_at, ran_at, "
+    "engine, targets, paged, missed FROM step_run WHERE id = 1",
+    "a claim's page count disagrees": "UPDATE step_run SET paged = 2 WHERE id = 1",
+    "a page was sent before it was due": "UPDATE page SET due_at = '2027-01-01 00:00:00.000000'"
+    " WHERE id = 1",
+    "a case change has no audit record": "INSERT INTO case_change (case_id, at) VALUES "
+    "(1, '2030-01-01 00:00:00.000000')",
+    "the audit chain is broken": "UPDATE audit_record SET actor = 'mallory' WHERE seq = 2",
+    "page.case_id points at a missing case": "UPDATE page SET case_id = 999 WHERE id = 1",
+    "a pending delivery has no next attempt time": "UPDATE delivery SET next_attempt_at = NULL "
+    "WHERE status = 'pending'",
+}
+"""One way to break each of some of the rules, as SQL run behind Vigil's back."""
+
+
+@pytest.mark.parametrize("rule", sorted(BREAKS))
+def test_the_consistency_check_names_each_broken_rule(rule: str, sqlite_url: str) -> None:
+    db = Database.open(sqlite_url)
+    try:
+        clock = FakeClock(T0)
+        refs = _fast_desk(db, clock, 2)
+        EscalationEngine(db, clock).run_due()
+        CaseService(db, clock).acknowledge("ana", refs[1])
+        assert check_consistency(db) == []
+        db.dispose()
+        behind_its_back = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"))
+        behind_its_back.executescript(BREAKS[rule])  # foreign keys are off by default
+        behind_its_back.close()
+        problems = check_consistency(db)
+        assert any(problem.startswith(rule) for problem in problems), problems
+    finally:
+        db.dispose()
