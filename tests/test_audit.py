@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlmodel import select
 
@@ -98,3 +102,38 @@ def test_rehashing_one_record_still_breaks_the_next(chained: Database) -> None:
         session.add(record)
     report = _verify(chained)
     assert (report.ok, report.bad_seq) == (False, 3)
+
+
+_texts = st.text(alphabet=st.characters(codec="utf-8"), max_size=12)
+_details = st.dictionaries(
+    _texts,
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | _texts,
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_texts, inner, max_size=3),
+        max_leaves=6,
+    ),
+    max_size=4,
+)
+
+
+@given(
+    prev=st.sampled_from([audit.GENESIS, "f" * 64, 'odd "head"']),
+    first=st.integers(min_value=1, max_value=10**9),
+    at=st.datetimes(timezones=st.just(UTC)),
+    actor=_texts,
+    records=st.lists(st.tuples(_texts, st.none() | _texts, _details), min_size=1, max_size=4),
+)
+def test_chain_digests_match_record_digest_one_by_one(
+    prev: str,
+    first: int,
+    at: datetime,
+    actor: str,
+    records: list[tuple[str, str | None, dict[str, object]]],
+) -> None:
+    """The engine's batch form of the chain is the chain itself: same digests, same order."""
+    expected, previous = [], prev
+    for seq, (action, ref, detail) in enumerate(records, start=first):
+        previous = audit.record_digest(previous, seq, at, actor, action, ref, dict(detail))
+        expected.append(previous)
+    given_records = [(a, r, audit.canonical_json(d)) for a, r, d in records]
+    assert audit.chain_digests(prev, first, at, actor, given_records) == expected
