@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import or_
+from sqlalchemy import exists, or_
 from sqlmodel import Session, col, func, select
 from sqlmodel.sql.expression import SelectOfScalar
 
@@ -41,10 +41,10 @@ def _filtered(statement: SelectOfScalar[Case], flt: QueueFilter) -> SelectOfScal
     if not flt.include_resolved:
         statement = statement.where(col(Case.queue_rank) < QUEUE_RANKS["resolved"])
     if flt.mine and flt.me is not None:
-        paged_me = select(Page.case_id).where(Page.responder_id == flt.me)
-        statement = statement.where(
-            or_(col(Case.assignee_id) == flt.me, col(Case.id).in_(paged_me))
-        )
+        # A probe of each case's own pages (by the page table's case index), not `IN` over
+        # every page the person ever had: that set grows with the desk's whole history.
+        paged_me = exists().where(col(Page.case_id) == col(Case.id), Page.responder_id == flt.me)
+        statement = statement.where(or_(col(Case.assignee_id) == flt.me, paged_me))
     if flt.unassigned:
         statement = statement.where(col(Case.assignee_id).is_(None))
     if flt.categories:

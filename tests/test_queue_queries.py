@@ -124,6 +124,50 @@ def test_paged_to_me_counts_only_my_unacknowledged_pages(db: Database) -> None:
         assert rows[case.id].paged_to_me is mine
 
 
+def test_mine_is_what_is_assigned_to_me_or_was_ever_paged_to_me(any_db: Database) -> None:
+    """`mine` holds my cases and every case that paged me (acknowledged or not), and its
+    count and positions agree with its window, however the two overlap."""
+    ana, ben = _fill_desk(any_db, 120, seed=7)
+    with any_db.read() as session:
+        every = queries.cases(session)
+    chooser = random.Random(7)
+    paged = {case.id for case in every if chooser.random() < 0.3}
+    with any_db.write() as session:
+        for number, case_id in enumerate(sorted(i for i in paged if i is not None)):
+            for responder in (ana, ben) if number % 3 == 0 else (ana,):
+                session.add(
+                    Page(
+                        case_id=case_id,
+                        responder_id=responder,
+                        step=1,
+                        round=0,
+                        due_at=NOW,
+                        sent_at=NOW,
+                        acknowledged_at=NOW if number % 2 else None,
+                    )
+                )
+        # A page to someone else alone does not make a case mine.
+        others = next(c.id for c in every if c.id not in paged and c.assignee_id != ana)
+        session.add(
+            Page(case_id=others, responder_id=ben, step=1, round=0, due_at=NOW, sent_at=NOW)
+        )
+    for include_resolved in (False, True):
+        flt = QueueFilter(mine=True, me=ana, include_resolved=include_resolved)
+        expected = {
+            case.id
+            for case in every
+            if (case.assignee_id == ana or case.id in paged)
+            and (include_resolved or case.status != "resolved")
+        }
+        with any_db.read() as session:
+            window = queries.queue_window(session, flt, 0, 1000)
+            assert {case.id for case in window} == expected
+            assert queries.queue_count(session, flt) == len(expected)
+            where = {case.id: index for index, case in enumerate(window)}
+            for case in every:
+                assert queries.queue_position(session, flt, case) == where.get(case.id)
+
+
 # --------------------------------------------------------------------------- the ack key
 
 
