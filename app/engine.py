@@ -388,13 +388,46 @@ def last_heartbeat(db: Database, name: str | None = None) -> datetime | None:
 # --- the runner ---------------------------------------------------------------------
 
 
+class _Waker:
+    """A daemon thread that runs `work` once per wake-up; wake-ups while it runs merge."""
+
+    def __init__(self, name: str, work: Callable[[], None]) -> None:
+        self._work = work
+        self._signal = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._signal.set()
+
+    def stop(self, timeout: float) -> None:
+        """Let a run under way finish (up to `timeout`), then end the thread."""
+        self._stopping = True
+        self._signal.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while True:
+            self._signal.wait()
+            self._signal.clear()
+            if self._stopping:
+                return
+            self._work()
+
+
 class EngineRunner:
     """Drives an engine from an APScheduler 3 scheduler (BackgroundScheduler headless,
-    AsyncIOScheduler in the console): the jobs only wake the runner's worker thread.
+    AsyncIOScheduler in the console): the jobs only wake the runner's own threads, one for
+    escalation cycles and one for the webhook outbox (so a slow receiver never delays a
+    page, and no job ever runs long enough to be skipped).
 
     Jobs: `wake` (a date job re-armed at the next due time after every cycle), `sweep`
     (every `sweep_every`, a safety net), `audit` (every `audit_every`, `audit_repair`) and
-    `outbox` (every `outbox_every`, the webhook outbox in the scheduler's own thread pool).
+    `outbox` (every `outbox_every`, and at once after a cycle that paged).
     """
 
     LOCKED_RETRY = timedelta(milliseconds=100)
@@ -419,12 +452,12 @@ class EngineRunner:
         self.jobstore = f"vigil-engine:{engine.name}"
         self._client = webhook_client
         self._owns_client = webhook_client is None
-        self._signal = threading.Event()
+        self._cycles = _Waker(f"vigil-engine:{engine.name}", self._cycle)
+        self._outbox = _Waker(f"vigil-outbox:{engine.name}", self._send_webhooks)
         self._outbox_lock = threading.Lock()
-        self._stopping = False
+        self._started = False
         self._audit_due = False
         self._failing_since: datetime | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def job_ids(self) -> dict[str, str]:
@@ -440,9 +473,10 @@ class EngineRunner:
         }
 
     def start(self) -> None:
-        """Add the jobs and the worker; the first cycle (with an audit) runs at once."""
-        if self._thread is not None:
+        """Add the jobs and the threads; the first cycle (with an audit) runs at once."""
+        if self._started:
             raise RuntimeError("the engine runner is already started")
+        self._started = True
         if self._client is None:
             self._client = make_client()
         self.scheduler.add_jobstore(MemoryJobStore(), alias=self.jobstore)
@@ -461,28 +495,23 @@ class EngineRunner:
             **self._job_options(),
         )
         self.scheduler.add_job(
-            self._send_webhooks,
+            self._outbox.wake,
             IntervalTrigger(seconds=self.outbox_every.total_seconds(), **every),
             id=ids["outbox"],
             **self._job_options(),
         )
-        self._thread = threading.Thread(
-            target=self._work, name=f"vigil-engine:{self.engine.name}", daemon=True
-        )
-        self._thread.start()
+        self._cycles.start()
+        self._outbox.start()
         self._request_audit()
 
     def wake(self) -> None:
         """Run a cycle now (thread-safe); call it after a local change such as a new case."""
-        self._signal.set()
+        self._cycles.wake()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Let a running cycle finish, stop the worker, then remove the jobs."""
-        self._stopping = True
-        self._signal.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        """Let a running cycle and outbox run finish, stop the threads, remove the jobs."""
+        self._cycles.stop(timeout)
+        self._outbox.stop(timeout)
         for job_id in self.job_ids.values():
             self._remove_job(job_id)
         with contextlib.suppress(KeyError):
@@ -496,7 +525,7 @@ class EngineRunner:
 
     def _request_audit(self) -> None:
         self._audit_due = True
-        self._signal.set()
+        self._cycles.wake()
 
     def _send_webhooks(self) -> None:
         with self._outbox_lock:
@@ -506,14 +535,6 @@ class EngineRunner:
                 process_webhook_outbox(self.engine.db, self.engine.clock, self._client)
             except Exception:
                 log.exception("webhook outbox run failed; retrying at its next run")
-
-    def _work(self) -> None:
-        while True:
-            self._signal.wait()
-            self._signal.clear()
-            if self._stopping:
-                return
-            self._cycle()
 
     def _cycle(self) -> None:
         result: CycleResult | None = None
@@ -531,7 +552,7 @@ class EngineRunner:
                 self._failing_since = None
         if result is not None:
             if result.pages:
-                self._nudge_outbox()
+                self._outbox.wake()
             if self.on_cycle is not None:
                 try:
                     self.on_cycle(result)
@@ -560,7 +581,7 @@ class EngineRunner:
         wait = due - self.engine.clock.now()
         if wait <= timedelta(0):
             if result.cases:
-                self._signal.set()  # more became due while this cycle ran
+                self._cycles.wake()  # more became due while this cycle ran
                 return
             wait = self.LOCKED_RETRY  # held by another engine or a console: look again
         self.scheduler.add_job(
@@ -569,12 +590,6 @@ class EngineRunner:
             id=wake_id,
             **self._job_options(),
         )
-
-    def _nudge_outbox(self) -> None:
-        with contextlib.suppress(JobLookupError):
-            self.scheduler.modify_job(
-                self.job_ids["outbox"], self.jobstore, next_run_time=datetime.now(UTC)
-            )
 
     def _remove_job(self, job_id: str) -> None:
         with contextlib.suppress(JobLookupError, KeyError):

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint, text
+from sqlalchemy import DDL, JSON, Column, Index, Text, UniqueConstraint, event, text
 from sqlmodel import Field, SQLModel
 
+from data.changes import ANNOUNCE_FUNCTION, ANNOUNCE_TRIGGER
 from data.types import UTCDateTime
 
 
@@ -233,9 +234,10 @@ class StepRun(SQLModel, table=True):
     """The claim on one (case, step, round): its uniqueness is what makes a page exactly-once."""
 
     __tablename__ = "step_run"
+    # The unique claim leads with case_id, so it also serves every lookup by case.
     __table_args__ = (UniqueConstraint("case_id", "cycle", "step", "round", name="ux_step_run"),)
     id: int | None = Field(default=None, primary_key=True)
-    case_id: int = Field(foreign_key="case.id", index=True, ondelete="CASCADE")
+    case_id: int = Field(foreign_key="case.id", ondelete="CASCADE")
     cycle: int = 0
     step: int
     round: int
@@ -250,11 +252,12 @@ class StepRun(SQLModel, table=True):
 
 class Page(SQLModel, table=True):
     __table_args__ = (
+        # Leads with case_id, so it also serves every lookup by case.
         UniqueConstraint("case_id", "cycle", "step", "round", "responder_id", name="ux_page"),
         Index("ix_page_responder_sent", "responder_id", "sent_at"),
     )
     id: int | None = Field(default=None, primary_key=True)
-    case_id: int = Field(foreign_key="case.id", index=True, ondelete="CASCADE")
+    case_id: int = Field(foreign_key="case.id", ondelete="CASCADE")
     responder_id: int = Field(foreign_key="responder.id")
     cycle: int = 0
     step: int  # 0 for a reassign page, else the policy step
@@ -265,10 +268,32 @@ class Page(SQLModel, table=True):
     acknowledged_at: datetime | None = _utc(nullable=True)
 
 
+WEBHOOK_PENDING = "channel = 'webhook' AND status = 'pending'"
+
+
 class Delivery(SQLModel, table=True):
     """One channel of one page: an outbox row that survives restarts."""
 
-    __table_args__ = (Index("ix_delivery_pending", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_delivery_pending", "status", "next_attempt_at"),
+        # The webhook outbox reads only its own pending rows, in order and per contact:
+        # console and desktop rows stay pending while nobody's console is open, and must
+        # not make every outbox run longer.
+        Index(
+            "ix_delivery_webhook_due",
+            "next_attempt_at",
+            "id",
+            sqlite_where=text(WEBHOOK_PENDING),
+            postgresql_where=text(WEBHOOK_PENDING),
+        ),
+        Index(
+            "ix_delivery_webhook_contact",
+            "contact_id",
+            "id",
+            sqlite_where=text(WEBHOOK_PENDING),
+            postgresql_where=text(WEBHOOK_PENDING),
+        ),
+    )
     id: int | None = Field(default=None, primary_key=True)
     page_id: int = Field(foreign_key="page.id", index=True, ondelete="CASCADE")
     channel: str
@@ -356,12 +381,24 @@ class AuditHead(SQLModel, table=True):
 
 
 class CaseChange(SQLModel, table=True):
-    """A feed of changed cases: consoles read what changed since their last id."""
+    """A feed of changed cases: consoles read what changed since their last id.
+
+    On PostgreSQL every statement that adds to the feed also notifies the channel
+    `data.changes.CHANGE_CHANNEL` (a trigger), so consoles need not poll for it.
+    """
 
     __tablename__ = "case_change"
     id: int | None = Field(default=None, primary_key=True)
-    case_id: int = Field(index=True)
+    case_id: int
     at: datetime = Field(sa_type=UTCDateTime)
+
+
+for _statement in (ANNOUNCE_FUNCTION, ANNOUNCE_TRIGGER):
+    event.listen(
+        CaseChange.__table__,  # type: ignore[attr-defined]
+        "after_create",
+        DDL(_statement).execute_if(dialect="postgresql"),
+    )
 
 
 class Setting(SQLModel, table=True):

@@ -43,7 +43,9 @@ def _filtered(statement: SelectOfScalar[Case], flt: QueueFilter) -> SelectOfScal
     if flt.mine and flt.me is not None:
         # A probe of each case's own pages (by the page table's case index), not `IN` over
         # every page the person ever had: that set grows with the desk's whole history.
-        paged_me = exists().where(col(Page.case_id) == col(Case.id), Page.responder_id == flt.me)
+        paged_me = exists().where(
+            col(Page.case_id) == col(Case.id), col(Page.responder_id) == flt.me
+        )
         statement = statement.where(or_(col(Case.assignee_id) == flt.me, paged_me))
     if flt.unassigned:
         statement = statement.where(col(Case.assignee_id).is_(None))

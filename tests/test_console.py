@@ -31,6 +31,7 @@ from app.clock import FakeClock
 from app.console import VigilApp, build_app, run_console
 from app.console import desk as desk_module
 from app.console.desk import read_feed, read_window
+from app.console.screens import queue as queue_module
 from app.console.screens.dialogs import Confirm, FilterDialog, TextPrompt
 from app.console.screens.help import HelpScreen
 from app.console.screens.queue import QueueScreen
@@ -541,6 +542,33 @@ async def test_a_change_at_another_console_shows_without_restart(
         await console.poll()
         assert console.refs() == [third, second, first]
         assert console.cursor_ref() == second
+
+
+async def test_on_postgresql_a_change_elsewhere_shows_without_any_poll(
+    pg_db: Database, clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LISTEN/NOTIFY alone brings another console's change: the poll is put out of reach."""
+    monkeypatch.setattr(queue_module, "POLL_SECONDS", 3600.0)
+    for handle in ("ana", "ben", "sue"):
+        add_responder(pg_db, handle, "supervisor" if handle == "sue" else "specialist")
+    service = CaseService(pg_db, clock)
+    ref = _open(service, "Threat posted", 2)
+    app = build_app(
+        pg_db, clock, "ana", engine=False, settings_file=tmp_path / "none.toml", cursor_blink=False
+    )
+    assert app is not None
+    async with app.run_test(size=SIZE) as pilot:
+        console = Console(app, pilot, [], [])
+        await console.settle()
+        assert console.cursor_ref() == ref
+        service.add_note("ben", ref, "heard, not polled")
+        for _ in range(400):  # a bound only: the change arrives in milliseconds
+            view = console.screen.detail.view
+            if view is not None and view.notes:
+                break
+            await pilot.pause(0.025)
+        assert view is not None
+        assert [note.body for note in view.notes] == ["heard, not polled"]
 
 
 async def test_a_row_that_keeps_its_place_is_updated_without_a_refetch(

@@ -103,3 +103,13 @@ class HandlesLoaded(Message, bubble=False):
     """The active responders' handles, for the reassign dialog's suggestions."""
 
     handles: tuple[str, ...]
+
+
+class ChangesAnnounced(Message, bubble=False):
+    """The database said that cases changed (PostgreSQL NOTIFY): read the feed now.
+
+    Many in a row mean the same thing, so a newer one replaces an older one still queued.
+    """
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, ChangesAnnounced)

@@ -8,6 +8,7 @@ rows around the viewport, with the cursor kept on its case.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, ClassVar, cast
 
@@ -26,6 +27,7 @@ from app.console import desk
 from app.console.messages import (
     CaseActionDone,
     CaseworkLoaded,
+    ChangesAnnounced,
     DeskStatusLoaded,
     DesktopNotified,
     DetailLoaded,
@@ -43,6 +45,7 @@ from app.console.screens.casework import (
 )
 from app.console.screens.dialogs import Confirm, FilterChoice, FilterDialog, TextPrompt
 from app.deliveries_local import PageAlert, claim_my_pages, record_desktop
+from data.changes import ChangeListener
 from data.queries import QueueFilter
 from widgets.case_detail import CaseDetail
 from widgets.header import Identity, StatusHeader
@@ -54,6 +57,12 @@ if TYPE_CHECKING:
     from app.console.app import VigilApp
 
 POLL_SECONDS = 0.5
+"""How often the change feed is read: on SQLite the only way to hear of other consoles'
+changes; on PostgreSQL a safety net under LISTEN/NOTIFY."""
+LISTEN_SLICE = 0.25
+"""How long the change listener blocks between looks at whether the screen is closing."""
+LISTEN_RETRY = (1.0, 30.0)
+"""First and longest pause before the change listener connects again after a failure."""
 STATUS_SECONDS = 15.0
 ACKING = "acking…"
 """A row's status from the acknowledge keystroke until the acknowledgement is stored."""
@@ -294,6 +303,8 @@ class QueueScreen(Screen[None]):
         self._feed_down = False
         self.queue_filter = QueueFilter()
         self._recovery: Timer | None = None
+        self._feed_again = False
+        self._screen_gone = threading.Event()
 
     # ----------------------------------------------------------------- context
 
@@ -350,6 +361,12 @@ class QueueScreen(Screen[None]):
         self._reload(prime=True)
         self._claim_waiting_pages()
         self.set_interval(POLL_SECONDS, self.check_feed, name="poll the change feed")
+        if self.vigil.db.is_postgres:
+            # A thread of the screen's own, not a worker: it lives as long as the screen,
+            # and a worker that never completes would hold up every wait for workers.
+            threading.Thread(
+                target=self._listen_for_changes, name="vigil-change-listener", daemon=True
+            ).start()
         self.set_interval(1.0, self.tick, name="clock")
         self.refresh_status()
         self.set_interval(STATUS_SECONDS, self.refresh_status, name="desk status")
@@ -368,6 +385,15 @@ class QueueScreen(Screen[None]):
         self.header.set_now(now)
         self.table.set_now(now)
         self.detail.set_now(now)
+
+    def on_unmount(self) -> None:
+        self._screen_gone.set()
+
+    def on_changes_announced(self, _message: ChangesAnnounced) -> None:
+        if self._feed_worker is not None and self._feed_worker.is_running:
+            self._feed_again = True  # it may have read the feed before this change
+            return
+        self.check_feed()
 
     def check_feed(self) -> None:
         if self.last_change_id is None:
@@ -422,6 +448,29 @@ class QueueScreen(Screen[None]):
             else None
         )
         self.post_message(FeedArrived(generation, feed, tuple(alerts), detail))
+
+    def _listen_for_changes(self) -> None:
+        """Hear of every committed change at once (PostgreSQL LISTEN), so another console's
+        change shows without waiting for the next poll. A failure only means waiting for
+        the poll (which also tells the person when the database is away) until the
+        listener is back."""
+        pause = LISTEN_RETRY[0]
+        while not self._screen_gone.is_set():
+            try:
+                listener = ChangeListener.open(self.vigil.db)
+            except Exception:
+                self._screen_gone.wait(pause)
+                pause = min(pause * 2, LISTEN_RETRY[1])
+                continue
+            pause = LISTEN_RETRY[0]
+            try:
+                while not self._screen_gone.is_set():
+                    if listener.wait(LISTEN_SLICE):
+                        self.post_message(ChangesAnnounced())
+            except Exception:
+                self._screen_gone.wait(pause)
+            finally:
+                listener.close()
 
     @work(thread=True, name="waiting pages", group="pages", exit_on_error=False)
     def _claim_waiting_pages(self) -> None:
@@ -980,10 +1029,14 @@ class QueueScreen(Screen[None]):
         self.vigil.report_worker(event, self)
 
     def feed_works(self) -> None:
-        """A poll of the change feed succeeded: clear a standing database warning."""
+        """A read of the change feed succeeded: clear a standing database warning, and
+        read again if the database announced a change while it ran."""
         if self._feed_down:
             self._feed_down = False
             self.header.trouble = ""
+        if self._feed_again:
+            self._feed_again = False
+            self.check_feed()
 
     def reads_failed(self, message: str) -> None:
         """A read did not get through: say so in the header (one toast), retry shortly.
