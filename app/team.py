@@ -15,6 +15,7 @@ from a console stays until its schedule goes.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -90,7 +91,8 @@ Row = TypeVar("Row", Responder, Rotation, Schedule, Override, Policy, Routing, S
 EXPORT_HEADER = """\
 # Vigil team file: `vigil team apply FILE.toml` makes the team exactly this.
 # Secrets are never exported. A webhook contact without `secret` keeps the secret already
-# stored for the same responder and URL when this file is applied.
+# stored for the same responder and URL when this file is applied, and a webhook URL shown
+# as `https://host/...#kept:…` (its path and query may hold a token) keeps the stored URL.
 """
 
 
@@ -140,6 +142,22 @@ class TeamPermissionError(NotAllowed, PermissionError):
 # --- the spec ---------------------------------------------------------------
 
 
+KEPT_URL = re.compile(r"^https?://[^/?#@]+/\.\.\.#kept:[0-9a-f]{8}$")
+"""A webhook URL as `shown_url` prints it; applying it keeps the stored URL it stands for."""
+
+
+def shown_url(url: str) -> str:
+    """A webhook URL as Vigil prints it (export, plans, the audit log): its scheme and host,
+    and in place of the rest, where chat services put their tokens, a fingerprint that
+    `vigil team apply` matches against the stored URL. A bare host is shown whole."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    if parts.path in ("", "/") and not (parts.query or parts.fragment) and host == parts.netloc:
+        return url
+    fingerprint = hashlib.sha256(url.encode()).hexdigest()[:8]
+    return f"{parts.scheme}://{host}/...#kept:{fingerprint}"
+
+
 @dataclass(frozen=True, slots=True)
 class ContactSpec:
     kind: str
@@ -147,8 +165,8 @@ class ContactSpec:
     secret: str | None = field(default=None, repr=False)
 
     def __str__(self) -> str:
-        """Never shows the secret, only whether there is one."""
-        text = self.kind if self.url is None else f"{self.kind} {self.url}"
+        """Never shows the secret (only whether there is one) nor the URL's token."""
+        text = self.kind if self.url is None else f"{self.kind} {shown_url(self.url)}"
         return f"{text} (with secret)" if self.secret else text
 
 
@@ -1041,24 +1059,44 @@ def _stored_rotation(row: Rotation, members: tuple[str, ...]) -> Record:
 
 
 def _wanted(spec: TeamSpec, stored: _Stored) -> State:
-    """The state the file asks for; a webhook without `secret` keeps the stored one."""
+    """The state the file asks for; a webhook without `secret` keeps the stored one, and
+    one whose URL is as `vigil team export` shows it keeps the stored URL."""
     state: State = {kind: {} for kind in KINDS}
-    for responder in spec.responders:
-        kept = {
-            c.url: c.secret
+    problems: list[TeamError] = []
+    for index, responder in enumerate(spec.responders):
+        webhooks = [
+            c
             for c in stored.contacts.get(_row_id(stored.responders.get(responder.handle)), [])
-            if c.kind == ContactKind.WEBHOOK and c.secret
-        }
-        contacts = tuple(
-            ContactSpec(c.kind, c.url, c.secret or kept.get(c.url)) for c in responder.contacts
-        )
+            if c.kind == ContactKind.WEBHOOK and c.url
+        ]
+        urls = {shown_url(c.url): c.url for c in webhooks if c.url}
+        kept = {c.url: c.secret for c in webhooks if c.secret}
+        contacts = []
+        for position, contact in enumerate(responder.contacts):
+            url = contact.url
+            if url is not None and KEPT_URL.match(url):
+                if url not in urls:
+                    problems.append(
+                        TeamError(
+                            f"responder[{index}].contacts[{position}].url",
+                            f"{url!r} stands for a stored webhook URL (as `vigil team export` "
+                            f"prints it), but {responder.handle} has no such webhook stored; "
+                            "write the full URL",
+                            responder.handle,
+                        )
+                    )
+                    continue
+                url = urls[url]
+            contacts.append(ContactSpec(contact.kind, url, contact.secret or kept.get(url or "")))
         state["responder"][responder.handle] = {
             "name": responder.name,
             "role": responder.role,
             "timezone": responder.timezone,
             "active": True,
-            "contacts": contacts,
+            "contacts": tuple(contacts),
         }
+    if problems:
+        raise TeamFileError(problems, spec.source)
     for rotation in spec.rotations:
         state["rotation"][rotation.name] = _rotation_record(rotation)
     for schedule in spec.schedules:
@@ -1617,7 +1655,7 @@ def export_team(session: Session) -> str:
     for handle in sorted(active):
         record = state["responder"][handle]
         contacts = [
-            {"kind": c.kind} if c.url is None else {"kind": c.kind, "url": c.url}
+            {"kind": c.kind} if c.url is None else {"kind": c.kind, "url": shown_url(c.url)}
             for c in record["contacts"]
         ]
         out += _toml_table(

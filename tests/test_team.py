@@ -311,6 +311,70 @@ def test_export_round_trips(db: Database) -> None:
     assert "Secrets are never exported" in exported
 
 
+def test_webhook_urls_are_shown_by_host_and_fingerprint_never_by_their_token() -> None:
+    """Chat services put the token in the path or the query: neither is ever printed."""
+    shown = team_module.shown_url
+    slack = "https://hooks.slack.com/services/T0/B0/s3cretT0ken"
+    assert shown(slack).startswith("https://hooks.slack.com/...#kept:")
+    assert "s3cret" not in shown(slack)
+    assert shown("https://chat.example/hook?token=abc") != shown(
+        "https://chat.example/hook?token=abd"
+    )
+    assert "pw" not in shown("https://user:pw@chat.example/")
+    assert shown("https://chat.example") == "https://chat.example"  # nothing to hide
+    assert team_module.KEPT_URL.match(shown(slack))
+
+
+def test_an_exported_webhook_url_applies_as_the_stored_one(db: Database) -> None:
+    bootstrap(db)
+    exported = export(db)
+    assert "https://chat.example/hook/ana" not in exported
+    assert team_module.shown_url("https://chat.example/hook/ana") in exported
+    # Moved to the end of the list: the stored URL (and its secret) still come back.
+    moved = edited(
+        (
+            'contacts = [{ kind = "desktop" }, '
+            '{ kind = "webhook", url = "https://chat.example/hook/cara" }]',
+            'contacts = [{ kind = "webhook", url = "https://chat.example/hook/cara" }, '
+            '{ kind = "desktop" }]',
+        ),
+        base=exported.replace(
+            team_module.shown_url("https://chat.example/hook/cara"),
+            "https://chat.example/hook/cara",
+        ),
+    )
+    apply_text(db, moved)
+    with db.read() as session:
+        hooks = {
+            c.url: c.secret for c in session.exec(select(ContactMethod)) if c.kind == "webhook"
+        }
+    assert hooks["https://chat.example/hook/ana"] == "s3cr3t-ana"
+
+
+def test_a_shown_url_that_stands_for_nothing_stored_is_refused_with_its_path(
+    db: Database,
+) -> None:
+    bootstrap(db)
+    stranger = team_module.shown_url("https://chat.example/hook/someone-else")
+    text_ = export(db).replace(team_module.shown_url("https://chat.example/hook/ana"), stranger)
+    before, records = dump(db), audit_count(db)
+    with pytest.raises(TeamFileError) as caught:
+        apply_text(db, text_)
+    [error] = caught.value.errors
+    assert error.where == "responder[0] (ana).contacts[1].url"
+    assert "write the full URL" in error.message
+    assert (dump(db), audit_count(db)) == (before, records)  # nothing applied
+
+
+def test_the_audit_record_of_an_apply_never_holds_a_webhook_token(db: Database) -> None:
+    bootstrap(db)
+    apply_text(db, edited(("https://chat.example/hook/ana", "https://chat.example/hook/t0ken-9")))
+    with db.read() as session:
+        details = [str(r.detail) for r in session.exec(select(AuditRecord))]
+    assert details
+    assert not [d for d in details if "hook/ana" in d or "t0ken-9" in d]
+
+
 def test_export_writes_utc_times_dates_and_durations(db: Database) -> None:
     bootstrap(db)
     exported = export(db)
@@ -538,9 +602,9 @@ def test_contacts_keep_their_rows_and_deliveries(sqlite_db: Database) -> None:
     )
     result = apply_text(sqlite_db, swapped)
 
+    cara_hook = team_module.shown_url("https://chat.example/hook/cara")
     assert result.plan.lines() == [
-        "~ responder cara: contacts: [desktop, webhook https://chat.example/hook/cara] -> "
-        "[webhook https://chat.example/hook/cara]"
+        f"~ responder cara: contacts: [desktop, webhook {cara_hook}] -> [webhook {cara_hook}]"
     ]
     with sqlite_db.read() as session:
         rows = session.exec(
