@@ -15,7 +15,7 @@ from textual.geometry import Region
 from textual.message import Message
 from textual.strip import Strip
 
-from widgets.queue_table import QueueTable, format_age, format_countdown
+from widgets.queue_table import QueueTable, format_countdown, format_open_for
 from widgets.views import QueueRow
 
 NOW = datetime(2025, 3, 4, 12, 0, tzinfo=UTC)
@@ -481,8 +481,8 @@ def test_every_binding_can_be_remapped_and_explained() -> None:
         (timedelta(minutes=-2), "0m"),
     ],
 )
-def test_format_age(age: timedelta, text: str) -> None:
-    assert format_age(age) == text
+def test_format_open_for(age: timedelta, text: str) -> None:
+    assert format_open_for(age) == text
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.timer import Timer
 
-from widgets.timefmt import format_age as format_rough
+from widgets.timefmt import format_age
 from widgets.views import ClockState, QueueRow, clock_state
 
 QUEUE_TCSS = Path(__file__).resolve().parent.parent / "themes" / "queue.tcss"
@@ -38,8 +38,9 @@ QUEUE_TCSS = Path(__file__).resolve().parent.parent / "themes" / "queue.tcss"
 _ONE_SECOND = timedelta(seconds=1)
 
 
-def format_age(age: timedelta) -> str:
-    """How long a case has been open: `3m`, `2h05m`, `3d`."""
+def format_open_for(age: timedelta) -> str:
+    """How long a case has been open, for the Age column: `3m`, `2h05m`, `3d` (finer than
+    `timefmt.format_age`, which says roughly how long ago something was)."""
     minutes = max(0, age // timedelta(minutes=1))
     if minutes < 60:
         return f"{minutes}m"
@@ -566,7 +567,7 @@ class QueueTable(ScrollView, can_focus=True):
             case "step":
                 return (_step_text(row), "queue-table--exhausted" if row.exhausted else None)
             case "age":
-                return (format_age(self._now - row.created_at), None)
+                return (format_open_for(self._now - row.created_at), None)
             case "sla":
                 return self._sla_cell(row)
             case "legal":
@@ -594,7 +595,7 @@ class QueueTable(ScrollView, can_focus=True):
             state = clock_state(row.clock_kind, row.clock_due_at, row.clock_reminder_at, now)
             if state != ClockState.DONE:  # a hold that ran out is no longer flagged
                 sign = "-" if state == ClockState.BREACHED else ""
-                text = f"{_CLOCK_MARKER}{sign}{format_rough(abs(row.clock_due_at - now))}"
+                text = f"{_CLOCK_MARKER}{sign}{format_age(abs(row.clock_due_at - now))}"
         overdue = row.action_due_at is not None and now >= row.action_due_at
         if overdue:
             text += _OVERDUE_MARKER

@@ -8,7 +8,6 @@ import gc
 import importlib
 import socket
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC
 from typing import Any, ClassVar
 
@@ -16,7 +15,6 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from textual import work
 from textual.app import App, CSSPathType, SystemCommand
 from textual.binding import Binding, BindingType
-from textual.message import Message
 from textual.screen import Screen
 from textual.theme import Theme
 from textual.worker import Worker, WorkerState
@@ -26,7 +24,7 @@ from app.console import desk
 from app.console.commands import ConsoleCommands, ThemeCommands
 from app.console.desk import Profile
 from app.console.failures import describe_failure
-from app.console.messages import HandlesLoaded
+from app.console.messages import HandlesLoaded, HandoffNoticesClaimed
 from app.console.screens.dialogs import CANCEL, Confirm, FilterDialog
 from app.console.screens.handover import PendingHandoverDialog, announce_pending_handovers
 from app.console.screens.help import HelpScreen, help_rows
@@ -36,7 +34,7 @@ from app.console.screens.template import TemplateDialog
 from app.console.settings import ConsoleSettings
 from app.deliveries_local import DesktopNotifier
 from app.engine import EngineRunner, EscalationEngine
-from app.swaps import HandoffNotice, claim_handoff_notices
+from app.swaps import claim_handoff_notices
 from data.db import Database
 from themes import CONSOLE_CSS_PATHS, DEFAULT_THEME, THEME_VARIABLE_DEFAULTS, THEMES
 from widgets.queue_table import QueueTable
@@ -55,13 +53,6 @@ READ_GROUPS = frozenset({"feed", "queue-window", "detail", "casework", "pages", 
 
 HANDOFF_SECONDS = 30.0
 """How often the console claims its person's hand-off notices."""
-
-
-@dataclass
-class HandoffNoticesClaimed(Message, bubble=False):
-    """Hand-off notices for the person at this console, each claimed for them once."""
-
-    notices: tuple[HandoffNotice, ...]
 
 
 class VigilApp(App[int]):

@@ -10,14 +10,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
 
+from textual.content import Content
 from textual.message import Message
 
+from app.calendar import OverrideView
 from app.console.desk import FeedRead, RowChange, Window
 from app.console.screens.casework import CaseworkChoices
 from app.deliveries_local import DesktopOutcome, PageAlert
+from app.postmortem import PostMortemView
+from app.stats import DeskStats
+from app.swaps import HandoffNotice
+from app.templates import FilledResponse, ResponseTemplate
+from widgets.handover_view import HandoverRow
 from widgets.header import OnCallView
+from widgets.stats_view import StatsView
 from widgets.views import CaseDetailView, CaseworkView
+
+if TYPE_CHECKING:  # the calendar screen builds it, and imports these messages
+    from app.console.screens.calendar import CalendarResult
 
 
 @dataclass
@@ -113,3 +126,125 @@ class ChangesAnnounced(Message, bubble=False):
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, ChangesAnnounced)
+
+
+# --- the app ----------------------------------------------------------------------
+
+
+@dataclass
+class HandoffNoticesClaimed(Message, bubble=False):
+    """Hand-off notices for the person at this console, each claimed for them once."""
+
+    notices: tuple[HandoffNotice, ...]
+
+
+# --- the calendar -----------------------------------------------------------------
+
+
+@dataclass
+class CalendarComputed(Message, bubble=False):
+    """A view the calendar worker built."""
+
+    result: CalendarResult
+
+
+@dataclass
+class OverridePlaced(Message, bubble=False):
+    """An override this person placed from the calendar."""
+
+    view: OverrideView
+
+
+# --- the shift handover -----------------------------------------------------------
+
+
+@dataclass
+class HandoverAcknowledged(Message, bubble=False):
+    """This person acknowledged a handover."""
+
+    handover_id: int
+    author: str
+
+
+@dataclass
+class ReportPreviewed(Message, bubble=False):
+    """The report the person would submit now, or why there is none (`problem`)."""
+
+    body: Content
+    problem: str | None = None
+
+
+@dataclass
+class HandoversListed(Message, bubble=False):
+    """One of the screen's lists: `inbox` (waiting for me) or `past` (for `search`)."""
+
+    which: str
+    rows: tuple[HandoverRow, ...]
+    search: str = ""
+
+
+@dataclass
+class HandoverSubmitted(Message, bubble=False):
+    handover_id: int
+    incoming: str | None
+
+
+# --- the desk's figures -----------------------------------------------------------
+
+
+@dataclass
+class StatsLoaded(Message, bubble=False):
+    """The figures of one window, worded for the board."""
+
+    days: int
+    stats: DeskStats
+    view: StatsView
+
+
+# --- post-mortems -----------------------------------------------------------------
+
+
+@dataclass
+class PostMortemLoaded(Message, bubble=False):
+    view: PostMortemView
+
+
+@dataclass
+class PostMortemMissing(Message, bubble=False):
+    """The case has no post-mortem yet."""
+
+    ref: str
+
+
+@dataclass
+class PostMortemChanged(Message, bubble=False):
+    """A change went through; `text` says what it was. After a save the stored text (as
+    the service cleaned it) replaces what is in the editors."""
+
+    text: str
+    saved_text: bool = False
+
+
+@dataclass
+class PostMortemExported(Message, bubble=False):
+    path: Path
+
+
+# --- response templates -----------------------------------------------------------
+
+
+@dataclass
+class TemplatesLoaded(Message, bubble=False):
+    templates: tuple[ResponseTemplate, ...]
+    category: str
+
+
+@dataclass
+class TemplateFilled(Message, bubble=False):
+    template: ResponseTemplate
+    filled: FilledResponse
+
+
+@dataclass
+class ResponseLogged(Message, bubble=False):
+    ref: str

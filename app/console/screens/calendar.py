@@ -20,15 +20,15 @@ from textual import events, on, work
 from textual.app import ComposeResult, CSSPathType
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.suggester import SuggestFromList
 from textual.widgets import Footer, Input, Label, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from app.calendar import OverrideService, OverrideView, responder_names, shown
+from app.calendar import OverrideService, responder_names, shown
 from app.console.desk import Profile
 from app.console.failures import describe_failure
+from app.console.messages import CalendarComputed, OverridePlaced
 from app.console.screens.dialogs import CANCEL
 from app.console.screens.queue import COMFORTABLE_WIDTH
 from app.errors import BadInput
@@ -471,20 +471,6 @@ class OverrideDialog(ModalScreen[OverrideRequest | None]):
 
 
 # --- messages ---------------------------------------------------------------------------------
-
-
-@dataclass
-class CalendarComputed(Message, bubble=False):
-    """A view the calendar worker built."""
-
-    result: CalendarResult
-
-
-@dataclass
-class OverridePlaced(Message, bubble=False):
-    """An override this person placed from the calendar."""
-
-    view: OverrideView
 
 
 # --- the screen -------------------------------------------------------------------------------

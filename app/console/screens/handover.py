@@ -11,7 +11,6 @@ case's sensitive details.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, ClassVar, cast
 
@@ -20,7 +19,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Container, Horizontal, Vertical, VerticalScroll
 from textual.content import Content
-from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.suggester import SuggestFromList
 from textual.widgets import (
@@ -36,6 +34,12 @@ from textual.worker import Worker, get_current_worker
 
 from app.clock import Clock
 from app.console.desk import Profile
+from app.console.messages import (
+    HandoverAcknowledged,
+    HandoversListed,
+    HandoverSubmitted,
+    ReportPreviewed,
+)
 from app.console.screens.dialogs import Confirm
 from app.console.screens.queue import COMFORTABLE_WIDTH
 from app.errors import BadInput, VigilError
@@ -270,43 +274,12 @@ def read_past(
     return tuple(handover_row(view, profile.timezone, now) for view in views)
 
 
-@dataclass
-class HandoverAcknowledged(Message, bubble=False):
-    """This person acknowledged a handover."""
-
-    handover_id: int
-    author: str
-
-
 def acknowledge(db: Database, clock: Clock, handle: str, handover_id: int) -> HandoverAcknowledged:
     view = HandoverService(db, clock).acknowledge_handover(handle, handover_id)
     return HandoverAcknowledged(view.id, view.author)
 
 
 # --- messages ----------------------------------------------------------------------
-
-
-@dataclass
-class ReportPreviewed(Message, bubble=False):
-    """The report the person would submit now, or why there is none (`problem`)."""
-
-    body: Content
-    problem: str | None = None
-
-
-@dataclass
-class HandoversListed(Message, bubble=False):
-    """One of the screen's lists: `inbox` (waiting for me) or `past` (for `search`)."""
-
-    which: str
-    rows: tuple[HandoverRow, ...]
-    search: str = ""
-
-
-@dataclass
-class HandoverSubmitted(Message, bubble=False):
-    handover_id: int
-    incoming: str | None
 
 
 # --- the screen --------------------------------------------------------------------

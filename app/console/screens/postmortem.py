@@ -10,7 +10,6 @@ it done, but only supervisors and admins write (the screen is read-only for the 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, cast
@@ -26,6 +25,12 @@ from textual.suggester import SuggestFromList
 from textual.widgets import DataTable, Footer, Input, Label, Select, Static, TextArea
 from textual.worker import Worker, WorkerState, get_current_worker
 
+from app.console.messages import (
+    PostMortemChanged,
+    PostMortemExported,
+    PostMortemLoaded,
+    PostMortemMissing,
+)
 from app.console.screens.dialogs import Confirm, TextPrompt
 from app.console.screens.queue import COMFORTABLE_WIDTH
 from app.errors import BadInput, NotFound
@@ -95,32 +100,6 @@ def step_line(step: EscalationStep) -> str:
 
 
 # --- messages ----------------------------------------------------------------------
-
-
-@dataclass
-class PostMortemLoaded(Message, bubble=False):
-    view: PostMortemView
-
-
-@dataclass
-class PostMortemMissing(Message, bubble=False):
-    """The case has no post-mortem yet."""
-
-    ref: str
-
-
-@dataclass
-class PostMortemChanged(Message, bubble=False):
-    """A change went through; `text` says what it was. After a save the stored text (as
-    the service cleaned it) replaces what is in the editors."""
-
-    text: str
-    saved_text: bool = False
-
-
-@dataclass
-class PostMortemExported(Message, bubble=False):
-    path: Path
 
 
 # --- the screen --------------------------------------------------------------------

@@ -6,18 +6,17 @@ The figures are `app.stats.compute_stats` of the facts `load_facts` reads (the s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, ClassVar, cast
 
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 from textual.worker import Worker, get_current_worker
 
+from app.console.messages import StatsLoaded
 from app.console.screens.queue import COMFORTABLE_WIDTH
 from app.stats import (
     DeskStats,
@@ -115,15 +114,6 @@ def stats_view(stats: DeskStats, days: int) -> StatsView:
             "(1.00: everyone carries the same; lower: a few carry most)"
         ),
     )
-
-
-@dataclass
-class StatsLoaded(Message, bubble=False):
-    """The figures of one window, worded for the board."""
-
-    days: int
-    stats: DeskStats
-    view: StatsView
 
 
 class StatsScreen(Screen[None]):

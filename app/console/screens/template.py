@@ -8,7 +8,6 @@ and a person who must share something reveals the details (audited) and pastes o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, cast
 
 from textual import on, work
@@ -16,13 +15,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Container, Vertical
 from textual.content import Content
-from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import OptionList, Static, TextArea
 from textual.widgets.option_list import Option
 from textual.worker import Worker, get_current_worker
 
 from app.cases import CaseService
+from app.console.messages import ResponseLogged, TemplateFilled, TemplatesLoaded
 from app.console.screens.dialogs import Confirm
 from app.console.screens.queue import COMFORTABLE_WIDTH
 from app.errors import NotFound
@@ -46,23 +45,6 @@ def ordered_for(
 def still_to_fill(text: str, unfilled: tuple[str, ...]) -> list[str]:
     """The fields whose `[name]` the person has not replaced yet."""
     return [name for name in unfilled if f"[{name}]" in text]
-
-
-@dataclass
-class TemplatesLoaded(Message, bubble=False):
-    templates: tuple[ResponseTemplate, ...]
-    category: str
-
-
-@dataclass
-class TemplateFilled(Message, bubble=False):
-    template: ResponseTemplate
-    filled: FilledResponse
-
-
-@dataclass
-class ResponseLogged(Message, bubble=False):
-    ref: str
 
 
 class TemplateDialog(ModalScreen[bool]):
