@@ -26,6 +26,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -500,6 +501,13 @@ def effective_config(stored: Mapping[str, Any]) -> CaseworkConfig:
     return parse_casework_config(merged_settings(stored))
 
 
+@lru_cache(maxsize=8)
+def _config_of(document: str) -> CaseworkConfig:
+    """The configuration a stored document (as canonical JSON) means: every queue window
+    asks for it, and it changes only when a team file is applied."""
+    return effective_config(json.loads(document))
+
+
 DEFAULT_CONFIG = effective_config({})
 
 
@@ -509,7 +517,7 @@ def stored_settings(session: Session) -> dict[str, Any]:
 
 
 def load_config(session: Session) -> CaseworkConfig:
-    return effective_config(stored_settings(session))
+    return _config_of(json.dumps(stored_settings(session), sort_keys=True))
 
 
 def store_settings(session: Session, document: Mapping[str, Any], actor: str, now: datetime) -> str:
@@ -994,21 +1002,20 @@ def casework_view(
 
 def overdue_summary(
     session: Session,
-    case_ids: Sequence[int],
+    cases: Sequence[Case],
     now: datetime,
     *,
     config: CaseworkConfig | None = None,
 ) -> dict[int, CaseworkFlags]:
-    """Casework flags for the queue's visible rows, a few queries per chunk of ids.
-    A case with nothing to flag (no running clock, no open item, nothing to verify) is left
-    out."""
+    """Casework flags for the queue's visible rows (the cases as the caller read them), a
+    few queries per chunk. A case with nothing to flag (no running clock, no open item,
+    nothing to verify) is left out."""
     config = config or load_config(session)
-    cases: list[Case] = []
+    case_ids = [case.id for case in cases if case.id is not None]
     open_items: dict[int, list[ActionItem]] = defaultdict(list)
     verified_steps: dict[int, set[str]] = defaultdict(set)
     awaiting: dict[int, int] = defaultdict(int)
     for chunk in _chunks(case_ids):
-        cases += session.exec(select(Case).where(col(Case.id).in_(chunk))).all()
         for item in session.exec(
             select(ActionItem).where(
                 col(ActionItem.case_id).in_(chunk), ActionItem.status == ActionStatus.OPEN.value

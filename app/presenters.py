@@ -137,7 +137,7 @@ def queue_rows(
     urgent legal clock, its earliest due open action item)."""
     names = queries.handles(session, [c.assignee_id for c in cases])
     ids = [c.id for c in cases if c.id is not None]
-    flags = overdue_summary(session, ids, now) if now is not None and ids else {}
+    flags = overdue_summary(session, cases, now) if now is not None and ids else {}
     sla = sla_table(session)
     paged_me = (
         queries.paged_unacknowledged(session, viewer_id, ids) if viewer_id is not None else set()

@@ -343,7 +343,8 @@ def _chain_ok(db: Database) -> bool:
 
 def overdue_summary_for(desk: CaseworkService, ids: list[int]) -> dict[int, CaseworkFlags]:
     with desk.db.read() as session:
-        return overdue_summary(session, ids, desk.clock.now())
+        cases = session.exec(select(Case).where(col(Case.id).in_(ids))).all()
+        return overdue_summary(session, cases, desk.clock.now())
 
 
 def disclosure_report_for(desk: CaseworkService, year: int) -> DisclosureReport:
@@ -453,7 +454,9 @@ def test_a_specialists_request_waits_for_a_supervisors_approval(
     with desk.db.read() as session:
         waiting = disclosures_awaiting_approval(session)
         case_id = waiting[0].case_id
-        flags = overdue_summary(session, [case_id], clock.now())[case_id]
+        case = session.get(Case, case_id)
+        assert case is not None
+        flags = overdue_summary(session, [case], clock.now())[case_id]
     assert [(w.ref, w.disclosure.number, w.disclosure.to) for w in waiting] == [
         (ref, 1, "metro-pd")
     ]

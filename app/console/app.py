@@ -101,11 +101,16 @@ class VigilApp(App[int]):
         self.cursor_blink = cursor_blink
         self.handles: tuple[str, ...] = ()
         self._engine_wanted = engine
-        self._chosen_theme = theme
         self._saved_theme = theme
         self._scheduler: AsyncIOScheduler | None = None
         self._runner: EngineRunner | None = None
         self._handoff_worker: Worker[None] | None = None
+        self._desk_work_started = False
+        # Before the app runs, so its styles are parsed once, with the person's theme
+        # (choosing it in `on_mount` would parse every stylesheet a second time).
+        for own in THEMES:
+            self.register_theme(own)
+        self.theme = theme if theme and theme in self.available_themes else DEFAULT_THEME
 
     # ----------------------------------------------------------------- start-up
 
@@ -116,27 +121,31 @@ class VigilApp(App[int]):
         return QueueScreen()
 
     def on_mount(self) -> None:
-        for theme in THEMES:
-            self.register_theme(theme)
-        chosen = self._chosen_theme
-        self.theme = chosen if chosen and chosen in self.available_themes else DEFAULT_THEME
         self.theme_changed_signal.subscribe(self, self._theme_changed)
         self.set_keymap(self.settings.keymap)
         for problem in self.settings.problems:
             self.notify(
                 problem, title="Settings ignored", severity="warning", timeout=30, markup=False
             )
-        self._load_handles()
-        announce_pending_handovers(self)
-        self.check_handoffs()
-        self.set_interval(HANDOFF_SECONDS, self.check_handoffs, name="hand-off notices")
-        if self._engine_wanted:
-            self._start_engine()
         # A full garbage collection walks every tracked object, and after start-up that is
         # mostly what never goes away (modules, the widget tree, SQLAlchemy's tables): over
         # 100 ms on a modest machine, enough to stall the queue. Frozen objects are left out
         # of collections; they are handed back when the console closes.
         self.call_after_refresh(gc.freeze)
+
+    def start_desk_work(self) -> None:
+        """Everything the console does besides showing the queue: the home screen calls it
+        once its first rows are on screen (or could not be read), so none of it competes
+        with the first read. Later calls do nothing."""
+        if self._desk_work_started:
+            return
+        self._desk_work_started = True
+        self._load_handles()
+        self._announce_pending_handovers()
+        self.check_handoffs()
+        self.set_interval(HANDOFF_SECONDS, self.check_handoffs, name="hand-off notices")
+        if self._engine_wanted:
+            self._start_engine()
 
     def _start_engine(self) -> None:
         """The escalation loop in this process, on an AsyncIOScheduler of this event loop."""
@@ -180,6 +189,10 @@ class VigilApp(App[int]):
                 yield command
 
     # ----------------------------------------------------------------- helpers
+
+    @work(name="pending handovers", group="handover-pending", exit_on_error=False)
+    async def _announce_pending_handovers(self) -> None:
+        await announce_pending_handovers(self)
 
     @work(thread=True, name="responder handles", group="handles", exit_on_error=False)
     def _load_handles(self) -> None:

@@ -3,9 +3,9 @@ and submits it; the incoming person reads it and acknowledges it; past handovers
 and searchable for shift reviews.
 
 When the console opens, a handover still waiting for this person's acknowledgement is shown
-at once (`announce_pending_handovers`, called by the app on mount). Every read and write runs
-in a thread worker on `app.handover`; the reports carry titles, states and times, never a
-case's sensitive details.
+as soon as the queue is up (`announce_pending_handovers`). Every read and write runs in a
+thread worker on `app.handover`; the reports carry titles, states and times, never a case's
+sensitive details.
 """
 
 from __future__ import annotations
@@ -709,14 +709,9 @@ class PendingHandoverDialog(ModalScreen[None]):
         self.vigil.report_worker(event, self)
 
 
-async def _announce(app: VigilApp) -> None:
+async def announce_pending_handovers(app: VigilApp) -> None:
+    """As the console opens: show a handover still waiting for this person, if any (run it
+    in a worker: it reads the database on a thread)."""
     rows = await asyncio.to_thread(read_pending, app.db, app.profile, app.clock.now())
     if rows:
         app.push_screen(PendingHandoverDialog(rows))
-
-
-def announce_pending_handovers(app: VigilApp) -> None:
-    """As the console opens: show a handover still waiting for this person, if any."""
-    app.run_worker(
-        _announce(app), name="pending handovers", group="handover-pending", exit_on_error=False
-    )

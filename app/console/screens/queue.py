@@ -304,6 +304,7 @@ class QueueScreen(Screen[None]):
         self.queue_filter = QueueFilter()
         self._recovery: Timer | None = None
         self._feed_again = False
+        self._first_window_shown = False
         self._screen_gone = threading.Event()
 
     # ----------------------------------------------------------------- context
@@ -359,7 +360,6 @@ class QueueScreen(Screen[None]):
         self.search_input.display = False
         self._show_filter_summary()
         self._reload(prime=True)
-        self._claim_waiting_pages()
         self.set_interval(POLL_SECONDS, self.check_feed, name="poll the change feed")
         if self.vigil.db.is_postgres:
             # A thread of the screen's own, not a worker: it lives as long as the screen,
@@ -368,8 +368,16 @@ class QueueScreen(Screen[None]):
                 target=self._listen_for_changes, name="vigil-change-listener", daemon=True
             ).start()
         self.set_interval(1.0, self.tick, name="clock")
-        self.refresh_status()
         self.set_interval(STATUS_SECONDS, self.refresh_status, name="desk status")
+
+    def _start_the_rest(self) -> None:
+        """The first rows are on screen (or could not be read): start everything else."""
+        if self._first_window_shown:
+            return
+        self._first_window_shown = True
+        self._claim_waiting_pages()
+        self.refresh_status()
+        self.vigil.start_desk_work()
 
     def on_resize(self, event: events.Resize) -> None:
         """On a narrow terminal the footer packs its keys and leaves out the palette hint
@@ -630,6 +638,8 @@ class QueueScreen(Screen[None]):
         if window.total == 0:
             self._select_case(None)
         self._show_filter_summary()
+        if message.replace:
+            self.call_after_refresh(self._start_the_rest)
 
     def on_pages_arrived(self, message: PagesArrived) -> None:
         self._ring(message.alerts)
@@ -1044,6 +1054,7 @@ class QueueScreen(Screen[None]):
         The poll keeps trying on its own; the window and the detail pane are asked for
         again, so nothing the person was looking at is lost for good.
         """
+        self._start_the_rest()  # the engine and the rest retry on their own
         if not self._feed_down:
             self._feed_down = True
             self.notify(message, title="Database unreachable", severity="error", markup=False)
