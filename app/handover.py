@@ -32,7 +32,15 @@ from app.errors import BadInput, NotAllowed, NotFound, NothingToDo
 from app.oncall import load_all_schedules
 from app.policies import sla_deadlines, sla_table
 from app.presenters import iso
-from app.rotations import ScheduleSpec, Shift, next_change, on_call, schedule_shifts
+from app.rotations import (
+    ScheduleSpec,
+    Shift,
+    next_change,
+    on_call,
+    run_end,
+    run_start,
+    schedule_shifts,
+)
 from app.stats import (
     ANSWER_KINDS,
     answered_at,
@@ -60,7 +68,6 @@ LAST_SHIFT_LOOKBACK = timedelta(days=35)
 """How far back "the person's last shift" is looked for (a 7d turn among four people)."""
 NEXT_SHIFT_FALLBACK = timedelta(days=1)
 """Where nobody is known to be on call next, overrides this long after the hand-off count."""
-_MAX_JOINS = 16  # pieces of one person's run joined across sources; more is a broken schedule
 
 STAGE_ACTIONS = {
     Stage.TRIAGE.value: "triage the case",
@@ -280,18 +287,8 @@ def _run_of(spec: ScheduleSpec, piece: Shift) -> Shift:
     """`piece` widened to the whole run of its person: touching pieces from other sources
     (an override continuing a rotation turn) belong to the same stretch on call."""
     whole = on_call(spec, piece.start) or piece
-    start, end = whole.start, whole.end
-    for _ in range(_MAX_JOINS):
-        before = on_call(spec, start - timedelta(microseconds=1))
-        if before is None or before.who != piece.who or before.start >= start:
-            break
-        start = before.start
-    for _ in range(_MAX_JOINS):
-        after = on_call(spec, end)
-        if after is None or after.who != piece.who or after.end <= end:
-            break
-        end = after.end
-    return Shift(piece.who, start, end, whole.source)
+    start = run_start(spec, piece.who, whole.start)
+    return Shift(piece.who, start, run_end(spec, piece.who, whole.end), whole.source)
 
 
 def last_shift(

@@ -96,6 +96,34 @@ class IntakeEvent:
     source: Source
     position: str
 
+    @classmethod
+    def trigger(
+        cls,
+        source: Source,
+        position: str,
+        *,
+        title: str,
+        category: Category,
+        severity: int,
+        details: str,
+        dedup_key: str | None,
+        sensitive: bool,
+        policy: str | None = None,
+    ) -> IntakeEvent:
+        """An event that opens a case (a CSEA report is always sensitive)."""
+        return cls(
+            action="trigger",
+            title=title,
+            category=category,
+            severity=severity,
+            details=details,
+            policy=policy,
+            dedup_key=dedup_key,
+            sensitive=sensitive or category is Category.CSEA,
+            source=source,
+            position=position,
+        )
+
 
 @dataclass(frozen=True)
 class IntakeError:
@@ -297,17 +325,16 @@ def _vigil_event(value: dict[str, Any], position: str, problems: _Problems) -> I
     sensitive = _flag(problems, "sensitive", value.get("sensitive"))
     if title is None or category is None or severity is None:
         return None
-    return IntakeEvent(
-        action="trigger",
+    return IntakeEvent.trigger(
+        "vigil",
+        position,
         title=title,
         category=category,
         severity=severity,
         details=details or "",
-        policy=policy,
         dedup_key=dedup_key,
-        sensitive=sensitive or category is Category.CSEA,
-        source="vigil",
-        position=position,
+        sensitive=sensitive,
+        policy=policy,
     )
 
 
@@ -357,17 +384,15 @@ def _pagerduty_event(
     details = _pagerduty_details(problems, custom, facts, keep_as_given=said_sensitive)
     if title is None or severity is None or category is None:
         return None
-    return IntakeEvent(
-        action="trigger",
+    return IntakeEvent.trigger(
+        "pagerduty",
+        position,
         title=title,
         category=category,
         severity=severity,
         details=details,
-        policy=None,
         dedup_key=dedup_key,
-        sensitive=said_sensitive or category is Category.CSEA,
-        source="pagerduty",
-        position=position,
+        sensitive=said_sensitive,
     )
 
 
@@ -480,17 +505,15 @@ def _alertmanager_alert(
     )
     if title is None or severity is None or category is None:
         return None
-    return IntakeEvent(
-        action="trigger",
+    return IntakeEvent.trigger(
+        "alertmanager",
+        position,
         title=title,
         category=category,
         severity=severity,
         details=details or "",
-        policy=None,
         dedup_key=dedup_key,
-        sensitive=sensitive or category is Category.CSEA,
-        source="alertmanager",
-        position=position,
+        sensitive=sensitive,
     )
 
 

@@ -685,6 +685,32 @@ def on_call(schedule: ScheduleSpec, at: datetime) -> Shift | None:
     return _covering(schedule, _as_utc(at, "at"))
 
 
+RUN_JOINS = 16
+"""How many touching pieces of one person's run are followed; more is a broken schedule."""
+_INSTANT = timedelta(microseconds=1)
+
+
+def run_start(schedule: ScheduleSpec, who: str, start: datetime) -> datetime:
+    """Where `who`'s stretch on call that is under way at `start` began: touching shifts of
+    the same person (an override continuing a rotation turn) are followed back."""
+    for _ in range(RUN_JOINS):
+        before = on_call(schedule, start - _INSTANT)
+        if before is None or before.who != who or before.start >= start:
+            break
+        start = before.start
+    return start
+
+
+def run_end(schedule: ScheduleSpec, who: str, end: datetime) -> datetime:
+    """Where `who`'s stretch on call that reaches `end` ends, followed forward."""
+    for _ in range(RUN_JOINS):
+        after = on_call(schedule, end)
+        if after is None or after.who != who or after.end <= end:
+            break
+        end = after.end
+    return end
+
+
 def on_call_many(schedule: ScheduleSpec, instants: Iterable[datetime]) -> list[Shift | None]:
     """`on_call` for each instant, in order and with the same answers, from one computation of
     the shifts the instants span."""

@@ -42,7 +42,7 @@ from app.clock import Clock
 from app.errors import BadInput, NotAllowed, NotFound, NothingToDo
 from app.oncall import load_all_schedules, load_schedule
 from app.presenters import iso
-from app.rotations import ScheduleSpec, Shift, on_call, schedule_shifts
+from app.rotations import ScheduleSpec, Shift, run_start, schedule_shifts
 from data import audit
 from data.db import Database
 from data.domain import Status, format_duration, parse_duration
@@ -56,8 +56,6 @@ MAX_LEAD = timedelta(hours=24)
 LATE_LIMIT = timedelta(hours=1)
 MAX_NOTICE_REFS = 20
 _DAY = timedelta(days=1)
-_TICK = timedelta(microseconds=1)
-_MAX_WALK_BACK = 16
 _TRUE, _FALSE = "true", "false"
 
 
@@ -519,17 +517,6 @@ def _stretches(spec: ScheduleSpec, start: datetime, end: datetime) -> list[Shift
     return runs
 
 
-def _stretch_start(spec: ScheduleSpec, run: Shift) -> datetime:
-    """Where a stretch clipped by a window truly began: followed back shift by shift."""
-    start = run.start
-    for _ in range(_MAX_WALK_BACK):
-        before = on_call(spec, start - _TICK)
-        if before is None or before.who != run.who or before.start >= start:
-            break
-        start = before.start
-    return start
-
-
 def _due(
     schedules: Iterable[ScheduleSpec], now: datetime, lead: timedelta, active: Collection[str]
 ) -> list[_Due]:
@@ -546,7 +533,7 @@ def _due(
                 outgoing = previous.who if previous else None
                 found.append((run.start, _Due(run.who, "on", spec.name, run, outgoing)))
             if run.end <= now < run.end + LATE_LIMIT:
-                whole = Shift(run.who, _stretch_start(spec, run), run.end, run.source)
+                whole = Shift(run.who, run_start(spec, run.who, run.start), run.end, run.source)
                 found.append((run.end, _Due(run.who, "off", spec.name, whole, None)))
     found.sort(key=lambda item: (item[0], item[1].schedule, item[1].handle, item[1].kind))
     return [due for _, due in found]
