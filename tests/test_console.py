@@ -57,7 +57,7 @@ from data.models import (
     Setting,
 )
 from data.queries import QueueFilter
-from tests.factories import add_policy, add_responder
+from tests.factories import add_open_cases, add_policy, add_responder
 
 SIZE = (160, 48)
 ROOT = Path(__file__).resolve().parent.parent
@@ -221,6 +221,36 @@ async def test_queue_lists_unacknowledged_first_then_severity(
         assert detail.ref == urgent
         summary = str(console.screen.query_one("#filter-summary").render())
         assert "3 open cases" in summary
+
+
+async def test_the_first_rows_come_with_the_console_without_a_round_trip(
+    service: CaseService, open_console: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rows read before the app started fill the first frame: no window is asked for."""
+    refs = [_open(service, f"Case {number}", 2) for number in range(3)]
+    asked: list[dict[str, Any]] = []
+    reload = QueueScreen._reload
+
+    def counted(self: QueueScreen, **kwargs: Any) -> None:
+        asked.append(kwargs)
+        reload(self, **kwargs)
+
+    monkeypatch.setattr(QueueScreen, "_reload", counted)
+    async with open_console() as console:
+        assert console.refs() == refs
+        assert asked == []
+
+
+async def test_a_screen_taller_than_the_rows_read_first_asks_for_the_rest(
+    db: Database, clock: FakeClock, service: CaseService, open_console: Callable[..., Any]
+) -> None:
+    add_open_cases(db, desk_module.FIRST_WINDOW_ROWS + 30, policy="standard", at=clock.now())
+    async with open_console(size=(120, desk_module.FIRST_WINDOW_ROWS + 40)) as console:
+        table = console.screen.table
+        assert table.total == desk_module.FIRST_WINDOW_ROWS + 30
+        visible = min(table.total, table.scrollable_content_region.height - 1)
+        assert visible > desk_module.FIRST_WINDOW_ROWS
+        assert all(table.row_at(index) is not None for index in range(visible))
 
 
 async def test_moving_the_cursor_loads_that_case_into_the_detail_pane(

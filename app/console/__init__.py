@@ -10,7 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.clock import Clock
 from app.console.app import VigilApp, binding_ids
-from app.console.desk import load_profile, load_theme_choice
+from app.console.desk import load_profile, load_theme_choice, read_first_window
 from app.console.settings import load_settings
 from app.deliveries_local import DesktopNotifier, PlyerDesktop
 from data.db import Database
@@ -39,6 +39,7 @@ def build_app(
         db,
         clock,
         profile,
+        first_read=read_first_window(db, profile, clock.now()),
         desktop=desktop or PlyerDesktop(),
         engine=engine,
         settings=load_settings(binding_ids(), settings_file),

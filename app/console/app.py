@@ -22,7 +22,7 @@ from textual.worker import Worker, WorkerState
 from app.clock import Clock
 from app.console import desk
 from app.console.commands import ConsoleCommands, ThemeCommands
-from app.console.desk import Profile
+from app.console.desk import FirstRead, Profile
 from app.console.failures import describe_failure
 from app.console.messages import HandlesLoaded, HandoffNoticesClaimed
 from app.console.screens.dialogs import CANCEL, Confirm, FilterDialog
@@ -86,6 +86,7 @@ class VigilApp(App[int]):
         clock: Clock,
         profile: Profile,
         *,
+        first_read: FirstRead | None = None,
         desktop: DesktopNotifier,
         engine: bool = False,
         settings: ConsoleSettings | None = None,
@@ -96,6 +97,8 @@ class VigilApp(App[int]):
         self.db = db
         self.clock = clock
         self.profile = profile
+        self.first_read = first_read
+        """The queue's first rows, read before the app started; the queue takes them once."""
         self.desktop = desktop
         self.settings = settings or ConsoleSettings()
         self.cursor_blink = cursor_blink

@@ -23,6 +23,9 @@ from data.queries import QueueFilter
 from widgets.header import OnCallView
 from widgets.views import CaseDetailView, QueueRow
 
+FIRST_WINDOW_ROWS = 120
+"""Rows read before the console opens, when the screen's height is not known yet: enough
+for a screen of a hundred lines with the margin the queue keeps below it."""
 FEED_BATCH = 5000
 """Change-feed entries read per poll."""
 ROW_BY_ROW_LIMIT = 16
@@ -146,6 +149,29 @@ def read_window(
             offset = max(0, position - limit // 2)
         cases = queries.queue_window(session, flt, offset, limit)
         return Window(total, offset, tuple(_rows(session, profile, cases, now)), position)
+
+
+@dataclass(frozen=True, slots=True)
+class FirstRead:
+    """The queue as the console opens: the feed's position, then the first rows."""
+
+    change_id: int
+    flt: QueueFilter
+    window: Window
+
+    def covers(self, flt: QueueFilter, limit: int) -> bool:
+        """Whether this answers a first request for `limit` rows of `flt`."""
+        rows = len(self.window.rows)
+        return flt == self.flt and (rows >= limit or rows == self.window.total)
+
+
+def read_first_window(db: Database, profile: Profile, now: datetime) -> FirstRead:
+    """The queue's first rows, read before the console's event loop starts (as its profile
+    is), so its first frame can show them: read from a worker, they would wait for the
+    start-up to let go of the interpreter and arrive a frame or two later."""
+    flt = QueueFilter(me=profile.responder_id)
+    change_id = latest_change(db)
+    return FirstRead(change_id, flt, read_window(db, profile, flt, 0, FIRST_WINDOW_ROWS, now=now))
 
 
 def read_row_changes(

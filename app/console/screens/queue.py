@@ -359,7 +359,7 @@ class QueueScreen(Screen[None]):
         self.search_input.cursor_blink = self.vigil.cursor_blink
         self.search_input.display = False
         self._show_filter_summary()
-        self._reload(prime=True)
+        self._take_first_read()
         self.set_interval(POLL_SECONDS, self.check_feed, name="poll the change feed")
         if self.vigil.db.is_postgres:
             # A thread of the screen's own, not a worker: it lives as long as the screen,
@@ -596,6 +596,18 @@ class QueueScreen(Screen[None]):
             # and keeps its line on screen: two screens of rows cover any line.
             limit = max(limit, 2 * rows)
         return start, limit
+
+    def _take_first_read(self) -> None:
+        """Show the rows read before the console opened (no round trip, so the first frame
+        has them); read them now if there are none or they do not fill the screen."""
+        first, self.vigil.first_read = self.vigil.first_read, None
+        offset, limit = self._visible_window()
+        if first is not None and offset == 0 and first.covers(self.queue_filter, limit):
+            self.on_window_loaded(
+                WindowLoaded(self.generation, first.window, True, None, first.change_id)
+            )
+        else:
+            self._reload(prime=True)
 
     def _reload(self, *, prime: bool = False, new_filter: bool = False) -> None:
         """Refetch the count and the rows around the viewport, following the cursor's case."""
