@@ -18,7 +18,8 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -111,6 +112,8 @@ class BulkWriter:
 
     def when(self, moment: datetime | None) -> Any:
         """A timestamp as the database takes it (a batch has only a few distinct ones)."""
+        if self.postgres and moment is not None and moment.tzinfo is UTC:
+            return moment  # what the column's bind processor would make of it
         try:
             return self._moments[moment]
         except KeyError:
@@ -153,34 +156,42 @@ class BulkWriter:
         if self.postgres:
             source, arrays = self._unnest(table, columns, rows)
             sql = f"INSERT INTO {self.quote(table.name)} ({names}) {source}"
-            self.connection.exec_driver_sql(sql, tuple(arrays))
+            self._send(sql, arrays)
             return
         markers = ", ".join("?" * len(columns))
         sql = f"INSERT INTO {self.quote(table.name)} ({names}) VALUES ({markers})"
         self.connection.exec_driver_sql(sql, rows)
 
-    def insert_returning_ids(
-        self, table: Table, columns: Sequence[str], rows: list[tuple[Any, ...]]
-    ) -> list[int]:
-        """Insert and return the new rows' ids, in row order: the ids are taken first (from
-        the table's sequence on PostgreSQL; on SQLite this transaction holds the only writer
-        lock, so the ids after the largest are ours), then written with the rows."""
-        if not rows:
+    def new_ids(self, table: Table, count: int) -> list[int]:
+        """Ids for `count` rows about to be inserted: from the table's sequence on
+        PostgreSQL; on SQLite this transaction holds the only writer lock, so the ids after
+        the largest are ours."""
+        if not count:
             return []
         name = self.quote(table.name)
         if self.postgres:
-            ids = [
-                int(row[0])
-                for row in self.fetch(
-                    "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
-                    (name, len(rows)),
-                )
-            ]
-        else:
-            last = self.fetch(f"SELECT coalesce(max(id), 0) FROM {name}", ())[0][0]
-            ids = list(range(int(last) + 1, int(last) + 1 + len(rows)))
-        self.insert(table, ("id", *columns), [(i, *row) for i, row in zip(ids, rows, strict=True)])
-        return ids
+            sql = "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)"
+            return [int(row[0]) for row in self.fetch(sql, (name, count))]
+        last = self.fetch(f"SELECT coalesce(max(id), 0) FROM {name}", ())[0][0]
+        return list(range(int(last) + 1, int(last) + 1 + count))
+
+    def _send(self, sql: str, params: list[Any]) -> None:
+        """One statement straight to psycopg (through SQLAlchemy it would stop for the
+        statement's answer, which is what `pipelined` saves)."""
+        driver: Any = self.connection.connection.driver_connection
+        with driver.cursor() as cursor:
+            cursor.execute(sql, params)
+
+    @contextmanager
+    def pipelined(self) -> Iterator[None]:
+        """On PostgreSQL, send the statements inside without waiting for each answer, so
+        the server runs one while the next is built; any error comes out at the end."""
+        if not self.postgres:
+            yield
+            return
+        driver: Any = self.connection.connection.driver_connection
+        with driver.pipeline():
+            yield
 
     def update(
         self, table: Table, columns: Sequence[str], rows: list[tuple[Any, ...]], *, touch: Any
@@ -197,7 +208,7 @@ class BulkWriter:
                 f"UPDATE {name} AS t SET {sets}, updated_at = %s, version = t.version + 1 "
                 f"FROM ({source}) AS u WHERE t.id = u.id"
             )
-            self.connection.exec_driver_sql(sql, (touch, *arrays))
+            self._send(sql, [touch, *arrays])
             return
         sets = ", ".join(f"{self.quote(c)} = ?" for c in (*columns, "updated_at"))
         sql = f"UPDATE {name} SET {sets}, version = version + 1 WHERE id = ?"
@@ -205,20 +216,42 @@ class BulkWriter:
 
     def _unnest(
         self, table: Table, columns: Sequence[str], rows: list[tuple[Any, ...]]
-    ) -> tuple[str, list[list[Any]]]:
-        """`SELECT ... FROM unnest(...)` of the rows' columns as typed arrays (JSON goes as
-        text and is cast back per element), with the arrays to bind."""
-        items, arrays = [], []
+    ) -> tuple[str, list[Any]]:
+        """`SELECT ... FROM unnest(...)` of the rows, with its parameters in order.
+
+        A column with one value in every row is bound once, as a scalar; the others go as
+        typed arrays (whole numbers as an array literal, which the server parses faster
+        than the driver dumps a list; JSON as text, cast back per element).
+        """
+        selected: list[str] = []
+        names: list[str] = []
+        items: list[str] = []
+        scalars: list[Any] = []
+        arrays: list[Any] = []
         for column, values in zip(columns, zip(*rows, strict=True), strict=True):
-            items.append(f"%b::{self._array_type(table, column)[0]}[]")
-            arrays.append(list(values))
-        names = [self.quote(column) for column in columns]
-        selected = ", ".join(
-            f"u.{name}::json AS {name}" if self._array_type(table, column)[1] else f"u.{name}"
-            for name, column in zip(names, columns, strict=True)
+            array_type, is_json = self._array_type(table, column)
+            name = self.quote(column)
+            cast = "::json" if is_json else ""
+            first = values[0]
+            if all(value == first for value in values):
+                selected.append(f"%b::{array_type}{cast} AS {name}")
+                scalars.append(first)
+                continue
+            selected.append(f"u.{name}{cast} AS {name}")
+            names.append(name)
+            if array_type == "INTEGER" and all(type(value) is int for value in values):
+                items.append("%s::INTEGER[]")
+                arrays.append("{" + ",".join(map(str, values)) + "}")
+            else:
+                items.append(f"%b::{array_type}[]")
+                arrays.append(list(values))
+        if not names:  # every column the same: still one row per row
+            source = f"SELECT {', '.join(selected)} FROM generate_series(1, %s) AS u(n)"
+            return source, [*scalars, len(rows)]
+        source = (
+            f"SELECT {', '.join(selected)} FROM unnest({', '.join(items)}) AS u({', '.join(names)})"
         )
-        source = f"SELECT {selected} FROM unnest({', '.join(items)}) AS u({', '.join(names)})"
-        return source, arrays
+        return source, [*scalars, *arrays]
 
     def _array_type(self, table: Table, column: str) -> tuple[str, bool]:
         key = (table.name, column)
@@ -338,6 +371,17 @@ def write_plans(
 ) -> None:
     """Write a batch's plans: one statement per table, committed with the batch."""
     ran_at = writer.when(now)
+    page_ids = writer.new_ids(PAGES, sum(len(plan.pages) for plan in plans))
+    with writer.pipelined():
+        _insert_claims(writer, plans, ran_at, engine_name)
+        _insert_pages(writer, plans, now, page_ids)
+        _insert_timeline(writer, plans, now)
+        _update_cases(writer, plans, now)
+        _append_audit(writer, head, plans, now)
+    writer.session.add(head)
+
+
+def _insert_claims(writer: BulkWriter, plans: list[Plan], ran_at: Any, engine_name: str) -> None:
     writer.insert(
         STEP_RUNS,
         CLAIM_COLUMNS,
@@ -358,26 +402,25 @@ def write_plans(
             if not claim.held
         ],
     )
-    _insert_pages(writer, plans, now)
-    _insert_timeline(writer, plans, now)
-    _update_cases(writer, plans, now)
-    _append_audit(writer, head, plans, now)
-    writer.session.add(head)
 
 
-def _insert_pages(writer: BulkWriter, plans: list[Plan], now: datetime) -> None:
-    rows = []
+def _insert_pages(
+    writer: BulkWriter, plans: list[Plan], now: datetime, page_ids: list[int]
+) -> None:
+    rows: list[tuple[Any, ...]] = []
     owners: list[tuple[Plan, Person]] = []
     now_at = writer.when(now)
     for plan in plans:
         live = plan.live
         due_at = writer.when(live.due_at)
         for person in plan.pages:
+            step, round_ = live.position
+            case_id, page_id = plan.row.id, page_ids[len(rows)]
             rows.append(
-                (plan.row.id, person.id, live.cycle, *live.position, plan.reason, due_at, now_at)
+                (page_id, case_id, person.id, live.cycle, step, round_, plan.reason, due_at, now_at)
             )
             owners.append((plan, person))
-    page_ids = writer.insert_returning_ids(PAGES, PAGE_COLUMNS, rows)
+    writer.insert(PAGES, ("id", *PAGE_COLUMNS), rows)
     writer.insert(
         DELIVERIES,
         DELIVERY_COLUMNS,
