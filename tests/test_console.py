@@ -34,12 +34,13 @@ from app.console.desk import read_feed, read_window
 from app.console.screens import queue as queue_module
 from app.console.screens.dialogs import Confirm, FilterDialog, TextPrompt
 from app.console.screens.help import HelpScreen
-from app.console.screens.queue import QueueScreen
+from app.console.screens.queue import QueueScreen, paged_text
 from app.console.settings import load_settings
 from app.deliveries_local import (
     SENT,
     UNAVAILABLE,
     DesktopOutcome,
+    PageAlert,
     PlyerDesktop,
     claim_my_pages,
     record_desktop,
@@ -1103,3 +1104,16 @@ def _profile(db: Database, handle: str) -> Any:
     profile = load_profile(db, handle)
     assert profile is not None
     return profile
+
+
+def test_the_paged_toast_names_each_case_once() -> None:
+    def alert(page_id: int, case_id: int) -> PageAlert:
+        return PageAlert(page_id, case_id, f"ESC-{case_id:04d}", f"Case {case_id}", 2, False)
+
+    alerts = (alert(1, 7), alert(2, 7), alert(3, 8), alert(4, 9), alert(5, 10), alert(6, 11))
+    assert paged_text(alerts).splitlines() == [
+        "ESC-0007 sev2: Case 7 (2 pages)",
+        "ESC-0008 sev2: Case 8",
+        "ESC-0009 sev2: Case 9",
+        "… and 2 more cases",
+    ]

@@ -74,6 +74,22 @@ COMFORTABLE_WIDTH = 120
 MAX_PAGES_LISTED = 3
 
 
+def paged_text(alerts: tuple[PageAlert, ...]) -> str:
+    """The toast of pages just arrived: each case once (a case paged at two steps since the
+    console last looked is one line), the first few of them."""
+    by_case: dict[int, list[PageAlert]] = {}
+    for alert in alerts:
+        by_case.setdefault(alert.case_id, []).append(alert)
+    lines = [
+        pages[0].summary + (f" ({len(pages)} pages)" if len(pages) > 1 else "")
+        for pages in by_case.values()
+    ]
+    text = "\n".join(lines[:MAX_PAGES_LISTED])
+    if len(lines) > MAX_PAGES_LISTED:
+        text += f"\n… and {len(lines) - MAX_PAGES_LISTED} more cases"
+    return text
+
+
 @dataclass(frozen=True, slots=True)
 class CaseAction:
     """One case action requested at this console."""
@@ -398,10 +414,17 @@ class QueueScreen(Screen[None]):
         self._screen_gone.set()
 
     def on_changes_announced(self, _message: ChangesAnnounced) -> None:
-        if self._feed_worker is not None and self._feed_worker.is_running:
-            self._feed_again = True  # it may have read the feed before this change
+        feed_running = self._feed_worker is not None and self._feed_worker.is_running
+        # While an action of this console is being stored, the news is most likely that
+        # action itself, whose result repaints its row: read the feed once it is done
+        # rather than race it for the database. A feed read under way may have missed it.
+        if feed_running or self._acting():
+            self._feed_again = True
             return
         self.check_feed()
+
+    def _acting(self) -> bool:
+        return any(w.group == "case-action" and w.is_running for w in self.workers)
 
     def check_feed(self) -> None:
         if self.last_change_id is None:
@@ -743,10 +766,9 @@ class QueueScreen(Screen[None]):
         self.app.bell()
         for alert in alerts:
             self.table.flash(alert.case_id)
-        text = "\n".join(alert.summary for alert in alerts[:MAX_PAGES_LISTED])
-        if len(alerts) > MAX_PAGES_LISTED:
-            text += f"\n… and {len(alerts) - MAX_PAGES_LISTED} more"
-        self.notify(text, title="You are paged", severity="warning", timeout=30, markup=False)
+        self.notify(
+            paged_text(alerts), title="You are paged", severity="warning", timeout=30, markup=False
+        )
         if any(alert.desktop_delivery_ids for alert in alerts):
             self._notify_desktop(alerts)
 
@@ -881,6 +903,9 @@ class QueueScreen(Screen[None]):
         if message.case_id == self.detail_case:
             self._read_detail(message.case_id)
             self._read_casework(message.case_id)
+        if self._feed_again:
+            self._feed_again = False
+            self.check_feed()
 
     def action_open_screen(self, name: str) -> None:
         self.vigil.open_optional_screen(name)
