@@ -25,6 +25,39 @@ from data.models import ContactMethod, Policy, PolicyStep, Responder, Routing
 REPO = Path(__file__).resolve().parent.parent
 
 
+FOLLOW_THE_SUN_PEOPLE = """
+[[responder]]
+handle = "ana"
+name = "Ana Ruiz"
+role = "specialist"
+timezone = "Australia/Sydney"
+contacts = [{ kind = "console" }]
+
+[[responder]]
+handle = "ben"
+name = "Ben Carter"
+role = "specialist"
+timezone = "Australia/Sydney"
+contacts = [{ kind = "console" }]
+
+[[responder]]
+handle = "cat"
+name = "Cat Moss"
+role = "specialist"
+timezone = "America/New_York"
+contacts = [{ kind = "console" }]
+
+[[responder]]
+handle = "sam"
+name = "Sam Okoye"
+role = "supervisor"
+timezone = "America/New_York"
+contacts = [{ kind = "console" }]
+"""
+"""Two Sydney specialists, a New York specialist and a New York supervisor, as team-file
+responders (a test desk adds its own rotations and schedules)."""
+
+
 def add_responder(
     db: Database,
     handle: str,

@@ -33,39 +33,14 @@ from app.team import apply_team, parse_team
 from data import audit
 from data.db import Database
 from data.models import AuditRecord, Override
+from tests.factories import FOLLOW_THE_SUN_PEOPLE
 from widgets.timefmt import viewer_zone
 
 # Sydney days 08:00-20:00 alternate between ana and ben; cat (New York) holds the rest of
 # primary; backup is Sydney days only, so it has a gap every night.
-TEAM = """
-[[responder]]
-handle = "ana"
-name = "Ana Ruiz"
-role = "specialist"
-timezone = "Australia/Sydney"
-contacts = [{ kind = "console" }]
-
-[[responder]]
-handle = "ben"
-name = "Ben Carter"
-role = "specialist"
-timezone = "Australia/Sydney"
-contacts = [{ kind = "console" }]
-
-[[responder]]
-handle = "cat"
-name = "Cat Moss"
-role = "specialist"
-timezone = "America/New_York"
-contacts = [{ kind = "console" }]
-
-[[responder]]
-handle = "sam"
-name = "Sam Okoye"
-role = "supervisor"
-timezone = "America/New_York"
-contacts = [{ kind = "console" }]
-
+TEAM = (
+    FOLLOW_THE_SUN_PEOPLE
+    + """
 [[responder]]
 handle = "ada"
 name = "Ada Lee"
@@ -100,6 +75,7 @@ name = "backup"
 timezone = "Australia/Sydney"
 layers = ["syd"]
 """
+)
 
 START = datetime(2026, 10, 1, 0, 0, tzinfo=UTC)
 

@@ -9,13 +9,10 @@ polled by calling the screen's own poll (`check_feed`) instead of waiting for it
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -23,12 +20,10 @@ from typing import Any
 import pytest
 from sqlalchemy.exc import OperationalError
 from sqlmodel import select
-from textual.pilot import Pilot
-from textual.worker import WorkerFailed
 
 from app.cases import CaseService
 from app.clock import FakeClock
-from app.console import VigilApp, build_app, run_console
+from app.console import build_app, run_console
 from app.console import desk as desk_module
 from app.console.desk import read_feed, read_window
 from app.console.screens import queue as queue_module
@@ -58,84 +53,10 @@ from data.models import (
     Setting,
 )
 from data.queries import QueueFilter
+from tests.console_harness import SIZE, Console, FakeDesktop, OpenConsole, console_opener
 from tests.factories import add_open_cases, add_policy, add_responder
 
-SIZE = (160, 48)
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@dataclass
-class FakeDesktop:
-    """A desktop notifier that records what it was asked to show."""
-
-    outcome: DesktopOutcome = field(
-        default_factory=lambda: DesktopOutcome(UNAVAILABLE, "no notification backend here")
-    )
-    shown: list[tuple[str, str]] = field(default_factory=list)
-
-    def notify(self, title: str, message: str) -> DesktopOutcome:
-        self.shown.append((title, message))
-        return self.outcome
-
-
-@dataclass
-class Toast:
-    message: str
-    title: str
-    severity: str
-
-
-@dataclass
-class Console:
-    """One open console and what it said."""
-
-    app: VigilApp
-    pilot: Pilot[Any]
-    toasts: list[Toast]
-    bells: list[int]
-
-    @property
-    def screen(self) -> QueueScreen:
-        screen = self.app.screen_stack[0]
-        assert isinstance(screen, QueueScreen)
-        return screen
-
-    async def settle(self) -> None:
-        """Let every worker finish and every message it posted be handled (a worker that
-        failed is the console's to report, which is what some tests look for)."""
-        for _ in range(4):
-            with contextlib.suppress(WorkerFailed):
-                await self.app.workers.wait_for_complete()
-            await self.pilot.pause()
-
-    async def press(self, *keys: str) -> None:
-        await self.pilot.press(*keys)
-        await self.settle()
-
-    async def type(self, text: str) -> None:
-        await self.pilot.press(*list(text))
-        await self.settle()
-
-    async def poll(self) -> None:
-        """What the console's 0.5 s timer does: read the change feed once."""
-        await self.settle()
-        self.screen.check_feed()
-        await self.settle()
-
-    def refs(self) -> list[str]:
-        table = self.screen.table
-        rows = [table.row_at(i) for i in range(table.total)]
-        return [row.ref for row in rows if row is not None]
-
-    def cursor_ref(self) -> str | None:
-        row = self.screen.table.cursor_row
-        return row.ref if row is not None else None
-
-    def said(self, text: str) -> Toast:
-        for toast in self.toasts:
-            if text in toast.message or text in toast.title:
-                return toast
-        raise AssertionError(f"no toast saying {text!r}; toasts: {self.toasts}")
 
 
 @pytest.fixture
@@ -155,42 +76,8 @@ def desktop() -> FakeDesktop:
 @pytest.fixture
 def open_console(
     db: Database, clock: FakeClock, desktop: FakeDesktop, tmp_path: Path
-) -> Callable[..., Any]:
-    @asynccontextmanager
-    async def opener(
-        handle: str = "ana",
-        settings_file: Path | None = None,
-        size: tuple[int, int] = SIZE,
-        engine: bool = False,
-    ) -> AsyncIterator[Console]:
-        app = build_app(
-            db,
-            clock,
-            handle,
-            engine=engine,
-            desktop=desktop,
-            settings_file=settings_file or tmp_path / "no-settings.toml",
-            cursor_blink=False,
-        )
-        assert app is not None
-        toasts: list[Toast] = []
-        bells: list[int] = []
-        original = app.notify
-
-        def notify(
-            message: str, *, title: str = "", severity: Any = "information", **kwargs: Any
-        ) -> None:
-            toasts.append(Toast(message, title, severity))
-            original(message, title=title, severity=severity, **kwargs)
-
-        app.notify = notify  # type: ignore[method-assign]
-        app.bell = lambda: bells.append(1)  # type: ignore[method-assign]
-        async with app.run_test(size=size) as pilot:
-            console = Console(app, pilot, toasts, bells)
-            await console.settle()
-            yield console
-
-    return opener
+) -> OpenConsole:
+    return console_opener(db, clock, tmp_path, desktop)
 
 
 def _case(db: Database, ref: str) -> Case:

@@ -47,7 +47,7 @@ from app.rotations import ScheduleSpec
 from app.team import apply_team, parse_team
 from data.db import Database
 from data.models import AuditRecord
-from tests.factories import add_policy
+from tests.factories import FOLLOW_THE_SUN_PEOPLE, add_policy
 from widgets.calendar_view import (
     CalendarDay,
     CalendarView,
@@ -59,35 +59,9 @@ from widgets.calendar_view import (
 )
 from widgets.timefmt import viewer_zone
 
-TEAM = """
-[[responder]]
-handle = "ana"
-name = "Ana Ruiz"
-role = "specialist"
-timezone = "Australia/Sydney"
-contacts = [{ kind = "console" }]
-
-[[responder]]
-handle = "ben"
-name = "Ben Carter"
-role = "specialist"
-timezone = "Australia/Sydney"
-contacts = [{ kind = "console" }]
-
-[[responder]]
-handle = "cat"
-name = "Cat Moss"
-role = "specialist"
-timezone = "America/New_York"
-contacts = [{ kind = "console" }]
-
-[[responder]]
-handle = "sam"
-name = "Sam Okoye"
-role = "supervisor"
-timezone = "America/New_York"
-contacts = [{ kind = "console" }]
-
+TEAM = (
+    FOLLOW_THE_SUN_PEOPLE
+    + """
 [[rotation]]
 name = "syd"
 timezone = "Australia/Sydney"
@@ -123,6 +97,7 @@ date = "2026-10-05"
 name = "Labour Day"
 region = "AU-NSW"
 """
+)
 
 SYDNEY = viewer_zone("Australia/Sydney")
 NEW_YORK = viewer_zone("America/New_York")

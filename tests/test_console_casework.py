@@ -8,8 +8,7 @@ keys. The casework pane's text and the audit chain are what the tests look at.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,8 +29,8 @@ from data import audit
 from data.casework import Disclosure
 from data.db import Database
 from data.models import AuditRecord
+from tests.console_harness import Console, FakeDesktop, OpenConsole, console_opener
 from tests.factories import add_policy, add_responder
-from tests.test_console import Console, FakeDesktop, Toast
 from tests.test_queue_table import cell_style, theme_color
 from widgets.casework_pane import CaseworkPane
 
@@ -58,35 +57,8 @@ def desk(db: Database, clock: FakeClock) -> CaseworkService:
 
 
 @pytest.fixture
-def open_console(db: Database, clock: FakeClock, tmp_path: Path) -> Callable[..., Any]:
-    @asynccontextmanager
-    async def opener(handle: str = "ana", size: tuple[int, int] = SIZE) -> AsyncIterator[Console]:
-        app = build_app(
-            db,
-            clock,
-            handle,
-            engine=False,
-            desktop=FakeDesktop(),
-            settings_file=tmp_path / "no-settings.toml",
-            cursor_blink=False,
-        )
-        assert app is not None
-        toasts: list[Toast] = []
-        original = app.notify
-
-        def notify(
-            message: str, *, title: str = "", severity: Any = "information", **kwargs: Any
-        ) -> None:
-            toasts.append(Toast(message, title, severity))
-            original(message, title=title, severity=severity, **kwargs)
-
-        app.notify = notify  # type: ignore[method-assign]
-        async with app.run_test(size=size) as pilot:
-            console = Console(app, pilot, toasts, [])
-            await console.settle()
-            yield console
-
-    return opener
+def open_console(db: Database, clock: FakeClock, tmp_path: Path) -> OpenConsole:
+    return console_opener(db, clock, tmp_path)
 
 
 def _page(desk: CaseworkService, title: str, category: str, **kwargs: Any) -> str:

@@ -10,8 +10,7 @@ snapshots at the end freeze the clock too, and name the database by a relative p
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,8 +38,8 @@ from app.stats import SlaTally, compute_stats, load_facts
 from data.db import Database
 from data.models import CaseNote, Handover, PostMortem
 from data.shiftwork import PostMortemAction
+from tests.console_harness import FakeDesktop, OpenConsole, console_opener
 from tests.factories import add_policy, add_responder, add_rotation, add_schedule
-from tests.test_console import Console, FakeDesktop, Toast
 from widgets.handover_view import HandoverBrowser
 from widgets.stats_view import (
     AttainmentChart,
@@ -54,8 +53,6 @@ from widgets.stats_view import (
 SIZE = (160, 48)
 MARKER = "SECRET-DETAIL-4471"
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
-
-OpenConsole = Callable[..., Any]
 
 
 def _desk(db: Database) -> None:
@@ -77,35 +74,7 @@ def desk(db: Database, clock: FakeClock) -> CaseService:
 
 @pytest.fixture
 def open_console(db: Database, clock: FakeClock, tmp_path: Path) -> OpenConsole:
-    @asynccontextmanager
-    async def opener(handle: str = "ana", size: tuple[int, int] = SIZE) -> AsyncIterator[Console]:
-        app = build_app(
-            db,
-            clock,
-            handle,
-            engine=False,
-            desktop=FakeDesktop(),
-            settings_file=tmp_path / "no-settings.toml",
-            cursor_blink=False,
-        )
-        assert app is not None
-        toasts: list[Toast] = []
-        original = app.notify
-
-        def notify(
-            message: str, *, title: str = "", severity: Any = "information", **kwargs: Any
-        ) -> None:
-            toasts.append(Toast(message, title, severity))
-            original(message, title=title, severity=severity, **kwargs)
-
-        app.notify = notify  # type: ignore[method-assign]
-        app.bell = lambda: None  # type: ignore[method-assign]
-        async with app.run_test(size=size) as pilot:
-            console = Console(app, pilot, toasts, [])
-            await console.settle()
-            yield console
-
-    return opener
+    return console_opener(db, clock, tmp_path)
 
 
 def _open(service: CaseService, title: str, severity: int, **kwargs: Any) -> str:

@@ -61,6 +61,7 @@ from data.models import (
     TimelineEvent,
 )
 from tests.consistency import assert_consistent, check_consistency
+from tests.console_harness import Console, FakeDesktop, Toast
 from tests.factories import (
     FileClock,
     WebhookReceiver,
@@ -71,7 +72,6 @@ from tests.factories import (
     pages_by_case,
     wait_until,
 )
-from tests.test_console import Console, FakeDesktop, Toast
 
 T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 STEP = timedelta(seconds=60)

@@ -1,0 +1,142 @@
+"""Opening the console under Pilot as a person would, and what it said: shared by the
+console's tests."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from textual.pilot import Pilot
+from textual.worker import WorkerFailed
+
+from app.clock import Clock
+from app.console import VigilApp, build_app
+from app.console.screens.queue import QueueScreen
+from app.deliveries_local import UNAVAILABLE, DesktopOutcome
+from data.db import Database
+
+SIZE = (160, 48)
+
+OpenConsole = Callable[..., AbstractAsyncContextManager["Console"]]
+
+
+@dataclass
+class FakeDesktop:
+    """A desktop notifier that records what it was asked to show."""
+
+    outcome: DesktopOutcome = field(
+        default_factory=lambda: DesktopOutcome(UNAVAILABLE, "no notification backend here")
+    )
+    shown: list[tuple[str, str]] = field(default_factory=list)
+
+    def notify(self, title: str, message: str) -> DesktopOutcome:
+        self.shown.append((title, message))
+        return self.outcome
+
+
+@dataclass
+class Toast:
+    message: str
+    title: str
+    severity: str
+
+
+@dataclass
+class Console:
+    """One open console and what it said."""
+
+    app: VigilApp
+    pilot: Pilot[Any]
+    toasts: list[Toast]
+    bells: list[int]
+
+    @property
+    def screen(self) -> QueueScreen:
+        screen = self.app.screen_stack[0]
+        assert isinstance(screen, QueueScreen)
+        return screen
+
+    async def settle(self) -> None:
+        """Let every worker finish and every message it posted be handled (a worker that
+        failed is the console's to report, which is what some tests look for)."""
+        for _ in range(4):
+            with contextlib.suppress(WorkerFailed):
+                await self.app.workers.wait_for_complete()
+            await self.pilot.pause()
+
+    async def press(self, *keys: str) -> None:
+        await self.pilot.press(*keys)
+        await self.settle()
+
+    async def type(self, text: str) -> None:
+        await self.pilot.press(*list(text))
+        await self.settle()
+
+    async def poll(self) -> None:
+        """What the console's 0.5 s timer does: read the change feed once."""
+        await self.settle()
+        self.screen.check_feed()
+        await self.settle()
+
+    def refs(self) -> list[str]:
+        table = self.screen.table
+        rows = [table.row_at(i) for i in range(table.total)]
+        return [row.ref for row in rows if row is not None]
+
+    def cursor_ref(self) -> str | None:
+        row = self.screen.table.cursor_row
+        return row.ref if row is not None else None
+
+    def said(self, text: str) -> Toast:
+        for toast in self.toasts:
+            if text in toast.message or text in toast.title:
+                return toast
+        raise AssertionError(f"no toast saying {text!r}; toasts: {self.toasts}")
+
+
+def console_opener(
+    db: Database, clock: Clock, folder: Path, desktop: FakeDesktop | None = None
+) -> OpenConsole:
+    """`async with opener("ana") as console:` opens the console of a person (no engine, no
+    settings file unless given, no cursor blink), records its toasts and bells, and lets
+    it settle first."""
+
+    @asynccontextmanager
+    async def opener(
+        handle: str = "ana",
+        settings_file: Path | None = None,
+        size: tuple[int, int] = SIZE,
+        engine: bool = False,
+    ) -> AsyncIterator[Console]:
+        app = build_app(
+            db,
+            clock,
+            handle,
+            engine=engine,
+            desktop=desktop or FakeDesktop(),
+            settings_file=settings_file or folder / "no-settings.toml",
+            cursor_blink=False,
+        )
+        assert app is not None
+        toasts: list[Toast] = []
+        bells: list[int] = []
+        original = app.notify
+
+        def notify(
+            message: str, *, title: str = "", severity: Any = "information", **kwargs: Any
+        ) -> None:
+            toasts.append(Toast(message, title, severity))
+            original(message, title=title, severity=severity, **kwargs)
+
+        app.notify = notify  # type: ignore[method-assign]
+        app.bell = lambda: bells.append(1)  # type: ignore[method-assign]
+        async with app.run_test(size=size) as pilot:
+            console = Console(app, pilot, toasts, bells)
+            await console.settle()
+            yield console
+
+    return opener
