@@ -3,37 +3,56 @@ refused with a message pointing at `vigil db upgrade`."""
 
 from __future__ import annotations
 
+import re
+from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util.exc import CommandError
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import SQLModel
 
 from data.db import DatabaseError, SchemaOutOfDate, table_names
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 MIGRATIONS = Path(__file__).parent / "migrations"
+_REVISION = re.compile(r"^(down_)?revision\s*=\s*['\"]?([^'\"\s]*)['\"]?\s*$", re.MULTILINE)
 
 
 def alembic_config(engine: Engine) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["engine"] = engine
     return config
 
 
+@cache
 def head_revision() -> str:
-    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
-    assert head is not None, "no migrations found"
-    return head
+    """The newest migration, read from the migration files' `revision` lines (Alembic is
+    imported only to migrate: every command checks the revision, few migrate)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for script in (MIGRATIONS / "versions").glob("*.py"):
+        for down, value in _REVISION.findall(script.read_text(encoding="utf-8")):
+            if value and value != "None":
+                (parents if down else revisions).add(value)
+    heads = revisions - parents
+    assert len(heads) == 1, f"expected one head migration, found {sorted(heads)}"
+    return heads.pop()
 
 
 def current_revision(engine: Engine) -> str | None:
+    """The database's revision (None before any), read as Alembic keeps it."""
     with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+        try:
+            row = connection.execute(text("SELECT version_num FROM alembic_version")).first()
+        except SQLAlchemyError:
+            return None
+        return str(row[0]) if row is not None else None
 
 
 def ensure_schema(engine: Engine, *, create: bool = True) -> None:
@@ -43,6 +62,8 @@ def ensure_schema(engine: Engine, *, create: bool = True) -> None:
         if not create:
             raise DatabaseError("the database is empty: run any vigil command to create it")
         SQLModel.metadata.create_all(engine)
+        from alembic import command
+
         command.stamp(alembic_config(engine), "head")
         return
     current = current_revision(engine)
@@ -64,6 +85,9 @@ def ensure_schema(engine: Engine, *, create: bool = True) -> None:
 
 
 def _known_revision(revision: str) -> bool:
+    from alembic.script import ScriptDirectory
+    from alembic.util.exc import CommandError
+
     try:
         return ScriptDirectory(str(MIGRATIONS)).get_revision(revision) is not None
     except CommandError:
@@ -76,5 +100,7 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
     if not (table_names(engine) - {"alembic_version"}):
         ensure_schema(engine)
     else:
+        from alembic import command
+
         command.upgrade(alembic_config(engine), "head")
     return before, head_revision()

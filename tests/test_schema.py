@@ -77,3 +77,24 @@ def test_a_foreign_database_is_refused(tmp_path: Path) -> None:
 def test_bad_database_url_names_the_option() -> None:
     with pytest.raises(DatabaseError, match="--db"):
         make_engine("mysql://nobody@nowhere/db")
+
+
+def test_the_head_read_from_the_migration_files_is_alembics() -> None:
+    from alembic.script import ScriptDirectory
+
+    from data.schema import MIGRATIONS
+
+    assert head_revision() == ScriptDirectory(str(MIGRATIONS)).get_current_head()
+
+
+def test_the_revision_is_read_as_alembic_keeps_it(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'v.db'}")
+    assert current_revision(engine) is None  # no table yet
+    command.upgrade(alembic_config(engine), "0001")
+    assert current_revision(engine) == "0001"
+    with engine.connect() as connection:
+        assert (
+            current_revision(engine)
+            == MigrationContext.configure(connection).get_current_revision()
+        )
+    engine.dispose()
