@@ -115,6 +115,8 @@ log = logging.getLogger("vigil.engine")
 # SQLite (130 ms on PostgreSQL) while the per-statement cost stays small beside the per-case
 # cost (at 500 a burst of 10,000 pages takes a quarter longer on PostgreSQL).
 DEFAULT_BATCH_SIZE = 1000
+WRITE_SLICE = 250
+"""Cases whose rows are sent together within a batch (see `_run_batch`)."""
 RETRY_FAILED_AFTER = timedelta(minutes=1)
 HEARTBEATS: Table = SQLModel.metadata.tables["engine_heartbeat"]
 
@@ -305,8 +307,12 @@ class EscalationEngine:
                 plans = self._plan_all(session, due, now, result)
                 if careful:
                     drop_existing_claims(writer, plans)
-                if plans:
-                    write_plans(writer, head, plans, now, self.name)
+                # Sent a slice at a time without waiting (PostgreSQL): the server writes
+                # one slice while the rows of the next are built.
+                with writer.pipelined():
+                    for start in range(0, len(plans), WRITE_SLICE):
+                        sliced = plans[start : start + WRITE_SLICE]
+                        write_plans(writer, head, sliced, now, self.name)
         except Exception:
             if not refs:
                 raise  # not one case's fault: the database itself is in trouble

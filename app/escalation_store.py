@@ -23,14 +23,13 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Column, Table
 from sqlmodel import Session, SQLModel
 
 from app.escalation import (
     ACKNOWLEDGED,
     TRIGGERED,
     DueCase,
-    Person,
     Plan,
     StepClaim,
     describe_positions,
@@ -154,7 +153,7 @@ class BulkWriter:
             return
         names = ", ".join(self.quote(name) for name in columns)
         if self.postgres:
-            source, arrays = self._unnest(table, columns, rows)
+            source, arrays = self._unnest([table.c[name] for name in columns], rows)
             sql = f"INSERT INTO {self.quote(table.name)} ({names}) {source}"
             self._send(sql, arrays)
             return
@@ -162,18 +161,59 @@ class BulkWriter:
         sql = f"INSERT INTO {self.quote(table.name)} ({names}) VALUES ({markers})"
         self.connection.exec_driver_sql(sql, rows)
 
-    def new_ids(self, table: Table, count: int) -> list[int]:
-        """Ids for `count` rows about to be inserted: from the table's sequence on
-        PostgreSQL; on SQLite this transaction holds the only writer lock, so the ids after
-        the largest are ours."""
-        if not count:
-            return []
-        name = self.quote(table.name)
-        if self.postgres:
-            sql = "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)"
-            return [int(row[0]) for row in self.fetch(sql, (name, count))]
-        last = self.fetch(f"SELECT coalesce(max(id), 0) FROM {name}", ())[0][0]
-        return list(range(int(last) + 1, int(last) + 1 + count))
+    def insert_pages(self, pages: list[tuple[Any, ...]], deliveries: list[tuple[Any, ...]]) -> None:
+        """Pages (values of `PAGE_COLUMNS`) and their deliveries (the index of their page,
+        then the values of `DELIVERY_COLUMNS` but the page id).
+
+        On PostgreSQL one statement does both, the deliveries finding their page by case
+        and responder (a batch pages a person once per case), so no id has to come back
+        before the rest is sent. On SQLite the ids after the largest are ours (this
+        transaction holds the only writer lock).
+        """
+        if not pages:
+            return
+        page_table, delivery_table = self.quote(PAGES.name), self.quote(DELIVERIES.name)
+        if not self.postgres:
+            last = self.fetch(f"SELECT coalesce(max(id), 0) FROM {page_table}", ())[0][0]
+            ids = range(int(last) + 1, int(last) + 1 + len(pages))
+            self.insert(
+                PAGES, ("id", *PAGE_COLUMNS), [(i, *p) for i, p in zip(ids, pages, strict=True)]
+            )
+            rows = [(ids[index], *rest) for index, *rest in deliveries]
+            self.insert(DELIVERIES, DELIVERY_COLUMNS, rows)
+            return
+        if not deliveries:
+            self.insert(PAGES, PAGE_COLUMNS, pages)
+            return
+        page_source, page_params = self._unnest([PAGES.c[c] for c in PAGE_COLUMNS], pages)
+        # Keyed by case and responder (they lead PAGE_COLUMNS), numbered so the deliveries
+        # take their ids in page order: the webhook outbox sends each contact's in id order.
+        keyed = [
+            (number, pages[index][0], pages[index][1], *rest)
+            for number, (index, *rest) in enumerate(deliveries)
+        ]
+        delivery_columns = DELIVERY_COLUMNS[1:]
+        delivery_source, delivery_params = self._unnest(
+            [
+                DELIVERIES.c.id,
+                PAGES.c.case_id,
+                PAGES.c.responder_id,
+                *(DELIVERIES.c[c] for c in delivery_columns),
+            ],
+            keyed,
+        )
+        names = ", ".join(self.quote(c) for c in PAGE_COLUMNS)
+        targets = ", ".join(self.quote(c) for c in delivery_columns)
+        picked = ", ".join(f"d.{self.quote(c)}" for c in delivery_columns)
+        sql = (
+            f"WITH new_page AS (INSERT INTO {page_table} ({names}) {page_source} "
+            "RETURNING id, case_id, responder_id) "
+            f"INSERT INTO {delivery_table} (page_id, {targets}) "
+            f"SELECT new_page.id, {picked} FROM ({delivery_source}) AS d JOIN new_page "
+            "ON new_page.case_id = d.case_id AND new_page.responder_id = d.responder_id "
+            "ORDER BY d.id"
+        )
+        self._send(sql, [*page_params, *delivery_params])
 
     def _send(self, sql: str, params: list[Any]) -> None:
         """One statement straight to psycopg (through SQLAlchemy it would stop for the
@@ -202,7 +242,7 @@ class BulkWriter:
             return
         name = self.quote(table.name)
         if self.postgres:
-            source, arrays = self._unnest(table, (*columns, "id"), rows)
+            source, arrays = self._unnest([table.c[c] for c in (*columns, "id")], rows)
             sets = ", ".join(f"{self.quote(c)} = u.{self.quote(c)}" for c in columns)
             sql = (
                 f"UPDATE {name} AS t SET {sets}, updated_at = %s, version = t.version + 1 "
@@ -215,7 +255,7 @@ class BulkWriter:
         self.connection.exec_driver_sql(sql, [(*row[:-1], touch, row[-1]) for row in rows])
 
     def _unnest(
-        self, table: Table, columns: Sequence[str], rows: list[tuple[Any, ...]]
+        self, columns: Sequence[Column[Any]], rows: list[tuple[Any, ...]]
     ) -> tuple[str, list[Any]]:
         """`SELECT ... FROM unnest(...)` of the rows, with its parameters in order.
 
@@ -229,8 +269,8 @@ class BulkWriter:
         scalars: list[Any] = []
         arrays: list[Any] = []
         for column, values in zip(columns, zip(*rows, strict=True), strict=True):
-            array_type, is_json = self._array_type(table, column)
-            name = self.quote(column)
+            array_type, is_json = self._array_type(column)
+            name = self.quote(column.name)
             cast = "::json" if is_json else ""
             first = values[0]
             if all(value == first for value in values):
@@ -253,11 +293,11 @@ class BulkWriter:
         )
         return source, [*scalars, *arrays]
 
-    def _array_type(self, table: Table, column: str) -> tuple[str, bool]:
-        key = (table.name, column)
+    def _array_type(self, column: Column[Any]) -> tuple[str, bool]:
+        key = (column.table.name, column.name)
         found = self._array_types.get(key)
         if found is None:
-            compiled = table.c[column].type.compile(dialect=self.dialect)
+            compiled = column.type.compile(dialect=self.dialect)
             is_json = compiled.upper() in ("JSON", "JSONB")
             found = self._array_types[key] = ("TEXT" if is_json else compiled, is_json)
         return found
@@ -369,15 +409,13 @@ def drop_existing_claims(writer: BulkWriter, plans: list[Plan]) -> None:
 def write_plans(
     writer: BulkWriter, head: AuditHead, plans: list[Plan], now: datetime, engine_name: str
 ) -> None:
-    """Write a batch's plans: one statement per table, committed with the batch."""
-    ran_at = writer.when(now)
-    page_ids = writer.new_ids(PAGES, sum(len(plan.pages) for plan in plans))
-    with writer.pipelined():
-        _insert_claims(writer, plans, ran_at, engine_name)
-        _insert_pages(writer, plans, now, page_ids)
-        _insert_timeline(writer, plans, now)
-        _update_cases(writer, plans, now)
-        _append_audit(writer, head, plans, now)
+    """Write plans: one statement per table, committed with the batch (on PostgreSQL,
+    call it inside `writer.pipelined()`: nothing here waits for an answer)."""
+    _insert_claims(writer, plans, writer.when(now), engine_name)
+    _insert_pages(writer, plans, now)
+    _insert_timeline(writer, plans, now)
+    _update_cases(writer, plans, now)
+    _append_audit(writer, head, plans, now)
     writer.session.add(head)
 
 
@@ -404,42 +442,25 @@ def _insert_claims(writer: BulkWriter, plans: list[Plan], ran_at: Any, engine_na
     )
 
 
-def _insert_pages(
-    writer: BulkWriter, plans: list[Plan], now: datetime, page_ids: list[int]
-) -> None:
-    rows: list[tuple[Any, ...]] = []
-    owners: list[tuple[Plan, Person]] = []
+def _insert_pages(writer: BulkWriter, plans: list[Plan], now: datetime) -> None:
+    pages: list[tuple[Any, ...]] = []
+    deliveries: list[tuple[Any, ...]] = []
     now_at = writer.when(now)
     for plan in plans:
         live = plan.live
+        step, round_ = live.position
         due_at = writer.when(live.due_at)
         for person in plan.pages:
-            step, round_ = live.position
-            case_id, page_id = plan.row.id, page_ids[len(rows)]
-            rows.append(
-                (page_id, case_id, person.id, live.cycle, step, round_, plan.reason, due_at, now_at)
+            index = len(pages)
+            pages.append(
+                (plan.row.id, person.id, live.cycle, step, round_, plan.reason, due_at, now_at)
             )
-            owners.append((plan, person))
-    writer.insert(PAGES, ("id", *PAGE_COLUMNS), rows)
-    writer.insert(
-        DELIVERIES,
-        DELIVERY_COLUMNS,
-        [
-            (
-                page_id,
-                channel,
-                contact_id,
-                "pending",
-                0,
-                now_at,
-                delivery_key(
-                    plan.row.ref, plan.cycle, *plan.live.position, person.handle, contact_id
-                ),
+            key = (plan.row.ref, plan.cycle, step, round_, person.handle)
+            deliveries.extend(
+                (index, channel, contact_id, "pending", 0, now_at, delivery_key(*key, contact_id))
+                for contact_id, channel in person.contacts
             )
-            for page_id, (plan, person) in zip(page_ids, owners, strict=True)
-            for contact_id, channel in person.contacts
-        ],
-    )
+    writer.insert_pages(pages, deliveries)
 
 
 def _insert_timeline(writer: BulkWriter, plans: list[Plan], now: datetime) -> None:
