@@ -78,7 +78,6 @@ from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Table
-from sqlalchemy import select as sql_select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, SQLModel, col, func, select
@@ -97,8 +96,8 @@ from app.escalation import (
 )
 from app.escalation_store import (
     ACTOR,
-    CASES,
     BulkWriter,
+    anything_due,
     claim_due,
     drop_existing_claims,
     write_plans,
@@ -273,19 +272,9 @@ class EscalationEngine:
             del self._failing[case_id]
 
     def _anything_due(self, ids: list[int] | None) -> bool:
-        """A cheap read first, so an idle engine never takes the writer lock."""
         self._forget_recovered()
-        query = sql_select(CASES.c.id).where(
-            CASES.c.status.in_((TRIGGERED, ACKNOWLEDGED)),
-            CASES.c.next_escalation_at.is_not(None),
-            CASES.c.next_escalation_at <= self.clock.now(),
-        )
-        if ids is not None:
-            query = query.where(CASES.c.id.in_(ids))
-        if self._failing:
-            query = query.where(CASES.c.id.not_in(list(self._failing)))
         with self.db.read() as session:
-            return session.execute(query.limit(1)).first() is not None
+            return anything_due(BulkWriter(session), self.clock.now(), ids, self._failing)
 
     def _run_batch(
         self, ids: list[int] | None, limit: int, *, careful: bool = False

@@ -3,9 +3,10 @@
 At ten thousand cases a batch the per-row work of the ORM, and even of SQLAlchemy Core,
 costs several times what the database itself spends, so this module speaks to the driver:
 `executemany` on SQLite (one C loop per table), and one statement per table over
-`unnest` arrays on PostgreSQL (one round trip and one plan however many rows). Values pass
-through the columns' own bind processors, so rows are stored exactly as the ORM stores
-them and read back the same way everywhere else.
+`unnest` arrays on PostgreSQL (one plan however many rows, sent without waiting for each
+answer). Timestamps pass through the columns' own bind processor and JSON is dumped as
+SQLAlchemy's JSON type dumps it, so rows are stored exactly as the ORM stores them and
+read back the same way everywhere else.
 
 Everything here runs inside the engine's write transaction: the audit chain's lock is
 taken first, then the due rows (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so engines sharing
@@ -215,11 +216,15 @@ class BulkWriter:
         )
         self._send(sql, [*page_params, *delivery_params])
 
+    @property
+    def _driver(self) -> Any:
+        """The psycopg connection under this session's (PostgreSQL only)."""
+        return self.connection.connection.driver_connection
+
     def _send(self, sql: str, params: list[Any]) -> None:
         """One statement straight to psycopg (through SQLAlchemy it would stop for the
         statement's answer, which is what `pipelined` saves)."""
-        driver: Any = self.connection.connection.driver_connection
-        with driver.cursor() as cursor:
+        with self._driver.cursor() as cursor:
             cursor.execute(sql, params)
 
     @contextmanager
@@ -229,8 +234,7 @@ class BulkWriter:
         if not self.postgres:
             yield
             return
-        driver: Any = self.connection.connection.driver_connection
-        with driver.pipeline():
+        with self._driver.pipeline():
             yield
 
     def update(
@@ -306,6 +310,35 @@ class BulkWriter:
 # --- claiming -----------------------------------------------------------------------
 
 
+def _due_where(
+    writer: BulkWriter, now: datetime, ids: Sequence[int] | None, failing: Iterable[int]
+) -> tuple[str, list[Any]]:
+    """Cases due at `now` (of `ids`, not `failing`), whatever their status: the condition
+    and its parameters."""
+    conditions = ["next_escalation_at IS NOT NULL", f"next_escalation_at <= {writer.marker}"]
+    params: list[Any] = [writer.when(now)]
+    if ids is not None:
+        condition, values = writer.among(ids)
+        conditions.append(condition)
+        params.extend(values)
+    failing = list(failing)
+    if failing:
+        condition, values = writer.among(failing)
+        conditions.append(f"NOT ({condition})")
+        params.extend(values)
+    return " AND ".join(conditions), params
+
+
+def anything_due(
+    writer: BulkWriter, now: datetime, ids: Sequence[int] | None, failing: Iterable[int]
+) -> bool:
+    """Whether any case is due: a cheap read, so an idle engine never takes the writer lock."""
+    where, params = _due_where(writer, now, ids, failing)
+    m = writer.marker
+    sql = f"SELECT 1 FROM {writer.quote(CASES.name)} WHERE status IN ({m}, {m}) AND {where} LIMIT 1"
+    return bool(writer.fetch(sql, [TRIGGERED, ACKNOWLEDGED, *params]))
+
+
 def claim_due(
     writer: BulkWriter,
     now: datetime,
@@ -318,18 +351,7 @@ def claim_due(
     First their ids, per status in the due index's own order (`IN` over both statuses
     would sort every due row for every batch), then the rows themselves.
     """
-    conditions = ["next_escalation_at IS NOT NULL", f"next_escalation_at <= {writer.marker}"]
-    params: list[Any] = [writer.when(now)]
-    if ids is not None:
-        condition, values = writer.among(ids)
-        conditions.append(condition)
-        params.extend(values)
-    failing = list(failing)
-    if failing:
-        condition, values = writer.among(failing)
-        conditions.append(f"NOT ({condition})")
-        params.extend(values)
-    where = " AND ".join(conditions)
+    where, params = _due_where(writer, now, ids, failing)
     table = writer.quote(CASES.name)
     earliest: list[tuple[Any, int]] = []
     for status in (TRIGGERED, ACKNOWLEDGED):

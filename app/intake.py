@@ -124,6 +124,22 @@ class IntakeEvent:
             position=position,
         )
 
+    @classmethod
+    def closing(cls, action: Action, dedup_key: str, source: Source, position: str) -> IntakeEvent:
+        """An acknowledge or resolve, which finds its case by dedup key alone."""
+        return cls(
+            action=action,
+            title=None,
+            category=None,
+            severity=None,
+            details="",
+            policy=None,
+            dedup_key=dedup_key,
+            sensitive=False,
+            source=source,
+            position=position,
+        )
+
 
 @dataclass(frozen=True)
 class IntakeError:
@@ -287,22 +303,6 @@ def _action_and_key(
     return action, dedup_key
 
 
-def _closing(action: Action, dedup_key: str, source: Source, position: str) -> IntakeEvent:
-    """Acknowledge and resolve find their case by dedup key alone."""
-    return IntakeEvent(
-        action=action,
-        title=None,
-        category=None,
-        severity=None,
-        details="",
-        policy=None,
-        dedup_key=dedup_key,
-        sensitive=False,
-        source=source,
-        position=position,
-    )
-
-
 # Our own events: the keys of `vigil page`.
 
 
@@ -316,7 +316,9 @@ def _vigil_event(value: dict[str, Any], position: str, problems: _Problems) -> I
     if action is None:
         return None
     if action != "trigger":
-        return None if dedup_key is None else _closing(action, dedup_key, "vigil", position)
+        return (
+            None if dedup_key is None else IntakeEvent.closing(action, dedup_key, "vigil", position)
+        )
     title = _string(problems, "title", value.get("title"), limit=TITLE_MAX, missing="required")
     category = _category(problems, "category", value.get("category"), missing="required")
     severity = _severity(problems, "severity", value.get("severity"), missing="required")
@@ -350,7 +352,11 @@ def _pagerduty_event(
     if action is None:
         return None
     if action != "trigger":
-        return None if dedup_key is None else _closing(action, dedup_key, "pagerduty", position)
+        return (
+            None
+            if dedup_key is None
+            else IntakeEvent.closing(action, dedup_key, "pagerduty", position)
+        )
     payload = value.get("payload")
     if not isinstance(payload, dict):
         problems.add("payload", _not_an_object(payload, "required for event_action 'trigger'"))
@@ -477,7 +483,7 @@ def _alertmanager_alert(
     if action is None or dedup_key is None:
         return None
     if action != "trigger":
-        return _closing(action, dedup_key, "alertmanager", position)
+        return IntakeEvent.closing(action, dedup_key, "alertmanager", position)
     title = _alert_title(problems, annotations, labels)
     severity = _severity(
         problems,

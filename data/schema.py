@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, text
-from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import SQLModel
 
 from data.db import DatabaseError, SchemaOutOfDate, table_names
@@ -47,11 +46,10 @@ def head_revision() -> str:
 
 def current_revision(engine: Engine) -> str | None:
     """The database's revision (None before any), read as Alembic keeps it."""
+    if "alembic_version" not in table_names(engine):
+        return None
     with engine.connect() as connection:
-        try:
-            row = connection.execute(text("SELECT version_num FROM alembic_version")).first()
-        except SQLAlchemyError:
-            return None
+        row = connection.execute(text("SELECT version_num FROM alembic_version")).first()
         return str(row[0]) if row is not None else None
 
 

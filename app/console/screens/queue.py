@@ -673,7 +673,7 @@ class QueueScreen(Screen[None]):
         if window.total == 0:
             self._select_case(None)
         self._show_filter_summary()
-        if message.replace:
+        if message.replace and not self._first_window_shown:
             self.call_after_refresh(self._start_the_rest)
 
     def on_pages_arrived(self, message: PagesArrived) -> None:
@@ -903,9 +903,7 @@ class QueueScreen(Screen[None]):
         if message.case_id == self.detail_case:
             self._read_detail(message.case_id)
             self._read_casework(message.case_id)
-        if self._feed_again:
-            self._feed_again = False
-            self.check_feed()
+        self._read_feed_if_announced()
 
     def action_open_screen(self, name: str) -> None:
         self.vigil.open_optional_screen(name)
@@ -1081,6 +1079,10 @@ class QueueScreen(Screen[None]):
         if self._feed_down:
             self._feed_down = False
             self.header.trouble = ""
+        self._read_feed_if_announced()
+
+    def _read_feed_if_announced(self) -> None:
+        """A change was announced while the feed could not be read at once: read it now."""
         if self._feed_again:
             self._feed_again = False
             self.check_feed()
