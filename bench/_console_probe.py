@@ -34,8 +34,8 @@ VIEWER = "ana"
 
 def open_console(db: Database, folder: Path) -> VigilApp:
     """The console of the desk's viewer, without its engine or anyone's settings file."""
-    from app.clock import FakeClock
     from app.console import build_app
+    from app.core.clock import FakeClock
 
     app = build_app(
         db,

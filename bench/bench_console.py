@@ -52,10 +52,10 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 from sqlmodel import SQLModel, col, select
 from textual.message import Message
 
-from app.cases import CaseService
-from app.clock import FakeClock
 from app.console.messages import WindowLoaded
-from app.policies import snapshot_policy
+from app.core.clock import FakeClock
+from app.services.cases import CaseService
+from app.services.policies import snapshot_policy
 from bench._console_probe import NOW, SIZE, VIEWER, open_console, shows_queue
 from bench._timing import FrameWatch, empty_app_first_paint, percentile
 from data import queries

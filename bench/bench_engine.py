@@ -38,8 +38,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import bindparam, create_engine, text, update
 from sqlmodel import col, func, select
 
-from app.clock import SystemClock
-from app.engine import CycleResult, EngineRunner, EscalationEngine
+from app.core.clock import SystemClock
+from app.engine.runner import CycleResult, EngineRunner, EscalationEngine
 from data.db import Database, normalise_url
 from data.models import Case, Page
 from tests.factories import add_open_cases, add_policy, add_responder

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from time import perf_counter
 
-from app.rotations import (
+from app.rules.rotations import (
     HolidaySpec,
     OverrideSpec,
     RotationSpec,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from app.clock import FakeClock
+from app.core.clock import FakeClock
 from data.db import Database, normalise_url
 
 PG_URL = os.environ.get("VIGIL_TEST_PG")

@@ -13,10 +13,10 @@ from typing import Any
 from textual.pilot import Pilot
 from textual.worker import WorkerFailed
 
-from app.clock import Clock
 from app.console import VigilApp, build_app
 from app.console.screens.queue import QueueScreen
-from app.deliveries_local import UNAVAILABLE, DesktopOutcome
+from app.core.clock import Clock
+from app.delivery.local import UNAVAILABLE, DesktopOutcome
 from data.db import Database
 
 SIZE = (160, 48)

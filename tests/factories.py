@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from app.clock import Clock
+from app.core.clock import Clock
 from data.db import Database
 from data.models import ContactMethod, Policy, PolicyStep, Responder, Routing
 
@@ -208,7 +208,7 @@ def add_open_cases(
     from sqlalchemy import insert
     from sqlmodel import func, select
 
-    from app.policies import snapshot_policy
+    from app.services.policies import snapshot_policy
     from data.models import Case
 
     with db.write() as session:
@@ -453,7 +453,7 @@ class FullDesk:
         return dataclasses.replace(self, url=f"sqlite:///{folder / 'vigil.db'}")
 
     def run(self, who: str, *argv: str) -> tuple[int, str, str]:
-        from app.cli import main
+        from app.cli.main import main
 
         out, err = io.StringIO(), io.StringIO()
         code = main(["--db", self.url, "--as", who, *argv], clock=self.clock, out=out, err=err)
@@ -467,8 +467,8 @@ class FullDesk:
 
 def _ben_on_primary(db: Database, after: datetime) -> tuple[datetime, datetime]:
     """Two hours of one of ben's own shifts on `primary`, after `after`."""
-    from app.oncall import load_schedule
-    from app.rotations import on_call
+    from app.rules.rotations import on_call
+    from app.services.oncall import load_schedule
 
     with db.read() as session:
         spec = load_schedule(session, "primary")
@@ -560,7 +560,7 @@ def cli_commands() -> dict[str, argparse.ArgumentParser]:
     """Every command of `vigil` that does something, by its words (`swap approve`), with
     its parser; `console` is `vigil` alone. Read from the parser itself, so a new command
     is found by every test that walks them."""
-    from app.cli import build_parser
+    from app.cli.main import build_parser
 
     root = build_parser()
     found: dict[str, argparse.ArgumentParser] = {"console": root}

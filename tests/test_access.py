@@ -22,8 +22,8 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlmodel import SQLModel, col
 
-import app.cli as cli
-from app.clock import FakeClock
+import app.cli.main as cli
+from app.core.clock import FakeClock
 from data import schema
 from data.db import Database, make_engine
 from data.models import AuditRecord

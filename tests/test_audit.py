@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlmodel import select
 
-from app.cases import CaseService
-from app.clock import FakeClock
+from app.core.clock import FakeClock
+from app.services.cases import CaseService
 from data import audit
 from data.db import Database
 from data.models import AuditRecord

@@ -11,7 +11,11 @@ import pytest
 from icalendar import Calendar
 from sqlmodel import col, select
 
-from app.calendar import (
+from app.core.clock import FakeClock
+from app.core.errors import BadInput, NotAllowed, NotFound, NothingToDo
+from app.rules.rotations import ScheduleSpec, on_call
+from app.services.oncall import load_schedule
+from app.services.shiftwork.calendar import (
     OverrideService,
     calendar_feed,
     check_window,
@@ -25,11 +29,7 @@ from app.calendar import (
     shown,
     whole_shifts,
 )
-from app.clock import FakeClock
-from app.errors import BadInput, NotAllowed, NotFound, NothingToDo
-from app.oncall import load_schedule
-from app.rotations import ScheduleSpec, on_call
-from app.team import apply_team, parse_team
+from app.services.team.service import apply_team, parse_team
 from data import audit
 from data.db import Database
 from data.models import AuditRecord, Override

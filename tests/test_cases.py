@@ -7,9 +7,9 @@ from datetime import timedelta
 import pytest
 from sqlmodel import func, select
 
-from app.cases import CaseService
-from app.clock import FakeClock
-from app.errors import BadInput, NotAllowed, NotFound, NothingToDo
+from app.core.clock import FakeClock
+from app.core.errors import BadInput, NotAllowed, NotFound, NothingToDo
+from app.services.cases import CaseService
 from data import audit
 from data.db import Database
 from data.models import AuditRecord, Case, CaseChange, CaseNote, Page, TimelineEvent

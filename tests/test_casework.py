@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 from sqlmodel import col, select
 
-from app.casework import (
+from app.core.clock import FakeClock
+from app.core.errors import BadInput, NotAllowed, NotFound, NothingToDo
+from app.services.casework.service import (
     DEFAULT_CONFIG,
     CaseworkConfigError,
     CaseworkFlags,
@@ -34,8 +36,6 @@ from app.casework import (
     report_markdown,
     settings_toml,
 )
-from app.clock import FakeClock
-from app.errors import BadInput, NotAllowed, NotFound, NothingToDo
 from data import audit
 from data.casework import Disclosure
 from data.db import Database

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 import pytest
 from alembic import command
 
-from app.cases import CaseService
-from app.clock import FakeClock
-from app.engine import EscalationEngine
+from app.core.clock import FakeClock
+from app.engine.runner import EscalationEngine
+from app.services.cases import CaseService
 from data.changes import ChangeListener
 from data.db import Database, make_engine
 from data.schema import alembic_config, upgrade

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from app.cli import main
-from app.clock import FakeClock
+from app.cli.main import main
+from app.core.clock import FakeClock
 from data.db import Database
 from tests.factories import add_policy, add_responder
 
@@ -178,7 +178,7 @@ def test_db_upgrade_on_a_current_database(run: Run) -> None:
 def test_the_installed_entry_point_runs(tmp_path: Path) -> None:
     env = {**os.environ, "VIGIL_DB": f"sqlite:///{tmp_path / 'e.db'}", "VIGIL_USER": "nobody"}
     proc = subprocess.run(
-        [sys.executable, "-m", "app.cli", "cases", "--json"],
+        [sys.executable, "-m", "app.cli.main", "cases", "--json"],
         capture_output=True,
         text=True,
         env=env,

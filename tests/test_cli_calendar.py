@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from icalendar import Calendar
 
-from app.calendar import on_call_entries
-from app.cli import main
-from app.clock import FakeClock
-from app.demo import build_demo
-from app.oncall import load_all_schedules
-from app.rotations import on_call
+from app.cli.main import main
+from app.core.clock import FakeClock
+from app.demo.build import build_demo
+from app.rules.rotations import on_call
+from app.services.oncall import load_all_schedules
+from app.services.shiftwork.calendar import on_call_entries
 from data.db import Database
 from tests.test_calendar import START, build_desk
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from app.cli import main
-from app.clock import FakeClock
+from app.cli.main import main
+from app.core.clock import FakeClock
 from data.db import Database
 from tests.factories import add_policy, add_responder
 

@@ -21,8 +21,6 @@ import pytest
 from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
-from app.cases import CaseService
-from app.clock import FakeClock
 from app.console import build_app, run_console
 from app.console import desk as desk_module
 from app.console.desk import read_feed, read_window
@@ -31,7 +29,8 @@ from app.console.screens.dialogs import Confirm, FilterDialog, TextPrompt
 from app.console.screens.help import HelpScreen
 from app.console.screens.queue import QueueScreen, paged_text
 from app.console.settings import load_settings
-from app.deliveries_local import (
+from app.core.clock import FakeClock
+from app.delivery.local import (
     SENT,
     UNAVAILABLE,
     DesktopOutcome,
@@ -40,6 +39,7 @@ from app.deliveries_local import (
     claim_my_pages,
     record_desktop,
 )
+from app.services.cases import CaseService
 from data.db import Database
 from data.models import (
     AuditRecord,
@@ -711,7 +711,7 @@ layers = ["syd-day"]
 async def test_header_shows_who_is_on_call_the_engine_and_the_time(
     service: CaseService, open_console: Callable[..., Any], db: Database, clock: FakeClock
 ) -> None:
-    from app.team import apply_team, parse_team
+    from app.services.team.service import apply_team, parse_team
 
     apply_team(db, parse_team(TEAM), actor="sue", now=clock.now())
     with db.write() as session:
@@ -847,7 +847,7 @@ def test_claiming_my_pages_marks_console_shown_once(
 
 
 def test_a_sensitive_page_never_names_its_title() -> None:
-    from app.deliveries_local import PageAlert
+    from app.delivery.local import PageAlert
 
     alert = PageAlert(1, 1, "ESC-0001", "CSEA: a named child", 1, sensitive=True)
     assert "named child" not in alert.summary
@@ -894,8 +894,8 @@ def test_feed_places_each_changed_case_and_reports_bursts_as_a_refetch(
 BURST_WRITER = """
 import sys
 from datetime import datetime
-from app.cases import CaseService
-from app.clock import FakeClock
+from app.services.cases import CaseService
+from app.core.clock import FakeClock
 from data.db import Database
 
 url, instant, *refs = sys.argv[1:]

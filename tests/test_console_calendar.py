@@ -25,9 +25,6 @@ from textual.pilot import Pilot
 from textual.widgets import Input, Static
 from textual.worker import WorkerFailed
 
-from app.calendar import OverrideService
-from app.cases import CaseService
-from app.clock import FakeClock
 from app.console import VigilApp, build_app
 from app.console.screens.calendar import (
     CalendarScreen,
@@ -40,11 +37,14 @@ from app.console.screens.calendar import (
     week_days,
 )
 from app.console.screens.queue import QueueScreen
-from app.deliveries_local import UNAVAILABLE, DesktopOutcome
-from app.errors import BadInput
-from app.oncall import load_schedule
-from app.rotations import ScheduleSpec
-from app.team import apply_team, parse_team
+from app.core.clock import FakeClock
+from app.core.errors import BadInput
+from app.delivery.local import UNAVAILABLE, DesktopOutcome
+from app.rules.rotations import ScheduleSpec
+from app.services.cases import CaseService
+from app.services.oncall import load_schedule
+from app.services.shiftwork.calendar import OverrideService
+from app.services.team.service import apply_team, parse_team
 from data.db import Database
 from data.models import AuditRecord
 from tests.factories import FOLLOW_THE_SUN_PEOPLE, add_policy

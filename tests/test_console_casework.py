@@ -18,13 +18,13 @@ from sqlmodel import col, select
 from textual.pilot import Pilot
 from textual.widgets import Input
 
-from app.cases import CaseService
-from app.casework import CaseworkService
-from app.clock import FakeClock
 from app.console import build_app
 from app.console.screens.casework import ChoiceDialog, FormDialog
 from app.console.screens.dialogs import Confirm
 from app.console.screens.queue import QueueScreen
+from app.core.clock import FakeClock
+from app.services.cases import CaseService
+from app.services.casework.service import CaseworkService
 from data import audit
 from data.casework import Disclosure
 from data.db import Database

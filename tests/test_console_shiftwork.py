@@ -21,8 +21,6 @@ from textual.content import Content
 from textual.pilot import Pilot
 from textual.widgets import Input, OptionList, Select, Static, TextArea
 
-from app.cases import CaseService
-from app.clock import FakeClock
 from app.console import VigilApp, build_app
 from app.console.screens.dialogs import Confirm, TextPrompt
 from app.console.screens.handover import HandoverScreen, PendingHandoverDialog, parse_since
@@ -30,11 +28,13 @@ from app.console.screens.postmortem import PostMortemScreen, export_path
 from app.console.screens.queue import QueueScreen
 from app.console.screens.stats import StatsScreen, stats_view, tally_text
 from app.console.screens.template import TemplateDialog, still_to_fill
-from app.engine import EscalationEngine
-from app.errors import BadInput
-from app.handover import HandoverService
-from app.postmortem import PostMortemService
-from app.stats import SlaTally, compute_stats, load_facts
+from app.core.clock import FakeClock
+from app.core.errors import BadInput
+from app.engine.runner import EscalationEngine
+from app.services.cases import CaseService
+from app.services.shiftwork.handover import HandoverService
+from app.services.shiftwork.postmortem import PostMortemService
+from app.services.shiftwork.stats import SlaTally, compute_stats, load_facts
 from data.db import Database
 from data.models import CaseNote, Handover, PostMortem
 from data.shiftwork import PostMortemAction

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
-from app.cases import CaseService
-from app.clock import FakeClock
 from app.console import VigilApp, build_app
-from app.deliveries_local import UNAVAILABLE, DesktopOutcome, claim_my_pages, record_desktop
+from app.core.clock import FakeClock
+from app.delivery.local import UNAVAILABLE, DesktopOutcome, claim_my_pages, record_desktop
+from app.services.cases import CaseService
 from data.db import Database
 from tests.factories import add_policy, add_responder
 

@@ -14,9 +14,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlmodel import SQLModel, col, func, select
 
-from app.cli import main
-from app.clock import FakeClock
-from app.demo import (
+from app.cli.main import main
+from app.core.clock import FakeClock
+from app.core.errors import NothingToDo
+from app.demo.build import (
     HISTORY,
     HISTORY_CASES,
     LIVE_COVER,
@@ -26,10 +27,9 @@ from app.demo import (
     plan_live,
     wipe,
 )
-from app.errors import NothingToDo
-from app.policies import sla_table
-from app.rotations import ScheduleSpec, coverage_gaps
-from app.team import apply_team, parse_team
+from app.rules.rotations import ScheduleSpec, coverage_gaps
+from app.services.policies import sla_table
+from app.services.team.service import apply_team, parse_team
 from data import audit
 from data.db import Database
 from data.domain import Category, Stage, Status

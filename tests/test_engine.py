@@ -23,10 +23,10 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import update
 from sqlmodel import col, select
 
-import app.engine as engine_module
-from app.cases import CaseService
-from app.clock import FakeClock
-from app.engine import (
+import app.engine.runner as engine_module
+from app.core.clock import FakeClock
+from app.core.errors import NothingToDo
+from app.engine.runner import (
     CycleResult,
     EngineRunner,
     EscalationEngine,
@@ -34,10 +34,10 @@ from app.engine import (
     read_chain,
     run_headless,
 )
-from app.errors import NothingToDo
-from app.oncall import load_all_schedules, load_rotation, load_schedule
-from app.rotations import on_call
-from app.targets import resolve_targets
+from app.rules.rotations import on_call
+from app.services.cases import CaseService
+from app.services.oncall import load_all_schedules, load_rotation, load_schedule
+from app.services.targets import resolve_targets
 from data import audit
 from data.db import Database
 from data.models import (

@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 from sqlmodel import col, func, select
 
-from app.cases import CaseService
-from app.clock import SystemClock
-from app.engine import EscalationEngine
+from app.core.clock import SystemClock
+from app.engine.runner import EscalationEngine
+from app.services.cases import CaseService
 from data.db import Database
 from data.models import StepRun
 from tests.factories import (
@@ -157,7 +157,7 @@ def test_headless_engine_process_pages_then_stops_cleanly_on_sigterm(sqlite_url:
         add_responder(db, "ana")
         add_policy(db, "one", [(300, ["user:ana"])], route=["default"])
         CaseService(db, SystemClock()).open_case("ana", title="T", category="edr", severity=1)
-        child = spawn_python("-m", "app.engine", "--db", sqlite_url, "--name", "headless")
+        child = spawn_python("-m", "app.engine.runner", "--db", sqlite_url, "--name", "headless")
         try:
             wait_until(
                 lambda: count_pages(db) == 1, "the headless engine's page", timedelta(seconds=30)

@@ -39,13 +39,13 @@ from sqlalchemy.engine import make_url
 from sqlmodel import col, func, select
 from textual.widgets import Input
 
-from app.cases import CaseService
-from app.cli import main
-from app.clock import Clock, FakeClock
+from app.cli.main import main
 from app.console import build_app
 from app.console.screens.dialogs import TextPrompt
-from app.engine import EngineRunner, EscalationEngine
-from app.notifiers.webhook import verify_signature
+from app.core.clock import Clock, FakeClock
+from app.delivery.webhook import verify_signature
+from app.engine.runner import EngineRunner, EscalationEngine
+from app.services.cases import CaseService
 from data import audit
 from data import db as db_module
 from data.db import Database, make_engine
@@ -84,7 +84,7 @@ CHAIN = [
 ]
 """The pages of one case on the `fast` policy (step 1 ana, step 2 ben, once more, then the
 supervisor), as (handle, cycle, step, round)."""
-PRELOAD = ["app.cli_calendar", "app.cli_casework", "app.cli_shift", "app.presenters"]
+PRELOAD = ["app.cli.calendar", "app.cli.casework", "app.cli.shift", "app.services.presenters"]
 """What the command line imports on first use: loaded once, before any process forks."""
 PATIENCE = timedelta(seconds=60)
 POLL = timedelta(milliseconds=50)

@@ -30,9 +30,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlmodel import col, select
 
-import app.cli as cli
-import app.engine as engine_module
-from app.clock import FakeClock
+import app.cli.main as cli
+import app.engine.runner as engine_module
+from app.core.clock import FakeClock
 from data import schema
 from data.db import Database, make_engine
 from data.domain import Category

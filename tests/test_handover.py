@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from app.cases import CaseService
-from app.clock import FakeClock
-from app.engine import EscalationEngine
-from app.errors import BadInput, NotAllowed, NotFound, NothingToDo
-from app.handover import (
+from app.core.clock import FakeClock
+from app.core.errors import BadInput, NotAllowed, NotFound, NothingToDo
+from app.engine.runner import EscalationEngine
+from app.services.cases import CaseService
+from app.services.oncall import load_all_schedules
+from app.services.policies import sla_table
+from app.services.shiftwork.handover import (
     HandoverService,
     NextOnCall,
     find_handovers,
@@ -28,9 +30,7 @@ from app.handover import (
     report_from_json,
     to_json,
 )
-from app.oncall import load_all_schedules
-from app.policies import sla_table
-from app.team import apply_team, parse_team
+from app.services.team.service import apply_team, parse_team
 from data import audit
 from data.db import Database
 from data.models import AuditRecord, Case, Responder

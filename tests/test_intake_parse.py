@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.intake import (
+from app.intake.formats import (
     DEDUP_KEY_MAX,
     DETAILS_MAX,
     FORMATS,

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from sqlmodel import col, select
 
-from app.clock import FakeClock
-from app.errors import BadInput, NotAllowed, NotFound, NothingToDo
-from app.postmortem import (
+from app.core.clock import FakeClock
+from app.core.errors import BadInput, NotAllowed, NotFound, NothingToDo
+from app.services.shiftwork.postmortem import (
     PostMortemService,
     cases_owing_postmortem,
     export_markdown,

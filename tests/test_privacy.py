@@ -26,12 +26,12 @@ import httpx
 import pytest
 from sqlmodel import select
 
-import app.cli as cli
-from app.cases import CaseService
-from app.clock import FakeClock
-from app.deliveries_local import claim_my_pages
-from app.engine import EscalationEngine
-from app.notifiers.webhook import process_webhook_outbox
+import app.cli.main as cli
+from app.core.clock import FakeClock
+from app.delivery.local import claim_my_pages
+from app.delivery.webhook import process_webhook_outbox
+from app.engine.runner import EscalationEngine
+from app.services.cases import CaseService
 from data import schema
 from data.db import Database, make_engine
 from data.models import Delivery, DeliveryAttempt, Responder
@@ -249,11 +249,11 @@ def test_database_passwords_never_show_in_messages(url: str) -> None:
 
 
 def test_the_engine_process_says_plainly_it_cannot_reach_its_database() -> None:
-    """`python -m app.engine` against a database that does not answer: one sentence on
+    """`python -m app.engine.runner` against a database that does not answer: one sentence on
     stderr (no traceback, no password) and a refusal's exit code."""
     url = f"postgresql://vigil:pa55-not-shown@127.0.0.1:{_closed_port()}/vigil"
     engine = subprocess.run(
-        [sys.executable, "-m", "app.engine", "--db", url, "--once"],
+        [sys.executable, "-m", "app.engine.runner", "--db", url, "--once"],
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO)},
         capture_output=True,

@@ -17,13 +17,13 @@ from sqlalchemy import insert
 from textual.message import Message
 from textual.worker import WorkerFailed
 
-from app.cases import CaseService
-from app.clock import FakeClock
 from app.console import build_app
 from app.console.screens.queue import ACKING, QueueScreen
-from app.deliveries_local import UNAVAILABLE, DesktopOutcome
-from app.errors import NotAllowed
-from app.presenters import queue_rows
+from app.core.clock import FakeClock
+from app.core.errors import NotAllowed
+from app.delivery.local import UNAVAILABLE, DesktopOutcome
+from app.services.cases import CaseService
+from app.services.presenters import queue_rows
 from data import queries
 from data.db import Database
 from data.models import Case, Page

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from app.rotations import (
+from app.rules.rotations import (
     FairnessRow,
     HolidaySpec,
     OverrideSpec,

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.rotations import (
+from app.rules.rotations import (
     HolidaySpec,
     OverrideSpec,
     RotationSpec,

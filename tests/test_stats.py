@@ -8,9 +8,9 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from app.cases import CaseService
-from app.clock import FakeClock
-from app.stats import (
+from app.core.clock import FakeClock
+from app.services.cases import CaseService
+from app.services.shiftwork.stats import (
     CaseFact,
     DeskFacts,
     PageFact,

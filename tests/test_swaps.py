@@ -9,13 +9,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlmodel import col, select
 
-from app.calendar import OverrideService, list_overrides
-from app.cases import CaseService
-from app.clock import FakeClock
-from app.errors import BadInput, NotAllowed, NotFound, NothingToDo
-from app.oncall import load_schedule
-from app.rotations import on_call
-from app.swaps import (
+from app.core.clock import FakeClock
+from app.core.errors import BadInput, NotAllowed, NotFound, NothingToDo
+from app.rules.rotations import on_call
+from app.services.cases import CaseService
+from app.services.oncall import load_schedule
+from app.services.shiftwork.calendar import OverrideService, list_overrides
+from app.services.shiftwork.swaps import (
     DEFAULT_LEAD,
     HandoffNotice,
     SwapService,

@@ -12,10 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlmodel import SQLModel, col, select
 
-from app import team as team_module
-from app.policies import snapshot_policy
-from app.rotations import HolidaySpec
-from app.team import (
+from app.rules.rotations import HolidaySpec
+from app.services.policies import snapshot_policy
+from app.services.team import service as team_module
+from app.services.team.service import (
     ContactSpec,
     ResponderSpec,
     TeamError,

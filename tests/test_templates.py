@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from app.cases import CaseService
-from app.clock import FakeClock
-from app.errors import BadInput, NotFound
-from app.templates import (
+from app.core.clock import FakeClock
+from app.core.errors import BadInput, NotFound
+from app.services.cases import CaseService
+from app.services.shiftwork.templates import (
     CASE_PLACEHOLDERS,
     WITHHELD,
     fill,

@@ -17,8 +17,8 @@ import httpx
 import pytest
 from sqlmodel import col, select
 
-from app.clock import FakeClock
-from app.notifiers.webhook import (
+from app.core.clock import FakeClock
+from app.delivery.webhook import (
     REQUEST_BUDGET,
     RetryPolicy,
     build_payload,

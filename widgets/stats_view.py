@@ -2,8 +2,8 @@
 paging load as bars.
 
 The widgets render a `StatsView` and nothing else. Every number arrives already worked
-out and worded by the screen (the figures themselves come from `app.stats`), so the
-drawing here only scales bars to the width it has.
+out and worded by the screen (the figures themselves come from
+`app.services.shiftwork.stats`), so the drawing here only scales bars to the width it has.
 """
 
 from __future__ import annotations

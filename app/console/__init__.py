@@ -8,11 +8,11 @@ from typing import TextIO
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.clock import Clock
 from app.console.app import VigilApp, binding_ids
 from app.console.desk import load_profile, load_theme_choice, read_first_window
 from app.console.settings import load_settings
-from app.deliveries_local import DesktopNotifier, PlyerDesktop
+from app.core.clock import Clock
+from app.delivery.local import DesktopNotifier, PlyerDesktop
 from data.db import Database
 
 EXIT_OK, EXIT_REFUSED = 0, 1

@@ -19,7 +19,6 @@ from textual.screen import Screen
 from textual.theme import Theme
 from textual.worker import Worker, WorkerState
 
-from app.clock import Clock
 from app.console import desk
 from app.console.commands import ConsoleCommands, ThemeCommands
 from app.console.desk import FirstRead, Profile
@@ -32,9 +31,10 @@ from app.console.screens.postmortem import PostMortemScreen
 from app.console.screens.queue import QueueScreen
 from app.console.screens.template import TemplateDialog
 from app.console.settings import ConsoleSettings
-from app.deliveries_local import DesktopNotifier
-from app.engine import EngineRunner, EscalationEngine
-from app.swaps import claim_handoff_notices
+from app.core.clock import Clock
+from app.delivery.local import DesktopNotifier
+from app.engine.runner import EngineRunner, EscalationEngine
+from app.services.shiftwork.swaps import claim_handoff_notices
 from data.db import Database
 from themes import CONSOLE_CSS_PATHS, DEFAULT_THEME, THEME_VARIABLE_DEFAULTS, THEMES
 from widgets.queue_table import QueueTable

@@ -11,10 +11,10 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
-from app.engine import last_heartbeat
-from app.oncall import load_all_schedules
-from app.presenters import case_detail, queue_rows
-from app.rotations import next_change, on_call
+from app.engine.runner import last_heartbeat
+from app.rules.rotations import next_change, on_call
+from app.services.oncall import load_all_schedules
+from app.services.presenters import case_detail, queue_rows
 from data import queries
 from data.db import Database
 from data.domain import Role

@@ -15,7 +15,7 @@ from typing import Literal
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from app.errors import BadInput, NotAllowed, NotFound, NothingToDo, VigilError
+from app.core.errors import BadInput, NotAllowed, NotFound, NothingToDo, VigilError
 from data.db import DatabaseError
 
 Severity = Literal["information", "warning", "error"]

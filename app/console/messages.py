@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING
 from textual.content import Content
 from textual.message import Message
 
-from app.calendar import OverrideView
 from app.console.desk import FeedRead, RowChange, Window
 from app.console.screens.casework import CaseworkChoices
-from app.deliveries_local import DesktopOutcome, PageAlert
-from app.postmortem import PostMortemView
-from app.stats import DeskStats
-from app.swaps import HandoffNotice
-from app.templates import FilledResponse, ResponseTemplate
+from app.delivery.local import DesktopOutcome, PageAlert
+from app.services.shiftwork.calendar import OverrideView
+from app.services.shiftwork.postmortem import PostMortemView
+from app.services.shiftwork.stats import DeskStats
+from app.services.shiftwork.swaps import HandoffNotice
+from app.services.shiftwork.templates import FilledResponse, ResponseTemplate
 from widgets.handover_view import HandoverRow
 from widgets.header import OnCallView
 from widgets.stats_view import StatsView

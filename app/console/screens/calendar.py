@@ -1,6 +1,6 @@
 """The rotation calendar (key `c` on the queue): a week or a month of one schedule.
 
-Shifts are computed in UTC by `app.rotations` in a thread worker, cut into the days of
+Shifts are computed in UTC by `app.rules.rotations` in a thread worker, cut into the days of
 the chosen zone (the person's own, the schedule's, or UTC) and handed to the widget as
 plain views, with every time already on that zone's wall clock. Supervisors and admins
 place an override from here; anyone else is told why they cannot.
@@ -25,15 +25,15 @@ from textual.suggester import SuggestFromList
 from textual.widgets import Footer, Input, Label, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from app.calendar import OverrideService, responder_names, shown
 from app.console.desk import Profile
 from app.console.failures import describe_failure
 from app.console.messages import CalendarComputed, OverridePlaced
 from app.console.screens.dialogs import CANCEL
 from app.console.screens.queue import COMFORTABLE_WIDTH
-from app.errors import BadInput
-from app.oncall import load_all_schedules
-from app.rotations import ScheduleSpec, coverage_gaps, schedule_shifts
+from app.core.errors import BadInput
+from app.rules.rotations import ScheduleSpec, coverage_gaps, schedule_shifts
+from app.services.oncall import load_all_schedules
+from app.services.shiftwork.calendar import OverrideService, responder_names, shown
 from data.db import Database
 from widgets.calendar_view import (
     DAY_MINUTES,

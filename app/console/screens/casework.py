@@ -26,7 +26,11 @@ from textual.suggester import SuggestFromList
 from textual.widgets import Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
-from app.casework import (
+from app.cli.casework import FACT_FLAGS, parse_due
+from app.console.screens.dialogs import CANCEL, Confirm, TextPrompt
+from app.core.errors import BadInput, NotFound
+from app.core.times import parse_instant
+from app.services.casework.service import (
     VERIFICATION_STEPS,
     BasisSpec,
     CaseworkService,
@@ -34,10 +38,6 @@ from app.casework import (
     load_config,
     partners,
 )
-from app.cli import parse_instant
-from app.cli_casework import FACT_FLAGS, parse_due
-from app.console.screens.dialogs import CANCEL, Confirm, TextPrompt
-from app.errors import BadInput, NotFound
 from data.casework import INTERNAL_PARTNER_KINDS, DataCategory, PartnerKind
 from data.db import Database
 from data.domain import parse_duration
@@ -52,8 +52,8 @@ from widgets.views import (
 )
 
 if TYPE_CHECKING:
-    from app.clock import Clock
     from app.console.screens.queue import QueueScreen
+    from app.core.clock import Clock
 
 # --- what the flows work from --------------------------------------------------
 

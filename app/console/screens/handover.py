@@ -4,8 +4,8 @@ and searchable for shift reviews.
 
 When the console opens, a handover still waiting for this person's acknowledgement is shown
 as soon as the queue is up (`announce_pending_handovers`). Every read and write runs in a
-thread worker on `app.handover`; the reports carry titles, states and times, never a case's
-sensitive details.
+thread worker on `app.services.shiftwork.handover`; the reports carry titles, states and
+times, never a case's sensitive details.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from textual.widgets import (
 )
 from textual.worker import Worker, get_current_worker
 
-from app.clock import Clock
 from app.console.desk import Profile
 from app.console.messages import (
     HandoverAcknowledged,
@@ -42,8 +41,10 @@ from app.console.messages import (
 )
 from app.console.screens.dialogs import Confirm
 from app.console.screens.queue import COMFORTABLE_WIDTH
-from app.errors import BadInput, VigilError
-from app.handover import (
+from app.core.clock import Clock
+from app.core.errors import BadInput, VigilError
+from app.core.times import format_instant
+from app.services.shiftwork.handover import (
     CaseLine,
     HandoverReport,
     HandoverService,
@@ -52,7 +53,7 @@ from app.handover import (
     page_position,
     pending_handovers_for,
 )
-from app.stats import format_instant, format_seconds
+from app.services.shiftwork.stats import format_seconds
 from data.db import Database
 from data.domain import severity_name
 from themes import STYLES
@@ -109,7 +110,8 @@ def _title(title: str, sensitive: bool, indent: str = "") -> Content:
 
 def report_content(report: HandoverReport, zone_name: str, now: datetime) -> Content:
     """The report drawn for the terminal: one or two lines per case, times short on the
-    reader's clock (the Markdown of `app.handover.render_markdown` is for files)."""
+    reader's clock (the Markdown of `app.services.shiftwork.handover.render_markdown` is
+    for files)."""
     zone = viewer_zone(zone_name)
 
     def when(at: datetime | None) -> str:

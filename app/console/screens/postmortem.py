@@ -4,7 +4,8 @@ an owner and a due date; the status; and the export as Markdown.
 
 A supervisor opens one from a case; anyone may read it, and an action item's owner may mark
 it done, but only supervisors and admins write (the screen is read-only for the others, and
-`app.postmortem` refuses them in any case). Nothing here carries a case's sensitive details.
+`app.services.shiftwork.postmortem` refuses them in any case). Nothing here carries a case's
+sensitive details.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ from app.console.messages import (
 )
 from app.console.screens.dialogs import Confirm, TextPrompt
 from app.console.screens.queue import COMFORTABLE_WIDTH
-from app.errors import BadInput, NotFound
-from app.postmortem import (
+from app.core.errors import BadInput, NotFound
+from app.core.times import format_instant
+from app.services.shiftwork.postmortem import (
     STATUSES,
     EscalationStep,
     PostMortemService,
@@ -44,7 +46,7 @@ from app.postmortem import (
     split_factors,
     step_label,
 )
-from app.stats import format_instant, format_seconds
+from app.services.shiftwork.stats import format_seconds
 from data import queries
 from data.domain import severity_name
 from themes import STYLES

@@ -21,8 +21,6 @@ from textual.timer import Timer
 from textual.widgets import Footer, Input, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from app.cases import CaseService
-from app.casework import CaseworkService
 from app.console import desk
 from app.console.messages import (
     CaseActionDone,
@@ -44,7 +42,9 @@ from app.console.screens.casework import (
     read_casework,
 )
 from app.console.screens.dialogs import Confirm, FilterChoice, FilterDialog, TextPrompt
-from app.deliveries_local import PageAlert, claim_my_pages, record_desktop
+from app.delivery.local import PageAlert, claim_my_pages, record_desktop
+from app.services.cases import CaseService
+from app.services.casework.service import CaseworkService
 from data.changes import ChangeListener
 from data.queries import QueueFilter
 from widgets.case_detail import CaseDetail

@@ -1,7 +1,8 @@
 """The Stats screen (`s`): the desk's figures over a window ending now, drawn.
 
-The figures are `app.stats.compute_stats` of the facts `load_facts` reads (the same numbers
-`vigil stats` prints), read in a thread worker; `stats_view` words them for the widgets.
+The figures are `app.services.shiftwork.stats.compute_stats` of the facts `load_facts`
+reads (the same numbers `vigil stats` prints), read in a thread worker; `stats_view` words
+them for the widgets.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ from textual.worker import Worker, get_current_worker
 
 from app.console.messages import StatsLoaded
 from app.console.screens.queue import COMFORTABLE_WIDTH
-from app.stats import (
+from app.core.times import format_instant
+from app.services.shiftwork.stats import (
     DeskStats,
     SlaRow,
     SlaTally,
     compute_stats,
     fairness_text,
-    format_instant,
     format_seconds,
     load_facts,
     percent,

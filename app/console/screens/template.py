@@ -1,9 +1,10 @@
 """Answering from a template (`T` on the queue): pick a response template, see it filled from
 the case, edit it, and log it on the case as a note.
 
-Templates come from `app.templates` (shipped ones and the team's folder), the ones that suit
-the case's category first. A sensitive case's details are never filled in: the text says so,
-and a person who must share something reveals the details (audited) and pastes only that.
+Templates come from `app.services.shiftwork.templates` (shipped ones and the team's
+folder), the ones that suit the case's category first. A sensitive case's details are never
+filled in: the text says so, and a person who must share something reveals the details
+(audited) and pastes only that.
 """
 
 from __future__ import annotations
@@ -20,12 +21,17 @@ from textual.widgets import OptionList, Static, TextArea
 from textual.widgets.option_list import Option
 from textual.worker import Worker, get_current_worker
 
-from app.cases import CaseService
 from app.console.messages import ResponseLogged, TemplateFilled, TemplatesLoaded
 from app.console.screens.dialogs import Confirm
 from app.console.screens.queue import COMFORTABLE_WIDTH
-from app.errors import NotFound
-from app.templates import FilledResponse, ResponseTemplate, fill_for_case, load_templates
+from app.core.errors import NotFound
+from app.services.cases import CaseService
+from app.services.shiftwork.templates import (
+    FilledResponse,
+    ResponseTemplate,
+    fill_for_case,
+    load_templates,
+)
 from data import queries
 from themes import STYLES
 

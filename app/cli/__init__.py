@@ -1,0 +1,1 @@
+"""The `vigil` command line: a small framework, one module per command group."""

@@ -1,0 +1,1 @@
+"""The core: the clock, errors, time parsing and text checks. Imports nothing of ours."""

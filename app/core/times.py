@@ -1,0 +1,45 @@
+"""Instants in and out: parsing what a person types, writing what a machine reads.
+
+Stored times are UTC; JSON carries ISO 8601 with a `Z`; a person sees their own zone.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import overload
+from zoneinfo import ZoneInfo
+
+from app.core.errors import BadInput
+
+
+@overload
+def iso(value: datetime) -> str: ...
+@overload
+def iso(value: None) -> None: ...
+@overload
+def iso(value: datetime | None) -> str | None: ...
+def iso(value: datetime | None) -> str | None:
+    """ISO 8601 in UTC with a `Z`, as the contract asks for JSON."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def parse_instant(field: str, value: str) -> datetime:
+    """An ISO 8601 instant; a value without an offset is refused (it would be ambiguous)."""
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise BadInput(
+            field, f"expected an ISO 8601 time such as 2026-12-24T20:00:00+11:00, got {value!r}"
+        ) from None
+    if parsed.tzinfo is None:
+        raise BadInput(field, f"expected a time with an offset (Z or +11:00), got {value!r}")
+    return parsed.astimezone(UTC)
+
+
+def format_instant(at: datetime | None, zone: ZoneInfo, *, seconds: bool = False) -> str:
+    """`Thu 26 Nov 2026 20:00 AEDT` on the wall clock of `zone`; `-` for no value."""
+    if at is None:
+        return "-"
+    return at.astimezone(zone).strftime(f"%a %d %b %Y %H:%M{':%S' if seconds else ''} %Z")

@@ -1,0 +1,1 @@
+"""The demo desk: a realistic team and a month of cases, for trying Vigil out."""

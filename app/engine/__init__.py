@@ -1,0 +1,1 @@
+"""The escalation engine: finds due steps in the database, claims and pages them."""

@@ -1,0 +1,688 @@
+"""The escalation engine: pages what is due, exactly once and never early.
+
+The database is the only queue. A case is due when it is triggered (or acknowledged with an
+acknowledgement timeout) and its `next_escalation_at` has passed. `EscalationEngine.run_due`
+claims due cases in batches, one write transaction each: it takes the audit chain's lock
+first (the order the case service uses, so the two never deadlock), then the due rows
+(PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite: `BEGIN IMMEDIATE` already serialises
+writers), resolves each step's targets at page time and decides each case's plan
+(`app.engine.planning`) and, in the same transaction, writes them in bulk
+(`app.engine.store`): the `StepRun` claim of each (case, cycle, step, round), whose
+unique constraint is the last line of defence against a double page, the pages,
+deliveries, timeline, change feed and audit records, and each case moved on. A crash
+anywhere rolls all of it back, so the next engine finds the case still due. Nothing is
+ever paged before `now >= due`.
+
+Semantics (the design's contract):
+
+* A new case pages step 1 at once; while it stays triggered each step's delay after the
+  previous page leads to the next step; after the last step the chain starts over `repeat`
+  more times; then it is exhausted: the supervisors on duty are paged once (reason
+  "exhausted"), `exhausted` is set and nothing more is due. The supervisors' page sits one
+  step past the last (`escalation_step == len(steps) + 1`), so their acknowledgement finds it.
+* Targets are resolved when the step is paged, not when the case opened. A step whose
+  targets resolve to nobody reachable (a coverage gap, nobody with a contact method) does
+  not wait its delay: the chain moves on at once and the timeline says so.
+* After downtime the engine resumes at the step the case would have reached by now (each
+  missed step taking its full delay), pages that step once, and records the missed steps in
+  the timeline and as `StepRun` rows marked missed; it never bursts every missed page. A
+  step waits at least `MIN_STEP_DELAY`, so a zero delay cannot make every step "missed".
+* An acknowledged case whose acknowledgement timeout passes goes back to triggered and a
+  new cycle pages step 1 again. A case escalated by hand after it was exhausted starts a
+  new cycle too. Acknowledge, resolve, reassign and multi-ack are the case service's side:
+  the engine keeps escalating on time whatever is still triggered.
+* A case whose frozen policy cannot be read escalates with the fallback policy (the
+  supervisors) and logs at ERROR: a page is never silently dropped. A step that cannot be
+  resolved (a broken rotation, an unknown target form) logs at ERROR and is passed like an
+  empty step. Any other error in one case is logged at ERROR with its ref and the case is
+  left out of claims for `RETRY_FAILED_AFTER`; the other cases go on.
+
+`EngineRunner` drives the engine with APScheduler 3. Its traps, and how they are avoided:
+
+* `misfire_grace_time` defaults to one second: a job that starts later than that (a busy
+  thread pool, a suspended laptop, a long pause) is skipped with only a warning, and a
+  skipped date job is gone for good. Every job here has `misfire_grace_time=None` (run
+  however late) and `coalesce=True` (a backlog of runs is one run).
+* A date job leaves its job store when it fires, before it runs, so rescheduling it then
+  raises `JobLookupError`. The wake job is re-armed with `add_job(replace_existing=True)`
+  after every cycle instead.
+* With `max_instances=1` a job that fires while its previous run is still going is skipped.
+  So jobs never do the work: they only wake the runner's own worker thread and return at
+  once. (The webhook outbox has its own job, so a slow receiver never delays a page.)
+* `SQLAlchemyJobStore` pickles jobs and deletes any it cannot unpickle, and a job store
+  shared by several processes runs each job wherever it is picked up first. The runner
+  keeps its jobs in its own `MemoryJobStore`, never shared, and no page ever lives in a job:
+  the due times are in the cases themselves, so a restart loses nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from types import FrameType
+from typing import Any
+
+import httpx
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.jobstores.memory import MemoryJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import BaseScheduler
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import Table
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session, SQLModel, col, func, select
+
+from app.core.clock import Clock, SystemClock
+from app.delivery.webhook import make_client, process_webhook_outbox
+from app.engine.planning import (
+    ACKNOWLEDGED,
+    TRIGGERED,
+    DueCase,
+    Plan,
+    Resolver,
+    plan_case,
+    read_chain,
+    utc_text,
+)
+from app.engine.store import (
+    ACTOR,
+    BulkWriter,
+    anything_due,
+    claim_due,
+    drop_existing_claims,
+    write_plans,
+)
+from app.services.cases import add_timeline, record_change
+from data import audit
+from data.db import Database, DatabaseError, default_url
+from data.models import Case, EngineHeartbeat
+
+log = logging.getLogger("vigil.engine")
+
+# A batch holds the writer lock (SQLite) and the audit chain's lock while it is written, so
+# a console's acknowledgement may wait for one batch: 1,000 keeps that wait near 50 ms on
+# SQLite (130 ms on PostgreSQL) while the per-statement cost stays small beside the per-case
+# cost (at 500 a burst of 10,000 pages takes a quarter longer on PostgreSQL).
+DEFAULT_BATCH_SIZE = 1000
+WRITE_SLICE = 250
+"""Cases whose rows are sent together within a batch (see `_run_batch`)."""
+RETRY_FAILED_AFTER = timedelta(minutes=1)
+HEARTBEATS: Table = SQLModel.metadata.tables["engine_heartbeat"]
+
+__all__ = [
+    "CycleResult",
+    "EngineRunner",
+    "EscalationEngine",
+    "last_heartbeat",
+    "read_chain",
+    "run_headless",
+]
+
+
+# --- results ------------------------------------------------------------------------
+
+
+@dataclass
+class CycleResult:
+    """What one `run_due` did."""
+
+    cases: int = 0
+    """Cases claimed and moved on."""
+    pages: int = 0
+    missed: int = 0
+    """Steps recorded as missed after downtime (never paged)."""
+    skipped: int = 0
+    """Steps with nobody to page, passed at once."""
+    exhausted: int = 0
+    failed: int = 0
+    """Cases that raised; left out of claims for `RETRY_FAILED_AFTER`."""
+    batches: int = 0
+
+    def add(self, other: CycleResult) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+# --- the engine ---------------------------------------------------------------------
+
+
+class EscalationEngine:
+    """Pages due escalation steps from the database; any number may share one database."""
+
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        *,
+        name: str = "engine",
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        on_change: Callable[[list[int]], None] | None = None,
+    ) -> None:
+        """`on_change` is told the ids of the cases each committed batch changed (the
+        console refreshes those rows); it runs on the engine's thread."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size: expected at least 1, got {batch_size}")
+        self.db = db
+        self.clock = clock
+        self.name = name
+        self.batch_size = batch_size
+        self.on_change = on_change
+        self.started_at = clock.now()
+        self._failing: dict[int, datetime] = {}
+
+    # -- public ---------------------------------------------------------------------
+
+    def run_due(self, *, case_ids: Iterable[int] | None = None) -> CycleResult:
+        """Page everything due now (only `case_ids`, when given), batch by batch.
+
+        A full run (no `case_ids`) also records the engine's heartbeat.
+        """
+        ids = None if case_ids is None else sorted(set(case_ids))
+        result = CycleResult()
+        if ids is None or ids:
+            while self._anything_due(ids):
+                batch = self._run_batch(ids, self.batch_size)
+                result.add(batch)
+                if batch.cases + batch.failed < self.batch_size:
+                    break
+        if ids is None:
+            self._beat()
+        if result.cases or result.failed:
+            log.info(
+                "%s: %d cases, %d pages, %d missed, %d skipped, %d exhausted, %d failed",
+                self.name,
+                result.cases,
+                result.pages,
+                result.missed,
+                result.skipped,
+                result.exhausted,
+                result.failed,
+            )
+        return result
+
+    def next_due_at(self) -> datetime | None:
+        """When the engine next has something to do (a failed case's retry included)."""
+        self._forget_recovered()
+        query = select(func.min(Case.next_escalation_at)).where(
+            col(Case.status).in_((TRIGGERED, ACKNOWLEDGED))
+        )
+        if self._failing:
+            query = query.where(col(Case.id).not_in(list(self._failing)))
+        with self.db.read() as session:
+            due: datetime | None = session.exec(query).one()
+        retries = list(self._failing.values())
+        return min([due, *retries]) if due is not None else min(retries, default=None)
+
+    def audit_repair(self) -> int:
+        """Make due now every triggered case that has lost its next escalation time.
+
+        Such a case would never page again; each repair is recorded in its timeline.
+        """
+        query = select(Case).where(
+            Case.status == TRIGGERED,
+            col(Case.next_escalation_at).is_(None),
+            col(Case.exhausted).is_(False),
+        )
+        with self.db.read() as session:
+            if session.exec(query.limit(1)).first() is None:
+                return 0
+        if self.db.is_postgres:
+            query = query.with_for_update(skip_locked=True)
+        with self.db.write() as session:
+            audit.lock_head(session)
+            now = self.clock.now()
+            cases = session.exec(query).all()
+            for case in cases:
+                case.next_escalation_at = now
+                add_timeline(
+                    session,
+                    case,
+                    now,
+                    "repair",
+                    "Escalation had stalled (triggered with no next step time); "
+                    "the engine's audit made it due now",
+                    ACTOR,
+                )
+                record_change(session, case, now)
+                audit.append(
+                    session, at=now, actor=ACTOR, action="engine.repair", case_ref=case.ref
+                )
+            refs = [case.ref for case in cases]
+            changed = [case.id for case in cases if case.id is not None]
+        if refs:
+            log.warning("repaired stalled escalation of %s", ", ".join(refs))
+            self._changed(changed)
+        return len(refs)
+
+    # -- claiming -------------------------------------------------------------------
+
+    def _forget_recovered(self) -> None:
+        now = self.clock.now()
+        for case_id in [i for i, retry_at in self._failing.items() if retry_at <= now]:
+            del self._failing[case_id]
+
+    def _anything_due(self, ids: list[int] | None) -> bool:
+        self._forget_recovered()
+        with self.db.read() as session:
+            return anything_due(BulkWriter(session), self.clock.now(), ids, self._failing)
+
+    def _run_batch(
+        self, ids: list[int] | None, limit: int, *, careful: bool = False
+    ) -> CycleResult:
+        """Claim, plan and write one batch in one transaction.
+
+        If the batch fails as a whole, its cases are retried one by one (`careful`), so one
+        bad case cannot hold up the rest.
+        """
+        refs: dict[int, str] = {}
+        result = CycleResult(batches=1)
+        try:
+            with self.db.write() as session:
+                head = audit.lock_head(session)
+                now = self.clock.now()
+                writer = BulkWriter(session)
+                due = claim_due(writer, now, ids, self._failing, limit)
+                refs = {case.id: case.ref for case in due}
+                plans = self._plan_all(session, due, now, result)
+                if careful:
+                    drop_existing_claims(writer, plans)
+                # Sent a slice at a time without waiting (PostgreSQL): the server writes
+                # one slice while the rows of the next are built.
+                with writer.pipelined():
+                    for start in range(0, len(plans), WRITE_SLICE):
+                        sliced = plans[start : start + WRITE_SLICE]
+                        write_plans(writer, head, sliced, now, self.name)
+        except Exception:
+            if not refs:
+                raise  # not one case's fault: the database itself is in trouble
+            if careful:
+                [(case_id, ref)] = refs.items()
+                self._failed(case_id, ref)
+                return CycleResult(batches=1, failed=1)
+            if len(refs) > 1:
+                log.warning("a batch of %d cases failed; retrying them one by one", len(refs))
+            result = CycleResult()
+            for case_id in refs:
+                result.add(self._run_batch([case_id], 1, careful=True))
+            return result
+        self._changed([plan.row.id for plan in plans])
+        for plan in plans:
+            result.cases += 1
+            result.pages += len(plan.pages)
+            result.missed += plan.missed
+            result.skipped += plan.skipped
+            result.exhausted += plan.exhausted
+        return result
+
+    def _plan_all(
+        self, session: Session, due: Sequence[DueCase], now: datetime, result: CycleResult
+    ) -> list[Plan]:
+        resolver = Resolver(session, now)
+        plans = []
+        for case in due:
+            try:
+                plans.append(plan_case(case, now, resolver))
+            except Exception:
+                self._failed(case.id, case.ref)
+                result.failed += 1
+        return plans
+
+    def _changed(self, case_ids: list[int]) -> None:
+        if self.on_change is None or not case_ids:
+            return
+        try:
+            self.on_change(case_ids)
+        except Exception:
+            log.exception("the engine's change listener failed")
+
+    def _failed(self, case_id: int, ref: str) -> None:
+        retry_at = self.clock.now() + RETRY_FAILED_AFTER
+        self._failing[case_id] = retry_at
+        log.exception("%s: escalation failed; retrying at %s", ref, utc_text(retry_at))
+
+    # -- heartbeat ------------------------------------------------------------------
+
+    def _beat(self) -> None:
+        now = self.clock.now()
+        insert = pg_insert if self.db.is_postgres else sqlite_insert
+        statement = (
+            insert(HEARTBEATS)
+            .values(name=self.name, started_at=self.started_at, last_cycle_at=now, cycles=1)
+            .on_conflict_do_update(
+                index_elements=["name"],
+                set_={
+                    "started_at": self.started_at,
+                    "last_cycle_at": now,
+                    "cycles": HEARTBEATS.c.cycles + 1,
+                },
+            )
+        )
+        with self.db.write() as session:
+            session.execute(statement)
+
+
+def last_heartbeat(db: Database, name: str | None = None) -> datetime | None:
+    """When an engine (`name`, else any) last completed a full cycle."""
+    query = select(func.max(EngineHeartbeat.last_cycle_at))
+    if name is not None:
+        query = query.where(EngineHeartbeat.name == name)
+    with db.read() as session:
+        moment: datetime | None = session.exec(query).one()
+        return moment
+
+
+# --- the runner ---------------------------------------------------------------------
+
+
+class _Waker:
+    """A daemon thread that runs `work` once per wake-up; wake-ups while it runs merge."""
+
+    def __init__(self, name: str, work: Callable[[], None]) -> None:
+        self._work = work
+        self._signal = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._signal.set()
+
+    def stop(self, timeout: float) -> None:
+        """Let a run under way finish (up to `timeout`), then end the thread."""
+        self._stopping = True
+        self._signal.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while True:
+            self._signal.wait()
+            self._signal.clear()
+            if self._stopping:
+                return
+            self._work()
+
+
+class EngineRunner:
+    """Drives an engine from an APScheduler 3 scheduler (BackgroundScheduler headless,
+    AsyncIOScheduler in the console): the jobs only wake the runner's own threads, one for
+    escalation cycles and one for the webhook outbox (so a slow receiver never delays a
+    page, and no job ever runs long enough to be skipped).
+
+    Jobs: `wake` (a date job re-armed at the next due time after every cycle), `sweep`
+    (every `sweep_every`, a safety net), `audit` (every `audit_every`, `audit_repair`) and
+    `outbox` (every `outbox_every`, and at once after a cycle that paged).
+    """
+
+    LOCKED_RETRY = timedelta(milliseconds=100)
+
+    def __init__(
+        self,
+        engine: EscalationEngine,
+        scheduler: BaseScheduler,
+        *,
+        sweep_every: timedelta = timedelta(seconds=5),
+        audit_every: timedelta = timedelta(minutes=3),
+        outbox_every: timedelta = timedelta(seconds=2),
+        webhook_client: httpx.Client | None = None,
+        on_cycle: Callable[[CycleResult], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.scheduler = scheduler
+        self.sweep_every = sweep_every
+        self.audit_every = audit_every
+        self.outbox_every = outbox_every
+        self.on_cycle = on_cycle
+        self.jobstore = f"vigil-engine:{engine.name}"
+        self._client = webhook_client
+        self._owns_client = webhook_client is None
+        self._cycles = _Waker(f"vigil-engine:{engine.name}", self._cycle)
+        self._outbox = _Waker(f"vigil-outbox:{engine.name}", self._send_webhooks)
+        self._outbox_lock = threading.Lock()
+        self._started = False
+        self._audit_due = False
+        self._failing_since: datetime | None = None
+
+    @property
+    def job_ids(self) -> dict[str, str]:
+        return {kind: f"{self.jobstore}:{kind}" for kind in ("wake", "sweep", "audit", "outbox")}
+
+    def _job_options(self) -> dict[str, Any]:
+        return {
+            "jobstore": self.jobstore,
+            "replace_existing": True,
+            "misfire_grace_time": None,
+            "coalesce": True,
+            "max_instances": 1,
+        }
+
+    def start(self) -> None:
+        """Add the jobs and the threads; the first cycle (with an audit) runs at once."""
+        if self._started:
+            raise RuntimeError("the engine runner is already started")
+        self._started = True
+        if self._client is None:
+            self._client = make_client()
+        self.scheduler.add_jobstore(MemoryJobStore(), alias=self.jobstore)
+        ids = self.job_ids
+        every = {"timezone": UTC}
+        self.scheduler.add_job(
+            self.wake,
+            IntervalTrigger(seconds=self.sweep_every.total_seconds(), **every),
+            id=ids["sweep"],
+            **self._job_options(),
+        )
+        self.scheduler.add_job(
+            self._request_audit,
+            IntervalTrigger(seconds=self.audit_every.total_seconds(), **every),
+            id=ids["audit"],
+            **self._job_options(),
+        )
+        self.scheduler.add_job(
+            self._outbox.wake,
+            IntervalTrigger(seconds=self.outbox_every.total_seconds(), **every),
+            id=ids["outbox"],
+            **self._job_options(),
+        )
+        self._cycles.start()
+        self._outbox.start()
+        self._request_audit()
+
+    def wake(self) -> None:
+        """Run a cycle now (thread-safe); call it after a local change such as a new case."""
+        self._cycles.wake()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Let a running cycle and outbox run finish, stop the threads, remove the jobs."""
+        self._cycles.stop(timeout)
+        self._outbox.stop(timeout)
+        for job_id in self.job_ids.values():
+            self._remove_job(job_id)
+        with contextlib.suppress(KeyError):
+            self.scheduler.remove_jobstore(self.jobstore)
+        with self._outbox_lock:  # an outbox run already under way finishes first
+            if self._owns_client and self._client is not None:
+                self._client.close()
+            self._client = None
+
+    # -- jobs (they only signal) and the worker -----------------------------------
+
+    def _request_audit(self) -> None:
+        self._audit_due = True
+        self._cycles.wake()
+
+    def _send_webhooks(self) -> None:
+        with self._outbox_lock:
+            if self._client is None:
+                return
+            try:
+                process_webhook_outbox(self.engine.db, self.engine.clock, self._client)
+            except Exception:
+                log.exception("webhook outbox run failed; retrying at its next run")
+
+    def _cycle(self) -> None:
+        result: CycleResult | None = None
+        try:
+            if self._audit_due:
+                self._audit_due = False
+                self.engine.audit_repair()
+            result = self.engine.run_due()
+            self._arm(result)
+        except Exception:
+            self._report_failure()
+        else:
+            if self._failing_since is not None:
+                log.info("escalation cycles work again")
+                self._failing_since = None
+        if result is not None:
+            if result.pages:
+                self._outbox.wake()
+            if self.on_cycle is not None:
+                try:
+                    self.on_cycle(result)
+                except Exception:
+                    log.exception("the engine runner's cycle listener failed")
+
+    def _report_failure(self) -> None:
+        """An outage fails every cycle: say so at ERROR once, then quietly until it ends."""
+        if self._failing_since is None:
+            self._failing_since = self.engine.clock.now()
+            log.exception("escalation cycle failed; retrying every %s", self.sweep_every)
+        else:
+            log.warning("escalation cycle failed again (since %s)", utc_text(self._failing_since))
+
+    def _arm(self, result: CycleResult) -> None:
+        """Re-arm the wake job at the next due time.
+
+        The scheduler runs on the wall clock, the engine on its injected clock: the job is
+        armed after the same wait, so the two agree whichever clock the engine has.
+        """
+        due = self.engine.next_due_at()
+        wake_id = self.job_ids["wake"]
+        if due is None:
+            self._remove_job(wake_id)
+            return
+        wait = due - self.engine.clock.now()
+        if wait <= timedelta(0):
+            if result.cases:
+                self._cycles.wake()  # more became due while this cycle ran
+                return
+            wait = self.LOCKED_RETRY  # held by another engine or a console: look again
+        self.scheduler.add_job(
+            self.wake,
+            DateTrigger(run_date=datetime.now(UTC) + wait, timezone=UTC),
+            id=wake_id,
+            **self._job_options(),
+        )
+
+    def _remove_job(self, job_id: str) -> None:
+        with contextlib.suppress(JobLookupError, KeyError):
+            self.scheduler.remove_job(job_id, self.jobstore)
+
+
+# --- headless ---------------------------------------------------------------------
+
+
+@dataclass
+class _SignalHandlers:
+    """SIGINT and SIGTERM set a stop event (only the main thread may install handlers)."""
+
+    stop: threading.Event
+    received: list[str] = field(default_factory=list)
+    previous: dict[int, Any] = field(default_factory=dict)
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self.previous[signum] = signal.signal(signum, self._handle)
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        # No logging here: a handler may interrupt the logging module while it holds a lock.
+        self.received.append(signal.Signals(signum).name)
+        self.stop.set()
+
+    def restore(self) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+
+def run_headless(
+    db_url_or_db: str | Database,
+    clock: Clock,
+    *,
+    once: bool,
+    stop_event: threading.Event | None = None,
+    name: str | None = None,
+) -> int:
+    """`vigil engine`: with `once`, page what is due and send the outbox once; otherwise run
+    until SIGINT/SIGTERM (or `stop_event`) and stop cleanly. Returns the exit code."""
+    db = Database.open(db_url_or_db) if isinstance(db_url_or_db, str) else db_url_or_db
+    engine = EscalationEngine(db, clock, name=name or f"engine@{socket.gethostname()}")
+    try:
+        if once:
+            engine.audit_repair()
+            result = engine.run_due()
+            with make_client() as client:
+                outbox = process_webhook_outbox(db, clock, client)
+            log.info(
+                "once: %d pages for %d cases; webhooks: %d sent, %d retried, %d failed",
+                result.pages,
+                result.cases,
+                outbox.sent,
+                outbox.retried,
+                outbox.failed,
+            )
+            return 0
+        handlers = _SignalHandlers(stop_event or threading.Event())
+        handlers.install()
+        scheduler = BackgroundScheduler(timezone=UTC)
+        runner = EngineRunner(engine, scheduler)
+        scheduler.start()
+        runner.start()
+        log.info("engine %s running against %s", engine.name, db.display_name)
+        try:
+            while not handlers.stop.wait(1.0):
+                pass
+            for signal_name in handlers.received:
+                log.info("received %s; stopping", signal_name)
+        finally:
+            runner.stop()
+            scheduler.shutdown(wait=True)
+            handlers.restore()
+        log.info("engine %s stopped", engine.name)
+        return 0
+    finally:
+        if isinstance(db_url_or_db, str):
+            db.dispose()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m app.engine.runner [--db URL] [--once]`: the engine alone, for operators."""
+    parser = argparse.ArgumentParser(prog="python -m app.engine.runner", description=main.__doc__)
+    parser.add_argument("--db", default=None, help="database URL (default: VIGIL_DB or ~/.local)")
+    parser.add_argument("--once", action="store_true", help="process what is due, then exit")
+    parser.add_argument("--name", default=None, help="this engine's name in the heartbeat table")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        return run_headless(args.db or default_url(), SystemClock(), once=args.once, name=args.name)
+    except DatabaseError as exc:  # a database it cannot open: a sentence, not a traceback
+        log.error("%s", exc)
+        return 2 if str(exc).startswith("--db") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Services: the unit of work every change passes through, and each area's service."""

@@ -1,0 +1,1 @@
+"""Casework: legal clocks, verification, disclosures and containment of a case."""

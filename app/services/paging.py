@@ -1,0 +1,108 @@
+"""Recording a page: one `Page` per responder and one `Delivery` per contact channel.
+
+Shared by the escalation engine and by reassign, inside the caller's transaction.
+Console and desktop deliveries are carried out by the person's own console (that is
+where their screen and desktop are); webhook deliveries by the engine's outbox.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from app.services.cases import add_timeline
+from data.models import Case, ContactMethod, Delivery, Page, Responder
+
+
+def contacts_of(session: Session, responder_ids: Sequence[int]) -> dict[int, list[ContactMethod]]:
+    found: dict[int, list[ContactMethod]] = {rid: [] for rid in responder_ids}
+    if not responder_ids:
+        return found
+    rows = session.exec(
+        select(ContactMethod)
+        .where(col(ContactMethod.responder_id).in_(responder_ids))
+        .order_by(col(ContactMethod.position))
+    ).all()
+    for contact in rows:
+        found[contact.responder_id].append(contact)
+    return found
+
+
+def delivery_key(
+    ref: str, cycle: int, step: int, round_: int, handle: str, contact_id: int | None
+) -> str:
+    """The idempotency key of one page to one contact: stable across every attempt."""
+    return f"{ref}:{cycle}:{step}:{round_}:{handle}:{contact_id}"
+
+
+def paged_event(
+    handles: Sequence[str], *, cycle: int, step: int, round_: int, reason: str
+) -> tuple[str, dict[str, Any]]:
+    """The text and data of the timeline's "paged" event (shared with the engine's bulk path)."""
+    labels = {"reassign": "reassign page", "exhausted": "escalation exhausted"}
+    label = labels.get(reason, f"step {step}, round {round_ + 1}")
+    data = {"step": step, "round": round_, "cycle": cycle, "reason": reason}
+    return f"Paged {', '.join(handles)} ({label})", data
+
+
+def page_responders(
+    session: Session,
+    case: Case,
+    responders: Sequence[Responder],
+    *,
+    step: int,
+    round_: int,
+    due_at: datetime,
+    now: datetime,
+    reason: str = "escalation",
+) -> list[Page]:
+    """Record pages for `responders`; returns the pages made (reachable people only)."""
+    assert case.id is not None
+    ids = [r.id for r in responders if r.id is not None]
+    contacts = contacts_of(session, ids)
+    pages: list[Page] = []
+    for responder in responders:
+        assert responder.id is not None
+        methods = contacts[responder.id]
+        if not methods:
+            continue
+        page = Page(
+            case_id=case.id,
+            responder_id=responder.id,
+            cycle=case.escalation_cycle,
+            step=step,
+            round=round_,
+            reason=reason,
+            due_at=due_at,
+            sent_at=now,
+        )
+        session.add(page)
+        session.flush()
+        assert page.id is not None
+        for contact in methods:
+            session.add(
+                Delivery(
+                    page_id=page.id,
+                    channel=contact.kind,
+                    contact_id=contact.id,
+                    next_attempt_at=now,
+                    idempotency_key=delivery_key(
+                        case.ref, case.escalation_cycle, step, round_, responder.handle, contact.id
+                    ),
+                )
+            )
+        pages.append(page)
+    if pages:
+        paged_ids = {p.responder_id for p in pages}
+        text, data = paged_event(
+            [r.handle for r in responders if r.id in paged_ids],
+            cycle=case.escalation_cycle,
+            step=step,
+            round_=round_,
+            reason=reason,
+        )
+        add_timeline(session, case, now, "paged", text, None, data)
+    return pages

@@ -1,0 +1,1 @@
+"""Shift work: handover, post-mortems, swaps, response templates, figures and the calendar."""

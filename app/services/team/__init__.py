@@ -1,0 +1,1 @@
+"""The team file: parse, plan, apply and export responders, rotations and policies."""
