@@ -11,24 +11,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session, SQLModel
 
 # Each of these modules registers its tables on SQLModel.metadata.
 from data import casework, models, shiftwork, swaps  # noqa: F401
+from data.errors import DatabaseError, SchemaOutOfDate
+from data.schema import ensure_schema, table_names
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
-
-
-class DatabaseError(Exception):
-    """A database problem a person can act on; the message says what to do."""
-
-
-class SchemaOutOfDate(DatabaseError):
-    pass
 
 
 def default_url() -> str:
@@ -133,8 +127,6 @@ class Database:
     @classmethod
     def open(cls, url: str | None = None, *, migrate: bool = True) -> Database:
         db = cls(make_engine(url))
-        from data.schema import ensure_schema
-
         ensure_schema(db.engine, create=migrate)
         return db
 
@@ -166,13 +158,6 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
-
-
-def table_names(engine: Engine) -> set[str]:
-    try:
-        return set(inspect(engine).get_table_names())
-    except OperationalError as exc:
-        raise DatabaseError(f"cannot open the database: {exc.orig}") from exc
 
 
 __all__ = [

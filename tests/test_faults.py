@@ -84,7 +84,14 @@ CHAIN = [
 ]
 """The pages of one case on the `fast` policy (step 1 ana, step 2 ben, once more, then the
 supervisor), as (handle, cycle, step, round)."""
-PRELOAD = ["app.cli.calendar", "app.cli.casework", "app.cli.shift", "app.services.presenters"]
+PRELOAD = [
+    "app.cli.admin",
+    "app.cli.calendar",
+    "app.cli.cases",
+    "app.cli.casework",
+    "app.cli.shift",
+    "app.services.presenters",
+]
 """What the command line imports on first use: loaded once, before any process forks."""
 PATIENCE = timedelta(seconds=60)
 POLL = timedelta(milliseconds=50)

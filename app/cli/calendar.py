@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
-from app.cli.main import EXIT_OK, Commands, Context
+from app.cli.framework import EXIT_OK, Commands, Context
 from app.core.errors import BadInput
 from app.core.times import parse_instant
 from app.services.shiftwork.calendar import (
@@ -234,17 +234,13 @@ def cmd_swap_list(ctx: Context) -> int:
 
 
 def register(commands: Commands) -> None:
-    p = commands.add("oncall", cmd_oncall, "who is on call (now by default), per schedule")
+    p = commands.add("oncall", cmd_oncall)
     p.add_argument("--at", metavar="ISO", help="at this instant, e.g. 2026-12-24T20:00:00+11:00")
     p.add_argument("--schedule", metavar="NAME", help="only this schedule")
 
     # `vigil override --schedule ... --who ... --from ... --to ...` places one; the actions
     # `list` and `remove` sit beside it.
-    p = commands.add(
-        "override",
-        cmd_override_add,
-        "place a supervisor's override (or: override list | override remove ID)",
-    )
+    p = commands.add("override", cmd_override_add)
     p.add_argument("--schedule", metavar="NAME")
     p.add_argument("--who", metavar="HANDLE")
     p.add_argument("--from", dest="start", metavar="ISO")
@@ -261,7 +257,7 @@ def register(commands: Commands) -> None:
     q = override.add("remove", cmd_override_remove, "remove an override (one in progress ends now)")
     q.add_argument("id", metavar="ID")
 
-    calendar = commands.group("calendar", "on-call calendar: iCalendar export, gaps, settings")
+    calendar = commands.group("calendar")
     p = calendar.add("export", cmd_calendar_export, "on-call shifts as iCalendar (RFC 5545)")
     p.add_argument("--schedule", metavar="NAME", help="only this schedule")
     p.add_argument("--who", metavar="HANDLE", help="only this person's shifts")
@@ -283,7 +279,7 @@ def register(commands: Commands) -> None:
         "--handoff-lead", metavar="DURATION", help="e.g. 30m (default), 1h; from 1m to 24h"
     )
 
-    swap = commands.group("swap", "shift swaps: offer part of your shift, take, approve")
+    swap = commands.group("swap")
     p = swap.add("request", cmd_swap_request, "offer part of your own shift on a schedule")
     p.add_argument("--schedule", required=True, metavar="NAME")
     p.add_argument("--from", dest="start", required=True, metavar="ISO")

@@ -10,10 +10,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from app.cli.main import EXIT_OK, Commands, Context
+from app.cli.framework import EXIT_OK, Commands, Context
 from app.core.errors import BadInput, NotFound
-from app.core.times import iso, parse_instant
+from app.core.times import iso, parse_due, parse_instant
 from app.services.casework.service import (
+    FACT_FLAGS,
     VERIFICATION_FIELDS,
     VERIFICATION_STEPS,
     ActionView,
@@ -36,21 +37,7 @@ from app.services.casework.service import (
     stored_settings,
 )
 from data.casework import DataCategory, PartnerKind
-from data.domain import parse_duration
 from data.queries import case_by_ref
-
-FACT_FLAGS = {
-    "contacted": "whom you reached, e.g. 'Metro PD dispatch, Sgt. Lee'",
-    "via": "the number or address used",
-    "directory": "where that number came from, independently of the request",
-    "caller": "who made the contact (default: you)",
-    "agency": "the requesting agency",
-    "officer": "the requesting officer",
-    "badge": "the officer's badge or ID number",
-    "danger": "death, serious_injury or both",
-    "statement": "the emergency as the requester states it",
-    "determination": "why you believe, in good faith, that disclosure cannot wait",
-}
 
 
 def _service(ctx: Context) -> CaseworkService:
@@ -82,22 +69,6 @@ def _number(field: str, text: str, *, low: int = 1, high: int = 1_000_000) -> in
     if not low <= number <= high:
         raise BadInput(field, f"expected {low} to {high}, got {number}")
     return number
-
-
-def parse_due(text: str | None, now: datetime) -> datetime | None:
-    """A due time given as a duration from `now` (`4h`, `2d`) or as a time with an offset."""
-    if text is None:
-        return None
-    try:
-        return now + parse_duration(text)
-    except ValueError:
-        pass
-    try:
-        return parse_instant("due", text)
-    except BadInput:
-        raise BadInput(
-            "due", f"expected a duration such as 4h or 2d, or a time with an offset, got {text!r}"
-        ) from None
 
 
 # --- text -------------------------------------------------------------------
@@ -417,15 +388,13 @@ def cmd_report_disclosures(ctx: Context) -> int:
 
 
 def register(commands: Commands) -> None:
-    p = commands.add(
-        "verify", cmd_verify, "record a verification step of an emergency data request"
-    )
+    p = commands.add("verify", cmd_verify)
     p.add_argument("ref")
     p.add_argument("step", help="one of: " + ", ".join(VERIFICATION_STEPS))
     for name, text in FACT_FLAGS.items():
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, help=text)
 
-    disclosure = commands.group("disclosure", "disclosure decisions")
+    disclosure = commands.group("disclosure")
     p = disclosure.add(
         "request",
         cmd_disclosure_request,
@@ -450,7 +419,7 @@ def register(commands: Commands) -> None:
     p.add_argument("--reason", required=True)
     disclosure.add("pending", cmd_disclosure_pending, "disclosures awaiting a supervisor")
 
-    clock = commands.group("clock", "legal clocks")
+    clock = commands.group("clock")
     p = clock.add("file", cmd_clock_file, "record the report a clock asks for (CyberTipline)")
     p.add_argument("ref")
     p.add_argument("--report-id", required=True, help="the id the authority gave the report")
@@ -466,13 +435,13 @@ def register(commands: Commands) -> None:
     p.add_argument("--reason", required=True)
     clock.add("due", cmd_clock_due, "legal clocks in their reminder window or breached")
 
-    p = commands.add("contain", cmd_contain, "mark a containment step of a case done")
+    p = commands.add("contain", cmd_contain)
     p.add_argument("ref")
     p.add_argument("step", help="a step of the case category's checklist")
     p.add_argument("--reference", help="the evidence hash reference, e.g. sha256:...")
     p.add_argument("--note")
 
-    partner = commands.group("partner", "the partner directory")
+    partner = commands.group("partner")
     p = partner.add("add", cmd_partner_add, "add a partner (supervisors)")
     p.add_argument("name", help="a short key, e.g. metro-pd")
     p.add_argument(
@@ -489,7 +458,7 @@ def register(commands: Commands) -> None:
     p.add_argument("ref")
     p.add_argument("partner")
 
-    action = commands.group("action", "action items")
+    action = commands.group("action")
     p = action.add("add", cmd_action_add, "add an action item to a case")
     p.add_argument("ref")
     p.add_argument("title")
@@ -508,7 +477,7 @@ def register(commands: Commands) -> None:
     p.add_argument("--overdue", action="store_true", help="only overdue ones")
     p.add_argument("--all", action="store_true", help="include done and cancelled ones")
 
-    casework = commands.group("casework", "a case's casework and the desk's casework settings")
+    casework = commands.group("casework")
     p = casework.add("show", cmd_casework_show, "verification, disclosures, clocks, containment")
     p.add_argument("ref")
     p.add_argument("--reveal", action="store_true", help="show sensitive free text (audited)")
@@ -518,7 +487,7 @@ def register(commands: Commands) -> None:
     )
     p.add_argument("file", metavar="FILE.toml")
 
-    report = commands.group("report", "reports")
+    report = commands.group("report")
     p = report.add("disclosures", cmd_report_disclosures, "yearly count of emergency disclosures")
     p.add_argument("--year", required=True)
     p.add_argument("--format", default="md", choices=["md", "csv"])

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel import select
 
-from app.cli.main import EXIT_OK, Commands, Context
+from app.cli.framework import EXIT_OK, Commands, Context
 from app.core.errors import BadInput, NothingToDo, Refused
 from app.core.times import iso, parse_instant
 from data.domain import severity_name
@@ -378,11 +378,7 @@ def cmd_stats(ctx: Context) -> int:
 
 
 def register(commands: Commands) -> None:
-    handover = commands.add(
-        "handover",
-        cmd_handover,
-        "the shift handover report (your last shift, or --since ISO to now)",
-    )
+    handover = commands.add("handover", cmd_handover)
     handover.add_argument("--since", metavar="ISO", help="start of the window (end: now)")
     handover.add_argument("--format", choices=FORMATS, default="md")
     actions = Commands(
@@ -408,7 +404,7 @@ def register(commands: Commands) -> None:
     p.add_argument("id", metavar="ID")
     p.add_argument("--format", choices=FORMATS, default="md")
 
-    pm = commands.group("postmortem", "post-mortems of cases")
+    pm = commands.group("postmortem")
     p = pm.add("open", cmd_pm_open, "open a case's post-mortem (supervisors)")
     p.add_argument("ref")
     p.add_argument("--summary")
@@ -437,7 +433,7 @@ def register(commands: Commands) -> None:
     p.add_argument("--out", metavar="FILE", help="write the Markdown to a file")
     pm.add("owed", cmd_pm_owed, "resolved sev1 and sev2 cases without a final post-mortem")
 
-    template = commands.group("template", "response templates")
+    template = commands.group("template")
     template.add("list", cmd_template_list, "the templates (shipped and your team's)")
     p = template.add("show", cmd_template_show, "a template's text, fields and placeholders")
     p.add_argument("name")
@@ -448,6 +444,6 @@ def register(commands: Commands) -> None:
     p.add_argument("--edit", action="store_true", help="edit the text in $VISUAL or $EDITOR")
     p.add_argument("--log", action="store_true", help="log the text on the case as a note")
 
-    p = commands.add("stats", cmd_stats, "MTTA, MTTR, SLA attainment, pages per responder")
+    p = commands.add("stats", cmd_stats)
     p.add_argument("--since", metavar="ISO", help=f"default: {DEFAULT_STATS_DAYS} days ago")
     p.add_argument("--until", metavar="ISO", help="default: now")

@@ -10,6 +10,7 @@ from typing import overload
 from zoneinfo import ZoneInfo
 
 from app.core.errors import BadInput
+from data.domain import parse_duration
 
 
 @overload
@@ -43,3 +44,19 @@ def format_instant(at: datetime | None, zone: ZoneInfo, *, seconds: bool = False
     if at is None:
         return "-"
     return at.astimezone(zone).strftime(f"%a %d %b %Y %H:%M{':%S' if seconds else ''} %Z")
+
+
+def parse_due(text: str | None, now: datetime) -> datetime | None:
+    """A due time given as a duration from `now` (`4h`, `2d`) or as a time with an offset."""
+    if text is None:
+        return None
+    try:
+        return now + parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        return parse_instant("due", text)
+    except BadInput:
+        raise BadInput(
+            "due", f"expected a duration such as 4h or 2d, or a time with an offset, got {text!r}"
+        ) from None

@@ -102,9 +102,9 @@ from app.engine.store import (
     drop_existing_claims,
     write_plans,
 )
-from app.services.cases import add_timeline, record_change
 from data import audit
 from data.db import Database, DatabaseError, default_url
+from data.journal import add_timeline, record_change
 from data.models import Case, EngineHeartbeat
 
 log = logging.getLogger("vigil.engine")

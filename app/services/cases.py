@@ -23,8 +23,8 @@ from app.services.policies import FALLBACK_POLICY, route_policy, snapshot_policy
 from data import audit
 from data.db import Database
 from data.domain import Category, Role, Stage, Status, parse_category, parse_severity
-from data.models import ActionItem, Case, CaseChange, CaseNote, Page, Responder, TimelineEvent
-from data.queries import QUEUE_RANKS
+from data.journal import add_timeline, record_change
+from data.models import ActionItem, Case, CaseNote, Page, Responder
 
 MAX_TITLE = 200
 MAX_DETAILS = 20_000
@@ -55,32 +55,6 @@ class Tx:
 
 def check_title(title: str) -> str:
     return one_line("title", title, MAX_TITLE, required=True)
-
-
-def record_change(session: Session, case: Case, now: datetime) -> None:
-    """Bump the case's version and feed the change log consoles follow."""
-    case.queue_rank = QUEUE_RANKS[case.status]
-    case.version += 1
-    case.updated_at = now
-    session.add(case)
-    session.flush()
-    assert case.id is not None
-    session.add(CaseChange(case_id=case.id, at=now))
-
-
-def add_timeline(
-    session: Session,
-    case: Case,
-    at: datetime,
-    kind: str,
-    text: str,
-    actor: str | None = None,
-    data: dict[str, Any] | None = None,
-) -> None:
-    assert case.id is not None
-    session.add(
-        TimelineEvent(case_id=case.id, at=at, kind=kind, actor=actor, text=text, data=data or {})
-    )
 
 
 class CaseService:

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from app.services.cases import add_timeline
+from data.journal import add_timeline
 from data.models import Case, ContactMethod, Delivery, Page, Responder
 
 

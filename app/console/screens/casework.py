@@ -26,11 +26,11 @@ from textual.suggester import SuggestFromList
 from textual.widgets import Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
-from app.cli.casework import FACT_FLAGS, parse_due
 from app.console.screens.dialogs import CANCEL, Confirm, TextPrompt
 from app.core.errors import BadInput, NotFound
-from app.core.times import parse_instant
+from app.core.times import parse_due, parse_instant
 from app.services.casework.service import (
+    FACT_FLAGS,
     VERIFICATION_STEPS,
     BasisSpec,
     CaseworkService,

@@ -33,7 +33,7 @@ from sqlmodel import Session, col, select
 
 from app.core.errors import BadInput, NotAllowed, NotFound, NothingToDo, VigilError
 from app.core.text import clean_text, md_cell, one_line
-from app.services.cases import CaseService, Tx, add_timeline, check_title
+from app.services.cases import CaseService, Tx, check_title
 from data import audit
 from data.casework import (
     INTERNAL_PARTNER_KINDS,
@@ -53,6 +53,7 @@ from data.casework import (
     VerificationStepName,
 )
 from data.domain import Category, format_duration, parse_duration
+from data.journal import add_timeline
 from data.models import ActionItem, Case, Responder
 from data.queries import handles
 from widgets.views import (
@@ -673,6 +674,20 @@ VERIFICATION_STEPS: dict[str, StepRule] = {
         "Good-faith determination by the specialist", required=("determination",)
     ),
 }
+# What each verification fact means, as the command line and the console explain it.
+FACT_FLAGS = {
+    "contacted": "whom you reached, e.g. 'Metro PD dispatch, Sgt. Lee'",
+    "via": "the number or address used",
+    "directory": "where that number came from, independently of the request",
+    "caller": "who made the contact (default: you)",
+    "agency": "the requesting agency",
+    "officer": "the requesting officer",
+    "badge": "the officer's badge or ID number",
+    "danger": "death, serious_injury or both",
+    "statement": "the emergency as the requester states it",
+    "determination": "why you believe, in good faith, that disclosure cannot wait",
+}
+
 VERIFICATION_FIELDS = tuple(
     dict.fromkeys(f for rule in VERIFICATION_STEPS.values() for f in rule.required + rule.optional)
 )

@@ -28,10 +28,11 @@ from sqlmodel import Session, col, func, select
 from app.core.errors import BadInput, NotAllowed, NotFound, NothingToDo
 from app.core.text import clean_text, md_cell
 from app.core.times import format_instant, iso
-from app.services.cases import CaseService, Tx, add_timeline, check_title
+from app.services.cases import CaseService, Tx, check_title
 from app.services.shiftwork.stats import answered_at, first_acknowledged_at, format_seconds
 from data import queries
 from data.domain import Status, severity_name
+from data.journal import add_timeline
 from data.models import Case, Page, PostMortem, Responder, TimelineEvent
 from data.shiftwork import PostMortemAction
 from widgets.timefmt import viewer_zone

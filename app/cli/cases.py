@@ -1,0 +1,217 @@
+"""Case commands: `vigil page`, `intake`, `ack`, `resolve`, `reassign`, `note`, `stage`,
+`escalate`, `show` and `cases`."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from app.cli.framework import EXIT_OK, EXIT_USAGE, Commands, Context
+from app.core.errors import BadInput, NotFound, NothingToDo
+
+# --- commands ---------------------------------------------------------------
+
+
+def cmd_page(ctx: Context) -> int:
+    a = ctx.args
+    result = ctx.cases.open_case(
+        ctx.actor,
+        title=a.title,
+        category=a.category,
+        severity=a.severity,
+        details=a.details or "",
+        policy=a.policy,
+        dedup_key=a.dedup_key,
+        sensitive=a.sensitive,
+    )
+    start_escalation(ctx, [result.case_id])
+    ctx.emit(
+        {"ref": result.ref, "created": result.created},
+        result.ref if result.created else f"{result.ref} (already open for this dedup key)",
+    )
+    return EXIT_OK
+
+
+def start_escalation(ctx: Context, case_ids: list[int]) -> None:
+    """Page step 1 now, so a case opened from the command line never waits for an engine."""
+    from app.engine.runner import EscalationEngine
+
+    EscalationEngine(ctx.db, ctx.clock, name=f"cli:{ctx.actor}").run_due(case_ids=case_ids)
+
+
+def _show_case_text(body: dict[str, Any], details: str | None) -> str:
+    lines = [
+        f"{body['ref']}  {body['severity']}  {body['category']}  {body['status']}/{body['stage']}",
+        f"  {body['title']}",
+        f"  assignee: {body['assignee'] or '-'}   policy: {body['policy']}   "
+        f"step {body['escalation_step']} round {body['escalation_round'] + 1}"
+        + ("   EXHAUSTED" if body["exhausted"] else ""),
+        f"  opened {body['created_at']}   ack by {body['sla_ack_due_at']}",
+    ]
+    if body["acknowledged_at"]:
+        lines.append(f"  acknowledged {body['acknowledged_at']} by {body['acknowledged_by']}")
+    if body["resolved_at"]:
+        lines.append(f"  resolved {body['resolved_at']}")
+    lines.append(f"  details: {details}")
+    if body["pages"]:
+        lines.append("  pages:")
+        for page in body["pages"]:
+            channels = ", ".join(f"{c['channel']}={c['status']}" for c in page["channels"])
+            lines.append(
+                f"    {page['sent_at']}  {page['handle']}  step {page['step']} "
+                f"round {page['round'] + 1}  {page['reason']}  [{channels}]"
+            )
+    return "\n".join(lines)
+
+
+def cmd_show(ctx: Context) -> int:
+    from app.services.presenters import HIDDEN, case_json
+    from data.queries import case_by_ref
+
+    with ctx.db.read() as session:
+        case = case_by_ref(session, ctx.args.ref)
+        if case is None:
+            raise NotFound(f"no case {ctx.args.ref!r}")
+        body = case_json(session, case, with_details=True)
+        sensitive = case.sensitive
+    details: str | None = body.get("details")
+    if sensitive:
+        if ctx.args.reveal:
+            details = ctx.cases.reveal(ctx.actor, case.ref, reason="vigil show --reveal")
+            body["details"] = details
+        else:
+            details = HIDDEN + " (use --reveal; the reveal is audited)"
+    ctx.emit(body, _show_case_text(body, details))
+    return EXIT_OK
+
+
+def cmd_cases(ctx: Context) -> int:
+    from app.services.presenters import cases_json
+    from data import queries
+    from data.domain import Status
+
+    status = ctx.args.status
+    if status and status not in {s.value for s in Status}:
+        raise BadInput("--status", f"expected triggered, acknowledged or resolved, got {status!r}")
+    with ctx.db.read() as session:
+        rows = queries.cases(session, status=status, limit=ctx.args.limit)
+        if status is None and not ctx.args.all:
+            rows = [c for c in rows if c.status != "resolved"]
+        body = cases_json(session, rows)
+    ctx.emit(body, format_case_table(body))
+    return EXIT_OK
+
+
+def format_case_table(body: list[dict[str, Any]]) -> str:
+    if not body:
+        return "No cases."
+    header = f"{'REF':<10} {'SEV':<5} {'STATUS':<13} {'CATEGORY':<18} {'ASSIGNEE':<10} TITLE"
+    lines = [header]
+    for c in body:
+        lines.append(
+            f"{c['ref']:<10} {c['severity']:<5} {c['status']:<13} {c['category']:<18} "
+            f"{(c['assignee'] or '-'):<10} {c['title']}"
+        )
+    return "\n".join(lines)
+
+
+def _case_action(verb: str) -> Callable[[Context], int]:
+    def run(ctx: Context) -> int:
+        service, actor, ref = ctx.cases, ctx.actor, ctx.args.ref
+        if verb == "ack":
+            case = service.acknowledge(actor, ref)
+            text = f"{case.ref} {case.status}"
+        elif verb == "resolve":
+            case = service.resolve(actor, ref, note=ctx.args.note)
+            text = f"{case.ref} resolved"
+        elif verb == "reassign":
+            case = service.reassign(actor, ref, ctx.args.to)
+            text = f"{case.ref} reassigned to {ctx.args.to}"
+        elif verb == "note":
+            case = service.add_note(actor, ref, ctx.args.text)
+            text = f"Note added to {case.ref}"
+        elif verb == "stage":
+            case = service.set_stage(actor, ref, ctx.args.stage)
+            text = f"{case.ref} stage {case.stage}"
+        else:
+            case = service.escalate_now(actor, ref)
+            start_escalation(ctx, [case.id] if case.id else [])
+            text = f"{case.ref} escalated"
+        ctx.emit({"ref": case.ref, "status": case.status, "stage": case.stage}, text)
+        return EXIT_OK
+
+    return run
+
+
+def cmd_intake(ctx: Context) -> int:
+    from app.intake.store import store_intake
+
+    source = ctx.args.file
+    if source in (None, "-"):
+        text = sys.stdin.read()
+    else:
+        try:
+            text = Path(source).read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            raise BadInput("FILE", f"no such file {source!r}") from None
+        except OSError as exc:  # a folder, no permission, a name too long...
+            raise BadInput("FILE", f"cannot read {source!r}: {exc.strerror or exc}") from None
+    outcome = store_intake(ctx.cases, ctx.actor, text, ctx.args.format)
+    if outcome.is_empty():
+        raise NothingToDo("vigil intake: the input holds no events")
+    start_escalation(ctx, outcome.case_ids)
+    ctx.emit(outcome.as_json(), outcome.as_text())
+    for error in outcome.errors:
+        ctx.err.write(f"vigil intake: {error.position}: {error.reason}\n")
+    return EXIT_USAGE if outcome.errors else EXIT_OK
+
+
+def register(commands: Commands) -> None:
+    from app.intake.formats import FORMATS
+    from data.domain import Category
+
+    p = commands.add("page", cmd_page)
+    p.add_argument("--title", required=True)
+    p.add_argument(
+        "--category",
+        required=True,
+        help="one of: " + ", ".join(c.value for c in Category),
+    )
+    p.add_argument("--severity", required=True, help="sev1..sev4 or 1..4")
+    p.add_argument("--details", default="")
+    p.add_argument("--policy")
+    p.add_argument("--dedup-key")
+    p.add_argument("--sensitive", action="store_true")
+
+    p = commands.add("intake", cmd_intake)
+    p.add_argument(
+        "file", nargs="?", metavar="FILE", help="a file, or - for standard input (default)"
+    )
+    p.add_argument("--format", default="auto", choices=FORMATS)
+
+    p = commands.add("ack", _case_action("ack"))
+    p.add_argument("ref")
+    p = commands.add("resolve", _case_action("resolve"))
+    p.add_argument("ref")
+    p.add_argument("--note")
+    p = commands.add("reassign", _case_action("reassign"))
+    p.add_argument("ref")
+    p.add_argument("--to", required=True, metavar="HANDLE")
+    p = commands.add("note", _case_action("note"))
+    p.add_argument("ref")
+    p.add_argument("text")
+    p = commands.add("stage", _case_action("stage"))
+    p.add_argument("ref")
+    p.add_argument("stage", help="triage, investigating, awaiting_partner, contained, closed")
+    p = commands.add("escalate", _case_action("escalate"))
+    p.add_argument("ref")
+
+    p = commands.add("show", cmd_show)
+    p.add_argument("ref")
+    p.add_argument("--reveal", action="store_true", help="show sensitive details (audited)")
+    p = commands.add("cases", cmd_cases)
+    p.add_argument("--status", help="triggered, acknowledged or resolved")
+    p.add_argument("--all", action="store_true", help="include resolved cases")
+    p.add_argument("--limit", type=int, default=None)

@@ -1,0 +1,123 @@
+"""The command line's small framework: the parser, the context a command runs in, and how
+commands are added. Imports nothing heavy: `vigil --help` must start at once, and each
+command imports only what it uses (`app.cli.main` builds only the command asked for).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TextIO
+
+from app.core.clock import Clock
+from app.core.errors import VigilError
+
+if TYPE_CHECKING:
+    from app.services.cases import CaseService
+    from data.db import Database
+
+EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(VigilError):
+    exit_code = EXIT_USAGE
+
+
+class CliParser(argparse.ArgumentParser):
+    """argparse, but a usage error raises instead of exiting, so every exit goes one way."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+
+class ConsoleOpener(Protocol):
+    """Opens the full-screen console; handed in by the entry point, which knows both faces."""
+
+    def __call__(self, db: Database, clock: Clock, handle: str, *, engine: bool) -> int: ...
+
+
+@dataclass
+class Context:
+    args: argparse.Namespace
+    clock: Clock
+    out: TextIO
+    err: TextIO
+    open_console: ConsoleOpener | None = None
+    _db: Database | None = field(default=None, repr=False)
+
+    @property
+    def actor(self) -> str:
+        chosen: str | None = self.args.actor or os.environ.get("VIGIL_USER")
+        return chosen or getpass.getuser()
+
+    @property
+    def db(self) -> Database:
+        if self._db is None:
+            from data.db import Database
+
+            self._db = Database.open(self.args.db)
+        return self._db
+
+    @property
+    def cases(self) -> CaseService:
+        from app.services.cases import CaseService
+
+        return CaseService(self.db, self.clock)
+
+    @property
+    def as_json(self) -> bool:
+        return bool(getattr(self.args, "json", False))
+
+    def emit(self, payload: Any, text: str) -> None:
+        if self.as_json:
+            json.dump(payload, self.out, indent=2, sort_keys=False, ensure_ascii=False)
+            self.out.write("\n")
+        else:
+            self.out.write(text if text.endswith("\n") else text + "\n")
+
+
+Handler = Callable[[Context], int]
+
+
+@dataclass
+class Commands:
+    """Where commands are added: the top level, or a group such as `team` or `audit`.
+
+    At the top level the one-line help of each command comes from the command table in
+    `app.cli.main`, so `vigil --help` can list every command without importing any.
+    """
+
+    subparsers: Any
+    common: argparse.ArgumentParser
+    prefix: str = "vigil"
+    help_of: Mapping[str, str] = field(default_factory=dict)
+
+    def add(
+        self, name: str, handler: Handler, help_text: str | None = None
+    ) -> argparse.ArgumentParser:
+        text = help_text if help_text is not None else self.help_of[name]
+        parser: argparse.ArgumentParser = self.subparsers.add_parser(
+            name, parents=[self.common], help=text, description=text
+        )
+        parser.set_defaults(handler=handler)
+        return parser
+
+    def group(self, name: str, help_text: str | None = None) -> Commands:
+        """A command that only holds actions (`vigil team apply`, `vigil team export`)."""
+        prog = f"{self.prefix} {name}"
+
+        def missing(_ctx: Context) -> int:
+            actions = " | ".join(sorted(nested.subparsers.choices))
+            raise UsageError(f"{prog}: expected an action: {actions}")
+
+        parser = self.add(name, missing, help_text)
+        nested = Commands(
+            parser.add_subparsers(dest=f"{name}_action", parser_class=CliParser, metavar="ACTION"),
+            self.common,
+            prog,
+        )
+        return nested

@@ -1,0 +1,41 @@
+"""The journal every writer keeps: a case's timeline and the change feed consoles follow.
+
+The case service, the engine and every other writer record here, inside their own
+transaction, so a change and its trace commit together or not at all.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session
+
+from data.models import Case, CaseChange, TimelineEvent
+from data.queries import QUEUE_RANKS
+
+
+def record_change(session: Session, case: Case, now: datetime) -> None:
+    """Bump the case's version and feed the change log consoles follow."""
+    case.queue_rank = QUEUE_RANKS[case.status]
+    case.version += 1
+    case.updated_at = now
+    session.add(case)
+    session.flush()
+    assert case.id is not None
+    session.add(CaseChange(case_id=case.id, at=now))
+
+
+def add_timeline(
+    session: Session,
+    case: Case,
+    at: datetime,
+    kind: str,
+    text: str,
+    actor: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> None:
+    assert case.id is not None
+    session.add(
+        TimelineEvent(case_id=case.id, at=at, kind=kind, actor=actor, text=text, data=data or {})
+    )
