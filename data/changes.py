@@ -14,10 +14,21 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from time import monotonic
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from data.db import Database
+    from sqlalchemy import Engine
+
+
+class _Store(Protocol):
+    """What a listener needs of `data.db.Database` (named so, not imported: no cycle)."""
+
+    @property
+    def engine(self) -> Engine: ...
+
+    @property
+    def is_postgres(self) -> bool: ...
+
 
 CHANGE_CHANNEL = "vigil_case_change"
 
@@ -61,7 +72,7 @@ class ChangeListener:
         self._clock = clock
 
     @classmethod
-    def open(cls, db: Database) -> ChangeListener:
+    def open(cls, db: _Store) -> ChangeListener:
         if not db.is_postgres:
             raise ValueError("a ChangeListener needs PostgreSQL; SQLite consoles poll the feed")
         raw = db.engine.raw_connection()
