@@ -9,70 +9,15 @@ stale deadline behind.
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, Column, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from data.domain import DisclosureStatus
 from data.types import UTCDateTime
 
 # --- vocabulary -------------------------------------------------------------
-
-
-class VerificationStepName(StrEnum):
-    """The checklist of an emergency data request, in the order it is worked."""
-
-    IDENTITY = "identity"  # requester confirmed through an independent channel
-    AGENCY = "agency"  # agency and officer recorded
-    EMERGENCY = "emergency"  # the claimed danger of death or serious physical injury
-    GOOD_FAITH = "good_faith"  # the specialist's good-faith determination
-
-
-class DataCategory(StrEnum):
-    SUBSCRIBER = "subscriber"
-    IP_LOGS = "ip_logs"
-    CONTENT = "content"
-    LOCATION = "location"
-
-
-class DisclosureStatus(StrEnum):
-    REQUESTED = "requested"  # waiting for a supervisor
-    DISCLOSED = "disclosed"  # approved and made
-    DECLINED = "declined"
-
-
-class PartnerKind(StrEnum):
-    LAW_ENFORCEMENT = "law_enforcement"
-    NGO = "ngo"
-    PRODUCT = "product"
-    POLICY = "policy"
-    LEGAL = "legal"
-    OTHER = "other"
-
-
-# Teams of our own company: they own action items but never receive a disclosure.
-INTERNAL_PARTNER_KINDS = frozenset({PartnerKind.PRODUCT, PartnerKind.POLICY, PartnerKind.LEGAL})
-
-
-class ClockEventKind(StrEnum):
-    FILED = "filed"  # the report a deadline clock asks for was filed
-    EXTENDED = "extended"  # a hold was extended on a renewed request
-    WAIVED = "waived"  # a supervisor ended the clock early, with a reason
-
-
-class ActionStatus(StrEnum):
-    OPEN = "open"
-    DONE = "done"
-    CANCELLED = "cancelled"
-
-
-class OwnerKind(StrEnum):
-    PERSON = "person"
-    PARTNER = "partner"
-
-
-# --- partners ---------------------------------------------------------------
 
 
 class Partner(SQLModel, table=True):

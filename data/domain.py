@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 
@@ -107,3 +107,91 @@ def format_duration(delta: timedelta) -> str:
         if seconds % size == 0:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
+
+
+# --- legal clocks -------------------------------------------------------------
+
+
+class ClockKind(StrEnum):
+    DEADLINE = "deadline"  # something must be filed by `due` (a report to an authority)
+    HOLD = "hold"  # data must be kept until `due` (a preservation period)
+
+
+class ClockState(StrEnum):
+    PENDING = "pending"  # not started yet (a hold waiting for its report)
+    OK = "ok"
+    WARN = "warn"  # inside the reminder window
+    BREACHED = "breached"  # a deadline passed with nothing filed
+    DONE = "done"  # filed, waived, or the hold ended
+
+
+CLOCK_URGENCY = {ClockState.BREACHED: 0, ClockState.WARN: 1, ClockState.OK: 2}
+"""Running clocks, most urgent first."""
+
+
+def clock_state(kind: str, due_at: datetime, reminder_at: datetime | None, now: datetime) -> str:
+    """A started, unfinished clock at `now`: past due, a deadline is breached and a hold
+    has ended; inside the reminder window it warns."""
+    if now >= due_at:
+        return ClockState.DONE if kind == ClockKind.HOLD else ClockState.BREACHED
+    if reminder_at is not None and now >= reminder_at:
+        return ClockState.WARN
+    return ClockState.OK
+
+
+# --- casework ------------------------------------------------------------------
+
+
+class VerificationStepName(StrEnum):
+    """The checklist of an emergency data request, in the order it is worked."""
+
+    IDENTITY = "identity"  # requester confirmed through an independent channel
+    AGENCY = "agency"  # agency and officer recorded
+    EMERGENCY = "emergency"  # the claimed danger of death or serious physical injury
+    GOOD_FAITH = "good_faith"  # the specialist's good-faith determination
+
+
+class DataCategory(StrEnum):
+    SUBSCRIBER = "subscriber"
+    IP_LOGS = "ip_logs"
+    CONTENT = "content"
+    LOCATION = "location"
+
+
+class DisclosureStatus(StrEnum):
+    REQUESTED = "requested"  # waiting for a supervisor
+    DISCLOSED = "disclosed"  # approved and made
+    DECLINED = "declined"
+
+
+class PartnerKind(StrEnum):
+    LAW_ENFORCEMENT = "law_enforcement"
+    NGO = "ngo"
+    PRODUCT = "product"
+    POLICY = "policy"
+    LEGAL = "legal"
+    OTHER = "other"
+
+
+# Teams of our own company: they own action items but never receive a disclosure.
+INTERNAL_PARTNER_KINDS = frozenset({PartnerKind.PRODUCT, PartnerKind.POLICY, PartnerKind.LEGAL})
+
+
+class ClockEventKind(StrEnum):
+    FILED = "filed"  # the report a deadline clock asks for was filed
+    EXTENDED = "extended"  # a hold was extended on a renewed request
+    WAIVED = "waived"  # a supervisor ended the clock early, with a reason
+
+
+class ActionStatus(StrEnum):
+    OPEN = "open"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+class OwnerKind(StrEnum):
+    PERSON = "person"
+    PARTNER = "partner"
+
+
+# --- partners ---------------------------------------------------------------

@@ -21,6 +21,16 @@ PG_SKIP_REASON = (
 )
 
 
+CONSOLE_TESTS = Path(__file__).parent / "console"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every console test is a Pilot test: `-m pilot` runs them, `-m "not pilot"` the rest."""
+    for item in items:
+        if CONSOLE_TESTS in item.path.parents:
+            item.add_marker(pytest.mark.pilot)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No test reads the developer's own database, user or data folder."""

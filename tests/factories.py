@@ -19,6 +19,10 @@ from pathlib import Path
 import pytest
 
 from app.core.clock import Clock
+from app.services.cases import CaseService
+from app.services.casework.service import CaseworkService
+from app.services.shiftwork.handover import HandoverService
+from app.services.shiftwork.postmortem import PostMortemService
 from data.db import Database
 from data.models import ContactMethod, Policy, PolicyStep, Responder, Routing
 
@@ -576,3 +580,18 @@ def cli_commands() -> dict[str, argparse.ArgumentParser]:
 
     walk(root, [])
     return found
+
+
+# --- desks: an area's service with the case actions beside it ---------------------------
+
+
+class CaseworkDesk(CaseworkService, CaseService):
+    """Casework and case actions on one object, as these tests drive a desk."""
+
+
+class PostMortemDesk(PostMortemService, CaseService):
+    """Post-mortems and case actions on one object, as these tests drive a desk."""
+
+
+class HandoverDesk(HandoverService, CaseService):
+    """Handovers and case actions on one object, as these tests drive a desk."""

@@ -126,7 +126,3 @@ THEME_LABELS: dict[str, str] = {
     VIGIL_LIGHT.name: "Light",
     VIGIL_HIGH_CONTRAST.name: "High contrast",
 }
-
-
-def theme_names() -> tuple[str, ...]:
-    return tuple(theme.name for theme in THEMES)

@@ -17,14 +17,13 @@ from textual.containers import Vertical
 from textual.content import Content
 from textual.widgets import Static
 
+from data.domain import ClockKind, ClockState
 from widgets.queue_table import format_countdown
 from widgets.timefmt import format_when, viewer_zone
 from widgets.views import (
     HIDDEN,
     ActionView,
     CaseworkView,
-    ClockKind,
-    ClockState,
     ClockView,
     ContainmentView,
     DisclosureView,

@@ -29,8 +29,9 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.timer import Timer
 
+from data.domain import ClockState, clock_state
 from widgets.timefmt import format_age
-from widgets.views import ClockState, QueueRow, clock_state
+from widgets.views import QueueRow
 
 QUEUE_TCSS = Path(__file__).resolve().parent.parent / "themes" / "queue.tcss"
 """The queue's styles; loaded as the widget's default CSS, so app CSS can override them."""

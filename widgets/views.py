@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
+
+from data.domain import ClockState, clock_state
 
 HIDDEN = "[sensitive: hidden until revealed]"
 """What stands in for free text of a sensitive case until the viewer reveals it."""
@@ -100,33 +100,6 @@ class CaseDetailView:
 # --- casework ------------------------------------------------------------------
 
 
-class ClockKind(StrEnum):
-    DEADLINE = "deadline"  # something must be filed by `due` (a report to an authority)
-    HOLD = "hold"  # data must be kept until `due` (a preservation period)
-
-
-class ClockState(StrEnum):
-    PENDING = "pending"  # not started yet (a hold waiting for its report)
-    OK = "ok"
-    WARN = "warn"  # inside the reminder window
-    BREACHED = "breached"  # a deadline passed with nothing filed
-    DONE = "done"  # filed, waived, or the hold ended
-
-
-CLOCK_URGENCY = {ClockState.BREACHED: 0, ClockState.WARN: 1, ClockState.OK: 2}
-"""Running clocks, most urgent first."""
-
-
-def clock_state(kind: str, due_at: datetime, reminder_at: datetime | None, now: datetime) -> str:
-    """A started, unfinished clock at `now`: past due, a deadline is breached and a hold
-    has ended; inside the reminder window it warns."""
-    if now >= due_at:
-        return ClockState.DONE if kind == ClockKind.HOLD else ClockState.BREACHED
-    if reminder_at is not None and now >= reminder_at:
-        return ClockState.WARN
-    return ClockState.OK
-
-
 @dataclass(frozen=True, slots=True)
 class ClockView:
     name: str
@@ -152,14 +125,6 @@ class ClockView:
         if not self.running or self.due_at is None:
             return self.state
         return clock_state(self.kind, self.due_at, self.reminder_at, now)
-
-
-def most_urgent(clocks: Iterable[ClockView]) -> ClockView | None:
-    """The running clock to show in a queue row: breached, then warning, then soonest."""
-    running = [c for c in clocks if c.running and c.due_at is not None]
-    if not running:
-        return None
-    return min(running, key=lambda c: (CLOCK_URGENCY[ClockState(c.state)], c.due_at))
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,7 +221,3 @@ class CaseworkView:
     @property
     def overdue_actions(self) -> int:
         return sum(1 for a in self.actions if a.overdue)
-
-    @property
-    def urgent_clock(self) -> ClockView | None:
-        return most_urgent(self.clocks)

@@ -26,19 +26,11 @@ def cmd_page(ctx: Context) -> int:
         dedup_key=a.dedup_key,
         sensitive=a.sensitive,
     )
-    start_escalation(ctx, [result.case_id])
     ctx.emit(
         {"ref": result.ref, "created": result.created},
         result.ref if result.created else f"{result.ref} (already open for this dedup key)",
     )
     return EXIT_OK
-
-
-def start_escalation(ctx: Context, case_ids: list[int]) -> None:
-    """Page step 1 now, so a case opened from the command line never waits for an engine."""
-    from app.engine.runner import EscalationEngine
-
-    EscalationEngine(ctx.db, ctx.clock, name=f"cli:{ctx.actor}").run_due(case_ids=case_ids)
 
 
 def _show_case_text(body: dict[str, Any], details: str | None) -> str:
@@ -137,7 +129,6 @@ def _case_action(verb: str) -> Callable[[Context], int]:
             text = f"{case.ref} stage {case.stage}"
         else:
             case = service.escalate_now(actor, ref)
-            start_escalation(ctx, [case.id] if case.id else [])
             text = f"{case.ref} escalated"
         ctx.emit({"ref": case.ref, "status": case.status, "stage": case.stage}, text)
         return EXIT_OK
@@ -161,7 +152,6 @@ def cmd_intake(ctx: Context) -> int:
     outcome = store_intake(ctx.cases, ctx.actor, text, ctx.args.format)
     if outcome.is_empty():
         raise NothingToDo("vigil intake: the input holds no events")
-    start_escalation(ctx, outcome.case_ids)
     ctx.emit(outcome.as_json(), outcome.as_text())
     for error in outcome.errors:
         ctx.err.write(f"vigil intake: {error.position}: {error.reason}\n")

@@ -13,10 +13,9 @@ from typing import Any
 from app.cli.framework import EXIT_OK, Commands, Context
 from app.core.errors import BadInput, NotFound
 from app.core.times import iso, parse_due, parse_instant
+from app.rules.casework import FACT_FLAGS, VERIFICATION_FIELDS, VERIFICATION_STEPS, merged_settings
+from app.services.casework.report import disclosure_report, report_csv, report_markdown
 from app.services.casework.service import (
-    FACT_FLAGS,
-    VERIFICATION_FIELDS,
-    VERIFICATION_STEPS,
     ActionView,
     CaseworkService,
     CaseworkView,
@@ -25,18 +24,15 @@ from app.services.casework.service import (
     DisclosureView,
     PartnerView,
     VerificationView,
+)
+from app.services.casework.settings import settings_toml, stored_settings
+from app.services.casework.views import (
     action_items,
     clocks_needing_attention,
-    disclosure_report,
     disclosures_awaiting_approval,
-    merged_settings,
     partners,
-    report_csv,
-    report_markdown,
-    settings_toml,
-    stored_settings,
 )
-from data.casework import DataCategory, PartnerKind
+from data.domain import DataCategory, PartnerKind
 from data.queries import case_by_ref
 
 

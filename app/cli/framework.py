@@ -9,7 +9,7 @@ import argparse
 import getpass
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TextIO
 
@@ -64,9 +64,18 @@ class Context:
 
     @property
     def cases(self) -> CaseService:
+        """The case service; what a command opens or escalates pages at once, so a case
+        opened from the command line never waits for an engine."""
         from app.services.cases import CaseService
 
-        return CaseService(self.db, self.clock)
+        return CaseService(self.db, self.clock, escalation=self.page_now)
+
+    def page_now(self, case_ids: Sequence[int]) -> None:
+        from app.engine.runner import EscalationEngine
+
+        EscalationEngine(self.db, self.clock, name=f"cli:{self.actor}").run_due(
+            case_ids=list(case_ids)
+        )
 
     @property
     def as_json(self) -> bool:

@@ -40,12 +40,12 @@ from themes import CONSOLE_CSS_PATHS, DEFAULT_THEME, THEME_VARIABLE_DEFAULTS, TH
 from widgets.queue_table import QueueTable
 from widgets.timefmt import viewer_zone
 
-OPTIONAL_SCREENS: dict[str, tuple[str, str, str]] = {
-    "calendar": ("app.console.screens.calendar", "CalendarScreen", "calendar"),
-    "handover": ("app.console.screens.handover", "HandoverScreen", "handover"),
-    "stats": ("app.console.screens.stats", "StatsScreen", "statistics"),
+LATER_SCREENS: dict[str, tuple[str, str]] = {
+    "calendar": ("app.console.screens.calendar", "CalendarScreen"),
+    "handover": ("app.console.screens.handover", "HandoverScreen"),
+    "stats": ("app.console.screens.stats", "StatsScreen"),
 }
-"""Screens other parts of Vigil provide: key -> (module, class, what to call it).
+"""Screens imported when first opened, not at start-up: name -> (module, class).
 Each class takes no arguments and reads `db`, `clock` and `profile` from the app."""
 
 READ_GROUPS = frozenset({"feed", "queue-window", "detail", "casework", "pages", "status"})
@@ -219,21 +219,10 @@ class VigilApp(App[int]):
         )
         self.push_screen(HelpScreen(rows, note))
 
-    def open_optional_screen(self, name: str) -> None:
-        """Open a screen another part of Vigil provides, or say it is not there yet."""
-        module_name, class_name, label = OPTIONAL_SCREENS[name]
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            self.notify(
-                f"The {label} screen is not available yet in this version of Vigil.",
-                title="Not available yet",
-                severity="warning",
-            )
-            return
-        self.push_screen(getattr(module, class_name)())
+    def open_screen(self, name: str) -> None:
+        """Open one of the `LATER_SCREENS`, importing it on first use."""
+        module_name, class_name = LATER_SCREENS[name]
+        self.push_screen(getattr(importlib.import_module(module_name), class_name)())
 
     # ----------------------------------------------------------------- hand-off notices
 
@@ -294,18 +283,12 @@ class VigilApp(App[int]):
         )
 
 
-def _optional_screen_bindings() -> list[Iterable[BindingType]]:
-    """The keys of the optional screens this version of Vigil has."""
-    found: list[Iterable[BindingType]] = []
-    for module_name, class_name, _ in OPTIONAL_SCREENS.values():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        found.append(getattr(module, class_name).BINDINGS)
-    return found
+def _later_screen_bindings() -> list[Iterable[BindingType]]:
+    """The keys of the screens imported on first use."""
+    return [
+        getattr(importlib.import_module(module_name), class_name).BINDINGS
+        for module_name, class_name in LATER_SCREENS.values()
+    ]
 
 
 def binding_ids() -> frozenset[str]:
@@ -321,7 +304,7 @@ def binding_ids() -> frozenset[str]:
         PendingHandoverDialog.BINDINGS,
         PostMortemScreen.BINDINGS,
         TemplateDialog.BINDINGS,
-        *_optional_screen_bindings(),
+        *_later_screen_bindings(),
     ]
     return frozenset(
         binding.id

@@ -7,30 +7,26 @@ that consoles follow, and appends the audit record. Either all of it lands or no
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, func, select
+from sqlmodel import col, func, select
 
-from app.core.clock import Clock
 from app.core.errors import BadInput, NotAllowed, NotFound, NothingToDo
 from app.core.text import clean_text, one_line
 from app.services.policies import FALLBACK_POLICY, route_policy, snapshot_policy
+from app.services.unit_of_work import Service, Tx
 from data import audit
-from data.db import Database
-from data.domain import Category, Role, Stage, Status, parse_category, parse_severity
-from data.journal import add_timeline, record_change
+from data.domain import Category, Stage, Status, parse_category, parse_severity
+from data.journal import add_timeline
 from data.models import ActionItem, Case, CaseNote, Page, Responder
 
 MAX_TITLE = 200
 MAX_DETAILS = 20_000
 MAX_NOTE = 20_000
 MAX_DEDUP_KEY = 255
-SUPERVISING = {Role.SUPERVISOR.value, Role.ADMIN.value}
 
 
 @dataclass(frozen=True)
@@ -40,96 +36,12 @@ class OpenResult:
     created: bool
 
 
-@dataclass
-class Tx:
-    """What one service action works with: its session, its actor and its instant."""
-
-    session: Session
-    actor: Responder
-    now: datetime
-
-    @property
-    def supervising(self) -> bool:
-        return self.actor.role in SUPERVISING
-
-
 def check_title(title: str) -> str:
     return one_line("title", title, MAX_TITLE, required=True)
 
 
-class CaseService:
+class CaseService(Service):
     """Case actions on behalf of one person (`actor`), subject to that person's role."""
-
-    def __init__(
-        self,
-        db: Database,
-        clock: Clock,
-        *,
-        on_change: Callable[[int], None] | None = None,
-    ) -> None:
-        self.db = db
-        self.clock = clock
-        self._on_change = on_change
-
-    # -- plumbing -------------------------------------------------------------
-
-    @contextmanager
-    def _tx(self, actor_handle: str) -> Iterator[Tx]:
-        with self.db.write() as session:
-            audit.lock_head(session)
-            yield Tx(session, self._actor(session, actor_handle), self.clock.now())
-
-    @staticmethod
-    def _actor(session: Session, handle: str) -> Responder:
-        actor = session.exec(select(Responder).where(Responder.handle == handle)).first()
-        if actor is None or not actor.active:
-            raise NotAllowed(
-                f"'{handle}' is not an active responder of this desk "
-                "(use --as HANDLE or VIGIL_USER)"
-            )
-        return actor
-
-    def require_actor(self, handle: str) -> Responder:
-        """Refuse an unknown or inactive handle before any work starts."""
-        with self.db.read() as session:
-            return self._actor(session, handle)
-
-    @staticmethod
-    def _case(tx: Tx, ref: str) -> Case:
-        case = tx.session.exec(
-            select(Case).where(Case.ref == ref.strip().upper()).with_for_update()
-        ).first()
-        if case is None:
-            raise NotFound(f"no case {ref!r}")
-        return case
-
-    def _finish(self, tx: Tx, case: Case, action: str, detail: dict[str, Any]) -> None:
-        record_change(tx.session, case, tx.now)
-        audit.append(
-            tx.session,
-            at=tx.now,
-            actor=tx.actor.handle,
-            action=action,
-            case_ref=case.ref,
-            detail=detail,
-        )
-
-    def _changed(self, case_id: int) -> None:
-        if self._on_change is not None:
-            self._on_change(case_id)
-
-    @staticmethod
-    def _may_work_on(tx: Tx, case: Case) -> bool:
-        return tx.supervising or case.assignee_id in (None, tx.actor.id)
-
-    def _refuse_unless_may_work_on(self, tx: Tx, case: Case, verb: str) -> None:
-        if not self._may_work_on(tx, case):
-            assignee = tx.session.get(Responder, case.assignee_id)
-            owner = assignee.handle if assignee else "someone else"
-            raise NotAllowed(
-                f"{case.ref} is assigned to {owner}; "
-                f"only its assignee or a supervisor may {verb} it"
-            )
 
     # -- actions --------------------------------------------------------------
 
@@ -179,7 +91,7 @@ class CaseService:
         sensitive: bool,
         source: str,
     ) -> OpenResult:
-        with self._tx(actor) as tx:
+        with self.work(actor) as tx:
             existing = self._open_duplicate(tx, dedup_key, source) if dedup_key else None
             if existing is not None:
                 result = existing
@@ -195,7 +107,6 @@ class CaseService:
                     sensitive,
                     source,
                 )
-        self._changed(result.case_id)
         return result
 
     def _open_duplicate(self, tx: Tx, dedup_key: str, source: str) -> OpenResult | None:
@@ -214,7 +125,7 @@ class CaseService:
             f"Duplicate event for dedup key {dedup_key!r} from {source}",
             tx.actor.handle,
         )
-        self._finish(tx, existing, "case.duplicate", {"dedup_key": dedup_key})
+        tx.finish(existing, "case.duplicate", {"dedup_key": dedup_key})
         return OpenResult(existing.ref, existing.id, created=False)
 
     def _create(
@@ -263,8 +174,7 @@ class CaseService:
             f"Opened by {tx.actor.handle} from {source}; policy {snapshot['name']}",
             tx.actor.handle,
         )
-        self._finish(
-            tx,
+        tx.finish(
             case,
             "case.open",
             {
@@ -275,11 +185,12 @@ class CaseService:
                 "source": source,
             },
         )
+        tx.escalate(case)
         return OpenResult(case.ref, case.id, created=True)
 
     def acknowledge(self, actor: str, ref: str) -> Case:
-        with self._tx(actor) as tx:
-            case = self._case(tx, ref)
+        with self.work(actor) as tx:
+            case = tx.case(ref)
             if case.status == Status.RESOLVED.value:
                 raise NothingToDo(f"{case.ref} is already resolved")
             if case.status == Status.ACKNOWLEDGED.value:
@@ -307,7 +218,7 @@ class CaseService:
                     "(this step needs every target)",
                     tx.actor.handle,
                 )
-                self._finish(tx, case, "case.ack_partial", {"waiting_for": pending})
+                tx.finish(case, "case.ack_partial", {"waiting_for": pending})
             else:
                 case.status = Status.ACKNOWLEDGED.value
                 case.acknowledged_at = tx.now
@@ -326,10 +237,9 @@ class CaseService:
                     f"Acknowledged by {tx.actor.handle}",
                     tx.actor.handle,
                 )
-                self._finish(tx, case, "case.ack", {})
+                tx.finish(case, "case.ack", {})
             case_id = case.id
         assert case_id is not None
-        self._changed(case_id)
         return case
 
     @staticmethod
@@ -345,11 +255,11 @@ class CaseService:
 
     def resolve(self, actor: str, ref: str, note: str | None = None) -> Case:
         note_text = clean_text("note", note or "", MAX_NOTE, required=False)
-        with self._tx(actor) as tx:
-            case = self._case(tx, ref)
+        with self.work(actor) as tx:
+            case = tx.case(ref)
             if case.status == Status.RESOLVED.value:
                 raise NothingToDo(f"{case.ref} is already resolved")
-            self._refuse_unless_may_work_on(tx, case, "resolve")
+            tx.refuse_unless_may_work_on(case, "resolve")
             case.status = Status.RESOLVED.value
             case.stage = Stage.CLOSED.value
             case.resolved_at = tx.now
@@ -372,16 +282,15 @@ class CaseService:
                 f"Resolved by {tx.actor.handle}" + (f": {note_text}" if note_text else ""),
                 tx.actor.handle,
             )
-            self._finish(tx, case, "case.resolve", {"with_note": bool(note_text)})
+            tx.finish(case, "case.resolve", {"with_note": bool(note_text)})
             case_id = case.id
         assert case_id is not None
-        self._changed(case_id)
         return case
 
     def reassign(self, actor: str, ref: str, to_handle: str) -> Case:
         """Hand the case to someone else: page them now; the chain restarts if they don't ack."""
-        with self._tx(actor) as tx:
-            case = self._case(tx, ref)
+        with self.work(actor) as tx:
+            case = tx.case(ref)
             if case.status == Status.RESOLVED.value:
                 raise NothingToDo(f"{case.ref} is resolved; reopen it by paging again")
             target = tx.session.exec(
@@ -431,15 +340,13 @@ class CaseService:
                 now=tx.now,
                 reason="reassign",
             )
-            self._finish(
-                tx,
+            tx.finish(
                 case,
                 "case.reassign",
                 {"from": previous.handle if previous else None, "to": target.handle},
             )
             case_id = case.id
         assert case_id is not None
-        self._changed(case_id)
         return case
 
     def _add_note_row(self, tx: Tx, case: Case, body: str) -> None:
@@ -453,16 +360,15 @@ class CaseService:
 
     def add_note(self, actor: str, ref: str, text: str) -> Case:
         body = clean_text("text", text, MAX_NOTE, required=True)
-        with self._tx(actor) as tx:
-            case = self._case(tx, ref)
+        with self.work(actor) as tx:
+            case = tx.case(ref)
             self._add_note_row(tx, case, body)
             add_timeline(
                 tx.session, case, tx.now, "note", f"Note by {tx.actor.handle}", tx.actor.handle
             )
-            self._finish(tx, case, "case.note", {"length": len(body)})
+            tx.finish(case, "case.note", {"length": len(body)})
             case_id = case.id
         assert case_id is not None
-        self._changed(case_id)
         return case
 
     def set_stage(self, actor: str, ref: str, stage: str) -> Case:
@@ -471,9 +377,9 @@ class CaseService:
         except ValueError:
             allowed = ", ".join(s.value for s in Stage)
             raise BadInput("stage", f"expected one of {allowed}, got {stage!r}") from None
-        with self._tx(actor) as tx:
-            case = self._case(tx, ref)
-            self._refuse_unless_may_work_on(tx, case, "change the stage of")
+        with self.work(actor) as tx:
+            case = tx.case(ref)
+            tx.refuse_unless_may_work_on(case, "change the stage of")
             if case.stage == new_stage.value:
                 raise NothingToDo(f"{case.ref} is already at stage {new_stage.value}")
             old = case.stage
@@ -488,16 +394,15 @@ class CaseService:
                 f"Stage {old} → {new_stage.value} by {tx.actor.handle}",
                 tx.actor.handle,
             )
-            self._finish(tx, case, "case.stage", {"from": old, "to": new_stage.value})
+            tx.finish(case, "case.stage", {"from": old, "to": new_stage.value})
             case_id = case.id
         assert case_id is not None
-        self._changed(case_id)
         return case
 
     def reveal(self, actor: str, ref: str, reason: str = "") -> str:
         """Return the case's details; for a sensitive case the reveal is audited first."""
-        with self._tx(actor) as tx:
-            case = self._case(tx, ref)
+        with self.work(actor) as tx:
+            case = tx.case(ref)
             if case.sensitive:
                 add_timeline(
                     tx.session,
@@ -519,8 +424,8 @@ class CaseService:
 
     def escalate_now(self, actor: str, ref: str) -> Case:
         """Skip the wait: the next step is due now (an acknowledged case re-triggers)."""
-        with self._tx(actor) as tx:
-            case = self._case(tx, ref)
+        with self.work(actor) as tx:
+            case = tx.case(ref)
             if case.status == Status.RESOLVED.value:
                 raise NothingToDo(f"{case.ref} is resolved")
             was = case.status
@@ -537,18 +442,16 @@ class CaseService:
                 + (" (was acknowledged)" if was != "triggered" else ""),
                 tx.actor.handle,
             )
-            self._finish(tx, case, "case.escalate", {"was": was})
-            case_id = case.id
-        assert case_id is not None
-        self._changed(case_id)
+            tx.finish(case, "case.escalate", {"was": was})
+            tx.escalate(case)
         return case
 
     def add_action_item(
         self, actor: str, ref: str, title: str, owner: str = "", due_at: datetime | None = None
     ) -> Case:
         text = check_title(title)
-        with self._tx(actor) as tx:
-            case = self._case(tx, ref)
+        with self.work(actor) as tx:
+            case = tx.case(ref)
             assert case.id is not None
             tx.session.add(
                 ActionItem(
@@ -558,9 +461,7 @@ class CaseService:
             add_timeline(
                 tx.session, case, tx.now, "action_item", f"Action item: {text}", tx.actor.handle
             )
-            self._finish(tx, case, "case.action_item", {"owner": owner})
-            case_id = case.id
-        self._changed(case_id)
+            tx.finish(case, "case.action_item", {"owner": owner})
         return case
 
     # -- by dedup key (intake) -----------------------------------------------

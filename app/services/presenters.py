@@ -10,7 +10,7 @@ from typing import Any
 from sqlmodel import Session
 
 from app.core.times import iso
-from app.services.casework.service import overdue_summary
+from app.services.casework.views import overdue_summary
 from app.services.policies import queue_sla_due, sla_deadlines, sla_table
 from data import queries
 from data.domain import severity_name

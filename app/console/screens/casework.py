@@ -29,27 +29,21 @@ from textual.widgets.option_list import Option
 from app.console.screens.dialogs import CANCEL, Confirm, TextPrompt
 from app.core.errors import BadInput, NotFound
 from app.core.times import parse_due, parse_instant
-from app.services.casework.service import (
-    FACT_FLAGS,
-    VERIFICATION_STEPS,
-    BasisSpec,
-    CaseworkService,
-    casework_view,
-    load_config,
-    partners,
-)
-from data.casework import INTERNAL_PARTNER_KINDS, DataCategory, PartnerKind
+from app.rules.casework import FACT_FLAGS, VERIFICATION_STEPS, BasisSpec
+from app.services.casework.service import CaseworkService
+from app.services.casework.settings import load_config
+from app.services.casework.views import casework_view, partners
 from data.db import Database
-from data.domain import parse_duration
-from widgets.timefmt import format_when
-from widgets.views import (
-    HIDDEN,
-    CaseworkView,
+from data.domain import (
+    INTERNAL_PARTNER_KINDS,
     ClockKind,
     ClockState,
-    DisclosureView,
-    PartnerView,
+    DataCategory,
+    PartnerKind,
+    parse_duration,
 )
+from widgets.timefmt import format_when
+from widgets.views import HIDDEN, CaseworkView, DisclosureView, PartnerView
 
 if TYPE_CHECKING:
     from app.console.screens.queue import QueueScreen

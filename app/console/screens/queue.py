@@ -906,7 +906,7 @@ class QueueScreen(Screen[None]):
         self._read_feed_if_announced()
 
     def action_open_screen(self, name: str) -> None:
-        self.vigil.open_optional_screen(name)
+        self.vigil.open_screen(name)
 
     def action_postmortem(self) -> None:
         # Imported on use: these screens import this module for its layout breakpoint.

@@ -27,8 +27,8 @@ from app.rules.rotations import (
     on_call,
     schedule_shifts,
 )
-from app.services.cases import SUPERVISING, CaseService, Tx
 from app.services.oncall import load_all_schedules, load_schedule
+from app.services.unit_of_work import SUPERVISING, Service, Tx
 from data import audit
 from data.models import Override, Responder, Schedule
 from data.swaps import SwapRequest, SwapStatus
@@ -338,7 +338,7 @@ def require_supervising(tx: Tx, what: str, hint: str = "") -> None:
         )
 
 
-class OverrideService(CaseService):
+class OverrideService(Service):
     """Overrides on behalf of one person: supervisors and admins only."""
 
     _SWAP_HINT = " (to hand over your own shift, use `vigil swap request`)"
@@ -355,7 +355,7 @@ class OverrideService(CaseService):
     ) -> OverrideView:
         """Put `who` on call on `schedule` from `start` to `end`, above every layer."""
         check_window(start, end, self.clock.now())
-        with self._tx(actor) as tx:
+        with self.work(actor) as tx:
             require_supervising(tx, "place overrides", self._SWAP_HINT)
             row = place_override(
                 tx,
@@ -371,7 +371,7 @@ class OverrideService(CaseService):
     def remove(self, actor: str, override_id: int) -> OverrideView:
         """Take an override away: one still to come is deleted, one in progress ends now (what
         already happened stays on record); a swap it came from becomes `revoked`."""
-        with self._tx(actor) as tx:
+        with self.work(actor) as tx:
             require_supervising(tx, "remove overrides")
             row = tx.session.get(Override, override_id)
             if row is None:

@@ -39,7 +39,7 @@ from app.rules.rotations import (
     run_start,
     schedule_shifts,
 )
-from app.services.cases import MAX_NOTE, CaseService
+from app.services.cases import MAX_NOTE
 from app.services.oncall import load_all_schedules
 from app.services.policies import sla_deadlines, sla_table
 from app.services.shiftwork.stats import (
@@ -49,6 +49,7 @@ from app.services.shiftwork.stats import (
     format_seconds,
     sla_checks,
 )
+from app.services.unit_of_work import Service, actor_of
 from data import audit, queries
 from data.domain import Stage, Status, severity_name
 from data.models import (
@@ -821,7 +822,7 @@ def handover_by_id(session: Session, handover_id: int) -> HandoverView:
 # --- the service ------------------------------------------------------------------
 
 
-class HandoverService(CaseService):
+class HandoverService(Service):
     """Handover reports, submissions and acknowledgements, on the case service's transaction
     plumbing (one write transaction: audit lock, actor, role, change, audit record)."""
 
@@ -829,7 +830,7 @@ class HandoverService(CaseService):
         """The report the author would submit now (nothing is stored)."""
         now = self.clock.now()
         with self.db.read() as session:
-            author = self._actor(session, actor)
+            author = actor_of(session, actor)
             schedules = load_all_schedules(session)
             window = shift_window(schedules, author.handle, now, since)
             return build_report(session, author.handle, window, now, schedules=schedules)
@@ -839,7 +840,7 @@ class HandoverService(CaseService):
     ) -> HandoverView:
         """Close the shift: store the report with the notes, for the incoming person."""
         body = clean_text("notes", notes, MAX_NOTE, required=True)
-        with self._tx(actor) as tx:
+        with self.work(actor) as tx:
             incoming: Responder | None = None
             if to is not None:
                 incoming = tx.session.exec(
@@ -894,7 +895,7 @@ class HandoverService(CaseService):
     def acknowledge_handover(self, actor: str, handover_id: int) -> HandoverView:
         """The incoming person confirms they read it; with nobody named, anyone but the
         author may, and becomes the incoming person."""
-        with self._tx(actor) as tx:
+        with self.work(actor) as tx:
             row = tx.session.exec(
                 select(Handover).where(Handover.id == handover_id).with_for_update()
             ).first()

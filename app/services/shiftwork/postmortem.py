@@ -28,8 +28,9 @@ from sqlmodel import Session, col, func, select
 from app.core.errors import BadInput, NotAllowed, NotFound, NothingToDo
 from app.core.text import clean_text, md_cell
 from app.core.times import format_instant, iso
-from app.services.cases import CaseService, Tx, check_title
+from app.services.cases import check_title
 from app.services.shiftwork.stats import answered_at, first_acknowledged_at, format_seconds
+from app.services.unit_of_work import Service, Tx
 from data import queries
 from data.domain import Status, severity_name
 from data.journal import add_timeline
@@ -477,17 +478,17 @@ def clean_factors(factors: Sequence[str]) -> str:
     return "\n".join(cleaned)
 
 
-class PostMortemService(CaseService):
+class PostMortemService(Service):
     """Post-mortem changes, on the case service's plumbing: one transaction that locks the
     audit chain, checks the actor's role, changes the post-mortem, feeds the case's change log
     and appends the audit record."""
 
     @contextmanager
     def _editing(self, actor: str, ref: str, verb: str) -> Iterator[tuple[Tx, Case, PostMortem]]:
-        with self._tx(actor) as tx:
+        with self.work(actor) as tx:
             if not tx.supervising:
                 raise NotAllowed(f"only supervisors and admins may {verb} a post-mortem")
-            case = self._case(tx, ref)
+            case = tx.case(ref)
             pm = tx.session.exec(
                 select(PostMortem).where(PostMortem.case_id == case.id).with_for_update()
             ).first()
@@ -498,16 +499,16 @@ class PostMortemService(CaseService):
     def _save(self, tx: Tx, case: Case, pm: PostMortem, action: str, detail: dict[str, Any]) -> int:
         pm.updated_at = tx.now
         tx.session.add(pm)
-        self._finish(tx, case, action, detail)
+        tx.finish(case, action, detail)
         assert case.id is not None
         return case.id
 
     def open_for(self, actor: str, ref: str, summary: str = "") -> None:
         text = _section("summary", summary)
-        with self._tx(actor) as tx:
+        with self.work(actor) as tx:
             if not tx.supervising:
                 raise NotAllowed("only supervisors and admins may open a post-mortem")
-            case = self._case(tx, ref)
+            case = tx.case(ref)
             existing = tx.session.exec(select(PostMortem).where(PostMortem.case_id == case.id))
             if existing.first() is not None:
                 raise NothingToDo(f"{case.ref} already has a post-mortem")
@@ -523,9 +524,7 @@ class PostMortemService(CaseService):
                 )
             )
             self._event(tx, case, f"Post-mortem opened by {tx.actor.handle}")
-            self._finish(tx, case, "postmortem.open", {})
-            case_id = case.id
-        self._changed(case_id)
+            tx.finish(case, "postmortem.open", {})
 
     @staticmethod
     def _event(tx: Tx, case: Case, text: str) -> None:
@@ -558,8 +557,7 @@ class PostMortemService(CaseService):
                 raise NothingToDo(f"the post-mortem of {case.ref} already says that")
             for key in changed:
                 setattr(pm, key, wanted[key])
-            case_id = self._save(tx, case, pm, "postmortem.edit", {"sections": changed})
-        self._changed(case_id)
+            self._save(tx, case, pm, "postmortem.edit", {"sections": changed})
 
     def set_status(self, actor: str, ref: str, status: str) -> None:
         wanted = status.strip().lower()
@@ -583,10 +581,7 @@ class PostMortemService(CaseService):
                     )
             previous, pm.status = pm.status, wanted
             self._event(tx, case, f"Post-mortem {previous} → {wanted} by {tx.actor.handle}")
-            case_id = self._save(
-                tx, case, pm, "postmortem.status", {"from": previous, "to": wanted}
-            )
-        self._changed(case_id)
+            self._save(tx, case, pm, "postmortem.status", {"from": previous, "to": wanted})
 
     def add_action(self, actor: str, ref: str, title: str, owner: str, due_on: date) -> int:
         """A follow-up with an owner on the desk and a due date; returns its number."""
@@ -621,20 +616,19 @@ class PostMortemService(CaseService):
                     created_at=tx.now,
                 )
             )
-            case_id = self._save(
+            self._save(
                 tx,
                 case,
                 pm,
                 "postmortem.action",
                 {"number": number, "owner": person.handle, "due_on": due_on.isoformat()},
             )
-        self._changed(case_id)
         return number
 
     def complete_action(self, actor: str, ref: str, number: int) -> None:
         """Mark an action item done: its owner, or a supervisor."""
-        with self._tx(actor) as tx:
-            case = self._case(tx, ref)
+        with self.work(actor) as tx:
+            case = tx.case(ref)
             pm = tx.session.exec(select(PostMortem).where(PostMortem.case_id == case.id)).first()
             if pm is None:
                 raise NotFound(f"{case.ref} has no post-mortem")
@@ -651,5 +645,4 @@ class PostMortemService(CaseService):
                 raise NothingToDo(f"action item {number} of {case.ref} is already done")
             item.status, item.done_at = "done", tx.now
             tx.session.add(item)
-            case_id = self._save(tx, case, pm, "postmortem.action_done", {"number": number})
-        self._changed(case_id)
+            self._save(tx, case, pm, "postmortem.action_done", {"number": number})

@@ -33,7 +33,6 @@ from app.core.clock import Clock
 from app.core.errors import BadInput, NotAllowed, NotFound, NothingToDo
 from app.core.times import iso
 from app.rules.rotations import ScheduleSpec, Shift, run_start, schedule_shifts
-from app.services.cases import SUPERVISING, CaseService, Tx
 from app.services.oncall import load_all_schedules, load_schedule
 from app.services.shiftwork.calendar import (
     active_responder,
@@ -43,6 +42,7 @@ from app.services.shiftwork.calendar import (
     schedule_row,
     shown,
 )
+from app.services.unit_of_work import SUPERVISING, Service, Tx
 from data import audit
 from data.db import Database
 from data.domain import Status, format_duration, parse_duration
@@ -225,7 +225,7 @@ def _first_uncovered(
     return covered_to if covered_to < end else None
 
 
-class SwapService(CaseService):
+class SwapService(Service):
     """Swap requests and the on-call settings, on behalf of one person."""
 
     # -- helpers -------------------------------------------------------------
@@ -316,7 +316,7 @@ class SwapService(CaseService):
         check_window(start, end, now)
         if start < now:
             raise BadInput("--from", f"expected a time from now on ({iso(now)}), got {iso(start)}")
-        with self._tx(actor) as tx:
+        with self.work(actor) as tx:
             schedule_id = schedule_row(tx.session, schedule).id
             wanted: Responder | None = None
             if with_handle is not None:
@@ -360,7 +360,7 @@ class SwapService(CaseService):
 
     def take(self, actor: str, swap_id: int) -> SwapView:
         """Take an offered shift; granted at once when the desk needs no approval."""
-        with self._tx(actor) as tx:
+        with self.work(actor) as tx:
             row = self._swap(tx, swap_id)
             self._require_status(row, SwapStatus.OPEN)
             if row.requester_id == tx.actor.id:
@@ -382,7 +382,7 @@ class SwapService(CaseService):
             return self._view(tx, row)
 
     def approve(self, actor: str, swap_id: int) -> SwapView:
-        with self._tx(actor) as tx:
+        with self.work(actor) as tx:
             require_supervising(tx, "approve swaps")
             row = self._swap(tx, swap_id)
             if row.status == SwapStatus.OPEN.value:
@@ -393,7 +393,7 @@ class SwapService(CaseService):
             return self._view(tx, row)
 
     def decline(self, actor: str, swap_id: int, reason: str = "") -> SwapView:
-        with self._tx(actor) as tx:
+        with self.work(actor) as tx:
             require_supervising(tx, "decline swaps")
             row = self._swap(tx, swap_id)
             self._require_status(row, SwapStatus.OPEN, SwapStatus.TAKEN)
@@ -407,7 +407,7 @@ class SwapService(CaseService):
 
     def cancel(self, actor: str, swap_id: int) -> SwapView:
         """Withdraw an offer before it is granted: its requester, or a supervisor."""
-        with self._tx(actor) as tx:
+        with self.work(actor) as tx:
             row = self._swap(tx, swap_id)
             if row.requester_id != tx.actor.id and tx.actor.role not in SUPERVISING:
                 raise NotAllowed(f"only its requester or a supervisor may cancel swap #{swap_id}")
@@ -434,7 +434,7 @@ class SwapService(CaseService):
             wanted[HANDOFF_LEAD_KEY] = format_duration(handoff_lead)
         if not wanted:
             raise NothingToDo("no setting given to change")
-        with self._tx(actor) as tx:
+        with self.work(actor) as tx:
             require_supervising(tx, "change the on-call settings")
             changed: dict[str, object] = {}
             for key, value in wanted.items():

@@ -30,6 +30,12 @@ from sqlalchemy import delete, update
 from sqlmodel import Session, col, select
 
 from app.core.errors import NotAllowed, VigilError
+from app.rules.casework import (
+    CASEWORK_KEYS,
+    CaseworkConfigError,
+    parse_casework_config,
+    settings_document,
+)
 from app.rules.rotations import (
     MIN_SHIFT,
     HolidaySpec,
@@ -40,16 +46,8 @@ from app.rules.rotations import (
     parse_handoff,
     parse_hours,
 )
-from app.services.cases import SUPERVISING
-from app.services.casework.service import (
-    CASEWORK_KEYS,
-    CaseworkConfigError,
-    parse_casework_config,
-    settings_document,
-    settings_toml,
-    store_settings,
-    stored_settings,
-)
+from app.services.casework.settings import settings_toml, store_settings, stored_settings
+from app.services.unit_of_work import SUPERVISING
 from data import audit
 from data.db import Database
 from data.domain import (

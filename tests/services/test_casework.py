@@ -13,34 +13,37 @@ from sqlmodel import col, select
 
 from app.core.clock import FakeClock
 from app.core.errors import BadInput, NotAllowed, NotFound, NothingToDo
-from app.services.casework.service import (
+from app.rules.casework import (
     DEFAULT_CONFIG,
     CaseworkConfigError,
-    CaseworkFlags,
-    CaseworkService,
     ClockFacts,
-    ClockView,
-    DisclosureReport,
-    casework_view,
-    clocks_needing_attention,
-    disclosure_report,
-    disclosures_awaiting_approval,
     effective_config,
     legal_clocks,
     merged_settings,
     most_urgent,
-    overdue_summary,
     parse_casework_config,
     parse_clock_config,
+)
+from app.services.casework.report import (
+    DisclosureReport,
+    disclosure_report,
     report_csv,
     report_markdown,
-    settings_toml,
+)
+from app.services.casework.service import CaseworkService, ClockView
+from app.services.casework.settings import settings_toml
+from app.services.casework.views import (
+    CaseworkFlags,
+    casework_view,
+    clocks_needing_attention,
+    disclosures_awaiting_approval,
+    overdue_summary,
 )
 from data import audit
 from data.casework import Disclosure
 from data.db import Database
 from data.models import AuditRecord, Case
-from tests.factories import add_policy, add_responder
+from tests.factories import CaseworkDesk, add_policy, add_responder
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -282,13 +285,13 @@ def test_settings_export_reads_back_the_same() -> None:
 
 
 @pytest.fixture
-def desk(any_db: Database, clock: FakeClock) -> CaseworkService:
+def desk(any_db: Database, clock: FakeClock) -> CaseworkDesk:
     clock.set(T0)
     add_responder(any_db, "ana")
     add_responder(any_db, "ben")
     add_responder(any_db, "sam", "supervisor")
     add_policy(any_db, "standard", [(1800, ["user:ana"])], route=["default"])
-    service = CaseworkService(any_db, clock)
+    service = CaseworkDesk(any_db, clock)
     service.add_partner(
         "sam",
         name="metro-pd",

@@ -1,5 +1,5 @@
 """Shift swaps (request, take, approve, settings) and hand-off notices (due, never early,
-claimed exactly once), on the small desk of `tests.test_calendar`, over Sydney's
+claimed exactly once), on the small desk of `tests.services.test_calendar`, over Sydney's
 daylight-saving start."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from data import audit
 from data.db import Database
 from data.models import AuditRecord, Override, Responder
 from data.swaps import HandoffNoticeLog, SwapRequest
-from tests.test_calendar import START, build_desk, utc
+from tests.services.test_calendar import START, build_desk, utc
 from widgets.timefmt import viewer_zone
 
 

@@ -735,7 +735,7 @@ def test_an_unreachable_postgresql_is_said_plainly_at_the_command_line(
 
 @asynccontextmanager
 async def _console(db: Database, tmp_path: Path) -> AsyncIterator[Console]:
-    """ana's console on `db`, recording its toasts (as tests/test_console.py opens one)."""
+    """ana's console on `db`, recording its toasts (as tests/console/test_console.py opens one)."""
     app = build_app(
         db,
         FakeClock(T0),

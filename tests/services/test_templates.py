@@ -26,8 +26,8 @@ from app.services.shiftwork.templates import (
 )
 from data.db import Database
 from data.models import AuditRecord, CaseNote, Responder
+from tests.cli_harness import Run
 from tests.factories import add_policy, add_responder
-from tests.test_cli import Run
 
 MARKER = "MARKER-SECRET-5521"
 SHIPPED = {"disclosure_decision", "emergency_ack", "internal_update", "more_info"}

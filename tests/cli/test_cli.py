@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
@@ -11,26 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from app.cli.main import main
 from app.core.clock import FakeClock
 from data.db import Database
+from tests.cli_harness import Run
 from tests.factories import add_policy, add_responder
-
-
-class Run:
-    def __init__(self, url: str, clock: FakeClock) -> None:
-        self.url = url
-        self.clock = clock
-
-    def __call__(self, *argv: str, who: str = "ana") -> tuple[int, str, str]:
-        out, err = io.StringIO(), io.StringIO()
-        code = main(["--db", self.url, "--as", who, *argv], clock=self.clock, out=out, err=err)
-        return code, out.getvalue(), err.getvalue()
-
-    def json(self, *argv: str, who: str = "ana") -> object:
-        code, out, err = self(*argv, "--json", who=who)
-        assert code == 0, err
-        return json.loads(out)
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from app.intake.formats import (
 )
 from data.domain import Category
 
-FIXTURES = Path(__file__).parent / "fixtures" / "intake"
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "intake"
 
 
 def fixture(name: str) -> str:

@@ -2,38 +2,17 @@
 
 from __future__ import annotations
 
-import io
 import json
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from app.cli.main import main
 from app.core.clock import FakeClock
 from data.db import Database
+from tests.cli_harness import Run
 from tests.factories import add_policy, add_responder
-
-
-class Run:
-    def __init__(self, url: str, clock: FakeClock) -> None:
-        self.url = url
-        self.clock = clock
-
-    def __call__(self, *argv: str, who: str = "ana") -> tuple[int, str, str]:
-        out, err = io.StringIO(), io.StringIO()
-        code = main(["--db", self.url, "--as", who, *argv], clock=self.clock, out=out, err=err)
-        return code, out.getvalue(), err.getvalue()
-
-    def ok(self, *argv: str, who: str = "ana") -> str:
-        code, out, err = self(*argv, who=who)
-        assert code == 0, err
-        return out
-
-    def json(self, *argv: str, who: str = "ana") -> Any:
-        return json.loads(self.ok(*argv, "--json", who=who))
 
 
 @pytest.fixture

@@ -4,39 +4,20 @@ and `vigil swap`, their output, exit codes and audit records; and the check that
 
 from __future__ import annotations
 
-import io
-import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from icalendar import Calendar
 
-from app.cli.main import main
 from app.core.clock import FakeClock
 from app.demo.build import build_demo
 from app.rules.rotations import on_call
 from app.services.oncall import load_all_schedules
 from app.services.shiftwork.calendar import on_call_entries
 from data.db import Database
-from tests.test_calendar import START, build_desk
-
-
-class Run:
-    def __init__(self, url: str, clock: FakeClock) -> None:
-        self.url = url
-        self.clock = clock
-
-    def __call__(self, *argv: str, who: str = "ana") -> tuple[int, str, str]:
-        out, err = io.StringIO(), io.StringIO()
-        code = main(["--db", self.url, "--as", who, *argv], clock=self.clock, out=out, err=err)
-        return code, out.getvalue(), err.getvalue()
-
-    def json(self, *argv: str, who: str = "ana") -> Any:
-        code, out, err = self(*argv, "--json", who=who)
-        assert code == 0, err
-        return json.loads(out)
+from tests.cli_harness import Run
+from tests.services.test_calendar import START, build_desk
 
 
 @pytest.fixture

@@ -50,7 +50,7 @@ from data.models import (
     SlaTarget,
 )
 
-FIXTURES = Path(__file__).parent / "fixtures" / "team"
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "team"
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 SECRETS = ("s3cr3t-ana", "eli-secret")
 

@@ -22,8 +22,9 @@ from app.services.shiftwork.postmortem import (
 from data import audit
 from data.db import Database
 from data.models import AuditRecord, Case, CaseChange, TimelineEvent
-from tests.test_cli import Run
-from tests.test_handover import MARKER, play_dst_shift
+from tests.cli_harness import Run
+from tests.factories import PostMortemDesk
+from tests.services.test_handover import MARKER, play_dst_shift
 
 
 def utc(text: str) -> datetime:
@@ -31,10 +32,10 @@ def utc(text: str) -> datetime:
 
 
 @pytest.fixture
-def desk(any_db: Database, clock: FakeClock) -> PostMortemService:
+def desk(any_db: Database, clock: FakeClock) -> PostMortemDesk:
     """See `play_dst_shift`: ESC-0002 is a resolved sev1 whose first page went unanswered."""
     play_dst_shift(any_db, clock)
-    return PostMortemService(any_db, clock)
+    return PostMortemDesk(any_db, clock)
 
 
 def case_ids(db: Database) -> dict[str, int]:

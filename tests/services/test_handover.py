@@ -35,8 +35,8 @@ from data import audit
 from data.db import Database
 from data.models import AuditRecord, Case, Responder
 from data.queries import action_items_of
-from tests.factories import add_responder
-from tests.test_cli import Run
+from tests.cli_harness import Run
+from tests.factories import HandoverDesk, add_responder
 
 MARKER = "MARKER-SECRET-9137"
 
@@ -169,9 +169,9 @@ def play_dst_shift(db: Database, clock: FakeClock) -> None:
 
 
 @pytest.fixture
-def desk(any_db: Database, clock: FakeClock) -> HandoverService:
+def desk(any_db: Database, clock: FakeClock) -> HandoverDesk:
     play_dst_shift(any_db, clock)
-    return HandoverService(any_db, clock)
+    return HandoverDesk(any_db, clock)
 
 
 def test_the_window_is_the_authors_last_shift_across_the_dst_change(
@@ -361,7 +361,7 @@ def test_a_handover_for_nobody_is_acknowledged_by_anyone_but_its_author(
 ) -> None:
     add_responder(db, "ana")
     add_responder(db, "ben")
-    service = HandoverService(db, clock)
+    service = HandoverDesk(db, clock)
     view = service.submit("ana", "No schedules here.", since=clock.now() - timedelta(hours=8))
     assert (view.incoming, view.report.next_on_call, view.report.schedule) == (None, (), None)
     with pytest.raises(NotAllowed, match="you wrote"):

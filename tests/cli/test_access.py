@@ -415,8 +415,8 @@ def test_the_matrix_covers_every_command_that_changes_something(template: FullDe
         "casework settings", "report disclosures", "team export",
     }  # fmt: skip
     elsewhere = {"console", "demo", "engine", "db upgrade", "intake"}
-    """The console and the engine (tests/test_faults.py), a maintenance command, and intake,
-    which opens cases as `page` does (tests/test_fuzz.py)."""
+    """The console and the engine (tests/faults/test_faults.py), a maintenance command, and intake,
+    which opens cases as `page` does (tests/faults/test_fuzz.py)."""
     commands = set(cli_commands())
     covered = set()
     for action in ACTIONS:

@@ -56,7 +56,7 @@ from data.queries import QueueFilter
 from tests.console_harness import SIZE, Console, FakeDesktop, OpenConsole, console_opener
 from tests.factories import add_open_cases, add_policy, add_responder
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -316,19 +316,16 @@ async def test_a_failed_database_keeps_what_was_typed(
         console.said(f"Note added to {ref}")
 
 
-async def test_optional_screens_say_they_are_not_available_yet(
+async def test_the_calendar_handover_and_stats_screens_open_from_the_queue(
     service: CaseService, open_console: Callable[..., Any]
 ) -> None:
     _open(service, "Any", 2)
     async with open_console() as console:
-        for key, label in (("c", "calendar"), ("h", "handover"), ("s", "statistics")):
+        for key, screen in (("c", "CalendarScreen"), ("h", "HandoverScreen"), ("s", "StatsScreen")):
             await console.press(key)
-            if isinstance(console.app.screen, QueueScreen):
-                assert console.said(f"The {label} screen is not available yet").severity == (
-                    "warning"
-                )
-            else:  # that screen exists now: it opened
-                await console.press("escape")
+            assert type(console.app.screen).__name__ == screen
+            await console.press("escape")
+            assert isinstance(console.app.screen, QueueScreen)
 
 
 # --- sensitive details -----------------------------------------------------------------

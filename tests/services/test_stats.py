@@ -26,8 +26,8 @@ from app.services.shiftwork.stats import (
     timing,
 )
 from data.db import Database
-from tests.test_cli import Run
-from tests.test_handover import MARKER, play_dst_shift
+from tests.cli_harness import Run
+from tests.services.test_handover import MARKER, play_dst_shift
 
 SLA = {1: (300, 1800), 2: (900, 7200), 3: (3600, 28800), 4: (14400, 86400)}
 

@@ -76,7 +76,7 @@ def engines(tmp_path: Path) -> Iterator[Callable[[str], FileClock]]:
     def start(url: str) -> FileClock:
         clock = FileClock(tmp_path / "clock")
         clock.set(T0 - timedelta(seconds=1))  # nothing due until both are ready
-        entry = "from tests.test_engine_multiprocess import child_main; child_main()"
+        entry = "from tests.engine.test_engine_multiprocess import child_main; child_main()"
         for name in ("engine-a", "engine-b"):
             children.append(spawn_python("-c", entry, url, str(clock.path), str(stop), name))
         wait_until(

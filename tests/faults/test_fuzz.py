@@ -400,7 +400,7 @@ def test_any_bytes_as_a_team_file_end_in_a_sentence(empty_desk: str, raw: bytes)
 # --- every command's arguments ----------------------------------------------------------
 
 SKIPPED = {
-    "console": "opens the full-screen console (tests/test_console.py)",
+    "console": "opens the full-screen console (tests/console/test_console.py)",
     "demo": "builds a month of desk work, then opens the console",
 }
 WORDS = st.sampled_from(

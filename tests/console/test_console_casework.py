@@ -29,22 +29,22 @@ from data import audit
 from data.casework import Disclosure
 from data.db import Database
 from data.models import AuditRecord
+from tests.console.test_queue_table import cell_style, theme_color
 from tests.console_harness import Console, FakeDesktop, OpenConsole, console_opener
-from tests.factories import add_policy, add_responder
-from tests.test_queue_table import cell_style, theme_color
+from tests.factories import CaseworkDesk, add_policy, add_responder
 from widgets.casework_pane import CaseworkPane
 
 SIZE = (160, 48)
 
 
 @pytest.fixture
-def desk(db: Database, clock: FakeClock) -> CaseworkService:
+def desk(db: Database, clock: FakeClock) -> CaseworkDesk:
     """ana and ben (specialists), sue (supervisor), and a partner directory."""
     add_responder(db, "ana")
     add_responder(db, "ben")
     add_responder(db, "sue", "supervisor")
     add_policy(db, "standard", [(600, ["user:ben"])], route=["default"])
-    service = CaseworkService(db, clock)
+    service = CaseworkDesk(db, clock)
     service.add_partner(
         "sue",
         name="metro-pd",
@@ -399,7 +399,7 @@ def snap_desk(
     add_responder(db, "ana")
     add_responder(db, "sue", "supervisor")
     add_policy(db, "emergency", [(300, ["user:ana"])], route=["default"])
-    desk = CaseworkService(db, clock)
+    desk = CaseworkDesk(db, clock)
     desk.add_partner(
         "sue",
         name="metro-pd",
