@@ -159,7 +159,7 @@ def cmd_intake(ctx: Context) -> int:
 
 
 def register(commands: Commands) -> None:
-    from app.intake.formats import FORMATS
+    from app.intake.registry import format_names, formats
     from data.domain import Category
 
     p = commands.add("page", cmd_page)
@@ -179,7 +179,13 @@ def register(commands: Commands) -> None:
     p.add_argument(
         "file", nargs="?", metavar="FILE", help="a file, or - for standard input (default)"
     )
-    p.add_argument("--format", default="auto", choices=FORMATS)
+    p.add_argument(
+        "--format",
+        default="auto",
+        choices=format_names(),
+        help="auto (each event by its shape), or one of: "
+        + "; ".join(f"{fmt.name} ({fmt.help})" for fmt in formats()),
+    )
 
     p = commands.add("ack", _case_action("ack"))
     p.add_argument("ref")

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.core.errors import BadInput, NotFound, NothingToDo, Refused
-from app.intake.formats import IntakeError, IntakeEvent, parse_intake
+from app.intake.events import IntakeError, IntakeEvent
+from app.intake.registry import parse_intake
 from app.services.cases import CaseService
 
 

@@ -9,16 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.intake.formats import (
-    DEDUP_KEY_MAX,
-    DETAILS_MAX,
-    FORMATS,
-    TITLE_MAX,
-    VIGIL_KEYS,
-    IntakeBatch,
-    IntakeEvent,
-    parse_intake,
-)
+from app.intake.events import DEDUP_KEY_MAX, DETAILS_MAX, TITLE_MAX, IntakeBatch, IntakeEvent
+from app.intake.registry import format_names, parse_intake
+from app.intake.vigil import VIGIL_KEYS
 from data.domain import Category
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "intake"
@@ -726,7 +719,7 @@ def assert_accounted_for(batch: IntakeBatch, positions: list[str]) -> None:
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(ITEMS, max_size=5) | ITEMS, st.sampled_from(FORMATS))
+@given(st.lists(ITEMS, max_size=5) | ITEMS, st.sampled_from(format_names()))
 def test_any_json_value_becomes_events_and_errors(value: object, fmt: str) -> None:
     batch = parse_intake(json.dumps(value), fmt)
     count = len(value) if isinstance(value, list) else 1
