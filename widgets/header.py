@@ -106,11 +106,14 @@ class StatusHeader(Widget):
             (Content.styled("Vigil", "$primary bold"), 4),
             (self._who(), 0),
             (self._engine_part(), 2),
-            (Content.styled(self.identity.database, "$foreground-muted"), 3),
         ]
         if with_on_call:
             parts.insert(2, (Content.assemble("on call ", self._on_call_part()), 1))
         room = width - clock.cell_length - 1
+        # A long database path gives up its middle before it gives up its place.
+        others = SEPARATOR.join([part for part, _ in parts[1:]]).cell_length
+        database = _middle_out(self.identity.database, room - others - 2 * SEPARATOR.cell_length)
+        parts.append((Content.styled(database, "$foreground-muted"), 3))
         left = SEPARATOR.join([part for part, _ in parts])
         while left.cell_length > room and len(parts) > 2:
             parts.remove(max(parts, key=lambda item: item[1]))
@@ -161,3 +164,13 @@ class StatusHeader(Widget):
         if age > ENGINE_STALE_AFTER:
             return Content.styled(f"{text} (stopped?)", "$sla-breach bold")
         return Content.styled(text, "$success")
+
+
+def _middle_out(text: str, room: int, *, least: int = 24) -> str:
+    """`text` cut in the middle to `room` cells (never below `least`): both ends of a
+    database path say more than either alone."""
+    room = max(room, least)
+    if len(text) <= room:
+        return text
+    head = (room - 1) // 2
+    return f"{text[:head]}…{text[len(text) - (room - 1 - head):]}"
