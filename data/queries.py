@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from sqlalchemy import exists, or_
 from sqlmodel import Session, col, func, select
@@ -115,14 +116,37 @@ def case_by_ref(session: Session, ref: str) -> Case | None:
     return session.exec(select(Case).where(Case.ref == ref.strip().upper())).first()
 
 
-def cases(session: Session, status: str | None = None, limit: int | None = None) -> list[Case]:
-    statement = select(Case)
+_Row = TypeVar("_Row")
+
+
+def _cases_where(
+    statement: SelectOfScalar[_Row], status: str | None, open_only: bool
+) -> SelectOfScalar[_Row]:
     if status:
         statement = statement.where(Case.status == status)
-    statement = queue_order(statement)
+    elif open_only:
+        statement = statement.where(col(Case.queue_rank) < QUEUE_RANKS["resolved"])
+    return statement
+
+
+def cases(
+    session: Session,
+    status: str | None = None,
+    limit: int | None = None,
+    *,
+    open_only: bool = False,
+) -> list[Case]:
+    """Cases in queue order: of one status, or only the open ones, the first `limit`."""
+    statement = queue_order(_cases_where(select(Case), status, open_only))
     if limit:
         statement = statement.limit(limit)
     return list(session.exec(statement).all())
+
+
+def count_cases(session: Session, status: str | None = None, *, open_only: bool = False) -> int:
+    """How many cases `cases` would list without a limit."""
+    counted = select(func.count()).select_from(Case)
+    return int(session.exec(_cases_where(counted, status, open_only)).one())
 
 
 def handles(session: Session, ids: Sequence[int | None]) -> dict[int, str]:

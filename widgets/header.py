@@ -173,4 +173,4 @@ def _middle_out(text: str, room: int, *, least: int = 24) -> str:
     if len(text) <= room:
         return text
     head = (room - 1) // 2
-    return f"{text[:head]}…{text[len(text) - (room - 1 - head):]}"
+    return f"{text[:head]}…{text[len(text) - (room - 1 - head) :]}"

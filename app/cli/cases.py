@@ -79,6 +79,11 @@ def cmd_show(ctx: Context) -> int:
     return EXIT_OK
 
 
+PAGE_LIMIT = 50
+"""Cases `vigil cases` prints for a person when no --limit is given: the most urgent first."""
+MAX_LIMIT = 10_000_000
+
+
 def cmd_cases(ctx: Context) -> int:
     from app.services.presenters import cases_json
     from data import queries
@@ -87,12 +92,22 @@ def cmd_cases(ctx: Context) -> int:
     status = ctx.args.status
     if status and status not in {s.value for s in Status}:
         raise BadInput("--status", f"expected triggered, acknowledged or resolved, got {status!r}")
+    limit = ctx.args.limit
+    if limit is not None and not 1 <= limit <= MAX_LIMIT:
+        raise BadInput("--limit", f"expected a whole number from 1 to {MAX_LIMIT:,}, got {limit}")
+    if limit is None and not ctx.as_json:
+        limit = PAGE_LIMIT  # a person reads the first page; JSON gets every case asked for
+    open_only = status is None and not ctx.args.all
     with ctx.db.read() as session:
-        rows = queries.cases(session, status=status, limit=ctx.args.limit)
-        if status is None and not ctx.args.all:
-            rows = [c for c in rows if c.status != "resolved"]
+        rows = queries.cases(session, status=status, limit=limit, open_only=open_only)
+        more = 0
+        if limit is not None and len(rows) == limit:
+            more = queries.count_cases(session, status, open_only=open_only) - limit
         body = cases_json(session, rows)
-    ctx.emit(body, format_case_table(body))
+    text = format_case_table(body)
+    if more:
+        text += f"\n… and {more:,} more; see them with --limit N or --json"
+    ctx.emit(body, text)
     return EXIT_OK
 
 
@@ -210,4 +225,9 @@ def register(commands: Commands) -> None:
     p = commands.add("cases", cmd_cases)
     p.add_argument("--status", help="triggered, acknowledged or resolved")
     p.add_argument("--all", action="store_true", help="include resolved cases")
-    p.add_argument("--limit", type=int, default=None)
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help=f"at most this many (default {PAGE_LIMIT} on screen, every one with --json)",
+    )

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from app.cli.cases import PAGE_LIMIT
 from app.core.clock import FakeClock
 from data.db import Database
 from tests.cli_harness import Run
@@ -161,7 +162,7 @@ def test_db_upgrade_on_a_current_database(run: Run) -> None:
 def test_the_installed_entry_point_runs(tmp_path: Path) -> None:
     env = {**os.environ, "VIGIL_DB": f"sqlite:///{tmp_path / 'e.db'}", "VIGIL_USER": "nobody"}
     proc = subprocess.run(
-        [sys.executable, "-m", "app.cli.main", "cases", "--json"],
+        [sys.executable, "-m", "app.main", "cases", "--json"],
         capture_output=True,
         text=True,
         env=env,
@@ -170,3 +171,25 @@ def test_the_installed_entry_point_runs(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == []
+
+
+def test_cases_prints_a_first_page_and_says_how_many_more(run: Run, db: Database) -> None:
+    from app.services.cases import CaseService
+
+    service = CaseService(db, run.clock)
+    for number in range(PAGE_LIMIT + 3):
+        service.open_case("ana", title=f"Case {number}", category="other", severity=4)
+    service.open_case("ana", title="The urgent one", category="threat_to_life", severity=1)
+    resolved = service.open_case("ana", title="Done", category="other", severity=4)
+    service.resolve("ana", resolved.ref)
+
+    out = run.ok("cases")
+    lines = out.strip().splitlines()
+    assert "The urgent one" in lines[1]  # the most urgent first
+    assert len(lines) == 1 + PAGE_LIMIT + 1  # header, a page, and the line about the rest
+    assert lines[-1] == "… and 4 more; see them with --limit N or --json"
+    assert "Done" not in out
+    assert len(run.json("cases")) == PAGE_LIMIT + 4  # JSON is every open case
+    assert len(run.json("cases", "--all")) == PAGE_LIMIT + 5
+    assert len(run.json("cases", "--limit", "3")) == 3
+    assert run("cases", "--limit", "0")[0] == 2
