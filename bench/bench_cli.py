@@ -1,0 +1,181 @@
+"""The command line's start-up, as a person feels it: whole processes, timed from outside.
+
+    uv run python -m bench.bench_cli [--runs 5] [--open 100000] [--resolved 1000000]
+
+Each command runs `--runs` times after one warm-up run, and the median wall time is kept,
+beside `python -c pass` and `python -c "import sqlmodel"` timed the same way in the same
+run (the machine is shared and noisy; the ratios are what compare). Targets:
+
+- `vigil --help` within 0.05 s of `python -c pass` (argparse alone, nothing heavy);
+- `vigil cases`, `show`, `ack` and `page` at most 1.3 x `python -c "import sqlmodel"`;
+- on the large desk (`--open` open and `--resolved` resolved cases, built once and cached
+  by `bench.bench_console`) each at most 1.2 x its time on the 50-case demo desk.
+
+SQLite only: the desks are copied to a temporary folder first, so the acknowledgements and
+pages the benchmark makes never reach a cached desk. Exit status 1 when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from time import perf_counter
+
+from sqlmodel import col, func, select
+
+from app.core.clock import SystemClock
+from app.services.cases import CaseService
+from bench.bench_console import SUPERVISOR, DeskCache, DeskSize, say
+from data.db import Database
+from data.models import Case
+
+PYTHON = sys.executable
+VIGIL = str(Path(sys.executable).with_name("vigil"))
+HELP_MARGIN = 0.05
+COMMAND_RATIO = 1.3
+DESK_RATIO = 1.2
+DEMO_SUPERVISOR = "dana"
+
+
+def wall_time(argv: Sequence[str], env: dict[str, str]) -> float:
+    started = perf_counter()
+    subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    return perf_counter() - started
+
+
+def median_time(make_argv: Callable[[int], Sequence[str]], runs: int, env: dict[str, str]) -> float:
+    """The median of `runs` timed runs after one warm-up; run `i` is `make_argv(i)`."""
+    wall_time(make_argv(0), env)
+    return statistics.median(wall_time(make_argv(i + 1), env) for i in range(runs))
+
+
+def triggered_refs(url: str, actor: str, count: int) -> list[str]:
+    """`count` triggered cases to show and acknowledge, opened first where there are fewer."""
+    db = Database.open(url, migrate=False)
+    try:
+        service = CaseService(db, SystemClock())
+        with db.read() as session:
+            have = session.exec(select(func.count()).where(Case.status == "triggered")).one()
+        for number in range(count - have):
+            service.open_case(actor, title=f"Benchmark case {number}", category="other", severity=4)
+        with db.read() as session:
+            statement = (
+                select(Case.ref)
+                .where(Case.status == "triggered")
+                .order_by(col(Case.id).desc())
+                .limit(count)
+            )
+            return list(session.exec(statement).all())
+    finally:
+        db.dispose()
+
+
+@dataclass
+class DeskTimes:
+    label: str
+    times: dict[str, float]
+
+
+def time_desk(label: str, url: str, actor: str, runs: int) -> DeskTimes:
+    """Each command's median on the desk at `url`, run by supervisor `actor`."""
+    env = {**os.environ, "VIGIL_DB": url, "VIGIL_USER": actor}
+    refs = triggered_refs(url, actor, runs + 1)
+    commands: dict[str, Callable[[int], Sequence[str]]] = {
+        "vigil --help": lambda _i: [VIGIL, "--help"],
+        "vigil cases": lambda _i: [VIGIL, "cases"],
+        "vigil show": lambda i: [VIGIL, "show", refs[i]],
+        "vigil ack": lambda i: [VIGIL, "ack", refs[i]],
+        "vigil page": lambda i: [
+            VIGIL,
+            "page",
+            "--title",
+            f"Benchmark page {i}",
+            "--category",
+            "other",
+            "--severity",
+            "4",
+        ],
+    }
+    times = {name: median_time(make, runs, env) for name, make in commands.items()}
+    return DeskTimes(label, times)
+
+
+def demo_desk(folder: Path) -> str:
+    url = f"sqlite:///{folder / 'demo.db'}"
+    env = {**os.environ, "VIGIL_DB": url}
+    subprocess.run([VIGIL, "demo", "--no-console"], env=env, capture_output=True, check=True)
+    return url
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5, help="timed runs per command (median)")
+    parser.add_argument("--open", type=int, default=100_000, help="open cases, large desk")
+    parser.add_argument("--resolved", type=int, default=1_000_000, help="resolved, large desk")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "vigil-bench-console",
+        help="folder of the cached SQLite desks (shared with bench.bench_console)",
+    )
+    args = parser.parse_args(argv)
+    if args.runs < 1 or args.open < args.runs + 1 or args.resolved < 0:
+        parser.error("--runs: at least 1; --open: more than --runs; --resolved: at least 0")
+
+    env = dict(os.environ)
+    python_pass = median_time(lambda _i: [PYTHON, "-c", "pass"], args.runs, env)
+    import_sqlmodel = median_time(lambda _i: [PYTHON, "-c", "import sqlmodel"], args.runs, env)
+    say(f"python -c pass            {python_pass * 1000:7.0f} ms")
+    say(f'python -c "import sqlmodel" {import_sqlmodel * 1000:5.0f} ms')
+
+    cached = DeskCache(args.cache, rebuild=False).sqlite_url(DeskSize(args.open, args.resolved))
+    with tempfile.TemporaryDirectory(prefix="vigil-bench-cli-") as scratch:
+        folder = Path(scratch)
+        large = folder / "large.db"
+        shutil.copyfile(cached.removeprefix("sqlite:///"), large)
+        desks = [
+            time_desk("demo desk", demo_desk(folder), DEMO_SUPERVISOR, args.runs),
+            time_desk(
+                f"large desk ({args.open:,} open, {args.resolved:,} resolved)",
+                f"sqlite:///{large}",
+                SUPERVISOR,
+                args.runs,
+            ),
+        ]
+
+    failed = False
+    small, big = desks
+    say("")
+    say(f"{'command':<14} {'demo desk':>10} {'large desk':>11}   target")
+    for name in small.times:
+        demo_s, large_s = small.times[name], big.times[name]
+        if name == "vigil --help":
+            worst = max(demo_s, large_s) - python_pass
+            ok = worst <= HELP_MARGIN
+            target = f"+{worst * 1000:.0f} ms over python -c pass (<= {HELP_MARGIN * 1000:.0f})"
+        else:
+            ratio = max(demo_s, large_s) / import_sqlmodel
+            growth = large_s / demo_s
+            ok = ratio <= COMMAND_RATIO and growth <= DESK_RATIO
+            target = (
+                f"{ratio:.2f} x import sqlmodel (<= {COMMAND_RATIO}), "
+                f"large/demo {growth:.2f} (<= {DESK_RATIO})"
+            )
+        failed |= not ok
+        say(
+            f"{name:<14} {demo_s * 1000:8.0f} ms {large_s * 1000:8.0f} ms   "
+            f"{target}{'' if ok else '  MISSED'}"
+        )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
