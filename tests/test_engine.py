@@ -515,6 +515,38 @@ def test_the_console_closed_30_minutes_pages_every_overtaken_target_once(desk: D
     assert _pages_by_reason(desk, second)[-1][:4] == ("sue", 3, 1, "exhausted")
 
 
+def test_late_pages_say_how_late_wherever_they_are_shown(sqlite_desk: Desk) -> None:
+    from app.deliveries_local import claim_my_pages
+    from app.notifiers.webhook import build_payload
+    from app.presenters import case_json
+
+    desk = sqlite_desk
+    ref = desk.open()
+    desk.run()
+    desk.advance(minutes=20)  # ben 09:05 and ana 09:15 overtaken; ben 09:20 due now
+    with desk.db.read() as session:
+        case = session.exec(select(Case).where(Case.ref == ref)).one()
+        body = case_json(session, case)
+        late = session.exec(select(Page).where(Page.reason == "catch-up")).one()
+        payload = build_payload(case, late, "ana")
+        sue = session.exec(select(Responder).where(Responder.handle == "sue")).one()
+        ana = session.exec(select(Responder).where(Responder.handle == "ana")).one()
+    assert [(p["handle"], p["reason"], p["late_by_seconds"]) for p in body["pages"]] == [
+        ("ana", "escalation", 0),
+        ("ben", "escalation", 0),
+        ("ana", "catch-up", 300),
+        ("sue", "delayed", 900),
+    ]
+    assert payload["late_by_seconds"] == 300
+    assert [a.summary for a in claim_my_pages(desk.db, desk.clock, sue.id or 0)] == [
+        f"Escalation was delayed: caught up now ({ref}'s timeline says which)"
+    ]
+    assert [a.summary for a in claim_my_pages(desk.db, desk.clock, ana.id or 0)] == [
+        f"{ref} sev1: Emergency data request",
+        f"{ref} sev1: Emergency data request (late: escalation was delayed)",
+    ]
+
+
 def test_two_engines_catching_up_at_once_page_each_person_once(desk: Desk) -> None:
     """Exactly once holds for a catch-up too: two engines race over the same overdue cases."""
     _pair_policy(desk.db)
