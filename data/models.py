@@ -246,7 +246,8 @@ class StepRun(SQLModel, table=True):
     engine: str = ""
     targets: list[str] = _json_list_column()
     paged: int = 0
-    # Skipped while the engine was down: recorded, never paged, so the claim stays exactly-once.
+    # Overtaken while escalation was held up (the engine down, the database unreachable):
+    # its people are paged late by the catch-up (reason "catch-up"), under this claim.
     missed: bool = False
 
 
@@ -262,7 +263,10 @@ class Page(SQLModel, table=True):
     cycle: int = 0
     step: int  # 0 for a reassign page, else the policy step
     round: int
-    reason: str = "escalation"  # escalation, reassign, exhausted, manual
+    # escalation, reassign, exhausted, manual, catch-up (sent late for an overtaken step),
+    # delayed (a supervisor told that escalation was delayed: step is minus the step of the
+    # claim it rides on)
+    reason: str = "escalation"
     due_at: datetime = Field(sa_type=UTCDateTime)
     sent_at: datetime = Field(sa_type=UTCDateTime)
     acknowledged_at: datetime | None = _utc(nullable=True)

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from app.core.clock import FakeClock
+from data.clock import install_time_source
 from data.db import Database, normalise_url
 
 PG_URL = os.environ.get("VIGIL_TEST_PG")
@@ -71,6 +72,8 @@ def pg_url() -> Iterator[str]:
     admin = create_engine(normalise_url(PG_URL), isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+        # The database's time follows the test's host clock until a test moves it.
+        install_time_source(connection, schema)
     separator = "&" if "?" in PG_URL else "?"
     try:
         yield f"{normalise_url(PG_URL)}{separator}options=-csearch_path%3D{schema}"

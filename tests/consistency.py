@@ -33,8 +33,10 @@ AUDIT = TABLES["audit_record"]
 RESPONDER = TABLES["responder"]
 
 DELIVERY_STATUSES = ("pending", "delivered", "failed", "unavailable", "sent")
-ESCALATION_REASONS = ("escalation", "exhausted")
+ESCALATION_REASONS = ("escalation", "exhausted", "catch-up")
 """Pages the engine sends for a claimed step (a reassign page has no claim)."""
+ON_TIME_REASONS = ("escalation", "exhausted")
+"""Pages of a claim the engine did not overtake (a catch-up page's claim was overtaken)."""
 
 
 Rule = Callable[[Connection], Iterable[Any]]
@@ -138,10 +140,29 @@ def _escalation_rules() -> dict[str, Rule]:
             .group_by(p.case_id, p.cycle, p.step, p.round, p.responder_id)
             .having(func.count() > 1),
         ),
-        "an escalation page has no claim (or only a missed one)": lambda connection: _rows(
+        "an escalation page has no claim (or only an overtaken one)": lambda connection: _rows(
             connection,
             select(p.id, p.case_id, p.step, p.round).where(
-                p.reason.in_(ESCALATION_REASONS), ~exists().where(same_claim, ~s.missed)
+                p.reason.in_(ON_TIME_REASONS), ~exists().where(same_claim, ~s.missed)
+            ),
+        ),
+        "a catch-up page is not for an overtaken step": lambda connection: _rows(
+            connection,
+            select(p.id, p.case_id, p.step, p.round).where(
+                p.reason == "catch-up", ~exists().where(same_claim, s.missed)
+            ),
+        ),
+        "a delay notice does not ride on a paged claim": lambda connection: _rows(
+            connection,
+            select(p.id, p.case_id, p.step, p.round).where(
+                p.reason == "delayed",
+                ~exists().where(
+                    s.case_id == p.case_id,
+                    s.cycle == p.cycle,
+                    s.step == -p.step,
+                    s.round == p.round,
+                    ~s.missed,
+                ),
             ),
         ),
         "a claim's page count disagrees with the pages recorded": lambda connection: _rows(
@@ -149,9 +170,6 @@ def _escalation_rules() -> dict[str, Rule]:
             select(s.case_id, s.cycle, s.step, s.round, s.paged, pages_of_claim).where(
                 s.paged != pages_of_claim
             ),
-        ),
-        "a missed step was paged": lambda connection: _rows(
-            connection, select(s.case_id, s.step, s.round).where(s.missed, s.paged != 0)
         ),
         "a page was sent before it was due": lambda connection: _rows(
             connection, select(p.id, p.due_at, p.sent_at).where(p.sent_at < p.due_at)

@@ -67,6 +67,7 @@ class StatusHeader(Widget):
         self._now = now
         self._on_call: tuple[OnCallView, ...] | None = None
         self._heartbeat_at: datetime | None = None
+        self._clock_skew: timedelta | None = None
         self._status_known = False
 
     def set_now(self, now: datetime) -> None:
@@ -74,11 +75,16 @@ class StatusHeader(Widget):
         self.refresh()
 
     def set_status(
-        self, on_call: tuple[OnCallView, ...] | None, heartbeat_at: datetime | None
+        self,
+        on_call: tuple[OnCallView, ...] | None,
+        heartbeat_at: datetime | None,
+        clock_skew: timedelta | None = None,
     ) -> None:
-        """`on_call` None means the desk's schedules could not be read."""
+        """`on_call` None means the desk's schedules could not be read; `clock_skew` is how
+        far this host's clock is ahead of the database's (None: they agree)."""
         self._on_call = on_call
         self._heartbeat_at = heartbeat_at
+        self._clock_skew = clock_skew
         self._status_known = True
         self.refresh()
 
@@ -106,6 +112,7 @@ class StatusHeader(Widget):
             (Content.styled("Vigil", "$primary bold"), 4),
             (self._who(), 0),
             (self._engine_part(), 2),
+            *([(self._skew_part(), 1)] if self._clock_skew is not None else []),
         ]
         if with_on_call:
             parts.insert(2, (Content.assemble("on call ", self._on_call_part()), 1))
@@ -153,6 +160,11 @@ class StatusHeader(Widget):
                 piece = Content.assemble(piece, f" → {item.next} {when}")
             pieces.append(piece)
         return Content("; ").join(pieces)
+
+    def _skew_part(self) -> Content:
+        skew = self._clock_skew or timedelta(0)
+        side = "ahead of" if skew > timedelta(0) else "behind"
+        return Content.styled(f"clock {format_age(abs(skew))} {side} the database", "$warning bold")
 
     def _engine_part(self) -> Content:
         if not self._status_known:

@@ -47,6 +47,8 @@ class PageView:
     sent_at: datetime
     reason: str
     channels: tuple[tuple[str, str], ...] = ()  # (channel, delivery status)
+    due_at: datetime | None = None
+    """When its step was due: a page sent late (reason catch-up) shows how late."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ screen can tell it is stale.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -105,10 +105,12 @@ class DesktopNotified(Message, bubble=False):
 
 @dataclass
 class DeskStatusLoaded(Message, bubble=False):
-    """For the header: who is on call and when the escalation engine last ran."""
+    """For the header: who is on call, when the escalation engine last ran, and how far
+    this host's clock is from the database's (None: within 2 s)."""
 
     on_call: tuple[OnCallView, ...] | None
     heartbeat_at: datetime | None
+    clock_skew: timedelta | None = None
 
 
 @dataclass

@@ -22,7 +22,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
@@ -54,12 +54,16 @@ class PageAlert:
     severity: int
     sensitive: bool
     desktop_delivery_ids: tuple[int, ...] = ()
+    reason: str = "escalation"
 
     @property
     def summary(self) -> str:
         """One line for a toast or a desktop notification; never a sensitive title."""
+        if self.reason == "delayed":
+            return f"Escalation was delayed: caught up now ({self.ref}'s timeline says which)"
         what = "sensitive case (open Vigil to view)" if self.sensitive else self.title
-        return f"{self.ref} sev{self.severity}: {what}"
+        late = " (late: escalation was delayed)" if self.reason == "catch-up" else ""
+        return f"{self.ref} sev{self.severity}: {what}{late}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +138,7 @@ def claim_my_pages(
                     title=case.title,
                     severity=case.severity,
                     sensitive=case.sensitive,
+                    reason=page.reason,
                 )
             if delivery.channel == CONSOLE:
                 delivery.status = "delivered"
@@ -147,15 +152,7 @@ def claim_my_pages(
                 desktop.setdefault(page.id, []).append(delivery.id)
             session.add(delivery)
     return [
-        PageAlert(
-            page_id=alert.page_id,
-            case_id=alert.case_id,
-            ref=alert.ref,
-            title=alert.title,
-            severity=alert.severity,
-            sensitive=alert.sensitive,
-            desktop_delivery_ids=tuple(desktop.get(page_id, ())),
-        )
+        replace(alert, desktop_delivery_ids=tuple(desktop.get(page_id, ())))
         for page_id, alert in alerts.items()
     ]
 

@@ -163,7 +163,11 @@ def build_payload(case: Case, page: Page, handle: str) -> dict[str, Any]:
         summary = f"Sensitive case {case.ref} ({label}, {severity}): open Vigil to view"
     else:
         summary = case.title
+    late: dict[str, Any] = {}
+    if page.reason in ("catch-up", "delayed"):  # sent late, after escalation was held up
+        late["late_by_seconds"] = max(0, int((page.sent_at - page.due_at).total_seconds()))
     return {
+        **late,
         "ref": case.ref,
         "category": case.category,
         "severity": severity,

@@ -22,11 +22,16 @@ from sqlmodel import Session
 from app.services.paging import contacts_of
 from app.services.policies import FALLBACK_POLICY
 from app.services.targets import resolve_targets
+from data.clock import how_long
 from data.domain import Status
 
 log = logging.getLogger("vigil.engine")
 
 MIN_STEP_DELAY = timedelta(seconds=1)
+LATE_AFTER = timedelta(minutes=2)
+"""A case paged this long after its step was due counts as delayed even when no step was
+overtaken: the supervisors are told (a busy engine, or a case retried after an error,
+stays well inside it)."""
 SUPERVISORS = ("role:supervisor",)
 TRIGGERED = Status.TRIGGERED.value
 ACKNOWLEDGED = Status.ACKNOWLEDGED.value
@@ -139,19 +144,23 @@ Reachable = list[Person]
 
 
 class Resolver:
-    """Targets resolved once per distinct target list per batch, at the batch's instant."""
+    """Targets resolved once per distinct target list and instant per batch."""
 
     def __init__(self, session: Session, at: datetime) -> None:
         self.session = session
         self.at = at
-        self._cache: dict[tuple[str, ...], Reachable] = {}
+        self._cache: dict[tuple[tuple[str, ...], datetime], Reachable] = {}
         self._contacts: dict[int, tuple[tuple[int, str], ...]] = {}
 
-    def reachable(self, targets: tuple[str, ...]) -> Reachable:
-        """The people `targets` mean now who have a way to be reached, with their contacts."""
-        found = self._cache.get(targets)
+    def reachable(self, targets: tuple[str, ...], at: datetime | None = None) -> Reachable:
+        """The people `targets` mean at `at` (default: the batch's instant) who have a way
+        to be reached, with their contacts."""
+        at = self.at if at is None else at
+        if all(target.startswith("user:") for target in targets):
+            at = self.at  # a person named is the same person at any instant: one lookup
+        found = self._cache.get((targets, at))
         if found is None:
-            people = resolve_targets(self.session, list(targets), self.at)
+            people = resolve_targets(self.session, list(targets), at)
             unknown = [p.id for p in people if p.id is not None and p.id not in self._contacts]
             for responder_id, methods in contacts_of(self.session, unknown).items():
                 self._contacts[responder_id] = tuple((m.id or 0, m.kind) for m in methods)
@@ -160,7 +169,7 @@ class Resolver:
                 for p in people
                 if p.id is not None and self._contacts[p.id]
             ]
-            self._cache[targets] = found
+            self._cache[(targets, at)] = found
         return found
 
 
@@ -174,6 +183,7 @@ class StepClaim:
     targets: tuple[str, ...]
     paged: int = 0
     missed: bool = False
+    """Overtaken after downtime: its people are paged late by a catch-up (`Plan.late`)."""
     held: bool = False
     """Already in the database (found by a careful retry): not written again."""
 
@@ -190,11 +200,32 @@ class Plan:
     claims: list[StepClaim] = field(default_factory=list)
     events: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     pages: Reachable = field(default_factory=list)
+    """Who the live claim pages."""
+    late: list[tuple[StepClaim, Reachable]] = field(default_factory=list)
+    """A catch-up: each overtaken claim and the people paged late for it (each person once
+    per case, and nobody the live claim pages)."""
+    notice: Reachable = field(default_factory=list)
+    """The supervisors told that escalation was delayed (on one case of a batch)."""
+    notice_due: datetime | None = None
     reason: str = "escalation"
     next_at: datetime | None = None
     exhausted: bool = False
     missed: int = 0
+    """Steps overtaken (paged late by the catch-up)."""
     skipped: int = 0
+    behind: timedelta = timedelta(0)
+    """How long after its due time the case's first due step is paged."""
+    late_by: timedelta | None = None
+    """How late the live claim pages, when the case was delayed (None: on time)."""
+
+    @property
+    def delayed(self) -> bool:
+        """Escalation was held up: steps overtaken, or paged `LATE_AFTER` late or more."""
+        return bool(self.missed) or self.behind >= LATE_AFTER
+
+    @property
+    def late_pages(self) -> int:
+        return sum(len(people) for _, people in self.late)
 
     @property
     def live(self) -> StepClaim:
@@ -204,9 +235,10 @@ class Plan:
     @property
     def assignee(self) -> int | None:
         """A case without an assignee gets the first person paged."""
-        if self.row.assignee_id is not None or not self.pages:
+        if self.row.assignee_id is not None:
             return self.row.assignee_id
-        return self.pages[0].id
+        first = [*self.pages, *(person for _, people in self.late for person in people)]
+        return first[0].id if first else None
 
     @property
     def action(self) -> str:
@@ -216,8 +248,7 @@ class Plan:
         """The audit record's detail, with a key equal for equal details (JSON memo)."""
         step, round_ = self.live.position
         paged = [person.handle for person in self.pages]
-        key = (self.cycle, step, round_, *paged, self.missed, self.skipped)
-        return key, {
+        detail: dict[str, Any] = {
             "cycle": self.cycle,
             "step": step,
             "round": round_,
@@ -225,6 +256,16 @@ class Plan:
             "missed": self.missed,
             "skipped": self.skipped,
         }
+        if not (self.late or self.notice):
+            return (self.cycle, step, round_, *paged, self.missed, self.skipped), detail
+        detail["late"] = [
+            [person.handle, claim.position[0], claim.position[1]]
+            for claim, people in self.late
+            for person in people
+        ]
+        if self.notice:
+            detail["delay_notice"] = [person.handle for person in self.notice]
+        return (id(self),), detail
 
 
 def utc_text(moment: datetime) -> str:
@@ -242,7 +283,12 @@ def _step_failed(ref: str, position: Position, exc: ValueError) -> Reachable:
 
 
 def plan_case(row: DueCase, now: datetime, resolver: Resolver) -> Plan:
-    """Decide what one due case pages now, and where it goes next."""
+    """Decide what one due case pages now, and where it goes next.
+
+    After downtime the chain is walked as it would have run (each overtaken step taking
+    its full delay) to the step it would have reached by now, which pages as usual; every
+    person an overtaken step would have paged is paged once now, late (`_plan_catch_up`).
+    """
     plan = Plan(
         row,
         status=row.status,
@@ -253,6 +299,7 @@ def plan_case(row: DueCase, now: datetime, resolver: Resolver) -> Plan:
     chain = _read_case_chain(plan)
     step, round_ = row.escalation_step, row.escalation_round
     due: datetime = row.next_escalation_at
+    plan.behind = max(timedelta(0), now - due)
     if plan.status == ACKNOWLEDGED:
         plan.status, plan.cycle, step, round_ = TRIGGERED, plan.cycle + 1, 0, 0
         plan.acknowledged_at = plan.acknowledged_by = None
@@ -263,19 +310,19 @@ def plan_case(row: DueCase, now: datetime, resolver: Resolver) -> Plan:
         text = "Escalating again from step 1 after the chain ran out"
         plan.events.append(("restart", text, {"cycle": plan.cycle}))
 
-    missed: list[StepClaim] = []
+    overtaken: list[StepClaim] = []
     skipped: list[Position] = []
     last_round = round_
     position = chain.after(step, round_)
     while position is not None:
-        # After downtime: pass every step whose successor was already due by now.
-        if due + chain.step(position).delay <= now:
-            claim = StepClaim(plan.cycle, position, due, chain.step(position).targets, missed=True)
+        current = chain.step(position)
+        if due + current.delay <= now:
+            # After downtime: the step after this one was already due by now.
+            claim = StepClaim(plan.cycle, position, due, current.targets, missed=True)
             plan.claims.append(claim)
-            missed.append(claim)
-            due += chain.step(position).delay
+            overtaken.append(claim)
+            due += current.delay
         else:
-            current = chain.step(position)
             plan.claims.append(StepClaim(plan.cycle, position, due, current.targets))
             try:
                 plan.pages = resolver.reachable(current.targets)
@@ -290,22 +337,104 @@ def plan_case(row: DueCase, now: datetime, resolver: Resolver) -> Plan:
         last_round = position[1]
         position = chain.after(*position)
 
-    if missed:
-        resumed = "exhaustion" if position is None else describe_positions([position])
-        text = f"The engine was behind: missed {describe_positions(c.position for c in missed)}, "
-        data = [
-            {"step": c.position[0], "round": c.position[1], "due_at": c.due_at.isoformat()}
-            for c in missed
-        ]
-        plan.events.append(("missed", text + f"not paged; resuming at {resumed}", {"missed": data}))
     if skipped:
         text = f"Nobody on call or reachable for {describe_positions(skipped)}: moved on at once"
         data = [{"step": s, "round": r} for s, r in skipped]
         plan.events.append(("skipped", text, {"skipped": data}))
-    plan.missed, plan.skipped = len(missed), len(skipped)
+    plan.missed, plan.skipped = len(overtaken), len(skipped)
     if position is None:
         _plan_exhaustion(plan, (len(chain.steps) + 1, last_round), due, resolver)
+    if plan.delayed and now - plan.live.due_at >= timedelta(seconds=1):
+        plan.late_by = now - plan.live.due_at
+    if overtaken:
+        _plan_catch_up(plan, overtaken, now, resolver)
     return plan
+
+
+def _plan_catch_up(
+    plan: Plan, overtaken: list[StepClaim], now: datetime, resolver: Resolver
+) -> None:
+    """Page once, late, everyone the overtaken steps would have paged (the people they
+    meant at their due times), except whom the live claim pages now; say so in the
+    timeline."""
+    seen = {person.id for person in plan.pages}
+    lines: list[str] = []
+    data: list[dict[str, Any]] = []
+    for claim in overtaken:
+        try:
+            people = resolver.reachable(claim.targets, claim.due_at)
+        except ValueError as exc:
+            people = _step_failed(plan.row.ref, claim.position, exc)
+        fresh = [person for person in people if person.id not in seen]
+        seen.update(person.id for person in fresh)
+        again = [person.handle for person in people if person not in fresh]
+        claim.paged = len(fresh)
+        plan.late.append((claim, fresh))
+        late_by = now - claim.due_at
+        line = describe_positions([claim.position]) + ": "
+        if fresh:
+            line += f"{', '.join(person.handle for person in fresh)}, {how_long(late_by)} late"
+            if again:
+                line += f" ({', '.join(again)} paged once only)"
+        elif again:
+            line += f"{', '.join(again)} paged once only"
+        else:
+            line += "nobody reachable"
+        lines.append(line)
+        data.append(
+            {
+                "step": claim.position[0],
+                "round": claim.position[1],
+                "due_at": claim.due_at.isoformat(),
+                "late_by_seconds": int(late_by.total_seconds()),
+                "paged": [person.handle for person in fresh],
+            }
+        )
+    continues = "exhaustion" if plan.exhausted else describe_positions([plan.live.position])
+    text = (
+        f"Escalation was {how_long(plan.behind)} behind (the engine was not running or "
+        f"could not reach the database); caught up by paging late, once each: "
+        f"{'; '.join(lines)}. Continuing at {continues}"
+    )
+    plan.events.append(("catch_up", text, {"late": data, "behind_seconds": _seconds(plan)}))
+
+
+def _seconds(plan: Plan) -> int:
+    return int(plan.behind.total_seconds())
+
+
+def plan_delay_notice(plans: list[Plan], now: datetime, resolver: Resolver) -> Plan | None:
+    """Tell the supervisors on duty, once for a batch, that escalation was delayed (for how
+    long, how many cases, which). The notice rides on the most delayed case's live claim
+    (its pages are step `-step` of that claim, reason "delayed"), so it is written with
+    that claim or not at all. Returns the plan that carries it."""
+    delayed = [plan for plan in plans if plan.delayed and not plan.live.held]
+    if not delayed:
+        return None
+    anchor = min(delayed, key=lambda plan: (plan.row.next_escalation_at, plan.row.id))
+    try:
+        anchor.notice = resolver.reachable(SUPERVISORS)
+    except ValueError as exc:
+        anchor.notice = _step_failed(anchor.row.ref, anchor.live.position, exc)
+    anchor.notice_due = anchor.row.next_escalation_at
+    refs = [plan.row.ref for plan in delayed]
+    longest = how_long(max(plan.behind for plan in delayed))
+    who = ", ".join(person.handle for person in anchor.notice)
+    if not who:
+        who = "nobody (no supervisor is reachable)"
+    count = f"{len(refs)} case{'s' if len(refs) != 1 else ''}"
+    text = (
+        f"Escalation was delayed by up to {longest} for {count} ({', '.join(refs)}): "
+        f"caught up now; told the supervisors on duty: {who}"
+    )
+    log.warning(text)
+    data = {
+        "cases": refs,
+        "behind_seconds": max(_seconds(plan) for plan in delayed),
+        "told": [person.handle for person in anchor.notice],
+    }
+    anchor.events.append(("delayed", text, data))
+    return anchor
 
 
 def _read_case_chain(plan: Plan) -> Chain:

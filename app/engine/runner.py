@@ -23,10 +23,23 @@ Semantics (the design's contract):
 * Targets are resolved when the step is paged, not when the case opened. A step whose
   targets resolve to nobody reachable (a coverage gap, nobody with a contact method) does
   not wait its delay: the chain moves on at once and the timeline says so.
-* After downtime the engine resumes at the step the case would have reached by now (each
-  missed step taking its full delay), pages that step once, and records the missed steps in
-  the timeline and as `StepRun` rows marked missed; it never bursts every missed page. A
-  step waits at least `MIN_STEP_DELAY`, so a zero delay cannot make every step "missed".
+* After downtime (no engine running, the database unreachable) nobody is left out: the
+  case goes on from the step it would have reached by now (each overtaken step taking its
+  full delay), which pages as usual, and everyone an overtaken step would have paged (the
+  people its targets meant at its due time) is paged once now, late (reason "catch-up",
+  with its own due time, so how late is on the page), under that step's own claim (a
+  `StepRun` marked missed, i.e. overtaken). A person is paged once per catch-up however
+  many overtaken steps name them, and not at all if the live step pages them. The
+  timeline says what happened ("catch_up"). The supervisors on duty get one notice per
+  batch that escalation was delayed (how long, how many cases, which; reason "delayed",
+  on the most delayed case, riding on its live claim so it is written exactly once with
+  it). A case paged `LATE_AFTER` late or more counts as delayed even with no step
+  overtaken. A step waits at least `MIN_STEP_DELAY`, so a zero delay cannot make every
+  step overtaken.
+* Time is the database's (`data.clock.DatabaseClock`): on PostgreSQL each cycle measures
+  the offset to the server's clock and every due decision and recorded time is the host's
+  clock plus that offset, so a host with a wrong clock never pages early; a host more than
+  2 s off says so once in the log and in `EscalationEngine.clock.skew`.
 * An acknowledged case whose acknowledgement timeout passes goes back to triggered and a
   new cycle pages step 1 again. A case escalated by hand after it was exhausted starts a
   new cycle too. Acknowledge, resolve, reassign and multi-ack are the case service's side:
@@ -80,7 +93,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Table
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import Session, SQLModel, col, func, select
+from sqlmodel import SQLModel, col, func, select
 
 from app.core.clock import Clock, SystemClock
 from app.delivery.webhook import make_client, process_webhook_outbox
@@ -91,6 +104,7 @@ from app.engine.planning import (
     Plan,
     Resolver,
     plan_case,
+    plan_delay_notice,
     read_chain,
     utc_text,
 )
@@ -103,6 +117,7 @@ from app.engine.store import (
     write_plans,
 )
 from data import audit
+from data.clock import DatabaseClock
 from data.db import Database, DatabaseError, default_url
 from data.journal import add_timeline, record_change
 from data.models import Case, EngineHeartbeat
@@ -140,7 +155,13 @@ class CycleResult:
     """Cases claimed and moved on."""
     pages: int = 0
     missed: int = 0
-    """Steps recorded as missed after downtime (never paged)."""
+    """Steps overtaken after downtime (their people paged late: `late`)."""
+    late: int = 0
+    """Pages sent late by catch-ups."""
+    delayed: int = 0
+    """Cases whose escalation was held up (steps overtaken, or paged late)."""
+    notices: int = 0
+    """Supervisors told that escalation was delayed."""
     skipped: int = 0
     """Steps with nobody to page, passed at once."""
     exhausted: int = 0
@@ -173,11 +194,13 @@ class EscalationEngine:
         if batch_size < 1:
             raise ValueError(f"batch_size: expected at least 1, got {batch_size}")
         self.db = db
-        self.clock = clock
+        self.clock = DatabaseClock(db, clock)
+        """The database's time (the host's `clock` plus the offset measured each cycle)."""
         self.name = name
         self.batch_size = batch_size
         self.on_change = on_change
-        self.started_at = clock.now()
+        self.started_at: datetime | None = None
+        """When the first cycle ran (the database's time)."""
         self._failing: dict[int, datetime] = {}
 
     # -- public ---------------------------------------------------------------------
@@ -188,6 +211,9 @@ class EscalationEngine:
         A full run (no `case_ids`) also records the engine's heartbeat.
         """
         ids = None if case_ids is None else sorted(set(case_ids))
+        self.clock.sync()
+        if self.started_at is None:
+            self.started_at = self.clock.now()
         result = CycleResult()
         if ids is None or ids:
             while self._anything_due(ids):
@@ -199,10 +225,13 @@ class EscalationEngine:
             self._beat()
         if result.cases or result.failed:
             log.info(
-                "%s: %d cases, %d pages, %d missed, %d skipped, %d exhausted, %d failed",
+                "%s: %d cases, %d pages (%d late, %d delay notices), %d overtaken, %d skipped, "
+                "%d exhausted, %d failed",
                 self.name,
                 result.cases,
                 result.pages,
+                result.late,
+                result.notices,
                 result.missed,
                 result.skipped,
                 result.exhausted,
@@ -233,6 +262,7 @@ class EscalationEngine:
             col(Case.next_escalation_at).is_(None),
             col(Case.exhausted).is_(False),
         )
+        self.clock.sync()
         with self.db.read() as session:
             if session.exec(query.limit(1)).first() is None:
                 return 0
@@ -293,9 +323,11 @@ class EscalationEngine:
                 writer = BulkWriter(session)
                 due = claim_due(writer, now, ids, self._failing, limit)
                 refs = {case.id: case.ref for case in due}
-                plans = self._plan_all(session, due, now, result)
+                resolver = Resolver(session, now)
+                plans = self._plan_all(resolver, due, now, result)
                 if careful:
                     drop_existing_claims(writer, plans)
+                plan_delay_notice(plans, now, resolver)
                 # Sent a slice at a time without waiting (PostgreSQL): the server writes
                 # one slice while the rows of the next are built.
                 with writer.pipelined():
@@ -318,16 +350,18 @@ class EscalationEngine:
         self._changed([plan.row.id for plan in plans])
         for plan in plans:
             result.cases += 1
-            result.pages += len(plan.pages)
+            result.pages += len(plan.pages) + plan.late_pages + len(plan.notice)
+            result.late += plan.late_pages
+            result.delayed += plan.delayed
+            result.notices += len(plan.notice)
             result.missed += plan.missed
             result.skipped += plan.skipped
             result.exhausted += plan.exhausted
         return result
 
     def _plan_all(
-        self, session: Session, due: Sequence[DueCase], now: datetime, result: CycleResult
+        self, resolver: Resolver, due: Sequence[DueCase], now: datetime, result: CycleResult
     ) -> list[Plan]:
-        resolver = Resolver(session, now)
         plans = []
         for case in due:
             try:
@@ -636,7 +670,7 @@ def run_headless(
             engine.audit_repair()
             result = engine.run_due()
             with make_client() as client:
-                outbox = process_webhook_outbox(db, clock, client)
+                outbox = process_webhook_outbox(db, engine.clock, client)
             log.info(
                 "once: %d pages for %d cases; webhooks: %d sent, %d retried, %d failed",
                 result.pages,

@@ -31,6 +31,7 @@ from app.engine.planning import (
     ACKNOWLEDGED,
     TRIGGERED,
     DueCase,
+    Person,
     Plan,
     StepClaim,
     describe_positions,
@@ -166,9 +167,10 @@ class BulkWriter:
         """Pages (values of `PAGE_COLUMNS`) and their deliveries (the index of their page,
         then the values of `DELIVERY_COLUMNS` but the page id).
 
-        On PostgreSQL one statement does both, the deliveries finding their page by case
-        and responder (a batch pages a person once per case), so no id has to come back
-        before the rest is sent. On SQLite the ids after the largest are ours (this
+        On PostgreSQL one statement does both, the deliveries finding their page by case,
+        responder and step (a batch pages a person once per case and step: a catch-up pages
+        each person once, and a delay notice has a step of its own), so no id has to come
+        back before the rest is sent. On SQLite the ids after the largest are ours (this
         transaction holds the only writer lock).
         """
         if not pages:
@@ -187,10 +189,10 @@ class BulkWriter:
             self.insert(PAGES, PAGE_COLUMNS, pages)
             return
         page_source, page_params = self._unnest([PAGES.c[c] for c in PAGE_COLUMNS], pages)
-        # Keyed by case and responder (they lead PAGE_COLUMNS), numbered so the deliveries
+        # Keyed by case, responder and step (PAGE_COLUMNS 0, 1 and 3), numbered so the deliveries
         # take their ids in page order: the webhook outbox sends each contact's in id order.
         keyed = [
-            (number, pages[index][0], pages[index][1], *rest)
+            (number, pages[index][0], pages[index][1], pages[index][3], *rest)
             for number, (index, *rest) in enumerate(deliveries)
         ]
         delivery_columns = DELIVERY_COLUMNS[1:]
@@ -199,6 +201,7 @@ class BulkWriter:
                 DELIVERIES.c.id,
                 PAGES.c.case_id,
                 PAGES.c.responder_id,
+                PAGES.c.step,
                 *(DELIVERIES.c[c] for c in delivery_columns),
             ],
             keyed,
@@ -208,10 +211,11 @@ class BulkWriter:
         picked = ", ".join(f"d.{self.quote(c)}" for c in delivery_columns)
         sql = (
             f"WITH new_page AS (INSERT INTO {page_table} ({names}) {page_source} "
-            "RETURNING id, case_id, responder_id) "
+            "RETURNING id, case_id, responder_id, step) "
             f"INSERT INTO {delivery_table} (page_id, {targets}) "
             f"SELECT new_page.id, {picked} FROM ({delivery_source}) AS d JOIN new_page "
             "ON new_page.case_id = d.case_id AND new_page.responder_id = d.responder_id "
+            "AND new_page.step = d.step "
             "ORDER BY d.id"
         )
         self._send(sql, [*page_params, *delivery_params])
@@ -421,8 +425,10 @@ def drop_existing_claims(writer: BulkWriter, plans: list[Plan]) -> None:
                 describe_positions([plan.live.position]),
             )
             plan.pages = []
+            plan.notice = []
         for claim in plan.claims:
             claim.held = held(plan, claim)
+        plan.late = [(claim, people) for claim, people in plan.late if not claim.held]
 
 
 # --- writing a batch ----------------------------------------------------------------
@@ -464,20 +470,37 @@ def _insert_claims(writer: BulkWriter, plans: list[Plan], ran_at: Any, engine_na
     )
 
 
+CATCH_UP = "catch-up"
+"""The reason of a page sent late for a step overtaken while escalation was held up."""
+DELAYED = "delayed"
+"""The reason of the supervisors' notice that escalation was delayed."""
+
+
+def _pages_of(plan: Plan) -> Iterator[tuple[Person, int, int, str, datetime]]:
+    """(person, step, round, reason, due_at) of every page one plan sends."""
+    live = plan.live
+    for person in plan.pages:
+        yield person, *live.position, plan.reason, live.due_at
+    for claim, people in plan.late:
+        for person in people:
+            yield person, *claim.position, CATCH_UP, claim.due_at
+    if plan.notice and plan.notice_due is not None:
+        for person in plan.notice:
+            yield person, -live.position[0], live.position[1], DELAYED, plan.notice_due
+
+
 def _insert_pages(writer: BulkWriter, plans: list[Plan], now: datetime) -> None:
     pages: list[tuple[Any, ...]] = []
     deliveries: list[tuple[Any, ...]] = []
     now_at = writer.when(now)
     for plan in plans:
-        live = plan.live
-        step, round_ = live.position
-        due_at = writer.when(live.due_at)
-        for person in plan.pages:
+        cycle = plan.cycle
+        for person, step, round_, reason, due in _pages_of(plan):
             index = len(pages)
             pages.append(
-                (plan.row.id, person.id, live.cycle, step, round_, plan.reason, due_at, now_at)
+                (plan.row.id, person.id, cycle, step, round_, reason, writer.when(due), now_at)
             )
-            key = (plan.row.ref, plan.cycle, step, round_, person.handle)
+            key = (plan.row.ref, cycle, step, round_, person.handle)
             deliveries.extend(
                 (index, channel, contact_id, "pending", 0, now_at, delivery_key(*key, contact_id))
                 for contact_id, channel in person.contacts
@@ -499,8 +522,10 @@ def _insert_timeline(writer: BulkWriter, plans: list[Plan], now: datetime) -> No
                 step=step,
                 round_=round_,
                 reason=plan.reason,
+                late_by=plan.late_by,
             )
-            document = writer.json(data, same_as=(plan.cycle, step, round_, plan.reason))
+            same = (plan.cycle, step, round_, plan.reason, plan.late_by)
+            document = writer.json(data, same_as=same)
             rows.append((plan.row.id, at, "paged", None, text, document))
     writer.insert(TIMELINE, TIMELINE_COLUMNS, rows)
 

@@ -8,11 +8,12 @@ where their screen and desktop are); webhook deliveries by the engine's outbox.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlmodel import Session, col, select
 
+from data.clock import how_long
 from data.journal import add_timeline
 from data.models import Case, ContactMethod, Delivery, Page, Responder
 
@@ -39,12 +40,22 @@ def delivery_key(
 
 
 def paged_event(
-    handles: Sequence[str], *, cycle: int, step: int, round_: int, reason: str
+    handles: Sequence[str],
+    *,
+    cycle: int,
+    step: int,
+    round_: int,
+    reason: str,
+    late_by: timedelta | None = None,
 ) -> tuple[str, dict[str, Any]]:
-    """The text and data of the timeline's "paged" event (shared with the engine's bulk path)."""
+    """The text and data of the timeline's "paged" event (shared with the engine's bulk
+    path); `late_by` when escalation was delayed and this page is that late."""
     labels = {"reassign": "reassign page", "exhausted": "escalation exhausted"}
     label = labels.get(reason, f"step {step}, round {round_ + 1}")
-    data = {"step": step, "round": round_, "cycle": cycle, "reason": reason}
+    data: dict[str, Any] = {"step": step, "round": round_, "cycle": cycle, "reason": reason}
+    if late_by is not None:
+        label += f", {how_long(late_by)} late"
+        data["late_by_seconds"] = int(late_by.total_seconds())
     return f"Paged {', '.join(handles)} ({label})", data
 
 

@@ -43,6 +43,7 @@ def _page_views(
                 sent_at=page.sent_at,
                 reason=page.reason,
                 channels=tuple((d.channel, d.status) for d in by_page[page.id]),
+                due_at=page.due_at,
             )
         )
     return views
@@ -102,6 +103,9 @@ def case_json(
                 "round": p.round,
                 "reason": p.reason,
                 "sent_at": iso(p.sent_at),
+                "late_by_seconds": (
+                    max(0, int((p.sent_at - p.due_at).total_seconds())) if p.due_at else 0
+                ),
                 "channels": [{"channel": c, "status": s} for c, s in p.channels],
             }
             for p in pages

@@ -40,6 +40,7 @@ from app.delivery.local import (
     record_desktop,
 )
 from app.services.cases import CaseService
+from data.clock import set_time_source
 from data.db import Database
 from data.models import (
     AuditRecord,
@@ -752,6 +753,38 @@ async def test_a_database_that_stops_answering_is_said_plainly_and_recovers(
         view = console.screen.detail.view
         assert view is not None
         assert [n.body for n in view.notes] == ["back again"]
+
+
+async def test_header_says_when_this_hosts_clock_is_off_from_the_databases(
+    pg_db: Database, clock: FakeClock, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Rule 7: a console whose host is 11 minutes ahead of PostgreSQL says so in its
+    header, and logs it once however often the desk status is read."""
+    add_responder(pg_db, "ana", contacts=("console",))
+    with pg_db.engine.begin() as connection:
+        schema = connection.exec_driver_sql("SELECT current_schema()").scalar()
+        assert isinstance(schema, str)
+        set_time_source(connection, schema, clock.now() - timedelta(minutes=11))
+    async with console_opener(pg_db, clock, tmp_path)() as console:
+        for _ in range(3):
+            console.screen.refresh_status()
+            await console.settle()
+        assert "clock 11m ahead of the database" in str(console.screen.header.render())
+    said = [r.getMessage() for r in caplog.records if r.name == "vigil.clock"]
+    assert said == [
+        "this host's clock is 11 min ahead of the database's; using the database's time "
+        "for what is due and what is recorded"
+    ]
+
+
+def test_the_header_is_quiet_about_a_clock_that_agrees(clock: FakeClock) -> None:
+    from widgets.header import Identity, StatusHeader
+
+    header = StatusHeader(Identity("ana", "specialist", "UTC", "db"), now=clock.now())
+    header.set_status((), clock.now(), None)
+    assert "clock" not in str(header._status_line(200, with_on_call=True))
+    header.set_status((), clock.now(), -timedelta(seconds=40))
+    assert "clock 40s behind the database" in str(header._status_line(200, with_on_call=True))
 
 
 # --- the escalation engine in the console -----------------------------------------------

@@ -21,7 +21,7 @@ from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import update
-from sqlmodel import col, select
+from sqlmodel import col, func, select
 
 import app.engine.runner as engine_module
 from app.core.clock import FakeClock
@@ -39,11 +39,13 @@ from app.services.cases import CaseService
 from app.services.oncall import load_all_schedules, load_rotation, load_schedule
 from app.services.targets import resolve_targets
 from data import audit
+from data.clock import set_time_source
 from data.db import Database
 from data.models import (
     AuditRecord,
     Case,
     Delivery,
+    EngineHeartbeat,
     Holiday,
     Page,
     PolicyStep,
@@ -52,6 +54,7 @@ from data.models import (
     StepRun,
     TimelineEvent,
 )
+from tests.consistency import assert_consistent
 from tests.factories import add_policy, add_responder, add_rotation, add_schedule
 
 T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
@@ -349,7 +352,7 @@ def test_a_chain_with_nobody_reachable_at_all_goes_straight_to_the_supervisors(
     desk.assert_pages([("sue", 0, 3, 2)])
 
 
-def test_after_downtime_only_the_current_step_pages_and_missed_steps_are_recorded(
+def test_after_downtime_the_overtaken_steps_people_are_paged_once_and_late(
     desk: Desk,
 ) -> None:
     add_policy(desk.db, "long", [(300, ["user:ana"]), (600, ["user:ben"])], repeat=3)
@@ -357,39 +360,286 @@ def test_after_downtime_only_the_current_step_pages_and_missed_steps_are_recorde
     desk.run()  # step 1 at 09:00; the engine is then down until 09:40
     result = desk.advance(minutes=40)
     # Would have been: ben 09:05, ana 09:15, ben 09:20, ana 09:30, ben 09:35 (current).
-    assert (result.pages, result.missed) == (1, 4)
-    [missed] = desk.timeline(ref, "missed")
-    assert "step 2 (round 1), step 1 (round 2), step 2 (round 2), step 1 (round 3)" in missed.text
-    assert [m["due_at"][11:16] for m in missed.data["missed"]] == [
+    # ben pages for the current step; ana once, late, for the first step that named her.
+    assert (result.pages, result.missed, result.late, result.notices) == (3, 4, 1, 1)
+    [caught_up] = desk.timeline(ref, "catch_up")
+    assert caught_up.text == (
+        "Escalation was 35 min behind (the engine was not running or could not reach the "
+        "database); caught up by paging late, once each: step 2 (round 1): ben paged once "
+        "only; step 1 (round 2): ana, 25 min late; step 2 (round 2): ben paged once only; "
+        "step 1 (round 3): ana paged once only. Continuing at step 2 (round 3)"
+    )
+    assert [m["due_at"][11:16] for m in caught_up.data["late"]] == [
         "09:05",
         "09:15",
         "09:20",
         "09:30",
     ]
+    [paged] = [e for e in desk.timeline(ref, "paged") if "ben" in e.text]
+    assert paged.text == "Paged ben (step 2, round 3, 5 min late)"
     runs = desk.step_runs(ref)
     assert [(r.step, r.round, r.missed, r.paged) for r in runs] == [
         (1, 0, False, 1),
         (2, 0, True, 0),
-        (1, 1, True, 0),
+        (1, 1, True, 1),
         (2, 1, True, 0),
         (1, 2, True, 0),
         (2, 2, False, 1),
     ]
     assert runs[-1].due_at == T0 + timedelta(minutes=35)
+    with desk.db.read() as session:
+        late = session.exec(select(Page).where(Page.reason == "catch-up")).one()
+    assert (late.due_at, late.sent_at) == (T0 + timedelta(minutes=15), T0 + timedelta(minutes=40))
     assert desk.case(ref).next_escalation_at == T0 + timedelta(minutes=50)
     assert desk.advance(minutes=9).pages == 0
     assert desk.advance(minutes=1).pages == 1
-    desk.assert_pages([("ana", 0, 1, 0), ("ben", 0, 2, 2), ("ana", 0, 1, 3)])
+    desk.assert_pages(
+        [
+            ("ana", 0, 1, 0),
+            ("ben", 0, 2, 2),
+            ("ana", 0, 1, 1),  # late, for step 1 of round 2
+            ("sue", 0, -2, 2),  # the supervisors told that escalation was delayed
+            ("ana", 0, 1, 3),
+        ]
+    )
 
 
-def test_downtime_past_the_last_step_exhausts_once(desk: Desk) -> None:
+def test_downtime_past_the_last_step_catches_up_and_exhausts_once(desk: Desk) -> None:
     ref = desk.open()
     desk.run()
     result = desk.advance(days=1)
-    assert (result.missed, result.exhausted, result.pages) == (3, 1, 1)
+    assert (result.missed, result.exhausted, result.late, result.pages) == (3, 1, 2, 4)
     assert desk.case(ref).exhausted
+    assert "Continuing at exhaustion" in desk.timeline(ref, "catch_up")[0].text
     assert desk.advance(days=1).pages == 0
-    desk.assert_pages([("ana", 0, 1, 0), ("sue", 0, 3, 1)])
+    desk.assert_pages(
+        [
+            ("ana", 0, 1, 0),
+            ("sue", 0, 3, 1),
+            ("ben", 0, 2, 0),
+            ("ana", 0, 1, 1),
+            ("sue", 0, -3, 1),
+        ]
+    )
+
+
+def _pair_policy(db: Database) -> None:
+    """Two steps, two rounds: 09:00 step 1, +5 min step 2, +10 min round 2, and so on."""
+    add_policy(
+        db,
+        "pair",
+        [(300, ["user:ana", "user:cat"]), (600, ["user:ben", "user:cat"])],
+        repeat=1,
+    )
+
+
+def _pages_by_reason(desk: Desk, ref: str) -> list[tuple[str, int, int, str, timedelta]]:
+    """(handle, step, round, reason, how late) of each page of one case, in order."""
+    with desk.db.read() as session:
+        rows = session.exec(
+            select(Responder.handle, Page.step, Page.round, Page.reason, Page.due_at, Page.sent_at)
+            .join(Responder, col(Responder.id) == col(Page.responder_id))
+            .join(Case, col(Case.id) == col(Page.case_id))
+            .where(Case.ref == ref)
+            .order_by(col(Page.id))
+        ).all()
+    return [(h, step, round_, reason, sent - due) for h, step, round_, reason, due, sent in rows]
+
+
+def test_the_console_closed_30_minutes_pages_every_overtaken_target_once(desk: Desk) -> None:
+    """Rule 5: two cases on a two-step, two-round policy; the only engine (the console's)
+    is closed from 09:00 to 09:30. Everyone an overtaken step would have paged is paged
+    once, late; the supervisors are told once; each case goes on from where it would be."""
+    _pair_policy(desk.db)
+    first = desk.open("pair")
+    desk.run()  # 09:00: ana and cat; then the console is closed
+    desk.clock.advance(minutes=6)
+    second = desk.open("pair")
+    desk.engine.run_due(case_ids=[desk.case(second).id or 0])  # `vigil page` pages step 1
+    result = desk.advance(minutes=24)  # 09:30: the console is back
+    minute = timedelta(minutes=1)
+
+    # The first would have paged ben+cat 09:05, ana+cat 09:15, ben+cat 09:20 and run out
+    # at 09:30: everyone of those steps once, late, and the supervisors for exhaustion.
+    assert _pages_by_reason(desk, first)[2:] == [
+        ("sue", 3, 1, "exhausted", 0 * minute),
+        ("ben", 2, 0, "catch-up", 25 * minute),
+        ("cat", 2, 0, "catch-up", 25 * minute),
+        ("ana", 1, 1, "catch-up", 15 * minute),
+        ("sue", -3, 1, "delayed", 25 * minute),  # told once, for both cases
+    ]
+    assert desk.case(first).exhausted
+    # The second would have paged ben+cat 09:11, ana+cat 09:21, and is due for ben+cat
+    # (round 2) since 09:26: that step pages now, so ben and cat are not paged for 09:11.
+    assert _pages_by_reason(desk, second)[2:] == [
+        ("ben", 2, 1, "escalation", 4 * minute),
+        ("cat", 2, 1, "escalation", 4 * minute),
+        ("ana", 1, 1, "catch-up", 9 * minute),
+    ]
+    case = desk.case(second)
+    assert (case.escalation_step, case.escalation_round) == (2, 1)
+    assert case.next_escalation_at == T0 + timedelta(minutes=40)
+    assert (result.cases, result.delayed, result.missed, result.late, result.notices) == (
+        2,
+        2,
+        5,
+        4,
+        1,
+    )
+    [notice] = desk.timeline(first, "delayed")
+    assert notice.text == (
+        f"Escalation was delayed by up to 25 min for 2 cases ({first}, {second}): "
+        "caught up now; told the supervisors on duty: sue"
+    )
+    assert notice.data == {"cases": [first, second], "behind_seconds": 1500, "told": ["sue"]}
+    [caught_up] = desk.timeline(second, "catch_up")
+    assert caught_up.text == (
+        "Escalation was 19 min behind (the engine was not running or could not reach the "
+        "database); caught up by paging late, once each: step 2 (round 1): ben, cat paged "
+        "once only; step 1 (round 2): ana, 9 min late (cat paged once only). Continuing at "
+        "step 2 (round 2)"
+    )
+    assert "Paged ben, cat (step 2, round 2, 4 min late)" in [
+        event.text for event in desk.timeline(second, "paged")
+    ]
+    with desk.db.read() as session:  # one delivery per channel of every page
+        deliveries = session.exec(select(func.count()).select_from(Delivery)).one()
+        pages = session.exec(select(func.count()).select_from(Page)).one()
+    assert (pages, deliveries) == (12, 16)  # ana has a console and a desktop: 4 pages
+    assert_consistent(desk.db)
+
+    # Then on as usual: the second runs out at 09:40, nothing is paged twice.
+    assert desk.advance(minutes=9).pages == 0
+    assert desk.advance(minutes=1).pages == 1
+    assert desk.advance(days=1).pages == 0
+    assert _pages_by_reason(desk, second)[-1][:4] == ("sue", 3, 1, "exhausted")
+
+
+def test_late_pages_say_how_late_wherever_they_are_shown(sqlite_desk: Desk) -> None:
+    from app.delivery.local import claim_my_pages
+    from app.delivery.webhook import build_payload
+    from app.services.presenters import case_json
+
+    desk = sqlite_desk
+    ref = desk.open()
+    desk.run()
+    desk.advance(minutes=20)  # ben 09:05 and ana 09:15 overtaken; ben 09:20 due now
+    with desk.db.read() as session:
+        case = session.exec(select(Case).where(Case.ref == ref)).one()
+        body = case_json(session, case)
+        late = session.exec(select(Page).where(Page.reason == "catch-up")).one()
+        payload = build_payload(case, late, "ana")
+        sue = session.exec(select(Responder).where(Responder.handle == "sue")).one()
+        ana = session.exec(select(Responder).where(Responder.handle == "ana")).one()
+    assert [(p["handle"], p["reason"], p["late_by_seconds"]) for p in body["pages"]] == [
+        ("ana", "escalation", 0),
+        ("ben", "escalation", 0),
+        ("ana", "catch-up", 300),
+        ("sue", "delayed", 900),
+    ]
+    assert payload["late_by_seconds"] == 300
+    assert [a.summary for a in claim_my_pages(desk.db, desk.clock, sue.id or 0)] == [
+        f"Escalation was delayed: caught up now ({ref}'s timeline says which)"
+    ]
+    assert [a.summary for a in claim_my_pages(desk.db, desk.clock, ana.id or 0)] == [
+        f"{ref} sev1: Emergency data request",
+        f"{ref} sev1: Emergency data request (late: escalation was delayed)",
+    ]
+
+
+def test_two_engines_catching_up_at_once_page_each_person_once(desk: Desk) -> None:
+    """Exactly once holds for a catch-up too: two engines race over the same overdue cases."""
+    _pair_policy(desk.db)
+    url = desk.db.engine.url.render_as_string(hide_password=False)
+    second_db = Database.open(url)
+    rival = EscalationEngine(second_db, desk.clock, name="rival", batch_size=3)
+    refs = [desk.open("pair") for _ in range(20)]
+    desk.run()
+    desk.clock.advance(minutes=17)  # 09:05 and 09:15 overtaken; 09:20 not yet due
+    failures: list[BaseException] = []
+    barrier = threading.Barrier(2)
+
+    def race(engine: EscalationEngine) -> None:
+        barrier.wait()
+        try:
+            engine.run_due()
+        except BaseException as exc:  # reported in the test's own thread
+            failures.append(exc)
+
+    try:
+        threads = [threading.Thread(target=race, args=(e,)) for e in (desk.engine, rival)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    finally:
+        second_db.dispose()
+    assert not failures
+    for ref in refs:
+        assert [p[:4] for p in _pages_by_reason(desk, ref) if p[3] != "delayed"] == [
+            ("ana", 1, 0, "escalation"),
+            ("cat", 1, 0, "escalation"),
+            ("ana", 1, 1, "escalation"),
+            ("cat", 1, 1, "escalation"),
+            ("ben", 2, 0, "catch-up"),
+        ]
+    with desk.db.read() as session:
+        notices = session.exec(select(func.count()).where(Page.reason == "delayed")).one()
+    assert 1 <= notices <= 20 // 3 + 2  # once per batch that caught up, never per person
+    assert_consistent(desk.db)
+
+
+# --- the database's clock (rule 7) ------------------------------------------------------
+
+
+def _set_db_time(db: Database, at: datetime | None) -> None:
+    with db.engine.begin() as connection:
+        schema = connection.exec_driver_sql("SELECT current_schema()").scalar()
+        assert isinstance(schema, str)
+        set_time_source(connection, schema, at)
+
+
+@pytest.mark.pg
+def test_an_engine_whose_host_clock_is_11_minutes_fast_pages_on_the_databases_time(
+    pg_db: Database, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    desk = _build_desk(pg_db, clock)
+    fast = FakeClock(T0 + timedelta(minutes=11))  # the engine's host
+    engine = EscalationEngine(pg_db, fast, name="fast")
+    _set_db_time(pg_db, T0)
+    ref = desk.open()  # opened at a console with a good clock
+    assert engine.run_due().pages == 1
+    assert engine.clock.skew == timedelta(minutes=11)
+    for seconds in (60, 120, 240, 299):  # the host says 09:12 ... 09:15:59
+        fast.set(T0 + timedelta(minutes=11, seconds=seconds))
+        _set_db_time(pg_db, T0 + timedelta(seconds=seconds))
+        assert engine.run_due().pages == 0
+    fast.set(T0 + timedelta(minutes=16))
+    _set_db_time(pg_db, T0 + timedelta(minutes=5))
+    assert engine.run_due().pages == 1
+    with pg_db.read() as session:
+        sent = session.exec(select(Page.sent_at).order_by(col(Page.id))).all()
+        beat = session.exec(select(func.max(EngineHeartbeat.last_cycle_at))).one()
+    assert sent == [T0, T0 + timedelta(minutes=5)]  # never the host's future
+    assert beat == T0 + timedelta(minutes=5)
+    assert desk.case(ref).next_escalation_at == T0 + timedelta(minutes=15)
+    skew_logs = [r for r in caplog.records if r.name == "vigil.clock"]
+    assert [r.getMessage() for r in skew_logs] == [
+        "this host's clock is 11 min ahead of the database's; using the database's time "
+        "for what is due and what is recorded"
+    ]  # once, not every cycle
+    # Back in step: no longer reported.
+    _set_db_time(pg_db, None)
+    engine.run_due()
+    assert engine.clock.skew is None
+
+
+def test_on_sqlite_the_host_clock_is_the_time(desk: Desk) -> None:
+    desk.open()
+    assert desk.run().pages == 1
+    assert desk.engine.clock.offset == timedelta(0)
+    assert desk.engine.clock.now() == desk.clock.now()
+    assert desk.engine.clock.skew is None
 
 
 def test_a_second_engine_on_the_same_database_pages_nothing_twice(desk: Desk) -> None:
@@ -473,7 +723,8 @@ def test_escalate_now_after_exhaustion_starts_a_new_cycle(desk: Desk) -> None:
     case = desk.case(ref)
     assert (case.exhausted, case.escalation_cycle, case.escalation_step) == (False, 1, 1)
     assert len(desk.timeline(ref, "restart")) == 1
-    desk.assert_pages([("ana", 0, 1, 0), ("sue", 0, 3, 1), ("ana", 1, 1, 0)])
+    caught_up = [("ben", 0, 2, 0), ("ana", 0, 1, 1), ("sue", 0, -3, 1)]  # the day's catch-up
+    desk.assert_pages([("ana", 0, 1, 0), ("sue", 0, 3, 1), *caught_up, ("ana", 1, 1, 0)])
 
 
 def test_acknowledging_the_exhausted_page_marks_it(desk: Desk) -> None:
@@ -484,7 +735,8 @@ def test_acknowledging_the_exhausted_page_marks_it(desk: Desk) -> None:
     with desk.db.read() as session:
         page = session.exec(select(Page).where(Page.reason == "exhausted")).one()
         assert page.acknowledged_at == desk.clock.now()
-    desk.assert_pages([("ana", 0, 1, 0), ("sue", 0, 3, 1)])
+    caught_up = [("ben", 0, 2, 0), ("ana", 0, 1, 1), ("sue", 0, -3, 1)]  # the day's catch-up
+    desk.assert_pages([("ana", 0, 1, 0), ("sue", 0, 3, 1), *caught_up])
 
 
 def test_the_auditor_repairs_a_triggered_case_that_lost_its_next_time(desk: Desk) -> None:

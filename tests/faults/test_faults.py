@@ -733,6 +733,86 @@ def test_an_unreachable_postgresql_is_said_plainly_at_the_command_line(
         db.dispose()
 
 
+OUTAGE_CASES = 10
+
+
+@pytest.mark.pg
+def test_a_minute_long_postgresql_outage_pages_every_overtaken_target_once(
+    pg_proxy: tuple[TcpProxy, str], pg_db: Database
+) -> None:
+    """Rule 5 across a database outage: the engine cannot reach PostgreSQL for a minute
+    (of the injected clock) while two steps of a two-step, two-round policy fall due.
+    When it is back, everyone those steps would have paged is paged once, late, the
+    supervisors are told once, and each case goes on from the step it has reached."""
+    proxy, url = pg_proxy
+    clock = FakeClock(T0)
+    for handle in ("ana", "ben"):
+        add_responder(pg_db, handle, contacts=("console",))
+    add_responder(pg_db, "sue", "supervisor", contacts=("console",))
+    add_policy(pg_db, "quick", [(20, ["user:ana"]), (20, ["user:ben"])], repeat=1)
+    service = CaseService(pg_db, clock)
+    refs = [
+        service.open_case("sue", title=f"Case {n}", category="edr", severity=1, policy="quick").ref
+        for n in range(OUTAGE_CASES)
+    ]
+    engine_db = Database.open(url)  # the engine reaches the database through the proxy
+    try:
+        engine = EscalationEngine(engine_db, clock, name="engine@outage")
+        assert engine.run_due().pages == OUTAGE_CASES  # 09:00:00: ana
+        clock.advance(seconds=10)
+        proxy.cut()
+        failures = 0
+        for _ in range(12):  # 09:00:15 ... 09:01:10: every cycle fails
+            clock.advance(seconds=5)
+            try:
+                engine.run_due()
+            except Exception:
+                failures += 1
+        assert failures == 12
+        proxy.restore()
+        # 09:01:10: ben was due 09:00:20 (overtaken), ana 09:00:40 (overtaken), ben again
+        # 09:01:00 (the step reached by now, so ben pages for it and not for 09:00:20).
+        result = engine.run_due()
+        assert (result.cases, result.late, result.notices, result.pages) == (
+            OUTAGE_CASES,
+            OUTAGE_CASES,
+            1,
+            2 * OUTAGE_CASES + 1,
+        )
+    finally:
+        engine_db.dispose()
+    pages = pages_by_case(pg_db)
+    for ref in refs:
+        assert [p for p in pages[ref] if p[0] != "sue"] == [
+            ("ana", 0, 1, 0),
+            ("ben", 0, 2, 1),
+            ("ana", 0, 1, 1),  # late, once
+        ]
+    assert sum(p[0] == "sue" for ref in refs for p in pages[ref]) == 1
+    with pg_db.read() as session:
+        late = session.exec(select(Page).where(Page.reason == "catch-up")).all()
+        notice = session.exec(select(Page).where(Page.reason == "delayed")).one()
+        events = session.exec(
+            select(TimelineEvent.text).where(TimelineEvent.kind == "delayed")
+        ).all()
+    assert {(p.sent_at - p.due_at) for p in late} == {timedelta(seconds=30)}
+    assert notice.sent_at - notice.due_at == timedelta(seconds=50)
+    assert events == [
+        f"Escalation was delayed by up to 50 s for {OUTAGE_CASES} cases ({', '.join(refs)}): "
+        "caught up now; told the supervisors on duty: sue"
+    ]
+    for ref in refs:
+        case = _case(pg_db, ref)
+        assert (case.escalation_step, case.escalation_round) == (2, 1)
+        assert case.next_escalation_at == T0 + timedelta(seconds=90)
+    assert_consistent(pg_db)
+
+
+def _case(db: Database, ref: str) -> Case:
+    with db.read() as session:
+        return session.exec(select(Case).where(Case.ref == ref)).one()
+
+
 @asynccontextmanager
 async def _console(db: Database, tmp_path: Path) -> AsyncIterator[Console]:
     """ana's console on `db`, recording its toasts (as tests/console/test_console.py opens one)."""

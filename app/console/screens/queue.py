@@ -46,6 +46,7 @@ from app.delivery.local import PageAlert, claim_my_pages, record_desktop
 from app.services.cases import CaseService
 from app.services.casework.service import CaseworkService
 from data.changes import ChangeListener
+from data.clock import DatabaseClock
 from data.queries import QueueFilter
 from widgets.case_detail import CaseDetail
 from widgets.header import Identity, StatusHeader
@@ -322,6 +323,7 @@ class QueueScreen(Screen[None]):
         self._feed_again = False
         self._first_window_shown = False
         self._screen_gone = threading.Event()
+        self._db_clock: DatabaseClock | None = None
 
     # ----------------------------------------------------------------- context
 
@@ -601,7 +603,10 @@ class QueueScreen(Screen[None]):
         except ValueError:
             on_call = None  # a stored rotation that does not make a valid schedule
         heartbeat = desk.engine_heartbeat(app.db)
-        self.post_message(DeskStatusLoaded(on_call, heartbeat))
+        if self._db_clock is None:  # one, so a clock that is off is logged once
+            self._db_clock = DatabaseClock(app.db, app.clock)
+        self._db_clock.sync()
+        self.post_message(DeskStatusLoaded(on_call, heartbeat, self._db_clock.skew))
 
     # ----------------------------------------------------------------- queue data
 
@@ -783,7 +788,7 @@ class QueueScreen(Screen[None]):
         )
 
     def on_desk_status_loaded(self, message: DeskStatusLoaded) -> None:
-        self.header.set_status(message.on_call, message.heartbeat_at)
+        self.header.set_status(message.on_call, message.heartbeat_at, message.clock_skew)
 
     # ----------------------------------------------------------------- actions
 

@@ -638,6 +638,10 @@ def page_position(step: int, round_: int, reason: str) -> str:
         return f"exhausted (supervisors paged, round {round_ + 1})"
     if reason == "reassign":
         return "reassign page"
+    if reason == "delayed":
+        return "told that escalation was delayed"
+    if reason == "catch-up":
+        return f"step {step}, round {round_ + 1}, paged late"
     return f"step {step}, round {round_ + 1}"
 
 

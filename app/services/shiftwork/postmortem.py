@@ -381,6 +381,10 @@ def step_label(step: EscalationStep) -> str:
         return f"exhausted, round {step.round + 1}"
     if step.reason == "reassign":
         return "reassign"
+    if step.reason == "delayed":
+        return "delay notice"
+    if step.reason == "catch-up":
+        return f"step {step.step}, round {step.round + 1}, late"
     return f"step {step.step}, round {step.round + 1}"
 
 
