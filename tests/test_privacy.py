@@ -49,7 +49,7 @@ from tests.factories import (
 T = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 TITLE = "TITLE-MARKER-9d2e of a sensitive case"
 STATEMENT = "STATEMENT-MARKER-77ab: the person at risk lives at 1 Example Street"
-SECRETS = ("s3cr3t-ana", "eli-secret")
+SECRETS = ("s3cr3t-ana-0123456789", "eli-secret-0123456789")
 """The webhook signing keys of tests/fixtures/team/good.toml."""
 
 

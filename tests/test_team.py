@@ -52,7 +52,7 @@ from data.models import (
 
 FIXTURES = Path(__file__).parent / "fixtures" / "team"
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
-SECRETS = ("s3cr3t-ana", "eli-secret")
+SECRETS = ("s3cr3t-ana-0123456789", "eli-secret-0123456789")
 
 
 # --- fixtures (candidates for tests/conftest.py) ----------------------------
@@ -161,8 +161,8 @@ def test_good_file_parses_into_a_spec() -> None:
     assert [r.handle for r in spec.responders] == ["ana", "ben", "cara", "dev", "eli"]
     ana = spec.responders[0]
     assert ana.contacts[1].kind == "webhook"
-    assert ana.contacts[1].secret == "s3cr3t-ana"
-    assert "s3cr3t-ana" not in repr(spec)
+    assert ana.contacts[1].secret == "s3cr3t-ana-0123456789"
+    assert "s3cr3t-ana-0123456789" not in repr(spec)
     syd, us, _, supervisors = spec.rotations
     assert syd.days == frozenset({1, 2, 3, 4, 5})
     assert syd.hours is not None
@@ -208,7 +208,7 @@ def test_good_file_applies(db: Database) -> None:
         ).all()
         assert [(c.kind, c.url, c.secret) for c in ana_contacts] == [
             ("desktop", None, None),
-            ("webhook", "https://chat.example/hook/ana", "s3cr3t-ana"),
+            ("webhook", "https://chat.example/hook/ana", "s3cr3t-ana-0123456789"),
         ]
         syd = session.exec(select(Rotation).where(Rotation.name == "syd-day")).one()
         assert (syd.shift, syd.handoff, syd.days, syd.hours) == (
@@ -348,7 +348,7 @@ def test_an_exported_webhook_url_applies_as_the_stored_one(db: Database) -> None
         hooks = {
             c.url: c.secret for c in session.exec(select(ContactMethod)) if c.kind == "webhook"
         }
-    assert hooks["https://chat.example/hook/ana"] == "s3cr3t-ana"
+    assert hooks["https://chat.example/hook/ana"] == "s3cr3t-ana-0123456789"
 
 
 def test_a_shown_url_that_stands_for_nothing_stored_is_refused_with_its_path(
@@ -630,25 +630,28 @@ def test_secrets_are_never_exported(db: Database) -> None:
 def test_webhook_secret_is_kept_when_the_file_has_none(db: Database) -> None:
     bootstrap(db)
     without_secret = edited(
-        (', secret = "s3cr3t-ana"', ""),
-        (', secret = "eli-secret"', ""),
+        (', secret = "s3cr3t-ana-0123456789"', ""),
+        (', secret = "eli-secret-0123456789"', ""),
     )
     assert apply_text(db, without_secret).plan.empty
     with db.read() as session:
         stored = {c.url: c.secret for c in session.exec(select(ContactMethod)) if c.secret}
     assert stored == {
-        "https://chat.example/hook/ana": "s3cr3t-ana",
-        "https://ops.example/page?to=eli": "eli-secret",
+        "https://chat.example/hook/ana": "s3cr3t-ana-0123456789",
+        "https://ops.example/page?to=eli": "eli-secret-0123456789",
     }
 
 
 def test_a_new_secret_replaces_the_old_without_showing_either(sqlite_db: Database) -> None:
     bootstrap(sqlite_db)
-    result = apply_text(sqlite_db, edited(('secret = "s3cr3t-ana"', 'secret = "rotated-2027"')))
+    result = apply_text(
+        sqlite_db,
+        edited(('secret = "s3cr3t-ana-0123456789"', 'secret = "rotated-2027-0123456789"')),
+    )
     assert result.plan.lines() == ["~ responder ana: contacts: secret changed"]
     with sqlite_db.read() as session:
         secrets = {c.secret for c in session.exec(select(ContactMethod)) if c.secret}
-    assert secrets == {"rotated-2027", "eli-secret"}
+    assert secrets == {"rotated-2027-0123456789", "eli-secret-0123456789"}
 
 
 def test_a_secret_belongs_to_its_url(sqlite_db: Database) -> None:
@@ -656,7 +659,7 @@ def test_a_secret_belongs_to_its_url(sqlite_db: Database) -> None:
     bootstrap(sqlite_db)
     moved = edited(
         (
-            'url = "https://chat.example/hook/ana", secret = "s3cr3t-ana"',
+            'url = "https://chat.example/hook/ana", secret = "s3cr3t-ana-0123456789"',
             'url = "https://chat.example/hook/ana-2"',
         )
     )
