@@ -366,6 +366,93 @@ def test_a_shown_url_that_stands_for_nothing_stored_is_refused_with_its_path(
     assert (dump(db), audit_count(db)) == (before, records)  # nothing applied
 
 
+ANA_HOOK = 'url = "https://chat.example/hook/ana", secret = "s3cr3t-ana-0123456789"'
+
+
+@pytest.mark.parametrize(
+    ("hook", "where", "message"),
+    [
+        (
+            'url = "http://chat.example/hook/ana"',
+            "responder[0] (ana).contacts[1].url",
+            "plain http:// is refused (the page and its signature would travel in clear): "
+            "use https://, or set allow_insecure = true on this contact",
+        ),
+        (
+            'url = "https://chat.example/hook/ana", secret = "short-key"',
+            "responder[0] (ana).contacts[1].secret",
+            "expected a secret of at least 16 bytes, got 9: use a longer one, "
+            "or set allow_insecure = true on this contact",
+        ),
+        (
+            'url = "https://chat.example/hook/ana", secret = "whsec_QUJD"',
+            "responder[0] (ana).contacts[1].secret",
+            "expected a secret of at least 16 bytes, got 3",
+        ),
+        (
+            'url = "https://10.0.0.7/hook/ana"',
+            "responder[0] (ana).contacts[1].url",
+            "10.0.0.7 is a private address: refused unless allow_private = true on this contact",
+        ),
+        (
+            'url = "https://localhost:8443/hook/ana"',
+            "responder[0] (ana).contacts[1].url",
+            "localhost is a loopback address",
+        ),
+        (
+            f"{ANA_HOOK}, allow_private = 1",
+            "responder[0] (ana).contacts[1].allow_private",
+            "expected true or false, got 1",
+        ),
+    ],
+)
+def test_insecure_or_private_webhooks_are_refused_unless_allowed(
+    hook: str, where: str, message: str
+) -> None:
+    with pytest.raises(TeamFileError) as caught:
+        parse_team(edited((ANA_HOOK, hook)), "test.toml")
+    [error] = caught.value.errors
+    assert error.where == where
+    assert error.message.startswith(message)
+    assert "short-key" not in str(caught.value)
+
+
+def test_allowed_webhooks_apply_and_their_allowances_are_exported(db: Database) -> None:
+    bootstrap(db)
+    local = (
+        'url = "http://127.0.0.1:8787/hook/ana?token=t0ken-9", secret = "short-key", '
+        "allow_insecure = true, allow_private = true"
+    )
+    apply_text(db, edited((ANA_HOOK, local)))
+    with db.read() as session:
+        hook = session.exec(
+            select(ContactMethod).where(col(ContactMethod.url).contains("8787"))
+        ).one()
+    assert (hook.allow_insecure, hook.allow_private, hook.secret) == (True, True, "short-key")
+
+    exported = export(db)
+    shown = team_module.shown_url("http://127.0.0.1:8787/hook/ana?token=t0ken-9")
+    assert f'url = "{shown}", allow_insecure = true, allow_private = true }}' in exported
+    assert "t0ken-9" not in exported
+    assert "short-key" not in exported
+    assert apply_text(db, exported).plan.empty  # the secret is kept, the allowances too
+
+    # Without its allowance the same contact is refused, by key path.
+    with pytest.raises(TeamFileError) as caught:
+        apply_text(db, exported.replace(", allow_insecure = true", ""))
+    assert [e.where for e in caught.value.errors] == ["responder[0] (ana).contacts[1].url"]
+
+
+def test_an_allowance_is_a_change_shown_without_the_secret(db: Database) -> None:
+    bootstrap(db)
+    result = apply_text(db, edited((ANA_HOOK, f"{ANA_HOOK}, allow_private = true")))
+    shown = team_module.shown_url("https://chat.example/hook/ana")
+    assert result.plan.lines() == [
+        f"~ responder ana: contacts: [desktop, webhook {shown} (with secret)] -> "
+        f"[desktop, webhook {shown} (allow_private) (with secret)]"
+    ]
+
+
 def test_the_audit_record_of_an_apply_never_holds_a_webhook_token(db: Database) -> None:
     bootstrap(db)
     apply_text(db, edited(("https://chat.example/hook/ana", "https://chat.example/hook/t0ken-9")))
