@@ -60,10 +60,12 @@ import base64
 import contextlib
 import hashlib
 import hmac
+import importlib.util
 import json
 import logging
 import random
 import socket
+import sys
 import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
@@ -75,7 +77,8 @@ from importlib.metadata import version
 from typing import Any, Literal
 
 import httpx
-from sqlalchemy import exists, func
+from sqlalchemy import exists, func, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
@@ -347,8 +350,14 @@ class _HideUrlSecrets(logging.Filter):
 
 logging.getLogger("httpx").addFilter(_HideUrlSecrets())
 
+# httpcore asks `import sniffio` on every request to learn which async library runs it;
+# without sniffio installed, each ask is a failed import that searches the whole path
+# (about a third of a request's time here). A None in sys.modules makes it fail at once.
+if importlib.util.find_spec("sniffio") is None:
+    sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
 
-_Due = tuple[Delivery, Page, Case, Responder]
+
+_Due = tuple[Delivery, Page, Case, Responder, ContactMethod | None]
 
 
 def _blocked() -> Any:
@@ -371,10 +380,11 @@ def _due_webhooks(
     contact gets its pages in order and at most one per claim.
     """
     query = (
-        select(Delivery, Page, Case, Responder)
+        sa_select(Delivery, Page, Case, Responder, ContactMethod)
         .join(Page, col(Page.id) == col(Delivery.page_id))
         .join(Case, col(Case.id) == col(Page.case_id))
         .join(Responder, col(Responder.id) == col(Page.responder_id))
+        .outerjoin(ContactMethod, col(ContactMethod.id) == col(Delivery.contact_id))
         .where(
             col(Delivery.channel) == CHANNEL,
             col(Delivery.status) == "pending",
@@ -390,7 +400,7 @@ def _due_webhooks(
     if db.is_postgres:
         # Several engines may share the database: each takes rows the others have not.
         query = query.with_for_update(skip_locked=True, of=Delivery)
-    return list(session.exec(query).all())
+    return [tuple(row) for row in session.execute(query).all()]
 
 
 def _next_due(session: Session) -> datetime | None:
@@ -427,16 +437,11 @@ def claim_due(
     lease_until = now + lease
     jobs: list[WebhookJob] = []
     with db.write() as session:
-        for delivery, page, case, responder in _due_webhooks(
+        for delivery, page, case, responder, contact in _due_webhooks(
             session, db, now, limit, skip_contacts
         ):
             assert delivery.id is not None
-            contact = (
-                session.get(ContactMethod, delivery.contact_id) if delivery.contact_id else None
-            )
             host, refusal = _target(contact)
-            delivery.next_attempt_at = lease_until
-            session.add(delivery)
             jobs.append(
                 WebhookJob(
                     delivery_id=delivery.id,
@@ -452,7 +457,13 @@ def claim_due(
                     allow_private=contact.allow_private if contact else False,
                 )
             )
-        session.flush()
+        if jobs:
+            session.execute(
+                update(Delivery)
+                .where(col(Delivery.id).in_([job.delivery_id for job in jobs]))
+                .values(next_attempt_at=lease_until)
+                .execution_options(synchronize_session=False)
+            )
         next_due = _next_due(session)
     return Claim(jobs, next_due)
 
@@ -626,8 +637,12 @@ def record_outcomes(
     with db.write() as session:
         if any(outcome.kind == "gone" for outcome in outcomes):
             audit.lock_head(session)  # the case service's lock order: the chain first
+        ids = [outcome.job.delivery_id for outcome in outcomes]
+        rows = session.exec(select(Delivery).where(col(Delivery.id).in_(ids))).all()
+        deliveries = {row.id: row for row in rows}
         for outcome in outcomes:
-            kind, error = _record_one(session, policy, rng, outcome)
+            delivery = deliveries.get(outcome.job.delivery_id)
+            kind, error = _record_one(session, policy, rng, outcome, delivery)
             kinds.append(kind)
             logged.append((outcome.job, kind, error))
     for job, kind, error in logged:
@@ -639,12 +654,15 @@ def record_outcomes(
 
 
 def _record_one(
-    session: Session, policy: RetryPolicy, rng: random.Random, outcome: _Outcome
+    session: Session,
+    policy: RetryPolicy,
+    rng: random.Random,
+    outcome: _Outcome,
+    delivery: Delivery | None,
 ) -> tuple[Kind, str]:
     job = outcome.job
     kind = outcome.kind
     error = job.refusal or f"{outcome.detail} from {job.host}"
-    delivery = session.get(Delivery, job.delivery_id)
     if delivery is None:  # the case was deleted meanwhile
         return kind, error
     owned = delivery.status == "pending" and delivery.next_attempt_at == job.lease_until
