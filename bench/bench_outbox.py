@@ -12,7 +12,8 @@ each request arrived and its `webhook-id`).
    time until the last one is recorded delivered (target: 1,000 pages to 100 contacts
    within 5 s). Beside it, a baseline: the same requests from the same client at the same
    concurrency with no database and no order to keep.
-2. A dripping receiver: pages due one second apart for each of `--contacts` contacts, once
+2. A dripping receiver: pages due one second apart for each of `--contacts` contacts (the
+   contacts' pages spread evenly over each second: a steady `--contacts` pages a second), once
    all healthy and once with one contact's receiver dripping its answer one byte every
    `--drip` seconds (so no read ever times out: only the attempt's deadline ends it). The
    figure is how late the healthy contacts' pages arrive after their due time, and how
@@ -28,6 +29,7 @@ import argparse
 import asyncio
 import itertools
 import multiprocessing
+import os
 import statistics
 import sys
 import time
@@ -166,9 +168,13 @@ def add_contacts(db: Database, receiver: Receiver, paths: list[str]) -> list[int
 
 
 def add_pages(
-    db: Database, contact_ids: list[int], per_contact: int, due: Callable[[int], datetime]
+    db: Database,
+    contact_ids: list[int],
+    per_contact: int,
+    due: Callable[[int, int], datetime],
 ) -> dict[str, datetime]:
-    """`per_contact` pages for each contact, the k-th due at `due(k)`; webhook-id -> due."""
+    """`per_contact` pages for each contact, the k-th of the n-th contact due at
+    `due(k, n)`; webhook-id -> due."""
     keys: dict[str, datetime] = {}
     now = datetime.now(UTC)
     with db.write() as session:
@@ -181,8 +187,8 @@ def add_pages(
         )
         first = session.exec(select(func.count()).select_from(Case)).one()
         for k in range(per_contact):
-            at = due(k)
             for n, contact_id in enumerate(contact_ids):
+                at = due(k, n)
                 ref = f"ESC-{first + k * len(contact_ids) + n + 1:06d}"
                 case = Case(
                     ref=ref,
@@ -254,7 +260,7 @@ def check_once(log: list[tuple[str, str, float]], keys: dict[str, datetime]) -> 
 def measure_throughput(db: Database, receiver: Receiver, pages: int, contacts: int) -> float:
     ids = add_contacts(db, receiver, [f"c/{n}" for n in range(contacts)])
     start_at = datetime.now(UTC)
-    keys = add_pages(db, ids, pages // contacts, lambda k: start_at)
+    keys = add_pages(db, ids, pages // contacts, lambda k, n: start_at)
     receiver.take_log()
     outbox = WebhookOutbox(db, SystemClock())
     began = time.perf_counter()
@@ -314,7 +320,7 @@ def measure_lateness(
         paths[0] = "drip/0"
     ids = add_contacts(db, receiver, paths)
     t0 = datetime.now(UTC) + timedelta(seconds=1)
-    keys = add_pages(db, ids, rounds, lambda k: t0 + timedelta(seconds=k))
+    keys = add_pages(db, ids, rounds, lambda k, n: t0 + timedelta(seconds=k + n / contacts))
     receiver.take_log()
     outbox = WebhookOutbox(db, SystemClock())
     outbox.start()
@@ -354,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
 
     receiver = Receiver(args.drip)
     ok = True
+    print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     try:
         bare = measure_bare_client(receiver, args.pages)
         print(
@@ -378,7 +385,8 @@ def main(argv: list[str] | None = None) -> int:
             verdict = "ok" if stormy.worst < TARGET_DELAY_S else "MISSED"
             ok = ok and stormy.worst < TARGET_DELAY_S
             print(
-                f"{backend}: {args.contacts} contacts x {args.rounds} pages due 1 s apart; "
+                f"{backend}: {args.contacts} contacts x {args.rounds} pages due 1 s apart "
+                f"({args.contacts}/s); "
                 f"lateness of the healthy ones: all healthy p50 {calm.p50 * 1000:.0f} ms, "
                 f"p99 {calm.p99 * 1000:.0f} ms, worst {calm.worst * 1000:.0f} ms; "
                 f"one receiver dripping a byte every {args.drip:g} s: p50 "
