@@ -12,12 +12,13 @@ each request arrived and its `webhook-id`).
    time until the last one is recorded delivered (target: 1,000 pages to 100 contacts
    within 5 s). Beside it, a baseline: the same requests from the same client at the same
    concurrency with no database and no order to keep.
-2. A dripping receiver: pages due one second apart for each of `--contacts` contacts (the
-   contacts' pages spread evenly over each second: a steady `--contacts` pages a second), once
+2. A dripping receiver: pages due `--every` seconds apart for each of `--contacts` contacts
+   (spread evenly: a steady `--contacts / --every` pages a second, well within what this
+   machine sends, so that lateness is the outbox's and not a saturated processor's), once
    all healthy and once with one contact's receiver dripping its answer one byte every
    `--drip` seconds (so no read ever times out: only the attempt's deadline ends it). The
    figure is how late the healthy contacts' pages arrive after their due time, and how
-   much later than in the healthy run (target: under 1 s).
+   much later the latest is than in the healthy run: the drip's cost (target: under 1 s).
 
 Every page is checked to arrive exactly once. SQLite always (a scratch file); PostgreSQL
 too when VIGIL_TEST_PG is set (a scratch schema, dropped afterwards).
@@ -228,6 +229,22 @@ def add_pages(
     return keys
 
 
+def bring_forward(db: Database, keys: dict[str, datetime], later: datetime) -> dict[str, datetime]:
+    """Move every page so that what was due at `later` is due in 1 s (once the outbox is up
+    and idle, so its start is not measured)."""
+    shift = datetime.now(UTC) + timedelta(seconds=1) - later
+    with db.write() as session:
+        for delivery in session.exec(select(Delivery)):
+            assert delivery.next_attempt_at is not None
+            delivery.next_attempt_at += shift
+            session.add(delivery)
+        for page in session.exec(select(Page)):
+            page.due_at += shift
+            page.sent_at += shift
+            session.add(page)
+    return {key: due + shift for key, due in keys.items()}
+
+
 def delivered(db: Database) -> int:
     with db.read() as session:
         return int(
@@ -312,22 +329,30 @@ class Lateness:
 
 
 def measure_lateness(
-    db: Database, receiver: Receiver, contacts: int, rounds: int, dripping: bool
+    db: Database, receiver: Receiver, contacts: int, rounds: int, every: float, dripping: bool
 ) -> tuple[Lateness, list[float]]:
     """Lateness of the healthy contacts' pages (seconds), and the dripping attempts' lengths."""
     paths = [f"h/{n}" for n in range(contacts)]
     if dripping:
         paths[0] = "drip/0"
     ids = add_contacts(db, receiver, paths)
-    t0 = datetime.now(UTC) + timedelta(seconds=1)
-    keys = add_pages(db, ids, rounds, lambda k, n: t0 + timedelta(seconds=k + n / contacts))
+    later = datetime.now(UTC) + timedelta(days=1)
+    keys = add_pages(
+        db, ids, rounds, lambda k, n: later + timedelta(seconds=(k + n / contacts) * every)
+    )
     receiver.take_log()
     outbox = WebhookOutbox(db, SystemClock())
     outbox.start()
+    try:
+        keys = bring_forward(db, keys, later)
+        outbox.wake()
+    except BaseException:
+        outbox.stop()
+        raise
     dripping_keys = {key for key in keys if key.endswith(f":{ids[0]}")} if dripping else set()
     healthy_keys = set(keys) - dripping_keys
     try:
-        wait_until(lambda: outbox.counts["delivered"] >= len(healthy_keys), 30 + rounds)
+        wait_until(lambda: outbox.counts["delivered"] >= len(healthy_keys), 30 + rounds * every)
     finally:
         outbox.stop(timeout=1)
     log = receiver.take_log()
@@ -335,6 +360,8 @@ def measure_lateness(
     check_once(healthy_log, {key: keys[key] for key in healthy_keys})
     late = sorted(arrived - keys[key].timestamp() for _, key, arrived in healthy_log)
     dripped = sorted(arrived for path, _, arrived in log if path.startswith("/drip"))
+    if dripping and not dripped:
+        raise SystemExit("the dripping receiver was never asked")
     gaps = [b - a for a, b in itertools.pairwise(dripped)]
     return (
         Lateness(
@@ -354,7 +381,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_outbox", description=__doc__)
     parser.add_argument("--pages", type=int, default=1000)
     parser.add_argument("--contacts", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=12, help="pages per contact (part 2)")
+    parser.add_argument("--rounds", type=int, default=8, help="pages per contact (part 2)")
+    parser.add_argument("--every", type=float, default=2.0, help="seconds between them")
     parser.add_argument("--drip", type=float, default=5.0, help="seconds between bytes")
     args = parser.parse_args(argv)
 
@@ -378,23 +406,27 @@ def main(argv: list[str] | None = None) -> int:
                 f"target {TARGET_THROUGHPUT_S:g} s: {verdict}), each exactly once"
             )
             with scratch_database(backend) as db:
-                calm, _ = measure_lateness(db, receiver, args.contacts, args.rounds, False)
+                calm, _ = measure_lateness(
+                    db, receiver, args.contacts, args.rounds, args.every, False
+                )
             with scratch_database(backend) as db:
-                stormy, gaps = measure_lateness(db, receiver, args.contacts, args.rounds, True)
+                stormy, gaps = measure_lateness(
+                    db, receiver, args.contacts, args.rounds, args.every, True
+                )
             delay = stormy.worst - calm.worst
-            verdict = "ok" if stormy.worst < TARGET_DELAY_S else "MISSED"
-            ok = ok and stormy.worst < TARGET_DELAY_S
+            verdict = "ok" if delay < TARGET_DELAY_S else "MISSED"
+            ok = ok and delay < TARGET_DELAY_S
             print(
-                f"{backend}: {args.contacts} contacts x {args.rounds} pages due 1 s apart "
-                f"({args.contacts}/s); "
+                f"{backend}: {args.contacts} contacts x {args.rounds} pages due "
+                f"{args.every:g} s apart ({args.contacts / args.every:g}/s); "
                 f"lateness of the healthy ones: all healthy p50 {calm.p50 * 1000:.0f} ms, "
                 f"p99 {calm.p99 * 1000:.0f} ms, worst {calm.worst * 1000:.0f} ms; "
                 f"one receiver dripping a byte every {args.drip:g} s: p50 "
                 f"{stormy.p50 * 1000:.0f} ms, p99 {stormy.p99 * 1000:.0f} ms, worst "
-                f"{stormy.worst * 1000:.0f} ms (+{delay * 1000:.0f} ms; target under "
-                f"{TARGET_DELAY_S:g} s: {verdict}); early: {calm.early + stormy.early}; "
-                f"the dripping contact's attempts began "
-                f"{', '.join(f'{gap:.1f}' for gap in gaps) or '-'} s apart"
+                f"{stormy.worst * 1000:.0f} ms; the drip's cost {delay * 1000:+.0f} ms "
+                f"(target under {TARGET_DELAY_S:g} s: {verdict}); "
+                f"early: {calm.early + stormy.early}; the dripping receiver was asked "
+                f"{len(gaps) + 1} time(s)"
             )
     finally:
         receiver.stop()

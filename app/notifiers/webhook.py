@@ -850,7 +850,13 @@ class WebhookOutbox:
         self._ready.set()
         in_flight: dict[int, asyncio.Task[None]] = {}  # by delivery id
         contacts: dict[int, int] = {}  # contact id by delivery id, of those in flight
-        with ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-db") as database:
+        # Claims and records each on a thread of their own on PostgreSQL, where they run side
+        # by side; on SQLite, whose writers take turns anyway, one thread does both.
+        with (
+            ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-claims") as claims,
+            ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-records") as own_records,
+        ):
+            records = own_records if self.db.is_postgres else claims
             async with make_client(self.settings, self._transport) as client:
                 sender = _Sender(self.clock, client, self._resolve, self.settings.deadline)
                 while not self._stopping:
@@ -858,9 +864,9 @@ class WebhookOutbox:
                     wait = self.settings.poll.total_seconds()
                     free = self.settings.concurrency - len(in_flight)
                     if free > 0:
-                        claim = await self._claim(loop, database, free, set(contacts.values()))
+                        claim = await self._claim(loop, claims, free, set(contacts.values()))
                         for job in claim.jobs:
-                            task = loop.create_task(self._deliver(sender, database, job))
+                            task = loop.create_task(self._deliver(sender, records, job))
                             in_flight[job.delivery_id] = task
                             if job.contact_id is not None:
                                 contacts[job.delivery_id] = job.contact_id
