@@ -44,6 +44,13 @@ class ContactMethod(SQLModel, table=True):
     kind: str
     url: str | None = None
     secret: str | None = None
+    # Webhooks only, set by the team file for this contact: a plain http:// URL or a secret
+    # under 16 bytes (`allow_insecure`); a private, loopback or link-local destination
+    # (`allow_private`). Refused otherwise.
+    allow_insecure: bool = False
+    allow_private: bool = False
+    # The receiver answered 410 Gone: the contact receives no more pages.
+    gone_at: datetime | None = _utc(nullable=True)
 
 
 # --- rotations and schedules ------------------------------------------------

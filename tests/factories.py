@@ -383,7 +383,15 @@ class WebhookReceiver:
             return [item.body for item in self.received]
 
 
-def add_webhook(db: Database, handle: str, url: str, secret: str | None = None) -> int:
+def add_webhook(
+    db: Database,
+    handle: str,
+    url: str,
+    secret: str | None = None,
+    *,
+    allow_insecure: bool = False,
+    allow_private: bool = False,
+) -> int:
     """A webhook contact method for an existing responder, after their other contacts."""
     from sqlmodel import func, select
 
@@ -394,7 +402,13 @@ def add_webhook(db: Database, handle: str, url: str, secret: str | None = None) 
         ).one()
         assert responder.id is not None
         contact = ContactMethod(
-            responder_id=responder.id, position=position, kind="webhook", url=url, secret=secret
+            responder_id=responder.id,
+            position=position,
+            kind="webhook",
+            url=url,
+            secret=secret,
+            allow_insecure=allow_insecure,
+            allow_private=allow_private,
         )
         session.add(contact)
         session.flush()

@@ -769,7 +769,7 @@ class _Desk:
         self.outbox_rng = random.Random(0)  # backoff jitter; the demo receiver never fails
         self.cases = CaseService(db, clock)
         self.engine = EscalationEngine(db, clock, name=ENGINE_NAME)
-        self.webhooks = httpx.Client(transport=httpx.MockTransport(_demo_receiver))
+        self.webhooks = httpx.MockTransport(_demo_receiver)
         self.events: list[_Event] = []
         self.order = itertools.count()
         self.refs: dict[int, str] = {}  # id(plan) -> case ref
@@ -871,7 +871,9 @@ class _Desk:
             for alert in claim_my_pages(self.db, self.clock, responder_id, case_ids):
                 record_desktop(self.db, self.clock, alert.desktop_delivery_ids, outcome)
         if webhooks:
-            process_webhook_outbox(self.db, self.clock, self.webhooks, rng=self.outbox_rng)
+            process_webhook_outbox(
+                self.db, self.clock, transport=self.webhooks, rng=self.outbox_rng
+            )
 
     # -- who acts -------------------------------------------------------------------------
 

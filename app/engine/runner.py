@@ -96,7 +96,12 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import SQLModel, col, func, select
 
 from app.core.clock import Clock, SystemClock
-from app.delivery.webhook import make_client, process_webhook_outbox
+from app.delivery.webhook import (
+    DEFAULT_SETTINGS,
+    OutboxSettings,
+    WebhookOutbox,
+    process_webhook_outbox,
+)
 from app.engine.planning import (
     ACKNOWLEDGED,
     TRIGGERED,
@@ -452,12 +457,14 @@ class _Waker:
 class EngineRunner:
     """Drives an engine from an APScheduler 3 scheduler (BackgroundScheduler headless,
     AsyncIOScheduler in the console): the jobs only wake the runner's own threads, one for
-    escalation cycles and one for the webhook outbox (so a slow receiver never delays a
-    page, and no job ever runs long enough to be skipped).
+    escalation cycles and one for the webhook outbox (`WebhookOutbox`: a slow receiver
+    never delays a page, nor another contact's webhook; no job ever runs long enough to
+    be skipped).
 
     Jobs: `wake` (a date job re-armed at the next due time after every cycle), `sweep`
     (every `sweep_every`, a safety net), `audit` (every `audit_every`, `audit_repair`) and
-    `outbox` (every `outbox_every`, and at once after a cycle that paged).
+    `outbox` (every `outbox_every`, a safety net beside the outbox's own timer, and at once
+    after a cycle that paged).
     """
 
     LOCKED_RETRY = timedelta(milliseconds=100)
@@ -470,7 +477,8 @@ class EngineRunner:
         sweep_every: timedelta = timedelta(seconds=5),
         audit_every: timedelta = timedelta(minutes=3),
         outbox_every: timedelta = timedelta(seconds=2),
-        webhook_client: httpx.Client | None = None,
+        webhook_transport: httpx.AsyncBaseTransport | None = None,
+        outbox_settings: OutboxSettings = DEFAULT_SETTINGS,
         on_cycle: Callable[[CycleResult], None] | None = None,
     ) -> None:
         self.engine = engine
@@ -480,11 +488,14 @@ class EngineRunner:
         self.outbox_every = outbox_every
         self.on_cycle = on_cycle
         self.jobstore = f"vigil-engine:{engine.name}"
-        self._client = webhook_client
-        self._owns_client = webhook_client is None
         self._cycles = _Waker(f"vigil-engine:{engine.name}", self._cycle)
-        self._outbox = _Waker(f"vigil-outbox:{engine.name}", self._send_webhooks)
-        self._outbox_lock = threading.Lock()
+        self._outbox = WebhookOutbox(
+            engine.db,
+            engine.clock,
+            outbox_settings,
+            transport=webhook_transport,
+            name=f"vigil-outbox:{engine.name}",
+        )
         self._started = False
         self._audit_due = False
         self._failing_since: datetime | None = None
@@ -507,8 +518,6 @@ class EngineRunner:
         if self._started:
             raise RuntimeError("the engine runner is already started")
         self._started = True
-        if self._client is None:
-            self._client = make_client()
         self.scheduler.add_jobstore(MemoryJobStore(), alias=self.jobstore)
         ids = self.job_ids
         every = {"timezone": UTC}
@@ -539,32 +548,20 @@ class EngineRunner:
         self._cycles.wake()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Let a running cycle and outbox run finish, stop the threads, remove the jobs."""
+        """Let a running cycle and the deliveries in flight finish, stop the threads,
+        remove the jobs."""
         self._cycles.stop(timeout)
         self._outbox.stop(timeout)
         for job_id in self.job_ids.values():
             self._remove_job(job_id)
         with contextlib.suppress(KeyError):
             self.scheduler.remove_jobstore(self.jobstore)
-        with self._outbox_lock:  # an outbox run already under way finishes first
-            if self._owns_client and self._client is not None:
-                self._client.close()
-            self._client = None
 
     # -- jobs (they only signal) and the worker -----------------------------------
 
     def _request_audit(self) -> None:
         self._audit_due = True
         self._cycles.wake()
-
-    def _send_webhooks(self) -> None:
-        with self._outbox_lock:
-            if self._client is None:
-                return
-            try:
-                process_webhook_outbox(self.engine.db, self.engine.clock, self._client)
-            except Exception:
-                log.exception("webhook outbox run failed; retrying at its next run")
 
     def _cycle(self) -> None:
         result: CycleResult | None = None
@@ -669,8 +666,7 @@ def run_headless(
         if once:
             engine.audit_repair()
             result = engine.run_due()
-            with make_client() as client:
-                outbox = process_webhook_outbox(db, engine.clock, client)
+            outbox = process_webhook_outbox(db, engine.clock)
             log.info(
                 "once: %d pages for %d cases; webhooks: %d sent, %d retried, %d failed",
                 result.pages,

@@ -52,7 +52,7 @@ from data.models import (
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "team"
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
-SECRETS = ("s3cr3t-ana", "eli-secret")
+SECRETS = ("s3cr3t-ana-0123456789", "eli-secret-0123456789")
 
 
 # --- fixtures (candidates for tests/conftest.py) ----------------------------
@@ -161,8 +161,8 @@ def test_good_file_parses_into_a_spec() -> None:
     assert [r.handle for r in spec.responders] == ["ana", "ben", "cara", "dev", "eli"]
     ana = spec.responders[0]
     assert ana.contacts[1].kind == "webhook"
-    assert ana.contacts[1].secret == "s3cr3t-ana"
-    assert "s3cr3t-ana" not in repr(spec)
+    assert ana.contacts[1].secret == "s3cr3t-ana-0123456789"
+    assert "s3cr3t-ana-0123456789" not in repr(spec)
     syd, us, _, supervisors = spec.rotations
     assert syd.days == frozenset({1, 2, 3, 4, 5})
     assert syd.hours is not None
@@ -208,7 +208,7 @@ def test_good_file_applies(db: Database) -> None:
         ).all()
         assert [(c.kind, c.url, c.secret) for c in ana_contacts] == [
             ("desktop", None, None),
-            ("webhook", "https://chat.example/hook/ana", "s3cr3t-ana"),
+            ("webhook", "https://chat.example/hook/ana", "s3cr3t-ana-0123456789"),
         ]
         syd = session.exec(select(Rotation).where(Rotation.name == "syd-day")).one()
         assert (syd.shift, syd.handoff, syd.days, syd.hours) == (
@@ -348,7 +348,7 @@ def test_an_exported_webhook_url_applies_as_the_stored_one(db: Database) -> None
         hooks = {
             c.url: c.secret for c in session.exec(select(ContactMethod)) if c.kind == "webhook"
         }
-    assert hooks["https://chat.example/hook/ana"] == "s3cr3t-ana"
+    assert hooks["https://chat.example/hook/ana"] == "s3cr3t-ana-0123456789"
 
 
 def test_a_shown_url_that_stands_for_nothing_stored_is_refused_with_its_path(
@@ -364,6 +364,93 @@ def test_a_shown_url_that_stands_for_nothing_stored_is_refused_with_its_path(
     assert error.where == "responder[0] (ana).contacts[1].url"
     assert "write the full URL" in error.message
     assert (dump(db), audit_count(db)) == (before, records)  # nothing applied
+
+
+ANA_HOOK = 'url = "https://chat.example/hook/ana", secret = "s3cr3t-ana-0123456789"'
+
+
+@pytest.mark.parametrize(
+    ("hook", "where", "message"),
+    [
+        (
+            'url = "http://chat.example/hook/ana"',
+            "responder[0] (ana).contacts[1].url",
+            "plain http:// is refused (the page and its signature would travel in clear): "
+            "use https://, or set allow_insecure = true on this contact",
+        ),
+        (
+            'url = "https://chat.example/hook/ana", secret = "short-key"',
+            "responder[0] (ana).contacts[1].secret",
+            "expected a secret of at least 16 bytes, got 9: use a longer one, "
+            "or set allow_insecure = true on this contact",
+        ),
+        (
+            'url = "https://chat.example/hook/ana", secret = "whsec_QUJD"',
+            "responder[0] (ana).contacts[1].secret",
+            "expected a secret of at least 16 bytes, got 3",
+        ),
+        (
+            'url = "https://10.0.0.7/hook/ana"',
+            "responder[0] (ana).contacts[1].url",
+            "10.0.0.7 is a private address: refused unless allow_private = true on this contact",
+        ),
+        (
+            'url = "https://localhost:8443/hook/ana"',
+            "responder[0] (ana).contacts[1].url",
+            "localhost is a loopback address",
+        ),
+        (
+            f"{ANA_HOOK}, allow_private = 1",
+            "responder[0] (ana).contacts[1].allow_private",
+            "expected true or false, got 1",
+        ),
+    ],
+)
+def test_insecure_or_private_webhooks_are_refused_unless_allowed(
+    hook: str, where: str, message: str
+) -> None:
+    with pytest.raises(TeamFileError) as caught:
+        parse_team(edited((ANA_HOOK, hook)), "test.toml")
+    [error] = caught.value.errors
+    assert error.where == where
+    assert error.message.startswith(message)
+    assert "short-key" not in str(caught.value)
+
+
+def test_allowed_webhooks_apply_and_their_allowances_are_exported(db: Database) -> None:
+    bootstrap(db)
+    local = (
+        'url = "http://127.0.0.1:8787/hook/ana?token=t0ken-9", secret = "short-key", '
+        "allow_insecure = true, allow_private = true"
+    )
+    apply_text(db, edited((ANA_HOOK, local)))
+    with db.read() as session:
+        hook = session.exec(
+            select(ContactMethod).where(col(ContactMethod.url).contains("8787"))
+        ).one()
+    assert (hook.allow_insecure, hook.allow_private, hook.secret) == (True, True, "short-key")
+
+    exported = export(db)
+    shown = team_module.shown_url("http://127.0.0.1:8787/hook/ana?token=t0ken-9")
+    assert f'url = "{shown}", allow_insecure = true, allow_private = true }}' in exported
+    assert "t0ken-9" not in exported
+    assert "short-key" not in exported
+    assert apply_text(db, exported).plan.empty  # the secret is kept, the allowances too
+
+    # Without its allowance the same contact is refused, by key path.
+    with pytest.raises(TeamFileError) as caught:
+        apply_text(db, exported.replace(", allow_insecure = true", ""))
+    assert [e.where for e in caught.value.errors] == ["responder[0] (ana).contacts[1].url"]
+
+
+def test_an_allowance_is_a_change_shown_without_the_secret(db: Database) -> None:
+    bootstrap(db)
+    result = apply_text(db, edited((ANA_HOOK, f"{ANA_HOOK}, allow_private = true")))
+    shown = team_module.shown_url("https://chat.example/hook/ana")
+    assert result.plan.lines() == [
+        f"~ responder ana: contacts: [desktop, webhook {shown} (with secret)] -> "
+        f"[desktop, webhook {shown} (allow_private) (with secret)]"
+    ]
 
 
 def test_the_audit_record_of_an_apply_never_holds_a_webhook_token(db: Database) -> None:
@@ -630,25 +717,28 @@ def test_secrets_are_never_exported(db: Database) -> None:
 def test_webhook_secret_is_kept_when_the_file_has_none(db: Database) -> None:
     bootstrap(db)
     without_secret = edited(
-        (', secret = "s3cr3t-ana"', ""),
-        (', secret = "eli-secret"', ""),
+        (', secret = "s3cr3t-ana-0123456789"', ""),
+        (', secret = "eli-secret-0123456789"', ""),
     )
     assert apply_text(db, without_secret).plan.empty
     with db.read() as session:
         stored = {c.url: c.secret for c in session.exec(select(ContactMethod)) if c.secret}
     assert stored == {
-        "https://chat.example/hook/ana": "s3cr3t-ana",
-        "https://ops.example/page?to=eli": "eli-secret",
+        "https://chat.example/hook/ana": "s3cr3t-ana-0123456789",
+        "https://ops.example/page?to=eli": "eli-secret-0123456789",
     }
 
 
 def test_a_new_secret_replaces_the_old_without_showing_either(sqlite_db: Database) -> None:
     bootstrap(sqlite_db)
-    result = apply_text(sqlite_db, edited(('secret = "s3cr3t-ana"', 'secret = "rotated-2027"')))
+    result = apply_text(
+        sqlite_db,
+        edited(('secret = "s3cr3t-ana-0123456789"', 'secret = "rotated-2027-0123456789"')),
+    )
     assert result.plan.lines() == ["~ responder ana: contacts: secret changed"]
     with sqlite_db.read() as session:
         secrets = {c.secret for c in session.exec(select(ContactMethod)) if c.secret}
-    assert secrets == {"rotated-2027", "eli-secret"}
+    assert secrets == {"rotated-2027-0123456789", "eli-secret-0123456789"}
 
 
 def test_a_secret_belongs_to_its_url(sqlite_db: Database) -> None:
@@ -656,7 +746,7 @@ def test_a_secret_belongs_to_its_url(sqlite_db: Database) -> None:
     bootstrap(sqlite_db)
     moved = edited(
         (
-            'url = "https://chat.example/hook/ana", secret = "s3cr3t-ana"',
+            'url = "https://chat.example/hook/ana", secret = "s3cr3t-ana-0123456789"',
             'url = "https://chat.example/hook/ana-2"',
         )
     )

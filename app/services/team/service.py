@@ -36,6 +36,7 @@ from app.rules.casework import (
     parse_casework_config,
     settings_document,
 )
+from app.rules.destinations import contact_problems
 from app.rules.rotations import (
     MIN_SHIFT,
     HolidaySpec,
@@ -140,6 +141,9 @@ class TeamPermissionError(NotAllowed, PermissionError):
 # --- the spec ---------------------------------------------------------------
 
 
+CONTACT_FLAGS = ("allow_insecure", "allow_private")
+"""A webhook contact's allowances: plain http:// or a short secret; a private address."""
+
 KEPT_URL = re.compile(r"^https?://[^/?#@]+/\.\.\.#kept:[0-9a-f]{8}$")
 """A webhook URL as `shown_url` prints it; applying it keeps the stored URL it stands for."""
 
@@ -161,11 +165,21 @@ class ContactSpec:
     kind: str
     url: str | None = None
     secret: str | None = field(default=None, repr=False)
+    allow_insecure: bool = False
+    allow_private: bool = False
 
     def __str__(self) -> str:
         """Never shows the secret (only whether there is one) nor the URL's token."""
         text = self.kind if self.url is None else f"{self.kind} {shown_url(self.url)}"
+        allowed = [name for name in CONTACT_FLAGS if getattr(self, name)]
+        if allowed:
+            text += f" ({', '.join(allowed)})"
         return f"{text} (with secret)" if self.secret else text
+
+    @property
+    def flags(self) -> dict[str, bool]:
+        """The allowances the file sets (true ones only), as the file writes them."""
+        return {name: True for name in CONTACT_FLAGS if getattr(self, name)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -627,21 +641,26 @@ class _Reader:
             kind = contact.choice("kind", kinds, "")
             url: str | None = None
             secret: str | None = None
+            flags = dict.fromkeys(CONTACT_FLAGS, False)
             if not kind:
                 continue
             if kind == ContactKind.WEBHOOK:
-                contact.check_keys(("kind", "url"), ("secret",))
+                contact.check_keys(("kind", "url"), ("secret", *CONTACT_FLAGS))
                 url = contact.text("url")
+                secret = contact.optional_text("secret")
+                flags = {name: contact.flag(name) for name in CONTACT_FLAGS}
                 parts = urlsplit(url)
                 if url and (parts.scheme not in ("http", "https") or not parts.netloc):
                     contact.error("url", f"expected an http:// or https:// URL, got {url!r}")
-                secret = contact.optional_text("secret")
+                elif url:
+                    for key, message in contact_problems(url, secret, **flags):
+                        contact.error(key, message)
             else:
                 contact.check_keys(("kind",))
             if (kind, url) in seen:
                 contact.error(None, f"duplicate contact: same as contacts[{seen[kind, url]}]")
             seen.setdefault((kind, url), index)
-            contacts.append(ContactSpec(kind, url, secret))
+            contacts.append(ContactSpec(kind, url, secret, **flags))
         return tuple(contacts)
 
     def _rotation(self, entry: _Entry) -> RotationSpec | None:
@@ -978,7 +997,10 @@ class _Stored:
                 "role": responder.role,
                 "timezone": responder.timezone,
                 "active": responder.active,
-                "contacts": tuple(ContactSpec(c.kind, c.url, c.secret) for c in contacts),
+                "contacts": tuple(
+                    ContactSpec(c.kind, c.url, c.secret, c.allow_insecure, c.allow_private)
+                    for c in contacts
+                ),
             }
         for rotation in self.rotations.values():
             members = tuple(handles[m] for m in self.members.get(rotation.id or 0, []))
@@ -1085,7 +1107,12 @@ def _wanted(spec: TeamSpec, stored: _Stored) -> State:
                     )
                     continue
                 url = urls[url]
-            contacts.append(ContactSpec(contact.kind, url, contact.secret or kept.get(url or "")))
+            secret = contact.secret or kept.get(url or "")
+            contacts.append(
+                ContactSpec(
+                    contact.kind, url, secret, contact.allow_insecure, contact.allow_private
+                )
+            )
         state["responder"][responder.handle] = {
             "name": responder.name,
             "role": responder.role,
@@ -1452,6 +1479,7 @@ class _Writer:
             else:
                 existing.remove(row)
             row.position, row.secret = position, contact.secret
+            row.allow_insecure, row.allow_private = contact.allow_insecure, contact.allow_private
             self.session.add(row)
             rows.append(row)
         for gone in existing:
@@ -1653,7 +1681,9 @@ def export_team(session: Session) -> str:
     for handle in sorted(active):
         record = state["responder"][handle]
         contacts = [
-            {"kind": c.kind} if c.url is None else {"kind": c.kind, "url": shown_url(c.url)}
+            {"kind": c.kind}
+            if c.url is None
+            else {"kind": c.kind, "url": shown_url(c.url), **c.flags}
             for c in record["contacts"]
         ]
         out += _toml_table(

@@ -1,0 +1,115 @@
+"""Which webhook destinations and secrets a contact may have: the rules the team file
+checks when it is applied and the outbox checks again on every attempt (stdlib only, so
+reading a team file does not load the HTTP client).
+
+- A plain ``http://`` URL, and a secret whose key is under `MIN_SECRET_BYTES`, are refused
+  unless the contact sets ``allow_insecure = true``.
+- A private, loopback, link-local (or any other non-public) address is refused unless the
+  contact sets ``allow_private = true``. A name is checked when it resolves, at delivery.
+- A secret ``whsec_<base64>`` (Standard Webhooks) signs with the decoded bytes; any other
+  secret with its UTF-8 bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+from urllib.parse import urlsplit
+
+MIN_SECRET_BYTES = 16
+SECRET_PREFIX = "whsec_"
+
+
+def signing_key(secret: str) -> bytes:
+    """The HMAC key of a secret: the base64 after ``whsec_`` decoded (a Standard Webhooks
+    secret), else the secret's UTF-8 bytes. ValueError (without the secret) if the base64
+    is broken."""
+    if secret.startswith(SECRET_PREFIX):
+        try:
+            return base64.b64decode(secret[len(SECRET_PREFIX) :], validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError(
+                f"expected standard base64 after {SECRET_PREFIX!r} (a Standard Webhooks secret)"
+            ) from None
+    return secret.encode()
+
+
+def address_kind(address: str) -> str | None:
+    """Why an IP address is refused unless allowed (``loopback``, ``link-local``,
+    ``private``...), or None for a public one."""
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(
+        address.partition("%")[0]
+    )
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_loopback:
+        return "loopback"
+    if ip.is_link_local:
+        return "link-local"
+    if ip.is_unspecified:
+        return "unspecified"
+    if ip.is_multicast:
+        return "multicast"
+    if not ip.is_global:
+        return "private"
+    return None
+
+
+def ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.partition("%")[0])
+    except ValueError:
+        return False
+    return True
+
+
+def host_kind(host: str) -> str | None:
+    """What a URL's host is known to be before any lookup: ``loopback`` for localhost, an IP
+    literal's kind (`address_kind`); None for a name, which is checked when it resolves."""
+    host = host.lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return "loopback"
+    return address_kind(host) if ip_literal(host) else None
+
+
+def contact_problems(
+    url: str, secret: str | None, *, allow_insecure: bool, allow_private: bool
+) -> list[tuple[str, str]]:
+    """What a webhook contact's settings refuse, as (team file key, message) pairs; none if
+    it may be sent to. Messages never quote the secret or the URL's path."""
+    problems: list[tuple[str, str]] = []
+    parts = urlsplit(url)
+    if parts.scheme == "http" and not allow_insecure:
+        problems.append(
+            (
+                "url",
+                "plain http:// is refused (the page and its signature would travel in clear): "
+                "use https://, or set allow_insecure = true on this contact",
+            )
+        )
+    host = parts.hostname or ""
+    kind = host_kind(host)
+    if kind is not None and not allow_private:
+        problems.append(
+            (
+                "url",
+                f"{host} is a {kind} address: refused unless allow_private = true on this contact",
+            )
+        )
+    if secret is not None:
+        try:
+            key = signing_key(secret)
+        except ValueError as exc:
+            problems.append(("secret", str(exc)))
+        else:
+            if len(key) < MIN_SECRET_BYTES and not allow_insecure:
+                problems.append(
+                    (
+                        "secret",
+                        f"expected a secret of at least {MIN_SECRET_BYTES} bytes, got "
+                        f"{len(key)}: use a longer one, or set allow_insecure = true "
+                        "on this contact",
+                    )
+                )
+    return problems
