@@ -233,6 +233,36 @@ async def test_note_dialog_adds_a_note(
         assert [n.body for n in view.notes] == ["called the agency"]
 
 
+async def test_the_pane_counts_the_respond_sla_met_at_the_first_response_as_queue_and_stats(
+    service: CaseService, open_console: Callable[..., Any], db: Database, clock: FakeClock
+) -> None:
+    """One rule for "respond met": the first response (here a note after the ack), in the
+    pane, the queue and the desk's figures alike; never "breached" in one and met in another."""
+    from app.stats import compute_stats, load_facts
+
+    opened = clock.now()
+    ref = _open(service, "Answered in time", 1)  # sev1: respond within 30 minutes
+    clock.advance(minutes=2)
+    service.acknowledge("ben", ref)
+    clock.advance(minutes=8)
+    service.add_note("ben", ref, "called the agency back")
+    clock.advance(minutes=40)  # the respond deadline (opened + 30m) is long past
+    async with open_console() as console:
+        assert console.cursor_ref() == ref
+        row = console.screen.table.cursor_row
+        assert row is not None
+        assert row.sla_due_at is None  # the queue's SLA cell: "—", nothing left to meet
+        live = str(console.screen.detail.query_one("#detail-live").render())
+        respond = next(line for line in live.splitlines() if line.startswith("Respond"))
+        assert respond.endswith("met")
+        assert "BREACHED" not in live
+    with db.read() as session:
+        facts = load_facts(session, opened, clock.now())
+    figures = compute_stats(facts, opened, clock.now())
+    respond_tally = {r.key: (r.respond.met, r.respond.missed) for r in figures.sla_by_severity}
+    assert respond_tally["sev1"] == (1, 0)
+
+
 async def test_an_empty_note_is_asked_for_again(
     service: CaseService, open_console: Callable[..., Any]
 ) -> None:
