@@ -24,7 +24,7 @@ from data import audit
 from data.db import Database
 from data.domain import Category, Role, Stage, Status, parse_category, parse_severity
 from data.models import ActionItem, Case, CaseChange, CaseNote, Page, Responder, TimelineEvent
-from data.queries import QUEUE_RANKS
+from data.queries import OWES_REPORT_RANK, QUEUE_RANKS
 
 MAX_TITLE = 200
 MAX_DETAILS = 20_000
@@ -82,9 +82,23 @@ def check_title(title: str) -> str:
     return text
 
 
+def owes_a_report(session: Session, case: Case, now: datetime) -> bool:
+    """Whether a legal deadline of the case still asks for a report (neither filed nor
+    waived), with what the session holds so far."""
+    # The legal clocks are casework's, whose service builds on this one.
+    from app.casework import owed_reports
+
+    if case.id is None:
+        return False
+    session.flush()
+    return bool(owed_reports(session, [case], now))
+
+
 def record_change(session: Session, case: Case, now: datetime) -> None:
     """Bump the case's version and feed the change log consoles follow."""
     case.queue_rank = QUEUE_RANKS[case.status]
+    if case.status == Status.RESOLVED.value and owes_a_report(session, case, now):
+        case.queue_rank = OWES_REPORT_RANK
     case.version += 1
     case.updated_at = now
     session.add(case)

@@ -21,6 +21,7 @@ from app.clock import Clock, SystemClock
 from app.errors import BadInput, NotFound, NothingToDo, Refused, VigilError
 from data.db import Database, DatabaseError, SchemaOutOfDate
 from data.domain import Category
+from data.models import Case
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 
@@ -171,7 +172,8 @@ def cmd_cases(ctx: Context) -> int:
     with ctx.db.read() as session:
         rows = queries.cases(session, status=status, limit=ctx.args.limit)
         if status is None and not ctx.args.all:
-            rows = [c for c in rows if c.status != "resolved"]
+            # As the console's queue: open cases, and resolved ones that still owe a report.
+            rows = [c for c in rows if c.queue_rank < queries.QUEUE_RANKS["resolved"]]
         body = cases_json(session, rows)
     ctx.emit(body, format_case_table(body))
     return EXIT_OK
@@ -190,6 +192,16 @@ def format_case_table(body: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _owed_reports(ctx: Context, case: Case) -> list[str]:
+    """What a just-resolved case still owes an authority, one line per report."""
+    from app.casework import owed_report_text, owed_reports
+
+    now = ctx.clock.now()
+    with ctx.db.read() as session:
+        owed = owed_reports(session, [case], now).get(case.id or 0, [])
+        return [owed_report_text(clock, now) for clock in owed]
+
+
 def _case_action(verb: str) -> Callable[[Context], int]:
     def run(ctx: Context) -> int:
         service, actor, ref = ctx.cases, ctx.actor, ctx.args.ref
@@ -198,7 +210,18 @@ def _case_action(verb: str) -> Callable[[Context], int]:
             text = f"{case.ref} {case.status}"
         elif verb == "resolve":
             case = service.resolve(actor, ref, note=ctx.args.note)
-            text = f"{case.ref} resolved"
+            owed = _owed_reports(ctx, case)
+            ctx.emit(
+                {"ref": case.ref, "status": case.status, "stage": case.stage, "owed": owed},
+                f"{case.ref} resolved",
+            )
+            if owed:
+                lines = "".join(f"  {line}\n" for line in owed)
+                ctx.err.write(
+                    f"{case.ref} still owes:\n{lines}It stays in the open queue until the "
+                    f"report is filed: vigil clock file {case.ref} --report-id ID\n"
+                )
+            return EXIT_OK
         elif verb == "reassign":
             case = service.reassign(actor, ref, ctx.args.to)
             text = f"{case.ref} reassigned to {ctx.args.to}"
