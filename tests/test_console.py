@@ -764,6 +764,34 @@ async def test_header_shows_who_is_on_call_the_engine_and_the_time(
         assert "09:00 UTC" in text
 
 
+async def test_at_80x24_a_stopped_engine_stays_in_the_header_and_on_call_gives_way(
+    service: CaseService, open_console: Callable[..., Any], db: Database, clock: FakeClock
+) -> None:
+    from app.team import apply_team, parse_team
+
+    apply_team(db, parse_team(TEAM), actor="sue", now=clock.now())
+    with db.write() as session:
+        session.add(
+            EngineHeartbeat(
+                name="engine@elsewhere",
+                started_at=clock.now() - timedelta(hours=1),
+                last_cycle_at=clock.now() - timedelta(minutes=5),
+            )
+        )
+    async with open_console(size=(80, 24)) as console:
+        header = console.screen.header
+        line = str(header.render()).splitlines()[0]
+        assert "ana (specialist)" in line
+        assert "engine 5m ago (stopped?)" in line
+        assert "on call" not in line  # the part that gives way first after the database
+        assert "09:00 UTC" in line
+        header.trouble = "The database did not answer: database is locked"
+        await console.settle()
+        lines = str(header.render()).splitlines()
+        assert "engine 5m ago (stopped?)" in lines[0]
+        assert lines[1].startswith("The database did not answer")
+
+
 async def test_a_database_that_stops_answering_is_said_plainly_and_recovers(
     service: CaseService, open_console: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
