@@ -111,6 +111,22 @@ async def test_queue_lists_unacknowledged_first_then_severity(
         assert "3 open cases" in summary
 
 
+async def test_one_case_and_one_page_are_counted_in_the_singular(
+    service: CaseService, open_console: Callable[..., Any]
+) -> None:
+    from widgets.stats_view import LoadChart, LoadRow
+
+    _open(service, "Only one", 2)
+    async with open_console() as console:
+        summary = str(console.screen.query_one("#filter-summary").render())
+        assert summary.startswith("1 open case · ")
+        chart = LoadChart()
+        await console.app.screen.mount(chart)
+        chart.show((LoadRow("ana", 1, 0, "100%"),), "")
+        await console.settle()
+        assert "   1 page    0 night" in str(chart.render())
+
+
 async def test_the_first_rows_come_with_the_console_without_a_round_trip(
     service: CaseService, open_console: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -139,6 +155,22 @@ async def test_a_screen_taller_than_the_rows_read_first_asks_for_the_rest(
         visible = min(table.total, table.scrollable_content_region.height - 1)
         assert visible > desk_module.FIRST_WINDOW_ROWS
         assert all(table.row_at(index) is not None for index in range(visible))
+
+
+async def test_j_k_g_and_shift_g_move_through_the_queue(
+    service: CaseService, open_console: Callable[..., Any]
+) -> None:
+    refs = [_open(service, f"Case {n}", n) for n in (1, 2, 3)]
+    async with open_console() as console:
+        assert console.cursor_ref() == refs[0]
+        await console.press("j")
+        assert console.cursor_ref() == refs[1]
+        await console.press("G")
+        assert console.cursor_ref() == refs[2]
+        await console.press("k")
+        assert console.cursor_ref() == refs[1]
+        await console.press("g")
+        assert console.cursor_ref() == refs[0]
 
 
 async def test_moving_the_cursor_loads_that_case_into_the_detail_pane(
@@ -635,17 +667,17 @@ async def test_keymap_from_the_settings_file_remaps_keys(
 ) -> None:
     ref = _open(service, "Remapped", 2)
     settings = tmp_path / "console.toml"
-    settings.write_text('[keymap]\n"queue.ack" = "k"\n"queue.akc" = "x"\n', encoding="utf-8")
+    settings.write_text('[keymap]\n"queue.ack" = "z"\n"queue.akc" = "x"\n', encoding="utf-8")
     async with open_console(settings_file=settings) as console:
         console.said('keymap."queue.akc": unknown binding id')
         await console.press("a")
         assert _case(service.db, ref).status == "triggered"
-        await console.press("k")
+        await console.press("z")
         assert _case(service.db, ref).status == "acknowledged"
         await console.press("question_mark")
         help_screen = console.app.screen
         assert isinstance(help_screen, HelpScreen)
-        assert {row.binding_id: row.keys for row in help_screen.rows}["queue.ack"] == "k"
+        assert {row.binding_id: row.keys for row in help_screen.rows}["queue.ack"] == "z"
 
 
 def test_settings_file_problems_name_the_key_path(tmp_path: Path) -> None:

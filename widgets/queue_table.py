@@ -187,7 +187,7 @@ class QueueTable(ScrollView, can_focus=True):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding(
-            "up",
+            "up,k",
             "cursor_up",
             "Up",
             show=False,
@@ -195,7 +195,7 @@ class QueueTable(ScrollView, can_focus=True):
             tooltip="Move to the case above",
         ),
         Binding(
-            "down",
+            "down,j",
             "cursor_down",
             "Down",
             show=False,
@@ -219,7 +219,7 @@ class QueueTable(ScrollView, can_focus=True):
             tooltip="Move down one screen of cases",
         ),
         Binding(
-            "home",
+            "home,g",
             "first",
             "First",
             show=False,
@@ -227,7 +227,7 @@ class QueueTable(ScrollView, can_focus=True):
             tooltip="Move to the most urgent case",
         ),
         Binding(
-            "end",
+            "end,G",
             "last",
             "Last",
             show=False,

@@ -1104,8 +1104,8 @@ class QueueScreen(Screen[None]):
         if flt.search.strip():
             chips.append(f"search “{flt.search.strip()}”")
         total = self.table.total
-        kind = "cases" if flt.include_resolved else "open cases"
-        shown = f"{total} {kind}"
+        noun = "case" if total == 1 else "cases"
+        shown = f"{total} {noun}" if flt.include_resolved else f"{total} open {noun}"
         text = f"{shown} · " + " · ".join(chips) if chips else f"{shown} · no filters"
         self.query_one("#filter-summary", Static).update(text, layout=False)
         self.set_class(bool(chips), "-filtered")
