@@ -11,13 +11,24 @@ from typing import Any
 
 from sqlmodel import Session
 
+from data.domain import Status
 from data.models import Case, CaseChange, TimelineEvent
-from data.queries import QUEUE_RANKS
+from data.queries import OWES_REPORT_RANK, QUEUE_RANKS
 
 
-def record_change(session: Session, case: Case, now: datetime) -> None:
-    """Bump the case's version and feed the change log consoles follow."""
-    case.queue_rank = QUEUE_RANKS[case.status]
+def record_change(
+    session: Session, case: Case, now: datetime, *, owes_report: bool | None = None
+) -> None:
+    """Bump the case's version and feed the change log consoles follow.
+
+    A resolved case that still owes a report to an authority keeps the open queue's
+    `OWES_REPORT_RANK`: `owes_report` says so when the writer knows (the unit of work
+    asks the legal clocks); a writer that does not know leaves the rank as it was."""
+    rank = QUEUE_RANKS[case.status]
+    if case.status == Status.RESOLVED.value:
+        keep = case.queue_rank == OWES_REPORT_RANK if owes_report is None else owes_report
+        rank = OWES_REPORT_RANK if keep else rank
+    case.queue_rank = rank
     case.version += 1
     case.updated_at = now
     session.add(case)

@@ -36,6 +36,10 @@ class QueueFilter:
 
 
 QUEUE_RANKS = {"triggered": 0, "acknowledged": 1, "resolved": 2}
+OWES_REPORT_RANK = QUEUE_RANKS["acknowledged"]
+"""The rank of a resolved case that still owes a report to an authority (its legal deadline
+neither filed nor waived): it stays in the open queue, among the cases in hand, until the
+report is filed."""
 
 
 def _filtered(statement: SelectOfScalar[Case], flt: QueueFilter) -> SelectOfScalar[Case]:

@@ -20,6 +20,33 @@ PG_SKIP_REASON = (
     "VIGIL_TEST_PG is not set; set it to a PostgreSQL URL "
     "(e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test) to run PostgreSQL tests"
 )
+"""Every PostgreSQL test skips with this reason when there is no server to run it on."""
+
+
+PG_EXAMPLE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config
+) -> None:
+    """Say once, after the run, how many PostgreSQL tests were skipped and how to run them
+    (each skip alone only says "skipped")."""
+    skipped = [
+        report
+        for report in terminalreporter.stats.get("skipped", [])
+        if isinstance(report.longrepr, tuple) and PG_SKIP_REASON in str(report.longrepr[2])
+    ]
+    if not skipped:
+        return
+    count = len(skipped)
+    terminalreporter.write_sep("-", "PostgreSQL")
+    many = count != 1
+    terminalreporter.write_line(
+        f"{count} PostgreSQL test{'s' if many else ''} skipped: VIGIL_TEST_PG is not set. "
+        f"To run {'them' if many else 'it'} against a PostgreSQL server (each test gets its "
+        "own schema):"
+    )
+    terminalreporter.write_line(f"    VIGIL_TEST_PG={PG_EXAMPLE_URL} python3 run.py pytest")
 
 
 CONSOLE_TESTS = Path(__file__).parent / "console"

@@ -17,7 +17,7 @@ from sqlmodel import SQLModel
 from data import audit
 from data.db import Database
 from data.domain import Category, Status
-from data.queries import QUEUE_RANKS
+from data.queries import OWES_REPORT_RANK, QUEUE_RANKS
 
 SHOWN = 3
 """How many offending rows a problem line quotes."""
@@ -72,8 +72,11 @@ def _foreign_key_orphans(connection: Connection) -> list[str]:
 
 def _case_rules() -> dict[str, Rule]:
     c = CASE.c
+    # A resolved case that still owes a report to an authority keeps an open rank.
+    allowed = {status: [value] for status, value in QUEUE_RANKS.items()}
+    allowed[Status.RESOLVED.value].append(OWES_REPORT_RANK)
     rank = or_(
-        *(and_(c.status == status, c.queue_rank != value) for status, value in QUEUE_RANKS.items())
+        *(and_(c.status == status, c.queue_rank.not_in(ranks)) for status, ranks in allowed.items())
     )
     statuses = [s.value for s in Status]
     categories = [k.value for k in Category]

@@ -20,6 +20,7 @@ CONSOLE_CSS_PATHS: tuple[Path, ...] = (
     STYLES / "case_detail.tcss",
     STYLES / "dialogs.tcss",
     STYLES / "casework.tcss",
+    STYLES / "urgency.tcss",
 )
 """Stylesheets of the console app, in load order (the queue table loads its own)."""
 
@@ -85,6 +86,8 @@ VIGIL_LIGHT = Theme(
         "paged-me": "#9a5b00",
         "sensitive": "#8250df",
         "footer-key-foreground": "#0b5cad",
+        # Textual's own (the foreground at 60%) reads at 4.2:1 here, under WCAG AA.
+        "foreground-muted": "#59636e",
     },
 )
 

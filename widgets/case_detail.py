@@ -197,17 +197,16 @@ class CaseDetail(VerticalScroll, can_focus=True):
     def _live(self, view: CaseDetailView) -> Content:
         """SLA deadlines and escalation state, one line each (the lines never wrap)."""
         label = "$foreground-muted"
-        done = view.resolved_at
         lines: list[Content] = []
         if view.sla_ack_due_at is not None:
-            met = view.acknowledged_at or done
             lines.append(
-                Content.styled("Acknowledge ", label) + self._countdown(view.sla_ack_due_at, met)
+                Content.styled("Acknowledge ", label)
+                + self._countdown(view.sla_ack_due_at, view.sla_ack_met_at)
             )
         if view.sla_respond_due_at is not None:
             lines.append(
                 Content.styled("Respond     ", label)
-                + self._countdown(view.sla_respond_due_at, done)
+                + self._countdown(view.sla_respond_due_at, view.sla_respond_met_at)
             )
         step = view.escalation_step
         lines.append(

@@ -2,7 +2,9 @@
 
 It renders what it is given and never reads a clock or a database: the screen calls
 `set_now` from its one timer and `set_status` when new facts arrive. When the line is
-too narrow, the least needed parts go first (the product name, then the database).
+too narrow, the least needed parts go first: the product name, the database, then who is
+on call. Who I am and the engine's state always stay: a stopped engine means nobody gets
+paged, and a database problem has a line of its own.
 """
 
 from __future__ import annotations
@@ -108,14 +110,15 @@ class StatusHeader(Widget):
     def _status_line(self, width: int, *, with_on_call: bool) -> Content:
         clock = self._clock()
         # (part, how readily it is given up when space runs short: higher goes first)
+        # The last two (who I am, the engine) are never given up.
         parts: list[tuple[Content, int]] = [
             (Content.styled("Vigil", "$primary bold"), 4),
             (self._who(), 0),
-            (self._engine_part(), 2),
+            (self._engine_part(), 1),
             *([(self._skew_part(), 1)] if self._clock_skew is not None else []),
         ]
         if with_on_call:
-            parts.insert(2, (Content.assemble("on call ", self._on_call_part()), 1))
+            parts.insert(2, (Content.assemble("on call ", self._on_call_part()), 2))
         room = width - clock.cell_length - 1
         # A long database path gives up its middle before it gives up its place.
         others = SEPARATOR.join([part for part, _ in parts[1:]]).cell_length

@@ -175,11 +175,20 @@ class QueueTable(ScrollView, can_focus=True):
         "queue-table--mine",
         "queue-table--flash",
         "queue-table--cursor",
+        # A coloured cell on a highlighted row (the cursor's or a flash) keeps its colour
+        # as a badge: its colour behind, the row's own background in front.
+        "queue-table--sev1-on-bar",
+        "queue-table--sev2-on-bar",
+        "queue-table--sev3-on-bar",
+        "queue-table--sev4-on-bar",
+        "queue-table--warn-on-bar",
+        "queue-table--breached-on-bar",
+        "queue-table--exhausted-on-bar",
     }
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding(
-            "up",
+            "up,k",
             "cursor_up",
             "Up",
             show=False,
@@ -187,7 +196,7 @@ class QueueTable(ScrollView, can_focus=True):
             tooltip="Move to the case above",
         ),
         Binding(
-            "down",
+            "down,j",
             "cursor_down",
             "Down",
             show=False,
@@ -211,7 +220,7 @@ class QueueTable(ScrollView, can_focus=True):
             tooltip="Move down one screen of cases",
         ),
         Binding(
-            "home",
+            "home,g",
             "first",
             "First",
             show=False,
@@ -219,7 +228,7 @@ class QueueTable(ScrollView, can_focus=True):
             tooltip="Move to the most urgent case",
         ),
         Binding(
-            "end",
+            "end,G",
             "last",
             "Last",
             show=False,
@@ -529,6 +538,7 @@ class QueueTable(ScrollView, can_focus=True):
             row_style += self._layer("queue-table--acked")
         if row.paged_to_me:
             row_style += self._layer("queue-table--mine")
+        on_bar = index == self._cursor or row.case_id in self._flash_lit
         if index == self._cursor:
             row_style += self._layer("queue-table--cursor")
         if row.case_id in self._flash_lit:
@@ -538,6 +548,8 @@ class QueueTable(ScrollView, can_focus=True):
             text, cell_layer = self._cell(row, column.key)
             if pieces:
                 pieces.append((_GAP, row_style))
+            if cell_layer and on_bar:
+                cell_layer += "-on-bar"
             style = row_style + self._layer(cell_layer) if cell_layer else row_style
             pieces.append((_fit(text, column.width, column.right), style))
         # One segment per run of equal style: fewer segments make every later stage of

@@ -292,7 +292,8 @@ class LoadChart(Widget):
                 row.night_pages / busiest if busiest else 0.0,
                 width,
             )
-            text = f"{row.pages:>4} pages {row.night_pages:>3} night {row.share_text:>4}"
+            noun = "page " if row.pages == 1 else "pages"
+            text = f"{row.pages:>4} {noun} {row.night_pages:>3} night {row.share_text:>4}"
             lines.append(
                 Content.assemble(
                     (row.handle[: self.HANDLE_WIDTH].ljust(self.HANDLE_WIDTH), "bold"),

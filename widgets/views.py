@@ -97,6 +97,10 @@ class CaseDetailView:
     notes: tuple[NoteView, ...] = ()
     revealed: bool = False
     extra: dict[str, str] = field(default_factory=dict)
+    # When each SLA was met (None: not yet), by the rule the queue and the figures share:
+    # responded at the first response, not at resolve.
+    sla_ack_met_at: datetime | None = None
+    sla_respond_met_at: datetime | None = None
 
 
 # --- casework ------------------------------------------------------------------

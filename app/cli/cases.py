@@ -6,10 +6,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.cli.framework import EXIT_OK, EXIT_USAGE, Commands, Context
 from app.core.errors import BadInput, NotFound, NothingToDo
+
+if TYPE_CHECKING:
+    from data.models import Case
 
 # --- commands ---------------------------------------------------------------
 
@@ -124,6 +127,16 @@ def format_case_table(body: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _owed_reports(ctx: Context, case: Case) -> list[str]:
+    """What a just-resolved case still owes an authority, one line per report."""
+    from app.services.casework.views import owed_report_text, owed_reports
+
+    now = ctx.clock.now()
+    with ctx.db.read() as session:
+        owed = owed_reports(session, [case], now).get(case.id or 0, [])
+        return [owed_report_text(clock, now) for clock in owed]
+
+
 def _case_action(verb: str) -> Callable[[Context], int]:
     def run(ctx: Context) -> int:
         service, actor, ref = ctx.cases, ctx.actor, ctx.args.ref
@@ -132,7 +145,18 @@ def _case_action(verb: str) -> Callable[[Context], int]:
             text = f"{case.ref} {case.status}"
         elif verb == "resolve":
             case = service.resolve(actor, ref, note=ctx.args.note)
-            text = f"{case.ref} resolved"
+            owed = _owed_reports(ctx, case)
+            ctx.emit(
+                {"ref": case.ref, "status": case.status, "stage": case.stage, "owed": owed},
+                f"{case.ref} resolved",
+            )
+            if owed:
+                lines = "".join(f"  {line}\n" for line in owed)
+                ctx.err.write(
+                    f"{case.ref} still owes:\n{lines}It stays in the open queue until the "
+                    f"report is filed: vigil clock file {case.ref} --report-id ID\n"
+                )
+            return EXIT_OK
         elif verb == "reassign":
             case = service.reassign(actor, ref, ctx.args.to)
             text = f"{case.ref} reassigned to {ctx.args.to}"

@@ -24,7 +24,7 @@ from app.console.commands import ConsoleCommands, ThemeCommands
 from app.console.desk import FirstRead, Profile
 from app.console.failures import describe_failure
 from app.console.messages import HandlesLoaded, HandoffNoticesClaimed
-from app.console.screens.dialogs import CANCEL, Confirm, FilterDialog
+from app.console.screens.dialogs import CANCEL, Confirm, ConfirmWithY, FilterDialog
 from app.console.screens.handover import PendingHandoverDialog, announce_pending_handovers
 from app.console.screens.help import HelpScreen, help_rows
 from app.console.screens.postmortem import PostMortemScreen
@@ -299,6 +299,7 @@ def binding_ids() -> frozenset[str]:
         QueueTable.BINDINGS,
         HelpScreen.BINDINGS,
         Confirm.BINDINGS,
+        ConfirmWithY.BINDINGS,
         FilterDialog.BINDINGS,
         [CANCEL],
         PendingHandoverDialog.BINDINGS,

@@ -13,6 +13,7 @@ from sqlmodel import Session, col, select
 
 from app.engine.runner import last_heartbeat
 from app.rules.rotations import next_change, on_call
+from app.services.casework.views import owed_report_text, owed_reports
 from app.services.oncall import load_all_schedules
 from app.services.presenters import case_detail, queue_rows
 from data import queries
@@ -242,6 +243,17 @@ def read_detail(
         if case is None:
             return None
         return case_detail(session, case, revealed_details=revealed_details)
+
+
+def read_owed_reports(db: Database, case_id: int, now: datetime) -> list[str]:
+    """What the case still owes an authority (its legal deadlines neither filed nor
+    waived), one line each, as resolving it should say."""
+    with db.read() as session:
+        case = session.get(Case, case_id)
+        if case is None:
+            return []
+        owed = owed_reports(session, [case], now).get(case_id, [])
+        return [owed_report_text(clock, now) for clock in owed]
 
 
 def engine_heartbeat(db: Database) -> datetime | None:

@@ -97,6 +97,16 @@ class CaseActionDone(Message, bubble=False):
 
 
 @dataclass
+class ResolveAwaitsYes(Message, bubble=False):
+    """Resolving waits for a yes: the case still owes these reports (one line each)."""
+
+    case_id: int
+    ref: str
+    note: str
+    owed: tuple[str, ...]
+
+
+@dataclass
 class DesktopNotified(Message, bubble=False):
     """What the desktop notifier did with a page just shown."""
 

@@ -37,6 +37,7 @@ from app.delivery.local import SENT, DesktopOutcome, claim_my_pages, record_desk
 from app.delivery.webhook import process_webhook_outbox
 from app.engine.runner import EscalationEngine
 from app.services.cases import CaseService
+from app.services.casework.service import CaseworkService
 from app.services.team.service import TeamOverride, TeamSpec, apply_team, parse_team
 from data import audit
 from data.db import Database
@@ -768,6 +769,7 @@ class _Desk:
         self.rng = rng
         self.outbox_rng = random.Random(0)  # backoff jitter; the demo receiver never fails
         self.cases = CaseService(db, clock)
+        self.casework = CaseworkService(db, clock)
         self.engine = EscalationEngine(db, clock, name=ENGINE_NAME)
         self.webhooks = httpx.MockTransport(_demo_receiver)
         self.events: list[_Event] = []
@@ -923,6 +925,11 @@ class _Desk:
             due = start + offset + timedelta(days=7)
             self.at(start + offset, partial(self._action_item, key, title, owner, due))
         if plan.resolve_after is not None:
+            if plan.category == Category.CSEA:
+                # A desk files the CyberTipline report before it closes the case, well
+                # inside the 24 hours the law gives.
+                filed = min(plan.resolve_after - timedelta(minutes=1), timedelta(hours=20))
+                self.at(start + filed, partial(self._file_tipline, key))
             self.at(start + plan.resolve_after, partial(self._resolve, key, plan.closing_note))
 
     def _open(self, plan: CasePlan) -> None:
@@ -994,6 +1001,12 @@ class _Desk:
     def _action_item(self, key: int, title: str, owner: str, due: datetime) -> None:
         actor, ref = self._worker(key)
         self.cases.add_action_item(actor, ref, title, owner=owner, due_at=due)
+
+    def _file_tipline(self, key: int) -> None:
+        actor, ref = self._worker(key)
+        number = int(ref.removeprefix("ESC-"))
+        report_id = f"CT-{(number * 7919) % 10**8:08d}"
+        self.casework.file_report(actor, ref, report_id=report_id, clock="tipline")
 
     def _resolve(self, key: int, note: str) -> None:
         actor, ref = self._worker(key)

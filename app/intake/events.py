@@ -7,11 +7,11 @@ the event was and which field is wrong.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
+from app.core.text import fold_spaces, text_problem
 from data.domain import Category, parse_category, parse_severity
 
 Action = Literal["trigger", "acknowledge", "resolve"]
@@ -25,9 +25,6 @@ POLICY_MAX = 100
 _SEVERITY_SPELLINGS = "sev1, sev2, sev3, sev4 or 1-4"
 _CATEGORY_NAMES = ", ".join(category.value for category in Category)
 OUR_ACTIONS: dict[str, Action] = {action: action for action in ACTIONS}
-# A terminal shows what these do, not what they are; lone surrogates cannot be stored as UTF-8.
-_LINE_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
-_TEXT_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 _SHOW_MAX = 60
 
 
@@ -188,17 +185,13 @@ def string(
         if missing:
             problems.add(field, missing)
         return None
-    kept = value if text else value.strip()
+    kept = value if text else fold_spaces(value.strip())
     if limit is not None and len(kept) > limit:
         problems.add(field, f"at most {limit} characters, got {len(kept)}")
         return None
-    forbidden = (_TEXT_FORBIDDEN if text else _LINE_FORBIDDEN).search(kept)
-    if forbidden:
-        code = ord(forbidden.group())
-        kind = "lone surrogate" if 0xD800 <= code <= 0xDFFF else "control character"
-        problems.add(
-            field, f"{kind} U+{code:04X} at character {forbidden.start() + 1} is not allowed"
-        )
+    problem = text_problem(kept, single_line=not text)
+    if problem:
+        problems.add(field, problem)
         return None
     return kept
 

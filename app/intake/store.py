@@ -53,7 +53,12 @@ class IntakeOutcome:
         ]
         if self.unchanged:
             parts.append(f"{len(self.unchanged)} unchanged")
-        parts.append(f"{len(self.errors)} rejected")
+        # An event can be wrong in several ways: count the events, then the problems.
+        rejected = len({e.position for e in self.errors})
+        problems = len(self.errors)
+        parts.append(
+            f"{rejected} rejected" + (f" ({problems} problems)" if problems != rejected else "")
+        )
         lines = [", ".join(parts) + "."]
         if self.opened:
             lines.append("Opened: " + " ".join(self.opened))

@@ -76,11 +76,25 @@ def sla_deadlines(
     )
 
 
+def sla_met_at(case: Case) -> tuple[datetime | None, datetime | None]:
+    """When the case met its (acknowledge, respond) SLAs as the queue and the case pane
+    show them, None while not yet.
+
+    Responded: at the first response (the first note, stage change or resolve once the
+    case is acknowledged), the same instant `vigil stats` and the handover count; resolving
+    later never moves it. Acknowledged: at the acknowledgement that holds now (resolving
+    an unacknowledged case acknowledges it; a reassigned case waits for a new one).
+    """
+    return case.acknowledged_at, case.first_response_at
+
+
 def queue_sla_due(case: Case, sla: dict[int, tuple[int, int]]) -> datetime | None:
-    """The deadline the queue counts down: acknowledge while triggered, respond after."""
+    """The deadline the queue counts down: acknowledge while triggered, respond after, and
+    nothing once both are met (by `sla_met_at`)."""
     ack_by, respond_by = sla_deadlines(case, sla)
-    if case.status == "triggered":
+    acked, responded = sla_met_at(case)
+    if case.status == "triggered" or acked is None:
         return ack_by
-    if case.status == "acknowledged" and case.first_response_at is None:
+    if responded is None:
         return respond_by
     return None

@@ -11,7 +11,8 @@ from sqlmodel import Session
 
 from app.core.times import iso
 from app.services.casework.views import overdue_summary
-from app.services.policies import queue_sla_due, sla_deadlines, sla_table
+from app.services.policies import queue_sla_due, sla_deadlines, sla_met_at, sla_table
+from app.services.shiftwork.stats import sla_checks
 from data import queries
 from data.domain import severity_name
 from data.models import Case, Delivery, Page
@@ -178,7 +179,8 @@ def case_detail(
     """The detail pane's view; sensitive details stay None unless the caller revealed them."""
     assert case.id is not None
     names = queries.handles(session, [case.assignee_id, case.acknowledged_by_id])
-    ack_by, respond_by = sla_deadlines(case, sla_table(session))
+    timeline = queries.timeline_of(session, case.id)
+    ack, respond = sla_checks(case.severity, case.created_at, *sla_met_at(case), sla_table(session))
     notes = queries.notes_of(session, case.id)
     note_authors = queries.handles(session, [n.author_id for n in notes])
     details = revealed_details if case.sensitive else case.details
@@ -197,8 +199,10 @@ def case_detail(
         acknowledged_at=case.acknowledged_at,
         acknowledged_by=names.get(case.acknowledged_by_id) if case.acknowledged_by_id else None,
         resolved_at=case.resolved_at,
-        sla_ack_due_at=ack_by,
-        sla_respond_due_at=respond_by,
+        sla_ack_due_at=ack.due_at,
+        sla_respond_due_at=respond.due_at,
+        sla_ack_met_at=ack.met_at,
+        sla_respond_met_at=respond.met_at,
         escalation_step=case.escalation_step,
         escalation_round=case.escalation_round,
         step_count=len(case.policy_snapshot.get("steps", [])),
@@ -207,8 +211,7 @@ def case_detail(
         policy=case.policy_snapshot.get("name"),
         pages=tuple(load_pages(session, [case.id]).get(case.id, [])),
         timeline=tuple(
-            TimelineView(at=e.at, kind=e.kind, actor=e.actor, text=e.text)
-            for e in queries.timeline_of(session, case.id)
+            TimelineView(at=e.at, kind=e.kind, actor=e.actor, text=e.text) for e in timeline
         ),
         notes=tuple(
             NoteView(at=n.created_at, author=note_authors.get(n.author_id, "?"), body=n.body)

@@ -19,9 +19,10 @@ from sqlmodel import Session, select
 
 from app.core.clock import Clock
 from app.core.errors import NotAllowed, NotFound
+from app.services.casework.views import owes_a_report
 from data import audit
 from data.db import Database
-from data.domain import Role
+from data.domain import Role, Status
 from data.journal import add_timeline, record_change
 from data.models import Case, Responder
 
@@ -84,7 +85,8 @@ class Tx:
 
     def finish(self, case: Case, action: str, detail: dict[str, Any]) -> None:
         """Feed the change log and append the audit record of this change of `case`."""
-        record_change(self.session, case, self.now)
+        owes = case.status == Status.RESOLVED.value and owes_a_report(self.session, case, self.now)
+        record_change(self.session, case, self.now, owes_report=owes)
         audit.append(
             self.session,
             at=self.now,

@@ -153,6 +153,22 @@ def test_intake_stores_good_events_and_reports_bad_ones(run: Run, tmp_path: Path
     assert run("intake", str(tmp_path / "missing.json"))[0] == 2
 
 
+def test_intake_counts_rejected_events_not_their_problems(run: Run, tmp_path: Path) -> None:
+    events = [
+        {"title": "", "category": "nope", "severity": "sev9"},  # three problems
+        {"title": "Fine", "category": "edr", "severity": 2},
+        {"category": "edr"},  # two problems
+    ]
+    path = tmp_path / "events.json"
+    path.write_text(json.dumps(events))
+    code, out, err = run("intake", str(path))
+    assert code == 2
+    assert "1 opened" in out
+    assert "2 rejected (5 problems)." in out
+    assert err.count("event 1") == 3
+    assert err.count("event 3") == 2
+
+
 def test_db_upgrade_on_a_current_database(run: Run) -> None:
     code, out, _ = run("db", "upgrade")
     assert code == 0

@@ -270,6 +270,45 @@ def test_tipline_report_and_preservation_clocks(run: Run, clock: FakeClock) -> N
     assert run.json("audit", "verify")["ok"] is True
 
 
+def test_a_report_still_owed_is_said_on_resolve_kept_in_the_queue_and_handed_over(
+    run: Run, clock: FakeClock
+) -> None:
+    """Resolving a CSEA case whose CyberTipline report is not filed says so; the case stays
+    in the default queue (and the handover's legal clocks) until the report is filed."""
+    csea = _page(run, "csea")
+    plain = _page(run, "other")
+    clock.advance(hours=2)
+    code, out, err = run("resolve", csea)
+    assert code == 0
+    assert out.strip() == f"{csea} resolved"
+    assert f"{csea} still owes:" in err
+    assert "CyberTipline report to NCMEC (18 U.S.C. 2258A), due in 22h" in err
+    assert f"vigil clock file {csea} --report-id ID" in err
+    resolved_plain = run.json("resolve", plain)
+    assert resolved_plain["owed"] == []
+    assert [c["ref"] for c in run.json("cases")] == [csea]  # the plain one left the queue
+    report = run.ok("handover", "--since", "2026-05-04T13:00:00Z")
+    assert "## Legal clocks due by" in report
+    assert f"- {csea} csea case: CyberTipline report to NCMEC (18 U.S.C. 2258A), due " in report
+    assert "(case resolved; report still owed)" in report
+    body = run.json("handover", "--since", "2026-05-04T13:00:00Z", "--format", "json")
+    assert [(c["ref"], c["kind"], c["state"]) for c in body["legal_clocks"]] == [
+        (csea, "deadline", "ok")
+    ]
+
+    clock.advance(hours=23)  # the report is now overdue: said as breached
+    assert "CyberTipline report to NCMEC (18 U.S.C. 2258A), BREACHED, due" in run.ok(
+        "handover", "--since", "2026-05-04T13:00:00Z"
+    )
+    run.ok("clock", "file", csea, "--report-id", "CT-9911")
+    assert run.json("cases") == []
+    assert "## Legal clocks due by" in run.ok("handover", "--since", "2026-05-04T13:00:00Z")
+    assert (
+        run.json("handover", "--since", "2026-05-04T13:00:00Z", "--format", "json")["legal_clocks"]
+        == []
+    )
+
+
 def test_containment_partners_and_action_items(run: Run, clock: FakeClock) -> None:
     ref = _page(run, "doxxing")
     code, _, err = run("contain", ref, "evidence_preserved")

@@ -112,6 +112,22 @@ async def test_queue_lists_unacknowledged_first_then_severity(
         assert "3 open cases" in summary
 
 
+async def test_one_case_and_one_page_are_counted_in_the_singular(
+    service: CaseService, open_console: Callable[..., Any]
+) -> None:
+    from widgets.stats_view import LoadChart, LoadRow
+
+    _open(service, "Only one", 2)
+    async with open_console() as console:
+        summary = str(console.screen.query_one("#filter-summary").render())
+        assert summary.startswith("1 open case · ")
+        chart = LoadChart()
+        await console.app.screen.mount(chart)
+        chart.show((LoadRow("ana", 1, 0, "100%"),), "")
+        await console.settle()
+        assert "   1 page    0 night" in str(chart.render())
+
+
 async def test_the_first_rows_come_with_the_console_without_a_round_trip(
     service: CaseService, open_console: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -140,6 +156,22 @@ async def test_a_screen_taller_than_the_rows_read_first_asks_for_the_rest(
         visible = min(table.total, table.scrollable_content_region.height - 1)
         assert visible > desk_module.FIRST_WINDOW_ROWS
         assert all(table.row_at(index) is not None for index in range(visible))
+
+
+async def test_j_k_g_and_shift_g_move_through_the_queue(
+    service: CaseService, open_console: Callable[..., Any]
+) -> None:
+    refs = [_open(service, f"Case {n}", n) for n in (1, 2, 3)]
+    async with open_console() as console:
+        assert console.cursor_ref() == refs[0]
+        await console.press("j")
+        assert console.cursor_ref() == refs[1]
+        await console.press("G")
+        assert console.cursor_ref() == refs[2]
+        await console.press("k")
+        assert console.cursor_ref() == refs[1]
+        await console.press("g")
+        assert console.cursor_ref() == refs[0]
 
 
 async def test_moving_the_cursor_loads_that_case_into_the_detail_pane(
@@ -232,6 +264,36 @@ async def test_note_dialog_adds_a_note(
         view = console.screen.detail.view
         assert view is not None
         assert [n.body for n in view.notes] == ["called the agency"]
+
+
+async def test_the_pane_counts_the_respond_sla_met_at_the_first_response_as_queue_and_stats(
+    service: CaseService, open_console: Callable[..., Any], db: Database, clock: FakeClock
+) -> None:
+    """One rule for "respond met": the first response (here a note after the ack), in the
+    pane, the queue and the desk's figures alike; never "breached" in one and met in another."""
+    from app.services.shiftwork.stats import compute_stats, load_facts
+
+    opened = clock.now()
+    ref = _open(service, "Answered in time", 1)  # sev1: respond within 30 minutes
+    clock.advance(minutes=2)
+    service.acknowledge("ben", ref)
+    clock.advance(minutes=8)
+    service.add_note("ben", ref, "called the agency back")
+    clock.advance(minutes=40)  # the respond deadline (opened + 30m) is long past
+    async with open_console() as console:
+        assert console.cursor_ref() == ref
+        row = console.screen.table.cursor_row
+        assert row is not None
+        assert row.sla_due_at is None  # the queue's SLA cell: "—", nothing left to meet
+        live = str(console.screen.detail.query_one("#detail-live").render())
+        respond = next(line for line in live.splitlines() if line.startswith("Respond"))
+        assert respond.endswith("met")
+        assert "BREACHED" not in live
+    with db.read() as session:
+        facts = load_facts(session, opened, clock.now())
+    figures = compute_stats(facts, opened, clock.now())
+    respond_tally = {r.key: (r.respond.met, r.respond.missed) for r in figures.sla_by_severity}
+    assert respond_tally["sev1"] == (1, 0)
 
 
 async def test_an_empty_note_is_asked_for_again(
@@ -603,17 +665,17 @@ async def test_keymap_from_the_settings_file_remaps_keys(
 ) -> None:
     ref = _open(service, "Remapped", 2)
     settings = tmp_path / "console.toml"
-    settings.write_text('[keymap]\n"queue.ack" = "k"\n"queue.akc" = "x"\n', encoding="utf-8")
+    settings.write_text('[keymap]\n"queue.ack" = "z"\n"queue.akc" = "x"\n', encoding="utf-8")
     async with open_console(settings_file=settings) as console:
         console.said('keymap."queue.akc": unknown binding id')
         await console.press("a")
         assert _case(service.db, ref).status == "triggered"
-        await console.press("k")
+        await console.press("z")
         assert _case(service.db, ref).status == "acknowledged"
         await console.press("question_mark")
         help_screen = console.app.screen
         assert isinstance(help_screen, HelpScreen)
-        assert {row.binding_id: row.keys for row in help_screen.rows}["queue.ack"] == "k"
+        assert {row.binding_id: row.keys for row in help_screen.rows}["queue.ack"] == "z"
 
 
 def test_settings_file_problems_name_the_key_path(tmp_path: Path) -> None:
@@ -730,6 +792,34 @@ async def test_header_shows_who_is_on_call_the_engine_and_the_time(
         assert "engine 5m ago (stopped?)" in text
         assert "Thu 20:00:00 AEDT" in text
         assert "09:00 UTC" in text
+
+
+async def test_at_80x24_a_stopped_engine_stays_in_the_header_and_on_call_gives_way(
+    service: CaseService, open_console: Callable[..., Any], db: Database, clock: FakeClock
+) -> None:
+    from app.services.team.service import apply_team, parse_team
+
+    apply_team(db, parse_team(TEAM), actor="sue", now=clock.now())
+    with db.write() as session:
+        session.add(
+            EngineHeartbeat(
+                name="engine@elsewhere",
+                started_at=clock.now() - timedelta(hours=1),
+                last_cycle_at=clock.now() - timedelta(minutes=5),
+            )
+        )
+    async with open_console(size=(80, 24)) as console:
+        header = console.screen.header
+        line = str(header.render()).splitlines()[0]
+        assert "ana (specialist)" in line
+        assert "engine 5m ago (stopped?)" in line
+        assert "on call" not in line  # the part that gives way first after the database
+        assert "09:00 UTC" in line
+        header.trouble = "The database did not answer: database is locked"
+        await console.settle()
+        lines = str(header.render()).splitlines()
+        assert "engine 5m ago (stopped?)" in lines[0]
+        assert lines[1].startswith("The database did not answer")
 
 
 async def test_a_database_that_stops_answering_is_said_plainly_and_recovers(

@@ -20,7 +20,7 @@ from textual.widgets import Input
 
 from app.console import build_app
 from app.console.screens.casework import ChoiceDialog, FormDialog
-from app.console.screens.dialogs import Confirm
+from app.console.screens.dialogs import Confirm, ConfirmWithY
 from app.console.screens.queue import QueueScreen
 from app.core.clock import FakeClock
 from app.services.cases import CaseService
@@ -28,7 +28,7 @@ from app.services.casework.service import CaseworkService
 from data import audit
 from data.casework import Disclosure
 from data.db import Database
-from data.models import AuditRecord
+from data.models import AuditRecord, Case
 from tests.console.test_queue_table import cell_style, theme_color
 from tests.console_harness import Console, FakeDesktop, OpenConsole, console_opener
 from tests.factories import CaseworkDesk, add_policy, add_responder
@@ -308,6 +308,51 @@ async def test_csea_from_page_to_filed_report_from_the_keyboard(
     assert [a for a, _, _ in actions][-1] == "action.add"
 
 
+async def test_resolving_with_a_report_owed_asks_naming_it_and_the_case_stays_queued(
+    desk: CaseworkService, open_console: Callable[..., Any], clock: FakeClock
+) -> None:
+    """`r` on a CSEA case whose CyberTipline report is not filed asks first, naming the
+    report and its deadline; Enter does not answer it (only y does). Once resolved, the case
+    keeps its row and its clock in the default queue until the report is filed."""
+    ref = _page(desk, "CSEA report", "csea")
+    desk.acknowledge("ana", ref)
+    clock.advance(hours=3)
+    async with open_console("ana") as console:
+        await console.press("r")
+        await console.type("hash removed, account closed")
+        await console.press("enter")
+        dialog = console.app.screen
+        assert isinstance(dialog, ConfirmWithY)
+        assert dialog.title_text == f"Resolve {ref}: a report is still owed"
+        assert "CyberTipline report to NCMEC (18 U.S.C. 2258A), due in 21h" in dialog.question
+        await console.press("enter")  # an Enter meant for the note does not say yes
+        assert console.app.screen is dialog
+        await console.press("n")
+        console.said(f"{ref} not resolved: its report is still owed.")
+        assert _status(desk, ref) == "acknowledged"
+
+        await console.press("r")  # the note typed before is offered again
+        assert console.app.screen.query_one(Input).value == "hash removed, account closed"
+        await console.press("enter", "y")
+        console.said(f"{ref} resolved with a note; it stays in the queue until its report")
+        assert _status(desk, ref) == "resolved"
+        assert console.refs() == [ref]
+        row = console.screen.table.cursor_row
+        assert row is not None
+        assert (row.status, row.clock_kind) == ("resolved", "deadline")
+        assert "⚖21h" in console.screen.table.render_line(1).text
+
+        await console.press("F")
+        await _fill(console, "CT-4410", "")
+        await console.poll()
+        assert console.refs() == []  # filed: the case leaves the open queue
+
+
+def _status(desk: CaseworkService, ref: str) -> str:
+    with desk.db.read() as session:
+        return session.exec(select(Case.status).where(Case.ref == ref)).one()
+
+
 async def test_legal_clock_in_the_queue_turns_amber_then_red(
     desk: CaseworkService, open_console: Callable[..., Any], clock: FakeClock
 ) -> None:
@@ -323,12 +368,13 @@ async def test_legal_clock_in_the_queue_turns_amber_then_red(
         assert "CSEA report" in calm.text  # no colour of its own: painted as the row is
         clock.advance(hours=21)  # inside the 4 h reminder window
         console.screen.tick()
+        # On the cursor's row the cell is a badge in its own colour.
         assert legal().text.strip() == "⚖3h"
-        assert legal().style.color == theme_color(console.app, "warning")
+        assert legal().style.bgcolor == theme_color(console.app, "sla-warn")
         clock.advance(hours=4)
         console.screen.tick()
         assert legal().text.strip() == "⚖-60m"
-        assert legal().style.color == theme_color(console.app, "error")
+        assert legal().style.bgcolor == theme_color(console.app, "sla-breach")
         assert "OVERDUE by 1:00:00" in _pane(console)
 
 
@@ -345,7 +391,7 @@ async def test_an_overdue_action_item_is_flagged_in_the_queue_and_closed_with_a_
         console.screen.tick()
         flag = cell_style(table.render_line(1), "!")
         assert flag.text.strip() == "!"
-        assert flag.style.color == theme_color(console.app, "warning")
+        assert flag.style.bgcolor == theme_color(console.app, "sla-warn")  # the cursor row: a badge
         assert "Call the school  ana · due 21:00  OVERDUE" in _pane(console)
 
         await console.press("I")

@@ -203,3 +203,35 @@ def test_help_wide(snap_compare: SnapCompare, desk: tuple[Database, FakeClock]) 
 def test_help_narrow(snap_compare: SnapCompare, desk: tuple[Database, FakeClock]) -> None:
     """The help screen at 80x24 scrolls; its note on remapping stays in view."""
     assert snap_compare(_app(desk), terminal_size=NARROW, run_before=_then("question_mark"))
+
+
+# --- themes ------------------------------------------------------------------------------
+
+
+def _high_contrast_later(desk: tuple[Database, FakeClock]) -> VigilApp:
+    """The desk ten minutes later, so the sev2 EDR case's acknowledgement is breached, in
+    the high-contrast theme."""
+    desk[1].set(START + timedelta(minutes=60))
+    app = _app(desk)
+    app.theme = "vigil-high-contrast"
+    return app
+
+
+def test_high_contrast_breached_sev2_highlighted_wide(
+    snap_compare: SnapCompare, desk: tuple[Database, FakeClock]
+) -> None:
+    """High contrast with the cursor on a breached sev2: the severity and the breached
+    SLA are badges in their own colours (black on yellow, black on red), never the
+    cursor's yellow on yellow; sev3 is cyan, apart from sev2's yellow."""
+    assert snap_compare(
+        _high_contrast_later(desk), terminal_size=WIDE, run_before=_then("down", "down")
+    )
+
+
+def test_high_contrast_breached_sev2_highlighted_narrow(
+    snap_compare: SnapCompare, desk: tuple[Database, FakeClock]
+) -> None:
+    """The same at 80x24."""
+    assert snap_compare(
+        _high_contrast_later(desk), terminal_size=NARROW, run_before=_then("down", "down")
+    )

@@ -283,12 +283,12 @@ async def test_sla_colours_follow_the_injected_now() -> None:
         assert breached.style is not None
         assert calm.style.color == theme_color(app, "foreground")
         assert warn.style.color == theme_color(app, "warning")
-        assert breached.style.color == theme_color(app, "error")
+        assert breached.style.bgcolor == theme_color(app, "error")  # a badge on any row
         table.set_now(NOW + timedelta(minutes=5))
         await pilot.pause()
         now_breached = cell_style(table.render_line(2), "-0:28")
         assert now_breached.style is not None
-        assert now_breached.style.color == theme_color(app, "error")
+        assert now_breached.style.bgcolor == theme_color(app, "error")
         assert "55:00" in table.render_line(1).text
 
 
@@ -315,6 +315,12 @@ async def test_severity_mine_and_exhausted_rows_stand_out() -> None:
         assert plain_ref.style is not None
         assert mine_ref.style.bgcolor != plain_ref.style.bgcolor
         assert mine_ref.style.bold
+        exhausted = cell_style(table.render_line(3), "EXH")
+        assert exhausted.style is not None
+        # On the cursor's row the mark is a badge in its own colour, never the cursor's.
+        assert exhausted.style.bgcolor == theme_color(app, "error")
+        table.action_first()
+        await pilot.pause()
         exhausted = cell_style(table.render_line(3), "EXH")
         assert exhausted.style is not None
         assert exhausted.style.color == theme_color(app, "error")

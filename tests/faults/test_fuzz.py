@@ -85,8 +85,12 @@ def _run(url: str, who: str, *argv: str) -> tuple[int, str, str]:
 # --- vigil intake ---------------------------------------------------------------------------
 
 LINE_TEXT = st.text(
-    st.characters(exclude_categories=("Cc", "Cs", "Zl", "Zp")), min_size=1, max_size=30
+    st.characters(exclude_categories=("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs")),
+    min_size=1,
+    max_size=30,
 ).filter(lambda text: text.strip() == text and text != "")
+"""A line prints as it is stored: no control, invisible, unassigned or private-use code
+points, and its spaces are plain ones (other spaces are folded to them; `app.core.text`)."""
 DETAILS = st.text(
     st.characters(exclude_categories=("Cc", "Cs")) | st.sampled_from("\n\t"), max_size=40
 )

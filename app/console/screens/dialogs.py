@@ -116,6 +116,26 @@ class Confirm(ModalScreen[bool]):
         self.dismiss(yes)
 
 
+class ConfirmWithY(Confirm, inherit_bindings=False):
+    """A yes/no question weighty enough that only `y` says yes: an Enter meant for the
+    dialog before it never answers this one."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y", "answer(True)", "Yes", id="dialog.confirm_y", tooltip="Go ahead"),
+        Binding("escape,n", "answer(False)", "No", id="dialog.cancel", tooltip="Do nothing"),
+    ]
+
+    def __init__(self, title: str, question: str, yes: str = "yes") -> None:
+        super().__init__(title, question)
+        self.yes = yes
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Static(self.title_text, classes="dialog-title", markup=False)
+            yield Static(self.question, classes="dialog-prompt", markup=False)
+            yield Static(f"y: {self.yes}   Escape/n: no", classes="dialog-hint", markup=False)
+
+
 @dataclass(frozen=True, slots=True)
 class FilterChoice:
     """What the filter dialog chose."""

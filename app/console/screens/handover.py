@@ -152,6 +152,25 @@ def report_content(report: HandoverReport, zone_name: str, now: datetime) -> Con
             )
         )
         lines.append(_title(o.title, o.sensitive, INDENT))
+    clocks_until = report.legal_clocks_until
+    by = f" due by {when(clocks_until)}" if clocks_until is not None else ""
+    lines.append(_heading(f"Legal clocks{by} ({len(report.legal_clocks)})"))
+    for c in report.legal_clocks:
+        verb = "ends" if c.kind == "hold" else "due"
+        breached = c.state == "breached"
+        lines.append(
+            Content.assemble(
+                (f"{c.ref:<9}", "bold"),
+                " ",
+                (f"{'BREACHED' if breached else verb:<9}", "$sla-breach bold" if breached else ""),
+                f"{when(c.due_at)}  ",
+                (c.label, "bold"),
+                ("  case resolved, report still owed", "$sla-warn")
+                if c.case_status == "resolved"
+                else "",
+            )
+        )
+        lines.append(Content(INDENT + c.title))
     lines.append(_heading(f"SLA breaches ({len(report.sla_breaches)})"))
     for b in report.sla_breaches:
         met = f"met {when(b.met_at)}" if b.met_at else "not met yet"

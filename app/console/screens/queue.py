@@ -31,6 +31,7 @@ from app.console.messages import (
     DetailLoaded,
     FeedArrived,
     PagesArrived,
+    ResolveAwaitsYes,
     WindowLoaded,
 )
 from app.console.screens.casework import (
@@ -41,7 +42,13 @@ from app.console.screens.casework import (
     perform,
     read_casework,
 )
-from app.console.screens.dialogs import Confirm, FilterChoice, FilterDialog, TextPrompt
+from app.console.screens.dialogs import (
+    Confirm,
+    ConfirmWithY,
+    FilterChoice,
+    FilterDialog,
+    TextPrompt,
+)
 from app.delivery.local import PageAlert, claim_my_pages, record_desktop
 from app.services.cases import CaseService
 from app.services.casework.service import CaseworkService
@@ -99,6 +106,7 @@ class CaseAction:
     case_id: int
     ref: str
     text: str = ""
+    confirmed: bool = False  # resolve: yes, although the case still owes a report
 
     @property
     def draft_key(self) -> tuple[str, int]:
@@ -564,8 +572,17 @@ class QueueScreen(Screen[None]):
                 else f"{case.ref}: your acknowledgement is recorded; waiting for the others"
             )
         elif action.verb == "resolve":
+            if not action.confirmed and (
+                owed := desk.read_owed_reports(app.db, action.case_id, app.clock.now())
+            ):
+                self.post_message(
+                    ResolveAwaitsYes(action.case_id, action.ref, action.text, tuple(owed))
+                )
+                return
             case = service.resolve(me, action.ref, note=action.text or None)
             text = f"{case.ref} resolved" + (" with a note" if action.text else "")
+            if action.confirmed:
+                text += "; it stays in the queue until its report is filed"
         elif action.verb == "note":
             case = service.add_note(me, action.ref, action.text)
             text = f"Note added to {case.ref}"
@@ -898,6 +915,33 @@ class QueueScreen(Screen[None]):
         else:
             self._reveal(case_id, ref)
 
+    def on_resolve_awaits_yes(self, message: ResolveAwaitsYes) -> None:
+        """Resolving a case that still owes a report to an authority asks first, naming
+        each report and its deadline; the note typed is kept whatever the answer."""
+        owed = "\n".join(f"  {line}" for line in message.owed)
+        key = self.vigil.key_for("queue.legal_clock", "F")
+        question = (
+            f"{message.ref} still owes:\n{owed}\n\n"
+            "Resolve it anyway? It stays in the queue, with its legal clock, until the "
+            f"report is filed ({key} on the case)."
+        )
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                action = CaseAction("resolve", message.case_id, message.ref, message.note)
+                self._run(replace(action, confirmed=True))
+            else:
+                self.notify(
+                    f"{message.ref} not resolved: its report is still owed.",
+                    title="Not resolved",
+                    markup=False,
+                )
+
+        self.app.push_screen(
+            ConfirmWithY(f"Resolve {message.ref}: a report is still owed", question, "resolve"),
+            answered,
+        )
+
     def on_case_action_done(self, message: CaseActionDone) -> None:
         self.drafts.pop((message.verb, message.case_id), None)
         self.casework_flows.forget_draft((message.verb, message.case_id))
@@ -1065,8 +1109,8 @@ class QueueScreen(Screen[None]):
         if flt.search.strip():
             chips.append(f"search “{flt.search.strip()}”")
         total = self.table.total
-        kind = "cases" if flt.include_resolved else "open cases"
-        shown = f"{total} {kind}"
+        noun = "case" if total == 1 else "cases"
+        shown = f"{total} {noun}" if flt.include_resolved else f"{total} open {noun}"
         text = f"{shown} · " + " · ".join(chips) if chips else f"{shown} · no filters"
         self.query_one("#filter-summary", Static).update(text, layout=False)
         self.set_class(bool(chips), "-filtered")

@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, or_, select
 
 from app.core.errors import NotFound
 from app.rules.casework import (
@@ -18,6 +18,7 @@ from app.rules.casework import (
     CaseworkConfig,
     ClockFacts,
     ContainmentSpec,
+    Span,
     legal_clocks,
     most_urgent,
     verification_missing,
@@ -36,11 +37,14 @@ from data.domain import (
     CLOCK_URGENCY,
     ActionStatus,
     ClockEventKind,
+    ClockKind,
     ClockState,
     DisclosureStatus,
+    Status,
 )
 from data.models import ActionItem, Case
-from data.queries import handles
+from data.queries import OWES_REPORT_RANK, handles
+from widgets.timefmt import format_age
 from widgets.views import (
     HIDDEN,
     ActionView,
@@ -78,6 +82,7 @@ class CaseClockView:
     ref: str
     status: str
     clock: ClockView
+    title: str = ""
 
 
 # --- reading ----------------------------------------------------------------
@@ -115,6 +120,123 @@ def clock_facts(session: Session, cases: Sequence[Case]) -> dict[int, ClockFacts
                 waived.setdefault(event.clock, event.at)
         out[case.id] = ClockFacts(case.category, case.created_at, filed, dict(extensions), waived)
     return out
+
+
+def owed_reports(
+    session: Session,
+    cases: Sequence[Case],
+    now: datetime,
+    *,
+    config: CaseworkConfig | None = None,
+) -> dict[int, list[ClockView]]:
+    """The deadline clocks of each case that still ask for a report (running or breached:
+    neither filed nor waived), by case id; cases that owe nothing are left out.
+
+    A case that owes a report keeps it owed after it is resolved: resolving asks first,
+    and the resolved case stays in the open queue until the report is filed."""
+    config = config or load_config(session)
+    wanted = [
+        c
+        for c in cases
+        if any(spec.kind == ClockKind.DEADLINE for spec in config.clocks_for(c.category))
+    ]
+    if not wanted:
+        return {}
+    facts = clock_facts(session, wanted)
+    out: dict[int, list[ClockView]] = {}
+    for case in wanted:
+        assert case.id is not None
+        owed = [
+            clock
+            for clock in legal_clocks(facts[case.id], config, now)
+            if clock.kind == ClockKind.DEADLINE and clock.running
+        ]
+        if owed:
+            out[case.id] = owed
+    return out
+
+
+def owes_a_report(session: Session, case: Case, now: datetime) -> bool:
+    """Whether a legal deadline of the case still asks for a report (neither filed nor
+    waived), with what the session holds so far."""
+    if case.id is None:
+        return False
+    session.flush()
+    return bool(owed_reports(session, [case], now))
+
+
+def _longest(span: Span) -> timedelta:
+    return timedelta(days=366 * span.years) if span.years else span.delta
+
+
+def clocks_due_by(
+    session: Session, now: datetime, end: datetime, *, config: CaseworkConfig | None = None
+) -> list[CaseClockView]:
+    """Every legal clock running at `now` that comes due before `end`: reports still owed
+    (breached ones too, resolved cases included) and holds that end by then. Most urgent
+    first, then by due time.
+
+    Only cases whose clocks can still run are read: open ones, resolved ones that owe a
+    report, and those whose clock started within the longest clock's reach."""
+    config = config or load_config(session)
+    specs = [spec for specs in config.clocks.values() for spec in specs]
+    if not specs:
+        return []
+    reach = max(
+        _longest(s.due) + (_longest(s.extension) * s.max_extensions if s.extension else timedelta())
+        for s in specs
+    )
+    since = now - reach
+    filed_lately = select(ClockEvent.case_id).where(
+        ClockEvent.kind == ClockEventKind.FILED.value, col(ClockEvent.at) >= since
+    )
+    statement = (
+        select(Case)
+        .where(
+            col(Case.category).in_(sorted(config.clocks)),
+            or_(
+                col(Case.status) != Status.RESOLVED.value,
+                col(Case.queue_rank) == OWES_REPORT_RANK,
+                col(Case.created_at) >= since,
+                col(Case.id).in_(filed_lately),
+            ),
+        )
+        .order_by(col(Case.id))
+    )
+    out: list[CaseClockView] = []
+    batch: list[Case] = []
+    for case in session.exec(statement).yield_per(500):
+        batch.append(case)
+        if len(batch) == 500:
+            out += _due_by(session, batch, config, now, end)
+            batch = []
+    out += _due_by(session, batch, config, now, end)
+    return sorted(
+        out, key=lambda v: (CLOCK_URGENCY[ClockState(v.clock.state)], v.clock.due_at, v.case_id)
+    )
+
+
+def _due_by(
+    session: Session, cases: Sequence[Case], config: CaseworkConfig, now: datetime, end: datetime
+) -> list[CaseClockView]:
+    facts = clock_facts(session, cases)
+    out = []
+    for case in cases:
+        assert case.id is not None
+        for clock in legal_clocks(facts[case.id], config, now):
+            if clock.running and clock.due_at is not None and clock.due_at < end:
+                out.append(CaseClockView(case.id, case.ref, case.status, clock, case.title))
+    return out
+
+
+def owed_report_text(clock: ClockView, now: datetime) -> str:
+    """One line naming an owed report and its deadline: `CyberTipline report to NCMEC (18
+    U.S.C. 2258A), due in 3h` or `..., breached 2h ago`."""
+    assert clock.due_at is not None
+    left = clock.due_at - now
+    if left < timedelta(0):
+        return f"{clock.label}, breached {format_age(-left)} ago"
+    return f"{clock.label}, due in {format_age(left)}"
 
 
 def _case_by_id(session: Session, case_id: int) -> Case:

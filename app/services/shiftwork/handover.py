@@ -40,6 +40,7 @@ from app.rules.rotations import (
     schedule_shifts,
 )
 from app.services.cases import MAX_NOTE
+from app.services.casework.views import clocks_due_by
 from app.services.oncall import load_all_schedules
 from app.services.policies import sla_deadlines, sla_table
 from app.services.shiftwork.stats import (
@@ -154,6 +155,20 @@ class UnansweredCase:
 
 
 @dataclass(frozen=True, slots=True)
+class LegalClockLine:
+    """A legal clock that is breached or comes due before the incoming shift ends: a report
+    still owed to an authority (resolved cases too), or a hold that ends."""
+
+    ref: str
+    title: str
+    case_status: str
+    label: str
+    kind: str  # deadline, hold
+    state: str  # ok, warn, breached
+    due_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class OverrideLine:
     schedule: str
     who: str
@@ -193,6 +208,10 @@ class HandoverReport:
     next_on_call: tuple[NextOnCall, ...]
     incoming: str | None
     notes: str = ""
+    # Legal clocks due by the end of the incoming shift (reports written before this
+    # section existed read back without it).
+    legal_clocks: tuple[LegalClockLine, ...] = ()
+    legal_clocks_until: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -610,6 +629,21 @@ def build_report(
     lo, hi = next_turn_span(
         schedules, chosen.schedule if chosen else window.schedule, window.handoff_at
     )
+    clocks_until = max(hi, now)
+    legal = []
+    for owed in clocks_due_by(session, now, clocks_until):
+        assert owed.clock.due_at is not None
+        legal.append(
+            LegalClockLine(
+                ref=owed.ref,
+                title=owed.title,
+                case_status=owed.status,
+                label=owed.clock.label,
+                kind=owed.clock.kind,
+                state=owed.clock.state,
+                due_at=owed.clock.due_at,
+            )
+        )
     return HandoverReport(
         author=author,
         shift_start=start,
@@ -627,6 +661,8 @@ def build_report(
         next_on_call=entries,
         incoming=incoming if incoming is not None else (chosen.who if chosen else None),
         notes=notes,
+        legal_clocks=tuple(legal),
+        legal_clocks_until=clocks_until,
     )
 
 
@@ -656,6 +692,23 @@ def _case_lines(title: str, lines: Sequence[CaseLine], verb: str, zone: ZoneInfo
             f"| {format_instant(c.at, zone)} | {c.by or '-'} | {c.status}/{c.stage} |"
         )
     return [*out, ""]
+
+
+def _legal_clock_lines(report: HandoverReport, zone: ZoneInfo) -> list[str]:
+    until = report.legal_clocks_until
+    head = f"## Legal clocks due by {format_instant(until, zone)}" if until else "## Legal clocks"
+    out = [f"{head} ({len(report.legal_clocks)})", ""]
+    for c in report.legal_clocks:
+        verb = "ends" if c.kind == "hold" else "due"
+        state = "BREACHED, " if c.state == "breached" else ""
+        resolved = " (case resolved; report still owed)" if c.case_status == "resolved" else ""
+        out.append(
+            f"- {c.ref} {md_cell(c.title)}: {md_cell(c.label)}, {state}{verb} "
+            f"{format_instant(c.due_at, zone)}{resolved}"
+        )
+    if not report.legal_clocks:
+        out.append("None.")
+    return out
 
 
 def render_markdown(report: HandoverReport, zone_name: str = "UTC") -> str:
@@ -692,6 +745,7 @@ def render_markdown(report: HandoverReport, zone_name: str = "UTC") -> str:
             )
     else:
         out.append("None.")
+    out += ["", *_legal_clock_lines(report, zone)]
     out += ["", f"## SLA breaches ({len(report.sla_breaches)})", ""]
     for b in report.sla_breaches:
         met = f"met {format_instant(b.met_at, zone)}" if b.met_at else "not met yet"
