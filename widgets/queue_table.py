@@ -30,12 +30,13 @@ from textual.strip import Strip
 from textual.timer import Timer
 
 from widgets.timefmt import format_age
-from widgets.views import ClockState, QueueRow, clock_state
+from widgets.views import ClockState, QueueRow, SeekAnchor, clock_state
 
 QUEUE_TCSS = Path(__file__).resolve().parent.parent / "themes" / "queue.tcss"
 """The queue's styles; loaded as the widget's default CSS, so app CSS can override them."""
 
 _ONE_SECOND = timedelta(seconds=1)
+_TOP = SeekAnchor(-1)
 
 
 def format_open_for(age: timedelta) -> str:
@@ -245,12 +246,15 @@ class QueueTable(ScrollView, can_focus=True):
     class WindowNeeded(Message):
         """Rows `offset`…`offset + limit - 1` are needed; answer with `set_window`.
 
-        A newer request supersedes one still queued, so scrolling never floods the screen.
+        `anchor` is the nearest place the table knows next to them (a held row, or an end
+        of the queue): read the rows by seeking from it. A newer request supersedes one
+        still queued, so scrolling never floods the screen.
         """
 
         table: QueueTable
         offset: int
         limit: int
+        anchor: SeekAnchor = _TOP
 
         @property
         def control(self) -> QueueTable:
@@ -699,8 +703,34 @@ class QueueTable(ScrollView, can_focus=True):
         visible = self._visible_indexes()
         start = max(0, min(index, visible.start) - self.window_margin)
         stop = min(self._total, max(index + 1, visible.stop) + self.window_margin)
-        if self._post(self.WindowNeeded(self, start, stop - start)):
+        # Rows held at either edge are not read again: the window starts (or ends) beside
+        # them, and the nearest becomes the place the read seeks from.
+        while start < index and start in self._rows:
+            start += 1
+        while stop - 1 > index and stop - 1 in self._rows:
+            stop -= 1
+        anchor = self._anchor_for(start, stop)
+        if self._post(self.WindowNeeded(self, start, stop - start, anchor)):
             self._pending = _Window(start, stop - start)
+
+    def _anchor_for(self, start: int, stop: int) -> SeekAnchor:
+        """The known place nearest to rows `start`…`stop - 1`: the held row just above or
+        below them, or else the top or the bottom of the queue."""
+        above = start - 1 if start - 1 in self._rows else None
+        below = stop if stop in self._rows else None
+        if above is None and below is None:  # a jump: look through every held row
+            for index in self._rows:
+                if index < start and (above is None or index > above):
+                    above = index
+                elif index >= stop and (below is None or index < below):
+                    below = index
+        # (distance, anchor): how many rows the read steps over before the window
+        places = [(start, SeekAnchor(-1)), (self._total - stop, SeekAnchor(self._total))]
+        if above is not None and (key := self._rows[above].sort_key):
+            places.append((start - above - 1, SeekAnchor(above, key)))
+        if below is not None and (key := self._rows[below].sort_key):
+            places.append((below - stop, SeekAnchor(below, key)))
+        return min(places, key=lambda place: place[0])[1]
 
     def _refresh_indexes(self, start: int, stop: int) -> None:
         """Repaint the lines of rows `start`…`stop - 1` that are on screen."""

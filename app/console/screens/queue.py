@@ -51,7 +51,7 @@ from widgets.case_detail import CaseDetail
 from widgets.header import Identity, StatusHeader
 from widgets.queue_table import QueueTable
 from widgets.timefmt import viewer_zone
-from widgets.views import CaseDetailView, CaseworkView
+from widgets.views import CaseDetailView, CaseworkView, SeekAnchor
 
 if TYPE_CHECKING:
     from app.console.app import VigilApp
@@ -453,11 +453,12 @@ class QueueScreen(Screen[None]):
         replace_cache: bool,
         follow_case: int | None,
         prime: bool = False,
+        anchor: SeekAnchor | None = None,
     ) -> None:
         app = self.vigil
         change_id = desk.latest_change(app.db) if prime else None
         window = desk.read_window(
-            app.db, app.profile, flt, offset, limit, follow_case, now=app.clock.now()
+            app.db, app.profile, flt, offset, limit, follow_case, anchor=anchor, now=app.clock.now()
         )
         if not get_current_worker().is_cancelled:
             self.post_message(
@@ -652,7 +653,13 @@ class QueueScreen(Screen[None]):
     def _window_needed(self, event: QueueTable.WindowNeeded) -> None:
         event.stop()
         self._read_window(
-            self.generation, self.queue_filter, event.offset, event.limit, False, None
+            self.generation,
+            self.queue_filter,
+            event.offset,
+            event.limit,
+            False,
+            None,
+            anchor=event.anchor,
         )
 
     def on_window_loaded(self, message: WindowLoaded) -> None:
@@ -662,7 +669,7 @@ class QueueScreen(Screen[None]):
             return
         table = self.table
         window = message.window
-        if message.replace:
+        if message.replace and window.total is not None:
             table.clear_cache()
             table.set_total(window.total)
             table.set_window(window.offset, window.rows)
