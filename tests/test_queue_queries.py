@@ -22,6 +22,7 @@ from textual.worker import WorkerFailed
 from app.cases import CaseService
 from app.clock import FakeClock
 from app.console import build_app, desk
+from app.console.messages import WindowLoaded
 from app.console.screens.queue import ACKING, QueueScreen
 from app.deliveries_local import UNAVAILABLE, DesktopOutcome
 from app.errors import NotAllowed
@@ -342,6 +343,50 @@ async def test_the_ack_key_repaints_its_row_before_the_write_is_done(
         assert screen.table.cursor_row == stored
 
 
+async def test_the_poll_waits_for_an_action_under_way_then_reads(
+    db: Database,
+    clock: FakeClock,
+    service: CaseService,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While this console's acknowledgement is being stored, the feed's poll does not race
+    it for the database (the news is most likely that action); it reads once the action's
+    row is shown, and so still hears of everything."""
+    released = threading.Event()
+    acknowledge = CaseService.acknowledge
+
+    def slow_acknowledge(self: CaseService, actor: str, ref: str) -> Case:
+        released.wait(10)
+        return acknowledge(self, actor, ref)
+
+    monkeypatch.setattr(CaseService, "acknowledge", slow_acknowledge)
+    feeds: list[int] = []
+    read_feed = desk.read_feed
+
+    def counted_feed(*args: Any, **kwargs: Any) -> Any:
+        feeds.append(1)
+        return read_feed(*args, **kwargs)
+
+    monkeypatch.setattr(desk, "read_feed", counted_feed)
+    app = _console(db, clock, tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await _settle(app, pilot)
+        screen = app.screen
+        assert isinstance(screen, QueueScreen)
+        await pilot.press("a")
+        await pilot.pause()
+        feeds.clear()
+        screen.check_feed()
+        await pilot.pause()
+        assert feeds == []
+        released.set()
+        await _settle(app, pilot)
+        assert feeds  # read once the action was shown
+        with db.read() as session:
+            assert screen.last_change_id == queries.latest_change_id(session)
+
+
 async def test_a_refused_ack_puts_the_row_back(
     db: Database,
     clock: FakeClock,
@@ -366,10 +411,15 @@ async def test_a_refused_ack_puts_the_row_back(
 
 
 async def test_an_acknowledged_case_is_followed_in_one_read(
-    db: Database, clock: FakeClock, service: CaseService, tmp_path: Path
+    db: Database,
+    clock: FakeClock,
+    service: CaseService,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The case moves far down the queue and the cursor follows it: the window read with
-    the move covers the whole screen there, so no second request is needed."""
+    """The case moves far down the queue and the cursor follows it: the rows read in the
+    action's own thread, right after the acknowledgement, cover the whole screen there,
+    so no second read (no reload, no request from the table) and no count is needed."""
     add_open_cases(db, 100, policy="standard", at=clock.now() - timedelta(hours=1))
     with db.write() as session:
         session.execute(
@@ -390,10 +440,33 @@ async def test_an_acknowledged_case_is_followed_in_one_read(
             ],
         )
     asked: list[QueueTable.WindowNeeded] = []
+    reloaded: list[WindowLoaded] = []
 
     def hook(message: Message) -> None:
         if isinstance(message, QueueTable.WindowNeeded):
             asked.append(message)
+        if isinstance(message, WindowLoaded):
+            reloaded.append(message)
+
+    # The action's own read does not count the queue (the screen knows the case was in it).
+    in_action = threading.local()
+    counted_in_action: list[QueueFilter] = []
+    real_count, real_after = queries.queue_count, desk.read_after_action
+
+    def count(session: Session, flt: QueueFilter) -> int:
+        if getattr(in_action, "on", False):
+            counted_in_action.append(flt)
+        return real_count(session, flt)
+
+    def after_action(*args: Any, **kwargs: Any) -> desk.Window:
+        in_action.on = True
+        try:
+            return real_after(*args, **kwargs)
+        finally:
+            in_action.on = False
+
+    monkeypatch.setattr(queries, "queue_count", count)
+    monkeypatch.setattr(desk, "read_after_action", after_action)
 
     app = _console(db, clock, tmp_path)
     async with app.run_test(size=(160, 48), message_hook=hook) as pilot:
@@ -402,6 +475,7 @@ async def test_an_acknowledged_case_is_followed_in_one_read(
         top = table.cursor_row
         assert top is not None
         asked.clear()
+        reloaded.clear()
         await pilot.press("a")
         await _settle(app, pilot)
         row = table.cursor_row
@@ -412,3 +486,6 @@ async def test_an_acknowledged_case_is_followed_in_one_read(
         shown = range(top_line, top_line + table.scrollable_content_region.height - 1)
         assert all(table.row_at(index) is not None for index in shown)
         assert asked == []
+        assert reloaded == []
+        assert counted_in_action == []
+        assert table.total == 202

@@ -477,6 +477,46 @@ async def test_far_rows_are_evicted(many_rows: list[QueueRow]) -> None:
         assert "ESC-040001" in screen_lines(app)[1]
 
 
+async def test_work_after_a_paint_waits_for_the_frame(many_rows: list[QueueRow]) -> None:
+    """`call_after_paint` runs its callbacks once the table's next paint is composed (not
+    before, so they cannot hold that frame up), and once only; a table that does not
+    paint (hidden) runs them after `paint_wait` all the same."""
+    painted: list[int] = []
+    ran: list[tuple[str, int]] = []
+
+    class Watched(QueueTable):
+        paint_wait = 0.05
+
+        def render_lines(self, crop: Region) -> list[Strip]:
+            painted.append(len(painted))
+            return super().render_lines(crop)
+
+    class WatchedApp(QueueApp):
+        def compose(self) -> ComposeResult:
+            yield Watched(now=NOW)
+
+    app = WatchedApp(many_rows)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        table = app.table
+        before = len(painted)
+        table.call_after_paint(lambda: ran.append(("shown", len(painted))))
+        assert ran == []  # not at once: the frame comes first
+        await pilot.pause()  # ends with a paint
+        await pilot.pause()  # the table's queue, where the callback waits, is processed
+        assert len(painted) > before
+        assert ran == [("shown", before + 1)]  # right after the first paint that followed
+        table.refresh()
+        await pilot.pause()
+        await pilot.pause()
+        assert len(ran) == 1
+        table.display = False
+        await pilot.pause()
+        table.call_after_paint(lambda: ran.append(("hidden", len(painted))))
+        await pilot.pause(0.15)
+        assert [what for what, _ in ran] == ["shown", "hidden"]
+
+
 async def test_narrow_terminal_keeps_the_essential_columns(many_rows: list[QueueRow]) -> None:
     app = QueueApp(many_rows)
     async with app.run_test(size=(80, 24)) as pilot:

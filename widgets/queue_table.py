@@ -10,7 +10,7 @@ when one case changes (`update_row`). It never reads the clock: the screen calls
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import groupby
@@ -241,6 +241,8 @@ class QueueTable(ScrollView, can_focus=True):
     """Past this many cached rows, rows far from the viewport are dropped."""
     flash_interval: float = 0.25
     """Seconds between the on and off phases of `flash`."""
+    paint_wait: float = 0.25
+    """Seconds `call_after_paint` waits for a paint before it runs its callbacks anyway."""
 
     @dataclass(eq=False)
     class WindowNeeded(Message):
@@ -317,6 +319,8 @@ class QueueTable(ScrollView, can_focus=True):
         self._palette: dict[str, Style] = {}
         self._layout: _Layout | None = None
         self._prefetch_scheduled = False
+        self._after_paint: list[Callable[[], object]] = []
+        self._paint_fallback: Timer | None = None
 
     # ----------------------------------------------------------------- public API
 
@@ -348,6 +352,10 @@ class QueueTable(ScrollView, can_focus=True):
     def row_at(self, index: int) -> QueueRow | None:
         """The cached row at `index`, or None when it is not loaded."""
         return self._rows.get(index)
+
+    def index_of(self, case_id: int) -> int | None:
+        """Where the cached row of `case_id` is, or None when it is not loaded."""
+        return self._index_of.get(case_id)
 
     def set_now(self, now: datetime) -> None:
         """Move the table's clock; repaints the visible lines only."""
@@ -414,6 +422,25 @@ class QueueTable(ScrollView, can_focus=True):
         self._pending = self._unavailable = None
         self.refresh()
         self._schedule_prefetch()
+
+    def call_after_paint(self, callback: Callable[[], object]) -> None:
+        """Run `callback` once the table's next paint is in a frame (or after
+        `paint_wait` seconds if it does not paint, say under a dialog): work that can wait
+        then does not compete with the frame that shows a change."""
+        self._after_paint.append(callback)
+        if self._paint_fallback is None:
+            self._paint_fallback = self.set_timer(
+                self.paint_wait, self._run_after_paint, name="after paint"
+            )
+        self.refresh()
+
+    def _run_after_paint(self) -> None:
+        callbacks, self._after_paint = self._after_paint, []
+        if self._paint_fallback is not None:
+            self._paint_fallback.stop()
+            self._paint_fallback = None
+        for callback in callbacks:
+            callback()
 
     def keep_cursor_on(self, case_id: int) -> None:
         """Move the cursor to `case_id` now if cached, else when a window brings it."""
@@ -497,7 +524,10 @@ class QueueTable(ScrollView, can_focus=True):
     def render_lines(self, crop: Region) -> list[Strip]:
         # Every line of one paint has the same width: size the columns once, not per line.
         self._layout_for(self.scrollable_content_region.width)
-        return super().render_lines(crop)
+        lines = super().render_lines(crop)
+        if self._after_paint:  # runs once the frame being composed is out
+            self.call_later(self._run_after_paint)
+        return lines
 
     def render_line(self, y: int) -> Strip:
         layout = self._layout or self._layout_for(self.scrollable_content_region.width)

@@ -6,7 +6,7 @@ workers, never on the event loop itself.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import cast
 
@@ -152,24 +152,73 @@ def read_window(
             offset, cases = _read_from(session, flt, anchor, offset, limit)
             return Window(None, offset, tuple(_rows(session, profile, cases, now)))
         total = queries.queue_count(session, flt)
-        position = None
-        case = session.get(Case, follow_case) if follow_case is not None else None
-        if case is not None:
-            position = queries.queue_position(session, flt, case)
-        if case is not None and position is not None:
-            if not offset <= position < offset + limit:
-                offset = max(0, position - limit // 2)
-            anchor = SeekAnchor(position, queries.queue_key(case))
-            before = _read_from(session, flt, anchor, offset, position - offset)[1]
-            after = _read_from(session, flt, anchor, position + 1, offset + limit - position - 1)
-            cases = [*before, case, *after[1]]
-            offset = position - len(before)
-        else:
-            nearer_top = offset <= total - (offset + limit)
-            offset, cases = _read_from(
-                session, flt, SeekAnchor(-1 if nearer_top else total), offset, limit
-            )
-        return Window(total, offset, tuple(_rows(session, profile, cases, now)), position)
+        if follow_case is not None and (
+            window := _around(session, profile, flt, follow_case, offset, limit, now)
+        ):
+            return replace(window, total=total)
+        nearer_top = offset <= total - (offset + limit)
+        offset, cases = _read_from(
+            session, flt, SeekAnchor(-1 if nearer_top else total), offset, limit
+        )
+        return Window(total, offset, tuple(_rows(session, profile, cases, now)))
+
+
+@dataclass(frozen=True, slots=True)
+class ScreenRows:
+    """The queue rows on screen (`count` from `top`) and the cursor's line among them."""
+
+    top: int
+    count: int
+    cursor_line: int
+
+
+def read_after_action(
+    db: Database,
+    profile: Profile,
+    flt: QueueFilter,
+    case_id: int,
+    screen: ScreenRows,
+    now: datetime | None = None,
+) -> Window:
+    """A case right after an action on it: the rows the screen will show, with the case
+    on the cursor's line wherever it now sits; or, if the filter now hides it, the rows
+    on screen. Only those: more come as the table asks. The queue is not counted: the
+    screen knows whether the case was in it before, and the change feed catches what
+    other consoles changed meanwhile."""
+    with db.read() as session:
+        if window := _around(
+            session, profile, flt, case_id, screen.top, screen.count, now, screen.cursor_line
+        ):
+            return window
+        offset, cases = _read_from(session, flt, SeekAnchor(-1), screen.top, screen.count)
+        return Window(None, offset, tuple(_rows(session, profile, cases, now)))
+
+
+def _around(
+    session: Session,
+    profile: Profile,
+    flt: QueueFilter,
+    case_id: int,
+    offset: int,
+    limit: int,
+    now: datetime | None,
+    line: int | None = None,
+) -> Window | None:
+    """The window of `limit` rows holding case `case_id` (from `offset` if it holds it
+    there, else with the case `line` rows down, or centred), read by seeking from the
+    case's own key; None when the case is gone or hidden by the filter. Not counted."""
+    case = session.get(Case, case_id)
+    position = queries.queue_position(session, flt, case) if case is not None else None
+    if case is None or position is None:
+        return None
+    if not offset <= position < offset + limit:
+        offset = max(0, position - (limit // 2 if line is None else min(line, limit - 1)))
+    anchor = SeekAnchor(position, queries.queue_key(case))
+    before = _read_from(session, flt, anchor, offset, position - offset)[1]
+    after = _read_from(session, flt, anchor, position + 1, offset + limit - position - 1)[1]
+    cases = [*before, case, *after]
+    rows = tuple(_rows(session, profile, cases, now))
+    return Window(None, position - len(before), rows, position)
 
 
 def _read_from(
@@ -238,16 +287,6 @@ def read_row_changes(
     ):
         changes[row.case_id] = RowChange(row.case_id, row, position)
     return tuple(changes[case_id] for case_id in wanted)
-
-
-def read_case_change(
-    db: Database, profile: Profile, flt: QueueFilter, case_id: int, now: datetime | None = None
-) -> tuple[int, RowChange]:
-    """The queue's total and one case's row and index, right after an action on it."""
-    with db.read() as session:
-        total = queries.queue_count(session, flt)
-        (change,) = read_row_changes(session, profile, flt, [case_id], now)
-        return total, change
 
 
 def latest_change(db: Database) -> int:
