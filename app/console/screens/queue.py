@@ -323,6 +323,7 @@ class QueueScreen(Screen[None]):
         self._feed_again = False
         self._first_window_shown = False
         self._screen_gone = threading.Event()
+        self._summary_text = ""
 
     # ----------------------------------------------------------------- context
 
@@ -1111,7 +1112,9 @@ class QueueScreen(Screen[None]):
         kind = "cases" if flt.include_resolved else "open cases"
         shown = f"{total} {kind}"
         text = f"{shown} · " + " · ".join(chips) if chips else f"{shown} · no filters"
-        self.query_one("#filter-summary", Static).update(text, layout=False)
+        if text != self._summary_text:  # unchanged, it need not be painted again
+            self._summary_text = text
+            self.query_one("#filter-summary", Static).update(text, layout=False)
         self.set_class(bool(chips), "-filtered")
 
     # ----------------------------------------------------------------- failures
