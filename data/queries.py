@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from datetime import datetime
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import exists, or_
+from sqlalchemy import ColumnElement, bindparam, exists, or_, tuple_
 from sqlmodel import Session, col, func, select
 from sqlmodel.sql.expression import SelectOfScalar
 
@@ -82,8 +83,87 @@ def queue_count(session: Session, flt: QueueFilter) -> int:
 
 
 def queue_window(session: Session, flt: QueueFilter, offset: int, limit: int) -> list[Case]:
+    """Rows `offset`… counted from the top: the plain reading, whose cost grows with
+    `offset`. The console seeks instead (`queue_after`, `queue_before`)."""
     statement = queue_order(_filtered(select(Case), flt)).offset(offset).limit(limit)
     return list(session.exec(statement).all())
+
+
+QueueKey = tuple[int, int, datetime, int]
+"""A case's place in the queue's order: (queue_rank, severity, created_at, id), the
+columns of the `ix_case_queue` index."""
+
+_KEY_COLUMNS = (Case.queue_rank, Case.severity, Case.created_at, Case.id)
+
+
+def queue_key(case: Case) -> QueueKey:
+    assert case.id is not None
+    return (case.queue_rank, case.severity, case.created_at, case.id)
+
+
+def _beyond(statement: SelectOfScalar[Case], key: QueueKey, forward: bool) -> SelectOfScalar[Case]:
+    """Only the cases after `key` in the queue's order (before it, unless `forward`): one
+    range of the queue's index, whose start the database finds by seeking."""
+    columns = [cast("ColumnElement[Any]", col(column)) for column in _KEY_COLUMNS]
+    bound = tuple_(
+        *(
+            bindparam(None, value, type_=column.type)
+            for column, value in zip(columns, key, strict=True)
+        )
+    )
+    key_columns = tuple_(*columns)
+    # The range goes before the filter's own `queue_rank < 2` (see `queue_position`).
+    return statement.where(key_columns > bound if forward else key_columns < bound)
+
+
+def _seek(
+    flt: QueueFilter, key: QueueKey | None, forward: bool, statement: SelectOfScalar[Case]
+) -> SelectOfScalar[Case]:
+    if key is not None:
+        statement = _beyond(statement, key, forward)
+    statement = _filtered(statement, flt)
+    if forward:
+        return queue_order(statement)
+    return statement.order_by(*(col(column).desc() for column in _KEY_COLUMNS))
+
+
+def _key_beyond(
+    session: Session, flt: QueueFilter, key: QueueKey | None, forward: bool, skip: int
+) -> QueueKey | None:
+    """The key of the `skip`-th case past `key` (or past an end of the queue when None),
+    read from the index alone: a far jump steps over the entries of the index without
+    reading the cases they point at. None when the queue ends first."""
+    statement = _seek(flt, key, forward, select(Case))
+    keys = statement.with_only_columns(*(col(column) for column in _KEY_COLUMNS))
+    found = session.execute(keys.offset(skip - 1).limit(1)).first()
+    return None if found is None else (found[0], found[1], found[2], found[3])
+
+
+def queue_after(
+    session: Session, flt: QueueFilter, key: QueueKey | None, limit: int, skip: int = 0
+) -> list[Case]:
+    """The `limit` cases that follow `key` in the queue (the first ones when `key` is
+    None), after stepping over `skip` of them: a seek, so a window deep in the queue
+    costs what the first one costs, and a far jump costs a walk of the index only."""
+    if skip > 0:
+        key = _key_beyond(session, flt, key, True, skip)
+        if key is None:
+            return []
+    statement = _seek(flt, key, True, select(Case)).limit(limit)
+    return list(session.exec(statement).all())
+
+
+def queue_before(
+    session: Session, flt: QueueFilter, key: QueueKey | None, limit: int, skip: int = 0
+) -> list[Case]:
+    """The `limit` cases that precede `key` (the last ones of the queue when `key` is
+    None), after stepping back over `skip` of them, in the queue's order."""
+    if skip > 0:
+        key = _key_beyond(session, flt, key, False, skip)
+        if key is None:
+            return []
+    statement = _seek(flt, key, False, select(Case)).limit(limit)
+    return list(reversed(session.exec(statement).all()))
 
 
 def queue_position(session: Session, flt: QueueFilter, case: Case) -> int | None:

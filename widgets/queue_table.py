@@ -10,7 +10,7 @@ when one case changes (`update_row`). It never reads the clock: the screen calls
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import groupby
@@ -31,12 +31,13 @@ from textual.timer import Timer
 
 from data.domain import ClockState, clock_state
 from widgets.timefmt import format_age
-from widgets.views import QueueRow
+from widgets.views import QueueRow, SeekAnchor
 
 QUEUE_TCSS = Path(__file__).resolve().parent.parent / "themes" / "queue.tcss"
 """The queue's styles; loaded as the widget's default CSS, so app CSS can override them."""
 
 _ONE_SECOND = timedelta(seconds=1)
+_TOP = SeekAnchor(-1)
 
 
 def format_open_for(age: timedelta) -> str:
@@ -250,17 +251,22 @@ class QueueTable(ScrollView, can_focus=True):
     """Past this many cached rows, rows far from the viewport are dropped."""
     flash_interval: float = 0.25
     """Seconds between the on and off phases of `flash`."""
+    paint_wait: float = 0.25
+    """Seconds `call_after_paint` waits for a paint before it runs its callbacks anyway."""
 
     @dataclass(eq=False)
     class WindowNeeded(Message):
         """Rows `offset`…`offset + limit - 1` are needed; answer with `set_window`.
 
-        A newer request supersedes one still queued, so scrolling never floods the screen.
+        `anchor` is the nearest place the table knows next to them (a held row, or an end
+        of the queue): read the rows by seeking from it. A newer request supersedes one
+        still queued, so scrolling never floods the screen.
         """
 
         table: QueueTable
         offset: int
         limit: int
+        anchor: SeekAnchor = _TOP
 
         @property
         def control(self) -> QueueTable:
@@ -323,6 +329,8 @@ class QueueTable(ScrollView, can_focus=True):
         self._palette: dict[str, Style] = {}
         self._layout: _Layout | None = None
         self._prefetch_scheduled = False
+        self._after_paint: list[Callable[[], object]] = []
+        self._paint_fallback: Timer | None = None
 
     # ----------------------------------------------------------------- public API
 
@@ -354,6 +362,10 @@ class QueueTable(ScrollView, can_focus=True):
     def row_at(self, index: int) -> QueueRow | None:
         """The cached row at `index`, or None when it is not loaded."""
         return self._rows.get(index)
+
+    def index_of(self, case_id: int) -> int | None:
+        """Where the cached row of `case_id` is, or None when it is not loaded."""
+        return self._index_of.get(case_id)
 
     def set_now(self, now: datetime) -> None:
         """Move the table's clock; repaints the visible lines only."""
@@ -420,6 +432,25 @@ class QueueTable(ScrollView, can_focus=True):
         self._pending = self._unavailable = None
         self.refresh()
         self._schedule_prefetch()
+
+    def call_after_paint(self, callback: Callable[[], object]) -> None:
+        """Run `callback` once the table's next paint is in a frame (or after
+        `paint_wait` seconds if it does not paint, say under a dialog): work that can wait
+        then does not compete with the frame that shows a change."""
+        self._after_paint.append(callback)
+        if self._paint_fallback is None:
+            self._paint_fallback = self.set_timer(
+                self.paint_wait, self._run_after_paint, name="after paint"
+            )
+        self.refresh()
+
+    def _run_after_paint(self) -> None:
+        callbacks, self._after_paint = self._after_paint, []
+        if self._paint_fallback is not None:
+            self._paint_fallback.stop()
+            self._paint_fallback = None
+        for callback in callbacks:
+            callback()
 
     def keep_cursor_on(self, case_id: int) -> None:
         """Move the cursor to `case_id` now if cached, else when a window brings it."""
@@ -503,7 +534,10 @@ class QueueTable(ScrollView, can_focus=True):
     def render_lines(self, crop: Region) -> list[Strip]:
         # Every line of one paint has the same width: size the columns once, not per line.
         self._layout_for(self.scrollable_content_region.width)
-        return super().render_lines(crop)
+        lines = super().render_lines(crop)
+        if self._after_paint:  # runs once the frame being composed is out
+            self.call_later(self._run_after_paint)
+        return lines
 
     def render_line(self, y: int) -> Strip:
         layout = self._layout or self._layout_for(self.scrollable_content_region.width)
@@ -712,8 +746,34 @@ class QueueTable(ScrollView, can_focus=True):
         visible = self._visible_indexes()
         start = max(0, min(index, visible.start) - self.window_margin)
         stop = min(self._total, max(index + 1, visible.stop) + self.window_margin)
-        if self._post(self.WindowNeeded(self, start, stop - start)):
+        # Rows held at either edge are not read again: the window starts (or ends) beside
+        # them, and the nearest becomes the place the read seeks from.
+        while start < index and start in self._rows:
+            start += 1
+        while stop - 1 > index and stop - 1 in self._rows:
+            stop -= 1
+        anchor = self._anchor_for(start, stop)
+        if self._post(self.WindowNeeded(self, start, stop - start, anchor)):
             self._pending = _Window(start, stop - start)
+
+    def _anchor_for(self, start: int, stop: int) -> SeekAnchor:
+        """The known place nearest to rows `start`…`stop - 1`: the held row just above or
+        below them, or else the top or the bottom of the queue."""
+        above = start - 1 if start - 1 in self._rows else None
+        below = stop if stop in self._rows else None
+        if above is None and below is None:  # a jump: look through every held row
+            for index in self._rows:
+                if index < start and (above is None or index > above):
+                    above = index
+                elif index >= stop and (below is None or index < below):
+                    below = index
+        # (distance, anchor): how many rows the read steps over before the window
+        places = [(start, SeekAnchor(-1)), (self._total - stop, SeekAnchor(self._total))]
+        if above is not None and (key := self._rows[above].sort_key):
+            places.append((start - above - 1, SeekAnchor(above, key)))
+        if below is not None and (key := self._rows[below].sort_key):
+            places.append((below - stop, SeekAnchor(below, key)))
+        return min(places, key=lambda place: place[0])[1]
 
     def _refresh_indexes(self, start: int, stop: int) -> None:
         """Repaint the lines of rows `start`…`stop - 1` that are on screen."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from data.domain import ClockState, clock_state
 
@@ -37,6 +38,20 @@ class QueueRow:
     clock_due_at: datetime | None = None
     clock_reminder_at: datetime | None = None
     action_due_at: datetime | None = None
+    # The case's place in the queue's order, as its source keys it: the table hands it
+    # back (`SeekAnchor`) so a window next to this row is read by seeking from it.
+    sort_key: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SeekAnchor:
+    """A place in the queue a window is read from: a row the table holds (its index and
+    `sort_key`), or an end of the queue (index -1 for the top, the total for the bottom,
+    and no key). The window is the rows after it, or before it when it lies below the
+    window, so its cost does not grow with how deep it is."""
+
+    index: int
+    key: tuple[Any, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

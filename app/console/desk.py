@@ -6,8 +6,9 @@ workers, never on the event loop itself.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import cast
 
 from sqlmodel import Session, col, select
 
@@ -22,7 +23,7 @@ from data.domain import Role
 from data.models import Case, Responder, Setting
 from data.queries import QueueFilter
 from widgets.header import OnCallView
-from widgets.views import CaseDetailView, QueueRow
+from widgets.views import CaseDetailView, QueueRow, SeekAnchor
 
 FIRST_WINDOW_ROWS = 120
 """Rows read before the console opens, when the screen's height is not known yet: enough
@@ -51,9 +52,10 @@ class Profile:
 
 @dataclass(frozen=True, slots=True)
 class Window:
-    """Rows `offset`… of the filtered queue, and where the followed case sits now."""
+    """Rows `offset`… of the filtered queue, and where the followed case sits now.
+    `total` is None when the queue was not counted (a window the table asked for)."""
 
-    total: int
+    total: int | None
     offset: int
     rows: tuple[QueueRow, ...]
     follow_position: int | None = None
@@ -133,23 +135,111 @@ def read_window(
     limit: int,
     follow_case: int | None = None,
     *,
+    anchor: SeekAnchor | None = None,
     now: datetime | None = None,
 ) -> Window:
-    """Count the queue and read one window of it.
+    """Read one window of the queue, by seeking in its order rather than counting rows.
 
-    With `follow_case`, the window moves (keeping its size) so that it holds that case
-    wherever it now sits, so the cursor can stay on it. With `now`, the rows carry their
-    casework flags as of then.
+    With `anchor` (a window the table asked for), the rows are read from that place and
+    the queue is not counted. Otherwise the queue is counted, and with `follow_case` the
+    window moves (keeping its size) so that it holds that case wherever it now sits, read
+    from the case's own place; without, it is read from the nearer end of the queue. With
+    `now`, the rows carry their casework flags as of then.
     """
+    if offset < 0 or limit < 0:
+        raise ValueError(f"read_window: offset and limit must be >= 0, got {offset}, {limit}")
     with db.read() as session:
+        if anchor is not None:
+            offset, cases = _read_from(session, flt, anchor, offset, limit)
+            return Window(None, offset, tuple(_rows(session, profile, cases, now)))
         total = queries.queue_count(session, flt)
-        position = None
-        if follow_case is not None and (case := session.get(Case, follow_case)) is not None:
-            position = queries.queue_position(session, flt, case)
-        if position is not None and not offset <= position < offset + limit:
-            offset = max(0, position - limit // 2)
-        cases = queries.queue_window(session, flt, offset, limit)
-        return Window(total, offset, tuple(_rows(session, profile, cases, now)), position)
+        if follow_case is not None and (
+            window := _around(session, profile, flt, follow_case, offset, limit, now)
+        ):
+            return replace(window, total=total)
+        nearer_top = offset <= total - (offset + limit)
+        offset, cases = _read_from(
+            session, flt, SeekAnchor(-1 if nearer_top else total), offset, limit
+        )
+        return Window(total, offset, tuple(_rows(session, profile, cases, now)))
+
+
+@dataclass(frozen=True, slots=True)
+class ScreenRows:
+    """The queue rows on screen (`count` from `top`) and the cursor's line among them."""
+
+    top: int
+    count: int
+    cursor_line: int
+
+
+def read_after_action(
+    db: Database,
+    profile: Profile,
+    flt: QueueFilter,
+    case_id: int,
+    screen: ScreenRows,
+    now: datetime | None = None,
+) -> Window:
+    """A case right after an action on it: the rows the screen will show, with the case
+    on the cursor's line wherever it now sits; or, if the filter now hides it, the rows
+    on screen. Only those: more come as the table asks. The queue is not counted: the
+    screen knows whether the case was in it before, and the change feed catches what
+    other consoles changed meanwhile."""
+    with db.read() as session:
+        if window := _around(
+            session, profile, flt, case_id, screen.top, screen.count, now, screen.cursor_line
+        ):
+            return window
+        offset, cases = _read_from(session, flt, SeekAnchor(-1), screen.top, screen.count)
+        return Window(None, offset, tuple(_rows(session, profile, cases, now)))
+
+
+def _around(
+    session: Session,
+    profile: Profile,
+    flt: QueueFilter,
+    case_id: int,
+    offset: int,
+    limit: int,
+    now: datetime | None,
+    line: int | None = None,
+) -> Window | None:
+    """The window of `limit` rows holding case `case_id` (from `offset` if it holds it
+    there, else with the case `line` rows down, or centred), read by seeking from the
+    case's own key; None when the case is gone or hidden by the filter. Not counted."""
+    case = session.get(Case, case_id)
+    position = queries.queue_position(session, flt, case) if case is not None else None
+    if case is None or position is None:
+        return None
+    if not offset <= position < offset + limit:
+        offset = max(0, position - (limit // 2 if line is None else min(line, limit - 1)))
+    anchor = SeekAnchor(position, queries.queue_key(case))
+    before = _read_from(session, flt, anchor, offset, position - offset)[1]
+    after = _read_from(session, flt, anchor, position + 1, offset + limit - position - 1)[1]
+    cases = [*before, case, *after]
+    rows = tuple(_rows(session, profile, cases, now))
+    return Window(None, position - len(before), rows, position)
+
+
+def _read_from(
+    session: Session, flt: QueueFilter, anchor: SeekAnchor, offset: int, limit: int
+) -> tuple[int, list[Case]]:
+    """Rows `offset`…`offset + limit - 1` sought from `anchor`, and the index of the first
+    row read. Rows are read after an anchor above them; before one below them, rows at or
+    past the anchor are not asked for (the window ends at the end of the queue), and a
+    queue that shrank meanwhile yields fewer rows: those just above the anchor."""
+    key = cast("queries.QueueKey | None", anchor.key)
+    if anchor.index < offset:
+        if limit <= 0:
+            return offset, []
+        return offset, queries.queue_after(session, flt, key, limit, offset - anchor.index - 1)
+    limit = min(limit, anchor.index - offset)
+    if limit <= 0:
+        return offset, []
+    skip = anchor.index - (offset + limit)
+    cases = queries.queue_before(session, flt, key, limit, skip)
+    return anchor.index - skip - len(cases), cases
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,16 +288,6 @@ def read_row_changes(
     ):
         changes[row.case_id] = RowChange(row.case_id, row, position)
     return tuple(changes[case_id] for case_id in wanted)
-
-
-def read_case_change(
-    db: Database, profile: Profile, flt: QueueFilter, case_id: int, now: datetime | None = None
-) -> tuple[int, RowChange]:
-    """The queue's total and one case's row and index, right after an action on it."""
-    with db.read() as session:
-        total = queries.queue_count(session, flt)
-        (change,) = read_row_changes(session, profile, flt, [case_id], now)
-        return total, change
 
 
 def latest_change(db: Database) -> int:

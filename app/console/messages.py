@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from textual.content import Content
 from textual.message import Message
 
-from app.console.desk import FeedRead, RowChange, Window
+from app.console.desk import FeedRead, Window
 from app.console.screens.casework import CaseworkChoices
 from app.delivery.local import DesktopOutcome, PageAlert
 from app.services.shiftwork.calendar import OverrideView
@@ -86,14 +86,14 @@ class CaseworkLoaded(Message, bubble=False):
 
 @dataclass
 class CaseActionDone(Message, bubble=False):
-    """A case action succeeded: say so, and repaint its row at once."""
+    """A case action succeeded: say so, and show its row where it now sits (`window`:
+    the rows around it, read right after the action, not counted)."""
 
     verb: str
     case_id: int
     text: str
     generation: int
-    total: int
-    change: RowChange
+    window: Window
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -13,10 +14,11 @@ from textual.app import App, ComposeResult
 from textual.color import Color
 from textual.geometry import Region
 from textual.message import Message
+from textual.pilot import Pilot
 from textual.strip import Strip
 
 from widgets.queue_table import QueueTable, format_countdown, format_open_for
-from widgets.views import QueueRow
+from widgets.views import QueueRow, SeekAnchor
 
 NOW = datetime(2025, 3, 4, 12, 0, tzinfo=UTC)
 TOTAL = 100_000
@@ -36,6 +38,7 @@ def make_row(index: int, **changes: object) -> QueueRow:
         escalation_round=1,
         created_at=NOW - timedelta(minutes=index),
         sla_due_at=NOW + timedelta(hours=1),
+        sort_key=(index,),
     )
     return dataclasses.replace(row, **changes) if changes else row  # type: ignore[arg-type]
 
@@ -53,6 +56,8 @@ class QueueApp(App[None]):
         self.rows = list(rows)
         self.answer = answer
         self.requests: list[tuple[int, int]] = []
+        self.anchors: list[SeekAnchor] = []
+        self.answered = asyncio.Event()
 
     def compose(self) -> ComposeResult:
         yield QueueTable(now=NOW)
@@ -67,11 +72,24 @@ class QueueApp(App[None]):
 
     def on_queue_table_window_needed(self, message: QueueTable.WindowNeeded) -> None:
         self.requests.append((message.offset, message.limit))
+        self.anchors.append(message.anchor)
         if self.answer:
             self.send_window(message.offset, message.limit)
 
     def send_window(self, offset: int, limit: int) -> None:
         self.table.set_window(offset, self.rows[offset : offset + limit])
+        self.answered.set()
+
+    async def rows_shown_at(self, pilot: Pilot[None], top: int) -> None:
+        """Scroll to `top`, then wait (by event, not by time) until the window the table
+        asks for there has been answered and painted: how soon a paint asks for it, and
+        how soon the request reaches the app, depend on the machine's load."""
+        self.table.scroll_to(y=top, animate=False)
+        await pilot.pause()  # its last step paints, so the request is made by now
+        while self.table.row_at(top) is None:
+            self.answered.clear()
+            await asyncio.wait_for(self.answered.wait(), timeout=10)
+        await pilot.pause()
 
 
 def screen_lines(app: App[None]) -> list[str]:
@@ -136,6 +154,49 @@ async def test_scrolling_to_the_end_requests_a_window_and_shows_the_last_rows(
         await pilot.press("home")
         await pilot.pause()
         assert "ESC-000001" in screen_lines(app)[1]
+
+
+async def test_a_window_is_sought_from_the_nearest_known_place(
+    many_rows: list[QueueRow],
+) -> None:
+    """Each request names where to seek from: the held row right above (scrolling down)
+    or below (scrolling up) the rows it lacks, which it does not ask for again, or the
+    nearer end of the queue for a jump; never a count of rows from the top."""
+    app = QueueApp(many_rows)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        table = app.table
+        assert app.anchors == [SeekAnchor(-1)]
+        first_offset, first_limit = app.requests[0]
+        table.scroll_to(y=first_limit, animate=False)  # just past the held rows
+        await pilot.pause()
+        offset, _ = app.requests[-1]
+        held_last = first_offset + first_limit - 1
+        assert offset == held_last + 1
+        assert app.anchors[-1] == SeekAnchor(held_last, (held_last,))
+        await pilot.press("end")
+        await pilot.pause()
+        offset, limit = app.requests[-1]
+        assert offset + limit == TOTAL
+        assert app.anchors[-1] == SeekAnchor(TOTAL)
+        bottom = offset
+        table.scroll_to(y=bottom - 100, animate=False)  # just above the held bottom rows
+        await pilot.pause()
+        offset, limit = app.requests[-1]
+        assert offset + limit == bottom
+        assert app.anchors[-1] == SeekAnchor(bottom, (bottom,))
+        table.scroll_to(y=30_000, animate=False)  # a jump: the highest row held above
+        await pilot.pause()
+        offset, _ = app.requests[-1]
+        above = max(index for index in range(offset) if table.row_at(index) is not None)
+        assert above < 1000
+        assert app.anchors[-1] == SeekAnchor(above, (above,))
+        assert "ESC-030001" in screen_lines(app)[1]
+        table.clear_cache()  # nothing held at all: the nearer end
+        table.scroll_to(y=70_000, animate=False)
+        await pilot.pause()
+        assert app.anchors[-1] == SeekAnchor(TOTAL)
+        assert "ESC-070001" in screen_lines(app)[1]
 
 
 async def test_one_request_while_a_window_is_pending(many_rows: list[QueueRow]) -> None:
@@ -417,10 +478,49 @@ async def test_far_rows_are_evicted(many_rows: list[QueueRow]) -> None:
     async with app.run_test(size=(160, 48)) as pilot:
         await pilot.pause()
         for target in (10_000, 20_000, 30_000, 40_000):
-            app.table.scroll_to(y=target, animate=False)
-            await pilot.pause()
+            await app.rows_shown_at(pilot, target)
         assert app.table.cached_row_count <= 600 + 47
         assert "ESC-040001" in screen_lines(app)[1]
+
+
+async def test_work_after_a_paint_waits_for_the_frame(many_rows: list[QueueRow]) -> None:
+    """`call_after_paint` runs its callbacks once the table's next paint is composed (not
+    before, so they cannot hold that frame up), and once only; a table that does not
+    paint (hidden) runs them after `paint_wait` all the same."""
+    painted: list[int] = []
+    ran: list[tuple[str, int]] = []
+
+    class Watched(QueueTable):
+        paint_wait = 0.05
+
+        def render_lines(self, crop: Region) -> list[Strip]:
+            painted.append(len(painted))
+            return super().render_lines(crop)
+
+    class WatchedApp(QueueApp):
+        def compose(self) -> ComposeResult:
+            yield Watched(now=NOW)
+
+    app = WatchedApp(many_rows)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        table = app.table
+        before = len(painted)
+        table.call_after_paint(lambda: ran.append(("shown", len(painted))))
+        assert ran == []  # not at once: the frame comes first
+        await pilot.pause()  # ends with a paint
+        await pilot.pause()  # the table's queue, where the callback waits, is processed
+        assert len(painted) > before
+        assert ran == [("shown", before + 1)]  # right after the first paint that followed
+        table.refresh()
+        await pilot.pause()
+        await pilot.pause()
+        assert len(ran) == 1
+        table.display = False
+        await pilot.pause()
+        table.call_after_paint(lambda: ran.append(("hidden", len(painted))))
+        await pilot.pause(0.15)
+        assert [what for what, _ in ran] == ["shown", "hidden"]
 
 
 async def test_narrow_terminal_keeps_the_essential_columns(many_rows: list[QueueRow]) -> None:

@@ -7,17 +7,20 @@ from __future__ import annotations
 import contextlib
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import event, insert
+from sqlmodel import Session
 from textual.message import Message
 from textual.worker import WorkerFailed
 
-from app.console import build_app
+from app.console import build_app, desk
+from app.console.messages import WindowLoaded
 from app.console.screens.queue import ACKING, QueueScreen
 from app.core.clock import FakeClock
 from app.core.errors import NotAllowed
@@ -30,6 +33,7 @@ from data.models import Case, Page
 from data.queries import QUEUE_RANKS, QueueFilter
 from tests.factories import add_open_cases, add_policy, add_responder
 from widgets.queue_table import QueueTable
+from widgets.views import SeekAnchor
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 STATUSES = ("triggered", "acknowledged", "resolved")
@@ -168,6 +172,102 @@ def test_mine_is_what_is_assigned_to_me_or_was_ever_paged_to_me(any_db: Database
                 assert queries.queue_position(session, flt, case) == where.get(case.id)
 
 
+@pytest.mark.parametrize("flt", FILTERS, ids=FILTER_NAMES)
+def test_a_window_sought_from_any_place_is_the_window_counted_from_the_top(
+    any_db: Database, flt: QueueFilter
+) -> None:
+    """Seeking after or before any row (or from either end), stepping over any number of
+    rows, gives exactly the rows that counting from the top gives, ties on created_at
+    included; and the console's window reads agree, from every kind of anchor."""
+    _fill_desk(any_db, 90, seed=len(repr(flt)) + 1)
+    profile = desk.Profile(0, "ana", "Ana", "specialist", "UTC")
+    with any_db.read() as session:
+        whole = queries.queue_window(session, flt, 0, 1000)
+        keys = [queries.queue_key(case) for case in whole]
+        ids = [case.id for case in whole]
+        total = len(whole)
+        chooser = random.Random(3)
+        for _ in range(12):
+            at, skip = chooser.randrange(total), chooser.randrange(6)
+            limit = chooser.randrange(1, 9)
+            after = queries.queue_after(session, flt, keys[at], limit, skip)
+            assert [c.id for c in after] == ids[at + 1 + skip : at + 1 + skip + limit]
+            before = queries.queue_before(session, flt, keys[at], limit, skip)
+            assert [c.id for c in before] == ids[max(0, at - skip - limit) : max(0, at - skip)]
+        assert [c.id for c in queries.queue_after(session, flt, None, 5, 7)] == ids[7:12]
+        assert [c.id for c in queries.queue_before(session, flt, None, 5, 7)] == ids[
+            max(0, total - 12) : max(0, total - 7)
+        ]
+    for offset in (0, 1, total // 2, max(0, total - 5)):
+        wanted = ids[offset : offset + 5]
+        anchors = [SeekAnchor(-1), SeekAnchor(total)]
+        if offset > 0:
+            anchors.append(SeekAnchor(offset - 1, keys[offset - 1]))
+        if offset + 5 < total:
+            anchors.append(SeekAnchor(offset + 5, keys[offset + 5]))
+        for anchor in anchors:
+            window = desk.read_window(any_db, profile, flt, offset, 5, anchor=anchor)
+            assert (window.offset, [row.case_id for row in window.rows]) == (offset, wanted)
+            assert window.total is None  # a window the table asked for is not counted
+        counted = desk.read_window(any_db, profile, flt, offset, 5)
+        assert (counted.total, counted.offset) == (total, offset)
+        assert [row.case_id for row in counted.rows] == wanted
+        if wanted:  # a followed case keeps its window, read around the case itself
+            followed = desk.read_window(any_db, profile, flt, offset, 5, follow_case=wanted[-1])
+            assert [row.case_id for row in followed.rows] == wanted
+
+
+def _plans(db: Database, run: Callable[[Session], object]) -> list[str]:
+    """The database's plan of each statement `run` sends (SQLite's EXPLAIN QUERY PLAN,
+    PostgreSQL's EXPLAIN), one text per statement."""
+    sent: list[tuple[str, Any]] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            sent.append((statement, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", capture)
+    try:
+        with db.read() as session:
+            run(session)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", capture)
+    explain = "EXPLAIN " if db.is_postgres else "EXPLAIN QUERY PLAN "
+    plans = []
+    with db.engine.connect() as connection:
+        for statement, parameters in sent:
+            rows = connection.exec_driver_sql(explain + statement, parameters).all()
+            plans.append("\n".join(str(row[-1]) for row in rows))
+    return plans
+
+
+def test_a_deep_window_is_a_seek_in_the_queue_index(any_db: Database) -> None:
+    """A window after or before a row starts where the queue's index says (a range of
+    `ix_case_queue` bounded by the row's key), in the index's order: no sort, and no
+    stepping over the rows before it, so a deep window costs what the first costs."""
+    _fill_desk(any_db, 300, seed=5)
+    flt = QueueFilter()
+    with any_db.read() as session:
+        middle = queries.queue_window(session, flt, 150, 1)[0]
+    key = queries.queue_key(middle)
+    with any_db.engine.connect() as connection:
+        if any_db.is_postgres:  # a small table: make the planner judge as on a large one
+            connection.exec_driver_sql('ANALYZE "case"')
+            connection.commit()
+    for forward in (True, False):
+        seek = queries.queue_after if forward else queries.queue_before
+        plans = _plans(any_db, lambda session, seek=seek: seek(session, flt, key, 20))
+        assert len(plans) == 1
+        plan = plans[0]
+        assert "ix_case_queue" in plan, plan
+        if any_db.is_postgres:
+            assert "Index Cond: ((ROW(queue_rank, severity, created_at, id) " in plan, plan
+            assert "Sort" not in plan, plan
+        else:
+            assert "(queue_rank,severity,created_at)" in plan, plan
+            assert "TEMP B-TREE" not in plan, plan
+
+
 # --------------------------------------------------------------------------- the ack key
 
 
@@ -243,6 +343,50 @@ async def test_the_ack_key_repaints_its_row_before_the_write_is_done(
         assert screen.table.cursor_row == stored
 
 
+async def test_the_poll_waits_for_an_action_under_way_then_reads(
+    db: Database,
+    clock: FakeClock,
+    service: CaseService,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While this console's acknowledgement is being stored, the feed's poll does not race
+    it for the database (the news is most likely that action); it reads once the action's
+    row is shown, and so still hears of everything."""
+    released = threading.Event()
+    acknowledge = CaseService.acknowledge
+
+    def slow_acknowledge(self: CaseService, actor: str, ref: str) -> Case:
+        released.wait(10)
+        return acknowledge(self, actor, ref)
+
+    monkeypatch.setattr(CaseService, "acknowledge", slow_acknowledge)
+    feeds: list[int] = []
+    read_feed = desk.read_feed
+
+    def counted_feed(*args: Any, **kwargs: Any) -> Any:
+        feeds.append(1)
+        return read_feed(*args, **kwargs)
+
+    monkeypatch.setattr(desk, "read_feed", counted_feed)
+    app = _console(db, clock, tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await _settle(app, pilot)
+        screen = app.screen
+        assert isinstance(screen, QueueScreen)
+        await pilot.press("a")
+        await pilot.pause()
+        feeds.clear()
+        screen.check_feed()
+        await pilot.pause()
+        assert feeds == []
+        released.set()
+        await _settle(app, pilot)
+        assert feeds  # read once the action was shown
+        with db.read() as session:
+            assert screen.last_change_id == queries.latest_change_id(session)
+
+
 async def test_a_refused_ack_puts_the_row_back(
     db: Database,
     clock: FakeClock,
@@ -267,10 +411,15 @@ async def test_a_refused_ack_puts_the_row_back(
 
 
 async def test_an_acknowledged_case_is_followed_in_one_read(
-    db: Database, clock: FakeClock, service: CaseService, tmp_path: Path
+    db: Database,
+    clock: FakeClock,
+    service: CaseService,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The case moves far down the queue and the cursor follows it: the window read with
-    the move covers the whole screen there, so no second request is needed."""
+    """The case moves far down the queue and the cursor follows it: the rows read in the
+    action's own thread, right after the acknowledgement, cover the whole screen there,
+    so no second read (no reload, no request from the table) and no count is needed."""
     add_open_cases(db, 100, policy="standard", at=clock.now() - timedelta(hours=1))
     with db.write() as session:
         session.execute(
@@ -291,10 +440,33 @@ async def test_an_acknowledged_case_is_followed_in_one_read(
             ],
         )
     asked: list[QueueTable.WindowNeeded] = []
+    reloaded: list[WindowLoaded] = []
 
     def hook(message: Message) -> None:
         if isinstance(message, QueueTable.WindowNeeded):
             asked.append(message)
+        if isinstance(message, WindowLoaded):
+            reloaded.append(message)
+
+    # The action's own read does not count the queue (the screen knows the case was in it).
+    in_action = threading.local()
+    counted_in_action: list[QueueFilter] = []
+    real_count, real_after = queries.queue_count, desk.read_after_action
+
+    def count(session: Session, flt: QueueFilter) -> int:
+        if getattr(in_action, "on", False):
+            counted_in_action.append(flt)
+        return real_count(session, flt)
+
+    def after_action(*args: Any, **kwargs: Any) -> desk.Window:
+        in_action.on = True
+        try:
+            return real_after(*args, **kwargs)
+        finally:
+            in_action.on = False
+
+    monkeypatch.setattr(queries, "queue_count", count)
+    monkeypatch.setattr(desk, "read_after_action", after_action)
 
     app = _console(db, clock, tmp_path)
     async with app.run_test(size=(160, 48), message_hook=hook) as pilot:
@@ -303,6 +475,7 @@ async def test_an_acknowledged_case_is_followed_in_one_read(
         top = table.cursor_row
         assert top is not None
         asked.clear()
+        reloaded.clear()
         await pilot.press("a")
         await _settle(app, pilot)
         row = table.cursor_row
@@ -313,3 +486,6 @@ async def test_an_acknowledged_case_is_followed_in_one_read(
         shown = range(top_line, top_line + table.scrollable_content_region.height - 1)
         assert all(table.row_at(index) is not None for index in shown)
         assert asked == []
+        assert reloaded == []
+        assert counted_in_action == []
+        assert table.total == 202

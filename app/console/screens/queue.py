@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import TYPE_CHECKING, ClassVar, cast
 
 from textual import events, on, work
@@ -59,7 +60,7 @@ from widgets.case_detail import CaseDetail
 from widgets.header import Identity, StatusHeader
 from widgets.queue_table import QueueTable
 from widgets.timefmt import viewer_zone
-from widgets.views import CaseDetailView, CaseworkView
+from widgets.views import CaseDetailView, CaseworkView, SeekAnchor
 
 if TYPE_CHECKING:
     from app.console.app import VigilApp
@@ -332,6 +333,7 @@ class QueueScreen(Screen[None]):
         self._first_window_shown = False
         self._screen_gone = threading.Event()
         self._db_clock: DatabaseClock | None = None
+        self._summary_text = ""
 
     # ----------------------------------------------------------------- context
 
@@ -441,6 +443,9 @@ class QueueScreen(Screen[None]):
             return  # the first window has not arrived yet
         if self._feed_worker is not None and self._feed_worker.is_running:
             return
+        if self._acting():  # as for an announcement: read it once the action is shown
+            self._feed_again = True
+            return
         self._feed_worker = self._read_feed(
             self.generation, self.queue_filter, self.last_change_id, self.detail_case
         )
@@ -463,11 +468,12 @@ class QueueScreen(Screen[None]):
         replace_cache: bool,
         follow_case: int | None,
         prime: bool = False,
+        anchor: SeekAnchor | None = None,
     ) -> None:
         app = self.vigil
         change_id = desk.latest_change(app.db) if prime else None
         window = desk.read_window(
-            app.db, app.profile, flt, offset, limit, follow_case, now=app.clock.now()
+            app.db, app.profile, flt, offset, limit, follow_case, anchor=anchor, now=app.clock.now()
         )
         if not get_current_worker().is_cancelled:
             self.post_message(
@@ -547,20 +553,24 @@ class QueueScreen(Screen[None]):
 
     @work(thread=True, name="casework action", group="case-action", exit_on_error=False)
     def _perform_casework(
-        self, command: CaseworkCommand, generation: int, flt: QueueFilter
+        self, command: CaseworkCommand, generation: int, flt: QueueFilter, seen: desk.ScreenRows
     ) -> None:
         app = self.vigil
         service = CaseworkService(app.db, app.clock)
         zone = viewer_zone(app.profile.timezone)
         text = perform(service, app.profile.handle, command, zone)
-        total, change = desk.read_case_change(
-            app.db, app.profile, flt, command.case_id, app.clock.now()
+        window = desk.read_after_action(
+            app.db, app.profile, flt, command.case_id, seen, app.clock.now()
         )
         verb, case_id = command.draft_key
-        self.post_message(CaseActionDone(verb, case_id, text, generation, total, change))
+        self.post_message(CaseActionDone(verb, case_id, text, generation, window))
 
     @work(thread=True, name="case action", group="case-action", exit_on_error=False)
-    def _perform(self, action: CaseAction, generation: int, flt: QueueFilter) -> None:
+    def _perform(
+        self, action: CaseAction, generation: int, flt: QueueFilter, seen: desk.ScreenRows
+    ) -> None:
+        """Store the action, then read where its case now sits, in this one thread: the
+        row moves with one message back, not a second read started from the screen."""
         app = self.vigil
         service = CaseService(app.db, app.clock)
         me = app.profile.handle
@@ -594,12 +604,10 @@ class QueueScreen(Screen[None]):
             text = f"{case.ref}: the next escalation step is due now"
         else:
             raise ValueError(f"unknown case action {action.verb!r}")
-        total, change = desk.read_case_change(
-            app.db, app.profile, flt, action.case_id, app.clock.now()
+        window = desk.read_after_action(
+            app.db, app.profile, flt, action.case_id, seen, app.clock.now()
         )
-        self.post_message(
-            CaseActionDone(action.verb, action.case_id, text, generation, total, change)
-        )
+        self.post_message(CaseActionDone(action.verb, action.case_id, text, generation, window))
 
     @work(thread=True, name="desktop notification", group="desktop", exit_on_error=False)
     def _notify_desktop(self, alerts: tuple[PageAlert, ...]) -> None:
@@ -642,6 +650,14 @@ class QueueScreen(Screen[None]):
             limit = max(limit, 2 * rows)
         return start, limit
 
+    def _screen_rows(self) -> desk.ScreenRows:
+        """The rows on screen and the cursor's line among them: after an action, the
+        rows read are those the screen will show with the cursor on the same line."""
+        table = self.table
+        height = table.scrollable_content_region.height or self.app.size.height
+        top = int(table.scroll_y)
+        return desk.ScreenRows(top, max(1, height - 1), max(0, table.cursor_index - top))
+
     def _take_first_read(self) -> None:
         """Show the rows read before the console opened (no round trip, so the first frame
         has them); read them now if there are none or they do not fill the screen."""
@@ -674,7 +690,13 @@ class QueueScreen(Screen[None]):
     def _window_needed(self, event: QueueTable.WindowNeeded) -> None:
         event.stop()
         self._read_window(
-            self.generation, self.queue_filter, event.offset, event.limit, False, None
+            self.generation,
+            self.queue_filter,
+            event.offset,
+            event.limit,
+            False,
+            None,
+            anchor=event.anchor,
         )
 
     def on_window_loaded(self, message: WindowLoaded) -> None:
@@ -684,7 +706,7 @@ class QueueScreen(Screen[None]):
             return
         table = self.table
         window = message.window
-        if message.replace:
+        if message.replace and window.total is not None:
             table.clear_cache()
             table.set_total(window.total)
             table.set_window(window.offset, window.rows)
@@ -819,7 +841,7 @@ class QueueScreen(Screen[None]):
     def _run(self, action: CaseAction) -> None:
         if action.text:
             self.drafts[action.draft_key] = action.text
-        self._perform(action, self.generation, self.queue_filter)
+        self._perform(action, self.generation, self.queue_filter, self._screen_rows())
 
     def action_ack(self) -> None:
         if (target := self._target()) is None:
@@ -945,13 +967,40 @@ class QueueScreen(Screen[None]):
     def on_case_action_done(self, message: CaseActionDone) -> None:
         self.drafts.pop((message.verb, message.case_id), None)
         self.casework_flows.forget_draft((message.verb, message.case_id))
-        self.notify(message.text, title="Done", markup=False)
-        self.vigil.wake_engine()
         if message.generation == self.generation:
-            self._apply_changes(message.total, (message.change,))
-        if message.case_id == self.detail_case:
-            self._read_detail(message.case_id)
-            self._read_casework(message.case_id)
+            self._show_after_action(message.case_id, message.window)
+        # The rest waits for the frame that shows the row where it now sits, so its reads
+        # (threads that would take turns with the painting) and the toast's layout do not
+        # hold that frame up.
+        self.table.call_after_paint(partial(self._after_action, message.case_id, message.text))
+
+    def _show_after_action(self, case_id: int, window: desk.Window) -> None:
+        """Repaint the row if the case kept its place; else show the window read around
+        it. The count follows from whether the case was, and is, in the view."""
+        table = self.table
+        held_at = table.index_of(case_id)
+        position = window.follow_position
+        if held_at is None:
+            self._reload()  # it was not on hand: whether it was in the view is unknown
+            return
+        if position == held_at:
+            table.update_row(window.rows[position - window.offset])
+            return
+        table.clear_cache()
+        table.set_total(table.total - 1 + (position is not None))
+        table.set_window(window.offset, window.rows)
+        if position is not None:
+            table.keep_cursor_on(case_id)
+        elif table.total == 0:
+            self._select_case(None)
+        self._show_filter_summary()
+
+    def _after_action(self, case_id: int, text: str) -> None:
+        self.notify(text, title="Done", markup=False)
+        self.vigil.wake_engine()
+        if case_id == self.detail_case:
+            self._read_detail(case_id)
+            self._read_casework(case_id)
         self._read_feed_if_announced()
 
     def action_open_screen(self, name: str) -> None:
@@ -1008,7 +1057,7 @@ class QueueScreen(Screen[None]):
         return CaseworkTarget(case_id, ref, view, choices)
 
     def run_casework(self, command: CaseworkCommand) -> None:
-        self._perform_casework(command, self.generation, self.queue_filter)
+        self._perform_casework(command, self.generation, self.queue_filter, self._screen_rows())
 
     def action_verify(self) -> None:
         self.casework_flows.verify()
@@ -1112,7 +1161,9 @@ class QueueScreen(Screen[None]):
         noun = "case" if total == 1 else "cases"
         shown = f"{total} {noun}" if flt.include_resolved else f"{total} open {noun}"
         text = f"{shown} · " + " · ".join(chips) if chips else f"{shown} · no filters"
-        self.query_one("#filter-summary", Static).update(text, layout=False)
+        if text != self._summary_text:  # unchanged, it need not be painted again
+            self._summary_text = text
+            self.query_one("#filter-summary", Static).update(text, layout=False)
         self.set_class(bool(chips), "-filtered")
 
     # ----------------------------------------------------------------- failures
