@@ -97,6 +97,7 @@ class CaseDetailView:
     notes: tuple[NoteView, ...] = ()
     revealed: bool = False
     extra: dict[str, str] = field(default_factory=dict)
+    links: tuple[tuple[str, str], ...] = ()  # (text, address) a sender attached
 
 
 # --- casework ------------------------------------------------------------------
