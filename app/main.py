@@ -21,11 +21,18 @@ def open_console(db: Database, clock: Clock, handle: str, *, engine: bool) -> in
 
 
 def run_server(
-    db: Database, clock: Clock, handle: str, *, host: str, port: int, engine: bool
+    db: Database,
+    clock: Clock,
+    handle: str,
+    *,
+    host: str,
+    port: int,
+    engine: bool,
+    tls: tuple[str, str] | None = None,
 ) -> int:
     from app.serve import run_server as serve
 
-    return serve(db, clock, handle, host=host, port=port, engine=engine)
+    return serve(db, clock, handle, host=host, port=port, engine=engine, tls=tls)
 
 
 def main() -> int:

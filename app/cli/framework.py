@@ -44,7 +44,15 @@ class ServerRunner(Protocol):
     """Runs `vigil serve` until stopped; handed in by the entry point like the console."""
 
     def __call__(
-        self, db: Database, clock: Clock, handle: str, *, host: str, port: int, engine: bool
+        self,
+        db: Database,
+        clock: Clock,
+        handle: str,
+        *,
+        host: str,
+        port: int,
+        engine: bool,
+        tls: tuple[str, str] | None = None,
     ) -> int: ...
 
 

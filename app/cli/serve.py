@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from app.cli.framework import EXIT_OK, Commands, Context, UsageError
@@ -15,8 +16,20 @@ def cmd_serve(ctx: Context) -> int:
     port: int = ctx.args.port
     if not 0 < port < 65536:
         raise UsageError(f"vigil serve: --port: expected 1-65535, got {port}")
+    cert, key = ctx.args.tls_cert, ctx.args.tls_key
+    if bool(cert) != bool(key):
+        raise UsageError("vigil serve: --tls-cert and --tls-key go together")
+    for option, path in (("--tls-cert", cert), ("--tls-key", key)):
+        if path and not Path(path).is_file():
+            raise UsageError(f"vigil serve: {option}: no such file {path!r}")
     return ctx.run_server(
-        ctx.db, ctx.clock, ctx.actor, host=ctx.args.host, port=port, engine=not ctx.args.no_engine
+        ctx.db,
+        ctx.clock,
+        ctx.actor,
+        host=ctx.args.host,
+        port=port,
+        engine=not ctx.args.no_engine,
+        tls=(cert, key) if cert and key else None,
     )
 
 
@@ -71,6 +84,8 @@ def register(commands: Commands) -> None:
     p.add_argument(
         "--no-engine", action="store_true", help="without the in-process escalation engine"
     )
+    p.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this PEM certificate")
+    p.add_argument("--tls-key", metavar="FILE", help="the certificate's PEM private key")
 
     group = commands.group("integration")
     p = group.add("key", cmd_integration_key, "make a new key for an integration; shown once")

@@ -43,11 +43,15 @@ class Server:
         port: int = 8080,
         engine: bool = True,
         name: str | None = None,
+        tls: tuple[str, str] | None = None,
     ) -> None:
+        """`tls` is (certificate file, key file) in PEM: serve HTTPS, as PagerDuty's own
+        client insists on; without it, put a TLS-terminating proxy in front."""
         UnitOfWork(db, clock).require_actor(actor)  # refused now, not at the first alert
         self.db = db
         self.host = host
         self.port = port
+        self.tls = tls
         self.name = name or f"serve@{socket.gethostname()}:{port}"
         self.engine = EscalationEngine(db, clock, name=self.name)
         self.runner: EngineRunner | None = None
@@ -89,6 +93,8 @@ class Server:
             lifespan="off",
             timeout_graceful_shutdown=10,
             server_header=False,
+            ssl_certfile=self.tls[0] if self.tls else None,
+            ssl_keyfile=self.tls[1] if self.tls else None,
         )
 
     def _start_engine(self) -> None:
@@ -105,9 +111,8 @@ class Server:
     def run(self) -> int:
         self._start_engine()
         log.info(
-            "vigil serve on http://%s:%d against %s (%s)",
-            self.host,
-            self.port,
+            "vigil serve on %s against %s (%s)",
+            self.url,
             self.db.display_name,
             "engine in-process" if self.runner else "no engine",
         )
@@ -142,7 +147,7 @@ class Server:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
 
 def run_server(
@@ -153,10 +158,11 @@ def run_server(
     host: str,
     port: int,
     engine: bool,
+    tls: tuple[str, str] | None = None,
 ) -> int:
     """`vigil serve`: serve until SIGINT or SIGTERM."""
     if not logging.getLogger().handlers:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s"
         )
-    return Server(db, clock, actor, host=host, port=port, engine=engine).run()
+    return Server(db, clock, actor, host=host, port=port, engine=engine, tls=tls).run()

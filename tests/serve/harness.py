@@ -89,9 +89,14 @@ class Served:
 
 @contextmanager
 def serving(
-    db: Database, clock: Clock, keys: dict[str, str], *, engine: bool = True
+    db: Database,
+    clock: Clock,
+    keys: dict[str, str],
+    *,
+    engine: bool = True,
+    tls: tuple[str, str] | None = None,
 ) -> Iterator[Served]:
-    server = Server(db, clock, "intake", port=free_port(), engine=engine)
+    server = Server(db, clock, "intake", port=free_port(), engine=engine, tls=tls)
     server.start()
     try:
         yield Served(server, keys)
