@@ -210,11 +210,15 @@ def test_two_servers_on_one_postgresql_open_one_case_for_one_trigger_sent_to_bot
                 barrier = threading.Barrier(4)
                 replies: list[int] = []
 
-                def send(url: str, event: dict[str, object] = event) -> None:
+                def send(
+                    url: str,
+                    event: dict[str, object] = event,
+                    barrier: threading.Barrier = barrier,
+                    replies: list[int] = replies,
+                ) -> None:
                     barrier.wait()
-                    replies.append(
-                        httpx.post(f"{url}/v2/enqueue", json=event, timeout=20).status_code
-                    )
+                    reply = httpx.post(f"{url}/v2/enqueue", json=event, timeout=20)
+                    replies.append(reply.status_code)
 
                 threads = [
                     threading.Thread(target=send, args=(url,))
