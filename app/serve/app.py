@@ -16,7 +16,9 @@ that does not answer is a 503 with `Retry-After`, which every sender retries.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -71,6 +73,9 @@ class Desk:
     _loaded_at: float = float("-inf")
 
     def __post_init__(self) -> None:
+        # SQLite has one writer at a time and its busy handler waits by sleeping (up to
+        # 100 ms a try), so this process's writers queue here instead, in order.
+        self.writing = threading.Lock() if not self.db.is_postgres else contextlib.nullcontext()
         if self.metrics is None:
             self.metrics = Metrics(self.db, self.clock)
         self.cases = CaseService(self.db, self.clock, escalation=self.escalation)
@@ -169,7 +174,8 @@ def _apply_all(
 ) -> None:
     for event in events:
         try:
-            apply_event(desk.cases, desk.actor, event, outcome, name)
+            with desk.writing:
+                apply_event(desk.cases, desk.actor, event, outcome, name)
         except (BadInput, Refused) as exc:
             outcome.errors.append(IntakeError(event.position, str(exc)))
 
