@@ -1,6 +1,5 @@
 """Intake tables: the integrations that send alerts (each with its hashed key), the links a
-sender attached to a case, the change notes of PagerDuty change events, and heartbeat
-monitors. Every timestamp is UTC (`data.types.UTCDateTime`)."""
+sender attached to a case, and the change notes of PagerDuty change events. Every timestamp is UTC (`data.types.UTCDateTime`)."""
 
 from __future__ import annotations
 
@@ -59,18 +58,3 @@ class ChangeNote(SQLModel, table=True):
         default_factory=list, sa_column=Column(JSON, nullable=False)
     )
 
-
-class Heartbeat(SQLModel, table=True):
-    """A heartbeat monitor (`[[heartbeat]]`): a sender that must check in every `interval`;
-    missing it by more than `grace` opens one case, its return resolves it."""
-
-    id: int | None = Field(default=None, primary_key=True)
-    name: str = Field(unique=True, index=True)
-    interval_seconds: int
-    grace_seconds: int = 0
-    severity: int = 2
-    category: str = "other"
-    policy: str | None = None
-    key_hash: str | None = Field(default=None, unique=True)
-    last_beat_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
-    created_at: datetime = Field(sa_type=UTCDateTime)

@@ -1,4 +1,4 @@
-"""intake over HTTP: integrations, case links, change notes, heartbeat monitors
+"""intake over HTTP: integrations, case links, change notes
 
 Revision ID: 0003
 Revises: 0002
@@ -61,27 +61,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("ix_change_note_received_at", "change_note", ["received_at"], unique=False)
-    op.create_table(
-        "heartbeat",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("name", _TEXT(), nullable=False),
-        sa.Column("interval_seconds", sa.Integer(), nullable=False),
-        sa.Column("grace_seconds", sa.Integer(), nullable=False),
-        sa.Column("severity", sa.Integer(), nullable=False),
-        sa.Column("category", _TEXT(), nullable=False),
-        sa.Column("policy", _TEXT(), nullable=True),
-        sa.Column("key_hash", _TEXT(), nullable=True),
-        sa.Column("last_beat_at", _UTC(timezone=True), nullable=True),
-        sa.Column("created_at", _UTC(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("key_hash"),
-    )
-    op.create_index("ix_heartbeat_name", "heartbeat", ["name"], unique=True)
 
 
 def downgrade() -> None:
-    op.drop_index("ix_heartbeat_name", table_name="heartbeat")
-    op.drop_table("heartbeat")
     op.drop_index("ix_change_note_received_at", table_name="change_note")
     op.drop_table("change_note")
     op.drop_table("case_link")
