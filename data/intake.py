@@ -1,5 +1,6 @@
 """Intake tables: the integrations that send alerts (each with its hashed key), the links a
-sender attached to a case, and the change notes of PagerDuty change events. Every timestamp is UTC (`data.types.UTCDateTime`)."""
+sender attached to a case, and the change notes of PagerDuty change events. Every timestamp
+is UTC (`data.types.UTCDateTime`)."""
 
 from __future__ import annotations
 
@@ -57,4 +58,3 @@ class ChangeNote(SQLModel, table=True):
     links: list[dict[str, Any]] = Field(
         default_factory=list, sa_column=Column(JSON, nullable=False)
     )
-
