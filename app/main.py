@@ -1,6 +1,7 @@
-"""The `vigil` entry point: the command line, with the console it opens handed in.
+"""The `vigil` entry point: the command line, with the console it opens and the HTTP
+service it runs handed in.
 
-The two faces never import each other; this module, above both, joins them.
+The faces never import each other; this module, above them, joins them.
 """
 
 from __future__ import annotations
@@ -19,10 +20,25 @@ def open_console(db: Database, clock: Clock, handle: str, *, engine: bool) -> in
     return run_console(db, clock, handle, engine=engine)
 
 
+def run_server(
+    db: Database,
+    clock: Clock,
+    handle: str,
+    *,
+    host: str,
+    port: int,
+    engine: bool,
+    tls: tuple[str, str] | None = None,
+) -> int:
+    from app.serve import run_server as serve
+
+    return serve(db, clock, handle, host=host, port=port, engine=engine, tls=tls)
+
+
 def main() -> int:
     from app.cli.main import main as run_command
 
-    return run_command(console=open_console)
+    return run_command(console=open_console, server=run_server)
 
 
 if __name__ == "__main__":

@@ -240,7 +240,15 @@ class CaseDetail(VerticalScroll, can_focus=True):
             text = Content(view.details)
         else:
             text = Content.styled("(none)", "$foreground-muted")
-        return self._section("Details") + Content("\n") + text
+        details = self._section("Details") + Content("\n") + text
+        if not view.links:
+            return details
+        links = [self._section(f"Links ({len(view.links)})")]
+        links += [
+            Content.assemble((label or "link", "bold"), " ", (href, "underline"))
+            for label, href in view.links
+        ]
+        return details + Content("\n").join(links)
 
     def _history(self, view: CaseDetailView) -> Content:
         """Pages, notes and the timeline, after the casework."""

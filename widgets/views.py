@@ -116,6 +116,7 @@ class CaseDetailView:
     # responded at the first response, not at resolve.
     sla_ack_met_at: datetime | None = None
     sla_respond_met_at: datetime | None = None
+    links: tuple[tuple[str, str], ...] = ()  # (text, address) a sender attached
 
 
 # --- casework ------------------------------------------------------------------

@@ -50,6 +50,8 @@ def _show_case_text(body: dict[str, Any], details: str | None) -> str:
     if body["resolved_at"]:
         lines.append(f"  resolved {body['resolved_at']}")
     lines.append(f"  details: {details}")
+    for link in body.get("links", []):
+        lines.append(f"  link: {link['text'] or 'link'}  {link['href']}")
     if body["pages"]:
         lines.append("  pages:")
         for page in body["pages"]:

@@ -40,6 +40,22 @@ class ConsoleOpener(Protocol):
     def __call__(self, db: Database, clock: Clock, handle: str, *, engine: bool) -> int: ...
 
 
+class ServerRunner(Protocol):
+    """Runs `vigil serve` until stopped; handed in by the entry point like the console."""
+
+    def __call__(
+        self,
+        db: Database,
+        clock: Clock,
+        handle: str,
+        *,
+        host: str,
+        port: int,
+        engine: bool,
+        tls: tuple[str, str] | None = None,
+    ) -> int: ...
+
+
 @dataclass
 class Context:
     args: argparse.Namespace
@@ -47,6 +63,7 @@ class Context:
     out: TextIO
     err: TextIO
     open_console: ConsoleOpener | None = None
+    run_server: ServerRunner | None = None
     _db: Database | None = field(default=None, repr=False)
 
     @property

@@ -21,6 +21,7 @@ from app.cli.framework import (
     ConsoleOpener,
     Context,
     Handler,
+    ServerRunner,
     UsageError,
 )
 from app.core.clock import Clock, SystemClock
@@ -63,6 +64,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "calendar": ("calendar", "on-call calendar: iCalendar export, gaps, settings"),
     "swap": ("calendar", "shift swaps: offer part of your shift, take, approve"),
+    "serve": ("serve", "the HTTP service: alerts from senders, health and metrics"),
+    "integration": ("serve", "integrations that send alerts: make a key"),
+    "changes": ("serve", "change notes senders recorded (deploys, configuration changes)"),
 }
 
 # Options of the top level that take a value: the word after them is not a command.
@@ -173,8 +177,10 @@ def main(
     out: TextIO | None = None,
     err: TextIO | None = None,
     console: ConsoleOpener | None = None,
+    server: ServerRunner | None = None,
 ) -> int:
-    """Run one command; `console` opens the full-screen console (see `app.main`)."""
+    """Run one command; `console` opens the full-screen console and `server` runs
+    `vigil serve` (see `app.main`)."""
     out = out or sys.stdout
     err = err or sys.stderr
     try:
@@ -185,7 +191,12 @@ def main(
             if not hasattr(args, name):
                 setattr(args, name, default)
         ctx = Context(
-            args=args, clock=clock or SystemClock(), out=out, err=err, open_console=console
+            args=args,
+            clock=clock or SystemClock(),
+            out=out,
+            err=err,
+            open_console=console,
+            run_server=server,
         )
         try:
             handler: Handler = args.handler

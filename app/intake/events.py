@@ -21,11 +21,42 @@ TITLE_MAX = 200
 DETAILS_MAX = 20_000
 DEDUP_KEY_MAX = 255
 POLICY_MAX = 100
+LINK_MAX = 2_000
+LINKS_MAX = 20
+# Where an alert names no severity it still pages: sev2, as Alertmanager's own PagerDuty
+# receiver sends such alerts as "error" (PagerDuty's sev2), unless the integration says.
+DEFAULT_SEVERITY = 2
 
 _SEVERITY_SPELLINGS = "sev1, sev2, sev3, sev4 or 1-4"
 _CATEGORY_NAMES = ", ".join(category.value for category in Category)
 OUR_ACTIONS: dict[str, Action] = {action: action for action in ACTIONS}
 _SHOW_MAX = 60
+
+
+@dataclass(frozen=True)
+class Link:
+    """A link a sender attached (a runbook, a dashboard, the alert's source)."""
+
+    href: str
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class IntakeDefaults:
+    """What an integration supplies where an event is silent: its name, category, severity
+    and escalation policy (`[[integration]]` in the team file)."""
+
+    integration: str = ""
+    category: Category | None = None
+    severity: int | None = None
+    policy: str | None = None
+
+    @property
+    def fallback_severity(self) -> int:
+        return self.severity or DEFAULT_SEVERITY
+
+
+NO_DEFAULTS = IntakeDefaults()
 
 
 @dataclass(frozen=True)
@@ -42,6 +73,7 @@ class IntakeEvent:
     sensitive: bool
     source: str
     position: str
+    links: tuple[Link, ...] = ()
 
     @classmethod
     def trigger(
@@ -56,9 +88,11 @@ class IntakeEvent:
         dedup_key: str | None,
         sensitive: bool,
         policy: str | None = None,
+        links: tuple[Link, ...] = (),
     ) -> IntakeEvent:
         """An event that opens a case (a CSEA report is always sensitive)."""
         return cls(
+            links=links,
             action="trigger",
             title=title,
             category=category,
@@ -89,6 +123,18 @@ class IntakeEvent:
 
 
 @dataclass(frozen=True)
+class ChangeEvent:
+    """A change the desk should know of (PagerDuty change events): a note, never a page."""
+
+    summary: str
+    source: str
+    happened_at: str | None  # ISO 8601 as sent, checked
+    details: str
+    links: tuple[Link, ...]
+    position: str
+
+
+@dataclass(frozen=True)
 class IntakeError:
     position: str
     reason: str
@@ -99,12 +145,12 @@ class IntakeError:
 
 @dataclass(frozen=True)
 class IntakeBatch:
-    events: list[IntakeEvent]
+    events: list[IntakeEvent | ChangeEvent]
     errors: list[IntakeError]
 
 
-Outcome = IntakeEvent | IntakeError
-EventParser = Callable[[dict[str, Any], str, "Problems"], IntakeEvent | None]
+Outcome = IntakeEvent | ChangeEvent | IntakeError
+EventParser = Callable[[dict[str, Any], str, "Problems"], "IntakeEvent | ChangeEvent | None"]
 
 
 @dataclass(frozen=True)
@@ -115,7 +161,7 @@ class IntakeFormat:
     name: str
     help: str
     looks_like: Callable[[dict[str, Any]], bool]
-    parse: Callable[[str, dict[str, Any]], list[Outcome]]
+    parse: Callable[[str, dict[str, Any], IntakeDefaults], list[Outcome]]
     fallback: bool = False  # `auto` tries it last: it takes what no other format claims
 
 
@@ -141,6 +187,40 @@ def conclude(position: str, value: object, parse: EventParser) -> list[Outcome]:
     if event is None or problems.reasons:
         return [IntakeError(position, reason) for reason in problems.reasons]
     return [event]
+
+
+def links_field(problems: Problems, field: str, value: object) -> tuple[Link, ...]:
+    """PagerDuty's `links`: a list of {href, text}; also used for `images` (href, alt)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        problems.add(field, f"expected a list of {{href, text}}, got {show(value)}")
+        return ()
+    links: list[Link] = []
+    for index, item in enumerate(value[:LINKS_MAX]):
+        where = f"{field}[{index}]"
+        if not isinstance(item, dict):
+            problems.add(where, f"expected an object with href, got {show(item)}")
+            continue
+        href = link_href(problems, f"{where}.href", item.get("href"), missing="required")
+        text = item.get("text", item.get("alt"))
+        label = string(problems, f"{where}.text", text, limit=TITLE_MAX) if text else None
+        if href:
+            links.append(Link(href, label or ""))
+    return tuple(links)
+
+
+def link_href(
+    problems: Problems, field: str, value: object, *, missing: str | None = None
+) -> str | None:
+    """A web address to click: http or https only (never javascript: or a local file)."""
+    href = string(problems, field, value, limit=LINK_MAX, missing=missing)
+    if href is None:
+        return None
+    if not href.lower().startswith(("http://", "https://")):
+        problems.add(field, f"expected an http:// or https:// address, got {show(href)}")
+        return None
+    return href
 
 
 def not_an_object_error(position: str, value: object) -> IntakeError:

@@ -6,19 +6,30 @@
 Without a category there, `payload.class` is used when it names one of ours, else `other`.
 The details are `custom_details.details`, then source, component, group, class and the other
 custom details as `key: value` lines; when the sender marks the event sensitive, only
-`custom_details.details` is kept, exactly as given.
+`custom_details.details` is kept, exactly as given. `links`, `images` (as links, their `alt`
+as text) and `client_url` (as a link named by `client`) are kept on the case. A trigger
+without `dedup_key` gets one (`pd-` and 32 hex digits), which the sender is told, so its
+acknowledge and resolve can find the case, as PagerDuty does.
+
+A change event (`POST /v2/change/enqueue`, or an event with `payload.summary` but no
+`event_action`) is a change note the desk can read (`vigil changes`), never a page.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from app.intake.events import (
     DETAILS_MAX,
     TITLE_MAX,
+    ChangeEvent,
+    IntakeDefaults,
     IntakeEvent,
     IntakeFormat,
+    Link,
     Outcome,
     Problems,
     action_and_key,
@@ -26,6 +37,8 @@ from app.intake.events import (
     conclude,
     flag,
     known_category,
+    link_href,
+    links_field,
     not_an_object,
     render,
     severity_field,
@@ -41,7 +54,11 @@ _PAGERDUTY_CONTROL_KEYS = frozenset(
 _PAGERDUTY_FACTS = ("source", "component", "group", "class")
 
 
-def _event(value: dict[str, Any], position: str, problems: Problems) -> IntakeEvent | None:
+def _event(
+    value: dict[str, Any], position: str, problems: Problems, defaults: IntakeDefaults
+) -> IntakeEvent | ChangeEvent | None:
+    if value.get("event_action") is None and isinstance(value.get("payload"), dict):
+        return _change(value, position, problems)
     action, dedup_key = action_and_key(
         problems, "event_action", value.get("event_action"), value.get("dedup_key")
     )
@@ -81,9 +98,10 @@ def _event(value: dict[str, Any], position: str, problems: Problems) -> IntakeEv
     controls: dict[str, Any] = custom if isinstance(custom, dict) else {}
     if controls.get("severity") is not None:
         severity = severity_field(problems, "payload.custom_details.severity", controls["severity"])
-    category = _pagerduty_category(problems, controls, facts["class"])
+    category = _pagerduty_category(problems, controls, facts["class"], defaults)
     said_sensitive = flag(problems, "payload.custom_details.sensitive", controls.get("sensitive"))
     details = _pagerduty_details(problems, custom, facts, keep_as_given=said_sensitive)
+    links = _pagerduty_links(problems, value)
     if title is None or severity is None or category is None:
         return None
     return IntakeEvent.trigger(
@@ -93,13 +111,56 @@ def _event(value: dict[str, Any], position: str, problems: Problems) -> IntakeEv
         category=category,
         severity=severity,
         details=details,
-        dedup_key=dedup_key,
+        dedup_key=dedup_key or f"pd-{uuid.uuid4().hex}",
         sensitive=said_sensitive,
+        policy=defaults.policy,
+        links=links,
+    )
+
+
+def _pagerduty_links(problems: Problems, value: dict[str, Any]) -> tuple[Link, ...]:
+    links = [*links_field(problems, "links", value.get("links"))]
+    links += links_field(problems, "images", value.get("images"))
+    client_url = link_href(problems, "client_url", value.get("client_url"))
+    if client_url:
+        client = string(problems, "client", value.get("client"), limit=TITLE_MAX)
+        links.append(Link(client_url, client or "client"))
+    return tuple(links)
+
+
+def _change(value: dict[str, Any], position: str, problems: Problems) -> ChangeEvent | None:
+    """A change event: summary required; source, timestamp, custom details and links kept."""
+    payload: dict[str, Any] = value["payload"]
+    summary = string(
+        problems, "payload.summary", payload.get("summary"), limit=TITLE_MAX, missing="required"
+    )
+    source = string(problems, "payload.source", payload.get("source"), limit=TITLE_MAX)
+    timestamp = string(problems, "payload.timestamp", payload.get("timestamp"), limit=64)
+    if timestamp is not None:
+        try:
+            datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+        except ValueError:
+            problems.add("payload.timestamp", f"expected an ISO 8601 time, got {timestamp!r}")
+    custom = payload.get("custom_details")
+    details = "" if custom is None else render(custom)
+    links = links_field(problems, "links", value.get("links"))
+    if summary is None:
+        return None
+    return ChangeEvent(
+        summary=summary,
+        source=source or "",
+        happened_at=timestamp,
+        details=details[:DETAILS_MAX],
+        links=links,
+        position=position,
     )
 
 
 def _pagerduty_category(
-    problems: Problems, controls: dict[str, Any], event_class: str | None
+    problems: Problems,
+    controls: dict[str, Any],
+    event_class: str | None,
+    defaults: IntakeDefaults,
 ) -> Category | None:
     named = {
         key: category_field(problems, f"payload.custom_details.{key}", controls[key])
@@ -117,7 +178,7 @@ def _pagerduty_category(
         return None
     if chosen:
         return chosen.pop()
-    return known_category(event_class) or Category.OTHER
+    return known_category(event_class) or defaults.category or Category.OTHER
 
 
 def _pagerduty_details(
@@ -150,12 +211,18 @@ def _pagerduty_details(
     return details or ""
 
 
-def parse(position: str, value: dict[str, Any]) -> list[Outcome]:
-    return conclude(position, value, _event)
+def parse(position: str, value: dict[str, Any], defaults: IntakeDefaults) -> list[Outcome]:
+    return conclude(
+        position, value, lambda event, where, problems: _event(event, where, problems, defaults)
+    )
 
 
 def looks_like(value: dict[str, Any]) -> bool:
-    return "event_action" in value and ("routing_key" in value or "payload" in value)
+    if "event_action" in value:
+        return "routing_key" in value or "payload" in value
+    # A change event: a routing key and a payload with a summary, no action.
+    payload = value.get("payload")
+    return "routing_key" in value and isinstance(payload, dict) and "summary" in payload
 
 
 FORMAT = IntakeFormat(

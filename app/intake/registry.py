@@ -15,22 +15,25 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from app.intake import alertmanager, pagerduty, vigil
 from app.intake.events import (
+    NO_DEFAULTS,
+    ChangeEvent,
     IntakeBatch,
+    IntakeDefaults,
     IntakeError,
     IntakeEvent,
     IntakeFormat,
     Outcome,
     not_an_object_error,
 )
+from app.intake import alertmanager, grafana, pagerduty, vigil
 
 _JSON_SPACE = " \t\r\n"
 
 
 def formats() -> tuple[IntakeFormat, ...]:
     """Every format, as `--format` lists them."""
-    return (vigil.FORMAT, pagerduty.FORMAT, alertmanager.FORMAT)
+    return (vigil.FORMAT, pagerduty.FORMAT, alertmanager.FORMAT, grafana.FORMAT)
 
 
 def format_names() -> tuple[str, ...]:
@@ -38,7 +41,9 @@ def format_names() -> tuple[str, ...]:
     return ("auto", *(fmt.name for fmt in formats()))
 
 
-def parse_intake(text: str, fmt: str = "auto") -> IntakeBatch:
+def parse_intake(
+    text: str, fmt: str = "auto", defaults: IntakeDefaults = NO_DEFAULTS
+) -> IntakeBatch:
     """Parse a JSON array, a single JSON object or JSON lines of events in format `fmt`.
 
     `auto` decides per event, so one batch may mix formats. Raises ValueError only for an
@@ -47,10 +52,10 @@ def parse_intake(text: str, fmt: str = "auto") -> IntakeBatch:
     names = format_names()
     if fmt not in names:
         raise ValueError(f"format: expected one of {', '.join(names)}, got {fmt!r}")
-    events: list[IntakeEvent] = []
+    events: list[IntakeEvent | ChangeEvent] = []
     errors: list[IntakeError] = []
     for item in _read_items(text):
-        outcomes = [item] if isinstance(item, IntakeError) else _parse_item(*item, fmt)
+        outcomes = [item] if isinstance(item, IntakeError) else _parse_item(*item, fmt, defaults)
         for outcome in outcomes:
             if isinstance(outcome, IntakeError):
                 errors.append(outcome)
@@ -118,11 +123,18 @@ def _json_problem(exc: ValueError | RecursionError, with_line: bool = False) -> 
 # Dispatching each value to its format.
 
 
-def _parse_item(position: str, value: object, fmt: str) -> list[Outcome]:
+def parse_value(
+    value: object, fmt: str, defaults: IntakeDefaults = NO_DEFAULTS, position: str = "event"
+) -> list[Outcome]:
+    """One JSON value already read (an HTTP request's body) in format `fmt`."""
+    return _parse_item(position, value, fmt, defaults)
+
+
+def _parse_item(position: str, value: object, fmt: str, defaults: IntakeDefaults) -> list[Outcome]:
     if not isinstance(value, dict):
         return [not_an_object_error(position, value)]
     try:
-        return _format_of(value, fmt).parse(position, value)
+        return _format_of(value, fmt).parse(position, value, defaults)
     except RecursionError:
         return [IntakeError(position, "nested too deeply")]
 

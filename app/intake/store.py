@@ -1,17 +1,26 @@
 """Storing parsed intake events through the case service, one event at a time.
 
-Each event is its own transaction: a bad event never blocks or undoes a good one.
+Each event is its own transaction: a bad event never blocks or undoes a good one. The same
+rules hold for `vigil intake` and for `vigil serve`: an acknowledge or resolve whose case is
+already in that state is unchanged, and one whose dedup key has no open case (unknown, or
+already resolved: Alertmanager re-sends resolved alerts) is accepted and dropped, as
+PagerDuty does. A sender's resolve closes its case whoever it is assigned to. A change event
+is a change note (`vigil changes`), never a page.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-from app.core.errors import BadInput, NotFound, NothingToDo, Refused
-from app.intake.events import IntakeError, IntakeEvent
+from app.core.errors import BadInput, NothingToDo, Refused
+from app.intake.events import NO_DEFAULTS, ChangeEvent, IntakeDefaults, IntakeError, IntakeEvent
 from app.intake.registry import parse_intake
 from app.services.cases import CaseService
+from app.services.unit_of_work import actor_of
+from data import audit
+from data.intake import ChangeNote
 
 
 @dataclass
@@ -21,6 +30,8 @@ class IntakeOutcome:
     acknowledged: list[str] = field(default_factory=list)
     resolved: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)  # dedup keys with no open case
+    changes: list[int] = field(default_factory=list)  # change notes recorded
     case_ids: list[int] = field(default_factory=list)
     errors: list[IntakeError] = field(default_factory=list)
 
@@ -31,6 +42,8 @@ class IntakeOutcome:
             or self.acknowledged
             or self.resolved
             or self.unchanged
+            or self.dropped
+            or self.changes
             or self.errors
         )
 
@@ -41,6 +54,8 @@ class IntakeOutcome:
             "acknowledged": self.acknowledged,
             "resolved": self.resolved,
             "unchanged": self.unchanged,
+            "dropped": self.dropped,
+            "changes": len(self.changes),
             "errors": [{"position": e.position, "reason": e.reason} for e in self.errors],
         }
 
@@ -53,6 +68,10 @@ class IntakeOutcome:
         ]
         if self.unchanged:
             parts.append(f"{len(self.unchanged)} unchanged")
+        if self.dropped:
+            parts.append(f"{len(self.dropped)} dropped (no open case for the dedup key)")
+        if self.changes:
+            parts.append(f"{len(self.changes)} change notes")
         # An event can be wrong in several ways: count the events, then the problems.
         rejected = len({e.position for e in self.errors})
         problems = len(self.errors)
@@ -65,7 +84,18 @@ class IntakeOutcome:
         return "\n".join(lines)
 
 
-def _apply(service: CaseService, actor: str, event: IntakeEvent, outcome: IntakeOutcome) -> None:
+def apply_event(
+    service: CaseService,
+    actor: str,
+    event: IntakeEvent | ChangeEvent,
+    outcome: IntakeOutcome,
+    integration: str = "",
+) -> None:
+    """Store one parsed event and say in `outcome` what it did; raises `BadInput` or
+    `Refused` for an event the desk refuses (an unknown policy, say)."""
+    if isinstance(event, ChangeEvent):
+        outcome.changes.append(record_change_note(service, actor, event, integration))
+        return
     if event.action == "trigger":
         assert event.title is not None
         assert event.category is not None
@@ -79,7 +109,8 @@ def _apply(service: CaseService, actor: str, event: IntakeEvent, outcome: Intake
             policy=event.policy,
             dedup_key=event.dedup_key,
             sensitive=event.sensitive,
-            source=event.source,
+            source=f"{event.source}:{integration}" if integration else event.source,
+            links=[(link.href, link.text) for link in event.links],
         )
         (outcome.opened if result.created else outcome.deduplicated).append(result.ref)
         if result.created:
@@ -88,28 +119,71 @@ def _apply(service: CaseService, actor: str, event: IntakeEvent, outcome: Intake
     assert event.dedup_key is not None
     ref = service.open_ref_for_key(event.dedup_key)
     if ref is None:
-        raise NotFound(f"dedup_key: no open case with dedup key {event.dedup_key!r}")
+        outcome.dropped.append(event.dedup_key)
+        return
     try:
         if event.action == "acknowledge":
             service.acknowledge(actor, ref)
             outcome.acknowledged.append(ref)
         else:
-            service.resolve(actor, ref)
+            sender = f"{event.source} integration {integration}" if integration else event.source
+            service.resolve(actor, ref, sender=sender)
             outcome.resolved.append(ref)
     except NothingToDo:
         outcome.unchanged.append(ref)
 
 
-def store_intake(service: CaseService, actor: str, text: str, fmt: str = "auto") -> IntakeOutcome:
+def record_change_note(
+    service: CaseService, actor: str, event: ChangeEvent, integration: str = ""
+) -> int:
+    """Keep a change event as a note the desk can read; audited, never paged."""
+    happened = None
+    if event.happened_at:
+        happened = datetime.fromisoformat(event.happened_at.replace("Z", "+00:00"))
+        happened = happened.astimezone(UTC) if happened.tzinfo else happened.replace(tzinfo=UTC)
+    with service.db.write() as session:
+        audit.lock_head(session)
+        actor_row = actor_of(session, actor)
+        now = service.clock.now()
+        note = ChangeNote(
+            received_at=now,
+            happened_at=happened,
+            integration=integration,
+            summary=event.summary,
+            source=event.source,
+            details=event.details,
+            links=[{"href": link.href, "text": link.text} for link in event.links],
+        )
+        session.add(note)
+        session.flush()
+        audit.append(
+            session,
+            at=now,
+            actor=actor_row.handle,
+            action="change.note",
+            case_ref=None,
+            detail={"integration": integration, "source": event.source},
+        )
+        assert note.id is not None
+        return note.id
+
+
+def store_intake(
+    service: CaseService,
+    actor: str,
+    text: str,
+    fmt: str = "auto",
+    defaults: IntakeDefaults = NO_DEFAULTS,
+) -> IntakeOutcome:
     try:
-        batch = parse_intake(text, fmt)
+        batch = parse_intake(text, fmt, defaults)
     except ValueError as exc:
         raise BadInput("--format", str(exc)) from None
     service.require_actor(actor)
     outcome = IntakeOutcome(errors=list(batch.errors))
     for event in batch.events:
         try:
-            _apply(service, actor, event, outcome)
+            apply_event(service, actor, event, outcome, defaults.integration)
         except (BadInput, Refused) as exc:
             outcome.errors.append(IntakeError(event.position, str(exc)))
     outcome.errors.sort(key=lambda e: _position_key(e.position))

@@ -9,6 +9,7 @@ from app.intake.events import (
     DETAILS_MAX,
     POLICY_MAX,
     TITLE_MAX,
+    IntakeDefaults,
     IntakeEvent,
     IntakeFormat,
     Outcome,
@@ -34,7 +35,9 @@ VIGIL_KEYS = (
 )
 
 
-def _event(value: dict[str, Any], position: str, problems: Problems) -> IntakeEvent | None:
+def _event(
+    value: dict[str, Any], position: str, problems: Problems, defaults: IntakeDefaults
+) -> IntakeEvent | None:
     for key in value:
         if key not in VIGIL_KEYS:
             problems.add(show(key), f"unknown key, expected one of {', '.join(VIGIL_KEYS)}")
@@ -48,10 +51,18 @@ def _event(value: dict[str, Any], position: str, problems: Problems) -> IntakeEv
             None if dedup_key is None else IntakeEvent.closing(action, dedup_key, "vigil", position)
         )
     title = string(problems, "title", value.get("title"), limit=TITLE_MAX, missing="required")
-    category = category_field(problems, "category", value.get("category"), missing="required")
-    severity = severity_field(problems, "severity", value.get("severity"), missing="required")
+    category = (
+        defaults.category
+        if value.get("category") is None and defaults.category is not None
+        else category_field(problems, "category", value.get("category"), missing="required")
+    )
+    severity = (
+        defaults.severity
+        if value.get("severity") is None and defaults.severity is not None
+        else severity_field(problems, "severity", value.get("severity"), missing="required")
+    )
     details = string(problems, "details", value.get("details"), limit=DETAILS_MAX, text=True)
-    policy = string(problems, "policy", value.get("policy"), limit=POLICY_MAX)
+    policy = string(problems, "policy", value.get("policy"), limit=POLICY_MAX) or defaults.policy
     sensitive = flag(problems, "sensitive", value.get("sensitive"))
     if title is None or category is None or severity is None:
         return None
@@ -68,8 +79,10 @@ def _event(value: dict[str, Any], position: str, problems: Problems) -> IntakeEv
     )
 
 
-def parse(position: str, value: dict[str, Any]) -> list[Outcome]:
-    return conclude(position, value, _event)
+def parse(position: str, value: dict[str, Any], defaults: IntakeDefaults) -> list[Outcome]:
+    return conclude(
+        position, value, lambda event, where, problems: _event(event, where, problems, defaults)
+    )
 
 
 FORMAT = IntakeFormat(

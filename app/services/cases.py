@@ -7,6 +7,7 @@ that consoles follow, and appends the audit record. Either all of it lands or no
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,6 +21,7 @@ from app.services.policies import FALLBACK_POLICY, route_policy, snapshot_policy
 from app.services.unit_of_work import Service, Tx
 from data import audit
 from data.domain import Category, Stage, Status, parse_category, parse_severity
+from data.intake import CaseLink
 from data.journal import add_timeline
 from data.models import ActionItem, Case, CaseNote, Page, Responder
 
@@ -27,6 +29,8 @@ MAX_TITLE = 200
 MAX_DETAILS = 20_000
 MAX_NOTE = 20_000
 MAX_DEDUP_KEY = 255
+MAX_LINKS = 40
+MAX_LINK = 2_000
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,16 @@ class OpenResult:
 
 def check_title(title: str) -> str:
     return one_line("title", title, MAX_TITLE, required=True)
+
+
+def _check_links(links: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    kept = []
+    for index, (href, text) in enumerate(links[:MAX_LINKS]):
+        address = one_line(f"links[{index}].href", href, MAX_LINK, required=True)
+        if not address.lower().startswith(("http://", "https://")):
+            raise BadInput(f"links[{index}].href", f"expected an http(s) address, got {href!r}")
+        kept.append((address, one_line(f"links[{index}].text", text, MAX_TITLE, required=False)))
+    return tuple(kept)
 
 
 class CaseService(Service):
@@ -57,8 +71,14 @@ class CaseService(Service):
         dedup_key: str | None = None,
         sensitive: bool = False,
         source: str = "vigil",
+        links: Sequence[tuple[str, str]] = (),
     ) -> OpenResult:
+        """Open a case, or absorb the event into the open case of the same dedup key.
+
+        `links` are (address, text) pairs a sender attached, kept on the case in order.
+        """
         title = check_title(title)
+        kept_links = _check_links(links)
         try:
             cat = parse_category(category)
         except ValueError as exc:
@@ -71,13 +91,14 @@ class CaseService(Service):
         key = (dedup_key or "").strip() or None
         if key is not None and len(key) > MAX_DEDUP_KEY:
             raise BadInput("dedup_key", f"at most {MAX_DEDUP_KEY} characters, got {len(key)}")
+        args = (actor, title, cat, sev, details, policy, key, sensitive, source, kept_links)
         try:
-            return self._open(actor, title, cat, sev, details, policy, key, sensitive, source)
+            return self._open(*args)
         except IntegrityError:
             # Another console opened the same dedup key between our check and insert.
             if key is None:
                 raise
-            return self._open(actor, title, cat, sev, details, policy, key, sensitive, source)
+            return self._open(*args)
 
     def _open(
         self,
@@ -90,6 +111,7 @@ class CaseService(Service):
         dedup_key: str | None,
         sensitive: bool,
         source: str,
+        links: tuple[tuple[str, str], ...] = (),
     ) -> OpenResult:
         with self.work(actor) as tx:
             existing = self._open_duplicate(tx, dedup_key, source) if dedup_key else None
@@ -106,6 +128,7 @@ class CaseService(Service):
                     dedup_key,
                     sensitive,
                     source,
+                    links,
                 )
         return result
 
@@ -139,6 +162,7 @@ class CaseService(Service):
         dedup_key: str | None,
         sensitive: bool,
         source: str,
+        links: tuple[tuple[str, str], ...] = (),
     ) -> OpenResult:
         policy = route_policy(tx.session, category.value, policy_name)
         if policy_name and policy is None:
@@ -166,6 +190,8 @@ class CaseService(Service):
         tx.session.add(case)
         tx.session.flush()
         assert case.id is not None
+        for position, (href, text) in enumerate(links):
+            tx.session.add(CaseLink(case_id=case.id, position=position, href=href, text=text))
         add_timeline(
             tx.session,
             case,
@@ -253,13 +279,19 @@ class CaseService(Service):
             return False
         return any(p.acknowledged_at is None for p in pages)
 
-    def resolve(self, actor: str, ref: str, note: str | None = None) -> Case:
+    def resolve(
+        self, actor: str, ref: str, note: str | None = None, *, sender: str | None = None
+    ) -> Case:
+        """Resolve a case. With `sender` (an intake source such as `alertmanager`), the alert's
+        own sender says it is over: that closes the case whoever it is assigned to, and the
+        timeline names the sender."""
         note_text = clean_text("note", note or "", MAX_NOTE, required=False)
         with self.work(actor) as tx:
             case = tx.case(ref)
             if case.status == Status.RESOLVED.value:
                 raise NothingToDo(f"{case.ref} is already resolved")
-            tx.refuse_unless_may_work_on(case, "resolve")
+            if sender is None:
+                tx.refuse_unless_may_work_on(case, "resolve")
             case.status = Status.RESOLVED.value
             case.stage = Stage.CLOSED.value
             case.resolved_at = tx.now
@@ -279,10 +311,15 @@ class CaseService(Service):
                 case,
                 tx.now,
                 "resolved",
-                f"Resolved by {tx.actor.handle}" + (f": {note_text}" if note_text else ""),
+                f"Resolved by {tx.actor.handle}"
+                + (f" (resolved by its sender, {sender})" if sender else "")
+                + (f": {note_text}" if note_text else ""),
                 tx.actor.handle,
             )
-            tx.finish(case, "case.resolve", {"with_note": bool(note_text)})
+            detail: dict[str, Any] = {"with_note": bool(note_text)}
+            if sender:
+                detail["sender"] = sender
+            tx.finish(case, "case.resolve", detail)
             case_id = case.id
         assert case_id is not None
         return case

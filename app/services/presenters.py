@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from app.core.times import iso
 from app.services.casework.views import overdue_summary
@@ -15,6 +15,7 @@ from app.services.policies import queue_sla_due, sla_deadlines, sla_met_at, sla_
 from app.services.shiftwork.stats import sla_checks
 from data import queries
 from data.domain import severity_name
+from data.intake import CaseLink
 from data.models import Case, Delivery, Page
 from widgets.views import (
     CaseDetailView,
@@ -112,9 +113,19 @@ def case_json(
             for p in pages
         ],
     }
-    if with_details and not case.sensitive:
-        body["details"] = case.details
+    if with_details:
+        body["links"] = [{"href": href, "text": text} for text, href in case_links(session, case)]
+        if not case.sensitive:
+            body["details"] = case.details
     return body
+
+
+def case_links(session: Session, case: Case) -> tuple[tuple[str, str], ...]:
+    """The links a sender attached to the case, as (text, address), in the sender's order."""
+    rows = session.exec(
+        select(CaseLink).where(CaseLink.case_id == case.id).order_by(col(CaseLink.position))
+    ).all()
+    return tuple((row.text, row.href) for row in rows)
 
 
 def cases_json(session: Session, cases: Sequence[Case]) -> list[dict[str, Any]]:
@@ -219,4 +230,5 @@ def case_detail(
             for n in notes
         ),
         revealed=case.sensitive and revealed_details is not None,
+        links=case_links(session, case),
     )

@@ -412,11 +412,12 @@ def test_the_matrix_covers_every_command_that_changes_something(template: FullDe
         "swap list", "audit verify", "audit log", "handover", "handover list", "handover show",
         "postmortem show", "postmortem owed", "template list", "template show", "stats",
         "partner list", "action list", "disclosure pending", "clock due", "casework show",
-        "casework settings", "report disclosures", "team export",
+        "casework settings", "report disclosures", "team export", "changes",
     }  # fmt: skip
-    elsewhere = {"console", "demo", "engine", "db upgrade", "intake"}
-    """The console and the engine (tests/faults/test_faults.py), a maintenance command, and intake,
-    which opens cases as `page` does (tests/faults/test_fuzz.py)."""
+    elsewhere = {"console", "demo", "engine", "db upgrade", "intake", "serve", "integration key"}
+    """The console and the engine (tests/faults/test_faults.py), a maintenance command, intake,
+    which opens cases as `page` does (tests/faults/test_fuzz.py), the HTTP service
+    (tests/serve/) and integration keys, supervisors' only (tests/cli/test_cli_serve.py)."""
     commands = set(cli_commands())
     covered = set()
     for action in ACTIONS:

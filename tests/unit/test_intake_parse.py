@@ -9,7 +9,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.intake.events import DEDUP_KEY_MAX, DETAILS_MAX, TITLE_MAX, IntakeBatch, IntakeEvent
+from app.intake.events import (
+    DEDUP_KEY_MAX,
+    DETAILS_MAX,
+    TITLE_MAX,
+    ChangeEvent,
+    IntakeBatch,
+    IntakeEvent,
+)
 from app.intake.registry import format_names, parse_intake
 from app.intake.vigil import VIGIL_KEYS
 from data.domain import Category
@@ -454,7 +461,6 @@ def test_alertmanager_resolved_alert_needs_no_severity() -> None:
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
-        ({"labels": {"alertname": "X"}}, "labels.severity: required"),
         (
             {"labels": {"alertname": "X", "severity": "meh"}},
             "labels.severity: expected critical, page, error, high, warning, info, low, "
@@ -544,7 +550,9 @@ def test_an_object_without_detection_keys_is_read_as_ours() -> None:
 
 
 def test_unknown_format_is_a_value_error_naming_the_choices() -> None:
-    with pytest.raises(ValueError, match="auto, vigil, pagerduty, alertmanager, got 'nagios'"):
+    with pytest.raises(
+        ValueError, match="auto, vigil, pagerduty, alertmanager, grafana, got 'nagios'"
+    ):
         parse_intake("[]", "nagios")
 
 
@@ -696,6 +704,11 @@ def assert_well_formed(batch: IntakeBatch) -> None:
     for error in batch.errors:
         assert error.reason
     for event in batch.events:
+        if isinstance(event, ChangeEvent):  # a PagerDuty change event: a note, never a page
+            assert event.summary
+            assert len(event.summary) <= TITLE_MAX
+            assert len(event.details) <= DETAILS_MAX
+            continue
         assert event.dedup_key is None or 0 < len(event.dedup_key) <= DEDUP_KEY_MAX
         assert len(event.details) <= DETAILS_MAX
         if event.action == "trigger":

@@ -7,7 +7,9 @@ in one transaction with one `team.apply` audit record. `export_team` prints what
 the same format, never a secret, so that applying an export changes nothing.
 
 The file is the whole team: responders missing from it are deactivated (cases point at them),
-rotations, schedules, policies, routes and SLA targets missing from it are removed. Overrides
+rotations, schedules, policies, routes, SLA targets and integrations missing from it are
+removed. An integration's key is never in the file: `vigil integration key NAME` makes one,
+and applying a file keeps the stored key of an integration it still declares. Overrides
 and holidays are upserted by their natural key and never removed by a file: an override placed
 from a console stays until its schedule goes.
 """
@@ -60,6 +62,7 @@ from data.domain import (
     parse_severity,
     severity_name,
 )
+from data.intake import INTEGRATION_FORMATS, Integration
 from data.models import (
     Case,
     ContactMethod,
@@ -77,7 +80,18 @@ from data.models import (
     SlaTarget,
 )
 
-KINDS = ("responder", "rotation", "schedule", "override", "policy", "routing", "sla", "holiday")
+KINDS = (
+    "responder",
+    "rotation",
+    "schedule",
+    "override",
+    "policy",
+    "routing",
+    "sla",
+    "holiday",
+    "integration",
+)
+INTEGRATION_KEYS = ("category", "severity", "policy", "rate_limit")
 HANDLE = re.compile(r"^[a-z][a-z0-9._-]{0,31}$")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 HANDLE_RULE = (
@@ -86,12 +100,24 @@ HANDLE_RULE = (
 NAME_RULE = "a name of letters, digits, '.', '_' or '-' (64 at most)"
 TARGET_KINDS = ("schedule", "rotation", "user", "role")
 T = TypeVar("T")
-Row = TypeVar("Row", Responder, Rotation, Schedule, Override, Policy, Routing, SlaTarget, Holiday)
+Row = TypeVar(
+    "Row",
+    Responder,
+    Rotation,
+    Schedule,
+    Override,
+    Policy,
+    Routing,
+    SlaTarget,
+    Holiday,
+    Integration,
+)
 EXPORT_HEADER = """\
 # Vigil team file: `vigil team apply FILE.toml` makes the team exactly this.
 # Secrets are never exported. A webhook contact without `secret` keeps the secret already
 # stored for the same responder and URL when this file is applied, and a webhook URL shown
 # as `https://host/...#kept:…` (its path and query may hold a token) keeps the stored URL.
+# An integration keeps its stored key (`vigil integration key NAME` makes a new one).
 """
 
 
@@ -234,6 +260,18 @@ class PolicySpec:
 
 
 @dataclass(frozen=True, slots=True)
+class IntegrationSpec:
+    """A sender of alerts; its key is made by `vigil integration key NAME`, never written."""
+
+    name: str
+    format: str
+    category: str | None = None
+    severity: int | None = None
+    policy: str | None = None
+    rate_limit: int = 120  # events a minute
+
+
+@dataclass(frozen=True, slots=True)
 class SlaSpec:
     severity: int
     ack: timedelta
@@ -252,6 +290,7 @@ class TeamSpec:
     routing: tuple[tuple[str, str], ...] = ()  # (category or "default", policy name)
     slas: tuple[SlaSpec, ...] = ()
     holidays: tuple[HolidaySpec, ...] = ()
+    integrations: tuple[IntegrationSpec, ...] = ()
     # The casework tables (`clocks`, `disclosure_basis`, `containment`) as written; an
     # absent table means the built-in defaults.
     casework: Mapping[str, Any] = field(default_factory=dict)
@@ -542,6 +581,7 @@ class _Reader:
             routing=self._routing(),
             slas=self._slas(),
             holidays=self._holidays(),
+            integrations=self._integrations(),
             casework=settings_document(self.document),
             source=self.source,
         )
@@ -870,6 +910,37 @@ class _Reader:
             slas.append(SlaSpec(severity, target.duration("ack"), target.duration("respond")))
         return tuple(slas)
 
+    def _integrations(self) -> tuple[IntegrationSpec, ...]:
+        entries = self._entries("integration", "name")
+        self._names(entries, "name", NAME, NAME_RULE)
+        out: list[IntegrationSpec] = []
+        for entry in entries:
+            entry.check_keys(("name", "format"), INTEGRATION_KEYS)
+            fmt = entry.choice("format", INTEGRATION_FORMATS, INTEGRATION_FORMATS[0])
+            category = entry.optional_text("category")
+            if category is not None and category not in [c.value for c in Category]:
+                names = ", ".join(c.value for c in Category)
+                entry.error("category", f"expected one of {names}, got {category!r}")
+            severity = None
+            raw = entry.table.get("severity")
+            if raw is not None:
+                try:
+                    severity = parse_severity(raw)
+                except (ValueError, TypeError):
+                    entry.error("severity", f"expected sev1-sev4 or 1-4, got {_describe(raw)}")
+            policy = entry.optional_text("policy")
+            if policy is not None:
+                self._reference(entry, "policy", policy, "policy")
+            limit = entry.table.get("rate_limit", 120)
+            if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100_000:
+                entry.error(
+                    "rate_limit",
+                    f"expected events a minute, a whole number 1-100000, got {_describe(limit)}",
+                )
+                limit = 120
+            out.append(IntegrationSpec(entry.name or "", fmt, category, severity, policy, limit))
+        return tuple(out)
+
     def _holidays(self) -> tuple[HolidaySpec, ...]:
         holidays: list[HolidaySpec] = []
         first: dict[tuple[date, str], str] = {}
@@ -938,6 +1009,7 @@ class _Stored:
     routes: dict[str, Routing]
     slas: dict[int, SlaTarget]
     holidays: dict[tuple[date, str], Holiday]
+    integrations: dict[str, Integration] = field(default_factory=dict)
 
     @classmethod
     def load(cls, session: Session) -> _Stored:
@@ -982,6 +1054,9 @@ class _Stored:
             holidays={
                 (h.day, h.region): h
                 for h in session.exec(select(Holiday).order_by(col(Holiday.day)))
+            },
+            integrations={
+                i.name: i for i in session.exec(select(Integration).order_by(col(Integration.name)))
             },
         )
 
@@ -1036,6 +1111,14 @@ class _Stored:
             }
         for day_region, holiday in sorted(self.holidays.items()):
             state["holiday"][day_region] = {"name": holiday.name}
+        for name, integration in self.integrations.items():
+            state["integration"][name] = {
+                "format": integration.format,
+                "category": integration.category,
+                "severity": integration.severity,
+                "policy": integration.policy,
+                "rate_limit": integration.rate_limit,
+            }
         return state
 
 
@@ -1146,6 +1229,14 @@ def _wanted(spec: TeamSpec, stored: _Stored) -> State:
         state["sla"][sla.severity] = {"ack": sla.ack, "respond": sla.respond}
     for holiday in spec.holidays:
         state["holiday"][holiday.day, holiday.region] = {"name": holiday.name}
+    for integration in spec.integrations:
+        state["integration"][integration.name] = {
+            "format": integration.format,
+            "category": integration.category,
+            "severity": integration.severity,
+            "policy": integration.policy,
+            "rate_limit": integration.rate_limit,
+        }
     return state
 
 
@@ -1427,6 +1518,7 @@ class _Writer:
             "routing": self._put_routing,
             "sla": self._put_sla,
             "holiday": self._put_holiday,
+            "integration": self._put_integration,
             "casework": self._put_casework,
         }
         remove: dict[str, Callable[[Any], None]] = {
@@ -1436,6 +1528,7 @@ class _Writer:
             "policy": self._remove_policy,
             "routing": self._remove_routing,
             "sla": self._remove_sla,
+            "integration": self._remove_integration,
         }
         for change in plan.changes:
             if change.action != "remove":
@@ -1584,7 +1677,21 @@ class _Writer:
         row.name = wanted["name"]
         self.stored.holidays[key] = self._saved(row)
 
+    def _put_integration(self, name: str, wanted: Record) -> None:
+        """The stored key stays: a file never holds one."""
+        row = self.stored.integrations.get(name) or Integration(name=name, format="")
+        row.format, row.category, row.severity = (
+            wanted["format"],
+            wanted["category"],
+            wanted["severity"],
+        )
+        row.policy, row.rate_limit = wanted["policy"], wanted["rate_limit"]
+        self.stored.integrations[name] = self._saved(row)
+
     # -- removals -----------------------------------------------------------
+
+    def _remove_integration(self, name: str) -> None:
+        self.session.delete(self.stored.integrations.pop(name))
 
     def _remove_responder(self, handle: str) -> None:
         row = self.stored.responders[handle]
@@ -1738,6 +1845,14 @@ def export_team(session: Session) -> str:
         )
     for (day, region), record in state["holiday"].items():
         out += _toml_table("[[holiday]]", {"date": day, "name": record["name"], "region": region})
+    for name, record in sorted(state["integration"].items()):
+        severity = record["severity"]
+        values = {
+            "name": name,
+            **record,
+            "severity": None if severity is None else severity_name(severity),
+        }
+        out += _toml_table("[[integration]]", values)
     casework = settings_toml(stored_settings(session))
     if casework:
         out += ["", casework]

@@ -1,0 +1,168 @@
+"""`vigil serve`: the HTTP service. Alerts arrive the way senders send them (PagerDuty
+Events API v2, Alertmanager, Grafana, our own events), and the desk can be watched like
+any service (`/healthz`, `/readyz`, `/metrics`). Starlette on uvicorn; the escalation
+engine runs in-process unless told not to.
+
+The command line reaches this wing only through `app.main`, which hands it a server runner.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections.abc import Sequence
+from datetime import UTC
+
+import uvicorn
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from app.core.clock import Clock
+from app.engine.runner import CycleResult, EngineRunner, EscalationEngine
+from app.serve.app import Desk, make_app
+from app.services.unit_of_work import UnitOfWork
+from data.db import Database
+
+log = logging.getLogger("vigil.serve")
+
+
+class Server:
+    """One `vigil serve`: its app, its engine (unless `engine=False`) and uvicorn.
+
+    `run()` blocks until SIGINT or SIGTERM (uvicorn finishes the requests under way, then the
+    engine stops); `start()` runs it in a thread and returns once it listens (tests, bench).
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        actor: str,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        engine: bool = True,
+        name: str | None = None,
+        tls: tuple[str, str] | None = None,
+    ) -> None:
+        """`tls` is (certificate file, key file) in PEM: serve HTTPS, as PagerDuty's own
+        client insists on; without it, put a TLS-terminating proxy in front."""
+        UnitOfWork(db, clock).require_actor(actor)  # refused now, not at the first alert
+        self.db = db
+        self.host = host
+        self.port = port
+        self.tls = tls
+        self.name = name or f"serve@{socket.gethostname()}:{port}"
+        self.engine = EscalationEngine(db, clock, name=self.name)
+        self.runner: EngineRunner | None = None
+        self.scheduler: BackgroundScheduler | None = None
+        if engine:
+            self.scheduler = BackgroundScheduler(timezone=UTC)
+            self.runner = EngineRunner(self.engine, self.scheduler, on_cycle=self._cycled)
+        self.desk = Desk(
+            db,
+            clock,
+            actor,
+            escalation=self._wake if engine else self._page_now,
+            engine_name=self.name if engine else None,
+        )
+        self.app = make_app(self.desk)
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # How a case opened here gets its first page: the engine's next cycle (at once), or,
+    # without an engine in this process, right here before the 202.
+    def _wake(self, _case_ids: Sequence[int]) -> None:
+        assert self.runner is not None
+        self.runner.wake()
+
+    def _page_now(self, case_ids: Sequence[int]) -> None:
+        self.engine.run_due(case_ids=list(case_ids))
+        self.desk.meter.count_pages()
+
+    def _cycled(self, _result: CycleResult) -> None:
+        self.desk.meter.count_pages()
+
+    def _config(self) -> uvicorn.Config:
+        return uvicorn.Config(
+            self.app,
+            host=self.host,
+            port=self.port,
+            access_log=False,  # ours says what happened, without bodies or keys
+            log_config=None,
+            lifespan="off",
+            timeout_graceful_shutdown=10,
+            server_header=False,
+            ssl_certfile=self.tls[0] if self.tls else None,
+            ssl_keyfile=self.tls[1] if self.tls else None,
+        )
+
+    def _start_engine(self) -> None:
+        self.desk.meter.count_pages()
+        if self.runner is not None and self.scheduler is not None:
+            self.scheduler.start()
+            self.runner.start()
+
+    def _stop_engine(self) -> None:
+        if self.runner is not None and self.scheduler is not None:
+            self.runner.stop()
+            self.scheduler.shutdown(wait=True)
+
+    def run(self) -> int:
+        self._start_engine()
+        log.info(
+            "vigil serve on %s against %s (%s)",
+            self.url,
+            self.db.display_name,
+            "engine in-process" if self.runner else "no engine",
+        )
+        try:
+            server = uvicorn.Server(self._config())
+            server.run()
+        finally:
+            self._stop_engine()
+        return 0 if server.started else 1
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Serve from a thread; returns once listening."""
+        self._start_engine()
+        self._server = uvicorn.Server(self._config())
+        self._thread = threading.Thread(target=self._server.run, name=f"vigil-serve:{self.port}")
+        self._thread.start()
+        waited = threading.Event()
+        for _ in range(int(timeout / 0.01)):
+            if self._server.started or not self._thread.is_alive():
+                break
+            waited.wait(0.01)
+        if not self._server.started:
+            self.stop()
+            raise RuntimeError(f"vigil serve did not start on {self.host}:{self.port}")
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(15)
+        self._stop_engine()
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
+
+
+def run_server(
+    db: Database,
+    clock: Clock,
+    actor: str,
+    *,
+    host: str,
+    port: int,
+    engine: bool,
+    tls: tuple[str, str] | None = None,
+) -> int:
+    """`vigil serve`: serve until SIGINT or SIGTERM."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+        )
+    return Server(db, clock, actor, host=host, port=port, engine=engine, tls=tls).run()

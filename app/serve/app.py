@@ -1,0 +1,379 @@
+"""The HTTP service's routes: intake as senders send it, health and metrics.
+
+* `POST /v2/enqueue`: PagerDuty Events API v2 (`routing_key` is the integration key):
+  202 `{"status": "success", "message": "Event processed", "dedup_key": ...}`, 400
+  `{"status": "invalid event", "message": ..., "errors": [...]}`, 429 with `Retry-After`.
+* `POST /v2/change/enqueue`: a PagerDuty change event, kept as a change note, never a page.
+* `POST /integrations/{format}/{name}` with `Authorization: Bearer KEY`: Alertmanager's
+  webhook, Grafana's webhook contact point, or our own events; 202 with what each alert did.
+* `GET /healthz` (the process lives), `GET /readyz` (the database answers, the engine's
+  heartbeat is fresh, the outbox is not stuck), `GET /metrics`.
+
+A wrong key, a wrong name and an integration that does not exist are refused alike (401).
+The database doing the work runs in a worker thread, never on the event loop; a database
+that does not answer is a 503 with `Retry-After`, which every sender retries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import col, func, select
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from app.core.clock import Clock
+from app.core.errors import BadInput, Refused
+from app.intake.events import ChangeEvent, IntakeDefaults, IntakeError, IntakeEvent
+from app.intake.registry import parse_value
+from app.intake.store import IntakeOutcome, apply_event
+from app.serve.limits import HttpProblem, RateLimiter, read_json, retry_after
+from app.serve.metrics import Metrics
+from app.services.cases import CaseService
+from app.services.integrations import IntegrationView, hash_key, load_integrations, matching
+from data.db import Database
+from data.models import Delivery, EngineHeartbeat
+
+log = logging.getLogger("vigil.serve")
+access_log = logging.getLogger("vigil.serve.access")
+
+INTEGRATIONS_TTL = 5.0  # seconds a process trusts its copy of the integrations
+STUCK_OUTBOX = timedelta(minutes=15)
+STALE_ENGINE = timedelta(seconds=60)
+OUTCOMES = ("opened", "deduplicated", "acknowledged", "resolved", "unchanged", "dropped")
+
+
+@dataclass
+class Desk:
+    """What every request shares: the database, the clock, who intake acts as, and how
+    cases opened here get their first page (the in-process engine, or at once)."""
+
+    db: Database
+    clock: Clock
+    actor: str
+    escalation: Callable[[Sequence[int]], None]
+    engine_name: str | None = None  # the in-process engine, for /readyz
+    limiter: RateLimiter = field(default_factory=RateLimiter)
+    metrics: Metrics | None = None
+    _integrations: dict[str, IntegrationView] = field(default_factory=dict)
+    _by_hash: dict[str, IntegrationView] = field(default_factory=dict)
+    _loaded_at: float = float("-inf")
+
+    def __post_init__(self) -> None:
+        # SQLite has one writer at a time and its busy handler waits by sleeping (up to
+        # 100 ms a try), so this process's writers queue here instead, in order.
+        self.writing = threading.Lock() if not self.db.is_postgres else contextlib.nullcontext()
+        if self.metrics is None:
+            self.metrics = Metrics(self.db, self.clock)
+        self.cases = CaseService(self.db, self.clock, escalation=self.escalation)
+
+    @property
+    def meter(self) -> Metrics:
+        assert self.metrics is not None
+        return self.metrics
+
+    def integrations(self) -> None:
+        """Reload the integrations when the copy is older than `INTEGRATIONS_TTL`."""
+        if time.monotonic() - self._loaded_at < INTEGRATIONS_TTL:
+            return
+        views = load_integrations(self.db)
+        self._integrations = {view.name: view for view in views}
+        self._by_hash = {view.key_hash: view for view in views if view.key_hash}
+        self._loaded_at = time.monotonic()
+
+    def by_key(self, key: str, fmt: str) -> IntegrationView | None:
+        self.integrations()
+        found = self._by_hash.get(hash_key(key))
+        return found if matching(found, key) and found and found.format == fmt else None
+
+    def by_name(self, name: str, key: str, fmt: str) -> IntegrationView | None:
+        self.integrations()
+        found = self._integrations.get(name)
+        return found if matching(found, key) and found and found.format == fmt else None
+
+
+def _defaults(integration: IntegrationView) -> IntakeDefaults:
+    return IntakeDefaults(
+        integration=integration.name,
+        category=integration.category,
+        severity=integration.severity,
+        policy=integration.policy,
+    )
+
+
+def _problem(exc: HttpProblem, pagerduty: bool) -> JSONResponse:
+    if pagerduty and exc.status == 400:
+        body = {"status": "invalid event", "message": exc.message, "errors": exc.errors}
+    elif pagerduty and exc.status == 429:
+        body = {"status": "throttle event", "message": exc.message, "errors": exc.errors}
+    else:
+        body = {"status": "error", "message": exc.message, "errors": exc.errors}
+    return JSONResponse(body, status_code=exc.status, headers=exc.headers)
+
+
+def _guarded(
+    route: str, pagerduty: bool = False
+) -> Callable[[Callable[[Request], Awaitable[Response]]], Callable[[Request], Awaitable[Response]]]:
+    """Every refusal a 4xx with the field at fault; a database that does not answer a 503;
+    anything else a 500 without a trace; each request one line in the access log."""
+
+    def wrap(handler: Callable[[Request], Awaitable[Response]]) -> Any:
+        async def endpoint(request: Request) -> Response:
+            desk: Desk = request.app.state.desk
+            started = time.perf_counter()
+            request.state.note = ""
+            try:
+                response = await handler(request)
+            except HttpProblem as exc:
+                response = _problem(exc, pagerduty)
+            except SQLAlchemyError as exc:
+                log.warning("%s: the database did not answer: %s", route, type(exc).__name__)
+                response = _problem(
+                    HttpProblem(
+                        503,
+                        "the database did not answer; try again",
+                        headers={"Retry-After": "5"},
+                    ),
+                    pagerduty,
+                )
+            except Exception:
+                log.exception("%s: unexpected error", route)
+                response = _problem(HttpProblem(500, "internal error; it was logged"), pagerduty)
+            took = (time.perf_counter() - started) * 1000
+            desk.meter.requests.labels(route, str(response.status_code)).inc()
+            access_log.info(
+                "%s %s %d %.1fms %s",
+                request.method,
+                route,
+                response.status_code,
+                took,
+                request.state.note,
+            )
+            return response
+
+        return endpoint
+
+    return wrap
+
+
+def _apply_all(
+    desk: Desk, events: list[IntakeEvent | ChangeEvent], outcome: IntakeOutcome, name: str
+) -> None:
+    for event in events:
+        try:
+            with desk.writing:
+                apply_event(desk.cases, desk.actor, event, outcome, name)
+        except (BadInput, Refused) as exc:
+            outcome.errors.append(IntakeError(event.position, str(exc)))
+
+
+def _count(desk: Desk, name: str, outcome: IntakeOutcome) -> None:
+    for kind in OUTCOMES:
+        amount = len(getattr(outcome, kind))
+        if amount:
+            desk.meter.events.labels(name, kind).inc(amount)
+    if outcome.changes:
+        desk.meter.events.labels(name, "change").inc(len(outcome.changes))
+    if outcome.errors:
+        desk.meter.events.labels(name, "rejected").inc(len(outcome.errors))
+
+
+def _throttle(desk: Desk, integration: IntegrationView, count: int) -> None:
+    wait = desk.limiter.take(integration.name, integration.rate_limit, count)
+    if wait:
+        desk.meter.events.labels(integration.name, "rate_limited").inc(count)
+        raise HttpProblem(
+            429,
+            f"over the integration's rate limit of {integration.rate_limit} events a minute",
+            headers={"Retry-After": retry_after(wait)},
+        )
+
+
+# --- PagerDuty Events API v2 ---------------------------------------------------------------
+
+
+async def _pagerduty(request: Request, *, change: bool) -> Response:
+    desk: Desk = request.app.state.desk
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise HttpProblem(400, "Event object is invalid", ["body: expected a JSON object"])
+    key = body.get("routing_key")
+    if not isinstance(key, str) or not key.strip():
+        raise HttpProblem(400, "Event object is invalid", ["routing_key: required"])
+    integration = await run_in_threadpool(desk.by_key, key.strip(), "pagerduty")
+    if integration is None:
+        desk.meter.events.labels("", "unauthorized").inc()
+        raise HttpProblem(401, "routing_key: not a key of this desk")
+    request.state.note = f"integration={integration.name}"
+    if change and "event_action" in body:
+        raise HttpProblem(400, "Event object is invalid", ["event_action: not for change events"])
+    if not change and "event_action" not in body:
+        raise HttpProblem(400, "Event object is invalid", ["event_action: required"])
+    _throttle(desk, integration, 1)
+    outcomes = parse_value(body, "pagerduty", _defaults(integration), "event")
+    errors = [o.reason for o in outcomes if isinstance(o, IntakeError)]
+    if errors:
+        desk.meter.events.labels(integration.name, "rejected").inc()
+        raise HttpProblem(400, "Event object is invalid", errors)
+    events = [o for o in outcomes if not isinstance(o, IntakeError)]
+    outcome = IntakeOutcome()
+    await run_in_threadpool(_apply_all, desk, events, outcome, integration.name)
+    _count(desk, integration.name, outcome)
+    if outcome.errors:
+        raise HttpProblem(400, "Event object is invalid", [e.reason for e in outcome.errors])
+    if change:
+        return JSONResponse(
+            {"status": "success", "message": "Change event processed"}, status_code=202
+        )
+    event = events[0]
+    assert isinstance(event, IntakeEvent)
+    request.state.note += " " + _summary(outcome)
+    return JSONResponse(
+        {"status": "success", "message": "Event processed", "dedup_key": event.dedup_key},
+        status_code=202,
+    )
+
+
+def _summary(outcome: IntakeOutcome) -> str:
+    done = [f"{kind}={len(getattr(outcome, kind))}" for kind in OUTCOMES if getattr(outcome, kind)]
+    if outcome.errors:
+        done.append(f"rejected={len(outcome.errors)}")
+    return " ".join(done)
+
+
+@_guarded("/v2/enqueue", pagerduty=True)
+async def enqueue(request: Request) -> Response:
+    return await _pagerduty(request, change=False)
+
+
+@_guarded("/v2/change/enqueue", pagerduty=True)
+async def change_enqueue(request: Request) -> Response:
+    return await _pagerduty(request, change=True)
+
+
+# --- Alertmanager, Grafana and our own events ------------------------------------------------
+
+
+def _bearer(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, credentials = header.partition(" ")
+    if scheme.lower() != "bearer" or not credentials.strip():
+        raise HttpProblem(
+            401,
+            "authorization: expected Authorization: Bearer KEY",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return credentials.strip()
+
+
+@_guarded("/integrations/{format}/{name}")
+async def integration_events(request: Request) -> Response:
+    desk: Desk = request.app.state.desk
+    fmt, name = request.path_params["format"], request.path_params["name"]
+    key = _bearer(request)
+    integration = await run_in_threadpool(desk.by_name, name, key, fmt)
+    if integration is None:
+        desk.meter.events.labels("", "unauthorized").inc()
+        raise HttpProblem(
+            401,
+            "authorization: not a key of this integration",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    request.state.note = f"integration={integration.name}"
+    body = await read_json(request)
+    items = body if isinstance(body, list) and fmt == "vigil" else [body]
+    outcomes = []
+    for index, item in enumerate(items, 1):
+        where = f"event {index}" if len(items) > 1 else "event"
+        outcomes += parse_value(item, fmt, _defaults(integration), where)
+    events = [o for o in outcomes if not isinstance(o, IntakeError)]
+    outcome = IntakeOutcome(errors=[o for o in outcomes if isinstance(o, IntakeError)])
+    _throttle(desk, integration, max(1, len(events)))
+    await run_in_threadpool(_apply_all, desk, events, outcome, integration.name)
+    _count(desk, integration.name, outcome)
+    request.state.note += " " + _summary(outcome)
+    body_out = {"status": "success" if not outcome.errors else "partly refused"}
+    body_out |= outcome.as_json()
+    return JSONResponse(body_out, status_code=400 if outcome.errors else 202)
+
+
+# --- health and metrics ----------------------------------------------------------------------
+
+
+async def healthz(_request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+def _readiness(desk: Desk) -> tuple[bool, dict[str, str]]:
+    checks: dict[str, str] = {}
+    ready = True
+    try:
+        with desk.db.read() as session:
+            session.exec(text("SELECT 1"))  # type: ignore[call-overload]
+            now = desk.clock.now()
+            checks["database"] = "ok"
+            if desk.engine_name is not None:
+                beat = session.get(EngineHeartbeat, desk.engine_name)
+                if beat is None or now - beat.last_cycle_at > STALE_ENGINE:
+                    ready = False
+                    checks["engine"] = "no full cycle in the last minute"
+                else:
+                    checks["engine"] = "ok"
+            else:
+                checks["engine"] = "not run here (--no-engine)"
+            oldest = session.exec(
+                select(func.min(Delivery.next_attempt_at)).where(
+                    col(Delivery.channel) == "webhook", col(Delivery.status) == "pending"
+                )
+            ).one()
+            if oldest is not None and now - oldest > STUCK_OUTBOX:
+                ready = False
+                checks["outbox"] = "a webhook delivery has waited more than 15 minutes"
+            else:
+                checks["outbox"] = "ok"
+    except SQLAlchemyError as exc:
+        return False, {"database": f"did not answer ({type(exc).__name__})"}
+    return ready, checks
+
+
+async def readyz(request: Request) -> Response:
+    desk: Desk = request.app.state.desk
+    ready, checks = await run_in_threadpool(_readiness, desk)
+    return JSONResponse(
+        {"status": "ready" if ready else "not ready", "checks": checks},
+        status_code=200 if ready else 503,
+    )
+
+
+async def metrics(request: Request) -> Response:
+    desk: Desk = request.app.state.desk
+    payload = await run_in_threadpool(generate_latest, desk.meter.registry)
+    return Response(payload, media_type=CONTENT_TYPE_LATEST)
+
+
+def make_app(desk: Desk) -> Starlette:
+    app = Starlette(
+        routes=[
+            Route("/v2/enqueue", enqueue, methods=["POST"]),
+            Route("/v2/change/enqueue", change_enqueue, methods=["POST"]),
+            Route("/integrations/{format}/{name}", integration_events, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+        ]
+    )
+    app.state.desk = desk
+    return app

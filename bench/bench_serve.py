@@ -1,0 +1,212 @@
+"""Alert intake over HTTP: a real `vigil serve` process on loopback, driven by 50 concurrent
+clients, beside `vigil intake` of the same events in the same run.
+
+    uv run python -m bench.bench_serve [--events 3000] [--clients 50] [--pg URL]
+
+Each event is a PagerDuty Events API v2 trigger with its own dedup key (so each opens a case
+and pages step 1). Printed: events a second, p50 and p99 from sending an event to its 202,
+and p99 from sending it to its first page committed (the page's `sent_at`, on the same
+host's clock); then `vigil intake` of the same number of events as one batch. Targets
+(the design's): at least 1,000 events a second on SQLite with p99 to the 202 under 50 ms
+and to the page under 250 ms. Exit status 1 when a target is missed on SQLite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from sqlmodel import col, select
+
+from app.core.clock import SystemClock
+from app.services.integrations import new_key
+from app.services.team.service import apply_team, parse_team
+from data.db import Database
+from data.models import Case, Page
+
+TEAM = """
+[[responder]]
+handle = "intake"
+name = "Intake relay"
+role = "supervisor"
+contacts = [{ kind = "console" }]
+
+[[responder]]
+handle = "ana"
+name = "Ana Ruiz"
+contacts = [{ kind = "console" }]
+
+[[policy]]
+name = "desk"
+steps = [{ delay = "5m", targets = ["user:ana"] }]
+
+[routing]
+default = "desk"
+
+[[integration]]
+name = "pd"
+format = "pagerduty"
+rate_limit = 100000
+"""
+VIGIL = [sys.executable, "-m", "app.main"]
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def event(key: str, number: int, run: str) -> dict[str, object]:
+    return {
+        "routing_key": key,
+        "event_action": "trigger",
+        "dedup_key": f"{run}-{number}",
+        "payload": {"summary": f"Alert {number}", "source": "bench", "severity": "error"},
+    }
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+async def drive(url: str, events: list[dict[str, object]], clients: int) -> dict[str, float]:
+    queue: asyncio.Queue[dict[str, object]] = asyncio.Queue()
+    for item in events:
+        queue.put_nowait(item)
+    to_202: list[float] = []
+    sent_at: dict[str, datetime] = {}
+    failures = 0
+
+    async def client(http: httpx.AsyncClient) -> None:
+        nonlocal failures
+        while not queue.empty():
+            item = queue.get_nowait()
+            sent_at[str(item["dedup_key"])] = datetime.now(UTC)
+            started = time.perf_counter()
+            reply = await http.post("/v2/enqueue", json=item)
+            to_202.append(time.perf_counter() - started)
+            if reply.status_code != 202:
+                failures += 1
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as http:
+        started = time.perf_counter()
+        await asyncio.gather(*(client(http) for _ in range(clients)))
+        took = time.perf_counter() - started
+    return {
+        "took": took,
+        "failures": failures,
+        "p50": percentile(to_202, 0.50),
+        "p99": percentile(to_202, 0.99),
+        "sent_at": sent_at,  # type: ignore[dict-item]
+    }
+
+
+def wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit("vigil serve exited before listening")
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.05)
+    raise SystemExit("vigil serve did not listen within 30 s")
+
+
+def page_lag(db: Database, sent_at: dict[str, datetime]) -> float:
+    with db.read() as session:
+        rows = session.exec(
+            select(Case.dedup_key, Page.sent_at)
+            .join(Page, col(Page.case_id) == col(Case.id))
+            .where(col(Page.step) == 1)
+        ).all()
+    lags = [
+        (paged - sent_at[str(key)]).total_seconds() for key, paged in rows if str(key) in sent_at
+    ]
+    if len(lags) < len(sent_at):
+        say(f"  only {len(lags)} of {len(sent_at)} cases paged")
+    return percentile(lags, 0.99) if lags else float("inf")
+
+
+def run_database(label: str, url: str, events: int, clients: int, folder: Path) -> bool:
+    db = Database.open(url)
+    apply_team(db, parse_team(TEAM), actor="intake", now=datetime.now(UTC))
+    key = new_key(db, SystemClock(), "intake", "pd")
+    port = free_port()
+    env = {**os.environ, "VIGIL_USER": "intake"}
+    process = subprocess.Popen(
+        [*VIGIL, "--db", url, "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=(folder / f"serve-{label}.log").open("wb"),
+    )
+    try:
+        wait_listening(port, process)
+        asyncio.run(drive(f"http://127.0.0.1:{port}", [event(key, 0, "warm")], 1))
+        batch = [event(key, n, "http") for n in range(events)]
+        result = asyncio.run(drive(f"http://127.0.0.1:{port}", batch, clients))
+        time.sleep(1.0)  # let the engine page the last cases
+        lag = page_lag(db, result["sent_at"])  # type: ignore[arg-type]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+    rate = events / result["took"]
+    say(
+        f"{label}: {events} events from {clients} clients in {result['took']:.2f} s = "
+        f"{rate:,.0f} events/s; to the 202 p50 {result['p50'] * 1000:.1f} ms, "
+        f"p99 {result['p99'] * 1000:.1f} ms; to the page p99 {lag * 1000:.0f} ms; "
+        f"{result['failures']:.0f} not 202"
+    )
+    lines = "\n".join(json.dumps(event(key, n, "cli")) for n in range(events))
+    started = time.perf_counter()
+    subprocess.run(
+        [*VIGIL, "--db", url, "--as", "intake", "intake", "-"],
+        input=lines.encode(),
+        check=True,
+        capture_output=True,
+    )
+    took = time.perf_counter() - started
+    say(f"{label}: vigil intake of the same {events} events: {took:.2f} s = {events / took:,.0f}/s")
+    db.dispose()
+    return rate >= 1000 and result["p99"] < 0.050 and lag < 0.250
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=3000)
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--pg", help="also a PostgreSQL database URL (an empty one)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        ok = run_database(
+            "SQLite", f"sqlite:///{folder / 'vigil.db'}", args.events, args.clients, folder
+        )
+        if args.pg:
+            run_database("PostgreSQL", args.pg, args.events, args.clients, folder)
+    say("targets met" if ok else "target missed: 1,000 events/s, p99 50 ms to 202, 250 ms to page")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

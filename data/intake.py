@@ -1,0 +1,60 @@
+"""Intake tables: the integrations that send alerts (each with its hashed key), the links a
+sender attached to a case, and the change notes of PagerDuty change events. Every timestamp
+is UTC (`data.types.UTCDateTime`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from data.types import UTCDateTime
+
+# The formats an integration may speak (`app.intake.registry` has one module for each).
+INTEGRATION_FORMATS = ("pagerduty", "alertmanager", "grafana", "vigil")
+
+
+class Integration(SQLModel, table=True):
+    """A sender of alerts, declared in the team file (`[[integration]]`). Its key is stored
+    as a SHA-256 hash only; `vigil integration key NAME` makes a new one and shows it once."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True)
+    format: str  # pagerduty, alertmanager, grafana, vigil
+    category: str | None = None  # default category of its cases
+    severity: int | None = None  # default severity where the alert names none
+    policy: str | None = None  # escalation policy of its cases (else routing)
+    rate_limit: int = 120  # events a minute
+    key_hash: str | None = Field(default=None, unique=True)
+    key_set_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+
+
+class CaseLink(SQLModel, table=True):
+    """A link a sender attached to a case (PagerDuty links, images and client_url;
+    Alertmanager generatorURL and runbook_url; Grafana dashboard and panel URLs)."""
+
+    __tablename__ = "case_link"
+    __table_args__ = (UniqueConstraint("case_id", "position"),)
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="case.id", ondelete="CASCADE")
+    position: int
+    href: str
+    text: str = ""
+
+
+class ChangeNote(SQLModel, table=True):
+    """A change the desk should know of (a deploy, a configuration change): never a page."""
+
+    __tablename__ = "change_note"
+    id: int | None = Field(default=None, primary_key=True)
+    received_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    happened_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    integration: str = ""
+    summary: str
+    source: str = ""
+    details: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    links: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )

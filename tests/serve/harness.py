@@ -1,0 +1,104 @@
+"""A `vigil serve` on loopback for tests: a desk from a team file with integrations, their
+keys, and the server in a thread on a free port."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from app.core.clock import Clock
+from app.serve import Server
+from app.services.integrations import new_key
+from app.services.team.service import apply_team, parse_team
+from data.db import Database
+
+TEAM = """
+[[responder]]
+handle = "intake"
+name = "Intake relay"
+role = "supervisor"
+contacts = [{ kind = "console" }]
+
+[[responder]]
+handle = "ana"
+name = "Ana Ruiz"
+role = "specialist"
+contacts = [{ kind = "console" }]
+
+[[policy]]
+name = "desk"
+steps = [{ delay = "5m", targets = ["user:ana"] }]
+
+[routing]
+default = "desk"
+
+[[integration]]
+name = "pd"
+format = "pagerduty"
+policy = "desk"
+
+[[integration]]
+name = "prod"
+format = "alertmanager"
+
+[[integration]]
+name = "graf"
+format = "grafana"
+severity = "sev3"
+
+[[integration]]
+name = "ours"
+format = "vigil"
+
+[[integration]]
+name = "slow"
+format = "pagerduty"
+rate_limit = 2
+"""
+INTEGRATIONS = ("pd", "prod", "graf", "ours", "slow")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def build_desk(db: Database, clock: Clock, team: str = TEAM) -> dict[str, str]:
+    """The team applied, and a key for each integration."""
+    apply_team(db, parse_team(team), actor="intake", now=datetime.now(UTC))
+    return {name: new_key(db, clock, "intake", name) for name in INTEGRATIONS}
+
+
+@dataclass
+class Served:
+    server: Server
+    keys: dict[str, str]
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def bearer(self, name: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[name]}"}
+
+
+@contextmanager
+def serving(
+    db: Database,
+    clock: Clock,
+    keys: dict[str, str],
+    *,
+    engine: bool = True,
+    tls: tuple[str, str] | None = None,
+) -> Iterator[Served]:
+    server = Server(db, clock, "intake", port=free_port(), engine=engine, tls=tls)
+    server.start()
+    try:
+        yield Served(server, keys)
+    finally:
+        server.stop()

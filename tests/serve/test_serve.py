@@ -1,0 +1,303 @@
+"""`vigil serve` over real HTTP on loopback: PagerDuty Events API v2, Alertmanager, Grafana
+and our own events; refusals; health and metrics. SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from sqlmodel import col, select
+
+from app.core.clock import FakeClock
+from data.db import Database
+from data.intake import CaseLink, ChangeNote
+from data.models import Case, Page
+from tests.serve.harness import Served, build_desk, serving
+
+
+@pytest.fixture
+def served(any_db: Database, clock: FakeClock) -> Iterator[Served]:
+    keys = build_desk(any_db, clock)
+    with serving(any_db, clock, keys, engine=False) as running:
+        yield running
+
+
+@pytest.fixture
+def http(served: Served) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=served.url, timeout=10) as client:
+        yield client
+
+
+def cases(db: Database) -> list[Case]:
+    with db.read() as session:
+        return list(session.exec(select(Case).order_by(col(Case.id))).all())
+
+
+def pd_trigger(key: str, **extra: object) -> dict[str, object]:
+    return {
+        "routing_key": key,
+        "event_action": "trigger",
+        "payload": {"summary": "Disk full on db-1", "source": "db-1", "severity": "critical"},
+        **extra,
+    }
+
+
+# --- PagerDuty Events API v2 --------------------------------------------------------------
+
+
+def test_pagerduty_trigger_acknowledge_resolve_with_the_documented_responses(
+    served: Served, http: httpx.Client, any_db: Database
+) -> None:
+    key = served.keys["pd"]
+    event = pd_trigger(
+        key,
+        dedup_key="db-1/disk",
+        links=[{"href": "https://runbooks.example/disk", "text": "Runbook"}],
+        images=[{"src": "x", "href": "https://grafana.example/d/1", "alt": "Disk graph"}],
+        client="Nagios",
+        client_url="https://nagios.example/db-1",
+    )
+    reply = http.post("/v2/enqueue", json=event)
+    assert reply.status_code == 202
+    assert reply.json() == {
+        "status": "success",
+        "message": "Event processed",
+        "dedup_key": "db-1/disk",
+    }
+    (case,) = cases(any_db)
+    assert (case.severity, case.dedup_key, case.status) == (1, "db-1/disk", "triggered")
+    with any_db.read() as session:
+        links = session.exec(select(CaseLink).order_by(col(CaseLink.position))).all()
+        pages = session.exec(select(Page)).all()
+    assert [(link.href, link.text) for link in links] == [
+        ("https://runbooks.example/disk", "Runbook"),
+        ("https://grafana.example/d/1", "Disk graph"),
+        ("https://nagios.example/db-1", "Nagios"),
+    ]
+    assert len(pages) == 1  # step 1 paged before the 202 (no engine in this process)
+    assert http.post("/v2/enqueue", json=event).status_code == 202  # deduplicated
+    ack = {"routing_key": key, "event_action": "acknowledge", "dedup_key": "db-1/disk"}
+    assert http.post("/v2/enqueue", json=ack).status_code == 202
+    resolve = {**ack, "event_action": "resolve"}
+    assert http.post("/v2/enqueue", json=resolve).status_code == 202
+    (case,) = cases(any_db)
+    assert case.status == "resolved"
+    # Resolved, and unknown: accepted and dropped, as PagerDuty does.
+    for again in (resolve, ack, {**resolve, "dedup_key": "never-seen"}):
+        reply = http.post("/v2/enqueue", json=again)
+        assert reply.status_code == 202, reply.text
+        assert reply.json()["dedup_key"] == again["dedup_key"]
+    assert len(cases(any_db)) == 1
+
+
+def test_a_trigger_without_dedup_key_is_given_one_that_resolves_it(
+    served: Served, http: httpx.Client, any_db: Database
+) -> None:
+    reply = http.post("/v2/enqueue", json=pd_trigger(served.keys["pd"]))
+    key = reply.json()["dedup_key"]
+    assert key.startswith("pd-")
+    resolve = {"routing_key": served.keys["pd"], "event_action": "resolve", "dedup_key": key}
+    assert http.post("/v2/enqueue", json=resolve).status_code == 202
+    assert [c.status for c in cases(any_db)] == ["resolved"]
+
+
+def test_bad_pagerduty_events_get_400_naming_each_field(
+    served: Served, http: httpx.Client, any_db: Database
+) -> None:
+    bad = pd_trigger(served.keys["pd"])
+    bad["payload"] = {"summary": "", "severity": "fatal"}
+    reply = http.post("/v2/enqueue", json=bad)
+    assert reply.status_code == 400
+    body = reply.json()
+    assert body["status"] == "invalid event"
+    assert body["message"] == "Event object is invalid"
+    assert any(e.startswith("payload.summary:") for e in body["errors"])
+    assert any(e.startswith("payload.severity: expected critical, error") for e in body["errors"])
+    assert any(e.startswith("payload.source:") for e in body["errors"])
+    assert http.post("/v2/enqueue", json={"event_action": "trigger"}).json()["errors"] == [
+        "routing_key: required"
+    ]
+    assert cases(any_db) == []
+
+
+@pytest.mark.parametrize(
+    ("content", "headers", "status", "message"),
+    [
+        (b"{not json", {"content-type": "application/json"}, 400, "body: not valid JSON"),
+        (b"[1, 2]", {"content-type": "application/json"}, 400, "Event object is invalid"),
+        (b"{}", {"content-type": "text/plain"}, 415, "content-type: expected application/json"),
+        (
+            b"[" * 100 + b"]" * 100,
+            {"content-type": "application/json"},
+            400,
+            "body: nested more than",
+        ),
+        (b"\xff\xfe", {"content-type": "application/json"}, 400, "body: not UTF-8"),
+        (b" " * 1_000_001, {"content-type": "application/json"}, 413, "body: at most"),
+    ],
+    ids=["broken", "not-an-object", "content-type", "too-deep", "not-utf8", "too-big"],
+)
+def test_bad_bodies_get_a_4xx_with_a_sentence_never_a_500(
+    http: httpx.Client, content: bytes, headers: dict[str, str], status: int, message: str
+) -> None:
+    reply = http.post("/v2/enqueue", content=content, headers=headers)
+    assert reply.status_code == status
+    assert reply.json()["message"].startswith(message)
+    assert "Traceback" not in reply.text
+
+
+def test_wrong_keys_are_refused_alike_without_naming_integrations(
+    served: Served, http: httpx.Client
+) -> None:
+    refusals = [
+        http.post("/v2/enqueue", json=pd_trigger("vigil_not-a-key")),
+        # An Alertmanager integration's key is not a PagerDuty routing key.
+        http.post("/v2/enqueue", json=pd_trigger(served.keys["prod"])),
+        http.post("/integrations/alertmanager/prod", json={}, headers=served.bearer("pd")),
+        http.post("/integrations/alertmanager/nope", json={}, headers=served.bearer("prod")),
+        http.post("/integrations/alertmanager/prod", json={}),
+    ]
+    assert [r.status_code for r in refusals] == [401] * 5
+    for reply in refusals:
+        assert "prod" not in reply.text
+        assert "nope" not in reply.text
+
+
+def test_over_the_rate_limit_is_429_with_retry_after(served: Served, http: httpx.Client) -> None:
+    key = served.keys["slow"]  # two events a minute
+    replies = [http.post("/v2/enqueue", json=pd_trigger(key, dedup_key=f"k{i}")) for i in range(3)]
+    assert [r.status_code for r in replies] == [202, 202, 429]
+    assert replies[2].headers["Retry-After"] == "30"
+    assert "rate limit of 2 events a minute" in replies[2].json()["message"]
+
+
+def test_a_change_event_is_a_change_note_never_a_page(
+    served: Served, http: httpx.Client, any_db: Database
+) -> None:
+    change = {
+        "routing_key": served.keys["pd"],
+        "payload": {
+            "summary": "Deployed build 4512 to prod",
+            "timestamp": "2026-11-26T08:55:00Z",
+            "source": "ci",
+            "custom_details": {"build": 4512},
+        },
+        "links": [{"href": "https://ci.example/4512", "text": "Build"}],
+    }
+    reply = http.post("/v2/change/enqueue", json=change)
+    assert reply.status_code == 202
+    assert reply.json() == {"status": "success", "message": "Change event processed"}
+    assert cases(any_db) == []
+    with any_db.read() as session:
+        (note,) = session.exec(select(ChangeNote)).all()
+    assert (note.summary, note.source, note.integration) == (
+        "Deployed build 4512 to prod",
+        "ci",
+        "pd",
+    )
+    assert note.links == [{"href": "https://ci.example/4512", "text": "Build"}]
+    assert note.happened_at is not None
+    assert note.happened_at.hour == 8
+
+
+# --- Alertmanager, Grafana, our own ----------------------------------------------------------
+
+
+def am_alert(status: str = "firing", **labels: str) -> dict[str, object]:
+    return {
+        "status": status,
+        "labels": {"alertname": "HighErrorRate", "service": "api", **labels},
+        "annotations": {
+            "summary": "API error rate above 5%",
+            "runbook_url": "https://runbooks.example/api-errors",
+        },
+        "startsAt": "2026-11-26T08:59:00Z",
+        "generatorURL": "http://prometheus.example/graph?g0.expr=rate",
+        "fingerprint": "a1b2c3d4e5f60718",
+    }
+
+
+def am_group(*alerts: dict[str, object]) -> dict[str, object]:
+    return {"version": "4", "receiver": "vigil", "status": "firing", "alerts": list(alerts)}
+
+
+def test_alertmanager_fires_resolves_and_a_resent_resolve_is_a_no_op(
+    served: Served, http: httpx.Client, any_db: Database
+) -> None:
+    url, auth = "/integrations/alertmanager/prod", served.bearer("prod")
+    reply = http.post(url, json=am_group(am_alert()), headers=auth)
+    assert reply.status_code == 202, reply.text
+    assert reply.json()["opened"] == ["ESC-0001"]
+    (case,) = cases(any_db)
+    # No severity label: it pages anyway, at sev2, and says so.
+    assert (case.severity, case.category, case.dedup_key) == (
+        2,
+        "other",
+        "alertmanager:a1b2c3d4e5f60718",
+    )
+    assert "No severity label: paged as sev2" in case.details
+    with any_db.read() as session:
+        links = session.exec(select(CaseLink).order_by(col(CaseLink.position))).all()
+    assert [(link.text, link.href) for link in links] == [
+        ("source", "http://prometheus.example/graph?g0.expr=rate"),
+        ("runbook", "https://runbooks.example/api-errors"),
+    ]
+    for _ in range(2):  # resolved, then re-sent resolved
+        reply = http.post(url, json=am_group(am_alert("resolved")), headers=auth)
+        assert reply.status_code == 202, reply.text
+    assert reply.json()["dropped"] == ["alertmanager:a1b2c3d4e5f60718"]
+    assert [c.status for c in cases(any_db)] == ["resolved"]
+
+
+def test_grafana_contact_point_takes_the_integrations_severity_and_its_links(
+    served: Served, http: httpx.Client, any_db: Database
+) -> None:
+    alert = {
+        **am_alert(),
+        "dashboardURL": "https://grafana.example/d/abc",
+        "panelURL": "https://grafana.example/d/abc?viewPanel=2",
+        "silenceURL": "https://grafana.example/alerting/silence/new",
+        "values": {"B": 44.2},
+    }
+    body = {"version": "1", "orgId": 1, "receiver": "vigil", "state": "alerting", "alerts": [alert]}
+    reply = http.post("/integrations/grafana/graf", json=body, headers=served.bearer("graf"))
+    assert reply.status_code == 202, reply.text
+    (case,) = cases(any_db)
+    assert (case.severity, case.dedup_key) == (3, "grafana:a1b2c3d4e5f60718")
+    with any_db.read() as session:
+        texts = [link.text for link in session.exec(select(CaseLink)).all()]
+    assert texts == ["source", "runbook", "dashboard", "panel", "silence"]
+
+
+def test_our_own_events_take_a_list(served: Served, http: httpx.Client, any_db: Database) -> None:
+    events = [
+        {"title": "EDR from Metro PD", "category": "edr", "severity": 1, "dedup_key": "edr-1"},
+        {"title": "Bad", "category": "nope", "severity": 1},
+    ]
+    reply = http.post("/integrations/vigil/ours", json=events, headers=served.bearer("ours"))
+    assert reply.status_code == 400
+    body = reply.json()
+    assert body["opened"] == ["ESC-0001"]
+    assert body["errors"][0]["position"] == "event 2"
+    assert body["errors"][0]["reason"].startswith("category: expected one of")
+
+
+# --- health and metrics --------------------------------------------------------------------
+
+
+def test_health_readiness_and_metrics(served: Served, http: httpx.Client) -> None:
+    assert http.get("/healthz").json() == {"status": "ok"}
+    ready = http.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"]["database"] == "ok"
+    http.post("/v2/enqueue", json=pd_trigger(served.keys["pd"], dedup_key="m1"))
+    http.post("/v2/enqueue", json=pd_trigger("wrong"))
+    text = http.get("/metrics").text
+    assert 'vigil_intake_events_total{integration="pd",outcome="opened"} 1.0' in text
+    assert 'vigil_intake_events_total{integration="",outcome="unauthorized"} 1.0' in text
+    assert 'vigil_open_cases{severity="sev1"} 1.0' in text
+    assert 'vigil_pages_total{reason="escalation"} 1.0' in text
+    assert "vigil_escalation_lag_seconds_bucket" in text
+    assert "vigil_outbox_backlog 0.0" in text
+    assert "vigil_database_up 1.0" in text
