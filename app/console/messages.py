@@ -11,13 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from textual.content import Content
 from textual.message import Message
 
 from app.console.desk import FeedRead, Window
-from app.console.screens.casework import CaseworkChoices
 from app.delivery.local import DesktopOutcome, PageAlert
 from app.services.shiftwork.calendar import OverrideView
 from app.services.shiftwork.postmortem import PostMortemView
@@ -27,10 +25,7 @@ from app.services.shiftwork.templates import FilledResponse, ResponseTemplate
 from widgets.handover_view import HandoverRow
 from widgets.header import OnCallView
 from widgets.stats_view import StatsView
-from widgets.views import CaseDetailView, CaseworkView
-
-if TYPE_CHECKING:  # the calendar screen builds it, and imports these messages
-    from app.console.screens.calendar import CalendarResult
+from widgets.views import CaseDetailView
 
 
 @dataclass
@@ -72,16 +67,6 @@ class DetailLoaded(Message, bubble=False):
     case_id: int
     view: CaseDetailView | None
     revealed: str | None = None
-
-
-@dataclass
-class CaseworkLoaded(Message, bubble=False):
-    """The casework section's view of a case (None: the case is gone), with what its
-    dialogs offer (partners, legal bases)."""
-
-    case_id: int
-    view: CaseworkView | None
-    choices: CaseworkChoices
 
 
 @dataclass
@@ -151,13 +136,6 @@ class HandoffNoticesClaimed(Message, bubble=False):
 
 
 # --- the calendar -----------------------------------------------------------------
-
-
-@dataclass
-class CalendarComputed(Message, bubble=False):
-    """A view the calendar worker built."""
-
-    result: CalendarResult
 
 
 @dataclass

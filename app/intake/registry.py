@@ -15,6 +15,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from app.intake import alertmanager, grafana, pagerduty, vigil
 from app.intake.events import (
     NO_DEFAULTS,
     ChangeEvent,
@@ -26,7 +27,6 @@ from app.intake.events import (
     Outcome,
     not_an_object_error,
 )
-from app.intake import alertmanager, grafana, pagerduty, vigil
 
 _JSON_SPACE = " \t\r\n"
 

@@ -20,6 +20,7 @@ from textual import events, on, work
 from textual.app import ComposeResult, CSSPathType
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.suggester import SuggestFromList
 from textual.widgets import Footer, Input, Label, Static
@@ -27,9 +28,9 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from app.console.desk import Profile
 from app.console.failures import describe_failure
-from app.console.messages import CalendarComputed, OverridePlaced
+from app.console.host import COMFORTABLE_WIDTH
+from app.console.messages import OverridePlaced
 from app.console.screens.dialogs import CANCEL
-from app.console.screens.queue import COMFORTABLE_WIDTH
 from app.core.errors import BadInput
 from app.rules.rotations import ScheduleSpec, coverage_gaps, schedule_shifts
 from app.services.oncall import load_all_schedules
@@ -50,7 +51,7 @@ from widgets.calendar_view import (
 from widgets.timefmt import UTC_ZONE, viewer_zone
 
 if TYPE_CHECKING:
-    from app.console.app import VigilApp
+    from app.console.host import ConsoleHost
 
 CALENDAR_TCSS = Path(__file__).resolve().parents[3] / "themes" / "calendar.tcss"
 REFRESH_SECONDS = 60.0
@@ -302,6 +303,13 @@ class CalendarResult:
     view: CalendarViewData | None
 
 
+@dataclass
+class CalendarComputed(Message, bubble=False):
+    """A view the calendar worker built."""
+
+    result: CalendarResult
+
+
 def compute_calendar(
     db: Database, profile: Profile, request: CalendarRequest, now: datetime
 ) -> CalendarResult:
@@ -545,8 +553,8 @@ class CalendarScreen(Screen[None]):
         self.loaded = False
 
     @property
-    def vigil(self) -> VigilApp:
-        return cast("VigilApp", self.app)
+    def vigil(self) -> ConsoleHost:
+        return cast("ConsoleHost", self.app)
 
     @property
     def calendar(self) -> CalendarView:

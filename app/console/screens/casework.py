@@ -14,13 +14,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from zoneinfo import ZoneInfo
 
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.screen import ModalScreen
 from textual.suggester import SuggestFromList
 from textual.widgets import Input, Label, OptionList, Static
@@ -46,7 +47,10 @@ from widgets.timefmt import format_when
 from widgets.views import HIDDEN, CaseworkView, DisclosureView, PartnerView
 
 if TYPE_CHECKING:
-    from app.console.screens.queue import QueueScreen
+    from textual.app import App
+    from textual.notifications import SeverityLevel
+
+    from app.console.host import ConsoleHost
     from app.core.clock import Clock
 
 # --- what the flows work from --------------------------------------------------
@@ -60,6 +64,16 @@ class CaseworkChoices:
     recipients: tuple[PartnerView, ...] = ()  # partners that may receive a disclosure
     teams: tuple[str, ...] = ()  # every active partner: owners of action items
     bases: tuple[BasisSpec, ...] = ()
+
+
+@dataclass
+class CaseworkLoaded(Message, bubble=False):
+    """The casework section's view of a case (None: the case is gone), with what its
+    dialogs offer (partners, legal bases)."""
+
+    case_id: int
+    view: CaseworkView | None
+    choices: CaseworkChoices
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,10 +410,34 @@ class ChoiceDialog(ModalScreen[str | None]):
 DATA_HELP = "comma-separated: " + ", ".join(c.value for c in DataCategory)
 
 
+class CaseworkScreen(Protocol):
+    """What the casework dialogs need of the screen that opens them (the queue)."""
+
+    @property
+    def app(self) -> App[Any]: ...
+
+    @property
+    def vigil(self) -> ConsoleHost: ...
+
+    def casework_target(self) -> CaseworkTarget | None: ...
+
+    def run_casework(self, command: CaseworkCommand) -> None: ...
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None: ...
+
+
 class CaseworkFlows:
     """The dialogs behind the queue screen's casework keys, for the selected case."""
 
-    def __init__(self, screen: QueueScreen) -> None:
+    def __init__(self, screen: CaseworkScreen) -> None:
         self.screen = screen
         self.drafts: dict[tuple[str, int], dict[str, str]] = {}
 

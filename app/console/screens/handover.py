@@ -33,6 +33,7 @@ from textual.widgets import (
 from textual.worker import Worker, get_current_worker
 
 from app.console.desk import Profile
+from app.console.host import COMFORTABLE_WIDTH
 from app.console.messages import (
     HandoverAcknowledged,
     HandoversListed,
@@ -40,7 +41,6 @@ from app.console.messages import (
     ReportPreviewed,
 )
 from app.console.screens.dialogs import Confirm
-from app.console.screens.queue import COMFORTABLE_WIDTH
 from app.core.clock import Clock
 from app.core.errors import BadInput, VigilError
 from app.core.times import format_instant
@@ -61,7 +61,7 @@ from widgets.handover_view import HandoverBrowser, HandoverRow
 from widgets.timefmt import format_when, viewer_zone
 
 if TYPE_CHECKING:
-    from app.console.app import VigilApp
+    from app.console.host import ConsoleHost
 
 PAST_LIMIT = 50
 """Past handovers listed at once (newest first); a search narrows them."""
@@ -367,8 +367,8 @@ class HandoverScreen(Screen[None]):
     # ----------------------------------------------------------------- context
 
     @property
-    def vigil(self) -> VigilApp:
-        return cast("VigilApp", self.app)
+    def vigil(self) -> ConsoleHost:
+        return cast("ConsoleHost", self.app)
 
     @property
     def tabs(self) -> TabbedContent:
@@ -661,8 +661,8 @@ class PendingHandoverDialog(ModalScreen[None]):
         self.rows = rows
 
     @property
-    def vigil(self) -> VigilApp:
-        return cast("VigilApp", self.app)
+    def vigil(self) -> ConsoleHost:
+        return cast("ConsoleHost", self.app)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="pending-panel"):
@@ -730,7 +730,7 @@ class PendingHandoverDialog(ModalScreen[None]):
         self.vigil.report_worker(event, self)
 
 
-async def announce_pending_handovers(app: VigilApp) -> None:
+async def announce_pending_handovers(app: ConsoleHost) -> None:
     """As the console opens: show a handover still waiting for this person, if any (run it
     in a worker: it reads the database on a thread)."""
     rows = await asyncio.to_thread(read_pending, app.db, app.profile, app.clock.now())

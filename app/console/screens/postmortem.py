@@ -26,6 +26,7 @@ from textual.suggester import SuggestFromList
 from textual.widgets import DataTable, Footer, Input, Label, Select, Static, TextArea
 from textual.worker import Worker, WorkerState, get_current_worker
 
+from app.console.host import COMFORTABLE_WIDTH
 from app.console.messages import (
     PostMortemChanged,
     PostMortemExported,
@@ -33,7 +34,6 @@ from app.console.messages import (
     PostMortemMissing,
 )
 from app.console.screens.dialogs import Confirm, TextPrompt
-from app.console.screens.queue import COMFORTABLE_WIDTH
 from app.core.errors import BadInput, NotFound
 from app.core.times import format_instant
 from app.services.shiftwork.postmortem import (
@@ -53,7 +53,7 @@ from themes import STYLES
 from widgets.timefmt import viewer_zone
 
 if TYPE_CHECKING:
-    from app.console.app import VigilApp
+    from app.console.host import ConsoleHost
 
 MUTED = "$foreground-muted"
 EXPORT_FOLDER = "postmortems"
@@ -160,8 +160,8 @@ class PostMortemScreen(Screen[None]):
     # ----------------------------------------------------------------- context
 
     @property
-    def vigil(self) -> VigilApp:
-        return cast("VigilApp", self.app)
+    def vigil(self) -> ConsoleHost:
+        return cast("ConsoleHost", self.app)
 
     @property
     def may_write(self) -> bool:

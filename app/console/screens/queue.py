@@ -23,9 +23,9 @@ from textual.widgets import Footer, Input, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from app.console import desk
+from app.console.host import COMFORTABLE_WIDTH
 from app.console.messages import (
     CaseActionDone,
-    CaseworkLoaded,
     ChangesAnnounced,
     DeskStatusLoaded,
     DesktopNotified,
@@ -39,6 +39,7 @@ from app.console.screens.casework import (
     CaseworkChoices,
     CaseworkCommand,
     CaseworkFlows,
+    CaseworkLoaded,
     CaseworkTarget,
     perform,
     read_casework,
@@ -63,7 +64,7 @@ from widgets.timefmt import viewer_zone
 from widgets.views import CaseDetailView, CaseworkView, SeekAnchor
 
 if TYPE_CHECKING:
-    from app.console.app import VigilApp
+    from app.console.host import ConsoleHost
 
 POLL_SECONDS = 0.5
 """How often the change feed is read: on SQLite the only way to hear of other consoles'
@@ -79,7 +80,6 @@ WINDOW_MARGIN = 20
 """Rows refetched above and below the viewport after a reshuffle (scrolling further asks
 the table's own, wider windows)."""
 RETRY_SECONDS = 2.0
-COMFORTABLE_WIDTH = 120
 MAX_PAGES_LISTED = 3
 
 
@@ -338,8 +338,8 @@ class QueueScreen(Screen[None]):
     # ----------------------------------------------------------------- context
 
     @property
-    def vigil(self) -> VigilApp:
-        return cast("VigilApp", self.app)
+    def vigil(self) -> ConsoleHost:
+        return cast("ConsoleHost", self.app)
 
     @property
     def table(self) -> QueueTable:

@@ -17,8 +17,8 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 from textual.worker import Worker, get_current_worker
 
+from app.console.host import COMFORTABLE_WIDTH
 from app.console.messages import StatsLoaded
-from app.console.screens.queue import COMFORTABLE_WIDTH
 from app.core.times import format_instant
 from app.services.shiftwork.stats import (
     DeskStats,
@@ -35,7 +35,7 @@ from widgets.stats_view import AttainmentRow, DayColumn, Figure, LoadRow, StatsB
 from widgets.timefmt import viewer_zone
 
 if TYPE_CHECKING:
-    from app.console.app import VigilApp
+    from app.console.host import ConsoleHost
 
 PERIODS = (1, 7, 30, 90)
 """The windows `p` steps through, in days; the screen opens on the second."""
@@ -153,8 +153,8 @@ class StatsScreen(Screen[None]):
         self.stats: DeskStats | None = None
 
     @property
-    def vigil(self) -> VigilApp:
-        return cast("VigilApp", self.app)
+    def vigil(self) -> ConsoleHost:
+        return cast("ConsoleHost", self.app)
 
     @property
     def board(self) -> StatsBoard:

@@ -21,9 +21,9 @@ from textual.widgets import OptionList, Static, TextArea
 from textual.widgets.option_list import Option
 from textual.worker import Worker, get_current_worker
 
+from app.console.host import COMFORTABLE_WIDTH
 from app.console.messages import ResponseLogged, TemplateFilled, TemplatesLoaded
 from app.console.screens.dialogs import Confirm
-from app.console.screens.queue import COMFORTABLE_WIDTH
 from app.core.errors import NotFound
 from app.services.cases import CaseService
 from app.services.shiftwork.templates import (
@@ -36,7 +36,7 @@ from data import queries
 from themes import STYLES
 
 if TYPE_CHECKING:
-    from app.console.app import VigilApp
+    from app.console.host import ConsoleHost
 
 MUTED = "$foreground-muted"
 
@@ -82,8 +82,8 @@ class TemplateDialog(ModalScreen[bool]):
         self.filled: FilledResponse | None = None
 
     @property
-    def vigil(self) -> VigilApp:
-        return cast("VigilApp", self.app)
+    def vigil(self) -> ConsoleHost:
+        return cast("ConsoleHost", self.app)
 
     @property
     def editor(self) -> TextArea:
