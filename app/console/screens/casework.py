@@ -28,7 +28,7 @@ from textual.widgets.option_list import Option
 
 from app.console.screens.dialogs import CANCEL, Confirm, TextPrompt
 from app.core.errors import BadInput, NotFound
-from app.core.times import parse_due, parse_instant
+from app.core.times import bounded_instant, parse_due, parse_instant
 from app.rules.casework import FACT_FLAGS, VERIFICATION_STEPS, BasisSpec
 from app.services.casework.service import CaseworkService
 from app.services.casework.settings import load_config
@@ -120,9 +120,11 @@ def filed_when(text: str, now: datetime) -> datetime | None:
     if not text.strip():
         return None
     try:
-        return now - parse_duration(text)
+        ago = parse_duration(text)
     except ValueError:
         pass
+    else:
+        return bounded_instant("filed_at", now - ago)
     try:
         return parse_instant("filed_at", text)
     except BadInput:
