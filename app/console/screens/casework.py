@@ -35,6 +35,7 @@ from app.services.casework.settings import load_config
 from app.services.casework.views import casework_view, partners
 from data.db import Database
 from data.domain import (
+    ID_RANGE,
     INTERNAL_PARTNER_KINDS,
     ClockKind,
     ClockState,
@@ -109,9 +110,9 @@ class CaseworkCommand:
 
 def _number(name: str, text: str) -> int:
     try:
-        return int(text.strip())
+        return ID_RANGE.check(int(text.strip()))
     except ValueError:
-        raise BadInput(name, f"expected a whole number, got {text!r}") from None
+        raise BadInput(name, f"expected a whole number {ID_RANGE}, got {text!r}") from None
 
 
 def filed_when(text: str, now: datetime) -> datetime | None:
