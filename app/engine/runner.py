@@ -73,6 +73,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
+import secrets
 import signal
 import socket
 import sys
@@ -93,6 +95,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Table
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlmodel import SQLModel, col, func, select
 
 from app.core.clock import Clock, SystemClock
@@ -117,8 +121,9 @@ from app.engine.store import (
     write_plans,
 )
 from data import audit
-from data.clock import DatabaseClock
+from data.clock import DatabaseClock, how_long
 from data.db import Database, DatabaseError, default_url
+from data.errors import describe_trouble, first_line, is_disk_full
 from data.journal import add_timeline, record_change
 from data.models import Case, EngineHeartbeat
 
@@ -138,10 +143,84 @@ __all__ = [
     "CycleResult",
     "EngineRunner",
     "EscalationEngine",
+    "OutageLog",
+    "engine_name",
     "last_heartbeat",
     "read_chain",
     "run_headless",
 ]
+
+
+# --- names and failures said once ----------------------------------------------------
+
+
+def engine_name(kind: str = "engine") -> str:
+    """A name no other engine has, for heartbeats and step runs: `engine@host/pid/3f9a1c`
+    (two engines on one host, or one restarted with the same pid, still differ)."""
+    return f"{kind}@{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(3)}"
+
+
+def is_database_trouble(error: BaseException) -> bool:
+    """Whether `error` is the database's (unreachable, gone, locked, full), not a case's."""
+    return isinstance(
+        error, OperationalError | InterfaceError | PoolTimeout | DatabaseError | OSError
+    ) or is_disk_full(error)
+
+
+def _said(error: BaseException) -> str:
+    if is_database_trouble(error):
+        return describe_trouble(error)
+    return f"{type(error).__name__}: {first_line(error)}"
+
+
+class OutageLog:
+    """Says a failure that repeats (an unreachable database, a full disk) once when it
+    starts, once every `REPEAT_EVERY` while it lasts, and once when it ends, on the injected
+    clock: an outage is three kinds of line, never a traceback per attempt. A failure that
+    is not the database's (a bug) keeps its traceback, the first time only."""
+
+    REPEAT_EVERY = timedelta(minutes=1)
+
+    def __init__(self, what: str, clock: Clock, logger: logging.Logger = log) -> None:
+        self.what = what
+        self.clock = clock
+        self.log = logger
+        self.since: datetime | None = None
+        self.attempts = 0
+        self._said_at: datetime | None = None
+
+    def failed(self, error: BaseException) -> None:
+        now = self.clock.now()
+        self.attempts += 1
+        if self.since is None:
+            self.since = self._said_at = now
+            if is_database_trouble(error):
+                self.log.error("%s: %s; retrying until it is back", self.what, _said(error))
+            else:
+                self.log.error("%s: %s; retrying", self.what, _said(error), exc_info=error)
+            return
+        assert self._said_at is not None
+        if now - self._said_at >= self.REPEAT_EVERY:
+            self._said_at = now
+            self.log.warning(
+                "%s: still failing after %s (%d attempts): %s",
+                self.what,
+                how_long(now - self.since),
+                self.attempts,
+                _said(error),
+            )
+
+    def recovered(self) -> None:
+        if self.since is None:
+            return
+        self.log.info(
+            "%s: working again after %s (%d failed attempts)",
+            self.what,
+            how_long(self.clock.now() - self.since),
+            self.attempts,
+        )
+        self.since = self._said_at = None
+        self.attempts = 0
 
 
 # --- results ------------------------------------------------------------------------
@@ -185,7 +264,7 @@ class EscalationEngine:
         db: Database,
         clock: Clock,
         *,
-        name: str = "engine",
+        name: str | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         on_change: Callable[[list[int]], None] | None = None,
     ) -> None:
@@ -196,7 +275,8 @@ class EscalationEngine:
         self.db = db
         self.clock = DatabaseClock(db, clock)
         """The database's time (the host's `clock` plus the offset measured each cycle)."""
-        self.name = name
+        self.name = name or engine_name()
+        """Unique per engine (`engine_name`): in its heartbeat and in every step run."""
         self.batch_size = batch_size
         self.on_change = on_change
         self.started_at: datetime | None = None
@@ -334,8 +414,8 @@ class EscalationEngine:
                     for start in range(0, len(plans), WRITE_SLICE):
                         sliced = plans[start : start + WRITE_SLICE]
                         write_plans(writer, head, sliced, now, self.name)
-        except Exception:
-            if not refs:
+        except Exception as exc:
+            if not refs or is_database_trouble(exc):
                 raise  # not one case's fault: the database itself is in trouble
             if careful:
                 [(case_id, ref)] = refs.items()
@@ -487,7 +567,8 @@ class EngineRunner:
         self._outbox_lock = threading.Lock()
         self._started = False
         self._audit_due = False
-        self._failing_since: datetime | None = None
+        self.cycles_down = OutageLog(f"escalation cycles of {engine.name}", engine.clock)
+        self.outbox_down = OutageLog(f"the webhook outbox of {engine.name}", engine.clock)
 
     @property
     def job_ids(self) -> dict[str, str]:
@@ -563,8 +644,10 @@ class EngineRunner:
                 return
             try:
                 process_webhook_outbox(self.engine.db, self.engine.clock, self._client)
-            except Exception:
-                log.exception("webhook outbox run failed; retrying at its next run")
+            except Exception as exc:
+                self.outbox_down.failed(exc)
+            else:
+                self.outbox_down.recovered()
 
     def _cycle(self) -> None:
         result: CycleResult | None = None
@@ -574,12 +657,10 @@ class EngineRunner:
                 self.engine.audit_repair()
             result = self.engine.run_due()
             self._arm(result)
-        except Exception:
-            self._report_failure()
+        except Exception as exc:
+            self.cycles_down.failed(exc)
         else:
-            if self._failing_since is not None:
-                log.info("escalation cycles work again")
-                self._failing_since = None
+            self.cycles_down.recovered()
         if result is not None:
             if result.pages:
                 self._outbox.wake()
@@ -588,14 +669,6 @@ class EngineRunner:
                     self.on_cycle(result)
                 except Exception:
                     log.exception("the engine runner's cycle listener failed")
-
-    def _report_failure(self) -> None:
-        """An outage fails every cycle: say so at ERROR once, then quietly until it ends."""
-        if self._failing_since is None:
-            self._failing_since = self.engine.clock.now()
-            log.exception("escalation cycle failed; retrying every %s", self.sweep_every)
-        else:
-            log.warning("escalation cycle failed again (since %s)", utc_text(self._failing_since))
 
     def _arm(self, result: CycleResult) -> None:
         """Re-arm the wake job at the next due time.
@@ -664,7 +737,7 @@ def run_headless(
     """`vigil engine`: with `once`, page what is due and send the outbox once; otherwise run
     until SIGINT/SIGTERM (or `stop_event`) and stop cleanly. Returns the exit code."""
     db = Database.open(db_url_or_db) if isinstance(db_url_or_db, str) else db_url_or_db
-    engine = EscalationEngine(db, clock, name=name or f"engine@{socket.gethostname()}")
+    engine = EscalationEngine(db, clock, name=name or engine_name())
     try:
         if once:
             engine.audit_repair()
