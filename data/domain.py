@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 
 
@@ -84,19 +85,122 @@ def parse_category(text: str) -> Category:
         raise ValueError(f"expected one of {allowed}, got {text!r}") from None
 
 
-_DURATION = re.compile(r"^(\d+)([smhdw])$")
+_DURATION = re.compile(r"^([0-9]+)([smhdw])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
-def parse_duration(text: str) -> timedelta:
-    """Parse `30s`, `5m`, `2h`, `1d`, `7d` (and `1w`) into a timedelta."""
+# --- bounds: every duration, count and instant that comes in has a range --------------
+#
+# One table, checked at every entry (team file, command line, console forms, intake), so a
+# value that passes can never overflow a date later (`ack_timeout = "3000000d"` once made
+# every acknowledgement of its policy fail). The ranges are generous for real desks.
+
+
+@dataclass(frozen=True, slots=True)
+class DurationRange:
+    """The durations a field accepts, both ends included."""
+
+    low: timedelta
+    high: timedelta
+
+    def __str__(self) -> str:
+        return f"from {format_duration(self.low)} to {format_duration(self.high)}"
+
+
+@dataclass(frozen=True, slots=True)
+class CountRange:
+    """The whole numbers a field accepts, both ends included."""
+
+    low: int
+    high: int
+
+    def __str__(self) -> str:
+        return f"from {self.low:,} to {self.high:,}"
+
+    def check(self, value: object) -> int:
+        """`value` if it is a whole number in range; ValueError saying what was expected."""
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"expected a whole number {self}, got {_shown(value)}")
+        if not self.low <= value <= self.high:
+            raise ValueError(f"expected a whole number {self}, got {_shown(value)}")
+        return value
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}...{text[-10:]} ({len(text)} characters)"
+
+
+ANY_DURATION = DurationRange(timedelta(seconds=1), timedelta(days=3660))
+"""Any duration at all: up to ten years (legal clocks count in calendar years, `1y`)."""
+STEP_DELAY = DurationRange(timedelta(seconds=1), timedelta(days=7))
+ACK_TIMEOUT = DurationRange(timedelta(minutes=1), timedelta(days=30))
+SLA_TARGET = DurationRange(timedelta(minutes=1), timedelta(days=30))
+SHIFT_LENGTH = DurationRange(timedelta(hours=1), timedelta(days=28))
+OVERRIDE_LENGTH = DurationRange(timedelta(minutes=1), timedelta(days=366))
+CLOCK_SPAN = DurationRange(timedelta(minutes=1), timedelta(days=3660))
+"""A legal clock's period, its reminder and a hold's extension (preservation: 90 days)."""
+
+REPEAT = CountRange(0, 100)
+"""How many more times a policy's chain starts over."""
+POLICY_STEPS = CountRange(1, 20)
+CLOCK_YEARS = CountRange(1, 10)
+EXTENSIONS = CountRange(0, 20)
+"""How many times a hold may be extended."""
+DAYS = CountRange(1, 366)
+"""`--days` of the calendar and the figures: a year at most."""
+LIMIT = CountRange(1, 10_000_000)
+ID_RANGE = CountRange(1, 2**63 - 1)
+"""A row's number as typed (`override remove 3`): what an SQL BIGINT holds."""
+
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2199, 12, 31, 23, 59, 59, tzinfo=UTC)
+"""Instants a person or a feed may give: 1970 to the end of 2199 (UTC)."""
+INSTANT_RANGE = "between 1970-01-01 and 2199-12-31"
+
+
+def check_instant(value: datetime) -> datetime:
+    """`value` (aware) if it lies between `EARLIEST` and `LATEST`; ValueError otherwise.
+
+    Checked in UTC after the offset is applied: 9999-12-31T23:00-05:00 is out of range
+    however it is written, and so is 0001-01-01 in any zone."""
+    try:
+        utc = value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        utc = None
+    if utc is None or not EARLIEST <= utc <= LATEST:
+        raise ValueError(f"expected a time {INSTANT_RANGE}, got {value.isoformat()}")
+    return utc
+
+
+def check_day(value: date) -> date:
+    """A calendar day between 1970-01-01 and 2199-12-31; ValueError otherwise."""
+    if not EARLIEST.date() <= value <= LATEST.date():
+        raise ValueError(f"expected a date {INSTANT_RANGE}, got {value.isoformat()}")
+    return value
+
+
+def parse_duration(text: str, bounds: DurationRange = ANY_DURATION) -> timedelta:
+    """Parse `30s`, `5m`, `2h`, `1d`, `7d` (and `1w`) into a timedelta within `bounds`."""
     match = _DURATION.match(str(text).strip())
-    if not match:
-        raise ValueError(f"expected a duration such as 30s, 5m, 2h, 1d or 7d, got {text!r}")
+    if not match or len(match.group(1)) > 12:
+        if match:
+            raise ValueError(f"expected a duration {bounds}, got {_shown(text)}")
+        raise ValueError(f"expected a duration such as 30s, 5m, 2h, 1d or 7d, got {_shown(text)}")
     amount, unit = int(match.group(1)), match.group(2)
     if amount <= 0:
         raise ValueError(f"expected a positive duration, got {text!r}")
-    return timedelta(seconds=amount * _UNIT_SECONDS[unit])
+    seconds = amount * _UNIT_SECONDS[unit]
+    if not bounds.low.total_seconds() <= seconds <= bounds.high.total_seconds():
+        raise ValueError(f"expected a duration {bounds}, got {text!r}")
+    return timedelta(seconds=seconds)
+
+
+def check_duration(delta: timedelta, bounds: DurationRange) -> timedelta:
+    """A duration already parsed (a form's minutes, a span) checked against `bounds`."""
+    if not bounds.low <= delta <= bounds.high:
+        raise ValueError(f"expected a duration {bounds}, got {format_duration(delta)}")
+    return delta
 
 
 def format_duration(delta: timedelta) -> str:

@@ -7,3 +7,47 @@ class DatabaseError(Exception):
 
 class SchemaOutOfDate(DatabaseError):
     """The database was made by an older Vigil: `vigil db upgrade` brings it to this one."""
+
+
+# --- what a failed database call was --------------------------------------------------------
+
+_DISK_FULL = (
+    "database or disk is full",  # SQLite (SQLITE_FULL)
+    "no space left on device",  # PostgreSQL, and the OS (ENOSPC)
+    "could not extend file",  # PostgreSQL, when a table cannot grow
+)
+_DISK_FULL_SQLSTATE = "53100"  # PostgreSQL's disk_full
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether `error` (or what it wraps) says the disk under the database is full:
+    SQLite's "database or disk is full", PostgreSQL's "No space left on device" (SQLSTATE
+    53100), or an OSError with errno ENOSPC."""
+    import errno
+
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno == errno.ENOSPC:
+            return True
+        if getattr(current, "sqlstate", None) == _DISK_FULL_SQLSTATE:
+            return True
+        if any(words in str(current).lower() for words in _DISK_FULL):
+            return True
+        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
+    return False
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of what the driver said (without SQLAlchemy's statement dump)."""
+    original = getattr(error, "orig", None) or error
+    lines = str(original).strip().splitlines()
+    return lines[0] if lines else type(original).__name__
+
+
+def describe_trouble(error: BaseException) -> str:
+    """One line for a database call that failed: a full disk is called a full disk."""
+    if is_disk_full(error):
+        return f"the database's disk is full ({first_line(error)})"
+    return f"the database did not answer ({first_line(error)})"

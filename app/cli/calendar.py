@@ -40,6 +40,7 @@ from app.services.shiftwork.swaps import (
     parse_lead,
     read_settings,
 )
+from data.domain import ID_RANGE
 from data.swaps import SwapStatus
 
 APPROVAL_CHOICES = {"required": True, "optional": False}
@@ -55,8 +56,8 @@ def _number(field: str, text: str) -> int:
         number = int(text.strip().lstrip("#"))
     except ValueError:
         raise BadInput(field, f"expected a number such as 3, got {text!r}") from None
-    if number < 1:
-        raise BadInput(field, f"expected a number from 1, got {number}")
+    if not 1 <= number <= ID_RANGE.high:
+        raise BadInput(field, f"expected a number {ID_RANGE}, got {number}")
     return number
 
 

@@ -362,7 +362,7 @@ def cmd_casework_apply(ctx: Context) -> int:
 
 
 def cmd_report_disclosures(ctx: Context) -> int:
-    year = _number("--year", ctx.args.year, low=1970, high=9998)
+    year = _number("--year", ctx.args.year, low=1970, high=2199)
     with ctx.db.read() as session:
         report = disclosure_report(session, year)
     if ctx.as_json:

@@ -88,9 +88,9 @@ class Context:
         return CaseService(self.db, self.clock, escalation=self.page_now)
 
     def page_now(self, case_ids: Sequence[int]) -> None:
-        from app.engine.runner import EscalationEngine
+        from app.engine.runner import EscalationEngine, engine_name
 
-        EscalationEngine(self.db, self.clock, name=f"cli:{self.actor}").run_due(
+        EscalationEngine(self.db, self.clock, name=engine_name(f"cli:{self.actor}")).run_due(
             case_ids=list(case_ids)
         )
 

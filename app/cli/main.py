@@ -161,13 +161,17 @@ def build_parser(only: str | None = None, *, every: bool = True) -> argparse.Arg
 
 def _database_trouble(exc: BaseException) -> str | None:
     """A sentence for a database that is locked, unreachable or gone mid-command."""
+    from data.errors import describe_trouble, is_disk_full
+
     sa_exc = sys.modules.get("sqlalchemy.exc")
-    if sa_exc is None or not isinstance(
+    known = sa_exc is not None and isinstance(
         exc, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError
-    ):
+    )
+    if not known and not (isinstance(exc, OSError) and is_disk_full(exc)):
         return None
-    reason = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or ["no answer"])[0]
-    return f"vigil: the database did not answer ({reason}); try again in a moment"
+    if is_disk_full(exc):
+        return f"vigil: {describe_trouble(exc)}; nothing was changed: free some space, then retry"
+    return f"vigil: {describe_trouble(exc)}; try again in a moment"
 
 
 def main(

@@ -16,7 +16,7 @@ from sqlmodel import select
 from app.cli.framework import EXIT_OK, Commands, Context
 from app.core.errors import BadInput, NothingToDo, Refused
 from app.core.times import iso, parse_instant
-from data.domain import severity_name
+from data.domain import ID_RANGE, LIMIT, CountRange, severity_name
 from data.models import Responder
 
 if TYPE_CHECKING:
@@ -63,9 +63,16 @@ def _number(field: str, value: str) -> int:
         number = int(value)
     except ValueError:
         raise BadInput(field, f"expected a number such as 3, got {value!r}") from None
-    if number < 1:
-        raise BadInput(field, f"expected a number of at least 1, got {value!r}")
+    if not 1 <= number <= ID_RANGE.high:
+        raise BadInput(field, f"expected a number {ID_RANGE}, got {value!r}")
     return number
+
+
+def _bounded(field: str, value: int, bounds: CountRange) -> int:
+    try:
+        return bounds.check(value)
+    except ValueError as exc:
+        raise BadInput(field, str(exc)) from None
 
 
 def _write_out(ctx: Context, text: str) -> None:
@@ -134,7 +141,10 @@ def cmd_handover_list(ctx: Context) -> int:
 
     with ctx.db.read() as session:
         views = find_handovers(
-            session, search=ctx.args.search or "", pending=ctx.args.pending, limit=ctx.args.limit
+            session,
+            search=ctx.args.search or "",
+            pending=ctx.args.pending,
+            limit=_bounded("--limit", ctx.args.limit, LIMIT),
         )
     lines = [
         f"{v.id:>5}  {iso(v.submitted_at)}  {v.author} -> {v.incoming or '?'}  "

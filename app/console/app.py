@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import importlib
-import socket
 from collections.abc import Iterable
 from datetime import UTC
 from typing import Any, ClassVar
@@ -33,7 +32,7 @@ from app.console.screens.template import TemplateDialog
 from app.console.settings import ConsoleSettings
 from app.core.clock import Clock
 from app.delivery.local import DesktopNotifier
-from app.engine.runner import EngineRunner, EscalationEngine
+from app.engine.runner import EngineRunner, EscalationEngine, engine_name
 from app.services.shiftwork.swaps import claim_handoff_notices
 from data.db import Database
 from themes import CONSOLE_CSS_PATHS, DEFAULT_THEME, THEME_VARIABLE_DEFAULTS, THEMES
@@ -154,7 +153,7 @@ class VigilApp(App[int]):
         """The escalation loop in this process, on an AsyncIOScheduler of this event loop."""
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._scheduler.start()
-        name = f"console:{self.profile.handle}@{socket.gethostname()}"
+        name = engine_name(f"console:{self.profile.handle}")
         self._runner = EngineRunner(
             EscalationEngine(self.db, self.clock, name=name), self._scheduler
         )

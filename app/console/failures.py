@@ -17,6 +17,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from app.core.errors import BadInput, NotAllowed, NotFound, NothingToDo, VigilError
 from data.db import DatabaseError
+from data.errors import is_disk_full
 
 Severity = Literal["information", "warning", "error"]
 
@@ -47,6 +48,14 @@ def describe_failure(error: BaseException) -> Failure:
         return Failure("Check the input", str(error), "error")
     if isinstance(error, VigilError):
         return Failure("Refused", str(error), "error")
+    if is_disk_full(error):
+        return Failure(
+            "Disk full",
+            f"The database's disk is full: {_first_line(error)}. Nothing was changed; "
+            "what you typed is kept",
+            "error",
+            database_down=True,
+        )
     if isinstance(
         error, OperationalError | DBAPIError | PoolTimeout | DatabaseError | sqlite3.Error
     ):

@@ -5,12 +5,13 @@ Stored times are UTC; JSON carries ISO 8601 with a `Z`; a person sees their own 
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import overload
 from zoneinfo import ZoneInfo
 
 from app.core.errors import BadInput
-from data.domain import parse_duration
+from data.domain import check_instant, parse_duration
 
 
 @overload
@@ -36,7 +37,16 @@ def parse_instant(field: str, value: str) -> datetime:
         ) from None
     if parsed.tzinfo is None:
         raise BadInput(field, f"expected a time with an offset (Z or +11:00), got {value!r}")
-    return parsed.astimezone(UTC)
+    return bounded_instant(field, parsed)
+
+
+def bounded_instant(field: str, value: datetime) -> datetime:
+    """`value` in UTC, or BadInput naming `field` unless it lies between 1970 and 2199 (so
+    no later arithmetic on it can leave the calendar)."""
+    try:
+        return check_instant(value)
+    except ValueError as exc:
+        raise BadInput(field, str(exc)) from None
 
 
 def format_instant(at: datetime | None, zone: ZoneInfo, *, seconds: bool = False) -> str:
@@ -50,13 +60,20 @@ def parse_due(text: str | None, now: datetime) -> datetime | None:
     """A due time given as a duration from `now` (`4h`, `2d`) or as a time with an offset."""
     if text is None:
         return None
+    if _DURATION_SHAPE.match(text):
+        try:
+            return bounded_instant("due", now + parse_duration(text))
+        except ValueError as exc:
+            raise BadInput("due", str(exc)) from None
     try:
-        return now + parse_duration(text)
+        parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
-        pass
-    try:
-        return parse_instant("due", text)
-    except BadInput:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:
         raise BadInput(
             "due", f"expected a duration such as 4h or 2d, or a time with an offset, got {text!r}"
-        ) from None
+        )
+    return bounded_instant("due", parsed)
+
+
+_DURATION_SHAPE = re.compile(r"^\s*[0-9]+[a-z]\s*$")

@@ -89,6 +89,7 @@ from data.db import Database
 from data.domain import CATEGORY_LABELS, Category, ContactKind, severity_name
 from data.journal import add_timeline, record_change
 from data.models import Case, ContactMethod, Delivery, DeliveryAttempt, Page, Responder
+from data.outage import OutageLog
 
 log = logging.getLogger(__name__)
 
@@ -799,8 +800,11 @@ class WebhookOutbox:
         resolve: Resolve = system_resolve,
         rng: random.Random | None = None,
         name: str = "vigil-outbox",
+        outage: OutageLog | None = None,
     ) -> None:
         self.db = db
+        self.outage = outage or OutageLog(f"the webhook outbox {name}", clock)
+        """Says a database that stops answering the claims once, not at every poll."""
         self.clock = clock
         self.settings = settings
         self.name = name
@@ -815,7 +819,6 @@ class WebhookOutbox:
         self._stop_timeout = 10.0
         self._records: list[tuple[_Outcome, asyncio.Future[Kind]]] = []
         self._recorder: asyncio.Task[None] | None = None
-        self._failing = False
         self.counts: Counter[Kind] = Counter()
         """What every recorded attempt counted as, since start."""
 
@@ -912,27 +915,20 @@ class WebhookOutbox:
         free: int,
         busy: set[int],
     ) -> Claim:
+        return await loop.run_in_executor(database, self.claim_now, free, busy)
+
+    def claim_now(self, free: int, busy: set[int]) -> Claim:
         """Lease up to `free` due rows of contacts not `busy` (in flight here: their rows
-        are leased, but a clock that jumps past a lease must not send one twice)."""
+        are leased, but a clock that jumps past a lease must not send one twice). A database
+        that does not answer is said through the outage log and claims nothing."""
         try:
-            claim = await loop.run_in_executor(
-                database,
-                lambda: claim_due(
-                    self.db,
-                    self.clock,
-                    limit=free,
-                    lease=self.settings.lease,
-                    skip_contacts=busy,
-                ),
+            claim = claim_due(
+                self.db, self.clock, limit=free, lease=self.settings.lease, skip_contacts=busy
             )
-        except Exception:
-            if not self._failing:
-                log.exception("webhook outbox cannot claim deliveries; trying again")
-            self._failing = True
+        except Exception as exc:
+            self.outage.failed(exc)
             return Claim([], None)
-        if self._failing:
-            log.info("webhook outbox claims deliveries again")
-            self._failing = False
+        self.outage.recovered()
         return claim
 
     async def _deliver(

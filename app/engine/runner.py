@@ -73,6 +73,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
+import secrets
 import signal
 import socket
 import sys
@@ -126,6 +128,7 @@ from data.clock import DatabaseClock
 from data.db import Database, DatabaseError, default_url
 from data.journal import add_timeline, record_change
 from data.models import Case, EngineHeartbeat
+from data.outage import OutageLog, is_database_trouble
 
 log = logging.getLogger("vigil.engine")
 
@@ -143,10 +146,21 @@ __all__ = [
     "CycleResult",
     "EngineRunner",
     "EscalationEngine",
+    "OutageLog",
+    "engine_name",
     "last_heartbeat",
     "read_chain",
     "run_headless",
 ]
+
+
+# --- names and failures said once ----------------------------------------------------
+
+
+def engine_name(kind: str = "engine") -> str:
+    """A name no other engine has, for heartbeats and step runs: `engine@host/pid/3f9a1c`
+    (two engines on one host, or one restarted with the same pid, still differ)."""
+    return f"{kind}@{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(3)}"
 
 
 # --- results ------------------------------------------------------------------------
@@ -190,7 +204,7 @@ class EscalationEngine:
         db: Database,
         clock: Clock,
         *,
-        name: str = "engine",
+        name: str | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         on_change: Callable[[list[int]], None] | None = None,
     ) -> None:
@@ -201,7 +215,8 @@ class EscalationEngine:
         self.db = db
         self.clock = DatabaseClock(db, clock)
         """The database's time (the host's `clock` plus the offset measured each cycle)."""
-        self.name = name
+        self.name = name or engine_name()
+        """Unique per engine (`engine_name`): in its heartbeat and in every step run."""
         self.batch_size = batch_size
         self.on_change = on_change
         self.started_at: datetime | None = None
@@ -339,8 +354,8 @@ class EscalationEngine:
                     for start in range(0, len(plans), WRITE_SLICE):
                         sliced = plans[start : start + WRITE_SLICE]
                         write_plans(writer, head, sliced, now, self.name)
-        except Exception:
-            if not refs:
+        except Exception as exc:
+            if not refs or is_database_trouble(exc):
                 raise  # not one case's fault: the database itself is in trouble
             if careful:
                 [(case_id, ref)] = refs.items()
@@ -489,16 +504,18 @@ class EngineRunner:
         self.on_cycle = on_cycle
         self.jobstore = f"vigil-engine:{engine.name}"
         self._cycles = _Waker(f"vigil-engine:{engine.name}", self._cycle)
+        self.cycles_down = OutageLog(f"escalation cycles of {engine.name}", engine.clock)
+        self.outbox_down = OutageLog(f"the webhook outbox of {engine.name}", engine.clock)
         self._outbox = WebhookOutbox(
             engine.db,
             engine.clock,
             outbox_settings,
             transport=webhook_transport,
             name=f"vigil-outbox:{engine.name}",
+            outage=self.outbox_down,
         )
         self._started = False
         self._audit_due = False
-        self._failing_since: datetime | None = None
 
     @property
     def job_ids(self) -> dict[str, str]:
@@ -571,12 +588,10 @@ class EngineRunner:
                 self.engine.audit_repair()
             result = self.engine.run_due()
             self._arm(result)
-        except Exception:
-            self._report_failure()
+        except Exception as exc:
+            self.cycles_down.failed(exc)
         else:
-            if self._failing_since is not None:
-                log.info("escalation cycles work again")
-                self._failing_since = None
+            self.cycles_down.recovered()
         if result is not None:
             if result.pages:
                 self._outbox.wake()
@@ -585,14 +600,6 @@ class EngineRunner:
                     self.on_cycle(result)
                 except Exception:
                     log.exception("the engine runner's cycle listener failed")
-
-    def _report_failure(self) -> None:
-        """An outage fails every cycle: say so at ERROR once, then quietly until it ends."""
-        if self._failing_since is None:
-            self._failing_since = self.engine.clock.now()
-            log.exception("escalation cycle failed; retrying every %s", self.sweep_every)
-        else:
-            log.warning("escalation cycle failed again (since %s)", utc_text(self._failing_since))
 
     def _arm(self, result: CycleResult) -> None:
         """Re-arm the wake job at the next due time.
@@ -661,7 +668,7 @@ def run_headless(
     """`vigil engine`: with `once`, page what is due and send the outbox once; otherwise run
     until SIGINT/SIGTERM (or `stop_event`) and stop cleanly. Returns the exit code."""
     db = Database.open(db_url_or_db) if isinstance(db_url_or_db, str) else db_url_or_db
-    engine = EscalationEngine(db, clock, name=name or f"engine@{socket.gethostname()}")
+    engine = EscalationEngine(db, clock, name=name or engine_name())
     try:
         if once:
             engine.audit_repair()

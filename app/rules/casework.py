@@ -24,7 +24,9 @@ from typing import Any
 from app.core.errors import BadInput, VigilError
 from app.core.text import clean_text
 from data.domain import (
+    CLOCK_SPAN,
     CLOCK_URGENCY,
+    CLOCK_YEARS,
     Category,
     ClockKind,
     ClockState,
@@ -48,7 +50,7 @@ CLOCK_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 BASIS_KEY = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")
 CLOCK_NAME_RULE = "a name of lowercase letters, digits and '_' (32 at most)"
 BASIS_KEY_RULE = "a key of lowercase letters, digits, '.', '_' or '-' (32 at most)"
-_YEARS = re.compile(r"^(\d+)y$")
+_YEARS = re.compile(r"^([0-9]+)y$")
 
 _EVIDENCE = {
     "name": "evidence_preserved",
@@ -209,10 +211,12 @@ def parse_span(text: object) -> Span:
     """`90d`, `24h`, ... or whole calendar years `1y`; ValueError says what was expected."""
     if isinstance(text, str):
         years = _YEARS.match(text.strip())
-        if years and int(years.group(1)) > 0:
+        if years and len(years.group(1)) <= 4 and int(years.group(1)) > 0:
+            if int(years.group(1)) > CLOCK_YEARS.high:
+                raise ValueError(f"expected at most {CLOCK_YEARS.high}y, got {text!r}")
             return Span(years=int(years.group(1)))
         if not years:
-            return Span(delta=parse_duration(text))
+            return Span(delta=parse_duration(text, CLOCK_SPAN))
     raise ValueError(f"expected a duration such as 24h, 90d or 1y, got {text!r}")
 
 

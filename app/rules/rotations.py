@@ -49,10 +49,16 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from data.domain import format_duration, parse_duration
+from data.domain import (
+    SHIFT_LENGTH,
+    check_day,
+    check_duration,
+    format_duration,
+    parse_duration,
+)
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-MIN_SHIFT = timedelta(hours=1)
+MIN_SHIFT = SHIFT_LENGTH.low
 _DAY = timedelta(days=1)
 _TICK = timedelta(microseconds=1)
 # Point questions (on_call, next_change...) look a day around first and widen by _GROWTH only
@@ -175,13 +181,21 @@ class RotationSpec:
             _zone(self.timezone)
         except ValueError as error:
             raise ValueError(f"{where}: timezone: {error}") from None
-        if not isinstance(self.shift, timedelta) or self.shift < MIN_SHIFT:
-            raise ValueError(f"{where}: shift: expected at least 1h, got {self.shift!r}")
+        if not isinstance(self.shift, timedelta):
+            raise ValueError(f"{where}: shift: expected a duration, got {self.shift!r}")
+        try:
+            check_duration(self.shift, SHIFT_LENGTH)
+        except ValueError as error:
+            raise ValueError(f"{where}: shift: {error}") from None
         if self.shift % timedelta(minutes=1):
             raise ValueError(f"{where}: shift: expected whole minutes, got {self.shift}")
         _check_clock(self.handoff, f"{where}: handoff")
         if not isinstance(self.start, date) or isinstance(self.start, datetime):
             raise ValueError(f"{where}: start: expected a date, got {self.start!r}")
+        try:
+            check_day(self.start)
+        except ValueError as error:
+            raise ValueError(f"{where}: start: {error}") from None
         if not self.members:
             raise ValueError(f"{where}: members: expected at least one handle")
         for position, member in enumerate(self.members):
@@ -219,7 +233,7 @@ class RotationSpec:
         """Build from team-file / stored spellings; `days` may be a list or `tue,wed,thu`."""
         where = f"rotation {name!r}"
         try:
-            parsed_shift = parse_duration(shift)
+            parsed_shift = parse_duration(shift, SHIFT_LENGTH)
         except ValueError as error:
             raise ValueError(f"{where}: shift: {error}") from None
         try:

@@ -20,7 +20,14 @@ from app.core.text import clean_text, one_line
 from app.services.policies import FALLBACK_POLICY, route_policy, snapshot_policy
 from app.services.unit_of_work import Service, Tx
 from data import audit
-from data.domain import Category, Stage, Status, parse_category, parse_severity
+from data.domain import (
+    ACK_TIMEOUT,
+    Category,
+    Stage,
+    Status,
+    parse_category,
+    parse_severity,
+)
 from data.intake import CaseLink
 from data.journal import add_timeline
 from data.models import ActionItem, Case, CaseNote, Page, Responder
@@ -31,6 +38,8 @@ MAX_NOTE = 20_000
 MAX_DEDUP_KEY = 255
 MAX_LINKS = 40
 MAX_LINK = 2_000
+
+_LONGEST_ACK_TIMEOUT = int(ACK_TIMEOUT.high.total_seconds())
 
 
 @dataclass(frozen=True)
@@ -253,7 +262,10 @@ class CaseService(Service):
                     case.assignee_id = tx.actor.id
                 timeout = case.policy_snapshot.get("ack_timeout_seconds")
                 case.next_escalation_at = (
-                    tx.now + timedelta(seconds=int(timeout)) if timeout else None
+                    # capped: a policy stored before timeouts were bounded cannot overflow
+                    tx.now + timedelta(seconds=min(int(timeout), _LONGEST_ACK_TIMEOUT))
+                    if timeout
+                    else None
                 )
                 add_timeline(
                     tx.session,

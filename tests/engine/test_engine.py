@@ -147,7 +147,9 @@ def _build_desk(db: Database, clock: FakeClock) -> Desk:
     add_responder(db, "sue", "supervisor")
     add_responder(db, "sam", "supervisor", active=False)
     add_policy(db, "standard", [(300, ["user:ana"]), (600, ["user:ben"])], repeat=1)
-    return Desk(db, clock, CaseService(db, clock), EscalationEngine(db, clock, batch_size=7))
+    return Desk(
+        db, clock, CaseService(db, clock), EscalationEngine(db, clock, name="engine", batch_size=7)
+    )
 
 
 @pytest.fixture
@@ -1068,26 +1070,35 @@ async def test_runner_under_an_asyncio_scheduler(sqlite_desk: Desk) -> None:
     desk.assert_pages([("ana", 0, 1, 0)])
 
 
-def test_runner_reports_a_failing_cycle_once_then_quietly(
+def test_runner_reports_a_failing_cycle_once_then_once_a_minute(
     sqlite_desk: Desk,
     allow_errors: None,
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """A cycle that keeps failing (here: not the database's fault, a bug) is said once with
+    its traceback, then once a minute on the injected clock, then once when it ends."""
     desk = sqlite_desk
     runner = EngineRunner(desk.engine, BackgroundScheduler(timezone=UTC))
 
-    def database_down(**_: Any) -> CycleResult:
-        raise ConnectionError("database unreachable")
+    def broken(**_: Any) -> CycleResult:
+        raise KeyError("a bug")
 
-    monkeypatch.setattr(desk.engine, "run_due", database_down)
-    runner._cycle()
-    runner._cycle()
-    levels = [r.levelname for r in caplog.records if "escalation cycle" in r.getMessage()]
-    assert levels == ["ERROR", "WARNING"]
+    monkeypatch.setattr(desk.engine, "run_due", broken)
+    for _ in range(30):  # 2 min 30 s of cycles every 5 s
+        runner._cycle()
+        desk.clock.advance(seconds=5)
+    said = [r for r in caplog.records if "escalation cycles" in r.getMessage()]
+    assert [r.levelname for r in said] == ["ERROR", "WARNING", "WARNING"]
+    assert said[0].exc_info is not None  # a bug keeps its traceback, once
+    assert said[1].getMessage() == (
+        "escalation cycles of engine: still failing after 60 s (13 attempts): KeyError: 'a bug'"
+    )
     monkeypatch.undo()
     runner._cycle()
-    assert "escalation cycles work again" in caplog.text
+    assert caplog.records[-1].getMessage() == (
+        "escalation cycles of engine: working again after 3 min (30 failed attempts)"
+    )
     desk.assert_pages([])
 
 

@@ -11,17 +11,20 @@ the shared clock is seen at once.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import logging
 import multiprocessing
 import os
 import random
+import re
 import signal
 import socket
 import sqlite3
 import threading
 import traceback
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -35,12 +38,15 @@ from typing import Any
 
 import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import event as sa_event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlmodel import col, func, select
 from textual.widgets import Input
 
 from app.cli.main import main
 from app.console import build_app
+from app.console.failures import describe_failure
 from app.console.screens.dialogs import TextPrompt
 from app.core.clock import Clock, FakeClock
 from app.engine.runner import EngineRunner, EscalationEngine
@@ -54,6 +60,7 @@ from data.models import (
     CaseNote,
     ContactMethod,
     Delivery,
+    EngineHeartbeat,
     Page,
     Responder,
     StepRun,
@@ -809,6 +816,171 @@ def test_a_minute_long_postgresql_outage_pages_every_overtaken_target_once(
         assert (case.escalation_step, case.escalation_round) == (2, 1)
         assert case.next_escalation_at == T0 + timedelta(seconds=90)
     assert_consistent(pg_db)
+
+
+# --- quiet failures, said once -------------------------------------------------------------
+
+ENGINE_NAME = re.compile(r"^engine@[^/]+/\d+/[0-9a-f]{6}$")
+
+
+def _said(caplog: pytest.LogCaptureFixture, name: str) -> list[tuple[str, str]]:
+    """What the engine named `name` logged: (level, message), none with a traceback."""
+    records = [r for r in caplog.records if r.name == "vigil.engine" and name in r.getMessage()]
+    assert [r.getMessage() for r in records if r.exc_info] == []
+    return [(r.levelname, r.getMessage()) for r in records]
+
+
+@pytest.mark.pg
+def test_a_postgresql_outage_is_said_when_it_starts_once_a_minute_and_when_it_ends(
+    pg_proxy: tuple[TcpProxy, str], pg_db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server ends the engine's connections (pg_terminate_backend), then stops answering
+    for 2 min 30 s of the injected clock while the engine cycles every 5 s and its outbox
+    every 5 s: each says the outage once when it starts, once a minute, once when it ends;
+    no traceback. The engine's name is its own (host, pid, a random part) in its heartbeat
+    and its step runs."""
+    caplog.set_level(logging.INFO, logger="vigil")
+    proxy, url = pg_proxy
+    clock = FakeClock(T0)
+    ref = _desk_with_a_case(pg_db)
+    label = f"vigil-outage-{uuid.uuid4().hex[:8]}"
+    labelled = make_url(url).update_query_dict({"application_name": label})
+    engine_db = Database.open(labelled.render_as_string(False))
+    try:
+        engine = EscalationEngine(engine_db, clock)
+        assert ENGINE_NAME.match(engine.name)
+        assert EscalationEngine(engine_db, clock).name != engine.name
+        runner = EngineRunner(engine, BackgroundScheduler(timezone=UTC))
+        runner._cycle()
+        runner._outbox.claim_now(1, set())
+        with pg_db.engine.connect() as connection:
+            ended = connection.exec_driver_sql(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                f"WHERE application_name = '{label}'"
+            ).scalar()
+        assert ended
+        proxy.cut()
+        for _ in range(30):
+            clock.advance(seconds=5)
+            runner._cycle()
+            runner._outbox.claim_now(1, set())
+        proxy.restore()
+        clock.advance(seconds=5)
+        runner._cycle()
+        runner._outbox.claim_now(1, set())
+        with pg_db.read() as session:
+            runs = set(session.exec(select(StepRun.engine)).all())
+            beats = set(session.exec(select(EngineHeartbeat.name)).all())
+    finally:
+        engine_db.dispose()
+    assert runs == {engine.name}
+    assert engine.name in beats
+    for what in (f"escalation cycles of {engine.name}", f"the webhook outbox of {engine.name}"):
+        said = [(level, text) for level, text in _said(caplog, engine.name) if what in text]
+        assert [level for level, _ in said] == ["ERROR", "WARNING", "WARNING", "INFO"], said
+        assert said[0][1].startswith(f"{what}: the database did not answer (")
+        assert said[1][1].startswith(f"{what}: still failing after 60 s (13 attempts): ")
+        assert said[-1][1] == f"{what}: working again after 3 min (30 failed attempts)"
+    assert _case(pg_db, ref).status == "triggered"
+
+
+def _full_disk(engine: Any, grow: list[int]) -> None:
+    """SQLite's own SQLITE_FULL at the driver: each new connection may not grow the file
+    beyond its size plus `grow[0]` pages (a full disk, without filling this machine's)."""
+
+    @sa_event.listens_for(engine, "connect")
+    def _limit(dbapi_connection: Any, _record: Any) -> None:
+        if grow:
+            pages = dbapi_connection.execute("PRAGMA page_count").fetchone()[0]
+            dbapi_connection.execute(f"PRAGMA max_page_count = {pages + grow[0]}")
+
+
+def test_a_full_disk_is_called_a_full_disk_by_the_engine_once(
+    sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SQLite says "database or disk is full" on every write for two minutes: the engine
+    says the disk is full once, then once a minute, then that it works again, with no
+    traceback and no case blamed for it; every case is paged once the space is back."""
+    caplog.set_level(logging.INFO, logger="vigil")
+    clock = FakeClock(T0)
+    db = Database.open(sqlite_url)
+    add_responder(db, "ana", contacts=("console",))
+    add_policy(db, "standard", [(600, ["user:ana"])], route=["default"])
+    service = CaseService(db, clock)
+    refs = [
+        service.open_case("ana", title=f"Case {n}", category="edr", severity=2).ref
+        for n in range(40)
+    ]
+    grow = [0]
+    engine_db = Database(make_engine(sqlite_url))
+    _full_disk(engine_db.engine, grow)
+    try:
+        engine = EscalationEngine(engine_db, clock)
+        runner = EngineRunner(engine, BackgroundScheduler(timezone=UTC))
+        for _ in range(25):  # 2 min of cycles every 5 s
+            runner._cycle()
+            clock.advance(seconds=5)
+        grow.clear()  # space freed
+        engine_db.engine.dispose()
+        runner._cycle()
+    finally:
+        engine_db.dispose()
+        db.dispose()
+    said = [(lvl, text) for lvl, text in _said(caplog, engine.name) if "cycles of" in text]
+    assert [level for level, _ in said] == ["ERROR", "WARNING", "WARNING", "INFO"], said
+    assert said[0][1] == (
+        f"escalation cycles of {engine.name}: the database's disk is full "
+        "(database or disk is full); retrying until it is back"
+    )
+    assert "escalation failed" not in caplog.text  # no case blamed for the disk
+    assert sorted(ref for ref, pages in pages_by_case(Database.open(sqlite_url)).items()
+                  if pages) == sorted(refs)  # fmt: skip
+
+
+def test_a_full_disk_is_called_a_full_disk_at_the_command_line(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = Database.open(sqlite_url)
+    try:
+        ref = _desk_with_a_case(db)
+        before = _audit_count(db)
+    finally:
+        db.dispose()
+    original = db_module._install_sqlite_hooks
+
+    def full(engine: Any) -> None:
+        original(engine)
+        _full_disk(engine, [0])
+
+    monkeypatch.setattr(db_module, "_install_sqlite_hooks", full)
+    code, out, err = _cli(sqlite_url, "note", ref, "x" * 20_000)
+    assert (code, out) == (1, "")
+    assert err == (
+        "vigil: the database's disk is full (database or disk is full); nothing was changed: "
+        "free some space, then retry\n"
+    )
+    monkeypatch.undo()
+    db = Database.open(sqlite_url)
+    try:
+        assert _audit_count(db) == before
+    finally:
+        db.dispose()
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        sa_exc.OperationalError("INSERT", {}, sqlite3.OperationalError("database or disk is full")),
+        sa_exc.OperationalError(
+            "INSERT", {}, Exception('could not extend file "base/1/2": No space left on device')
+        ),
+        OSError(errno.ENOSPC, "No space left on device"),
+    ],
+)
+def test_the_console_calls_a_full_disk_a_full_disk(error: BaseException) -> None:
+    failure = describe_failure(error)
+    assert (failure.title, failure.database_down) == ("Disk full", True)
+    assert "did not answer" not in failure.message
 
 
 def _case(db: Database, ref: str) -> Case:

@@ -882,7 +882,7 @@ BAD_FILES: dict[str, dict[str, str]] = {
         "rotation[0].members[1]": "unknown responder 'zed'",
         "rotation[0].days": "got 'tues'",
         "rotation[0].hours": "expected a time HH:MM",
-        "rotation[1].shift": "expected at least 1h, got 30m",
+        "rotation[1].shift": "expected a duration from 1h to 28d, got '30m'",
         "rotation[1].handoff": "expected a time HH:MM between 00:00 and 23:59, got '25:00'",
         "rotation[1].members": "expected at least one entry",
         "rotation[1].days": "expected a list of day names",
@@ -906,7 +906,7 @@ BAD_FILES: dict[str, dict[str, str]] = {
         "holiday[2]": "duplicate holiday: holiday[1] has this date and region",
     },
     "bad_policies.toml": {
-        "policy[0].repeat": "expected a whole number 0 or more, got -1",
+        "policy[0].repeat": "expected a whole number from 0 to 100, got -1",
         "policy[0].ack_timeout": "expected a duration",
         "policy[0].steps[0].delay": "got '5 minutes'",
         "policy[0].steps[0].targets[0]": "unknown schedule 'secondary'",

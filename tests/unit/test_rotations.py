@@ -147,7 +147,7 @@ def test_rotation_from_text_builds_and_round_trips() -> None:
     [
         ({"timezone": "Mars/Olympus"}, "rotation 'r': timezone: unknown time zone 'Mars/Olympus'"),
         ({"shift": "0d"}, "rotation 'r': shift: expected a positive duration"),
-        ({"shift": "30m"}, "rotation 'r': shift: expected at least 1h"),
+        ({"shift": "30m"}, "rotation 'r': shift: expected a duration from 1h to 28d"),
         ({"handoff": "8am"}, "rotation 'r': handoff: expected a time HH:MM"),
         ({"start": "03/11/2026"}, "rotation 'r': start: expected YYYY-MM-DD"),
         ({"members": []}, "rotation 'r': members: expected at least one handle"),

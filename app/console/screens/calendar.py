@@ -32,6 +32,7 @@ from app.console.host import COMFORTABLE_WIDTH
 from app.console.messages import OverridePlaced
 from app.console.screens.dialogs import CANCEL
 from app.core.errors import BadInput
+from app.core.times import bounded_instant
 from app.rules.rotations import ScheduleSpec, coverage_gaps, schedule_shifts
 from app.services.oncall import load_all_schedules
 from app.services.shiftwork.calendar import OverrideService, responder_names, shown
@@ -354,8 +355,9 @@ def parse_wall_time(field: str, text: str, zone: ZoneInfo) -> datetime:
             field, f"expected a date and time such as 2026-11-27 08:00, got {value!r}"
         ) from None
     if parsed.tzinfo is not None:
-        return parsed.astimezone(UTC)
+        return bounded_instant(field, parsed)
     local = parsed.replace(tzinfo=zone)
+    bounded_instant(field, local)
     if local.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != parsed:
         raise BadInput(
             field,

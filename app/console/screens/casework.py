@@ -29,13 +29,14 @@ from textual.widgets.option_list import Option
 
 from app.console.screens.dialogs import CANCEL, Confirm, TextPrompt
 from app.core.errors import BadInput, NotFound
-from app.core.times import parse_due, parse_instant
+from app.core.times import bounded_instant, parse_due, parse_instant
 from app.rules.casework import FACT_FLAGS, VERIFICATION_STEPS, BasisSpec
 from app.services.casework.service import CaseworkService
 from app.services.casework.settings import load_config
 from app.services.casework.views import casework_view, partners
 from data.db import Database
 from data.domain import (
+    ID_RANGE,
     INTERNAL_PARTNER_KINDS,
     ClockKind,
     ClockState,
@@ -123,9 +124,9 @@ class CaseworkCommand:
 
 def _number(name: str, text: str) -> int:
     try:
-        return int(text.strip())
+        return ID_RANGE.check(int(text.strip()))
     except ValueError:
-        raise BadInput(name, f"expected a whole number, got {text!r}") from None
+        raise BadInput(name, f"expected a whole number {ID_RANGE}, got {text!r}") from None
 
 
 def filed_when(text: str, now: datetime) -> datetime | None:
@@ -134,9 +135,11 @@ def filed_when(text: str, now: datetime) -> datetime | None:
     if not text.strip():
         return None
     try:
-        return now - parse_duration(text)
+        ago = parse_duration(text)
     except ValueError:
         pass
+    else:
+        return bounded_instant("filed_at", now - ago)
     try:
         return parse_instant("filed_at", text)
     except BadInput:

@@ -11,7 +11,7 @@ times, never a case's sensitive details.
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar, cast
 
 from textual import on, work
@@ -43,7 +43,7 @@ from app.console.messages import (
 from app.console.screens.dialogs import Confirm
 from app.core.clock import Clock
 from app.core.errors import BadInput, VigilError
-from app.core.times import format_instant
+from app.core.times import bounded_instant, format_instant
 from app.services.shiftwork.handover import (
     CaseLine,
     HandoverReport,
@@ -89,7 +89,7 @@ def parse_since(text: str, zone_name: str) -> datetime | None:
         ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=viewer_zone(zone_name))
-    return parsed.astimezone(UTC)
+    return bounded_instant("since", parsed)
 
 
 def _heading(text: str) -> Content:

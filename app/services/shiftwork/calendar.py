@@ -18,7 +18,7 @@ from icalendar import Calendar, Event
 from sqlmodel import Session, col, select
 
 from app.core.errors import BadInput, NotAllowed, NotFound, NothingToDo
-from app.core.times import format_instant, iso
+from app.core.times import bounded_instant, format_instant, iso
 from app.rules.rotations import (
     ScheduleSpec,
     Shift,
@@ -30,11 +30,12 @@ from app.rules.rotations import (
 from app.services.oncall import load_all_schedules, load_schedule
 from app.services.unit_of_work import SUPERVISING, Service, Tx
 from data import audit
+from data.domain import DAYS, OVERRIDE_LENGTH, format_duration
 from data.models import Override, Responder, Schedule
 from data.swaps import SwapRequest, SwapStatus
 from widgets.timefmt import UTC_ZONE, viewer_zone
 
-MAX_DAYS = 366
+MAX_DAYS = DAYS.high
 EXPORT_DAYS = 90
 GAP_DAYS = 30
 ICS_PRODID = "-//Vigil//On-call calendar//EN"
@@ -61,12 +62,21 @@ def parse_days(field: str, text: str | int) -> int:
 
 
 def check_window(start: datetime, end: datetime, now: datetime) -> None:
-    """An override or swap window: `--to` after `--from`, and not over already."""
+    """An override or swap window: `--to` after `--from`, not over already, between 1970
+    and 2199 and at most `OVERRIDE_LENGTH` long."""
+    bounded_instant("--from", start)
+    bounded_instant("--to", end)
     if end <= start:
         raise BadInput("--to", f"expected a time after --from ({iso(start)}), got {iso(end)}")
     if end <= now:
         raise BadInput(
             "--to", f"expected a time after now ({iso(now)}), got {iso(end)}: the past stays"
+        )
+    if end - start > OVERRIDE_LENGTH.high:
+        raise BadInput(
+            "--to",
+            f"expected a window {OVERRIDE_LENGTH} long, got {format_duration(end - start)} "
+            f"(from {iso(start)} to {iso(end)})",
         )
 
 

@@ -32,7 +32,7 @@ from app.services.cases import check_title
 from app.services.shiftwork.stats import answered_at, first_acknowledged_at, format_seconds
 from app.services.unit_of_work import Service, Tx
 from data import queries
-from data.domain import Status, severity_name
+from data.domain import Status, check_day, severity_name
 from data.journal import add_timeline
 from data.models import Case, Page, PostMortem, Responder, TimelineEvent
 from data.shiftwork import PostMortemAction
@@ -596,6 +596,10 @@ class PostMortemService(Service):
             today = tx.now.astimezone(viewer_zone(tx.actor.timezone)).date()
             if due_on < today:
                 raise BadInput("due", f"expected a date from today ({today}) on, got {due_on}")
+            try:
+                check_day(due_on)
+            except ValueError as exc:
+                raise BadInput("due", str(exc)) from None
             person = tx.session.exec(
                 select(Responder).where(Responder.handle == owner.strip())
             ).first()

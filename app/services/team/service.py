@@ -16,6 +16,7 @@ from a console stays until its schedule goes.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import re
@@ -40,7 +41,6 @@ from app.rules.casework import (
 )
 from app.rules.destinations import contact_problems
 from app.rules.rotations import (
-    MIN_SHIFT,
     HolidaySpec,
     RotationSpec,
     format_days,
@@ -54,9 +54,21 @@ from app.services.unit_of_work import SUPERVISING
 from data import audit
 from data.db import Database
 from data.domain import (
+    ACK_TIMEOUT,
+    ANY_DURATION,
+    OVERRIDE_LENGTH,
+    POLICY_STEPS,
+    REPEAT,
+    SHIFT_LENGTH,
+    SLA_TARGET,
+    STEP_DELAY,
     Category,
     ContactKind,
+    DurationRange,
     Role,
+    check_day,
+    check_duration,
+    check_instant,
     format_duration,
     parse_duration,
     parse_severity,
@@ -468,7 +480,7 @@ class _Entry:
                 self.error(f"{key}[{index}]", f"expected a non-empty string, got {_describe(item)}")
         return out
 
-    def duration(self, key: str) -> timedelta:
+    def duration(self, key: str, bounds: DurationRange = ANY_DURATION) -> timedelta:
         value = self.table.get(key)
         if value is None:
             return timedelta(0)
@@ -476,13 +488,13 @@ class _Entry:
             self.error(key, f'expected a duration string such as "5m", got {_describe(value)}')
             return timedelta(0)
         try:
-            return parse_duration(value)
+            return parse_duration(value, bounds)
         except ValueError as exc:
             self.error(key, str(exc))
             return timedelta(0)
 
-    def optional_duration(self, key: str) -> timedelta | None:
-        return self.duration(key) if key in self.table else None
+    def optional_duration(self, key: str, bounds: DurationRange = ANY_DURATION) -> timedelta | None:
+        return self.duration(key, bounds) if key in self.table else None
 
     def zone(self, key: str, default: str = "UTC") -> str:
         name = self.text(key)
@@ -498,13 +510,18 @@ class _Entry:
         value = self.table.get(key)
         if value is None:
             return None
+        day: date | None = None
         if isinstance(value, date) and not isinstance(value, datetime):
-            return value
-        if isinstance(value, str):
+            day = value
+        elif isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                day = date.fromisoformat(value.strip())
+        if day is not None:
             try:
-                return date.fromisoformat(value.strip())
-            except ValueError:
-                pass
+                return check_day(day)
+            except ValueError as exc:
+                self.error(key, str(exc))
+                return None
         self.error(key, f"expected a date YYYY-MM-DD such as 2026-11-03, got {_describe(value)}")
         return None
 
@@ -540,7 +557,11 @@ class _Entry:
                 self.error(key, f"{_describe(value)} has no UTC offset and {zone_note}")
                 return None
             moment = moment.replace(tzinfo=zone)
-        return moment.astimezone(UTC)
+        try:
+            return check_instant(moment)
+        except ValueError as exc:
+            self.error(key, str(exc))
+            return None
 
 
 class _Reader:
@@ -709,13 +730,8 @@ class _Reader:
         )
         before = len(self.errors)
         timezone = entry.zone("timezone")
-        shift = entry.duration("shift")
-        if shift and shift < MIN_SHIFT:
-            entry.error(
-                "shift",
-                f"expected at least {format_duration(MIN_SHIFT)}, got {format_duration(shift)}",
-            )
-        elif shift % timedelta(minutes=1):
+        shift = entry.duration("shift", SHIFT_LENGTH)
+        if shift % timedelta(minutes=1):
             entry.error("shift", f"expected whole minutes, got {format_duration(shift)}")
         handoff = self._parsed(entry, "handoff", parse_handoff)
         start = entry.day("start")
@@ -813,6 +829,11 @@ class _Reader:
                     "to",
                     f"expected a time after `from` ({_utc_text(start)}), got {_utc_text(end)}",
                 )
+            else:
+                try:
+                    check_duration(end - start, OVERRIDE_LENGTH)
+                except ValueError as exc:
+                    entry.error("to", f"an override lasts {OVERRIDE_LENGTH}: {exc}")
             key = (schedule, who, start, end)
             if key in first:
                 entry.error(None, f"duplicate override: same as {first[key]}")
@@ -823,10 +844,12 @@ class _Reader:
     def _policy(self, entry: _Entry) -> PolicySpec:
         entry.check_keys(("name", "steps"), ("repeat", "ack_timeout"))
         repeat = entry.table.get("repeat", 0)
-        if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 0:
-            entry.error("repeat", f"expected a whole number 0 or more, got {_describe(repeat)}")
+        try:
+            REPEAT.check(repeat)
+        except ValueError as exc:
+            entry.error("repeat", str(exc))
             repeat = 0
-        ack_timeout = entry.optional_duration("ack_timeout")
+        ack_timeout = entry.optional_duration("ack_timeout", ACK_TIMEOUT)
         raw_steps = entry.table.get("steps")
         steps: list[StepSpec] = []
         if raw_steps is not None and not isinstance(raw_steps, list):
@@ -838,13 +861,15 @@ class _Reader:
         elif raw_steps == []:
             entry.error("steps", "expected at least one step, got an empty array")
         elif raw_steps:
+            if len(raw_steps) > POLICY_STEPS.high:
+                entry.error("steps", f"expected {POLICY_STEPS} steps, got {len(raw_steps)}")
             for index, item in enumerate(raw_steps):
                 if not isinstance(item, dict):
                     entry.error(f"steps[{index}]", f"expected a table, got {_describe(item)}")
                     continue
                 step = entry.child(f"steps[{index}]", item)
                 step.check_keys(("delay", "targets"), ("require_all",))
-                delay = step.duration("delay")
+                delay = step.duration("delay", STEP_DELAY)
                 targets = step.texts("targets")
                 for position, target in enumerate(targets):
                     self._target(step, f"targets[{position}]", target)
@@ -907,7 +932,13 @@ class _Reader:
                 continue
             target = table.child(key, value)
             target.check_keys(("ack", "respond"))
-            slas.append(SlaSpec(severity, target.duration("ack"), target.duration("respond")))
+            slas.append(
+                SlaSpec(
+                    severity,
+                    target.duration("ack", SLA_TARGET),
+                    target.duration("respond", SLA_TARGET),
+                )
+            )
         return tuple(slas)
 
     def _integrations(self) -> tuple[IntegrationSpec, ...]:
