@@ -31,7 +31,8 @@ from sqlmodel import col, select
 
 from app.core.clock import SystemClock
 from app.services.integrations import new_key
-from app.services.team.service import apply_team, parse_team
+from app.services.team.apply import apply_team
+from app.services.team.parse import parse_team
 from data.db import Database
 from data.models import Case, Page
 

@@ -9,7 +9,9 @@ from app.cli.framework import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, Commands, Conte
 
 
 def cmd_team_apply(ctx: Context) -> int:
-    from app.services.team.service import TeamFileError, apply_team, load_team_file
+    from app.services.team.apply import apply_team
+    from app.services.team.parse import load_team_file
+    from app.services.team.spec import TeamFileError
 
     try:
         spec = load_team_file(Path(ctx.args.file))
@@ -29,7 +31,7 @@ def cmd_team_apply(ctx: Context) -> int:
 
 
 def cmd_team_export(ctx: Context) -> int:
-    from app.services.team.service import export_team
+    from app.services.team.export import export_team
 
     with ctx.db.read() as session:
         ctx.out.write(export_team(session))

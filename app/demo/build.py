@@ -38,7 +38,9 @@ from app.delivery.webhook import process_webhook_outbox
 from app.engine.runner import EscalationEngine
 from app.services.cases import CaseService
 from app.services.casework.service import CaseworkService
-from app.services.team.service import TeamOverride, TeamSpec, apply_team, parse_team
+from app.services.team.apply import apply_team
+from app.services.team.parse import parse_team
+from app.services.team.spec import TeamOverride, TeamSpec
 from data import audit
 from data.db import Database
 from data.domain import Category, ContactKind, Stage, Status

@@ -771,7 +771,8 @@ layers = ["syd-day"]
 async def test_header_shows_who_is_on_call_the_engine_and_the_time(
     service: CaseService, open_console: Callable[..., Any], db: Database, clock: FakeClock
 ) -> None:
-    from app.services.team.service import apply_team, parse_team
+    from app.services.team.apply import apply_team
+    from app.services.team.parse import parse_team
 
     apply_team(db, parse_team(TEAM), actor="sue", now=clock.now())
     with db.write() as session:
@@ -797,7 +798,8 @@ async def test_header_shows_who_is_on_call_the_engine_and_the_time(
 async def test_at_80x24_a_stopped_engine_stays_in_the_header_and_on_call_gives_way(
     service: CaseService, open_console: Callable[..., Any], db: Database, clock: FakeClock
 ) -> None:
-    from app.services.team.service import apply_team, parse_team
+    from app.services.team.apply import apply_team
+    from app.services.team.parse import parse_team
 
     apply_team(db, parse_team(TEAM), actor="sue", now=clock.now())
     with db.write() as session:

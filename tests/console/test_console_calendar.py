@@ -44,7 +44,8 @@ from app.rules.rotations import ScheduleSpec
 from app.services.cases import CaseService
 from app.services.oncall import load_schedule
 from app.services.shiftwork.calendar import OverrideService
-from app.services.team.service import apply_team, parse_team
+from app.services.team.apply import apply_team
+from app.services.team.parse import parse_team
 from data.db import Database
 from data.models import AuditRecord
 from tests.factories import FOLLOW_THE_SUN_PEOPLE, add_policy

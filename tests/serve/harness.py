@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 from app.core.clock import Clock
 from app.serve import Server
 from app.services.integrations import new_key
-from app.services.team.service import apply_team, parse_team
+from app.services.team.apply import apply_team
+from app.services.team.parse import parse_team
 from data.db import Database
 
 TEAM = """

@@ -29,7 +29,8 @@ from app.services.shiftwork.calendar import (
     shown,
     whole_shifts,
 )
-from app.services.team.service import apply_team, parse_team
+from app.services.team.apply import apply_team
+from app.services.team.parse import parse_team
 from data import audit
 from data.db import Database
 from data.models import AuditRecord, Override

@@ -29,7 +29,8 @@ from app.demo.build import (
 )
 from app.rules.rotations import ScheduleSpec, coverage_gaps
 from app.services.policies import sla_table
-from app.services.team.service import apply_team, parse_team
+from app.services.team.apply import apply_team
+from app.services.team.parse import parse_team
 from data import audit
 from data.db import Database
 from data.domain import Category, Stage, Status

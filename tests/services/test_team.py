@@ -14,20 +14,20 @@ from sqlmodel import SQLModel, col, select
 
 from app.rules.rotations import HolidaySpec
 from app.services.policies import snapshot_policy
-from app.services.team import service as team_module
-from app.services.team.service import (
+from app.services.team import apply as team_apply
+from app.services.team.apply import apply_team
+from app.services.team.export import export_team
+from app.services.team.parse import load_team_file, parse_team, validate
+from app.services.team.plan import plan_apply
+from app.services.team.spec import (
+    KEPT_URL,
     ContactSpec,
     ResponderSpec,
     TeamError,
     TeamFileError,
     TeamPermissionError,
     TeamSpec,
-    apply_team,
-    export_team,
-    load_team_file,
-    parse_team,
-    plan_apply,
-    validate,
+    shown_url,
 )
 from data import audit
 from data.db import Database
@@ -107,11 +107,11 @@ def without_blocks(text_: str, starts: list[str]) -> str:
 
 def apply_text(
     db: Database, text_: str, *, actor: str = "cara", dry_run: bool = False
-) -> team_module.ApplyResult:
+) -> team_apply.ApplyResult:
     return apply_team(db, parse_team(text_, "test.toml"), actor=actor, now=NOW, dry_run=dry_run)
 
 
-def bootstrap(db: Database) -> team_module.ApplyResult:
+def bootstrap(db: Database) -> team_apply.ApplyResult:
     """The first file of an empty database, applied by someone not (yet) on the team."""
     return apply_text(db, good_text(), actor="root")
 
@@ -313,7 +313,7 @@ def test_export_round_trips(db: Database) -> None:
 
 def test_webhook_urls_are_shown_by_host_and_fingerprint_never_by_their_token() -> None:
     """Chat services put the token in the path or the query: neither is ever printed."""
-    shown = team_module.shown_url
+    shown = shown_url
     slack = "https://hooks.slack.com/services/T0/B0/s3cretT0ken"
     assert shown(slack).startswith("https://hooks.slack.com/...#kept:")
     assert "s3cret" not in shown(slack)
@@ -322,14 +322,14 @@ def test_webhook_urls_are_shown_by_host_and_fingerprint_never_by_their_token() -
     )
     assert "pw" not in shown("https://user:pw@chat.example/")
     assert shown("https://chat.example") == "https://chat.example"  # nothing to hide
-    assert team_module.KEPT_URL.match(shown(slack))
+    assert KEPT_URL.match(shown(slack))
 
 
 def test_an_exported_webhook_url_applies_as_the_stored_one(db: Database) -> None:
     bootstrap(db)
     exported = export(db)
     assert "https://chat.example/hook/ana" not in exported
-    assert team_module.shown_url("https://chat.example/hook/ana") in exported
+    assert shown_url("https://chat.example/hook/ana") in exported
     # Moved to the end of the list: the stored URL (and its secret) still come back.
     moved = edited(
         (
@@ -339,7 +339,7 @@ def test_an_exported_webhook_url_applies_as_the_stored_one(db: Database) -> None
             '{ kind = "desktop" }]',
         ),
         base=exported.replace(
-            team_module.shown_url("https://chat.example/hook/cara"),
+            shown_url("https://chat.example/hook/cara"),
             "https://chat.example/hook/cara",
         ),
     )
@@ -355,8 +355,8 @@ def test_a_shown_url_that_stands_for_nothing_stored_is_refused_with_its_path(
     db: Database,
 ) -> None:
     bootstrap(db)
-    stranger = team_module.shown_url("https://chat.example/hook/someone-else")
-    text_ = export(db).replace(team_module.shown_url("https://chat.example/hook/ana"), stranger)
+    stranger = shown_url("https://chat.example/hook/someone-else")
+    text_ = export(db).replace(shown_url("https://chat.example/hook/ana"), stranger)
     before, records = dump(db), audit_count(db)
     with pytest.raises(TeamFileError) as caught:
         apply_text(db, text_)
@@ -431,7 +431,7 @@ def test_allowed_webhooks_apply_and_their_allowances_are_exported(db: Database) 
     assert (hook.allow_insecure, hook.allow_private, hook.secret) == (True, True, "short-key")
 
     exported = export(db)
-    shown = team_module.shown_url("http://127.0.0.1:8787/hook/ana?token=t0ken-9")
+    shown = shown_url("http://127.0.0.1:8787/hook/ana?token=t0ken-9")
     assert f'url = "{shown}", allow_insecure = true, allow_private = true }}' in exported
     assert "t0ken-9" not in exported
     assert "short-key" not in exported
@@ -446,7 +446,7 @@ def test_allowed_webhooks_apply_and_their_allowances_are_exported(db: Database) 
 def test_an_allowance_is_a_change_shown_without_the_secret(db: Database) -> None:
     bootstrap(db)
     result = apply_text(db, edited((ANA_HOOK, f"{ANA_HOOK}, allow_private = true")))
-    shown = team_module.shown_url("https://chat.example/hook/ana")
+    shown = shown_url("https://chat.example/hook/ana")
     assert result.plan.lines() == [
         f"~ responder ana: contacts: [desktop, webhook {shown} (with secret)] -> "
         f"[desktop, webhook {shown} (allow_private) (with secret)]"
@@ -689,7 +689,7 @@ def test_contacts_keep_their_rows_and_deliveries(sqlite_db: Database) -> None:
     )
     result = apply_text(sqlite_db, swapped)
 
-    cara_hook = team_module.shown_url("https://chat.example/hook/cara")
+    cara_hook = shown_url("https://chat.example/hook/cara")
     assert result.plan.lines() == [
         f"~ responder cara: contacts: [desktop, webhook {cara_hook}] -> [webhook {cara_hook}]"
     ]
@@ -806,7 +806,7 @@ def test_a_failed_write_leaves_everything_as_it_was(
     def broken_append(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(team_module.audit, "append", broken_append)
+    monkeypatch.setattr(team_apply.audit, "append", broken_append)
     smaller = without_blocks(good_text(), ["[[holiday]]\ndate = 2026-12-26"])
     with pytest.raises(RuntimeError, match="disk full"):
         apply_text(sqlite_db, edited(('role = "specialist"', 'role = "admin"'), base=smaller))

@@ -1,0 +1,156 @@
+"""`vigil team export`: what is stored, printed in the team file's format, never a secret, so
+that applying an export changes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlmodel import Session
+
+from app.services.casework.settings import settings_toml, stored_settings
+from app.services.team.plan import Stored
+from app.services.team.spec import EXPORT_HEADER, shown_url, utc_text
+from data.domain import (
+    Category,
+    format_duration,
+    severity_name,
+)
+
+# --- export -----------------------------------------------------------------
+
+
+def _toml_string(text: str) -> str:
+    out = ['"']
+    for char in text:
+        if char in ('"', "\\"):
+            out.append("\\" + char)
+        elif char == "\n":
+            out.append("\\n")
+        elif char == "\t":
+            out.append("\\t")
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(char)
+    out.append('"')
+    return "".join(out)
+
+
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _toml_key(key: str) -> str:
+    return key if _BARE_KEY.match(key) else _toml_string(key)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, timedelta):
+        return _toml_string(format_duration(value))
+    if isinstance(value, datetime):
+        return _toml_string(utc_text(value))
+    if isinstance(value, date):
+        return _toml_string(value.isoformat())
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    if isinstance(value, dict):
+        pairs = ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items())
+        return "{ " + pairs + " }"
+    return _toml_string(str(value))
+
+
+def _toml_table(header: str, values: Mapping[str, Any]) -> list[str]:
+    lines = [header]
+    for key, value in values.items():
+        if value is None:
+            continue
+        lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
+    return [*lines, ""]
+
+
+def export_team(session: Session) -> str:
+    """The stored team as a team file: deterministic, secrets left out, and applying it
+    changes nothing."""
+    stored = Stored.load(session)
+    state = stored.state()
+    active = {h for h, r in state["responder"].items() if r["active"]}
+    out = [EXPORT_HEADER]
+    for handle in sorted(active):
+        record = state["responder"][handle]
+        contacts = [
+            {"kind": c.kind}
+            if c.url is None
+            else {"kind": c.kind, "url": shown_url(c.url), **c.flags}
+            for c in record["contacts"]
+        ]
+        out += _toml_table(
+            "[[responder]]",
+            {
+                "handle": handle,
+                "name": record["name"],
+                "role": record["role"],
+                "timezone": record["timezone"],
+                "contacts": contacts,
+            },
+        )
+    for name, record in sorted(state["rotation"].items()):
+        out += _toml_table("[[rotation]]", {"name": name, **record})
+    for name, record in sorted(state["schedule"].items()):
+        out += _toml_table("[[schedule]]", {"name": name, **record})
+    for key, record in sorted(state["override"].items()):
+        schedule, who, start, end = key
+        values = {"schedule": schedule, "who": who, "from": start, "to": end}
+        block = _toml_table("[[override]]", {**values, "reason": record["reason"] or None})
+        if who not in active:
+            block = [
+                f"# kept in the database, not exported: {who} is no longer an active responder",
+                *(f"# {line}" if line else line for line in block),
+            ]
+        out += block
+    for name, record in sorted(state["policy"].items()):
+        out += ["[[policy]]", f"name = {_toml_string(name)}", f"repeat = {record['repeat']}"]
+        if record["ack_timeout"] is not None:
+            out.append(f"ack_timeout = {_toml_value(record['ack_timeout'])}")
+        out.append("steps = [")
+        for step in record["steps"]:
+            values = {"delay": step.delay, "targets": list(step.targets)}
+            if step.require_all:
+                values["require_all"] = True
+            out.append(f"  {_toml_value(values)},")
+        out += ["]", ""]
+    if state["routing"]:
+        order = ["default", *(category.value for category in Category)]
+        routes = sorted(
+            state["routing"].items(),
+            key=lambda item: order.index(item[0]) if item[0] in order else len(order),
+        )
+        out += _toml_table("[routing]", {k: v["policy"] for k, v in routes})
+    if state["sla"]:
+        out += _toml_table(
+            "[sla]",
+            {
+                severity_name(k): {"ack": v["ack"], "respond": v["respond"]}
+                for k, v in state["sla"].items()
+            },
+        )
+    for (day, region), record in state["holiday"].items():
+        out += _toml_table("[[holiday]]", {"date": day, "name": record["name"], "region": region})
+    for name, record in sorted(state["integration"].items()):
+        severity = record["severity"]
+        values = {
+            "name": name,
+            **record,
+            "severity": None if severity is None else severity_name(severity),
+        }
+        out += _toml_table("[[integration]]", values)
+    casework = settings_toml(stored_settings(session))
+    if casework:
+        out += ["", casework]
+    return "\n".join(out).rstrip("\n") + "\n"

@@ -1,0 +1,463 @@
+"""What applying a team file would change: what is stored and what the file wants, in one
+comparable shape, and the plan of additions, changes and removals between them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, Literal
+
+from sqlmodel import Session, col, select
+
+from app.rules.casework import (
+    CASEWORK_KEYS,
+)
+from app.rules.rotations import (
+    RotationSpec,
+    format_days,
+    format_hours,
+)
+from app.services.casework.settings import stored_settings
+from app.services.team.spec import (
+    KEPT_URL,
+    KINDS,
+    ContactSpec,
+    StepSpec,
+    TeamError,
+    TeamFileError,
+    TeamSpec,
+    shown_url,
+    utc_text,
+)
+from data.domain import (
+    ContactKind,
+    format_duration,
+    severity_name,
+)
+from data.intake import Integration
+from data.models import (
+    ContactMethod,
+    Holiday,
+    Override,
+    Policy,
+    PolicyStep,
+    Responder,
+    Rotation,
+    RotationMember,
+    Routing,
+    Schedule,
+    ScheduleLayer,
+    SlaTarget,
+)
+
+# --- state: what is stored and what the file wants, in one comparable shape ---
+
+Record = dict[str, Any]
+State = dict[str, dict[Any, Record]]
+OverrideKey = tuple[str, str, datetime, datetime]
+
+
+@dataclass
+class Stored:
+    """The stored team, loaded once per plan, with the rows the writer updates in place."""
+
+    responders: dict[str, Responder]
+    contacts: dict[int, list[ContactMethod]]
+    rotations: dict[str, Rotation]
+    members: dict[int, list[int]]  # rotation id -> responder ids in turn order
+    schedules: dict[str, Schedule]
+    layers: dict[int, list[int]]  # schedule id -> rotation ids, bottom first
+    overrides: dict[OverrideKey, Override]
+    policies: dict[str, Policy]
+    steps: dict[int, list[PolicyStep]]
+    routes: dict[str, Routing]
+    slas: dict[int, SlaTarget]
+    holidays: dict[tuple[date, str], Holiday]
+    integrations: dict[str, Integration] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, session: Session) -> Stored:
+        responders = session.exec(select(Responder).order_by(col(Responder.handle))).all()
+        handle = {r.id: r.handle for r in responders}
+        contacts: dict[int, list[ContactMethod]] = {}
+        for contact in session.exec(
+            select(ContactMethod).order_by(col(ContactMethod.position), col(ContactMethod.id))
+        ):
+            contacts.setdefault(contact.responder_id, []).append(contact)
+        rotations = session.exec(select(Rotation).order_by(col(Rotation.name))).all()
+        members: dict[int, list[int]] = {}
+        for member in session.exec(select(RotationMember).order_by(col(RotationMember.position))):
+            members.setdefault(member.rotation_id, []).append(member.responder_id)
+        schedules = session.exec(select(Schedule).order_by(col(Schedule.name))).all()
+        schedule_name = {s.id: s.name for s in schedules}
+        layers: dict[int, list[int]] = {}
+        for layer in session.exec(select(ScheduleLayer).order_by(col(ScheduleLayer.position))):
+            layers.setdefault(layer.schedule_id, []).append(layer.rotation_id)
+        overrides = {
+            (schedule_name[o.schedule_id], handle[o.responder_id], o.starts_at, o.ends_at): o
+            for o in session.exec(
+                select(Override).order_by(col(Override.starts_at), col(Override.id))
+            )
+        }
+        policies = session.exec(select(Policy).order_by(col(Policy.name))).all()
+        steps: dict[int, list[PolicyStep]] = {}
+        for step in session.exec(select(PolicyStep).order_by(col(PolicyStep.position))):
+            steps.setdefault(step.policy_id, []).append(step)
+        return cls(
+            responders={r.handle: r for r in responders},
+            contacts=contacts,
+            rotations={r.name: r for r in rotations},
+            members=members,
+            schedules={s.name: s for s in schedules},
+            layers=layers,
+            overrides=overrides,
+            policies={p.name: p for p in policies},
+            steps=steps,
+            routes={r.category: r for r in session.exec(select(Routing))},
+            slas={s.severity: s for s in session.exec(select(SlaTarget))},
+            holidays={
+                (h.day, h.region): h
+                for h in session.exec(select(Holiday).order_by(col(Holiday.day)))
+            },
+            integrations={
+                i.name: i for i in session.exec(select(Integration).order_by(col(Integration.name)))
+            },
+        )
+
+    def state(self) -> State:
+        handles = {r.id: r.handle for r in self.responders.values()}
+        rotation_names = {r.id: r.name for r in self.rotations.values()}
+        policy_names = {p.id: p.name for p in self.policies.values()}
+        state: State = {kind: {} for kind in KINDS}
+        for responder in self.responders.values():
+            contacts = self.contacts.get(responder.id or 0, [])
+            state["responder"][responder.handle] = {
+                "name": responder.name,
+                "role": responder.role,
+                "timezone": responder.timezone,
+                "active": responder.active,
+                "contacts": tuple(
+                    ContactSpec(c.kind, c.url, c.secret, c.allow_insecure, c.allow_private)
+                    for c in contacts
+                ),
+            }
+        for rotation in self.rotations.values():
+            members = tuple(handles[m] for m in self.members.get(rotation.id or 0, []))
+            state["rotation"][rotation.name] = _stored_rotation(rotation, members)
+        for schedule in self.schedules.values():
+            state["schedule"][schedule.name] = {
+                "layers": tuple(rotation_names[r] for r in self.layers.get(schedule.id or 0, [])),
+                "timezone": schedule.timezone,
+                "holiday_region": schedule.holiday_region,
+                "holiday_cover": handles.get(schedule.holiday_cover_id),
+            }
+        for key, override in self.overrides.items():
+            state["override"][key] = {"reason": override.reason}
+        for policy in self.policies.values():
+            state["policy"][policy.name] = {
+                "repeat": policy.repeat,
+                "ack_timeout": (
+                    None
+                    if policy.ack_timeout_seconds is None
+                    else timedelta(seconds=policy.ack_timeout_seconds)
+                ),
+                "steps": tuple(
+                    StepSpec(timedelta(seconds=s.delay_seconds), tuple(s.targets), s.require_all)
+                    for s in self.steps.get(policy.id or 0, [])
+                ),
+            }
+        for category, route in self.routes.items():
+            state["routing"][category] = {"policy": policy_names[route.policy_id]}
+        for severity, sla in sorted(self.slas.items()):
+            state["sla"][severity] = {
+                "ack": timedelta(seconds=sla.ack_seconds),
+                "respond": timedelta(seconds=sla.respond_seconds),
+            }
+        for day_region, holiday in sorted(self.holidays.items()):
+            state["holiday"][day_region] = {"name": holiday.name}
+        for name, integration in self.integrations.items():
+            state["integration"][name] = {
+                "format": integration.format,
+                "category": integration.category,
+                "severity": integration.severity,
+                "policy": integration.policy,
+                "rate_limit": integration.rate_limit,
+            }
+        return state
+
+
+def _rotation_record(rotation: RotationSpec) -> Record:
+    text = rotation.to_text()
+    return {
+        "timezone": text["timezone"],
+        "shift": text["shift"],
+        "handoff": text["handoff"],
+        "start": rotation.start,
+        "members": rotation.members,
+        "days": tuple(format_days(rotation.days)) if rotation.days is not None else None,
+        "hours": format_hours(rotation.hours) if rotation.hours is not None else None,
+    }
+
+
+def _stored_rotation(row: Rotation, members: tuple[str, ...]) -> Record:
+    """A stored rotation in its canonical spelling (as it was written, if it does not parse)."""
+    try:
+        spec = RotationSpec.from_text(
+            name=row.name,
+            timezone=row.timezone,
+            shift=row.shift,
+            handoff=row.handoff,
+            start=row.start,
+            members=members,
+            days=row.days,
+            hours=row.hours,
+        )
+    except ValueError:
+        return {
+            "timezone": row.timezone,
+            "shift": row.shift,
+            "handoff": row.handoff,
+            "start": row.start,
+            "members": members,
+            "days": tuple(row.days.split(",")) if row.days else None,
+            "hours": row.hours,
+        }
+    return _rotation_record(spec)
+
+
+def _wanted(spec: TeamSpec, stored: Stored) -> State:
+    """The state the file asks for; a webhook without `secret` keeps the stored one, and
+    one whose URL is as `vigil team export` shows it keeps the stored URL."""
+    state: State = {kind: {} for kind in KINDS}
+    problems: list[TeamError] = []
+    for index, responder in enumerate(spec.responders):
+        webhooks = [
+            c
+            for c in stored.contacts.get(row_id(stored.responders.get(responder.handle)), [])
+            if c.kind == ContactKind.WEBHOOK and c.url
+        ]
+        urls = {shown_url(c.url): c.url for c in webhooks if c.url}
+        kept = {c.url: c.secret for c in webhooks if c.secret}
+        contacts = []
+        for position, contact in enumerate(responder.contacts):
+            url = contact.url
+            if url is not None and KEPT_URL.match(url):
+                if url not in urls:
+                    problems.append(
+                        TeamError(
+                            f"responder[{index}].contacts[{position}].url",
+                            f"{url!r} stands for a stored webhook URL (as `vigil team export` "
+                            f"prints it), but {responder.handle} has no such webhook stored; "
+                            "write the full URL",
+                            responder.handle,
+                        )
+                    )
+                    continue
+                url = urls[url]
+            secret = contact.secret or kept.get(url or "")
+            contacts.append(
+                ContactSpec(
+                    contact.kind, url, secret, contact.allow_insecure, contact.allow_private
+                )
+            )
+        state["responder"][responder.handle] = {
+            "name": responder.name,
+            "role": responder.role,
+            "timezone": responder.timezone,
+            "active": True,
+            "contacts": tuple(contacts),
+        }
+    if problems:
+        raise TeamFileError(problems, spec.source)
+    for rotation in spec.rotations:
+        state["rotation"][rotation.name] = _rotation_record(rotation)
+    for schedule in spec.schedules:
+        state["schedule"][schedule.name] = {
+            "layers": schedule.layers,
+            "timezone": schedule.timezone,
+            "holiday_region": schedule.holiday_region,
+            "holiday_cover": schedule.holiday_cover,
+        }
+    for override in spec.overrides:
+        key = (override.schedule, override.who, override.start, override.end)
+        state["override"][key] = {"reason": override.reason}
+    for policy in spec.policies:
+        state["policy"][policy.name] = {
+            "repeat": policy.repeat,
+            "ack_timeout": policy.ack_timeout,
+            "steps": policy.steps,
+        }
+    for category, policy_name in spec.routing:
+        state["routing"][category] = {"policy": policy_name}
+    for sla in spec.slas:
+        state["sla"][sla.severity] = {"ack": sla.ack, "respond": sla.respond}
+    for holiday in spec.holidays:
+        state["holiday"][holiday.day, holiday.region] = {"name": holiday.name}
+    for integration in spec.integrations:
+        state["integration"][integration.name] = {
+            "format": integration.format,
+            "category": integration.category,
+            "severity": integration.severity,
+            "policy": integration.policy,
+            "rate_limit": integration.rate_limit,
+        }
+    return state
+
+
+def row_id(row: Responder | None) -> int:
+    """The id of a stored responder; 0 (no row has it) for one not stored yet."""
+    return (row.id or 0) if row is not None else 0
+
+
+def stored_id(row: Any) -> int:
+    """The primary key of a row that has been flushed."""
+    assert row.id is not None, f"{type(row).__name__} not flushed"
+    return int(row.id)
+
+
+# --- the plan ---------------------------------------------------------------
+
+Action = Literal["add", "change", "remove"]
+_MARK = {"add": "+", "change": "~", "remove": "-"}
+
+
+@dataclass(frozen=True)
+class Change:
+    """One entry added, changed or removed; `details` never carry a secret."""
+
+    kind: str
+    action: Action
+    label: str
+    details: tuple[str, ...] = ()
+    key: Any = field(default=None, repr=False, compare=False)
+    wanted: Record | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def line(self) -> str:
+        text = f"{_MARK[self.action]} {self.kind} {self.label}"
+        return f"{text}: {'; '.join(self.details)}" if self.details else text
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What applying a file changes. Empty means the stored team already is the file."""
+
+    changes: tuple[Change, ...] = ()
+    kept_overrides: tuple[OverrideKey, ...] = ()  # stored, not in the file, left alone
+
+    @property
+    def empty(self) -> bool:
+        return not self.changes
+
+    def lines(self) -> list[str]:
+        return [change.line for change in self.changes]
+
+    def summary(self) -> dict[str, dict[str, int]]:
+        """Per kind with any change: how many were added, changed and removed."""
+        out: dict[str, dict[str, int]] = {}
+        for change in self.changes:
+            counts = out.setdefault(change.kind, {"added": 0, "changed": 0, "removed": 0})
+            counts[{"add": "added", "change": "changed", "remove": "removed"}[change.action]] += 1
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "summary": self.summary(),
+            "changes": self.lines(),
+            "kept_overrides": [change_label("override", key) for key in self.kept_overrides],
+        }
+
+
+def _render(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, timedelta):
+        return format_duration(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_render(item) for item in value) + "]"
+    return str(value)
+
+
+def change_label(kind: str, key: Any) -> str:
+    if kind == "override":
+        schedule, who, start, end = key
+        return f"{who} on {schedule} from {utc_text(start)} to {utc_text(end)}"
+    if kind == "sla":
+        return severity_name(key)
+    if kind == "holiday":
+        day, region = key
+        return f"{day.isoformat()} {region}"
+    return str(key)
+
+
+def _field_changes(old: Record, new: Record) -> tuple[str, ...]:
+    details = []
+    for name, value in new.items():
+        before = old.get(name)
+        if before == value:
+            continue
+        shown_before, shown_after = _render(before), _render(value)
+        if shown_before == shown_after:  # only something unshown (a secret) differs
+            details.append(f"{name}: secret changed")
+        else:
+            details.append(f"{name}: {shown_before} -> {shown_after}")
+    return tuple(details)
+
+
+def make_plan(stored: Stored, spec: TeamSpec) -> Plan:
+    before, after = stored.state(), _wanted(spec, stored)
+    changes: list[Change] = []
+    kept: list[OverrideKey] = []
+    for kind in KINDS:
+        old, new = before[kind], after[kind]
+        for key, record in new.items():
+            label = change_label(kind, key)
+            if key not in old:
+                details = tuple(
+                    f"{name}={_render(value)}"
+                    for name, value in record.items()
+                    if value not in (None, "") and name != "active"
+                )
+                changes.append(Change(kind, "add", label, details, key, record))
+            elif details := _field_changes(old[key], record):
+                changes.append(Change(kind, "change", label, details, key, record))
+        for key, record in old.items():
+            if key in new:
+                continue
+            label = change_label(kind, key)
+            if kind == "responder":
+                if record["active"]:
+                    changes.append(Change(kind, "remove", label, ("deactivated",), key))
+            elif kind == "override":
+                if key[0] in after["schedule"]:  # else it goes with its schedule, said there
+                    kept.append(key)
+            elif kind == "holiday":
+                continue
+            elif kind == "schedule":
+                overrides = sum(1 for o in before["override"] if o[0] == key)
+                details = (f"with its {overrides} override(s)",) if overrides else ()
+                changes.append(Change(kind, "remove", label, details, key))
+            else:
+                changes.append(Change(kind, "remove", label, (), key))
+    return Plan(tuple(changes), tuple(kept))
+
+
+def plan_apply(session: Session, spec: TeamSpec) -> Plan:
+    """What applying `spec` would change in the stored team, without changing anything."""
+    return with_casework(session, make_plan(Stored.load(session), spec), spec)
+
+
+def with_casework(session: Session, plan: Plan, spec: TeamSpec) -> Plan:
+    """Add the casework settings to the plan when the file's differ from the stored ones."""
+    stored = stored_settings(session)
+    wanted = dict(spec.casework)
+    if stored == wanted:
+        return plan
+    changed = sorted(k for k in CASEWORK_KEYS if stored.get(k) != wanted.get(k))
+    change = Change("casework", "change", "settings", tuple(changed), None, wanted)
+    return Plan(changes=(*plan.changes, change), kept_overrides=plan.kept_overrides)

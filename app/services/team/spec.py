@@ -1,0 +1,270 @@
+"""The team file as data: what a file declares (`TeamSpec`), the problems found in one, and
+the vocabulary every step shares (kinds, names, handles).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from app.core.errors import NotAllowed, VigilError
+from app.rules.rotations import (
+    HolidaySpec,
+    RotationSpec,
+)
+from data.domain import (
+    ContactKind,
+    Role,
+    format_duration,
+)
+from data.intake import Integration
+from data.models import (
+    Holiday,
+    Override,
+    Policy,
+    Responder,
+    Rotation,
+    Routing,
+    Schedule,
+    SlaTarget,
+)
+
+KINDS = (
+    "responder",
+    "rotation",
+    "schedule",
+    "override",
+    "policy",
+    "routing",
+    "sla",
+    "holiday",
+    "integration",
+)
+INTEGRATION_KEYS = ("category", "severity", "policy", "rate_limit")
+HANDLE = re.compile(r"^[a-z][a-z0-9._-]{0,31}$")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+HANDLE_RULE = (
+    "a handle: a lowercase letter, then lowercase letters, digits, '.', '_' or '-' (32 at most)"
+)
+NAME_RULE = "a name of letters, digits, '.', '_' or '-' (64 at most)"
+TARGET_KINDS = ("schedule", "rotation", "user", "role")
+T = TypeVar("T")
+Row = TypeVar(
+    "Row",
+    Responder,
+    Rotation,
+    Schedule,
+    Override,
+    Policy,
+    Routing,
+    SlaTarget,
+    Holiday,
+    Integration,
+)
+EXPORT_HEADER = """\
+# Vigil team file: `vigil team apply FILE.toml` makes the team exactly this.
+# Secrets are never exported. A webhook contact without `secret` keeps the secret already
+# stored for the same responder and URL when this file is applied, and a webhook URL shown
+# as `https://host/...#kept:…` (its path and query may hold a token) keeps the stored URL.
+# An integration keeps its stored key (`vigil integration key NAME` makes a new one).
+"""
+
+
+# --- errors -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TeamError:
+    """One problem in a team file: its key path (`rotation[1].handoff`) and what is wrong.
+
+    `name` is the entry's name or handle, shown next to its index so a long file is easy to
+    search: `rotation[1] (us-day).handoff: expected ...`.
+    """
+
+    path: str
+    message: str
+    name: str | None = None
+
+    @property
+    def where(self) -> str:
+        if not self.name:
+            return self.path
+        head, dot, rest = self.path.partition(".")
+        return f"{head} ({printable(self.name)}){dot}{rest}"
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}" if self.where else self.message
+
+
+class TeamFileError(VigilError, ValueError):
+    """A team file that cannot be applied; lists every problem found, not just the first."""
+
+    exit_code = 2
+
+    def __init__(self, errors: Sequence[TeamError], source: str = "team file") -> None:
+        self.errors = list(errors)
+        self.source = source
+        count = len(self.errors)
+        heading = f"{source}: {count} problem{'' if count == 1 else 's'}; nothing was applied"
+        super().__init__("\n".join([heading, *(f"  {error}" for error in self.errors)]))
+
+
+class TeamPermissionError(NotAllowed, PermissionError):
+    """Once a team exists, only one of its active supervisors or admins may change it."""
+
+
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def printable(text: str) -> str:
+    """Text from the file as a message may show it: a key or name holding a line break or
+    a terminal escape is quoted with escapes (as TOML writes it), never printed raw."""
+    if text.isprintable():
+        return text
+    escaped = "".join(
+        ch if ch.isprintable() and ch not in '"\\' else _ESCAPES.get(ch, f"\\u{ord(ch):04x}")
+        for ch in text
+    )
+    return f'"{escaped}"'
+
+
+def utc_text(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat()
+
+
+# --- the spec ---------------------------------------------------------------
+
+
+CONTACT_FLAGS = ("allow_insecure", "allow_private")
+"""A webhook contact's allowances: plain http:// or a short secret; a private address."""
+
+KEPT_URL = re.compile(r"^https?://[^/?#@]+/\.\.\.#kept:[0-9a-f]{8}$")
+"""A webhook URL as `shown_url` prints it; applying it keeps the stored URL it stands for."""
+
+
+def shown_url(url: str) -> str:
+    """A webhook URL as Vigil prints it (export, plans, the audit log): its scheme and host,
+    and in place of the rest, where chat services put their tokens, a fingerprint that
+    `vigil team apply` matches against the stored URL. A bare host is shown whole."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    if parts.path in ("", "/") and not (parts.query or parts.fragment) and host == parts.netloc:
+        return url
+    fingerprint = hashlib.sha256(url.encode()).hexdigest()[:8]
+    return f"{parts.scheme}://{host}/...#kept:{fingerprint}"
+
+
+@dataclass(frozen=True, slots=True)
+class ContactSpec:
+    kind: str
+    url: str | None = None
+    secret: str | None = field(default=None, repr=False)
+    allow_insecure: bool = False
+    allow_private: bool = False
+
+    def __str__(self) -> str:
+        """Never shows the secret (only whether there is one) nor the URL's token."""
+        text = self.kind if self.url is None else f"{self.kind} {shown_url(self.url)}"
+        allowed = [name for name in CONTACT_FLAGS if getattr(self, name)]
+        if allowed:
+            text += f" ({', '.join(allowed)})"
+        return f"{text} (with secret)" if self.secret else text
+
+    @property
+    def flags(self) -> dict[str, bool]:
+        """The allowances the file sets (true ones only), as the file writes them."""
+        return {name: True for name in CONTACT_FLAGS if getattr(self, name)}
+
+
+@dataclass(frozen=True, slots=True)
+class ResponderSpec:
+    handle: str
+    name: str
+    role: str = Role.SPECIALIST.value
+    timezone: str = "UTC"
+    contacts: tuple[ContactSpec, ...] = ()
+
+    @property
+    def reachable(self) -> bool:
+        """Whether a page reaches them away from an open console."""
+        return any(contact.kind != ContactKind.CONSOLE for contact in self.contacts)
+
+
+@dataclass(frozen=True, slots=True)
+class TeamSchedule:
+    name: str
+    layers: tuple[str, ...]
+    timezone: str | None = None
+    holiday_region: str | None = None
+    holiday_cover: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TeamOverride:
+    schedule: str
+    who: str
+    start: datetime  # UTC
+    end: datetime  # UTC
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StepSpec:
+    delay: timedelta
+    targets: tuple[str, ...]
+    require_all: bool = False
+
+    def __str__(self) -> str:
+        every = ", all must acknowledge" if self.require_all else ""
+        return f"{', '.join(self.targets)} ({format_duration(self.delay)}{every})"
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySpec:
+    name: str
+    steps: tuple[StepSpec, ...]
+    repeat: int = 0
+    ack_timeout: timedelta | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IntegrationSpec:
+    """A sender of alerts; its key is made by `vigil integration key NAME`, never written."""
+
+    name: str
+    format: str
+    category: str | None = None
+    severity: int | None = None
+    policy: str | None = None
+    rate_limit: int = 120  # events a minute
+
+
+@dataclass(frozen=True, slots=True)
+class SlaSpec:
+    severity: int
+    ack: timedelta
+    respond: timedelta
+
+
+@dataclass(frozen=True)
+class TeamSpec:
+    """A valid team file, ready to plan against what is stored."""
+
+    responders: tuple[ResponderSpec, ...] = ()
+    rotations: tuple[RotationSpec, ...] = ()
+    schedules: tuple[TeamSchedule, ...] = ()
+    overrides: tuple[TeamOverride, ...] = ()
+    policies: tuple[PolicySpec, ...] = ()
+    routing: tuple[tuple[str, str], ...] = ()  # (category or "default", policy name)
+    slas: tuple[SlaSpec, ...] = ()
+    holidays: tuple[HolidaySpec, ...] = ()
+    integrations: tuple[IntegrationSpec, ...] = ()
+    # The casework tables (`clocks`, `disclosure_basis`, `containment`) as written; an
+    # absent table means the built-in defaults.
+    casework: Mapping[str, Any] = field(default_factory=dict)
+    source: str = "team file"
