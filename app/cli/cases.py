@@ -1,15 +1,13 @@
-"""Case commands: `vigil page`, `intake`, `ack`, `resolve`, `reassign`, `note`, `stage`,
+"""Case commands: `vigil page`, `ack`, `resolve`, `reassign`, `note`, `stage`,
 `escalate`, `show` and `cases`."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from app.cli.framework import EXIT_OK, EXIT_USAGE, Commands, Context
-from app.core.errors import BadInput, NotFound, NothingToDo
+from app.cli.framework import EXIT_OK, Commands, Context
+from app.core.errors import BadInput, NotFound
 
 if TYPE_CHECKING:
     from data.models import Case
@@ -177,30 +175,7 @@ def _case_action(verb: str) -> Callable[[Context], int]:
     return run
 
 
-def cmd_intake(ctx: Context) -> int:
-    from app.intake.store import store_intake
-
-    source = ctx.args.file
-    if source in (None, "-"):
-        text = sys.stdin.read()
-    else:
-        try:
-            text = Path(source).read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            raise BadInput("FILE", f"no such file {source!r}") from None
-        except OSError as exc:  # a folder, no permission, a name too long...
-            raise BadInput("FILE", f"cannot read {source!r}: {exc.strerror or exc}") from None
-    outcome = store_intake(ctx.cases, ctx.actor, text, ctx.args.format)
-    if outcome.is_empty():
-        raise NothingToDo("vigil intake: the input holds no events")
-    ctx.emit(outcome.as_json(), outcome.as_text())
-    for error in outcome.errors:
-        ctx.err.write(f"vigil intake: {error.position}: {error.reason}\n")
-    return EXIT_USAGE if outcome.errors else EXIT_OK
-
-
 def register(commands: Commands) -> None:
-    from app.intake.registry import format_names, formats
     from data.domain import Category
 
     p = commands.add("page", cmd_page)
@@ -215,18 +190,6 @@ def register(commands: Commands) -> None:
     p.add_argument("--policy")
     p.add_argument("--dedup-key")
     p.add_argument("--sensitive", action="store_true")
-
-    p = commands.add("intake", cmd_intake)
-    p.add_argument(
-        "file", nargs="?", metavar="FILE", help="a file, or - for standard input (default)"
-    )
-    p.add_argument(
-        "--format",
-        default="auto",
-        choices=format_names(),
-        help="auto (each event by its shape), or one of: "
-        + "; ".join(f"{fmt.name} ({fmt.help})" for fmt in formats()),
-    )
 
     p = commands.add("ack", _case_action("ack"))
     p.add_argument("ref")

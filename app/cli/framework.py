@@ -88,7 +88,7 @@ class Context:
         return CaseService(self.db, self.clock, escalation=self.page_now)
 
     def page_now(self, case_ids: Sequence[int]) -> None:
-        from app.engine.runner import EscalationEngine, engine_name
+        from app.engine.cycle import EscalationEngine, engine_name
 
         EscalationEngine(self.db, self.clock, name=engine_name(f"cli:{self.actor}")).run_due(
             case_ids=list(case_ids)

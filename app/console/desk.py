@@ -12,7 +12,7 @@ from typing import cast
 
 from sqlmodel import Session, col, select
 
-from app.engine.runner import last_heartbeat
+from app.engine.cycle import last_heartbeat
 from app.rules.rotations import next_change, on_call
 from app.services.casework.views import owed_report_text, owed_reports
 from app.services.oncall import load_all_schedules

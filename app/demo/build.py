@@ -35,7 +35,7 @@ from app.core.clock import FakeClock
 from app.core.errors import NothingToDo
 from app.delivery.local import SENT, DesktopOutcome, claim_my_pages, record_desktop
 from app.delivery.webhook import process_webhook_outbox
-from app.engine.runner import EscalationEngine
+from app.engine.cycle import EscalationEngine
 from app.services.cases import CaseService
 from app.services.casework.service import CaseworkService
 from app.services.team.apply import apply_team

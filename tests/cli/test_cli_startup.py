@@ -2,7 +2,8 @@
 
 Measured by `bench/bench_cli.py`; what keeps it fast is checked here: `vigil --help`
 imports no database layer at all, and case commands import neither the console, the
-webhook client, the scheduler, the calendar library nor Alembic.
+webhook client, the scheduler, the calendar library nor Alembic (`vigil page` pages step 1
+through the engine's cycle, without its scheduler or outbox).
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ def test_help_imports_no_database_layer(tmp_path: Path) -> None:
         ["ack", "ESC-0001"],
         ["note", "ESC-0001", "hello"],
         ["audit", "verify"],
+        ["page", "--title", "t", "--category", "other", "--severity", "4"],
     ],
 )
 def test_case_commands_import_only_the_database_layer(argv: list[str], tmp_path: Path) -> None:

@@ -96,6 +96,7 @@ PRELOAD = [
     "app.cli.calendar",
     "app.cli.cases",
     "app.cli.casework",
+    "app.cli.intake",
     "app.cli.shift",
     "app.services.presenters",
 ]

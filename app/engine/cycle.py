@@ -1,0 +1,343 @@
+"""One escalation cycle: find what is due, claim it, page it, move each case on.
+
+`EscalationEngine` is the whole of escalation without a scheduler or an HTTP client, so
+what pages at once (`vigil page`, `vigil escalate`) imports only this; the loop that runs it
+(`EngineRunner`), the outbox and the signals live in `app.engine.runner`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Table
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import SQLModel, col, func, select
+
+from app.core.clock import Clock
+from app.engine.planning import (
+    ACKNOWLEDGED,
+    TRIGGERED,
+    DueCase,
+    Plan,
+    Resolver,
+    plan_case,
+    plan_delay_notice,
+    utc_text,
+)
+from app.engine.store import (
+    ACTOR,
+    BulkWriter,
+    anything_due,
+    claim_due,
+    drop_existing_claims,
+    write_plans,
+)
+from data import audit
+from data.clock import DatabaseClock
+from data.db import Database
+from data.journal import add_timeline, record_change
+from data.models import Case, EngineHeartbeat
+from data.outage import is_database_trouble
+
+log = logging.getLogger("vigil.engine")
+
+# A batch holds the writer lock (SQLite) and the audit chain's lock while it is written, so
+# a console's acknowledgement may wait for one batch: 1,000 keeps that wait near 50 ms on
+# SQLite (130 ms on PostgreSQL) while the per-statement cost stays small beside the per-case
+# cost (at 500 a burst of 10,000 pages takes a quarter longer on PostgreSQL).
+DEFAULT_BATCH_SIZE = 1000
+WRITE_SLICE = 250
+"""Cases whose rows are sent together within a batch (see `_run_batch`)."""
+RETRY_FAILED_AFTER = timedelta(minutes=1)
+HEARTBEATS: Table = SQLModel.metadata.tables["engine_heartbeat"]
+
+
+# --- names ------------------------------------------------------------------------
+
+
+def engine_name(kind: str = "engine") -> str:
+    """A name no other engine has, for heartbeats and step runs: `engine@host/pid/3f9a1c`
+    (two engines on one host, or one restarted with the same pid, still differ)."""
+    return f"{kind}@{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(3)}"
+
+
+# --- results ------------------------------------------------------------------------
+
+
+@dataclass
+class CycleResult:
+    """What one `run_due` did."""
+
+    cases: int = 0
+    """Cases claimed and moved on."""
+    pages: int = 0
+    missed: int = 0
+    """Steps overtaken after downtime (their people paged late: `late`)."""
+    late: int = 0
+    """Pages sent late by catch-ups."""
+    delayed: int = 0
+    """Cases whose escalation was held up (steps overtaken, or paged late)."""
+    notices: int = 0
+    """Supervisors told that escalation was delayed."""
+    skipped: int = 0
+    """Steps with nobody to page, passed at once."""
+    exhausted: int = 0
+    failed: int = 0
+    """Cases that raised; left out of claims for `RETRY_FAILED_AFTER`."""
+    batches: int = 0
+
+    def add(self, other: CycleResult) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+# --- the engine ---------------------------------------------------------------------
+
+
+class EscalationEngine:
+    """Pages due escalation steps from the database; any number may share one database."""
+
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        *,
+        name: str | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        on_change: Callable[[list[int]], None] | None = None,
+    ) -> None:
+        """`on_change` is told the ids of the cases each committed batch changed (the
+        console refreshes those rows); it runs on the engine's thread."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size: expected at least 1, got {batch_size}")
+        self.db = db
+        self.clock = DatabaseClock(db, clock)
+        """The database's time (the host's `clock` plus the offset measured each cycle)."""
+        self.name = name or engine_name()
+        """Unique per engine (`engine_name`): in its heartbeat and in every step run."""
+        self.batch_size = batch_size
+        self.on_change = on_change
+        self.started_at: datetime | None = None
+        """When the first cycle ran (the database's time)."""
+        self._failing: dict[int, datetime] = {}
+
+    # -- public ---------------------------------------------------------------------
+
+    def run_due(self, *, case_ids: Iterable[int] | None = None) -> CycleResult:
+        """Page everything due now (only `case_ids`, when given), batch by batch.
+
+        A full run (no `case_ids`) also records the engine's heartbeat.
+        """
+        ids = None if case_ids is None else sorted(set(case_ids))
+        self.clock.sync()
+        if self.started_at is None:
+            self.started_at = self.clock.now()
+        result = CycleResult()
+        if ids is None or ids:
+            while self._anything_due(ids):
+                batch = self._run_batch(ids, self.batch_size)
+                result.add(batch)
+                if batch.cases + batch.failed < self.batch_size:
+                    break
+        if ids is None:
+            self._beat()
+        if result.cases or result.failed:
+            log.info(
+                "%s: %d cases, %d pages (%d late, %d delay notices), %d overtaken, %d skipped, "
+                "%d exhausted, %d failed",
+                self.name,
+                result.cases,
+                result.pages,
+                result.late,
+                result.notices,
+                result.missed,
+                result.skipped,
+                result.exhausted,
+                result.failed,
+            )
+        return result
+
+    def next_due_at(self) -> datetime | None:
+        """When the engine next has something to do (a failed case's retry included)."""
+        self._forget_recovered()
+        query = select(func.min(Case.next_escalation_at)).where(
+            col(Case.status).in_((TRIGGERED, ACKNOWLEDGED))
+        )
+        if self._failing:
+            query = query.where(col(Case.id).not_in(list(self._failing)))
+        with self.db.read() as session:
+            due: datetime | None = session.exec(query).one()
+        retries = list(self._failing.values())
+        return min([due, *retries]) if due is not None else min(retries, default=None)
+
+    def audit_repair(self) -> int:
+        """Make due now every triggered case that has lost its next escalation time.
+
+        Such a case would never page again; each repair is recorded in its timeline.
+        """
+        query = select(Case).where(
+            Case.status == TRIGGERED,
+            col(Case.next_escalation_at).is_(None),
+            col(Case.exhausted).is_(False),
+        )
+        self.clock.sync()
+        with self.db.read() as session:
+            if session.exec(query.limit(1)).first() is None:
+                return 0
+        if self.db.is_postgres:
+            query = query.with_for_update(skip_locked=True)
+        with self.db.write() as session:
+            audit.lock_head(session)
+            now = self.clock.now()
+            cases = session.exec(query).all()
+            for case in cases:
+                case.next_escalation_at = now
+                add_timeline(
+                    session,
+                    case,
+                    now,
+                    "repair",
+                    "Escalation had stalled (triggered with no next step time); "
+                    "the engine's audit made it due now",
+                    ACTOR,
+                )
+                record_change(session, case, now)
+                audit.append(
+                    session, at=now, actor=ACTOR, action="engine.repair", case_ref=case.ref
+                )
+            refs = [case.ref for case in cases]
+            changed = [case.id for case in cases if case.id is not None]
+        if refs:
+            log.warning("repaired stalled escalation of %s", ", ".join(refs))
+            self._changed(changed)
+        return len(refs)
+
+    # -- claiming -------------------------------------------------------------------
+
+    def _forget_recovered(self) -> None:
+        now = self.clock.now()
+        for case_id in [i for i, retry_at in self._failing.items() if retry_at <= now]:
+            del self._failing[case_id]
+
+    def _anything_due(self, ids: list[int] | None) -> bool:
+        self._forget_recovered()
+        with self.db.read() as session:
+            return anything_due(BulkWriter(session), self.clock.now(), ids, self._failing)
+
+    def _run_batch(
+        self, ids: list[int] | None, limit: int, *, careful: bool = False
+    ) -> CycleResult:
+        """Claim, plan and write one batch in one transaction.
+
+        If the batch fails as a whole, its cases are retried one by one (`careful`), so one
+        bad case cannot hold up the rest.
+        """
+        refs: dict[int, str] = {}
+        result = CycleResult(batches=1)
+        try:
+            with self.db.write() as session:
+                head = audit.lock_head(session)
+                now = self.clock.now()
+                writer = BulkWriter(session)
+                due = claim_due(writer, now, ids, self._failing, limit)
+                refs = {case.id: case.ref for case in due}
+                resolver = Resolver(session, now)
+                plans = self._plan_all(resolver, due, now, result)
+                if careful:
+                    drop_existing_claims(writer, plans)
+                plan_delay_notice(plans, now, resolver)
+                # Sent a slice at a time without waiting (PostgreSQL): the server writes
+                # one slice while the rows of the next are built.
+                with writer.pipelined():
+                    for start in range(0, len(plans), WRITE_SLICE):
+                        sliced = plans[start : start + WRITE_SLICE]
+                        write_plans(writer, head, sliced, now, self.name)
+        except Exception as exc:
+            if not refs or is_database_trouble(exc):
+                raise  # not one case's fault: the database itself is in trouble
+            if careful:
+                [(case_id, ref)] = refs.items()
+                self._failed(case_id, ref)
+                return CycleResult(batches=1, failed=1)
+            if len(refs) > 1:
+                log.warning("a batch of %d cases failed; retrying them one by one", len(refs))
+            result = CycleResult()
+            for case_id in refs:
+                result.add(self._run_batch([case_id], 1, careful=True))
+            return result
+        self._changed([plan.row.id for plan in plans])
+        for plan in plans:
+            result.cases += 1
+            result.pages += len(plan.pages) + plan.late_pages + len(plan.notice)
+            result.late += plan.late_pages
+            result.delayed += plan.delayed
+            result.notices += len(plan.notice)
+            result.missed += plan.missed
+            result.skipped += plan.skipped
+            result.exhausted += plan.exhausted
+        return result
+
+    def _plan_all(
+        self, resolver: Resolver, due: Sequence[DueCase], now: datetime, result: CycleResult
+    ) -> list[Plan]:
+        plans = []
+        for case in due:
+            try:
+                plans.append(plan_case(case, now, resolver))
+            except Exception:
+                self._failed(case.id, case.ref)
+                result.failed += 1
+        return plans
+
+    def _changed(self, case_ids: list[int]) -> None:
+        if self.on_change is None or not case_ids:
+            return
+        try:
+            self.on_change(case_ids)
+        except Exception:
+            log.exception("the engine's change listener failed")
+
+    def _failed(self, case_id: int, ref: str) -> None:
+        retry_at = self.clock.now() + RETRY_FAILED_AFTER
+        self._failing[case_id] = retry_at
+        log.exception("%s: escalation failed; retrying at %s", ref, utc_text(retry_at))
+
+    # -- heartbeat ------------------------------------------------------------------
+
+    def _beat(self) -> None:
+        now = self.clock.now()
+        insert = pg_insert if self.db.is_postgres else sqlite_insert
+        statement = (
+            insert(HEARTBEATS)
+            .values(name=self.name, started_at=self.started_at, last_cycle_at=now, cycles=1)
+            .on_conflict_do_update(
+                index_elements=["name"],
+                set_={
+                    "started_at": self.started_at,
+                    "last_cycle_at": now,
+                    "cycles": HEARTBEATS.c.cycles + 1,
+                },
+            )
+        )
+        with self.db.write() as session:
+            session.execute(statement)
+
+
+def last_heartbeat(db: Database, name: str | None = None) -> datetime | None:
+    """When an engine (`name`, else any) last completed a full cycle."""
+    query = select(func.max(EngineHeartbeat.last_cycle_at))
+    if name is not None:
+        query = query.where(EngineHeartbeat.name == name)
+    with db.read() as session:
+        moment: datetime | None = session.exec(query).one()
+        return moment
+
+
+# --- the runner ---------------------------------------------------------------------
