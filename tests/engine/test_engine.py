@@ -23,7 +23,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import update
 from sqlmodel import col, func, select
 
-import app.engine.runner as engine_module
+import app.engine.cycle as engine_module
 from app.core.clock import FakeClock
 from app.core.errors import NothingToDo
 from app.engine.runner import (
