@@ -23,7 +23,7 @@ from app.services.casework.views import owes_a_report
 from data import audit
 from data.db import Database
 from data.domain import Role, Status
-from data.journal import add_timeline, record_change
+from data.journal import record_change
 from data.models import Case, Responder
 
 SUPERVISING = {Role.SUPERVISOR.value, Role.ADMIN.value}
@@ -77,11 +77,6 @@ class Tx:
                 f"{case.ref} is assigned to {owner}; "
                 f"only its assignee or a supervisor may {verb} it"
             )
-
-    def timeline(
-        self, case: Case, kind: str, text: str, data: dict[str, Any] | None = None
-    ) -> None:
-        add_timeline(self.session, case, self.now, kind, text, self.actor.handle, data)
 
     def finish(self, case: Case, action: str, detail: dict[str, Any]) -> None:
         """Feed the change log and append the audit record of this change of `case`."""
