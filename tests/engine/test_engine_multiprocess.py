@@ -99,7 +99,7 @@ def engines(tmp_path: Path) -> Iterator[Callable[[str], FileClock]]:
         assert "Traceback" not in stderr, stderr
 
 
-def _run_two_engines(db: Database, clock: FileClock) -> None:
+def _run_two_engines(db: Database, clock: FileClock, *, both_must_claim: bool) -> None:
     for stage in range(1, len(EXPECTED) + 1):
         clock.set(T0 + timedelta(minutes=stage - 1))  # each step is due a minute later
         expected = CASES * stage
@@ -118,7 +118,9 @@ def _run_two_engines(db: Database, clock: FileClock) -> None:
         claims = Counter(session.exec(select(StepRun.engine)).all())
         assert session.exec(select(func.count()).where(col(StepRun.missed))).one() == 0
     assert sum(claims.values()) == CASES * len(EXPECTED)
-    assert set(claims) == {"engine-a", "engine-b"}  # both did real work
+    assert set(claims) <= {"engine-a", "engine-b"}
+    if both_must_claim:  # row locks that skip each other split the work between the two
+        assert set(claims) == {"engine-a", "engine-b"}
 
 
 def _open_cases(db: Database) -> None:
@@ -135,7 +137,7 @@ def test_two_engine_processes_on_postgresql(
     db = Database.open(pg_url)
     try:
         _open_cases(db)
-        _run_two_engines(db, engines(pg_url))
+        _run_two_engines(db, engines(pg_url), both_must_claim=True)
     finally:
         db.dispose()
 
@@ -146,7 +148,9 @@ def test_two_engine_processes_on_one_sqlite_file(
     db = Database.open(sqlite_url)
     try:
         _open_cases(db)
-        _run_two_engines(db, engines(sqlite_url))
+        # SQLite has one writer at a time: whichever engine holds the file's lock may well
+        # take every batch, which is correct; what matters is that nothing pages twice.
+        _run_two_engines(db, engines(sqlite_url), both_must_claim=False)
     finally:
         db.dispose()
 
