@@ -22,6 +22,7 @@ from time import perf_counter
 
 from textual.app import App, ComposeResult
 
+from bench._figures import record
 from bench._timing import FrameWatch, empty_app_first_paint, percentile
 from widgets.queue_table import QueueTable
 from widgets.views import QueueRow
@@ -109,11 +110,11 @@ async def update_row_costs(rows: Sequence[QueueRow], updates: int) -> tuple[list
     return calls, frames
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="runs per figure (median shown)")
     parser.add_argument("--updates", type=int, default=200, help="update_row samples")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     datasets = {count: make_rows(count) for count in ROW_COUNTS}
     ways = {"asked": False, "given": True}
@@ -137,8 +138,22 @@ def main() -> None:
         queue = statistics.median(runs)
         label = f"queue, {count:,} rows, first page {way}"
         print(f"  {label:<34}{queue * 1000:9.1f} ms   {queue / empty:5.2f}x empty")
+        record(
+            "queue widget",
+            f"first paint, {count:,} rows, first page {way}",
+            queue * 1000,
+            "ms",
+            baseline=empty * 1000,
+            baseline_name="an empty Textual app",
+        )
 
     calls, frames = asyncio.run(update_row_costs(datasets[ROW_COUNTS[-1]], args.updates))
+    record(
+        "queue widget",
+        f"update_row on a visible case, {ROW_COUNTS[-1]:,} rows, to frame out (p99)",
+        percentile(frames, 99) * 1000,
+        "ms",
+    )
     print(f"update_row on a visible case, {ROW_COUNTS[-1]:,} rows, {args.updates} updates")
     print(
         f"  call            median {statistics.median(calls) * 1e6:7.1f} µs"

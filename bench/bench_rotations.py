@@ -27,6 +27,7 @@ from app.rules.rotations import (
     parse_hours,
     schedule_shifts,
 )
+from bench._figures import record
 
 MONTH_START = datetime(2026, 10, 1, tzinfo=UTC)  # spans the Sydney spring-forward change
 MONTH = timedelta(days=31)
@@ -91,11 +92,11 @@ def timed(runs: int, work: Callable[[], object]) -> tuple[float, float]:
     return statistics.median(times), min(times)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="repetitions per figure")
     parser.add_argument("--seed", type=int, default=7, help="random seed")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     rng = random.Random(args.seed)
     schedule = build_schedule(rng)
     month_end = MONTH_START + MONTH
@@ -108,17 +109,25 @@ def main() -> None:
         f"month of shifts ({len(shifts)} shifts): {median * 1000:.1f} ms (best {best * 1000:.1f})"
     )
 
+    record("rotations", f"a month of shifts ({len(shifts)} shifts)", median * 1000, "ms")
     median, best = timed(args.runs, lambda: on_call_many(schedule, instants))
     print(
         f"on_call_many, {INSTANTS:,} instants: {median * 1000:.1f} ms (best {best * 1000:.1f}), "
         f"{median / INSTANTS * 1e6:.1f} us per instant"
     )
 
+    record("rotations", "who is on call, per instant (many at once)", median / INSTANTS * 1e6, "µs")
     sample = instants[:ONE_BY_ONE]
     median, best = timed(max(1, args.runs // 2), lambda: [on_call(schedule, at) for at in sample])
     print(
         f"on_call one at a time, {ONE_BY_ONE:,} instants: {median * 1000:.0f} ms "
         f"(best {best * 1000:.0f}), {median / ONE_BY_ONE * 1000:.2f} ms per instant"
+    )
+    record(
+        "rotations",
+        "who is on call, per instant (one at a time)",
+        median / ONE_BY_ONE * 1e6,
+        "µs",
     )
 
 
