@@ -14,6 +14,9 @@ from data.types import UTCDateTime
 
 # The formats an integration may speak (`app.intake.registry` has one module for each).
 INTEGRATION_FORMATS = ("pagerduty", "alertmanager", "grafana", "vigil")
+HEARTBEAT = "heartbeat"
+"""The format of a heartbeat monitor's row (`[[heartbeat]]` in the team file): a sender
+that says "still alive" on a schedule, and whose silence opens a case."""
 
 
 class Integration(SQLModel, table=True):
@@ -29,6 +32,15 @@ class Integration(SQLModel, table=True):
     rate_limit: int = 120  # events a minute
     key_hash: str | None = Field(default=None, unique=True)
     key_set_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    # Heartbeat monitors only: a beat is due every `interval_seconds`, and a case opens once
+    # `grace_seconds` more have passed without one, counted from the last beat or, before
+    # the first, from when the monitor was declared (`watched_since`). `down_since` is set
+    # while its case is open, so the silence opens one case, and the next beat resolves it.
+    interval_seconds: int | None = None
+    grace_seconds: int | None = None
+    watched_since: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    last_beat_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    down_since: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
 
 
 class CaseLink(SQLModel, table=True):

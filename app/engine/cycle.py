@@ -21,6 +21,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import SQLModel, col, func, select
 
 from app.core.clock import Clock
+from app.core.errors import VigilError
 from app.engine.planning import (
     ACKNOWLEDGED,
     TRIGGERED,
@@ -39,6 +40,8 @@ from app.engine.store import (
     drop_existing_claims,
     write_plans,
 )
+from app.services import heartbeats
+from app.services.cases import CaseService
 from data import audit
 from data.clock import DatabaseClock
 from data.db import Database
@@ -140,6 +143,8 @@ class EscalationEngine:
         if self.started_at is None:
             self.started_at = self.clock.now()
         result = CycleResult()
+        if ids is None:
+            self._open_silent_heartbeats()
         if ids is None or ids:
             while self._anything_due(ids):
                 batch = self._run_batch(ids, self.batch_size)
@@ -174,8 +179,9 @@ class EscalationEngine:
             query = query.where(col(Case.id).not_in(list(self._failing)))
         with self.db.read() as session:
             due: datetime | None = session.exec(query).one()
-        retries = list(self._failing.values())
-        return min([due, *retries]) if due is not None else min(retries, default=None)
+            silent = heartbeats.next_deadline(session)
+        moments = [moment for moment in (due, silent) if moment is not None]
+        return min([*moments, *self._failing.values()], default=None)
 
     def audit_repair(self) -> int:
         """Make due now every triggered case that has lost its next escalation time.
@@ -220,6 +226,22 @@ class EscalationEngine:
         return len(refs)
 
     # -- claiming -------------------------------------------------------------------
+
+    def _open_silent_heartbeats(self) -> None:
+        """Open the case of every heartbeat monitor silent past its deadline; its first
+        step pages in this same cycle."""
+        service = CaseService(self.db, self.clock, on_change=self._one_changed)
+        try:
+            opened = heartbeats.open_missed(service)
+        except VigilError as exc:  # a monitor's policy since removed, say: tell, go on
+            log.warning("%s: a silent heartbeat's case could not open: %s", self.name, exc)
+            return
+        if opened:
+            log.warning("%s: silent heartbeat monitors, opened %s", self.name, " ".join(opened))
+
+    def _one_changed(self, case_id: int) -> None:
+        if self.on_change is not None:
+            self.on_change([case_id])
 
     def _forget_recovered(self) -> None:
         now = self.clock.now()

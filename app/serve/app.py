@@ -43,8 +43,10 @@ from app.intake.store import IntakeOutcome, apply_event
 from app.serve.limits import HttpProblem, RateLimiter, read_json, retry_after
 from app.serve.metrics import Metrics
 from app.services.cases import CaseService
+from app.services.heartbeats import Beat, record_beat
 from app.services.integrations import IntegrationView, hash_key, load_integrations, matching
 from data.db import Database
+from data.intake import HEARTBEAT
 from data.models import Delivery, EngineHeartbeat
 
 log = logging.getLogger("vigil.serve")
@@ -310,6 +312,38 @@ async def integration_events(request: Request) -> Response:
     return JSONResponse(body_out, status_code=400 if outcome.errors else 202)
 
 
+# --- heartbeat monitors ------------------------------------------------------------------------
+
+
+@_guarded("/heartbeat/{name}")
+async def heartbeat(request: Request) -> Response:
+    """A monitor's beat: 200 with when the next is due; a wrong key or an unknown name
+    alike a 401, so nobody learns which monitors exist."""
+    desk: Desk = request.app.state.desk
+    name = request.path_params["name"]
+    key = _bearer(request)
+    monitor = await run_in_threadpool(desk.by_name, name, key, HEARTBEAT)
+    if monitor is None:
+        desk.meter.events.labels("", "unauthorized").inc()
+        raise HttpProblem(
+            401,
+            "authorization: not a key of this heartbeat monitor",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    request.state.note = f"heartbeat={monitor.name}"
+    _throttle(desk, monitor, 1)
+    beat = await run_in_threadpool(_beat, desk, monitor.name)
+    desk.meter.events.labels(monitor.name, "heartbeat").inc()
+    if beat.resolved:
+        request.state.note += f" resolved {beat.resolved}"
+    return JSONResponse(beat.as_json())
+
+
+def _beat(desk: Desk, name: str) -> Beat:
+    with desk.writing:
+        return record_beat(desk.cases, desk.actor, name)
+
+
 # --- health and metrics ----------------------------------------------------------------------
 
 
@@ -370,6 +404,7 @@ def make_app(desk: Desk) -> Starlette:
             Route("/v2/enqueue", enqueue, methods=["POST"]),
             Route("/v2/change/enqueue", change_enqueue, methods=["POST"]),
             Route("/integrations/{format}/{name}", integration_events, methods=["POST"]),
+            Route("/heartbeat/{name}", heartbeat, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),

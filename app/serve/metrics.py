@@ -4,8 +4,8 @@ Counted in this process: intake events by integration and outcome, HTTP requests
 and status, pages by reason (from the pages the desk wrote since this process started,
 read by id, so a restart never counts one twice in a process) and the escalation lag of
 each (from its step's due time to its page). Read from the database at each scrape: open
-cases by severity, the webhook outbox's backlog and its oldest due delivery, and the age of
-the freshest engine heartbeat.
+cases by severity, the webhook outbox's backlog and its oldest due delivery, the age of the
+freshest engine heartbeat, and each heartbeat monitor's state.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector
 from sqlmodel import col, func, select
 
 from app.core.clock import Clock
+from app.services.heartbeats import HeartbeatView, load_heartbeats
 from data.db import Database
 from data.domain import Status, severity_name
 from data.models import Case, Delivery, EngineHeartbeat, Page
@@ -89,6 +90,28 @@ class DeskCollector(Collector):
             if isinstance(beat, datetime):
                 heartbeat.add_metric([], max(0.0, (now - beat).total_seconds()))
             yield heartbeat
+            yield from _monitor_families(load_heartbeats(session), now)
+
+
+def _monitor_families(monitors: list[HeartbeatView], now: datetime) -> Iterator[Metric]:
+    """Each heartbeat monitor: whether it is down (its case open), and how long since its
+    last beat (absent before the first)."""
+    down = GaugeMetricFamily(
+        "vigil_heartbeat_down",
+        "1 while a heartbeat monitor is silent past its deadline and its case is open",
+        labels=["heartbeat"],
+    )
+    age = GaugeMetricFamily(
+        "vigil_heartbeat_last_beat_age_seconds",
+        "Seconds since a heartbeat monitor's last beat",
+        labels=["heartbeat"],
+    )
+    for monitor in monitors:
+        down.add_metric([monitor.name], 1 if monitor.state() == "down" else 0)
+        if monitor.last_beat_at is not None:
+            age.add_metric([monitor.name], max(0.0, (now - monitor.last_beat_at).total_seconds()))
+    yield down
+    yield age
 
 
 class Metrics:

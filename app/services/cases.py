@@ -7,7 +7,7 @@ that consoles follow, and appends the audit record. Either all of it lands or no
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,7 +18,7 @@ from sqlmodel import col, func, select
 from app.core.errors import BadInput, NotAllowed, NotFound, NothingToDo
 from app.core.text import clean_text, one_line
 from app.services.policies import FALLBACK_POLICY, route_policy, snapshot_policy
-from app.services.unit_of_work import Service, Tx
+from app.services.unit_of_work import Service, ServiceActor, Tx
 from data import audit
 from data.domain import (
     ACK_TIMEOUT,
@@ -70,7 +70,7 @@ class CaseService(Service):
 
     def open_case(
         self,
-        actor: str,
+        actor: str | ServiceActor,
         *,
         title: str,
         category: str,
@@ -81,10 +81,14 @@ class CaseService(Service):
         sensitive: bool = False,
         source: str = "vigil",
         links: Sequence[tuple[str, str]] = (),
+        claim: Callable[[Tx], None] | None = None,
     ) -> OpenResult:
         """Open a case, or absorb the event into the open case of the same dedup key.
 
         `links` are (address, text) pairs a sender attached, kept on the case in order.
+        `claim` runs first in the same transaction: it may record what the opening stands
+        for (a silent heartbeat marked down) or refuse with `NothingToDo`, and then nothing
+        is written, so the case and its cause land together or not at all.
         """
         title = check_title(title)
         kept_links = _check_links(links)
@@ -100,7 +104,7 @@ class CaseService(Service):
         key = (dedup_key or "").strip() or None
         if key is not None and len(key) > MAX_DEDUP_KEY:
             raise BadInput("dedup_key", f"at most {MAX_DEDUP_KEY} characters, got {len(key)}")
-        args = (actor, title, cat, sev, details, policy, key, sensitive, source, kept_links)
+        args = (actor, title, cat, sev, details, policy, key, sensitive, source, kept_links, claim)
         try:
             return self._open(*args)
         except IntegrityError:
@@ -111,7 +115,7 @@ class CaseService(Service):
 
     def _open(
         self,
-        actor: str,
+        actor: str | ServiceActor,
         title: str,
         category: Category,
         severity: int,
@@ -121,8 +125,11 @@ class CaseService(Service):
         sensitive: bool,
         source: str,
         links: tuple[tuple[str, str], ...] = (),
+        claim: Callable[[Tx], None] | None = None,
     ) -> OpenResult:
         with self.work(actor) as tx:
+            if claim is not None:
+                claim(tx)
             existing = self._open_duplicate(tx, dedup_key, source) if dedup_key else None
             if existing is not None:
                 result = existing
@@ -292,7 +299,12 @@ class CaseService(Service):
         return any(p.acknowledged_at is None for p in pages)
 
     def resolve(
-        self, actor: str, ref: str, note: str | None = None, *, sender: str | None = None
+        self,
+        actor: str | ServiceActor,
+        ref: str,
+        note: str | None = None,
+        *,
+        sender: str | None = None,
     ) -> Case:
         """Resolve a case. With `sender` (an intake source such as `alertmanager`), the alert's
         own sender says it is over: that closes the case whoever it is assigned to, and the

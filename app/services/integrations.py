@@ -81,7 +81,7 @@ def new_key(db: Database, clock: Clock, actor: str, name: str) -> str:
             hint = f" (declared: {', '.join(sorted(known))})" if known else ""
             raise NotFound(
                 f"no integration named {name!r}{hint}; declare it in the team file "
-                "as [[integration]]"
+                "as [[integration]] or [[heartbeat]]"
             )
         now = clock.now()
         row.key_hash = hash_key(key)

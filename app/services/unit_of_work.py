@@ -32,6 +32,22 @@ EscalationStarter = Callable[[Sequence[int]], None]
 """Pages what is due now for these cases (the engine's `page_now`), after the commit."""
 
 
+@dataclass(frozen=True)
+class ServiceActor:
+    """A part of Vigil that acts as itself, not for a person: the engine opening the case
+    of a silent heartbeat, say. It is named in the timeline and the audit record by its
+    name and is never a responder, so no handle typed at a command line can become one."""
+
+    name: str
+
+    def as_responder(self) -> Responder:
+        """A stand-in responder row, never stored (its id stays None)."""
+        return Responder(handle=self.name, name=self.name, role=Role.ADMIN.value)
+
+
+ENGINE = ServiceActor("engine")
+
+
 def actor_of(session: Session, handle: str) -> Responder:
     """The active responder `handle`, or a refusal that says how to name someone else."""
     actor = session.exec(select(Responder).where(Responder.handle == handle)).first()
@@ -116,10 +132,14 @@ class UnitOfWork:
         self._escalation = escalation
 
     @contextmanager
-    def __call__(self, actor_handle: str) -> Iterator[Tx]:
+    def __call__(self, actor_handle: str | ServiceActor) -> Iterator[Tx]:
         with self.db.write() as session:
             audit.lock_head(session)
-            tx = Tx(session, actor_of(session, actor_handle), self.clock.now())
+            if isinstance(actor_handle, ServiceActor):
+                actor = actor_handle.as_responder()
+            else:
+                actor = actor_of(session, actor_handle)
+            tx = Tx(session, actor, self.clock.now())
             yield tx
         if self._on_change is not None:
             for case_id in dict.fromkeys(tx.changed):

@@ -332,6 +332,12 @@ class _Writer:
             wanted["severity"],
         )
         row.policy, row.rate_limit = wanted["policy"], wanted["rate_limit"]
+        interval, grace = wanted["interval"], wanted["grace"]
+        interval_seconds = None if interval is None else int(interval.total_seconds())
+        if interval_seconds != row.interval_seconds:  # a new watch counts from now
+            row.watched_since = None if interval is None else self.now
+        row.interval_seconds = interval_seconds
+        row.grace_seconds = None if grace is None else int(grace.total_seconds())
         self.stored.integrations[name] = self._saved(row)
 
     # -- removals -----------------------------------------------------------

@@ -19,6 +19,7 @@ from data.domain import (
     format_duration,
     severity_name,
 )
+from data.intake import HEARTBEAT
 
 # --- export -----------------------------------------------------------------
 
@@ -73,6 +74,15 @@ def _toml_table(header: str, values: Mapping[str, Any]) -> list[str]:
             continue
         lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
     return [*lines, ""]
+
+
+def _integration_values(name: str, record: Mapping[str, Any]) -> dict[str, Any]:
+    severity = record["severity"]
+    return {
+        "name": name,
+        **record,
+        "severity": None if severity is None else severity_name(severity),
+    }
 
 
 def export_team(session: Session) -> str:
@@ -142,14 +152,15 @@ def export_team(session: Session) -> str:
         )
     for (day, region), record in state["holiday"].items():
         out += _toml_table("[[holiday]]", {"date": day, "name": record["name"], "region": region})
-    for name, record in sorted(state["integration"].items()):
-        severity = record["severity"]
-        values = {
-            "name": name,
-            **record,
-            "severity": None if severity is None else severity_name(severity),
-        }
-        out += _toml_table("[[integration]]", values)
+    integrations = sorted(state["integration"].items())
+    for name, record in integrations:
+        if record["format"] != HEARTBEAT:
+            values = {**record, "interval": None, "grace": None}
+            out += _toml_table("[[integration]]", _integration_values(name, values))
+    for name, record in integrations:
+        if record["format"] == HEARTBEAT:
+            values = {**record, "format": None, "rate_limit": None}
+            out += _toml_table("[[heartbeat]]", _integration_values(name, values))
     casework = settings_toml(stored_settings(session))
     if casework:
         out += ["", casework]

@@ -45,6 +45,7 @@ from app.services.team.spec import (
     CONTACT_FLAGS,
     HANDLE,
     HANDLE_RULE,
+    HEARTBEAT_KEYS,
     INTEGRATION_KEYS,
     KINDS,
     NAME,
@@ -68,6 +69,8 @@ from app.services.team.spec import (
 from data.domain import (
     ACK_TIMEOUT,
     ANY_DURATION,
+    HEARTBEAT_GRACE,
+    HEARTBEAT_INTERVAL,
     OVERRIDE_LENGTH,
     POLICY_STEPS,
     REPEAT,
@@ -85,7 +88,11 @@ from data.domain import (
     parse_duration,
     parse_severity,
 )
-from data.intake import INTEGRATION_FORMATS
+from data.intake import HEARTBEAT, INTEGRATION_FORMATS
+
+HEARTBEAT_SEVERITY = 2
+"""A silent sender is a dead intake path: serious unless the file says otherwise."""
+HEARTBEAT_GRACE_DEFAULT = timedelta(minutes=1)
 
 # --- reading ----------------------------------------------------------------
 
@@ -705,26 +712,16 @@ class _Reader:
         return tuple(slas)
 
     def _integrations(self) -> tuple[IntegrationSpec, ...]:
-        entries = self._entries("integration", "name")
-        self._names(entries, "name", NAME, NAME_RULE)
+        """`[[integration]]` and `[[heartbeat]]` entries: one namespace, as one key command
+        serves both."""
+        integrations = self._entries("integration", "name")
+        heartbeats = self._entries("heartbeat", "name")
+        self._names([*integrations, *heartbeats], "name", NAME, NAME_RULE)
         out: list[IntegrationSpec] = []
-        for entry in entries:
+        for entry in integrations:
             entry.check_keys(("name", "format"), INTEGRATION_KEYS)
             fmt = entry.choice("format", INTEGRATION_FORMATS, INTEGRATION_FORMATS[0])
-            category = entry.optional_text("category")
-            if category is not None and category not in [c.value for c in Category]:
-                names = ", ".join(c.value for c in Category)
-                entry.error("category", f"expected one of {names}, got {category!r}")
-            severity = None
-            raw = entry.table.get("severity")
-            if raw is not None:
-                try:
-                    severity = parse_severity(raw)
-                except (ValueError, TypeError):
-                    entry.error("severity", f"expected sev1-sev4 or 1-4, got {_describe(raw)}")
-            policy = entry.optional_text("policy")
-            if policy is not None:
-                self._reference(entry, "policy", policy, "policy")
+            category, severity, policy = self._case_defaults(entry, None)
             limit = entry.table.get("rate_limit", 120)
             if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100_000:
                 entry.error(
@@ -733,7 +730,42 @@ class _Reader:
                 )
                 limit = 120
             out.append(IntegrationSpec(entry.name or "", fmt, category, severity, policy, limit))
+        for entry in heartbeats:
+            entry.check_keys(("name", "interval"), HEARTBEAT_KEYS)
+            category, severity, policy = self._case_defaults(entry, HEARTBEAT_SEVERITY)
+            grace = entry.optional_duration("grace", HEARTBEAT_GRACE)
+            out.append(
+                IntegrationSpec(
+                    entry.name or "",
+                    HEARTBEAT,
+                    category or Category.OTHER.value,
+                    severity,
+                    policy,
+                    interval=entry.duration("interval", HEARTBEAT_INTERVAL),
+                    grace=grace or HEARTBEAT_GRACE_DEFAULT,
+                )
+            )
         return tuple(out)
+
+    def _case_defaults(
+        self, entry: _Entry, severity_default: int | None
+    ) -> tuple[str | None, int | None, str | None]:
+        """The category, severity and policy an integration's cases take."""
+        category = entry.optional_text("category")
+        if category is not None and category not in [c.value for c in Category]:
+            names = ", ".join(c.value for c in Category)
+            entry.error("category", f"expected one of {names}, got {category!r}")
+        severity = severity_default
+        raw = entry.table.get("severity")
+        if raw is not None:
+            try:
+                severity = parse_severity(raw)
+            except (ValueError, TypeError):
+                entry.error("severity", f"expected sev1-sev4 or 1-4, got {_describe(raw)}")
+        policy = entry.optional_text("policy")
+        if policy is not None:
+            self._reference(entry, "policy", policy, "policy")
+        return category, severity, policy
 
     def _holidays(self) -> tuple[HolidaySpec, ...]:
         holidays: list[HolidaySpec] = []

@@ -183,8 +183,14 @@ class Stored:
                 "severity": integration.severity,
                 "policy": integration.policy,
                 "rate_limit": integration.rate_limit,
+                "interval": _seconds(integration.interval_seconds),
+                "grace": _seconds(integration.grace_seconds),
             }
         return state
+
+
+def _seconds(value: int | None) -> timedelta | None:
+    return None if value is None else timedelta(seconds=value)
 
 
 def _rotation_record(rotation: RotationSpec) -> Record:
@@ -301,6 +307,8 @@ def _wanted(spec: TeamSpec, stored: Stored) -> State:
             "severity": integration.severity,
             "policy": integration.policy,
             "rate_limit": integration.rate_limit,
+            "interval": integration.interval,
+            "grace": integration.grace,
         }
     return state
 

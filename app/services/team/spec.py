@@ -44,8 +44,10 @@ KINDS = (
     "sla",
     "holiday",
     "integration",
+    "heartbeat",
 )
 INTEGRATION_KEYS = ("category", "severity", "policy", "rate_limit")
+HEARTBEAT_KEYS = ("grace", "category", "severity", "policy")
 HANDLE = re.compile(r"^[a-z][a-z0-9._-]{0,31}$")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 HANDLE_RULE = (
@@ -71,7 +73,7 @@ EXPORT_HEADER = """\
 # Secrets are never exported. A webhook contact without `secret` keeps the secret already
 # stored for the same responder and URL when this file is applied, and a webhook URL shown
 # as `https://host/...#kept:…` (its path and query may hold a token) keeps the stored URL.
-# An integration keeps its stored key (`vigil integration key NAME` makes a new one).
+# An integration or heartbeat keeps its stored key (`vigil integration key NAME` makes one).
 """
 
 
@@ -242,6 +244,9 @@ class IntegrationSpec:
     severity: int | None = None
     policy: str | None = None
     rate_limit: int = 120  # events a minute
+    # A heartbeat monitor (format "heartbeat"): a beat every `interval`, `grace` of slack.
+    interval: timedelta | None = None
+    grace: timedelta | None = None
 
 
 @dataclass(frozen=True, slots=True)
