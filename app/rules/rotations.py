@@ -27,9 +27,11 @@ The rules other parts rely on:
   reading of the clock.
 * **Schedules.** Layers stack: where a later layer's rotation has someone on call, that person
   is on call; elsewhere earlier layers show through. On a holiday of the schedule's region (the
-  whole local day in the schedule's zone, else UTC) the holiday cover takes the day, above every
-  layer. Overrides lie on top of everything; of two overlapping overrides the later one in the
-  tuple wins. Where nobody is on call there is a coverage gap.
+  whole local day in the schedule's zone) the holiday cover takes the day, above every layer.
+  The schedule's zone is its own `timezone`, else its first layer's (the zone the team file
+  reads an override time without an offset in), else UTC for a schedule without layers.
+  Overrides lie on top of everything; of two overlapping overrides the later one in the tuple
+  wins. Where nobody is on call there is a coverage gap.
 
 The questions: `rotation_turns`, `rotation_shifts` and `rotation_on_call` for one rotation;
 `schedule_shifts` (merged effective shifts of a window, for calendars), `coverage_gaps`,
@@ -336,7 +338,7 @@ class ScheduleSpec:
     holidays: tuple[HolidaySpec, ...] = ()
     holiday_region: str | None = None
     holiday_cover: str | None = None
-    timezone: str | None = None  # the zone of holiday dates; UTC when unset
+    timezone: str | None = None  # the zone of holiday dates; the first layer's when unset
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(self.layers))
@@ -358,7 +360,10 @@ class ScheduleSpec:
 
     @property
     def zone(self) -> str:
-        return self.timezone or "UTC"
+        """Where the schedule's days are: its own zone, else its first layer's, else UTC."""
+        if self.timezone:
+            return self.timezone
+        return self.layers[0].timezone if self.layers else "UTC"
 
 
 @dataclass(frozen=True, slots=True)
