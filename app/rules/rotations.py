@@ -396,8 +396,11 @@ class FairnessRow:
 # --- wall clock -> UTC --------------------------------------------------------
 
 
-def _wall_to_utc(wall: datetime, zone: ZoneInfo) -> datetime:
-    """A naive wall time in `zone` as UTC: a repeated time's first occurrence, a gap's end."""
+def wall_to_utc(wall: datetime, zone: ZoneInfo) -> datetime:
+    """A naive wall time in `zone` as UTC: a repeated time's first occurrence, a gap's end.
+
+    Every wall time Vigil reads (hand-offs, hours, a team file's times without an offset)
+    goes through here, so they all resolve the same way."""
     first = wall.replace(tzinfo=zone).astimezone(UTC)
     if first.astimezone(zone).replace(tzinfo=None) == wall:
         return first
@@ -422,8 +425,8 @@ def _day_window(day: date, hours: tuple[time, time] | None, zone: ZoneInfo) -> W
         opens, closes = hours
         close_day = day if opens < closes else day + _DAY
     return (
-        _wall_to_utc(datetime.combine(day, opens), zone),
-        _wall_to_utc(datetime.combine(close_day, closes), zone),
+        wall_to_utc(datetime.combine(day, opens), zone),
+        wall_to_utc(datetime.combine(close_day, closes), zone),
     )
 
 
@@ -447,7 +450,7 @@ class _Turns:
         self.shift = rotation.shift
 
     def start(self, k: int) -> datetime:
-        return _wall_to_utc(self.base + k * self.shift, self.zone)
+        return wall_to_utc(self.base + k * self.shift, self.zone)
 
     def index(self, at: datetime) -> int:
         """The turn in progress at `at`; -1 before the first hand-off."""
