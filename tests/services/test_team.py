@@ -560,7 +560,7 @@ def test_plan_apply_reports_changes_without_writing(sqlite_db: Database) -> None
     before = dump(sqlite_db)
     spec = parse_team(edited(('sev2 = { ack = "15m", respond = "2h" }', "")))
     with sqlite_db.read() as session:
-        plan = plan_apply(session, spec)
+        plan = plan_apply(session, spec, NOW)
     assert plan.lines() == ["- sla sev2"]
     assert dump(sqlite_db) == before
 
@@ -615,7 +615,11 @@ def test_the_file_is_the_whole_team(db: Database) -> None:
     assert "- schedule secondary: with its 1 override(s)" in lines
     assert "- policy routine" in lines
     assert "~ routing default: policy: routine -> emergency" in lines
-    assert "~ rotation dub-day: members: [cara, dev, cara] -> [cara, cara]" in lines
+    # dub-day hands off at 07:30 and 19:30 Dublin (GMT): cara's turn under way stays hers.
+    assert (
+        "~ rotation dub-day: members: [cara, dev, cara] -> [cara, cara]; on call now: cara; "
+        "from the hand-off at 2026-11-01T19:30:00+00:00: dev -> cara"
+    ) in lines
     # The override of dev on primary was not in the file: kept, and said so.
     dev_override = "dev on primary from 2026-12-31T07:00:00+00:00 to 2026-12-31T19:00:00+00:00"
     assert result.plan.as_dict()["kept_overrides"] == [dev_override]
