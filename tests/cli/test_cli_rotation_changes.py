@@ -86,6 +86,7 @@ def test_removing_an_off_duty_member_keeps_the_shift_under_way(url: str, tmp_pat
         "~ rotation r: members: [ana, ben, cat] -> [ben, cat]; on call now: ben; "
         "from the hand-off at 2026-03-09T16:00:00+00:00: cat"
     ) in dry
+    assert "On call now, before -> after:\n  primary: ben\n" in dry
     assert on_call(run, "2026-03-08T19:00:00Z") == "ben"
 
     run.ok("team", "apply", smaller, who="sam")
@@ -138,6 +139,29 @@ def test_removing_the_person_on_call_from_the_team_warns_that_pages_skip_them(
         "warning: rotation r: ben's turn runs until the hand-off at 2026-03-09T16:00:00+00:00, "
         "but ben is not in this file and is never paged"
     ) in err
+
+
+def test_dry_run_shows_a_schedule_change_that_moves_who_is_on_call_now(
+    url: str, tmp_path: Path
+) -> None:
+    """A rotation change never moves who is on call now; an override in the file does, and
+    the dry run says so per schedule."""
+    run = Run(url, FakeClock(datetime(2026, 2, 20, tzinfo=UTC)))
+    run.ok("team", "apply", team(tmp_path / "a.toml", ["ana", "ben", "cat"]), who="sam")
+    run.clock.set(NOW)
+    path = tmp_path / "b.toml"
+    team(path, ["ben", "cat"])
+    with path.open("a") as file:
+        file.write(
+            '\n[[override]]\nschedule = "primary"\nwho = "ana"\n'
+            'from = "2026-03-08T11:00"\nto = "2026-03-08T15:00"\n'
+        )
+    body = run.json("team", "apply", str(path), "--dry-run", who="sam")
+    assert body["on_call_now"] == [{"schedule": "primary", "before": "ben", "after": "ana"}]
+    code, out, _ = run("team", "apply", str(path), "--dry-run", who="sam")
+    assert code == 0
+    assert "On call now, before -> after:\n  primary: ben -> ana\n" in out
+    assert on_call(run, "2026-03-08T19:00:00Z") == "ben"  # a dry run changes nothing
 
 
 def test_a_rotation_not_yet_started_changes_at_once(url: str, tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ comparable shape, and the plan of additions, changes and removals between them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
@@ -14,10 +15,14 @@ from app.rules.casework import (
     CASEWORK_KEYS,
 )
 from app.rules.rotations import (
+    HolidaySpec,
+    OverrideSpec,
     RotationSpec,
+    ScheduleSpec,
     change_rotation,
     format_days,
     format_hours,
+    on_call,
     rotation_on_call,
     rotation_turns,
 )
@@ -357,6 +362,31 @@ class Change:
 
 
 @dataclass(frozen=True)
+class OnCallNow:
+    """Who a schedule has on call now before the plan and after it (None: nobody; a
+    schedule the plan adds or removes has no before or after)."""
+
+    schedule: str
+    before: str | None
+    after: str | None
+    exists_before: bool = True
+    exists_after: bool = True
+
+    @property
+    def line(self) -> str:
+        before = (self.before or "nobody") if self.exists_before else "(new)"
+        after = (self.after or "nobody") if self.exists_after else "(removed)"
+        return (
+            f"{self.schedule}: {before}"
+            if before == after
+            else (f"{self.schedule}: {before} -> {after}")
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"schedule": self.schedule, "before": self.before, "after": self.after}
+
+
+@dataclass(frozen=True)
 class Plan:
     """What applying a file changes. Empty means the stored team already is the file."""
 
@@ -364,6 +394,9 @@ class Plan:
     kept_overrides: tuple[OverrideKey, ...] = ()  # stored, not in the file, left alone
     # Each rotation added or changed as it is to be stored, with its history.
     rotations: dict[str, RotationSpec] = field(default_factory=dict)
+    # Who each schedule has on call at the plan's `now`, before and after (when it changes
+    # anything).
+    on_call_now: tuple[OnCallNow, ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -385,6 +418,7 @@ class Plan:
             "summary": self.summary(),
             "changes": self.lines(),
             "kept_overrides": [change_label("override", key) for key in self.kept_overrides],
+            "on_call_now": [row.as_dict() for row in self.on_call_now],
         }
 
 
@@ -466,7 +500,88 @@ def make_plan(stored: Stored, spec: TeamSpec, now: datetime) -> Plan:
                 changes.append(Change(kind, "remove", label, details, key))
             else:
                 changes.append(Change(kind, "remove", label, (), key))
-    return Plan(tuple(changes), tuple(kept), rotations)
+    if not changes:
+        return Plan((), tuple(kept), rotations)
+    return Plan(
+        tuple(changes), tuple(kept), rotations, _on_call_now(stored, before, after, rotations, now)
+    )
+
+
+def _on_call_now(
+    stored: Stored,
+    before: State,
+    after: State,
+    rotations: dict[str, RotationSpec],
+    now: datetime,
+) -> tuple[OnCallNow, ...]:
+    """Each schedule's person on call at `now` as stored and as the plan leaves it.
+
+    After the plan, overrides and holidays are the stored ones plus the file's (a file
+    removes neither); rotations are as the plan versions them."""
+    cached: dict[str, RotationSpec | None] = {}
+
+    def stored_rotation(name: str) -> RotationSpec | None:
+        if name not in cached:
+            cached[name] = stored.rotation_spec(name) if name in stored.rotations else None
+        return cached[name]
+
+    def new_rotation(name: str) -> RotationSpec | None:
+        return rotations.get(name) or stored_rotation(name)
+
+    overrides_after = {**before["override"], **after["override"]}
+    holidays_after = {**before["holiday"], **after["holiday"]}
+    rows = []
+    for name in sorted({*before["schedule"], *after["schedule"]}):
+        was = _schedule(
+            name, before["schedule"], before["override"], before["holiday"], stored_rotation
+        )
+        will = _schedule(name, after["schedule"], overrides_after, holidays_after, new_rotation)
+        rows.append(
+            OnCallNow(
+                name,
+                _who(was, now),
+                _who(will, now),
+                exists_before=name in before["schedule"],
+                exists_after=name in after["schedule"],
+            )
+        )
+    return tuple(rows)
+
+
+def _schedule(
+    name: str,
+    schedules: dict[Any, Record],
+    overrides: dict[Any, Record],
+    holidays: dict[Any, Record],
+    rotation: Callable[[str], RotationSpec | None],
+) -> ScheduleSpec | None:
+    """One schedule of a state as the rules read it; None if the state has none (or a
+    stored row that does not make a valid spec)."""
+    record = schedules.get(name)
+    if record is None:
+        return None
+    layers = [rotation(layer) for layer in record["layers"]]
+    try:
+        return ScheduleSpec(
+            name,
+            tuple(layer for layer in layers if layer is not None),
+            tuple(
+                OverrideSpec(who, start, end) for (on, who, start, end) in overrides if on == name
+            ),
+            tuple(
+                HolidaySpec(day, entry["name"], region) for (day, region), entry in holidays.items()
+            ),
+            record["holiday_region"],
+            record["holiday_cover"],
+            record["timezone"],
+        )
+    except ValueError:
+        return None
+
+
+def _who(schedule: ScheduleSpec | None, now: datetime) -> str | None:
+    shift = on_call(schedule, now) if schedule is not None else None
+    return shift.who if shift is not None else None
 
 
 def _rotation_versions(
