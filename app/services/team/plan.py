@@ -466,7 +466,7 @@ def make_plan(stored: Stored, spec: TeamSpec, now: datetime) -> Plan:
     before, after = stored.state(), _wanted(spec, stored)
     changes: list[Change] = []
     kept: list[OverrideKey] = []
-    rotations = _rotation_versions(stored, spec, before["rotation"], now)
+    rotations = _versioned_rotations(stored, spec, before["rotation"], now)
     for kind in KINDS:
         old, new = before[kind], after[kind]
         for key, record in new.items():
@@ -584,7 +584,7 @@ def _who(schedule: ScheduleSpec | None, now: datetime) -> str | None:
     return shift.who if shift is not None else None
 
 
-def _rotation_versions(
+def _versioned_rotations(
     stored: Stored, spec: TeamSpec, old: dict[Any, Record], now: datetime
 ) -> dict[str, RotationSpec]:
     """Each rotation of the file as it is to be stored: a changed one as a new version from
