@@ -697,6 +697,8 @@ def change_rotation(stored: RotationSpec, wanted: RotationSpec, now: datetime) -
     offset = 0
     if heir is not None and k_wanted >= 0:
         offset = (wanted.members.index(heir) - k_wanted) % len(wanted.members)
+    if replace(wanted, offset=offset, since=current.since, earlier=current.earlier) == current:
+        return current  # dealt as before: a change taken back before it began
     return replace(wanted, since=handoff, offset=offset, earlier=current)
 
 

@@ -143,6 +143,11 @@ def test_a_change_not_yet_in_effect_is_replaced_not_stacked() -> None:
     ]
 
 
+def test_a_change_taken_back_before_its_hand_off_leaves_the_rotation_as_it_was() -> None:
+    pending = change_rotation(LA, replace(LA, members=("ben", "cat")), LA_NOW)
+    assert change_rotation(pending, LA, LA_NOW + DAY / 4) == LA
+
+
 def test_changes_stack_as_versions_and_each_keeps_its_own_past() -> None:
     first = change_rotation(LA, replace(LA, members=("ben", "cat")), LA_NOW)
     later = utc(2026, 3, 11, 19)  # cat's turn under the first change
