@@ -65,6 +65,28 @@ class Rotation(SQLModel, table=True):
     start: date
     days: str | None = None  # comma-separated mon..sun
     hours: str | None = None  # HH:MM-HH:MM local
+    # A change deals from the next hand-off (`app.rules.rotations.change_rotation`): this
+    # version from `since` (None: from its first turn), the ones before it in
+    # `rotation_version`. Turn k belongs to members[(k + turn_offset) % len(members)].
+    since: datetime | None = _utc(nullable=True)
+    turn_offset: int = 0
+
+
+class RotationVersion(SQLModel, table=True):
+    """A rotation as it was before a change, kept so its turns stay as they were dealt."""
+
+    __tablename__ = "rotation_version"
+    id: int | None = Field(default=None, primary_key=True)
+    rotation_id: int = Field(foreign_key="rotation.id", index=True, ondelete="CASCADE")
+    since: datetime | None = _utc(nullable=True)
+    turn_offset: int = 0
+    timezone: str
+    shift: str
+    handoff: str
+    start: date
+    days: str | None = None
+    hours: str | None = None
+    members: list[str] = _json_list_column()  # handles in turn order
 
 
 class RotationMember(SQLModel, table=True):

@@ -26,7 +26,16 @@ def cmd_team_apply(ctx: Context) -> int:
     lines = result.plan.lines()
     head = "Dry run: would apply" if ctx.args.dry_run else "Applied"
     text = "No changes." if not lines else f"{head}:\n" + "\n".join(f"  {line}" for line in lines)
-    ctx.emit({"changes": lines, "warnings": result.warnings, "dry_run": ctx.args.dry_run}, text)
+    now = result.plan.on_call_now
+    if now:
+        text += "\nOn call now, before -> after:\n" + "\n".join(f"  {row.line}" for row in now)
+    body = {
+        "changes": lines,
+        "on_call_now": [row.as_dict() for row in now],
+        "warnings": result.warnings,
+        "dry_run": ctx.args.dry_run,
+    }
+    ctx.emit(body, text)
     return EXIT_OK
 
 

@@ -10,9 +10,9 @@ The rules other parts rely on:
   ``k * shift`` of local calendar time (wall-clock arithmetic in the rotation's zone), so a 08:00
   hand-off stays at 08:00 local across a daylight-saving change and an 8h turn hands off at
   00:00/08:00/16:00 local. A turn spanning a change is that much longer or shorter (25h or 23h
-  for a one-day turn). Turn k belongs to ``members[k % len(members)]``. Before turn 0 nobody is
-  on call from the rotation. The turn at an instant is computed from the elapsed wall time, never
-  by walking from the start date.
+  for a one-day turn). Turn k belongs to ``members[(k + offset) % len(members)]``. Before turn
+  0 nobody is on call from the rotation. The turn at an instant is computed from the elapsed
+  wall time, never by walking from the start date.
 * **Wall times that do not exist or exist twice.** A wall time inside a spring-forward gap
   resolves to the instant the gap ends (a 02:30 hand-off on a 02:00->03:00 day happens at
   03:00); a wall time that occurs twice resolves to its first occurrence (``fold=0``). Both rules
@@ -25,17 +25,24 @@ The rules other parts rely on:
   it starts on (Friday 20:00 to Saturday 08:00 is Friday's). Window edges are wall times resolved
   by the rule above, so inside a repeated hour the answer follows the instant, not the ambiguous
   reading of the clock.
+* **Changes.** A changed rotation is a new version from its next hand-off (`change_rotation`):
+  the turn under way and the past keep the version that dealt them (``earlier``), so removing
+  an off-duty member never moves who is on call now nor rewrites a past shift. The next turn
+  goes to whoever the old order gave it to, else to the next in that order still a member;
+  ``offset`` carries that on in the new order.
 * **Schedules.** Layers stack: where a later layer's rotation has someone on call, that person
   is on call; elsewhere earlier layers show through. On a holiday of the schedule's region (the
-  whole local day in the schedule's zone, else UTC) the holiday cover takes the day, above every
-  layer. Overrides lie on top of everything; of two overlapping overrides the later one in the
-  tuple wins. Where nobody is on call there is a coverage gap.
+  whole local day in the schedule's zone) the holiday cover takes the day, above every layer.
+  The schedule's zone is its own `timezone`, else its first layer's (the zone the team file
+  reads an override time without an offset in), else UTC for a schedule without layers.
+  Overrides lie on top of everything; of two overlapping overrides the later one in the tuple
+  wins. Where nobody is on call there is a coverage gap.
 
-The questions: `rotation_turns`, `rotation_shifts` and `rotation_on_call` for one rotation;
-`schedule_shifts` (merged effective shifts of a window, for calendars), `coverage_gaps`,
-`fairness`, and the point questions `on_call`, `next_change` and `next_shift_for`, whose shifts
-come back whole (not clipped to a window) up to a year either side. `on_call_many` answers
-`on_call` for many instants at the cost of one window.
+The questions: `rotation_turns`, `rotation_shifts`, `rotation_on_call` and `next_handoff` for
+one rotation; `schedule_shifts` (merged effective shifts of a window, for calendars),
+`coverage_gaps`, `fairness`, and the point questions `on_call`, `next_change` and
+`next_shift_for`, whose shifts come back whole (not clipped to a window) up to a year either
+side. `on_call_many` answers `on_call` for many instants at the cost of one window.
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ import math
 import re
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -69,6 +76,7 @@ _REACH = timedelta(days=366)
 _CLOCK = re.compile(r"^(\d{1,2}):(\d{2})$")
 
 Window = tuple[datetime, datetime]
+VersionSpan = tuple["RotationSpec", datetime, datetime]
 
 
 # --- parsing and formatting the team-file spellings -------------------------
@@ -163,6 +171,10 @@ class RotationSpec:
     members: tuple[str, ...]
     days: frozenset[int] | None = None  # 0 = Monday .. 6 = Sunday
     hours: tuple[time, time] | None = None  # local; end before start wraps midnight
+    # History (see "Changes" above): this version deals from `since`; `earlier` answers before.
+    since: datetime | None = None
+    offset: int = 0  # turn k belongs to members[(k + offset) % len(members)]
+    earlier: RotationSpec | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "members", tuple(self.members))
@@ -170,6 +182,8 @@ class RotationSpec:
             object.__setattr__(self, "days", frozenset(self.days))
         if self.hours is not None:
             object.__setattr__(self, "hours", tuple(self.hours))
+        if self.since is not None:
+            object.__setattr__(self, "since", _as_utc(self.since, f"rotation {self.name!r}: since"))
         self.validate()
 
     def validate(self) -> None:
@@ -216,6 +230,29 @@ class RotationSpec:
                     f"{where}: hours: start and end are both {format_handoff(self.hours[0])}; "
                     "leave hours out for the whole day"
                 )
+        if not isinstance(self.offset, int) or self.offset < 0:
+            raise ValueError(f"{where}: offset: expected a whole number >= 0, got {self.offset!r}")
+        if self.earlier is not None:
+            if self.since is None:
+                raise ValueError(f"{where}: since: a version with an earlier one needs a start")
+            if self.earlier.since is not None and self.earlier.since >= self.since:
+                raise ValueError(
+                    f"{where}: since: {self.since.isoformat()} must be after the earlier "
+                    f"version's {self.earlier.since.isoformat()}"
+                )
+
+    def versions(self) -> list[RotationSpec]:
+        """This rotation's versions, oldest first; the last is this one."""
+        chain: list[RotationSpec] = []
+        version: RotationSpec | None = self
+        while version is not None:
+            chain.append(version)
+            version = version.earlier
+        return chain[::-1]
+
+    def member(self, k: int) -> str:
+        """Who holds turn `k` of this version."""
+        return self.members[(k + self.offset) % len(self.members)]
 
     @classmethod
     def from_text(
@@ -229,6 +266,9 @@ class RotationSpec:
         members: Sequence[str],
         days: Sequence[str] | str | None = None,
         hours: str | None = None,
+        since: datetime | None = None,
+        offset: int = 0,
+        earlier: RotationSpec | None = None,
     ) -> RotationSpec:
         """Build from team-file / stored spellings; `days` may be a list or `tue,wed,thu`."""
         where = f"rotation {name!r}"
@@ -267,6 +307,9 @@ class RotationSpec:
             members=tuple(members),
             days=parsed_days,
             hours=parsed_hours,
+            since=since,
+            offset=offset,
+            earlier=earlier,
         )
 
     def to_text(self) -> dict[str, object]:
@@ -336,7 +379,7 @@ class ScheduleSpec:
     holidays: tuple[HolidaySpec, ...] = ()
     holiday_region: str | None = None
     holiday_cover: str | None = None
-    timezone: str | None = None  # the zone of holiday dates; UTC when unset
+    timezone: str | None = None  # the zone of holiday dates; the first layer's when unset
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(self.layers))
@@ -358,7 +401,10 @@ class ScheduleSpec:
 
     @property
     def zone(self) -> str:
-        return self.timezone or "UTC"
+        """Where the schedule's days are: its own zone, else its first layer's, else UTC."""
+        if self.timezone:
+            return self.timezone
+        return self.layers[0].timezone if self.layers else "UTC"
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,8 +437,11 @@ class FairnessRow:
 # --- wall clock -> UTC --------------------------------------------------------
 
 
-def _wall_to_utc(wall: datetime, zone: ZoneInfo) -> datetime:
-    """A naive wall time in `zone` as UTC: a repeated time's first occurrence, a gap's end."""
+def wall_to_utc(wall: datetime, zone: ZoneInfo) -> datetime:
+    """A naive wall time in `zone` as UTC: a repeated time's first occurrence, a gap's end.
+
+    Every wall time Vigil reads (hand-offs, hours, a team file's times without an offset)
+    goes through here, so they all resolve the same way."""
     first = wall.replace(tzinfo=zone).astimezone(UTC)
     if first.astimezone(zone).replace(tzinfo=None) == wall:
         return first
@@ -417,8 +466,8 @@ def _day_window(day: date, hours: tuple[time, time] | None, zone: ZoneInfo) -> W
         opens, closes = hours
         close_day = day if opens < closes else day + _DAY
     return (
-        _wall_to_utc(datetime.combine(day, opens), zone),
-        _wall_to_utc(datetime.combine(close_day, closes), zone),
+        wall_to_utc(datetime.combine(day, opens), zone),
+        wall_to_utc(datetime.combine(close_day, closes), zone),
     )
 
 
@@ -442,7 +491,7 @@ class _Turns:
         self.shift = rotation.shift
 
     def start(self, k: int) -> datetime:
-        return _wall_to_utc(self.base + k * self.shift, self.zone)
+        return wall_to_utc(self.base + k * self.shift, self.zone)
 
     def index(self, at: datetime) -> int:
         """The turn in progress at `at`; -1 before the first hand-off."""
@@ -468,23 +517,51 @@ def _window(start: datetime, end: datetime) -> Window:
     return lo, hi
 
 
-def _turns_in(rotation: RotationSpec, lo: datetime, hi: datetime) -> list[Shift]:
-    turns = _Turns(rotation)
+def _spans(rotation: RotationSpec, lo: datetime, hi: datetime) -> list[VersionSpan]:
+    """[lo, hi) cut where one version of the rotation hands over to the next, oldest first."""
+    out = []
+    versions = rotation.versions()
+    for position, version in enumerate(versions):
+        begins = lo if version.since is None else max(lo, version.since)
+        following = versions[position + 1].since if position + 1 < len(versions) else None
+        ends = hi if following is None else min(hi, following)
+        if begins < ends:
+            out.append((version, begins, ends))
+    return out
+
+
+def _version_at(rotation: RotationSpec, at: datetime) -> RotationSpec | None:
+    """The version dealing at `at`; None before the oldest one's `since`."""
+    version: RotationSpec | None = rotation
+    while version is not None and version.since is not None and at < version.since:
+        version = version.earlier
+    return version
+
+
+def _version_turns(version: RotationSpec, lo: datetime, hi: datetime) -> list[Shift]:
+    turns = _Turns(version)
     lo = max(lo, turns.start(0))
     if lo >= hi:
         return []
-    source = f"rotation:{rotation.name}"
-    members = rotation.members
+    source = f"rotation:{version.name}"
     out = []
     k = turns.index(lo)
     begins = turns.start(k)
     while begins < hi:
         ends = turns.start(k + 1)
         if ends > begins:  # a turn lost entirely in a DST gap has no length
-            out.append(Shift(members[k % len(members)], max(begins, lo), min(ends, hi), source))
+            out.append(Shift(version.member(k), max(begins, lo), min(ends, hi), source))
         k += 1
         begins = ends
     return out
+
+
+def _turns_in(rotation: RotationSpec, lo: datetime, hi: datetime) -> list[Shift]:
+    return [
+        turn
+        for version, opens, closes in _spans(rotation, lo, hi)
+        for turn in _version_turns(version, opens, closes)
+    ]
 
 
 def _allowed(rotation: RotationSpec, lo: datetime, hi: datetime) -> list[Window]:
@@ -536,15 +613,23 @@ def rotation_shifts(rotation: RotationSpec, start: datetime, end: datetime) -> l
     """Who is on call from this rotation in [start, end): turns masked by days and hours,
     clipped to the window, touching pieces of one person merged."""
     lo, hi = _window(start, end)
-    if len(set(rotation.members)) == 1:
+    return _merge(
+        piece
+        for version, opens, closes in _spans(rotation, lo, hi)
+        for piece in _version_shifts(version, opens, closes)
+    )
+
+
+def _version_shifts(version: RotationSpec, lo: datetime, hi: datetime) -> list[Shift]:
+    if len(set(version.members)) == 1:
         # One person holds every turn: on call whenever allowed, without walking the turns.
-        lo = max(lo, _Turns(rotation).start(0))
-        source = f"rotation:{rotation.name}"
-        return [Shift(rotation.members[0], *span, source) for span in _allowed(rotation, lo, hi)]
-    turns = _turns_in(rotation, lo, hi)
+        lo = max(lo, _Turns(version).start(0))
+        source = f"rotation:{version.name}"
+        return [Shift(version.members[0], *span, source) for span in _allowed(version, lo, hi)]
+    turns = _version_turns(version, lo, hi)
     if not turns:
         return []
-    allowed = _allowed(rotation, turns[0].start, turns[-1].end)
+    allowed = _allowed(version, turns[0].start, turns[-1].end)
     pieces = []
     first = 0
     for turn in turns:
@@ -556,16 +641,65 @@ def rotation_shifts(rotation: RotationSpec, start: datetime, end: datetime) -> l
             opens, closes = max(turn.start, opens), min(turn.end, closes)
             pieces.append(Shift(turn.who, opens, closes, turn.source))
             position += 1
-    return _merge(pieces)
+    return pieces
 
 
 def rotation_on_call(rotation: RotationSpec, at: datetime) -> str | None:
     """The member on call from this rotation at `at`, or None (before the start, or masked)."""
     at = _as_utc(at, "at")
-    k = _Turns(rotation).index(at)
-    if k < 0 or not _allowed(rotation, at, at + _TICK):
+    version = _version_at(rotation, at)
+    if version is None:
         return None
-    return rotation.members[k % len(rotation.members)]
+    k = _Turns(version).index(at)
+    if k < 0 or not _allowed(version, at, at + _TICK):
+        return None
+    return version.member(k)
+
+
+def next_handoff(rotation: RotationSpec, at: datetime) -> datetime:
+    """The first hand-off after `at`: the end of the turn under way (or the first turn's
+    start), or where a later version takes over, whichever comes first. Masks do not count:
+    a turn hidden by `days` or `hours` still ends at its hand-off."""
+    at = _as_utc(at, "at")
+    version = _version_at(rotation, at)
+    versions = rotation.versions()
+    if version is None:
+        assert versions[0].since is not None
+        return versions[0].since
+    turns = _Turns(version)
+    handoff = turns.start(turns.index(at) + 1)
+    later = versions[versions.index(version) + 1 :]
+    if later and later[0].since is not None:
+        handoff = min(handoff, later[0].since)
+    return handoff
+
+
+def change_rotation(stored: RotationSpec, wanted: RotationSpec, now: datetime) -> RotationSpec:
+    """`wanted` as a new version of `stored` from its next hand-off after `now`.
+
+    The turn under way and every earlier one stay `stored`'s. The turn after the hand-off
+    goes to whoever `stored` gave it to, or, if they are no longer a member, to the next in
+    `stored`'s order who still is; the turns after it follow `wanted`'s order from there. A
+    version that had not begun by `now` is replaced, not kept; a rotation whose first turn
+    has not begun is simply `wanted`.
+    """
+    now = _as_utc(now, "now")
+    current: RotationSpec | None = stored
+    while current is not None and current.since is not None and current.since > now:
+        current = current.earlier
+    if current is None or (current.earlier is None and _Turns(current).index(now) < 0):
+        return replace(wanted, since=None, offset=0, earlier=None)
+    handoff = next_handoff(current, now)
+    k = _Turns(current).index(handoff)
+    order = [current.member(k + i) for i in range(len(current.members))]
+    heir = next((who for who in order if who in wanted.members), None)
+    k_wanted = _Turns(wanted).index(handoff)
+    offset = 0
+    if heir is not None and k_wanted >= 0:
+        offset = (wanted.members.index(heir) - k_wanted) % len(wanted.members)
+    if replace(wanted, offset=offset, since=current.since, earlier=current.earlier) == current:
+        return current  # dealt as before: a change taken back before it began
+    return replace(wanted, since=handoff, offset=offset, earlier=current)
 
 
 # --- schedules ----------------------------------------------------------------

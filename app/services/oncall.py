@@ -8,7 +8,7 @@ spec's own ValueError, which names the rotation or schedule and the field.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
 from sqlmodel import Session, col, select
 
@@ -19,9 +19,57 @@ from data.models import (
     Responder,
     Rotation,
     RotationMember,
+    RotationVersion,
     Schedule,
     ScheduleLayer,
 )
+
+
+def rotation_spec(
+    row: Rotation, members: Sequence[str], versions: Sequence[RotationVersion]
+) -> RotationSpec:
+    """The spec of one stored rotation with its history (`versions` oldest first)."""
+    earlier = None
+    for version in versions:
+        earlier = RotationSpec.from_text(
+            name=row.name,
+            timezone=version.timezone,
+            shift=version.shift,
+            handoff=version.handoff,
+            start=version.start,
+            members=version.members,
+            days=version.days or None,
+            hours=version.hours or None,
+            since=version.since,
+            offset=version.turn_offset,
+            earlier=earlier,
+        )
+    return RotationSpec.from_text(
+        name=row.name,
+        timezone=row.timezone,
+        shift=row.shift,
+        handoff=row.handoff,
+        start=row.start,
+        members=members,
+        days=row.days or None,
+        hours=row.hours or None,
+        since=row.since,
+        offset=row.turn_offset,
+        earlier=earlier,
+    )
+
+
+def rotation_versions(session: Session, ids: Collection[int]) -> dict[int, list[RotationVersion]]:
+    """The earlier versions of the given rotations, oldest first, by rotation id."""
+    versions: dict[int, list[RotationVersion]] = defaultdict(list)
+    if ids:
+        for version in session.exec(
+            select(RotationVersion)
+            .where(col(RotationVersion.rotation_id).in_(ids))
+            .order_by(col(RotationVersion.rotation_id), col(RotationVersion.id))
+        ).all():
+            versions[version.rotation_id].append(version)
+    return versions
 
 
 def _rotation_specs(session: Session, rotations: Collection[Rotation]) -> dict[int, RotationSpec]:
@@ -37,19 +85,11 @@ def _rotation_specs(session: Session, rotations: Collection[Rotation]) -> dict[i
         .order_by(col(RotationMember.rotation_id), col(RotationMember.position))
     ).all():
         members[rotation_id].append(handle)
+    versions = rotation_versions(session, ids)
     specs: dict[int, RotationSpec] = {}
     for row in rotations:
         assert row.id is not None
-        specs[row.id] = RotationSpec.from_text(
-            name=row.name,
-            timezone=row.timezone,
-            shift=row.shift,
-            handoff=row.handoff,
-            start=row.start,
-            members=members[row.id],
-            days=row.days or None,
-            hours=row.hours or None,
-        )
+        specs[row.id] = rotation_spec(row, members[row.id], versions[row.id])
     return specs
 
 

@@ -14,8 +14,8 @@ import contextlib
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ from app.console.screens.queue import QueueScreen
 from app.core.clock import FakeClock
 from app.core.errors import BadInput
 from app.delivery.local import UNAVAILABLE, DesktopOutcome
-from app.rules.rotations import ScheduleSpec
+from app.rules.rotations import RotationSpec, ScheduleSpec, change_rotation
 from app.services.cases import CaseService
 from app.services.oncall import load_schedule
 from app.services.shiftwork.calendar import OverrideService
@@ -205,6 +205,21 @@ def test_colours_follow_the_schedule_not_the_period(db: Database) -> None:
     build_desk(db, FakeClock(at(9, 28, 0)))
     assert person_order(spec(db)) == {"cat": 0, "sam": 1, "ana": 2, "ben": 3}
     assert person_order(spec(db, "sydney-days"), ["sam"]) == {"ana": 0, "ben": 1, "sam": 2}
+
+
+def test_someone_who_left_a_rotation_keeps_a_colour_in_the_past_they_hold() -> None:
+    """A past shift of a member since removed is theirs, never painted as a gap."""
+    rotation = RotationSpec(
+        "syd", "Australia/Sydney", timedelta(days=1), time(8), date(2026, 9, 28), ("ana", "ben")
+    )
+    # 1 October 2026 12:00 AEST, ben's turn (the fourth): he leaves from the next hand-off.
+    changed = change_rotation(rotation, replace(rotation, members=("ana",)), at(10, 1, 2))
+    primary = ScheduleSpec("primary", (changed,))
+    order = person_order(primary)
+    assert order == {"ana": 0, "ben": 1}
+    week = build_days(primary, week_days(date(2026, 9, 28)), SYDNEY, at(10, 1, 2), order)
+    assert ("ben", 8 * 60) in starts(week[1])  # Tuesday 29 September was ben's
+    assert all(s.who is not None for day in week[1:] for s in day.segments)  # from Tuesday
 
 
 def test_periods_move_by_weeks_and_months() -> None:

@@ -187,6 +187,70 @@ def test_override_without_offset_falls_back_to_first_layer_zone() -> None:
     assert override.start == datetime(2027, 1, 4, 9, 0, tzinfo=UTC)
 
 
+GAP_TEAM = """
+[[responder]]
+handle = "ana"
+name = "Ana"
+
+[[rotation]]
+name = "r"
+timezone = "{zone}"
+shift = "1d"
+handoff = "09:00"
+start = "2026-01-05"
+members = ["ana"]
+
+[[schedule]]
+name = "s"
+layers = ["r"]
+
+[[override]]
+schedule = "s"
+who = "ana"
+from = "{start}"
+to = "{end}"
+"""
+
+
+@pytest.mark.parametrize(
+    ("zone", "start", "end", "starts_at", "ends_at"),  # the last two: UTC in 2026
+    [
+        # Clocks go 02:00 -> 03:00: the skipped 02:30 is 03:00 local, as a hand-off would be.
+        (
+            "America/Los_Angeles",
+            "2026-03-08T02:30",
+            "2026-03-08T12:00",
+            "03-08T10:00",
+            "03-08T19:00",
+        ),
+        ("America/New_York", "2026-03-08T02:30", "2026-03-08T12:00", "03-08T07:00", "03-08T16:00"),
+        ("Australia/Sydney", "2026-10-04T02:30", "2026-10-04T12:00", "10-03T16:00", "10-04T01:00"),
+        # An end in the gap is the gap's end too.
+        (
+            "America/Los_Angeles",
+            "2026-03-07T20:00",
+            "2026-03-08T02:59",
+            "03-08T04:00",
+            "03-08T10:00",
+        ),
+    ],
+)
+def test_override_time_in_the_spring_forward_gap_is_the_gap_end(
+    zone: str, start: str, end: str, starts_at: str, ends_at: str
+) -> None:
+    override = parse_team(GAP_TEAM.format(zone=zone, start=start, end=end)).overrides[0]
+    assert override.start == datetime.fromisoformat(f"2026-{starts_at}+00:00")
+    assert override.end == datetime.fromisoformat(f"2026-{ends_at}+00:00")
+
+
+def test_override_time_in_a_repeated_hour_is_its_first_occurrence() -> None:
+    text_ = GAP_TEAM.format(
+        zone="America/New_York", start="2026-11-01T01:30", end="2026-11-01T09:00"
+    )
+    # 01:30 happens at 05:30Z (EDT) and again at 06:30Z (EST).
+    assert parse_team(text_).overrides[0].start == datetime(2026, 11, 1, 5, 30, tzinfo=UTC)
+
+
 # --- applying ---------------------------------------------------------------
 
 
@@ -496,7 +560,7 @@ def test_plan_apply_reports_changes_without_writing(sqlite_db: Database) -> None
     before = dump(sqlite_db)
     spec = parse_team(edited(('sev2 = { ack = "15m", respond = "2h" }', "")))
     with sqlite_db.read() as session:
-        plan = plan_apply(session, spec)
+        plan = plan_apply(session, spec, NOW)
     assert plan.lines() == ["- sla sev2"]
     assert dump(sqlite_db) == before
 
@@ -551,7 +615,11 @@ def test_the_file_is_the_whole_team(db: Database) -> None:
     assert "- schedule secondary: with its 1 override(s)" in lines
     assert "- policy routine" in lines
     assert "~ routing default: policy: routine -> emergency" in lines
-    assert "~ rotation dub-day: members: [cara, dev, cara] -> [cara, cara]" in lines
+    # dub-day hands off at 07:30 and 19:30 Dublin (GMT): cara's turn under way stays hers.
+    assert (
+        "~ rotation dub-day: members: [cara, dev, cara] -> [cara, cara]; on call now: cara; "
+        "from the hand-off at 2026-11-01T19:30:00+00:00: dev -> cara"
+    ) in lines
     # The override of dev on primary was not in the file: kept, and said so.
     dev_override = "dev on primary from 2026-12-31T07:00:00+00:00 to 2026-12-31T19:00:00+00:00"
     assert result.plan.as_dict()["kept_overrides"] == [dev_override]

@@ -534,12 +534,42 @@ def test_holiday_cover_takes_the_whole_local_day() -> None:
     }
 
 
-def test_holiday_dates_default_to_utc_days() -> None:
+def test_holiday_dates_without_a_schedule_zone_follow_the_first_layer() -> None:
+    """No `timezone`: Christmas is the Sydney day of the Sydney layer, not the UTC day."""
     schedule = ScheduleSpec(
         "primary", (ALL_DAY,), holidays=CHRISTMAS, holiday_region="au-nsw", holiday_cover="ivy"
     )
     shifts = schedule_shifts(schedule, *WINDOW)
-    assert shifts[2] == Shift("ivy", utc(2026, 12, 25), utc(2026, 12, 26), "holiday:Christmas Day")
+    assert shifts[1] == Shift(
+        "ivy", utc(2026, 12, 24, 13), utc(2026, 12, 25, 13), "holiday:Christmas Day"
+    )
+    # 10:00 on Christmas morning in Sydney is still 24 December in UTC.
+    assert on_call(schedule, utc(2026, 12, 24, 23)) == shifts[1]
+
+
+def test_holiday_dates_follow_the_first_layer_across_a_clock_change() -> None:
+    """A New York layer's holiday on the day the clocks go forward lasts 23 hours."""
+    layer = daily("America/New_York", time(9), date(2026, 3, 1), ("dev",), name="nyc")
+    schedule = ScheduleSpec(
+        "us",
+        (layer,),
+        holidays=(HolidaySpec(date(2026, 3, 8), "Spring", "US"),),
+        holiday_region="US",
+        holiday_cover="eli",
+    )
+    # 8 March 00:00 EST = 05:00Z; 9 March 00:00 EDT = 04:00Z.
+    assert schedule_shifts(schedule, utc(2026, 3, 8), utc(2026, 3, 10))[1] == Shift(
+        "eli", utc(2026, 3, 8, 5), utc(2026, 3, 9, 4), "holiday:Spring"
+    )
+
+
+def test_holiday_dates_of_a_schedule_without_layers_or_zone_are_utc_days() -> None:
+    schedule = ScheduleSpec(
+        "empty", (), holidays=CHRISTMAS, holiday_region="AU-NSW", holiday_cover="ivy"
+    )
+    assert schedule_shifts(schedule, *WINDOW)[0] == Shift(
+        "ivy", utc(2026, 12, 25), utc(2026, 12, 26), "holiday:Christmas Day"
+    )
 
 
 def test_override_beats_holiday_cover() -> None:

@@ -6,6 +6,7 @@ hand-offs come up often."""
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -18,7 +19,9 @@ from app.rules.rotations import (
     RotationSpec,
     ScheduleSpec,
     Shift,
+    change_rotation,
     coverage_gaps,
+    next_handoff,
     on_call,
     on_call_many,
     rotation_on_call,
@@ -246,3 +249,45 @@ def test_round_the_clock_schedule_has_no_gap(
     assert shifts[-1].end == end
     for earlier, later in itertools.pairwise(shifts):
         assert earlier.end == later.start
+
+
+@SLOW
+@given(
+    rotation=rotations(),
+    members=st.lists(st.sampled_from(HANDLES), min_size=1, max_size=4),
+    window=windows(max_days=10),
+    fractions=st.lists(st.floats(0, 1), max_size=8),
+)
+def test_a_member_change_keeps_the_turn_under_way_and_the_past(
+    rotation: RotationSpec,
+    members: list[str],
+    window: tuple[datetime, datetime],
+    fractions: list[float],
+) -> None:
+    """Whatever changes and whenever: before the next hand-off nothing moves; after it the
+    turns still tile, and the first new turn goes to whom the old order gave it if they stay."""
+    now, end = window
+    wanted = replace(rotation, members=tuple(members))
+    changed = change_rotation(rotation, wanted, now)
+    started = rotation_turns(rotation, now - timedelta(days=400), now + TICK)
+    if not started:
+        assert changed == wanted
+        return
+    if changed == rotation:  # dealt as before: nothing to keep apart
+        assert wanted.members == rotation.members
+        return
+    handoff = next_handoff(rotation, now)
+    assert changed.since == handoff > now
+    lo = now - timedelta(days=3)
+    before = rotation_shifts(rotation, lo, handoff)
+    assert rotation_shifts(changed, lo, handoff) == before
+    for point in sample_instants(lo, handoff, fractions, before):
+        assert rotation_on_call(changed, point) == rotation_on_call(rotation, point)
+    after = rotation_turns(changed, handoff, max(end, handoff + timedelta(days=3)))
+    assert after
+    assert after[0].start == handoff
+    for earlier, later in itertools.pairwise(after):
+        assert earlier.end == later.start
+    heir = rotation_turns(rotation, handoff, handoff + TICK)[0].who
+    if heir in members:
+        assert after[0].who == heir

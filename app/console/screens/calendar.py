@@ -95,10 +95,17 @@ def wall_minute(at: datetime, zone: ZoneInfo) -> int:
 
 def person_order(spec: ScheduleSpec, extra: Iterable[str] = ()) -> dict[str, int]:
     """Each person's ordinal on the schedule, which picks their colour: layer members in
-    order, then the holiday cover, then anyone holding an override. It does not depend on
-    the period shown, so a person keeps their colour from one week to the next."""
+    order (a layer's earlier versions after its current one, so someone who has left keeps
+    a colour in the past they hold), then the holiday cover, then anyone holding an
+    override. It does not depend on the period shown, so a person keeps their colour from
+    one week to the next."""
     order: dict[str, int] = {}
-    people = [member for layer in spec.layers for member in layer.members]
+    people = [
+        member
+        for layer in spec.layers
+        for version in reversed(layer.versions())
+        for member in version.members
+    ]
     if spec.holiday_cover:
         people.append(spec.holiday_cover)
     people.extend(override.who for override in spec.overrides)

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, update
 from sqlmodel import Session, col
 
+from app.rules.rotations import RotationSpec, format_days, format_hours
 from app.services.casework.settings import store_settings
 from app.services.team.plan import (
     OverrideKey,
@@ -22,9 +23,17 @@ from app.services.team.plan import (
     make_plan,
     row_id,
     stored_id,
+    turn_holder,
     with_casework,
 )
-from app.services.team.spec import ContactSpec, Row, StepSpec, TeamPermissionError, TeamSpec
+from app.services.team.spec import (
+    ContactSpec,
+    Row,
+    StepSpec,
+    TeamPermissionError,
+    TeamSpec,
+    utc_text,
+)
 from app.services.unit_of_work import SUPERVISING
 from data import audit
 from data.db import Database
@@ -40,6 +49,7 @@ from data.models import (
     Responder,
     Rotation,
     RotationMember,
+    RotationVersion,
     Routing,
     Schedule,
     ScheduleLayer,
@@ -47,6 +57,8 @@ from data.models import (
 )
 
 # --- applying ---------------------------------------------------------------
+
+_INSTANT = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)
@@ -101,6 +113,16 @@ def team_warnings(spec: TeamSpec, plan: Plan, actor: str) -> tuple[str, ...]:
             + "; ".join(change_label("override", key) for key in plan.kept_overrides)
         )
     handles = {r.handle for r in spec.responders}
+    for name, rotation in plan.rotations.items():
+        if rotation.since is None:
+            continue
+        holder = turn_holder(rotation, rotation.since - _INSTANT)
+        if holder not in handles:
+            warnings.append(
+                f"rotation {name}: {holder}'s turn runs until the hand-off at "
+                f"{utc_text(rotation.since)}, but {holder} is not in this file and is never "
+                "paged: place an override for the rest of the turn"
+            )
     for key in plan.kept_overrides:
         if key[1] not in handles:
             warnings.append(
@@ -124,13 +146,13 @@ def apply_team(
         with db.read() as session:
             stored = Stored.load(session)
             _check_actor(stored, actor)
-            plan = with_casework(session, make_plan(stored, spec), spec)
+            plan = with_casework(session, make_plan(stored, spec, now), spec)
         return ApplyResult(plan, team_warnings(spec, plan, actor), applied=False)
     with db.write() as session:
         audit.lock_head(session)  # one writer at a time, across consoles sharing a database
         stored = Stored.load(session)
         _check_actor(stored, actor)
-        plan = with_casework(session, make_plan(stored, spec), spec)
+        plan = with_casework(session, make_plan(stored, spec, now), spec)
         if not plan.empty:
             _Writer(session, stored, now, actor).run(plan)
             audit.append(
@@ -151,8 +173,10 @@ class _Writer:
         self.stored = stored
         self.now = now
         self.actor = actor
+        self.rotations: dict[str, RotationSpec] = {}
 
     def run(self, plan: Plan) -> None:
+        self.rotations = plan.rotations
         put: dict[str, Callable[[Any, Record], None]] = {
             "responder": self._put_responder,
             "rotation": self._put_rotation,
@@ -228,20 +252,17 @@ class _Writer:
         self.stored.contacts[responder_id] = rows
 
     def _put_rotation(self, name: str, wanted: Record) -> None:
+        """The rotation as the plan versioned it: the newest version in `rotation` and
+        `rotation_member`, the earlier ones in `rotation_version`, oldest first."""
+        *earlier, newest = self.rotations[name].versions()
         row = self.stored.rotations.get(name) or Rotation(
             name=name, timezone="", shift="", handoff="", start=wanted["start"]
         )
-        row.timezone, row.shift, row.handoff = (
-            wanted["timezone"],
-            wanted["shift"],
-            wanted["handoff"],
-        )
-        row.start = wanted["start"]
-        row.days = ",".join(wanted["days"]) if wanted["days"] is not None else None
-        row.hours = wanted["hours"]
+        _set_version(row, newest)
         self.stored.rotations[name] = row = self._saved(row)
         self.session.exec(delete(RotationMember).where(col(RotationMember.rotation_id) == row.id))
-        for position, handle in enumerate(wanted["members"]):
+        self.session.exec(delete(RotationVersion).where(col(RotationVersion.rotation_id) == row.id))
+        for position, handle in enumerate(newest.members):
             self.session.add(
                 RotationMember(
                     rotation_id=stored_id(row),
@@ -249,6 +270,17 @@ class _Writer:
                     responder_id=self._responder_id(handle),
                 )
             )
+        for version in earlier:
+            kept = RotationVersion(
+                rotation_id=stored_id(row),
+                timezone="",
+                shift="",
+                handoff="",
+                start=version.start,
+                members=list(version.members),
+            )
+            _set_version(kept, version)
+            self.session.add(kept)
         self.session.flush()
 
     def _put_schedule(self, name: str, wanted: Record) -> None:
@@ -352,6 +384,7 @@ class _Writer:
 
     def _remove_rotation(self, name: str) -> None:
         row = self.stored.rotations.pop(name)
+        self.session.exec(delete(RotationVersion).where(col(RotationVersion.rotation_id) == row.id))
         self.session.exec(delete(RotationMember).where(col(RotationMember.rotation_id) == row.id))
         self.session.delete(row)
 
@@ -373,3 +406,17 @@ class _Writer:
 
     def _remove_sla(self, severity: int) -> None:
         self.session.delete(self.stored.slas.pop(severity))
+
+
+def _set_version(row: Rotation | RotationVersion, version: RotationSpec) -> None:
+    """Write one version's fields in their stored spellings."""
+    text = version.to_text()
+    row.timezone, row.shift, row.handoff = (
+        version.timezone,
+        str(text["shift"]),
+        str(text["handoff"]),
+    )
+    row.start = version.start
+    row.days = ",".join(format_days(version.days)) if version.days is not None else None
+    row.hours = format_hours(version.hours) if version.hours is not None else None
+    row.since, row.turn_offset = version.since, version.offset

@@ -40,6 +40,7 @@ from app.rules.rotations import (
     parse_days,
     parse_handoff,
     parse_hours,
+    wall_to_utc,
 )
 from app.services.team.spec import (
     CONTACT_FLAGS,
@@ -326,7 +327,7 @@ class _Entry:
             if zone is None:
                 self.error(key, f"{_describe(value)} has no UTC offset and {zone_note}")
                 return None
-            moment = moment.replace(tzinfo=zone)
+            moment = wall_to_utc(moment, zone)  # the hand-off rule for gaps and repeats
         try:
             return check_instant(moment)
         except ValueError as exc:

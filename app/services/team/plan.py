@@ -4,7 +4,8 @@ comparable shape, and the plan of additions, changes and removals between them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
@@ -14,11 +15,19 @@ from app.rules.casework import (
     CASEWORK_KEYS,
 )
 from app.rules.rotations import (
+    HolidaySpec,
+    OverrideSpec,
     RotationSpec,
+    ScheduleSpec,
+    change_rotation,
     format_days,
     format_hours,
+    on_call,
+    rotation_on_call,
+    rotation_turns,
 )
 from app.services.casework.settings import stored_settings
+from app.services.oncall import rotation_spec, rotation_versions
 from app.services.team.spec import (
     KEPT_URL,
     KINDS,
@@ -45,6 +54,7 @@ from data.models import (
     Responder,
     Rotation,
     RotationMember,
+    RotationVersion,
     Routing,
     Schedule,
     ScheduleLayer,
@@ -66,6 +76,7 @@ class Stored:
     contacts: dict[int, list[ContactMethod]]
     rotations: dict[str, Rotation]
     members: dict[int, list[int]]  # rotation id -> responder ids in turn order
+    versions: dict[int, list[RotationVersion]]  # rotation id -> earlier versions, oldest first
     schedules: dict[str, Schedule]
     layers: dict[int, list[int]]  # schedule id -> rotation ids, bottom first
     overrides: dict[OverrideKey, Override]
@@ -109,6 +120,7 @@ class Stored:
             contacts=contacts,
             rotations={r.name: r for r in rotations},
             members=members,
+            versions=rotation_versions(session, [stored_id(r) for r in rotations]),
             schedules={s.name: s for s in schedules},
             layers=layers,
             overrides=overrides,
@@ -124,6 +136,16 @@ class Stored:
                 i.name: i for i in session.exec(select(Integration).order_by(col(Integration.name)))
             },
         )
+
+    def rotation_spec(self, name: str) -> RotationSpec | None:
+        """The stored rotation with its history; None if it does not make a valid spec."""
+        row = self.rotations[name]
+        handles = {r.id: r.handle for r in self.responders.values()}
+        members = [handles[m] for m in self.members.get(stored_id(row), [])]
+        try:
+            return rotation_spec(row, members, self.versions.get(stored_id(row), []))
+        except ValueError:
+            return None
 
     def state(self) -> State:
         handles = {r.id: r.handle for r in self.responders.values()}
@@ -348,11 +370,41 @@ class Change:
 
 
 @dataclass(frozen=True)
+class OnCallNow:
+    """Who a schedule has on call now before the plan and after it (None: nobody; a
+    schedule the plan adds or removes has no before or after)."""
+
+    schedule: str
+    before: str | None
+    after: str | None
+    exists_before: bool = True
+    exists_after: bool = True
+
+    @property
+    def line(self) -> str:
+        before = (self.before or "nobody") if self.exists_before else "(new)"
+        after = (self.after or "nobody") if self.exists_after else "(removed)"
+        return (
+            f"{self.schedule}: {before}"
+            if before == after
+            else (f"{self.schedule}: {before} -> {after}")
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"schedule": self.schedule, "before": self.before, "after": self.after}
+
+
+@dataclass(frozen=True)
 class Plan:
     """What applying a file changes. Empty means the stored team already is the file."""
 
     changes: tuple[Change, ...] = ()
     kept_overrides: tuple[OverrideKey, ...] = ()  # stored, not in the file, left alone
+    # Each rotation added or changed as it is to be stored, with its history.
+    rotations: dict[str, RotationSpec] = field(default_factory=dict)
+    # Who each schedule has on call at the plan's `now`, before and after (when it changes
+    # anything).
+    on_call_now: tuple[OnCallNow, ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -374,6 +426,7 @@ class Plan:
             "summary": self.summary(),
             "changes": self.lines(),
             "kept_overrides": [change_label("override", key) for key in self.kept_overrides],
+            "on_call_now": [row.as_dict() for row in self.on_call_now],
         }
 
 
@@ -417,10 +470,11 @@ def _field_changes(old: Record, new: Record) -> tuple[str, ...]:
     return tuple(details)
 
 
-def make_plan(stored: Stored, spec: TeamSpec) -> Plan:
+def make_plan(stored: Stored, spec: TeamSpec, now: datetime) -> Plan:
     before, after = stored.state(), _wanted(spec, stored)
     changes: list[Change] = []
     kept: list[OverrideKey] = []
+    rotations = _versioned_rotations(stored, spec, before["rotation"], now)
     for kind in KINDS:
         old, new = before[kind], after[kind]
         for key, record in new.items():
@@ -433,6 +487,8 @@ def make_plan(stored: Stored, spec: TeamSpec) -> Plan:
                 )
                 changes.append(Change(kind, "add", label, details, key, record))
             elif details := _field_changes(old[key], record):
+                if kind == "rotation":
+                    details += _handoff_details(stored.rotation_spec(key), rotations[key], now)
                 changes.append(Change(kind, "change", label, details, key, record))
         for key, record in old.items():
             if key in new:
@@ -452,12 +508,137 @@ def make_plan(stored: Stored, spec: TeamSpec) -> Plan:
                 changes.append(Change(kind, "remove", label, details, key))
             else:
                 changes.append(Change(kind, "remove", label, (), key))
-    return Plan(tuple(changes), tuple(kept))
+    if not changes:
+        return Plan((), tuple(kept), rotations)
+    return Plan(
+        tuple(changes), tuple(kept), rotations, _on_call_now(stored, before, after, rotations, now)
+    )
 
 
-def plan_apply(session: Session, spec: TeamSpec) -> Plan:
-    """What applying `spec` would change in the stored team, without changing anything."""
-    return with_casework(session, make_plan(Stored.load(session), spec), spec)
+def _on_call_now(
+    stored: Stored,
+    before: State,
+    after: State,
+    rotations: dict[str, RotationSpec],
+    now: datetime,
+) -> tuple[OnCallNow, ...]:
+    """Each schedule's person on call at `now` as stored and as the plan leaves it.
+
+    After the plan, overrides and holidays are the stored ones plus the file's (a file
+    removes neither); rotations are as the plan versions them."""
+    cached: dict[str, RotationSpec | None] = {}
+
+    def stored_rotation(name: str) -> RotationSpec | None:
+        if name not in cached:
+            cached[name] = stored.rotation_spec(name) if name in stored.rotations else None
+        return cached[name]
+
+    def new_rotation(name: str) -> RotationSpec | None:
+        return rotations.get(name) or stored_rotation(name)
+
+    overrides_after = {**before["override"], **after["override"]}
+    holidays_after = {**before["holiday"], **after["holiday"]}
+    rows = []
+    for name in sorted({*before["schedule"], *after["schedule"]}):
+        was = _schedule(
+            name, before["schedule"], before["override"], before["holiday"], stored_rotation
+        )
+        will = _schedule(name, after["schedule"], overrides_after, holidays_after, new_rotation)
+        rows.append(
+            OnCallNow(
+                name,
+                _who(was, now),
+                _who(will, now),
+                exists_before=name in before["schedule"],
+                exists_after=name in after["schedule"],
+            )
+        )
+    return tuple(rows)
+
+
+def _schedule(
+    name: str,
+    schedules: dict[Any, Record],
+    overrides: dict[Any, Record],
+    holidays: dict[Any, Record],
+    rotation: Callable[[str], RotationSpec | None],
+) -> ScheduleSpec | None:
+    """One schedule of a state as the rules read it; None if the state has none (or a
+    stored row that does not make a valid spec)."""
+    record = schedules.get(name)
+    if record is None:
+        return None
+    layers = [rotation(layer) for layer in record["layers"]]
+    try:
+        return ScheduleSpec(
+            name,
+            tuple(layer for layer in layers if layer is not None),
+            tuple(
+                OverrideSpec(who, start, end) for (on, who, start, end) in overrides if on == name
+            ),
+            tuple(
+                HolidaySpec(day, entry["name"], region) for (day, region), entry in holidays.items()
+            ),
+            record["holiday_region"],
+            record["holiday_cover"],
+            record["timezone"],
+        )
+    except ValueError:
+        return None
+
+
+def _who(schedule: ScheduleSpec | None, now: datetime) -> str | None:
+    shift = on_call(schedule, now) if schedule is not None else None
+    return shift.who if shift is not None else None
+
+
+def _versioned_rotations(
+    stored: Stored, spec: TeamSpec, old: dict[Any, Record], now: datetime
+) -> dict[str, RotationSpec]:
+    """Each rotation of the file as it is to be stored: a changed one as a new version from
+    its next hand-off (the turn under way and the past stay), a new one as written."""
+    out = {}
+    for wanted in spec.rotations:
+        current = stored.rotation_spec(wanted.name) if wanted.name in stored.rotations else None
+        if current is None:
+            out[wanted.name] = wanted
+        elif old[wanted.name] != _rotation_record(wanted):
+            out[wanted.name] = change_rotation(current, wanted, now)
+    return out
+
+
+def turn_holder(rotation: RotationSpec, at: datetime) -> str:
+    """Who holds the turn at `at`, shown or masked by days and hours."""
+    turns = rotation_turns(rotation, at, at + timedelta(microseconds=1))
+    return turns[0].who if turns else "nobody"
+
+
+def _handoff_details(
+    current: RotationSpec | None, changed: RotationSpec, now: datetime
+) -> tuple[str, ...]:
+    """Who is on call now before and after the change, and when and to whom it hands off."""
+    if current is None or changed.since is None:
+        return ("takes effect at once: no turn has begun",) if current else ()
+    before = rotation_on_call(current, now) or "nobody"
+    after = rotation_on_call(changed, now) or "nobody"
+    now_text = before if before == after else f"{before} -> {after}"
+    if after != "nobody" and after not in changed.members:
+        now_text += " (leaves the rotation at the hand-off)"
+    heir_before, heir_after = (
+        turn_holder(current, changed.since),
+        turn_holder(changed, changed.since),
+    )
+    then = heir_after if heir_before == heir_after else f"{heir_before} -> {heir_after}"
+    return (
+        f"on call now: {now_text}",
+        f"from the hand-off at {utc_text(changed.since)}: {then}",
+    )
+
+
+def plan_apply(session: Session, spec: TeamSpec, now: datetime) -> Plan:
+    """What applying `spec` at `now` would change in the stored team, without changing
+    anything."""
+    return with_casework(session, make_plan(Stored.load(session), spec, now), spec)
 
 
 def with_casework(session: Session, plan: Plan, spec: TeamSpec) -> Plan:
@@ -468,4 +649,4 @@ def with_casework(session: Session, plan: Plan, spec: TeamSpec) -> Plan:
         return plan
     changed = sorted(k for k in CASEWORK_KEYS if stored.get(k) != wanted.get(k))
     change = Change("casework", "change", "settings", tuple(changed), None, wanted)
-    return Plan(changes=(*plan.changes, change), kept_overrides=plan.kept_overrides)
+    return replace(plan, changes=(*plan.changes, change))
