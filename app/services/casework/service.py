@@ -409,6 +409,19 @@ class CaseworkService(Service):
         view = self._view(case_id)
         return next(c for c in view.clocks if c.name == name)
 
+    def record_filed(
+        self, tx: Tx, case: Case, clock: str | None, when: datetime, reference: str
+    ) -> ClockSpec:
+        """Stop the deadline clock `clock` (the only one, if None) with the report `reference`
+        filed at `when`; a hold that starts at its report starts then. The caller audits."""
+        config = load_config(tx.session)
+        spec = self._clock_spec(config, case, clock, "file")
+        current = self._clock_now(tx, case, config, spec.name)
+        if current.state == ClockState.DONE:
+            raise NothingToDo(f"{spec.name} of {case.ref} is already {current.outcome}")
+        self._clock_event(tx, case, spec.name, ClockEventKind.FILED, when, reference)
+        return spec
+
     def file_report(
         self,
         actor: str,
@@ -424,8 +437,6 @@ class CaseworkService(Service):
         with self.work(actor) as tx:
             case = tx.case(ref)
             tx.refuse_unless_may_work_on(case, "file a report for")
-            config = load_config(tx.session)
-            spec = self._clock_spec(config, case, clock, "file")
             when = (filed_at or tx.now).astimezone(UTC)
             if when > tx.now:
                 raise BadInput("filed_at", "expected a time that has passed, not a future one")
@@ -433,10 +444,7 @@ class CaseworkService(Service):
                 raise BadInput(
                     "filed_at", f"expected a time after the case was opened ({case.created_at})"
                 )
-            current = self._clock_now(tx, case, config, spec.name)
-            if current.state == ClockState.DONE:
-                raise NothingToDo(f"{spec.name} of {case.ref} is already {current.outcome}")
-            self._clock_event(tx, case, spec.name, ClockEventKind.FILED, when, reference)
+            spec = self.record_filed(tx, case, clock, when, reference)
             case_id = self._done(
                 tx,
                 case,
