@@ -53,6 +53,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "action": ("casework", "action items"),
     "casework": ("casework", "a case's casework and the desk's casework settings"),
     "report": ("casework", "reports"),
+    "agency": ("agency", "the agency directory's verified channels; request origins; call-backs"),
     "tipline": ("tipline", "CyberTipline reports filed with NCMEC's Reporting API"),
     "evidence": ("tipline", "evidence files of CSEA cases (views are audited)"),
     "handover": ("shift", "the shift handover report (your last shift, or --since ISO to now)"),

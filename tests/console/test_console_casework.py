@@ -61,11 +61,13 @@ def open_console(db: Database, clock: FakeClock, tmp_path: Path) -> OpenConsole:
     return console_opener(db, clock, tmp_path)
 
 
-def _page(desk: CaseworkService, title: str, category: str, **kwargs: Any) -> str:
+def _page(
+    desk: CaseworkService, title: str, category: str, severity: int = 1, **kwargs: Any
+) -> str:
     """What `vigil page` does: open a case through the case service."""
     return (
         CaseService(desk.db, desk.clock)
-        .open_case("sue", title=title, category=category, severity=1, **kwargs)
+        .open_case("sue", title=title, category=category, severity=severity, **kwargs)
         .ref
     )
 
@@ -208,7 +210,7 @@ async def test_a_specialists_disclosure_before_verification_is_refused(
 async def test_a_supervisors_override_of_verification_needs_a_reason(
     desk: CaseworkService, open_console: Callable[..., Any]
 ) -> None:
-    ref = _page(desk, "EDR: no time to verify", "edr")
+    ref = _page(desk, "EDR: no time to verify", "edr", severity=2)  # sev1 takes two people
     async with open_console("sue") as console:
         await console.press("D")
         form = console.app.screen
@@ -444,6 +446,7 @@ def snap_desk(
     clock = FakeClock(SNAP_START - timedelta(hours=21))
     add_responder(db, "ana")
     add_responder(db, "sue", "supervisor")
+    add_responder(db, "max", "supervisor")
     add_policy(db, "emergency", [(300, ["user:ana"])], route=["default"])
     desk = CaseworkDesk(db, clock)
     desk.add_partner(
@@ -486,6 +489,7 @@ def snap_desk(
         basis="us-emergency",
         override_reason="Officer on scene; the person is in danger now",
     )
+    desk.approve_disclosure("max", edr, 1)  # sev1: a second supervisor makes it
     clock.advance(minutes=2)
     desk.record_verification("ana", edr, "good_faith", {"determination": "Callback matched"})
     desk.request_disclosure(
