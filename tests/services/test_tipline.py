@@ -23,7 +23,7 @@ from data import audit
 from data.db import Database
 from data.models import AuditRecord, Case
 from data.tipline import TiplineFiling
-from tests.factories import CaseworkDesk, add_policy, add_responder
+from tests.factories import CaseworkDesk, add_policy, add_responder, spawn_python
 from tests.ncmec_standin import StandIn
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -367,3 +367,55 @@ def test_a_case_worked_by_someone_else_is_not_filed_by_a_bystander(desk: Desk) -
     desk.cases.acknowledge("ana", ref)
     with pytest.raises(NotAllowed, match="assigned to ana"):
         desk.tipline.file_report("ben", ref, DRAFT)
+
+
+def test_a_filer_killed_between_submit_and_finish_is_retracted_and_refiled_once(
+    any_db: Database, tmp_path: Path, ncmec: StandIn
+) -> None:
+    """A real crash: `vigil tipline file` in its own process is killed while NCMEC holds its
+    upload. The report id it stored survives; once the dead filer's lease has passed, the
+    next run retracts that report and files one new one."""
+    now = datetime.now(UTC)
+    clock = FakeClock(now)
+    add_responder(any_db, "ana")
+    add_responder(any_db, "sam", "supervisor")
+    add_policy(any_db, "standard", [(1800, ["user:ana"])], route=["default"])
+    desk = Desk(any_db, clock, ncmec, tmp_path)
+    desk.tipline.setup_account(
+        "sam",
+        username=ncmec.username,
+        password=ncmec.password,
+        reporter_first_name="Sam",
+        reporter_last_name="Okafor",
+        reporter_email="tipline@desk.example",
+        url=ncmec.url,
+    )
+    ref = desk.open_case()
+    desk.evidence(ref, "a.png", b"reported bytes")
+    ncmec.stall = "upload"
+    url = any_db.engine.url.render_as_string(hide_password=False)
+    child = spawn_python(
+        "-m", "app.main", "--db", url, "--as", "ana",
+        "tipline", "file", ref, "--incident-type", "csam", "--screen-name", "shadow_trader",
+    )  # fmt: skip
+    try:
+        assert ncmec.stalled.wait(60), "the filer never reached the upload"
+        child.kill()
+        child.wait(30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    ncmec.stall = None
+    ncmec.release.set()
+    [opened] = ncmec.submitted()
+    assert desk.filing(ref).report_id == opened.id  # stored the moment NCMEC gave it
+
+    with pytest.raises(NotAllowed, match="being filed by ana"):
+        desk.tipline.file_report("sam", ref)  # the dead filer's lease still holds
+    clock.advance(timedelta(minutes=5))
+    view = desk.tipline.file_report("sam", ref)
+
+    first, second = ncmec.submitted()
+    assert (first.id, first.state, second.state) == (opened.id, "retracted", "finished")
+    assert (view.report_id, view.retractions) == (second.id, 1)
+    assert len(second.files) == 1
