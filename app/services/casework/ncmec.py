@@ -102,19 +102,20 @@ class ReportingClient:
             raise AccountRefused(response)
         return response
 
-    def _expect(self, name: str, response: ReportResponse, *allowed: Outcome) -> ReportResponse:
-        if response.outcome == Outcome.REJECTED:
-            raise ReportRejected(response)
+    @staticmethod
+    def _expect(response: ReportResponse, *allowed: Outcome) -> ReportResponse:
+        """The response if its outcome is success or one of `allowed`; otherwise NCMEC
+        refused the document (a validation failure, or no such report or file)."""
         if response.outcome not in (Outcome.SUCCESS, *allowed):
             raise ReportRejected(response)
         return response
 
     def status(self) -> ReportResponse:
-        return self._expect("status", self._call("status"))
+        return self._expect(self._call("status"))
 
     def submit(self, report: bytes) -> str:
         """Opens a report; returns NCMEC's report id."""
-        response = self._expect("submit", self._call("submit", content=report, headers=XML))
+        response = self._expect(self._call("submit", content=report, headers=XML))
         if not response.report_id:
             raise Unreachable("submit: success without a report id")
         return response.report_id
@@ -122,7 +123,6 @@ class ReportingClient:
     def upload(self, report_id: str, name: str, content: bytes) -> str:
         """Uploads one file to an open report; returns NCMEC's file id."""
         response = self._expect(
-            "upload",
             self._call(
                 "upload",
                 data={"id": report_id},
@@ -134,14 +134,14 @@ class ReportingClient:
         return response.file_id
 
     def file_info(self, details: bytes) -> None:
-        self._expect("fileinfo", self._call("fileinfo", content=details, headers=XML))
+        self._expect(self._call("fileinfo", content=details, headers=XML))
 
     def finish(self, report_id: str) -> Outcome:
         """Finishes a report: SUCCESS, or ALREADY_FINISHED (filed all the same)."""
         response = self._call("finish", data={"id": report_id})
-        return self._expect("finish", response, Outcome.ALREADY_FINISHED).outcome
+        return self._expect(response, Outcome.ALREADY_FINISHED).outcome
 
     def retract(self, report_id: str) -> Outcome:
         """Retracts an unfinished report: SUCCESS or GONE; ALREADY_FINISHED if it was filed."""
         response = self._call("retract", data={"id": report_id})
-        return self._expect("retract", response, Outcome.ALREADY_FINISHED, Outcome.GONE).outcome
+        return self._expect(response, Outcome.ALREADY_FINISHED, Outcome.GONE).outcome

@@ -355,6 +355,8 @@ class TiplineService(Service):
         """File the case's report exactly once. `draft` is needed the first time; a retry
         files what the first run stored."""
         holder = f"{actor}/{uuid.uuid4().hex[:12]}"
+        with self.db.read() as session:
+            self._check_chain(session)  # read first: the walk must not hold the chain's lock
         job = self._claim(actor, ref, holder, draft)
         for attempt, delay in enumerate((*self.retry_delays, None), 1):
             try:
@@ -407,7 +409,6 @@ class TiplineService(Service):
                 row.holder, row.lease_until = holder, tx.now + LEASE
                 tx.session.add(row)
                 tx.session.flush()
-                self._check_chain(tx.session)
                 report = self._report(tx.session, case, ReportDraft.from_json(row.draft))
                 files = self._files(tx.session, case)
                 tx.finish(case, "tipline.claim", {"holder": holder, "open_report": row.report_id})
