@@ -121,6 +121,14 @@ def cmd_file(ctx: Context) -> int:
     return EXIT_OK
 
 
+def cmd_retry(ctx: Context) -> int:
+    outcomes = _service(ctx).retry_due(ctx.actor)
+    lines = [filing_line(o) if isinstance(o, FilingView) else f"refused: {o}" for o in outcomes]
+    payload = [plain(o) if isinstance(o, FilingView) else {"refused": str(o)} for o in outcomes]
+    ctx.emit(payload, "\n".join(lines) or "No filing waits for NCMEC.")
+    return EXIT_OK
+
+
 def cmd_show(ctx: Context) -> int:
     view = _service(ctx).filing(ctx.actor, ctx.args.ref)
     ctx.emit(plain(view), filing_line(view))
@@ -182,6 +190,7 @@ def register(commands: Commands) -> None:
     tipline.add("status", cmd_status, "ask NCMEC whether the account works")
     _draft_options(tipline.add("review", cmd_review, "print the report as it would be filed"))
     _draft_options(tipline.add("file", cmd_file, "print the report, then file it exactly once"))
+    tipline.add("retry", cmd_retry, "file again every filing whose next try is due")
     p = tipline.add("show", cmd_show, "the filing's status, NCMEC report id and tries")
     p.add_argument("ref")
 

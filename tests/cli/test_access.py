@@ -417,7 +417,7 @@ def test_the_matrix_covers_every_command_that_changes_something(template: FullDe
     }  # fmt: skip
     elsewhere = {
         "console", "demo", "engine", "db upgrade", "intake", "serve", "integration key",
-        "tipline setup", "tipline file", "evidence add", "evidence reveal",
+        "tipline setup", "tipline file", "tipline retry", "evidence add", "evidence reveal",
         "agency add-channel", "agency remove-channel", "agency request", "agency call-back",
     }  # fmt: skip
     """The console and the engine (tests/faults/test_faults.py), a maintenance command, intake,

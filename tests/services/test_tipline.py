@@ -17,7 +17,7 @@ from app.core.clock import FakeClock
 from app.core.errors import BadInput, NotAllowed, NothingToDo, Refused
 from app.rules.tipline import ReportDraft, check_draft
 from app.services.casework.ncmec import PRODUCTION_URL, ReportingClient, ReportRejected
-from app.services.casework.tipline import NotReached, TiplineService
+from app.services.casework.tipline import FilingView, NotReached, TiplineService
 from app.services.casework.views import casework_view
 from data import audit
 from data.db import Database
@@ -262,8 +262,23 @@ def test_the_server_down_is_retried_with_backoff_while_the_clock_runs(desk: Desk
     assert (filing.status, filing.attempts, filing.holder) == ("waiting", 4, "")
     assert "NCMEC unreachable" in filing.last_error
     assert desk.clocks(other)["tipline"][0] in ("ok", "warn")
+    assert filing.next_attempt_at == desk.clock.now() + timedelta(seconds=30)
+    assert desk.tipline.retry_due("ana") == []  # not due yet
+    desk.server.down_requests = 0
+    desk.clock.advance(timedelta(seconds=30))
+    [retried] = desk.tipline.retry_due("ana")
+    assert isinstance(retried, FilingView)
+    assert (retried.ref, retried.status) == (other, "finished")
+
+
+def test_a_clock_keeps_running_while_ncmec_stays_down(desk: Desk) -> None:
+    ref = desk.open_case()
+    desk.tipline.retry_delays = ()
+    desk.server.down_requests = 1_000
+    with pytest.raises(NotReached):
+        desk.tipline.file_report("ana", ref, DRAFT)
     desk.clock.advance(timedelta(days=2))
-    assert desk.clocks(other)["tipline"][0] == "breached"  # still running, now late
+    assert desk.clocks(ref)["tipline"][0] == "breached"  # still running, now late
 
 
 def test_two_filers_racing_file_the_case_once(desk: Desk) -> None:

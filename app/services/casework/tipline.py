@@ -342,6 +342,30 @@ class TiplineService(Service):
             parts.append(file_details_xml("(report id)", f"(file {number})", file).decode())
         return "\n".join(parts)
 
+    def retry_due(self, actor: str) -> list[FilingView | Refused]:
+        """File again every filing that waits for NCMEC and whose next try is due: what a
+        desk's scheduler runs (`vigil tipline retry`) while NCMEC is down. Each case's
+        outcome is returned: its filing, or why it was refused."""
+        self.require_actor(actor)
+        now = self.clock.now()
+        with self.db.read() as session:
+            refs = session.exec(
+                select(Case.ref)
+                .join(TiplineFiling, col(TiplineFiling.case_id) == col(Case.id))
+                .where(
+                    TiplineFiling.status == FilingStatus.WAITING.value,
+                    col(TiplineFiling.next_attempt_at) <= now,
+                )
+                .order_by(col(TiplineFiling.next_attempt_at))
+            ).all()
+        outcomes: list[FilingView | Refused] = []
+        for ref in refs:
+            try:
+                outcomes.append(self.file_report(actor, ref))
+            except Refused as exc:
+                outcomes.append(exc)
+        return outcomes
+
     def filing(self, actor: str, ref: str) -> FilingView:
         self.require_actor(actor)
         with self.db.read() as session:
@@ -514,11 +538,15 @@ class TiplineService(Service):
             row.status = FilingStatus.WAITING.value
             row.attempts += 1
             row.last_code, row.last_error = None, f"NCMEC unreachable: {error}"
-            row.next_attempt_at = tx.now + timedelta(seconds=delay) if delay is not None else None
+            # After the last try of a run, the next run is due after the longest pause.
+            pause = timedelta(
+                seconds=delay if delay is not None else max(self.retry_delays, default=0)
+            )
+            row.next_attempt_at = tx.now + pause
             if delay is None:
                 row.holder, row.lease_until = "", None
             else:
-                row.lease_until = tx.now + LEASE + timedelta(seconds=delay)
+                row.lease_until = tx.now + LEASE + pause
             tx.session.add(row)
             tx.finish(case, "tipline.waiting", {"attempt": attempt, "error": error})
             return _Job(job.ref, job.holder, job.report, job.files, row.report_id)
