@@ -434,3 +434,21 @@ def test_a_filer_killed_between_submit_and_finish_is_retracted_and_refiled_once(
     assert (first.id, first.state, second.state) == (opened.id, "retracted", "finished")
     assert (view.report_id, view.retractions) == (second.id, 1)
     assert len(second.files) == 1
+
+
+def test_an_evidence_file_gone_or_changed_stops_the_filing_and_the_retry_refiles(
+    desk: Desk,
+) -> None:
+    ref = desk.open_case()
+    desk.evidence(ref, "a.png", b"original bytes")
+    (desk.folder / "a.png").write_bytes(b"altered bytes")
+    with pytest.raises(NotAllowed, match="changed since it was added"):
+        desk.tipline.file_report("ana", ref, DRAFT)
+    (desk.folder / "a.png").unlink()
+    with pytest.raises(NotAllowed, match="cannot be read"):
+        desk.tipline.file_report("ana", ref)
+    assert desk.filing(ref).holder == ""  # the claim was let go
+    (desk.folder / "a.png").write_bytes(b"original bytes")
+    view = desk.tipline.file_report("ana", ref)
+    assert [r.state for r in desk.server.submitted()] == ["retracted", "retracted", "finished"]
+    assert (view.status, view.retractions) == ("finished", 2)

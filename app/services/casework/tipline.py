@@ -450,7 +450,14 @@ class TiplineService(Service):
         report_id = client.submit(job.report)
         job = self._step(actor, job, "submit", report_id=report_id)
         for row, file in job.files:
-            content = Path(row.path).read_bytes()
+            try:
+                content = Path(row.path).read_bytes()
+            except OSError as exc:
+                raise NotAllowed(
+                    f"evidence file {row.id} of {job.ref} cannot be read at {row.path} "
+                    f"({exc.strerror or exc}); nothing more was sent, the open report is "
+                    "retracted on the next try"
+                ) from None
             if hashlib.sha256(content).hexdigest() != row.sha256:
                 raise NotAllowed(
                     f"evidence file {row.id} of {job.ref} changed since it was added "
