@@ -18,7 +18,7 @@ from sqlalchemy.pool import NullPool
 from sqlmodel import Session, SQLModel
 
 # Each of these modules registers its tables on SQLModel.metadata.
-from data import casework, intake, models, shiftwork, swaps  # noqa: F401
+from data import agency, casework, intake, models, shiftwork, swaps, tipline  # noqa: F401
 from data.errors import DatabaseError, SchemaOutOfDate
 from data.schema import ensure_schema, table_names
 

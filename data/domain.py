@@ -301,3 +301,23 @@ class OwnerKind(StrEnum):
 
 
 # --- partners ---------------------------------------------------------------
+
+
+class FilingStatus(StrEnum):
+    """How far a CyberTipline filing got (`data.tipline.TiplineFiling`)."""
+
+    CLAIMED = "claimed"  # a filer holds the claim; nothing is open at NCMEC
+    SUBMITTED = "submitted"  # NCMEC gave a report id; files and finish still to come
+    FINISHED = "finished"  # NCMEC has the finished report: filed
+    REJECTED = "rejected"  # NCMEC refused it (a validation failure): fix and file again
+    WAITING = "waiting"  # NCMEC unreachable: retried with backoff, the clock still running
+
+
+# The industry's categorisation scale, as the Reporting API's fileDetails names it:
+# A = prepubescent, B = pubescent; 1 = sex act, 2 = lascivious exhibition.
+INDUSTRY_CLASSIFICATIONS = ("A1", "A2", "B1", "B2")
+
+
+class ChannelKind(StrEnum):
+    PHONE = "phone"
+    DOMAIN = "domain"

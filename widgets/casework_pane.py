@@ -250,6 +250,12 @@ class CaseworkPane(Vertical):
 
     def _body(self, view: CaseworkView) -> list[Content]:
         lines: list[Content] = []
+        if view.request_flags:
+            lines.append(self._section(f"Request flags ({len(view.request_flags)})"))
+            lines += [Content.styled(f"  {flag}", "$sla-warn bold") for flag in view.request_flags]
+        if view.tipline:
+            lines.append(self._section("CyberTipline"))
+            lines.append(Content(f"  {view.tipline}"))
         verification = view.verification
         if verification.required or any(step.done for step in verification.steps):
             lines += self._verification(view)

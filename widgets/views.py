@@ -239,6 +239,10 @@ class CaseworkView:
     containment: tuple[ContainmentView, ...]
     actions: tuple[ActionView, ...]
     partners: tuple[PartnerView, ...]
+    # What does not match the agency directory in the request's origin (fraud defence).
+    request_flags: tuple[str, ...] = ()
+    # The CyberTipline filing in one line: status, NCMEC report id, tries, NCMEC's message.
+    tipline: str = ""
 
     @property
     def overdue_actions(self) -> int:

@@ -145,6 +145,11 @@ def partner_line(p: PartnerView) -> str:
 
 def format_casework(view: CaseworkView) -> str:
     lines = [f"{view.ref}  {view.category}" + ("  SENSITIVE" if view.sensitive else "")]
+    if view.request_flags:
+        lines.append(f"Request flags ({len(view.request_flags)})")
+        lines += [f"  ! {flag}" for flag in view.request_flags]
+    if view.tipline:
+        lines.append(f"CyberTipline: {view.tipline}")
     lines += verification_lines(view.verification)
     lines.append(f"Disclosures ({len(view.disclosures)})")
     lines += [disclosure_line(d) for d in view.disclosures]

@@ -23,6 +23,7 @@ from typing import Any
 
 from app.core.errors import BadInput, VigilError
 from app.core.text import clean_text
+from app.rules.clock_presets import PRESETS, US_PRESET, with_presets
 from data.domain import (
     CLOCK_SPAN,
     CLOCK_URGENCY,
@@ -45,7 +46,8 @@ MAX_FACT = 2_000
 
 # --- settings ---------------------------------------------------------------
 
-CASEWORK_KEYS = ("clocks", "disclosure_basis", "containment")
+CASEWORK_KEYS = ("clocks", "disclosure_basis", "containment", "clock_presets")
+CASEWORK_TABLES = ("clocks", "disclosure_basis", "containment")
 CLOCK_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 BASIS_KEY = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")
 CLOCK_NAME_RULE = "a name of lowercase letters, digits and '_' (32 at most)"
@@ -100,6 +102,9 @@ DEFAULT_SETTINGS: dict[str, Any] = {
         Category.PRESERVATION.value: [_EVIDENCE, "partner_notified"],
     },
 }
+
+
+_DEFAULT_PRESETS = tuple(name for name, preset in PRESETS.items() if preset.default_on)
 
 
 @dataclass(frozen=True, slots=True)
@@ -407,6 +412,22 @@ class _Reader:
             out[str(category)] = tuple(specs)
         return out
 
+    def presets(self, value: object) -> list[str]:
+        """The shipped clock presets the desk switched on (`clock_presets`)."""
+        if not isinstance(value, list | tuple):
+            self.fail("clock_presets", f"expected an array of preset names, got {_describe(value)}")
+            return []
+        names: list[str] = []
+        for index, name in enumerate(value):
+            if name not in PRESETS:
+                self.fail(
+                    f"clock_presets[{index}]",
+                    f"expected one of {', '.join(PRESETS)}, got {_describe(name)}",
+                )
+            elif name not in names:
+                names.append(name)
+        return names
+
     def containment_step(self, value: object, path: str) -> ContainmentSpec | None:
         if isinstance(value, str):
             table: Mapping[str, Any] = {"name": value}
@@ -442,6 +463,8 @@ def parse_casework_config(document: Mapping[str, Any]) -> CaseworkConfig:
     """Read `clocks`, `disclosure_basis` and `containment` of a (team file) document; other
     keys are left to their owners. Raises `CaseworkConfigError` listing every problem."""
     reader = _Reader()
+    presets = reader.presets(document.get("clock_presets", list(_DEFAULT_PRESETS)))
+    document = with_presets(document, presets)
     config = CaseworkConfig(
         clocks=reader.clocks(document.get("clocks", {}), "clocks"),
         bases=reader.bases(document.get("disclosure_basis", {}), "disclosure_basis"),
@@ -458,10 +481,14 @@ def settings_document(document: Mapping[str, Any]) -> dict[str, Any]:
 
 def merged_settings(stored: Mapping[str, Any]) -> dict[str, Any]:
     """The built-in settings with the desk's own laid over them, category by category."""
+    presets = stored.get("clock_presets", list(_DEFAULT_PRESETS))
     merged: dict[str, Any] = {}
-    for key in CASEWORK_KEYS:
+    for key in CASEWORK_TABLES:
         own = stored.get(key, {})
-        merged[key] = {**DEFAULT_SETTINGS[key], **(own if isinstance(own, dict) else {})}
+        # The built-in clocks are the US preset: a desk that leaves it out has none of them.
+        builtin = DEFAULT_SETTINGS[key] if key != "clocks" or US_PRESET in presets else {}
+        merged[key] = {**builtin, **(own if isinstance(own, dict) else {})}
+    merged["clock_presets"] = presets
     return merged
 
 

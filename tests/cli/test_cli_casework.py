@@ -136,7 +136,7 @@ def test_emergency_request_from_verification_to_yearly_report(run: Run) -> None:
 
 
 def test_supervisor_override_needs_a_reason(run: Run) -> None:
-    ref = _page(run, "edr")
+    ref = _page(run, "edr", "--severity", "2")  # sev1 would wait for a second person
     args = [
         "disclosure",
         "request",

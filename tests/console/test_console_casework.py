@@ -23,8 +23,12 @@ from app.console.screens.casework import ChoiceDialog, FormDialog
 from app.console.screens.dialogs import Confirm, ConfirmWithY
 from app.console.screens.queue import QueueScreen
 from app.core.clock import FakeClock
+from app.rules.tipline import check_draft
 from app.services.cases import CaseService
+from app.services.casework.agency import AgencyService
+from app.services.casework.ncmec import ReportRejected
 from app.services.casework.service import CaseworkService
+from app.services.casework.tipline import TiplineService
 from data import audit
 from data.casework import Disclosure
 from data.db import Database
@@ -32,6 +36,7 @@ from data.models import AuditRecord, Case
 from tests.console.test_queue_table import cell_style, theme_color
 from tests.console_harness import Console, FakeDesktop, OpenConsole, console_opener
 from tests.factories import CaseworkDesk, add_policy, add_responder
+from tests.ncmec_standin import StandIn
 from widgets.casework_pane import CaseworkPane
 
 SIZE = (160, 48)
@@ -61,11 +66,13 @@ def open_console(db: Database, clock: FakeClock, tmp_path: Path) -> OpenConsole:
     return console_opener(db, clock, tmp_path)
 
 
-def _page(desk: CaseworkService, title: str, category: str, **kwargs: Any) -> str:
+def _page(
+    desk: CaseworkService, title: str, category: str, severity: int = 1, **kwargs: Any
+) -> str:
     """What `vigil page` does: open a case through the case service."""
     return (
         CaseService(desk.db, desk.clock)
-        .open_case("sue", title=title, category=category, severity=1, **kwargs)
+        .open_case("sue", title=title, category=category, severity=severity, **kwargs)
         .ref
     )
 
@@ -208,7 +215,7 @@ async def test_a_specialists_disclosure_before_verification_is_refused(
 async def test_a_supervisors_override_of_verification_needs_a_reason(
     desk: CaseworkService, open_console: Callable[..., Any]
 ) -> None:
-    ref = _page(desk, "EDR: no time to verify", "edr")
+    ref = _page(desk, "EDR: no time to verify", "edr", severity=2)  # sev1 takes two people
     async with open_console("sue") as console:
         await console.press("D")
         form = console.app.screen
@@ -444,6 +451,7 @@ def snap_desk(
     clock = FakeClock(SNAP_START - timedelta(hours=21))
     add_responder(db, "ana")
     add_responder(db, "sue", "supervisor")
+    add_responder(db, "max", "supervisor")
     add_policy(db, "emergency", [(300, ["user:ana"])], route=["default"])
     desk = CaseworkDesk(db, clock)
     desk.add_partner(
@@ -486,6 +494,7 @@ def snap_desk(
         basis="us-emergency",
         override_reason="Officer on scene; the person is in danger now",
     )
+    desk.approve_disclosure("max", edr, 1)  # sev1: a second supervisor makes it
     clock.advance(minutes=2)
     desk.record_verification("ana", edr, "good_faith", {"determination": "Callback matched"})
     desk.request_disclosure(
@@ -560,3 +569,41 @@ def test_casework_pane_narrow(
     assert snap_compare(
         _snap_app(snap_desk), terminal_size=(80, 24), run_before=_keys("down", "enter", "pagedown")
     )
+
+
+async def test_the_pane_shows_request_flags_and_the_cybertipline_filing(
+    desk: CaseworkService, open_console: Callable[..., Any]
+) -> None:
+    """The fraud flags of a request, and a filing NCMEC refused with NCMEC's own words."""
+    edr = _page(desk, "EDR: mail from a look-alike domain", "edr")
+    directory = AgencyService(desk.db, desk.clock)
+    directory.add_channel("sue", "metro-pd", domain="metro-pd.example.gov", source="state list")
+    directory.record_origin(
+        "ana", edr, sender_email="lee@metro-pd-example.com", cited_law="2702(b)(8)"
+    )
+    async with open_console("ana") as console:
+        text = _pane(console)
+        assert "Request flags (1)" in text
+        assert "unlisted_domain: metro-pd-example.com is not an agency domain" in text
+
+    csea = _page(desk, "CSEA report", "csea")
+    with StandIn() as ncmec:
+        tipline = TiplineService(desk.db, desk.clock)
+        tipline.setup_account(
+            "sue",
+            username=ncmec.username,
+            password=ncmec.password,
+            reporter_first_name="Sue",
+            reporter_last_name="Park",
+            reporter_email="t@desk.example",
+            url=ncmec.url,
+        )
+        ncmec.reject_submit = "incidentDateTime: must not be in the future"
+        draft = check_draft(incident_type="csam", incident_at=desk.clock.now(), screen_name="x")
+        with pytest.raises(ReportRejected):
+            tipline.file_report("ana", csea, draft)
+    async with open_console("ana") as console:
+        await console.press("down")
+        text = _pane(console)
+        assert "CyberTipline" in text
+        assert "rejected; NCMEC said (4100): Validation failed: incidentDateTime" in text

@@ -311,9 +311,9 @@ def desk(any_db: Database, clock: FakeClock) -> CaseworkDesk:
     return service
 
 
-def _open(desk: CaseworkService, category: str, **kwargs: Any) -> str:
+def _open(desk: CaseworkService, category: str, severity: int = 1, **kwargs: Any) -> str:
     return desk.open_case(
-        "ana", title=f"{category} case", category=category, severity=1, **kwargs
+        "ana", title=f"{category} case", category=category, severity=severity, **kwargs
     ).ref
 
 
@@ -412,7 +412,7 @@ def test_verification_bad_input_names_the_field(
 def test_disclosure_waits_for_verification_unless_a_supervisor_says_why(
     desk: CaseworkService,
 ) -> None:
-    ref = _open(desk, "edr")
+    ref = _open(desk, "edr", severity=2)
     desk.record_verification("ana", ref, "identity", IDENTITY)
     request: dict[str, Any] = {
         "data": "subscriber,ip_logs",
@@ -809,33 +809,35 @@ def test_yearly_report_counts_emergency_disclosures_by_basis_and_agency(
         },
     )
     clock.set(datetime(2025, 12, 31, 23, 0, tzinfo=UTC))
-    old = _open(desk, "edr")
+    old = _open(desk, "edr", severity=2)
     _verify_all(desk, old)
     _disclose(desk, old, "metro-pd")  # 2025: not counted
-    pending = _open(desk, "edr")
+    pending = _open(desk, "edr", severity=2)
     _verify_all(desk, pending)
     desk.request_disclosure("ana", pending, data="subscriber", to="metro-pd", basis="us-emergency")
 
     clock.set(datetime(2026, 1, 1, 0, 30, tzinfo=UTC))
     desk.approve_disclosure("sam", pending, 1)  # requested in 2025, made in 2026: counted
-    first = _open(desk, "edr")
+    first = _open(desk, "edr", severity=2)
     _verify_all(desk, first)
     _disclose(desk, first, "metro-pd", accounts=2)
     _disclose(desk, first, "state-police", accounts=5)
-    secret = _open(desk, "threat_to_life", sensitive=True, details="Victim Jane Roe, 14 Elm St")
+    secret = _open(
+        desk, "threat_to_life", severity=2, sensitive=True, details="Victim Jane Roe, 14 Elm St"
+    )
     _verify_all(desk, secret)
     _disclose(desk, secret, "metro-pd")
     _disclose(desk, secret, "metro-pd", basis="ca-exigent")
     legal = _open(desk, "le_request")
     _disclose(desk, legal, "metro-pd", basis="us-legal-process")  # not an emergency basis
-    declined = _open(desk, "edr")
+    declined = _open(desk, "edr", severity=2)
     _verify_all(desk, declined)
     desk.request_disclosure(
         "ana", declined, data="content", to="state-police", basis="us-emergency"
     )
     desk.decline_disclosure("sam", declined, 1, "not needed")
     clock.set(datetime(2027, 1, 1, 0, 0, tzinfo=UTC))
-    late = _open(desk, "edr")
+    late = _open(desk, "edr", severity=2)
     _verify_all(desk, late)
     _disclose(desk, late, "state-police")  # 2027: not counted
 
@@ -876,7 +878,7 @@ def test_report_cells_never_become_spreadsheet_formulas(desk: CaseworkService) -
     desk.add_partner(
         "sam", name="odd", kind="law_enforcement", agency="=HYPERLINK(1)", verified_channel="x"
     )
-    ref = _open(desk, "edr")
+    ref = _open(desk, "edr", severity=2)
     _verify_all(desk, ref)
     _disclose(desk, ref, "odd")
     csv_text = report_csv(disclosure_report_for(desk, 2026))

@@ -33,6 +33,7 @@ from app.rules.casework import (
     verification_required,
 )
 from app.services.cases import CaseService, check_title
+from app.services.casework.directory import refuse_request_number
 from app.services.casework.settings import digest, load_config, store_settings, stored_settings
 from app.services.casework.views import casework_view, clock_facts, partner_view
 from app.services.unit_of_work import Service, Tx
@@ -134,10 +135,18 @@ class CaseworkService(Service):
     # -- verification ------------------------------------------------------------
 
     def record_verification(
-        self, actor: str, ref: str, step: str, facts: Mapping[str, str | None]
+        self,
+        actor: str,
+        ref: str,
+        step: str,
+        facts: Mapping[str, str | None],
+        *,
+        directory_entry: int | None = None,
     ) -> VerificationView:
         """Record one checklist step; recording a step again replaces it (both are audited).
-        The good-faith determination comes last: it rests on the other three."""
+        The good-faith determination comes last: it rests on the other three. An identity
+        check never rests on the number the request gave, unless the directory lists it;
+        `directory_entry` names the agency directory entry a call-back used."""
         cleaned = check_verification_fields(step, facts)
         name = VerificationStepName(step.strip().lower())
         with self.work(actor) as tx:
@@ -147,6 +156,7 @@ class CaseworkService(Service):
             assert tx.actor.id is not None
             if name == VerificationStepName.IDENTITY:
                 cleaned.setdefault("caller", tx.actor.handle)
+                refuse_request_number(tx.session, case.id, cleaned["via"])
             existing = {
                 r.step: r
                 for r in tx.session.exec(
@@ -180,7 +190,8 @@ class CaseworkService(Service):
                 f"Verification: {label} ({'corrected' if replaced else 'recorded'} "
                 f"by {tx.actor.handle})",
                 "verification.record",
-                {"step": name.value, "replaced": replaced, "facts": digest(cleaned)},
+                {"step": name.value, "replaced": replaced, "facts": digest(cleaned)}
+                | ({"directory_entry": directory_entry} if directory_entry else {}),
             )
         return self._view(case_id).verification
 
@@ -241,7 +252,8 @@ class CaseworkService(Service):
                 requested_by_id=tx.actor.id,
                 override_reason=reason or None,
             )
-            if tx.supervising:
+            two_people = needs_two_people(case, spec.emergency)
+            if tx.supervising and not two_people:
                 row.status = DisclosureStatus.DISCLOSED.value
                 row.decided_at, row.decided_by_id = tx.now, tx.actor.id
             tx.session.add(row)
@@ -253,7 +265,12 @@ class CaseworkService(Service):
                 "disclosure",
                 f"Disclosure {number} {'made' if made else 'requested'} by {tx.actor.handle}: "
                 f"{', '.join(categories)} to {partner.name} under {spec.key}"
-                + (" (verification overridden)" if reason else ""),
+                + (" (verification overridden)" if reason else "")
+                + (
+                    " (sev1 emergency: a second person, a supervisor, approves)"
+                    if two_people
+                    else ""
+                ),
                 "disclosure.request",
                 {
                     "number": number,
@@ -314,6 +331,12 @@ class CaseworkService(Service):
             self._require_supervisor(tx, "approve a disclosure")
             case = tx.case(ref)
             row = self._pending_disclosure(tx, case, number)
+            if needs_two_people(case, row.emergency) and row.requested_by_id == tx.actor.id:
+                raise NotAllowed(
+                    f"disclosure {number} of {case.ref} is a sev1 emergency disclosure: it needs "
+                    "two people, and the same login cannot approve its own request; another "
+                    "supervisor must"
+                )
             row.status = DisclosureStatus.DISCLOSED.value
             row.decided_at, row.decided_by_id = tx.now, tx.actor.id
             tx.session.add(row)
@@ -409,6 +432,19 @@ class CaseworkService(Service):
         view = self._view(case_id)
         return next(c for c in view.clocks if c.name == name)
 
+    def record_filed(
+        self, tx: Tx, case: Case, clock: str | None, when: datetime, reference: str
+    ) -> ClockSpec:
+        """Stop the deadline clock `clock` (the only one, if None) with the report `reference`
+        filed at `when`; a hold that starts at its report starts then. The caller audits."""
+        config = load_config(tx.session)
+        spec = self._clock_spec(config, case, clock, "file")
+        current = self._clock_now(tx, case, config, spec.name)
+        if current.state == ClockState.DONE:
+            raise NothingToDo(f"{spec.name} of {case.ref} is already {current.outcome}")
+        self._clock_event(tx, case, spec.name, ClockEventKind.FILED, when, reference)
+        return spec
+
     def file_report(
         self,
         actor: str,
@@ -424,8 +460,6 @@ class CaseworkService(Service):
         with self.work(actor) as tx:
             case = tx.case(ref)
             tx.refuse_unless_may_work_on(case, "file a report for")
-            config = load_config(tx.session)
-            spec = self._clock_spec(config, case, clock, "file")
             when = (filed_at or tx.now).astimezone(UTC)
             if when > tx.now:
                 raise BadInput("filed_at", "expected a time that has passed, not a future one")
@@ -433,10 +467,7 @@ class CaseworkService(Service):
                 raise BadInput(
                     "filed_at", f"expected a time after the case was opened ({case.created_at})"
                 )
-            current = self._clock_now(tx, case, config, spec.name)
-            if current.state == ClockState.DONE:
-                raise NothingToDo(f"{spec.name} of {case.ref} is already {current.outcome}")
-            self._clock_event(tx, case, spec.name, ClockEventKind.FILED, when, reference)
+            spec = self.record_filed(tx, case, clock, when, reference)
             case_id = self._done(
                 tx,
                 case,
@@ -753,6 +784,12 @@ class CaseworkService(Service):
             CaseService(self.db, self.clock).reveal(actor, ref, reason="casework")
         with self.db.read() as session:
             return casework_view(session, case_id, self.clock.now(), revealed=reveal)
+
+
+def needs_two_people(case: Case, emergency: bool) -> bool:
+    """A sev1 emergency disclosure is made by two people: whoever requests it and a
+    supervisor who is not the same login."""
+    return emergency and case.severity == 1
 
 
 FITS_TEXT = {

@@ -60,6 +60,8 @@ def _toml_value(value: Any) -> str:
 def settings_toml(document: Mapping[str, Any]) -> str:
     """The casework tables as team-file TOML (the shapes `parse_casework_config` reads)."""
     lines: list[str] = []
+    if "clock_presets" in document:
+        lines += [f"clock_presets = {_toml_value(list(document['clock_presets']))}", ""]
     for category, clocks in document.get("clocks", {}).items():
         if not clocks:
             lines += [f"[clocks.{_toml_key(category)}]", ""]

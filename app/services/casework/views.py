@@ -25,6 +25,7 @@ from app.rules.casework import (
     verification_required,
 )
 from app.services.casework.settings import load_config
+from data.agency import RequestOrigin
 from data.casework import (
     CasePartner,
     ClockEvent,
@@ -44,6 +45,7 @@ from data.domain import (
 )
 from data.models import ActionItem, Case
 from data.queries import OWES_REPORT_RANK, handles
+from data.tipline import TiplineFiling
 from widgets.timefmt import format_age
 from widgets.views import (
     HIDDEN,
@@ -445,7 +447,33 @@ def casework_view(
         containment=tuple(containment),
         actions=tuple(_action_view(i, case.ref, now, names) for i in items),
         partners=tuple(partner_view(p) for p in links),
+        request_flags=_request_flags(session, case_id),
+        tipline=_tipline_line(session, case_id),
     )
+
+
+def _request_flags(session: Session, case_id: int) -> tuple[str, ...]:
+    origin = session.exec(select(RequestOrigin).where(RequestOrigin.case_id == case_id)).first()
+    return tuple(origin.flags) if origin is not None else ()
+
+
+def _tipline_line(session: Session, case_id: int) -> str:
+    """The filing as the casework pane and `vigil casework show` state it."""
+    row = session.exec(select(TiplineFiling).where(TiplineFiling.case_id == case_id)).first()
+    if row is None:
+        return ""
+    parts = [row.status]
+    if row.report_id:
+        parts.append(f"NCMEC report {row.report_id}")
+    if row.attempts:
+        parts.append(f"{row.attempts} failed tries")
+    if row.retractions:
+        parts.append(f"{row.retractions} retracted")
+    text = ", ".join(parts)
+    if row.last_error:
+        code = f" ({row.last_code})" if row.last_code is not None else ""
+        text += f"; NCMEC said{code}: {row.last_error}"
+    return text
 
 
 def overdue_summary(

@@ -1,0 +1,42 @@
+"""The agency directory's verified channels and the origin of each emergency request.
+
+A channel (a call-back number or an e-mail domain) belongs to a law-enforcement partner of
+the directory and was confirmed independently of any request. A request's origin (who sent
+it, from where, citing which law) is checked against them; what does not match is flagged.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from data.types import UTCDateTime
+
+
+class AgencyChannel(SQLModel, table=True):
+    __tablename__ = "agency_channel"
+    __table_args__ = (UniqueConstraint("kind", "value"),)
+    id: int | None = Field(default=None, primary_key=True)
+    partner_id: int = Field(foreign_key="partner.id", index=True)
+    kind: str  # phone or domain
+    value: str  # normalised: digits with a leading '+', or a lowercase domain
+    source: str  # where it was confirmed, e.g. "the state police's public directory"
+    added_at: datetime = Field(sa_type=UTCDateTime)
+    added_by_id: int = Field(foreign_key="responder.id")
+    active: bool = True
+
+
+class RequestOrigin(SQLModel, table=True):
+    """Where an emergency or legal request came from, and the flags that raised."""
+
+    __tablename__ = "request_origin"
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="case.id", unique=True, ondelete="CASCADE")
+    sender_email: str = ""
+    sender_phone: str = ""
+    cited_law: str = ""
+    flags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    recorded_at: datetime = Field(sa_type=UTCDateTime)
+    recorded_by_id: int = Field(foreign_key="responder.id")
