@@ -63,6 +63,7 @@ class Server:
             clock,
             actor,
             escalation=self.engine.page_within,
+            after_paging=self.runner.paged_elsewhere if self.runner else None,
             engine_name=self.name if engine else None,
         )
         self.app = make_app(self.desk)

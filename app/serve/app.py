@@ -66,6 +66,8 @@ class Desk:
     clock: Clock
     actor: str
     escalation: EscalationStarter
+    after_paging: Callable[[], None] | None = None
+    """Told after a request opened (and paged) cases: the in-process engine's runner."""
     engine_name: str | None = None  # the in-process engine, for /readyz
     limiter: RateLimiter = field(default_factory=RateLimiter)
     metrics: Metrics | None = None
@@ -181,6 +183,8 @@ def _apply_all(
             outcome.errors.append(IntakeError(event.position, str(exc)))
     if outcome.case_ids:
         desk.meter.count_pages()
+        if desk.after_paging is not None:
+            desk.after_paging()
 
 
 def _count(desk: Desk, name: str, outcome: IntakeOutcome) -> None:
