@@ -113,6 +113,15 @@ def register(commands: Commands) -> None:
     from app.intake.registry import format_names, formats
 
     p = commands.add("intake", cmd_intake)
+    p.epilog = (
+        "Each event is stored, and a new case paged (step 1), in a transaction of its own; "
+        "its result is printed as soon as that commits (with --json, one JSON line per "
+        "event, then one for the batch). SIGINT or SIGTERM stops after the event under way "
+        "with a count (exit 130 or 143). The same input given again after a run that "
+        "stopped (a signal, kill -9, a full disk) resumes where it stopped: the input is "
+        "known by the SHA-256 of its bytes, each event by its place in it, and no event is "
+        "stored twice."
+    )
     p.add_argument(
         "file", nargs="?", metavar="FILE", help="a file, or - for standard input (default)"
     )
