@@ -70,3 +70,32 @@ class ChangeNote(SQLModel, table=True):
     links: list[dict[str, Any]] = Field(
         default_factory=list, sa_column=Column(JSON, nullable=False)
     )
+
+
+class InputBatch(SQLModel, table=True):
+    """One input given to `vigil intake`, known by the SHA-256 of its bytes and the format
+    it was read as. A run that stops (a signal, `kill -9`, a full disk) leaves its batch
+    open and the same input resumes it; a run that finishes closes it, so the same input
+    given later is a new batch."""
+
+    __tablename__ = "input_batch"
+    id: int | None = Field(default=None, primary_key=True)
+    digest: str = Field(index=True)
+    format: str
+    events: int  # the events parsed from it (the bad ones are not among them)
+    started_at: datetime = Field(sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+
+
+class InputEvent(SQLModel, table=True):
+    """What one event of a batch stored, written in that event's own transaction: the
+    batch's progress, so a resumed run skips it and can still say what it did."""
+
+    __tablename__ = "input_event"
+    __table_args__ = (UniqueConstraint("batch_id", "number"),)
+    id: int | None = Field(default=None, primary_key=True)
+    batch_id: int = Field(foreign_key="input_batch.id", ondelete="CASCADE")
+    number: int  # its place among the batch's events, from 0
+    outcome: str  # opened, deduplicated, acknowledged, resolved, change
+    ref: str | None = None  # the case (none for a change note)
+    paged: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))

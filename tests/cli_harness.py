@@ -29,3 +29,7 @@ class Run:
 
     def json(self, *argv: str, who: str = "ana") -> Any:
         return json.loads(self.ok(*argv, "--json", who=who))
+
+    def summary(self, *argv: str, who: str = "ana") -> Any:
+        """The last JSON line of a command that streams one line per item (`vigil intake`)."""
+        return json.loads(self.ok(*argv, "--json", who=who).splitlines()[-1])

@@ -9,7 +9,7 @@ import argparse
 import getpass
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TextIO
 
@@ -17,6 +17,7 @@ from app.core.clock import Clock
 from app.core.errors import VigilError
 
 if TYPE_CHECKING:
+    from app.engine.cycle import EscalationEngine
     from app.services.cases import CaseService
     from data.db import Database
 
@@ -65,6 +66,7 @@ class Context:
     open_console: ConsoleOpener | None = None
     run_server: ServerRunner | None = None
     _db: Database | None = field(default=None, repr=False)
+    _engine: EscalationEngine | None = field(default=None, repr=False)
 
     @property
     def actor(self) -> str:
@@ -81,18 +83,22 @@ class Context:
 
     @property
     def cases(self) -> CaseService:
-        """The case service; what a command opens or escalates pages at once, so a case
-        opened from the command line never waits for an engine."""
+        """The case service; what a command opens or escalates pages in the same
+        transaction, so a case opened from the command line never waits for an engine."""
         from app.services.cases import CaseService
 
-        return CaseService(self.db, self.clock, escalation=self.page_now)
+        return CaseService(self.db, self.clock, escalation=self.escalation.page_within)
 
-    def page_now(self, case_ids: Sequence[int]) -> None:
-        from app.engine.cycle import EscalationEngine, engine_name
+    @property
+    def escalation(self) -> EscalationEngine:
+        """One engine for the command's whole run (its name is in every claim it makes)."""
+        if self._engine is None:
+            from app.engine.cycle import EscalationEngine, engine_name
 
-        EscalationEngine(self.db, self.clock, name=engine_name(f"cli:{self.actor}")).run_due(
-            case_ids=list(case_ids)
-        )
+            self._engine = EscalationEngine(
+                self.db, self.clock, name=engine_name(f"cli:{self.actor}")
+            )
+        return self._engine
 
     @property
     def as_json(self) -> bool:

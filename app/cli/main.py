@@ -33,7 +33,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("desk", "fill the database with a realistic demo desk, then open the console"),
     "team": ("admin", "declare or export the team"),
     "page": ("cases", "open a case and start escalation; prints its reference"),
-    "intake": ("intake", "take events as a JSON array or JSON lines"),
+    "intake": (
+        "intake",
+        "take events as a JSON array or JSON lines, printing each result as it commits",
+    ),
     "ack": ("cases", "acknowledge a case"),
     "resolve": ("cases", "resolve a case"),
     "reassign": ("cases", "reassign a case (supervisors, or your own case)"),

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Table
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import SQLModel, col, func, select
+from sqlmodel import Session, SQLModel, col, func, select
 
 from app.core.clock import Clock
 from app.core.errors import VigilError
@@ -46,7 +46,7 @@ from data import audit
 from data.clock import DatabaseClock
 from data.db import Database
 from data.journal import add_timeline, record_change
-from data.models import Case, EngineHeartbeat
+from data.models import AuditHead, Case, EngineHeartbeat
 from data.outage import is_database_trouble
 
 log = logging.getLogger("vigil.engine")
@@ -272,15 +272,7 @@ class EscalationEngine:
                 refs = {case.id: case.ref for case in due}
                 resolver = Resolver(session, now)
                 plans = self._plan_all(resolver, due, now, result)
-                if careful:
-                    drop_existing_claims(writer, plans)
-                plan_delay_notice(plans, now, resolver)
-                # Sent a slice at a time without waiting (PostgreSQL): the server writes
-                # one slice while the rows of the next are built.
-                with writer.pipelined():
-                    for start in range(0, len(plans), WRITE_SLICE):
-                        sliced = plans[start : start + WRITE_SLICE]
-                        write_plans(writer, head, sliced, now, self.name)
+                self._write(writer, head, plans, resolver, careful=careful)
         except Exception as exc:
             if not refs or is_database_trouble(exc):
                 raise  # not one case's fault: the database itself is in trouble
@@ -305,6 +297,46 @@ class EscalationEngine:
             result.skipped += plan.skipped
             result.exhausted += plan.exhausted
         return result
+
+    def page_within(
+        self, session: Session, now: datetime, case_ids: Sequence[int]
+    ) -> dict[int, list[str]]:
+        """Page what is due at `now` for `case_ids` inside the caller's transaction (a case
+        being opened pages its first step before it commits), with the same claims as a
+        cycle, so no cycle pages it again. Returns the handles paged, by case id.
+
+        Unlike a cycle, a failure is not set aside for a retry: it undoes the caller's
+        change, which is the point (never a case stored without its first page).
+        """
+        head = audit.lock_head(session)
+        writer = BulkWriter(session)
+        due = claim_due(writer, now, case_ids, (), len(case_ids))
+        resolver = Resolver(session, now)
+        plans = [plan_case(case, now, resolver) for case in due]
+        self._write(writer, head, plans, resolver, careful=False)
+        return {plan.row.id: [person.handle for person in plan.pages] for plan in plans}
+
+    def _write(
+        self,
+        writer: BulkWriter,
+        head: AuditHead,
+        plans: list[Plan],
+        resolver: Resolver,
+        *,
+        careful: bool,
+    ) -> None:
+        """Write the plans of one batch at the resolver's instant (`careful`: claims someone
+        already holds are left out)."""
+        now = resolver.at
+        if careful:
+            drop_existing_claims(writer, plans)
+        plan_delay_notice(plans, now, resolver)
+        # Sent a slice at a time without waiting (PostgreSQL): the server writes one slice
+        # while the rows of the next are built.
+        with writer.pipelined():
+            for start in range(0, len(plans), WRITE_SLICE):
+                sliced = plans[start : start + WRITE_SLICE]
+                write_plans(writer, head, sliced, now, self.name)
 
     def _plan_all(
         self, resolver: Resolver, due: Sequence[DueCase], now: datetime, result: CycleResult

@@ -244,6 +244,12 @@ class EngineRunner:
         """Run a cycle now (thread-safe); call it after a local change such as a new case."""
         self._cycles.wake()
 
+    def paged_elsewhere(self) -> None:
+        """Cases were paged outside a cycle (step 1, in the transaction that opened them):
+        arm the next due time anew and deliver their webhook pages now."""
+        self._cycles.wake()
+        self._outbox.wake()
+
     def stop(self, timeout: float = 10.0) -> None:
         """Let a running cycle and the deliveries in flight finish, stop the threads,
         remove the jobs."""

@@ -1,6 +1,10 @@
 """Storing parsed intake events through the case service, one event at a time.
 
-Each event is its own transaction: a bad event never blocks or undoes a good one. The same
+Each event is its own transaction, in which a new case also pages its first step: a bad
+event never blocks or undoes a good one. `vigil intake` keeps its batch's progress in the
+same transactions (`store_intake`): an input known by the SHA-256 of its bytes, each event by
+its number in it, so the same input given again after a run stopped stores only the events
+that run had not; events are never merged because they look alike. The same
 rules hold for `vigil intake` and for `vigil serve`: an acknowledge or resolve whose case is
 already in that state is unchanged, and one whose dedup key has no open case (unknown, or
 already resolved: Alertmanager re-sends resolved alerts) is accepted and dropped, as
@@ -10,17 +14,68 @@ is a change note (`vigil changes`), never a page.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlmodel import col, select
+
 from app.core.errors import BadInput, NothingToDo, Refused
-from app.intake.events import NO_DEFAULTS, ChangeEvent, IntakeDefaults, IntakeError, IntakeEvent
+from app.intake.events import ChangeEvent, IntakeError, IntakeEvent
 from app.intake.registry import parse_intake
 from app.services.cases import CaseService
-from app.services.unit_of_work import actor_of
+from app.services.unit_of_work import Along, Tx
 from data import audit
-from data.intake import ChangeNote
+from data.db import Database
+from data.intake import ChangeNote, InputBatch, InputEvent
+from data.models import Case
+
+
+@dataclass(frozen=True)
+class EventResult:
+    """What one event did, said as soon as its transaction commits."""
+
+    position: str
+    outcome: str
+    """opened, deduplicated, acknowledged, resolved, unchanged, dropped, change or
+    rejected."""
+    ref: str | None = None
+    paged: tuple[str, ...] = ()
+    """Who a new case's first step paged, in the transaction that opened it."""
+    detail: str = ""
+    """The dedup key of a dropped event; the reason of a rejected one."""
+    case_id: int | None = None
+    """The case this run opened (not said: a ref is what people use)."""
+    earlier: bool = False
+    """Stored by an earlier run of the same input (a resumed batch)."""
+
+    def as_json(self) -> dict[str, Any]:
+        found: dict[str, Any] = {"position": self.position, "outcome": self.outcome}
+        if self.ref is not None:
+            found["ref"] = self.ref
+        if self.outcome == "opened":
+            found["paged"] = list(self.paged)
+        if self.outcome == "dropped":
+            found["dedup_key"] = self.detail
+        if self.outcome == "rejected":
+            found["reason"] = self.detail
+        found["earlier"] = self.earlier
+        return found
+
+    def as_text(self) -> str:
+        said = {
+            "opened": f"opened {self.ref}, paged {', '.join(self.paged) or 'nobody reachable'}",
+            "deduplicated": f"joined the open case {self.ref} (same dedup key)",
+            "acknowledged": f"acknowledged {self.ref}",
+            "resolved": f"resolved {self.ref}",
+            "unchanged": f"{self.ref} unchanged",
+            "dropped": f"dropped (no open case for dedup key {self.detail!r})",
+            "change": "change note recorded",
+            "rejected": f"rejected: {self.detail}",
+        }[self.outcome]
+        return f"{self.position}: {said}" + (" (stored by an earlier run)" if self.earlier else "")
 
 
 @dataclass
@@ -31,9 +86,23 @@ class IntakeOutcome:
     resolved: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)  # dedup keys with no open case
-    changes: list[int] = field(default_factory=list)  # change notes recorded
-    case_ids: list[int] = field(default_factory=list)
+    changes: int = 0  # change notes recorded
+    case_ids: list[int] = field(default_factory=list)  # cases opened by this run
     errors: list[IntakeError] = field(default_factory=list)
+
+    def add(self, result: EventResult) -> None:
+        if result.outcome == "change":
+            self.changes += 1
+        elif result.outcome == "dropped":
+            self.dropped.append(result.detail)
+        elif result.outcome == "rejected":
+            self.errors.append(IntakeError(result.position, result.detail))
+        else:
+            assert result.ref is not None
+            kept: list[str] = getattr(self, result.outcome)
+            kept.append(result.ref)
+            if result.case_id is not None and result.outcome == "opened":
+                self.case_ids.append(result.case_id)
 
     def is_empty(self) -> bool:
         return not (
@@ -55,7 +124,7 @@ class IntakeOutcome:
             "resolved": self.resolved,
             "unchanged": self.unchanged,
             "dropped": self.dropped,
-            "changes": len(self.changes),
+            "changes": self.changes,
             "errors": [{"position": e.position, "reason": e.reason} for e in self.errors],
         }
 
@@ -71,7 +140,7 @@ class IntakeOutcome:
         if self.dropped:
             parts.append(f"{len(self.dropped)} dropped (no open case for the dedup key)")
         if self.changes:
-            parts.append(f"{len(self.changes)} change notes")
+            parts.append(f"{self.changes} change notes")
         # An event can be wrong in several ways: count the events, then the problems.
         rejected = len({e.position for e in self.errors})
         problems = len(self.errors)
@@ -90,17 +159,32 @@ def apply_event(
     event: IntakeEvent | ChangeEvent,
     outcome: IntakeOutcome,
     integration: str = "",
-) -> None:
-    """Store one parsed event and say in `outcome` what it did; raises `BadInput` or
-    `Refused` for an event the desk refuses (an unknown policy, say)."""
+    along: Along | None = None,
+) -> EventResult:
+    """Store one parsed event, add what it did to `outcome` and return it; raises
+    `BadInput` or `Refused` for an event the desk refuses (an unknown policy, say).
+    `along` writes more in the event's transaction, if it stores anything."""
+    result = _store_event(service, actor, event, integration, along)
+    outcome.add(result)
+    return result
+
+
+def _store_event(
+    service: CaseService,
+    actor: str,
+    event: IntakeEvent | ChangeEvent,
+    integration: str,
+    along: Along | None,
+) -> EventResult:
+    position = event.position
     if isinstance(event, ChangeEvent):
-        outcome.changes.append(record_change_note(service, actor, event, integration))
-        return
+        record_change_note(service, actor, event, integration, along)
+        return EventResult(position, "change")
     if event.action == "trigger":
         assert event.title is not None
         assert event.category is not None
         assert event.severity is not None
-        result = service.open_case(
+        opened = service.open_case(
             actor,
             title=event.title,
             category=event.category.value,
@@ -111,42 +195,41 @@ def apply_event(
             sensitive=event.sensitive,
             source=f"{event.source}:{integration}" if integration else event.source,
             links=[(link.href, link.text) for link in event.links],
+            along=along,
         )
-        (outcome.opened if result.created else outcome.deduplicated).append(result.ref)
-        if result.created:
-            outcome.case_ids.append(result.case_id)
-        return
+        if not opened.created:
+            return EventResult(position, "deduplicated", opened.ref)
+        return EventResult(position, "opened", opened.ref, opened.paged, case_id=opened.case_id)
     assert event.dedup_key is not None
     ref = service.open_ref_for_key(event.dedup_key)
     if ref is None:
-        outcome.dropped.append(event.dedup_key)
-        return
+        return EventResult(position, "dropped", detail=event.dedup_key)
     try:
         if event.action == "acknowledge":
-            service.acknowledge(actor, ref)
-            outcome.acknowledged.append(ref)
-        else:
-            sender = f"{event.source} integration {integration}" if integration else event.source
-            service.resolve(actor, ref, sender=sender)
-            outcome.resolved.append(ref)
+            service.acknowledge(actor, ref, along)
+            return EventResult(position, "acknowledged", ref)
+        sender = f"{event.source} integration {integration}" if integration else event.source
+        service.resolve(actor, ref, sender=sender, along=along)
+        return EventResult(position, "resolved", ref)
     except NothingToDo:
-        outcome.unchanged.append(ref)
+        return EventResult(position, "unchanged", ref)
 
 
 def record_change_note(
-    service: CaseService, actor: str, event: ChangeEvent, integration: str = ""
+    service: CaseService,
+    actor: str,
+    event: ChangeEvent,
+    integration: str = "",
+    along: Along | None = None,
 ) -> int:
     """Keep a change event as a note the desk can read; audited, never paged."""
     happened = None
     if event.happened_at:
         happened = datetime.fromisoformat(event.happened_at.replace("Z", "+00:00"))
         happened = happened.astimezone(UTC) if happened.tzinfo else happened.replace(tzinfo=UTC)
-    with service.db.write() as session:
-        audit.lock_head(session)
-        actor_row = actor_of(session, actor)
-        now = service.clock.now()
+    with service.work(actor, along) as tx:
         note = ChangeNote(
-            received_at=now,
+            received_at=tx.now,
             happened_at=happened,
             integration=integration,
             summary=event.summary,
@@ -154,12 +237,12 @@ def record_change_note(
             details=event.details,
             links=[{"href": link.href, "text": link.text} for link in event.links],
         )
-        session.add(note)
-        session.flush()
+        tx.session.add(note)
+        tx.session.flush()
         audit.append(
-            session,
-            at=now,
-            actor=actor_row.handle,
+            tx.session,
+            at=tx.now,
+            actor=tx.actor.handle,
             action="change.note",
             case_ref=None,
             detail={"integration": integration, "source": event.source},
@@ -168,26 +251,174 @@ def record_change_note(
         return note.id
 
 
+# --- batches of `vigil intake` ------------------------------------------------------
+
+OUTCOME_OF = {
+    "case.open": "opened",
+    "case.duplicate": "deduplicated",
+    "case.ack": "acknowledged",
+    "case.ack_partial": "acknowledged",
+    "case.resolve": "resolved",
+}
+"""The result an event's last audited change means (no change at all: a change note)."""
+
+
+@dataclass
+class BatchProgress:
+    """A batch of `vigil intake` in the database: what its events stored so far."""
+
+    batch_id: int
+    digest: str
+    done: dict[int, EventResult]
+    """Results stored by earlier runs, by the event's number."""
+
+    def recorder(self, number: int) -> Along:
+        """Writes that event `number` is done, in the transaction that stores it."""
+
+        def record(tx: Tx) -> None:
+            outcome, ref, paged = "change", None, []
+            if tx.done:
+                action, case_id = tx.done[-1]
+                outcome = OUTCOME_OF[action]
+                case = tx.session.get(Case, case_id)
+                assert case is not None
+                ref, paged = case.ref, tx.paged.get(case_id, [])
+            tx.session.add(
+                InputEvent(
+                    batch_id=self.batch_id, number=number, outcome=outcome, ref=ref, paged=paged
+                )
+            )
+
+        return record
+
+
+def input_digest(data: bytes) -> str:
+    """A batch's identity: the SHA-256 of the input's bytes."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def open_batch(
+    db: Database, now: datetime, digest: str, fmt: str, events: Sequence[IntakeEvent | ChangeEvent]
+) -> BatchProgress:
+    """The open batch of this input (a run of it stopped before the end), or a new one."""
+    with db.write() as session:
+        batch = session.exec(
+            select(InputBatch)
+            .where(
+                InputBatch.digest == digest,
+                InputBatch.format == fmt,
+                col(InputBatch.finished_at).is_(None),
+            )
+            .order_by(col(InputBatch.id).desc())
+        ).first()
+        if batch is None or batch.events != len(events):
+            batch = InputBatch(digest=digest, format=fmt, events=len(events), started_at=now)
+            session.add(batch)
+            session.flush()
+        assert batch.id is not None
+        rows = session.exec(select(InputEvent).where(InputEvent.batch_id == batch.id)).all()
+    done = {
+        row.number: EventResult(
+            events[row.number].position, row.outcome, row.ref, tuple(row.paged), earlier=True
+        )
+        for row in rows
+    }
+    return BatchProgress(batch.id, digest, done)
+
+
+def close_batch(db: Database, progress: BatchProgress, now: datetime) -> None:
+    """The run went through every event: the same input given later is a new batch."""
+    with db.write() as session:
+        batch = session.get(InputBatch, progress.batch_id)
+        assert batch is not None
+        batch.finished_at = now
+        session.add(batch)
+
+
+@dataclass
+class BatchRun:
+    """What one run of `vigil intake` did: the outcome of every event and where it was."""
+
+    outcome: IntakeOutcome
+    digest: str
+    events: int
+    earlier: int
+    """Events stored by earlier runs of the same input (skipped, said again)."""
+    unreadable: list[IntakeError]
+    """The problems of the input's bad events, found before any was stored."""
+    handled: int = 0
+    """Events this run went through (stored, refused or dropped), earlier ones included."""
+    stopped: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        batch = {
+            "digest": self.digest,
+            "events": self.events,
+            "earlier": self.earlier,
+            "handled": self.handled,
+            "stopped": self.stopped,
+        }
+        return {**self.outcome.as_json(), "batch": batch}
+
+
 def store_intake(
     service: CaseService,
     actor: str,
-    text: str,
+    data: bytes,
     fmt: str = "auto",
-    defaults: IntakeDefaults = NO_DEFAULTS,
-) -> IntakeOutcome:
+    *,
+    said: Callable[[EventResult], None] | None = None,
+    resuming: Callable[[BatchRun], None] | None = None,
+    stop: Callable[[], bool] | None = None,
+) -> BatchRun:
+    """Store the events of one input, each in its own transaction with its batch's progress,
+    telling `said` each result once it has committed (earlier runs' results first, when
+    the input resumes an open batch: `resuming` is told before them). Between two events,
+    `stop()` ends the run early, leaving the batch open for the same input to resume."""
+    text = data.decode("utf-8", errors="replace")
     try:
-        batch = parse_intake(text, fmt, defaults)
+        parsed = parse_intake(text, fmt)
     except ValueError as exc:
         raise BadInput("--format", str(exc)) from None
     service.require_actor(actor)
-    outcome = IntakeOutcome(errors=list(batch.errors))
-    for event in batch.events:
-        try:
-            apply_event(service, actor, event, outcome, defaults.integration)
-        except (BadInput, Refused) as exc:
-            outcome.errors.append(IntakeError(event.position, str(exc)))
-    outcome.errors.sort(key=lambda e: _position_key(e.position))
-    return outcome
+    progress = open_batch(service.db, service.clock.now(), input_digest(data), fmt, parsed.events)
+    run = BatchRun(
+        IntakeOutcome(errors=list(parsed.errors)),
+        progress.digest,
+        len(parsed.events),
+        len(progress.done),
+        parsed.errors,
+    )
+    if progress.done and resuming is not None:
+        resuming(run)
+    for number, event in enumerate(parsed.events):
+        result = progress.done.get(number)
+        if result is None:
+            if stop is not None and stop():
+                run.stopped = True
+                break
+            result = _store_numbered(service, actor, event, progress, number)
+        run.outcome.add(result)
+        run.handled += 1
+        if said is not None:
+            said(result)
+    if not run.stopped:
+        close_batch(service.db, progress, service.clock.now())
+    run.outcome.errors.sort(key=lambda e: _position_key(e.position))
+    return run
+
+
+def _store_numbered(
+    service: CaseService,
+    actor: str,
+    event: IntakeEvent | ChangeEvent,
+    progress: BatchProgress,
+    number: int,
+) -> EventResult:
+    try:
+        return _store_event(service, actor, event, "", progress.recorder(number))
+    except (BadInput, Refused) as exc:
+        return EventResult(event.position, "rejected", detail=str(exc))
 
 
 def _position_key(position: str) -> tuple[int, ...]:

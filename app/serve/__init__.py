@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-from collections.abc import Sequence
 from datetime import UTC
 
 import uvicorn
@@ -63,22 +62,13 @@ class Server:
             db,
             clock,
             actor,
-            escalation=self._wake if engine else self._page_now,
+            escalation=self.engine.page_within,
+            after_paging=self.runner.paged_elsewhere if self.runner else None,
             engine_name=self.name if engine else None,
         )
         self.app = make_app(self.desk)
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
-
-    # How a case opened here gets its first page: the engine's next cycle (at once), or,
-    # without an engine in this process, right here before the 202.
-    def _wake(self, _case_ids: Sequence[int]) -> None:
-        assert self.runner is not None
-        self.runner.wake()
-
-    def _page_now(self, case_ids: Sequence[int]) -> None:
-        self.engine.run_due(case_ids=list(case_ids))
-        self.desk.meter.count_pages()
 
     def _cycled(self, _result: CycleResult) -> None:
         self.desk.meter.count_pages()

@@ -20,7 +20,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -45,6 +45,7 @@ from app.serve.metrics import Metrics
 from app.services.cases import CaseService
 from app.services.heartbeats import Beat, record_beat
 from app.services.integrations import IntegrationView, hash_key, load_integrations, matching
+from app.services.unit_of_work import EscalationStarter
 from data.db import Database
 from data.intake import HEARTBEAT
 from data.models import Delivery, EngineHeartbeat
@@ -61,12 +62,14 @@ OUTCOMES = ("opened", "deduplicated", "acknowledged", "resolved", "unchanged", "
 @dataclass
 class Desk:
     """What every request shares: the database, the clock, who intake acts as, and how
-    cases opened here get their first page (the in-process engine, or at once)."""
+    cases opened here page their first step (in the transaction that opens them)."""
 
     db: Database
     clock: Clock
     actor: str
-    escalation: Callable[[Sequence[int]], None]
+    escalation: EscalationStarter
+    after_paging: Callable[[], None] | None = None
+    """Told after a request opened (and paged) cases: the in-process engine's runner."""
     engine_name: str | None = None  # the in-process engine, for /readyz
     limiter: RateLimiter = field(default_factory=RateLimiter)
     metrics: Metrics | None = None
@@ -180,6 +183,10 @@ def _apply_all(
                 apply_event(desk.cases, desk.actor, event, outcome, name)
         except (BadInput, Refused) as exc:
             outcome.errors.append(IntakeError(event.position, str(exc)))
+    if outcome.case_ids:
+        desk.meter.count_pages()
+        if desk.after_paging is not None:
+            desk.after_paging()
 
 
 def _count(desk: Desk, name: str, outcome: IntakeOutcome) -> None:
@@ -188,7 +195,7 @@ def _count(desk: Desk, name: str, outcome: IntakeOutcome) -> None:
         if amount:
             desk.meter.events.labels(name, kind).inc(amount)
     if outcome.changes:
-        desk.meter.events.labels(name, "change").inc(len(outcome.changes))
+        desk.meter.events.labels(name, "change").inc(outcome.changes)
     if outcome.errors:
         desk.meter.events.labels(name, "rejected").inc(len(outcome.errors))
 

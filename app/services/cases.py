@@ -8,7 +8,7 @@ that consoles follow, and appends the audit record. Either all of it lands or no
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,7 +18,7 @@ from sqlmodel import col, func, select
 from app.core.errors import BadInput, NotAllowed, NotFound, NothingToDo
 from app.core.text import clean_text, one_line
 from app.services.policies import FALLBACK_POLICY, route_policy, snapshot_policy
-from app.services.unit_of_work import Service, ServiceActor, Tx
+from app.services.unit_of_work import Along, Service, ServiceActor, Tx
 from data import audit
 from data.domain import (
     ACK_TIMEOUT,
@@ -47,6 +47,8 @@ class OpenResult:
     ref: str
     case_id: int
     created: bool
+    paged: tuple[str, ...] = ()
+    """Who its first step paged, in the transaction that opened it."""
 
 
 def check_title(title: str) -> str:
@@ -82,13 +84,16 @@ class CaseService(Service):
         source: str = "vigil",
         links: Sequence[tuple[str, str]] = (),
         claim: Callable[[Tx], None] | None = None,
+        along: Along | None = None,
     ) -> OpenResult:
         """Open a case, or absorb the event into the open case of the same dedup key.
 
-        `links` are (address, text) pairs a sender attached, kept on the case in order.
-        `claim` runs first in the same transaction: it may record what the opening stands
-        for (a silent heartbeat marked down) or refuse with `NothingToDo`, and then nothing
-        is written, so the case and its cause land together or not at all.
+        `links` are (address, text) pairs a sender attached, kept on the case in order. A
+        new case pages its first step in the transaction that opens it (when the service
+        has an escalation starter). `claim` runs first in that transaction: it may record
+        what the opening stands for (a silent heartbeat marked down) or refuse with
+        `NothingToDo`, and then nothing is written, so the case and its cause land together
+        or not at all; `along` writes more in it, last.
         """
         title = check_title(title)
         kept_links = _check_links(links)
@@ -104,7 +109,20 @@ class CaseService(Service):
         key = (dedup_key or "").strip() or None
         if key is not None and len(key) > MAX_DEDUP_KEY:
             raise BadInput("dedup_key", f"at most {MAX_DEDUP_KEY} characters, got {len(key)}")
-        args = (actor, title, cat, sev, details, policy, key, sensitive, source, kept_links, claim)
+        args = (
+            actor,
+            title,
+            cat,
+            sev,
+            details,
+            policy,
+            key,
+            sensitive,
+            source,
+            kept_links,
+            claim,
+            along,
+        )
         try:
             return self._open(*args)
         except IntegrityError:
@@ -126,8 +144,9 @@ class CaseService(Service):
         source: str,
         links: tuple[tuple[str, str], ...] = (),
         claim: Callable[[Tx], None] | None = None,
+        along: Along | None = None,
     ) -> OpenResult:
-        with self.work(actor) as tx:
+        with self.work(actor, along) as tx:
             if claim is not None:
                 claim(tx)
             existing = self._open_duplicate(tx, dedup_key, source) if dedup_key else None
@@ -146,7 +165,7 @@ class CaseService(Service):
                     source,
                     links,
                 )
-        return result
+        return replace(result, paged=tuple(tx.paged.get(result.case_id, ())))
 
     def _open_duplicate(self, tx: Tx, dedup_key: str, source: str) -> OpenResult | None:
         """An open case with the same dedup key absorbs the event instead of a new case."""
@@ -230,8 +249,8 @@ class CaseService(Service):
         tx.escalate(case)
         return OpenResult(case.ref, case.id, created=True)
 
-    def acknowledge(self, actor: str, ref: str) -> Case:
-        with self.work(actor) as tx:
+    def acknowledge(self, actor: str, ref: str, along: Along | None = None) -> Case:
+        with self.work(actor, along) as tx:
             case = tx.case(ref)
             if case.status == Status.RESOLVED.value:
                 raise NothingToDo(f"{case.ref} is already resolved")
@@ -305,12 +324,13 @@ class CaseService(Service):
         note: str | None = None,
         *,
         sender: str | None = None,
+        along: Along | None = None,
     ) -> Case:
         """Resolve a case. With `sender` (an intake source such as `alertmanager`), the alert's
         own sender says it is over: that closes the case whoever it is assigned to, and the
         timeline names the sender."""
         note_text = clean_text("note", note or "", MAX_NOTE, required=False)
-        with self.work(actor) as tx:
+        with self.work(actor, along) as tx:
             case = tx.case(ref)
             if case.status == Status.RESOLVED.value:
                 raise NothingToDo(f"{case.ref} is already resolved")

@@ -2,14 +2,16 @@
 
 Each change runs in one write transaction that locks the audit chain, loads the actor,
 lets the service check the actor's role, changes what it changes, and records it: the
-timeline, the change feed consoles follow, and the audit record. Either all of it lands
-or none does. After the commit, consoles are told which cases changed and the cases that
-must page now are handed to the escalation starter, whoever opened them.
+timeline, the change feed consoles follow, and the audit record. Cases that must page now
+(a case just opened, a step escalated by hand) are handed to the escalation starter before
+the commit, in the same transaction: a case is never stored without its first page, nor
+paged without being stored. Either all of it lands or none does. After the commit,
+consoles are told which cases changed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,8 +30,13 @@ from data.models import Case, Responder
 
 SUPERVISING = {Role.SUPERVISOR.value, Role.ADMIN.value}
 
-EscalationStarter = Callable[[Sequence[int]], None]
-"""Pages what is due now for these cases (the engine's `page_now`), after the commit."""
+EscalationStarter = Callable[[Session, datetime, Sequence[int]], Mapping[int, Sequence[str]]]
+"""Pages what is due at this instant for these cases in this session's transaction (the
+engine's `page_within`, claims and all); returns the handles paged, by case id."""
+
+Along = Callable[["Tx"], None]
+"""More to write in a change's own transaction, once its cases are paged (the intake's
+progress through a batch)."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,10 @@ class Tx:
     now: datetime
     changed: list[int] = field(default_factory=list)
     to_escalate: list[int] = field(default_factory=list)
+    done: list[tuple[str, int]] = field(default_factory=list)
+    """(audit action, case id) of each change, in order."""
+    paged: dict[int, list[str]] = field(default_factory=dict)
+    """The handles each escalated case paged, by case id (once the starter has run)."""
 
     @property
     def supervising(self) -> bool:
@@ -108,9 +119,10 @@ class Tx:
         )
         assert case.id is not None
         self.changed.append(case.id)
+        self.done.append((action, case.id))
 
     def escalate(self, case: Case) -> None:
-        """Page what is due for `case` as soon as this change commits."""
+        """Page what is due for `case` within this change, before it commits."""
         assert case.id is not None
         self.to_escalate.append(case.id)
 
@@ -132,7 +144,10 @@ class UnitOfWork:
         self._escalation = escalation
 
     @contextmanager
-    def __call__(self, actor_handle: str | ServiceActor) -> Iterator[Tx]:
+    def __call__(
+        self, actor_handle: str | ServiceActor, along: Along | None = None
+    ) -> Iterator[Tx]:
+        """One change by `actor_handle`; `along` writes more in its transaction, last."""
         with self.db.write() as session:
             audit.lock_head(session)
             if isinstance(actor_handle, ServiceActor):
@@ -141,11 +156,26 @@ class UnitOfWork:
                 actor = actor_of(session, actor_handle)
             tx = Tx(session, actor, self.clock.now())
             yield tx
+            if self._escalation is not None and tx.to_escalate:
+                self._page(tx)
+            if along is not None:
+                along(tx)
         if self._on_change is not None:
             for case_id in dict.fromkeys(tx.changed):
                 self._on_change(case_id)
-        if self._escalation is not None and tx.to_escalate:
-            self._escalation(list(dict.fromkeys(tx.to_escalate)))
+
+    def _page(self, tx: Tx) -> None:
+        """Page the escalated cases in this transaction (the starter writes in bulk, beside
+        the ORM: what the change wrote goes first, and its cases are read back after)."""
+        assert self._escalation is not None
+        ids = list(dict.fromkeys(tx.to_escalate))
+        tx.session.flush()
+        paged = self._escalation(tx.session, tx.now, ids)
+        tx.paged.update({case_id: list(handles) for case_id, handles in paged.items()})
+        for case_id in ids:
+            case = tx.session.get(Case, case_id)
+            if case is not None:
+                tx.session.refresh(case)
 
     def require_actor(self, handle: str) -> Responder:
         """Refuse an unknown or inactive handle before any work starts."""

@@ -44,15 +44,15 @@ def test_intake_resolves_then_drops_a_resent_resolve_with_exit_0(run: Run, tmp_p
     firing, resolved = tmp_path / "firing.json", tmp_path / "resolved.json"
     firing.write_text(json.dumps(alertmanager("firing")))
     resolved.write_text(json.dumps(alertmanager("resolved")))
-    opened = run.json("intake", str(firing), who="intake")
+    opened = run.summary("intake", str(firing), who="intake")
     assert opened["opened"] == ["ESC-0001"]
-    assert run.json("intake", str(resolved), who="intake")["resolved"] == ["ESC-0001"]
+    assert run.summary("intake", str(resolved), who="intake")["resolved"] == ["ESC-0001"]
     code, out, err = run("intake", str(resolved), who="intake")
     assert (code, err) == (0, "")
     assert "1 dropped (no open case for the dedup key)" in out
     unknown = tmp_path / "unknown.json"
     unknown.write_text(json.dumps({"action": "acknowledge", "dedup_key": "never"}))
-    assert run.json("intake", str(unknown), who="intake")["dropped"] == ["never"]
+    assert run.summary("intake", str(unknown), who="intake")["dropped"] == ["never"]
 
 
 def test_a_senders_resolve_closes_a_case_someone_else_acknowledged(
@@ -87,7 +87,7 @@ def test_a_pagerduty_change_event_is_a_note_in_vigil_changes(run: Run, tmp_path:
     change = {"routing_key": "x", "payload": {"summary": "Deployed 4512", "source": "ci"}}
     path = tmp_path / "change.json"
     path.write_text(json.dumps(change))
-    assert run.json("intake", str(path), who="intake")["changes"] == 1
+    assert run.summary("intake", str(path), who="intake")["changes"] == 1
     assert run.json("cases") == []
     (note,) = run.json("changes")
     assert (note["summary"], note["source"]) == ("Deployed 4512", "ci")

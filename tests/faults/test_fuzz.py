@@ -207,7 +207,7 @@ def test_intake_stores_every_good_event_and_names_every_bad_one(
     )
     Path("events.json").write_text(text)
     code, out, err = _run(intake_desk, "relay", "intake", "events.json", "--json")
-    outcome = json.loads(out)
+    outcome = json.loads(out.splitlines()[-1])
     reported = {error["position"] for error in outcome["errors"]}
     for index, kind in enumerate(batch.kinds):
         position = f"line {index + 1}" if as_lines else f"event {index + 1}"
