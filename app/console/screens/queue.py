@@ -23,8 +23,10 @@ from textual.widgets import Footer, Input, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from app.console import desk
+from app.console.bulk import bulk_summary, run_bulk
 from app.console.host import COMFORTABLE_WIDTH
 from app.console.messages import (
+    BulkActionDone,
     CaseActionDone,
     ChangesAnnounced,
     DeskStatusLoaded,
@@ -225,7 +227,7 @@ class QueueScreen(Screen[None]):
             "clear_filters",
             "Clear filters",
             "queue.clear_filters",
-            "Clear the search and every filter",
+            "Unmark the marked cases; else clear the search and every filter",
             show=False,
         ),
         _binding(
@@ -609,6 +611,14 @@ class QueueScreen(Screen[None]):
         )
         self.post_message(CaseActionDone(action.verb, action.case_id, text, generation, window))
 
+    @work(thread=True, name="bulk action", group="case-action", exit_on_error=False)
+    def _perform_bulk(self, verb: str, cases: tuple[tuple[int, str], ...], text: str) -> None:
+        """Each marked case through the case service in turn; every outcome comes back."""
+        app = self.vigil
+        service = CaseService(app.db, app.clock)
+        outcomes = run_bulk(service, app.profile.handle, verb, cases, text)
+        self.post_message(BulkActionDone(verb, outcomes))
+
     @work(thread=True, name="desktop notification", group="desktop", exit_on_error=False)
     def _notify_desktop(self, alerts: tuple[PageAlert, ...]) -> None:
         app = self.vigil
@@ -844,6 +854,9 @@ class QueueScreen(Screen[None]):
         self._perform(action, self.generation, self.queue_filter, self._screen_rows())
 
     def action_ack(self) -> None:
+        if self.table.marked:
+            self._perform_bulk("ack", self.table.marked, "")
+            return
         if (target := self._target()) is None:
             return
         action = CaseAction("ack", *target)
@@ -901,7 +914,72 @@ class QueueScreen(Screen[None]):
             answered,
         )
 
+    def _ask_then_run_bulk(
+        self,
+        verb: str,
+        title: str,
+        prompt: str,
+        *,
+        required: bool,
+        suggestions: tuple[str, ...] = (),
+        placeholder: str = "",
+    ) -> bool:
+        """With cases marked, ask once and act on each of them; False when none are."""
+        marked = self.table.marked
+        if not marked:
+            return False
+
+        def answered(text: str | None) -> None:
+            if text is not None:
+                self._perform_bulk(verb, marked, text)
+
+        count = len(marked)
+        self.app.push_screen(
+            TextPrompt(
+                f"{title} {count} marked case{'s' if count != 1 else ''}",
+                prompt,
+                placeholder=placeholder,
+                required=required,
+                suggestions=suggestions,
+                cursor_blink=self.vigil.cursor_blink,
+            ),
+            answered,
+        )
+        return True
+
+    def on_bulk_action_done(self, message: BulkActionDone) -> None:
+        """Unmark the cases done, keep the others marked, and say what happened to each."""
+        done = [outcome.case_id for outcome in message.outcomes if outcome.done]
+        self.table.unmark(done)
+        title, text = bulk_summary(message.verb, message.outcomes)
+        failed = len(done) < len(message.outcomes)
+        self.notify(
+            text,
+            title=title,
+            severity="warning" if failed else "information",
+            timeout=20 if failed else 5,
+            markup=False,
+        )
+        self._reload()
+        self.vigil.wake_engine()
+        if self.detail_case is not None:
+            self._read_detail(self.detail_case)
+            self._read_casework(self.detail_case)
+
+    @on(QueueTable.MarksChanged)
+    def _marks_changed(self, event: QueueTable.MarksChanged) -> None:
+        event.stop()
+        self._show_filter_summary()
+
     def action_resolve(self) -> None:
+        if self._ask_then_run_bulk(
+            "resolve",
+            "Resolve",
+            "Closing note for each (optional)",
+            required=False,
+            placeholder="what was done; leave empty for none",
+        ):
+            return
         self._ask_then_run(
             "resolve",
             "Resolve",
@@ -914,6 +992,15 @@ class QueueScreen(Screen[None]):
         self._ask_then_run("note", "Note on", "Note", required=True)
 
     def action_reassign(self) -> None:
+        if self._ask_then_run_bulk(
+            "reassign",
+            "Reassign",
+            "Hand each to (handle)",
+            required=True,
+            suggestions=self.vigil.handles,
+            placeholder="a responder's handle",
+        ):
+            return
         self._ask_then_run(
             "reassign",
             "Reassign",
@@ -1079,6 +1166,7 @@ class QueueScreen(Screen[None]):
     def _set_filter(self, flt: QueueFilter) -> None:
         if flt == self.queue_filter:
             return
+        self.table.unmark()  # a bulk action acts only on cases in view
         self.queue_filter = flt
         self._show_filter_summary()
         self._reload(new_filter=True)
@@ -1132,6 +1220,9 @@ class QueueScreen(Screen[None]):
         if self.detail.has_focus:
             self.table.focus()
             return
+        if self.table.marked:
+            self.table.unmark()
+            return
         field = self.search_input
         if field.has_focus:
             field.value = ""
@@ -1161,6 +1252,8 @@ class QueueScreen(Screen[None]):
         noun = "case" if total == 1 else "cases"
         shown = f"{total} {noun}" if flt.include_resolved else f"{total} open {noun}"
         text = f"{shown} · " + " · ".join(chips) if chips else f"{shown} · no filters"
+        if marked := len(self.table.marked):
+            text += f" · {marked} marked"
         if text != self._summary_text:  # unchanged, it need not be painted again
             self._summary_text = text
             self.query_one("#filter-summary", Static).update(text, layout=False)

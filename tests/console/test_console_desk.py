@@ -1,0 +1,207 @@
+"""The desk's second round of console features, driven from the keyboard with Pilot:
+marking cases for bulk acknowledge, resolve and reassign.
+
+As in test_console.py, each test opens the console as one person on a fresh SQLite
+database with a frozen clock; "another console" is the case service called from the test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import col, select
+
+from app.console.bulk import BulkOutcome, bulk_summary, run_bulk
+from app.console.screens.dialogs import TextPrompt
+from app.core.clock import FakeClock
+from app.services.cases import CaseService
+from data.db import Database
+from data.models import AuditRecord, Case, Responder
+from tests.console_harness import Console, OpenConsole, console_opener
+from tests.factories import add_policy, add_responder
+
+
+@pytest.fixture
+def service(db: Database, clock: FakeClock) -> CaseService:
+    add_responder(db, "ana")
+    add_responder(db, "ben")
+    add_responder(db, "sue", "supervisor")
+    add_policy(db, "standard", [(600, ["user:ben"])], route=["default"])
+    return CaseService(db, clock)
+
+
+@pytest.fixture
+def open_console(db: Database, clock: FakeClock, tmp_path: Path) -> OpenConsole:
+    return console_opener(db, clock, tmp_path)
+
+
+def _open(service: CaseService, title: str, severity: int) -> str:
+    return service.open_case("sue", title=title, category="edr", severity=severity).ref
+
+
+def _case(db: Database, ref: str) -> Case:
+    with db.read() as session:
+        return session.exec(select(Case).where(Case.ref == ref)).one()
+
+
+def _audit_actions(db: Database, action: str) -> list[str | None]:
+    with db.read() as session:
+        records = session.exec(
+            select(AuditRecord).where(AuditRecord.action == action).order_by(col(AuditRecord.seq))
+        ).all()
+        return [record.case_ref for record in records]
+
+
+def _line(console: Console, ref: str) -> str:
+    table = console.screen.table
+    index = table.index_of(_case(console.app.db, ref).id or 0)
+    assert index is not None
+    return table.render_line(index + 1 - int(table.scroll_offset.y)).text
+
+
+def _summary(console: Console) -> str:
+    return str(console.screen.query_one("#filter-summary").render())
+
+
+# --- marking ------------------------------------------------------------------------
+
+
+async def test_space_marks_the_row_moves_on_and_the_bar_counts_the_marks(
+    service: CaseService, open_console: Callable[..., Any]
+) -> None:
+    refs = [_open(service, f"Case {n}", n) for n in (1, 2, 3)]
+    async with open_console() as console:
+        assert "✓" not in _line(console, refs[0])
+        await console.press("space")
+        assert console.cursor_ref() == refs[1]
+        await console.press("space")
+        assert [ref for _, ref in console.screen.table.marked] == refs[:2]
+        assert _line(console, refs[0]).startswith("✓")
+        assert _line(console, refs[1]).startswith("✓")
+        assert not _line(console, refs[2]).startswith("✓")
+        assert "2 marked" in _summary(console)
+        await console.press("k", "space")  # space again unmarks
+        assert [ref for _, ref in console.screen.table.marked] == refs[:1]
+        assert "1 marked" in _summary(console)
+        await console.press("escape")
+        assert console.screen.table.marked == ()
+        assert "marked" not in _summary(console)
+        assert "✓" not in _line(console, refs[0])
+
+
+async def test_a_new_filter_drops_the_marks(
+    service: CaseService, open_console: Callable[..., Any]
+) -> None:
+    _open(service, "Urgent", 1)
+    _open(service, "Routine", 3)
+    async with open_console() as console:
+        await console.press("space")
+        await console.press("1")
+        assert console.screen.table.marked == ()
+
+
+# --- bulk actions -------------------------------------------------------------------
+
+
+async def test_bulk_acknowledge_acts_on_each_marked_case_with_an_audit_record_each(
+    service: CaseService, open_console: Callable[..., Any]
+) -> None:
+    refs = [_open(service, f"Case {n}", n) for n in (1, 2, 3)]
+    async with open_console() as console:
+        await console.press("space", "space")
+        await console.press("a")
+        assert [_case(service.db, ref).status for ref in refs] == [
+            "acknowledged",
+            "acknowledged",
+            "triggered",
+        ]
+        assert _audit_actions(service.db, "case.ack") == refs[:2]
+        toast = console.said("2 cases acknowledged")
+        assert toast.message == f"{refs[0]}, {refs[1]}"
+        assert console.screen.table.marked == ()
+        rows = {row.ref: row.status for row in map(console.screen.table.row_at, range(3)) if row}
+        assert rows[refs[0]] == rows[refs[1]] == "acknowledged"
+
+
+async def test_bulk_resolve_reports_each_refusal_and_keeps_those_cases_marked(
+    service: CaseService, open_console: Callable[..., Any]
+) -> None:
+    mine = _open(service, "Mine to close", 1)
+    bens = _open(service, "Ben's case", 2)
+    free = _open(service, "Nobody's", 3)
+    service.acknowledge("ana", mine)
+    service.acknowledge("ben", bens)
+    async with open_console() as console:
+        # the queue: triggered first (free), then acknowledged by severity (mine, bens)
+        assert console.refs() == [free, mine, bens]
+        await console.press("space", "space", "space")
+        await console.press("r")
+        prompt = console.app.screen
+        assert isinstance(prompt, TextPrompt)
+        await console.type("closed together")
+        await console.press("enter")
+        assert _case(service.db, mine).status == "resolved"
+        assert _case(service.db, free).status == "resolved"
+        assert _case(service.db, bens).status == "acknowledged"
+        toast = console.said("2 cases resolved, 1 not")
+        assert toast.severity == "warning"
+        assert f"{bens}: {bens} is assigned to ben" in toast.message
+        assert [ref for _, ref in console.screen.table.marked] == [bens]
+        assert console.refs() == [bens]
+        assert sorted(_audit_actions(service.db, "case.resolve")) == sorted([mine, free])
+
+
+async def test_a_supervisor_reassigns_the_marked_cases_to_one_person(
+    service: CaseService, open_console: Callable[..., Any]
+) -> None:
+    refs = [_open(service, f"Case {n}", n) for n in (1, 2)]
+    async with open_console("sue") as console:
+        await console.press("space", "space", "R")
+        await console.type("ben")
+        await console.press("enter")
+        with service.db.read() as session:
+            ben = session.exec(select(Responder).where(Responder.handle == "ben")).one()
+        assert [_case(service.db, ref).assignee_id for ref in refs] == [ben.id, ben.id]
+        assert _audit_actions(service.db, "case.reassign") == refs
+        console.said("2 cases reassigned")
+
+
+# --- the bulk runner on its own -----------------------------------------------------
+
+
+def test_a_database_failure_stops_the_run_and_says_which_cases_were_not_tried(
+    service: CaseService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    refs = [_open(service, f"Case {n}", n) for n in (1, 2, 3)]
+    cases = tuple((_case(service.db, ref).id or 0, ref) for ref in refs)
+    real = service.acknowledge
+    calls: list[str] = []
+
+    def flaky(actor: str, ref: str) -> Case:
+        calls.append(ref)
+        if ref == refs[1]:
+            raise OperationalError("UPDATE case", {}, Exception("database is locked"))
+        return real(actor, ref)
+
+    monkeypatch.setattr(service, "acknowledge", flaky)
+    outcomes = run_bulk(service, "ana", "ack", cases, "")
+    assert calls == refs[:2]
+    assert [o.done for o in outcomes] == [True, False, False]
+    assert "database is locked" in outcomes[1].problem
+    assert outcomes[2].problem == "not tried: the database did not answer"
+    assert _case(service.db, refs[2]).status == "triggered"
+
+
+def test_the_summary_counts_in_the_singular_and_lists_each_problem() -> None:
+    title, text = bulk_summary("ack", (BulkOutcome(1, "ESC-0001"),))
+    assert (title, text) == ("1 case acknowledged", "ESC-0001")
+    title, text = bulk_summary(
+        "resolve", (BulkOutcome(1, "ESC-0001", "already resolved"), BulkOutcome(2, "ESC-0002"))
+    )
+    assert title == "1 case resolved, 1 not"
+    assert text == "ESC-0001: already resolved"
