@@ -40,6 +40,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "note": ("cases", "add a note to a case"),
     "stage": ("cases", "set a case's work stage"),
     "escalate": ("cases", "page the next step now"),
+    "snooze": ("cases", "put a case away until a time; it pages again then"),
+    "reopen": ("cases", "reopen a case resolved in the last 24 hours"),
     "show": ("cases", "show one case"),
     "cases": ("cases", "list cases (open ones by default)"),
     "engine": ("desk", "run the escalation loop without a screen"),

@@ -8,6 +8,7 @@ database with a frozen clock; "another console" is the case service called from 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -205,3 +206,56 @@ def test_the_summary_counts_in_the_singular_and_lists_each_problem() -> None:
     )
     assert title == "1 case resolved, 1 not"
     assert text == "ESC-0001: already resolved"
+
+
+# --- snooze and reopen --------------------------------------------------------------
+
+
+async def test_snooze_asks_until_and_why_then_the_case_leaves_the_queue_for_the_snoozed_view(
+    service: CaseService, open_console: Callable[..., Any], clock: FakeClock
+) -> None:
+    ref = _open(service, "Waiting on the agency", 2)
+    other = _open(service, "Other", 3)
+    async with open_console() as console:
+        await console.press("z")
+        await console.type("nonsense")
+        await console.press("enter")
+        assert console.said("until: expected a duration such as 4h").severity == "error"
+        assert _case(service.db, ref).snoozed_until is None
+        await console.press("z")
+        await console.type("2h")
+        await console.press("enter")
+        assert isinstance(console.app.screen, TextPrompt)
+        await console.type("agency calls back")
+        await console.press("enter")
+        case = _case(service.db, ref)
+        assert case.snoozed_until == clock.now() + timedelta(hours=2)
+        assert case.snooze_reason == "agency calls back"
+        console.said(f"{ref} snoozed until")
+        assert console.refs() == [other]
+        await console.press("Z")
+        assert console.refs() == [ref]
+        assert _summary(console).startswith("1 snoozed case · snoozed only")
+        view = console.screen.detail.view
+        assert view is not None
+        assert view.snoozed_until == case.snoozed_until
+        live = str(console.screen.detail.query_one("#detail-live").render())
+        assert "Snoozed     until" in live
+        assert "pages again in 2:00:00" in live
+
+
+async def test_reopen_a_case_resolved_today_from_the_queue(
+    service: CaseService, open_console: Callable[..., Any]
+) -> None:
+    ref = _open(service, "Closed too soon", 2)
+    service.resolve("sue", ref)
+    async with open_console("sue") as console:
+        await console.press("f")  # the filter dialog: include resolved cases
+        await console.press("tab", "tab", "space", "ctrl+s")
+        assert console.refs() == [ref]
+        await console.press("o")
+        await console.type("second request arrived")
+        await console.press("enter")
+        assert _case(service.db, ref).status == "acknowledged"
+        console.said(f"{ref} reopened")
+        assert _audit_actions(service.db, "case.reopen") == [ref]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, replace
+from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, ClassVar, cast
 
@@ -53,6 +54,8 @@ from app.console.screens.dialogs import (
     FilterDialog,
     TextPrompt,
 )
+from app.core.errors import BadInput
+from app.core.times import parse_due
 from app.delivery.local import PageAlert, claim_my_pages, record_desktop
 from app.services.cases import CaseService
 from app.services.casework.service import CaseworkService
@@ -62,7 +65,7 @@ from data.queries import QueueFilter
 from widgets.case_detail import CaseDetail
 from widgets.header import Identity, StatusHeader
 from widgets.queue_table import QueueTable
-from widgets.timefmt import viewer_zone
+from widgets.timefmt import format_when, viewer_zone
 from widgets.views import CaseDetailView, CaseworkView, SeekAnchor
 
 if TYPE_CHECKING:
@@ -105,11 +108,12 @@ def paged_text(alerts: tuple[PageAlert, ...]) -> str:
 class CaseAction:
     """One case action requested at this console."""
 
-    verb: str  # ack, resolve, note, reassign, escalate
+    verb: str  # ack, resolve, note, reassign, escalate, snooze, reopen
     case_id: int
     ref: str
     text: str = ""
     confirmed: bool = False  # resolve: yes, although the case still owes a report
+    until: datetime | None = None  # snooze: when it pages again
 
     @property
     def draft_key(self) -> tuple[str, int]:
@@ -151,6 +155,30 @@ class QueueScreen(Screen[None]):
             "Escalate",
             "queue.escalate",
             "Page the next escalation step of the selected case now",
+        ),
+        _binding(
+            "z",
+            "snooze",
+            "Snooze",
+            "queue.snooze",
+            "Put the selected case away until a time, with a reason; it pages again then",
+            show=False,
+        ),
+        _binding(
+            "o",
+            "reopen",
+            "Reopen",
+            "queue.reopen",
+            "Reopen the selected resolved case (within 24 hours of resolving it), with a reason",
+            show=False,
+        ),
+        _binding(
+            "Z",
+            "toggle_snoozed",
+            "Snoozed",
+            "queue.snoozed",
+            "Show only the snoozed cases (press again to go back)",
+            show=False,
         ),
         _binding(
             "v",
@@ -604,6 +632,13 @@ class QueueScreen(Screen[None]):
         elif action.verb == "escalate":
             case = service.escalate_now(me, action.ref)
             text = f"{case.ref}: the next escalation step is due now"
+        elif action.verb == "snooze" and action.until is not None:
+            case = service.snooze(me, action.ref, action.until, action.text)
+            when = format_when(action.until, viewer_zone(app.profile.timezone), app.clock.now())
+            text = f"{case.ref} snoozed until {when}; it pages again then"
+        elif action.verb == "reopen":
+            case = service.reopen(me, action.ref, action.text)
+            text = f"{case.ref} reopened; it is yours to work on"
         else:
             raise ValueError(f"unknown case action {action.verb!r}")
         window = desk.read_after_action(
@@ -1010,6 +1045,56 @@ class QueueScreen(Screen[None]):
             placeholder="a responder's handle",
         )
 
+    def action_snooze(self) -> None:
+        if (target := self._target()) is None:
+            return
+        case_id, ref = target
+
+        def reason_given(until: datetime, reason: str | None) -> None:
+            if reason is not None:
+                self._run(CaseAction("snooze", case_id, ref, reason, until=until))
+
+        def until_given(text: str | None) -> None:
+            if text is None:
+                return
+            try:
+                until = parse_due(text, self.vigil.clock.now(), "until")
+            except BadInput as exc:
+                self.notify(str(exc), title="Check the input", severity="error", markup=False)
+                return
+            assert until is not None
+            self.app.push_screen(
+                TextPrompt(
+                    f"Snooze {ref}",
+                    "Why can it wait?",
+                    value=self.drafts.get(("snooze", case_id), ""),
+                    placeholder="kept in the timeline",
+                    required=True,
+                    cursor_blink=self.vigil.cursor_blink,
+                ),
+                partial(reason_given, until),
+            )
+
+        self.app.push_screen(
+            TextPrompt(
+                f"Snooze {ref}",
+                "Until (it pages again then)",
+                placeholder="30m, 4h, 2d, or a time with an offset: 2026-12-07T09:00+11:00",
+                required=True,
+                cursor_blink=self.vigil.cursor_blink,
+            ),
+            until_given,
+        )
+
+    def action_reopen(self) -> None:
+        self._ask_then_run(
+            "reopen",
+            "Reopen",
+            "Why is it not over?",
+            required=True,
+            placeholder="kept in the timeline and the audit log",
+        )
+
     def action_reveal(self) -> None:
         if (target := self._target()) is None:
             return
@@ -1174,6 +1259,9 @@ class QueueScreen(Screen[None]):
     def action_toggle_mine(self) -> None:
         self._set_filter(replace(self.queue_filter, mine=not self.queue_filter.mine))
 
+    def action_toggle_snoozed(self) -> None:
+        self._set_filter(replace(self.queue_filter, snoozed=not self.queue_filter.snoozed))
+
     def action_toggle_unassigned(self) -> None:
         self._set_filter(replace(self.queue_filter, unassigned=not self.queue_filter.unassigned))
 
@@ -1244,13 +1332,20 @@ class QueueScreen(Screen[None]):
             chips.append(",".join(f"sev{s}" for s in sorted(flt.severities)))
         if flt.categories:
             chips.append(",".join(sorted(flt.categories)))
-        if flt.include_resolved:
+        if flt.snoozed:
+            chips.append("snoozed only")
+        elif flt.include_resolved:
             chips.append("with resolved")
         if flt.search.strip():
             chips.append(f"search “{flt.search.strip()}”")
         total = self.table.total
         noun = "case" if total == 1 else "cases"
-        shown = f"{total} {noun}" if flt.include_resolved else f"{total} open {noun}"
+        if flt.snoozed:
+            shown = f"{total} snoozed {noun}"
+        elif flt.include_resolved:
+            shown = f"{total} {noun}"
+        else:
+            shown = f"{total} open {noun}"
         text = f"{shown} · " + " · ".join(chips) if chips else f"{shown} · no filters"
         if marked := len(self.table.marked):
             text += f" · {marked} marked"
