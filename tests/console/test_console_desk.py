@@ -259,3 +259,32 @@ async def test_reopen_a_case_resolved_today_from_the_queue(
         assert _case(service.db, ref).status == "acknowledged"
         console.said(f"{ref} reopened")
         assert _audit_actions(service.db, "case.reopen") == [ref]
+
+
+# --- copy ---------------------------------------------------------------------------
+
+
+async def test_y_copies_the_reference_through_osc_52_and_the_marked_ones_together(
+    service: CaseService, open_console: Callable[..., Any]
+) -> None:
+    import base64
+
+    refs = [_open(service, f"Case {n}", n) for n in (1, 2, 3)]
+    async with open_console() as console:
+        driver = console.app._driver
+        assert driver is not None
+        written: list[str] = []
+        write = driver.write
+
+        def recording(data: str) -> None:
+            written.append(data)
+            write(data)
+
+        driver.write = recording  # type: ignore[method-assign]
+        await console.press("y")
+        assert console.app.clipboard == refs[0]
+        encoded = base64.b64encode(refs[0].encode()).decode()
+        assert f"\x1b]52;c;{encoded}\a" in written
+        console.said(f"{refs[0]} copied to the clipboard")
+        await console.press("j", "space", "space", "y")
+        assert console.app.clipboard == f"{refs[1]} {refs[2]}"

@@ -181,6 +181,15 @@ class QueueScreen(Screen[None]):
             show=False,
         ),
         _binding(
+            "y",
+            "copy_ref",
+            "Copy ref",
+            "queue.copy_ref",
+            "Copy the selected case's reference (the marked cases' references, when any) to "
+            "the clipboard, through the terminal (OSC 52) where it allows",
+            show=False,
+        ),
+        _binding(
             "v",
             "reveal",
             "Reveal",
@@ -1084,6 +1093,22 @@ class QueueScreen(Screen[None]):
                 cursor_blink=self.vigil.cursor_blink,
             ),
             until_given,
+        )
+
+    def action_copy_ref(self) -> None:
+        """References only: never a title or details, which may be sensitive."""
+        refs = [ref for _, ref in self.table.marked]
+        if not refs:
+            if (target := self._target()) is None:
+                return
+            refs = [target[1]]
+        text = " ".join(refs)
+        self.app.copy_to_clipboard(text)
+        self.notify(
+            f"{text} copied to the clipboard (if the terminal allows it; else select it "
+            "with the mouse)",
+            title="Copied",
+            markup=False,
         )
 
     def action_reopen(self) -> None:
