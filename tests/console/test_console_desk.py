@@ -288,3 +288,44 @@ async def test_y_copies_the_reference_through_osc_52_and_the_marked_ones_togethe
         console.said(f"{refs[0]} copied to the clipboard")
         await console.press("j", "space", "space", "y")
         assert console.app.clipboard == f"{refs[1]} {refs[2]}"
+
+
+# --- the full-screen case -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [(160, 48), (80, 24)])
+async def test_x_shows_the_case_full_screen_with_every_section_and_acts_on_it(
+    service: CaseService, open_console: Callable[..., Any], size: tuple[int, int]
+) -> None:
+    ref = _open(service, "Whole case", 2)
+    service.add_note("sue", ref, "called the agency")
+    async with open_console(size=size) as console:
+        screen = console.screen
+        await console.press("x")
+        assert screen.has_class("-case-full")
+        assert not screen.table.display
+        assert screen.detail.region.width == size[0]
+        assert screen.detail.has_focus
+        text = "\n".join(
+            str(part.render())
+            for part in screen.detail.query(
+                "#detail-head, #detail-live, #detail-body, #detail-history"
+            )
+        )
+        for section in (
+            "Whole case",
+            "Acknowledge",
+            "Escalation",
+            "Details",
+            "Pages (",
+            "Notes (1)",
+            "called the agency",
+            "Timeline (",
+        ):
+            assert section in text, section
+        await console.press("a")  # the case keys act on the case shown
+        assert _case(service.db, ref).status == "acknowledged"
+        await console.press("escape")
+        assert not screen.has_class("-case-full")
+        assert screen.table.has_focus
+        assert screen.table.region.width > 0

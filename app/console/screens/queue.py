@@ -181,6 +181,15 @@ class QueueScreen(Screen[None]):
             show=False,
         ),
         _binding(
+            "x",
+            "full_case",
+            "Full case",
+            "queue.full_case",
+            "Show the selected case full-screen, every section of it (x or Esc: back to the "
+            "queue); the case keys still act on it",
+            show=False,
+        ),
+        _binding(
             "y",
             "copy_ref",
             "Copy ref",
@@ -1329,7 +1338,23 @@ class QueueScreen(Screen[None]):
             self.search_input.display = False
         self.table.focus()
 
+    def action_full_case(self) -> None:
+        """The detail pane takes the whole screen (the queue hidden, its cursor kept), or
+        gives it back."""
+        full = not self.has_class("-case-full")
+        if full and self._target() is None:
+            return
+        self.set_class(full, "-case-full")
+        if full:
+            self.detail.focus()
+            self.detail.scroll_home(animate=False)
+        else:
+            self.table.focus()
+
     def action_clear_filters(self) -> None:
+        if self.has_class("-case-full"):
+            self.action_full_case()
+            return
         if self.detail.has_focus:
             self.table.focus()
             return
