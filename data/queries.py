@@ -36,6 +36,9 @@ class QueueFilter:
     me: int | None = None
     snoozed: bool = False
     """Only the snoozed cases (the open queue leaves them out until their snooze ends)."""
+    clocks: frozenset[str] = frozenset()
+    """When set, only cases of these categories (the ones that carry legal clocks), open
+    or resolved with a report still owed."""
 
 
 QUEUE_RANKS = {"triggered": 0, "acknowledged": 1, "resolved": 2}
@@ -64,6 +67,8 @@ def _filtered(statement: SelectOfScalar[Case], flt: QueueFilter) -> SelectOfScal
         statement = statement.where(col(Case.assignee_id).is_(None))
     if flt.categories:
         statement = statement.where(col(Case.category).in_(sorted(flt.categories)))
+    if flt.clocks:
+        statement = statement.where(col(Case.category).in_(sorted(flt.clocks)))
     if flt.severities:
         statement = statement.where(col(Case.severity).in_(sorted(flt.severities)))
     if flt.search.strip():

@@ -91,6 +91,13 @@ class BulkActionDone(Message, bubble=False):
 
 
 @dataclass
+class ClockCategoriesLoaded(Message, bubble=False):
+    """The categories that carry legal clocks, for the queue's clocks filter."""
+
+    categories: frozenset[str]
+
+
+@dataclass
 class ResolveAwaitsYes(Message, bubble=False):
     """Resolving waits for a yes: the case still owes these reports (one line each)."""
 

@@ -329,3 +329,40 @@ async def test_x_shows_the_case_full_screen_with_every_section_and_acts_on_it(
         assert not screen.has_class("-case-full")
         assert screen.table.has_focus
         assert screen.table.region.width > 0
+
+
+# --- legal clocks -------------------------------------------------------------------
+
+
+async def test_l_shows_only_cases_with_legal_clocks_a_resolved_one_that_owes_a_report_too(
+    service: CaseService, open_console: Callable[..., Any]
+) -> None:
+    owed = service.open_case("sue", title="CSEA report", category="csea", severity=1).ref
+    service.resolve("sue", owed)  # its CyberTipline report is not filed
+    edr = _open(service, "EDR", 2)
+    done = service.open_case("sue", title="Spam", category="other", severity=4).ref
+    service.resolve("sue", done)
+    async with open_console() as console:
+        assert sorted(console.refs()) == sorted([owed, edr])
+        await console.press("L")
+        assert console.refs() == [owed]
+        assert "legal clocks" in _summary(console)
+        row = console.screen.table.cursor_row
+        assert row is not None
+        assert (row.status, row.clock_kind) == ("resolved", "deadline")
+        await console.press("L")
+        assert sorted(console.refs()) == sorted([owed, edr])
+
+
+async def test_bulk_resolve_leaves_a_case_that_owes_a_report_for_its_own_confirmation(
+    service: CaseService, open_console: Callable[..., Any]
+) -> None:
+    owed = service.open_case("sue", title="CSEA report", category="csea", severity=1).ref
+    edr = _open(service, "EDR", 2)
+    async with open_console("sue") as console:
+        await console.press("space", "space", "r", "enter")
+        assert _case(service.db, edr).status == "resolved"
+        assert _case(service.db, owed).status == "triggered"
+        toast = console.said("1 case resolved, 1 not")
+        assert f"{owed}: still owes CyberTipline report to NCMEC" in toast.message
+        assert "resolve it on its own to confirm" in toast.message

@@ -30,6 +30,7 @@ from app.console.messages import (
     BulkActionDone,
     CaseActionDone,
     ChangesAnnounced,
+    ClockCategoriesLoaded,
     DeskStatusLoaded,
     DesktopNotified,
     DetailLoaded,
@@ -170,6 +171,15 @@ class QueueScreen(Screen[None]):
             "Reopen",
             "queue.reopen",
             "Reopen the selected resolved case (within 24 hours of resolving it), with a reason",
+            show=False,
+        ),
+        _binding(
+            "L",
+            "toggle_clocks",
+            "Clocks",
+            "queue.clocks",
+            "Show only the cases with legal clocks, resolved ones that still owe a report "
+            "included (press again to go back)",
             show=False,
         ),
         _binding(
@@ -1293,6 +1303,22 @@ class QueueScreen(Screen[None]):
     def action_toggle_mine(self) -> None:
         self._set_filter(replace(self.queue_filter, mine=not self.queue_filter.mine))
 
+    def action_toggle_clocks(self) -> None:
+        if self.queue_filter.clocks:
+            self._set_filter(replace(self.queue_filter, clocks=frozenset()))
+        else:
+            self._read_clock_categories()
+
+    @work(thread=True, name="clock categories", group="settings", exit_on_error=False)
+    def _read_clock_categories(self) -> None:
+        self.post_message(ClockCategoriesLoaded(desk.read_clock_categories(self.vigil.db)))
+
+    def on_clock_categories_loaded(self, message: ClockCategoriesLoaded) -> None:
+        if not message.categories:
+            self.notify("No category carries a legal clock on this desk.", markup=False)
+            return
+        self._set_filter(replace(self.queue_filter, clocks=message.categories))
+
     def action_toggle_snoozed(self) -> None:
         self._set_filter(replace(self.queue_filter, snoozed=not self.queue_filter.snoozed))
 
@@ -1382,6 +1408,8 @@ class QueueScreen(Screen[None]):
             chips.append(",".join(f"sev{s}" for s in sorted(flt.severities)))
         if flt.categories:
             chips.append(",".join(sorted(flt.categories)))
+        if flt.clocks:
+            chips.append("legal clocks")
         if flt.snoozed:
             chips.append("snoozed only")
         elif flt.include_resolved:
