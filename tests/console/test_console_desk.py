@@ -366,3 +366,59 @@ async def test_bulk_resolve_leaves_a_case_that_owes_a_report_for_its_own_confirm
         toast = console.said("1 case resolved, 1 not")
         assert f"{owed}: still owes CyberTipline report to NCMEC" in toast.message
         assert "resolve it on its own to confirm" in toast.message
+
+
+# --- the header at any width ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("width", [30, 40, 50, 60, 70, 80, 100, 120, 160, 200])
+def test_the_header_keeps_the_engines_state_at_any_width(width: int, clock: FakeClock) -> None:
+    from widgets.header import Identity, OnCallView, StatusHeader
+
+    now = clock.now()
+    header = StatusHeader(
+        Identity("ana", "specialist", "Australia/Sydney", "sqlite:/a/long/path/to/vigil.db"),
+        now=now,
+    )
+    on_call = (OnCallView("primary", "ana", "ben", now + timedelta(hours=3)),)
+    header.set_status(on_call, now - timedelta(minutes=5))
+    line = str(header._status_line(width, with_on_call=True))
+    assert len(line) <= width
+    assert "engine 5m ago (stopped?)" in line
+    if width >= 50:
+        assert "ana (specialist)" in line
+    header.set_status(on_call, now - timedelta(minutes=5), timedelta(minutes=11))
+    line = str(header._status_line(width, with_on_call=True))
+    assert "engine 5m ago (stopped?)" in line
+    if width >= 80:
+        assert "clock 11m ahead of the database" in line
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)])
+async def test_a_stopped_engine_and_a_database_problem_stay_in_the_header(
+    service: CaseService,
+    open_console: Callable[..., Any],
+    db: Database,
+    clock: FakeClock,
+    size: tuple[int, int],
+) -> None:
+    from data.models import EngineHeartbeat
+
+    with db.write() as session:
+        session.add(
+            EngineHeartbeat(
+                name="engine@elsewhere",
+                started_at=clock.now() - timedelta(hours=1),
+                last_cycle_at=clock.now() - timedelta(minutes=5),
+            )
+        )
+    async with open_console(size=size) as console:
+        header = console.screen.header
+        header.trouble = "The database did not answer: database is locked"
+        await console.settle()
+        lines = str(header.render()).splitlines()
+        assert "engine 5m ago (stopped?)" in lines[0]
+        assert "ana (specialist)" in lines[0]
+        assert ("on call" in lines[0]) is False  # at 80 it gave way; at 160 it has a line
+        assert any(line.startswith("The database did not answer") for line in lines)
+        assert all(len(line) <= size[0] for line in lines)
