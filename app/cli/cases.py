@@ -1,5 +1,5 @@
 """Case commands: `vigil page`, `ack`, `resolve`, `reassign`, `note`, `stage`,
-`escalate`, `snooze`, `reopen`, `show` and `cases`."""
+`escalate`, `snooze`, `reopen`, `merge`, `show` and `cases`."""
 
 from __future__ import annotations
 
@@ -153,6 +153,16 @@ def cmd_snooze(ctx: Context) -> int:
     return EXIT_OK
 
 
+def cmd_merge(ctx: Context) -> int:
+    target = ctx.cases.merge(ctx.actor, ctx.args.ref, ctx.args.into)
+    ref = ctx.args.ref.strip().upper()
+    ctx.emit(
+        {"ref": ref, "status": "resolved", "into": target.ref},
+        f"{ref} merged into {target.ref} and resolved",
+    )
+    return EXIT_OK
+
+
 def cmd_reopen(ctx: Context) -> int:
     case = ctx.cases.reopen(ctx.actor, ctx.args.ref, ctx.args.reason)
     ctx.emit(
@@ -241,6 +251,9 @@ def register(commands: Commands) -> None:
         help="a duration from now (30m, 4h, 2d) or a time with an offset; at most 7 days",
     )
     p.add_argument("--reason", required=True, help="why it can wait (kept in the timeline)")
+    p = commands.add("merge", cmd_merge)
+    p.add_argument("ref", help="the duplicate, resolved by the merge")
+    p.add_argument("--into", required=True, metavar="REF", help="the case that carries on")
     p = commands.add("reopen", cmd_reopen)
     p.add_argument("ref")
     p.add_argument("--reason", required=True, help="why it is not over (kept in the timeline)")

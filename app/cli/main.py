@@ -42,6 +42,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "escalate": ("cases", "page the next step now"),
     "snooze": ("cases", "put a case away until a time; it pages again then"),
     "reopen": ("cases", "reopen a case resolved in the last 24 hours"),
+    "merge": ("cases", "close a case as a duplicate of another"),
     "show": ("cases", "show one case"),
     "cases": ("cases", "list cases (open ones by default)"),
     "engine": ("desk", "run the escalation loop without a screen"),

@@ -69,6 +69,22 @@ def _check_links(links: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...
     return tuple(kept)
 
 
+def _close(tx: Tx, case: Case) -> None:
+    """Resolve `case` as of `tx` (the timeline and audit are the caller's)."""
+    case.status = Status.RESOLVED.value
+    case.stage = Stage.CLOSED.value
+    case.resolved_at = tx.now
+    case.resolved_by_id = tx.actor.id
+    case.next_escalation_at = None
+    if case.acknowledged_at is None:
+        case.acknowledged_at = tx.now
+        case.acknowledged_by_id = tx.actor.id
+    if case.first_response_at is None:
+        case.first_response_at = tx.now
+    if case.assignee_id is None:
+        case.assignee_id = tx.actor.id
+
+
 def _ack_timeout_at(case: Case, now: datetime) -> datetime | None:
     """When an acknowledged case escalates again if not resolved (its policy's ack timeout)."""
     timeout = case.policy_snapshot.get("ack_timeout_seconds")
@@ -329,6 +345,47 @@ class CaseService(Service):
             tx.finish(case, "case.snooze", {"until": until.isoformat(), "reason": why})
         return case
 
+    def merge(self, actor: str, ref: str, into: str) -> Case:
+        """Close `ref` as a duplicate of `into`: it is resolved, and both timelines say so.
+        Its pages, notes and timeline stay on it, readable as before. Returns `into`."""
+        with self.work(actor) as tx:
+            if ref.strip().upper() == into.strip().upper():
+                raise BadInput("into", f"a case cannot be merged into itself ({ref})")
+            # Locked in one order whichever way round they are named: two consoles merging
+            # the same pair opposite ways wait for each other instead of deadlocking.
+            first, second = sorted((ref, into), key=lambda r: r.strip().upper())
+            locked = {c.ref: c for c in (tx.case(first), tx.case(second))}
+            duplicate, target = locked[ref.strip().upper()], locked[into.strip().upper()]
+            if duplicate.status == Status.RESOLVED.value:
+                raise NothingToDo(f"{duplicate.ref} is already resolved")
+            if target.status == Status.RESOLVED.value:
+                raise NotAllowed(f"{target.ref} is resolved; reopen it first, then merge into it")
+            tx.refuse_unless_may_work_on(duplicate, "merge")
+            _close(tx, duplicate)
+            by = tx.actor.handle
+            add_timeline(
+                tx.session,
+                duplicate,
+                tx.now,
+                "merged",
+                f"Merged into {target.ref} by {by} as a duplicate; its pages, notes and "
+                "timeline stay here",
+                by,
+                {"into": target.ref},
+            )
+            add_timeline(
+                tx.session,
+                target,
+                tx.now,
+                "merged_in",
+                f"{duplicate.ref} ({duplicate.title}) merged into this case by {by}",
+                by,
+                {"from": duplicate.ref},
+            )
+            tx.finish(duplicate, "case.merge", {"into": target.ref})
+            tx.finish(target, "case.merge_in", {"from": duplicate.ref})
+        return target
+
     def reopen(self, actor: str, ref: str, reason: str) -> Case:
         """Take back a case resolved within `REOPEN_WINDOW`: acknowledged by the person who
         reopens it, the resolution kept in its timeline and the audit chain."""
@@ -403,18 +460,7 @@ class CaseService(Service):
                 raise NothingToDo(f"{case.ref} is already resolved")
             if sender is None:
                 tx.refuse_unless_may_work_on(case, "resolve")
-            case.status = Status.RESOLVED.value
-            case.stage = Stage.CLOSED.value
-            case.resolved_at = tx.now
-            case.resolved_by_id = tx.actor.id
-            case.next_escalation_at = None
-            if case.acknowledged_at is None:
-                case.acknowledged_at = tx.now
-                case.acknowledged_by_id = tx.actor.id
-            if case.first_response_at is None:
-                case.first_response_at = tx.now
-            if case.assignee_id is None:
-                case.assignee_id = tx.actor.id
+            _close(tx, case)
             if note_text:
                 self._add_note_row(tx, case, note_text)
             add_timeline(

@@ -1,4 +1,5 @@
-"""`vigil snooze` and `vigil reopen`: the console's snooze and reopen from the command line."""
+"""`vigil snooze`, `vigil reopen` and `vigil merge`: the console's snooze, reopen and merge
+from the command line."""
 
 from __future__ import annotations
 
@@ -63,3 +64,12 @@ def test_reopen_within_a_day_and_refused_after(run: Run, clock: FakeClock) -> No
     code, _, err = run("reopen", ref, "--reason", "late")
     assert code == 1
     assert "resolved more than 24 h ago" in err
+
+
+def test_merge_resolves_the_duplicate_into_the_case_named(run: Run) -> None:
+    keep, dup = _open(run), _open(run)
+    assert run.ok("merge", dup, "--into", keep).strip() == f"{dup} merged into {keep} and resolved"
+    assert run.json("show", dup)["status"] == "resolved"
+    code, _, err = run("merge", keep, "--into", keep)
+    assert code == 2
+    assert "into: a case cannot be merged into itself" in err

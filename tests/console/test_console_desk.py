@@ -422,3 +422,24 @@ async def test_a_stopped_engine_and_a_database_problem_stay_in_the_header(
         assert ("on call" in lines[0]) is False  # at 80 it gave way; at 160 it has a line
         assert any(line.startswith("The database did not answer") for line in lines)
         assert all(len(line) <= size[0] for line in lines)
+
+
+# --- merging duplicates ---------------------------------------------------------------
+
+
+async def test_shift_m_merges_the_selected_case_into_the_one_named(
+    service: CaseService, open_console: Callable[..., Any]
+) -> None:
+    keep = _open(service, "EDR: Metro PD", 1)
+    dup = _open(service, "EDR: Metro PD again", 2)
+    async with open_console() as console:
+        await console.press("j", "M")
+        await console.type(keep)
+        await console.press("enter")
+        assert _case(service.db, dup).status == "resolved"
+        console.said(f"{dup} merged into {keep} and resolved")
+        await console.poll()
+        assert console.refs() == [keep]
+        view = console.screen.detail.view
+        assert view is not None
+        assert view.timeline[-1].text.startswith(f"{dup} (EDR: Metro PD again) merged into")

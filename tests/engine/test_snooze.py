@@ -1,6 +1,7 @@
-"""Snooze and reopen against the engine, on SQLite and PostgreSQL, with an injected clock:
-a snoozed case is out of the open queue and pages nobody until its snooze ends, then the
-engine re-triggers it from step 1 and pages; a reopened case is back in hand."""
+"""Snooze, reopen and merge against the engine, on SQLite and PostgreSQL, with an injected
+clock: a snoozed case is out of the open queue and pages nobody until its snooze ends, then
+the engine re-triggers it from step 1 and pages; a reopened case is back in hand; a merged
+duplicate pages no more and keeps its history."""
 
 from __future__ import annotations
 
@@ -165,3 +166,57 @@ def test_reopen_is_refused_after_the_window(service: CaseService, clock: FakeClo
     with pytest.raises(NotAllowed, match="resolved more than 24 h ago"):
         service.reopen("sue", ref, "too late")
     assert _case(service.db, ref).status == "resolved"
+
+
+# --- merging duplicates ---------------------------------------------------------------
+
+
+def test_merge_closes_the_duplicate_keeps_its_history_and_tells_both_timelines(
+    service: CaseService, engine: EscalationEngine, clock: FakeClock
+) -> None:
+    db = service.db
+    keep = service.open_case("sue", title="EDR: Metro PD", category="edr", severity=1).ref
+    dup = service.open_case("sue", title="EDR: Metro PD again", category="edr", severity=1).ref
+    engine.run_due()
+    service.add_note("ana", dup, "same officer, same request")
+    clock.advance(timedelta(minutes=1))
+    target = service.merge("ana", dup, keep.lower())
+    assert target.ref == keep
+    merged = _case(db, dup)
+    assert (merged.status, merged.stage, merged.next_escalation_at) == ("resolved", "closed", None)
+    assert _case(db, keep).status == "triggered"
+    assert _timeline(db, dup)[-1] == "merged"
+    assert _timeline(db, keep)[-1] == "merged_in"
+    with db.read() as session:
+        from data.queries import notes_of
+
+        assert [n.body for n in notes_of(session, merged.id or 0)] == ["same officer, same request"]
+        actions = session.exec(
+            select(AuditRecord.action, AuditRecord.case_ref).where(
+                col(AuditRecord.action).startswith("case.merge")
+            )
+        ).all()
+        assert sorted(actions) == [("case.merge", dup), ("case.merge_in", keep)]
+    assert [page for page in _pages(db) if page[0] == "ana"] == [("ana", 0, 1, 0)] * 2
+    clock.advance(timedelta(minutes=5))
+    engine.run_due()  # the duplicate pages no more; the case kept goes on
+    assert len(_pages(db)) == 3
+
+
+def test_merge_refuses_itself_a_resolved_target_and_a_missing_case(
+    service: CaseService,
+) -> None:
+    a = service.open_case("sue", title="A", category="edr", severity=2).ref
+    b = service.open_case("sue", title="B", category="edr", severity=2).ref
+    with pytest.raises(BadInput, match="into: a case cannot be merged into itself"):
+        service.merge("ana", a, a)
+    service.resolve("sue", b)
+    with pytest.raises(NotAllowed, match="reopen it first"):
+        service.merge("ana", a, b)
+    with pytest.raises(NothingToDo, match="already resolved"):
+        service.merge("ana", b, a)
+    from app.core.errors import NotFound
+
+    with pytest.raises(NotFound):
+        service.merge("ana", a, "ESC-9999")
+    assert _case(service.db, a).status == "triggered"

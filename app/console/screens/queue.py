@@ -109,7 +109,7 @@ def paged_text(alerts: tuple[PageAlert, ...]) -> str:
 class CaseAction:
     """One case action requested at this console."""
 
-    verb: str  # ack, resolve, note, reassign, escalate, snooze, reopen
+    verb: str  # ack, resolve, note, reassign, escalate, snooze, reopen, merge
     case_id: int
     ref: str
     text: str = ""
@@ -180,6 +180,15 @@ class QueueScreen(Screen[None]):
             "queue.clocks",
             "Show only the cases with legal clocks, resolved ones that still owe a report "
             "included (press again to go back)",
+            show=False,
+        ),
+        _binding(
+            "M",
+            "merge",
+            "Merge",
+            "queue.merge",
+            "Close the selected case as a duplicate of another (its reference); its pages, "
+            "notes and timeline stay readable",
             show=False,
         ),
         _binding(
@@ -664,6 +673,9 @@ class QueueScreen(Screen[None]):
             case = service.snooze(me, action.ref, action.until, action.text)
             when = format_when(action.until, viewer_zone(app.profile.timezone), app.clock.now())
             text = f"{case.ref} snoozed until {when}; it pages again then"
+        elif action.verb == "merge":
+            target = service.merge(me, action.ref, action.text)
+            text = f"{action.ref} merged into {target.ref} and resolved"
         elif action.verb == "reopen":
             case = service.reopen(me, action.ref, action.text)
             text = f"{case.ref} reopened; it is yours to work on"
@@ -1128,6 +1140,15 @@ class QueueScreen(Screen[None]):
             "with the mouse)",
             title="Copied",
             markup=False,
+        )
+
+    def action_merge(self) -> None:
+        self._ask_then_run(
+            "merge",
+            "Merge",
+            "A duplicate of (reference)",
+            required=True,
+            placeholder="the case that carries on, e.g. ESC-0042",
         )
 
     def action_reopen(self) -> None:
