@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from data.domain import Status
 from data.models import Case, CaseChange, TimelineEvent
-from data.queries import OWES_REPORT_RANK, QUEUE_RANKS
+from data.queries import OWES_REPORT_RANK, QUEUE_RANKS, SNOOZED_RANK
 
 
 def record_change(
@@ -23,9 +23,15 @@ def record_change(
 
     A resolved case that still owes a report to an authority keeps the open queue's
     `OWES_REPORT_RANK`: `owes_report` says so when the writer knows (the unit of work
-    asks the legal clocks); a writer that does not know leaves the rank as it was."""
+    asks the legal clocks); a writer that does not know leaves the rank as it was. A snoozed
+    case is out of the open queue (`SNOOZED_RANK`) while it stays acknowledged."""
+    if case.status != Status.ACKNOWLEDGED.value:  # a snooze lasts while acknowledged only
+        case.snoozed_until = None
+        case.snooze_reason = ""
     rank = QUEUE_RANKS[case.status]
-    if case.status == Status.RESOLVED.value:
+    if case.snoozed_until is not None:
+        rank = SNOOZED_RANK
+    elif case.status == Status.RESOLVED.value:
         keep = case.queue_rank == OWES_REPORT_RANK if owes_report is None else owes_report
         rank = OWES_REPORT_RANK if keep else rank
     case.queue_rank = rank

@@ -218,6 +218,10 @@ class Case(SQLModel, table=True):
     next_escalation_at: datetime | None = _utc(nullable=True)
     exhausted: bool = False
     version: int = 1
+    # A snoozed case is acknowledged and out of the open queue until `snoozed_until`, when
+    # the engine re-triggers it (its next escalation is due then).
+    snoozed_until: datetime | None = _utc(nullable=True)
+    snooze_reason: str = Field(default="", sa_column_kwargs={"server_default": ""})
 
 
 class CaseNote(SQLModel, table=True):

@@ -34,6 +34,11 @@ class QueueFilter:
     include_resolved: bool = False
     search: str = ""
     me: int | None = None
+    snoozed: bool = False
+    """Only the snoozed cases (the open queue leaves them out until their snooze ends)."""
+    clocks: frozenset[str] = frozenset()
+    """When set, only cases of these categories (the ones that carry legal clocks), open
+    or resolved with a report still owed."""
 
 
 QUEUE_RANKS = {"triggered": 0, "acknowledged": 1, "resolved": 2}
@@ -41,10 +46,15 @@ OWES_REPORT_RANK = QUEUE_RANKS["acknowledged"]
 """The rank of a resolved case that still owes a report to an authority (its legal deadline
 neither filed nor waived): it stays in the open queue, among the cases in hand, until the
 report is filed."""
+SNOOZED_RANK = 3
+"""The rank of a snoozed case: past the open queue's `queue_rank < 2` (and after the
+resolved cases), until the engine re-triggers it at the snooze's end."""
 
 
 def _filtered(statement: SelectOfScalar[Case], flt: QueueFilter) -> SelectOfScalar[Case]:
-    if not flt.include_resolved:
+    if flt.snoozed:
+        statement = statement.where(col(Case.queue_rank) == SNOOZED_RANK)
+    elif not flt.include_resolved:
         statement = statement.where(col(Case.queue_rank) < QUEUE_RANKS["resolved"])
     if flt.mine and flt.me is not None:
         # A probe of each case's own pages (by the page table's case index), not `IN` over
@@ -57,6 +67,8 @@ def _filtered(statement: SelectOfScalar[Case], flt: QueueFilter) -> SelectOfScal
         statement = statement.where(col(Case.assignee_id).is_(None))
     if flt.categories:
         statement = statement.where(col(Case.category).in_(sorted(flt.categories)))
+    if flt.clocks:
+        statement = statement.where(col(Case.category).in_(sorted(flt.clocks)))
     if flt.severities:
         statement = statement.where(col(Case.severity).in_(sorted(flt.severities)))
     if flt.search.strip():
@@ -208,8 +220,8 @@ def _cases_where(
 ) -> SelectOfScalar[_Row]:
     if status:
         statement = statement.where(Case.status == status)
-    elif open_only:
-        statement = statement.where(col(Case.queue_rank) < QUEUE_RANKS["resolved"])
+    elif open_only:  # snoozed cases are open too
+        statement = statement.where(col(Case.queue_rank) != QUEUE_RANKS["resolved"])
     return statement
 
 

@@ -164,6 +164,8 @@ class CaseDetail(VerticalScroll, can_focus=True):
             ),
             self._milestones(view),
         ]
+        if view.snoozed_until is not None:  # the time is on a live line (`_live`)
+            lines.append(Content.assemble(("snoozed: ", "$foreground-muted"), view.snooze_reason))
         return Content("\n").join(lines)
 
     def _milestones(self, view: CaseDetailView) -> Content:
@@ -218,6 +220,18 @@ class CaseDetail(VerticalScroll, can_focus=True):
                 f" · policy {view.policy}" if view.policy else "",
             )
         )
+        if view.snoozed_until is not None:
+            left = view.snoozed_until - self._now
+            lines.append(
+                Content.assemble(
+                    ("Snoozed     ", label),
+                    ("until ", label),
+                    self._when(view.snoozed_until),
+                    f" (pages again in {format_countdown(left)})"
+                    if left >= timedelta(0)
+                    else " (due now)",
+                )
+            )
         if view.status == "triggered" and view.next_escalation_at is not None:
             left = view.next_escalation_at - self._now
             lines.append(

@@ -3,8 +3,9 @@
 It renders what it is given and never reads a clock or a database: the screen calls
 `set_now` from its one timer and `set_status` when new facts arrive. When the line is
 too narrow, the least needed parts go first: the product name, the database, then who is
-on call. Who I am and the engine's state always stay: a stopped engine means nobody gets
-paged, and a database problem has a line of its own.
+on call; then the clock shortens, then who I am. The engine's state (and a clock at odds
+with the database's) always stays: a stopped engine means nobody gets paged, and a
+database problem has a line of its own.
 """
 
 from __future__ import annotations
@@ -108,9 +109,10 @@ class StatusHeader(Widget):
     # --------------------------------------------------------------- the parts
 
     def _status_line(self, width: int, *, with_on_call: bool) -> Content:
-        clock = self._clock()
-        # (part, how readily it is given up when space runs short: higher goes first)
-        # The last two (who I am, the engine) are never given up.
+        # (part, how readily it is given up when space runs short: higher goes first; 2
+        # and up only). Who I am, the engine and a clock at odds with the database's are
+        # never given up whole: on a very narrow line the
+        # clock shortens first, then who I am; the engine's state keeps what room is left.
         parts: list[tuple[Content, int]] = [
             (Content.styled("Vigil", "$primary bold"), 4),
             (self._who(), 0),
@@ -119,29 +121,46 @@ class StatusHeader(Widget):
         ]
         if with_on_call:
             parts.insert(2, (Content.assemble("on call ", self._on_call_part()), 2))
+        clocks = self._clocks()
+        clock = clocks[0]
         room = width - clock.cell_length - 1
         # A long database path gives up its middle before it gives up its place.
         others = SEPARATOR.join([part for part, _ in parts[1:]]).cell_length
         database = _middle_out(self.identity.database, room - others - 2 * SEPARATOR.cell_length)
         parts.append((Content.styled(database, "$foreground-muted"), 3))
         left = SEPARATOR.join([part for part, _ in parts])
-        while left.cell_length > room and len(parts) > 2:
-            parts.remove(max(parts, key=lambda item: item[1]))
+        while left.cell_length > room and (droppable := [p for p in parts if p[1] >= 2]):
+            parts.remove(max(droppable, key=lambda item: item[1]))
             left = SEPARATOR.join([part for part, _ in parts])
+        for shorter in clocks[1:]:
+            if left.cell_length <= room:
+                break
+            clock = shorter
+            room = width - clock.cell_length - (1 if clock.cell_length else 0)
+        if left.cell_length > room:  # parts[0] is who I am: the handle alone, then nothing
+            engine = SEPARATOR.join([part for part, _ in parts[1:]])
+            left = Content.assemble((self.identity.handle, "bold"), SEPARATOR, engine)
+            if left.cell_length > room:
+                left = engine
         left = left.truncate(max(0, room), ellipsis=True)
-        gap = max(1, width - left.cell_length - clock.cell_length)
+        gap = max(1, width - left.cell_length - clock.cell_length) if clock.cell_length else 0
         return Content.assemble(left, " " * gap, clock).truncate(width)
 
     def _who(self) -> Content:
         return Content.assemble((self.identity.handle, "bold"), f" ({self.identity.role})")
 
-    def _clock(self) -> Content:
+    def _clocks(self) -> list[Content]:
+        """The clock, then ever shorter forms of it for a narrow line, then none."""
         local = self._now.astimezone(self._zone)
-        return Content.assemble(
-            (local.strftime("%a %H:%M:%S %Z"), "bold"),
-            ("  ", ""),
-            (self._now.astimezone(UTC_ZONE).strftime("%H:%M UTC"), "$foreground-muted"),
-        )
+        utc = self._now.astimezone(UTC_ZONE).strftime("%H:%M UTC")
+        return [
+            Content.assemble(
+                (local.strftime("%a %H:%M:%S %Z"), "bold"), ("  ", ""), (utc, "$foreground-muted")
+            ),
+            Content.styled(local.strftime("%H:%M:%S %Z"), "bold"),
+            Content.styled(local.strftime("%H:%M"), "bold"),
+            Content(""),
+        ]
 
     def _on_call_part(self) -> Content:
         if not self._status_known:

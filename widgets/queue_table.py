@@ -79,6 +79,9 @@ class _Column:
     right: bool = False
 
 
+_MARK_COLUMN = _Column("mark", "", 1)
+"""Shown while cases are marked for a bulk action (so a queue without marks keeps its
+width for the title)."""
 _COLUMNS: tuple[_Column, ...] = (
     _Column("mine", "", 1),
     _Column("ref", "Ref", 10),
@@ -97,6 +100,7 @@ _DROP_ORDER = ("assignee", "category", "step", "age")
 _MIN_TITLE_WIDTH = 30
 _GAP = " "
 _MINE_MARKER = "●"
+_MARKED_MARKER = "✓"
 _CLOCK_MARKER = "⚖"
 _OVERDUE_MARKER = "!"
 
@@ -108,10 +112,11 @@ class _Layout:
     width: int
     columns: tuple[_Column, ...]
     line_length: int
+    marking: bool = False
 
 
-def _layout_columns(width: int) -> _Layout:
-    shown = list(_COLUMNS)
+def _layout_columns(width: int, *, marking: bool = False) -> _Layout:
+    shown = [_MARK_COLUMN, *_COLUMNS] if marking else list(_COLUMNS)
 
     def title_width() -> int:
         fixed = sum(column.width for column in shown)
@@ -126,7 +131,7 @@ def _layout_columns(width: int) -> _Layout:
         column if column.width else dataclasses.replace(column, width=flexible) for column in shown
     )
     line_length = sum(column.width for column in columns) + len(_GAP) * (len(columns) - 1)
-    return _Layout(width, columns, line_length)
+    return _Layout(width, columns, line_length, marking)
 
 
 def _fit(text: str, width: int, right: bool) -> str:
@@ -174,6 +179,7 @@ class QueueTable(ScrollView, can_focus=True):
         "queue-table--exhausted",
         "queue-table--acked",
         "queue-table--mine",
+        "queue-table--marked",
         "queue-table--flash",
         "queue-table--cursor",
         # A coloured cell on a highlighted row (the cursor's or a flash) keeps its colour
@@ -235,6 +241,15 @@ class QueueTable(ScrollView, can_focus=True):
             show=False,
             id="queue.last",
             tooltip="Move to the least urgent case",
+        ),
+        Binding(
+            "space",
+            "toggle_mark",
+            "Mark",
+            show=False,
+            id="queue.mark",
+            tooltip="Mark or unmark the highlighted case for a bulk acknowledge, resolve or "
+            "reassign, and move to the next",
         ),
         Binding(
             "enter",
@@ -299,6 +314,17 @@ class QueueTable(ScrollView, can_focus=True):
         def control(self) -> QueueTable:
             return self.table
 
+    @dataclass(eq=False)
+    class MarksChanged(Message):
+        """Cases were marked or unmarked; `count` are marked now."""
+
+        table: QueueTable
+        count: int
+
+        @property
+        def control(self) -> QueueTable:
+            return self.table
+
     def __init__(
         self,
         *,
@@ -325,6 +351,7 @@ class QueueTable(ScrollView, can_focus=True):
         self._pending: _Window | None = None
         self._unavailable: _Window | None = None  # asked for, but the source had no rows
         self._flash_lit: set[int] = set()
+        self._marked: dict[int, str] = {}
         self._flash_timers: dict[int, Timer] = {}
         self._palette: dict[str, Style] = {}
         self._layout: _Layout | None = None
@@ -366,6 +393,22 @@ class QueueTable(ScrollView, can_focus=True):
     def index_of(self, case_id: int) -> int | None:
         """Where the cached row of `case_id` is, or None when it is not loaded."""
         return self._index_of.get(case_id)
+
+    @property
+    def marked(self) -> tuple[tuple[int, str], ...]:
+        """The marked cases as (case id, reference), in the order they were marked."""
+        return tuple(self._marked.items())
+
+    def unmark(self, case_ids: Sequence[int] | None = None) -> None:
+        """Unmark these cases (every case when None)."""
+        gone = (
+            list(self._marked) if case_ids is None else [i for i in case_ids if i in self._marked]
+        )
+        if not gone:
+            return
+        for case_id in gone:
+            del self._marked[case_id]
+        self._marks_changed()
 
     def set_now(self, now: datetime) -> None:
         """Move the table's clock; repaints the visible lines only."""
@@ -511,6 +554,18 @@ class QueueTable(ScrollView, can_focus=True):
     def action_last(self) -> None:
         self._move_cursor(self._total - 1)
 
+    def action_toggle_mark(self) -> None:
+        if (row := self._rows.get(self._cursor)) is None:
+            return
+        if self._marked.pop(row.case_id, None) is None:
+            self._marked[row.case_id] = row.ref
+        self._marks_changed()
+        self._move_cursor(self._cursor + 1)
+
+    def _marks_changed(self) -> None:
+        self.refresh()  # the mark column comes or goes with the first or last mark
+        self._post(self.MarksChanged(self, len(self._marked)))
+
     def action_select(self) -> None:
         if (row := self._rows.get(self._cursor)) is not None:
             self._post(self.Selected(self, row.case_id, row.ref))
@@ -572,6 +627,8 @@ class QueueTable(ScrollView, can_focus=True):
             row_style += self._layer("queue-table--acked")
         if row.paged_to_me:
             row_style += self._layer("queue-table--mine")
+        if row.case_id in self._marked:
+            row_style += self._layer("queue-table--marked")
         on_bar = index == self._cursor or row.case_id in self._flash_lit
         if index == self._cursor:
             row_style += self._layer("queue-table--cursor")
@@ -597,6 +654,8 @@ class QueueTable(ScrollView, can_focus=True):
     def _cell(self, row: QueueRow, key: str) -> tuple[str, str | None]:
         """The text of one cell and the component class that colours it, if any."""
         match key:
+            case "mark":
+                return (_MARKED_MARKER if row.case_id in self._marked else "", None)
             case "mine":
                 return (_MINE_MARKER if row.paged_to_me else "", None)
             case "ref":
@@ -672,9 +731,11 @@ class QueueTable(ScrollView, can_focus=True):
         return style
 
     def _layout_for(self, width: int) -> _Layout:
-        if self._layout is None or self._layout.width != width:
-            self._layout = _layout_columns(width)
-        return self._layout
+        marking = bool(self._marked)
+        layout = self._layout
+        if layout is None or layout.width != width or layout.marking != marking:
+            layout = self._layout = _layout_columns(width, marking=marking)
+        return layout
 
     # ----------------------------------------------------------------- internals
 

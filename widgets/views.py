@@ -117,6 +117,8 @@ class CaseDetailView:
     sla_ack_met_at: datetime | None = None
     sla_respond_met_at: datetime | None = None
     links: tuple[tuple[str, str], ...] = ()  # (text, address) a sender attached
+    snoozed_until: datetime | None = None  # out of the queue until then, then it pages
+    snooze_reason: str = ""
 
 
 # --- casework ------------------------------------------------------------------

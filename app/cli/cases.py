@@ -1,5 +1,5 @@
 """Case commands: `vigil page`, `ack`, `resolve`, `reassign`, `note`, `stage`,
-`escalate`, `show` and `cases`."""
+`escalate`, `snooze`, `reopen`, `merge`, `show` and `cases`."""
 
 from __future__ import annotations
 
@@ -137,6 +137,41 @@ def _owed_reports(ctx: Context, case: Case) -> list[str]:
         return [owed_report_text(clock, now) for clock in owed]
 
 
+def cmd_snooze(ctx: Context) -> int:
+    from app.core.times import format_instant, iso, parse_due
+    from app.services.shiftwork.calendar import viewer_zone_of
+
+    until = parse_due(ctx.args.until, ctx.clock.now(), "--until")
+    assert until is not None  # a required option
+    case = ctx.cases.snooze(ctx.actor, ctx.args.ref, until, ctx.args.reason)
+    with ctx.db.read() as session:
+        zone = viewer_zone_of(session, ctx.actor)
+    ctx.emit(
+        {"ref": case.ref, "status": case.status, "snoozed_until": iso(case.snoozed_until)},
+        f"{case.ref} snoozed until {format_instant(case.snoozed_until, zone)}; it pages again then",
+    )
+    return EXIT_OK
+
+
+def cmd_merge(ctx: Context) -> int:
+    target = ctx.cases.merge(ctx.actor, ctx.args.ref, ctx.args.into)
+    ref = ctx.args.ref.strip().upper()
+    ctx.emit(
+        {"ref": ref, "status": "resolved", "into": target.ref},
+        f"{ref} merged into {target.ref} and resolved",
+    )
+    return EXIT_OK
+
+
+def cmd_reopen(ctx: Context) -> int:
+    case = ctx.cases.reopen(ctx.actor, ctx.args.ref, ctx.args.reason)
+    ctx.emit(
+        {"ref": case.ref, "status": case.status, "stage": case.stage},
+        f"{case.ref} reopened ({case.status}, {case.stage})",
+    )
+    return EXIT_OK
+
+
 def _case_action(verb: str) -> Callable[[Context], int]:
     def run(ctx: Context) -> int:
         service, actor, ref = ctx.cases, ctx.actor, ctx.args.ref
@@ -207,6 +242,21 @@ def register(commands: Commands) -> None:
     p.add_argument("stage", help="triage, investigating, awaiting_partner, contained, closed")
     p = commands.add("escalate", _case_action("escalate"))
     p.add_argument("ref")
+    p = commands.add("snooze", cmd_snooze)
+    p.add_argument("ref")
+    p.add_argument(
+        "--until",
+        required=True,
+        metavar="WHEN",
+        help="a duration from now (30m, 4h, 2d) or a time with an offset; at most 7 days",
+    )
+    p.add_argument("--reason", required=True, help="why it can wait (kept in the timeline)")
+    p = commands.add("merge", cmd_merge)
+    p.add_argument("ref", help="the duplicate, resolved by the merge")
+    p.add_argument("--into", required=True, metavar="REF", help="the case that carries on")
+    p = commands.add("reopen", cmd_reopen)
+    p.add_argument("ref")
+    p.add_argument("--reason", required=True, help="why it is not over (kept in the timeline)")
 
     p = commands.add("show", cmd_show)
     p.add_argument("ref")

@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 
 from app.engine.cycle import last_heartbeat
 from app.rules.rotations import next_change, on_call
+from app.services.casework.settings import load_config
 from app.services.casework.views import owed_report_text, owed_reports
 from app.services.oncall import load_all_schedules
 from app.services.presenters import case_detail, queue_rows
@@ -334,6 +335,13 @@ def read_owed_reports(db: Database, case_id: int, now: datetime) -> list[str]:
             return []
         owed = owed_reports(session, [case], now).get(case_id, [])
         return [owed_report_text(clock, now) for clock in owed]
+
+
+def read_clock_categories(db: Database) -> frozenset[str]:
+    """The categories whose cases carry legal clocks, by the desk's casework settings."""
+    with db.read() as session:
+        config = load_config(session)
+    return frozenset(category for category, specs in config.clocks.items() if specs)
 
 
 def engine_heartbeat(db: Database) -> datetime | None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from textual.content import Content
 from textual.message import Message
 
+from app.console.bulk import BulkOutcome
 from app.console.desk import FeedRead, Window
 from app.delivery.local import DesktopOutcome, PageAlert
 from app.services.shiftwork.calendar import OverrideView
@@ -79,6 +80,21 @@ class CaseActionDone(Message, bubble=False):
     text: str
     generation: int
     window: Window
+
+
+@dataclass
+class BulkActionDone(Message, bubble=False):
+    """A bulk action on the marked cases ran: each case's outcome, in the order marked."""
+
+    verb: str
+    outcomes: tuple[BulkOutcome, ...]
+
+
+@dataclass
+class ClockCategoriesLoaded(Message, bubble=False):
+    """The categories that carry legal clocks, for the queue's clocks filter."""
+
+    categories: frozenset[str]
 
 
 @dataclass

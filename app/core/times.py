@@ -56,24 +56,25 @@ def format_instant(at: datetime | None, zone: ZoneInfo, *, seconds: bool = False
     return at.astimezone(zone).strftime(f"%a %d %b %Y %H:%M{':%S' if seconds else ''} %Z")
 
 
-def parse_due(text: str | None, now: datetime) -> datetime | None:
-    """A due time given as a duration from `now` (`4h`, `2d`) or as a time with an offset."""
+def parse_due(text: str | None, now: datetime, field: str = "due") -> datetime | None:
+    """A due time given as a duration from `now` (`4h`, `2d`) or as a time with an offset;
+    a bad one is refused naming `field`."""
     if text is None:
         return None
     if _DURATION_SHAPE.match(text):
         try:
-            return bounded_instant("due", now + parse_duration(text))
+            return bounded_instant(field, now + parse_duration(text))
         except ValueError as exc:
-            raise BadInput("due", str(exc)) from None
+            raise BadInput(field, str(exc)) from None
     try:
         parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
         parsed = None
     if parsed is None or parsed.tzinfo is None:
         raise BadInput(
-            "due", f"expected a duration such as 4h or 2d, or a time with an offset, got {text!r}"
+            field, f"expected a duration such as 4h or 2d, or a time with an offset, got {text!r}"
         )
-    return bounded_instant("due", parsed)
+    return bounded_instant(field, parsed)
 
 
 _DURATION_SHAPE = re.compile(r"^\s*[0-9]+[a-z]\s*$")

@@ -52,6 +52,8 @@ class DueCase:
     assignee_id: int | None
     acknowledged_at: datetime | None
     acknowledged_by_id: int | None
+    snoozed_until: datetime | None
+    """Set while the case is snoozed: its snooze ends when it is due."""
     snapshot: str
     """The frozen policy as JSON text: cases on one policy share one parse."""
 
@@ -303,8 +305,12 @@ def plan_case(row: DueCase, now: datetime, resolver: Resolver) -> Plan:
     if plan.status == ACKNOWLEDGED:
         plan.status, plan.cycle, step, round_ = TRIGGERED, plan.cycle + 1, 0, 0
         plan.acknowledged_at = plan.acknowledged_by = None
-        text = f"Acknowledged but not resolved by {utc_text(due)}: escalating again from step 1"
-        plan.events.append(("ack_timeout", text, {"cycle": plan.cycle}))
+        if row.snoozed_until is not None:
+            text = f"Snoozed until {utc_text(row.snoozed_until)}: escalating again from step 1"
+            plan.events.append(("snooze_end", text, {"cycle": plan.cycle}))
+        else:
+            text = f"Acknowledged but not resolved by {utc_text(due)}: escalating again from step 1"
+            plan.events.append(("ack_timeout", text, {"cycle": plan.cycle}))
     elif row.exhausted or step > len(chain.steps):
         plan.cycle, step, round_ = plan.cycle + 1, 0, 0
         text = "Escalating again from step 1 after the chain ran out"

@@ -90,6 +90,7 @@ DUE_COLUMNS = (
     "assignee_id",
     "acknowledged_at",
     "acknowledged_by_id",
+    "snoozed_until",
     "policy_snapshot",
 )
 
@@ -386,7 +387,7 @@ def claim_due(
 
 def _due_case(writer: BulkWriter, row: tuple[Any, ...]) -> DueCase:
     (case_id, ref, status, cycle, step, round_, next_at, exhausted) = row[:8]
-    assignee, acknowledged_at, acknowledged_by, snapshot = row[8:]
+    assignee, acknowledged_at, acknowledged_by, snoozed_until, snapshot = row[8:]
     return DueCase(
         id=case_id,
         ref=ref,
@@ -399,6 +400,7 @@ def _due_case(writer: BulkWriter, row: tuple[Any, ...]) -> DueCase:
         assignee_id=assignee,
         acknowledged_at=None if acknowledged_at is None else writer.moment(acknowledged_at),
         acknowledged_by_id=acknowledged_by,
+        snoozed_until=None if snoozed_until is None else writer.moment(snoozed_until),
         snapshot=snapshot,
     )
 
@@ -551,6 +553,9 @@ def _update_cases(writer: BulkWriter, plans: list[Plan], now: datetime) -> None:
             changes["escalation_cycle"] = plan.cycle
         if plan.assignee != row.assignee_id:
             changes["assignee_id"] = plan.assignee
+        if row.snoozed_until is not None:  # the snooze is over: the case is back
+            changes["snoozed_until"] = None
+            changes["snooze_reason"] = ""
         if plan.status != row.status:
             changes["status"] = plan.status
             changes["queue_rank"] = QUEUE_RANKS[plan.status]

@@ -17,6 +17,7 @@ from sqlmodel import col, func, select
 
 from app.core.errors import BadInput, NotAllowed, NotFound, NothingToDo
 from app.core.text import clean_text, one_line
+from app.core.times import bounded_instant
 from app.services.policies import FALLBACK_POLICY, route_policy, snapshot_policy
 from app.services.unit_of_work import Along, Service, ServiceActor, Tx
 from data import audit
@@ -40,6 +41,11 @@ MAX_LINKS = 40
 MAX_LINK = 2_000
 
 _LONGEST_ACK_TIMEOUT = int(ACK_TIMEOUT.high.total_seconds())
+MAX_REASON = 200
+LONGEST_SNOOZE = timedelta(days=7)
+"""A snooze longer than this is refused: a case put away for longer should be resolved."""
+REOPEN_WINDOW = timedelta(hours=24)
+"""A resolved case can be reopened this long after it was resolved; later, page anew."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,31 @@ def _check_links(links: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...
             raise BadInput(f"links[{index}].href", f"expected an http(s) address, got {href!r}")
         kept.append((address, one_line(f"links[{index}].text", text, MAX_TITLE, required=False)))
     return tuple(kept)
+
+
+def _close(tx: Tx, case: Case) -> None:
+    """Resolve `case` as of `tx` (the timeline and audit are the caller's)."""
+    case.status = Status.RESOLVED.value
+    case.stage = Stage.CLOSED.value
+    case.resolved_at = tx.now
+    case.resolved_by_id = tx.actor.id
+    case.next_escalation_at = None
+    if case.acknowledged_at is None:
+        case.acknowledged_at = tx.now
+        case.acknowledged_by_id = tx.actor.id
+    if case.first_response_at is None:
+        case.first_response_at = tx.now
+    if case.assignee_id is None:
+        case.assignee_id = tx.actor.id
+
+
+def _ack_timeout_at(case: Case, now: datetime) -> datetime | None:
+    """When an acknowledged case escalates again if not resolved (its policy's ack timeout)."""
+    timeout = case.policy_snapshot.get("ack_timeout_seconds")
+    if not timeout:
+        return None
+    # capped: a policy stored before timeouts were bounded cannot overflow
+    return now + timedelta(seconds=min(int(timeout), _LONGEST_ACK_TIMEOUT))
 
 
 class CaseService(Service):
@@ -286,13 +317,7 @@ class CaseService(Service):
                 case.acknowledged_by_id = tx.actor.id
                 if case.assignee_id is None or case.assignee_id != tx.actor.id:
                     case.assignee_id = tx.actor.id
-                timeout = case.policy_snapshot.get("ack_timeout_seconds")
-                case.next_escalation_at = (
-                    # capped: a policy stored before timeouts were bounded cannot overflow
-                    tx.now + timedelta(seconds=min(int(timeout), _LONGEST_ACK_TIMEOUT))
-                    if timeout
-                    else None
-                )
+                case.next_escalation_at = _ack_timeout_at(case, tx.now)
                 add_timeline(
                     tx.session,
                     case,
@@ -304,6 +329,137 @@ class CaseService(Service):
                 tx.finish(case, "case.ack", {})
             case_id = case.id
         assert case_id is not None
+        return case
+
+    def snooze(self, actor: str, ref: str, until: datetime, reason: str) -> Case:
+        """Put a case away until `until`: it is acknowledged and out of the open queue till
+        then, when the engine re-triggers it from step 1 and pages."""
+        why = one_line("reason", reason, MAX_REASON, required=True)
+        if until.tzinfo is None:
+            raise BadInput("until", f"expected a time with an offset, got {until.isoformat()}")
+        until = bounded_instant("until", until)
+        with self.work(actor) as tx:
+            if until <= tx.now:
+                raise BadInput("until", f"expected a time after now, got {until.isoformat()}")
+            if until - tx.now > LONGEST_SNOOZE:
+                raise BadInput(
+                    "until", f"a snooze lasts at most {LONGEST_SNOOZE.days} days; resolve instead"
+                )
+            case = tx.case(ref)
+            if case.status == Status.RESOLVED.value:
+                raise NothingToDo(f"{case.ref} is resolved")
+            tx.refuse_unless_may_work_on(case, "snooze")
+            if case.status == Status.TRIGGERED.value:
+                case.status = Status.ACKNOWLEDGED.value
+                case.acknowledged_at = tx.now
+                case.acknowledged_by_id = tx.actor.id
+            if case.assignee_id is None:
+                case.assignee_id = tx.actor.id
+            case.snoozed_until = until
+            case.snooze_reason = why
+            case.next_escalation_at = until
+            add_timeline(
+                tx.session,
+                case,
+                tx.now,
+                "snoozed",
+                f"Snoozed by {tx.actor.handle} until {until.strftime('%Y-%m-%d %H:%M UTC')}: "
+                f"{why}; it pages again then",
+                tx.actor.handle,
+                {"until": until.isoformat()},
+            )
+            tx.finish(case, "case.snooze", {"until": until.isoformat(), "reason": why})
+        return case
+
+    def merge(self, actor: str, ref: str, into: str) -> Case:
+        """Close `ref` as a duplicate of `into`: it is resolved, and both timelines say so.
+        Its pages, notes and timeline stay on it, readable as before. Returns `into`."""
+        with self.work(actor) as tx:
+            if ref.strip().upper() == into.strip().upper():
+                raise BadInput("into", f"a case cannot be merged into itself ({ref})")
+            # Locked in one order whichever way round they are named: two consoles merging
+            # the same pair opposite ways wait for each other instead of deadlocking.
+            first, second = sorted((ref, into), key=lambda r: r.strip().upper())
+            locked = {c.ref: c for c in (tx.case(first), tx.case(second))}
+            duplicate, target = locked[ref.strip().upper()], locked[into.strip().upper()]
+            if duplicate.status == Status.RESOLVED.value:
+                raise NothingToDo(f"{duplicate.ref} is already resolved")
+            if target.status == Status.RESOLVED.value:
+                raise NotAllowed(f"{target.ref} is resolved; reopen it first, then merge into it")
+            tx.refuse_unless_may_work_on(duplicate, "merge")
+            _close(tx, duplicate)
+            by = tx.actor.handle
+            add_timeline(
+                tx.session,
+                duplicate,
+                tx.now,
+                "merged",
+                f"Merged into {target.ref} by {by} as a duplicate; its pages, notes and "
+                "timeline stay here",
+                by,
+                {"into": target.ref},
+            )
+            add_timeline(
+                tx.session,
+                target,
+                tx.now,
+                "merged_in",
+                f"{duplicate.ref} ({duplicate.title}) merged into this case by {by}",
+                by,
+                {"from": duplicate.ref},
+            )
+            tx.finish(duplicate, "case.merge", {"into": target.ref})
+            tx.finish(target, "case.merge_in", {"from": duplicate.ref})
+        return target
+
+    def reopen(self, actor: str, ref: str, reason: str) -> Case:
+        """Take back a case resolved within `REOPEN_WINDOW`: acknowledged by the person who
+        reopens it, the resolution kept in its timeline and the audit chain."""
+        why = one_line("reason", reason, MAX_REASON, required=True)
+        with self.work(actor) as tx:
+            case = tx.case(ref)
+            if case.status != Status.RESOLVED.value or case.resolved_at is None:
+                raise NothingToDo(f"{case.ref} is not resolved")
+            resolved_for = tx.now - case.resolved_at
+            if resolved_for > REOPEN_WINDOW:
+                hours = int(REOPEN_WINDOW.total_seconds() // 3600)
+                raise NotAllowed(
+                    f"{case.ref} was resolved more than {hours} h ago; "
+                    "open a new case instead (vigil page)"
+                )
+            tx.refuse_unless_may_work_on(case, "reopen")
+            if case.dedup_key is not None:
+                twin = tx.session.exec(
+                    select(Case).where(
+                        Case.dedup_key == case.dedup_key, Case.status != Status.RESOLVED.value
+                    )
+                ).first()
+                if twin is not None:
+                    raise NotAllowed(
+                        f"{twin.ref} is open with the same dedup key; work on it instead"
+                    )
+            resolved_by = tx.session.get(Responder, case.resolved_by_id)
+            case.status = Status.ACKNOWLEDGED.value
+            case.stage = Stage.INVESTIGATING.value
+            case.resolved_at = None
+            case.resolved_by_id = None
+            case.acknowledged_at = tx.now
+            case.acknowledged_by_id = tx.actor.id
+            case.exhausted = False
+            if case.assignee_id is None:
+                case.assignee_id = tx.actor.id
+            case.next_escalation_at = _ack_timeout_at(case, tx.now)
+            add_timeline(
+                tx.session,
+                case,
+                tx.now,
+                "reopened",
+                f"Reopened by {tx.actor.handle} (resolved by "
+                f"{resolved_by.handle if resolved_by else 'someone'} "
+                f"{int(resolved_for.total_seconds() // 60)} min before): {why}",
+                tx.actor.handle,
+            )
+            tx.finish(case, "case.reopen", {"reason": why})
         return case
 
     @staticmethod
@@ -336,18 +492,7 @@ class CaseService(Service):
                 raise NothingToDo(f"{case.ref} is already resolved")
             if sender is None:
                 tx.refuse_unless_may_work_on(case, "resolve")
-            case.status = Status.RESOLVED.value
-            case.stage = Stage.CLOSED.value
-            case.resolved_at = tx.now
-            case.resolved_by_id = tx.actor.id
-            case.next_escalation_at = None
-            if case.acknowledged_at is None:
-                case.acknowledged_at = tx.now
-                case.acknowledged_by_id = tx.actor.id
-            if case.first_response_at is None:
-                case.first_response_at = tx.now
-            if case.assignee_id is None:
-                case.assignee_id = tx.actor.id
+            _close(tx, case)
             if note_text:
                 self._add_note_row(tx, case, note_text)
             add_timeline(

@@ -231,4 +231,6 @@ def case_detail(
         ),
         revealed=case.sensitive and revealed_details is not None,
         links=case_links(session, case),
+        snoozed_until=case.snoozed_until,
+        snooze_reason=case.snooze_reason,
     )

@@ -235,3 +235,28 @@ def test_high_contrast_breached_sev2_highlighted_narrow(
     assert snap_compare(
         _high_contrast_later(desk), terminal_size=NARROW, run_before=_then("down", "down")
     )
+
+
+# --- the desk's second round: marks and the full-screen case ---------------------------
+
+
+def test_marked_cases_wide(snap_compare: SnapCompare, desk: tuple[Database, FakeClock]) -> None:
+    """Two cases marked with space: a ✓ column appears before the others, the marked
+    rows are bold, the filter line counts them, and the cursor moved past them."""
+    assert snap_compare(_app(desk), terminal_size=WIDE, run_before=_then("space", "space"))
+
+
+def test_marked_cases_narrow(snap_compare: SnapCompare, desk: tuple[Database, FakeClock]) -> None:
+    """The same at 80x24: the mark column costs the title one cell."""
+    assert snap_compare(_app(desk), terminal_size=NARROW, run_before=_then("space", "space"))
+
+
+def test_full_case_wide(snap_compare: SnapCompare, desk: tuple[Database, FakeClock]) -> None:
+    """x on ben's acknowledged case: the pane takes the screen, every section in view
+    (SLAs, escalation, details, casework, pages, notes, timeline)."""
+    assert snap_compare(_app(desk), terminal_size=WIDE, run_before=_then("G", "k", "x"))
+
+
+def test_full_case_narrow(snap_compare: SnapCompare, desk: tuple[Database, FakeClock]) -> None:
+    """The same at 80x24, where the pane scrolls."""
+    assert snap_compare(_app(desk), terminal_size=NARROW, run_before=_then("G", "k", "x"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, replace
+from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, ClassVar, cast
 
@@ -23,10 +24,13 @@ from textual.widgets import Footer, Input, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from app.console import desk
+from app.console.bulk import bulk_summary, run_bulk
 from app.console.host import COMFORTABLE_WIDTH
 from app.console.messages import (
+    BulkActionDone,
     CaseActionDone,
     ChangesAnnounced,
+    ClockCategoriesLoaded,
     DeskStatusLoaded,
     DesktopNotified,
     DetailLoaded,
@@ -51,6 +55,8 @@ from app.console.screens.dialogs import (
     FilterDialog,
     TextPrompt,
 )
+from app.core.errors import BadInput
+from app.core.times import parse_due
 from app.delivery.local import PageAlert, claim_my_pages, record_desktop
 from app.services.cases import CaseService
 from app.services.casework.service import CaseworkService
@@ -60,7 +66,7 @@ from data.queries import QueueFilter
 from widgets.case_detail import CaseDetail
 from widgets.header import Identity, StatusHeader
 from widgets.queue_table import QueueTable
-from widgets.timefmt import viewer_zone
+from widgets.timefmt import format_when, viewer_zone
 from widgets.views import CaseDetailView, CaseworkView, SeekAnchor
 
 if TYPE_CHECKING:
@@ -103,11 +109,12 @@ def paged_text(alerts: tuple[PageAlert, ...]) -> str:
 class CaseAction:
     """One case action requested at this console."""
 
-    verb: str  # ack, resolve, note, reassign, escalate
+    verb: str  # ack, resolve, note, reassign, escalate, snooze, reopen, merge
     case_id: int
     ref: str
     text: str = ""
     confirmed: bool = False  # resolve: yes, although the case still owes a report
+    until: datetime | None = None  # snooze: when it pages again
 
     @property
     def draft_key(self) -> tuple[str, int]:
@@ -149,6 +156,66 @@ class QueueScreen(Screen[None]):
             "Escalate",
             "queue.escalate",
             "Page the next escalation step of the selected case now",
+        ),
+        _binding(
+            "z",
+            "snooze",
+            "Snooze",
+            "queue.snooze",
+            "Put the selected case away until a time, with a reason; it pages again then",
+            show=False,
+        ),
+        _binding(
+            "o",
+            "reopen",
+            "Reopen",
+            "queue.reopen",
+            "Reopen the selected resolved case (within 24 hours of resolving it), with a reason",
+            show=False,
+        ),
+        _binding(
+            "L",
+            "toggle_clocks",
+            "Clocks",
+            "queue.clocks",
+            "Show only the cases with legal clocks, resolved ones that still owe a report "
+            "included (press again to go back)",
+            show=False,
+        ),
+        _binding(
+            "M",
+            "merge",
+            "Merge",
+            "queue.merge",
+            "Close the selected case as a duplicate of another (its reference); its pages, "
+            "notes and timeline stay readable",
+            show=False,
+        ),
+        _binding(
+            "Z",
+            "toggle_snoozed",
+            "Snoozed",
+            "queue.snoozed",
+            "Show only the snoozed cases (press again to go back)",
+            show=False,
+        ),
+        _binding(
+            "x",
+            "full_case",
+            "Full case",
+            "queue.full_case",
+            "Show the selected case full-screen, every section of it (x or Esc: back to the "
+            "queue); the case keys still act on it",
+            show=False,
+        ),
+        _binding(
+            "y",
+            "copy_ref",
+            "Copy ref",
+            "queue.copy_ref",
+            "Copy the selected case's reference (the marked cases' references, when any) to "
+            "the clipboard, through the terminal (OSC 52) where it allows",
+            show=False,
         ),
         _binding(
             "v",
@@ -225,7 +292,7 @@ class QueueScreen(Screen[None]):
             "clear_filters",
             "Clear filters",
             "queue.clear_filters",
-            "Clear the search and every filter",
+            "Unmark the marked cases; else clear the search and every filter",
             show=False,
         ),
         _binding(
@@ -602,12 +669,30 @@ class QueueScreen(Screen[None]):
         elif action.verb == "escalate":
             case = service.escalate_now(me, action.ref)
             text = f"{case.ref}: the next escalation step is due now"
+        elif action.verb == "snooze" and action.until is not None:
+            case = service.snooze(me, action.ref, action.until, action.text)
+            when = format_when(action.until, viewer_zone(app.profile.timezone), app.clock.now())
+            text = f"{case.ref} snoozed until {when}; it pages again then"
+        elif action.verb == "merge":
+            target = service.merge(me, action.ref, action.text)
+            text = f"{action.ref} merged into {target.ref} and resolved"
+        elif action.verb == "reopen":
+            case = service.reopen(me, action.ref, action.text)
+            text = f"{case.ref} reopened; it is yours to work on"
         else:
             raise ValueError(f"unknown case action {action.verb!r}")
         window = desk.read_after_action(
             app.db, app.profile, flt, action.case_id, seen, app.clock.now()
         )
         self.post_message(CaseActionDone(action.verb, action.case_id, text, generation, window))
+
+    @work(thread=True, name="bulk action", group="case-action", exit_on_error=False)
+    def _perform_bulk(self, verb: str, cases: tuple[tuple[int, str], ...], text: str) -> None:
+        """Each marked case through the case service in turn; every outcome comes back."""
+        app = self.vigil
+        service = CaseService(app.db, app.clock)
+        outcomes = run_bulk(service, app.profile.handle, verb, cases, text)
+        self.post_message(BulkActionDone(verb, outcomes))
 
     @work(thread=True, name="desktop notification", group="desktop", exit_on_error=False)
     def _notify_desktop(self, alerts: tuple[PageAlert, ...]) -> None:
@@ -844,6 +929,9 @@ class QueueScreen(Screen[None]):
         self._perform(action, self.generation, self.queue_filter, self._screen_rows())
 
     def action_ack(self) -> None:
+        if self.table.marked:
+            self._perform_bulk("ack", self.table.marked, "")
+            return
         if (target := self._target()) is None:
             return
         action = CaseAction("ack", *target)
@@ -901,7 +989,72 @@ class QueueScreen(Screen[None]):
             answered,
         )
 
+    def _ask_then_run_bulk(
+        self,
+        verb: str,
+        title: str,
+        prompt: str,
+        *,
+        required: bool,
+        suggestions: tuple[str, ...] = (),
+        placeholder: str = "",
+    ) -> bool:
+        """With cases marked, ask once and act on each of them; False when none are."""
+        marked = self.table.marked
+        if not marked:
+            return False
+
+        def answered(text: str | None) -> None:
+            if text is not None:
+                self._perform_bulk(verb, marked, text)
+
+        count = len(marked)
+        self.app.push_screen(
+            TextPrompt(
+                f"{title} {count} marked case{'s' if count != 1 else ''}",
+                prompt,
+                placeholder=placeholder,
+                required=required,
+                suggestions=suggestions,
+                cursor_blink=self.vigil.cursor_blink,
+            ),
+            answered,
+        )
+        return True
+
+    def on_bulk_action_done(self, message: BulkActionDone) -> None:
+        """Unmark the cases done, keep the others marked, and say what happened to each."""
+        done = [outcome.case_id for outcome in message.outcomes if outcome.done]
+        self.table.unmark(done)
+        title, text = bulk_summary(message.verb, message.outcomes)
+        failed = len(done) < len(message.outcomes)
+        self.notify(
+            text,
+            title=title,
+            severity="warning" if failed else "information",
+            timeout=20 if failed else 5,
+            markup=False,
+        )
+        self._reload()
+        self.vigil.wake_engine()
+        if self.detail_case is not None:
+            self._read_detail(self.detail_case)
+            self._read_casework(self.detail_case)
+
+    @on(QueueTable.MarksChanged)
+    def _marks_changed(self, event: QueueTable.MarksChanged) -> None:
+        event.stop()
+        self._show_filter_summary()
+
     def action_resolve(self) -> None:
+        if self._ask_then_run_bulk(
+            "resolve",
+            "Resolve",
+            "Closing note for each (optional)",
+            required=False,
+            placeholder="what was done; leave empty for none",
+        ):
+            return
         self._ask_then_run(
             "resolve",
             "Resolve",
@@ -914,6 +1067,15 @@ class QueueScreen(Screen[None]):
         self._ask_then_run("note", "Note on", "Note", required=True)
 
     def action_reassign(self) -> None:
+        if self._ask_then_run_bulk(
+            "reassign",
+            "Reassign",
+            "Hand each to (handle)",
+            required=True,
+            suggestions=self.vigil.handles,
+            placeholder="a responder's handle",
+        ):
+            return
         self._ask_then_run(
             "reassign",
             "Reassign",
@@ -921,6 +1083,81 @@ class QueueScreen(Screen[None]):
             required=True,
             suggestions=self.vigil.handles,
             placeholder="a responder's handle",
+        )
+
+    def action_snooze(self) -> None:
+        if (target := self._target()) is None:
+            return
+        case_id, ref = target
+
+        def reason_given(until: datetime, reason: str | None) -> None:
+            if reason is not None:
+                self._run(CaseAction("snooze", case_id, ref, reason, until=until))
+
+        def until_given(text: str | None) -> None:
+            if text is None:
+                return
+            try:
+                until = parse_due(text, self.vigil.clock.now(), "until")
+            except BadInput as exc:
+                self.notify(str(exc), title="Check the input", severity="error", markup=False)
+                return
+            assert until is not None
+            self.app.push_screen(
+                TextPrompt(
+                    f"Snooze {ref}",
+                    "Why can it wait?",
+                    value=self.drafts.get(("snooze", case_id), ""),
+                    placeholder="kept in the timeline",
+                    required=True,
+                    cursor_blink=self.vigil.cursor_blink,
+                ),
+                partial(reason_given, until),
+            )
+
+        self.app.push_screen(
+            TextPrompt(
+                f"Snooze {ref}",
+                "Until (it pages again then)",
+                placeholder="30m, 4h, 2d, or a time with an offset: 2026-12-07T09:00+11:00",
+                required=True,
+                cursor_blink=self.vigil.cursor_blink,
+            ),
+            until_given,
+        )
+
+    def action_copy_ref(self) -> None:
+        """References only: never a title or details, which may be sensitive."""
+        refs = [ref for _, ref in self.table.marked]
+        if not refs:
+            if (target := self._target()) is None:
+                return
+            refs = [target[1]]
+        text = " ".join(refs)
+        self.app.copy_to_clipboard(text)
+        self.notify(
+            f"{text} copied to the clipboard (if the terminal allows it; else select it "
+            "with the mouse)",
+            title="Copied",
+            markup=False,
+        )
+
+    def action_merge(self) -> None:
+        self._ask_then_run(
+            "merge",
+            "Merge",
+            "A duplicate of (reference)",
+            required=True,
+            placeholder="the case that carries on, e.g. ESC-0042",
+        )
+
+    def action_reopen(self) -> None:
+        self._ask_then_run(
+            "reopen",
+            "Reopen",
+            "Why is it not over?",
+            required=True,
+            placeholder="kept in the timeline and the audit log",
         )
 
     def action_reveal(self) -> None:
@@ -1079,12 +1316,32 @@ class QueueScreen(Screen[None]):
     def _set_filter(self, flt: QueueFilter) -> None:
         if flt == self.queue_filter:
             return
+        self.table.unmark()  # a bulk action acts only on cases in view
         self.queue_filter = flt
         self._show_filter_summary()
         self._reload(new_filter=True)
 
     def action_toggle_mine(self) -> None:
         self._set_filter(replace(self.queue_filter, mine=not self.queue_filter.mine))
+
+    def action_toggle_clocks(self) -> None:
+        if self.queue_filter.clocks:
+            self._set_filter(replace(self.queue_filter, clocks=frozenset()))
+        else:
+            self._read_clock_categories()
+
+    @work(thread=True, name="clock categories", group="settings", exit_on_error=False)
+    def _read_clock_categories(self) -> None:
+        self.post_message(ClockCategoriesLoaded(desk.read_clock_categories(self.vigil.db)))
+
+    def on_clock_categories_loaded(self, message: ClockCategoriesLoaded) -> None:
+        if not message.categories:
+            self.notify("No category carries a legal clock on this desk.", markup=False)
+            return
+        self._set_filter(replace(self.queue_filter, clocks=message.categories))
+
+    def action_toggle_snoozed(self) -> None:
+        self._set_filter(replace(self.queue_filter, snoozed=not self.queue_filter.snoozed))
 
     def action_toggle_unassigned(self) -> None:
         self._set_filter(replace(self.queue_filter, unassigned=not self.queue_filter.unassigned))
@@ -1128,9 +1385,28 @@ class QueueScreen(Screen[None]):
             self.search_input.display = False
         self.table.focus()
 
+    def action_full_case(self) -> None:
+        """The detail pane takes the whole screen (the queue hidden, its cursor kept), or
+        gives it back."""
+        full = not self.has_class("-case-full")
+        if full and self._target() is None:
+            return
+        self.set_class(full, "-case-full")
+        if full:
+            self.detail.focus()
+            self.detail.scroll_home(animate=False)
+        else:
+            self.table.focus()
+
     def action_clear_filters(self) -> None:
+        if self.has_class("-case-full"):
+            self.action_full_case()
+            return
         if self.detail.has_focus:
             self.table.focus()
+            return
+        if self.table.marked:
+            self.table.unmark()
             return
         field = self.search_input
         if field.has_focus:
@@ -1153,14 +1429,25 @@ class QueueScreen(Screen[None]):
             chips.append(",".join(f"sev{s}" for s in sorted(flt.severities)))
         if flt.categories:
             chips.append(",".join(sorted(flt.categories)))
-        if flt.include_resolved:
+        if flt.clocks:
+            chips.append("legal clocks")
+        if flt.snoozed:
+            chips.append("snoozed only")
+        elif flt.include_resolved:
             chips.append("with resolved")
         if flt.search.strip():
             chips.append(f"search “{flt.search.strip()}”")
         total = self.table.total
         noun = "case" if total == 1 else "cases"
-        shown = f"{total} {noun}" if flt.include_resolved else f"{total} open {noun}"
+        if flt.snoozed:
+            shown = f"{total} snoozed {noun}"
+        elif flt.include_resolved:
+            shown = f"{total} {noun}"
+        else:
+            shown = f"{total} open {noun}"
         text = f"{shown} · " + " · ".join(chips) if chips else f"{shown} · no filters"
+        if marked := len(self.table.marked):
+            text += f" · {marked} marked"
         if text != self._summary_text:  # unchanged, it need not be painted again
             self._summary_text = text
             self.query_one("#filter-summary", Static).update(text, layout=False)
