@@ -1,7 +1,7 @@
 """case snooze: until when an acknowledged case is out of the queue, and why
 
 Revision ID: 0008
-Revises: 0004
+Revises: 0007
 
 A snoozed case is acknowledged with `next_escalation_at` at the snooze's end, so the engine
 re-triggers it then; `snoozed_until` keeps it out of the open queue until that moment
@@ -18,7 +18,7 @@ from alembic import op
 from data.types import UTCDateTime
 
 revision = "0008"
-down_revision = "0004"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

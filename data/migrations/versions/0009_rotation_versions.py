@@ -1,7 +1,7 @@
 """rotation versions: a change deals from the next hand-off, the past stays as dealt
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 
 Every existing rotation becomes its own first version (`since` null, `turn_offset` 0),
 which deals exactly as before.
@@ -16,7 +16,7 @@ from alembic import op
 from data.types import UTCDateTime
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
