@@ -6,6 +6,8 @@
 * `POST /v2/change/enqueue`: a PagerDuty change event, kept as a change note, never a page.
 * `POST /integrations/{format}/{name}` with `Authorization: Bearer KEY`: Alertmanager's
   webhook, Grafana's webhook contact point, or our own events; 202 with what each alert did.
+* `GET /ack/{token}` (a page's acknowledge link: a confirmation page, acting on nothing),
+  `POST /ack/{token}` (acknowledges as the paged person), `GET /open/{token}`.
 * `GET /healthz` (the process lives), `GET /readyz` (the database answers, the engine's
   heartbeat is fresh, the outbox is not stuck), `GET /metrics`.
 
@@ -40,6 +42,7 @@ from app.core.errors import BadInput, Refused
 from app.intake.events import ChangeEvent, IntakeDefaults, IntakeError, IntakeEvent
 from app.intake.registry import parse_value
 from app.intake.store import IntakeOutcome, apply_event
+from app.serve import links
 from app.serve.limits import HttpProblem, RateLimiter, read_json, retry_after
 from app.serve.metrics import Metrics
 from app.services.cases import CaseService
@@ -373,6 +376,9 @@ def make_app(desk: Desk) -> Starlette:
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
+            Route("/ack/{token}", _guarded("/ack")(links.ack_page), methods=["GET"]),
+            Route("/ack/{token}", _guarded("/ack")(links.ack_action), methods=["POST"]),
+            Route("/open/{token}", _guarded("/open")(links.open_page), methods=["GET"]),
         ]
     )
     app.state.desk = desk
