@@ -233,7 +233,7 @@ class CaseService(Service):
     ) -> Case:
         """`via` says how, when not at a console or the command line ("link": an action
         link); `check` runs first on the locked case and may refuse."""
-        how = {"via": via} if via else {}
+        how = {"how": f"by {via}"} if via else {}
         by = f" by {via}" if via else ""
         with self.work(actor) as tx:
             case = tx.case(ref)

@@ -250,7 +250,7 @@ def test_a_sev1_page_reaches_ntfy_then_mail_and_is_acknowledged_by_its_link(
                 select(TimelineEvent.text).where(TimelineEvent.kind == "acknowledged")
             ).all()
         assert acknowledged.acknowledged_by_id == ana.id
-        assert (record.actor, record.detail) == ("ana", {"via": "link"})
+        assert (record.actor, record.detail) == ("ana", {"how": "by link"})
         assert timeline == ["Acknowledged by ana by link"]
 
         clock.advance(minutes=30)
