@@ -84,7 +84,10 @@ def send(url: str, title: str, text: str, markdown: str, *, allow_private: bool)
     plugin = apprise.Apprise.instantiate(url, asset=asset)
     if plugin is None:
         return AppriseOutcome(False, f"not a URL Apprise knows ({scheme_of(url)}://)", True)
-    renders_markdown = plugin.notify_format == apprise.NotifyFormat.MARKDOWN
+    formats = plugin.notify_format  # one format, or those the service takes, preferred first
+    renders_markdown = apprise.NotifyFormat.MARKDOWN in (
+        formats if isinstance(formats, tuple) else (formats,)
+    )
     body, body_format = (
         (markdown, apprise.NotifyFormat.MARKDOWN)
         if renders_markdown

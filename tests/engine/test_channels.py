@@ -42,6 +42,7 @@ from data.models import (
     TimelineEvent,
 )
 from tests.channels_harness import ACK_LINK, OPEN_LINK, SmtpReceiver
+from tests.consistency import assert_consistent
 from tests.factories import WebhookReceiver
 from tests.serve.harness import free_port
 
@@ -264,6 +265,7 @@ def test_a_sev1_page_reaches_ntfy_then_mail_and_is_acknowledged_by_its_link(
             "mail": "delivered",
             "chat": "cancelled",
         }
+    assert_consistent(db)
 
 
 def test_a_preview_never_acts_and_expired_or_moved_on_links_say_so(
@@ -467,6 +469,7 @@ default = "desk"
     clock.set(datetime(2026, 12, 7, 7, 0, tzinfo=zone))
     desk.outbox()
     assert [json.loads(r.body)["title"].split()[0] for r in chat.received] == [high.ref, low.ref]
+    assert_consistent(db)
 
 
 def test_apprise_sends_run_off_the_outbox_event_loop(
@@ -488,3 +491,61 @@ def test_apprise_sends_run_off_the_outbox_event_loop(
     test_a_form_receiver_gets_the_page_as_a_form_without_sensitive_text(db, ntfy)
     assert seen
     assert all(name.startswith("vigil-apprise") for name in seen)
+
+
+@pytest.mark.parametrize(
+    ("url", "how"),
+    [
+        ("slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ/#on-call", "slack"),
+        ("workflows://prod.example.logic.azure.com/WORKFLOW1/SIGNATURE1", "teams"),
+    ],
+)
+def test_the_payload_apprise_would_send_to_slack_and_teams(
+    url: str, how: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Slack's and Teams' hosts are fixed, so no receiver of ours can stand in for them:
+    this test catches the request Apprise would send (requests' call, replaced for the
+    test) and checks its formatted payload: Markdown links for Slack, and for both the
+    reference, the acknowledge link and no sensitive text."""
+    import requests
+
+    from app.delivery.message import compose
+    from app.services.links import PageLinks
+    from data.models import Page
+
+    sent: list[dict[str, Any]] = []
+
+    def capture(*args: Any, **kwargs: Any) -> requests.Response:
+        sent.append({"args": args, **kwargs})
+        response = requests.Response()
+        response.status_code = 200 if how == "slack" else 202
+        response._content = b"ok"
+        return response
+
+    monkeypatch.setattr(requests, "request", capture)
+    monkeypatch.setattr(requests, "post", capture)
+    now = datetime(2026, 12, 6, 3, 0, tzinfo=UTC)
+    case = Case(
+        ref="ESC-0042",
+        title=SECRET_TITLE,
+        details=SECRET_DETAILS,
+        category="csea",
+        severity=1,
+        sensitive=True,
+        created_at=now - timedelta(minutes=3),
+        updated_at=now,
+    )
+    page = Page(case_id=1, responder_id=1, step=1, round=0, due_at=now, sent_at=now)
+    links = PageLinks("https://vigil.example/ack/1.2.sig", "https://vigil.example/open/1.2.sig")
+    message = compose(case, page, ["ben"], now, links)
+    outcome = apprise_channel.send(
+        url, message.title, message.text, message.markdown, allow_private=False
+    )
+    assert outcome.ok, outcome.detail
+    [request] = sent
+    payload = json.dumps(request.get("json") or json.loads(request.get("data") or "{}"))
+    assert "ESC-0042" in payload
+    assert "https://vigil.example/ack/1.2.sig" in payload
+    assert sensitive_texts(payload) == []
+    if how == "slack":
+        assert "<https://vigil.example/ack/1.2.sig|Acknowledge>" in payload
