@@ -21,7 +21,7 @@ from sqlmodel import col, select
 
 from app.core.clock import FakeClock
 from app.delivery import apprise as apprise_channel
-from app.delivery.local import claim_my_pages
+from app.delivery.local import DesktopOutcome, claim_my_pages, record_desktop
 from app.delivery.webhook import OutboxSettings, process_webhook_outbox
 from app.engine.cycle import EscalationEngine
 from app.rules.destinations import address_kind, host_kind
@@ -549,3 +549,47 @@ def test_the_payload_apprise_would_send_to_slack_and_teams(
     assert sensitive_texts(payload) == []
     if how == "slack":
         assert "<https://vigil.example/ack/1.2.sig|Acknowledge>" in payload
+
+
+def test_a_desktop_notification_waits_for_its_rule_and_never_comes_after_an_ack(
+    db: Database,
+) -> None:
+    """The console claims a delayed desktop row once it is due (its screen looks every
+    15 s), and never once the case is acknowledged."""
+    clock = FakeClock(datetime(2026, 12, 6, 3, 0, tzinfo=UTC))
+    text = """
+[[responder]]
+handle = "ana"
+name = "Ana Ruiz"
+role = "supervisor"
+contacts = [{ kind = "console" }, { kind = "desktop" }]
+notify.high = [{ contact = "console" }, { after = "2m", contact = "desktop" }]
+
+[[policy]]
+name = "desk"
+steps = [{ delay = "30m", targets = ["user:ana"] }]
+
+[routing]
+default = "desk"
+"""
+    apply_team(db, parse_team(text), actor="ana", now=clock.now())
+    desk = Desk(db, clock, None)
+    first = desk.cases.open_case("ana", title="First", category="other", severity=1)
+    with db.read() as session:
+        ana = session.exec(select(Responder)).one()
+    assert ana.id is not None
+    [shown] = claim_my_pages(db, clock, ana.id)
+    assert (shown.ref, shown.desktop_delivery_ids) == (first.ref, ())
+    clock.advance(minutes=1)
+    assert claim_my_pages(db, clock, ana.id) == []
+    clock.advance(minutes=1)
+    [due] = claim_my_pages(db, clock, ana.id)
+    assert due.ref == first.ref
+    assert len(due.desktop_delivery_ids) == 1
+    record_desktop(db, clock, due.desktop_delivery_ids, DesktopOutcome("sent", "shown"))
+
+    second = desk.cases.open_case("ana", title="Second", category="other", severity=1)
+    assert [a.ref for a in claim_my_pages(db, clock, ana.id)] == [second.ref]
+    desk.cases.acknowledge("ana", second.ref)
+    clock.advance(minutes=5)
+    assert claim_my_pages(db, clock, ana.id) == []
