@@ -82,7 +82,7 @@ import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from importlib.metadata import version
@@ -981,7 +981,10 @@ class WebhookOutbox:
         self.outage = outage or OutageLog(f"the webhook outbox {name}", clock)
         """Says a database that stops answering the claims once, not at every poll."""
         self.clock = clock
-        self.settings = settings
+        # Read once, so a wrong VIGIL_PUBLIC_URL or VIGIL_LINK_TTL stops the start, loudly.
+        self.settings = (
+            settings if settings.links else replace(settings, links=LinkSettings.from_env())
+        )
         self.name = name
         self._transport = transport
         self._resolve = resolve

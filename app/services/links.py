@@ -52,6 +52,12 @@ class LinkSettings:
     def from_env(cls) -> LinkSettings:
         """`VIGIL_PUBLIC_URL` and `VIGIL_LINK_TTL` (a duration such as ``30m``)."""
         base = os.environ.get("VIGIL_PUBLIC_URL", "").strip().rstrip("/") or None
+        if base is not None and not base.startswith(("https://", "http://")):
+            raise BadInput(
+                "VIGIL_PUBLIC_URL",
+                f"expected where vigil serve is reached, such as https://vigil.example, "
+                f"got {base!r}",
+            )
         ttl_text = os.environ.get("VIGIL_LINK_TTL", "").strip()
         if not ttl_text:
             return cls(base)
