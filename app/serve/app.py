@@ -48,6 +48,7 @@ from app.serve.metrics import Metrics
 from app.services.cases import CaseService
 from app.services.integrations import IntegrationView, hash_key, load_integrations, matching
 from data.db import Database
+from data.domain import OUTBOX_CHANNELS
 from data.models import Delivery, EngineHeartbeat
 
 log = logging.getLogger("vigil.serve")
@@ -339,12 +340,12 @@ def _readiness(desk: Desk) -> tuple[bool, dict[str, str]]:
                 checks["engine"] = "not run here (--no-engine)"
             oldest = session.exec(
                 select(func.min(Delivery.next_attempt_at)).where(
-                    col(Delivery.channel) == "webhook", col(Delivery.status) == "pending"
+                    col(Delivery.channel).in_(OUTBOX_CHANNELS), col(Delivery.status) == "pending"
                 )
             ).one()
             if oldest is not None and now - oldest > STUCK_OUTBOX:
                 ready = False
-                checks["outbox"] = "a webhook delivery has waited more than 15 minutes"
+                checks["outbox"] = "an outbox delivery has waited more than 15 minutes"
             else:
                 checks["outbox"] = "ok"
     except SQLAlchemyError as exc:
