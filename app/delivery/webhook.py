@@ -833,9 +833,9 @@ def record_outcomes(
             logged.append((outcome.job, kind, error))
     for job, kind, error in logged:
         if kind == "delivered":
-            log.info("webhook to %s at %s delivered", job.handle, job.host)
+            log.info("%s to %s at %s delivered", job.channel, job.handle, job.host)
         elif kind != "gone":
-            log.warning("webhook to %s at %s %s: %s", job.handle, job.host, kind, error)
+            log.warning("%s to %s at %s %s: %s", job.channel, job.handle, job.host, kind, error)
     return kinds
 
 

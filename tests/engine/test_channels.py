@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import threading
 from collections.abc import Iterator
@@ -343,8 +344,10 @@ def test_a_reassigned_case_refuses_the_old_pages_link(
 
 
 def test_a_form_receiver_gets_the_page_as_a_form_without_sensitive_text(
-    db: Database, ntfy: WebhookReceiver
+    db: Database, ntfy: WebhookReceiver, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """And the logs name the contact by its service alone, never its URL."""
+    caplog.set_level(logging.INFO)
     clock = FakeClock(datetime(2026, 12, 6, 3, 0, tzinfo=UTC))
     text = f"""
 [[responder]]
@@ -371,6 +374,8 @@ default = "desk"
     assert "sev2" in form["title"][0]
     assert "https://vigil.example/ack/" in form["message"][0]
     assert sensitive_texts(received.body.decode()) == []
+    assert "apprise to ana at form:// delivered" in caplog.text
+    assert f"{ntfy.port}/form" not in caplog.text
 
 
 def loopback_name() -> str | None:
@@ -473,7 +478,10 @@ default = "desk"
 
 
 def test_apprise_sends_run_off_the_outbox_event_loop(
-    db: Database, ntfy: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
+    db: Database,
+    ntfy: WebhookReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The blocking Apprise send never runs on an event loop's thread."""
     seen: list[str] = []
@@ -488,7 +496,7 @@ def test_apprise_sends_run_off_the_outbox_event_loop(
         return original(*args, **kwargs)
 
     monkeypatch.setattr(apprise_channel, "send", spy)
-    test_a_form_receiver_gets_the_page_as_a_form_without_sensitive_text(db, ntfy)
+    test_a_form_receiver_gets_the_page_as_a_form_without_sensitive_text(db, ntfy, caplog)
     assert seen
     assert all(name.startswith("vigil-apprise") for name in seen)
 
