@@ -29,7 +29,7 @@ from typing import Literal
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from app.core.errors import BadInput, NothingToDo, Refused
+from app.core.errors import BadInput, NotAllowed, NothingToDo, Refused
 from app.services.cases import CaseService
 from app.services.unit_of_work import Tx
 from data.db import Database
@@ -290,6 +290,10 @@ class LinkService:
             raise LinkRefused(self._view(found, "used", "This link was already used.")) from None
         except NothingToDo as exc:
             raise LinkRefused(self._view(found, "moved_on", str(exc))) from None
+        except NotAllowed:  # the paged person is no longer on the team
+            who = found.responder.handle
+            message = f"{who} is no longer an active responder: this link no longer acts."
+            raise LinkRefused(self._view(found, "moved_on", message)) from None
         done = _Found(found.delivery_id, found.signature, case, found.page, found.responder)
         return self._view(
             done, "done", f"{case.ref} acknowledged by {found.responder.handle}. Thank you."

@@ -601,3 +601,24 @@ default = "desk"
     desk.cases.acknowledge("ana", second.ref)
     clock.advance(minutes=5)
     assert claim_my_pages(db, clock, ana.id) == []
+
+
+def test_a_link_of_someone_no_longer_on_the_team_says_so(
+    db: Database, smtp: SmtpReceiver, ntfy: WebhookReceiver, chat: WebhookReceiver
+) -> None:
+    clock = FakeClock(datetime.now(UTC).replace(microsecond=0))
+    apply_team(db, parse_team(team(ntfy, smtp, chat)), actor="root", now=clock.now())
+    with serving(db, clock) as served, httpx.Client(timeout=30) as client:
+        desk = Desk(db, clock, served.url)
+        case = desk.cases.open_case("cara", title="Left the team", category="other", severity=1)
+        desk.outbox()
+        link = ACK_LINK.search(json.loads(ntfy.received[0].body)["message"])
+        assert link is not None
+        with db.write() as session:  # as applying a file without ana does
+            ana = session.exec(select(Responder).where(Responder.handle == "ana")).one()
+            ana.active = False
+            session.add(ana)
+        refused = client.post(link.group(0))
+        assert refused.status_code == 410
+        assert "ana is no longer an active responder" in refused.text
+        assert desk.case(case.ref).status == "triggered"
