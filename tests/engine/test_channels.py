@@ -622,3 +622,42 @@ def test_a_link_of_someone_no_longer_on_the_team_says_so(
         assert refused.status_code == 410
         assert "ana is no longer an active responder" in refused.text
         assert desk.case(case.ref).status == "triggered"
+
+
+def test_a_failing_service_is_retried_and_its_pages_keep_their_order(
+    db: Database, ntfy: WebhookReceiver
+) -> None:
+    """Apprise's "no" (here an ntfy server answering 500) is retried with the outbox's
+    backoff, and the contact's later page waits its turn."""
+    clock = FakeClock(datetime(2026, 12, 6, 3, 0, tzinfo=UTC))
+    url = f"ntfy://127.0.0.1:{ntfy.port}/vigil-ana"
+    text = f"""
+[[responder]]
+handle = "ana"
+name = "Ana Ruiz"
+contacts = [{{ kind = "apprise", url = "{url}", allow_private = true }}]
+
+[[policy]]
+name = "desk"
+steps = [{{ delay = "1h", targets = ["user:ana"] }}]
+
+[routing]
+default = "desk"
+"""
+    apply_team(db, parse_team(text), actor="root", now=clock.now())
+    desk = Desk(db, clock, None)
+    first = desk.cases.open_case("ana", title="First", category="other", severity=2)
+    second = desk.cases.open_case("ana", title="Second", category="other", severity=2)
+    ntfy.status = 500
+    desk.outbox()
+    assert len(ntfy.received) == 1  # the first, refused; the second waits behind it
+    with db.read() as session:
+        retried = session.exec(select(Delivery).order_by(col(Delivery.id))).all()
+    assert [(d.status, d.attempts) for d in retried] == [("pending", 1), ("pending", 0)]
+    assert "did not accept" in (retried[0].last_error or "")
+
+    ntfy.status = 200
+    clock.advance(hours=2)  # past any backoff of a first failure
+    desk.outbox()
+    titles = [json.loads(r.body)["title"].split()[0] for r in ntfy.received]
+    assert titles == [first.ref, first.ref, second.ref]
