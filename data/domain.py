@@ -33,6 +33,14 @@ CATEGORY_LABELS: dict[Category, str] = {
 }
 
 
+def category_label(category: str) -> str:
+    """A category as people read it; an unknown stored value as it is."""
+    try:
+        return CATEGORY_LABELS[Category(category)]
+    except ValueError:
+        return category
+
+
 class Status(StrEnum):
     TRIGGERED = "triggered"
     ACKNOWLEDGED = "acknowledged"

@@ -14,8 +14,13 @@ from datetime import datetime
 
 from app.services.links import PageLinks
 from data.clock import how_long
-from data.domain import CATEGORY_LABELS, Category, severity_name
+from data.domain import Category, category_label, severity_name
 from data.models import Case, Page
+
+
+def is_sensitive(case: Case) -> bool:
+    """Every CSEA case is sensitive, whatever its flag says."""
+    return case.sensitive or case.category == Category.CSEA
 
 
 @dataclass(frozen=True)
@@ -23,13 +28,6 @@ class PageMessage:
     title: str
     text: str
     markdown: str
-
-
-def _category(category: str) -> str:
-    try:
-        return CATEGORY_LABELS[Category(category)]
-    except ValueError:
-        return category
 
 
 def _position(page: Page) -> str:
@@ -50,9 +48,8 @@ def compose(
 ) -> PageMessage:
     """The page for one person; `others` are the handles paged with them."""
     severity = severity_name(case.severity)
-    category = _category(case.category)
-    sensitive = case.sensitive or case.category == Category.CSEA
-    what = "sensitive case: open Vigil to view" if sensitive else case.title
+    category = category_label(case.category)
+    what = "sensitive case: open Vigil to view" if is_sensitive(case) else case.title
     title = f"{case.ref} {severity} {category}: {what}"
     waited = f"waiting {how_long(max(now - case.created_at, now - now))}"
     also = f"also paged: {', '.join(others)}" if others else "nobody else paged"

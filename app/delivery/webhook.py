@@ -96,7 +96,7 @@ from sqlmodel import Session, col, select
 
 from app.core.clock import Clock
 from app.delivery import apprise as apprise_channel
-from app.delivery.message import compose
+from app.delivery.message import compose, is_sensitive
 from app.rules.destinations import (
     address_kind,
     apprise_url_problem,
@@ -110,11 +110,10 @@ from app.services.paging import HELD
 from data import audit
 from data.db import Database
 from data.domain import (
-    CATEGORY_LABELS,
     OUTBOX_CHANNELS,
-    Category,
     ContactKind,
     Status,
+    category_label,
     severity_name,
 )
 from data.journal import add_timeline, record_change
@@ -250,22 +249,11 @@ class _Outcome:
 # --- payload and signature -------------------------------------------------
 
 
-def is_sensitive(case: Case) -> bool:
-    return case.sensitive or case.category == Category.CSEA
-
-
-def _category_label(category: str) -> str:
-    try:
-        return CATEGORY_LABELS[Category(category)]
-    except ValueError:
-        return category
-
-
 def build_payload(case: Case, page: Page, handle: str) -> dict[str, Any]:
     """The JSON of one page. Never the details; for a sensitive case not even the title."""
     severity = severity_name(case.severity)
     if is_sensitive(case):
-        label = _category_label(case.category)
+        label = category_label(case.category)
         summary = f"Sensitive case {case.ref} ({label}, {severity}): open Vigil to view"
     else:
         summary = case.title

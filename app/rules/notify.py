@@ -153,11 +153,3 @@ def notices(
             due = start + timedelta(seconds=delays[contact.id])
             found.append(Notice(contact.id, contact.kind, due, due > now))
     return found
-
-
-def format_rules(rules: NotifyRules) -> dict[str, list[tuple[timedelta, str]]]:
-    """Stored rules as durations, for showing them (export, the console)."""
-    return {
-        urgency: [(timedelta(seconds=int(delay)), str(name)) for delay, name in entries]
-        for urgency, entries in rules.items()
-    }

@@ -33,7 +33,7 @@ from app.core.errors import BadInput, NotAllowed, NothingToDo, Refused
 from app.services.cases import CaseService
 from app.services.unit_of_work import Tx
 from data.db import Database
-from data.domain import CATEGORY_LABELS, Category, Status, parse_duration, severity_name
+from data.domain import Category, Status, category_label, parse_duration, severity_name
 from data.models import Case, Delivery, Page, Responder, Setting, UsedLink
 
 KEY_SETTING = "action_link_key"
@@ -142,13 +142,6 @@ class LinkView:
         return self.state == "ready"
 
 
-def _category_label(category: str) -> str:
-    try:
-        return CATEGORY_LABELS[Category(category)]
-    except ValueError:
-        return category
-
-
 def _parse(token: str) -> tuple[int, int, str] | None:
     parts = token.split(".")
     if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
@@ -215,7 +208,7 @@ class LinkService:
             message,
             ref=case.ref,
             severity=severity_name(case.severity),
-            category=_category_label(case.category),
+            category=category_label(case.category),
             title=None if sensitive else case.title,
             status=case.status,
             handle=found.responder.handle,
