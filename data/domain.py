@@ -33,6 +33,14 @@ CATEGORY_LABELS: dict[Category, str] = {
 }
 
 
+def category_label(category: str) -> str:
+    """A category as people read it; an unknown stored value as it is."""
+    try:
+        return CATEGORY_LABELS[Category(category)]
+    except ValueError:
+        return category
+
+
 class Status(StrEnum):
     TRIGGERED = "triggered"
     ACKNOWLEDGED = "acknowledged"
@@ -57,6 +65,22 @@ class ContactKind(StrEnum):
     CONSOLE = "console"
     DESKTOP = "desktop"
     WEBHOOK = "webhook"
+    APPRISE = "apprise"
+
+
+OUTBOX_CHANNELS = (ContactKind.WEBHOOK.value, ContactKind.APPRISE.value)
+"""Channels the engine's outbox sends (the console and desktop ones are the console's)."""
+
+
+class Urgency(StrEnum):
+    """How hard a page pushes: high goes through at any hour, low waits out quiet hours."""
+
+    HIGH = "high"
+    LOW = "low"
+
+
+DEFAULT_HIGH_URGENCY = (1, 2)
+"""Severities paged at high urgency unless a policy says otherwise."""
 
 
 SEVERITIES = (1, 2, 3, 4)

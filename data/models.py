@@ -34,6 +34,10 @@ class Responder(SQLModel, table=True):
     role: str = "specialist"
     timezone: str = "UTC"
     active: bool = True
+    # "HH:MM-HH:MM" in `timezone`: low-urgency pages wait until it ends.
+    quiet_hours: str | None = None
+    # Personal notification rules: urgency -> [[delay seconds, contact name], ...] in order.
+    notify: dict[str, Any] = _json_column()
 
 
 class ContactMethod(SQLModel, table=True):
@@ -42,11 +46,14 @@ class ContactMethod(SQLModel, table=True):
     responder_id: int = Field(foreign_key="responder.id", index=True, ondelete="CASCADE")
     position: int = 0
     kind: str
+    # What notification rules call it (the team file's `name`, else its kind).
+    name: str | None = None
+    # A webhook's URL, or an Apprise URL (all of it a secret: it holds the tokens).
     url: str | None = None
     secret: str | None = None
-    # Webhooks only, set by the team file for this contact: a plain http:// URL or a secret
-    # under 16 bytes (`allow_insecure`); a private, loopback or link-local destination
-    # (`allow_private`). Refused otherwise.
+    # Set by the team file for this contact: a webhook's plain http:// URL or a secret under
+    # 16 bytes (`allow_insecure`); a private, loopback or link-local destination of a
+    # webhook or an Apprise URL (`allow_private`). Refused otherwise.
     allow_insecure: bool = False
     allow_private: bool = False
     # The receiver answered 410 Gone: the contact receives no more pages.
@@ -142,6 +149,8 @@ class Policy(SQLModel, table=True):
     name: str = Field(unique=True, index=True)
     repeat: int = 0
     ack_timeout_seconds: int | None = None
+    # Severities paged at high urgency, as "1,2"; None: the desk's default (sev1 and sev2).
+    high_urgency: str | None = None
 
 
 class PolicyStep(SQLModel, table=True):
@@ -305,7 +314,8 @@ class Page(SQLModel, table=True):
     acknowledged_at: datetime | None = _utc(nullable=True)
 
 
-WEBHOOK_PENDING = "channel = 'webhook' AND status = 'pending'"
+OUTBOX_PENDING = "channel IN ('webhook', 'apprise') AND status = 'pending'"
+OUTBOX_HELD = "channel IN ('webhook', 'apprise') AND status = 'held'"
 
 
 class Delivery(SQLModel, table=True):
@@ -313,29 +323,38 @@ class Delivery(SQLModel, table=True):
 
     __table_args__ = (
         Index("ix_delivery_pending", "status", "next_attempt_at"),
-        # The webhook outbox reads only its own pending rows, in order and per contact:
-        # console and desktop rows stay pending while nobody's console is open, and must
-        # not make every outbox run longer.
+        # The outbox (webhook and Apprise) reads only its own pending rows, in order and
+        # per contact: console and desktop rows stay pending while nobody's console is
+        # open, and must not make every outbox run longer.
         Index(
             "ix_delivery_webhook_due",
             "next_attempt_at",
             "id",
-            sqlite_where=text(WEBHOOK_PENDING),
-            postgresql_where=text(WEBHOOK_PENDING),
+            sqlite_where=text(OUTBOX_PENDING),
+            postgresql_where=text(OUTBOX_PENDING),
         ),
         Index(
             "ix_delivery_webhook_contact",
             "contact_id",
             "id",
-            sqlite_where=text(WEBHOOK_PENDING),
-            postgresql_where=text(WEBHOOK_PENDING),
+            sqlite_where=text(OUTBOX_PENDING),
+            postgresql_where=text(OUTBOX_PENDING),
+        ),
+        # Rows a notification rule delays or quiet hours hold, until they come due.
+        Index(
+            "ix_delivery_outbox_held",
+            "next_attempt_at",
+            sqlite_where=text(OUTBOX_HELD),
+            postgresql_where=text(OUTBOX_HELD),
         ),
     )
     id: int | None = Field(default=None, primary_key=True)
     page_id: int = Field(foreign_key="page.id", index=True, ondelete="CASCADE")
     channel: str
     contact_id: int | None = Field(default=None, foreign_key="contact_method.id")
-    status: str = "pending"  # pending, delivered, failed, unavailable
+    # pending, held (a rule's delay or quiet hours: not due yet), delivered, failed,
+    # unavailable, cancelled (the case was acknowledged before it came due)
+    status: str = "pending"
     attempts: int = 0
     next_attempt_at: datetime | None = _utc(nullable=True)
     last_attempt_at: datetime | None = _utc(nullable=True)
@@ -351,6 +370,15 @@ class DeliveryAttempt(SQLModel, table=True):
     at: datetime = Field(sa_type=UTCDateTime)
     ok: bool
     detail: str = ""
+
+
+class UsedLink(SQLModel, table=True):
+    """An action link already followed: each link acts once (its signature is the key)."""
+
+    __tablename__ = "used_link"
+    signature: str = Field(primary_key=True)
+    delivery_id: int | None = Field(default=None, foreign_key="delivery.id", ondelete="SET NULL")
+    used_at: datetime = Field(sa_type=UTCDateTime)
 
 
 class EngineHeartbeat(SQLModel, table=True):

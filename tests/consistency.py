@@ -32,7 +32,15 @@ CHANGE = TABLES["case_change"]
 AUDIT = TABLES["audit_record"]
 RESPONDER = TABLES["responder"]
 
-DELIVERY_STATUSES = ("pending", "delivered", "failed", "unavailable", "sent")
+DELIVERY_STATUSES = (
+    "pending",
+    "held",
+    "delivered",
+    "failed",
+    "unavailable",
+    "sent",
+    "cancelled",
+)
 ESCALATION_REASONS = ("escalation", "exhausted", "catch-up")
 """Pages the engine sends for a claimed step (a reassign page has no claim)."""
 ON_TIME_REASONS = ("escalation", "exhausted")
@@ -191,6 +199,9 @@ def _delivery_rules() -> dict[str, Rule]:
         "a delivery has an unknown status": where(d.status.not_in(DELIVERY_STATUSES)),
         "a pending delivery has no next attempt time (it would never be sent)": where(
             d.status == "pending", d.next_attempt_at.is_(None)
+        ),
+        "a held delivery has no due time (it would never be released)": where(
+            d.status == "held", d.next_attempt_at.is_(None)
         ),
         "a delivered delivery has no delivered_at": where(
             d.status == "delivered", d.delivered_at.is_(None)

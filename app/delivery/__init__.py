@@ -1,1 +1,1 @@
-"""Notifiers: the channels a page goes out on (console, desktop, webhook)."""
+"""Notifiers: the channels a page goes out on (console, desktop, webhook, Apprise)."""

@@ -1,8 +1,11 @@
-"""The webhook channel: signed JSON pages sent from a persistent outbox.
+"""The outbox: signed JSON webhooks and Apprise pages (chat, push, mail) sent from one
+persistent outbox.
 
-The escalation engine writes one `Delivery` row (channel ``webhook``) per page and
-contact; the outbox sends them: `WebhookOutbox` on its own thread inside the engine
-runner, `process_webhook_outbox` for one pass (`vigil engine --once`, the demo, tests).
+The escalation engine writes one `Delivery` row (channel ``webhook`` or ``apprise``) per
+page and contact; the outbox sends them (Apprise's blocking sends on threads of
+`app.delivery.apprise.POOL`, never on the outbox's event loop): `WebhookOutbox` on its
+own thread inside the engine runner, `process_webhook_outbox` for one pass (`vigil engine
+--once`, the demo, tests).
 
 **Nobody waits for a slow receiver.** Deliveries run concurrently across contacts, at
 most `OutboxSettings.concurrency` at once, and strictly in order for each contact: a row
@@ -38,6 +41,14 @@ connection goes to the very address checked (the URL's host still names the rece
 ``Host`` and TLS), so DNS cannot swap another in between. Environment proxies are not
 used. A refused delivery fails at once; its error says which key would allow it.
 
+**Held rows.** A row that a notification rule delays, or quiet hours hold, is ``held``
+until it is due; the claim then makes it pending, or ``cancelled`` when its case was
+acknowledged or resolved meanwhile: a person's later channels stop once someone answers.
+
+**Apprise pages** say what `app.delivery.message` composes, with the page's acknowledge
+and open links (`app.services.links`). Apprise answers only yes or no: a no is retried
+like a 5xx; a URL Apprise does not know, or a refused private destination, fails at once.
+
 **Outcomes.** 2xx is delivered. 410 Gone is a receiver's explicit "never again": the
 contact is marked gone (stored), its pending pages fail, and it receives no more pages;
 each case concerned gets a timeline entry, which every open console shows at once, and an
@@ -58,6 +69,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import hashlib
 import hmac
 import importlib.util
@@ -70,7 +82,7 @@ import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from importlib.metadata import version
@@ -83,10 +95,27 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from app.core.clock import Clock
-from app.rules.destinations import address_kind, contact_problems, ip_literal, signing_key
+from app.delivery import apprise as apprise_channel
+from app.delivery.message import compose, is_sensitive
+from app.rules.destinations import (
+    address_kind,
+    apprise_url_problem,
+    contact_problems,
+    ip_literal,
+    scheme_of,
+    signing_key,
+)
+from app.services.links import LinkSettings, links_for
+from app.services.paging import HELD
 from data import audit
 from data.db import Database
-from data.domain import CATEGORY_LABELS, Category, ContactKind, severity_name
+from data.domain import (
+    OUTBOX_CHANNELS,
+    ContactKind,
+    Status,
+    category_label,
+    severity_name,
+)
 from data.journal import add_timeline, record_change
 from data.models import Case, ContactMethod, Delivery, DeliveryAttempt, Page, Responder
 from data.outage import OutageLog
@@ -94,6 +123,7 @@ from data.outage import OutageLog
 log = logging.getLogger(__name__)
 
 CHANNEL = ContactKind.WEBHOOK.value
+APPRISE = ContactKind.APPRISE.value
 USER_AGENT = f"vigil/{version('vigil')}"
 ACTOR = "engine"
 MIN_WAIT = 0.02
@@ -154,6 +184,9 @@ class OutboxSettings:
     poll: timedelta = timedelta(seconds=1)
     """`WebhookOutbox` looks for due rows at least this often without being woken."""
     policy: RetryPolicy = DEFAULT_POLICY
+    links: LinkSettings | None = None
+    """Where pages' action links point, and how long they work; None: from the
+    environment (`LinkSettings.from_env`)."""
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -197,6 +230,11 @@ class WebhookJob:
     """Why this delivery cannot be sent at all; None when it can."""
     secret: str | None = field(default=None, repr=False)
     allow_private: bool = False
+    channel: str = CHANNEL
+    title: str = ""
+    text: str = field(default="", repr=False)
+    """An Apprise page as plain text; `markdown` for the services that render it."""
+    markdown: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -211,22 +249,11 @@ class _Outcome:
 # --- payload and signature -------------------------------------------------
 
 
-def is_sensitive(case: Case) -> bool:
-    return case.sensitive or case.category == Category.CSEA
-
-
-def _category_label(category: str) -> str:
-    try:
-        return CATEGORY_LABELS[Category(category)]
-    except ValueError:
-        return category
-
-
 def build_payload(case: Case, page: Page, handle: str) -> dict[str, Any]:
     """The JSON of one page. Never the details; for a sensitive case not even the title."""
     severity = severity_name(case.severity)
     if is_sensitive(case):
-        label = _category_label(case.category)
+        label = category_label(case.category)
         summary = f"Sensitive case {case.ref} ({label}, {severity}): open Vigil to view"
     else:
         summary = case.title
@@ -314,8 +341,19 @@ def _host_label(url: httpx.URL) -> str:
     return f"{url.host}:{url.port}" if url.port else url.host
 
 
+def _apprise_target(contact: ContactMethod | None) -> tuple[str, str | None]:
+    """An Apprise contact is named by its service alone (the rest of its URL is secret)."""
+    if contact is None or not contact.url:
+        return "-", "no Apprise URL"
+    label = f"{scheme_of(contact.url)}://"
+    problem = apprise_url_problem(contact.url, allow_private=contact.allow_private)
+    return label, None if problem is None else f"refused (url): {problem}"
+
+
 def _target(contact: ContactMethod | None) -> tuple[str, str | None]:
     """The host to name in messages, and why the contact cannot be sent to (None if it can)."""
+    if contact is not None and contact.kind == APPRISE:
+        return _apprise_target(contact)
     if contact is None or not contact.url:
         return "-", "no webhook URL"
     try:
@@ -373,7 +411,7 @@ def _next_of_its_contact() -> Any:
     heads = (
         select(func.min(pending.id))
         .where(
-            col(pending.channel) == CHANNEL,
+            col(pending.channel).in_(OUTBOX_CHANNELS),
             col(pending.status) == "pending",
             col(pending.contact_id).is_not(None),
         )
@@ -397,7 +435,7 @@ def _due_webhooks(
         .join(Responder, col(Responder.id) == col(Page.responder_id))
         .outerjoin(ContactMethod, col(ContactMethod.id) == col(Delivery.contact_id))
         .where(
-            col(Delivery.channel) == CHANNEL,
+            col(Delivery.channel).in_(OUTBOX_CHANNELS),
             col(Delivery.status) == "pending",
             col(Delivery.next_attempt_at) <= now,
             _next_of_its_contact(),
@@ -418,10 +456,88 @@ def _next_due(session: Session) -> datetime | None:
     """When the earliest pending webhook row that waits for no earlier one comes due
     (rows in flight included: their lease's end)."""
     query = select(func.min(Delivery.next_attempt_at)).where(
-        col(Delivery.channel) == CHANNEL, col(Delivery.status) == "pending", _next_of_its_contact()
+        col(Delivery.channel).in_(OUTBOX_CHANNELS),
+        col(Delivery.status) == "pending",
+        _next_of_its_contact(),
     )
-    moment: datetime | None = session.exec(query).one()
-    return moment
+    held = select(func.min(Delivery.next_attempt_at)).where(
+        col(Delivery.channel).in_(OUTBOX_CHANNELS), col(Delivery.status) == HELD
+    )
+    moments = [session.exec(query).one(), session.exec(held).one()]
+    return min((m for m in moments if m is not None), default=None)
+
+
+def _release_held(session: Session, db: Database, now: datetime) -> None:
+    """Held rows now due turn pending, or cancelled when their case was answered meanwhile."""
+    query = (
+        sa_select(col(Delivery.id), col(Case.status), col(Case.ref))
+        .join(Page, col(Page.id) == col(Delivery.page_id))
+        .join(Case, col(Case.id) == col(Page.case_id))
+        .where(
+            col(Delivery.channel).in_(OUTBOX_CHANNELS),
+            col(Delivery.status) == HELD,
+            col(Delivery.next_attempt_at) <= now,
+        )
+    )
+    if db.is_postgres:
+        query = query.with_for_update(skip_locked=True, of=Delivery)
+    live: list[int] = []
+    answered: dict[str, list[int]] = {}
+    for delivery_id, status, ref in session.execute(query).all():
+        if status == Status.TRIGGERED.value:
+            live.append(delivery_id)
+        else:
+            answered.setdefault(f"not sent: {ref} was {status} before it was due", []).append(
+                delivery_id
+            )
+    if live:
+        session.execute(
+            update(Delivery)
+            .where(col(Delivery.id).in_(live))
+            .values(status="pending")
+            .execution_options(synchronize_session=False)
+        )
+    for reason, ids in answered.items():
+        session.execute(
+            update(Delivery)
+            .where(col(Delivery.id).in_(ids))
+            .values(status="cancelled", next_attempt_at=None, last_error=reason)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def _others_paged(session: Session, pages: Iterable[Page]) -> dict[int, list[str]]:
+    """For each page, the handles paged with it (same case, cycle, step and round)."""
+    wanted = {(p.case_id, p.cycle, p.step, p.round) for p in pages}
+    if not wanted:
+        return {}
+    rows = session.execute(
+        sa_select(
+            col(Page.id),
+            col(Page.case_id),
+            col(Page.cycle),
+            col(Page.step),
+            col(Page.round),
+            col(Responder.handle),
+        )
+        .join(Responder, col(Responder.id) == col(Page.responder_id))
+        .where(col(Page.case_id).in_(sorted({case_id for case_id, *_ in wanted})))
+        .order_by(col(Page.id))
+    ).all()
+    together: dict[tuple[int, int, int, int], list[tuple[int, str]]] = {}
+    for page_id, case_id, cycle, step, round_, handle in rows:
+        if (case_id, cycle, step, round_) in wanted:
+            together.setdefault((case_id, cycle, step, round_), []).append((page_id, handle))
+    return {
+        page.id or 0: [
+            handle
+            for page_id, handle in together.get(
+                (page.case_id, page.cycle, page.step, page.round), []
+            )
+            if page_id != page.id
+        ]
+        for page in pages
+    }
 
 
 @dataclass(frozen=True)
@@ -438,6 +554,7 @@ def claim_due(
     limit: int = 100,
     lease: timedelta = DEFAULT_SETTINGS.lease,
     skip_contacts: Iterable[int] = (),
+    links: LinkSettings | None = None,
 ) -> Claim:
     """Lease the due webhook rows (not those of `skip_contacts`): their next attempt moves
     `lease` ahead before commit.
@@ -448,11 +565,37 @@ def claim_due(
     lease_until = now + lease
     jobs: list[WebhookJob] = []
     with db.write() as session:
-        for delivery, page, case, responder, contact in _due_webhooks(
-            session, db, now, limit, skip_contacts
-        ):
+        _release_held(session, db, now)
+        due = _due_webhooks(session, db, now, limit, skip_contacts)
+        chat = [page for delivery, page, *_ in due if delivery.channel == APPRISE]
+        others = _others_paged(session, chat)
+        link_settings = (links or LinkSettings.from_env()) if chat else None
+        for delivery, page, case, responder, contact in due:
             assert delivery.id is not None
             host, refusal = _target(contact)
+            if delivery.channel == APPRISE:
+                assert link_settings is not None
+                page_links = links_for(session, link_settings, delivery.id, now)
+                message = compose(case, page, others.get(page.id or 0, []), now, page_links)
+                jobs.append(
+                    WebhookJob(
+                        delivery_id=delivery.id,
+                        contact_id=delivery.contact_id,
+                        lease_until=lease_until,
+                        handle=responder.handle,
+                        host=host,
+                        url=contact.url if contact and contact.url else "",
+                        webhook_id=delivery.idempotency_key,
+                        body=b"",
+                        refusal=refusal,
+                        allow_private=contact.allow_private if contact else False,
+                        channel=APPRISE,
+                        title=message.title,
+                        text=message.text,
+                        markdown=message.markdown,
+                    )
+                )
+                continue
             jobs.append(
                 WebhookJob(
                     delivery_id=delivery.id,
@@ -524,6 +667,8 @@ class _Sender:
         seconds = self.deadline.total_seconds()
         try:
             async with asyncio.timeout(seconds):
+                if job.channel == APPRISE:
+                    return await self._send_apprise(job)
                 return await self._send(job)
         except TimeoutError:
             return _Outcome(job, self.clock.now(), "retried", f"no answer within {seconds:g} s")
@@ -534,6 +679,24 @@ class _Sender:
             return _Outcome(job, self.clock.now(), "retried", type(exc).__name__)
         except OSError:  # the name did not resolve
             return _Outcome(job, self.clock.now(), "retried", "name resolution failed")
+
+    async def _send_apprise(self, job: WebhookJob) -> _Outcome:
+        """Apprise blocks: the attempt runs on one of its pool's threads."""
+        outcome = await asyncio.get_running_loop().run_in_executor(
+            apprise_channel.POOL,
+            functools.partial(
+                apprise_channel.send,
+                job.url,
+                job.title,
+                job.text,
+                job.markdown,
+                allow_private=job.allow_private,
+            ),
+        )
+        now = self.clock.now()
+        if outcome.ok:
+            return _Outcome(job, now, "delivered", outcome.detail)
+        return _Outcome(job, now, "failed" if outcome.permanent else "retried", outcome.detail)
 
     async def _send(self, job: WebhookJob) -> _Outcome:
         url = httpx.URL(job.url)
@@ -658,9 +821,9 @@ def record_outcomes(
             logged.append((outcome.job, kind, error))
     for job, kind, error in logged:
         if kind == "delivered":
-            log.info("webhook to %s at %s delivered", job.handle, job.host)
+            log.info("%s to %s at %s delivered", job.channel, job.handle, job.host)
         elif kind != "gone":
-            log.warning("webhook to %s at %s %s: %s", job.handle, job.host, kind, error)
+            log.warning("%s to %s at %s %s: %s", job.channel, job.handle, job.host, kind, error)
     return kinds
 
 
@@ -763,7 +926,7 @@ async def _one_pass(
     rng: random.Random,
     limit: int,
 ) -> OutboxResult:
-    jobs = claim_due(db, clock, limit=limit, lease=settings.lease).jobs
+    jobs = claim_due(db, clock, limit=limit, lease=settings.lease, links=settings.links).jobs
     if not jobs:
         return OutboxResult()
     slots = asyncio.Semaphore(settings.concurrency)
@@ -806,7 +969,10 @@ class WebhookOutbox:
         self.outage = outage or OutageLog(f"the webhook outbox {name}", clock)
         """Says a database that stops answering the claims once, not at every poll."""
         self.clock = clock
-        self.settings = settings
+        # Read once, so a wrong VIGIL_PUBLIC_URL or VIGIL_LINK_TTL stops the start, loudly.
+        self.settings = (
+            settings if settings.links else replace(settings, links=LinkSettings.from_env())
+        )
         self.name = name
         self._transport = transport
         self._resolve = resolve
@@ -923,7 +1089,12 @@ class WebhookOutbox:
         that does not answer is said through the outage log and claims nothing."""
         try:
             claim = claim_due(
-                self.db, self.clock, limit=free, lease=self.settings.lease, skip_contacts=busy
+                self.db,
+                self.clock,
+                limit=free,
+                lease=self.settings.lease,
+                skip_contacts=busy,
+                links=self.settings.links,
             )
         except Exception as exc:
             self.outage.failed(exc)

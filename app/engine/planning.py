@@ -19,11 +19,12 @@ from typing import Any
 
 from sqlmodel import Session
 
-from app.services.paging import contacts_of
+from app.rules.notify import Contact, Profile, urgency_of
+from app.services.paging import contacts_as, contacts_of, profile_of
 from app.services.policies import FALLBACK_POLICY
 from app.services.targets import resolve_targets
 from data.clock import how_long
-from data.domain import Status
+from data.domain import DEFAULT_HIGH_URGENCY, Status, Urgency
 
 log = logging.getLogger("vigil.engine")
 
@@ -54,6 +55,7 @@ class DueCase:
     acknowledged_by_id: int | None
     snoozed_until: datetime | None
     """Set while the case is snoozed: its snooze ends when it is due."""
+    severity: int
     snapshot: str
     """The frozen policy as JSON text: cases on one policy share one parse."""
 
@@ -76,6 +78,8 @@ class Chain:
 
     steps: tuple[Step, ...]
     repeat: int
+    high_urgency: tuple[int, ...] = DEFAULT_HIGH_URGENCY
+    """The severities paged at high urgency (the policy's, else sev1 and sev2)."""
 
     def after(self, step: int, round_: int) -> Position | None:
         """The position that follows (step, round_); None once the chain has run out."""
@@ -113,7 +117,12 @@ def read_chain(snapshot: object) -> Chain:
             raise ValueError(f"{where}.targets: expected a list of strings, got {targets!r}")
         steps.append(Step(max(timedelta(seconds=delay), MIN_STEP_DELAY), tuple(targets)))
     repeat = _whole(snapshot.get("repeat", 0), "policy_snapshot.repeat")
-    return Chain(tuple(steps), repeat)
+    high = snapshot.get("high_urgency", list(DEFAULT_HIGH_URGENCY))
+    if not isinstance(high, list) or not all(isinstance(s, int) for s in high):
+        raise ValueError(
+            f"policy_snapshot.high_urgency: expected a list of severities, got {high!r}"
+        )
+    return Chain(tuple(steps), repeat, tuple(high))
 
 
 @lru_cache(maxsize=512)
@@ -138,8 +147,10 @@ class Person:
 
     id: int
     handle: str
-    contacts: tuple[tuple[int, str], ...]
-    """(contact method id, channel) of each way to reach them, in their order."""
+    contacts: tuple[Contact, ...]
+    """Each way to reach them, in their order."""
+    profile: Profile
+    """Their zone, quiet hours and notification rules."""
 
 
 Reachable = list[Person]
@@ -152,7 +163,7 @@ class Resolver:
         self.session = session
         self.at = at
         self._cache: dict[tuple[tuple[str, ...], datetime], Reachable] = {}
-        self._contacts: dict[int, tuple[tuple[int, str], ...]] = {}
+        self._contacts: dict[int, tuple[Contact, ...]] = {}
 
     def reachable(self, targets: tuple[str, ...], at: datetime | None = None) -> Reachable:
         """The people `targets` mean at `at` (default: the batch's instant) who have a way
@@ -165,9 +176,9 @@ class Resolver:
             people = resolve_targets(self.session, list(targets), at)
             unknown = [p.id for p in people if p.id is not None and p.id not in self._contacts]
             for responder_id, methods in contacts_of(self.session, unknown).items():
-                self._contacts[responder_id] = tuple((m.id or 0, m.kind) for m in methods)
+                self._contacts[responder_id] = contacts_as(methods)
             found = [
-                Person(p.id, p.handle, self._contacts[p.id])
+                Person(p.id, p.handle, self._contacts[p.id], profile_of(p))
                 for p in people
                 if p.id is not None and self._contacts[p.id]
             ]
@@ -219,6 +230,8 @@ class Plan:
     """How long after its due time the case's first due step is paged."""
     late_by: timedelta | None = None
     """How late the live claim pages, when the case was delayed (None: on time)."""
+    urgency: str = Urgency.HIGH.value
+    """How hard its pages push (by severity and the policy): low ones wait out quiet hours."""
 
     @property
     def delayed(self) -> bool:
@@ -299,6 +312,7 @@ def plan_case(row: DueCase, now: datetime, resolver: Resolver) -> Plan:
         acknowledged_by=row.acknowledged_by_id,
     )
     chain = _read_case_chain(plan)
+    plan.urgency = urgency_of(row.severity, chain.high_urgency).value
     step, round_ = row.escalation_step, row.escalation_round
     due: datetime = row.next_escalation_at
     plan.behind = max(timedelta(0), now - due)

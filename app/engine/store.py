@@ -36,7 +36,8 @@ from app.engine.planning import (
     StepClaim,
     describe_positions,
 )
-from app.services.paging import delivery_key, paged_event
+from app.rules.notify import notices
+from app.services.paging import delivery_key, notice_status, paged_event
 from data import audit
 from data.models import AuditHead
 from data.queries import QUEUE_RANKS
@@ -91,6 +92,7 @@ DUE_COLUMNS = (
     "acknowledged_at",
     "acknowledged_by_id",
     "snoozed_until",
+    "severity",
     "policy_snapshot",
 )
 
@@ -387,7 +389,7 @@ def claim_due(
 
 def _due_case(writer: BulkWriter, row: tuple[Any, ...]) -> DueCase:
     (case_id, ref, status, cycle, step, round_, next_at, exhausted) = row[:8]
-    assignee, acknowledged_at, acknowledged_by, snoozed_until, snapshot = row[8:]
+    assignee, acknowledged_at, acknowledged_by, snoozed_until, severity, snapshot = row[8:]
     return DueCase(
         id=case_id,
         ref=ref,
@@ -401,6 +403,7 @@ def _due_case(writer: BulkWriter, row: tuple[Any, ...]) -> DueCase:
         acknowledged_at=None if acknowledged_at is None else writer.moment(acknowledged_at),
         acknowledged_by_id=acknowledged_by,
         snoozed_until=None if snoozed_until is None else writer.moment(snoozed_until),
+        severity=severity,
         snapshot=snapshot,
     )
 
@@ -504,8 +507,16 @@ def _insert_pages(writer: BulkWriter, plans: list[Plan], now: datetime) -> None:
             )
             key = (plan.row.ref, cycle, step, round_, person.handle)
             deliveries.extend(
-                (index, channel, contact_id, "pending", 0, now_at, delivery_key(*key, contact_id))
-                for contact_id, channel in person.contacts
+                (
+                    index,
+                    notice.kind,
+                    notice.contact_id,
+                    notice_status(notice),
+                    0,
+                    now_at if notice.due_at == now else writer.when(notice.due_at),
+                    delivery_key(*key, notice.contact_id),
+                )
+                for notice in notices(person.contacts, person.profile, plan.urgency, now)
             )
     writer.insert_pages(pages, deliveries)
 

@@ -1,6 +1,6 @@
-"""Which webhook destinations and secrets a contact may have: the rules the team file
-checks when it is applied and the outbox checks again on every attempt (stdlib only, so
-reading a team file does not load the HTTP client).
+"""Which webhook and Apprise destinations and secrets a contact may have: the rules the
+team file checks when it is applied and the outbox checks again on every attempt (stdlib
+only, so reading a team file loads neither the HTTP client nor Apprise).
 
 - A plain ``http://`` URL, and a secret whose key is under `MIN_SECRET_BYTES`, are refused
   unless the contact sets ``allow_insecure = true``.
@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 MIN_SECRET_BYTES = 16
 SECRET_PREFIX = "whsec_"
@@ -113,3 +113,25 @@ def contact_problems(
                     )
                 )
     return problems
+
+
+def scheme_of(url: str) -> str:
+    """An Apprise URL's service, the only part of it ever shown (the rest holds tokens)."""
+    return urlsplit(url).scheme.lower() or "-"
+
+
+def apprise_url_problem(url: str, *, allow_private: bool) -> str | None:
+    """What is refused in an Apprise URL before any lookup: no scheme, or (unless
+    `allow_private`) a literal loopback or private host, of the service or of its ``smtp``
+    server. Names are checked when they resolve, at delivery. Never quotes the URL."""
+    parts = urlsplit(url)
+    if not parts.scheme or "://" not in url:
+        return 'expected an Apprise URL such as "ntfy://ntfy.example/topic"'
+    if allow_private:
+        return None
+    hosts = [parts.hostname or "", *parse_qs(parts.query).get("smtp", [])]
+    for host in hosts:
+        kind = host_kind(host) if host else None
+        if kind is not None:
+            return f"{host} is a {kind} address: refused unless allow_private = true"
+    return None

@@ -6,6 +6,8 @@
 * `POST /v2/change/enqueue`: a PagerDuty change event, kept as a change note, never a page.
 * `POST /integrations/{format}/{name}` with `Authorization: Bearer KEY`: Alertmanager's
   webhook, Grafana's webhook contact point, or our own events; 202 with what each alert did.
+* `GET /ack/{token}` (a page's acknowledge link: a confirmation page, acting on nothing),
+  `POST /ack/{token}` (acknowledges as the paged person), `GET /open/{token}`.
 * `GET /healthz` (the process lives), `GET /readyz` (the database answers, the engine's
   heartbeat is fresh, the outbox is not stuck), `GET /metrics`.
 
@@ -40,6 +42,7 @@ from app.core.errors import BadInput, Refused
 from app.intake.events import ChangeEvent, IntakeDefaults, IntakeError, IntakeEvent
 from app.intake.registry import parse_value
 from app.intake.store import IntakeOutcome, apply_event
+from app.serve import links
 from app.serve.limits import HttpProblem, RateLimiter, read_json, retry_after
 from app.serve.metrics import Metrics
 from app.services.cases import CaseService
@@ -47,6 +50,7 @@ from app.services.heartbeats import Beat, record_beat
 from app.services.integrations import IntegrationView, hash_key, load_integrations, matching
 from app.services.unit_of_work import EscalationStarter
 from data.db import Database
+from data.domain import OUTBOX_CHANNELS
 from data.intake import HEARTBEAT
 from data.models import Delivery, EngineHeartbeat
 
@@ -377,12 +381,12 @@ def _readiness(desk: Desk) -> tuple[bool, dict[str, str]]:
                 checks["engine"] = "not run here (--no-engine)"
             oldest = session.exec(
                 select(func.min(Delivery.next_attempt_at)).where(
-                    col(Delivery.channel) == "webhook", col(Delivery.status) == "pending"
+                    col(Delivery.channel).in_(OUTBOX_CHANNELS), col(Delivery.status) == "pending"
                 )
             ).one()
             if oldest is not None and now - oldest > STUCK_OUTBOX:
                 ready = False
-                checks["outbox"] = "a webhook delivery has waited more than 15 minutes"
+                checks["outbox"] = "an outbox delivery has waited more than 15 minutes"
             else:
                 checks["outbox"] = "ok"
     except SQLAlchemyError as exc:
@@ -415,6 +419,9 @@ def make_app(desk: Desk) -> Starlette:
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
+            Route("/ack/{token}", _guarded("/ack")(links.ack_page), methods=["GET"]),
+            Route("/ack/{token}", _guarded("/ack")(links.ack_action), methods=["POST"]),
+            Route("/open/{token}", _guarded("/open")(links.open_page), methods=["GET"]),
         ]
     )
     app.state.desk = desk

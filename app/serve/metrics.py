@@ -4,8 +4,8 @@ Counted in this process: intake events by integration and outcome, HTTP requests
 and status, pages by reason (from the pages the desk wrote since this process started,
 read by id, so a restart never counts one twice in a process) and the escalation lag of
 each (from its step's due time to its page). Read from the database at each scrape: open
-cases by severity, the webhook outbox's backlog and its oldest due delivery, the age of the
-freshest engine heartbeat, and each heartbeat monitor's state.
+cases by severity, the outbox's backlog (webhook and Apprise) and its oldest due delivery,
+the age of the freshest engine heartbeat, and each heartbeat monitor's state.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from sqlmodel import col, func, select
 from app.core.clock import Clock
 from app.services.heartbeats import HeartbeatView, load_heartbeats
 from data.db import Database
-from data.domain import Status, severity_name
+from data.domain import OUTBOX_CHANNELS, Status, severity_name
 from data.models import Case, Delivery, EngineHeartbeat, Page
 
 LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
@@ -68,18 +68,20 @@ class DeskCollector(Collector):
 
             backlog, oldest = session.exec(
                 select(func.count(), func.min(Delivery.next_attempt_at)).where(
-                    col(Delivery.channel) == "webhook", col(Delivery.status) == "pending"
+                    col(Delivery.channel).in_(OUTBOX_CHANNELS), col(Delivery.status) == "pending"
                 )
             ).one()
             yield GaugeMetricFamily(
-                "vigil_outbox_backlog", "Webhook deliveries waiting to be sent", value=backlog
+                "vigil_outbox_backlog",
+                "Outbox deliveries (webhook, Apprise) waiting to be sent",
+                value=backlog,
             )
             age = 0.0
             if isinstance(oldest, datetime):
                 age = max(0.0, (now - oldest).total_seconds())
             yield GaugeMetricFamily(
                 "vigil_outbox_oldest_due_seconds",
-                "How long the oldest waiting webhook delivery has been due",
+                "How long the oldest waiting outbox delivery has been due",
                 value=age,
             )
             beat = session.exec(select(func.max(EngineHeartbeat.last_cycle_at))).one()

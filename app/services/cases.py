@@ -280,9 +280,24 @@ class CaseService(Service):
         tx.escalate(case)
         return OpenResult(case.ref, case.id, created=True)
 
-    def acknowledge(self, actor: str, ref: str, along: Along | None = None) -> Case:
+    def acknowledge(
+        self,
+        actor: str,
+        ref: str,
+        along: Along | None = None,
+        *,
+        via: str | None = None,
+        check: Callable[[Tx, Case], None] | None = None,
+    ) -> Case:
+        """`via` says how, when not at a console or the command line ("link": an action
+        link); `check` runs first on the locked case and may refuse; `along` writes more in
+        the same transaction."""
+        how = {"how": f"by {via}"} if via else {}
+        by = f" by {via}" if via else ""
         with self.work(actor, along) as tx:
             case = tx.case(ref)
+            if check is not None:
+                check(tx, case)
             if case.status == Status.RESOLVED.value:
                 raise NothingToDo(f"{case.ref} is already resolved")
             if case.status == Status.ACKNOWLEDGED.value:
@@ -306,11 +321,11 @@ class CaseService(Service):
                     case,
                     tx.now,
                     "ack_partial",
-                    f"Acknowledged by {tx.actor.handle}; waiting for {pending} more "
+                    f"Acknowledged by {tx.actor.handle}{by}; waiting for {pending} more "
                     "(this step needs every target)",
                     tx.actor.handle,
                 )
-                tx.finish(case, "case.ack_partial", {"waiting_for": pending})
+                tx.finish(case, "case.ack_partial", {"waiting_for": pending, **how})
             else:
                 case.status = Status.ACKNOWLEDGED.value
                 case.acknowledged_at = tx.now
@@ -323,10 +338,10 @@ class CaseService(Service):
                     case,
                     tx.now,
                     "acknowledged",
-                    f"Acknowledged by {tx.actor.handle}",
+                    f"Acknowledged by {tx.actor.handle}{by}",
                     tx.actor.handle,
                 )
-                tx.finish(case, "case.ack", {})
+                tx.finish(case, "case.ack", how)
             case_id = case.id
         assert case_id is not None
         return case

@@ -2,7 +2,9 @@
 
 Shared by the escalation engine and by reassign, inside the caller's transaction.
 Console and desktop deliveries are carried out by the person's own console (that is
-where their screen and desktop are); webhook deliveries by the engine's outbox.
+where their screen and desktop are); webhook and Apprise deliveries by the engine's
+outbox. When each contact is told follows the person's notification rules and quiet
+hours (`app.rules.notify`): an outbox row that must wait is ``held`` until it is due.
 """
 
 from __future__ import annotations
@@ -13,9 +15,14 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from app.rules.notify import Contact, Notice, Profile, notices, urgency_of
 from data.clock import how_long
+from data.domain import DEFAULT_HIGH_URGENCY, OUTBOX_CHANNELS
 from data.journal import add_timeline
 from data.models import Case, ContactMethod, Delivery, Page, Responder
+
+HELD = "held"
+"""An outbox row not due yet (a rule's delay, quiet hours); it turns pending when due."""
 
 
 def contacts_of(session: Session, responder_ids: Sequence[int]) -> dict[int, list[ContactMethod]]:
@@ -30,6 +37,21 @@ def contacts_of(session: Session, responder_ids: Sequence[int]) -> dict[int, lis
     for contact in rows:
         found[contact.responder_id].append(contact)
     return found
+
+
+def contacts_as(methods: Sequence[ContactMethod]) -> tuple[Contact, ...]:
+    """Contact methods as plain values: what notification rules call each of them."""
+    return tuple(Contact(m.id or 0, m.kind, m.name or m.kind) for m in methods)
+
+
+def profile_of(responder: Responder) -> Profile:
+    return Profile.of(responder.timezone, responder.quiet_hours, responder.notify)
+
+
+def notice_status(notice: Notice) -> str:
+    """An outbox row that must wait is held; console and desktop rows wait as pending
+    (their console claims them once due)."""
+    return HELD if notice.held and notice.kind in OUTBOX_CHANNELS else "pending"
 
 
 def delivery_key(
@@ -74,6 +96,8 @@ def page_responders(
     assert case.id is not None
     ids = [r.id for r in responders if r.id is not None]
     contacts = contacts_of(session, ids)
+    high = case.policy_snapshot.get("high_urgency", DEFAULT_HIGH_URGENCY)
+    urgency = urgency_of(case.severity, high).value
     pages: list[Page] = []
     for responder in responders:
         assert responder.id is not None
@@ -93,15 +117,21 @@ def page_responders(
         session.add(page)
         session.flush()
         assert page.id is not None
-        for contact in methods:
+        for notice in notices(contacts_as(methods), profile_of(responder), urgency, now):
             session.add(
                 Delivery(
                     page_id=page.id,
-                    channel=contact.kind,
-                    contact_id=contact.id,
-                    next_attempt_at=now,
+                    channel=notice.kind,
+                    contact_id=notice.contact_id,
+                    status=notice_status(notice),
+                    next_attempt_at=notice.due_at,
                     idempotency_key=delivery_key(
-                        case.ref, case.escalation_cycle, step, round_, responder.handle, contact.id
+                        case.ref,
+                        case.escalation_cycle,
+                        step,
+                        round_,
+                        responder.handle,
+                        notice.contact_id,
                     ),
                 )
             )

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from app.rules.notify import parse_high_urgency
 from data.models import Case, Policy, PolicyStep, Routing, SlaTarget
 
 # Used when neither the case, its category nor the default route names a policy:
@@ -32,7 +33,11 @@ def snapshot_policy(session: Session, policy: Policy) -> dict[str, Any]:
         .where(PolicyStep.policy_id == policy.id)
         .order_by(col(PolicyStep.position))
     ).all()
+    urgency: dict[str, Any] = {}
+    if policy.high_urgency:
+        urgency["high_urgency"] = list(parse_high_urgency(policy.high_urgency))
     return {
+        **urgency,
         "name": policy.name,
         "repeat": policy.repeat,
         "ack_timeout_seconds": policy.ack_timeout_seconds,

@@ -933,7 +933,9 @@ BAD_FILES: dict[str, dict[str, str]] = {
         "responder[0].handle": "expected a handle",
         "responder[0].role": "expected one of specialist, supervisor, admin, got 'boss'",
         "responder[0].timezone": "expected an IANA time zone",
-        "responder[0].contacts[0].kind": "expected one of console, desktop, webhook, got 'pager'",
+        "responder[0].contacts[0].kind": (
+            "expected one of console, desktop, webhook, apprise, got 'pager'"
+        ),
         "responder[0].contacts[1].url": "required key is missing",
         "responder[0].contacts[2].url": "expected an http:// or https:// URL",
         "responder[1].name": "required key is missing",

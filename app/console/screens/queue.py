@@ -471,6 +471,9 @@ class QueueScreen(Screen[None]):
             return
         self._first_window_shown = True
         self._claim_waiting_pages()
+        # A notification rule's delay or quiet hours hold some rows until later, with no
+        # change of the case to announce them: look for those now and then.
+        self.set_interval(STATUS_SECONDS, self._claim_waiting_pages, name="pages come due")
         self.refresh_status()
         self.vigil.start_desk_work()
 

@@ -32,6 +32,7 @@ from app.services.team.spec import (
     StepSpec,
     TeamPermissionError,
     TeamSpec,
+    rules_to_stored,
     utc_text,
 )
 from app.services.unit_of_work import SUPERVISING
@@ -223,6 +224,7 @@ class _Writer:
     def _put_responder(self, handle: str, wanted: Record) -> None:
         row = self.stored.responders.get(handle) or Responder(handle=handle, name="")
         row.name, row.role, row.timezone = wanted["name"], wanted["role"], wanted["timezone"]
+        row.quiet_hours, row.notify = wanted["quiet_hours"], rules_to_stored(wanted["notify"])
         row.active = True
         self.stored.responders[handle] = self._saved(row)
         self._put_contacts(stored_id(row), wanted["contacts"])
@@ -239,7 +241,7 @@ class _Writer:
                 row = ContactMethod(responder_id=responder_id, kind=contact.kind, url=contact.url)
             else:
                 existing.remove(row)
-            row.position, row.secret = position, contact.secret
+            row.position, row.secret, row.name = position, contact.secret, contact.name
             row.allow_insecure, row.allow_private = contact.allow_insecure, contact.allow_private
             self.session.add(row)
             rows.append(row)
@@ -320,6 +322,8 @@ class _Writer:
         row.repeat = wanted["repeat"]
         timeout = wanted["ack_timeout"]
         row.ack_timeout_seconds = None if timeout is None else int(timeout.total_seconds())
+        high = wanted["high_urgency"]
+        row.high_urgency = None if high is None else ",".join(str(s) for s in high)
         self.stored.policies[name] = row = self._saved(row)
         self.session.exec(delete(PolicyStep).where(col(PolicyStep.policy_id) == row.id))
         steps: tuple[StepSpec, ...] = wanted["steps"]

@@ -95,11 +95,20 @@ def export_team(session: Session) -> str:
     for handle in sorted(active):
         record = state["responder"][handle]
         contacts = [
-            {"kind": c.kind}
-            if c.url is None
-            else {"kind": c.kind, "url": shown_url(c.url), **c.flags}
+            {
+                "kind": c.kind,
+                **({"name": c.name} if c.name else {}),
+                **({} if c.url is None else {"url": shown_url(c.url, c.kind), **c.flags}),
+            }
             for c in record["contacts"]
         ]
+        notify = {
+            urgency: [
+                {"after": format_duration(delay) if delay else "0m", "contact": name}
+                for delay, name in entries
+            ]
+            for urgency, entries in record["notify"]
+        }
         out += _toml_table(
             "[[responder]]",
             {
@@ -108,6 +117,8 @@ def export_team(session: Session) -> str:
                 "role": record["role"],
                 "timezone": record["timezone"],
                 "contacts": contacts,
+                "quiet_hours": record["quiet_hours"],
+                "notify": notify or None,
             },
         )
     for name, record in sorted(state["rotation"].items()):
@@ -128,6 +139,9 @@ def export_team(session: Session) -> str:
         out += ["[[policy]]", f"name = {_toml_string(name)}", f"repeat = {record['repeat']}"]
         if record["ack_timeout"] is not None:
             out.append(f"ack_timeout = {_toml_value(record['ack_timeout'])}")
+        if record["high_urgency"] is not None:
+            severities = [severity_name(s) for s in record["high_urgency"]]
+            out.append(f"high_urgency = {_toml_value(severities)}")
         out.append("steps = [")
         for step in record["steps"]:
             values = {"delay": step.delay, "targets": list(step.targets)}

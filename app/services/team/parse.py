@@ -33,7 +33,8 @@ from app.rules.casework import (
     parse_casework_config,
     settings_document,
 )
-from app.rules.destinations import contact_problems
+from app.rules.destinations import apprise_url_problem, contact_problems
+from app.rules.notify import check_quiet_hours, parse_notify_delay
 from app.rules.rotations import (
     HolidaySpec,
     RotationSpec,
@@ -54,6 +55,7 @@ from app.services.team.spec import (
     TARGET_KINDS,
     ContactSpec,
     IntegrationSpec,
+    NotifyRulesSpec,
     PolicySpec,
     ResponderSpec,
     SlaSpec,
@@ -82,6 +84,7 @@ from data.domain import (
     ContactKind,
     DurationRange,
     Role,
+    Urgency,
     check_day,
     check_duration,
     check_instant,
@@ -447,11 +450,59 @@ class _Reader:
     # -- entries ------------------------------------------------------------
 
     def _responder(self, entry: _Entry) -> ResponderSpec:
-        entry.check_keys(("handle", "name"), ("role", "timezone", "contacts"))
+        entry.check_keys(
+            ("handle", "name"), ("role", "timezone", "contacts", "quiet_hours", "notify")
+        )
         name = entry.text("name")
         role = entry.choice("role", [role.value for role in Role], Role.SPECIALIST.value)
         timezone = entry.zone("timezone")
-        return ResponderSpec(entry.name or "", name, role, timezone, self._contacts(entry))
+        contacts = self._contacts(entry)
+        quiet = entry.optional_text("quiet_hours")
+        if quiet is not None:
+            quiet = self._parsed(entry, "quiet_hours", check_quiet_hours)
+        notify = self._notify(entry, contacts)
+        return ResponderSpec(entry.name or "", name, role, timezone, contacts, quiet, notify)
+
+    def _notify(self, entry: _Entry, contacts: Sequence[ContactSpec]) -> NotifyRulesSpec:
+        """`notify = { high = [{ after = "2m", contact = "mail" }, ...], low = [...] }`."""
+        value = entry.table.get("notify")
+        if value is None:
+            return ()
+        example = '{ high = [{ contact = "phone" }, { after = "2m", contact = "mail" }] }'
+        if not isinstance(value, dict):
+            entry.error("notify", f"expected a table such as {example}, got {_describe(value)}")
+            return ()
+        names = [contact.name or contact.kind for contact in contacts]
+        rules: list[tuple[str, tuple[tuple[timedelta, str], ...]]] = []
+        urgencies = [urgency.value for urgency in Urgency]
+        for urgency, items in value.items():
+            key = f"notify.{urgency}"
+            if urgency not in urgencies:
+                entry.error(key, f"expected an urgency ({', '.join(urgencies)}), got {urgency!r}")
+                continue
+            if not isinstance(items, list) or not items:
+                entry.error(key, f"expected a non-empty array such as {example}")
+                continue
+            entries: list[tuple[timedelta, str]] = []
+            for index, item in enumerate(items):
+                if not isinstance(item, dict):
+                    entry.error(f"{key}[{index}]", f"expected a table, got {_describe(item)}")
+                    continue
+                rule = entry.child(f"{key}[{index}]", item)
+                rule.check_keys(("contact",), ("after",))
+                after = timedelta(0)
+                if "after" in item:
+                    after = self._parsed(rule, "after", parse_notify_delay) or timedelta(0)
+                contact = rule.text("contact")
+                if contact and contact not in names:
+                    rule.error(
+                        "contact",
+                        f"expected the name or kind of one of this responder's contacts "
+                        f"({', '.join(names) or 'none'}), got {contact!r}",
+                    )
+                entries.append((after, contact))
+            rules.append((urgency, tuple(entries)))
+        return tuple(sorted(rules))
 
     def _contacts(self, entry: _Entry) -> tuple[ContactSpec, ...]:
         value = entry.table.get("contacts", [])
@@ -461,6 +512,7 @@ class _Reader:
             return ()
         contacts: list[ContactSpec] = []
         seen: dict[tuple[str, str | None], int] = {}
+        names: set[str] = set()
         for index, item in enumerate(value):
             if not isinstance(item, dict):
                 entry.error(
@@ -476,8 +528,19 @@ class _Reader:
             flags = dict.fromkeys(CONTACT_FLAGS, False)
             if not kind:
                 continue
-            if kind == ContactKind.WEBHOOK:
-                contact.check_keys(("kind", "url"), ("secret", *CONTACT_FLAGS))
+            label = contact.optional_text("name")
+            if label is not None and label in names:
+                contact.error("name", f"duplicate contact name {label!r}")
+            names.add(label or kind)
+            if kind == ContactKind.APPRISE:
+                contact.check_keys(("kind", "url"), ("name", "allow_private"))
+                url = contact.text("url")
+                flags["allow_private"] = contact.flag("allow_private")
+                problem = url and apprise_url_problem(url, allow_private=flags["allow_private"])
+                if problem:
+                    contact.error("url", problem)
+            elif kind == ContactKind.WEBHOOK:
+                contact.check_keys(("kind", "url"), ("name", "secret", *CONTACT_FLAGS))
                 url = contact.text("url")
                 secret = contact.optional_text("secret")
                 flags = {name: contact.flag(name) for name in CONTACT_FLAGS}
@@ -488,11 +551,11 @@ class _Reader:
                     for key, message in contact_problems(url, secret, **flags):
                         contact.error(key, message)
             else:
-                contact.check_keys(("kind",))
+                contact.check_keys(("kind",), ("name",))
             if (kind, url) in seen:
                 contact.error(None, f"duplicate contact: same as contacts[{seen[kind, url]}]")
             seen.setdefault((kind, url), index)
-            contacts.append(ContactSpec(kind, url, secret, **flags))
+            contacts.append(ContactSpec(kind, url, secret, **flags, name=label))
         return tuple(contacts)
 
     def _rotation(self, entry: _Entry) -> RotationSpec | None:
@@ -613,7 +676,20 @@ class _Reader:
         return tuple(overrides)
 
     def _policy(self, entry: _Entry) -> PolicySpec:
-        entry.check_keys(("name", "steps"), ("repeat", "ack_timeout"))
+        entry.check_keys(("name", "steps"), ("repeat", "ack_timeout", "high_urgency"))
+        high_urgency: tuple[int, ...] | None = None
+        if "high_urgency" in entry.table:
+            severities = entry.table["high_urgency"]
+            try:
+                if not isinstance(severities, list):
+                    raise ValueError("expected an array")
+                high_urgency = tuple(sorted({parse_severity(item) for item in severities}))
+            except ValueError:
+                entry.error(
+                    "high_urgency",
+                    f'expected an array of severities such as ["sev1", "sev2"], got '
+                    f"{_describe(severities)}",
+                )
         repeat = entry.table.get("repeat", 0)
         try:
             REPEAT.check(repeat)
@@ -645,7 +721,7 @@ class _Reader:
                 for position, target in enumerate(targets):
                     self._target(step, f"targets[{position}]", target)
                 steps.append(StepSpec(delay, tuple(targets), step.flag("require_all")))
-        return PolicySpec(entry.name or "", tuple(steps), repeat, ack_timeout)
+        return PolicySpec(entry.name or "", tuple(steps), repeat, ack_timeout, high_urgency)
 
     def _target(self, step: _Entry, key: str, target: str) -> None:
         kind, colon, name = target.partition(":")

@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 from app.rules.casework import (
     CASEWORK_KEYS,
 )
+from app.rules.notify import parse_high_urgency
 from app.rules.rotations import (
     HolidaySpec,
     OverrideSpec,
@@ -36,6 +37,7 @@ from app.services.team.spec import (
     TeamError,
     TeamFileError,
     TeamSpec,
+    rules_from_stored,
     shown_url,
     utc_text,
 )
@@ -160,9 +162,11 @@ class Stored:
                 "timezone": responder.timezone,
                 "active": responder.active,
                 "contacts": tuple(
-                    ContactSpec(c.kind, c.url, c.secret, c.allow_insecure, c.allow_private)
+                    ContactSpec(c.kind, c.url, c.secret, c.allow_insecure, c.allow_private, c.name)
                     for c in contacts
                 ),
+                "quiet_hours": responder.quiet_hours,
+                "notify": rules_from_stored(responder.notify),
             }
         for rotation in self.rotations.values():
             members = tuple(handles[m] for m in self.members.get(rotation.id or 0, []))
@@ -187,6 +191,9 @@ class Stored:
                 "steps": tuple(
                     StepSpec(timedelta(seconds=s.delay_seconds), tuple(s.targets), s.require_all)
                     for s in self.steps.get(policy.id or 0, [])
+                ),
+                "high_urgency": (
+                    parse_high_urgency(policy.high_urgency) if policy.high_urgency else None
                 ),
             }
         for category, route in self.routes.items():
@@ -263,9 +270,9 @@ def _wanted(spec: TeamSpec, stored: Stored) -> State:
         webhooks = [
             c
             for c in stored.contacts.get(row_id(stored.responders.get(responder.handle)), [])
-            if c.kind == ContactKind.WEBHOOK and c.url
+            if c.kind in (ContactKind.WEBHOOK, ContactKind.APPRISE) and c.url
         ]
-        urls = {shown_url(c.url): c.url for c in webhooks if c.url}
+        urls = {shown_url(c.url, c.kind): c.url for c in webhooks if c.url}
         kept = {c.url: c.secret for c in webhooks if c.secret}
         contacts = []
         for position, contact in enumerate(responder.contacts):
@@ -275,8 +282,9 @@ def _wanted(spec: TeamSpec, stored: Stored) -> State:
                     problems.append(
                         TeamError(
                             f"responder[{index}].contacts[{position}].url",
-                            f"{url!r} stands for a stored webhook URL (as `vigil team export` "
-                            f"prints it), but {responder.handle} has no such webhook stored; "
+                            f"{url!r} stands for a stored {contact.kind} URL (as `vigil team "
+                            f"export` prints it), but {responder.handle} has no such "
+                            f"{contact.kind} contact stored; "
                             "write the full URL",
                             responder.handle,
                         )
@@ -286,7 +294,12 @@ def _wanted(spec: TeamSpec, stored: Stored) -> State:
             secret = contact.secret or kept.get(url or "")
             contacts.append(
                 ContactSpec(
-                    contact.kind, url, secret, contact.allow_insecure, contact.allow_private
+                    contact.kind,
+                    url,
+                    secret,
+                    contact.allow_insecure,
+                    contact.allow_private,
+                    contact.name,
                 )
             )
         state["responder"][responder.handle] = {
@@ -295,6 +308,8 @@ def _wanted(spec: TeamSpec, stored: Stored) -> State:
             "timezone": responder.timezone,
             "active": True,
             "contacts": tuple(contacts),
+            "quiet_hours": responder.quiet_hours,
+            "notify": responder.notify,
         }
     if problems:
         raise TeamFileError(problems, spec.source)
@@ -315,6 +330,7 @@ def _wanted(spec: TeamSpec, stored: Stored) -> State:
             "repeat": policy.repeat,
             "ack_timeout": policy.ack_timeout,
             "steps": policy.steps,
+            "high_urgency": policy.high_urgency,
         }
     for category, policy_name in spec.routing:
         state["routing"][category] = {"policy": policy_name}

@@ -72,7 +72,8 @@ EXPORT_HEADER = """\
 # Vigil team file: `vigil team apply FILE.toml` makes the team exactly this.
 # Secrets are never exported. A webhook contact without `secret` keeps the secret already
 # stored for the same responder and URL when this file is applied, and a webhook URL shown
-# as `https://host/...#kept:…` (its path and query may hold a token) keeps the stored URL.
+# as `https://host/...#kept:…` (its path and query may hold a token) keeps the stored URL,
+# as an Apprise URL shown as `ntfy://...#kept:…` (all of it may hold tokens) does.
 # An integration or heartbeat keeps its stored key (`vigil integration key NAME` makes one).
 """
 
@@ -145,20 +146,28 @@ def utc_text(moment: datetime) -> str:
 CONTACT_FLAGS = ("allow_insecure", "allow_private")
 """A webhook contact's allowances: plain http:// or a short secret; a private address."""
 
-KEPT_URL = re.compile(r"^https?://[^/?#@]+/\.\.\.#kept:[0-9a-f]{8}$")
-"""A webhook URL as `shown_url` prints it; applying it keeps the stored URL it stands for."""
+KEPT_URL = re.compile(
+    r"^(https?://[^/?#@]+/|[a-z][a-z0-9+.-]*://)\.\.\.#kept:[0-9a-f]{8}$", re.IGNORECASE
+)
+"""A contact URL as `shown_url` prints it; applying it keeps the stored URL it stands for."""
 
 
-def shown_url(url: str) -> str:
-    """A webhook URL as Vigil prints it (export, plans, the audit log): its scheme and host,
-    and in place of the rest, where chat services put their tokens, a fingerprint that
-    `vigil team apply` matches against the stored URL. A bare host is shown whole."""
+def _fingerprint(url: str) -> str:
+    return hashlib.sha256(url.encode()).hexdigest()[:8]
+
+
+def shown_url(url: str, kind: str = ContactKind.WEBHOOK) -> str:
+    """A contact URL as Vigil prints it (export, plans, the audit log). A webhook: its
+    scheme and host, and in place of the rest, where chat services put their tokens, a
+    fingerprint that `vigil team apply` matches against the stored URL (a bare host is shown
+    whole). An Apprise URL holds its tokens anywhere, even in the host: only its scheme."""
     parts = urlsplit(url)
+    if kind == ContactKind.APPRISE:
+        return f"{parts.scheme}://...#kept:{_fingerprint(url)}"
     host = parts.netloc.rpartition("@")[2]
     if parts.path in ("", "/") and not (parts.query or parts.fragment) and host == parts.netloc:
         return url
-    fingerprint = hashlib.sha256(url.encode()).hexdigest()[:8]
-    return f"{parts.scheme}://{host}/...#kept:{fingerprint}"
+    return f"{parts.scheme}://{host}/...#kept:{_fingerprint(url)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,10 +177,14 @@ class ContactSpec:
     secret: str | None = field(default=None, repr=False)
     allow_insecure: bool = False
     allow_private: bool = False
+    name: str | None = None
+    """What notification rules call it (else its kind)."""
 
     def __str__(self) -> str:
         """Never shows the secret (only whether there is one) nor the URL's token."""
-        text = self.kind if self.url is None else f"{self.kind} {shown_url(self.url)}"
+        text = self.kind if self.url is None else f"{self.kind} {shown_url(self.url, self.kind)}"
+        if self.name:
+            text += f" {self.name!r}"
         allowed = [name for name in CONTACT_FLAGS if getattr(self, name)]
         if allowed:
             text += f" ({', '.join(allowed)})"
@@ -183,6 +196,26 @@ class ContactSpec:
         return {name: True for name in CONTACT_FLAGS if getattr(self, name)}
 
 
+NotifyRulesSpec = tuple[tuple[str, tuple[tuple[timedelta, str], ...]], ...]
+"""Personal notification rules: (urgency, ((delay, contact name), ...)), by urgency."""
+
+
+def rules_from_stored(stored: dict[str, Any] | None) -> NotifyRulesSpec:
+    return tuple(
+        sorted(
+            (urgency, tuple((timedelta(seconds=int(d)), str(n)) for d, n in entries))
+            for urgency, entries in (stored or {}).items()
+        )
+    )
+
+
+def rules_to_stored(rules: NotifyRulesSpec) -> dict[str, list[list[Any]]]:
+    return {
+        urgency: [[int(delay.total_seconds()), name] for delay, name in entries]
+        for urgency, entries in rules
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class ResponderSpec:
     handle: str
@@ -190,6 +223,9 @@ class ResponderSpec:
     role: str = Role.SPECIALIST.value
     timezone: str = "UTC"
     contacts: tuple[ContactSpec, ...] = ()
+    quiet_hours: str | None = None
+    """HH:MM-HH:MM in `timezone`: low-urgency pages wait until it ends."""
+    notify: NotifyRulesSpec = ()
 
     @property
     def reachable(self) -> bool:
@@ -232,6 +268,8 @@ class PolicySpec:
     steps: tuple[StepSpec, ...]
     repeat: int = 0
     ack_timeout: timedelta | None = None
+    high_urgency: tuple[int, ...] | None = None
+    """Severities paged at high urgency; None: sev1 and sev2."""
 
 
 @dataclass(frozen=True, slots=True)
