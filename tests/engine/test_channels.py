@@ -142,7 +142,7 @@ class Desk:
     def __init__(self, db: Database, clock: FakeClock, base_url: str | None) -> None:
         self.db, self.clock = db, clock
         self.engine = EscalationEngine(db, clock)
-        self.cases = CaseService(db, clock, escalation=lambda ids: self.engine.run_due())
+        self.cases = CaseService(db, clock, escalation=self.engine.page_within)
         self.settings = OutboxSettings(links=LinkSettings(base_url))
 
     def outbox(self) -> None:

@@ -124,7 +124,7 @@ def test_a_page_arrives_as_a_desktop_notification_without_sensitive_text(
     clock = FakeClock(datetime(2026, 12, 6, 3, 0, tzinfo=UTC))
     apply_team(db, parse_team(TEAM), actor="ana", now=clock.now())
     engine = EscalationEngine(db, clock)
-    case = CaseService(db, clock, escalation=lambda _ids: engine.run_due()).open_case(
+    case = CaseService(db, clock, escalation=engine.page_within).open_case(
         "ana",
         title=SECRET_TITLE,
         category="csea",
