@@ -34,6 +34,8 @@ class Responder(SQLModel, table=True):
     role: str = "specialist"
     timezone: str = "UTC"
     active: bool = True
+    # The PostgreSQL login that is this person (None: the handle); see `data.access`.
+    db_login: str | None = Field(default=None, unique=True, index=True)
 
 
 class ContactMethod(SQLModel, table=True):

@@ -199,7 +199,7 @@ class _Writer:
     def _put_responder(self, handle: str, wanted: Record) -> None:
         row = self.stored.responders.get(handle) or Responder(handle=handle, name="")
         row.name, row.role, row.timezone = wanted["name"], wanted["role"], wanted["timezone"]
-        row.active = True
+        row.db_login, row.active = wanted["db_login"], True
         self.stored.responders[handle] = self._saved(row)
         self._put_contacts(stored_id(row), wanted["contacts"])
 

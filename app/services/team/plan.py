@@ -136,6 +136,7 @@ class Stored:
                 "name": responder.name,
                 "role": responder.role,
                 "timezone": responder.timezone,
+                "db_login": responder.db_login,
                 "active": responder.active,
                 "contacts": tuple(
                     ContactSpec(c.kind, c.url, c.secret, c.allow_insecure, c.allow_private)
@@ -265,6 +266,7 @@ def _wanted(spec: TeamSpec, stored: Stored) -> State:
             "name": responder.name,
             "role": responder.role,
             "timezone": responder.timezone,
+            "db_login": responder.db_login,
             "active": True,
             "contacts": tuple(contacts),
         }

@@ -47,6 +47,10 @@ KINDS = (
 )
 INTEGRATION_KEYS = ("category", "severity", "policy", "rate_limit")
 HANDLE = re.compile(r"^[a-z][a-z0-9._-]{0,31}$")
+DB_LOGIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.@-]{0,62}$")
+DB_LOGIN_RULE = (
+    "a PostgreSQL login: a letter or '_', then letters, digits, '_', '.', '@' or '-' (63 at most)"
+)
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 HANDLE_RULE = (
     "a handle: a lowercase letter, then lowercase letters, digits, '.', '_' or '-' (32 at most)"
@@ -188,6 +192,7 @@ class ResponderSpec:
     role: str = Role.SPECIALIST.value
     timezone: str = "UTC"
     contacts: tuple[ContactSpec, ...] = ()
+    db_login: str | None = None  # the PostgreSQL login that is this person; None: the handle
 
     @property
     def reachable(self) -> bool:
