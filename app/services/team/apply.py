@@ -4,7 +4,7 @@ record, after checking that the person applying it may.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -26,7 +26,7 @@ from app.services.team.plan import (
 )
 from app.services.team.spec import ContactSpec, Row, StepSpec, TeamPermissionError, TeamSpec
 from app.services.unit_of_work import SUPERVISING
-from data import audit
+from data import access, audit
 from data.db import Database
 from data.intake import Integration
 from data.models import (
@@ -47,6 +47,15 @@ from data.models import (
 )
 
 # --- applying ---------------------------------------------------------------
+
+
+def place_logins(session: Session, responders: Iterable[Responder]) -> None:
+    """On PostgreSQL with the desk's roles installed (`vigil db roles`), keep each responder's
+    login in the group of their role, and an inactive one's in none, in this transaction."""
+    if session.get_bind().dialect.name != "postgresql" or access.stored_prefix(session) is None:
+        return
+    for row in responders:
+        access.place_login(session, row.db_login or row.handle, row.role if row.active else None)
 
 
 @dataclass(frozen=True)
@@ -140,6 +149,7 @@ def apply_team(
                 action="team.apply",
                 detail={"source": spec.source, **plan.as_dict()},
             )
+        place_logins(session, stored.responders.values())
     return ApplyResult(plan, team_warnings(spec, plan, actor), applied=not plan.empty)
 
 

@@ -1,0 +1,370 @@
+"""On PostgreSQL the login is the person and the database enforces who may do what.
+
+Each test installs the desk's roles under a prefix of its own (roles are cluster-wide) in its
+own schema, connects as real logins of each group, and drops every role it made afterwards.
+The test server trusts local logins, so none of them needs a password.
+"""
+
+from __future__ import annotations
+
+import io
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+
+from app.cli.main import main
+from app.core.clock import FakeClock
+from tests.conftest import PG_URL
+
+pytestmark = pytest.mark.pg
+
+TEAM = """
+[[responder]]
+handle = "ana"
+name = "Ana Ruiz"
+role = "specialist"
+db_login = "{prefix}_ana"
+contacts = [{{ kind = "console" }}]
+
+[[responder]]
+handle = "ben"
+name = "Ben Ode"
+role = "specialist"
+db_login = "{prefix}_ben"
+contacts = [{{ kind = "console" }}]
+
+[[responder]]
+handle = "sam"
+name = "Sam Lee"
+role = "supervisor"
+db_login = "{prefix}_sam"
+contacts = [{{ kind = "console" }}]
+
+[[responder]]
+handle = "relay"
+name = "Intake relay"
+role = "specialist"
+db_login = "{prefix}_relay"
+contacts = [{{ kind = "console" }}]
+
+[[rotation]]
+name = "day"
+timezone = "UTC"
+shift = "1d"
+handoff = "08:00"
+start = "2026-11-01"
+members = ["ana", "ben"]
+
+[[schedule]]
+name = "primary"
+layers = ["day"]
+
+[[policy]]
+name = "standard"
+steps = [{{ delay = "5m", targets = ["schedule:primary"] }}]
+
+[routing]
+default = "standard"
+"""
+
+
+@dataclass
+class Desk:
+    """A desk on its own schema, its roles installed under `prefix`."""
+
+    owner_url: str
+    prefix: str
+    clock: FakeClock
+    engines: list[Engine]
+
+    def login(self, handle: str) -> str:
+        return f"{self.prefix}_{handle}"
+
+    def url(self, handle: str) -> str:
+        """The desk's URL as `handle`'s own login."""
+        return (
+            make_url(self.owner_url)
+            .set(username=self.login(handle))
+            .render_as_string(hide_password=False)
+        )
+
+    def vigil(self, handle: str | None, *argv: str) -> tuple[int, str, str]:
+        """`vigil` connected as `handle`'s login (None: as the owner)."""
+        out, err = io.StringIO(), io.StringIO()
+        url = self.owner_url if handle is None else self.url(handle)
+        code = main(["--db", url, *argv], clock=self.clock, out=out, err=err)
+        return code, out.getvalue(), err.getvalue()
+
+    def sql(self, handle: str, *statements: str) -> None:
+        """Run `statements` in one transaction as `handle`'s login, with plain SQL."""
+        engine = create_engine(self.url(handle))
+        self.engines.append(engine)
+        with engine.begin() as connection:
+            for statement in statements:
+                connection.execute(text(statement))
+
+    def refused(self, handle: str, *statements: str) -> str:
+        """The database's refusal of `statements` as `handle`."""
+        with pytest.raises(DBAPIError) as caught:
+            self.sql(handle, *statements)
+        return str(caught.value.orig)
+
+    def owner_scalar(self, query: str) -> object:
+        engine = create_engine(self.owner_url)
+        self.engines.append(engine)
+        with engine.begin() as connection:
+            result = connection.execute(text(query))
+            return result.scalar() if result.returns_rows else None
+
+
+def _drop_roles(prefix: str) -> None:
+    assert PG_URL is not None
+    admin = create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://"))
+    with admin.begin() as connection:
+        names = connection.execute(
+            text("SELECT rolname FROM pg_roles WHERE rolname LIKE :pattern"),
+            {"pattern": prefix + r"\_%"},
+        ).scalars()
+        for name in names:
+            connection.execute(text(f'DROP OWNED BY "{name}"'))
+            connection.execute(text(f'DROP ROLE "{name}"'))
+    admin.dispose()
+
+
+@pytest.fixture
+def desk(pg_url: str, clock: FakeClock, tmp_path: Path) -> Iterator[Desk]:
+    prefix = f"v{uuid.uuid4().hex[:10]}"
+    state = Desk(pg_url, prefix, clock, [])
+    try:
+        code, _out, err = state.vigil(
+            None, "db", "roles", "--prefix", prefix, "--intake", f"{prefix}_relay"
+        )
+        assert code == 0, err
+        team = tmp_path / "team.toml"
+        team.write_text(TEAM.format(prefix=prefix), encoding="utf-8")
+        code, _out, err = state.vigil(None, "--as", "sam", "team", "apply", str(team))
+        assert code == 0, err
+        yield state
+    finally:
+        for engine in state.engines:
+            engine.dispose()
+        _drop_roles(prefix)
+
+
+def _page(desk: Desk, handle: str) -> str:
+    code, out, err = desk.vigil(
+        handle, "page", "--title", "Threat in a post", "--category", "threat_to_life",
+        "--severity", "2",
+    )  # fmt: skip
+    assert code == 0, err
+    return out.strip().split()[0]
+
+
+def _audit_actors(desk: Desk) -> list[tuple[str, str]]:
+    code, out, err = desk.vigil("sam", "audit", "log", "--json")
+    assert code == 0, err
+    import json
+
+    return [(record["actor"], record["action"]) for record in json.loads(out)]
+
+
+# --- who you are ---------------------------------------------------------------------
+
+
+def test_the_login_is_the_actor_of_what_it_does(desk: Desk) -> None:
+    ref = _page(desk, "ana")
+    code, _out, err = desk.vigil("ben", "ack", ref)
+    assert code == 0, err
+    assert _audit_actors(desk) == [
+        ("sam", "team.apply"),  # the owner bootstrapped the team in sam's name
+        ("ana", "case.open"),
+        ("engine", "engine.escalate"),  # the step `vigil page` pages at once
+        ("ben", "case.ack"),
+    ]
+
+
+def test_as_naming_someone_else_is_refused(desk: Desk, monkeypatch: pytest.MonkeyPatch) -> None:
+    ref = _page(desk, "ana")
+    code, _out, err = desk.vigil("ana", "--as", "sam", "reassign", ref, "--to", "ben")
+    assert code == 1
+    assert f"database login '{desk.login('ana')}', which is ana" in err
+    assert "cannot act as 'sam'" in err
+    monkeypatch.setenv("VIGIL_USER", "sam")
+    code, _out, err = desk.vigil("ana", "cases")
+    assert code == 1
+    assert "cannot act as 'sam'" in err
+    monkeypatch.setenv("VIGIL_USER", "ana")
+    code, _out, err = desk.vigil("ana", "--as", "ana", "ack", ref)
+    assert code == 0, err
+
+
+def test_a_login_of_nobody_on_the_desk_is_refused(desk: Desk) -> None:
+    """A login a DBA put in a group by hand, which no responder names."""
+    desk.owner_scalar(f'CREATE ROLE "{desk.login("eve")}" LOGIN IN ROLE "{desk.prefix}_specialist"')
+    code, _out, err = desk.vigil(
+        "eve", "page", "--title", "t", "--category", "other", "--severity", "4"
+    )
+    assert code == 1
+    assert f"database login '{desk.login('eve')}' is not the login of an active responder" in err
+
+
+def test_the_owner_keeps_naming_the_responder(desk: Desk) -> None:
+    """The schema's owner is the desk's master key: it names whom it acts for, as SQLite."""
+    ref = _page(desk, "ana")
+    code, _out, err = desk.vigil(None, "--as", "sam", "ack", ref)
+    assert code == 0, err
+    assert _audit_actors(desk)[-1] == ("sam", "case.ack")
+
+
+# --- what you may do, by plain SQL -----------------------------------------------------
+
+
+def test_a_specialist_cannot_promote_themselves(desk: Desk) -> None:
+    message = desk.refused("ana", "UPDATE responder SET role = 'admin' WHERE handle = 'ana'")
+    assert "permission denied" in message
+    desk.refused("ana", "INSERT INTO responder (handle, name, role, timezone, active) "
+                 "VALUES ('mal', 'Mal', 'admin', 'UTC', true)")  # fmt: skip
+    assert desk.owner_scalar("SELECT role FROM responder WHERE handle = 'ana'") == "specialist"
+
+
+def test_a_specialist_cannot_change_policies_or_routing(desk: Desk) -> None:
+    for statement in (
+        "UPDATE policy SET repeat = 9",
+        "DELETE FROM policy_step",
+        "INSERT INTO policy (name, repeat) VALUES ('mine', 0)",
+        "UPDATE routing SET policy_id = policy_id",
+        "UPDATE schedule SET name = 'x'",
+        "DELETE FROM rotation_member",
+    ):
+        assert "permission denied" in desk.refused("ana", statement), statement
+
+
+def test_a_specialist_cannot_alter_or_remove_audit_records(desk: Desk) -> None:
+    _page(desk, "ana")
+    before = desk.owner_scalar("SELECT count(*) FROM audit_record")
+    for statement in (
+        "UPDATE audit_record SET actor = 'sam'",
+        "DELETE FROM audit_record",
+        "TRUNCATE audit_record",
+        "DELETE FROM audit_head",
+    ):
+        assert "permission denied" in desk.refused("ana", statement), statement
+    assert desk.owner_scalar("SELECT count(*) FROM audit_record") == before
+
+
+def test_a_specialist_cannot_move_the_audit_head_back(desk: Desk) -> None:
+    _page(desk, "ana")
+    message = desk.refused("ana", "UPDATE audit_head SET seq = seq - 1")
+    assert "the audit head may only move to the record last written" in message
+
+
+def test_an_audit_record_names_the_login_that_writes_it(desk: Desk) -> None:
+    insert = (
+        "INSERT INTO audit_record (seq, at, actor, action, case_ref, detail, prev_hash, hash) "
+        "VALUES (999999, now(), '{actor}', 'case.note', NULL, '{{}}', 'x', 'y')"
+    )
+    message = desk.refused("ana", insert.format(actor="sam"))
+    assert f"login {desk.login('ana')} writes audit records as ana, not as sam" in message
+
+
+def test_waivers_and_disclosure_decisions_are_supervisors_rows(desk: Desk) -> None:
+    ref = _page(desk, "ana")
+    case_id = desk.owner_scalar(f"SELECT id FROM \"case\" WHERE ref = '{ref}'")
+    ana = desk.owner_scalar("SELECT id FROM responder WHERE handle = 'ana'")
+    waiver = (
+        "INSERT INTO clock_event (case_id, clock, kind, at, recorded_at, by_id, note) "
+        f"VALUES ({case_id}, 'tipline', '{{kind}}', now(), now(), {{by}}, 'x')"
+    )
+    message = desk.refused("ana", waiver.format(kind="waived", by=ana))
+    assert "row-level security" in message
+    sam = desk.owner_scalar("SELECT id FROM responder WHERE handle = 'sam'")
+    desk.sql("sam", waiver.format(kind="waived", by=sam))
+    desk.sql("ana", waiver.format(kind="filed", by=ana))
+
+
+def test_a_specialist_may_place_only_themselves_on_call(desk: Desk) -> None:
+    ids = {
+        handle: desk.owner_scalar(f"SELECT id FROM responder WHERE handle = '{handle}'")
+        for handle in ("ana", "ben")
+    }
+    schedule = desk.owner_scalar("SELECT id FROM schedule WHERE name = 'primary'")
+    place = (
+        "INSERT INTO override (schedule_id, responder_id, starts_at, ends_at, reason, "
+        "created_by_id) VALUES ({schedule}, {who}, now(), now() + interval '1 hour', '', {by})"
+    )
+    message = desk.refused("ana", place.format(schedule=schedule, who=ids["ben"], by=ids["ana"]))
+    assert "row-level security" in message
+    desk.sql("ana", place.format(schedule=schedule, who=ids["ana"], by=ids["ana"]))
+
+
+def test_through_vigil_a_specialist_is_refused_what_supervisors_do(desk: Desk) -> None:
+    code, _out, err = desk.vigil(
+        "ana", "override", "--schedule", "primary", "--who", "ana",
+        "--from", "2026-11-27T08:00:00Z", "--to", "2026-11-27T20:00:00Z",
+    )  # fmt: skip
+    assert code == 1, err
+    code, _out, err = desk.vigil(
+        "sam", "override", "--schedule", "primary", "--who", "ben",
+        "--from", "2026-11-27T08:00:00Z", "--to", "2026-11-27T20:00:00Z",
+    )  # fmt: skip
+    assert code == 0, err
+
+
+# --- groups follow the team file ---------------------------------------------------------
+
+
+def _member(desk: Desk, handle: str, group: str) -> bool:
+    return bool(
+        desk.owner_scalar(
+            f"SELECT pg_has_role('{desk.login(handle)}', '{desk.prefix}_{group}', 'MEMBER')"
+        )
+    )
+
+
+def test_team_apply_keeps_each_login_in_its_group(desk: Desk, tmp_path: Path) -> None:
+    assert _member(desk, "ana", "specialist")
+    assert not _member(desk, "ana", "supervisor")
+    assert _member(desk, "sam", "supervisor")
+    assert _member(desk, "relay", "intake")
+    assert not _member(desk, "relay", "specialist")
+    team = TEAM.format(prefix=desk.prefix).replace(
+        'handle = "ana"\nname = "Ana Ruiz"\nrole = "specialist"',
+        'handle = "ana"\nname = "Ana Ruiz"\nrole = "supervisor"',
+    )
+    path = tmp_path / "promoted.toml"
+    path.write_text(team, encoding="utf-8")
+    code, _out, err = desk.vigil("sam", "team", "apply", str(path))
+    assert code == 0, err
+    assert _member(desk, "ana", "supervisor")
+    assert not _member(desk, "ana", "specialist")
+    desk.sql("ana", "UPDATE policy SET repeat = repeat")  # a supervisor may
+
+
+def test_a_specialist_cannot_apply_a_team_file(desk: Desk, tmp_path: Path) -> None:
+    path = tmp_path / "team.toml"
+    path.write_text(TEAM.format(prefix=desk.prefix).replace('"specialist"', '"admin"'), "utf-8")
+    code, _out, err = desk.vigil("ana", "team", "apply", str(path))
+    assert code == 1
+    assert "only an active supervisor or admin may apply a team file" in err
+    assert _member(desk, "ana", "specialist")
+
+
+def test_roles_print_the_sql_for_a_dba(desk: Desk) -> None:
+    code, out, err = desk.vigil(None, "db", "roles", "--print", "--prefix", "other")
+    assert code == 0, err
+    assert out.startswith("BEGIN;")
+    assert 'CREATE ROLE "other_specialist" NOLOGIN' in out
+    assert "REVOKE ALL ON" in out
+    assert desk.owner_scalar("SELECT count(*) FROM pg_roles WHERE rolname = 'other_admin'") == 0
+
+
+def test_a_person_cannot_install_roles(desk: Desk) -> None:
+    code, _out, err = desk.vigil("sam", "db", "roles", "--prefix", desk.prefix)
+    assert code == 1
+    assert "only the owner of the desk's tables installs roles" in err
