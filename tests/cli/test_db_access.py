@@ -11,6 +11,7 @@ import io
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -143,8 +144,9 @@ def desk(pg_url: str, clock: FakeClock, tmp_path: Path) -> Iterator[Desk]:
     state = Desk(pg_url, prefix, clock, [])
     try:
         code, _out, err = state.vigil(
-            None, "db", "roles", "--prefix", prefix, "--intake", f"{prefix}_relay"
-        )
+            None, "db", "roles", "--prefix", prefix,
+            "--intake", f"{prefix}_relay", "--engine", f"{prefix}_escalator",
+        )  # fmt: skip
         assert code == 0, err
         team = tmp_path / "team.toml"
         team.write_text(TEAM.format(prefix=prefix), encoding="utf-8")
@@ -222,6 +224,23 @@ def test_the_owner_keeps_naming_the_responder(desk: Desk) -> None:
     assert _audit_actors(desk)[-1] == ("sam", "case.ack")
 
 
+def test_the_services_run_as_their_own_logins(desk: Desk, tmp_path: Path) -> None:
+    events = tmp_path / "events.json"
+    events.write_text(
+        '[{"title": "Report from a partner", "category": "doxxing", "severity": "sev3"}]',
+        encoding="utf-8",
+    )
+    code, _out, err = desk.vigil("relay", "intake", str(events))
+    assert code == 0, err
+    assert _audit_actors(desk)[-2:] == [("relay", "case.open"), ("engine", "engine.escalate")]
+    desk.clock.advance(timedelta(minutes=10))
+    code, _out, err = desk.vigil("escalator", "engine", "--once")
+    assert code == 0, err
+    assert _audit_actors(desk)[-1] == ("engine", "engine.exhausted")
+    assert "permission denied" in desk.refused("escalator", "UPDATE responder SET active = false")
+    assert "permission denied" in desk.refused("relay", "DELETE FROM audit_record")
+
+
 # --- what you may do, by plain SQL -----------------------------------------------------
 
 
@@ -287,6 +306,25 @@ def test_waivers_and_disclosure_decisions_are_supervisors_rows(desk: Desk) -> No
     desk.sql("sam", waiver.format(kind="waived", by=sam))
     desk.sql("ana", waiver.format(kind="filed", by=ana))
 
+    partner = desk.owner_scalar(
+        "INSERT INTO partner (name, kind, agency, contact, verified_channel, active, "
+        "created_at) VALUES ('metro-pd', 'law_enforcement', 'Metro PD', '', '', true, now()) "
+        "RETURNING id"
+    )
+    disclosure = (
+        "INSERT INTO disclosure (case_id, number, data, accounts, partner_id, agency, basis, "
+        "basis_label, emergency, status, requested_at, requested_by_id) VALUES "
+        f"({case_id}, {{number}}, '[]', 1, {partner}, 'Metro PD', 'b', 'B', false, "
+        f"'{{status}}', now(), {ana})"
+    )
+    message = desk.refused("ana", disclosure.format(number=1, status="disclosed"))
+    assert "row-level security" in message
+    desk.sql("ana", disclosure.format(number=1, status="requested"))
+    desk.sql("ana", "UPDATE disclosure SET status = 'disclosed'")  # sees no row it may change
+    assert desk.owner_scalar("SELECT status FROM disclosure") == "requested"
+    desk.sql("sam", "UPDATE disclosure SET status = 'disclosed'")
+    assert desk.owner_scalar("SELECT status FROM disclosure") == "disclosed"
+
 
 def test_a_specialist_may_place_only_themselves_on_call(desk: Desk) -> None:
     ids = {
@@ -344,6 +382,20 @@ def test_team_apply_keeps_each_login_in_its_group(desk: Desk, tmp_path: Path) ->
     assert _member(desk, "ana", "supervisor")
     assert not _member(desk, "ana", "specialist")
     desk.sql("ana", "UPDATE policy SET repeat = repeat")  # a supervisor may
+
+    without_ben = (
+        team.replace('handle = "ben"', 'handle = "bea"')
+        .replace(f'db_login = "{desk.prefix}_ben"', f'db_login = "{desk.prefix}_bea"')
+        .replace('members = ["ana", "ben"]', 'members = ["ana", "bea"]')
+    )
+    path.write_text(without_ben, encoding="utf-8")
+    code, _out, err = desk.vigil("sam", "team", "apply", str(path))
+    assert code == 0, err
+    assert not _member(desk, "ben", "specialist")  # deactivated: in no group
+    assert _member(desk, "bea", "specialist")  # a new responder's login, made without password
+    code, _out, err = desk.vigil("ben", "cases")
+    assert code == 1
+    assert f"login '{desk.login('ben')}' sees no Vigil tables here" in err
 
 
 def test_a_specialist_cannot_apply_a_team_file(desk: Desk, tmp_path: Path) -> None:
