@@ -20,6 +20,7 @@ from sqlmodel import Session, SQLModel
 
 from data.domain import DisclosureStatus, Role
 from data.models import Setting
+from data.swaps import REQUIRE_APPROVAL_KEY
 
 PREFIX_SETTING = "db.role_prefix"
 DEFAULT_PREFIX = "vigil"
@@ -156,7 +157,7 @@ def _grants(schema: str, prefix: str, tables: Iterable[str]) -> list[str]:
             out.append(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {name} TO {everyone};")
     # A webhook that answered 410 Gone is marked by whoever runs the outbox.
     out.append(f"GRANT UPDATE (gone_at) ON {q}.contact_method TO {rest};")
-    # A swap taken without approval places its taker: a specialist may place only themselves.
+    # A swap taken where the desk needs no approval places its taker (row security below).
     out.append(f"GRANT INSERT ON {q}.override TO {rest};")
     return out
 
@@ -178,8 +179,11 @@ def _row_security(schema: str, prefix: str) -> list[str]:
             f"FOR INSERT TO {rest} WITH CHECK "
             f"(status = {_literal(DisclosureStatus.REQUESTED.value)} AND decided_by_id IS NULL)",
         ],
+        # Only themselves, and only where a taken swap needs no supervisor's approval.
         "override": [
-            f"FOR INSERT TO {rest} WITH CHECK (responder_id = {me} AND created_by_id = {me})",
+            f"FOR INSERT TO {rest} WITH CHECK (responder_id = {me} AND created_by_id = {me} "
+            f"AND EXISTS (SELECT 1 FROM {q}.setting WHERE key = {_literal(REQUIRE_APPROVAL_KEY)} "
+            "AND value = 'false'))",
         ],
     }
     out: list[str] = []
@@ -211,46 +215,55 @@ def _functions(schema: str, prefix: str) -> list[str]:
     )
     supervisors = ", ".join(group_name(prefix, g) for g in SUPERVISING_GROUPS)
     return [
-        # The actor of an audit record is the login that writes it.
+        # The actor of an audit record is the login that writes it. Checked once per
+        # statement over the rows it added: the engine appends thousands in one.
         f"""CREATE OR REPLACE FUNCTION {q}.vigil_audit_actor() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
 DECLARE
     expected text;
-BEGIN
-    IF {exempt} THEN
-        RETURN NEW;
-    END IF;
-    IF NEW.actor = 'engine' AND NEW.action IN ({engine_actions}) THEN
-        RETURN NEW;
-    END IF;
-    SELECT handle INTO expected FROM {q}.responder
-        WHERE active AND coalesce(db_login, handle) = current_user
-        ORDER BY db_login IS NULL LIMIT 1;
-    IF expected IS NULL THEN
-        RAISE EXCEPTION 'login % is not the login of an active responder of this desk',
-            current_user USING ERRCODE = 'insufficient_privilege';
-    END IF;
-    IF NEW.actor IS DISTINCT FROM expected THEN
-        RAISE EXCEPTION 'login % writes audit records as %, not as %',
-            current_user, expected, NEW.actor USING ERRCODE = 'insufficient_privilege';
-    END IF;
-    RETURN NEW;
-END
-$fn$;""",
-        f"DROP TRIGGER IF EXISTS vigil_audit_actor ON {q}.audit_record;",
-        f"CREATE TRIGGER vigil_audit_actor BEFORE INSERT ON {q}.audit_record "
-        f"FOR EACH ROW EXECUTE FUNCTION {q}.vigil_audit_actor();",
-        # The head may only move to the record last written: it cannot be moved back over a
-        # truncation, nor ahead of the records. Checked at commit, after the record landed.
-        f"""CREATE OR REPLACE FUNCTION {q}.vigil_audit_head_check() RETURNS trigger
-LANGUAGE plpgsql AS $fn$
+    stranger text;
 BEGIN
     IF {exempt} THEN
         RETURN NULL;
     END IF;
-    IF EXISTS (SELECT 1 FROM {q}.audit_record WHERE seq > NEW.seq)
-       OR (NEW.seq > 0 AND NOT EXISTS (
-           SELECT 1 FROM {q}.audit_record WHERE seq = NEW.seq AND hash = NEW.hash)) THEN
+    SELECT handle INTO expected FROM {q}.responder
+        WHERE active AND coalesce(db_login, handle) = current_user
+        ORDER BY db_login IS NULL LIMIT 1;
+    SELECT actor INTO stranger FROM added
+        WHERE actor IS DISTINCT FROM expected
+          AND NOT (actor = 'engine' AND action IN ({engine_actions}))
+        LIMIT 1;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    IF expected IS NULL THEN
+        RAISE EXCEPTION 'login % is not the login of an active responder of this desk',
+            current_user USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RAISE EXCEPTION 'login % writes audit records as %, not as %',
+        current_user, expected, stranger USING ERRCODE = 'insufficient_privilege';
+END
+$fn$;""",
+        f"DROP TRIGGER IF EXISTS vigil_audit_actor ON {q}.audit_record;",
+        f"CREATE TRIGGER vigil_audit_actor AFTER INSERT ON {q}.audit_record "
+        f"REFERENCING NEW TABLE AS added FOR EACH STATEMENT "
+        f"EXECUTE FUNCTION {q}.vigil_audit_actor();",
+        # The head may only move to the record last written: it cannot be moved back over a
+        # truncation, nor ahead of the records. Checked at commit, after the record landed.
+        # A transaction that appends several records moves the head several times: each
+        # check looks at the head as it stands at commit.
+        f"""CREATE OR REPLACE FUNCTION {q}.vigil_audit_head_check() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    head {q}.audit_head;
+BEGIN
+    IF {exempt} THEN
+        RETURN NULL;
+    END IF;
+    SELECT * INTO head FROM {q}.audit_head WHERE id = NEW.id;
+    IF EXISTS (SELECT 1 FROM {q}.audit_record WHERE seq > head.seq)
+       OR (head.seq > 0 AND NOT EXISTS (
+           SELECT 1 FROM {q}.audit_record WHERE seq = head.seq AND hash = head.hash)) THEN
         RAISE EXCEPTION 'the audit head may only move to the record last written'
             USING ERRCODE = 'insufficient_privilege';
     END IF;

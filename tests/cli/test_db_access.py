@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError
 
 from app.cli.main import main
 from app.core.clock import FakeClock
-from tests.conftest import PG_URL
+from tests.conftest import PG_SKIP_REASON, PG_URL
 
 pytestmark = pytest.mark.pg
 
@@ -326,7 +326,8 @@ def test_waivers_and_disclosure_decisions_are_supervisors_rows(desk: Desk) -> No
     assert desk.owner_scalar("SELECT status FROM disclosure") == "disclosed"
 
 
-def test_a_specialist_may_place_only_themselves_on_call(desk: Desk) -> None:
+def test_a_specialist_may_place_only_themselves_and_only_without_approval(desk: Desk) -> None:
+    """A swap taken where the desk needs no supervisor's approval is placed by its taker."""
     ids = {
         handle: desk.owner_scalar(f"SELECT id FROM responder WHERE handle = '{handle}'")
         for handle in ("ana", "ben")
@@ -336,9 +337,13 @@ def test_a_specialist_may_place_only_themselves_on_call(desk: Desk) -> None:
         "INSERT INTO override (schedule_id, responder_id, starts_at, ends_at, reason, "
         "created_by_id) VALUES ({schedule}, {who}, now(), now() + interval '1 hour', '', {by})"
     )
+    herself = place.format(schedule=schedule, who=ids["ana"], by=ids["ana"])
+    assert "row-level security" in desk.refused("ana", herself)  # swaps need approval
+    code, _out, err = desk.vigil("sam", "calendar", "settings", "--swap-approval", "optional")
+    assert code == 0, err
     message = desk.refused("ana", place.format(schedule=schedule, who=ids["ben"], by=ids["ana"]))
     assert "row-level security" in message
-    desk.sql("ana", place.format(schedule=schedule, who=ids["ana"], by=ids["ana"]))
+    desk.sql("ana", herself)
 
 
 def test_through_vigil_a_specialist_is_refused_what_supervisors_do(desk: Desk) -> None:
@@ -420,3 +425,112 @@ def test_a_person_cannot_install_roles(desk: Desk) -> None:
     code, _out, err = desk.vigil("sam", "db", "roles", "--prefix", desk.prefix)
     assert code == 1
     assert "only the owner of the desk's tables installs roles" in err
+
+
+def test_a_swap_taken_without_approval_places_its_taker(desk: Desk) -> None:
+    code, _out, err = desk.vigil("sam", "calendar", "settings", "--swap-approval", "optional")
+    assert code == 0, err
+    code, out, err = desk.vigil(
+        "ben", "swap", "request", "--schedule", "primary",
+        "--from", "2026-11-26T12:00:00Z", "--to", "2026-11-26T18:00:00Z", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    import json
+
+    swap = json.loads(out)
+    code, _out, err = desk.vigil("ana", "swap", "take", str(swap["id"]))
+    assert code == 0, err
+    assert _audit_actors(desk)[-1][0] == "ana"
+    assert desk.owner_scalar("SELECT count(*) FROM override") == 1
+
+
+# --- every action a person may take, under the database's grants ------------------------
+
+
+def _database_url(database: str, user: str = "postgres") -> str:
+    assert PG_URL is not None
+    url = make_url(PG_URL.replace("postgresql://", "postgresql+psycopg://"))
+    return url.set(database=database, username=user).render_as_string(hide_password=False)
+
+
+def _with_logins(team_file: Path, prefix: str) -> Path:
+    """The team file with each responder's login named under `prefix`."""
+    import re
+
+    text_ = re.sub(
+        r'(\[\[responder\]\]\nhandle = "([a-z]+)"\n)', rf'\1db_login = "{prefix}_\2"\n',
+        team_file.read_text(encoding="utf-8"),
+    )  # fmt: skip
+    renamed = team_file.with_name(f"logins-{team_file.name}")
+    renamed.write_text(text_, encoding="utf-8")
+    return renamed
+
+
+@pytest.mark.slow
+def test_every_action_a_role_may_take_works_as_its_own_login(tmp_path: Path) -> None:
+    """Each action of the access matrix (tests/cli/test_access.py), on a fresh copy of the
+    full desk, run as the own login of the least privileged person Vigil allows it to: the
+    grants and row security let through every action Vigil allows, and its audit record
+    names the login's responder."""
+    if not PG_URL:
+        pytest.skip(PG_SKIP_REASON)
+    from app.core.clock import FakeClock as Clock
+    from data.clock import install_time_source
+    from tests.cli.test_access import ACTIONS, ADMIN, SPECIALIST, SUPERVISOR, T
+    from tests.factories import build_full_desk
+
+    prefix = f"v{uuid.uuid4().hex[:10]}"
+    server = create_engine(_database_url("postgres"), isolation_level="AUTOCOMMIT")
+    template = f"{prefix}_desk"
+    cells: list[str] = []
+    try:
+        with server.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{template}"'))
+        owner = create_engine(_database_url(template), isolation_level="AUTOCOMMIT")
+        with owner.connect() as connection:
+            install_time_source(connection, "public")
+        owner.dispose()
+        desk = build_full_desk(_database_url(template), Clock(T), tmp_path)
+        changed = tmp_path / "team-changed.toml"
+        changed.write_text(
+            desk.files["team"].read_text().replace('name = "Dev Patel"', 'name = "Dev P."')
+        )
+        desk.files["team_changed"] = _with_logins(changed, prefix)
+        desk.files["team"] = _with_logins(desk.files["team"], prefix)
+        assert desk.run("cara", "team", "apply", str(desk.files["team"]))[0] == 0
+        code, _out, err = desk.run("cara", "db", "roles", "--prefix", prefix)
+        assert code == 0, err
+        wrong: list[str] = []
+        for number, action in enumerate(ACTIONS):
+            # The least privileged role allowed: a specialist's grants are the narrowest,
+            # and an admin's are a supervisor's.
+            # (An action nobody may take is the SQLite matrix's business.)
+            allowed = [h for h in (SPECIALIST, SUPERVISOR, ADMIN) if h in action.allowed]
+            for handle in allowed[:1]:
+                cell = f"{prefix}_c{number}_{handle}"
+                with server.connect() as connection:
+                    connection.execute(text(f'CREATE DATABASE "{cell}" TEMPLATE "{template}"'))
+                cells.append(cell)
+                out, err_ = io.StringIO(), io.StringIO()
+                url = _database_url(cell, f"{prefix}_{handle}")
+                argv = action.argv(desk)
+                code = main(["--db", url, *argv], clock=desk.clock, out=out, err=err_)
+                if code != 0:
+                    wrong.append(f"{action.name}: refused to {handle}: {err_.getvalue().strip()}")
+                    continue
+                check = create_engine(_database_url(cell))
+                with check.connect() as connection:
+                    last = connection.execute(
+                        text("SELECT actor FROM audit_record WHERE action = :a ORDER BY seq DESC"),
+                        {"a": action.audit_action},
+                    ).first()
+                check.dispose()
+                if last is None or last[0] != handle:
+                    wrong.append(f"{action.name}: its {action.audit_action} record is {last}")
+        assert not wrong, "\n".join(wrong)
+    finally:
+        with server.connect() as connection:
+            for database in [*cells, template]:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+        server.dispose()
+        _drop_roles(prefix)
