@@ -421,6 +421,39 @@ def test_roles_print_the_sql_for_a_dba(desk: Desk) -> None:
     assert desk.owner_scalar("SELECT count(*) FROM pg_roles WHERE rolname = 'other_admin'") == 0
 
 
+def test_the_printed_sql_run_by_a_dba_installs_the_same_roles(
+    pg_url: str, clock: FakeClock, tmp_path: Path
+) -> None:
+    """A DBA runs what `--print` printed; then the desk is as `vigil db roles` makes it."""
+    prefix = f"v{uuid.uuid4().hex[:10]}"
+    desk = Desk(pg_url, prefix, clock, [])
+    try:
+        code, printed, err = desk.vigil(None, "db", "roles", "--print", "--prefix", prefix)
+        assert code == 0, err
+        made = f"SELECT count(*) FROM pg_roles WHERE rolname LIKE '{prefix}%'"
+        assert desk.owner_scalar(made) == 0  # printed, not run
+        dba = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+        desk.engines.append(dba)
+        raw = dba.raw_connection()
+        try:
+            raw.cursor().execute(printed)  # one script, as psql -f would run it
+        finally:
+            raw.close()
+        team = tmp_path / "team.toml"
+        team.write_text(TEAM.format(prefix=prefix), encoding="utf-8")
+        code, _out, err = desk.vigil(None, "--as", "sam", "team", "apply", str(team))
+        assert code == 0, err
+        assert _member(desk, "ana", "specialist")
+        message = desk.refused("ana", "UPDATE responder SET role = 'admin' WHERE handle = 'ana'")
+        assert "permission denied" in message
+        _page(desk, "ana")
+        assert _audit_actors(desk)[-2] == ("ana", "case.open")
+    finally:
+        for engine in desk.engines:
+            engine.dispose()
+        _drop_roles(prefix)
+
+
 def test_a_person_cannot_install_roles(desk: Desk) -> None:
     code, _out, err = desk.vigil("sam", "db", "roles", "--prefix", desk.prefix)
     assert code == 1
