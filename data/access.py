@@ -154,7 +154,8 @@ def _grants(schema: str, prefix: str, tables: Iterable[str]) -> list[str]:
             out.append(f"GRANT SELECT ON {name} TO {everyone};")
             out.append(f"GRANT INSERT, UPDATE, DELETE ON {name} TO {supervisors};")
         else:
-            out.append(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {name} TO {everyone};")
+            # Nothing Vigil does deletes casework: only the owner may (cascades run as it).
+            out.append(f"GRANT SELECT, INSERT, UPDATE ON {name} TO {everyone};")
     # A webhook that answered 410 Gone is marked by whoever runs the outbox.
     out.append(f"GRANT UPDATE (gone_at) ON {q}.contact_method TO {rest};")
     # A swap taken where the desk needs no approval places its taker (row security below).

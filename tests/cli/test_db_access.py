@@ -264,6 +264,15 @@ def test_a_specialist_cannot_change_policies_or_routing(desk: Desk) -> None:
         assert "permission denied" in desk.refused("ana", statement), statement
 
 
+def test_nobody_but_the_owner_deletes_casework(desk: Desk) -> None:
+    ref = _page(desk, "ana")
+    for handle in ("ana", "sam"):
+        for table in ('"case"', "timeline_event", "page", "case_note"):
+            message = desk.refused(handle, f"DELETE FROM {table}")
+            assert "permission denied" in message, (handle, table)
+    assert desk.owner_scalar(f"SELECT count(*) FROM \"case\" WHERE ref = '{ref}'") == 1
+
+
 def test_a_specialist_cannot_alter_or_remove_audit_records(desk: Desk) -> None:
     _page(desk, "ana")
     before = desk.owner_scalar("SELECT count(*) FROM audit_record")
