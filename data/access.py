@@ -120,12 +120,14 @@ def stored_prefix(session: Session) -> str | None:
     return None if row is None else row.value
 
 
-def place_login(session: Session, login: str, role: str | None) -> None:
-    """Keep `login` in the group of `role` and in no other person group (`None`: in none).
+def place_login(session: Session, login: str) -> None:
+    """Put `login` in the group of the role of the active responder it is, and in no other
+    person group (in none when it is nobody's, or an inactive responder's).
 
-    Runs through the database's `vigil_place_login`, which creates a missing login without a
-    password and leaves service logins, superusers and the owner alone."""
-    session.execute(text("SELECT vigil_place_login(:login, :role)"), {"login": login, "role": role})
+    Runs through the database's `vigil_place_login`, which reads the role from the responder
+    table itself (so a caller cannot choose it), creates a responder's missing login without
+    a password, and leaves service logins, superusers and the owner alone."""
+    session.execute(text("SELECT vigil_place_login(:login)"), {"login": login})
 
 
 # --- the SQL of `vigil db roles` ------------------------------------------------
@@ -277,14 +279,17 @@ $fn$;""",
         f"FOR EACH ROW EXECUTE FUNCTION {q}.vigil_audit_head_check();",
         # `team apply` keeps each login in its group; run with the rights of the one who
         # installed the roles, and only for the person groups.
-        f"""CREATE OR REPLACE FUNCTION {q}.vigil_place_login(login text, role text)
+        f"""CREATE OR REPLACE FUNCTION {q}.vigil_place_login(login text)
 RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
-    wanted text := CASE WHEN role IS NULL THEN NULL ELSE {_literal(prefix)} || '_' || role END;
+    wanted text;
     grp text;
 BEGIN
-    IF role IS NOT NULL AND wanted NOT IN ({person_groups}) THEN
-        RAISE EXCEPTION 'role %: expected one of specialist, supervisor, admin', role;
+    SELECT CASE WHEN active THEN {_literal(prefix)} || '_' || role END INTO wanted
+        FROM {q}.responder WHERE coalesce(db_login, handle) = login
+        ORDER BY db_login IS NULL LIMIT 1;
+    IF wanted IS NOT NULL AND wanted NOT IN ({person_groups}) THEN
+        RAISE EXCEPTION 'role %: expected one of specialist, supervisor, admin', wanted;
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = login) THEN
         IF wanted IS NULL THEN
@@ -310,8 +315,9 @@ BEGIN
     END LOOP;
 END
 $fn$;""",
-        f"REVOKE ALL ON FUNCTION {q}.vigil_place_login(text, text) FROM PUBLIC;",
-        f"GRANT EXECUTE ON FUNCTION {q}.vigil_place_login(text, text) TO {supervisors};",
+        f"DROP FUNCTION IF EXISTS {q}.vigil_place_login(text, text);",
+        f"REVOKE ALL ON FUNCTION {q}.vigil_place_login(text) FROM PUBLIC;",
+        f"GRANT EXECUTE ON FUNCTION {q}.vigil_place_login(text) TO {supervisors};",
     ]
 
 

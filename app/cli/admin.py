@@ -117,7 +117,7 @@ def cmd_db_roles(ctx: Context) -> int:
     from sqlalchemy.exc import DBAPIError
 
     from app.core.errors import BadInput, NotAllowed
-    from app.services.team.apply import place_logins
+    from app.services.team.apply import logins_of, place_logins
     from data import access
     from data.models import Responder
 
@@ -153,7 +153,7 @@ def cmd_db_roles(ctx: Context) -> int:
             for statement in statements:
                 cursor.execute(statement)
             responders = writing.execute(select(Responder)).scalars().all()
-            place_logins(writing, responders)
+            place_logins(writing, logins_of(responders))
     except DBAPIError as exc:
         raise NotAllowed(
             f"the database refused to install the roles ({str(exc.orig).strip()}); the login "

@@ -412,6 +412,28 @@ def test_team_apply_keeps_each_login_in_its_group(desk: Desk, tmp_path: Path) ->
     assert f"login '{desk.login('ben')}' sees no Vigil tables here" in err
 
 
+def test_a_login_given_up_leaves_its_group(desk: Desk, tmp_path: Path) -> None:
+    team = TEAM.format(prefix=desk.prefix).replace(
+        f'db_login = "{desk.prefix}_ana"', f'db_login = "{desk.prefix}_ana2"'
+    )
+    path = tmp_path / "renamed.toml"
+    path.write_text(team, encoding="utf-8")
+    code, _out, err = desk.vigil("sam", "team", "apply", str(path))
+    assert code == 0, err
+    assert not _member(desk, "ana", "specialist")
+    assert _member(desk, "ana2", "specialist")
+
+
+def test_a_supervisor_cannot_place_a_login_the_desk_does_not_name(desk: Desk) -> None:
+    """The placing function reads the group from the responder table, not from its caller."""
+    desk.sql("sam", f"SELECT vigil_place_login('{desk.login('mallory')}')")
+    made = f"SELECT count(*) FROM pg_roles WHERE rolname = '{desk.login('mallory')}'"
+    assert desk.owner_scalar(made) == 0
+    assert "permission denied" in desk.refused(
+        "ana", f"SELECT vigil_place_login('{desk.login('ana')}')"
+    )
+
+
 def test_a_specialist_cannot_apply_a_team_file(desk: Desk, tmp_path: Path) -> None:
     path = tmp_path / "team.toml"
     path.write_text(TEAM.format(prefix=desk.prefix).replace('"specialist"', '"admin"'), "utf-8")

@@ -49,13 +49,18 @@ from data.models import (
 # --- applying ---------------------------------------------------------------
 
 
-def place_logins(session: Session, responders: Iterable[Responder]) -> None:
-    """On PostgreSQL with the desk's roles installed (`vigil db roles`), keep each responder's
-    login in the group of their role, and an inactive one's in none, in this transaction."""
+def logins_of(responders: Iterable[Responder]) -> set[str]:
+    return {row.db_login or row.handle for row in responders}
+
+
+def place_logins(session: Session, logins: Iterable[str]) -> None:
+    """On PostgreSQL with the desk's roles installed (`vigil db roles`), keep each of these
+    logins in the group of its responder's role, and one that is nobody's now (an inactive
+    responder's, or a login a responder gave up) in none, in this transaction."""
     if session.get_bind().dialect.name != "postgresql" or access.stored_prefix(session) is None:
         return
-    for row in responders:
-        access.place_login(session, row.db_login or row.handle, row.role if row.active else None)
+    for login in sorted(logins):
+        access.place_login(session, login)
 
 
 @dataclass(frozen=True)
@@ -139,6 +144,7 @@ def apply_team(
         audit.lock_head(session)  # one writer at a time, across consoles sharing a database
         stored = Stored.load(session)
         _check_actor(stored, actor)
+        before = logins_of(stored.responders.values())
         plan = with_casework(session, make_plan(stored, spec), spec)
         if not plan.empty:
             _Writer(session, stored, now, actor).run(plan)
@@ -149,7 +155,7 @@ def apply_team(
                 action="team.apply",
                 detail={"source": spec.source, **plan.as_dict()},
             )
-        place_logins(session, stored.responders.values())
+        place_logins(session, before | logins_of(stored.responders.values()))
     return ApplyResult(plan, team_warnings(spec, plan, actor), applied=not plan.empty)
 
 
