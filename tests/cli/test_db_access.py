@@ -25,6 +25,7 @@ from tests.conftest import PG_SKIP_REASON, PG_URL
 
 pytestmark = pytest.mark.pg
 
+
 TEAM = """
 [[responder]]
 handle = "ana"
