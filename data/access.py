@@ -18,12 +18,11 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlmodel import Session, SQLModel
 
-from data.domain import DisclosureStatus, Role
+from data.domain import ClockEventKind, DisclosureStatus, Role
 from data.models import Setting
 from data.swaps import REQUIRE_APPROVAL_KEY
 
 PREFIX_SETTING = "db.role_prefix"
-DEFAULT_PREFIX = "vigil"
 PERSON_GROUPS = tuple(role.value for role in Role)
 SERVICE_GROUPS = ("engine", "intake")
 SUPERVISING_GROUPS = (Role.SUPERVISOR.value, Role.ADMIN.value)
@@ -51,14 +50,9 @@ ROLE_GATED = frozenset(
 """The desk's configuration: written by supervisors and admins (`team apply`, `override`,
 the settings commands), read by everyone."""
 
-AUDIT_TABLES = frozenset({"audit_record", "audit_head"})
-
 ENGINE_ACTIONS = ("engine.escalate", "engine.exhausted", "engine.repair", "contact.gone")
 """What the escalation engine records as "engine": a command or a console that pages due
 steps at once runs the engine's code under its person's login."""
-
-WAIVED = "waived"
-"""The `clock_event.kind` a supervisor's waiver writes."""
 
 
 def _quote(name: str) -> str:
@@ -176,7 +170,7 @@ def _row_security(schema: str, prefix: str) -> list[str]:
     )
     rows = {
         "clock_event": [
-            f"FOR INSERT TO {rest} WITH CHECK (kind <> {_literal(WAIVED)})",
+            f"FOR INSERT TO {rest} WITH CHECK (kind <> {_literal(ClockEventKind.WAIVED.value)})",
         ],
         "disclosure": [
             f"FOR INSERT TO {rest} WITH CHECK "
@@ -346,7 +340,7 @@ def role_statements(
 ) -> list[str]:
     """Everything `vigil db roles` runs, in order; idempotent, so it can run again after
     `vigil db upgrade` added tables. `engine` and `intake` name the service logins."""
-    tables = [t for t in SQLModel.metadata.tables]
+    tables = list(SQLModel.metadata.tables)
     out = _groups(prefix)
     for group, logins in (("engine", engine), ("intake", intake)):
         for login in logins:
