@@ -38,6 +38,8 @@ class Responder(SQLModel, table=True):
     quiet_hours: str | None = None
     # Personal notification rules: urgency -> [[delay seconds, contact name], ...] in order.
     notify: dict[str, Any] = _json_column()
+    # The PostgreSQL login that is this person (None: the handle); see `data.access`.
+    db_login: str | None = Field(default=None, unique=True, index=True)
 
 
 class ContactMethod(SQLModel, table=True):

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, inspect, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlmodel import SQLModel
 
 from data.errors import DatabaseError, SchemaOutOfDate
@@ -67,7 +67,17 @@ def ensure_schema(engine: Engine, *, create: bool = True) -> None:
     if not existing:
         if not create:
             raise DatabaseError("the database is empty: run any vigil command to create it")
-        SQLModel.metadata.create_all(engine)
+        try:
+            SQLModel.metadata.create_all(engine)
+        except ProgrammingError as exc:
+            if engine.dialect.name != "postgresql":
+                raise
+            # PostgreSQL hides the tables of a schema a login may not use: say what it means.
+            raise DatabaseError(
+                f"login {engine.url.username!r} sees no Vigil tables here and may not create "
+                "them: it is in none of the desk's groups (a team file's `db_login` and "
+                "`vigil team apply` put a responder's login in theirs)"
+            ) from exc
         from alembic import command
 
         command.stamp(alembic_config(engine), "head")

@@ -29,6 +29,9 @@ class SwapStatus(StrEnum):
 
 OPEN_SWAP_STATUSES = frozenset({SwapStatus.OPEN.value, SwapStatus.TAKEN.value})
 
+REQUIRE_APPROVAL_KEY = "swaps.require_approval"
+"""The `setting` row that says whether a taken swap waits for a supervisor ("false": not)."""
+
 
 class SwapRequest(SQLModel, table=True):
     __tablename__ = "swap_request"

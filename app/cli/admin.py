@@ -120,6 +120,63 @@ def cmd_db_upgrade(ctx: Context) -> int:
     return EXIT_OK
 
 
+def cmd_db_roles(ctx: Context) -> int:
+    """Install the desk's group roles, grants and checks (PostgreSQL), or print their SQL."""
+    from sqlalchemy import select, text
+    from sqlalchemy.exc import DBAPIError
+
+    from app.core.errors import BadInput, NotAllowed
+    from app.services.team.apply import logins_of, place_logins
+    from data import access
+    from data.models import Responder
+
+    prefix = ctx.args.prefix
+    if not access.valid_prefix(prefix):
+        raise BadInput(
+            "--prefix",
+            f"expected a lowercase letter, then lowercase letters, digits or '_' "
+            f"(40 at most), got {prefix!r}",
+        )
+    if not ctx.db.is_postgres:
+        raise NotAllowed(
+            "database roles are PostgreSQL's: a SQLite desk is one OS account's, and "
+            "`--as` names its responder (see the README's access section)"
+        )
+    with ctx.db.read() as reading:
+        schema = str(reading.execute(text("SELECT current_schema()")).scalar())
+        owner = access.login_identity(reading).owner
+    statements = access.role_statements(
+        schema, prefix, engine=ctx.args.engine or (), intake=ctx.args.intake or ()
+    )
+    if ctx.args.print:
+        ctx.out.write("BEGIN;\n" + "\n".join(statements) + "\nCOMMIT;\n")
+        return EXIT_OK
+    if not owner:
+        raise NotAllowed(
+            "only the owner of the desk's tables installs roles: connect as that login, or "
+            "run `vigil db roles --print` and hand the SQL to your DBA"
+        )
+    try:
+        with ctx.db.write() as writing:
+            cursor = writing.connection().connection.cursor()
+            for statement in statements:
+                cursor.execute(statement)
+            responders = writing.execute(select(Responder)).scalars().all()
+            place_logins(writing, logins_of(responders))
+    except DBAPIError as exc:
+        raise NotAllowed(
+            f"the database refused to install the roles ({str(exc.orig).strip()}); the login "
+            "needs CREATEROLE, or run `vigil db roles --print` and hand the SQL to your DBA"
+        ) from None
+    groups = [access.group_name(prefix, g) for g in (*access.PERSON_GROUPS, *access.SERVICE_GROUPS)]
+    ctx.emit(
+        {"schema": schema, "groups": groups, "logins_placed": len(responders)},
+        f"Roles installed in schema {schema}: {', '.join(groups)}; "
+        f"{len(responders)} responder login(s) placed in their groups.",
+    )
+    return EXIT_OK
+
+
 def register(commands: Commands) -> None:
     team = commands.group("team")
     p = team.add("apply", cmd_team_apply, "apply a team file (idempotent)")
@@ -134,3 +191,18 @@ def register(commands: Commands) -> None:
 
     db_group = commands.group("db")
     db_group.add("upgrade", cmd_db_upgrade, "apply schema migrations")
+    p = db_group.add(
+        "roles", cmd_db_roles, "PostgreSQL: install the desk's group roles, grants and checks"
+    )
+    p.add_argument("--print", action="store_true", help="print the SQL for a DBA, change nothing")
+    p.add_argument(
+        "--prefix",
+        default="vigil",
+        help="group roles are PREFIX_specialist, _supervisor, _admin, _engine, _intake",
+    )
+    p.add_argument(
+        "--engine", action="append", metavar="LOGIN", help="a login the engine service runs as"
+    )
+    p.add_argument(
+        "--intake", action="append", metavar="LOGIN", help="a login `vigil serve` runs as"
+    )

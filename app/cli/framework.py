@@ -67,11 +67,18 @@ class Context:
     run_server: ServerRunner | None = None
     _db: Database | None = field(default=None, repr=False)
     _engine: EscalationEngine | None = field(default=None, repr=False)
+    _actor: str | None = field(default=None, repr=False)
 
     @property
     def actor(self) -> str:
-        chosen: str | None = self.args.actor or os.environ.get("VIGIL_USER")
-        return chosen or getpass.getuser()
+        """The responder this command acts as (`app.services.identity`: on PostgreSQL, the
+        database login's own, and `--as` naming anyone else is refused)."""
+        if self._actor is None:
+            from app.services.identity import acting_handle
+
+            named: str | None = self.args.actor or os.environ.get("VIGIL_USER")
+            self._actor = acting_handle(self.db, named, getpass.getuser())
+        return self._actor
 
     @property
     def db(self) -> Database:
@@ -79,6 +86,8 @@ class Context:
             from data.db import Database
 
             self._db = Database.open(self.args.db)
+            if self._db.is_postgres and (self.args.actor or os.environ.get("VIGIL_USER")):
+                _ = self.actor  # a name that is not the login's is refused, for reads too
         return self._db
 
     @property

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -416,11 +417,13 @@ def test_the_matrix_covers_every_command_that_changes_something(template: FullDe
         "tipline review", "tipline show", "tipline status", "agency list",
     }  # fmt: skip
     elsewhere = {
-        "console", "demo", "engine", "db upgrade", "intake", "serve", "integration key",
-        "tipline setup", "tipline file", "tipline retry", "evidence add", "evidence reveal",
+        "console", "demo", "engine", "db upgrade", "db roles", "intake", "serve",
+        "integration key", "tipline setup", "tipline file", "tipline retry", "evidence add",
+        "evidence reveal",
         "agency add-channel", "agency remove-channel", "agency request", "agency call-back",
     }  # fmt: skip
-    """The console and the engine (tests/faults/test_faults.py), a maintenance command, intake,
+    """The console and the engine (tests/faults/test_faults.py), maintenance commands (the
+    database's roles: tests/cli/test_db_access.py), intake,
     which opens cases as `page` does (tests/faults/test_fuzz.py), the HTTP service
     (tests/serve/), integration keys, supervisors' only (tests/cli/test_cli_serve.py), and
     CyberTipline filing, which needs NCMEC's stand-in (tests/services/test_tipline.py), and
@@ -497,3 +500,15 @@ def test_audit_verify_names_tampering(
     _tamper(desk.url, *(statement.format(n=n) for statement in tampering))
     code, out, _ = desk.run(SUPERVISOR, "audit", "verify")
     assert (code, out) == (1, f"Audit chain BROKEN at record {expected.format(n=n, m=n - 1)}\n")
+
+
+def test_sqlite_has_no_roles_and_a_prefix_is_checked(sqlite_url: str, clock: FakeClock) -> None:
+    """On SQLite, one OS account's desk, `--as` names the responder and roles do not exist."""
+    out, err = io.StringIO(), io.StringIO()
+    code = cli.main(["--db", sqlite_url, "db", "roles"], clock=clock, out=out, err=err)
+    assert code == 1
+    assert "database roles are PostgreSQL's" in err.getvalue()
+    err = io.StringIO()
+    code = cli.main(["--db", sqlite_url, "db", "roles", "--prefix", "Bad-Name"], out=out, err=err)
+    assert code == 2
+    assert "--prefix: expected a lowercase letter" in err.getvalue()

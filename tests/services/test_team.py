@@ -1177,3 +1177,31 @@ def test_casework_tables_apply_export_and_round_trip(db: Database) -> None:
 def test_bad_casework_values_are_refused_with_their_key_path() -> None:
     bad = CLOCKS.replace('due = "1h"', 'due = "soon"')
     assert "clocks.threat_to_life.authority_notice.due" in paths(good_text() + bad)
+
+
+# --- database logins ----------------------------------------------------------
+
+
+def test_a_responder_names_their_database_login(db: Database) -> None:
+    bootstrap(db)
+    text_ = good_text().replace('handle = "ana"', 'handle = "ana"\ndb_login = "ana.ruiz@desk"', 1)
+    result = apply_text(db, text_)
+    assert result.plan.lines() == ["~ responder ana: db_login: none -> ana.ruiz@desk"]
+    with db.read() as session:
+        ana = session.exec(select(Responder).where(Responder.handle == "ana")).one()
+        assert ana.db_login == "ana.ruiz@desk"
+    exported = export(db)
+    assert 'db_login = "ana.ruiz@desk"' in exported
+    assert apply_text(db, exported).plan.empty
+
+
+def test_a_database_login_is_checked_and_belongs_to_one_person() -> None:
+    base = '[[responder]]\nhandle = "{h}"\nname = "N"\n{extra}\n'
+    bad = base.format(h="ana", extra='db_login = "ana; drop role x"')
+    [error] = errors_of(bad)
+    assert error.path == "responder[0].db_login"
+    assert "expected a PostgreSQL login" in error.message
+    shared = base.format(h="ana", extra="") + base.format(h="ben", extra='db_login = "ana"')
+    [error] = errors_of(shared)
+    assert error.path == "responder[1].db_login"
+    assert "login 'ana' is responder[0]'s already" in error.message

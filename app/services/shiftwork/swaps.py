@@ -47,9 +47,14 @@ from data import audit
 from data.db import Database
 from data.domain import Status, format_duration, parse_duration
 from data.models import Case, Responder, Schedule, Setting
-from data.swaps import OPEN_SWAP_STATUSES, HandoffNoticeLog, SwapRequest, SwapStatus
+from data.swaps import (
+    OPEN_SWAP_STATUSES,
+    REQUIRE_APPROVAL_KEY,
+    HandoffNoticeLog,
+    SwapRequest,
+    SwapStatus,
+)
 
-REQUIRE_APPROVAL_KEY = "swaps.require_approval"
 HANDOFF_LEAD_KEY = "handoff.lead"
 DEFAULT_LEAD = timedelta(minutes=30)
 MAX_LEAD = timedelta(hours=24)

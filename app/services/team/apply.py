@@ -4,7 +4,7 @@ record, after checking that the person applying it may.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -36,7 +36,7 @@ from app.services.team.spec import (
     utc_text,
 )
 from app.services.unit_of_work import SUPERVISING
-from data import audit
+from data import access, audit
 from data.db import Database
 from data.intake import Integration
 from data.models import (
@@ -60,6 +60,20 @@ from data.models import (
 # --- applying ---------------------------------------------------------------
 
 _INSTANT = timedelta(microseconds=1)
+
+
+def logins_of(responders: Iterable[Responder]) -> set[str]:
+    return {row.db_login or row.handle for row in responders}
+
+
+def place_logins(session: Session, logins: Iterable[str]) -> None:
+    """On PostgreSQL with the desk's roles installed (`vigil db roles`), keep each of these
+    logins in the group of its responder's role, and one that is nobody's now (an inactive
+    responder's, or a login a responder gave up) in none, in this transaction."""
+    if session.get_bind().dialect.name != "postgresql" or access.stored_prefix(session) is None:
+        return
+    for login in sorted(logins):
+        access.place_login(session, login)
 
 
 @dataclass(frozen=True)
@@ -153,6 +167,7 @@ def apply_team(
         audit.lock_head(session)  # one writer at a time, across consoles sharing a database
         stored = Stored.load(session)
         _check_actor(stored, actor)
+        before = logins_of(stored.responders.values())
         plan = with_casework(session, make_plan(stored, spec, now), spec)
         if not plan.empty:
             _Writer(session, stored, now, actor).run(plan)
@@ -163,6 +178,7 @@ def apply_team(
                 action="team.apply",
                 detail={"source": spec.source, **plan.as_dict()},
             )
+        place_logins(session, before | logins_of(stored.responders.values()))
     return ApplyResult(plan, team_warnings(spec, plan, actor), applied=not plan.empty)
 
 
@@ -225,7 +241,7 @@ class _Writer:
         row = self.stored.responders.get(handle) or Responder(handle=handle, name="")
         row.name, row.role, row.timezone = wanted["name"], wanted["role"], wanted["timezone"]
         row.quiet_hours, row.notify = wanted["quiet_hours"], rules_to_stored(wanted["notify"])
-        row.active = True
+        row.db_login, row.active = wanted["db_login"], True
         self.stored.responders[handle] = self._saved(row)
         self._put_contacts(stored_id(row), wanted["contacts"])
 

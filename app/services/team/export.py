@@ -116,6 +116,7 @@ def export_team(session: Session) -> str:
                 "name": record["name"],
                 "role": record["role"],
                 "timezone": record["timezone"],
+                "db_login": record["db_login"],
                 "contacts": contacts,
                 "quiet_hours": record["quiet_hours"],
                 "notify": notify or None,

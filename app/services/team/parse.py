@@ -45,6 +45,8 @@ from app.rules.rotations import (
 )
 from app.services.team.spec import (
     CONTACT_FLAGS,
+    DB_LOGIN,
+    DB_LOGIN_RULE,
     HANDLE,
     HANDLE_RULE,
     HEARTBEAT_KEYS,
@@ -361,6 +363,7 @@ class _Reader:
         schedules = self._entries("schedule", "name")
         policies = self._entries("policy", "name")
         self.handles = self._names(responders, "handle", HANDLE, HANDLE_RULE)
+        self._logins(responders)
         self.rotation_names = self._names(rotations, "name", NAME, NAME_RULE)
         self.schedule_names = self._names(schedules, "name", NAME, NAME_RULE)
         self.policy_names = self._names(policies, "name", NAME, NAME_RULE)
@@ -433,6 +436,21 @@ class _Reader:
                 first[name] = entry.path
         return set(first)
 
+    @staticmethod
+    def _logins(responders: list[_Entry]) -> None:
+        """One database login is one person: no two responders share one (two equal handles
+        are reported as such)."""
+        first: dict[str, tuple[str, bool]] = {}
+        for entry in responders:
+            explicit = "db_login" in entry.table
+            login = entry.table.get("db_login") or entry.table.get("handle")
+            if not isinstance(login, str) or not login:
+                continue
+            if login not in first:
+                first[login] = (entry.path, explicit)
+            elif explicit or first[login][1]:
+                entry.error("db_login", f"login {login!r} is {first[login][0]}'s already")
+
     def _reference(self, entry: _Entry, key: str, value: str, kind: str) -> None:
         """Report `value` unless the file defines a `kind` (responder, rotation...) by it."""
         known, section = {
@@ -451,7 +469,8 @@ class _Reader:
 
     def _responder(self, entry: _Entry) -> ResponderSpec:
         entry.check_keys(
-            ("handle", "name"), ("role", "timezone", "contacts", "quiet_hours", "notify")
+            ("handle", "name"),
+            ("role", "timezone", "contacts", "quiet_hours", "notify", "db_login"),
         )
         name = entry.text("name")
         role = entry.choice("role", [role.value for role in Role], Role.SPECIALIST.value)
@@ -461,7 +480,12 @@ class _Reader:
         if quiet is not None:
             quiet = self._parsed(entry, "quiet_hours", check_quiet_hours)
         notify = self._notify(entry, contacts)
-        return ResponderSpec(entry.name or "", name, role, timezone, contacts, quiet, notify)
+        db_login = entry.optional_text("db_login")
+        if db_login is not None and not DB_LOGIN.match(db_login):
+            entry.error("db_login", f"expected {DB_LOGIN_RULE}, got {db_login!r}")
+        return ResponderSpec(
+            entry.name or "", name, role, timezone, contacts, quiet, notify, db_login
+        )
 
     def _notify(self, entry: _Entry, contacts: Sequence[ContactSpec]) -> NotifyRulesSpec:
         """`notify = { high = [{ after = "2m", contact = "mail" }, ...], low = [...] }`."""

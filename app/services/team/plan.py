@@ -160,6 +160,7 @@ class Stored:
                 "name": responder.name,
                 "role": responder.role,
                 "timezone": responder.timezone,
+                "db_login": responder.db_login,
                 "active": responder.active,
                 "contacts": tuple(
                     ContactSpec(c.kind, c.url, c.secret, c.allow_insecure, c.allow_private, c.name)
@@ -306,6 +307,7 @@ def _wanted(spec: TeamSpec, stored: Stored) -> State:
             "name": responder.name,
             "role": responder.role,
             "timezone": responder.timezone,
+            "db_login": responder.db_login,
             "active": True,
             "contacts": tuple(contacts),
             "quiet_hours": responder.quiet_hours,

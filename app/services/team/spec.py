@@ -49,6 +49,10 @@ KINDS = (
 INTEGRATION_KEYS = ("category", "severity", "policy", "rate_limit")
 HEARTBEAT_KEYS = ("grace", "category", "severity", "policy")
 HANDLE = re.compile(r"^[a-z][a-z0-9._-]{0,31}$")
+DB_LOGIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.@-]{0,62}$")
+DB_LOGIN_RULE = (
+    "a PostgreSQL login: a letter or '_', then letters, digits, '_', '.', '@' or '-' (63 at most)"
+)
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 HANDLE_RULE = (
     "a handle: a lowercase letter, then lowercase letters, digits, '.', '_' or '-' (32 at most)"
@@ -226,6 +230,7 @@ class ResponderSpec:
     quiet_hours: str | None = None
     """HH:MM-HH:MM in `timezone`: low-urgency pages wait until it ends."""
     notify: NotifyRulesSpec = ()
+    db_login: str | None = None  # the PostgreSQL login that is this person; None: the handle
 
     @property
     def reachable(self) -> bool:

@@ -1,0 +1,29 @@
+"""responders map to database logins: responder.db_login
+
+Revision ID: 0012
+Revises: 0009
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+import sqlmodel.sql.sqltypes
+from alembic import op
+
+revision = "0012"
+down_revision = "0009"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column(
+        "responder", sa.Column("db_login", sqlmodel.sql.sqltypes.AutoString(), nullable=True)
+    )
+    op.create_index("ix_responder_db_login", "responder", ["db_login"], unique=True)
+
+
+def downgrade() -> None:
+    op.drop_index("ix_responder_db_login", table_name="responder")
+    with op.batch_alter_table("responder") as batch:
+        batch.drop_column("db_login")
