@@ -135,7 +135,7 @@ def build_parser(only: str | None = None, *, every: bool = True) -> argparse.Arg
         action="store_true",
         help="open the console without the in-process escalation loop",
     )
-    parser.set_defaults(handler=cmd_console)
+    parser.set_defaults(handler=cmd_console, checks_its_own_actor=True)
     commands = Commands(
         parser.add_subparsers(dest="command", parser_class=CliParser, metavar="COMMAND"),
         common,
@@ -204,6 +204,8 @@ def main(
         )
         try:
             handler: Handler = args.handler
+            if not args.checks_its_own_actor:
+                ctx.require_responder()
             return handler(ctx)
         finally:
             if ctx._db is not None:

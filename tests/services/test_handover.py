@@ -309,7 +309,14 @@ def test_submit_stores_the_report_for_the_incoming_person(
     assert (view.author, view.incoming, view.pending) == ("ana", "ben", True)
     assert (view.shift_start, view.shift_end, view.submitted_at) == (SHIFT_START, SHIFT_END, NOW)
     assert view.notes == view.report.notes == "ESC-0004 ran out of steps; call sam."
-    assert view.report == dataclasses.replace(desk.report("ana"), notes=view.notes)
+    # The stored report carries the chain's head before its own `handover.submit` record.
+    later = desk.report("ana")
+    assert view.report.audit_head is not None
+    assert later.audit_head is not None
+    assert view.report.audit_head.seq == later.audit_head.seq - 1
+    assert view.report == dataclasses.replace(
+        later, notes=view.notes, audit_head=view.report.audit_head
+    )
     assert report_from_json(to_json(view.report)) == view.report
     with desk.db.read() as session:
         ids = {r.handle: r.id for r in session.exec(select(Responder)).all()}

@@ -51,7 +51,7 @@ from app.services.shiftwork.stats import (
     sla_checks,
 )
 from app.services.unit_of_work import Service, actor_of
-from data import audit, queries
+from data import audit, checkpoints, queries
 from data.domain import Stage, Status, severity_name
 from data.models import (
     ActionItem,
@@ -190,6 +190,15 @@ class NextOnCall:
     after_gap: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class ChainHead:
+    """The audit chain's head when the report was written: the report carries it out of
+    the database as a checkpoint (`vigil audit verify --since-checkpoint REPORT`)."""
+
+    seq: int
+    hash: str
+
+
 @dataclass(frozen=True)
 class HandoverReport:
     author: str
@@ -212,6 +221,7 @@ class HandoverReport:
     # section existed read back without it).
     legal_clocks: tuple[LegalClockLine, ...] = ()
     legal_clocks_until: datetime | None = None
+    audit_head: ChainHead | None = None  # None in reports stored before it was carried
 
 
 @dataclass(frozen=True)
@@ -630,6 +640,7 @@ def build_report(
         schedules, chosen.schedule if chosen else window.schedule, window.handoff_at
     )
     clocks_until = max(hi, now)
+    head = checkpoints.head(session)
     legal = []
     for owed in clocks_due_by(session, now, clocks_until):
         assert owed.clock.due_at is not None
@@ -663,6 +674,7 @@ def build_report(
         notes=notes,
         legal_clocks=tuple(legal),
         legal_clocks_until=clocks_until,
+        audit_head=ChainHead(head.seq, head.hash),
     )
 
 
@@ -801,6 +813,20 @@ def render_markdown(report: HandoverReport, zone_name: str = "UTC") -> str:
         )
     if not report.overrides:
         out.append("None.")
+    if report.audit_head is not None:
+        witness = checkpoints.Checkpoint(
+            report.audit_head.seq, report.audit_head.hash, report.generated_at
+        )
+        out += [
+            "",
+            "## Audit chain",
+            "",
+            f"Head at record {witness.seq} when this report was written. Keep this report: "
+            "`vigil audit verify --since-checkpoint FILE` proves nothing up to that record "
+            "was changed since.",
+            "",
+            f"    {witness.line()}",
+        ]
     return "\n".join(out) + "\n"
 
 
