@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TextIO
 
 from app.core.clock import Clock
 from app.core.errors import NotAllowed, VigilError
+from app.core.text import json_safe
 
 if TYPE_CHECKING:
     from app.services.cases import CaseService
@@ -126,8 +127,8 @@ class Context:
 
     def emit(self, payload: Any, text: str) -> None:
         if self.as_json:
-            json.dump(payload, self.out, indent=2, sort_keys=False, ensure_ascii=False)
-            self.out.write("\n")
+            body = json.dumps(payload, indent=2, sort_keys=False, ensure_ascii=False)
+            self.out.write(json_safe(body) + "\n")
         else:
             self.out.write(text if text.endswith("\n") else text + "\n")
 

@@ -38,6 +38,7 @@ from pathlib import Path
 from sqlmodel import Session
 
 from app.core.errors import BadInput, NotFound
+from app.core.text import LINE_LIMIT, clean_text, one_line
 from app.core.times import format_instant
 from data import queries
 from data.domain import CATEGORY_LABELS, SEVERITY_LABELS, Category, severity_name
@@ -156,6 +157,9 @@ def _names(meta: Mapping[str, object], key: str, source: str) -> tuple[str, ...]
     return tuple(value)
 
 
+MAX_TEMPLATE_BODY = 20_000
+
+
 def parse_template(name: str, text: str, source: str, *, shipped: bool = False) -> ResponseTemplate:
     """Read and check one template file's text; BadInput names the file, key or line."""
     meta, body, body_line = _front_matter(text, source)
@@ -184,9 +188,11 @@ def parse_template(name: str, text: str, source: str, *, shipped: bool = False) 
             raise BadInput(
                 f"{source}: categories", f"expected categories such as edr, got {category!r}"
             )
+    title = one_line(f"{source}: title", title, LINE_LIMIT, required=True)
+    clean_text(f"{source}: body", body, MAX_TEMPLATE_BODY, required=True)
     template = ResponseTemplate(
         name=name,
-        title=title.strip(),
+        title=title,
         audience=str(audience),
         fields=fields,
         categories=categories,
