@@ -91,7 +91,9 @@ def cmd_handover(ctx: Context) -> int:
     from app.services.shiftwork.handover import HandoverService, render_markdown, to_json
 
     service = HandoverService(ctx.db, ctx.clock)
-    report = service.report(ctx.actor, since=_since(ctx))
+    report = service.report(
+        ctx.actor, since=_since(ctx), sensitive_titles=ctx.args.sensitive_titles
+    )
     _emit(ctx, to_json(report), render_markdown(report, _zone(ctx)))
     return EXIT_OK
 
@@ -230,10 +232,14 @@ def cmd_pm_done(ctx: Context) -> int:
 
 
 def cmd_pm_show(ctx: Context) -> int:
+    from app.services.sensitive import reveal_titles
     from app.services.shiftwork.postmortem import export_markdown, postmortem_json, postmortem_view
 
+    reveal = ctx.args.sensitive_titles
     with ctx.db.read() as session:
-        view = postmortem_view(session, ctx.args.ref)
+        view = postmortem_view(session, ctx.args.ref, reveal_title=reveal)
+    if reveal:
+        reveal_titles(ctx.cases.work, ctx.actor, [view.ref], "postmortem")
     if ctx.args.out:
         _write_out(ctx, export_markdown(view, _zone(ctx)))
     else:
@@ -327,6 +333,7 @@ def _edit(text: str) -> str:
 
 
 def cmd_template_fill(ctx: Context) -> int:
+    from app.services.sensitive import reveal_titles
     from app.services.shiftwork.templates import (
         fill_for_case,
         get_template,
@@ -339,7 +346,17 @@ def cmd_template_fill(ctx: Context) -> int:
     settings = parse_settings(a.set or [])
     writer = ctx.cases.require_actor(ctx.actor)
     with ctx.db.read() as session:
-        filled = fill_for_case(session, template, a.ref, writer, ctx.clock.now(), settings)
+        filled = fill_for_case(
+            session,
+            template,
+            a.ref,
+            writer,
+            ctx.clock.now(),
+            settings,
+            reveal_title=a.sensitive_titles,
+        )
+    if a.sensitive_titles:
+        reveal_titles(ctx.cases.work, ctx.actor, [filled.ref], "template")
     text = _edit(filled.text) if a.edit else filled.text
     logged = False
     if a.log:
@@ -391,6 +408,11 @@ def register(commands: Commands) -> None:
     handover = commands.add("handover", cmd_handover)
     handover.add_argument("--since", metavar="ISO", help="start of the window (end: now)")
     handover.add_argument("--format", choices=FORMATS, default="md")
+    handover.add_argument(
+        "--sensitive-titles",
+        action="store_true",
+        help="show sensitive cases' titles too (audited as a reveal of each)",
+    )
     actions = Commands(
         handover.add_subparsers(
             dest="handover_action", parser_class=type(handover), metavar="ACTION"
@@ -441,6 +463,11 @@ def register(commands: Commands) -> None:
     p.add_argument("ref")
     p.add_argument("--format", choices=FORMATS, default="md")
     p.add_argument("--out", metavar="FILE", help="write the Markdown to a file")
+    p.add_argument(
+        "--sensitive-titles",
+        action="store_true",
+        help="show a sensitive case's title too (audited as a reveal)",
+    )
     pm.add("owed", cmd_pm_owed, "resolved sev1 and sev2 cases without a final post-mortem")
 
     template = commands.group("template")
@@ -453,6 +480,11 @@ def register(commands: Commands) -> None:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="a field (repeat)")
     p.add_argument("--edit", action="store_true", help="edit the text in $VISUAL or $EDITOR")
     p.add_argument("--log", action="store_true", help="log the text on the case as a note")
+    p.add_argument(
+        "--sensitive-titles",
+        action="store_true",
+        help="show a sensitive case's title too (audited as a reveal)",
+    )
 
     p = commands.add("stats", cmd_stats)
     p.add_argument("--since", metavar="ISO", help=f"default: {DEFAULT_STATS_DAYS} days ago")
