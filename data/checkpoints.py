@@ -105,6 +105,7 @@ def verify_against(session: Session, checkpoints: list[Checkpoint]) -> Checkpoin
     if not walked.ok and walked.bad_seq is not None and walked.bad_seq <= latest.seq:
         problems.append(f"record {walked.bad_seq}: {walked.reason}")
     stored = _stored_hashes(session, [c.seq for c in witnessed if 0 < c.seq <= intact])
+    matched = 0  # the last record an earlier checkpoint proved untouched
     for checkpoint in witnessed:
         if checkpoint.seq == 0:
             continue
@@ -121,10 +122,11 @@ def verify_against(session: Session, checkpoints: list[Checkpoint]) -> Checkpoin
             problems.append(
                 f"record {checkpoint.seq} is not the record the checkpoint witnessed "
                 f"(hash {stored[checkpoint.seq][:12]}… where {checkpoint.hash[:12]}… was "
-                f"witnessed): records 1 to {checkpoint.seq} were changed, removed, reordered "
-                "or re-hashed since"
+                f"witnessed): records {matched + 1} to {checkpoint.seq} were changed, removed, "
+                "reordered or re-hashed since"
             )
             break
+        matched = checkpoint.seq
     if not walked.ok and walked.bad_seq is not None and walked.bad_seq > latest.seq:
         problems.append(f"after the checkpoint, record {walked.bad_seq}: {walked.reason}")
     records = walked.checked if walked.ok else audit.count(session)

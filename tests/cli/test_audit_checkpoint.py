@@ -223,3 +223,20 @@ def test_every_handover_report_carries_the_head_and_serves_as_a_checkpoint(
     code, out, _ = run("audit", "verify", "--since-checkpoint", str(report))
     assert code == 1
     assert f"record {head['seq']} is not the record the checkpoint witnessed" in out
+
+
+def test_several_checkpoints_narrow_down_where_the_chain_was_rewritten(run: Run, url: str) -> None:
+    first = run.ok("audit", "checkpoint").strip()
+    seq = int(first.split("seq=")[1].split()[0])
+    run.ok("ack", "ESC-0003")
+    run.ok("note", "ESC-0003", "after the first checkpoint")
+    second = run.ok("audit", "checkpoint").strip()
+    _raw(url, lambda c: _rehash_after_editing(c, seq + 1))
+    code, out, _ = run("audit", "verify", "--since-checkpoint", f"{first}\n{second}")
+    assert code == 1
+    assert f"records {seq + 1} to {seq + 2} were changed" in out
+
+
+def _rehash_after_editing(connection: Connection, target: int) -> None:
+    connection.execute(text("UPDATE audit_record SET actor = 'sam' WHERE seq = :s"), {"s": target})
+    _rehash_from(connection, target)
