@@ -15,6 +15,7 @@ from sqlmodel import select
 
 from app.cli.framework import EXIT_OK, Commands, Context
 from app.core.errors import BadInput, NothingToDo, Refused
+from app.core.text import visible
 from app.core.times import iso, parse_instant
 from data.domain import ID_RANGE, LIMIT, CountRange, severity_name
 from data.models import Responder
@@ -78,7 +79,7 @@ def _bounded(field: str, value: int, bounds: CountRange) -> int:
 def _write_out(ctx: Context, text: str) -> None:
     target = ctx.args.out
     try:
-        Path(target).write_text(text, encoding="utf-8")
+        Path(target).write_text(visible(text), encoding="utf-8")
     except OSError as exc:
         raise BadInput("--out", f"cannot write {target!r} ({exc.strerror or exc})") from None
     ctx.err.write(f"Wrote {target}\n")
@@ -322,7 +323,7 @@ def _edit(text: str) -> str:
         raise BadInput("--edit", "set VISUAL or EDITOR to the command of your editor")
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "response.md"
-        path.write_text(text, encoding="utf-8")
+        path.write_text(visible(text), encoding="utf-8")
         try:
             done = subprocess.run([*shlex.split(editor), str(path)], check=False)
         except OSError as exc:

@@ -89,6 +89,15 @@ def test_stored_hostile_text_reaches_no_output_raw(desk: FullDesk) -> None:
     assert body["title"] == HOSTILE  # JSON escapes; the value is kept exactly
 
 
+def test_a_post_mortem_written_to_a_file_is_escaped_too(desk: FullDesk, tmp_path: Path) -> None:
+    _write_by_hand(desk)
+    target = tmp_path / "pm.md"
+    desk.ok("cara", "postmortem", "show", desk.refs["resolved"], "--out", str(target))
+    written = target.read_text()
+    assert "<U+202E>" in written
+    _assert_nothing_raw("postmortem --out", written)
+
+
 def test_the_ical_export_keeps_its_line_endings_and_escapes_the_rest(desk: FullDesk) -> None:
     _write_by_hand(desk)
     out = desk.ok("cara", "calendar", "export", "--days", "60")
