@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from app.cli.framework import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, Commands, Context
+from app.core.errors import BadInput
+from app.core.times import iso
 
 
 def cmd_team_apply(ctx: Context) -> int:
@@ -50,6 +53,8 @@ def cmd_team_export(ctx: Context) -> int:
 def cmd_audit_verify(ctx: Context) -> int:
     from data import audit
 
+    if ctx.args.since_checkpoint is not None:
+        return cmd_audit_verify_since(ctx)
     with ctx.db.read() as session:
         report = audit.verify(session)
     if report.ok:
@@ -70,10 +75,88 @@ def cmd_audit_verify(ctx: Context) -> int:
     return EXIT_REFUSED
 
 
+def cmd_audit_checkpoint(ctx: Context) -> int:
+    """Print the chain's head for safekeeping outside the database, once the chain checks."""
+    from data import audit, checkpoints
+
+    with ctx.db.read() as session:
+        report = audit.verify(session)
+        if not report.ok:
+            ctx.err.write(
+                f"vigil audit checkpoint: the audit chain is broken at record {report.bad_seq} "
+                f"({report.reason}); a checkpoint of it would witness the damage\n"
+            )
+            return EXIT_REFUSED
+        stored = checkpoints.head(session)
+    checkpoint = checkpoints.Checkpoint(stored.seq, stored.hash, ctx.clock.now())
+    ctx.emit(
+        {
+            "seq": checkpoint.seq,
+            "hash": checkpoint.hash,
+            "at": iso(checkpoint.at),
+            "records": report.checked,
+            "line": checkpoint.line(),
+        },
+        checkpoint.line(),
+    )
+    return EXIT_OK
+
+
+def _checkpoint_text(ctx: Context, given: str) -> str:
+    """A file of checkpoints, `-` for standard input, or the checkpoint line itself."""
+    if given == "-":
+        return sys.stdin.read()
+    if "vigil-checkpoint" in given:
+        return given
+    try:
+        return Path(given).read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise BadInput(
+            "--since-checkpoint",
+            f"expected a file of checkpoints or a checkpoint line, cannot read {given!r}: "
+            f"{exc.strerror or exc}",
+        ) from None
+
+
+def cmd_audit_verify_since(ctx: Context) -> int:
+    from data import checkpoints
+
+    try:
+        witnessed = checkpoints.parse(_checkpoint_text(ctx, ctx.args.since_checkpoint))
+    except ValueError as exc:
+        raise BadInput("--since-checkpoint", str(exc)) from None
+    with ctx.db.read() as session:
+        report = checkpoints.verify_against(session, witnessed)
+    latest = report.checkpoint
+    taken = f", taken {iso(latest.at)}" if latest.at else ""
+    payload = {
+        "ok": report.ok,
+        "checkpoint": {"seq": latest.seq, "hash": latest.hash, "at": iso(latest.at)},
+        "checkpoints": len(witnessed),
+        "records": report.records,
+        "added_since": report.added,
+        "problems": list(report.problems),
+    }
+    if report.ok:
+        ctx.emit(
+            payload,
+            f"Audit chain intact up to the checkpoint at record {latest.seq}{taken}: nothing up "
+            "to it was changed, removed, reordered or re-hashed; "
+            f"{report.added} record{'' if report.added == 1 else 's'} added since "
+            "(those are witnessed by no checkpoint yet).",
+        )
+        return EXIT_OK
+    ctx.emit(
+        payload,
+        f"Audit chain does NOT match the checkpoint at record {latest.seq}{taken}:\n"
+        + "\n".join(f"  {problem}" for problem in report.problems),
+    )
+    return EXIT_REFUSED
+
+
 def cmd_audit_log(ctx: Context) -> int:
     from sqlmodel import col, select
 
-    from app.core.times import iso
     from data.models import AuditRecord
 
     with ctx.db.read() as session:
@@ -179,20 +262,36 @@ def cmd_db_roles(ctx: Context) -> int:
 
 def register(commands: Commands) -> None:
     team = commands.group("team")
-    p = team.add("apply", cmd_team_apply, "apply a team file (idempotent)")
+    p = team.add(
+        "apply", cmd_team_apply, "apply a team file (idempotent)", checks_its_own_actor=True
+    )
     p.add_argument("file", metavar="FILE.toml")
     p.add_argument("--dry-run", action="store_true", help="show what would change, change nothing")
     team.add("export", cmd_team_export, "print the team as a team file")
 
     audit_group = commands.group("audit")
-    audit_group.add("verify", cmd_audit_verify, "check the hash chain")
+    p = audit_group.add("verify", cmd_audit_verify, "check the hash chain")
+    p.add_argument(
+        "--since-checkpoint",
+        metavar="FILE_OR_TEXT",
+        help="also prove nothing up to this checkpoint changed (a file of checkpoints, "
+        "a checkpoint line, or - for standard input)",
+    )
+    audit_group.add(
+        "checkpoint",
+        cmd_audit_checkpoint,
+        "print the chain's head to keep outside the database (for verify --since-checkpoint)",
+    )
     p = audit_group.add("log", cmd_audit_log, "list audit records")
     p.add_argument("--case", metavar="REF")
 
     db_group = commands.group("db")
-    db_group.add("upgrade", cmd_db_upgrade, "apply schema migrations")
+    db_group.add("upgrade", cmd_db_upgrade, "apply schema migrations", checks_its_own_actor=True)
     p = db_group.add(
-        "roles", cmd_db_roles, "PostgreSQL: install the desk's group roles, grants and checks"
+        "roles",
+        cmd_db_roles,
+        "PostgreSQL: install the desk's group roles, grants and checks",
+        checks_its_own_actor=True,
     )
     p.add_argument("--print", action="store_true", help="print the SQL for a DBA, change nothing")
     p.add_argument(

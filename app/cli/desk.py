@@ -38,10 +38,10 @@ def open_console(ctx: Context, *, as_handle: str) -> int:
 
 
 def register(commands: Commands) -> None:
-    p = commands.add("demo", cmd_demo)
+    p = commands.add("demo", cmd_demo, checks_its_own_actor=True)
     p.add_argument("--reset", action="store_true", help="wipe the database first")
     p.add_argument("--no-console", action="store_true", help="do not open the console afterwards")
     p.add_argument("--no-engine", action="store_true", help=argparse.SUPPRESS)
 
-    p = commands.add("engine", cmd_engine)
+    p = commands.add("engine", cmd_engine, checks_its_own_actor=True)
     p.add_argument("--once", action="store_true", help="process what is due, then exit")

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TextIO
 
 from app.core.clock import Clock
-from app.core.errors import VigilError
+from app.core.errors import NotAllowed, VigilError
+from app.core.text import json_safe
 
 if TYPE_CHECKING:
     from app.engine.cycle import EscalationEngine
@@ -80,6 +81,32 @@ class Context:
             self._actor = acting_handle(self.db, named, getpass.getuser())
         return self._actor
 
+    def require_responder(self) -> None:
+        """Refuse a command whose actor is not an active responder of this desk, before it
+        reads or changes anything: a name typed after `--as` is not a pass to the desk."""
+        from sqlmodel import select
+
+        from data.models import Responder
+
+        handle = self.actor
+        with self.db.read() as session:
+            named = select(Responder.active).where(Responder.handle == handle)
+            active = session.exec(named).first()
+            empty = active is None and session.exec(select(Responder.id).limit(1)).first() is None
+        if active:
+            return
+        if empty:
+            raise NotAllowed(
+                f"{handle!r} is not a responder of this desk: the desk has no responders yet; "
+                "make the team with `vigil team apply FILE.toml` (or `vigil demo`), "
+                "then name one with --as HANDLE or VIGIL_USER"
+            )
+        why = "is not a responder" if active is None else "is no longer an active responder"
+        raise NotAllowed(
+            f"{handle!r} {why} of this desk, so it may not read or change it; "
+            "name an active responder with --as HANDLE or VIGIL_USER"
+        )
+
     @property
     def db(self) -> Database:
         if self._db is None:
@@ -115,8 +142,8 @@ class Context:
 
     def emit(self, payload: Any, text: str) -> None:
         if self.as_json:
-            json.dump(payload, self.out, indent=2, sort_keys=False, ensure_ascii=False)
-            self.out.write("\n")
+            body = json.dumps(payload, indent=2, sort_keys=False, ensure_ascii=False)
+            self.out.write(json_safe(body) + "\n")
         else:
             self.out.write(text if text.endswith("\n") else text + "\n")
 
@@ -138,13 +165,22 @@ class Commands:
     help_of: Mapping[str, str] = field(default_factory=dict)
 
     def add(
-        self, name: str, handler: Handler, help_text: str | None = None
+        self,
+        name: str,
+        handler: Handler,
+        help_text: str | None = None,
+        *,
+        checks_its_own_actor: bool = False,
     ) -> argparse.ArgumentParser:
+        """Add a command. Every command runs for an active responder of the desk, checked
+        before it starts, except those that check their actor themselves
+        (`checks_its_own_actor`: the console, `team apply`'s first file) or act as no one
+        (the demo, the engine, `db upgrade`)."""
         text = help_text if help_text is not None else self.help_of[name]
         parser: argparse.ArgumentParser = self.subparsers.add_parser(
             name, parents=[self.common], help=text, description=text
         )
-        parser.set_defaults(handler=handler)
+        parser.set_defaults(handler=handler, checks_its_own_actor=checks_its_own_actor)
         return parser
 
     def group(self, name: str, help_text: str | None = None) -> Commands:
@@ -155,7 +191,7 @@ class Commands:
             actions = " | ".join(sorted(nested.subparsers.choices))
             raise UsageError(f"{prog}: expected an action: {actions}")
 
-        parser = self.add(name, missing, help_text)
+        parser = self.add(name, missing, help_text, checks_its_own_actor=True)
         nested = Commands(
             parser.add_subparsers(dest=f"{name}_action", parser_class=CliParser, metavar="ACTION"),
             self.common,

@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
-from typing import TextIO
+from typing import TextIO, cast
 
 from app.cli.framework import (
     EXIT_REFUSED,
@@ -26,6 +26,7 @@ from app.cli.framework import (
 )
 from app.core.clock import Clock, SystemClock
 from app.core.errors import BadInput, Refused
+from app.core.text import VisibleWriter
 from data.errors import DatabaseError, SchemaOutOfDate
 
 # name: (module that adds it, one-line help); in the order `vigil --help` lists them.
@@ -144,7 +145,7 @@ def build_parser(only: str | None = None, *, every: bool = True) -> argparse.Arg
         action="store_true",
         help="open the console without the in-process escalation loop",
     )
-    parser.set_defaults(handler=cmd_console)
+    parser.set_defaults(handler=cmd_console, checks_its_own_actor=True)
     commands = Commands(
         parser.add_subparsers(dest="command", parser_class=CliParser, metavar="COMMAND"),
         common,
@@ -194,8 +195,9 @@ def main(
 ) -> int:
     """Run one command; `console` opens the full-screen console and `server` runs
     `vigil serve` (see `app.main`)."""
-    out = out or sys.stdout
-    err = err or sys.stderr
+    # Everything printed passes one check: stored text cannot reach the terminal raw.
+    out = cast(TextIO, VisibleWriter(out or sys.stdout))
+    err = cast(TextIO, VisibleWriter(err or sys.stderr))
     try:
         words = sys.argv[1:] if argv is None else argv
         _check_decodable(words)
@@ -213,6 +215,8 @@ def main(
         )
         try:
             handler: Handler = args.handler
+            if not args.checks_its_own_actor:
+                ctx.require_responder()
             return handler(ctx)
         finally:
             if ctx._db is not None:

@@ -15,6 +15,7 @@ from sqlmodel import select
 
 from app.cli.framework import EXIT_OK, Commands, Context
 from app.core.errors import BadInput, NothingToDo, Refused
+from app.core.text import visible
 from app.core.times import iso, parse_instant
 from data.domain import ID_RANGE, LIMIT, CountRange, severity_name
 from data.models import Responder
@@ -78,7 +79,7 @@ def _bounded(field: str, value: int, bounds: CountRange) -> int:
 def _write_out(ctx: Context, text: str) -> None:
     target = ctx.args.out
     try:
-        Path(target).write_text(text, encoding="utf-8")
+        Path(target).write_text(visible(text), encoding="utf-8")
     except OSError as exc:
         raise BadInput("--out", f"cannot write {target!r} ({exc.strerror or exc})") from None
     ctx.err.write(f"Wrote {target}\n")
@@ -91,7 +92,9 @@ def cmd_handover(ctx: Context) -> int:
     from app.services.shiftwork.handover import HandoverService, render_markdown, to_json
 
     service = HandoverService(ctx.db, ctx.clock)
-    report = service.report(ctx.actor, since=_since(ctx))
+    report = service.report(
+        ctx.actor, since=_since(ctx), sensitive_titles=ctx.args.sensitive_titles
+    )
     _emit(ctx, to_json(report), render_markdown(report, _zone(ctx)))
     return EXIT_OK
 
@@ -230,10 +233,14 @@ def cmd_pm_done(ctx: Context) -> int:
 
 
 def cmd_pm_show(ctx: Context) -> int:
+    from app.services.sensitive import reveal_titles
     from app.services.shiftwork.postmortem import export_markdown, postmortem_json, postmortem_view
 
+    reveal = ctx.args.sensitive_titles
     with ctx.db.read() as session:
-        view = postmortem_view(session, ctx.args.ref)
+        view = postmortem_view(session, ctx.args.ref, reveal_title=reveal)
+    if reveal:
+        reveal_titles(ctx.cases.work, ctx.actor, [view.ref], "postmortem")
     if ctx.args.out:
         _write_out(ctx, export_markdown(view, _zone(ctx)))
     else:
@@ -316,7 +323,7 @@ def _edit(text: str) -> str:
         raise BadInput("--edit", "set VISUAL or EDITOR to the command of your editor")
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "response.md"
-        path.write_text(text, encoding="utf-8")
+        path.write_text(visible(text), encoding="utf-8")
         try:
             done = subprocess.run([*shlex.split(editor), str(path)], check=False)
         except OSError as exc:
@@ -327,6 +334,7 @@ def _edit(text: str) -> str:
 
 
 def cmd_template_fill(ctx: Context) -> int:
+    from app.services.sensitive import reveal_titles
     from app.services.shiftwork.templates import (
         fill_for_case,
         get_template,
@@ -339,7 +347,17 @@ def cmd_template_fill(ctx: Context) -> int:
     settings = parse_settings(a.set or [])
     writer = ctx.cases.require_actor(ctx.actor)
     with ctx.db.read() as session:
-        filled = fill_for_case(session, template, a.ref, writer, ctx.clock.now(), settings)
+        filled = fill_for_case(
+            session,
+            template,
+            a.ref,
+            writer,
+            ctx.clock.now(),
+            settings,
+            reveal_title=a.sensitive_titles,
+        )
+    if a.sensitive_titles:
+        reveal_titles(ctx.cases.work, ctx.actor, [filled.ref], "template")
     text = _edit(filled.text) if a.edit else filled.text
     logged = False
     if a.log:
@@ -391,6 +409,11 @@ def register(commands: Commands) -> None:
     handover = commands.add("handover", cmd_handover)
     handover.add_argument("--since", metavar="ISO", help="start of the window (end: now)")
     handover.add_argument("--format", choices=FORMATS, default="md")
+    handover.add_argument(
+        "--sensitive-titles",
+        action="store_true",
+        help="show sensitive cases' titles too (audited as a reveal of each)",
+    )
     actions = Commands(
         handover.add_subparsers(
             dest="handover_action", parser_class=type(handover), metavar="ACTION"
@@ -441,6 +464,11 @@ def register(commands: Commands) -> None:
     p.add_argument("ref")
     p.add_argument("--format", choices=FORMATS, default="md")
     p.add_argument("--out", metavar="FILE", help="write the Markdown to a file")
+    p.add_argument(
+        "--sensitive-titles",
+        action="store_true",
+        help="show a sensitive case's title too (audited as a reveal)",
+    )
     pm.add("owed", cmd_pm_owed, "resolved sev1 and sev2 cases without a final post-mortem")
 
     template = commands.group("template")
@@ -453,6 +481,11 @@ def register(commands: Commands) -> None:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="a field (repeat)")
     p.add_argument("--edit", action="store_true", help="edit the text in $VISUAL or $EDITOR")
     p.add_argument("--log", action="store_true", help="log the text on the case as a note")
+    p.add_argument(
+        "--sensitive-titles",
+        action="store_true",
+        help="show a sensitive case's title too (audited as a reveal)",
+    )
 
     p = commands.add("stats", cmd_stats)
     p.add_argument("--since", metavar="ISO", help=f"default: {DEFAULT_STATS_DAYS} days ago")

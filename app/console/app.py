@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import importlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC
 from typing import Any, ClassVar
 
@@ -14,6 +14,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from textual import work
 from textual.app import App, CSSPathType, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.filter import LineFilter
 from textual.screen import Screen
 from textual.theme import Theme
 from textual.worker import Worker, WorkerState
@@ -23,6 +24,7 @@ from app.console.commands import ConsoleCommands, ThemeCommands
 from app.console.desk import FirstRead, Profile
 from app.console.failures import describe_failure
 from app.console.messages import HandlesLoaded, HandoffNoticesClaimed
+from app.console.safe_text import TerminalSafe
 from app.console.screens.dialogs import CANCEL, Confirm, ConfirmWithY, FilterDialog
 from app.console.screens.handover import PendingHandoverDialog, announce_pending_handovers
 from app.console.screens.help import HelpScreen, help_rows
@@ -93,6 +95,7 @@ class VigilApp(App[int]):
         cursor_blink: bool = True,
     ) -> None:
         super().__init__()
+        self._terminal_safe = TerminalSafe()
         self.db = db
         self.clock = clock
         self.profile = profile
@@ -115,6 +118,9 @@ class VigilApp(App[int]):
         self.theme = theme if theme and theme in self.available_themes else DEFAULT_THEME
 
     # ----------------------------------------------------------------- start-up
+
+    def get_line_filters(self) -> Sequence[LineFilter]:
+        return [*super().get_line_filters(), self._terminal_safe]
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
         return dict(THEME_VARIABLE_DEFAULTS)

@@ -22,7 +22,7 @@ from functools import lru_cache
 from typing import Any
 
 from app.core.errors import BadInput, VigilError
-from app.core.text import clean_text
+from app.core.text import clean_text, line_problem
 from app.rules.clock_presets import PRESETS, US_PRESET, with_presets
 from data.domain import (
     CLOCK_SPAN,
@@ -259,6 +259,10 @@ class _Reader:
         value = table.get(key, default)
         if not isinstance(value, str) or not value.strip():
             self.fail(f"{path}.{key}", f"expected a non-empty string, got {_describe(value)}")
+            return default
+        problem = line_problem(value.strip())
+        if problem:
+            self.fail(f"{path}.{key}", problem)
             return default
         return value.strip()
 

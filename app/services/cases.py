@@ -137,9 +137,7 @@ class CaseService(Service):
         except ValueError as exc:
             raise BadInput("severity", str(exc)) from None
         details = clean_text("details", details, MAX_DETAILS, required=False)
-        key = (dedup_key or "").strip() or None
-        if key is not None and len(key) > MAX_DEDUP_KEY:
-            raise BadInput("dedup_key", f"at most {MAX_DEDUP_KEY} characters, got {len(key)}")
+        key = one_line("dedup_key", dedup_key, MAX_DEDUP_KEY, required=False) or None
         args = (
             actor,
             title,

@@ -86,10 +86,32 @@ def test_refusals_exit_1(run: Run) -> None:
     assert code == 1
     assert "supervisors" in err
     assert run("reassign", "ESC-0001", "--to", "ben", who="sam")[0] == 0
-    assert run("cases", who="mallory")[0] == 0  # reading needs no role
     code, _, err = run("note", "ESC-0001", "hi", who="mallory")
     assert code == 1
-    assert "not an active responder" in err
+    assert "'mallory' is not a responder of this desk" in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("cases",),
+        ("show", "ESC-0001"),
+        ("oncall",),
+        ("audit", "log"),
+        ("audit", "verify"),
+        ("handover", "--format", "json"),
+        ("team", "export"),
+        ("calendar", "export"),
+        ("stats",),
+    ],
+)
+def test_a_handle_that_is_no_active_responder_may_not_even_read(run: Run, argv: tuple) -> None:
+    """`--as` names a responder of the desk; a stranger reads nothing (exit 1, says why)."""
+    run("page", "--title", "T", "--category", "csea", "--severity", "1")
+    code, out, err = run(*argv, who="nobody")
+    assert (code, out) == (1, "")
+    assert "'nobody' is not a responder of this desk" in err
+    assert "--as HANDLE" in err
 
 
 def test_case_lifecycle_from_the_command_line(run: Run) -> None:
@@ -176,15 +198,28 @@ def test_db_upgrade_on_a_current_database(run: Run) -> None:
 
 
 def test_the_installed_entry_point_runs(tmp_path: Path) -> None:
-    env = {**os.environ, "VIGIL_DB": f"sqlite:///{tmp_path / 'e.db'}", "VIGIL_USER": "nobody"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "app.main", "cases", "--json"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
+    team = tmp_path / "team.toml"
+    team.write_text(
+        '[[responder]]\nhandle = "ana"\nname = "Ana"\nrole = "admin"\n'
+        'timezone = "UTC"\ncontacts = [{ kind = "console" }]\n'
     )
+    env = {**os.environ, "VIGIL_DB": f"sqlite:///{tmp_path / 'e.db'}", "VIGIL_USER": "ana"}
+
+    def vigil(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "app.main", *argv],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+
+    refused = vigil("cases", "--json")
+    assert refused.returncode == 1
+    assert "has no responders yet" in refused.stderr
+    assert vigil("team", "apply", str(team)).returncode == 0
+    proc = vigil("cases", "--json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == []
 

@@ -43,8 +43,9 @@ def test_oncall_shows_the_viewers_clock_and_utc(run: Run) -> None:
     assert "next: Cat Moss (cat)  [rotation:nyc]" in out
     _, in_new_york, _ = run("oncall", "--at", "2026-10-04T12:00:00+11:00", who="cat")
     assert "from Sat 03 Oct 2026 17:00 EDT (21:00 UTC)" in in_new_york
-    _, unknown_viewer, _ = run("oncall", "--at", "2026-10-04T12:00:00+11:00", who="visitor")
-    assert "from Sat 03 Oct 2026 21:00 UTC" in unknown_viewer
+    code, _, refused = run("oncall", "--at", "2026-10-04T12:00:00+11:00", who="visitor")
+    assert code == 1
+    assert "'visitor' is not a responder of this desk" in refused
 
 
 def test_oncall_json_is_utc_per_schedule(run: Run) -> None:

@@ -10,6 +10,7 @@ Vigil creates are checked to be readable by their owner only.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -293,7 +294,8 @@ def test_the_default_database_is_readable_by_its_owner_only(
 ) -> None:
     """No --db: the folder under XDG_DATA_HOME is 0700, the database and its -wal and -shm
     files (which hold the outbox and every case until a checkpoint) are 0600."""
-    assert cli.main(["--as", "ana", "cases"], clock=FakeClock(T)) == 0
+    # A new desk has no responders yet, so `cases` is refused, but the file is made first.
+    assert cli.main(["--as", "ana", "cases"], clock=FakeClock(T)) == 1
     folder = tmp_path / "xdg" / "vigil"
     db = Database(make_engine(None))  # the same default file, kept open: -wal and -shm exist
     try:
@@ -323,3 +325,34 @@ def test_a_database_left_readable_by_others_is_closed_on_open(
     finally:
         db.dispose()
     assert modes == {name: 0o600 for name in modes}, {k: oct(v) for k, v in modes.items()}
+
+
+# --- sensitive titles in documents that leave the console -------------------------------
+
+DOCUMENTS = [
+    ["handover", "--since", "2026-11-25T00:00:00Z"],
+    ["handover", "--format", "json", "--since", "2026-11-25T00:00:00Z"],
+    ["postmortem", "show", "{sensitive_edr}"],
+    ["postmortem", "show", "{sensitive_edr}", "--format", "json"],
+    ["template", "fill", "internal_update", "{sensitive_edr}"],
+]
+
+
+@pytest.mark.parametrize("argv", DOCUMENTS, ids=[" ".join(a) for a in DOCUMENTS])
+def test_a_sensitive_title_leaves_only_when_asked_for_and_is_audited(
+    desk: FullDesk, argv: list[str], tmp_path: Path
+) -> None:
+    # An hour on, so the handover's window holds the cases opened at T.
+    copy = dataclasses.replace(desk.copy(tmp_path), clock=FakeClock(T + timedelta(hours=1)))
+    ref = desk.refs["sensitive_edr"]
+    words = [a.format(**desk.refs) for a in argv]
+    out = copy.ok("cara", *words)
+    assert TITLE not in out
+    assert ref in out
+    assert "[sensitive edr case, sev1: title withheld]" in out
+    before = len(json.loads(copy.ok("cara", "audit", "log", "--json")))
+    assert TITLE in copy.ok("cara", *words, "--sensitive-titles")
+    added = json.loads(copy.ok("cara", "audit", "log", "--json"))[before:]
+    revealed = [(r["actor"], r["action"], r["case"]) for r in added]
+    assert ("cara", "case.reveal_title", ref) in revealed
+    assert all(action == "case.reveal_title" for _, action, _ in revealed)

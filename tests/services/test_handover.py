@@ -297,6 +297,30 @@ def test_sensitive_details_never_appear_in_a_report(desk: HandoverService) -> No
     assert MARKER not in json.dumps(to_json(stored.report)) + stored.notes
 
 
+def test_a_sensitive_title_leaves_only_when_asked_for_and_is_audited(
+    desk: HandoverService,
+) -> None:
+    """The CSEA case ESC-0003 shows by reference, category and severity; its title only
+    with `sensitive_titles`, which writes a reveal record for it."""
+    title = "CSEA report from partner"
+    withheld = "[sensitive csea case, sev2: title withheld]"
+    report = desk.report("ana")
+    text = render_markdown(report) + json.dumps(to_json(report))
+    assert title not in text
+    assert withheld in render_markdown(report)
+    with desk.db.read() as session:
+        before = audit.count(session)
+    shown = desk.report("ana", sensitive_titles=True)
+    assert title in render_markdown(shown)
+    with desk.db.read() as session:
+        records = session.exec(select(AuditRecord).where(AuditRecord.seq > before)).all()
+    assert [(r.actor, r.action, r.case_ref) for r in records] == [
+        ("ana", "case.reveal_title", "ESC-0003")
+    ]
+    view = desk.submit("ana", "Watch ESC-0003.")
+    assert title not in json.dumps(to_json(view.report))
+
+
 def test_markdown_escapes_table_cells(desk: HandoverService) -> None:
     text = render_markdown(desk.report("ana"))
     assert "EDR: Metro PD \\| missing child" in text
@@ -309,7 +333,14 @@ def test_submit_stores_the_report_for_the_incoming_person(
     assert (view.author, view.incoming, view.pending) == ("ana", "ben", True)
     assert (view.shift_start, view.shift_end, view.submitted_at) == (SHIFT_START, SHIFT_END, NOW)
     assert view.notes == view.report.notes == "ESC-0004 ran out of steps; call sam."
-    assert view.report == dataclasses.replace(desk.report("ana"), notes=view.notes)
+    # The stored report carries the chain's head before its own `handover.submit` record.
+    later = desk.report("ana")
+    assert view.report.audit_head is not None
+    assert later.audit_head is not None
+    assert view.report.audit_head.seq == later.audit_head.seq - 1
+    assert view.report == dataclasses.replace(
+        later, notes=view.notes, audit_head=view.report.audit_head
+    )
     assert report_from_json(to_json(view.report)) == view.report
     with desk.db.read() as session:
         ids = {r.handle: r.id for r in session.exec(select(Responder)).all()}

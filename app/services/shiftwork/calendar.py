@@ -18,6 +18,7 @@ from icalendar import Calendar, Event
 from sqlmodel import Session, col, select
 
 from app.core.errors import BadInput, NotAllowed, NotFound, NothingToDo
+from app.core.text import LINE_LIMIT, one_line
 from app.core.times import bounded_instant, format_instant, iso
 from app.rules.rotations import (
     ScheduleSpec,
@@ -373,7 +374,7 @@ class OverrideService(Service):
                 active_responder(tx.session, who),
                 start,
                 end,
-                reason.strip(),
+                one_line("reason", reason, LINE_LIMIT, required=False),
             )
             assert row.id is not None
             return list_overrides(tx.session, ids=[row.id])[0]

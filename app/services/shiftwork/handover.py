@@ -43,6 +43,7 @@ from app.services.cases import MAX_NOTE
 from app.services.casework.views import clocks_due_by
 from app.services.oncall import load_all_schedules
 from app.services.policies import sla_deadlines, sla_table
+from app.services.sensitive import reveal_titles, withheld_title
 from app.services.shiftwork.stats import (
     ANSWER_KINDS,
     answered_at,
@@ -51,7 +52,7 @@ from app.services.shiftwork.stats import (
     sla_checks,
 )
 from app.services.unit_of_work import Service, actor_of
-from data import audit, queries
+from data import audit, checkpoints, queries
 from data.domain import Stage, Status, severity_name
 from data.models import (
     ActionItem,
@@ -190,6 +191,15 @@ class NextOnCall:
     after_gap: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class ChainHead:
+    """The audit chain's head when the report was written: the report carries it out of
+    the database as a checkpoint (`vigil audit verify --since-checkpoint REPORT`)."""
+
+    seq: int
+    hash: str
+
+
 @dataclass(frozen=True)
 class HandoverReport:
     author: str
@@ -212,6 +222,7 @@ class HandoverReport:
     # section existed read back without it).
     legal_clocks: tuple[LegalClockLine, ...] = ()
     legal_clocks_until: datetime | None = None
+    audit_head: ChainHead | None = None  # None in reports stored before it was carried
 
 
 @dataclass(frozen=True)
@@ -630,6 +641,7 @@ def build_report(
         schedules, chosen.schedule if chosen else window.schedule, window.handoff_at
     )
     clocks_until = max(hi, now)
+    head = checkpoints.head(session)
     legal = []
     for owed in clocks_due_by(session, now, clocks_until):
         assert owed.clock.due_at is not None
@@ -663,7 +675,44 @@ def build_report(
         notes=notes,
         legal_clocks=tuple(legal),
         legal_clocks_until=clocks_until,
+        audit_head=ChainHead(head.seq, head.hash),
     )
+
+
+# --- sensitive titles ---------------------------------------------------------------
+
+
+def _sensitive_cases(session: Session, report: HandoverReport) -> dict[str, tuple[str, int]]:
+    refs = {
+        line.ref
+        for f in dataclasses.fields(report)
+        if isinstance(value := getattr(report, f.name), tuple)
+        for line in value
+        if hasattr(line, "title")
+    }
+    rows = session.exec(
+        select(Case.ref, Case.category, Case.severity).where(
+            col(Case.sensitive), col(Case.ref).in_(refs)
+        )
+    ).all()
+    return {ref: (category, severity) for ref, category, severity in rows}
+
+
+def withhold_sensitive_titles(
+    report: HandoverReport, sensitive: Mapping[str, tuple[str, int]]
+) -> HandoverReport:
+    """`report` with each sensitive case shown by reference, category and severity only."""
+    changes: dict[str, Any] = {}
+    for f in dataclasses.fields(report):
+        value = getattr(report, f.name)
+        if isinstance(value, tuple) and any(hasattr(line, "title") for line in value):
+            changes[f.name] = tuple(
+                dataclasses.replace(line, title=withheld_title(*sensitive[line.ref]))
+                if line.ref in sensitive
+                else line
+                for line in value
+            )
+    return dataclasses.replace(report, **changes)
 
 
 # --- Markdown -----------------------------------------------------------------------
@@ -801,6 +850,20 @@ def render_markdown(report: HandoverReport, zone_name: str = "UTC") -> str:
         )
     if not report.overrides:
         out.append("None.")
+    if report.audit_head is not None:
+        witness = checkpoints.Checkpoint(
+            report.audit_head.seq, report.audit_head.hash, report.generated_at
+        )
+        out += [
+            "",
+            "## Audit chain",
+            "",
+            f"Head at record {witness.seq} when this report was written. Keep this report: "
+            "`vigil audit verify --since-checkpoint FILE` proves nothing up to that record "
+            "was changed since.",
+            "",
+            f"    {witness.line()}",
+        ]
     return "\n".join(out) + "\n"
 
 
@@ -884,14 +947,23 @@ class HandoverService(Service):
     """Handover reports, submissions and acknowledgements, on the case service's transaction
     plumbing (one write transaction: audit lock, actor, role, change, audit record)."""
 
-    def report(self, actor: str, *, since: datetime | None = None) -> HandoverReport:
-        """The report the author would submit now (nothing is stored)."""
+    def report(
+        self, actor: str, *, since: datetime | None = None, sensitive_titles: bool = False
+    ) -> HandoverReport:
+        """The report the author would submit now (nothing is stored). Sensitive cases show
+        by reference, category and severity; `sensitive_titles` shows their titles too,
+        audited as a reveal of each."""
         now = self.clock.now()
         with self.db.read() as session:
             author = actor_of(session, actor)
             schedules = load_all_schedules(session)
             window = shift_window(schedules, author.handle, now, since)
-            return build_report(session, author.handle, window, now, schedules=schedules)
+            report = build_report(session, author.handle, window, now, schedules=schedules)
+            sensitive = _sensitive_cases(session, report)
+        if not sensitive_titles or not sensitive:
+            return withhold_sensitive_titles(report, sensitive)
+        reveal_titles(self.work, actor, sensitive, "handover")
+        return report
 
     def submit(
         self, actor: str, notes: str, *, since: datetime | None = None, to: str | None = None
@@ -919,6 +991,7 @@ class HandoverService(Service):
                 incoming=incoming.handle if incoming else None,
                 notes=body,
             )
+            report = withhold_sensitive_titles(report, _sensitive_cases(tx.session, report))
             if incoming is None and report.incoming is not None:
                 incoming = tx.session.exec(
                     select(Responder).where(Responder.handle == report.incoming)

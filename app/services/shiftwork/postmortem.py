@@ -29,6 +29,7 @@ from app.core.errors import BadInput, NotAllowed, NotFound, NothingToDo
 from app.core.text import clean_text, md_cell
 from app.core.times import format_instant, iso
 from app.services.cases import check_title
+from app.services.sensitive import withheld_title
 from app.services.shiftwork.stats import answered_at, first_acknowledged_at, format_seconds
 from app.services.unit_of_work import Service, Tx
 from data import queries
@@ -187,7 +188,9 @@ def _record(session: Session, ref: str) -> tuple[Case, PostMortem]:
     return case, pm
 
 
-def postmortem_view(session: Session, ref: str) -> PostMortemView:
+def postmortem_view(session: Session, ref: str, *, reveal_title: bool = False) -> PostMortemView:
+    """The post-mortem of `ref`; a sensitive case's title only with `reveal_title` (the
+    caller audits it: `app.services.sensitive.reveal_titles`)."""
     case, pm = _record(session, ref)
     assert case.id is not None
     assert pm.id is not None
@@ -216,7 +219,11 @@ def postmortem_view(session: Session, ref: str) -> PostMortemView:
 
     return PostMortemView(
         ref=case.ref,
-        title=case.title,
+        title=(
+            withheld_title(case.category, case.severity)
+            if case.sensitive and not reveal_title
+            else case.title
+        ),
         category=case.category,
         severity=case.severity,
         case_status=case.status,

@@ -31,6 +31,7 @@ from sqlmodel import Session, col, func, select
 
 from app.core.clock import Clock
 from app.core.errors import BadInput, NotAllowed, NotFound, NothingToDo
+from app.core.text import LINE_LIMIT, one_line
 from app.core.times import iso
 from app.rules.rotations import ScheduleSpec, Shift, run_start, schedule_shifts
 from app.services.oncall import load_all_schedules, load_schedule
@@ -348,7 +349,7 @@ class SwapService(Service):
                 wanted_id=wanted.id if wanted else None,
                 starts_at=start,
                 ends_at=end,
-                note=note.strip(),
+                note=one_line("note", note, LINE_LIMIT, required=False),
                 created_at=tx.now,
             )
             tx.session.add(row)
@@ -405,7 +406,7 @@ class SwapService(Service):
             row.status = SwapStatus.DECLINED.value
             row.decided_at = tx.now
             row.decided_by_id = tx.actor.id
-            row.decision_note = reason.strip()
+            row.decision_note = one_line("reason", reason, LINE_LIMIT, required=False)
             tx.session.add(row)
             self._audit(tx, "swap.decline", row, reason=row.decision_note)
             return self._view(tx, row)

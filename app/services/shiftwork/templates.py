@@ -38,7 +38,9 @@ from pathlib import Path
 from sqlmodel import Session
 
 from app.core.errors import BadInput, NotFound
+from app.core.text import LINE_LIMIT, clean_text, one_line
 from app.core.times import format_instant
+from app.services.sensitive import withheld_title
 from data import queries
 from data.domain import CATEGORY_LABELS, SEVERITY_LABELS, Category, severity_name
 from data.models import Case, Responder
@@ -156,6 +158,9 @@ def _names(meta: Mapping[str, object], key: str, source: str) -> tuple[str, ...]
     return tuple(value)
 
 
+MAX_TEMPLATE_BODY = 20_000
+
+
 def parse_template(name: str, text: str, source: str, *, shipped: bool = False) -> ResponseTemplate:
     """Read and check one template file's text; BadInput names the file, key or line."""
     meta, body, body_line = _front_matter(text, source)
@@ -184,9 +189,11 @@ def parse_template(name: str, text: str, source: str, *, shipped: bool = False) 
             raise BadInput(
                 f"{source}: categories", f"expected categories such as edr, got {category!r}"
             )
+    title = one_line(f"{source}: title", title, LINE_LIMIT, required=True)
+    clean_text(f"{source}: body", body, MAX_TEMPLATE_BODY, required=True)
     template = ResponseTemplate(
         name=name,
-        title=title.strip(),
+        title=title,
         audience=str(audience),
         fields=fields,
         categories=categories,
@@ -324,10 +331,16 @@ def fill_for_case(
     writer: Responder,
     now: datetime,
     settings: Mapping[str, str] | None = None,
+    *,
+    reveal_title: bool = False,
 ) -> FilledResponse:
-    """Fill `template` from case `ref` for `writer` to edit and log."""
+    """Fill `template` from case `ref` for `writer` to edit and log; a sensitive case's
+    title only with `reveal_title` (the caller audits it)."""
     case = queries.case_by_ref(session, ref)
     if case is None:
         raise NotFound(f"no case {ref!r}")
     assignee = session.get(Responder, case.assignee_id) if case.assignee_id else None
-    return fill(template, case_values(case, assignee, writer, now), settings or {})
+    values = case_values(case, assignee, writer, now)
+    if case.sensitive and not reveal_title:
+        values["title"] = withheld_title(case.category, case.severity)
+    return fill(template, values, settings or {})

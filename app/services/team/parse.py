@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+from app.core.text import LINE_LIMIT, LONG_LINE_LIMIT, line_problem
 from app.rules.casework import (
     CASEWORK_KEYS,
     CaseworkConfigError,
@@ -119,6 +120,8 @@ def load_team_file(path: str | Path) -> TeamSpec:
     return parse_team(text, source)
 
 
+# Every text of a team file is one line of at most LINE_LIMIT characters, but these.
+_LONG_KEYS = frozenset({"url", "secret"})
 _TOML_WHERE = re.compile(r"^(?P<message>.*?)\s*\(at line (?P<line>\d+), column (?P<column>\d+)\)$")
 
 
@@ -223,6 +226,10 @@ class _Entry:
         if not value.strip():
             self.error(key, "expected a non-empty string, got ''")
             return default
+        problem = line_problem(value.strip(), LONG_LINE_LIMIT if key in _LONG_KEYS else LINE_LIMIT)
+        if problem:
+            self.error(key, problem)
+            return default
         return value.strip()
 
     def optional_text(self, key: str) -> str | None:
@@ -250,7 +257,10 @@ class _Entry:
             self.error(key, "expected at least one entry, got an empty array")
         out = []
         for index, item in enumerate(value):
-            if isinstance(item, str) and item.strip():
+            problem = line_problem(item.strip()) if isinstance(item, str) else None
+            if problem:
+                self.error(f"{key}[{index}]", problem)
+            elif isinstance(item, str) and item.strip():
                 out.append(item.strip())
             else:
                 self.error(f"{key}[{index}]", f"expected a non-empty string, got {_describe(item)}")
