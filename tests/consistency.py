@@ -17,7 +17,7 @@ from sqlmodel import SQLModel
 from data import audit
 from data.db import Database
 from data.domain import Category, Status
-from data.queries import OWES_REPORT_RANK, QUEUE_RANKS
+from data.queries import OWES_REPORT_RANK, QUEUE_RANKS, SNOOZED_RANK
 
 SHOWN = 3
 """How many offending rows a problem line quotes."""
@@ -83,6 +83,7 @@ def _case_rules() -> dict[str, Rule]:
     # A resolved case that still owes a report to an authority keeps an open rank.
     allowed = {status: [value] for status, value in QUEUE_RANKS.items()}
     allowed[Status.RESOLVED.value].append(OWES_REPORT_RANK)
+    allowed[Status.ACKNOWLEDGED.value].append(SNOOZED_RANK)
     rank = or_(
         *(and_(c.status == status, c.queue_rank.not_in(ranks)) for status, ranks in allowed.items())
     )
@@ -99,6 +100,12 @@ def _case_rules() -> dict[str, Rule]:
     return {
         "a case has an unknown status": where(c.status.not_in(statuses)),
         "a case's queue_rank disagrees with its status": where(rank),
+        "a case is snoozed without the snoozed rank, or ranked snoozed without a snooze": where(
+            or_(
+                and_(c.queue_rank == SNOOZED_RANK, c.snoozed_until.is_(None)),
+                and_(c.queue_rank != SNOOZED_RANK, c.snoozed_until.is_not(None)),
+            )
+        ),
         "an acknowledged or resolved case has no acknowledged_at/acknowledged_by": where(
             worked, or_(c.acknowledged_at.is_(None), c.acknowledged_by_id.is_(None))
         ),

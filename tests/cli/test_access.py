@@ -74,6 +74,24 @@ ACTIONS = [
         "case.resolve",
     ),
     Action(
+        "snooze someone else's",
+        lambda d: ["snooze", d.refs["assigned"], "--until", "2h", "--reason", "agency replies"],
+        SUPERVISING,
+        "case.snooze",
+    ),
+    Action(
+        "reopen someone else's",
+        lambda d: ["reopen", d.refs["closed"], "--reason", "a second report came in"],
+        SUPERVISING,
+        "case.reopen",
+    ),
+    Action(
+        "merge someone else's",
+        lambda d: ["merge", d.refs["assigned"], "--into", d.refs["ringing"]],
+        SUPERVISING,
+        "case.merge",
+    ),
+    Action(
         "reassign someone else's",
         lambda d: ["reassign", d.refs["assigned"], "--to", "ana"],
         SUPERVISING,

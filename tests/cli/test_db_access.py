@@ -77,7 +77,8 @@ steps = [{{ delay = "5m", targets = ["schedule:primary"] }}]
 
 [routing]
 default = "standard"
-
+"""
+HEARTBEAT = """
 [[heartbeat]]
 name = "pipeline"
 interval = "5m"
@@ -613,10 +614,14 @@ def test_every_action_a_role_may_take_works_as_its_own_login(tmp_path: Path) -> 
 
 
 def test_a_silent_heartbeat_opens_from_a_persons_console_and_its_beat_resolves_it(
-    desk: Desk,
+    desk: Desk, tmp_path: Path
 ) -> None:
     """The engine inside ana's console opens the silent monitor's case as itself, and the
     intake login records the next beat and resolves it: each may write just that."""
+    team = tmp_path / "monitored.toml"
+    team.write_text(TEAM.format(prefix=desk.prefix) + HEARTBEAT, encoding="utf-8")
+    code, _out, err = desk.vigil("sam", "team", "apply", str(team))
+    assert code == 0, err
     consoles = Database.open(desk.url("ana"), migrate=False)
     intake = Database.open(desk.url("relay"), migrate=False)
     try:
