@@ -61,8 +61,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(autouse=True)
 def _isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test reads the developer's own database, user or data folder."""
+    """No test reads the developer's own database, user, data folder or sealing key."""
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.delenv("VIGIL_SECRET_KEY", raising=False)
     monkeypatch.delenv("VIGIL_DB", raising=False)
     monkeypatch.delenv("VIGIL_USER", raising=False)
 
