@@ -26,14 +26,18 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from data.errors import DatabaseError
+from data.errors import BadSetting, DatabaseError
 
 KEY_ENV = "VIGIL_SECRET_KEY"
 KEY_BYTES = 32
 
 
 class SealingKeyError(DatabaseError):
-    """A key that is missing, malformed or unsafe: the message names where it was looked for."""
+    """A key that is missing, wrong or unsafe: the message names where it was looked for."""
+
+
+class MalformedKey(SealingKeyError, BadSetting):
+    """A key that is not the URL-safe base64 of 32 bytes."""
 
 
 def key_id(key: bytes) -> str:
@@ -60,7 +64,7 @@ def decode_key(text: str, source: str) -> bytes:
     else:
         valid = base64.urlsafe_b64encode(key).rstrip(b"=") == word.rstrip("=").encode()
     if not valid or len(key) != KEY_BYTES:
-        raise SealingKeyError(
+        raise MalformedKey(
             f"{source}: expected a key as the URL-safe base64 of {KEY_BYTES} bytes "
             f"(44 characters), got {len(word)} characters that are not one"
         )
@@ -82,6 +86,7 @@ class Keyring:
     source: str
     path: Path | None = None
     _keys: list[bytes] | None = field(default=None, repr=False)
+    _read_as: tuple[int, int, int] | None = field(default=None, repr=False)
 
     @classmethod
     def of(cls, *keys: bytes, source: str = "the given key") -> Keyring:
@@ -94,7 +99,7 @@ class Keyring:
         if value is not None:
             words = [w for w in value.split(",") if w.strip()]
             if not words:
-                raise SealingKeyError(f"{KEY_ENV} is set but empty: give a key or unset it")
+                raise MalformedKey(f"{KEY_ENV} is set but empty: give a key or unset it")
             return cls.of(*(decode_key(w, KEY_ENV) for w in words), source=KEY_ENV)
         path = default_key_file()
         return cls(source=f"the key file {path}", path=path)
@@ -102,10 +107,21 @@ class Keyring:
     # -- reading ------------------------------------------------------------------------
 
     def keys(self) -> list[bytes]:
-        """The keys, first the one that seals; empty while the key file does not exist."""
-        if self._keys is None:
-            assert self.path is not None
+        """The keys, first the one that seals; empty while the key file does not exist.
+
+        A key file is read again when it changes, so a console or engine left running
+        seals with the new key as soon as `vigil db rotate-key` writes it."""
+        if self.path is None:
+            assert self._keys is not None
+            return self._keys
+        try:
+            info = self.path.stat()
+            seen: tuple[int, int, int] | None = (info.st_ino, info.st_mtime_ns, info.st_size)
+        except OSError:
+            seen = None
+        if self._keys is None or seen != self._read_as:
             self._keys = _read_key_file(self.path, self.source)
+            self._read_as = seen
         return self._keys
 
     def sealing_key(self) -> tuple[str, bytes]:
@@ -113,7 +129,8 @@ class Keyring:
         keys = self.keys()
         if not keys:
             assert self.path is not None
-            self._keys = keys = [_create_key_file(self.path, self.source)]
+            _create_key_file(self.path, self.source)
+            keys = self.keys()
         return key_id(keys[0]), keys[0]
 
     def opening_key(self, wanted: str) -> bytes:
@@ -154,7 +171,6 @@ class Keyring:
     def _rewrite(self, keys: list[bytes]) -> None:
         assert self.path is not None, "only a key file can be rewritten"
         _write_key_file(self.path, keys, self.source, replace=True)
-        self._keys = keys
 
 
 def _read_key_file(path: Path, source: str) -> list[bytes]:
@@ -176,12 +192,9 @@ def _read_key_file(path: Path, source: str) -> list[bytes]:
     return keys
 
 
-def _create_key_file(path: Path, source: str) -> bytes:
-    """A new key file with one new key, or the key another process created first."""
-    key = new_key()
-    if _write_key_file(path, [key], source, replace=False):
-        return key
-    return _read_key_file(path, source)[0]
+def _create_key_file(path: Path, source: str) -> None:
+    """A new key file with one new key, unless another process created one first."""
+    _write_key_file(path, [new_key()], source, replace=False)
 
 
 def _write_key_file(path: Path, keys: list[bytes], source: str, *, replace: bool) -> bool:
