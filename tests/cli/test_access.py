@@ -414,8 +414,12 @@ def test_the_matrix_covers_every_command_that_changes_something(template: FullDe
         "partner list", "action list", "disclosure pending", "clock due", "casework show",
         "casework settings", "report disclosures", "team export", "changes",
     }  # fmt: skip
-    elsewhere = {"console", "demo", "engine", "db upgrade", "intake", "serve", "integration key"}
-    """The console and the engine (tests/faults/test_faults.py), a maintenance command, intake,
+    elsewhere = {
+        "console", "demo", "engine", "db upgrade", "db rotate-key", "intake", "serve",
+        "integration key",
+    }  # fmt: skip
+    """The console and the engine (tests/faults/test_faults.py), maintenance commands (the key's
+    rotation: tests/services/test_sealing.py), intake,
     which opens cases as `page` does (tests/faults/test_fuzz.py), the HTTP service
     (tests/serve/) and integration keys, supervisors' only (tests/cli/test_cli_serve.py)."""
     commands = set(cli_commands())

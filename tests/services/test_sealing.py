@@ -63,9 +63,11 @@ def _hits(blob: bytes) -> list[str]:
     return [needle for needle in NEEDLES if needle.encode() in blob]
 
 
-@pytest.fixture
-def key_file() -> Path:
-    return Path(os.environ["XDG_CONFIG_HOME"]) / "vigil" / "secret.key"
+@pytest.fixture(autouse=True)
+def key_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test here has a key file of its own: they remove, loosen and rotate it."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    return tmp_path / "config" / "vigil" / "secret.key"
 
 
 # --- at rest --------------------------------------------------------------------------------
@@ -417,3 +419,13 @@ def test_a_keyring_error_names_its_source() -> None:
     keyring = Keyring.of(new_key(), source="the test's key")
     with pytest.raises(SealingKeyError, match="the test's key holds"):
         keyring.opening_key("000000000000")
+
+
+def test_the_console_names_the_key_not_the_database() -> None:
+    from app.console.failures import describe_failure
+
+    error = SealingKeyError("wrong key: the data was sealed with key 1, but VIGIL_SECRET_KEY …")
+    failure = describe_failure(error)
+    assert failure.title == "Sealed text not opened"
+    assert "VIGIL_SECRET_KEY" in failure.message
+    assert not failure.database_down
