@@ -24,7 +24,7 @@ from sqlmodel import SQLModel
 
 from data.db import Database
 from data.keys import KEY_ENV, SealingKeyError, key_id, new_key
-from data.sealing import reseal, sealed_columns
+from data.sealing import primary_keys, reseal, sealed_columns
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,8 @@ def rotate_key(db: Database, *, after_batch: Callable[[int], None] | None = None
         if db.is_postgres:
             tables = ", ".join(sorted({f'"{name}"' for name, _ in columns}))
             connection.execute(text(f"LOCK TABLE {tables} IN EXCLUSIVE MODE"))
-        written = reseal(connection, keyring, columns, after_batch=after_batch)
+        keys = primary_keys(SQLModel.metadata)
+        written = reseal(connection, keyring, columns, keys=keys, after_batch=after_batch)
     current = key_id(keyring.keys()[0])
     retired = keyring.keep_only_first() if keyring.writable else keyring.keys()[1:]
     return Rotation(current, tuple(key_id(k) for k in retired), written, keyring.writable)

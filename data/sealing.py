@@ -17,8 +17,10 @@ then list ("thing", "token") in the migration that adds it and call `reseal` the
 values already stored are sealed. Through the ORM nothing else changes: `thing.token` reads
 and writes plain text; rows are sealed on flush and opened on load. A long text read only
 when shown can be deferred too (`Case.details` is), so listing rows never opens it. Core
-statements see the stored form: use `seal()`/`unseal()` there. The table needs an integer
-primary key `id`.
+statements and bulk `update(Thing).values(...)` bypass this and see the stored form: write
+through objects, or use `seal()`/`unseal()` there. The table needs a primary key of one
+column (a generated one costs one more UPDATE per new row: the value is bound to the key,
+which is known only after the INSERT).
 
 The key comes from the application: `data.db.Database` takes a `Keyring` (by default the
 one of `VIGIL_SECRET_KEY` or the key file) and every session it opens carries it. A missing
@@ -31,7 +33,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -66,6 +68,7 @@ __all__ = [
     "SealError",
     "SealingKeyError",
     "is_sealed",
+    "primary_keys",
     "reseal",
     "seal",
     "sealed_column",
@@ -92,11 +95,20 @@ def sealed_columns(metadata: MetaData) -> list[tuple[str, str]]:
     )
 
 
+def primary_keys(metadata: MetaData) -> dict[str, str]:
+    """The primary key column of every table with a sealed column (one column each)."""
+    keys = {}
+    for table_name, _ in sealed_columns(metadata):
+        (key,) = metadata.tables[table_name].primary_key.columns
+        keys[table_name] = key.name
+    return keys
+
+
 def is_sealed(stored: str | None) -> bool:
     return bool(stored) and stored.startswith(PREFIX)  # type: ignore[union-attr]
 
 
-def _associated_data(table_name: str, column_name: str, row_id: int) -> bytes:
+def _associated_data(table_name: str, column_name: str, row_id: int | str) -> bytes:
     return f"vigil:{table_name}.{column_name}:{row_id}".encode()
 
 
@@ -107,7 +119,7 @@ def _cipher(key: bytes) -> Any:
     return AESGCM(key)
 
 
-def seal(keyring: Keyring, plain: str, *, table: str, column: str, row_id: int) -> str:
+def seal(keyring: Keyring, plain: str, *, table: str, column: str, row_id: int | str) -> str:
     """`plain` sealed with the keyring's sealing key, bound to this table, column and row."""
     kid, key = keyring.sealing_key()
     nonce = os.urandom(NONCE_BYTES)
@@ -121,7 +133,7 @@ def sealing_key_id(stored: str) -> str:
     return stored[len(PREFIX) :].partition(":")[0]
 
 
-def unseal(keyring: Keyring, stored: str, *, table: str, column: str, row_id: int) -> str:
+def unseal(keyring: Keyring, stored: str, *, table: str, column: str, row_id: int | str) -> str:
     """The text of a sealed value of this table, column and row, or a `SealError`."""
     where = f"{table}.{column} of row {row_id}"
     if not is_sealed(stored):
@@ -182,7 +194,8 @@ def _install(mapper: Mapper[Any], class_: type) -> None:
         return
     mapped_table: Table = mapper.local_table  # type: ignore[assignment]
     table_name = mapped_table.name
-    id_column = mapped_table.c.id
+    (key_column,) = mapped_table.primary_key.columns
+    key_attr = mapper.get_property_by_column(key_column).key
 
     def opened(keyring: Keyring, target: Any, attrs: Any) -> None:
         for attr, col in sealed:
@@ -190,7 +203,11 @@ def _install(mapper: Mapper[Any], class_: type) -> None:
                 stored = target.__dict__[attr]
                 if stored:
                     plain = unseal(
-                        keyring, stored, table=table_name, column=col.name, row_id=target.id
+                        keyring,
+                        stored,
+                        table=table_name,
+                        column=col.name,
+                        row_id=getattr(target, key_attr),
                     )
                     set_committed_value(target, attr, plain)
 
@@ -201,29 +218,48 @@ def _install(mapper: Mapper[Any], class_: type) -> None:
         opened(keyring_of(context.session), target, attrs)
 
     def before_insert(_mapper: Any, _connection: Connection, target: Any) -> None:
-        # The row's id is not known before the INSERT: it goes in blank, sealed just after.
+        # A generated key is not known before the INSERT: the value goes in blank and is
+        # sealed just after, in the same transaction. A key given up front seals at once.
+        row_key = getattr(target, key_attr)
         pending = {}
         for attr, col in sealed:
             plain = target.__dict__.get(attr)
-            if plain:
-                pending[attr] = plain
+            if not plain:
+                continue
+            pending[attr] = plain
+            if row_key is None:
                 setattr(target, attr, None if col.nullable else "")
+            else:
+                keyring = keyring_of(object_session(target))
+                setattr(
+                    target,
+                    attr,
+                    seal(keyring, plain, table=table_name, column=col.name, row_id=row_key),
+                )
         if pending:
-            sa_inspect(target).info[_PENDING] = pending
+            sa_inspect(target).info[_PENDING] = (row_key is None, pending)
 
     def after_insert(_mapper: Any, connection: Connection, target: Any) -> None:
-        pending = sa_inspect(target).info.pop(_PENDING, None)
-        if not pending:
+        blank, pending = sa_inspect(target).info.pop(_PENDING, (False, {}))
+        if not blank:
+            for attr, plain in pending.items():
+                set_committed_value(target, attr, plain)
             return
         keyring = keyring_of(object_session(target))
         values = {
             col.name: seal(
-                keyring, pending[attr], table=table_name, column=col.name, row_id=target.id
+                keyring,
+                pending[attr],
+                table=table_name,
+                column=col.name,
+                row_id=getattr(target, key_attr),
             )
             for attr, col in sealed
             if attr in pending
         }
-        connection.execute(mapped_table.update().where(id_column == target.id).values(values))
+        connection.execute(
+            mapped_table.update().where(key_column == getattr(target, key_attr)).values(values)
+        )
         for attr, plain in pending.items():
             set_committed_value(target, attr, plain)
 
@@ -236,7 +272,11 @@ def _install(mapper: Mapper[Any], class_: type) -> None:
                 pending[attr] = added[0]
                 keyring = keyring_of(object_session(target))
                 sealed_value = seal(
-                    keyring, added[0], table=table_name, column=col.name, row_id=target.id
+                    keyring,
+                    added[0],
+                    table=table_name,
+                    column=col.name,
+                    row_id=getattr(target, key_attr),
                 )
                 setattr(target, attr, sealed_value)
         if pending:
@@ -267,6 +307,7 @@ def reseal(
     keyring: Keyring,
     columns: Sequence[tuple[str, str]],
     *,
+    keys: Mapping[str, str] | None = None,
     after_batch: Callable[[int], None] | None = None,
 ) -> int:
     """Seal every value of these columns with the keyring's sealing key: clear text is
@@ -274,17 +315,19 @@ def reseal(
     are left alone (so running it twice changes nothing). Returns how many it wrote.
 
     It runs inside the caller's transaction: the caller commits all of it or none.
-    `after_batch(written_so_far)` is called after each batch of updates."""
+    `keys` names a table's primary key where it is not `id`; `after_batch(written_so_far)`
+    is called after each batch of updates."""
     kid, _ = keyring.sealing_key()
     written = 0
     for table_name, column_name in columns:
-        target = table(table_name, column("id"), column(column_name))
-        stored_column = target.c[column_name]
+        key_name = (keys or {}).get(table_name, "id")
+        target = table(table_name, column(key_name), column(column_name))
+        key_column, stored_column = target.c[key_name], target.c[column_name]
         rows = connection.execute(
             target.select()
-            .with_only_columns(target.c.id, stored_column)
+            .with_only_columns(key_column, stored_column)
             .where(stored_column.is_not(None), stored_column != "")
-            .order_by(target.c.id)
+            .order_by(key_column)
         ).all()
         changes = []
         for row_id, stored in rows:
@@ -298,7 +341,7 @@ def reseal(
             changes.append({"row_id": row_id, "sealed": sealed_value})
         statement = (
             target.update()
-            .where(target.c.id == bindparam("row_id"))
+            .where(key_column == bindparam("row_id"))
             .values({column_name: bindparam("sealed")})
         )
         for start in range(0, len(changes), BATCH_ROWS):

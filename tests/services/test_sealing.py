@@ -429,3 +429,21 @@ def test_the_console_names_the_key_not_the_database() -> None:
     assert failure.title == "Sealed text not opened"
     assert "VIGIL_SECRET_KEY" in failure.message
     assert not failure.database_down
+
+
+def test_a_row_whose_key_is_given_up_front_is_sealed_in_its_insert(
+    any_db: Database, clock: FakeClock
+) -> None:
+    now = clock.now()
+    with any_db.write() as session:
+        case = Case(
+            id=77, ref="ESC-0077", title="T", category="other", severity=3, details=SENSITIVE,
+            created_at=now, updated_at=now,
+        )  # fmt: skip
+        session.add(case)
+        session.flush()
+        assert case.details == SENSITIVE
+    stored = _stored(any_db)[("case", "details", 77)]
+    assert stored.startswith(PREFIX)
+    with any_db.read() as session:
+        assert session.exec(select(Case).where(Case.id == 77)).one().details == SENSITIVE
