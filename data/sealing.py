@@ -34,6 +34,7 @@ import base64
 import binascii
 import os
 from collections.abc import Callable, Mapping, Sequence
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
@@ -112,6 +113,7 @@ def _associated_data(table_name: str, column_name: str, row_id: int | str) -> by
     return f"vigil:{table_name}.{column_name}:{row_id}".encode()
 
 
+@cache
 def _cipher(key: bytes) -> Any:
     # Imported on first use: commands that open nothing sealed never pay for it.
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
