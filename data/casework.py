@@ -15,6 +15,7 @@ from sqlalchemy import JSON, Column, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from data.domain import DisclosureStatus
+from data.sealing import sealed_column
 from data.types import UTCDateTime
 
 # --- vocabulary -------------------------------------------------------------
@@ -116,7 +117,8 @@ class ContainmentRecord(SQLModel, table=True):
     done_at: datetime = Field(sa_type=UTCDateTime)
     done_by_id: int = Field(foreign_key="responder.id")
     reference: str | None = None
-    note: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    # Sealed at rest (`data.sealing`): it may describe the person at risk.
+    note: str = Field(default="", sa_column=sealed_column("note"))
 
 
 class CaseworkSettings(SQLModel, table=True):

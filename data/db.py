@@ -20,7 +20,9 @@ from sqlmodel import Session, SQLModel
 # Each of these modules registers its tables on SQLModel.metadata.
 from data import agency, casework, intake, models, shiftwork, swaps, tipline  # noqa: F401
 from data.errors import DatabaseError, SchemaOutOfDate
+from data.keys import Keyring
 from data.schema import ensure_schema, table_names
+from data.sealing import bind_keyring
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 
@@ -114,19 +116,24 @@ def make_engine(url: str | None = None, *, pool: bool = True) -> Engine:
 
 
 class Database:
-    """Owns the engine; hands out read and write sessions.
+    """Owns the engine and the sealing keys; hands out read and write sessions.
 
     A write session takes the database's writer lock at once (SQLite `BEGIN IMMEDIATE`),
     commits on success and rolls back on any error, so nothing is ever half-written.
+    Every session carries the keyring that seals and opens sealed columns (`data.sealing`):
+    the application's, else the one of `VIGIL_SECRET_KEY` or the key file (`data.keys`).
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, keyring: Keyring | None = None) -> None:
         self.engine = engine
+        self.keyring = keyring or Keyring.from_environment()
         self._writer = engine.execution_options(vigil_write=True)
 
     @classmethod
-    def open(cls, url: str | None = None, *, migrate: bool = True) -> Database:
-        db = cls(make_engine(url))
+    def open(
+        cls, url: str | None = None, *, migrate: bool = True, keyring: Keyring | None = None
+    ) -> Database:
+        db = cls(make_engine(url), keyring)
         ensure_schema(db.engine, create=migrate)
         return db
 
@@ -144,11 +151,13 @@ class Database:
     @contextmanager
     def read(self) -> Iterator[Session]:
         with Session(self.engine, expire_on_commit=False) as session:
+            bind_keyring(session, self.keyring)
             yield session
 
     @contextmanager
     def write(self) -> Iterator[Session]:
         with Session(self._writer, expire_on_commit=False) as session:
+            bind_keyring(session, self.keyring)
             try:
                 yield session
                 session.commit()

@@ -5,6 +5,10 @@ class DatabaseError(Exception):
     """A database problem a person can act on; the message says what to do."""
 
 
+class BadSetting(DatabaseError):
+    """A setting given in a form Vigil cannot use (a key that is not a key): bad input."""
+
+
 class SchemaOutOfDate(DatabaseError):
     """The database was made by an older Vigil: `vigil db upgrade` brings it to this one."""
 

@@ -6,9 +6,11 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import DDL, JSON, Column, Index, Text, UniqueConstraint, event, text
+from sqlalchemy.orm import deferred
 from sqlmodel import Field, SQLModel
 
 from data.changes import ANNOUNCE_FUNCTION, ANNOUNCE_TRIGGER
+from data.sealing import sealed_column
 from data.types import UTCDateTime
 
 
@@ -50,9 +52,10 @@ class ContactMethod(SQLModel, table=True):
     kind: str
     # What notification rules call it (the team file's `name`, else its kind).
     name: str | None = None
-    # A webhook's URL, or an Apprise URL (all of it a secret: it holds the tokens).
-    url: str | None = None
-    secret: str | None = None
+    # Sealed at rest (`data.sealing`): a webhook's URL, or an Apprise URL (all of it a secret:
+    # it holds the tokens), and a webhook's secret.
+    url: str | None = Field(default=None, sa_column=sealed_column("url", nullable=True))
+    secret: str | None = Field(default=None, sa_column=sealed_column("secret", nullable=True))
     # Set by the team file for this contact: a webhook's plain http:// URL or a secret under
     # 16 bytes (`allow_insecure`); a private, loopback or link-local destination of a
     # webhook or an Apprise URL (`allow_private`). Refused otherwise.
@@ -182,7 +185,13 @@ class SlaTarget(SQLModel, table=True):
 # --- cases ------------------------------------------------------------------
 
 
+_CASE_DETAILS = sealed_column("details")
+
+
 class Case(SQLModel, table=True):
+    # Details are sealed at rest and read only where they are shown: listing cases never
+    # loads or opens them.
+    __mapper_args__ = {"properties": {"details": deferred(_CASE_DETAILS)}}
     __table_args__ = (
         # The queue's order: unacknowledged first, then severity, then age.
         Index("ix_case_queue", "queue_rank", "severity", "created_at", "id"),
@@ -208,7 +217,7 @@ class Case(SQLModel, table=True):
     queue_rank: int = 0
     stage: str = "triage"
     sensitive: bool = False
-    details: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    details: str = Field(default="", sa_column=_CASE_DETAILS)
     dedup_key: str | None = None
     source: str = "vigil"
     assignee_id: int | None = Field(default=None, foreign_key="responder.id", index=True)
@@ -240,7 +249,7 @@ class CaseNote(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     case_id: int = Field(foreign_key="case.id", index=True, ondelete="CASCADE")
     author_id: int = Field(foreign_key="responder.id")
-    body: str = Field(sa_column=Column(Text, nullable=False))
+    body: str = Field(sa_column=sealed_column("body"))  # sealed at rest (`data.sealing`)
     created_at: datetime = Field(sa_type=UTCDateTime)
 
 

@@ -17,6 +17,8 @@ from data.errors import DatabaseError, SchemaOutOfDate
 if TYPE_CHECKING:
     from alembic.config import Config
 
+    from data.keys import Keyring
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 _REVISION = re.compile(r"^(down_)?revision\s*=\s*['\"]?([^'\"\s]*)['\"]?\s*$", re.MULTILINE)
 
@@ -28,12 +30,14 @@ def table_names(engine: Engine) -> set[str]:
         raise DatabaseError(f"cannot open the database: {exc.orig}") from exc
 
 
-def alembic_config(engine: Engine) -> Config:
+def alembic_config(engine: Engine, keyring: Keyring | None = None) -> Config:
+    """Alembic's configuration; migrations that seal use `keyring` (else the environment's)."""
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["engine"] = engine
+    config.attributes["keyring"] = keyring
     return config
 
 
@@ -110,7 +114,7 @@ def _known_revision(revision: str) -> bool:
         return False
 
 
-def upgrade(engine: Engine) -> tuple[str | None, str]:
+def upgrade(engine: Engine, keyring: Keyring | None = None) -> tuple[str | None, str]:
     """Apply pending migrations; returns (from, to)."""
     before = current_revision(engine) if table_names(engine) else None
     if not (table_names(engine) - {"alembic_version"}):
@@ -118,5 +122,5 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
     else:
         from alembic import command
 
-        command.upgrade(alembic_config(engine), "head")
+        command.upgrade(alembic_config(engine, keyring), "head")
     return before, head_revision()

@@ -1,4 +1,5 @@
-"""Desk administration: `vigil team apply|export`, `vigil audit verify|log`, `vigil db upgrade`."""
+"""Desk administration: `vigil team apply|export`, `vigil audit verify|log`,
+`vigil db upgrade|rotate-key`."""
 
 from __future__ import annotations
 
@@ -260,6 +261,26 @@ def cmd_db_roles(ctx: Context) -> int:
     return EXIT_OK
 
 
+def cmd_db_rotate_key(ctx: Context) -> int:
+    from data.keys import KEY_ENV
+    from data.rotation import rotate_key
+
+    done = rotate_key(ctx.db)
+    retired = ", ".join(done.retired) or "none"
+    if done.key_file:
+        after = (
+            f"The key file holds only the new key now. Backups made before keep needing the "
+            f"old key ({retired})."
+        )
+    else:
+        after = f"Now set {KEY_ENV} to the new key alone; the old keys ({retired}) open nothing."
+    ctx.emit(
+        {"key_id": done.key_id, "retired": list(done.retired), "resealed": done.resealed},
+        f"Sealed {done.resealed} values again with key {done.key_id}. {after}",
+    )
+    return EXIT_OK
+
+
 def register(commands: Commands) -> None:
     team = commands.group("team")
     p = team.add(
@@ -304,4 +325,10 @@ def register(commands: Commands) -> None:
     )
     p.add_argument(
         "--intake", action="append", metavar="LOGIN", help="a login `vigil serve` runs as"
+    )
+    db_group.add(
+        "rotate-key",
+        cmd_db_rotate_key,
+        "seal every sealed value again with a new key (all or nothing)",
+        checks_its_own_actor=True,
     )

@@ -27,7 +27,7 @@ from app.cli.framework import (
 from app.core.clock import Clock, SystemClock
 from app.core.errors import BadInput, Refused
 from app.core.text import VisibleWriter
-from data.errors import DatabaseError, SchemaOutOfDate
+from data.errors import BadSetting, DatabaseError, SchemaOutOfDate
 
 # name: (module that adds it, one-line help); in the order `vigil --help` lists them.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -235,7 +235,8 @@ def main(
         return EXIT_REFUSED
     except DatabaseError as exc:
         err.write(f"vigil: {exc}\n")
-        return EXIT_USAGE if str(exc).startswith("--db") else EXIT_REFUSED
+        bad_input = isinstance(exc, BadSetting) or str(exc).startswith("--db")
+        return EXIT_USAGE if bad_input else EXIT_REFUSED
     except KeyboardInterrupt:
         err.write("vigil: interrupted\n")
         return 130

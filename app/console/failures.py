@@ -2,7 +2,8 @@
 
 Workers let their exceptions escape (`exit_on_error=False`), so there is one place that
 says what went wrong: a refusal by the case service (not allowed, nothing to do, no such
-case, bad input) reads as the service phrased it; an unreachable database says so
+case, bad input) reads as the service phrased it; sealed text that does not open (a
+missing or wrong key) names where the key was looked for; an unreachable database says so
 plainly and that nothing was changed; anything else names the error without a traceback.
 """
 
@@ -18,6 +19,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from app.core.errors import BadInput, NotAllowed, NotFound, NothingToDo, VigilError
 from data.db import DatabaseError
 from data.errors import is_disk_full
+from data.keys import SealingKeyError
+from data.sealing import SealError
 
 Severity = Literal["information", "warning", "error"]
 
@@ -48,6 +51,8 @@ def describe_failure(error: BaseException) -> Failure:
         return Failure("Check the input", str(error), "error")
     if isinstance(error, VigilError):
         return Failure("Refused", str(error), "error")
+    if isinstance(error, SealingKeyError | SealError):
+        return Failure("Sealed text not opened", str(error), "error")
     if is_disk_full(error):
         return Failure(
             "Disk full",

@@ -437,13 +437,14 @@ def test_the_matrix_covers_every_command_that_changes_something(template: FullDe
         "tipline review", "tipline show", "tipline status", "agency list",
     }  # fmt: skip
     elsewhere = {
-        "console", "demo", "engine", "db upgrade", "db roles", "intake", "serve",
-        "integration key", "tipline setup", "tipline file", "tipline retry", "evidence add",
-        "evidence reveal",
+        "console", "demo", "engine", "db upgrade", "db roles", "db rotate-key", "intake",
+        "serve", "integration key", "tipline setup", "tipline file", "tipline retry",
+        "evidence add", "evidence reveal",
         "agency add-channel", "agency remove-channel", "agency request", "agency call-back",
     }  # fmt: skip
     """The console and the engine (tests/faults/test_faults.py), maintenance commands (the
-    database's roles: tests/cli/test_db_access.py), intake,
+    database's roles: tests/cli/test_db_access.py; the key's rotation:
+    tests/services/test_sealing.py), intake,
     which opens cases as `page` does (tests/faults/test_fuzz.py), the HTTP service
     (tests/serve/), integration keys, supervisors' only (tests/cli/test_cli_serve.py), and
     CyberTipline filing, which needs NCMEC's stand-in (tests/services/test_tipline.py), and

@@ -258,7 +258,7 @@ async def test_note_dialog_adds_a_note(
         await console.type("called the agency")
         await console.press("enter")
         with service.db.read() as session:
-            bodies = session.exec(select(CaseNote.body)).all()
+            bodies = [n.body for n in session.exec(select(CaseNote))]  # opened on load
         assert bodies == ["called the agency"]
         console.said(f"Note added to {ref}")
         view = console.screen.detail.view

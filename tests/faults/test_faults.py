@@ -1049,7 +1049,7 @@ async def test_the_console_rides_out_a_locked_sqlite_file(
             assert "database is locked" in toast.message
             await _note_kept_then_sent(console, ref, "typed while locked")
         with db.read() as session:
-            assert session.exec(select(CaseNote.body)).all() == ["typed while locked"]
+            assert [n.body for n in session.exec(select(CaseNote))] == ["typed while locked"]
         assert_consistent(db)
     finally:
         db.dispose()
@@ -1084,7 +1084,7 @@ async def test_the_console_rides_out_postgresql_going_away(
             assert console.screen.header.trouble == ""
             await _note_kept_then_sent(console, ref, "typed while down")
         with db.read() as session:
-            assert session.exec(select(CaseNote.body)).all() == ["typed while down"]
+            assert [n.body for n in session.exec(select(CaseNote))] == ["typed while down"]
         assert_consistent(db)
     finally:
         db.dispose()

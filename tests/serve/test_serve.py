@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from sqlalchemy.orm import undefer
 from sqlmodel import col, select
 
 from app.core.clock import FakeClock
@@ -30,8 +31,10 @@ def http(served: Served) -> Iterator[httpx.Client]:
 
 
 def cases(db: Database) -> list[Case]:
+    """Every case, with its details (which are deferred: listing cases never opens them)."""
     with db.read() as session:
-        return list(session.exec(select(Case).order_by(col(Case.id))).all())
+        statement = select(Case).options(undefer(Case.details)).order_by(col(Case.id))
+        return list(session.exec(statement).all())
 
 
 def pd_trigger(key: str, **extra: object) -> dict[str, object]:
