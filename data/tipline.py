@@ -13,18 +13,19 @@ from typing import Any
 from sqlalchemy import JSON, Column, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from data.sealing import sealed_column
 from data.types import UTCDateTime
 
 
 class TiplineAccount(SQLModel, table=True):
     """The desk's NCMEC-issued Reporting API account (one row). The password is a secret:
-    stored like a webhook's, never printed, exported or written to the audit chain."""
+    sealed at rest like a webhook's, never printed, exported or written to the audit chain."""
 
     __tablename__ = "tipline_account"
     id: int = Field(default=1, primary_key=True)
     url: str
     username: str
-    password: str = Field(repr=False)
+    password: str = Field(repr=False, sa_column=sealed_column("password"))
     # NCMEC's production service is refused unless a supervisor set this.
     production: bool = False
     reporter_first_name: str

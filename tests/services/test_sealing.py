@@ -18,11 +18,12 @@ from sqlmodel import SQLModel, select
 
 from app.core.clock import FakeClock
 from app.services.cases import CaseService
+from app.services.casework.tipline import TiplineService
 from data.db import Database
 from data.keys import Keyring, SealingKeyError, encode_key, key_id, new_key
 from data.models import AuditRecord, Case
 from data.rotation import rotate_key
-from data.schema import alembic_config, current_revision
+from data.schema import alembic_config, current_revision, head_revision
 from data.sealing import PREFIX, SealError, sealed_columns, sealing_key_id
 from tests.cli_harness import Run
 from tests.factories import add_responder, add_webhook, spawn_python
@@ -31,12 +32,14 @@ SENSITIVE = "Kestrel-7731 is held at 14 Quarry Lane"
 HOOK_SECRET = "whsec_c2VhbGVkLWF0LXJlc3Qtc2VjcmV0LTk5"
 HOOK_TOKEN = "t0ken-Zq81xVbWm"
 HOOK_URL = f"https://chat.example/hook/ana?token={HOOK_TOKEN}"
+NCMEC_PASSWORD = "ispws-Pw-8821-vault"
 TITLE = "Tipline report 5512"  # titles are not sealed: the grep's positive control
-NEEDLES = (SENSITIVE, HOOK_SECRET, HOOK_TOKEN)
+NEEDLES = (SENSITIVE, HOOK_SECRET, HOOK_TOKEN, NCMEC_PASSWORD)
 
 
 def _desk(db: Database, clock: FakeClock) -> str:
-    """A desk with a webhook secret and URL token, a sensitive case and a note about it."""
+    """A desk with a webhook secret and URL token, an NCMEC account's password, a sensitive
+    case and a note about it."""
     add_responder(db, "ana")
     add_responder(db, "sam", "supervisor")
     add_webhook(db, "ana", HOOK_URL, HOOK_SECRET)
@@ -44,6 +47,14 @@ def _desk(db: Database, clock: FakeClock) -> str:
     ref = cases.open_case("ana", title=TITLE, category="csea", severity=1, details=SENSITIVE).ref
     cases.open_case("ana", title="Routine", category="other", severity=4, details="routine")
     cases.add_note("ana", ref, f"Called back about {SENSITIVE}")
+    TiplineService(db, clock).setup_account(
+        "sam",
+        username="desk-esp",
+        password=NCMEC_PASSWORD,
+        reporter_first_name="Sam",
+        reporter_last_name="Lee",
+        reporter_email="sam@desk.example",
+    )
     return ref
 
 
@@ -81,6 +92,7 @@ def test_every_sealed_column_holds_only_sealed_values(any_db: Database, clock: F
         ("case_note", "body"),
         ("contact_method", "url"),
         ("contact_method", "secret"),
+        ("tipline_account", "password"),
     }
     assert all(value.startswith(PREFIX) for value in stored.values()), stored
 
@@ -288,7 +300,7 @@ def test_the_migration_seals_clear_values_and_can_run_twice(
 ) -> None:
     _desk(any_db, clock)
     config = alembic_config(any_db.engine, any_db.keyring)
-    command.downgrade(config, "0004")  # the desk as an older Vigil stored it: in clear
+    command.downgrade(config, "0009")  # the desk as the Vigil before sealing stored it
     in_clear = _stored(any_db)
     assert in_clear[("case", "details", 1)] == SENSITIVE
     assert in_clear[("contact_method", "secret", 3)] == HOOK_SECRET
@@ -297,10 +309,11 @@ def test_the_migration_seals_clear_values_and_can_run_twice(
     sealed = _stored(any_db)
     assert sealed.keys() == in_clear.keys()
     assert all(v.startswith(PREFIX) for v in sealed.values())
-    command.stamp(config, "0004")
-    command.upgrade(config, "head")
+    command.stamp(config, "0009")
+    command.upgrade(config, "0011")  # the sealing migration again, over sealed values
+    command.stamp(config, "head")
     assert _stored(any_db) == sealed  # the second run changed nothing
-    assert current_revision(any_db.engine) == "0011"
+    assert current_revision(any_db.engine) == head_revision()
     assert CaseService(any_db, clock).reveal("sam", "ESC-0001") == SENSITIVE
 
 
@@ -320,14 +333,14 @@ def test_rotate_key_seals_everything_with_a_new_key(
     (new,) = _keys_in(key_file)
     assert new != old
     assert rotated["key_id"] != rotated["retired"][0]
-    assert rotated["resealed"] == 5
+    assert rotated["resealed"] == 6  # two cases' details, a note, a URL and secret, a password
     db = Database.open(sqlite_url)
     assert {sealing_key_id(v) for v in _stored(db).values()} == {rotated["key_id"]}
     db.dispose()
     assert SENSITIVE in run.ok("show", ref, "--reveal", who="sam")
     again = run.json("db", "rotate-key")
     assert again["retired"] == [rotated["key_id"]]
-    assert again["resealed"] == 5
+    assert again["resealed"] == 6
 
 
 def test_rotation_that_fails_halfway_leaves_nothing_half_written(

@@ -25,5 +25,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_responder_db_login", table_name="responder")
-    with op.batch_alter_table("responder") as batch:
-        batch.drop_column("db_login")
+    # Not in batch mode: SQLite would copy the table, and other tables' keys point at it.
+    op.drop_column("responder", "db_login")

@@ -1,0 +1,49 @@
+"""the NCMEC account's password sealed at rest, as every other secret
+
+Revision ID: 0017
+Revises: 0013
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import context, op
+
+from data.keys import Keyring
+from data.sealing import is_sealed, reseal, unseal
+
+revision = "0017"
+down_revision = "0013"
+branch_labels = None
+depends_on = None
+
+SEALED = (("tipline_account", "password"),)
+
+
+def _keyring() -> Keyring:
+    given = context.config.attributes.get("keyring")
+    return given if given is not None else Keyring.from_environment()
+
+
+def _column_type(kind: sa.types.TypeEngine, was: sa.types.TypeEngine) -> None:
+    with op.batch_alter_table("tipline_account", schema=None) as batch_op:
+        batch_op.alter_column("password", type_=kind, existing_type=was, existing_nullable=False)
+
+
+def upgrade() -> None:
+    _column_type(sa.Text(), sa.String())
+    reseal(op.get_bind(), _keyring(), SEALED)
+
+
+def downgrade() -> None:
+    keyring, connection = _keyring(), op.get_bind()
+    target = sa.table("tipline_account", sa.column("id"), sa.column("password"))
+    for row_id, stored in connection.execute(sa.select(target.c.id, target.c.password)).all():
+        if is_sealed(stored):
+            plain = unseal(
+                keyring, stored, table="tipline_account", column="password", row_id=row_id
+            )
+            connection.execute(
+                target.update().where(target.c.id == row_id).values(password=plain)
+            )
+    _column_type(sa.String(), sa.Text())
