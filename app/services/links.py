@@ -2,7 +2,9 @@
 link, both served by `vigil serve`.
 
 A link names one delivery (so one page, one person, one case) and when it expires, signed
-with HMAC-SHA256 under the desk's link key (kept in the database, made on first use).
+with HMAC-SHA256 under a link key derived from the desk's sealing key (`data.keys`), so the
+database holds no key to forge links with: a copied file or a dump cannot make one. While a
+key rotation keeps the old key too, links signed under it still open until it is retired.
 Following it acts as the paged person, through the unit of work, audited "by link":
 
 - ``GET`` shows what the link would do and acts on nothing, so a chat app's preview of the
@@ -21,7 +23,6 @@ import base64
 import hashlib
 import hmac
 import os
-import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -34,9 +35,9 @@ from app.services.cases import CaseService
 from app.services.unit_of_work import Tx
 from data.db import Database
 from data.domain import Category, Status, category_label, parse_duration, severity_name
-from data.models import Case, Delivery, Page, Responder, Setting, UsedLink
+from data.models import Case, Delivery, Page, Responder, UsedLink
+from data.sealing import keyring_of
 
-KEY_SETTING = "action_link_key"
 Purpose = Literal["ack", "open"]
 LINK_TTL_RANGE = (timedelta(minutes=1), timedelta(days=7))
 
@@ -71,18 +72,22 @@ class LinkSettings:
         return cls(base, ttl)
 
 
-def link_key(session: Session) -> bytes:
-    """The desk's link key, made on first use (inside the caller's write transaction)."""
-    row = session.get(Setting, KEY_SETTING)
-    if row is None:
-        try:
-            with session.begin_nested():
-                row = Setting(key=KEY_SETTING, value=secrets.token_hex(32))
-                session.add(row)
-        except IntegrityError:  # another writer made it first
-            row = session.get(Setting, KEY_SETTING)
-            assert row is not None
-    return bytes.fromhex(row.value)
+LINK_KEY_CONTEXT = b"vigil action links v1"
+
+
+def _link_key(sealing_key: bytes) -> bytes:
+    return hmac.new(sealing_key, LINK_KEY_CONTEXT, hashlib.sha256).digest()
+
+
+def signing_link_key(session: Session) -> bytes:
+    """The key new links are signed with (from the key that seals, made on first use)."""
+    return _link_key(keyring_of(session).sealing_key()[1])
+
+
+def link_keys(session: Session) -> list[bytes]:
+    """Every key a link may be signed with: one per key of the session's keyring."""
+    known = keyring_of(session).keys()
+    return [_link_key(key) for key in known]
 
 
 def _b64(raw: bytes) -> str:
@@ -111,7 +116,7 @@ def links_for(
 ) -> PageLinks | None:
     if settings.base_url is None:
         return None
-    key = link_key(session)
+    key = signing_link_key(session)
     expires = sent_at + settings.ttl
     return PageLinks(
         f"{settings.base_url}/ack/{mint(key, 'ack', delivery_id, expires)}",
@@ -177,11 +182,11 @@ class LinkService:
         if parsed is None:
             return bad
         delivery_id, expires, signature = parsed
-        key = session.get(Setting, KEY_SETTING)
-        if key is None:
-            return bad
-        wanted = _signature(bytes.fromhex(key.value), purpose, delivery_id, expires)
-        if not hmac.compare_digest(wanted, signature):
+        signed = (
+            hmac.compare_digest(_signature(key, purpose, delivery_id, expires), signature)
+            for key in link_keys(session)
+        )
+        if not any(signed):
             return bad
         row = session.exec(
             select(Delivery, Page, Case, Responder)

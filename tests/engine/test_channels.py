@@ -28,7 +28,7 @@ from app.engine.cycle import EscalationEngine
 from app.rules.destinations import address_kind, host_kind
 from app.serve import Server
 from app.services.cases import CaseService
-from app.services.links import KEY_SETTING, LinkSettings, mint
+from app.services.links import LinkSettings, mint, signing_link_key
 from app.services.team.apply import apply_team
 from app.services.team.parse import parse_team
 from data.db import Database
@@ -39,7 +39,6 @@ from data.models import (
     Delivery,
     Page,
     Responder,
-    Setting,
     TimelineEvent,
 )
 from tests.channels_harness import ACK_LINK, OPEN_LINK, SmtpReceiver
@@ -308,7 +307,7 @@ def test_a_preview_never_acts_and_expired_or_moved_on_links_say_so(
 
         # Expired: a link of the same page whose hour is over.
         with db.read() as session:
-            key = bytes.fromhex(session.get(Setting, KEY_SETTING).value)  # type: ignore[union-attr]
+            key = signing_link_key(session)
             delivery_id = int(links[first.ref].rsplit("/", 1)[1].split(".")[0])
         stale = mint(key, "ack", delivery_id, clock.now() - timedelta(seconds=1))
         expired = client.post(f"{served.url}/ack/{stale}")

@@ -11,8 +11,6 @@ quiet hours) get their own. `used_link` keeps each followed action link, so none
 
 from __future__ import annotations
 
-import secrets
-
 import sqlalchemy as sa
 import sqlmodel.sql.sqltypes
 from alembic import op
@@ -72,15 +70,6 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["delivery_id"], ["delivery.id"], ondelete="SET NULL"),
         sa.PrimaryKeyConstraint("signature"),
     )
-    # The key that signs acknowledge links, made here by the schema's owner: on a desk whose
-    # people log in as themselves, settings are supervisors' to write, and the first page
-    # may well go out from a specialist's console.
-    setting = sa.table("setting", sa.column("key", sa.String), sa.column("value", sa.String))
-    found = op.get_bind().execute(
-        sa.select(setting.c.key).where(setting.c.key == "action_link_key")
-    ).first()
-    if found is None:
-        op.execute(setting.insert().values(key="action_link_key", value=secrets.token_hex(32)))
 
 
 def downgrade() -> None:
