@@ -19,6 +19,7 @@ from sqlmodel import SQLModel, select
 from app.core.clock import FakeClock
 from app.services.cases import CaseService
 from app.services.casework.tipline import TiplineService
+from app.services.links import link_keys, signing_link_key
 from data.db import Database
 from data.keys import Keyring, SealingKeyError, encode_key, key_id, new_key
 from data.models import AuditRecord, Case
@@ -460,3 +461,23 @@ def test_a_row_whose_key_is_given_up_front_is_sealed_in_its_insert(
     assert stored.startswith(PREFIX)
     with any_db.read() as session:
         assert session.exec(select(Case).where(Case.id == 77)).one().details == SENSITIVE
+
+
+def test_a_copy_of_the_database_without_its_key_cannot_sign_acknowledge_links(
+    sqlite_db: Database, sqlite_url: str, clock: FakeClock
+) -> None:
+    """The links' key is derived from the sealing key, never stored: whoever holds only the
+    file (or a dump) cannot mint a link that acknowledges in someone's name."""
+    _desk(sqlite_db, clock)
+    with sqlite_db.read() as session:
+        signing = signing_link_key(session)
+        assert signing in link_keys(session)
+    stolen = Database.open(sqlite_url, keyring=Keyring.of(new_key(), source="a thief's key"))
+    try:
+        with stolen.read() as session:
+            assert signing not in link_keys(session)
+    finally:
+        stolen.dispose()
+    assert signing.hex() not in Path(str(sqlite_db.engine.url.database)).read_bytes().decode(
+        "latin-1"
+    )
