@@ -16,6 +16,7 @@ from sqlmodel import Session, col, select
 from app.core.times import format_instant
 from app.rules.rotations import ScheduleSpec, format_days, format_hours, on_call
 from app.services.oncall import load_all_schedules
+from app.services.team.spec import rules_from_stored
 from data.domain import Urgency, format_duration
 from data.models import ContactMethod, Responder
 from widgets.views import RuleLine, ScheduleLine, TeammateView, TeamView
@@ -28,16 +29,14 @@ def contact_label(kind: str, name: str | None) -> str:
     return kind if not name or name == kind else f"{kind}: {name}"
 
 
-def rule_text(entries: list[list[object]] | None) -> str:
+def rule_text(entries: tuple[tuple[timedelta, str], ...] | None) -> str:
     """`phone at once, mail after 2m`; without rules every contact is told at once."""
     if not entries:
         return "every contact at once"
-    parts = []
-    for delay, name in entries:
-        seconds = int(str(delay))
-        when = "at once" if seconds == 0 else f"after {format_duration(timedelta(seconds=seconds))}"
-        parts.append(f"{name} {when}")
-    return ", ".join(parts)
+    return ", ".join(
+        f"{name} {'after ' + format_duration(delay) if delay else 'at once'}"
+        for delay, name in entries
+    )
 
 
 def support_text(schedule: ScheduleSpec) -> str:
@@ -81,7 +80,7 @@ def team_view(session: Session, at: datetime, zone: ZoneInfo) -> TeamView:
         contacts[responder_id].append(contact_label(kind, name))
     teammates = []
     for person in people:
-        rules = person.notify or {}
+        rules = dict(rules_from_stored(person.notify))
         teammates.append(
             TeammateView(
                 handle=person.handle,
