@@ -116,6 +116,10 @@ class Schedule(SQLModel, table=True):
     timezone: str | None = None
     holiday_region: str | None = None
     holiday_cover_id: int | None = Field(default=None, foreign_key="responder.id")
+    support_hours: str | None = None
+    """HH:MM-HH:MM in the schedule's zone: low-urgency pages wait for them."""
+    support_days: str | None = None
+    """The days support hours keep ("mon,tue"); None: every day."""
 
 
 class ScheduleLayer(SQLModel, table=True):

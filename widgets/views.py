@@ -249,3 +249,47 @@ class CaseworkView:
     @property
     def overdue_actions(self) -> int:
         return sum(1 for a in self.actions if a.overdue)
+
+
+# --- the team view -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RuleLine:
+    """One urgency's notification rule, worded (`phone at once, mail after 2m`)."""
+
+    urgency: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class TeammateView:
+    """One active responder as the team view shows them."""
+
+    handle: str
+    name: str
+    role: str
+    zone: str
+    on_call: tuple[str, ...]
+    """The schedules they are on call in now."""
+    contacts: tuple[str, ...]
+    """Kind and name of each contact (`apprise: phone`), never a URL."""
+    rules: tuple[RuleLine, ...]
+    quiet_hours: str
+    """`22:00-07:00 (low urgency waits)`, or `none`."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleLine:
+    """One schedule: who is on call in it now and its support hours, worded."""
+
+    name: str
+    on_call: str
+    support: str
+
+
+@dataclass(frozen=True, slots=True)
+class TeamView:
+    title: str
+    schedules: tuple[ScheduleLine, ...]
+    people: tuple[TeammateView, ...]

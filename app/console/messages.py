@@ -26,7 +26,7 @@ from app.services.shiftwork.templates import FilledResponse, ResponseTemplate
 from widgets.handover_view import HandoverRow
 from widgets.header import OnCallView
 from widgets.stats_view import StatsView
-from widgets.views import CaseDetailView
+from widgets.views import CaseDetailView, TeamView
 
 
 @dataclass
@@ -205,6 +205,13 @@ class StatsLoaded(Message, bubble=False):
     days: int
     stats: DeskStats
     view: StatsView
+
+
+@dataclass
+class TeamLoaded(Message, bubble=False):
+    """The team as the team view shows it."""
+
+    view: TeamView
 
 
 # --- post-mortems -----------------------------------------------------------------

@@ -19,10 +19,10 @@ from typing import Any
 
 from sqlmodel import Session
 
-from app.rules.notify import Contact, Profile, urgency_of
+from app.rules.notify import Contact, Profile, SupportHours, urgency_of
 from app.services.paging import contacts_as, contacts_of, profile_of
 from app.services.policies import FALLBACK_POLICY
-from app.services.targets import resolve_targets
+from app.services.targets import resolve_reach
 from data.clock import how_long
 from data.domain import DEFAULT_HIGH_URGENCY, Status, Urgency
 
@@ -151,6 +151,8 @@ class Person:
     """Each way to reach them, in their order."""
     profile: Profile
     """Their zone, quiet hours and notification rules."""
+    support: SupportHours | None = None
+    """The support hours of the schedule that reached them: low urgency waits for them."""
 
 
 Reachable = list[Person]
@@ -173,13 +175,13 @@ class Resolver:
             at = self.at  # a person named is the same person at any instant: one lookup
         found = self._cache.get((targets, at))
         if found is None:
-            people = resolve_targets(self.session, list(targets), at)
-            unknown = [p.id for p in people if p.id is not None and p.id not in self._contacts]
+            people = resolve_reach(self.session, list(targets), at)
+            unknown = [p.id for p, _ in people if p.id is not None and p.id not in self._contacts]
             for responder_id, methods in contacts_of(self.session, unknown).items():
                 self._contacts[responder_id] = contacts_as(methods)
             found = [
-                Person(p.id, p.handle, self._contacts[p.id], profile_of(p))
-                for p in people
+                Person(p.id, p.handle, self._contacts[p.id], profile_of(p), support)
+                for p, support in people
                 if p.id is not None and self._contacts[p.id]
             ]
             self._cache[(targets, at)] = found

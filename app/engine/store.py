@@ -516,7 +516,9 @@ def _insert_pages(writer: BulkWriter, plans: list[Plan], now: datetime) -> None:
                     now_at if notice.due_at == now else writer.when(notice.due_at),
                     delivery_key(*key, notice.contact_id),
                 )
-                for notice in notices(person.contacts, person.profile, plan.urgency, now)
+                for notice in notices(
+                    person.contacts, person.profile, plan.urgency, now, person.support
+                )
             )
     writer.insert_pages(pages, deliveries)
 

@@ -10,6 +10,9 @@ rules and quiet hours (pure: no database).
 - **Quiet hours** (in the person's own zone): a low-urgency page that arrives inside them
   reaches the person's devices only when they end (the rules' delays count from then);
   high urgency always goes through. The case still shows in every console at once.
+- **Support hours** (a schedule's, in the schedule's zone): a low-urgency page to someone
+  reached through that schedule outside them waits until they begin, then for the
+  person's own quiet hours too; high urgency always goes through.
 
 The outbox stops a delayed or held delivery whose case was acknowledged before it came
 due; the console stops its own in the same way.
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from app.rules.rotations import format_hours, parse_hours
@@ -77,6 +80,35 @@ def quiet_until(quiet_hours: str | None, zone: str, at: datetime) -> datetime | 
     return _wall(datetime.combine(end_day, end), tz)
 
 
+@dataclass(frozen=True, slots=True)
+class SupportHours:
+    """A schedule's support hours: from `start` to `end` (wrapping midnight when the end is
+    earlier) on `days` (0 = Monday; None: every day; a window belongs to the day it
+    starts), in `zone`."""
+
+    start: time
+    end: time
+    zone: str
+    days: frozenset[int] | None = None
+
+    def begins_after(self, at: datetime) -> datetime | None:
+        """When the next support window begins (UTC) if `at` is outside one, else None."""
+        tz = ZoneInfo(self.zone)
+        day = at.astimezone(tz).date()
+        wraps = self.end <= self.start
+        for offset in range(-1, 9):
+            on = day + timedelta(days=offset)
+            if self.days is not None and on.weekday() not in self.days:
+                continue
+            opens = _wall(datetime.combine(on, self.start), tz)
+            closes = _wall(datetime.combine(on + timedelta(days=wraps), self.end), tz)
+            if at < opens:
+                return opens
+            if at < closes:
+                return None
+        raise AssertionError("a week always holds a support day")  # days is never empty
+
+
 def _wall(wall: datetime, tz: ZoneInfo) -> datetime:
     """A wall time in `tz` as UTC; one that a DST change skips counts from the change."""
     moment = wall.replace(tzinfo=tz).astimezone(UTC)
@@ -128,14 +160,30 @@ class Notice:
     held: bool
 
 
+def low_urgency_start(profile: Profile, support: SupportHours | None, now: datetime) -> datetime:
+    """When a low-urgency page made `now` may start reaching the person's devices: once
+    the schedule's support hours have begun and the person's quiet hours have ended."""
+    start = now
+    for _ in range(4):  # support hours begin inside quiet hours at most once a day
+        opens = support.begins_after(start) if support is not None else None
+        start = opens or start
+        quiet_end = quiet_until(profile.quiet_hours, profile.timezone, start)
+        start = quiet_end or start
+        if opens is None and quiet_end is None:
+            break
+    return start
+
+
 def notices(
-    contacts: Sequence[Contact], profile: Profile, urgency: str, now: datetime
+    contacts: Sequence[Contact],
+    profile: Profile,
+    urgency: str,
+    now: datetime,
+    support: SupportHours | None = None,
 ) -> list[Notice]:
-    """When each contact is told of a page made `now`, in the contacts' order."""
-    quiet_end = (
-        quiet_until(profile.quiet_hours, profile.timezone, now) if urgency == Urgency.LOW else None
-    )
-    start = quiet_end or now
+    """When each contact is told of a page made `now`, in the contacts' order; `support`:
+    the support hours of the schedule the person was reached through, if it has them."""
+    start = low_urgency_start(profile, support, now) if urgency == Urgency.LOW else now
     rules = profile.rules_for(urgency)
     delays: dict[int, int] = {}
     if rules is None:

@@ -380,6 +380,10 @@ class ScheduleSpec:
     holiday_region: str | None = None
     holiday_cover: str | None = None
     timezone: str | None = None  # the zone of holiday dates; the first layer's when unset
+    support_hours: tuple[time, time] | None = None
+    """When low-urgency pages to people reached through it go out (in `zone`)."""
+    support_days: frozenset[int] | None = None
+    """The days of the support hours, 0 = Monday; None: every day."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(self.layers))
@@ -398,6 +402,8 @@ class ScheduleSpec:
                 raise ValueError(f"{where}: timezone: {error}") from None
         if self.holiday_cover is not None and self.holiday_region is None:
             raise ValueError(f"{where}: holiday_cover: needs a holiday_region to cover")
+        if self.support_days is not None and self.support_hours is None:
+            raise ValueError(f"{where}: support_days: needs support_hours")
 
     @property
     def zone(self) -> str:

@@ -12,7 +12,14 @@ from collections.abc import Collection, Sequence
 
 from sqlmodel import Session, col, select
 
-from app.rules.rotations import HolidaySpec, OverrideSpec, RotationSpec, ScheduleSpec
+from app.rules.rotations import (
+    HolidaySpec,
+    OverrideSpec,
+    RotationSpec,
+    ScheduleSpec,
+    parse_days,
+    parse_hours,
+)
 from data.models import (
     Holiday,
     Override,
@@ -164,6 +171,10 @@ def _schedule_specs(session: Session, schedules: Collection[Schedule]) -> list[S
                 holiday_region=row.holiday_region,
                 holiday_cover=covers.get(row.holiday_cover_id) if row.holiday_cover_id else None,
                 timezone=row.timezone,
+                support_hours=parse_hours(row.support_hours) if row.support_hours else None,
+                support_days=(
+                    parse_days(row.support_days.split(",")) if row.support_days else None
+                ),
             )
         )
     return specs

@@ -476,6 +476,84 @@ default = "desk"
     assert_consistent(db)
 
 
+def test_support_hours_hold_a_low_urgency_page_across_the_clocks_going_forward(
+    db: Database, chat: WebhookReceiver
+) -> None:
+    """A schedule with support hours 08:00-18:00 Monday to Friday in Sydney: a sev3 paged
+    through it on Saturday evening, the night before the clocks go forward (4 October
+    2026), waits until Monday 08:00 local (now +11:00), a sev1 goes at once, and the
+    console shows both at once. A person named directly (`user:`) is not held."""
+    sydney = ZoneInfo("Australia/Sydney")
+    clock = FakeClock(datetime(2026, 10, 3, 20, 0, tzinfo=sydney))
+    phone = f"json://127.0.0.1:{chat.port}/ana"
+    text = f"""
+[[responder]]
+handle = "ana"
+name = "Ana Ruiz"
+timezone = "Australia/Sydney"
+contacts = [
+  {{ kind = "console" }},
+  {{ kind = "apprise", name = "phone", url = "{phone}", allow_private = true }},
+]
+
+[[rotation]]
+name = "syd"
+timezone = "Australia/Sydney"
+shift = "7d"
+handoff = "08:00"
+start = "2026-09-28"
+members = ["ana"]
+
+[[schedule]]
+name = "business"
+layers = ["syd"]
+support_hours = "08:00-18:00"
+support_days = ["mon", "tue", "wed", "thu", "fri"]
+
+[[policy]]
+name = "desk"
+steps = [{{ delay = "1d", targets = ["schedule:business"] }}]
+
+[[policy]]
+name = "direct"
+steps = [{{ delay = "1d", targets = ["user:ana"] }}]
+
+[routing]
+default = "desk"
+"""
+    apply_team(db, parse_team(text), actor="root", now=clock.now())
+    desk = Desk(db, clock, "https://vigil.example")
+    low = desk.cases.open_case("ana", title="Routine request", category="le_request", severity=3)
+    high = desk.cases.open_case(
+        "ana", title="Threat to life", category="threat_to_life", severity=1
+    )
+    direct = desk.cases.open_case(
+        "ana", title="Named directly", category="other", severity=4, policy="direct"
+    )
+    desk.outbox()
+    sent = [json.loads(r.body)["title"].split()[0] for r in chat.received]
+    assert sent == [high.ref, direct.ref]
+    assert desk.deliveries(low.ref) == {"phone": "held"}
+    with db.read() as session:
+        ana = session.exec(select(Responder).where(Responder.handle == "ana")).one()
+    assert ana.id is not None
+    alerts = {alert.ref for alert in claim_my_pages(db, clock, ana.id)}
+    assert alerts == {low.ref, high.ref, direct.ref}
+
+    # Saturday 20:00 to Monday 08:00 is 36 hours on the wall clock, 35 in fact: a minute
+    # before, still held.
+    clock.set(datetime(2026, 10, 5, 7, 59, tzinfo=sydney))
+    desk.outbox()
+    assert len(chat.received) == 2
+    monday = datetime(2026, 10, 5, 8, 0, tzinfo=sydney)
+    assert monday.utcoffset() == timedelta(hours=11)
+    clock.set(monday)
+    desk.outbox()
+    sent = [json.loads(r.body)["title"].split()[0] for r in chat.received]
+    assert sent == [high.ref, direct.ref, low.ref]
+    assert_consistent(db)
+
+
 def test_apprise_sends_run_off_the_outbox_event_loop(
     db: Database,
     ntfy: WebhookReceiver,

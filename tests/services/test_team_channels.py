@@ -13,7 +13,7 @@ from app.services.team.export import export_team
 from app.services.team.parse import parse_team
 from app.services.team.spec import TeamFileError
 from data.db import Database
-from data.models import AuditRecord, ContactMethod, Policy, Responder
+from data.models import AuditRecord, ContactMethod, Policy, Responder, Schedule
 
 NOW = datetime(2026, 12, 6, 3, 0, tzinfo=UTC)
 NTFY = "ntfys://ntfy.example/vigil-t0pic-ana"
@@ -123,3 +123,70 @@ def test_bad_channel_settings_are_named_by_key_path(
 def export_team_text(db: Database) -> str:
     with db.read() as session:
         return export_team(session)
+
+
+SUPPORT_TEAM = (
+    TEAM
+    + """
+[[rotation]]
+name = "syd"
+timezone = "Australia/Sydney"
+shift = "7d"
+handoff = "08:00"
+start = "2026-11-30"
+members = ["ana"]
+
+[[schedule]]
+name = "business"
+layers = ["syd"]
+support_hours = "08:00-18:00"
+support_days = ["mon", "tue", "wed", "thu", "fri"]
+"""
+)
+
+
+def test_support_hours_are_stored_exported_and_applied_again(db: Database) -> None:
+    apply(db, SUPPORT_TEAM)
+    with db.read() as session:
+        schedule = session.exec(select(Schedule)).one()
+    assert (schedule.support_hours, schedule.support_days) == ("08:00-18:00", "mon,tue,wed,thu,fri")
+    exported = export_team_text(db)
+    assert 'support_hours = "08:00-18:00"' in exported
+    assert 'support_days = ["mon", "tue", "wed", "thu", "fri"]' in exported
+    assert apply(db, exported) == []
+    changed = apply(db, exported.replace('"08:00-18:00"', '"09:00-17:00"'))
+    assert len(changed) == 1
+    assert changed[0].startswith("~ schedule business: support_hours:")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "where", "message"),
+    [
+        ('"08:00-18:00"', '"08:00"', "schedule[0] (business).support_hours", "HH:MM-HH:MM"),
+        ('"08:00-18:00"', '"08:00-08:00"', "schedule[0] (business).support_hours", "same time"),
+        ('"fri"]', '"fry"]', "schedule[0] (business).support_days", "expected one of mon"),
+        (
+            '["mon", "tue", "wed", "thu", "fri"]',
+            '"mon"',
+            "schedule[0] (business).support_days",
+            "expected a list of day names",
+        ),
+        (
+            'support_hours = "08:00-18:00"\n',
+            "",
+            "schedule[0] (business).support_days",
+            "needs support_hours",
+        ),
+    ],
+)
+def test_bad_support_hours_are_named_by_key_path(
+    db: Database, old: str, new: str, where: str, message: str
+) -> None:
+    assert old in SUPPORT_TEAM
+    with pytest.raises(TeamFileError) as caught:
+        apply(db, SUPPORT_TEAM.replace(old, new, 1))
+    found = {e.where: e.message for e in caught.value.errors}
+    assert where in found, found
+    assert message in found[where]
+    with db.read() as session:
+        assert session.exec(select(Schedule)).all() == []

@@ -3,7 +3,7 @@ links' settings from the environment."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -12,6 +12,7 @@ from app.core.errors import BadInput
 from app.rules.notify import (
     Contact,
     Profile,
+    SupportHours,
     notices,
     parse_high_urgency,
     parse_notify_delay,
@@ -77,6 +78,59 @@ def test_quiet_hours_hold_low_urgency_only() -> None:
     assert low == {1: at, 3: ends + timedelta(minutes=1)}
     high = notices(CONTACTS, profile, "high", at)
     assert all(n.due_at == at and not n.held for n in high)
+
+
+SYDNEY = ZoneInfo("Australia/Sydney")
+WEEKDAYS_SUPPORT = SupportHours(time(8), time(18), "Australia/Sydney", frozenset(range(5)))
+
+
+@pytest.mark.parametrize(
+    ("local", "begins"),
+    [
+        # Saturday evening before the clocks go forward (Sunday 4 October 2026): Monday
+        # 08:00 is 08:00 local at the new offset.
+        (datetime(2026, 10, 3, 20, 0), datetime(2026, 10, 5, 8, 0)),
+        (datetime(2026, 10, 5, 7, 59), datetime(2026, 10, 5, 8, 0)),
+        (datetime(2026, 10, 5, 8, 0), None),
+        (datetime(2026, 10, 5, 17, 59), None),
+        (datetime(2026, 10, 5, 18, 0), datetime(2026, 10, 6, 8, 0)),
+        # Friday evening, the weekend the clocks go back (Sunday 5 April 2026).
+        (datetime(2026, 4, 3, 18, 30), datetime(2026, 4, 6, 8, 0)),
+    ],
+)
+def test_support_hours_begin_on_the_schedules_wall_clock(
+    local: datetime, begins: datetime | None
+) -> None:
+    found = WEEKDAYS_SUPPORT.begins_after(local.replace(tzinfo=SYDNEY))
+    expected = None if begins is None else begins.replace(tzinfo=SYDNEY).astimezone(UTC)
+    assert found == expected
+
+
+def test_support_hours_that_wrap_midnight_belong_to_the_day_they_start() -> None:
+    nights = SupportHours(time(22), time(6), "UTC", frozenset({4}))  # Friday nights
+    saturday_early = datetime(2026, 12, 12, 3, 0, tzinfo=UTC)
+    assert nights.begins_after(saturday_early) is None
+    assert nights.begins_after(datetime(2026, 12, 12, 7, 0, tzinfo=UTC)) == datetime(
+        2026, 12, 18, 22, 0, tzinfo=UTC
+    )
+
+
+def test_support_hours_hold_low_urgency_only_and_then_wait_out_quiet_hours() -> None:
+    at = datetime(2026, 10, 3, 20, 0, tzinfo=SYDNEY)
+    monday = datetime(2026, 10, 5, 8, 0, tzinfo=SYDNEY)
+    plain = Profile.of("Australia/Sydney", None, None)
+    low = {
+        n.contact_id: (n.due_at, n.held)
+        for n in notices(CONTACTS, plain, "low", at, WEEKDAYS_SUPPORT)
+    }
+    assert low == {1: (at, False), 2: (monday, True), 3: (monday, True), 4: (monday, True)}
+    high = notices(CONTACTS, plain, "high", at, WEEKDAYS_SUPPORT)
+    assert all(n.due_at == at and not n.held for n in high)
+    # Support begins at 08:00 Sydney, inside the person's own quiet hours (in New York it
+    # is 17:00 on Sunday there, quiet from 16:00 to 18:00): they wait for both.
+    quiet = Profile.of("America/New_York", "16:00-18:00", None)
+    due = {n.due_at for n in notices(CONTACTS, quiet, "low", at, WEEKDAYS_SUPPORT) if n.held}
+    assert due == {datetime(2026, 10, 4, 18, 0, tzinfo=NEW_YORK)}
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("0m", 0), ("90s", 90), ("2m", 120), ("1d", 86400)])

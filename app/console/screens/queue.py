@@ -320,6 +320,14 @@ class QueueScreen(Screen[None]):
             show=False,
         ),
         _binding(
+            "t",
+            "open_screen('team')",
+            "Team",
+            "queue.team",
+            "Open the team: who is on call now, and how and when each person is paged",
+            show=False,
+        ),
+        _binding(
             "V",
             "verify",
             "Verify",

@@ -304,6 +304,9 @@ class _Writer:
     def _put_schedule(self, name: str, wanted: Record) -> None:
         row = self.stored.schedules.get(name) or Schedule(name=name)
         row.timezone, row.holiday_region = wanted["timezone"], wanted["holiday_region"]
+        row.support_hours = wanted["support_hours"]
+        days = wanted["support_days"]
+        row.support_days = ",".join(days) if days else None
         cover = wanted["holiday_cover"]
         row.holiday_cover_id = self._responder_id(cover) if cover else None
         self.stored.schedules[name] = row = self._saved(row)

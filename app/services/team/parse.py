@@ -39,6 +39,8 @@ from app.rules.notify import check_quiet_hours, parse_notify_delay
 from app.rules.rotations import (
     HolidaySpec,
     RotationSpec,
+    format_days,
+    format_hours,
     parse_days,
     parse_handoff,
     parse_hours,
@@ -606,20 +608,7 @@ class _Reader:
         members = entry.texts("members")
         for index, member in enumerate(members):
             self._reference(entry, f"members[{index}]", member, "responder")
-        days = None
-        if "days" in entry.table:
-            raw_days = entry.table["days"]
-            if not isinstance(raw_days, list):
-                entry.error(
-                    "days",
-                    "expected a list of day names such as ['tue', 'wed'], "
-                    f"got {_describe(raw_days)}",
-                )
-            else:
-                try:
-                    days = parse_days(raw_days)
-                except ValueError as exc:
-                    entry.error("days", str(exc))
+        days = self._days(entry, "days")
         hours = self._parsed(entry, "hours", parse_hours)
         if len(self.errors) > before or entry.name is None or handoff is None or start is None:
             return None
@@ -654,7 +643,10 @@ class _Reader:
             return None
 
     def _schedule(self, entry: _Entry) -> TeamSchedule:
-        entry.check_keys(("name", "layers"), ("timezone", "holiday_region", "holiday_cover"))
+        entry.check_keys(
+            ("name", "layers"),
+            ("timezone", "holiday_region", "holiday_cover", "support_hours", "support_days"),
+        )
         layers = entry.texts("layers")
         first: dict[str, int] = {}
         for index, layer in enumerate(layers):
@@ -669,7 +661,36 @@ class _Reader:
             self._reference(entry, "holiday_cover", cover, "responder")
             if region is None:
                 entry.error("holiday_cover", "needs a holiday_region whose holidays it covers")
-        return TeamSchedule(entry.name or "", tuple(layers), timezone, region, cover)
+        support = self._parsed(entry, "support_hours", parse_hours)
+        days = self._days(entry, "support_days")
+        if days is not None and support is None:
+            entry.error("support_days", "needs support_hours (such as 08:00-18:00) to restrict")
+        return TeamSchedule(
+            entry.name or "",
+            tuple(layers),
+            timezone,
+            region,
+            cover,
+            format_hours(support) if support is not None else None,
+            tuple(format_days(days)) if days is not None else None,
+        )
+
+    @staticmethod
+    def _days(entry: _Entry, key: str) -> frozenset[int] | None:
+        """A list of day names (`days`, `support_days`); None if absent or bad."""
+        if key not in entry.table:
+            return None
+        raw = entry.table[key]
+        if not isinstance(raw, list):
+            entry.error(
+                key, f"expected a list of day names such as ['tue', 'wed'], got {_describe(raw)}"
+            )
+            return None
+        try:
+            return parse_days(raw)
+        except ValueError as exc:
+            entry.error(key, str(exc))
+            return None
 
     def _overrides(
         self, schedules: list[TeamSchedule], rotations: list[RotationSpec | None]

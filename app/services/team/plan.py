@@ -24,6 +24,8 @@ from app.rules.rotations import (
     format_days,
     format_hours,
     on_call,
+    parse_days,
+    parse_hours,
     rotation_on_call,
     rotation_turns,
 )
@@ -178,6 +180,10 @@ class Stored:
                 "timezone": schedule.timezone,
                 "holiday_region": schedule.holiday_region,
                 "holiday_cover": handles.get(schedule.holiday_cover_id),
+                "support_hours": schedule.support_hours,
+                "support_days": (
+                    tuple(schedule.support_days.split(",")) if schedule.support_days else None
+                ),
             }
         for key, override in self.overrides.items():
             state["override"][key] = {"reason": override.reason}
@@ -323,6 +329,8 @@ def _wanted(spec: TeamSpec, stored: Stored) -> State:
             "timezone": schedule.timezone,
             "holiday_region": schedule.holiday_region,
             "holiday_cover": schedule.holiday_cover,
+            "support_hours": schedule.support_hours,
+            "support_days": schedule.support_days,
         }
     for override in spec.overrides:
         key = (override.schedule, override.who, override.start, override.end)
@@ -600,6 +608,8 @@ def _schedule(
             record["holiday_region"],
             record["holiday_cover"],
             record["timezone"],
+            parse_hours(record["support_hours"]) if record["support_hours"] else None,
+            parse_days(record["support_days"]) if record["support_days"] else None,
         )
     except ValueError:
         return None

@@ -245,6 +245,9 @@ class TeamSchedule:
     timezone: str | None = None
     holiday_region: str | None = None
     holiday_cover: str | None = None
+    support_hours: str | None = None
+    """HH:MM-HH:MM in the schedule's zone: low-urgency pages through it wait for them."""
+    support_days: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
