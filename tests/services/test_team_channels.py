@@ -59,7 +59,8 @@ def apply(db: Database, text: str) -> list[str]:
 def test_apprise_urls_are_stored_whole_and_never_printed(db: Database) -> None:
     lines = apply(db, TEAM)
     with db.read() as session:
-        urls = session.exec(select(ContactMethod.url).where(ContactMethod.kind == "apprise")).all()
+        contacts = session.exec(select(ContactMethod).where(ContactMethod.kind == "apprise"))
+        urls = [contact.url for contact in contacts]  # opened from their sealed form
         audit_text = " ".join(str(r.detail) for r in session.exec(select(AuditRecord)))
     assert sorted(u or "" for u in urls) == sorted([NTFY, MAIL, SLACK])
     exported = export_team_text(db)
