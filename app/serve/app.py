@@ -292,19 +292,25 @@ def _bearer(request: Request) -> str:
     return credentials.strip()
 
 
+async def _named_sender(request: Request, fmt: str, what: str) -> IntegrationView:
+    """The integration (or heartbeat monitor) the path names, if the bearer key is its;
+    a wrong key and an unknown name alike a 401, so nobody learns which exist."""
+    desk: Desk = request.app.state.desk
+    key = _bearer(request)
+    found = await run_in_threadpool(desk.by_name, request.path_params["name"], key, fmt)
+    if found is None:
+        desk.meter.events.labels("", "unauthorized").inc()
+        raise HttpProblem(
+            401, f"authorization: not a key of this {what}", headers={"WWW-Authenticate": "Bearer"}
+        )
+    return found
+
+
 @_guarded("/integrations/{format}/{name}")
 async def integration_events(request: Request) -> Response:
     desk: Desk = request.app.state.desk
-    fmt, name = request.path_params["format"], request.path_params["name"]
-    key = _bearer(request)
-    integration = await run_in_threadpool(desk.by_name, name, key, fmt)
-    if integration is None:
-        desk.meter.events.labels("", "unauthorized").inc()
-        raise HttpProblem(
-            401,
-            "authorization: not a key of this integration",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+    fmt = request.path_params["format"]
+    integration = await _named_sender(request, fmt, "integration")
     request.state.note = f"integration={integration.name}"
     body = await read_json(request)
     items = body if isinstance(body, list) and fmt == "vigil" else [body]
@@ -328,19 +334,9 @@ async def integration_events(request: Request) -> Response:
 
 @_guarded("/heartbeat/{name}")
 async def heartbeat(request: Request) -> Response:
-    """A monitor's beat: 200 with when the next is due; a wrong key or an unknown name
-    alike a 401, so nobody learns which monitors exist."""
+    """A monitor's beat: 200 with when the next is due."""
     desk: Desk = request.app.state.desk
-    name = request.path_params["name"]
-    key = _bearer(request)
-    monitor = await run_in_threadpool(desk.by_name, name, key, HEARTBEAT)
-    if monitor is None:
-        desk.meter.events.labels("", "unauthorized").inc()
-        raise HttpProblem(
-            401,
-            "authorization: not a key of this heartbeat monitor",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+    monitor = await _named_sender(request, HEARTBEAT, "heartbeat monitor")
     request.state.note = f"heartbeat={monitor.name}"
     _throttle(desk, monitor, 1)
     beat = await run_in_threadpool(_beat, desk, monitor.name)
