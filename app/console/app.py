@@ -45,6 +45,7 @@ LATER_SCREENS: dict[str, tuple[str, str]] = {
     "calendar": ("app.console.screens.calendar", "CalendarScreen"),
     "handover": ("app.console.screens.handover", "HandoverScreen"),
     "stats": ("app.console.screens.stats", "StatsScreen"),
+    "inbox": ("app.console.screens.inbox", "InboxScreen"),
 }
 """Screens imported when first opened, not at start-up: name -> (module, class).
 Each class takes no arguments and reads `db`, `clock` and `profile` from the app."""

@@ -18,6 +18,7 @@ from textual.message import Message
 from app.console.bulk import BulkOutcome
 from app.console.desk import FeedRead, Window
 from app.delivery.local import DesktopOutcome, PageAlert
+from app.services.inbox import InboxItem
 from app.services.shiftwork.calendar import OverrideView
 from app.services.shiftwork.postmortem import PostMortemView
 from app.services.shiftwork.stats import DeskStats
@@ -205,6 +206,14 @@ class StatsLoaded(Message, bubble=False):
     days: int
     stats: DeskStats
     view: StatsView
+
+
+@dataclass
+class InboxLoaded(Message, bubble=False):
+    """What waits on the person, read at `now`."""
+
+    items: tuple[InboxItem, ...]
+    now: datetime
 
 
 # --- post-mortems -----------------------------------------------------------------

@@ -17,8 +17,12 @@ from sqlmodel import col, select
 
 from app.console.bulk import BulkOutcome, bulk_summary, run_bulk
 from app.console.screens.dialogs import TextPrompt
+from app.console.screens.handover import HandoverScreen
+from app.console.screens.inbox import InboxScreen
 from app.core.clock import FakeClock
 from app.services.cases import CaseService
+from app.services.casework.service import CaseworkService
+from app.services.shiftwork.handover import HandoverService
 from data.db import Database
 from data.models import AuditRecord, Case, Responder
 from tests.console_harness import Console, OpenConsole, console_opener
@@ -443,3 +447,52 @@ async def test_shift_m_merges_the_selected_case_into_the_one_named(
         view = console.screen.detail.view
         assert view is not None
         assert view.timeline[-1].text.startswith(f"{dup} (EDR: Metro PD again) merged into")
+
+
+# --- the inbox ----------------------------------------------------------------------
+
+
+async def test_the_inbox_lists_what_waits_and_enter_goes_to_the_case(
+    db: Database, clock: FakeClock, service: CaseService, open_console: Callable[..., Any]
+) -> None:
+    refs = [_open(service, f"Case {n}", n) for n in (1, 2, 3)]
+    casework = CaseworkService(db, clock)
+    clock.advance(minutes=5)
+    casework.add_action("sue", refs[2], "Call the officer back", owner="ana")
+    clock.advance(minutes=5)
+    since = clock.now() - timedelta(hours=8)
+    HandoverService(db, clock).submit("ben", "Quiet night.", since=since, to="ana")
+    async with open_console() as console:
+        await console.press("escape")  # the handover shown at opening: later
+        assert console.cursor_ref() == refs[0]
+        await console.press("i")
+        screen = console.app.screen
+        assert isinstance(screen, InboxScreen)
+        lines = [
+            screen.inbox.render_line(y).text for y in range(1, len(screen.inbox.rows_shown) + 1)
+        ]
+        assert "Action item" in lines[0]
+        assert f"{refs[2]}: Call the officer back" in lines[0]
+        assert "Enter, then I" in lines[0]
+        assert "Acknowledge handover" in lines[1]
+        assert "Enter, then a" in lines[1]
+        # In ana's zone: the item was added at 09:05 UTC, 20:05 in Sydney.
+        assert "20:05" in lines[0]
+        await console.press("enter")
+        assert console.app.screen is console.screen
+        assert console.cursor_ref() == refs[2]
+        await console.press("i", "down", "enter")
+        assert isinstance(console.app.screen, HandoverScreen)
+        assert console.app.screen.initial_tab == "inbox"
+
+
+async def test_an_empty_inbox_says_so_and_escape_leaves_the_cursor_alone(
+    service: CaseService, open_console: Callable[..., Any]
+) -> None:
+    refs = [_open(service, f"Case {n}", n) for n in (1, 2)]
+    async with open_console() as console:
+        await console.press("down", "i")
+        assert "Nothing waits on you." in str(console.app.screen.query_one("#inbox-empty").render())
+        await console.press("escape")
+        assert console.app.screen is console.screen
+        assert console.cursor_ref() == refs[1]

@@ -312,6 +312,15 @@ class QueueScreen(Screen[None]):
             show=False,
         ),
         _binding(
+            "i",
+            "inbox",
+            "Inbox",
+            "queue.inbox",
+            "What waits on you: disclosures and swaps to approve, swaps to take, handovers "
+            "to acknowledge, your open action items, reports owed on your cases",
+            show=False,
+        ),
+        _binding(
             "s",
             "open_screen('stats')",
             "Stats",
@@ -401,6 +410,8 @@ class QueueScreen(Screen[None]):
         self._screen_gone = threading.Event()
         self._db_clock: DatabaseClock | None = None
         self._summary_text = ""
+        self._going_to: int | None = None
+        """A case the inbox asked for, until the window read around it arrives."""
 
     # ----------------------------------------------------------------- context
 
@@ -804,6 +815,14 @@ class QueueScreen(Screen[None]):
             table.set_window(window.offset, window.rows)
         if window.total == 0:
             self._select_case(None)
+        if message.follow_case is not None and message.follow_case == self._going_to:
+            self._going_to = None
+            if window.follow_position is None:
+                self.notify(
+                    "That case is not in the queue as filtered; Esc clears the filters.",
+                    severity="warning",
+                    markup=False,
+                )
         self._show_filter_summary()
         if message.replace and not self._first_window_shown:
             self.call_after_refresh(self._start_the_rest)
@@ -1245,6 +1264,20 @@ class QueueScreen(Screen[None]):
 
     def action_open_screen(self, name: str) -> None:
         self.vigil.open_screen(name)
+
+    def action_inbox(self) -> None:
+        from app.console.screens.inbox import InboxScreen
+
+        self.app.push_screen(InboxScreen(), self.go_to_case)
+
+    def go_to_case(self, case_id: int | None) -> None:
+        """Put the cursor on `case_id` (read around its place), if the queue as filtered
+        shows it; say so when it does not."""
+        if case_id is None:
+            return
+        self._going_to = case_id
+        offset, limit = self._visible_window(following=True)
+        self._read_window(self.generation, self.queue_filter, offset, limit, True, case_id)
 
     def action_postmortem(self) -> None:
         # Imported on use: these screens import this module for its layout breakpoint.
