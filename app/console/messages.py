@@ -24,6 +24,7 @@ from app.services.shiftwork.postmortem import PostMortemView
 from app.services.shiftwork.stats import DeskStats
 from app.services.shiftwork.swaps import HandoffNotice
 from app.services.shiftwork.templates import FilledResponse, ResponseTemplate
+from data.queries import QueueFilter
 from widgets.handover_view import HandoverRow
 from widgets.header import OnCallView
 from widgets.stats_view import StatsView
@@ -206,6 +207,15 @@ class StatsLoaded(Message, bubble=False):
     days: int
     stats: DeskStats
     view: StatsView
+
+
+@dataclass
+class ViewSaved(Message, bubble=False):
+    """A view written to the settings file, or why it could not be (`problem`)."""
+
+    name: str
+    flt: QueueFilter
+    problem: str
 
 
 @dataclass
