@@ -584,3 +584,16 @@ def test_a_wrong_saved_view_names_its_key_path(tmp_path: Path) -> None:
         "snoozed, include_resolved, search, categories, severities, clocks, sort",
     )
     assert settings.views == {"d": QueueFilter(mine=True, sort="age")}
+
+
+async def test_the_inbox_says_when_the_filters_hide_the_case_it_goes_to(
+    db: Database, clock: FakeClock, service: CaseService, open_console: Callable[..., Any]
+) -> None:
+    refs = [_open(service, f"Case {n}", n) for n in (1, 3)]
+    CaseworkService(db, clock).add_action("sue", refs[1], "Call back", owner="ana")
+    async with open_console() as console:
+        await console.press("1")  # sev1 only: the sev3 case is hidden
+        await console.press("i", "enter")
+        assert console.app.screen is console.screen
+        console.said("That case is not in the queue as filtered; Esc clears the filters.")
+        assert console.cursor_ref() == refs[0]
