@@ -199,6 +199,10 @@ class Case(SQLModel, table=True):
     __table_args__ = (
         # The queue's order: unacknowledged first, then severity, then age.
         Index("ix_case_queue", "queue_rank", "severity", "created_at", "id"),
+        # The other orders a person may choose (data.queries.SORT_COLUMNS), each a seek too.
+        Index("ix_case_by_severity", "severity", "queue_rank", "created_at", "id"),
+        Index("ix_case_by_age", "created_at", "id", "queue_rank"),
+        Index("ix_case_by_status", "queue_rank", "created_at", "id"),
         # The engine: what escalates next.
         Index("ix_case_due", "status", "next_escalation_at"),
         # One open case per dedup key, enforced by the database itself.

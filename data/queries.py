@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import ColumnElement, bindparam, exists, or_, tuple_
@@ -39,6 +38,8 @@ class QueueFilter:
     clocks: frozenset[str] = frozenset()
     """When set, only cases of these categories (the ones that carry legal clocks), open
     or resolved with a report still owed."""
+    sort: str = "queue"
+    """The order, a key of `SORT_COLUMNS`: the queue's own unless the person chose another."""
 
 
 QUEUE_RANKS = {"triggered": 0, "acknowledged": 1, "resolved": 2}
@@ -79,11 +80,31 @@ def _filtered(statement: SelectOfScalar[Case], flt: QueueFilter) -> SelectOfScal
     return statement
 
 
-def queue_order(statement: SelectOfScalar[Case]) -> SelectOfScalar[Case]:
-    """Unacknowledged first, then severity, then the oldest (least SLA time left)."""
-    return statement.order_by(
-        col(Case.queue_rank), col(Case.severity), col(Case.created_at), col(Case.id)
-    )
+SORT_COLUMNS: dict[str, tuple[Any, ...]] = {
+    "queue": (Case.queue_rank, Case.severity, Case.created_at, Case.id),
+    "severity": (Case.severity, Case.queue_rank, Case.created_at, Case.id),
+    "age": (Case.created_at, Case.id),
+    "status": (Case.queue_rank, Case.created_at, Case.id),
+}
+"""Each order the queue offers, by name, as the columns of its own index (`ix_case_queue`,
+`ix_case_by_severity`, `ix_case_by_age`, `ix_case_by_status`): every order is a seek
+along an index, never a sort of the whole queue, so paging stays exact under any of
+them. All ascending: the most severe, the oldest, the unacknowledged first. The SLA due
+time is not among them: it is computed from each case's targets, not stored, so no index
+can order by it."""
+
+
+def _sort_columns(sort: str) -> tuple[Any, ...]:
+    try:
+        return SORT_COLUMNS[sort]
+    except KeyError:
+        raise ValueError(f"sort: expected one of {', '.join(SORT_COLUMNS)}, got {sort!r}") from None
+
+
+def queue_order(statement: SelectOfScalar[Case], sort: str = "queue") -> SelectOfScalar[Case]:
+    """By default unacknowledged first, then severity, then the oldest (least SLA time
+    left); else the order `sort` names."""
+    return statement.order_by(*(col(column) for column in _sort_columns(sort)))
 
 
 def queue_count(session: Session, flt: QueueFilter) -> int:
@@ -97,26 +118,26 @@ def queue_count(session: Session, flt: QueueFilter) -> int:
 def queue_window(session: Session, flt: QueueFilter, offset: int, limit: int) -> list[Case]:
     """Rows `offset`… counted from the top: the plain reading, whose cost grows with
     `offset`. The console seeks instead (`queue_after`, `queue_before`)."""
-    statement = queue_order(_filtered(select(Case), flt)).offset(offset).limit(limit)
+    statement = queue_order(_filtered(select(Case), flt), flt.sort).offset(offset).limit(limit)
     return list(session.exec(statement).all())
 
 
-QueueKey = tuple[int, int, datetime, int]
-"""A case's place in the queue's order: (queue_rank, severity, created_at, id), the
-columns of the `ix_case_queue` index."""
-
-_KEY_COLUMNS = (Case.queue_rank, Case.severity, Case.created_at, Case.id)
+QueueKey = tuple[Any, ...]
+"""A case's place in one of the queue's orders: its values of that order's `SORT_COLUMNS`
+(by default (queue_rank, severity, created_at, id), the columns of `ix_case_queue`)."""
 
 
-def queue_key(case: Case) -> QueueKey:
+def queue_key(case: Case, sort: str = "queue") -> QueueKey:
     assert case.id is not None
-    return (case.queue_rank, case.severity, case.created_at, case.id)
+    return tuple(getattr(case, column.key) for column in _sort_columns(sort))
 
 
-def _beyond(statement: SelectOfScalar[Case], key: QueueKey, forward: bool) -> SelectOfScalar[Case]:
-    """Only the cases after `key` in the queue's order (before it, unless `forward`): one
-    range of the queue's index, whose start the database finds by seeking."""
-    columns = [cast("ColumnElement[Any]", col(column)) for column in _KEY_COLUMNS]
+def _beyond(
+    statement: SelectOfScalar[Case], key: QueueKey, forward: bool, sort: str
+) -> SelectOfScalar[Case]:
+    """Only the cases after `key` in the order (before it, unless `forward`): one range of
+    the order's index, whose start the database finds by seeking."""
+    columns = [cast("ColumnElement[Any]", col(column)) for column in _sort_columns(sort)]
     bound = tuple_(
         *(
             bindparam(None, value, type_=column.type)
@@ -132,11 +153,11 @@ def _seek(
     flt: QueueFilter, key: QueueKey | None, forward: bool, statement: SelectOfScalar[Case]
 ) -> SelectOfScalar[Case]:
     if key is not None:
-        statement = _beyond(statement, key, forward)
+        statement = _beyond(statement, key, forward, flt.sort)
     statement = _filtered(statement, flt)
     if forward:
-        return queue_order(statement)
-    return statement.order_by(*(col(column).desc() for column in _KEY_COLUMNS))
+        return queue_order(statement, flt.sort)
+    return statement.order_by(*(col(column).desc() for column in _sort_columns(flt.sort)))
 
 
 def _key_beyond(
@@ -146,9 +167,9 @@ def _key_beyond(
     read from the index alone: a far jump steps over the entries of the index without
     reading the cases they point at. None when the queue ends first."""
     statement = _seek(flt, key, forward, select(Case))
-    keys = statement.with_only_columns(*(col(column) for column in _KEY_COLUMNS))
+    keys = statement.with_only_columns(*(col(column) for column in _sort_columns(flt.sort)))
     found = session.execute(keys.offset(skip - 1).limit(1)).first()
-    return None if found is None else (found[0], found[1], found[2], found[3])
+    return None if found is None else tuple(found)
 
 
 def queue_after(
@@ -189,8 +210,8 @@ def queue_position(session: Session, flt: QueueFilter, case: Case) -> int | None
     shown = visible.with_only_columns(col(Case.id))
     if session.exec(shown).first() is None:  # type: ignore[call-overload]
         return None
-    keys = (col(Case.queue_rank), col(Case.severity), col(Case.created_at), col(Case.id))
-    values = (case.queue_rank, case.severity, case.created_at, case.id)
+    keys = tuple(col(column) for column in _sort_columns(flt.sort))
+    values = queue_key(case, flt.sort)
     # The range goes before the filter's own `queue_rank < 2`: of two upper bounds on one
     # column SQLite's planner takes the first, and this one is the narrow one.
     before = [

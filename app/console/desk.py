@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import cast
 
 from sqlmodel import Session, col, select
 
@@ -123,9 +122,9 @@ def save_theme_choice(db: Database, handle: str, theme: str) -> None:
 
 
 def _rows(
-    session: Session, profile: Profile, cases: list[Case], now: datetime | None
+    session: Session, profile: Profile, flt: QueueFilter, cases: list[Case], now: datetime | None
 ) -> list[QueueRow]:
-    return queue_rows(session, cases, profile.responder_id, now)
+    return queue_rows(session, cases, profile.responder_id, now, flt.sort)
 
 
 def read_window(
@@ -152,7 +151,7 @@ def read_window(
     with db.read() as session:
         if anchor is not None:
             offset, cases = _read_from(session, flt, anchor, offset, limit)
-            return Window(None, offset, tuple(_rows(session, profile, cases, now)))
+            return Window(None, offset, tuple(_rows(session, profile, flt, cases, now)))
         total = queries.queue_count(session, flt)
         if follow_case is not None and (
             window := _around(session, profile, flt, follow_case, offset, limit, now)
@@ -162,7 +161,7 @@ def read_window(
         offset, cases = _read_from(
             session, flt, SeekAnchor(-1 if nearer_top else total), offset, limit
         )
-        return Window(total, offset, tuple(_rows(session, profile, cases, now)))
+        return Window(total, offset, tuple(_rows(session, profile, flt, cases, now)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +192,7 @@ def read_after_action(
         ):
             return window
         offset, cases = _read_from(session, flt, SeekAnchor(-1), screen.top, screen.count)
-        return Window(None, offset, tuple(_rows(session, profile, cases, now)))
+        return Window(None, offset, tuple(_rows(session, profile, flt, cases, now)))
 
 
 def _around(
@@ -215,11 +214,11 @@ def _around(
         return None
     if not offset <= position < offset + limit:
         offset = max(0, position - (limit // 2 if line is None else min(line, limit - 1)))
-    anchor = SeekAnchor(position, queries.queue_key(case))
+    anchor = SeekAnchor(position, queries.queue_key(case, flt.sort))
     before = _read_from(session, flt, anchor, offset, position - offset)[1]
     after = _read_from(session, flt, anchor, position + 1, offset + limit - position - 1)[1]
     cases = [*before, case, *after]
-    rows = tuple(_rows(session, profile, cases, now))
+    rows = tuple(_rows(session, profile, flt, cases, now))
     return Window(None, position - len(before), rows, position)
 
 
@@ -230,7 +229,7 @@ def _read_from(
     row read. Rows are read after an anchor above them; before one below them, rows at or
     past the anchor are not asked for (the window ends at the end of the queue), and a
     queue that shrank meanwhile yields fewer rows: those just above the anchor."""
-    key = cast("queries.QueueKey | None", anchor.key)
+    key = anchor.key
     if anchor.index < offset:
         if limit <= 0:
             return offset, []
@@ -285,7 +284,7 @@ def read_row_changes(
         if position is not None:
             placed.append((case, position))
     for row, (_, position) in zip(
-        _rows(session, profile, [case for case, _ in placed], now), placed, strict=True
+        _rows(session, profile, flt, [case for case, _ in placed], now), placed, strict=True
     ):
         changes[row.case_id] = RowChange(row.case_id, row, position)
     return tuple(changes[case_id] for case_id in wanted)

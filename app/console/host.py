@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from textual.worker import Worker
 
     from app.console.desk import FirstRead, Profile
+    from app.console.settings import ConsoleSettings
     from app.core.clock import Clock
     from app.delivery.local import DesktopNotifier
     from data.db import Database
@@ -32,6 +33,7 @@ class ConsoleHost(Protocol):
     desktop: DesktopNotifier
     cursor_blink: bool
     handles: tuple[str, ...]
+    settings: ConsoleSettings
 
     def key_for(self, binding_id: str, default: str) -> str: ...
 

@@ -18,11 +18,13 @@ from textual.message import Message
 from app.console.bulk import BulkOutcome
 from app.console.desk import FeedRead, Window
 from app.delivery.local import DesktopOutcome, PageAlert
+from app.services.inbox import InboxItem
 from app.services.shiftwork.calendar import OverrideView
 from app.services.shiftwork.postmortem import PostMortemView
 from app.services.shiftwork.stats import DeskStats
 from app.services.shiftwork.swaps import HandoffNotice
 from app.services.shiftwork.templates import FilledResponse, ResponseTemplate
+from data.queries import QueueFilter
 from widgets.handover_view import HandoverRow
 from widgets.header import OnCallView
 from widgets.stats_view import StatsView
@@ -212,6 +214,23 @@ class TeamLoaded(Message, bubble=False):
     """The team as the team view shows it."""
 
     view: TeamView
+
+
+@dataclass
+class ViewSaved(Message, bubble=False):
+    """A view written to the settings file, or why it could not be (`problem`)."""
+
+    name: str
+    flt: QueueFilter
+    problem: str
+
+
+@dataclass
+class InboxLoaded(Message, bubble=False):
+    """What waits on the person, read at `now`."""
+
+    items: tuple[InboxItem, ...]
+    now: datetime
 
 
 # --- post-mortems -----------------------------------------------------------------

@@ -141,10 +141,15 @@ def cases_json(session: Session, cases: Sequence[Case]) -> list[dict[str, Any]]:
 
 
 def queue_rows(
-    session: Session, cases: Sequence[Case], viewer_id: int | None, now: datetime | None = None
+    session: Session,
+    cases: Sequence[Case],
+    viewer_id: int | None,
+    now: datetime | None = None,
+    sort: str = "queue",
 ) -> list[QueueRow]:
-    """The queue's rows; with `now`, each carries its casework flags as of then (its most
-    urgent legal clock, its earliest due open action item)."""
+    """The queue's rows, each with its key in the order `sort` names; with `now`, each
+    carries its casework flags as of then (its most urgent legal clock, its earliest due
+    open action item)."""
     names = queries.handles(session, [c.assignee_id for c in cases])
     ids = [c.id for c in cases if c.id is not None]
     flags = overdue_summary(session, cases, now) if now is not None and ids else {}
@@ -179,7 +184,7 @@ def queue_rows(
                 clock_due_at=clock.due_at if clock is not None else None,
                 clock_reminder_at=clock.reminder_at if clock is not None else None,
                 action_due_at=flag.next_action_due_at if flag is not None else None,
-                sort_key=queries.queue_key(case),
+                sort_key=queries.queue_key(case, sort),
             )
         )
     return rows

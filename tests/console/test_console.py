@@ -684,7 +684,7 @@ def test_settings_file_problems_name_the_key_path(tmp_path: Path) -> None:
     settings = load_settings({"queue.ack"}, path)
     assert settings.keymap == {}
     assert settings.problems == (
-        "console.toml: colour: unknown setting; expected one of keymap",
+        "console.toml: colour: unknown setting; expected one of keymap, views",
         'console.toml: keymap."queue.ack": expected keys as a string such as "A" or "ctrl+r"',
     )
     path.write_text("[keymap\n", encoding="utf-8")

@@ -17,10 +17,16 @@ from sqlmodel import col, select
 
 from app.console.bulk import BulkOutcome, bulk_summary, run_bulk
 from app.console.screens.dialogs import TextPrompt
+from app.console.screens.handover import HandoverScreen
+from app.console.screens.inbox import InboxScreen
+from app.console.settings import load_settings
 from app.core.clock import FakeClock
 from app.services.cases import CaseService
+from app.services.casework.service import CaseworkService
+from app.services.shiftwork.handover import HandoverService
 from data.db import Database
 from data.models import AuditRecord, Case, Responder
+from data.queries import QueueFilter
 from tests.console_harness import Console, OpenConsole, console_opener
 from tests.factories import add_policy, add_responder
 
@@ -443,3 +449,151 @@ async def test_shift_m_merges_the_selected_case_into_the_one_named(
         view = console.screen.detail.view
         assert view is not None
         assert view.timeline[-1].text.startswith(f"{dup} (EDR: Metro PD again) merged into")
+
+
+# --- the inbox ----------------------------------------------------------------------
+
+
+async def test_the_inbox_lists_what_waits_and_enter_goes_to_the_case(
+    db: Database, clock: FakeClock, service: CaseService, open_console: Callable[..., Any]
+) -> None:
+    refs = [_open(service, f"Case {n}", n) for n in (1, 2, 3)]
+    casework = CaseworkService(db, clock)
+    clock.advance(minutes=5)
+    casework.add_action("sue", refs[2], "Call the officer back", owner="ana")
+    clock.advance(minutes=5)
+    since = clock.now() - timedelta(hours=8)
+    HandoverService(db, clock).submit("ben", "Quiet night.", since=since, to="ana")
+    async with open_console() as console:
+        await console.press("escape")  # the handover shown at opening: later
+        assert console.cursor_ref() == refs[0]
+        await console.press("i")
+        screen = console.app.screen
+        assert isinstance(screen, InboxScreen)
+        lines = [
+            screen.inbox.render_line(y).text for y in range(1, len(screen.inbox.rows_shown) + 1)
+        ]
+        assert "Action item" in lines[0]
+        assert f"{refs[2]}: Call the officer back" in lines[0]
+        assert "Enter, then I" in lines[0]
+        assert "Acknowledge handover" in lines[1]
+        assert "Enter, then a" in lines[1]
+        # In ana's zone: the item was added at 09:05 UTC, 20:05 in Sydney.
+        assert "20:05" in lines[0]
+        await console.press("enter")
+        assert console.app.screen is console.screen
+        assert console.cursor_ref() == refs[2]
+        await console.press("i", "down", "enter")
+        assert isinstance(console.app.screen, HandoverScreen)
+        assert console.app.screen.initial_tab == "inbox"
+
+
+async def test_an_empty_inbox_says_so_and_escape_leaves_the_cursor_alone(
+    service: CaseService, open_console: Callable[..., Any]
+) -> None:
+    refs = [_open(service, f"Case {n}", n) for n in (1, 2)]
+    async with open_console() as console:
+        await console.press("down", "i")
+        assert "Nothing waits on you." in str(console.app.screen.query_one("#inbox-empty").render())
+        await console.press("escape")
+        assert console.app.screen is console.screen
+        assert console.cursor_ref() == refs[1]
+
+
+# --- sort and saved views -----------------------------------------------------------
+
+
+async def test_s_orders_by_each_column_and_paging_follows_the_order(
+    db: Database, clock: FakeClock, service: CaseService, open_console: Callable[..., Any]
+) -> None:
+    """Forty cases, more than a screen: every order is read by seeking, so the rows the
+    table pages in further down are those of the chosen order."""
+    for n in range(40):
+        clock.advance(minutes=1)
+        ref = _open(service, f"Case {n}", 4 - n % 4)
+        if n % 3 == 0:
+            service.acknowledge("ben", ref)
+    with db.read() as session:
+        opened = list(session.exec(select(Case)).all())
+
+    def order(*key: Callable[[Case], Any]) -> list[str]:
+        return [c.ref for c in sorted(opened, key=lambda c: tuple(k(c) for k in key))]
+
+    expected = {
+        "severity": order(lambda c: c.severity, lambda c: c.queue_rank, lambda c: c.created_at),
+        "age": order(lambda c: c.created_at),
+        "status": order(lambda c: c.queue_rank, lambda c: c.created_at),
+        "queue": order(lambda c: c.queue_rank, lambda c: c.severity, lambda c: c.created_at),
+    }
+    async with open_console() as console:
+        for sort in ("severity", "age", "status", "queue"):
+            await console.press("S")
+            await console.press("G")  # the bottom: the table seeks the rows it lacks
+            await console.press("g")
+            assert console.refs() == expected[sort], sort
+            assert (f"by {sort}" in _summary(console)) == (sort != "queue")
+
+
+async def test_a_saved_view_is_written_to_the_config_file_and_recalled_by_name(
+    service: CaseService, open_console: Callable[..., Any], tmp_path: Path
+) -> None:
+    refs = [_open(service, f"Case {n}", n) for n in (1, 2, 3, 2)]
+    settings = tmp_path / "console.toml"
+    settings.write_text('# mine\n[keymap]\n"queue.note" = "N"\n', encoding="utf-8")
+    async with open_console(settings_file=settings) as console:
+        await console.press("2", "S", "S")  # sev2 only, by age
+        assert console.refs() == [refs[1], refs[3]]
+        await console.press("w")
+        await console.type("sev2 by age")
+        await console.press("enter")
+        console.said("View “sev2 by age” saved.")
+        await console.press("escape")
+        assert len(console.refs()) == 4
+        await console.press("W")
+        await console.type("sev2 by age")
+        await console.press("enter")
+        assert console.refs() == [refs[1], refs[3]]
+        assert "sev2 · by age" in _summary(console)
+        await console.press("W")
+        await console.type("nothing")
+        await console.press("enter")
+        console.said("No view named “nothing”.")
+    text = settings.read_text(encoding="utf-8")
+    assert text.startswith('# mine\n[keymap]\n"queue.note" = "N"\n')  # kept as it was
+    assert '[views."sev2 by age"]\nseverities = [2]\nsort = "age"\n' in text
+    # A console opened later has the view.
+    async with open_console(settings_file=settings) as console:
+        await console.press("W")
+        await console.type("sev2 by age")
+        await console.press("enter")
+        assert console.refs() == [refs[1], refs[3]]
+
+
+def test_a_wrong_saved_view_names_its_key_path(tmp_path: Path) -> None:
+    path = tmp_path / "console.toml"
+    path.write_text(
+        '[views.a]\nsort = "sla"\n[views.b]\nseverities = [5]\n[views.c]\ncolour = 1\n'
+        '[views.d]\nmine = true\nsort = "age"\n',
+        encoding="utf-8",
+    )
+    settings = load_settings(set(), path)
+    assert settings.problems == (
+        "console.toml: views.a.sort: expected one of queue, severity, age, status, got 'sla'",
+        "console.toml: views.b.severities: expected numbers 1 to 4, got [5]",
+        "console.toml: views.c.colour: unknown filter; expected one of mine, unassigned, "
+        "snoozed, include_resolved, search, categories, severities, clocks, sort",
+    )
+    assert settings.views == {"d": QueueFilter(mine=True, sort="age")}
+
+
+async def test_the_inbox_says_when_the_filters_hide_the_case_it_goes_to(
+    db: Database, clock: FakeClock, service: CaseService, open_console: Callable[..., Any]
+) -> None:
+    refs = [_open(service, f"Case {n}", n) for n in (1, 3)]
+    CaseworkService(db, clock).add_action("sue", refs[1], "Call back", owner="ana")
+    async with open_console() as console:
+        await console.press("1")  # sev1 only: the sev3 case is hidden
+        await console.press("i", "enter")
+        assert console.app.screen is console.screen
+        console.said("That case is not in the queue as filtered; Esc clears the filters.")
+        assert console.cursor_ref() == refs[0]

@@ -20,6 +20,8 @@ from app.console import VigilApp, build_app
 from app.core.clock import FakeClock
 from app.delivery.local import UNAVAILABLE, DesktopOutcome, claim_my_pages, record_desktop
 from app.services.cases import CaseService
+from app.services.casework.service import CaseworkService
+from app.services.shiftwork.handover import HandoverService
 from data.db import Database
 from tests.factories import add_policy, add_responder
 
@@ -260,3 +262,37 @@ def test_full_case_wide(snap_compare: SnapCompare, desk: tuple[Database, FakeClo
 def test_full_case_narrow(snap_compare: SnapCompare, desk: tuple[Database, FakeClock]) -> None:
     """The same at 80x24, where the pane scrolls."""
     assert snap_compare(_app(desk), terminal_size=NARROW, run_before=_then("G", "k", "x"))
+
+
+# --- the inbox ---------------------------------------------------------------------------
+
+
+def _inbox_later(desk: tuple[Database, FakeClock]) -> VigilApp:
+    """What waits on ana two minutes on: an action item she owns on ben's case (a minute
+    overdue), the CSEA case handed to her with its NCMEC report owed, and ben's handover
+    to her."""
+    db, clock = desk
+    CaseworkService(db, clock).add_action(
+        "sue",
+        "ESC-0003",
+        "Chase the fusion centre for a reply",
+        owner="ana",
+        due_at=clock.now() + timedelta(minutes=1),
+    )
+    CaseService(db, clock).reassign("sue", "ESC-0004", "ana")
+    HandoverService(db, clock).submit(
+        "ben", "Quiet apart from the referral.", since=START - timedelta(hours=8), to="ana"
+    )
+    clock.advance(minutes=2)
+    return _app(desk)
+
+
+def test_inbox_wide(snap_compare: SnapCompare, desk: tuple[Database, FakeClock]) -> None:
+    """`i`: each waiting item with what it is, since when in ana's zone, and the keys that
+    act on it; the overdue action item and the breached report in the warning colour."""
+    assert snap_compare(_inbox_later(desk), terminal_size=WIDE, run_before=_then("escape", "i"))
+
+
+def test_inbox_narrow(snap_compare: SnapCompare, desk: tuple[Database, FakeClock]) -> None:
+    """The same at 80x24, where the About column is cut at the edge."""
+    assert snap_compare(_inbox_later(desk), terminal_size=NARROW, run_before=_then("escape", "i"))

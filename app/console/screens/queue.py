@@ -37,6 +37,7 @@ from app.console.messages import (
     FeedArrived,
     PagesArrived,
     ResolveAwaitsYes,
+    ViewSaved,
     WindowLoaded,
 )
 from app.console.screens.casework import (
@@ -55,6 +56,7 @@ from app.console.screens.dialogs import (
     FilterDialog,
     TextPrompt,
 )
+from app.console.settings import MAX_VIEW_NAME, save_view, settings_path
 from app.core.errors import BadInput
 from app.core.times import parse_due
 from app.delivery.local import PageAlert, claim_my_pages, record_desktop
@@ -62,7 +64,7 @@ from app.services.cases import CaseService
 from app.services.casework.service import CaseworkService
 from data.changes import ChangeListener
 from data.clock import DatabaseClock
-from data.queries import QueueFilter
+from data.queries import SORT_COLUMNS, QueueFilter
 from widgets.case_detail import CaseDetail
 from widgets.header import Identity, StatusHeader
 from widgets.queue_table import QueueTable
@@ -103,6 +105,12 @@ def paged_text(alerts: tuple[PageAlert, ...]) -> str:
     if len(lines) > MAX_PAGES_LISTED:
         text += f"\n… and {len(lines) - MAX_PAGES_LISTED} more cases"
     return text
+
+
+def next_sort(sort: str) -> str:
+    """The order after `sort` in `S`'s cycle: the queue's own, then each other one."""
+    orders = list(SORT_COLUMNS)
+    return orders[(orders.index(sort) + 1) % len(orders)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,11 +296,36 @@ class QueueScreen(Screen[None]):
             show=False,
         ),
         _binding(
+            "S",
+            "next_sort",
+            "Sort",
+            "queue.sort",
+            "Order the queue by the next column: severity, age (oldest first), status, "
+            "then the queue's own order again",
+            show=False,
+        ),
+        _binding(
+            "w",
+            "save_view",
+            "Save view",
+            "queue.save_view",
+            "Save the filters and the order under a name, in your console.toml",
+            show=False,
+        ),
+        _binding(
+            "W",
+            "recall_view",
+            "Views",
+            "queue.recall_view",
+            "Show a saved view: its filters and its order, by name",
+            show=False,
+        ),
+        _binding(
             "escape",
             "clear_filters",
             "Clear filters",
             "queue.clear_filters",
-            "Unmark the marked cases; else clear the search and every filter",
+            "Unmark the marked cases; else clear the search, every filter and the order",
             show=False,
         ),
         _binding(
@@ -309,6 +342,15 @@ class QueueScreen(Screen[None]):
             "Handover",
             "queue.handover",
             "Open the shift handover",
+            show=False,
+        ),
+        _binding(
+            "i",
+            "inbox",
+            "Inbox",
+            "queue.inbox",
+            "What waits on you: disclosures and swaps to approve, swaps to take, handovers "
+            "to acknowledge, your open action items, reports owed on your cases",
             show=False,
         ),
         _binding(
@@ -409,6 +451,8 @@ class QueueScreen(Screen[None]):
         self._screen_gone = threading.Event()
         self._db_clock: DatabaseClock | None = None
         self._summary_text = ""
+        self._going_to: int | None = None
+        """A case the inbox asked for, until the window read around it arrives."""
 
     # ----------------------------------------------------------------- context
 
@@ -812,6 +856,14 @@ class QueueScreen(Screen[None]):
             table.set_window(window.offset, window.rows)
         if window.total == 0:
             self._select_case(None)
+        if message.follow_case is not None and message.follow_case == self._going_to:
+            self._going_to = None
+            if window.follow_position is None:
+                self.notify(
+                    "That case is not in the queue as filtered; Esc clears the filters.",
+                    severity="warning",
+                    markup=False,
+                )
         self._show_filter_summary()
         if message.replace and not self._first_window_shown:
             self.call_after_refresh(self._start_the_rest)
@@ -1254,6 +1306,20 @@ class QueueScreen(Screen[None]):
     def action_open_screen(self, name: str) -> None:
         self.vigil.open_screen(name)
 
+    def action_inbox(self) -> None:
+        from app.console.screens.inbox import InboxScreen
+
+        self.app.push_screen(InboxScreen(), self.go_to_case)
+
+    def go_to_case(self, case_id: int | None) -> None:
+        """Put the cursor on `case_id` (read around its place), if the queue as filtered
+        shows it; say so when it does not."""
+        if case_id is None:
+            return
+        self._going_to = case_id
+        offset, limit = self._visible_window(following=True)
+        self._read_window(self.generation, self.queue_filter, offset, limit, True, case_id)
+
     def action_postmortem(self) -> None:
         # Imported on use: these screens import this module for its layout breakpoint.
         from app.console.screens.postmortem import PostMortemScreen
@@ -1362,6 +1428,78 @@ class QueueScreen(Screen[None]):
             replace(self.queue_filter, severities=self.queue_filter.severities ^ {severity})
         )
 
+    def action_next_sort(self) -> None:
+        self._set_filter(replace(self.queue_filter, sort=next_sort(self.queue_filter.sort)))
+
+    def action_save_view(self) -> None:
+        views = self.vigil.settings.views
+
+        def named(name: str | None) -> None:
+            if name is not None and name.strip():
+                self._save_view(name.strip(), replace(self.queue_filter, me=None))
+
+        self.app.push_screen(
+            TextPrompt(
+                "Save this view",
+                "Name for these filters and this order (an existing name is replaced):",
+                placeholder="triage",
+                required=True,
+                suggestions=sorted(views),
+                max_length=MAX_VIEW_NAME,
+                cursor_blink=self.vigil.cursor_blink,
+            ),
+            named,
+        )
+
+    @work(thread=True, name="save view", group="settings", exit_on_error=False)
+    def _save_view(self, name: str, flt: QueueFilter) -> None:
+        path = self.vigil.settings.path or settings_path()
+        try:
+            save_view(path, name, flt)
+        except OSError as exc:
+            self.post_message(ViewSaved(name, flt, f"{path}: cannot be written: {exc}"))
+            return
+        self.post_message(ViewSaved(name, flt, ""))
+
+    def on_view_saved(self, message: ViewSaved) -> None:
+        if message.problem:
+            self.notify(message.problem, title="View not saved", severity="error", markup=False)
+            return
+        settings = self.vigil.settings
+        views = {**settings.views, message.name: message.flt}
+        self.vigil.settings = replace(settings, views=views)
+        self.notify(f"View “{message.name}” saved.", markup=False)
+
+    def action_recall_view(self) -> None:
+        views = self.vigil.settings.views
+        if not views:
+            key = self.vigil.key_for("queue.save_view", "w")
+            self.notify(f"No saved view yet: {key} saves the filters and order shown.")
+            return
+
+        def named(name: str | None) -> None:
+            if name is None or not name.strip():
+                return
+            view = self.vigil.settings.views.get(name.strip())
+            if view is None:
+                self.notify(f"No view named “{name.strip()}”.", severity="warning", markup=False)
+                return
+            self.search_input.value = view.search
+            self.search_input.display = bool(view.search)
+            self._set_filter(replace(view, me=self.vigil.profile.responder_id))
+
+        self.app.push_screen(
+            TextPrompt(
+                "Show a saved view",
+                "Which view? " + ", ".join(sorted(views)),
+                required=True,
+                suggestions=sorted(views),
+                max_length=MAX_VIEW_NAME,
+                cursor_blink=self.vigil.cursor_blink,
+            ),
+            named,
+        )
+
     def action_filters(self) -> None:
         flt = self.queue_filter
         current = FilterChoice(flt.categories, flt.severities, flt.include_resolved)
@@ -1448,6 +1586,8 @@ class QueueScreen(Screen[None]):
             chips.append("with resolved")
         if flt.search.strip():
             chips.append(f"search “{flt.search.strip()}”")
+        if flt.sort != QueueFilter.sort:
+            chips.append(f"by {flt.sort}")
         total = self.table.total
         noun = "case" if total == 1 else "cases"
         if flt.snoozed:

@@ -1,7 +1,7 @@
 """the NCMEC account's password sealed at rest, as every other secret
 
 Revision ID: 0017
-Revises: 0014
+Revises: 0015
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from data.keys import Keyring
 from data.sealing import is_sealed, reseal, unseal
 
 revision = "0017"
-down_revision = "0014"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
