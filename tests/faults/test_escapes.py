@@ -133,7 +133,7 @@ def test_a_carriage_return_in_free_text_is_a_line_break(desk: FullDesk) -> None:
     db = Database.open(desk.url)
     try:
         with db.read() as session:
-            bodies = session.exec(select(CaseNote.body)).all()
+            bodies = [note.body for note in session.exec(select(CaseNote))]
     finally:
         db.dispose()
     assert "first\nsecond\nthird" in bodies

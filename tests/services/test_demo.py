@@ -250,7 +250,7 @@ def test_the_audit_chain_verifies(built: tuple[Database, str], demo_url: str) ->
         report = audit.verify(session)
     assert report.ok, report.reason
     out, err = io.StringIO(), io.StringIO()
-    assert main(["audit", "verify", "--db", demo_url], out=out, err=err) == 0
+    assert main(["audit", "verify", "--db", demo_url, "--as", "ana"], out=out, err=err) == 0
     assert f"{report.checked} records" in out.getvalue()
     assert "the chain verifies" in summary
     assert f"{len(_cases(db))} cases" in summary

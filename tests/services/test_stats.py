@@ -316,9 +316,9 @@ def test_cli_stats_json_and_text(run: Run) -> None:
 
 
 def test_cli_stats_defaults_to_a_week(run: Run) -> None:
-    body = run.json("stats", who="nobody-here")
+    body = run.json("stats", who="ben")
     assert isinstance(body, dict)
-    assert (body["since"], body["zone"]) == ("2026-09-26T21:30:00Z", "UTC")
+    assert (body["since"], body["zone"]) == ("2026-09-26T21:30:00Z", "Australia/Sydney")
 
 
 @pytest.mark.parametrize(
