@@ -105,6 +105,14 @@ class DatabaseClock:
         self._report()
         return self.offset
 
+    def now_in(self, connection: Connection) -> datetime:
+        """The database's time read in `connection`'s own transaction (the host's, on
+        SQLite): what a change records and decides by, at no more than one query."""
+        if not self.db.is_postgres:
+            return self.host.now()
+        server = connection.exec_driver_sql(self._time_query(connection)).scalar()
+        return self.host.now() if server is None else _aware(server)
+
     def _time_query(self, connection: Connection) -> str:
         if self._query is None:
             found = connection.exec_driver_sql(

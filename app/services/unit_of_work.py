@@ -23,6 +23,7 @@ from app.core.clock import Clock
 from app.core.errors import NotAllowed, NotFound
 from app.services.casework.views import owes_a_report
 from data import audit
+from data.clock import DatabaseClock
 from data.db import Database
 from data.domain import Role, Status
 from data.journal import record_change
@@ -140,6 +141,8 @@ class UnitOfWork:
     ) -> None:
         self.db = db
         self.clock = clock
+        self._time = DatabaseClock(db, clock)
+        """A change's instant is the database's (rule 7): the host's on SQLite."""
         self._on_change = on_change
         self._escalation = escalation
 
@@ -154,7 +157,7 @@ class UnitOfWork:
                 actor = actor_handle.as_responder()
             else:
                 actor = actor_of(session, actor_handle)
-            tx = Tx(session, actor, self.clock.now())
+            tx = Tx(session, actor, self._time.now_in(session.connection()))
             yield tx
             if self._escalation is not None and tx.to_escalate:
                 self._page(tx)

@@ -636,6 +636,28 @@ def test_an_engine_whose_host_clock_is_11_minutes_fast_pages_on_the_databases_ti
     assert engine.clock.skew is None
 
 
+@pytest.mark.pg
+def test_a_case_opened_on_a_host_11_minutes_fast_is_stamped_and_paged_on_the_databases_time(
+    pg_db: Database, clock: FakeClock
+) -> None:
+    """Step 1 pages in the transaction that opens the case: that transaction's instant is
+    the database's too, so the case and its first page never carry the host's future."""
+    _build_desk(pg_db, clock)
+    fast = FakeClock(T0 + timedelta(minutes=11))
+    engine = EscalationEngine(pg_db, fast, name="fast")
+    cases = CaseService(pg_db, fast, escalation=engine.page_within)
+    _set_db_time(pg_db, T0)
+    ref = cases.open_case(
+        "ana", title="Emergency data request", category="edr", severity=1, policy="standard"
+    ).ref
+    with pg_db.read() as session:
+        case = session.exec(select(Case).where(Case.ref == ref)).one()
+        sent = session.exec(select(Page.sent_at).where(Page.case_id == case.id)).all()
+    assert case.created_at == T0
+    assert sent == [T0]
+    assert case.next_escalation_at == T0 + timedelta(minutes=5)
+
+
 def test_on_sqlite_the_host_clock_is_the_time(desk: Desk) -> None:
     desk.open()
     assert desk.run().pages == 1
