@@ -573,44 +573,36 @@ def claim_due(
         for delivery, page, case, responder, contact in due:
             assert delivery.id is not None
             host, refusal = _target(contact)
+            job = WebhookJob(
+                delivery_id=delivery.id,
+                contact_id=delivery.contact_id,
+                lease_until=lease_until,
+                handle=responder.handle,
+                host=host,
+                url=contact.url if contact and contact.url else "",
+                webhook_id=delivery.idempotency_key,
+                body=b"",
+                refusal=refusal,
+                allow_private=contact.allow_private if contact else False,
+            )
             if delivery.channel == APPRISE:
                 assert link_settings is not None
                 page_links = links_for(session, link_settings, delivery.id, now)
                 message = compose(case, page, others.get(page.id or 0, []), now, page_links)
-                jobs.append(
-                    WebhookJob(
-                        delivery_id=delivery.id,
-                        contact_id=delivery.contact_id,
-                        lease_until=lease_until,
-                        handle=responder.handle,
-                        host=host,
-                        url=contact.url if contact and contact.url else "",
-                        webhook_id=delivery.idempotency_key,
-                        body=b"",
-                        refusal=refusal,
-                        allow_private=contact.allow_private if contact else False,
-                        channel=APPRISE,
-                        title=message.title,
-                        text=message.text,
-                        markdown=message.markdown,
-                    )
+                job = replace(
+                    job,
+                    channel=APPRISE,
+                    title=message.title,
+                    text=message.text,
+                    markdown=message.markdown,
                 )
-                continue
-            jobs.append(
-                WebhookJob(
-                    delivery_id=delivery.id,
-                    contact_id=delivery.contact_id,
-                    lease_until=lease_until,
-                    handle=responder.handle,
-                    host=host,
-                    url=contact.url if contact and contact.url else "",
-                    webhook_id=delivery.idempotency_key,
+            else:
+                job = replace(
+                    job,
                     body=encode_payload(build_payload(case, page, responder.handle)),
-                    refusal=refusal,
                     secret=contact.secret if contact else None,
-                    allow_private=contact.allow_private if contact else False,
                 )
-            )
+            jobs.append(job)
         if jobs:
             session.execute(
                 update(Delivery)
