@@ -23,7 +23,7 @@ from app.rules.fraud import (
 )
 from app.services.casework.directory import listed
 from app.services.casework.service import CaseworkService
-from app.services.unit_of_work import Service
+from app.services.unit_of_work import Service, Tx
 from data import audit
 from data.agency import AgencyChannel, RequestOrigin
 from data.casework import Partner
@@ -113,18 +113,7 @@ class AgencyService(Service):
             row.added_at, row.added_by_id = tx.now, tx.actor.id
             tx.session.add(row)
             tx.session.flush()
-            audit.append(
-                tx.session,
-                at=tx.now,
-                actor=tx.actor.handle,
-                action="agency.channel.add",
-                detail={
-                    "entry": row.id,
-                    "partner": partner.name,
-                    "kind": kind.value,
-                    "value": value,
-                },
-            )
+            _record_channel(tx, "agency.channel.add", row, partner)
             return self._channel_view(row, partner)
 
     def remove_channel(
@@ -147,18 +136,7 @@ class AgencyService(Service):
             tx.session.add(row)
             partner = tx.session.get(Partner, row.partner_id)
             assert partner is not None
-            audit.append(
-                tx.session,
-                at=tx.now,
-                actor=tx.actor.handle,
-                action="agency.channel.remove",
-                detail={
-                    "entry": row.id,
-                    "partner": partner.name,
-                    "kind": kind.value,
-                    "value": value,
-                },
-            )
+            _record_channel(tx, "agency.channel.remove", row, partner)
             return self._channel_view(row, partner)
 
     def channels(self) -> list[ChannelView]:
@@ -263,3 +241,14 @@ class AgencyService(Service):
         return CaseworkService(self.db, self.clock).record_verification(
             actor, ref, "identity", facts, directory_entry=entry.id
         )
+
+
+def _record_channel(tx: Tx, action: str, row: AgencyChannel, partner: Partner) -> None:
+    """The audit record of a change to the agency directory: which entry, whose, what."""
+    audit.append(
+        tx.session,
+        at=tx.now,
+        actor=tx.actor.handle,
+        action=action,
+        detail={"entry": row.id, "partner": partner.name, "kind": row.kind, "value": row.value},
+    )
