@@ -111,11 +111,17 @@ def revealed_hashes(session: Session, ref: str) -> set[str]:
     return {d["sha256"] for d in details if "sha256" in d}
 
 
-def evidence_views(session: Session, case: Case) -> list[EvidenceView]:
+def evidence_of(session: Session, case: Case) -> list[tuple[EvidenceFile, bool]]:
+    """The case's files in the order they were added, each with whether a person viewed
+    it (its reveal is in the audit chain)."""
     viewed = revealed_hashes(session, case.ref)
     rows = session.exec(
         select(EvidenceFile).where(EvidenceFile.case_id == case.id).order_by(col(EvidenceFile.id))
     ).all()
+    return [(row, row.sha256 in viewed) for row in rows]
+
+
+def evidence_views(session: Session, case: Case) -> list[EvidenceView]:
     return [
         EvidenceView(
             id=r.id or 0,
@@ -123,9 +129,9 @@ def evidence_views(session: Session, case: Case) -> list[EvidenceView]:
             sha256=r.sha256,
             size=r.size,
             industry_classification=r.industry_classification,
-            viewed_by_esp=r.sha256 in viewed,
+            viewed_by_esp=viewed,
         )
-        for r in rows
+        for r, viewed in evidence_of(session, case)
     ]
 
 
@@ -632,12 +638,6 @@ class TiplineService(Service):
 
     @staticmethod
     def _files(session: Session, case: Case) -> list[tuple[EvidenceFile, ReportFile]]:
-        viewed = revealed_hashes(session, case.ref)
-        rows = session.exec(
-            select(EvidenceFile)
-            .where(EvidenceFile.case_id == case.id)
-            .order_by(col(EvidenceFile.id))
-        ).all()
         return [
             (
                 row,
@@ -646,10 +646,10 @@ class TiplineService(Service):
                     md5=row.md5,
                     sha256=row.sha256,
                     industry_classification=row.industry_classification,
-                    viewed_by_esp=row.sha256 in viewed,
+                    viewed_by_esp=viewed,
                 ),
             )
-            for row in rows
+            for row, viewed in evidence_of(session, case)
         ]
 
 
