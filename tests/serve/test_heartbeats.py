@@ -24,32 +24,10 @@ from app.services.team.parse import TeamFileError, parse_team
 from data.clock import set_time_source
 from data.db import Database
 from data.models import Case, Page, TimelineEvent
+from tests.serve.harness import TEAM as SERVE_TEAM
 from tests.serve.harness import Served, serving
 
-TEAM = """
-[[responder]]
-handle = "intake"
-name = "Intake relay"
-role = "supervisor"
-contacts = [{ kind = "console" }]
-
-[[responder]]
-handle = "ana"
-name = "Ana Ruiz"
-role = "specialist"
-contacts = [{ kind = "console" }]
-
-[[policy]]
-name = "desk"
-steps = [{ delay = "5m", targets = ["user:ana"] }]
-
-[routing]
-default = "desk"
-
-[[integration]]
-name = "pd"
-format = "pagerduty"
-
+MONITORS = """
 [[heartbeat]]
 name = "moderation-pipeline"
 interval = "5m"
@@ -62,6 +40,7 @@ policy = "desk"
 name = "nightly-export"
 interval = "1d"
 """
+TEAM = SERVE_TEAM + MONITORS
 INTERVAL_AND_GRACE = timedelta(minutes=6)
 
 
