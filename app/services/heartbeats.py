@@ -115,17 +115,11 @@ def record_beat(cases: CaseService, actor: str, name: str) -> Beat:
 
     The beat is stamped with the database's time, which the engine compares it with: a
     host whose clock runs fast must not postpone the alarm, nor a slow one raise it."""
-    clock = DatabaseClock(cases.db, cases.clock)
-    clock.sync()
     with cases.db.write() as session:
-        row = session.exec(
-            select(Integration)
-            .where(Integration.name == name, Integration.format == HEARTBEAT)
-            .with_for_update()
-        ).first()
-        if row is None or row.interval_seconds is None:
+        row = _locked_monitor(session, name)
+        if row is None:
             raise NotFound(f"no heartbeat monitor named {name!r}")
-        now = clock.now()
+        now = DatabaseClock(cases.db, cases.clock).now_in(session.connection())
         row.last_beat_at = now
         row.down_since = None
         session.add(row)
@@ -172,14 +166,20 @@ def _is_due(view: HeartbeatView, now: datetime) -> bool:
     return view.deadline is not None and view.deadline <= now
 
 
-def _mark_down(tx: Tx, *, name: str) -> None:
-    """Inside the opening's transaction: the monitor is still silent, and now down."""
-    row = tx.session.exec(
+def _locked_monitor(session: Session, name: str) -> Integration | None:
+    """Monitor `name`'s row, locked for this transaction; None if there is no such monitor."""
+    row = session.exec(
         select(Integration)
         .where(Integration.name == name, Integration.format == HEARTBEAT)
         .with_for_update()
     ).first()
-    if row is None or row.interval_seconds is None or not _is_due(_view(row), tx.now):
+    return row if row is not None and row.interval_seconds is not None else None
+
+
+def _mark_down(tx: Tx, *, name: str) -> None:
+    """Inside the opening's transaction: the monitor is still silent, and now down."""
+    row = _locked_monitor(tx.session, name)
+    if row is None or not _is_due(_view(row), tx.now):
         raise NothingToDo(f"heartbeat {name} is no longer overdue")
     row.down_since = tx.now
     tx.session.add(row)
