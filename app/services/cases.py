@@ -96,6 +96,22 @@ def _ack_timeout_at(case: Case, now: datetime) -> datetime | None:
     return now + timedelta(seconds=min(int(timeout), _LONGEST_ACK_TIMEOUT))
 
 
+@dataclass(frozen=True)
+class _Opening:
+    """A new case's fields, checked: what `open_case` hands to its transaction (twice, when
+    another console takes the same dedup key in between)."""
+
+    title: str
+    category: Category
+    severity: int
+    details: str
+    policy_name: str | None
+    dedup_key: str | None
+    sensitive: bool
+    source: str
+    links: tuple[tuple[str, str], ...]
+
+
 class CaseService(Service):
     """Case actions on behalf of one person (`actor`), subject to that person's role."""
 
@@ -136,64 +152,38 @@ class CaseService(Service):
             sev = parse_severity(severity)
         except ValueError as exc:
             raise BadInput("severity", str(exc)) from None
-        details = clean_text("details", details, MAX_DETAILS, required=False)
-        key = one_line("dedup_key", dedup_key, MAX_DEDUP_KEY, required=False) or None
-        args = (
-            actor,
-            title,
-            cat,
-            sev,
-            details,
-            policy,
-            key,
-            sensitive,
-            source,
-            kept_links,
-            claim,
-            along,
+        opening = _Opening(
+            title=title,
+            category=cat,
+            severity=sev,
+            details=clean_text("details", details, MAX_DETAILS, required=False),
+            policy_name=policy,
+            dedup_key=one_line("dedup_key", dedup_key, MAX_DEDUP_KEY, required=False) or None,
+            sensitive=sensitive,
+            source=source,
+            links=kept_links,
         )
         try:
-            return self._open(*args)
+            return self._open(actor, opening, claim, along)
         except IntegrityError:
             # Another console opened the same dedup key between our check and insert.
-            if key is None:
+            if opening.dedup_key is None:
                 raise
-            return self._open(*args)
+            return self._open(actor, opening, claim, along)
 
     def _open(
         self,
         actor: str | ServiceActor,
-        title: str,
-        category: Category,
-        severity: int,
-        details: str,
-        policy_name: str | None,
-        dedup_key: str | None,
-        sensitive: bool,
-        source: str,
-        links: tuple[tuple[str, str], ...] = (),
-        claim: Callable[[Tx], None] | None = None,
-        along: Along | None = None,
+        opening: _Opening,
+        claim: Callable[[Tx], None] | None,
+        along: Along | None,
     ) -> OpenResult:
         with self.work(actor, along) as tx:
             if claim is not None:
                 claim(tx)
-            existing = self._open_duplicate(tx, dedup_key, source) if dedup_key else None
-            if existing is not None:
-                result = existing
-            else:
-                result = self._create(
-                    tx,
-                    title,
-                    category,
-                    severity,
-                    details,
-                    policy_name,
-                    dedup_key,
-                    sensitive,
-                    source,
-                    links,
-                )
+            key = opening.dedup_key
+            existing = self._open_duplicate(tx, key, opening.source) if key else None
+            result = existing if existing is not None else self._create(tx, opening)
         return replace(result, paged=tuple(tx.paged.get(result.case_id, ())))
 
     def _open_duplicate(self, tx: Tx, dedup_key: str, source: str) -> OpenResult | None:
@@ -215,34 +205,23 @@ class CaseService(Service):
         tx.finish(existing, "case.duplicate", {"dedup_key": dedup_key})
         return OpenResult(existing.ref, existing.id, created=False)
 
-    def _create(
-        self,
-        tx: Tx,
-        title: str,
-        category: Category,
-        severity: int,
-        details: str,
-        policy_name: str | None,
-        dedup_key: str | None,
-        sensitive: bool,
-        source: str,
-        links: tuple[tuple[str, str], ...] = (),
-    ) -> OpenResult:
-        policy = route_policy(tx.session, category.value, policy_name)
-        if policy_name and policy is None:
-            raise BadInput("policy", f"no escalation policy named {policy_name!r}")
+    def _create(self, tx: Tx, opening: _Opening) -> OpenResult:
+        category, source = opening.category, opening.source
+        policy = route_policy(tx.session, category.value, opening.policy_name)
+        if opening.policy_name and policy is None:
+            raise BadInput("policy", f"no escalation policy named {opening.policy_name!r}")
         snapshot = snapshot_policy(tx.session, policy) if policy else dict(FALLBACK_POLICY)
         number = (tx.session.exec(select(func.max(Case.id))).one() or 0) + 1
         case = Case(
             ref=f"ESC-{number:04d}",
-            title=title,
+            title=opening.title,
             category=category.value,
-            severity=severity,
+            severity=opening.severity,
             status=Status.TRIGGERED.value,
             stage=Stage.TRIAGE.value,
-            sensitive=sensitive or category == Category.CSEA,
-            details=details,
-            dedup_key=dedup_key,
+            sensitive=opening.sensitive or category == Category.CSEA,
+            details=opening.details,
+            dedup_key=opening.dedup_key,
             source=source,
             policy_id=policy.id if policy else None,
             policy_snapshot=snapshot,
@@ -254,7 +233,7 @@ class CaseService(Service):
         tx.session.add(case)
         tx.session.flush()
         assert case.id is not None
-        for position, (href, text) in enumerate(links):
+        for position, (href, text) in enumerate(opening.links):
             tx.session.add(CaseLink(case_id=case.id, position=position, href=href, text=text))
         add_timeline(
             tx.session,
