@@ -20,6 +20,7 @@ from sqlmodel import Session, SQLModel
 
 from data.domain import ClockEventKind, DisclosureStatus, Role
 from data.models import Setting
+from data.queries import DETAILS_FUNCTION
 from data.swaps import REQUIRE_APPROVAL_KEY
 
 PREFIX_SETTING = "db.role_prefix"
@@ -158,6 +159,8 @@ def _grants(schema: str, prefix: str, tables: Iterable[str]) -> list[str]:
         elif table in ROLE_GATED:
             out.append(f"GRANT SELECT ON {name} TO {everyone};")
             out.append(f"GRANT INSERT, UPDATE, DELETE ON {name} TO {supervisors};")
+        elif table == "case":
+            out.extend(_case_grants(name, prefix))
         else:
             # Nothing Vigil does deletes casework: only the owner may (cascades run as it).
             out.append(f"GRANT SELECT, INSERT, UPDATE ON {name} TO {everyone};")
@@ -168,6 +171,21 @@ def _grants(schema: str, prefix: str, tables: Iterable[str]) -> list[str]:
     # A swap taken where the desk needs no approval places its taker (row security below).
     out.append(f"GRANT INSERT ON {q}.override TO {rest};")
     return out
+
+
+def _case_grants(name: str, prefix: str) -> list[str]:
+    """People read every column of a case but its details, which they read only through
+    `vigil_case_details` (below), and never change whether a case is sensitive; the
+    services keep the whole row (the engine never reads details, intake writes them)."""
+    people = ", ".join(group_name(prefix, g) for g in PERSON_GROUPS)
+    services = ", ".join(group_name(prefix, g) for g in SERVICE_GROUPS)
+    columns = [c.name for c in SQLModel.metadata.tables["case"].columns]
+    readable = ", ".join(_quote(c) for c in columns if c != "details")
+    changeable = ", ".join(_quote(c) for c in columns if c != "sensitive")
+    return [
+        f"GRANT SELECT, INSERT, UPDATE ON {name} TO {services};",
+        f"GRANT SELECT ({readable}), INSERT, UPDATE ({changeable}) ON {name} TO {people};",
+    ]
 
 
 def _row_security(schema: str, prefix: str) -> list[str]:
@@ -224,6 +242,7 @@ def _functions(schema: str, prefix: str) -> list[str]:
         f"pg_has_role(login, {_literal(group_name(prefix, g))}, 'MEMBER')" for g in SERVICE_GROUPS
     )
     supervisors = ", ".join(group_name(prefix, g) for g in SUPERVISING_GROUPS)
+    everyone = ", ".join(group_name(prefix, g) for g in (*PERSON_GROUPS, *SERVICE_GROUPS))
     return [
         # The actor of an audit record is the login that writes it. Checked once per
         # statement over the rows it added: the engine appends thousands in one.
@@ -326,6 +345,32 @@ BEGIN
     END LOOP;
 END
 $fn$;""",
+        # A case's details, for those who may not select the column: a sensitive case's
+        # only to a transaction that wrote its reveal record (the record's actor is the
+        # login's own, which the trigger above sees to).
+        f"""CREATE OR REPLACE FUNCTION {q}.{DETAILS_FUNCTION}(wanted integer)
+RETURNS text LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+    target record;
+BEGIN
+    SELECT ref, sensitive, details INTO target FROM {q}."case" WHERE id = wanted;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    ELSIF NOT target.sensitive THEN
+        RETURN target.details;
+    END IF;
+    IF EXISTS (SELECT 1 FROM {q}.audit_record
+               WHERE action = 'case.reveal' AND case_ref = target.ref
+                 AND xmin = pg_current_xact_id()::xid) THEN
+        RETURN target.details;
+    END IF;
+    RAISE EXCEPTION 'the details of sensitive case % are read only after a reveal record '
+        'for it in the same transaction', target.ref USING ERRCODE = 'insufficient_privilege';
+END
+$fn$;""",
+        f"REVOKE ALL ON FUNCTION {q}.{DETAILS_FUNCTION}(integer) FROM PUBLIC;",
+        f"GRANT EXECUTE ON FUNCTION {q}.{DETAILS_FUNCTION}(integer) TO {everyone};",
         f"DROP FUNCTION IF EXISTS {q}.vigil_place_login(text, text);",
         f"REVOKE ALL ON FUNCTION {q}.vigil_place_login(text) FROM PUBLIC;",
         f"GRANT EXECUTE ON FUNCTION {q}.vigil_place_login(text) TO {supervisors};",

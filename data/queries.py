@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import ColumnElement, bindparam, exists, or_, tuple_
+from sqlalchemy import ColumnElement, bindparam, exists, or_, text, tuple_
 from sqlmodel import Session, col, func, select
 from sqlmodel.sql.expression import SelectOfScalar
 
@@ -20,6 +20,7 @@ from data.models import (
     Responder,
     TimelineEvent,
 )
+from data.sealing import is_sealed, keyring_of, unseal
 
 
 @dataclass(frozen=True)
@@ -231,6 +232,35 @@ def queue_position(session: Session, flt: QueueFilter, case: Case) -> int | None
 
 def case_by_ref(session: Session, ref: str) -> Case | None:
     return session.exec(select(Case).where(Case.ref == ref.strip().upper())).first()
+
+
+DETAILS_FUNCTION = "vigil_case_details"
+"""On a PostgreSQL desk with its roles installed (`data.access`), people cannot select a
+case's details: they read them through this function, which gives a sensitive case's
+details only to a transaction that has already written that case's reveal record."""
+
+
+def case_details(session: Session, case: Case) -> str:
+    """The case's details, read the one way every role may: for a sensitive case, the
+    caller has written (and flushed) its `case.reveal` audit record in this transaction."""
+    assert case.id is not None
+    bind = session.get_bind()
+    if bind.dialect.name != "postgresql" or not _details_function_installed(session):
+        return case.details
+    stored = session.execute(
+        text(f"SELECT {DETAILS_FUNCTION}(:case_id)"), {"case_id": case.id}
+    ).scalar_one()
+    if not is_sealed(stored):
+        return str(stored or "")
+    return unseal(keyring_of(session), stored, table="case", column="details", row_id=case.id)
+
+
+def _details_function_installed(session: Session) -> bool:
+    found = session.execute(
+        text("SELECT to_regprocedure(:signature) IS NOT NULL"),
+        {"signature": f"{DETAILS_FUNCTION}(integer)"},
+    ).scalar_one()
+    return bool(found)
 
 
 _Row = TypeVar("_Row")

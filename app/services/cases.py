@@ -20,7 +20,7 @@ from app.core.text import clean_text, one_line
 from app.core.times import bounded_instant
 from app.services.policies import FALLBACK_POLICY, route_policy, snapshot_policy
 from app.services.unit_of_work import Along, Service, ServiceActor, Tx
-from data import audit
+from data import audit, queries
 from data.domain import (
     ACK_TIMEOUT,
     Category,
@@ -638,7 +638,8 @@ class CaseService(Service):
                     case_ref=case.ref,
                     detail={"reason": reason} if reason else {},
                 )
-            return case.details
+                tx.session.flush()  # the record the database asks for before it gives them
+            return queries.case_details(tx.session, case)
 
     def escalate_now(self, actor: str, ref: str) -> Case:
         """Skip the wait: the next step is due now (an acknowledged case re-triggers)."""

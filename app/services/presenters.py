@@ -116,7 +116,7 @@ def case_json(
     if with_details:
         body["links"] = [{"href": href, "text": text} for text, href in case_links(session, case)]
         if not case.sensitive:
-            body["details"] = case.details
+            body["details"] = queries.case_details(session, case)
     return body
 
 
@@ -200,7 +200,7 @@ def case_detail(
     ack, respond = sla_checks(case.severity, case.created_at, *sla_met_at(case), sla_table(session))
     notes = queries.notes_of(session, case.id)
     note_authors = queries.handles(session, [n.author_id for n in notes])
-    details = revealed_details if case.sensitive else case.details
+    details = revealed_details if case.sensitive else queries.case_details(session, case)
     return CaseDetailView(
         case_id=case.id,
         ref=case.ref,

@@ -126,6 +126,12 @@ class Desk:
             self.sql(handle, *statements)
         return str(caught.value.orig)
 
+    def owner_engine_rows(self, query: str) -> list[object]:
+        engine = create_engine(self.owner_url)
+        self.engines.append(engine)
+        with engine.begin() as connection:
+            return list(connection.execute(text(query)).scalars())
+
     def owner_scalar(self, query: str) -> object:
         engine = create_engine(self.owner_url)
         self.engines.append(engine)
@@ -281,6 +287,86 @@ def test_nobody_but_the_owner_deletes_casework(desk: Desk) -> None:
             message = desk.refused(handle, f"DELETE FROM {table}")
             assert "permission denied" in message, (handle, table)
     assert desk.owner_scalar(f"SELECT count(*) FROM \"case\" WHERE ref = '{ref}'") == 1
+
+
+SECRET = "the address of the child: 12 Hidden Lane"
+
+
+def _sensitive_case(desk: Desk) -> tuple[str, int]:
+    code, out, err = desk.vigil(
+        "ana", "page", "--title", "Report from a tipline", "--category", "csea",
+        "--severity", "1", "--sensitive", "--details", SECRET,
+    )  # fmt: skip
+    assert code == 0, err
+    ref = out.strip().split()[0]
+    case_id = desk.owner_scalar(f"SELECT id FROM \"case\" WHERE ref = '{ref}'")
+    assert isinstance(case_id, int)
+    return ref, case_id
+
+
+def _reveals(desk: Desk, ref: str) -> list[str]:
+    return [
+        str(actor)
+        for actor in desk.owner_engine_rows(
+            f"SELECT actor FROM audit_record WHERE action = 'case.reveal' AND case_ref = '{ref}' "
+            "ORDER BY seq"
+        )
+    ]
+
+
+def test_people_cannot_select_a_cases_details(desk: Desk) -> None:
+    _ref, case_id = _sensitive_case(desk)
+    for handle in ("ana", "sam"):
+        for statement in (
+            'SELECT details FROM "case"',
+            'SELECT * FROM "case"',
+            f'UPDATE "case" SET title = details WHERE id = {case_id}',
+            f'UPDATE "case" SET stage = stage WHERE id = {case_id} RETURNING details',
+        ):
+            assert "permission denied" in desk.refused(handle, statement), (handle, statement)
+    # Listing everything else still works: the queue reads every column but the details.
+    desk.sql("ana", 'SELECT id, ref, title, sensitive, status FROM "case"')
+
+
+def test_a_sensitive_cases_details_come_only_with_a_reveal_record_in_that_transaction(
+    desk: Desk,
+) -> None:
+    ref, case_id = _sensitive_case(desk)
+    read = f"SELECT vigil_case_details({case_id})"
+    assert "reveal record" in desk.refused("ana", read)
+    # A reveal recorded in an earlier transaction does not open a later one.
+    code, _out, err = desk.vigil("ana", "show", ref, "--reveal")
+    assert code == 0, err
+    assert "reveal record" in desk.refused("sam", read)
+    assert "reveal record" in desk.refused("ana", read)
+    assert _reveals(desk, ref) == ["ana"]
+
+
+def test_a_specialist_cannot_make_a_sensitive_case_plain(desk: Desk) -> None:
+    _ref, case_id = _sensitive_case(desk)
+    for handle in ("ana", "sam"):
+        statement = f'UPDATE "case" SET sensitive = false WHERE id = {case_id}'
+        assert "permission denied" in desk.refused(handle, statement), handle
+    assert desk.owner_scalar(f'SELECT sensitive FROM "case" WHERE id = {case_id}') is True
+
+
+def test_through_vigil_details_show_to_whoever_reveals_them_and_the_reveal_is_theirs(
+    desk: Desk,
+) -> None:
+    ref, _case_id = _sensitive_case(desk)
+    code, out, err = desk.vigil("ben", "show", ref)
+    assert code == 0, err
+    assert SECRET not in out
+    code, out, err = desk.vigil("ben", "show", ref, "--reveal")
+    assert code == 0, err
+    assert SECRET in out
+    assert _reveals(desk, ref) == ["ben"]
+    # A plain case's details read as before, with no reveal.
+    plain = _page(desk, "ana")
+    code, out, err = desk.vigil("ben", "show", plain, "--json")
+    assert code == 0, err
+    assert '"details": ""' in out
+    assert _reveals(desk, plain) == []
 
 
 def test_a_specialist_cannot_alter_or_remove_audit_records(desk: Desk) -> None:

@@ -255,7 +255,7 @@ def get_template(templates: Mapping[str, ResponseTemplate], name: str) -> Respon
 
 
 def case_values(
-    case: Case, assignee: Responder | None, writer: Responder, now: datetime
+    session: Session, case: Case, assignee: Responder | None, writer: Responder, now: datetime
 ) -> dict[str, str]:
     """Every case placeholder's value, times on the writer's clock."""
     zone = viewer_zone(writer.timezone)
@@ -281,7 +281,9 @@ def case_values(
         "responder": writer.handle,
         "responder_name": writer.name,
         "today": now.astimezone(zone).date().isoformat(),
-        "details": WITHHELD if case.sensitive else (case.details or "(none)"),
+        "details": WITHHELD
+        if case.sensitive
+        else (queries.case_details(session, case) or "(none)"),
     }
 
 
@@ -340,7 +342,7 @@ def fill_for_case(
     if case is None:
         raise NotFound(f"no case {ref!r}")
     assignee = session.get(Responder, case.assignee_id) if case.assignee_id else None
-    values = case_values(case, assignee, writer, now)
+    values = case_values(session, case, assignee, writer, now)
     if case.sensitive and not reveal_title:
         values["title"] = withheld_title(case.category, case.severity)
     return fill(template, values, settings or {})
