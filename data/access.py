@@ -54,9 +54,19 @@ ROLE_GATED = frozenset(
 """The desk's configuration: written by supervisors and admins (`team apply`, `override`,
 the settings commands), read by everyone."""
 
-ENGINE_ACTIONS = ("engine.escalate", "engine.exhausted", "engine.repair", "contact.gone")
+ENGINE_ACTIONS = (
+    "engine.escalate",
+    "engine.exhausted",
+    "engine.repair",
+    "contact.gone",
+    *(
+        f"tipline.{step}"
+        for step in ("claim", "retract", "submit", "finish", "waiting", "rejected")
+    ),
+)
 """What the escalation engine records as "engine": a command or a console that pages due
-steps at once runs the engine's code under its person's login."""
+steps at once runs the engine's code under its person's login. The engine also tries a
+CyberTipline report again while NCMEC is down (the `tipline.*` steps of a filing)."""
 HEARTBEAT_SOURCE = "heartbeat:"
 """The engine also opens the case of a silent heartbeat monitor, as itself (`case.open`
 whose source starts so)."""

@@ -91,6 +91,7 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from app.core.clock import Clock, SystemClock
+from app.core.errors import Refused
 from app.delivery.webhook import (
     DEFAULT_SETTINGS,
     OutboxSettings,
@@ -101,6 +102,8 @@ from app.engine.cycle import CycleResult, EscalationEngine, engine_name, last_he
 from app.engine.planning import (
     read_chain,
 )
+from app.services.casework.tipline import TiplineService
+from app.services.unit_of_work import ENGINE
 from data.db import Database, DatabaseError, default_url
 from data.outage import OutageLog
 
@@ -157,9 +160,11 @@ class EngineRunner:
     be skipped).
 
     Jobs: `wake` (a date job re-armed at the next due time after every cycle), `sweep`
-    (every `sweep_every`, a safety net), `audit` (every `audit_every`, `audit_repair`) and
+    (every `sweep_every`, a safety net), `audit` (every `audit_every`, `audit_repair`),
     `outbox` (every `outbox_every`, a safety net beside the outbox's own timer, and at once
-    after a cycle that paged).
+    after a cycle that paged) and `tipline` (every `filing_every`: one more try of each
+    CyberTipline report that waits for NCMEC, on a thread of its own, so a slow NCMEC never
+    delays a page).
     """
 
     LOCKED_RETRY = timedelta(milliseconds=100)
@@ -172,6 +177,7 @@ class EngineRunner:
         sweep_every: timedelta = timedelta(seconds=5),
         audit_every: timedelta = timedelta(minutes=3),
         outbox_every: timedelta = timedelta(seconds=2),
+        filing_every: timedelta = timedelta(minutes=1),
         webhook_transport: httpx.AsyncBaseTransport | None = None,
         outbox_settings: OutboxSettings = DEFAULT_SETTINGS,
         on_cycle: Callable[[CycleResult], None] | None = None,
@@ -181,11 +187,15 @@ class EngineRunner:
         self.sweep_every = sweep_every
         self.audit_every = audit_every
         self.outbox_every = outbox_every
+        self.filing_every = filing_every
         self.on_cycle = on_cycle
         self.jobstore = f"vigil-engine:{engine.name}"
         self._cycles = _Waker(f"vigil-engine:{engine.name}", self._cycle)
         self.cycles_down = OutageLog(f"escalation cycles of {engine.name}", engine.clock)
         self.outbox_down = OutageLog(f"the webhook outbox of {engine.name}", engine.clock)
+        self.filings_down = OutageLog(f"CyberTipline retries of {engine.name}", engine.clock)
+        self._filings = _Waker(f"vigil-tipline:{engine.name}", self._retry_filings)
+        self.tipline = TiplineService(engine.db, engine.clock)
         self._outbox = WebhookOutbox(
             engine.db,
             engine.clock,
@@ -199,7 +209,8 @@ class EngineRunner:
 
     @property
     def job_ids(self) -> dict[str, str]:
-        return {kind: f"{self.jobstore}:{kind}" for kind in ("wake", "sweep", "audit", "outbox")}
+        kinds = ("wake", "sweep", "audit", "outbox", "tipline")
+        return {kind: f"{self.jobstore}:{kind}" for kind in kinds}
 
     def _job_options(self) -> dict[str, Any]:
         return {
@@ -236,8 +247,15 @@ class EngineRunner:
             id=ids["outbox"],
             **self._job_options(),
         )
+        self.scheduler.add_job(
+            self._filings.wake,
+            IntervalTrigger(seconds=self.filing_every.total_seconds(), **every),
+            id=ids["tipline"],
+            **self._job_options(),
+        )
         self._cycles.start()
         self._outbox.start()
+        self._filings.start()
         self._request_audit()
 
     def wake(self) -> None:
@@ -255,6 +273,7 @@ class EngineRunner:
         remove the jobs."""
         self._cycles.stop(timeout)
         self._outbox.stop(timeout)
+        self._filings.stop(timeout)
         for job_id in self.job_ids.values():
             self._remove_job(job_id)
         with contextlib.suppress(KeyError):
@@ -286,6 +305,21 @@ class EngineRunner:
                     self.on_cycle(result)
                 except Exception:
                     log.exception("the engine runner's cycle listener failed")
+
+    def _retry_filings(self) -> None:
+        """One try of each waiting CyberTipline report that is due, as the engine: the
+        person who reviewed it need not be at a console while NCMEC is down."""
+        try:
+            outcomes = self.tipline.retry_due(ENGINE, patient=False)
+        except Exception as exc:
+            self.filings_down.failed(exc)
+            return
+        self.filings_down.recovered()
+        for outcome in outcomes:
+            if isinstance(outcome, Refused):
+                log.warning("CyberTipline retry: %s", outcome)
+            else:
+                log.info("CyberTipline report of %s: %s", outcome.ref, outcome.status)
 
     def _arm(self, result: CycleResult) -> None:
         """Re-arm the wake job at the next due time.

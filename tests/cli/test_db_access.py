@@ -22,10 +22,14 @@ from sqlalchemy.exc import DBAPIError
 from app.cli.main import main
 from app.core.clock import FakeClock
 from app.engine.cycle import EscalationEngine
+from app.rules.tipline import check_draft
 from app.services.cases import CaseService
+from app.services.casework.tipline import FilingView, NotReached, TiplineService
 from app.services.heartbeats import record_beat
+from app.services.unit_of_work import ENGINE
 from data.db import Database
 from tests.conftest import PG_SKIP_REASON, PG_URL
+from tests.ncmec_standin import StandIn
 
 pytestmark = pytest.mark.pg
 
@@ -725,6 +729,41 @@ def test_a_silent_heartbeat_opens_from_a_persons_console_and_its_beat_resolves_i
     assert "permission denied" in desk.refused(
         "ana", "UPDATE integration SET interval_seconds = 86400 WHERE name = 'pipeline'"
     )
+
+
+def test_the_engine_login_files_a_report_that_waited_for_ncmec_as_itself(desk: Desk) -> None:
+    """sam's filing found NCMEC down; the engine's own login tries again and files it,
+    its steps recorded as `engine` through the grants of the engine's group."""
+    draft = check_draft(
+        incident_type="csam", incident_at=desk.clock.now() - timedelta(hours=2),
+        screen_name="shadow_trader", esp_identifier="u-4471",
+    )  # fmt: skip
+    people = Database.open(desk.url("sam"), migrate=False)
+    engine = Database.open(desk.url("escalator"), migrate=False)
+    try:
+        with StandIn() as ncmec:
+            TiplineService(people, desk.clock).setup_account(
+                "sam", username=ncmec.username, password=ncmec.password,
+                reporter_first_name="Sam", reporter_last_name="Lee",
+                reporter_email="tipline@desk.example", url=ncmec.url,
+            )  # fmt: skip
+            ref, _case_id = _sensitive_case(desk)
+            person = TiplineService(people, desk.clock)
+            person.retry_delays = ()
+            ncmec.down_requests = 1_000
+            with pytest.raises(NotReached):
+                person.file_report("sam", ref, draft)
+            ncmec.down_requests = 0
+            [filed] = TiplineService(engine, desk.clock).retry_due(ENGINE, patient=False)
+            assert isinstance(filed, FilingView)
+            assert filed.status == "finished"
+            assert len(ncmec.submitted()) == 1
+    finally:
+        people.dispose()
+        engine.dispose()
+    actors = _audit_actors(desk)
+    assert ("engine", "tipline.finish") in actors
+    assert ("sam", "tipline.waiting") in actors
 
 
 def test_the_intake_login_acknowledges_by_link_in_the_paged_persons_name(desk: Desk) -> None:

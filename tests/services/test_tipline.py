@@ -11,17 +11,26 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from apscheduler.schedulers.background import BackgroundScheduler
 from sqlmodel import col, select
 
 from app.core.clock import FakeClock
 from app.core.errors import BadInput, NotAllowed, NothingToDo, Refused
+from app.engine.runner import EngineRunner, EscalationEngine
 from app.rules.tipline import ReportDraft, check_draft
 from app.services.casework.ncmec import PRODUCTION_URL, ReportingClient, ReportRejected
-from app.services.casework.tipline import FilingView, NotReached, TiplineService
+from app.services.casework.tipline import (
+    RETRY_DELAYS,
+    RUN_PAUSE_CAP,
+    FilingView,
+    NotReached,
+    TiplineService,
+)
 from app.services.casework.views import casework_view
 from data import audit
+from data.casework import ClockEvent
 from data.db import Database
-from data.models import AuditRecord, Case
+from data.models import AuditRecord, Case, Responder
 from data.tipline import TiplineFiling
 from tests.factories import CaseworkDesk, add_policy, add_responder, spawn_python
 from tests.ncmec_standin import StandIn
@@ -269,6 +278,56 @@ def test_the_server_down_is_retried_with_backoff_while_the_clock_runs(desk: Desk
     [retried] = desk.tipline.retry_due("ana")
     assert isinstance(retried, FilingView)
     assert (retried.ref, retried.status) == (other, "finished")
+
+
+def test_the_engine_tries_a_waiting_report_again_as_itself_backing_off(desk: Desk) -> None:
+    """NCMEC down outlasts the person's run: the engine's runner tries again, once per
+    due filing and without sleeping, each pause longer than the last, until it files."""
+    ref = desk.open_case()
+    desk.server.down_requests = 1_000
+    with pytest.raises(NotReached):
+        desk.tipline.file_report("ana", ref, DRAFT)
+    assert desk.slept == list(RETRY_DELAYS)
+    desk.slept.clear()
+    runner = EngineRunner(
+        EscalationEngine(desk.db, desk.clock, name="engine"), BackgroundScheduler(timezone=UTC)
+    )
+    runner.tipline.sleep = desk.slept.append  # type: ignore[method-assign]
+    pauses = []
+    for _ in range(4):
+        waiting = desk.filing(ref)
+        pause = waiting.next_attempt_at - desk.clock.now()
+        pauses.append(pause)
+        desk.clock.advance(pause - timedelta(seconds=1))
+        runner._retry_filings()
+        assert desk.filing(ref).attempts == waiting.attempts  # not due yet: not tried
+        desk.clock.advance(timedelta(seconds=1))
+        runner._retry_filings()
+        assert desk.filing(ref).attempts == waiting.attempts + 1
+    assert desk.slept == []  # the engine never waits on its thread
+    assert pauses == [timedelta(minutes=n) for n in (1, 2, 4, 8)]
+    assert runner.tipline._rest(100) == RUN_PAUSE_CAP
+
+    desk.server.down_requests = 0
+    desk.clock.advance(desk.filing(ref).next_attempt_at - desk.clock.now())
+    runner._retry_filings()
+    filed = desk.filing(ref)
+    assert (filed.status, filed.attempts) == ("finished", 10)  # failed tries
+    assert len(desk.server.submitted()) == 1
+    assert desk.clocks(ref)["tipline"] == ("done", filed.report_id)
+    with desk.db.read() as session:
+        engine_steps = session.exec(
+            select(AuditRecord.action)
+            .where(AuditRecord.case_ref == ref, AuditRecord.actor == "engine")
+            .order_by(col(AuditRecord.seq))
+        ).all()
+        filed_by = session.exec(
+            select(Responder.handle)
+            .join(ClockEvent, col(ClockEvent.by_id) == col(Responder.id))
+            .where(ClockEvent.kind == "filed")
+        ).one()
+    assert engine_steps[-3:] == ["tipline.claim", "tipline.submit", "tipline.finish"]
+    assert filed_by == "ana"  # the report is ana's; the engine only sent it again
 
 
 def test_a_clock_keeps_running_while_ncmec_stays_down(desk: Desk) -> None:

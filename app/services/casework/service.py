@@ -412,9 +412,14 @@ class CaseworkService(Service):
         at: datetime,
         reference: str | None = None,
         note: str = "",
+        *,
+        by_id: int | None = None,
     ) -> None:
+        """`by_id`: whose fact it is, when not the actor's (the engine records the filing
+        of a report a person started)."""
         assert case.id is not None
-        assert tx.actor.id is not None
+        recorded_by = by_id if by_id is not None else tx.actor.id
+        assert recorded_by is not None
         tx.session.add(
             ClockEvent(
                 case_id=case.id,
@@ -422,7 +427,7 @@ class CaseworkService(Service):
                 kind=kind.value,
                 at=at,
                 recorded_at=tx.now,
-                by_id=tx.actor.id,
+                by_id=recorded_by,
                 reference=reference,
                 note=note,
             )
@@ -433,16 +438,24 @@ class CaseworkService(Service):
         return next(c for c in view.clocks if c.name == name)
 
     def record_filed(
-        self, tx: Tx, case: Case, clock: str | None, when: datetime, reference: str
+        self,
+        tx: Tx,
+        case: Case,
+        clock: str | None,
+        when: datetime,
+        reference: str,
+        *,
+        by_id: int | None = None,
     ) -> ClockSpec:
         """Stop the deadline clock `clock` (the only one, if None) with the report `reference`
-        filed at `when`; a hold that starts at its report starts then. The caller audits."""
+        filed at `when` (by `by_id`, else the actor); a hold that starts at its report
+        starts then. The caller audits."""
         config = load_config(tx.session)
         spec = self._clock_spec(config, case, clock, "file")
         current = self._clock_now(tx, case, config, spec.name)
         if current.state == ClockState.DONE:
             raise NothingToDo(f"{spec.name} of {case.ref} is already {current.outcome}")
-        self._clock_event(tx, case, spec.name, ClockEventKind.FILED, when, reference)
+        self._clock_event(tx, case, spec.name, ClockEventKind.FILED, when, reference, by_id=by_id)
         return spec
 
     def file_report(

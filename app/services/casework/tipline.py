@@ -41,15 +41,19 @@ from app.services.casework.ncmec import (
     is_production,
 )
 from app.services.casework.service import CaseworkService
-from app.services.unit_of_work import Service, Tx
+from app.services.unit_of_work import Service, ServiceActor, Tx
 from data import audit
 from data.domain import INDUSTRY_CLASSIFICATIONS, Category, FilingStatus
 from data.journal import add_timeline
-from data.models import AuditRecord, Case
+from data.models import AuditRecord, Case, Responder
 from data.tipline import EvidenceFile, TiplineAccount, TiplineFiling
 
 LEASE = timedelta(minutes=2)
 RETRY_DELAYS = (5.0, 15.0, 30.0, 60.0, 60.0)  # seconds between tries while NCMEC is down
+RUN_PAUSE_CAP = timedelta(minutes=15)
+
+Filer = str | ServiceActor
+"""Who files: a person's handle, or the engine retrying a filing that waits for NCMEC."""
 REVEAL_ACTION = "evidence.reveal"
 CHUNK = 1 << 20
 
@@ -348,11 +352,13 @@ class TiplineService(Service):
             parts.append(file_details_xml("(report id)", f"(file {number})", file).decode())
         return "\n".join(parts)
 
-    def retry_due(self, actor: str) -> list[FilingView | Refused]:
-        """File again every filing that waits for NCMEC and whose next try is due: what a
-        desk's scheduler runs (`vigil tipline retry`) while NCMEC is down. Each case's
-        outcome is returned: its filing, or why it was refused."""
-        self.require_actor(actor)
+    def retry_due(self, actor: Filer, *, patient: bool = True) -> list[FilingView | Refused]:
+        """File again every filing that waits for NCMEC and whose next try is due: what the
+        escalation engine runs (as itself, one try each: `patient=False`) and `vigil
+        tipline retry` runs by hand while NCMEC is down. Each case's outcome is returned:
+        its filing, or why it was refused."""
+        if not isinstance(actor, ServiceActor):
+            self.require_actor(actor)
         now = self.clock.now()
         with self.db.read() as session:
             refs = session.exec(
@@ -367,7 +373,7 @@ class TiplineService(Service):
         outcomes: list[FilingView | Refused] = []
         for ref in refs:
             try:
-                outcomes.append(self.file_report(actor, ref))
+                outcomes.append(self.file_report(actor, ref, patient=patient))
             except Refused as exc:
                 outcomes.append(exc)
         return outcomes
@@ -381,14 +387,20 @@ class TiplineService(Service):
                 raise NotFound(f"{case.ref} has no CyberTipline filing")
             return filing_view(case.ref, row)
 
-    def file_report(self, actor: str, ref: str, draft: ReportDraft | None = None) -> FilingView:
+    def file_report(
+        self, actor: Filer, ref: str, draft: ReportDraft | None = None, *, patient: bool = True
+    ) -> FilingView:
         """File the case's report exactly once. `draft` is needed the first time; a retry
-        files what the first run stored."""
-        holder = f"{actor}/{uuid.uuid4().hex[:12]}"
+        files what the first run stored. A patient run tries again after each of
+        `retry_delays` while NCMEC is down; an impatient one (the engine's) tries once and
+        leaves the next try to a later run."""
+        name = actor.name if isinstance(actor, ServiceActor) else actor
+        holder = f"{name}/{uuid.uuid4().hex[:12]}"
         with self.db.read() as session:
             self._check_chain(session)  # read first: the walk must not hold the chain's lock
         job = self._claim(actor, ref, holder, draft)
-        for attempt, delay in enumerate((*self.retry_delays, None), 1):
+        delays = self.retry_delays if patient else ()
+        for attempt, delay in enumerate((*delays, None), 1):
             try:
                 with self.client() as client:
                     return self._run(actor, job, client)
@@ -410,7 +422,7 @@ class TiplineService(Service):
 
     # -- the filer's steps --------------------------------------------------------------
 
-    def _claim(self, actor: str, ref: str, holder: str, draft: ReportDraft | None) -> _Job:
+    def _claim(self, actor: Filer, ref: str, holder: str, draft: ReportDraft | None) -> _Job:
         try:
             with self.work(actor) as tx:
                 case = self._csea_case(tx, ref, "file a report for")
@@ -448,7 +460,7 @@ class TiplineService(Service):
                 f"{ref.strip().upper()}'s report is being filed by someone else"
             ) from None
 
-    def _run(self, actor: str, job: _Job, client: ReportingClient) -> FilingView:
+    def _run(self, actor: Filer, job: _Job, client: ReportingClient) -> FilingView:
         if job.open_report is not None:
             if client.retract(job.open_report) == Outcome.ALREADY_FINISHED:
                 return self._finished(actor, job, job.open_report)
@@ -481,7 +493,7 @@ class TiplineService(Service):
             raise NotAllowed(f"{job.ref}'s filing was taken over by another filer")
         return case, row
 
-    def _step(self, actor: str, job: _Job, what: str, *, report_id: str | None) -> _Job:
+    def _step(self, actor: Filer, job: _Job, what: str, *, report_id: str | None) -> _Job:
         """Store the report id NCMEC gave (or the one it retracted) at once, in its own
         transaction, so a crash after it never loses track of an open report."""
         with self.work(actor) as tx:
@@ -506,7 +518,7 @@ class TiplineService(Service):
             tx.finish(case, f"tipline.{what}", {"report_id": report_id or before})
         return _Job(job.ref, job.holder, job.report, job.files, report_id)
 
-    def _finished(self, actor: str, job: _Job, report_id: str) -> FilingView:
+    def _finished(self, actor: Filer, job: _Job, report_id: str) -> FilingView:
         """Filed: the report id in the audit chain, the CyberTipline clock stopped, and the
         REPORT Act's one-year hold started (it starts at the filed report)."""
         casework = CaseworkService(self.db, self.clock)
@@ -517,7 +529,9 @@ class TiplineService(Service):
             row.next_attempt_at, row.last_error, row.last_code = None, "", None
             tx.session.add(row)
             try:
-                clock = casework.record_filed(tx, case, None, tx.now, report_id).name
+                clock = casework.record_filed(
+                    tx, case, None, tx.now, report_id, by_id=self._filer_id(tx, row)
+                ).name
             except (NothingToDo, BadInput):
                 clock = None  # the desk's settings have no open CyberTipline deadline
             add_timeline(
@@ -544,17 +558,14 @@ class TiplineService(Service):
             return filing_view(case.ref, row)
 
     def _waiting(
-        self, actor: str, job: _Job, error: str, attempt: int, delay: float | None
+        self, actor: Filer, job: _Job, error: str, attempt: int, delay: float | None
     ) -> _Job:
         with self.work(actor) as tx:
             case, row = self._holding(tx, job)
             row.status = FilingStatus.WAITING.value
             row.attempts += 1
             row.last_code, row.last_error = None, f"NCMEC unreachable: {error}"
-            # After the last try of a run, the next run is due after the longest pause.
-            pause = timedelta(
-                seconds=delay if delay is not None else max(self.retry_delays, default=0)
-            )
+            pause = timedelta(seconds=delay) if delay is not None else self._rest(row.attempts)
             row.next_attempt_at = tx.now + pause
             if delay is None:
                 row.holder, row.lease_until = "", None
@@ -564,7 +575,25 @@ class TiplineService(Service):
             tx.finish(case, "tipline.waiting", {"attempt": attempt, "error": error})
             return _Job(job.ref, job.holder, job.report, job.files, row.report_id)
 
-    def _rejected(self, actor: str, job: _Job, exc: ReportRejected) -> None:
+    @staticmethod
+    def _filer_id(tx: Tx, row: TiplineFiling) -> int | None:
+        """Whose filing it is: the actor's, or, when the engine finishes a retry, the
+        person's who started it."""
+        if tx.actor.id is not None:
+            return tx.actor.id
+        return tx.session.exec(
+            select(Responder.id).where(Responder.handle == row.started_by)
+        ).first()
+
+    def _rest(self, attempts: int) -> timedelta:
+        """After the last try of a run, the next run is due after the longest pause; once
+        the tries outnumber a patient run's, the pause doubles with each, up to
+        `RUN_PAUSE_CAP` (NCMEC down for a day is tried about every quarter hour)."""
+        longest = timedelta(seconds=max(self.retry_delays, default=0))
+        beyond = max(0, attempts - len(self.retry_delays) - 1)
+        return min(longest * 2 ** min(beyond, 16), max(longest, RUN_PAUSE_CAP))
+
+    def _rejected(self, actor: Filer, job: _Job, exc: ReportRejected) -> None:
         """A validation failure is terminal: stored with NCMEC's own words for the specialist."""
         with self.work(actor) as tx:
             case, row = self._holding(tx, job)
