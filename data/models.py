@@ -203,6 +203,24 @@ class Case(SQLModel, table=True):
         Index("ix_case_by_severity", "severity", "queue_rank", "created_at", "id"),
         Index("ix_case_by_age", "created_at", "id", "queue_rank"),
         Index("ix_case_by_status", "queue_rank", "created_at", "id"),
+        # The open queue by age or by severity: without these, a seek from the top first
+        # reads past every resolved case older (or as severe) than the first open one.
+        Index(
+            "ix_case_open_by_age",
+            "created_at",
+            "id",
+            sqlite_where=text("queue_rank < 2"),
+            postgresql_where=text("queue_rank < 2"),
+        ),
+        Index(
+            "ix_case_open_by_severity",
+            "severity",
+            "queue_rank",
+            "created_at",
+            "id",
+            sqlite_where=text("queue_rank < 2"),
+            postgresql_where=text("queue_rank < 2"),
+        ),
         # The engine: what escalates next.
         Index("ix_case_due", "status", "next_escalation_at"),
         # One open case per dedup key, enforced by the database itself.

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import ColumnElement, bindparam, exists, or_, text, tuple_
+from sqlalchemy import ColumnElement, bindparam, exists, literal, or_, text, tuple_
 from sqlmodel import Session, col, func, select
 from sqlmodel.sql.expression import SelectOfScalar
 
@@ -51,13 +51,17 @@ report is filed."""
 SNOOZED_RANK = 3
 """The rank of a snoozed case: past the open queue's `queue_rank < 2` (and after the
 resolved cases), until the engine re-triggers it at the snooze's end."""
+OPEN_BELOW = literal(QUEUE_RANKS["resolved"], literal_execute=True)
+"""The open queue's bound, written into the statement, not bound: SQLite uses a partial
+index (`ix_case_open_by_age`, `…_by_severity`: `queue_rank < 2`) only for a query whose
+condition is the index's own, literally."""
 
 
 def _filtered(statement: SelectOfScalar[Case], flt: QueueFilter) -> SelectOfScalar[Case]:
     if flt.snoozed:
         statement = statement.where(col(Case.queue_rank) == SNOOZED_RANK)
     elif not flt.include_resolved:
-        statement = statement.where(col(Case.queue_rank) < QUEUE_RANKS["resolved"])
+        statement = statement.where(col(Case.queue_rank) < OPEN_BELOW)
     if flt.mine and flt.me is not None:
         # A probe of each case's own pages (by the page table's case index), not `IN` over
         # every page the person ever had: that set grows with the desk's whole history.
