@@ -147,6 +147,22 @@ def place_login(session: Session, login: str) -> None:
 # --- the SQL of `vigil db roles` ------------------------------------------------
 
 
+SECRET_COLUMNS = {"contact_method": ("url", "secret")}
+"""Columns no person's login may select: only the services that deliver pages read them
+(people know a contact by its shown URL and digests, `data.contacts`)."""
+
+
+def reads_secrets(session: Session) -> bool:
+    """Whether this login may read the contacts' URLs and secrets: always on SQLite; on
+    PostgreSQL the owner and the services' logins may, people's may not."""
+    if session.get_bind().dialect.name != "postgresql":
+        return True
+    allowed = session.execute(
+        text("SELECT has_column_privilege('contact_method', 'secret', 'SELECT')")
+    ).scalar_one()
+    return bool(allowed)
+
+
 def _grants(schema: str, prefix: str, tables: Iterable[str]) -> list[str]:
     every = [group_name(prefix, g) for g in (*PERSON_GROUPS, *SERVICE_GROUPS)]
     supervising = [group_name(prefix, g) for g in SUPERVISING_GROUPS]
@@ -167,7 +183,7 @@ def _grants(schema: str, prefix: str, tables: Iterable[str]) -> list[str]:
         elif table == "audit_head":
             out.append(f"GRANT SELECT, INSERT, UPDATE ON {name} TO {everyone};")
         elif table in ROLE_GATED:
-            out.append(f"GRANT SELECT ON {name} TO {everyone};")
+            out.extend(_readers(table, name, prefix))
             out.append(f"GRANT INSERT, UPDATE, DELETE ON {name} TO {supervisors};")
         elif table == "case":
             out.extend(_case_grants(name, prefix))
@@ -181,6 +197,22 @@ def _grants(schema: str, prefix: str, tables: Iterable[str]) -> list[str]:
     # A swap taken where the desk needs no approval places its taker (row security below).
     out.append(f"GRANT INSERT ON {q}.override TO {rest};")
     return out
+
+
+def _readers(table: str, name: str, prefix: str) -> list[str]:
+    """Everyone reads the desk's configuration; people read all of a table but its
+    `SECRET_COLUMNS`, which the services read."""
+    every = [group_name(prefix, g) for g in (*PERSON_GROUPS, *SERVICE_GROUPS)]
+    secret = SECRET_COLUMNS.get(table)
+    if secret is None:
+        return [f"GRANT SELECT ON {name} TO {', '.join(every)};"]
+    people = ", ".join(group_name(prefix, g) for g in PERSON_GROUPS)
+    services = ", ".join(group_name(prefix, g) for g in SERVICE_GROUPS)
+    columns = [c.name for c in SQLModel.metadata.tables[table].columns if c.name not in secret]
+    return [
+        f"GRANT SELECT ON {name} TO {services};",
+        f"GRANT SELECT ({', '.join(_quote(c) for c in columns)}) ON {name} TO {people};",
+    ]
 
 
 def _case_grants(name: str, prefix: str) -> list[str]:

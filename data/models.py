@@ -7,9 +7,12 @@ from typing import Any
 
 from sqlalchemy import DDL, JSON, Column, Index, Text, UniqueConstraint, event, text
 from sqlalchemy.orm import deferred
+from sqlalchemy.orm.attributes import get_history
+from sqlalchemy.orm.base import PASSIVE_NO_INITIALIZE
 from sqlmodel import Field, SQLModel
 
 from data.changes import ANNOUNCE_FUNCTION, ANNOUNCE_TRIGGER
+from data.contacts import digest, shown_url
 from data.sealing import sealed_column
 from data.types import UTCDateTime
 
@@ -44,8 +47,18 @@ class Responder(SQLModel, table=True):
     db_login: str | None = Field(default=None, unique=True, index=True)
 
 
+_CONTACT_URL = sealed_column("url", nullable=True)
+_CONTACT_SECRET = sealed_column("secret", nullable=True)
+
+
 class ContactMethod(SQLModel, table=True):
     __tablename__ = "contact_method"
+    # The URL and the secret are read only where a page is delivered (the services' logins
+    # may, people's may not: `data.access`); everything else knows them by
+    # `url_shown` and the digests, which follow them on every write (below).
+    __mapper_args__ = {
+        "properties": {"url": deferred(_CONTACT_URL), "secret": deferred(_CONTACT_SECRET)}
+    }
     id: int | None = Field(default=None, primary_key=True)
     responder_id: int = Field(foreign_key="responder.id", index=True, ondelete="CASCADE")
     position: int = 0
@@ -54,8 +67,11 @@ class ContactMethod(SQLModel, table=True):
     name: str | None = None
     # Sealed at rest (`data.sealing`): a webhook's URL, or an Apprise URL (all of it a secret:
     # it holds the tokens), and a webhook's secret.
-    url: str | None = Field(default=None, sa_column=sealed_column("url", nullable=True))
-    secret: str | None = Field(default=None, sa_column=sealed_column("secret", nullable=True))
+    url: str | None = Field(default=None, sa_column=_CONTACT_URL)
+    secret: str | None = Field(default=None, sa_column=_CONTACT_SECRET)
+    url_shown: str | None = None
+    url_digest: str | None = None
+    secret_digest: str | None = None
     # Set by the team file for this contact: a webhook's plain http:// URL or a secret under
     # 16 bytes (`allow_insecure`); a private, loopback or link-local destination of a
     # webhook or an Apprise URL (`allow_private`). Refused otherwise.
@@ -63,6 +79,30 @@ class ContactMethod(SQLModel, table=True):
     allow_private: bool = False
     # The receiver answered 410 Gone: the contact receives no more pages.
     gone_at: datetime | None = _utc(nullable=True)
+
+
+def _contact_known_on_insert(_mapper: Any, _connection: Any, target: ContactMethod) -> None:
+    # Runs before the row is sealed (first among the listeners): the values are still plain.
+    _contact_known(target, target.__dict__.get("url"), target.__dict__.get("secret"))
+
+
+def _contact_known_on_update(_mapper: Any, _connection: Any, target: ContactMethod) -> None:
+    url = get_history(target, "url", passive=PASSIVE_NO_INITIALIZE).added
+    secret = get_history(target, "secret", passive=PASSIVE_NO_INITIALIZE).added
+    if url:
+        target.url_shown = shown_url(url[0], target.kind) if url[0] else None
+        target.url_digest = digest(url[0] or None)
+    if secret:
+        target.secret_digest = digest(secret[0] or None)
+
+
+def _contact_known(target: ContactMethod, url: str | None, secret: str | None) -> None:
+    target.url_shown = shown_url(url, target.kind) if url else None
+    target.url_digest, target.secret_digest = digest(url or None), digest(secret or None)
+
+
+event.listen(ContactMethod, "before_insert", _contact_known_on_insert, insert=True)
+event.listen(ContactMethod, "before_update", _contact_known_on_update, insert=True)
 
 
 # --- rotations and schedules ------------------------------------------------

@@ -91,7 +91,7 @@ from typing import Any, Literal
 import httpx
 from sqlalchemy import func, or_, update
 from sqlalchemy import select as sa_select
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import aliased, undefer
 from sqlmodel import Session, col, select
 
 from app.core.clock import Clock
@@ -108,6 +108,7 @@ from app.rules.destinations import (
 from app.services.links import LinkSettings, links_for
 from app.services.paging import HELD
 from data import audit
+from data.access import reads_secrets
 from data.db import Database
 from data.domain import (
     OUTBOX_CHANNELS,
@@ -434,6 +435,7 @@ def _due_webhooks(
         .join(Case, col(Case.id) == col(Page.case_id))
         .join(Responder, col(Responder.id) == col(Page.responder_id))
         .outerjoin(ContactMethod, col(ContactMethod.id) == col(Delivery.contact_id))
+        .options(undefer(ContactMethod.url), undefer(ContactMethod.secret))  # type: ignore[arg-type]
         .where(
             col(Delivery.channel).in_(OUTBOX_CHANNELS),
             col(Delivery.status) == "pending",
@@ -565,6 +567,9 @@ def claim_due(
     lease_until = now + lease
     jobs: list[WebhookJob] = []
     with db.write() as session:
+        if not reads_secrets(session):
+            _leave_to_the_services(db)
+            return Claim([], None)
         _release_held(session, db, now)
         due = _due_webhooks(session, db, now, limit, skip_contacts)
         chat = [page for delivery, page, *_ in due if delivery.channel == APPRISE]
@@ -612,6 +617,21 @@ def claim_due(
             )
         next_due = _next_due(session)
     return Claim(jobs, next_due)
+
+
+_LEFT: set[str] = set()
+
+
+def _leave_to_the_services(db: Database) -> None:
+    """Said once per database: this login is a person's, who may not read the contacts'
+    URLs and secrets, so the pages that use them wait for a service login's engine."""
+    where = db.engine.url.render_as_string(hide_password=True)
+    if where not in _LEFT:
+        _LEFT.add(where)
+        log.warning(
+            "this login may not read contacts' URLs and secrets: chat, push and webhook "
+            "pages are sent by an engine that runs as the engine's login (vigil engine)"
+        )
 
 
 def claim_webhook_deliveries(

@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError
 
 from app.cli.main import main
 from app.core.clock import FakeClock
+from app.delivery.webhook import claim_due
 from app.engine.cycle import EscalationEngine
 from app.rules.tipline import check_draft
 from app.services.cases import CaseService
@@ -371,6 +372,88 @@ def test_through_vigil_details_show_to_whoever_reveals_them_and_the_reveal_is_th
     assert code == 0, err
     assert '"details": ""' in out
     assert _reveals(desk, plain) == []
+
+
+HOOK = "https://hooks.example/desk/ben-t0ken-7f3e"
+HOOK_SECRET = "whsec-0123456789abcdef"
+
+
+def _with_a_webhook(desk: Desk, tmp_path: Path) -> Path:
+    """The desk's team file with a webhook for ben (on call at the test's clock), applied
+    by sam."""
+    team = tmp_path / "hooked.toml"
+    hooked = TEAM.format(prefix=desk.prefix).replace(
+        'db_login = "' + desk.login("ben") + '"\ncontacts = [{ kind = "console" }]',
+        'db_login = "' + desk.login("ben") + '"\ncontacts = [{ kind = "console" }, '
+        f'{{ kind = "webhook", url = "{HOOK}", secret = "{HOOK_SECRET}" }}]',
+    )
+    assert HOOK in hooked
+    team.write_text(hooked, encoding="utf-8")
+    code, _out, err = desk.vigil("sam", "team", "apply", str(team))
+    assert code == 0, err
+    return team
+
+
+def test_people_cannot_select_a_contacts_url_or_secret(desk: Desk, tmp_path: Path) -> None:
+    _with_a_webhook(desk, tmp_path)
+    for handle in ("ana", "sam"):
+        for statement in (
+            "SELECT url FROM contact_method",
+            "SELECT secret FROM contact_method",
+            "SELECT * FROM contact_method",
+        ):
+            assert "permission denied" in desk.refused(handle, statement), (handle, statement)
+    desk.sql("ana", "SELECT id, kind, url_shown, url_digest FROM contact_method")
+    desk.sql("escalator", "SELECT url, secret FROM contact_method")
+
+
+def test_a_supervisor_applies_and_exports_webhooks_without_reading_them(
+    desk: Desk, tmp_path: Path
+) -> None:
+    team = _with_a_webhook(desk, tmp_path)
+    code, exported, err = desk.vigil("sam", "team", "export")
+    assert code == 0, err
+    assert HOOK not in exported
+    assert HOOK_SECRET not in exported
+    assert "https://hooks.example/...#kept:" in exported
+    again = tmp_path / "exported.toml"
+    again.write_text(exported, encoding="utf-8")
+    code, out, err = desk.vigil("sam", "team", "apply", "--dry-run", str(again))
+    assert code == 0, err
+    assert "no changes" in out.lower(), out
+    code, out, err = desk.vigil("sam", "team", "apply", "--dry-run", str(team))
+    assert code == 0, err
+    assert "no changes" in out.lower(), out
+    # A new secret is a change, shown without itself.
+    changed = tmp_path / "rekeyed.toml"
+    changed.write_text(team.read_text().replace(HOOK_SECRET, "whsec-fedcba9876543210"))
+    code, out, err = desk.vigil("sam", "team", "apply", str(changed))
+    assert code == 0, err
+    assert "whsec" not in out
+    engine = create_engine(desk.url("escalator"))
+    desk.engines.append(engine)
+    with engine.connect() as connection:
+        stored = connection.execute(
+            text("SELECT url, secret FROM contact_method WHERE url IS NOT NULL")
+        ).one()
+    assert HOOK not in str(stored)  # sealed at rest, as before
+
+
+def test_webhook_pages_leave_through_the_engines_login_not_a_persons(
+    desk: Desk, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _with_a_webhook(desk, tmp_path)
+    _page(desk, "ana")  # ben is on call: step 1 pages his console and his webhook
+    person = Database.open(desk.url("ben"), migrate=False)
+    engine = Database.open(desk.url("escalator"), migrate=False)
+    try:
+        assert claim_due(person, desk.clock).jobs == []
+        assert "sent by an engine that runs as the engine's login" in caplog.text
+        [job] = claim_due(engine, desk.clock).jobs
+        assert (job.url, job.secret) == (HOOK, HOOK_SECRET)
+    finally:
+        person.dispose()
+        engine.dispose()
 
 
 def test_a_specialist_cannot_alter_or_remove_audit_records(desk: Desk) -> None:

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy.orm import undefer
 from sqlmodel import SQLModel, col, func, select
 
 from app.cli.main import main
@@ -133,7 +134,9 @@ def test_team_file_is_a_follow_the_sun_desk_without_gaps() -> None:
 def test_about_ten_responders_across_three_zones(demo_db: Database) -> None:
     with demo_db.read() as session:
         people = session.exec(select(Responder)).all()
-        contacts = session.exec(select(ContactMethod)).all()
+        contacts = session.exec(
+            select(ContactMethod).options(undefer(ContactMethod.url))  # type: ignore[arg-type]
+        ).all()
     assert 9 <= len(people) <= 12
     assert {p.timezone for p in people} == {
         "Australia/Sydney",

@@ -21,16 +21,15 @@ from app.services.team.export import export_team
 from app.services.team.parse import load_team_file, parse_team, validate
 from app.services.team.plan import plan_apply
 from app.services.team.spec import (
-    KEPT_URL,
     ContactSpec,
     ResponderSpec,
     TeamError,
     TeamFileError,
     TeamPermissionError,
     TeamSpec,
-    shown_url,
 )
 from data import audit
+from data.contacts import KEPT_URL, shown_url
 from data.db import Database
 from data.models import (
     AuditRecord,
@@ -492,7 +491,7 @@ def test_allowed_webhooks_apply_and_their_allowances_are_exported(db: Database) 
     with db.read() as session:
         # URLs are sealed at rest: found among the opened rows, not by SQL.
         (hook,) = [c for c in session.exec(select(ContactMethod)) if "8787" in (c.url or "")]
-    assert (hook.allow_insecure, hook.allow_private, hook.secret) == (True, True, "short-key")
+        assert (hook.allow_insecure, hook.allow_private, hook.secret) == (True, True, "short-key")
 
     exported = export(db)
     shown = shown_url("http://127.0.0.1:8787/hook/ana?token=t0ken-9")

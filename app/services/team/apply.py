@@ -251,13 +251,22 @@ class _Writer:
         rows = []
         for position, contact in enumerate(contacts):
             row = next(
-                (c for c in existing if (c.kind, c.url) == (contact.kind, contact.url)), None
+                (
+                    c
+                    for c in existing
+                    if (c.kind, c.url_digest) == (contact.kind, contact.url_digest)
+                ),
+                None,
             )
             if row is None:
                 row = ContactMethod(responder_id=responder_id, kind=contact.kind, url=contact.url)
             else:
                 existing.remove(row)
-            row.position, row.secret, row.name = position, contact.secret, contact.name
+            # A stored secret is rewritten only when the file gives another: it is never
+            # read here (people's logins may not), only known by its digest.
+            if contact.secret is not None and row.secret_digest != contact.secret_digest:
+                row.secret = contact.secret
+            row.position, row.name = position, contact.name
             row.allow_insecure, row.allow_private = contact.allow_insecure, contact.allow_private
             self.session.add(row)
             rows.append(row)

@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from app.services.casework.settings import settings_toml, stored_settings
 from app.services.team.plan import Stored
-from app.services.team.spec import EXPORT_HEADER, shown_url, utc_text
+from app.services.team.spec import EXPORT_HEADER, utc_text
 from data.domain import (
     Category,
     format_duration,
@@ -98,7 +98,7 @@ def export_team(session: Session) -> str:
             {
                 "kind": c.kind,
                 **({"name": c.name} if c.name else {}),
-                **({} if c.url is None else {"url": shown_url(c.url, c.kind), **c.flags}),
+                **({} if c.shown is None else {"url": c.shown, **c.flags}),
             }
             for c in record["contacts"]
         ]

@@ -591,7 +591,10 @@ class _Reader:
             if (kind, url) in seen:
                 contact.error(None, f"duplicate contact: same as contacts[{seen[kind, url]}]")
             seen.setdefault((kind, url), index)
-            contacts.append(ContactSpec(kind, url, secret, **flags, name=label))
+            allow_insecure, allow_private = (flags.get(name, False) for name in CONTACT_FLAGS)
+            contacts.append(
+                ContactSpec(kind, url, secret, allow_insecure, allow_private, name=label)
+            )
         return tuple(contacts)
 
     def _rotation(self, entry: _Entry) -> RotationSpec | None:

@@ -32,17 +32,17 @@ from app.rules.rotations import (
 from app.services.casework.settings import stored_settings
 from app.services.oncall import rotation_spec, rotation_versions
 from app.services.team.spec import (
-    KEPT_URL,
     KINDS,
     ContactSpec,
+    KeptSecrets,
     StepSpec,
     TeamError,
     TeamFileError,
     TeamSpec,
     rules_from_stored,
-    shown_url,
     utc_text,
 )
+from data.contacts import KEPT_URL, digest
 from data.domain import (
     ContactKind,
     format_duration,
@@ -165,7 +165,13 @@ class Stored:
                 "db_login": responder.db_login,
                 "active": responder.active,
                 "contacts": tuple(
-                    ContactSpec(c.kind, c.url, c.secret, c.allow_insecure, c.allow_private, c.name)
+                    ContactSpec(
+                        c.kind,
+                        allow_insecure=c.allow_insecure,
+                        allow_private=c.allow_private,
+                        name=c.name,
+                        kept=kept_secrets(c),
+                    )
                     for c in contacts
                 ),
                 "quiet_hours": responder.quiet_hours,
@@ -268,6 +274,13 @@ def _stored_rotation(row: Rotation, members: tuple[str, ...]) -> Record:
     return _rotation_record(spec)
 
 
+def kept_secrets(row: ContactMethod | None) -> KeptSecrets | None:
+    """What the plan knows of a stored contact's URL and secret, never reading them."""
+    if row is None or row.url_digest is None or row.url_shown is None:
+        return None
+    return KeptSecrets(row.url_shown, row.url_digest, row.secret_digest)
+
+
 def _wanted(spec: TeamSpec, stored: Stored) -> State:
     """The state the file asks for; a webhook without `secret` keeps the stored one, and
     one whose URL is as `vigil team export` shows it keeps the stored URL."""
@@ -277,15 +290,16 @@ def _wanted(spec: TeamSpec, stored: Stored) -> State:
         webhooks = [
             c
             for c in stored.contacts.get(row_id(stored.responders.get(responder.handle)), [])
-            if c.kind in (ContactKind.WEBHOOK, ContactKind.APPRISE) and c.url
+            if c.kind in (ContactKind.WEBHOOK, ContactKind.APPRISE) and c.url_digest
         ]
-        urls = {shown_url(c.url, c.kind): c.url for c in webhooks if c.url}
-        kept = {c.url: c.secret for c in webhooks if c.secret}
+        by_shown = {c.url_shown: c for c in webhooks if c.url_shown}
+        by_digest = {c.url_digest: c for c in webhooks}
         contacts = []
         for position, contact in enumerate(responder.contacts):
             url = contact.url
             if url is not None and KEPT_URL.match(url):
-                if url not in urls:
+                row = by_shown.get(url)
+                if row is None:
                     problems.append(
                         TeamError(
                             f"responder[{index}].contacts[{position}].url",
@@ -297,16 +311,18 @@ def _wanted(spec: TeamSpec, stored: Stored) -> State:
                         )
                     )
                     continue
-                url = urls[url]
-            secret = contact.secret or kept.get(url or "")
+                url = None  # kept as stored
+            else:
+                row = by_digest.get(digest(url)) if url is not None else None
             contacts.append(
                 ContactSpec(
                     contact.kind,
                     url,
-                    secret,
+                    contact.secret or None,
                     contact.allow_insecure,
                     contact.allow_private,
                     contact.name,
+                    kept=kept_secrets(row),
                 )
             )
         state["responder"][responder.handle] = {

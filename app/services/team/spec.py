@@ -4,19 +4,18 @@ the vocabulary every step shares (kinds, names, handles).
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from app.core.errors import NotAllowed, VigilError
 from app.rules.rotations import (
     HolidaySpec,
     RotationSpec,
 )
+from data.contacts import digest, shown_url
 from data.domain import (
     ContactKind,
     Role,
@@ -150,32 +149,23 @@ def utc_text(moment: datetime) -> str:
 CONTACT_FLAGS = ("allow_insecure", "allow_private")
 """A webhook contact's allowances: plain http:// or a short secret; a private address."""
 
-KEPT_URL = re.compile(
-    r"^(https?://[^/?#@]+/|[a-z][a-z0-9+.-]*://)\.\.\.#kept:[0-9a-f]{8}$", re.IGNORECASE
-)
-"""A contact URL as `shown_url` prints it; applying it keeps the stored URL it stands for."""
-
-
-def _fingerprint(url: str) -> str:
-    return hashlib.sha256(url.encode()).hexdigest()[:8]
-
-
-def shown_url(url: str, kind: str = ContactKind.WEBHOOK) -> str:
-    """A contact URL as Vigil prints it (export, plans, the audit log). A webhook: its
-    scheme and host, and in place of the rest, where chat services put their tokens, a
-    fingerprint that `vigil team apply` matches against the stored URL (a bare host is shown
-    whole). An Apprise URL holds its tokens anywhere, even in the host: only its scheme."""
-    parts = urlsplit(url)
-    if kind == ContactKind.APPRISE:
-        return f"{parts.scheme}://...#kept:{_fingerprint(url)}"
-    host = parts.netloc.rpartition("@")[2]
-    if parts.path in ("", "/") and not (parts.query or parts.fragment) and host == parts.netloc:
-        return url
-    return f"{parts.scheme}://{host}/...#kept:{_fingerprint(url)}"
-
 
 @dataclass(frozen=True, slots=True)
+class KeptSecrets:
+    """A stored contact's URL and secret as the team file knows them without reading them
+    (people's logins may not): as shown, and by digest (`data.contacts`)."""
+
+    shown: str
+    url_digest: str
+    secret_digest: str | None
+
+
+@dataclass(frozen=True, slots=True, eq=False)
 class ContactSpec:
+    """A contact as a file declares it (`url` and `secret` in full), or as stored (`kept`
+    stands for them). Two are the same contact when their kinds, names, allowances and the
+    digests of their URLs and secrets are equal."""
+
     kind: str
     url: str | None = None
     secret: str | None = field(default=None, repr=False)
@@ -183,16 +173,53 @@ class ContactSpec:
     allow_private: bool = False
     name: str | None = None
     """What notification rules call it (else its kind)."""
+    kept: KeptSecrets | None = field(default=None, repr=False)
+    """The stored URL and secret this contact keeps where the file does not give them."""
+
+    @property
+    def url_digest(self) -> str | None:
+        if self.url is not None:
+            return digest(self.url)
+        return self.kept.url_digest if self.kept else None
+
+    @property
+    def secret_digest(self) -> str | None:
+        if self.secret is not None:
+            return digest(self.secret)
+        return self.kept.secret_digest if self.kept else None
+
+    @property
+    def shown(self) -> str | None:
+        """The URL as Vigil prints it, never its token."""
+        if self.url is not None:
+            return shown_url(self.url, self.kind)
+        return self.kept.shown if self.kept else None
+
+    def _identity(self) -> tuple[object, ...]:
+        return (
+            self.kind,
+            self.url_digest,
+            self.secret_digest,
+            self.allow_insecure,
+            self.allow_private,
+            self.name,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ContactSpec) and self._identity() == other._identity()
+
+    def __hash__(self) -> int:
+        return hash(self._identity())
 
     def __str__(self) -> str:
         """Never shows the secret (only whether there is one) nor the URL's token."""
-        text = self.kind if self.url is None else f"{self.kind} {shown_url(self.url, self.kind)}"
+        text = self.kind if self.shown is None else f"{self.kind} {self.shown}"
         if self.name:
             text += f" {self.name!r}"
         allowed = [name for name in CONTACT_FLAGS if getattr(self, name)]
         if allowed:
             text += f" ({', '.join(allowed)})"
-        return f"{text} (with secret)" if self.secret else text
+        return f"{text} (with secret)" if self.secret_digest else text
 
     @property
     def flags(self) -> dict[str, bool]:
