@@ -147,18 +147,20 @@ def place_login(session: Session, login: str) -> None:
 # --- the SQL of `vigil db roles` ------------------------------------------------
 
 
-SECRET_COLUMNS = {"contact_method": ("url", "secret")}
-"""Columns no person's login may select: only the services that deliver pages read them
-(people know a contact by its shown URL and digests, `data.contacts`)."""
+SECRET_COLUMNS = {"contact_method": ("url", "secret"), "tipline_account": ("password",)}
+"""Columns no person's login may select: only the services that send pages and reports
+read them (people know a contact by its shown URL and digests, `data.contacts`; a report a
+person files is sent by the engine's login)."""
 
 
-def reads_secrets(session: Session) -> bool:
-    """Whether this login may read the contacts' URLs and secrets: always on SQLite; on
+def reads_secrets(session: Session, table: str = "contact_method") -> bool:
+    """Whether this login may read `table`'s `SECRET_COLUMNS`: always on SQLite; on
     PostgreSQL the owner and the services' logins may, people's may not."""
     if session.get_bind().dialect.name != "postgresql":
         return True
     allowed = session.execute(
-        text("SELECT has_column_privilege('contact_method', 'secret', 'SELECT')")
+        text("SELECT has_column_privilege(:table, :column, 'SELECT')"),
+        {"table": table, "column": SECRET_COLUMNS[table][0]},
     ).scalar_one()
     return bool(allowed)
 

@@ -11,10 +11,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, Column, Text, UniqueConstraint
+from sqlalchemy.orm import deferred
 from sqlmodel import Field, SQLModel
 
 from data.sealing import sealed_column
 from data.types import UTCDateTime
+
+_PASSWORD = sealed_column("password")
 
 
 class TiplineAccount(SQLModel, table=True):
@@ -22,10 +25,12 @@ class TiplineAccount(SQLModel, table=True):
     sealed at rest like a webhook's, never printed, exported or written to the audit chain."""
 
     __tablename__ = "tipline_account"
+    # Read only by who sends the report (`data.access`: the services' logins, not people's).
+    __mapper_args__ = {"properties": {"password": deferred(_PASSWORD)}}
     id: int = Field(default=1, primary_key=True)
     url: str
     username: str
-    password: str = Field(repr=False, sa_column=sealed_column("password"))
+    password: str = Field(repr=False, sa_column=_PASSWORD)
     # NCMEC's production service is refused unless a supervisor set this.
     production: bool = False
     reporter_first_name: str

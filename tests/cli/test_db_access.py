@@ -25,7 +25,7 @@ from app.delivery.webhook import claim_due
 from app.engine.cycle import EscalationEngine
 from app.rules.tipline import check_draft
 from app.services.cases import CaseService
-from app.services.casework.tipline import FilingView, NotReached, TiplineService
+from app.services.casework.tipline import HANDED_OVER, FilingView, TiplineService
 from app.services.heartbeats import record_beat
 from app.services.unit_of_work import ENGINE
 from data.db import Database
@@ -814,39 +814,42 @@ def test_a_silent_heartbeat_opens_from_a_persons_console_and_its_beat_resolves_i
     )
 
 
-def test_the_engine_login_files_a_report_that_waited_for_ncmec_as_itself(desk: Desk) -> None:
-    """sam's filing found NCMEC down; the engine's own login tries again and files it,
-    its steps recorded as `engine` through the grants of the engine's group."""
+def test_a_persons_report_is_sent_by_the_engines_login_which_alone_reads_the_password(
+    desk: Desk,
+) -> None:
+    """ben reviews and files; his login may not read the NCMEC password, so the filing
+    waits for the engine's login, which sends it as itself at its next look."""
     draft = check_draft(
         incident_type="csam", incident_at=desk.clock.now() - timedelta(hours=2),
         screen_name="shadow_trader", esp_identifier="u-4471",
     )  # fmt: skip
-    people = Database.open(desk.url("sam"), migrate=False)
+    supervisor = Database.open(desk.url("sam"), migrate=False)
+    person = Database.open(desk.url("ben"), migrate=False)
     engine = Database.open(desk.url("escalator"), migrate=False)
     try:
         with StandIn() as ncmec:
-            TiplineService(people, desk.clock).setup_account(
+            TiplineService(supervisor, desk.clock).setup_account(
                 "sam", username=ncmec.username, password=ncmec.password,
                 reporter_first_name="Sam", reporter_last_name="Lee",
                 reporter_email="tipline@desk.example", url=ncmec.url,
             )  # fmt: skip
+            for handle in ("ana", "sam"):
+                refused = desk.refused(handle, "SELECT password FROM tipline_account")
+                assert "permission denied" in refused, handle
             ref, _case_id = _sensitive_case(desk)
-            person = TiplineService(people, desk.clock)
-            person.retry_delays = ()
-            ncmec.down_requests = 1_000
-            with pytest.raises(NotReached):
-                person.file_report("sam", ref, draft)
-            ncmec.down_requests = 0
+            waiting = TiplineService(person, desk.clock).file_report("ben", ref, draft)  # his case
+            assert (waiting.status, waiting.last_error) == ("waiting", HANDED_OVER)
+            assert ncmec.calls == []  # nothing sent with a person's login
             [filed] = TiplineService(engine, desk.clock).retry_due(ENGINE, patient=False)
             assert isinstance(filed, FilingView)
             assert filed.status == "finished"
             assert len(ncmec.submitted()) == 1
     finally:
-        people.dispose()
-        engine.dispose()
+        for db in (supervisor, person, engine):
+            db.dispose()
     actors = _audit_actors(desk)
+    assert ("ben", "tipline.hand_over") in actors
     assert ("engine", "tipline.finish") in actors
-    assert ("sam", "tipline.waiting") in actors
 
 
 def test_the_intake_login_acknowledges_by_link_in_the_paged_persons_name(desk: Desk) -> None:

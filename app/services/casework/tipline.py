@@ -43,6 +43,7 @@ from app.services.casework.ncmec import (
 from app.services.casework.service import CaseworkService
 from app.services.unit_of_work import Service, ServiceActor, Tx
 from data import audit
+from data.access import reads_secrets
 from data.domain import INDUSTRY_CLASSIFICATIONS, Category, FilingStatus
 from data.journal import add_timeline
 from data.models import AuditRecord, Case, Responder
@@ -51,6 +52,7 @@ from data.tipline import EvidenceFile, TiplineAccount, TiplineFiling
 LEASE = timedelta(minutes=2)
 RETRY_DELAYS = (5.0, 15.0, 30.0, 60.0, 60.0)  # seconds between tries while NCMEC is down
 RUN_PAUSE_CAP = timedelta(minutes=15)
+HANDED_OVER = "waiting for the engine's login to send it (people's logins never read the password)"
 
 Filer = str | ServiceActor
 """Who files: a person's handle, or the engine retrying a filing that waits for NCMEC."""
@@ -393,12 +395,16 @@ class TiplineService(Service):
         """File the case's report exactly once. `draft` is needed the first time; a retry
         files what the first run stored. A patient run tries again after each of
         `retry_delays` while NCMEC is down; an impatient one (the engine's) tries once and
-        leaves the next try to a later run."""
+        leaves the next try to a later run. A login that may not read the NCMEC password
+        (a person's, on PostgreSQL) leaves the sending to the engine's login at once."""
         name = actor.name if isinstance(actor, ServiceActor) else actor
         holder = f"{name}/{uuid.uuid4().hex[:12]}"
         with self.db.read() as session:
             self._check_chain(session)  # read first: the walk must not hold the chain's lock
+            sends = reads_secrets(session, "tipline_account")
         job = self._claim(actor, ref, holder, draft)
+        if not sends:
+            return self._hand_over(actor, job)
         delays = self.retry_delays if patient else ()
         for attempt, delay in enumerate((*delays, None), 1):
             try:
@@ -555,6 +561,26 @@ class TiplineService(Service):
                     "retractions": row.retractions,
                 },
             )
+            return filing_view(case.ref, row)
+
+    def _hand_over(self, actor: Filer, job: _Job) -> FilingView:
+        """The report is reviewed and claimed, but this login may not read the password it
+        is sent with: the engine's login sends it at its next look (within a minute)."""
+        with self.work(actor) as tx:
+            case, row = self._holding(tx, job)
+            row.status = FilingStatus.WAITING.value
+            row.holder, row.lease_until, row.next_attempt_at = "", None, tx.now
+            row.last_code, row.last_error = None, HANDED_OVER
+            tx.session.add(row)
+            add_timeline(
+                tx.session,
+                case,
+                tx.now,
+                "tipline",
+                f"CyberTipline report handed to the engine to send, by {tx.actor.handle}",
+                tx.actor.handle,
+            )
+            tx.finish(case, "tipline.hand_over", {"holder": job.holder})
             return filing_view(case.ref, row)
 
     def _waiting(
