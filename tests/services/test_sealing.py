@@ -8,6 +8,7 @@ import shutil
 import signal
 import stat
 import subprocess
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,10 @@ from sqlmodel import SQLModel, select
 
 from app.core.clock import FakeClock
 from app.services.cases import CaseService
+from app.services.casework.service import CaseworkService
 from app.services.casework.tipline import TiplineService
 from app.services.links import link_keys, signing_link_key
+from app.services.shiftwork.handover import HandoverService
 from data.db import Database
 from data.keys import Keyring, SealingKeyError, encode_key, key_id, new_key
 from data.models import AuditRecord, Case
@@ -34,13 +37,25 @@ HOOK_SECRET = "whsec_c2VhbGVkLWF0LXJlc3Qtc2VjcmV0LTk5"
 HOOK_TOKEN = "t0ken-Zq81xVbWm"
 HOOK_URL = f"https://chat.example/hook/ana?token={HOOK_TOKEN}"
 NCMEC_PASSWORD = "ispws-Pw-8821-vault"
+STATEMENT = "Caller says Wren-4410 will be moved tonight"
+CLOCK_NOTE = "Counsel Odile-2290 confirmed the subject is an adult"
+HANDOVER_NOTES = "Ring back Marten-6615 before the morning call"
 TITLE = "Tipline report 5512"  # titles are not sealed: the grep's positive control
-NEEDLES = (SENSITIVE, HOOK_SECRET, HOOK_TOKEN, NCMEC_PASSWORD)
+NEEDLES = (
+    SENSITIVE,
+    HOOK_SECRET,
+    HOOK_TOKEN,
+    NCMEC_PASSWORD,
+    STATEMENT,
+    CLOCK_NOTE,
+    HANDOVER_NOTES,
+)
 
 
 def _desk(db: Database, clock: FakeClock) -> str:
     """A desk with a webhook secret and URL token, an NCMEC account's password, a sensitive
-    case and a note about it."""
+    case with a note, a verification statement and a waived clock's reason, and a handover
+    whose notes name it."""
     add_responder(db, "ana")
     add_responder(db, "sam", "supervisor")
     add_webhook(db, "ana", HOOK_URL, HOOK_SECRET)
@@ -56,6 +71,12 @@ def _desk(db: Database, clock: FakeClock) -> str:
         reporter_last_name="Lee",
         reporter_email="sam@desk.example",
     )
+    casework = CaseworkService(db, clock)
+    casework.record_verification(
+        "ana", ref, "emergency", {"danger": "death", "statement": STATEMENT}
+    )
+    casework.waive_clock("sam", ref, clock="tipline", reason=CLOCK_NOTE)
+    HandoverService(db, clock).submit("ana", HANDOVER_NOTES, since=clock.now() - timedelta(hours=8))
     return ref
 
 
@@ -65,7 +86,11 @@ def _stored(db: Database) -> dict[tuple[str, str, int], str]:
     with db.engine.connect() as connection:
         for table_name, column_name in sealed_columns(SQLModel.metadata):
             rows = connection.execute(
-                text(f"SELECT id, {column_name} FROM \"{table_name}\" WHERE {column_name} <> ''")
+                # As text: before the migration that seals them, some are JSON.
+                text(
+                    f'SELECT id, CAST({column_name} AS TEXT) AS stored FROM "{table_name}" '
+                    f"WHERE CAST({column_name} AS TEXT) <> ''"
+                )
             ).all()
             found.update({(table_name, column_name, row[0]): row[1] for row in rows})
     return found
@@ -94,6 +119,10 @@ def test_every_sealed_column_holds_only_sealed_values(any_db: Database, clock: F
         ("contact_method", "url"),
         ("contact_method", "secret"),
         ("tipline_account", "password"),
+        ("verification_record", "facts"),
+        ("clock_event", "note"),
+        ("handover", "notes"),
+        ("handover", "report"),
     }
     assert all(value.startswith(PREFIX) for value in stored.values()), stored
 
@@ -158,7 +187,8 @@ def test_reveal_still_shows_the_text_and_is_audited(any_db: Database, clock: Fak
 
 
 def test_sealed_values_open_through_the_orm(any_db: Database, clock: FakeClock) -> None:
-    from data.models import CaseNote, ContactMethod
+    from data.casework import VerificationRecord
+    from data.models import CaseNote, ContactMethod, Handover
 
     _desk(any_db, clock)
     with any_db.read() as session:
@@ -168,6 +198,10 @@ def test_sealed_values_open_through_the_orm(any_db: Database, clock: FakeClock) 
         assert (hook.url, hook.secret) == (HOOK_URL, HOOK_SECRET)
         assert note.body == f"Called back about {SENSITIVE}"
         assert case.details == "routine"
+        facts = session.exec(select(VerificationRecord)).one().facts
+        assert facts == {"danger": "death", "statement": STATEMENT}
+        handover = session.exec(select(Handover)).one()
+        assert handover.notes == handover.report["notes"] == HANDOVER_NOTES
 
 
 def test_listing_cases_opens_no_details(sqlite_db: Database, clock: FakeClock) -> None:
@@ -334,14 +368,16 @@ def test_rotate_key_seals_everything_with_a_new_key(
     (new,) = _keys_in(key_file)
     assert new != old
     assert rotated["key_id"] != rotated["retired"][0]
-    assert rotated["resealed"] == 6  # two cases' details, a note, a URL and secret, a password
+    # Two cases' details, a note, a URL and secret, a password, verification facts, a clock's
+    # reason, a handover's notes and report.
+    assert rotated["resealed"] == 10
     db = Database.open(sqlite_url)
     assert {sealing_key_id(v) for v in _stored(db).values()} == {rotated["key_id"]}
     db.dispose()
     assert SENSITIVE in run.ok("show", ref, "--reveal", who="sam")
     again = run.json("db", "rotate-key")
     assert again["retired"] == [rotated["key_id"]]
-    assert again["resealed"] == 6
+    assert again["resealed"] == 10
 
 
 def test_rotation_that_fails_halfway_leaves_nothing_half_written(
