@@ -23,8 +23,9 @@ from app.services.casework.service import CaseworkService
 from app.services.casework.tipline import TiplineService
 from app.services.links import link_keys, signing_link_key
 from app.services.shiftwork.handover import HandoverService
+from data import audit
 from data.db import Database
-from data.keys import Keyring, SealingKeyError, encode_key, key_id, new_key
+from data.keys import Keyring, SealingKeyError, decode_key, encode_key, key_id, new_key
 from data.models import AuditRecord, Case
 from data.rotation import rotate_key
 from data.schema import alembic_config, current_revision, head_revision
@@ -359,6 +360,12 @@ def _keys_in(path: Path) -> list[str]:
     return path.read_text().split()
 
 
+def _rotations(db: Database) -> list[AuditRecord]:
+    with db.read() as session:
+        statement = select(AuditRecord).where(AuditRecord.action == "db.rotate_key")
+        return list(session.exec(statement).all())
+
+
 def test_rotate_key_seals_everything_with_a_new_key(
     cli_desk: tuple[Run, str], key_file: Path, sqlite_url: str
 ) -> None:
@@ -380,6 +387,38 @@ def test_rotate_key_seals_everything_with_a_new_key(
     assert again["resealed"] == 10
 
 
+def test_a_rotation_is_audited_in_its_own_transaction(
+    any_db: Database, clock: FakeClock, key_file: Path
+) -> None:
+    """Who rotated, when, from which key to which and how many values: never a key."""
+    _desk(any_db, clock)
+    (old,) = _keys_in(key_file)
+    done = rotate_key(any_db, actor="sam", at=clock.now())
+    (new,) = _keys_in(key_file)
+    (record,) = _rotations(any_db)
+    assert (record.actor, record.at, record.case_ref) == ("sam", clock.now(), None)
+    assert record.detail == {
+        "key_id": done.key_id,
+        "retired": [key_id(decode_key(old, "old"))],
+        "resealed": 10,
+    }
+    assert done.key_id == key_id(decode_key(new, "new"))
+    assert old not in str(record.detail)
+    assert new not in str(record.detail)
+    with any_db.read() as session:
+        assert audit.verify(session).ok
+
+
+def test_rotate_key_records_the_command_s_actor(cli_desk: tuple[Run, str], sqlite_url: str) -> None:
+    run, _ref = cli_desk
+    rotated = run.json("db", "rotate-key", who="sam")
+    db = Database.open(sqlite_url)
+    (record,) = _rotations(db)
+    db.dispose()
+    assert record.actor == "sam"
+    assert record.detail["key_id"] == rotated["key_id"]
+
+
 def test_rotation_that_fails_halfway_leaves_nothing_half_written(
     any_db: Database, clock: FakeClock, key_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -392,13 +431,14 @@ def test_rotation_that_fails_halfway_leaves_nothing_half_written(
         raise RuntimeError("the disk went away")
 
     with pytest.raises(RuntimeError):
-        rotate_key(any_db, after_batch=fail_after_first)
+        rotate_key(any_db, actor="sam", at=clock.now(), after_batch=fail_after_first)
     assert _stored(any_db) == before
+    assert _rotations(any_db) == []  # the audit record went with the rest
     assert _keys_in(key_file)[1:] == [old]  # the new key waits first, the old still opens
     fresh = Database(any_db.engine)  # the key file as it is now is all it needs
     assert CaseService(fresh, clock).reveal("sam", ref) == SENSITIVE
 
-    done = rotate_key(fresh)
+    done = rotate_key(fresh, actor="sam", at=clock.now())
     assert len(_keys_in(key_file)) == 1
     assert {sealing_key_id(v) for v in _stored(fresh).values()} == {done.key_id}
     assert CaseService(fresh, clock).reveal("sam", ref) == SENSITIVE
@@ -406,12 +446,18 @@ def test_rotation_that_fails_halfway_leaves_nothing_half_written(
 
 KILL_HALFWAY = """
 import os, signal, sys
+from datetime import UTC, datetime
 import data.sealing
 from data.db import Database
 from data.rotation import rotate_key
 
 data.sealing.BATCH_ROWS = 1
-rotate_key(Database.open(sys.argv[1]), after_batch=lambda n: os.kill(os.getpid(), signal.SIGKILL))
+rotate_key(
+    Database.open(sys.argv[1]),
+    actor="sam",
+    at=datetime(2026, 12, 1, tzinfo=UTC),
+    after_batch=lambda n: os.kill(os.getpid(), signal.SIGKILL),
+)
 """
 
 
@@ -428,6 +474,7 @@ def test_a_rotation_killed_halfway_leaves_the_desk_readable(
     db = Database.open(sqlite_url)
     assert _stored(db) == before
     assert len(_keys_in(key_file)) == 2
+    assert _rotations(db) == []
     assert CaseService(db, clock).reveal("sam", ref) == SENSITIVE
     db.dispose()
 
@@ -460,7 +507,7 @@ def test_a_running_process_seals_with_the_rotated_key(
     ref = _desk(any_db, clock)
     other = Database(any_db.engine)  # another process, its keyring read before the rotation
     other.keyring.keys()
-    done = rotate_key(any_db)
+    done = rotate_key(any_db, actor="sam", at=clock.now())
     CaseService(other, clock).add_note("ana", ref, "after the rotation")
     assert {sealing_key_id(v) for v in _stored(any_db).values()} == {done.key_id}
 
