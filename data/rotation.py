@@ -30,7 +30,7 @@ from sqlmodel import SQLModel
 from data import audit
 from data.db import Database
 from data.keys import KEY_ENV, SealingKeyError, key_id, new_key
-from data.sealing import primary_keys, reseal, sealed_columns
+from data.sealing import holds_sealed_values, primary_keys, reseal, sealed_columns
 
 
 @dataclass(frozen=True)
@@ -50,10 +50,16 @@ def rotate_key(
 ) -> Rotation:
     """Seal everything again with a new key, audited as `actor` at `at`."""
     keyring = db.keyring
+    columns = sealed_columns(SQLModel.metadata)
     if keyring.writable:
         if not keyring.keys():
+            with db.engine.connect() as connection:
+                lost = holds_sealed_values(connection, columns)
             raise SealingKeyError(
-                f"nothing to rotate: {keyring.source} does not exist yet, so nothing is sealed"
+                f"{keyring.source} does not exist, but the database holds sealed values: "
+                f"restore it or set {KEY_ENV} to their key, then rotate"
+                if lost
+                else f"nothing to rotate: {keyring.source} does not exist yet, so nothing is sealed"
             )
         keyring.put_first(new_key())
     elif len(keyring.keys()) < 2:
@@ -63,7 +69,6 @@ def rotate_key(
         )
     held = keyring.keys()
     current, *retired = [key_id(k) for k in held]
-    columns = sealed_columns(SQLModel.metadata)
     with db.write() as session:
         audit.lock_head(session)  # first, as every writer does: no deadlock with one
         connection = session.connection()

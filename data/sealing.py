@@ -37,6 +37,7 @@ import binascii
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from functools import cache
 from typing import Any
 
@@ -47,8 +48,11 @@ from sqlalchemy import (
     Table,
     Text,
     bindparam,
+    cast,
     column,
     event,
+    literal,
+    select,
     table,
 )
 from sqlalchemy import inspect as sa_inspect
@@ -58,7 +62,7 @@ from sqlalchemy.orm.base import PASSIVE_NO_INITIALIZE
 from sqlalchemy.sql.elements import ColumnElement
 
 from data.errors import DatabaseError
-from data.keys import Keyring, SealingKeyError
+from data.keys import KEY_ENV, Keyring, SealingKeyError
 
 SEALED = "vigil_sealed"
 """The `Column.info` flag of a sealed column."""
@@ -74,6 +78,8 @@ __all__ = [
     "Keyring",
     "SealError",
     "SealingKeyError",
+    "guard_key_creation",
+    "holds_sealed_values",
     "is_sealed",
     "primary_keys",
     "reseal",
@@ -187,6 +193,59 @@ def unseal(keyring: Keyring, stored: str, *, table: str, column: str, row_id: in
             "was altered or copied from another row"
         ) from None
     return str(plain.decode("utf-8"))
+
+
+# --- a new key only for a database with nothing sealed ---------------------------------
+
+
+def holds_sealed_values(connection: Connection, columns: Sequence[tuple[str, str]]) -> bool:
+    """Whether any of these columns that exist in the database holds a sealed value."""
+    inspector = sa_inspect(connection)
+    tables = set(inspector.get_table_names())
+    present: dict[str, set[str]] = {}
+    for table_name, column_name in columns:
+        if table_name not in tables:
+            continue
+        if table_name not in present:
+            present[table_name] = {c["name"] for c in inspector.get_columns(table_name)}
+        if column_name not in present[table_name]:
+            continue
+        stored = cast(column(column_name), Text)
+        found = connection.execute(
+            select(literal(1))
+            .select_from(table(table_name))
+            .where(stored.like(f"{PREFIX}%"))
+            .limit(1)
+        ).first()
+        if found is not None:
+            return True
+    return False
+
+
+def guard_key_creation(
+    keyring: Keyring,
+    reading: Callable[[], AbstractContextManager[Connection]],
+    metadata: MetaData,
+) -> Keyring:
+    """Let `keyring` make a new key file only while the database holds no sealed value: a
+    key file lost from a desk with sealed values must be put back, not silently replaced
+    by a key that opens none of them. `reading()` gives a connection to look with (a
+    migration's own: the tables it altered are locked against any other). Returns
+    `keyring`."""
+
+    def refuse_if_sealed() -> None:
+        with reading() as connection:
+            sealed = holds_sealed_values(connection, sealed_columns(metadata))
+        if sealed:
+            raise SealingKeyError(
+                f"no key file at {keyring.path}, but the database already holds values "
+                f"sealed with a key: restore the key file {keyring.path} (from where the "
+                f"desk's key is kept) or set {KEY_ENV} to the key; a new key would open "
+                "none of them, so none was made"
+            )
+
+    keyring.before_creating = refuse_if_sealed
+    return keyring
 
 
 # --- the session's keyring ------------------------------------------------------------

@@ -26,9 +26,9 @@ from app.services.shiftwork.handover import HandoverService
 from data import audit
 from data.db import Database
 from data.keys import Keyring, SealingKeyError, decode_key, encode_key, key_id, new_key
-from data.models import AuditRecord, Case
+from data.models import AuditRecord, Case, CaseNote
 from data.rotation import rotate_key
-from data.schema import alembic_config, current_revision, head_revision
+from data.schema import alembic_config, current_revision, head_revision, upgrade
 from data.sealing import PREFIX, SealError, sealed_columns, sealing_key_id
 from tests.cli_harness import Run
 from tests.factories import add_responder, add_webhook, spawn_python
@@ -284,6 +284,60 @@ def test_a_missing_key_file_is_refused_naming_it(cli_desk: tuple[Run, str], key_
     assert "Traceback" not in err
 
 
+def test_a_lost_key_file_is_not_replaced_by_a_new_key(
+    cli_desk: tuple[Run, str], key_file: Path, sqlite_url: str
+) -> None:
+    """The next write that seals is refused, naming the file to restore: a second key
+    would seal new values that the restored key file then could not open."""
+    run, ref = cli_desk
+    key_file.unlink()
+    code, _out, err = run("note", ref, "a note to seal", who="sam")
+    assert code == 1
+    assert f"restore the key file {key_file}" in err
+    assert "VIGIL_SECRET_KEY" in err
+    assert "Traceback" not in err
+    assert not key_file.exists()
+    db = Database.open(sqlite_url)
+    with db.read() as session:
+        assert not session.exec(select(CaseNote).where(CaseNote.body == "a note to seal")).all()
+    db.dispose()
+
+
+def test_a_service_that_seals_without_the_key_file_makes_no_key(
+    any_db: Database, clock: FakeClock, key_file: Path
+) -> None:
+    ref = _desk(any_db, clock)
+    key_file.unlink()
+    with pytest.raises(SealingKeyError, match="already holds values sealed"):
+        CaseService(Database(any_db.engine), clock).add_note("ana", ref, "after the loss")
+    assert not key_file.exists()
+
+
+def test_an_upgrade_that_seals_without_the_key_file_makes_no_key(
+    any_db: Database, clock: FakeClock, key_file: Path
+) -> None:
+    """The migration looks through its own connection (the tables it altered are locked
+    against any other) and leaves the schema where it was."""
+    _desk(any_db, clock)
+    command.downgrade(alembic_config(any_db.engine, any_db.keyring), "0017")
+    key_file.unlink()
+    with pytest.raises(SealingKeyError, match="already holds values sealed"):
+        upgrade(any_db.engine)
+    assert not key_file.exists()
+    assert current_revision(any_db.engine) == "0017"
+
+
+def test_a_database_with_nothing_sealed_gets_a_new_key(
+    any_db: Database, clock: FakeClock, key_file: Path
+) -> None:
+    add_responder(any_db, "ana")
+    assert not key_file.exists()
+    CaseService(any_db, clock).open_case(
+        "ana", title="T", category="other", severity=4, details="first sealed text"
+    )
+    assert len(_keys_in(key_file)) == 1
+
+
 def test_a_malformed_key_is_bad_input(
     cli_desk: tuple[Run, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -477,6 +531,18 @@ def test_a_rotation_killed_halfway_leaves_the_desk_readable(
     assert _rotations(db) == []
     assert CaseService(db, clock).reveal("sam", ref) == SENSITIVE
     db.dispose()
+
+
+def test_rotating_without_the_key_file_says_to_restore_it(
+    cli_desk: tuple[Run, str], key_file: Path
+) -> None:
+    run, _ref = cli_desk
+    key_file.unlink()
+    code, _out, err = run("db", "rotate-key")
+    assert code == 1
+    assert "holds sealed values: restore it or set VIGIL_SECRET_KEY" in err
+    assert str(key_file) in err
+    assert not key_file.exists()
 
 
 def test_rotation_with_keys_in_the_environment(
