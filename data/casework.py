@@ -58,7 +58,10 @@ class VerificationRecord(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     case_id: int = Field(foreign_key="case.id", index=True, ondelete="CASCADE")
     step: str
-    facts: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # What the requester said and how they were checked back: sealed at rest.
+    facts: dict[str, Any] = Field(
+        default_factory=dict, sa_column=sealed_column("facts", as_json=True)
+    )
     recorded_at: datetime = Field(sa_type=UTCDateTime)
     recorded_by_id: int = Field(foreign_key="responder.id")
 
@@ -103,7 +106,7 @@ class ClockEvent(SQLModel, table=True):
     recorded_at: datetime = Field(sa_type=UTCDateTime)
     by_id: int = Field(foreign_key="responder.id")
     reference: str | None = None  # the report id, for a filed report
-    note: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    note: str = Field(default="", sa_column=sealed_column("note"))
 
 
 class ContainmentRecord(SQLModel, table=True):

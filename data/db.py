@@ -22,7 +22,7 @@ from data import agency, casework, intake, models, shiftwork, swaps, tipline  # 
 from data.errors import DatabaseError, SchemaOutOfDate
 from data.keys import Keyring
 from data.schema import ensure_schema, table_names
-from data.sealing import bind_keyring
+from data.sealing import bind_keyring, guard_key_creation
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 
@@ -121,12 +121,15 @@ class Database:
     A write session takes the database's writer lock at once (SQLite `BEGIN IMMEDIATE`),
     commits on success and rolls back on any error, so nothing is ever half-written.
     Every session carries the keyring that seals and opens sealed columns (`data.sealing`):
-    the application's, else the one of `VIGIL_SECRET_KEY` or the key file (`data.keys`).
+    the application's, else the one of `VIGIL_SECRET_KEY` or the key file (`data.keys`),
+    whose key file is made only while the database holds nothing sealed.
     """
 
     def __init__(self, engine: Engine, keyring: Keyring | None = None) -> None:
         self.engine = engine
-        self.keyring = keyring or Keyring.from_environment()
+        self.keyring = guard_key_creation(
+            keyring or Keyring.from_environment(), engine.connect, SQLModel.metadata
+        )
         self._writer = engine.execution_options(vigil_write=True)
 
     @classmethod

@@ -9,7 +9,8 @@ Where the keys come from, in order:
 2. Else the key file `vigil/secret.key` under `$XDG_CONFIG_HOME` (default `~/.config`): the
    same keys, one a line, first the one that seals. It is created with a new key the first
    time something is sealed, readable by its owner only (0600, in a folder 0700), and refused
-   if anyone else may read it.
+   if anyone else may read it. A database that already holds sealed values refuses a new
+   key (`data.sealing.guard_key_creation`): a lost key file is put back, never replaced.
 
 A key is known by its id (`key_id`), a digest of the key that is stored beside every sealed
 value, so a value names the key that opens it and keys can rotate (`vigil db rotate-key`).
@@ -23,6 +24,7 @@ import hashlib
 import os
 import secrets
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,6 +89,8 @@ class Keyring:
     path: Path | None = None
     _keys: list[bytes] | None = field(default=None, repr=False)
     _read_as: tuple[int, int, int] | None = field(default=None, repr=False)
+    before_creating: Callable[[], None] | None = field(default=None, repr=False)
+    """Called before the key file is created with a new key; raises to refuse."""
 
     @classmethod
     def of(cls, *keys: bytes, source: str = "the given key") -> Keyring:
@@ -129,6 +133,8 @@ class Keyring:
         keys = self.keys()
         if not keys:
             assert self.path is not None
+            if self.before_creating is not None:
+                self.before_creating()
             _create_key_file(self.path, self.source)
             keys = self.keys()
         return key_id(keys[0]), keys[0]

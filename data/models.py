@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import DDL, JSON, Column, Index, Text, UniqueConstraint, event, text
+from sqlalchemy import DDL, JSON, Column, Index, UniqueConstraint, event, text
 from sqlalchemy.orm import deferred
 from sqlalchemy.orm.attributes import get_history
 from sqlalchemy.orm.base import PASSIVE_NO_INITIALIZE
@@ -475,8 +475,11 @@ class Handover(SQLModel, table=True):
     incoming_id: int | None = Field(default=None, foreign_key="responder.id")
     shift_start: datetime = Field(sa_type=UTCDateTime)
     shift_end: datetime = Field(sa_type=UTCDateTime)
-    notes: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
-    report: dict[str, Any] = _json_column()
+    # The notes, also carried in the report: both sealed at rest.
+    notes: str = Field(default="", sa_column=sealed_column("notes"))
+    report: dict[str, Any] = Field(
+        default_factory=dict, sa_column=sealed_column("report", as_json=True)
+    )
     submitted_at: datetime = Field(sa_type=UTCDateTime)
     acknowledged_at: datetime | None = _utc(nullable=True)
     acknowledged_by_id: int | None = Field(default=None, foreign_key="responder.id")

@@ -8,6 +8,10 @@ openable by the key file as it is then:
    tables are locked against writers meanwhile; SQLite's writer lock does the same);
 3. the old keys leave the key file.
 
+The audit record of the rotation (`db.rotate_key`: the new key's id, the retired keys' ids,
+how many values were sealed again; never a key) is appended in step 2's transaction, so it
+is there exactly when the values moved to the new key.
+
 A crash before 2 commits leaves the database as it was; running the command again finishes
 the work with yet another new key. With `VIGIL_SECRET_KEY` the person writes the keys: the
 new key first, the old ones after commas; the command seals everything with the first, and
@@ -18,13 +22,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import text
 from sqlmodel import SQLModel
 
+from data import audit
 from data.db import Database
 from data.keys import KEY_ENV, SealingKeyError, key_id, new_key
-from data.sealing import primary_keys, reseal, sealed_columns
+from data.sealing import holds_sealed_values, primary_keys, reseal, sealed_columns
 
 
 @dataclass(frozen=True)
@@ -35,12 +41,25 @@ class Rotation:
     key_file: bool  # the keys came from the key file (else from VIGIL_SECRET_KEY)
 
 
-def rotate_key(db: Database, *, after_batch: Callable[[int], None] | None = None) -> Rotation:
+def rotate_key(
+    db: Database,
+    *,
+    actor: str,
+    at: datetime,
+    after_batch: Callable[[int], None] | None = None,
+) -> Rotation:
+    """Seal everything again with a new key, audited as `actor` at `at`."""
     keyring = db.keyring
+    columns = sealed_columns(SQLModel.metadata)
     if keyring.writable:
         if not keyring.keys():
+            with db.engine.connect() as connection:
+                lost = holds_sealed_values(connection, columns)
             raise SealingKeyError(
-                f"nothing to rotate: {keyring.source} does not exist yet, so nothing is sealed"
+                f"{keyring.source} does not exist, but the database holds sealed values: "
+                f"restore it or set {KEY_ENV} to their key, then rotate"
+                if lost
+                else f"nothing to rotate: {keyring.source} does not exist yet, so nothing is sealed"
             )
         keyring.put_first(new_key())
     elif len(keyring.keys()) < 2:
@@ -48,14 +67,23 @@ def rotate_key(db: Database, *, after_batch: Callable[[int], None] | None = None
             f"{KEY_ENV} holds one key: to rotate, set it to a new key, a comma and the old "
             f"key, run this again, then keep only the new key in {KEY_ENV}"
         )
-    columns = sealed_columns(SQLModel.metadata)
+    held = keyring.keys()
+    current, *retired = [key_id(k) for k in held]
     with db.write() as session:
+        audit.lock_head(session)  # first, as every writer does: no deadlock with one
         connection = session.connection()
         if db.is_postgres:
             tables = ", ".join(sorted({f'"{name}"' for name, _ in columns}))
             connection.execute(text(f"LOCK TABLE {tables} IN EXCLUSIVE MODE"))
         keys = primary_keys(SQLModel.metadata)
         written = reseal(connection, keyring, columns, keys=keys, after_batch=after_batch)
-    current = key_id(keyring.keys()[0])
-    retired = keyring.keep_only_first() if keyring.writable else keyring.keys()[1:]
-    return Rotation(current, tuple(key_id(k) for k in retired), written, keyring.writable)
+        audit.append(
+            session,
+            at=at,
+            actor=actor,
+            action="db.rotate_key",
+            detail={"key_id": current, "retired": retired, "resealed": written},
+        )
+    if keyring.writable:
+        keyring.keep_only_first()
+    return Rotation(current, tuple(retired), written, keyring.writable)

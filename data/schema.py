@@ -4,11 +4,12 @@ refused with a message pointing at `vigil db upgrade`."""
 from __future__ import annotations
 
 import re
+from contextlib import AbstractContextManager, nullcontext
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlmodel import SQLModel
 
@@ -31,13 +32,25 @@ def table_names(engine: Engine) -> set[str]:
 
 
 def alembic_config(engine: Engine, keyring: Keyring | None = None) -> Config:
-    """Alembic's configuration; migrations that seal use `keyring` (else the environment's)."""
+    """Alembic's configuration; migrations that seal use `keyring` (else the environment's,
+    which makes a key file only while the database holds nothing sealed)."""
+    from alembic import op
     from alembic.config import Config
+
+    from data.keys import Keyring
+    from data.sealing import guard_key_creation
+
+    def migrating() -> AbstractContextManager[Connection]:
+        return nullcontext(op.get_bind())
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["engine"] = engine
-    config.attributes["keyring"] = keyring
+    config.attributes["keyring"] = (
+        keyring
+        if keyring is not None
+        else guard_key_creation(Keyring.from_environment(), migrating, SQLModel.metadata)
+    )
     return config
 
 

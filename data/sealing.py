@@ -14,9 +14,11 @@ How to seal a column (what a new secret adopts):
         token: str | None = Field(default=None, sa_column=sealed_column("token", nullable=True))
 
 then list ("thing", "token") in the migration that adds it and call `reseal` there, so clear
-values already stored are sealed. Through the ORM nothing else changes: `thing.token` reads
-and writes plain text; rows are sealed on flush and opened on load. A long text read only
-when shown can be deferred too (`Case.details` is), so listing rows never opens it. Core
+values already stored are sealed (and `unseal_stored` in its downgrade). A JSON value (a dict
+or a list) is sealed as its JSON text with `sealed_column("facts", as_json=True)`. Through
+the ORM nothing else changes: `thing.token` reads and writes plain text (or the JSON value);
+rows are sealed on flush and opened on load. A long text read only when shown can be
+deferred too (`Case.details` is), so listing rows never opens it. Core
 statements and bulk `update(Thing).values(...)` bypass this and see the stored form: write
 through objects, or use `seal()`/`unseal()` there. The table needs a primary key of one
 column (a generated one costs one more UPDATE per new row: the value is bound to the key,
@@ -32,8 +34,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import os
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from functools import cache
 from typing import Any
 
@@ -44,20 +48,26 @@ from sqlalchemy import (
     Table,
     Text,
     bindparam,
+    cast,
     column,
     event,
+    literal,
+    select,
     table,
 )
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Mapper, Session, object_session
 from sqlalchemy.orm.attributes import get_history, set_committed_value
 from sqlalchemy.orm.base import PASSIVE_NO_INITIALIZE
+from sqlalchemy.sql.elements import ColumnElement
 
 from data.errors import DatabaseError
-from data.keys import Keyring, SealingKeyError
+from data.keys import KEY_ENV, Keyring, SealingKeyError
 
 SEALED = "vigil_sealed"
 """The `Column.info` flag of a sealed column."""
+SEALED_JSON = "vigil_sealed_json"
+"""The `Column.info` flag of a sealed column whose attribute holds JSON, sealed as its text."""
 
 PREFIX = "sealed:v1:"
 NONCE_BYTES = 12
@@ -68,6 +78,8 @@ __all__ = [
     "Keyring",
     "SealError",
     "SealingKeyError",
+    "guard_key_creation",
+    "holds_sealed_values",
     "is_sealed",
     "primary_keys",
     "reseal",
@@ -75,6 +87,7 @@ __all__ = [
     "sealed_column",
     "sealed_columns",
     "unseal",
+    "unseal_stored",
 ]
 
 
@@ -82,11 +95,28 @@ class SealError(DatabaseError):
     """A stored value that does not open: altered, moved from another row, or never sealed."""
 
 
-def sealed_column(name: str, *, nullable: bool = False) -> Any:
-    """A text column kept sealed at rest (see the module's docstring)."""
+def sealed_column(name: str, *, nullable: bool = False, as_json: bool = False) -> Any:
+    """A text column kept sealed at rest (see the module's docstring); `as_json`: its
+    attribute holds a JSON value, sealed as its JSON text."""
     return Column(
-        name, Text, nullable=nullable, default=None if nullable else "", info={SEALED: True}
+        name,
+        Text,
+        nullable=nullable,
+        default=None if nullable else "",
+        info={SEALED: True, SEALED_JSON: as_json},
     )
+
+
+def _plain_of(col: ColumnElement[Any], value: Any) -> str | None:
+    """The text a sealed column's attribute value is sealed as."""
+    if col.info.get(SEALED_JSON) and value is not None:
+        return json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return value
+
+
+def _value_of(col: ColumnElement[Any], plain: str) -> Any:
+    """The attribute value of a sealed column's opened text."""
+    return json.loads(plain) if col.info.get(SEALED_JSON) else plain
 
 
 def sealed_columns(metadata: MetaData) -> list[tuple[str, str]]:
@@ -165,6 +195,59 @@ def unseal(keyring: Keyring, stored: str, *, table: str, column: str, row_id: in
     return str(plain.decode("utf-8"))
 
 
+# --- a new key only for a database with nothing sealed ---------------------------------
+
+
+def holds_sealed_values(connection: Connection, columns: Sequence[tuple[str, str]]) -> bool:
+    """Whether any of these columns that exist in the database holds a sealed value."""
+    inspector = sa_inspect(connection)
+    tables = set(inspector.get_table_names())
+    present: dict[str, set[str]] = {}
+    for table_name, column_name in columns:
+        if table_name not in tables:
+            continue
+        if table_name not in present:
+            present[table_name] = {c["name"] for c in inspector.get_columns(table_name)}
+        if column_name not in present[table_name]:
+            continue
+        stored = cast(column(column_name), Text)
+        found = connection.execute(
+            select(literal(1))
+            .select_from(table(table_name))
+            .where(stored.like(f"{PREFIX}%"))
+            .limit(1)
+        ).first()
+        if found is not None:
+            return True
+    return False
+
+
+def guard_key_creation(
+    keyring: Keyring,
+    reading: Callable[[], AbstractContextManager[Connection]],
+    metadata: MetaData,
+) -> Keyring:
+    """Let `keyring` make a new key file only while the database holds no sealed value: a
+    key file lost from a desk with sealed values must be put back, not silently replaced
+    by a key that opens none of them. `reading()` gives a connection to look with (a
+    migration's own: the tables it altered are locked against any other). Returns
+    `keyring`."""
+
+    def refuse_if_sealed() -> None:
+        with reading() as connection:
+            sealed = holds_sealed_values(connection, sealed_columns(metadata))
+        if sealed:
+            raise SealingKeyError(
+                f"no key file at {keyring.path}, but the database already holds values "
+                f"sealed with a key: restore the key file {keyring.path} (from where the "
+                f"desk's key is kept) or set {KEY_ENV} to the key; a new key would open "
+                "none of them, so none was made"
+            )
+
+    keyring.before_creating = refuse_if_sealed
+    return keyring
+
+
 # --- the session's keyring ------------------------------------------------------------
 
 
@@ -211,7 +294,7 @@ def _install(mapper: Mapper[Any], class_: type) -> None:
                         column=col.name,
                         row_id=getattr(target, key_attr),
                     )
-                    set_committed_value(target, attr, plain)
+                    set_committed_value(target, attr, _value_of(col, plain))
 
     def on_load(target: Any, context: Any) -> None:
         opened(keyring_of(context.session), target, None)
@@ -225,10 +308,11 @@ def _install(mapper: Mapper[Any], class_: type) -> None:
         row_key = getattr(target, key_attr)
         pending = {}
         for attr, col in sealed:
-            plain = target.__dict__.get(attr)
+            value = target.__dict__.get(attr)
+            plain = _plain_of(col, value)
             if not plain:
                 continue
-            pending[attr] = plain
+            pending[attr] = (value, plain)
             if row_key is None:
                 setattr(target, attr, None if col.nullable else "")
             else:
@@ -244,14 +328,14 @@ def _install(mapper: Mapper[Any], class_: type) -> None:
     def after_insert(_mapper: Any, connection: Connection, target: Any) -> None:
         blank, pending = sa_inspect(target).info.pop(_PENDING, (False, {}))
         if not blank:
-            for attr, plain in pending.items():
-                set_committed_value(target, attr, plain)
+            for attr, (value, _plain) in pending.items():
+                set_committed_value(target, attr, value)
             return
         keyring = keyring_of(object_session(target))
         values = {
             col.name: seal(
                 keyring,
-                pending[attr],
+                pending[attr][1],
                 table=table_name,
                 column=col.name,
                 row_id=getattr(target, key_attr),
@@ -262,20 +346,23 @@ def _install(mapper: Mapper[Any], class_: type) -> None:
         connection.execute(
             mapped_table.update().where(key_column == getattr(target, key_attr)).values(values)
         )
-        for attr, plain in pending.items():
-            set_committed_value(target, attr, plain)
+        for attr, (value, _plain) in pending.items():
+            set_committed_value(target, attr, value)
 
     def before_update(_mapper: Any, _connection: Connection, target: Any) -> None:
         pending = {}
         for attr, col in sealed:
             # A deferred value never loaded has not changed: never load it to find out.
             added = get_history(target, attr, passive=PASSIVE_NO_INITIALIZE).added
-            if added and added[0]:
+            if not added:
+                continue
+            plain = _plain_of(col, added[0])
+            if plain:
                 pending[attr] = added[0]
                 keyring = keyring_of(object_session(target))
                 sealed_value = seal(
                     keyring,
-                    added[0],
+                    plain,
                     table=table_name,
                     column=col.name,
                     row_id=getattr(target, key_attr),
@@ -353,3 +440,25 @@ def reseal(
             if after_batch is not None:
                 after_batch(written)
     return written
+
+
+def unseal_stored(
+    connection: Connection,
+    keyring: Keyring,
+    columns: Sequence[tuple[str, str]],
+) -> None:
+    """Store every sealed value of these columns in clear again: what a migration that
+    seals them does when it is undone. Values already in clear are left alone."""
+    for table_name, column_name in columns:
+        target = table(table_name, column("id"), column(column_name))
+        stored_column = target.c[column_name]
+        for row_id, stored in connection.execute(
+            target.select()
+            .with_only_columns(target.c.id, stored_column)
+            .where(stored_column.is_not(None))
+        ).all():
+            if is_sealed(stored):
+                plain = unseal(keyring, stored, table=table_name, column=column_name, row_id=row_id)
+                connection.execute(
+                    target.update().where(target.c.id == row_id).values({column_name: plain})
+                )

@@ -35,14 +35,15 @@ class InboxList(DataTable[str | Content]):
         self.rows_shown: tuple[InboxRow, ...] = ()
 
     def _add_columns(self, rows: Sequence[InboxRow]) -> None:
-        # Styled cells are not measured by the table: each column is as wide as its text.
+        # Styled cells are not measured by the table, and plain ones only after the next
+        # refresh: each column is as wide as its text from the start.
         def width(header: str, texts: Sequence[str]) -> int:
             return max([len(header), *map(len, texts)])
 
         self.add_column("Waiting", key="what", width=width("Waiting", [r.what for r in rows]))
         self.add_column("Since", key="since", width=width("Since", [r.since for r in rows]))
         self.add_column("Act", key="act", width=width("Act", [r.act for r in rows]))
-        self.add_column("About", key="subject")
+        self.add_column("About", key="subject", width=width("About", [r.subject for r in rows]))
 
     @property
     def current(self) -> int | None:

@@ -265,7 +265,7 @@ def cmd_db_rotate_key(ctx: Context) -> int:
     from data.keys import KEY_ENV
     from data.rotation import rotate_key
 
-    done = rotate_key(ctx.db)
+    done = rotate_key(ctx.db, actor=ctx.actor, at=ctx.clock.now())
     retired = ", ".join(done.retired) or "none"
     if done.key_file:
         after = (

@@ -249,10 +249,14 @@ def cmd_pm_show(ctx: Context) -> int:
 
 
 def cmd_pm_owed(ctx: Context) -> int:
+    from app.services.sensitive import reveal_titles
     from app.services.shiftwork.postmortem import owed_postmortems
 
+    reveal = ctx.args.sensitive_titles
     with ctx.db.read() as session:
-        owed = owed_postmortems(session)
+        owed = owed_postmortems(session, reveal_titles=reveal)
+    if reveal:
+        reveal_titles(ctx.cases.work, ctx.actor, [o.ref for o in owed], "postmortem owed")
     body = [
         {
             "ref": o.ref,
@@ -469,7 +473,12 @@ def register(commands: Commands) -> None:
         action="store_true",
         help="show a sensitive case's title too (audited as a reveal)",
     )
-    pm.add("owed", cmd_pm_owed, "resolved sev1 and sev2 cases without a final post-mortem")
+    p = pm.add("owed", cmd_pm_owed, "resolved sev1 and sev2 cases without a final post-mortem")
+    p.add_argument(
+        "--sensitive-titles",
+        action="store_true",
+        help="show sensitive cases' titles too (audited as a reveal of each)",
+    )
 
     template = commands.group("template")
     template.add("list", cmd_template_list, "the templates (shipped and your team's)")

@@ -29,6 +29,7 @@ from app.services.casework.tipline import HANDED_OVER, FilingView, TiplineServic
 from app.services.heartbeats import record_beat
 from app.services.unit_of_work import ENGINE
 from data.db import Database
+from data.keys import Keyring, encode_key, new_key
 from tests.conftest import PG_SKIP_REASON, PG_URL
 from tests.ncmec_standin import StandIn
 
@@ -243,6 +244,19 @@ def test_the_owner_keeps_naming_the_responder(desk: Desk) -> None:
     code, _out, err = desk.vigil(None, "--as", "sam", "ack", ref)
     assert code == 0, err
     assert _audit_actors(desk)[-1] == ("sam", "case.ack")
+
+
+def test_the_owner_rotates_the_key_in_the_name_of_whom_it_acts_for(
+    desk: Desk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`db rotate-key` locks every sealed table: the owner runs it, and its audit record
+    names the responder the owner acts for, which the database's check of actors accepts."""
+    kept = Keyring.from_environment().keys() or [new_key()]
+    keys = ",".join(encode_key(key) for key in (new_key(), *kept))
+    monkeypatch.setenv("VIGIL_SECRET_KEY", keys)
+    code, _out, err = desk.vigil(None, "--as", "sam", "db", "rotate-key")
+    assert code == 0, err
+    assert _audit_actors(desk)[-1] == ("sam", "db.rotate_key")
 
 
 def test_the_services_run_as_their_own_logins(desk: Desk, tmp_path: Path) -> None:

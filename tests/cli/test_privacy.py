@@ -335,6 +335,8 @@ DOCUMENTS = [
     ["postmortem", "show", "{sensitive_edr}"],
     ["postmortem", "show", "{sensitive_edr}", "--format", "json"],
     ["template", "fill", "internal_update", "{sensitive_edr}"],
+    ["postmortem", "owed"],
+    ["postmortem", "owed", "--json"],
 ]
 
 
@@ -356,3 +358,18 @@ def test_a_sensitive_title_leaves_only_when_asked_for_and_is_audited(
     revealed = [(r["actor"], r["action"], r["case"]) for r in added]
     assert ("cara", "case.reveal_title", ref) in revealed
     assert all(action == "case.reveal_title" for _, action, _ in revealed)
+
+
+AUDIT_LOGS = [["audit", "log"], ["audit", "log", "--json"], ["audit", "log", "--case", "{ref}"]]
+
+
+@pytest.mark.parametrize("argv", AUDIT_LOGS, ids=[" ".join(a) for a in AUDIT_LOGS])
+def test_the_audit_log_names_a_sensitive_case_by_reference_only(
+    desk: FullDesk, argv: list[str], tmp_path: Path
+) -> None:
+    """Its records hold no title (a case's opening records its category, severity and
+    source), so there is nothing to withhold and no `--sensitive-titles` to ask for."""
+    ref = desk.refs["sensitive_edr"]
+    out = desk.copy(tmp_path).ok("cara", *(a.format(ref=ref) for a in argv))
+    assert ref in out
+    assert TITLE not in out

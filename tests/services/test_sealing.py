@@ -8,6 +8,7 @@ import shutil
 import signal
 import stat
 import subprocess
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -18,13 +19,16 @@ from sqlmodel import SQLModel, select
 
 from app.core.clock import FakeClock
 from app.services.cases import CaseService
+from app.services.casework.service import CaseworkService
 from app.services.casework.tipline import TiplineService
 from app.services.links import link_keys, signing_link_key
+from app.services.shiftwork.handover import HandoverService
+from data import audit
 from data.db import Database
-from data.keys import Keyring, SealingKeyError, encode_key, key_id, new_key
-from data.models import AuditRecord, Case
+from data.keys import Keyring, SealingKeyError, decode_key, encode_key, key_id, new_key
+from data.models import AuditRecord, Case, CaseNote
 from data.rotation import rotate_key
-from data.schema import alembic_config, current_revision, head_revision
+from data.schema import alembic_config, current_revision, head_revision, upgrade
 from data.sealing import PREFIX, SealError, sealed_columns, sealing_key_id
 from tests.cli_harness import Run
 from tests.factories import add_responder, add_webhook, spawn_python
@@ -34,13 +38,25 @@ HOOK_SECRET = "whsec_c2VhbGVkLWF0LXJlc3Qtc2VjcmV0LTk5"
 HOOK_TOKEN = "t0ken-Zq81xVbWm"
 HOOK_URL = f"https://chat.example/hook/ana?token={HOOK_TOKEN}"
 NCMEC_PASSWORD = "ispws-Pw-8821-vault"
+STATEMENT = "Caller says Wren-4410 will be moved tonight"
+CLOCK_NOTE = "Counsel Odile-2290 confirmed the subject is an adult"
+HANDOVER_NOTES = "Ring back Marten-6615 before the morning call"
 TITLE = "Tipline report 5512"  # titles are not sealed: the grep's positive control
-NEEDLES = (SENSITIVE, HOOK_SECRET, HOOK_TOKEN, NCMEC_PASSWORD)
+NEEDLES = (
+    SENSITIVE,
+    HOOK_SECRET,
+    HOOK_TOKEN,
+    NCMEC_PASSWORD,
+    STATEMENT,
+    CLOCK_NOTE,
+    HANDOVER_NOTES,
+)
 
 
 def _desk(db: Database, clock: FakeClock) -> str:
     """A desk with a webhook secret and URL token, an NCMEC account's password, a sensitive
-    case and a note about it."""
+    case with a note, a verification statement and a waived clock's reason, and a handover
+    whose notes name it."""
     add_responder(db, "ana")
     add_responder(db, "sam", "supervisor")
     add_webhook(db, "ana", HOOK_URL, HOOK_SECRET)
@@ -56,6 +72,12 @@ def _desk(db: Database, clock: FakeClock) -> str:
         reporter_last_name="Lee",
         reporter_email="sam@desk.example",
     )
+    casework = CaseworkService(db, clock)
+    casework.record_verification(
+        "ana", ref, "emergency", {"danger": "death", "statement": STATEMENT}
+    )
+    casework.waive_clock("sam", ref, clock="tipline", reason=CLOCK_NOTE)
+    HandoverService(db, clock).submit("ana", HANDOVER_NOTES, since=clock.now() - timedelta(hours=8))
     return ref
 
 
@@ -65,7 +87,11 @@ def _stored(db: Database) -> dict[tuple[str, str, int], str]:
     with db.engine.connect() as connection:
         for table_name, column_name in sealed_columns(SQLModel.metadata):
             rows = connection.execute(
-                text(f"SELECT id, {column_name} FROM \"{table_name}\" WHERE {column_name} <> ''")
+                # As text: before the migration that seals them, some are JSON.
+                text(
+                    f'SELECT id, CAST({column_name} AS TEXT) AS stored FROM "{table_name}" '
+                    f"WHERE CAST({column_name} AS TEXT) <> ''"
+                )
             ).all()
             found.update({(table_name, column_name, row[0]): row[1] for row in rows})
     return found
@@ -94,6 +120,10 @@ def test_every_sealed_column_holds_only_sealed_values(any_db: Database, clock: F
         ("contact_method", "url"),
         ("contact_method", "secret"),
         ("tipline_account", "password"),
+        ("verification_record", "facts"),
+        ("clock_event", "note"),
+        ("handover", "notes"),
+        ("handover", "report"),
     }
     assert all(value.startswith(PREFIX) for value in stored.values()), stored
 
@@ -158,7 +188,8 @@ def test_reveal_still_shows_the_text_and_is_audited(any_db: Database, clock: Fak
 
 
 def test_sealed_values_open_through_the_orm(any_db: Database, clock: FakeClock) -> None:
-    from data.models import CaseNote, ContactMethod
+    from data.casework import VerificationRecord
+    from data.models import CaseNote, ContactMethod, Handover
 
     _desk(any_db, clock)
     with any_db.read() as session:
@@ -168,6 +199,10 @@ def test_sealed_values_open_through_the_orm(any_db: Database, clock: FakeClock) 
         assert (hook.url, hook.secret) == (HOOK_URL, HOOK_SECRET)
         assert note.body == f"Called back about {SENSITIVE}"
         assert case.details == "routine"
+        facts = session.exec(select(VerificationRecord)).one().facts
+        assert facts == {"danger": "death", "statement": STATEMENT}
+        handover = session.exec(select(Handover)).one()
+        assert handover.notes == handover.report["notes"] == HANDOVER_NOTES
 
 
 def test_listing_cases_opens_no_details(sqlite_db: Database, clock: FakeClock) -> None:
@@ -249,6 +284,60 @@ def test_a_missing_key_file_is_refused_naming_it(cli_desk: tuple[Run, str], key_
     assert "Traceback" not in err
 
 
+def test_a_lost_key_file_is_not_replaced_by_a_new_key(
+    cli_desk: tuple[Run, str], key_file: Path, sqlite_url: str
+) -> None:
+    """The next write that seals is refused, naming the file to restore: a second key
+    would seal new values that the restored key file then could not open."""
+    run, ref = cli_desk
+    key_file.unlink()
+    code, _out, err = run("note", ref, "a note to seal", who="sam")
+    assert code == 1
+    assert f"restore the key file {key_file}" in err
+    assert "VIGIL_SECRET_KEY" in err
+    assert "Traceback" not in err
+    assert not key_file.exists()
+    db = Database.open(sqlite_url)
+    with db.read() as session:
+        assert not session.exec(select(CaseNote).where(CaseNote.body == "a note to seal")).all()
+    db.dispose()
+
+
+def test_a_service_that_seals_without_the_key_file_makes_no_key(
+    any_db: Database, clock: FakeClock, key_file: Path
+) -> None:
+    ref = _desk(any_db, clock)
+    key_file.unlink()
+    with pytest.raises(SealingKeyError, match="already holds values sealed"):
+        CaseService(Database(any_db.engine), clock).add_note("ana", ref, "after the loss")
+    assert not key_file.exists()
+
+
+def test_an_upgrade_that_seals_without_the_key_file_makes_no_key(
+    any_db: Database, clock: FakeClock, key_file: Path
+) -> None:
+    """The migration looks through its own connection (the tables it altered are locked
+    against any other) and leaves the schema where it was."""
+    _desk(any_db, clock)
+    command.downgrade(alembic_config(any_db.engine, any_db.keyring), "0017")
+    key_file.unlink()
+    with pytest.raises(SealingKeyError, match="already holds values sealed"):
+        upgrade(any_db.engine)
+    assert not key_file.exists()
+    assert current_revision(any_db.engine) == "0017"
+
+
+def test_a_database_with_nothing_sealed_gets_a_new_key(
+    any_db: Database, clock: FakeClock, key_file: Path
+) -> None:
+    add_responder(any_db, "ana")
+    assert not key_file.exists()
+    CaseService(any_db, clock).open_case(
+        "ana", title="T", category="other", severity=4, details="first sealed text"
+    )
+    assert len(_keys_in(key_file)) == 1
+
+
 def test_a_malformed_key_is_bad_input(
     cli_desk: tuple[Run, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -325,6 +414,12 @@ def _keys_in(path: Path) -> list[str]:
     return path.read_text().split()
 
 
+def _rotations(db: Database) -> list[AuditRecord]:
+    with db.read() as session:
+        statement = select(AuditRecord).where(AuditRecord.action == "db.rotate_key")
+        return list(session.exec(statement).all())
+
+
 def test_rotate_key_seals_everything_with_a_new_key(
     cli_desk: tuple[Run, str], key_file: Path, sqlite_url: str
 ) -> None:
@@ -334,14 +429,48 @@ def test_rotate_key_seals_everything_with_a_new_key(
     (new,) = _keys_in(key_file)
     assert new != old
     assert rotated["key_id"] != rotated["retired"][0]
-    assert rotated["resealed"] == 6  # two cases' details, a note, a URL and secret, a password
+    # Two cases' details, a note, a URL and secret, a password, verification facts, a clock's
+    # reason, a handover's notes and report.
+    assert rotated["resealed"] == 10
     db = Database.open(sqlite_url)
     assert {sealing_key_id(v) for v in _stored(db).values()} == {rotated["key_id"]}
     db.dispose()
     assert SENSITIVE in run.ok("show", ref, "--reveal", who="sam")
     again = run.json("db", "rotate-key")
     assert again["retired"] == [rotated["key_id"]]
-    assert again["resealed"] == 6
+    assert again["resealed"] == 10
+
+
+def test_a_rotation_is_audited_in_its_own_transaction(
+    any_db: Database, clock: FakeClock, key_file: Path
+) -> None:
+    """Who rotated, when, from which key to which and how many values: never a key."""
+    _desk(any_db, clock)
+    (old,) = _keys_in(key_file)
+    done = rotate_key(any_db, actor="sam", at=clock.now())
+    (new,) = _keys_in(key_file)
+    (record,) = _rotations(any_db)
+    assert (record.actor, record.at, record.case_ref) == ("sam", clock.now(), None)
+    assert record.detail == {
+        "key_id": done.key_id,
+        "retired": [key_id(decode_key(old, "old"))],
+        "resealed": 10,
+    }
+    assert done.key_id == key_id(decode_key(new, "new"))
+    assert old not in str(record.detail)
+    assert new not in str(record.detail)
+    with any_db.read() as session:
+        assert audit.verify(session).ok
+
+
+def test_rotate_key_records_the_command_s_actor(cli_desk: tuple[Run, str], sqlite_url: str) -> None:
+    run, _ref = cli_desk
+    rotated = run.json("db", "rotate-key", who="sam")
+    db = Database.open(sqlite_url)
+    (record,) = _rotations(db)
+    db.dispose()
+    assert record.actor == "sam"
+    assert record.detail["key_id"] == rotated["key_id"]
 
 
 def test_rotation_that_fails_halfway_leaves_nothing_half_written(
@@ -356,13 +485,14 @@ def test_rotation_that_fails_halfway_leaves_nothing_half_written(
         raise RuntimeError("the disk went away")
 
     with pytest.raises(RuntimeError):
-        rotate_key(any_db, after_batch=fail_after_first)
+        rotate_key(any_db, actor="sam", at=clock.now(), after_batch=fail_after_first)
     assert _stored(any_db) == before
+    assert _rotations(any_db) == []  # the audit record went with the rest
     assert _keys_in(key_file)[1:] == [old]  # the new key waits first, the old still opens
     fresh = Database(any_db.engine)  # the key file as it is now is all it needs
     assert CaseService(fresh, clock).reveal("sam", ref) == SENSITIVE
 
-    done = rotate_key(fresh)
+    done = rotate_key(fresh, actor="sam", at=clock.now())
     assert len(_keys_in(key_file)) == 1
     assert {sealing_key_id(v) for v in _stored(fresh).values()} == {done.key_id}
     assert CaseService(fresh, clock).reveal("sam", ref) == SENSITIVE
@@ -370,12 +500,18 @@ def test_rotation_that_fails_halfway_leaves_nothing_half_written(
 
 KILL_HALFWAY = """
 import os, signal, sys
+from datetime import UTC, datetime
 import data.sealing
 from data.db import Database
 from data.rotation import rotate_key
 
 data.sealing.BATCH_ROWS = 1
-rotate_key(Database.open(sys.argv[1]), after_batch=lambda n: os.kill(os.getpid(), signal.SIGKILL))
+rotate_key(
+    Database.open(sys.argv[1]),
+    actor="sam",
+    at=datetime(2026, 12, 1, tzinfo=UTC),
+    after_batch=lambda n: os.kill(os.getpid(), signal.SIGKILL),
+)
 """
 
 
@@ -392,8 +528,21 @@ def test_a_rotation_killed_halfway_leaves_the_desk_readable(
     db = Database.open(sqlite_url)
     assert _stored(db) == before
     assert len(_keys_in(key_file)) == 2
+    assert _rotations(db) == []
     assert CaseService(db, clock).reveal("sam", ref) == SENSITIVE
     db.dispose()
+
+
+def test_rotating_without_the_key_file_says_to_restore_it(
+    cli_desk: tuple[Run, str], key_file: Path
+) -> None:
+    run, _ref = cli_desk
+    key_file.unlink()
+    code, _out, err = run("db", "rotate-key")
+    assert code == 1
+    assert "holds sealed values: restore it or set VIGIL_SECRET_KEY" in err
+    assert str(key_file) in err
+    assert not key_file.exists()
 
 
 def test_rotation_with_keys_in_the_environment(
@@ -424,7 +573,7 @@ def test_a_running_process_seals_with_the_rotated_key(
     ref = _desk(any_db, clock)
     other = Database(any_db.engine)  # another process, its keyring read before the rotation
     other.keyring.keys()
-    done = rotate_key(any_db)
+    done = rotate_key(any_db, actor="sam", at=clock.now())
     CaseService(other, clock).add_note("ana", ref, "after the rotation")
     assert {sealing_key_id(v) for v in _stored(any_db).values()} == {done.key_id}
 

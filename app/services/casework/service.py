@@ -541,7 +541,8 @@ class CaseworkService(Service):
                 "clock",
                 f"{spec.label}: waived by {tx.actor.handle}",
                 "clock.waive",
-                {"clock": spec.name, "reason": text},
+                # The reason is sealed in its clock event; the chain proves it unchanged.
+                {"clock": spec.name, "reason": digest(text)},
             )
         return self._clock_result(case_id, spec.name)
 

@@ -24,8 +24,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Union, get_args, get_origin, get_type_hints
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Text, cast, or_
-from sqlmodel import Session, col, func, select
+from sqlalchemy import or_
+from sqlmodel import Session, col, select
 
 from app.core.errors import BadInput, NotAllowed, NotFound, NothingToDo
 from app.core.text import clean_text, md_cell
@@ -911,26 +911,36 @@ def pending_handovers_for(session: Session, responder_id: int) -> list[HandoverV
     return _views(session, rows)
 
 
+SEARCH_BATCH = 200
+
+
 def find_handovers(
     session: Session, *, search: str = "", pending: bool = False, limit: int = 50
 ) -> list[HandoverView]:
     """Past handovers, newest first; `search` matches the notes, the author, or anything in
-    the report (a case reference or title)."""
-    statement = select(Handover).join(Responder, col(Responder.id) == col(Handover.author_id))
-    needle = search.strip().lower()
-    if needle:
-        like = f"%{needle}%"
-        statement = statement.where(
-            or_(
-                func.lower(Handover.notes).like(like),
-                func.lower(Responder.handle).like(like),
-                func.lower(cast(Handover.report, Text)).like(like),
-            )
-        )
+    the report (a case reference or title). Notes and reports are sealed at rest, so a
+    search opens them here, newest first, until `limit` match."""
+    statement = select(Handover, Responder.handle).join(
+        Responder, col(Responder.id) == col(Handover.author_id)
+    )
     if pending:
         statement = statement.where(col(Handover.acknowledged_at).is_(None))
     statement = statement.order_by(col(Handover.submitted_at).desc(), col(Handover.id).desc())
-    return _views(session, session.exec(statement.limit(limit)).all())
+    needle = search.strip().lower()
+    if not needle:
+        return _views(session, [row for row, _ in session.exec(statement.limit(limit)).all()])
+    found: list[Handover] = []
+    result = session.exec(statement.execution_options(yield_per=SEARCH_BATCH))
+    try:
+        for row, author in result:
+            text = " ".join((author, row.notes, audit.canonical_json(row.report)))
+            if needle in text.lower():
+                found.append(row)
+                if len(found) == limit:
+                    break
+    finally:
+        result.close()
+    return _views(session, found)
 
 
 def handover_by_id(session: Session, handover_id: int) -> HandoverView:

@@ -274,9 +274,11 @@ class OwedPostMortem:
 
 
 def owed_postmortems(
-    session: Session, case_ids: Sequence[int] | None = None
+    session: Session, case_ids: Sequence[int] | None = None, *, reveal_titles: bool = False
 ) -> list[OwedPostMortem]:
-    """The cases that owe a post-mortem, longest resolved first; `case_ids` limits it."""
+    """The cases that owe a post-mortem, longest resolved first; `case_ids` limits it. A
+    sensitive case's title only with `reveal_titles` (the caller audits it:
+    `app.services.sensitive.reveal_titles`)."""
     if case_ids is not None and not case_ids:
         return []
     statement = (
@@ -284,6 +286,8 @@ def owed_postmortems(
             col(Case.id),
             col(Case.ref),
             col(Case.title),
+            col(Case.category),
+            col(Case.sensitive),
             col(Case.severity),
             col(Case.resolved_at),
             col(PostMortem.status),
@@ -298,7 +302,19 @@ def owed_postmortems(
     )
     if case_ids is not None:
         statement = statement.where(col(Case.id).in_(list(case_ids)))
-    return [OwedPostMortem(*row) for row in session.execute(statement).all()]
+    return [
+        OwedPostMortem(
+            case_id,
+            ref,
+            withheld_title(category, severity) if sensitive and not reveal_titles else title,
+            severity,
+            resolved_at,
+            status,
+        )
+        for case_id, ref, title, category, sensitive, severity, resolved_at, status in (
+            session.execute(statement).all()
+        )
+    ]
 
 
 def cases_owing_postmortem(

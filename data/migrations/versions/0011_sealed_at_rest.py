@@ -17,7 +17,7 @@ import sqlmodel.sql.sqltypes
 from alembic import context, op
 
 from data.keys import Keyring
-from data.sealing import is_sealed, reseal, unseal
+from data.sealing import reseal, unseal_stored
 
 revision = "0011"
 down_revision = "0009"
@@ -50,17 +50,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    keyring = _keyring()
-    connection = op.get_bind()
-    for table_name, column_name in SEALED:
-        target = sa.table(table_name, sa.column("id"), sa.column(column_name))
-        stored_column = target.c[column_name]
-        for row_id, stored in connection.execute(
-            sa.select(target.c.id, stored_column).where(stored_column.is_not(None))
-        ).all():
-            if is_sealed(stored):
-                plain = unseal(keyring, stored, table=table_name, column=column_name, row_id=row_id)
-                connection.execute(
-                    target.update().where(target.c.id == row_id).values({column_name: plain})
-                )
+    unseal_stored(op.get_bind(), _keyring(), SEALED)
     _contact_columns(sqlmodel.sql.sqltypes.AutoString(), sa.Text())

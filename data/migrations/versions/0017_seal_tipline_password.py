@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import context, op
 
 from data.keys import Keyring
-from data.sealing import is_sealed, reseal, unseal
+from data.sealing import reseal, unseal_stored
 
 revision = "0017"
 down_revision = "0015"
@@ -36,14 +36,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    keyring, connection = _keyring(), op.get_bind()
-    target = sa.table("tipline_account", sa.column("id"), sa.column("password"))
-    for row_id, stored in connection.execute(sa.select(target.c.id, target.c.password)).all():
-        if is_sealed(stored):
-            plain = unseal(
-                keyring, stored, table="tipline_account", column="password", row_id=row_id
-            )
-            connection.execute(
-                target.update().where(target.c.id == row_id).values(password=plain)
-            )
+    unseal_stored(op.get_bind(), _keyring(), SEALED)
     _column_type(sa.String(), sa.Text())
