@@ -54,6 +54,7 @@ from sqlalchemy import (
     literal,
     select,
     table,
+    text,
 )
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Mapper, Session, object_session
@@ -210,6 +211,14 @@ def holds_sealed_values(connection: Connection, columns: Sequence[tuple[str, str
             present[table_name] = {c["name"] for c in inspector.get_columns(table_name)}
         if column_name not in present[table_name]:
             continue
+        if (
+            connection.dialect.name == "postgresql"
+            and not connection.execute(
+                text("SELECT has_column_privilege(:table, :column, 'SELECT')"),
+                {"table": f'"{table_name}"', "column": column_name},
+            ).scalar_one()
+        ):
+            return True  # a person's login cannot look (`data.access`): never guess "none"
         stored = cast(column(column_name), Text)
         found = connection.execute(
             select(literal(1))

@@ -160,6 +160,13 @@ def _drop_roles(prefix: str) -> None:
     admin.dispose()
 
 
+@pytest.fixture(autouse=True)
+def _the_desks_key() -> None:
+    """The desk's key exists before anyone seals: people's logins cannot look into sealed
+    columns, so they never make one (an admin hands the key out)."""
+    Keyring.from_environment().sealing_key()
+
+
 @pytest.fixture
 def desk(pg_url: str, clock: FakeClock, tmp_path: Path) -> Iterator[Desk]:
     prefix = f"v{uuid.uuid4().hex[:10]}"
@@ -468,6 +475,21 @@ def test_webhook_pages_leave_through_the_engines_login_not_a_persons(
     finally:
         person.dispose()
         engine.dispose()
+
+
+def test_a_person_without_the_desks_key_is_told_to_get_it_never_given_a_new_one(
+    desk: Desk, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A person's login cannot look into the sealed columns to see whether the desk holds
+    sealed values, so no key is made behind them: the refusal names the key to get."""
+    ref, _case_id = _sensitive_case(desk)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "elsewhere"))
+    code, _out, err = desk.vigil("ben", "note", ref, "written on a machine without the key")
+    assert code == 1
+    assert "VIGIL_SECRET_KEY" in err
+    assert "Traceback" not in err
+    assert "permission denied" not in err
+    assert not (tmp_path / "elsewhere" / "vigil" / "secret.key").exists()
 
 
 def test_a_specialist_cannot_alter_or_remove_audit_records(desk: Desk) -> None:
