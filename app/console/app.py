@@ -7,6 +7,7 @@ import asyncio
 import gc
 import importlib
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import UTC
 from typing import Any, ClassVar
 
@@ -38,6 +39,7 @@ from app.engine.runner import EngineRunner, EscalationEngine, engine_name
 from app.services.shiftwork.swaps import claim_handoff_notices
 from data.db import Database
 from themes import CONSOLE_CSS_PATHS, DEFAULT_THEME, THEME_VARIABLE_DEFAULTS, THEMES
+from widgets.header import ENGINE_STALE_AFTER
 from widgets.queue_table import QueueTable
 from widgets.timefmt import viewer_zone
 
@@ -58,6 +60,17 @@ HANDOFF_SECONDS = 30.0
 """How often the console claims its person's hand-off notices."""
 
 
+QUIT = Binding(
+    "ctrl+q",
+    "quit",
+    "Quit",
+    show=False,
+    priority=True,
+    id="app.quit",
+    tooltip="Close the console (asks first when its escalation engine is the desk's only one)",
+)
+
+
 class VigilApp(App[int]):
     """The on-call console of one person (`profile`) against one database."""
 
@@ -72,15 +85,7 @@ class VigilApp(App[int]):
             id="app.help",
             tooltip="List every key of this screen and what it does",
         ),
-        Binding(
-            "ctrl+q",
-            "quit",
-            "Quit",
-            show=False,
-            priority=True,
-            id="app.quit",
-            tooltip="Close the console (its escalation engine stops with it)",
-        ),
+        QUIT,
     ]
 
     def __init__(
@@ -111,6 +116,8 @@ class VigilApp(App[int]):
         self._saved_theme = theme
         self._scheduler: AsyncIOScheduler | None = None
         self._runner: EngineRunner | None = None
+        self._engine_name: str | None = None
+        self._quit_question: ConfirmWithY | None = None
         self._handoff_worker: Worker[None] | None = None
         self._desk_work_started = False
         # Before the app runs, so its styles are parsed once, with the person's theme
@@ -161,9 +168,9 @@ class VigilApp(App[int]):
         """The escalation loop in this process, on an AsyncIOScheduler of this event loop."""
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._scheduler.start()
-        name = engine_name(f"console:{self.profile.handle}")
+        self._engine_name = engine_name(f"console:{self.profile.handle}")
         self._runner = EngineRunner(
-            EscalationEngine(self.db, self.clock, name=name), self._scheduler
+            EscalationEngine(self.db, self.clock, name=self._engine_name), self._scheduler
         )
         self._runner.start()
 
@@ -171,6 +178,41 @@ class VigilApp(App[int]):
         """Let the in-process engine look for due work now (after a change)."""
         if self._runner is not None:
             self._runner.wake()
+
+    # ----------------------------------------------------------------- quitting
+
+    async def action_quit(self) -> None:
+        """Close the console, unless its engine is the only one running for the desk: then
+        ask first (no by default). A second Ctrl+Q while asked says yes."""
+        if self._runner is None or self._quit_question is not None:
+            self.exit()
+        else:
+            self._quit_or_ask(self._engine_name)
+
+    @work(name="quit", group="quit", exclusive=True, exit_on_error=False)
+    async def _quit_or_ask(self, own_engine: str | None) -> None:
+        try:
+            others = await asyncio.to_thread(desk.engine_heartbeat, self.db, other_than=own_engine)
+        except Exception as exc:
+            if not describe_failure(exc).database_down:
+                raise
+            others = None  # unknown: ask, as if no other engine ran
+        if others is not None and self.clock.now() - others <= ENGINE_STALE_AFTER:
+            self.exit()
+            return
+        quit_key = self.get_key_display(replace(QUIT, key=self.key_for("app.quit", QUIT.key)))
+        self._quit_question = ConfirmWithY(
+            "Quit?",
+            "This console runs the desk's only escalation engine: pages will wait until an "
+            "engine runs again.",
+            yes=f"quit (or {quit_key} again)",
+        )
+        self.push_screen(self._quit_question, self._quit_answered)
+
+    def _quit_answered(self, yes: bool | None) -> None:
+        self._quit_question = None
+        if yes:
+            self.exit()
 
     async def on_unmount(self) -> None:
         gc.unfreeze()

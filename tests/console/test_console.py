@@ -25,7 +25,7 @@ from app.console import build_app, run_console
 from app.console import desk as desk_module
 from app.console.desk import read_feed, read_window
 from app.console.screens import queue as queue_module
-from app.console.screens.dialogs import Confirm, FilterDialog, TextPrompt
+from app.console.screens.dialogs import Confirm, ConfirmWithY, FilterDialog, TextPrompt
 from app.console.screens.help import HelpScreen
 from app.console.screens.queue import QueueScreen, paged_text
 from app.console.settings import load_settings
@@ -898,6 +898,57 @@ async def test_the_console_engine_pages_a_new_case_and_this_console_rings(
         with db.read() as session:
             pages = session.exec(select(Page).where(Page.case_id == _case(db, ref).id)).all()
         assert [p.responder_id for p in pages] == [_responder_id(db, "ana")]
+
+
+def _other_engine_beat(db: Database, at: Any) -> None:
+    with db.write() as session:
+        session.add(
+            EngineHeartbeat(name="engine@elsewhere", started_at=at, last_cycle_at=at, cycles=1)
+        )
+
+
+async def test_ctrl_q_asks_before_closing_the_desks_only_engine_and_no_is_the_default(
+    service: CaseService, open_console: Callable[..., Any], db: Database, clock: FakeClock
+) -> None:
+    _other_engine_beat(db, clock.now() - timedelta(minutes=5))  # stopped long ago
+    async with open_console(engine=True) as console:
+        await console.press("ctrl+q")
+        question = console.app.screen
+        assert isinstance(question, ConfirmWithY)
+        assert "the desk's only escalation engine" in question.question
+        assert "pages will wait until an engine runs again" in question.question
+        await console.press("enter")  # Enter is no answer: the console stays open
+        assert console.app.screen is question
+        await console.press("n")
+        assert isinstance(console.app.screen, QueueScreen)
+        assert console.app.return_code is None
+        await console.press("ctrl+q")
+        assert isinstance(console.app.screen, ConfirmWithY)
+        await console.press("ctrl+q")  # a second Ctrl+Q says yes
+        assert console.app.return_code == 0
+
+
+async def test_ctrl_q_then_y_closes_the_only_engine(
+    service: CaseService, open_console: Callable[..., Any]
+) -> None:
+    async with open_console(engine=True) as console:
+        await console.press("ctrl+q")
+        assert isinstance(console.app.screen, ConfirmWithY)
+        assert console.app.return_code is None
+        await console.press("y")
+        assert console.app.return_code == 0
+
+
+async def test_ctrl_q_closes_at_once_when_another_engine_runs_or_this_console_runs_none(
+    service: CaseService, open_console: Callable[..., Any], db: Database, clock: FakeClock
+) -> None:
+    _other_engine_beat(db, clock.now() - timedelta(seconds=20))
+    async with open_console(engine=True) as console:
+        await console.press("ctrl+q")
+        assert console.app.return_code == 0
+    async with open_console(engine=False) as console:
+        await console.press("ctrl+q")
+        assert console.app.return_code == 0
 
 
 # --- responsive layout ---------------------------------------------------------------
