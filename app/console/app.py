@@ -12,7 +12,7 @@ from datetime import UTC
 from typing import Any, ClassVar
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from textual import work
+from textual import events, work
 from textual.app import App, CSSPathType, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.filter import LineFilter
@@ -112,6 +112,8 @@ class VigilApp(App[int]):
         self.settings = settings or ConsoleSettings()
         self.cursor_blink = cursor_blink
         self.handles: tuple[str, ...] = ()
+        self.last_key_at = clock.now()
+        """When the person last pressed a key: revealed details hide after a while without."""
         self._engine_wanted = engine
         self._saved_theme = theme
         self._scheduler: AsyncIOScheduler | None = None
@@ -127,6 +129,11 @@ class VigilApp(App[int]):
         self.theme = theme if theme and theme in self.available_themes else DEFAULT_THEME
 
     # ----------------------------------------------------------------- start-up
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key) and not event.is_forwarded:
+            self.last_key_at = self.clock.now()
+        await super().on_event(event)
 
     def get_line_filters(self) -> Sequence[LineFilter]:
         return [*super().get_line_filters(), self._terminal_safe]

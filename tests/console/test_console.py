@@ -422,6 +422,36 @@ async def test_reveal_shows_audits_and_hides_again_on_moving_on(
         assert "the hash list" not in str(detail.query_one("#detail-body").render())
 
 
+async def test_revealed_details_hide_again_after_two_minutes_without_a_key(
+    service: CaseService, open_console: Callable[..., Any], clock: FakeClock
+) -> None:
+    secret = _open(service, "CSEA report", 1, category="csea", details="the hash list")
+    async with open_console() as console:
+        detail = console.screen.detail
+        await console.press("v")
+        assert detail.view is not None
+        assert detail.view.details == "the hash list"
+        clock.advance(minutes=1, seconds=50)
+        await console.press("escape")  # any key: the person is still there
+        clock.advance(minutes=1, seconds=50)
+        console.screen.tick()
+        await console.settle()
+        assert detail.view is not None
+        assert detail.view.details == "the hash list"
+        clock.advance(seconds=10)
+        console.screen.tick()
+        await console.settle()
+        assert detail.view is not None
+        assert detail.view.ref == secret
+        assert detail.view.details is None
+        assert "the hash list" not in str(detail.query_one("#detail-body").render())
+        assert console.screen.revealed is None
+        console.said("Sensitive details hidden again after 2m without a key")
+        await console.press("v")  # revealed again only by a new, audited reveal
+        assert detail.view is not None
+        assert detail.view.details == "the hash list"
+
+
 async def test_reveal_on_a_plain_case_says_it_is_not_sensitive(
     service: CaseService, open_console: Callable[..., Any]
 ) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, ClassVar, cast
 
@@ -68,7 +68,7 @@ from data.queries import SORT_COLUMNS, QueueFilter
 from widgets.case_detail import CaseDetail
 from widgets.header import Identity, StatusHeader
 from widgets.queue_table import QueueTable
-from widgets.timefmt import format_when, viewer_zone
+from widgets.timefmt import format_age, format_when, viewer_zone
 from widgets.views import CaseDetailView, CaseworkView, SeekAnchor
 
 if TYPE_CHECKING:
@@ -82,6 +82,8 @@ LISTEN_SLICE = 0.25
 LISTEN_RETRY = (1.0, 30.0)
 """First and longest pause before the change listener connects again after a failure."""
 STATUS_SECONDS = 15.0
+REVEAL_IDLE = timedelta(minutes=2)
+"""Revealed sensitive details hide again after this long without a key."""
 ACKING = "acking…"
 """A row's status from the acknowledge keystroke until the acknowledgement is stored."""
 WINDOW_MARGIN = 20
@@ -543,6 +545,15 @@ class QueueScreen(Screen[None]):
         self.header.set_now(now)
         self.table.set_now(now)
         self.detail.set_now(now)
+        if self.revealed is not None and now - self.vigil.last_key_at >= REVEAL_IDLE:
+            case_id = self.revealed[0]
+            self._conceal()
+            self._read_casework(case_id)
+            self.notify(
+                f"Sensitive details hidden again after {format_age(REVEAL_IDLE)} without a key",
+                title="Hidden",
+                markup=False,
+            )
 
     def on_unmount(self) -> None:
         self._screen_gone.set()
@@ -919,9 +930,7 @@ class QueueScreen(Screen[None]):
     def _select_case(self, case_id: int | None) -> None:
         if case_id == self.detail_case:
             return
-        if self.revealed is not None:
-            self.revealed = None
-            self.detail.conceal()
+        self._conceal()
         self.detail_case = case_id
         self._casework = None
         self.detail.show_casework(None)
@@ -930,6 +939,14 @@ class QueueScreen(Screen[None]):
         else:
             self._read_detail(case_id)
             self._read_casework(case_id)
+
+    def _conceal(self) -> None:
+        """Hide revealed details (and the casework read with them) at once."""
+        if self.revealed is not None:
+            self.revealed = None
+            self._casework = None
+            self.detail.conceal()
+            self.detail.show_casework(None)
 
     def on_detail_loaded(self, message: DetailLoaded) -> None:
         if message.case_id != self.detail_case:
