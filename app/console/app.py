@@ -247,6 +247,27 @@ class VigilApp(App[int]):
             if command.title != "Theme":
                 yield command
 
+    # ----------------------------------------------------------------- screenshots
+
+    def deliver_screenshot(
+        self,
+        filename: str | None = None,
+        path: str | None = None,
+        time_format: str | None = None,
+    ) -> str | None:
+        """Textual's screenshot (the palette's Screenshot, any screenshot key), refused while
+        sensitive details are revealed: a file would keep what the screen hides again."""
+        if any(isinstance(s, QueueScreen) and s.revealed is not None for s in self.screen_stack):
+            self.notify(
+                "No screenshot while sensitive details are revealed; they hide again when you "
+                "move to another case.",
+                title="Screenshot refused",
+                severity="warning",
+                markup=False,
+            )
+            return None
+        return super().deliver_screenshot(filename, path, time_format)
+
     # ----------------------------------------------------------------- helpers
 
     @work(name="pending handovers", group="handover-pending", exit_on_error=False)

@@ -452,6 +452,28 @@ async def test_revealed_details_hide_again_after_two_minutes_without_a_key(
         assert detail.view.details == "the hash list"
 
 
+async def test_no_screenshot_while_details_are_revealed(
+    service: CaseService, open_console: Callable[..., Any], tmp_path: Path
+) -> None:
+    _open(service, "CSEA report", 1, category="csea", details="the hash list")
+    _open(service, "Other", 2, details="plain details")
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    async with open_console() as console:
+        await console.press("v")
+        console.app.action_screenshot("revealed.svg", str(shots))
+        await console.settle()
+        console.said("No screenshot while sensitive details are revealed")
+        assert list(shots.iterdir()) == []
+        await console.press("down")  # moved on: the details are hidden again
+        console.app.action_screenshot("hidden.svg", str(shots))
+        for _ in range(50):  # the file is written by Textual's own delivery thread
+            if list(shots.iterdir()):
+                break
+            await console.pilot.pause(0.02)
+        assert [shot.name for shot in shots.iterdir()] == ["hidden.svg"]
+
+
 async def test_reveal_on_a_plain_case_says_it_is_not_sensitive(
     service: CaseService, open_console: Callable[..., Any]
 ) -> None:
