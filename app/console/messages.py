@@ -79,6 +79,7 @@ class CaseActionDone(Message, bubble=False):
 
     verb: str
     case_id: int
+    ref: str
     text: str
     generation: int
     window: Window

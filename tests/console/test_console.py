@@ -236,6 +236,45 @@ async def test_resolve_asks_for_an_optional_note(
         assert console.refs() == []  # resolved cases leave the open queue
 
 
+async def test_a_resolve_is_undone_within_ten_seconds_by_an_audited_reopen(
+    service: CaseService, open_console: Callable[..., Any], clock: FakeClock
+) -> None:
+    ref = _open(service, "EDR", 2)
+    async with open_console() as console:
+        await console.press("r", "enter")
+        assert _case(service.db, ref).status == "resolved"
+        console.said("^z: undo (within 10 s)")
+        assert console.refs() == []
+        clock.advance(seconds=9)
+        await console.press("ctrl+z")
+        case = _case(service.db, ref)
+        assert case.status == "acknowledged"
+        assert case.resolved_at is None
+        with service.db.read() as session:
+            reopens = session.exec(
+                select(AuditRecord).where(AuditRecord.action == "case.reopen")
+            ).all()
+        assert [(r.actor, r.case_ref) for r in reopens] == [("ana", ref)]
+        assert "undone at the console" in reopens[0].detail["reason"]
+        console.said(f"{ref} reopened")
+        assert console.refs() == [ref]
+        await console.press("ctrl+z")  # one undo per resolve
+        console.said("Nothing to undo")
+        assert _case(service.db, ref).status == "acknowledged"
+
+
+async def test_a_resolve_is_not_undone_after_ten_seconds(
+    service: CaseService, open_console: Callable[..., Any], clock: FakeClock
+) -> None:
+    ref = _open(service, "EDR", 2)
+    async with open_console() as console:
+        await console.press("r", "enter")
+        clock.advance(seconds=11)
+        await console.press("ctrl+z")
+        console.said("Nothing to undo")
+        assert _case(service.db, ref).status == "resolved"
+
+
 async def test_resolving_someone_elses_case_is_refused_by_role(
     service: CaseService, open_console: Callable[..., Any]
 ) -> None:

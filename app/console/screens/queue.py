@@ -82,6 +82,10 @@ LISTEN_SLICE = 0.25
 LISTEN_RETRY = (1.0, 30.0)
 """First and longest pause before the change listener connects again after a failure."""
 STATUS_SECONDS = 15.0
+UNDO_RESOLVE = timedelta(seconds=10)
+"""How long after a resolve its toast offers to take it back."""
+UNDO_REASON = "resolved by mistake; undone at the console right after"
+"""The reopen's reason when a resolve is undone (kept in the timeline and the audit log)."""
 REVEAL_IDLE = timedelta(minutes=2)
 """Revealed sensitive details hide again after this long without a key."""
 ACKING = "acking…"
@@ -137,6 +141,16 @@ def _binding(
     return Binding(key, action, description, show=show, id=ident, tooltip=tooltip)
 
 
+UNDO = _binding(
+    "ctrl+z",
+    "undo_resolve",
+    "Undo resolve",
+    "queue.undo_resolve",
+    f"Reopen the case just resolved here, within {int(UNDO_RESOLVE.total_seconds())} s (audited)",
+    show=False,
+)
+
+
 class QueueScreen(Screen[None]):
     """The queue beside the detail pane (below it on a narrow terminal)."""
 
@@ -183,6 +197,7 @@ class QueueScreen(Screen[None]):
             "Reopen the selected resolved case (within 24 hours of resolving it), with a reason",
             show=False,
         ),
+        UNDO,
         _binding(
             "L",
             "toggle_clocks",
@@ -454,6 +469,8 @@ class QueueScreen(Screen[None]):
         self._db_clock: DatabaseClock | None = None
         self._summary_text = ""
         self._going_to: int | None = None
+        self._undo: tuple[int, str, datetime] | None = None
+        """The case this console resolved last, its reference and until when it may be undone."""
         """A case the inbox asked for, until the window read around it arrives."""
 
     # ----------------------------------------------------------------- context
@@ -696,7 +713,7 @@ class QueueScreen(Screen[None]):
             app.db, app.profile, flt, command.case_id, seen, app.clock.now()
         )
         verb, case_id = command.draft_key
-        self.post_message(CaseActionDone(verb, case_id, text, generation, window))
+        self.post_message(CaseActionDone(verb, case_id, command.ref, text, generation, window))
 
     @work(thread=True, name="case action", group="case-action", exit_on_error=False)
     def _perform(
@@ -750,7 +767,9 @@ class QueueScreen(Screen[None]):
         window = desk.read_after_action(
             app.db, app.profile, flt, action.case_id, seen, app.clock.now()
         )
-        self.post_message(CaseActionDone(action.verb, action.case_id, text, generation, window))
+        self.post_message(
+            CaseActionDone(action.verb, action.case_id, action.ref, text, generation, window)
+        )
 
     @work(thread=True, name="bulk action", group="case-action", exit_on_error=False)
     def _perform_bulk(self, verb: str, cases: tuple[tuple[int, str], ...], text: str) -> None:
@@ -1286,10 +1305,33 @@ class QueueScreen(Screen[None]):
         self.casework_flows.forget_draft((message.verb, message.case_id))
         if message.generation == self.generation:
             self._show_after_action(message.case_id, message.window)
+        text, timeout = message.text, None
+        if message.verb == "resolve":
+            self._undo = (message.case_id, message.ref, self.vigil.clock.now() + UNDO_RESOLVE)
+            key = self.app.get_key_display(self._undo_binding())
+            seconds = int(UNDO_RESOLVE.total_seconds())
+            text, timeout = f"{text}. {key}: undo (within {seconds} s)", seconds
         # The rest waits for the frame that shows the row where it now sits, so its reads
         # (threads that would take turns with the painting) and the toast's layout do not
         # hold that frame up.
-        self.table.call_after_paint(partial(self._after_action, message.case_id, message.text))
+        self.table.call_after_paint(partial(self._after_action, message.case_id, text, timeout))
+
+    def _undo_binding(self) -> Binding:
+        return replace(UNDO, key=self.vigil.key_for("queue.undo_resolve", UNDO.key))
+
+    def action_undo_resolve(self) -> None:
+        """Reopen the case just resolved here, through the reopen service (audited), while
+        its toast still offers it."""
+        undo, self._undo = self._undo, None
+        if undo is None or self.vigil.clock.now() > undo[2]:
+            self.notify(
+                f"Nothing to undo: a resolve can be undone for {int(UNDO_RESOLVE.total_seconds())}"
+                " s; after that, o reopens the case (with a reason).",
+                markup=False,
+            )
+            return
+        case_id, ref, _ = undo
+        self._run(CaseAction("reopen", case_id, ref, UNDO_REASON))
 
     def _show_after_action(self, case_id: int, window: desk.Window) -> None:
         """Repaint the row if the case kept its place; else show the window read around
@@ -1312,8 +1354,8 @@ class QueueScreen(Screen[None]):
             self._select_case(None)
         self._show_filter_summary()
 
-    def _after_action(self, case_id: int, text: str) -> None:
-        self.notify(text, title="Done", markup=False)
+    def _after_action(self, case_id: int, text: str, timeout: float | None = None) -> None:
+        self.notify(text, title="Done", markup=False, timeout=timeout)
         self.vigil.wake_engine()
         if case_id == self.detail_case:
             self._read_detail(case_id)
