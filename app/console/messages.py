@@ -159,9 +159,11 @@ class HandoffNoticesClaimed(Message, bubble=False):
 
 @dataclass
 class OverridePlaced(Message, bubble=False):
-    """An override this person placed from the calendar."""
+    """An override this person placed from the calendar; `skipped`: (field, what was
+    typed) for each time the clocks skip, read as the gap's end."""
 
     view: OverrideView
+    skipped: tuple[tuple[str, str], ...] = ()
 
 
 # --- the shift handover -----------------------------------------------------------

@@ -40,7 +40,7 @@ from app.console.screens.queue import QueueScreen
 from app.core.clock import FakeClock
 from app.core.errors import BadInput
 from app.delivery.local import UNAVAILABLE, DesktopOutcome
-from app.rules.rotations import RotationSpec, ScheduleSpec, change_rotation
+from app.rules.rotations import RotationSpec, ScheduleSpec, change_rotation, wall_to_utc
 from app.services.cases import CaseService
 from app.services.oncall import load_schedule
 from app.services.shiftwork.calendar import OverrideService
@@ -231,11 +231,15 @@ def test_periods_move_by_weeks_and_months() -> None:
 
 
 def test_wall_times_are_read_on_the_calendar_clock() -> None:
-    assert parse_wall_time("From", "2026-10-31 09:00", NEW_YORK) == at(10, 31, 13)
-    assert parse_wall_time("From", "2026-11-01 09:00", NEW_YORK) == at(11, 1, 14)
-    assert parse_wall_time("From", "2026-10-31T09:00+00:00", NEW_YORK) == at(10, 31, 9)
-    with pytest.raises(BadInput, match=r"^From: 2026-10-04 02:30 does not exist in Australia"):
-        parse_wall_time("From", "2026-10-04 02:30", SYDNEY)
+    assert parse_wall_time("From", "2026-10-31 09:00", NEW_YORK) == (at(10, 31, 13), "")
+    assert parse_wall_time("From", "2026-11-01 09:00", NEW_YORK) == (at(11, 1, 14), "")
+    assert parse_wall_time("From", "2026-11-01 01:30", NEW_YORK).at == at(11, 1, 5, 30)  # 1st
+    assert parse_wall_time("From", "2026-10-31T09:00+00:00", NEW_YORK) == (at(10, 31, 9), "")
+    # The clocks skip 02:00 to 03:00 that night: the time starts at the gap's end, as a
+    # team file's does, by the one rule both use.
+    gap = parse_wall_time("From", "2026-10-04 02:30", SYDNEY)
+    assert gap == (wall_to_utc(datetime(2026, 10, 4, 2, 30), SYDNEY), "2026-10-04 02:30")
+    assert gap.at == at(10, 3, 16)  # 03:00 AEDT
     with pytest.raises(BadInput, match=r"^To: expected a date and time such as"):
         parse_wall_time("To", "tomorrow", SYDNEY)
 
@@ -451,6 +455,33 @@ async def test_a_supervisor_places_an_override_from_the_calendar(
         "ben",
         "2026-10-31T13:00:00Z",
         "2026-10-31T16:00:00Z",
+    )
+
+
+async def test_an_override_from_a_time_the_clocks_skip_starts_when_they_skip_to(
+    db: Database, desk: FakeClock, open_console: OpenConsole
+) -> None:
+    async with open_console("sam", desk) as console:
+        await console.press("c", "o")
+        dialog = console.app.screen
+        assert isinstance(dialog, OverrideDialog)
+        await console.press(*"ben")
+        # New York's clocks go from 02:00 to 03:00 that night.
+        dialog.query_one("#override-from", Input).value = "2027-03-14 02:30"
+        dialog.query_one("#override-to", Input).value = "2027-03-14 06:00"
+        await console.press("enter")
+        assert isinstance(console.app.screen, CalendarScreen)
+        [(_, message)] = console.said("Override #")
+        assert "ben from Sun 14 Mar 2027 03:00 EDT (07:00 UTC)" in message
+        assert (
+            "2027-03-14 02:30 is skipped by the clocks in America/New_York: it starts at "
+            "Sun 14 Mar 2027 03:00 EDT (07:00 UTC)"
+        ) in message
+    with db.read() as session:
+        record = session.exec(select(AuditRecord).where(AuditRecord.action == "override.add")).one()
+    assert (record.detail["from"], record.detail["to"]) == (
+        "2027-03-14T07:00:00Z",
+        "2027-03-14T10:00:00Z",
     )
 
 

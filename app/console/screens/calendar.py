@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Literal, cast
+from typing import TYPE_CHECKING, ClassVar, Literal, NamedTuple, cast
 from zoneinfo import ZoneInfo
 
 from textual import events, on, work
@@ -33,7 +33,7 @@ from app.console.messages import OverridePlaced
 from app.console.screens.dialogs import CANCEL
 from app.core.errors import BadInput
 from app.core.times import bounded_instant
-from app.rules.rotations import ScheduleSpec, coverage_gaps, schedule_shifts
+from app.rules.rotations import ScheduleSpec, coverage_gaps, schedule_shifts, wall_to_utc
 from app.services.oncall import load_all_schedules
 from app.services.shiftwork.calendar import OverrideService, responder_names, shown
 from data.db import Database
@@ -349,10 +349,20 @@ def compute_calendar(
 # --- placing an override ----------------------------------------------------------------------
 
 
-def parse_wall_time(field: str, text: str, zone: ZoneInfo) -> datetime:
+class WallTime(NamedTuple):
+    """A time typed in the override form, as the instant it names."""
+
+    at: datetime  # UTC
+    skipped: str
+    """What was typed, when the clocks skip it that night (the time starts at the gap's
+    end, as in a team file); empty otherwise."""
+
+
+def parse_wall_time(field: str, text: str, zone: ZoneInfo) -> WallTime:
     """`2026-11-27 08:00` on the wall clock of `zone` (or with its own offset) as UTC.
 
-    A wall time the clocks skip is refused; one they pass twice is its first occurrence.
+    A wall time the clocks skip is read as the moment they skip to, one they pass twice as
+    its first occurrence: the rule of every wall time Vigil reads (`wall_to_utc`).
     """
     value = text.strip()
     try:
@@ -362,16 +372,11 @@ def parse_wall_time(field: str, text: str, zone: ZoneInfo) -> datetime:
             field, f"expected a date and time such as 2026-11-27 08:00, got {value!r}"
         ) from None
     if parsed.tzinfo is not None:
-        return bounded_instant(field, parsed)
-    local = parsed.replace(tzinfo=zone)
-    bounded_instant(field, local)
-    if local.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != parsed:
-        raise BadInput(
-            field,
-            f"{parsed:{WALL_FORMAT}} does not exist in {zone.key}: the clocks skip it "
-            "that night; choose a time before or after",
-        )
-    return local.astimezone(UTC)
+        return WallTime(bounded_instant(field, parsed), "")
+    bounded_instant(field, parsed.replace(tzinfo=zone))  # in range before any arithmetic
+    at = bounded_instant(field, wall_to_utc(parsed, zone))
+    moved = at.astimezone(zone).replace(tzinfo=None) != parsed
+    return WallTime(at, f"{parsed:{WALL_FORMAT}}" if moved else "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,6 +388,8 @@ class OverrideRequest:
     start: datetime
     end: datetime
     reason: str
+    skipped: tuple[tuple[str, str], ...] = ()
+    """(field, what was typed) for each time the clocks skip, read as the gap's end."""
 
 
 class OverrideDialog(ModalScreen[OverrideRequest | None]):
@@ -462,13 +469,19 @@ class OverrideDialog(ModalScreen[OverrideRequest | None]):
             raise BadInput(
                 "Who", f"expected an active responder ({', '.join(self.handles)}), got {who!r}"
             )
-        start = parse_wall_time("From", self._value("from"), self.zone)
-        end = parse_wall_time("To", self._value("to"), self.zone)
+        start_time = parse_wall_time("From", self._value("from"), self.zone)
+        end_time = parse_wall_time("To", self._value("to"), self.zone)
+        start, end = start_time.at, end_time.at
         if end <= start:
             raise BadInput("To", f"expected a time after From ({shown(start, self.zone)})")
         if end <= self.now:
             raise BadInput("To", f"expected a time after now ({shown(self.now, self.zone)})")
-        return OverrideRequest(self.schedule, who, start, end, self._value("reason"))
+        skipped = tuple(
+            (field, typed)
+            for field, typed in (("From", start_time.skipped), ("To", end_time.skipped))
+            if typed
+        )
+        return OverrideRequest(self.schedule, who, start, end, self._value("reason"), skipped)
 
     @on(Input.Submitted)
     def submit(self, event: Input.Submitted) -> None:
@@ -697,13 +710,19 @@ class CalendarScreen(Screen[None]):
             end=request.end,
             reason=request.reason,
         )
-        self.post_message(OverridePlaced(view))
+        self.post_message(OverridePlaced(view, request.skipped))
 
     def on_override_placed(self, message: OverridePlaced) -> None:
         view = message.view
+        skipped = "".join(
+            f". {typed} is skipped by the clocks in {self.zone.key}: it "
+            + (f"starts at {shown(view.start, self.zone)}" if field == "From" else "")
+            + (f"ends at {shown(view.end, self.zone)}" if field == "To" else "")
+            for field, typed in message.skipped
+        )
         self.notify(
             f"Override #{view.id} on {view.schedule}: {view.who} from "
-            f"{shown(view.start, self.zone)} to {shown(view.end, self.zone)}",
+            f"{shown(view.start, self.zone)} to {shown(view.end, self.zone)}{skipped}",
             title="Override placed",
             markup=False,
         )
