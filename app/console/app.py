@@ -24,6 +24,7 @@ from app.console import desk
 from app.console.commands import ConsoleCommands, ThemeCommands
 from app.console.desk import FirstRead, Profile
 from app.console.failures import describe_failure
+from app.console.host import COMFORTABLE_WIDTH
 from app.console.messages import HandlesLoaded, HandoffNoticesClaimed
 from app.console.safe_text import TerminalSafe
 from app.console.screens.dialogs import CANCEL, Confirm, ConfirmWithY, FilterDialog
@@ -75,6 +76,11 @@ class VigilApp(App[int]):
     """The on-call console of one person (`profile`) against one database."""
 
     CSS_PATH: ClassVar[CSSPathType | None] = [*CONSOLE_CSS_PATHS]
+    HORIZONTAL_BREAKPOINTS = [
+        (0, "-narrow"),
+        (COMFORTABLE_WIDTH, "-wide"),
+    ]
+    """Every screen is `-narrow` or `-wide`: its layout, and where its toasts go."""
     TITLE = "Vigil"
     COMMANDS = App.COMMANDS | {ConsoleCommands, ThemeCommands}
     BINDINGS: ClassVar[list[BindingType]] = [

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from sqlalchemy.exc import OperationalError
 from sqlmodel import select
+from textual.widgets._toast import Toast
 
 from app.console import build_app, run_console
 from app.console import desk as desk_module
@@ -1077,6 +1078,31 @@ async def test_narrow_terminal_stacks_the_detail_below_and_keeps_every_action_ke
         assert max(item.region.right for item in keys) <= 80
         shown = {str(item.key) for item in keys}  # type: ignore[attr-defined]
         assert {"a", "r", "n", "R", "e", "v", "slash", "question_mark"} <= shown
+
+
+@pytest.mark.parametrize("size", [SIZE, (80, 24)])
+async def test_toasts_cover_neither_the_case_pane_nor_the_note_being_written(
+    service: CaseService, open_console: Callable[..., Any], size: tuple[int, int]
+) -> None:
+    ref = _open(service, "EDR", 2)
+    service.add_note("sue", ref, "called the agency back")
+    async with open_console(size=size, notifications=True) as console:
+        await console.press("n")
+        await console.type("first")
+        await console.press("enter")
+        console.said(f"Note added to {ref}")
+        await console.press("n")  # writing the next note while the toast is up
+        dialog = console.app.screen
+        assert isinstance(dialog, TextPrompt)
+        toasts = [toast.region for toast in dialog.query(Toast)]
+        assert toasts
+        editor = dialog.query_one(".dialog").region
+        assert not any(toast.overlaps(editor) for toast in toasts)
+        await console.press("escape")
+        toasts = [toast.region for toast in console.screen.query(Toast)]
+        assert toasts
+        detail = console.screen.detail.region
+        assert not any(toast.overlaps(detail) for toast in toasts)
 
 
 # --- run_console ------------------------------------------------------------------------

@@ -154,7 +154,6 @@ UNDO = _binding(
 class QueueScreen(Screen[None]):
     """The queue beside the detail pane (below it on a narrow terminal)."""
 
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (COMFORTABLE_WIDTH, "-wide")]
     AUTO_FOCUS = "#queue"
 
     BINDINGS: ClassVar[list[BindingType]] = [
