@@ -166,6 +166,23 @@ class OverridePlaced(Message, bubble=False):
     skipped: tuple[tuple[str, str], ...] = ()
 
 
+@dataclass
+class OverridesListed(Message, bubble=False):
+    """A schedule's overrides under way or to come, to choose one to remove."""
+
+    schedule: str
+    views: tuple[OverrideView, ...]
+
+
+@dataclass
+class OverrideRemoved(Message, bubble=False):
+    """An override this person took away from the calendar (`ended_early`: it was under
+    way, and ends now)."""
+
+    view: OverrideView
+    ended_early: bool
+
+
 # --- the shift handover -----------------------------------------------------------
 
 

@@ -36,6 +36,7 @@ from app.console.screens.calendar import (
     shift_anchor,
     week_days,
 )
+from app.console.screens.dialogs import TextPrompt
 from app.console.screens.queue import QueueScreen
 from app.core.clock import FakeClock
 from app.core.errors import BadInput
@@ -483,6 +484,52 @@ async def test_an_override_from_a_time_the_clocks_skip_starts_when_they_skip_to(
         "2027-03-14T07:00:00Z",
         "2027-03-14T10:00:00Z",
     )
+
+
+async def test_a_supervisor_removes_overrides_from_the_calendar(
+    db: Database, desk: FakeClock, open_console: OpenConsole
+) -> None:
+    service = OverrideService(db, desk)
+    now = desk.now()
+    soon = service.add("sam", schedule="primary", who="ben", start=now + timedelta(hours=1),
+                       end=now + timedelta(hours=3))  # fmt: skip
+    later = service.add("sam", schedule="primary", who="ben", start=now + timedelta(days=1),
+                        end=now + timedelta(days=1, hours=2))  # fmt: skip
+    desk.advance(hours=2)  # the first is under way
+    async with open_console("sam", desk) as console:
+        await console.press("c", "O")
+        prompt = console.app.screen
+        assert isinstance(prompt, TextPrompt)
+        assert f"#{soon.id}  ben  Fri 30 Oct 2026 12:00 EDT (16:00 UTC) to" in prompt.prompt
+        assert f"#{later.id}  ben  Sat 31 Oct 2026 11:00 EDT (15:00 UTC) to" in prompt.prompt
+        await console.press(*"99", "enter")
+        [(_, refused)] = console.said("no override #99")
+        assert "nothing was removed" in refused
+        await console.press("O", *str(soon.id), "enter")
+        [(title, _)] = console.said(f"Override #{soon.id} on primary ended now")
+        assert title == "Override removed"
+        await console.press("O", "#", *str(later.id), "enter")
+        assert console.said(f"Override #{later.id} on primary removed")
+        await console.press("O")
+        assert console.said("primary has no override under way or to come")
+    with db.read() as session:
+        removed = session.exec(
+            select(AuditRecord).where(AuditRecord.action == "override.remove")
+        ).all()
+    assert [(r.actor, r.detail["id"], r.detail["ended_early"]) for r in removed] == [
+        ("sam", soon.id, True),
+        ("sam", later.id, False),
+    ]
+
+
+async def test_a_specialist_is_told_only_supervisors_remove_overrides(
+    db: Database, desk: FakeClock, open_console: OpenConsole
+) -> None:
+    async with open_console("ana", desk) as console:
+        await console.press("c", "O")
+        assert isinstance(console.app.screen, CalendarScreen)
+        [(title, _)] = console.said("Only supervisors and admins remove overrides")
+        assert title == "Not allowed"
 
 
 async def test_a_specialist_is_told_only_supervisors_place_overrides(

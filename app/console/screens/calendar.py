@@ -29,13 +29,18 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from app.console.desk import Profile
 from app.console.failures import describe_failure
 from app.console.host import COMFORTABLE_WIDTH
-from app.console.messages import OverridePlaced
-from app.console.screens.dialogs import CANCEL
+from app.console.messages import OverridePlaced, OverrideRemoved, OverridesListed
+from app.console.screens.dialogs import CANCEL, TextPrompt
 from app.core.errors import BadInput
 from app.core.times import bounded_instant
 from app.rules.rotations import ScheduleSpec, coverage_gaps, schedule_shifts, wall_to_utc
 from app.services.oncall import load_all_schedules
-from app.services.shiftwork.calendar import OverrideService, responder_names, shown
+from app.services.shiftwork.calendar import (
+    OverrideService,
+    list_overrides,
+    responder_names,
+    shown,
+)
 from data.db import Database
 from widgets.calendar_view import (
     DAY_MINUTES,
@@ -561,6 +566,14 @@ class CalendarScreen(Screen[None]):
             id="calendar.override",
             tooltip="Put someone on call over the schedule for a while (supervisors)",
         ),
+        Binding(
+            "O",
+            "remove_override",
+            "Remove override",
+            show=False,
+            id="calendar.remove_override",
+            tooltip="Take away an override of the schedule; one under way ends now (supervisors)",
+        ),
     ]
 
     def __init__(self) -> None:
@@ -664,24 +677,31 @@ class CalendarScreen(Screen[None]):
         self.zone_choice = ZONE_CHOICES[(position + 1) % len(ZONE_CHOICES)]
         self.refresh_calendar()
 
-    def action_add_override(self) -> None:
+    def _may_change_overrides(self, verb: str) -> bool:
+        """Whether this person may `verb` overrides (place, remove) on a shown schedule;
+        if not, say why."""
         profile = self.vigil.profile
         if not profile.supervising:
             self.notify(
-                f"Only supervisors and admins place overrides; you are a {profile.role}. "
+                f"Only supervisors and admins {verb} overrides; you are a {profile.role}. "
                 "To hand over your own shift, offer it with `vigil swap request`.",
                 title="Not allowed",
                 severity="error",
                 markup=False,
             )
-            return
+            return False
         if self.schedule is None:
             self.notify(
-                "This desk has no schedule to put an override on."
+                f"This desk has no schedule to {verb} an override on."
                 if self.loaded
                 else "The calendar is still loading; try again in a moment.",
                 severity="warning",
             )
+            return False
+        return True
+
+    def action_add_override(self) -> None:
+        if not self._may_change_overrides("place") or self.schedule is None:
             return
 
         def chosen(request: OverrideRequest | None) -> None:
@@ -724,6 +744,70 @@ class CalendarScreen(Screen[None]):
             f"Override #{view.id} on {view.schedule}: {view.who} from "
             f"{shown(view.start, self.zone)} to {shown(view.end, self.zone)}{skipped}",
             title="Override placed",
+            markup=False,
+        )
+        self.refresh_calendar()
+
+    def action_remove_override(self) -> None:
+        if self._may_change_overrides("remove") and self.schedule is not None:
+            self._list_overrides(self.schedule)
+
+    @work(thread=True, name="list overrides", group="calendar-override", exit_on_error=False)
+    def _list_overrides(self, schedule: str) -> None:
+        app = self.vigil
+        with app.db.read() as session:
+            views = list_overrides(session, schedule=schedule, ending_after=app.clock.now())
+        self.post_message(OverridesListed(schedule, tuple(views)))
+
+    def on_overrides_listed(self, message: OverridesListed) -> None:
+        if not message.views:
+            self.notify(f"{message.schedule} has no override under way or to come.")
+            return
+        listing = "\n".join(
+            f"#{view.id}  {view.who}  {shown(view.start, self.zone)} "
+            f"to {shown(view.end, self.zone)}"
+            for view in message.views
+        )
+        by_number = {str(view.id): view.id for view in message.views}
+
+        def answered(text: str | None) -> None:
+            if text is None:
+                return
+            chosen = by_number.get(text.strip().lstrip("#"))
+            if chosen is None:
+                self.notify(
+                    f"{message.schedule} has no override #{text.strip().lstrip('#')} under way "
+                    "or to come; nothing was removed.",
+                    severity="warning",
+                    markup=False,
+                )
+            else:
+                self._remove_override(chosen)
+
+        self.app.push_screen(
+            TextPrompt(
+                f"Remove an override of {message.schedule}",
+                f"{listing}\n\nWhich one (its number)? One under way ends now.",
+                required=True,
+                suggestions=tuple(by_number),
+                cursor_blink=self.vigil.cursor_blink,
+            ),
+            answered,
+        )
+
+    @work(thread=True, name="remove override", group="calendar-override", exit_on_error=False)
+    def _remove_override(self, override_id: int) -> None:
+        app = self.vigil
+        view = OverrideService(app.db, app.clock).remove(app.profile.handle, override_id)
+        self.post_message(OverrideRemoved(view, ended_early=view.start < app.clock.now()))
+
+    def on_override_removed(self, message: OverrideRemoved) -> None:
+        view = message.view
+        what = "ended now" if message.ended_early else "removed"
+        self.notify(
+            f"Override #{view.id} on {view.schedule} {what}: {view.who} from "
+            f"{shown(view.start, self.zone)} to {shown(view.end, self.zone)}",
+            title="Override removed",
             markup=False,
         )
         self.refresh_calendar()
