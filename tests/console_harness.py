@@ -102,8 +102,8 @@ def console_opener(
     db: Database, clock: Clock, folder: Path, desktop: FakeDesktop | None = None
 ) -> OpenConsole:
     """`async with opener("ana") as console:` opens the console of a person (no engine, no
-    settings file unless given, no cursor blink), records its toasts and bells, and lets
-    it settle first."""
+    settings file unless given, no cursor blink, toasts recorded but not shown unless
+    `notifications`), records its bells, and lets it settle first."""
 
     @asynccontextmanager
     async def opener(
@@ -111,6 +111,7 @@ def console_opener(
         settings_file: Path | None = None,
         size: tuple[int, int] = SIZE,
         engine: bool = False,
+        notifications: bool = False,
     ) -> AsyncIterator[Console]:
         app = build_app(
             db,
@@ -134,7 +135,7 @@ def console_opener(
 
         app.notify = notify  # type: ignore[method-assign]
         app.bell = lambda: bells.append(1)  # type: ignore[method-assign]
-        async with app.run_test(size=size) as pilot:
+        async with app.run_test(size=size, notifications=notifications) as pilot:
             console = Console(app, pilot, toasts, bells)
             await console.settle()
             yield console

@@ -58,6 +58,14 @@ def _show_case_text(body: dict[str, Any], details: str | None) -> str:
                 f"    {page['sent_at']}  {page['handle']}  step {page['step']} "
                 f"round {page['round'] + 1}  {page['reason']}  [{channels}]"
             )
+    if body["notes"]:
+        lines.append("  notes:")
+        for note in body["notes"]:
+            text = note["body"].replace("\n", "\n      ")
+            lines.append(f"    {note['at']}  {note['author']}: {text}")
+    if body["timeline"]:
+        lines.append("  timeline:")
+        lines.extend(f"    {event['at']}  {event['text']}" for event in body["timeline"])
     return "\n".join(lines)
 
 

@@ -7,11 +7,12 @@ import asyncio
 import gc
 import importlib
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import UTC
 from typing import Any, ClassVar
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from textual import work
+from textual import events, work
 from textual.app import App, CSSPathType, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.filter import LineFilter
@@ -23,6 +24,7 @@ from app.console import desk
 from app.console.commands import ConsoleCommands, ThemeCommands
 from app.console.desk import FirstRead, Profile
 from app.console.failures import describe_failure
+from app.console.host import COMFORTABLE_WIDTH
 from app.console.messages import HandlesLoaded, HandoffNoticesClaimed
 from app.console.safe_text import TerminalSafe
 from app.console.screens.dialogs import CANCEL, Confirm, ConfirmWithY, FilterDialog
@@ -38,6 +40,7 @@ from app.engine.runner import EngineRunner, EscalationEngine, engine_name
 from app.services.shiftwork.swaps import claim_handoff_notices
 from data.db import Database
 from themes import CONSOLE_CSS_PATHS, DEFAULT_THEME, THEME_VARIABLE_DEFAULTS, THEMES
+from widgets.header import ENGINE_STALE_AFTER
 from widgets.queue_table import QueueTable
 from widgets.timefmt import viewer_zone
 
@@ -58,10 +61,26 @@ HANDOFF_SECONDS = 30.0
 """How often the console claims its person's hand-off notices."""
 
 
+QUIT = Binding(
+    "ctrl+q",
+    "quit",
+    "Quit",
+    show=False,
+    priority=True,
+    id="app.quit",
+    tooltip="Close the console (asks first when its escalation engine is the desk's only one)",
+)
+
+
 class VigilApp(App[int]):
     """The on-call console of one person (`profile`) against one database."""
 
     CSS_PATH: ClassVar[CSSPathType | None] = [*CONSOLE_CSS_PATHS]
+    HORIZONTAL_BREAKPOINTS = [
+        (0, "-narrow"),
+        (COMFORTABLE_WIDTH, "-wide"),
+    ]
+    """Every screen is `-narrow` or `-wide`: its layout, and where its toasts go."""
     TITLE = "Vigil"
     COMMANDS = App.COMMANDS | {ConsoleCommands, ThemeCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -72,15 +91,7 @@ class VigilApp(App[int]):
             id="app.help",
             tooltip="List every key of this screen and what it does",
         ),
-        Binding(
-            "ctrl+q",
-            "quit",
-            "Quit",
-            show=False,
-            priority=True,
-            id="app.quit",
-            tooltip="Close the console (its escalation engine stops with it)",
-        ),
+        QUIT,
     ]
 
     def __init__(
@@ -107,10 +118,14 @@ class VigilApp(App[int]):
         self.settings = settings or ConsoleSettings()
         self.cursor_blink = cursor_blink
         self.handles: tuple[str, ...] = ()
+        self.last_key_at = clock.now()
+        """When the person last pressed a key: revealed details hide after a while without."""
         self._engine_wanted = engine
         self._saved_theme = theme
         self._scheduler: AsyncIOScheduler | None = None
         self._runner: EngineRunner | None = None
+        self._engine_name: str | None = None
+        self._quit_question: ConfirmWithY | None = None
         self._handoff_worker: Worker[None] | None = None
         self._desk_work_started = False
         # Before the app runs, so its styles are parsed once, with the person's theme
@@ -120,6 +135,11 @@ class VigilApp(App[int]):
         self.theme = theme if theme and theme in self.available_themes else DEFAULT_THEME
 
     # ----------------------------------------------------------------- start-up
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key) and not event.is_forwarded:
+            self.last_key_at = self.clock.now()
+        await super().on_event(event)
 
     def get_line_filters(self) -> Sequence[LineFilter]:
         return [*super().get_line_filters(), self._terminal_safe]
@@ -161,9 +181,9 @@ class VigilApp(App[int]):
         """The escalation loop in this process, on an AsyncIOScheduler of this event loop."""
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._scheduler.start()
-        name = engine_name(f"console:{self.profile.handle}")
+        self._engine_name = engine_name(f"console:{self.profile.handle}")
         self._runner = EngineRunner(
-            EscalationEngine(self.db, self.clock, name=name), self._scheduler
+            EscalationEngine(self.db, self.clock, name=self._engine_name), self._scheduler
         )
         self._runner.start()
 
@@ -171,6 +191,41 @@ class VigilApp(App[int]):
         """Let the in-process engine look for due work now (after a change)."""
         if self._runner is not None:
             self._runner.wake()
+
+    # ----------------------------------------------------------------- quitting
+
+    async def action_quit(self) -> None:
+        """Close the console, unless its engine is the only one running for the desk: then
+        ask first (no by default). A second Ctrl+Q while asked says yes."""
+        if self._runner is None or self._quit_question is not None:
+            self.exit()
+        else:
+            self._quit_or_ask(self._engine_name)
+
+    @work(name="quit", group="quit", exclusive=True, exit_on_error=False)
+    async def _quit_or_ask(self, own_engine: str | None) -> None:
+        try:
+            others = await asyncio.to_thread(desk.engine_heartbeat, self.db, other_than=own_engine)
+        except Exception as exc:
+            if not describe_failure(exc).database_down:
+                raise
+            others = None  # unknown: ask, as if no other engine ran
+        if others is not None and self.clock.now() - others <= ENGINE_STALE_AFTER:
+            self.exit()
+            return
+        quit_key = self.get_key_display(replace(QUIT, key=self.key_for("app.quit", QUIT.key)))
+        self._quit_question = ConfirmWithY(
+            "Quit?",
+            "This console runs the desk's only escalation engine: pages will wait until an "
+            "engine runs again.",
+            yes=f"quit (or {quit_key} again)",
+        )
+        self.push_screen(self._quit_question, self._quit_answered)
+
+    def _quit_answered(self, yes: bool | None) -> None:
+        self._quit_question = None
+        if yes:
+            self.exit()
 
     async def on_unmount(self) -> None:
         gc.unfreeze()
@@ -197,6 +252,27 @@ class VigilApp(App[int]):
         for command in super().get_system_commands(screen):
             if command.title != "Theme":
                 yield command
+
+    # ----------------------------------------------------------------- screenshots
+
+    def deliver_screenshot(
+        self,
+        filename: str | None = None,
+        path: str | None = None,
+        time_format: str | None = None,
+    ) -> str | None:
+        """Textual's screenshot (the palette's Screenshot, any screenshot key), refused while
+        sensitive details are revealed: a file would keep what the screen hides again."""
+        if any(isinstance(s, QueueScreen) and s.revealed is not None for s in self.screen_stack):
+            self.notify(
+                "No screenshot while sensitive details are revealed; they hide again when you "
+                "move to another case.",
+                title="Screenshot refused",
+                severity="warning",
+                markup=False,
+            )
+            return None
+        return super().deliver_screenshot(filename, path, time_format)
 
     # ----------------------------------------------------------------- helpers
 

@@ -343,9 +343,10 @@ def read_clock_categories(db: Database) -> frozenset[str]:
     return frozenset(category for category, specs in config.clocks.items() if specs)
 
 
-def engine_heartbeat(db: Database) -> datetime | None:
-    """When any escalation engine last completed a cycle against this database."""
-    return last_heartbeat(db)
+def engine_heartbeat(db: Database, *, other_than: str | None = None) -> datetime | None:
+    """When any escalation engine (but the one named `other_than`) last completed a cycle
+    against this database."""
+    return last_heartbeat(db, other_than=other_than)
 
 
 def read_on_call(db: Database, at: datetime) -> tuple[OnCallView, ...]:

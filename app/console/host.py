@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from textual.app import ScreenResultCallbackType
     from textual.screen import Screen
     from textual.worker import Worker
@@ -34,6 +36,8 @@ class ConsoleHost(Protocol):
     cursor_blink: bool
     handles: tuple[str, ...]
     settings: ConsoleSettings
+    last_key_at: datetime
+    """When the person last pressed a key (on the console's clock)."""
 
     def key_for(self, binding_id: str, default: str) -> str: ...
 

@@ -79,6 +79,7 @@ class CaseActionDone(Message, bubble=False):
 
     verb: str
     case_id: int
+    ref: str
     text: str
     generation: int
     window: Window
@@ -158,9 +159,28 @@ class HandoffNoticesClaimed(Message, bubble=False):
 
 @dataclass
 class OverridePlaced(Message, bubble=False):
-    """An override this person placed from the calendar."""
+    """An override this person placed from the calendar; `skipped`: (field, what was
+    typed) for each time the clocks skip, read as the gap's end."""
 
     view: OverrideView
+    skipped: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass
+class OverridesListed(Message, bubble=False):
+    """A schedule's overrides under way or to come, to choose one to remove."""
+
+    schedule: str
+    views: tuple[OverrideView, ...]
+
+
+@dataclass
+class OverrideRemoved(Message, bubble=False):
+    """An override this person took away from the calendar (`ended_early`: it was under
+    way, and ends now)."""
+
+    view: OverrideView
+    ended_early: bool
 
 
 # --- the shift handover -----------------------------------------------------------

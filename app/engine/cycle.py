@@ -384,11 +384,15 @@ class EscalationEngine:
             session.execute(statement)
 
 
-def last_heartbeat(db: Database, name: str | None = None) -> datetime | None:
-    """When an engine (`name`, else any) last completed a full cycle."""
+def last_heartbeat(
+    db: Database, name: str | None = None, *, other_than: str | None = None
+) -> datetime | None:
+    """When an engine (`name`, else any but `other_than`) last completed a full cycle."""
     query = select(func.max(EngineHeartbeat.last_cycle_at))
     if name is not None:
         query = query.where(EngineHeartbeat.name == name)
+    if other_than is not None:
+        query = query.where(EngineHeartbeat.name != other_than)
     with db.read() as session:
         moment: datetime | None = session.exec(query).one()
         return moment

@@ -117,7 +117,31 @@ def case_json(
         body["links"] = [{"href": href, "text": text} for text, href in case_links(session, case)]
         if not case.sensitive:
             body["details"] = queries.case_details(session, case)
+        notes, timeline = notes_and_timeline(session, case.id)
+        body["notes"] = [{"at": iso(n.at), "author": n.author, "body": n.body} for n in notes]
+        body["timeline"] = [
+            {"at": iso(e.at), "kind": e.kind, "actor": e.actor, "text": e.text} for e in timeline
+        ]
     return body
+
+
+def notes_and_timeline(
+    session: Session, case_id: int
+) -> tuple[tuple[NoteView, ...], tuple[TimelineView, ...]]:
+    """A case's notes and timeline, oldest first: shown alike for a sensitive case (only
+    its details wait for a reveal)."""
+    notes = queries.notes_of(session, case_id)
+    authors = queries.handles(session, [n.author_id for n in notes])
+    return (
+        tuple(
+            NoteView(at=n.created_at, author=authors.get(n.author_id, "?"), body=n.body)
+            for n in notes
+        ),
+        tuple(
+            TimelineView(at=e.at, kind=e.kind, actor=e.actor, text=e.text)
+            for e in queries.timeline_of(session, case_id)
+        ),
+    )
 
 
 def case_links(session: Session, case: Case) -> tuple[tuple[str, str], ...]:
@@ -196,10 +220,8 @@ def case_detail(
     """The detail pane's view; sensitive details stay None unless the caller revealed them."""
     assert case.id is not None
     names = queries.handles(session, [case.assignee_id, case.acknowledged_by_id])
-    timeline = queries.timeline_of(session, case.id)
     ack, respond = sla_checks(case.severity, case.created_at, *sla_met_at(case), sla_table(session))
-    notes = queries.notes_of(session, case.id)
-    note_authors = queries.handles(session, [n.author_id for n in notes])
+    notes, timeline = notes_and_timeline(session, case.id)
     details = revealed_details if case.sensitive else queries.case_details(session, case)
     return CaseDetailView(
         case_id=case.id,
@@ -227,13 +249,8 @@ def case_detail(
         exhausted=case.exhausted,
         policy=case.policy_snapshot.get("name"),
         pages=tuple(load_pages(session, [case.id]).get(case.id, [])),
-        timeline=tuple(
-            TimelineView(at=e.at, kind=e.kind, actor=e.actor, text=e.text) for e in timeline
-        ),
-        notes=tuple(
-            NoteView(at=n.created_at, author=note_authors.get(n.author_id, "?"), body=n.body)
-            for n in notes
-        ),
+        timeline=timeline,
+        notes=notes,
         revealed=case.sensitive and revealed_details is not None,
         links=case_links(session, case),
         snoozed_until=case.snoozed_until,

@@ -142,6 +142,33 @@ def test_show_hides_sensitive_details_until_revealed_and_audits(run: Run) -> Non
     assert [r["action"] for r in log][-1] == "case.reveal"
 
 
+def test_show_lists_the_notes_and_timeline_of_a_sensitive_case_its_details_still_hidden(
+    run: Run,
+) -> None:
+    run("page", "--title", "Report", "--category", "csea", "--severity", "1", "--details", "HASH-7")
+    run("--as", "ana", "ack", "ESC-0001")
+    run("--as", "ana", "note", "ESC-0001", "Hash match confirmed")
+    code, out, _ = run("show", "ESC-0001")
+    assert code == 0
+    assert "HASH-7" not in out
+    notes = out.split("  notes:\n", 1)[1]
+    assert notes.startswith("    ")
+    assert "  ana: Hash match confirmed\n" in notes
+    timeline = out.split("  timeline:\n", 1)[1].splitlines()
+    assert [line.strip().split("  ", 1)[1] for line in timeline] == [
+        "Opened by ana from vigil; policy emergency",
+        "Paged ana (step 1, round 1)",
+        "Acknowledged by ana",
+        "Note by ana",
+    ]
+    body = run.json("show", "ESC-0001")
+    assert isinstance(body, dict)
+    assert "HASH-7" not in json.dumps(body)
+    assert [(n["author"], n["body"]) for n in body["notes"]] == [("ana", "Hash match confirmed")]
+    assert body["notes"][0]["at"].endswith("Z")
+    assert [e["kind"] for e in body["timeline"]] == ["opened", "paged", "acknowledged", "note"]
+
+
 def test_audit_verify_exit_codes(run: Run, db: Database) -> None:
     run("page", "--title", "T", "--category", "edr", "--severity", "1")
     assert run("audit", "verify")[0] == 0

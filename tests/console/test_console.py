@@ -20,12 +20,13 @@ from typing import Any
 import pytest
 from sqlalchemy.exc import OperationalError
 from sqlmodel import select
+from textual.widgets._toast import Toast
 
 from app.console import build_app, run_console
 from app.console import desk as desk_module
 from app.console.desk import read_feed, read_window
 from app.console.screens import queue as queue_module
-from app.console.screens.dialogs import Confirm, FilterDialog, TextPrompt
+from app.console.screens.dialogs import Confirm, ConfirmWithY, FilterDialog, TextPrompt
 from app.console.screens.help import HelpScreen
 from app.console.screens.queue import QueueScreen, paged_text
 from app.console.settings import load_settings
@@ -236,6 +237,45 @@ async def test_resolve_asks_for_an_optional_note(
         assert console.refs() == []  # resolved cases leave the open queue
 
 
+async def test_a_resolve_is_undone_within_ten_seconds_by_an_audited_reopen(
+    service: CaseService, open_console: Callable[..., Any], clock: FakeClock
+) -> None:
+    ref = _open(service, "EDR", 2)
+    async with open_console() as console:
+        await console.press("r", "enter")
+        assert _case(service.db, ref).status == "resolved"
+        console.said("^z: undo (within 10 s)")
+        assert console.refs() == []
+        clock.advance(seconds=9)
+        await console.press("ctrl+z")
+        case = _case(service.db, ref)
+        assert case.status == "acknowledged"
+        assert case.resolved_at is None
+        with service.db.read() as session:
+            reopens = session.exec(
+                select(AuditRecord).where(AuditRecord.action == "case.reopen")
+            ).all()
+        assert [(r.actor, r.case_ref) for r in reopens] == [("ana", ref)]
+        assert "undone at the console" in reopens[0].detail["reason"]
+        console.said(f"{ref} reopened")
+        assert console.refs() == [ref]
+        await console.press("ctrl+z")  # one undo per resolve
+        console.said("Nothing to undo")
+        assert _case(service.db, ref).status == "acknowledged"
+
+
+async def test_a_resolve_is_not_undone_after_ten_seconds(
+    service: CaseService, open_console: Callable[..., Any], clock: FakeClock
+) -> None:
+    ref = _open(service, "EDR", 2)
+    async with open_console() as console:
+        await console.press("r", "enter")
+        clock.advance(seconds=11)
+        await console.press("ctrl+z")
+        console.said("Nothing to undo")
+        assert _case(service.db, ref).status == "resolved"
+
+
 async def test_resolving_someone_elses_case_is_refused_by_role(
     service: CaseService, open_console: Callable[..., Any]
 ) -> None:
@@ -420,6 +460,58 @@ async def test_reveal_shows_audits_and_hides_again_on_moving_on(
         assert detail.view.ref == secret
         assert detail.view.details is None
         assert "the hash list" not in str(detail.query_one("#detail-body").render())
+
+
+async def test_revealed_details_hide_again_after_two_minutes_without_a_key(
+    service: CaseService, open_console: Callable[..., Any], clock: FakeClock
+) -> None:
+    secret = _open(service, "CSEA report", 1, category="csea", details="the hash list")
+    async with open_console() as console:
+        detail = console.screen.detail
+        await console.press("v")
+        assert detail.view is not None
+        assert detail.view.details == "the hash list"
+        clock.advance(minutes=1, seconds=50)
+        await console.press("escape")  # any key: the person is still there
+        clock.advance(minutes=1, seconds=50)
+        console.screen.tick()
+        await console.settle()
+        assert detail.view is not None
+        assert detail.view.details == "the hash list"
+        clock.advance(seconds=10)
+        console.screen.tick()
+        await console.settle()
+        assert detail.view is not None
+        assert detail.view.ref == secret
+        assert detail.view.details is None
+        assert "the hash list" not in str(detail.query_one("#detail-body").render())
+        assert console.screen.revealed is None
+        console.said("Sensitive details hidden again after 2m without a key")
+        await console.press("v")  # revealed again only by a new, audited reveal
+        assert detail.view is not None
+        assert detail.view.details == "the hash list"
+
+
+async def test_no_screenshot_while_details_are_revealed(
+    service: CaseService, open_console: Callable[..., Any], tmp_path: Path
+) -> None:
+    _open(service, "CSEA report", 1, category="csea", details="the hash list")
+    _open(service, "Other", 2, details="plain details")
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    async with open_console() as console:
+        await console.press("v")
+        console.app.action_screenshot("revealed.svg", str(shots))
+        await console.settle()
+        console.said("No screenshot while sensitive details are revealed")
+        assert list(shots.iterdir()) == []
+        await console.press("down")  # moved on: the details are hidden again
+        console.app.action_screenshot("hidden.svg", str(shots))
+        for _ in range(50):  # the file is written by Textual's own delivery thread
+            if list(shots.iterdir()):
+                break
+            await console.pilot.pause(0.02)
+        assert [shot.name for shot in shots.iterdir()] == ["hidden.svg"]
 
 
 async def test_reveal_on_a_plain_case_says_it_is_not_sensitive(
@@ -900,6 +992,57 @@ async def test_the_console_engine_pages_a_new_case_and_this_console_rings(
         assert [p.responder_id for p in pages] == [_responder_id(db, "ana")]
 
 
+def _other_engine_beat(db: Database, at: Any) -> None:
+    with db.write() as session:
+        session.add(
+            EngineHeartbeat(name="engine@elsewhere", started_at=at, last_cycle_at=at, cycles=1)
+        )
+
+
+async def test_ctrl_q_asks_before_closing_the_desks_only_engine_and_no_is_the_default(
+    service: CaseService, open_console: Callable[..., Any], db: Database, clock: FakeClock
+) -> None:
+    _other_engine_beat(db, clock.now() - timedelta(minutes=5))  # stopped long ago
+    async with open_console(engine=True) as console:
+        await console.press("ctrl+q")
+        question = console.app.screen
+        assert isinstance(question, ConfirmWithY)
+        assert "the desk's only escalation engine" in question.question
+        assert "pages will wait until an engine runs again" in question.question
+        await console.press("enter")  # Enter is no answer: the console stays open
+        assert console.app.screen is question
+        await console.press("n")
+        assert isinstance(console.app.screen, QueueScreen)
+        assert console.app.return_code is None
+        await console.press("ctrl+q")
+        assert isinstance(console.app.screen, ConfirmWithY)
+        await console.press("ctrl+q")  # a second Ctrl+Q says yes
+        assert console.app.return_code == 0
+
+
+async def test_ctrl_q_then_y_closes_the_only_engine(
+    service: CaseService, open_console: Callable[..., Any]
+) -> None:
+    async with open_console(engine=True) as console:
+        await console.press("ctrl+q")
+        assert isinstance(console.app.screen, ConfirmWithY)
+        assert console.app.return_code is None
+        await console.press("y")
+        assert console.app.return_code == 0
+
+
+async def test_ctrl_q_closes_at_once_when_another_engine_runs_or_this_console_runs_none(
+    service: CaseService, open_console: Callable[..., Any], db: Database, clock: FakeClock
+) -> None:
+    _other_engine_beat(db, clock.now() - timedelta(seconds=20))
+    async with open_console(engine=True) as console:
+        await console.press("ctrl+q")
+        assert console.app.return_code == 0
+    async with open_console(engine=False) as console:
+        await console.press("ctrl+q")
+        assert console.app.return_code == 0
+
+
 # --- responsive layout ---------------------------------------------------------------
 
 
@@ -935,6 +1078,31 @@ async def test_narrow_terminal_stacks_the_detail_below_and_keeps_every_action_ke
         assert max(item.region.right for item in keys) <= 80
         shown = {str(item.key) for item in keys}  # type: ignore[attr-defined]
         assert {"a", "r", "n", "R", "e", "v", "slash", "question_mark"} <= shown
+
+
+@pytest.mark.parametrize("size", [SIZE, (80, 24)])
+async def test_toasts_cover_neither_the_case_pane_nor_the_note_being_written(
+    service: CaseService, open_console: Callable[..., Any], size: tuple[int, int]
+) -> None:
+    ref = _open(service, "EDR", 2)
+    service.add_note("sue", ref, "called the agency back")
+    async with open_console(size=size, notifications=True) as console:
+        await console.press("n")
+        await console.type("first")
+        await console.press("enter")
+        console.said(f"Note added to {ref}")
+        await console.press("n")  # writing the next note while the toast is up
+        dialog = console.app.screen
+        assert isinstance(dialog, TextPrompt)
+        toasts = [toast.region for toast in dialog.query(Toast)]
+        assert toasts
+        editor = dialog.query_one(".dialog").region
+        assert not any(toast.overlaps(editor) for toast in toasts)
+        await console.press("escape")
+        toasts = [toast.region for toast in console.screen.query(Toast)]
+        assert toasts
+        detail = console.screen.detail.region
+        assert not any(toast.overlaps(detail) for toast in toasts)
 
 
 # --- run_console ------------------------------------------------------------------------

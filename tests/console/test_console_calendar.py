@@ -36,11 +36,12 @@ from app.console.screens.calendar import (
     shift_anchor,
     week_days,
 )
+from app.console.screens.dialogs import TextPrompt
 from app.console.screens.queue import QueueScreen
 from app.core.clock import FakeClock
 from app.core.errors import BadInput
 from app.delivery.local import UNAVAILABLE, DesktopOutcome
-from app.rules.rotations import RotationSpec, ScheduleSpec, change_rotation
+from app.rules.rotations import RotationSpec, ScheduleSpec, change_rotation, wall_to_utc
 from app.services.cases import CaseService
 from app.services.oncall import load_schedule
 from app.services.shiftwork.calendar import OverrideService
@@ -231,11 +232,15 @@ def test_periods_move_by_weeks_and_months() -> None:
 
 
 def test_wall_times_are_read_on_the_calendar_clock() -> None:
-    assert parse_wall_time("From", "2026-10-31 09:00", NEW_YORK) == at(10, 31, 13)
-    assert parse_wall_time("From", "2026-11-01 09:00", NEW_YORK) == at(11, 1, 14)
-    assert parse_wall_time("From", "2026-10-31T09:00+00:00", NEW_YORK) == at(10, 31, 9)
-    with pytest.raises(BadInput, match=r"^From: 2026-10-04 02:30 does not exist in Australia"):
-        parse_wall_time("From", "2026-10-04 02:30", SYDNEY)
+    assert parse_wall_time("From", "2026-10-31 09:00", NEW_YORK) == (at(10, 31, 13), "")
+    assert parse_wall_time("From", "2026-11-01 09:00", NEW_YORK) == (at(11, 1, 14), "")
+    assert parse_wall_time("From", "2026-11-01 01:30", NEW_YORK).at == at(11, 1, 5, 30)  # 1st
+    assert parse_wall_time("From", "2026-10-31T09:00+00:00", NEW_YORK) == (at(10, 31, 9), "")
+    # The clocks skip 02:00 to 03:00 that night: the time starts at the gap's end, as a
+    # team file's does, by the one rule both use.
+    gap = parse_wall_time("From", "2026-10-04 02:30", SYDNEY)
+    assert gap == (wall_to_utc(datetime(2026, 10, 4, 2, 30), SYDNEY), "2026-10-04 02:30")
+    assert gap.at == at(10, 3, 16)  # 03:00 AEDT
     with pytest.raises(BadInput, match=r"^To: expected a date and time such as"):
         parse_wall_time("To", "tomorrow", SYDNEY)
 
@@ -452,6 +457,79 @@ async def test_a_supervisor_places_an_override_from_the_calendar(
         "2026-10-31T13:00:00Z",
         "2026-10-31T16:00:00Z",
     )
+
+
+async def test_an_override_from_a_time_the_clocks_skip_starts_when_they_skip_to(
+    db: Database, desk: FakeClock, open_console: OpenConsole
+) -> None:
+    async with open_console("sam", desk) as console:
+        await console.press("c", "o")
+        dialog = console.app.screen
+        assert isinstance(dialog, OverrideDialog)
+        await console.press(*"ben")
+        # New York's clocks go from 02:00 to 03:00 that night.
+        dialog.query_one("#override-from", Input).value = "2027-03-14 02:30"
+        dialog.query_one("#override-to", Input).value = "2027-03-14 06:00"
+        await console.press("enter")
+        assert isinstance(console.app.screen, CalendarScreen)
+        [(_, message)] = console.said("Override #")
+        assert "ben from Sun 14 Mar 2027 03:00 EDT (07:00 UTC)" in message
+        assert (
+            "2027-03-14 02:30 is skipped by the clocks in America/New_York: it starts at "
+            "Sun 14 Mar 2027 03:00 EDT (07:00 UTC)"
+        ) in message
+    with db.read() as session:
+        record = session.exec(select(AuditRecord).where(AuditRecord.action == "override.add")).one()
+    assert (record.detail["from"], record.detail["to"]) == (
+        "2027-03-14T07:00:00Z",
+        "2027-03-14T10:00:00Z",
+    )
+
+
+async def test_a_supervisor_removes_overrides_from_the_calendar(
+    db: Database, desk: FakeClock, open_console: OpenConsole
+) -> None:
+    service = OverrideService(db, desk)
+    now = desk.now()
+    soon = service.add("sam", schedule="primary", who="ben", start=now + timedelta(hours=1),
+                       end=now + timedelta(hours=3))  # fmt: skip
+    later = service.add("sam", schedule="primary", who="ben", start=now + timedelta(days=1),
+                        end=now + timedelta(days=1, hours=2))  # fmt: skip
+    desk.advance(hours=2)  # the first is under way
+    async with open_console("sam", desk) as console:
+        await console.press("c", "O")
+        prompt = console.app.screen
+        assert isinstance(prompt, TextPrompt)
+        assert f"#{soon.id}  ben  Fri 30 Oct 2026 12:00 EDT (16:00 UTC) to" in prompt.prompt
+        assert f"#{later.id}  ben  Sat 31 Oct 2026 11:00 EDT (15:00 UTC) to" in prompt.prompt
+        await console.press(*"99", "enter")
+        [(_, refused)] = console.said("no override #99")
+        assert "nothing was removed" in refused
+        await console.press("O", *str(soon.id), "enter")
+        [(title, _)] = console.said(f"Override #{soon.id} on primary ended now")
+        assert title == "Override removed"
+        await console.press("O", "#", *str(later.id), "enter")
+        assert console.said(f"Override #{later.id} on primary removed")
+        await console.press("O")
+        assert console.said("primary has no override under way or to come")
+    with db.read() as session:
+        removed = session.exec(
+            select(AuditRecord).where(AuditRecord.action == "override.remove")
+        ).all()
+    assert [(r.actor, r.detail["id"], r.detail["ended_early"]) for r in removed] == [
+        ("sam", soon.id, True),
+        ("sam", later.id, False),
+    ]
+
+
+async def test_a_specialist_is_told_only_supervisors_remove_overrides(
+    db: Database, desk: FakeClock, open_console: OpenConsole
+) -> None:
+    async with open_console("ana", desk) as console:
+        await console.press("c", "O")
+        assert isinstance(console.app.screen, CalendarScreen)
+        [(title, _)] = console.said("Only supervisors and admins remove overrides")
+        assert title == "Not allowed"
 
 
 async def test_a_specialist_is_told_only_supervisors_place_overrides(

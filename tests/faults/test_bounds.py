@@ -147,7 +147,7 @@ def test_every_parser_of_times_refuses_out_of_range_by_name(text: str) -> None:
     for parse in (
         lambda: parse_instant("--at", text),
         lambda: parse_due(text, T),
-        lambda: parse_wall_time("From", text.removesuffix("Z"), ZoneInfo(zone)),
+        lambda: parse_wall_time("From", text.removesuffix("Z"), ZoneInfo(zone)).at,
         lambda: parse_since(text, zone),
     ):
         try:

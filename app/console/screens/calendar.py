@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Literal, cast
+from typing import TYPE_CHECKING, ClassVar, Literal, NamedTuple, cast
 from zoneinfo import ZoneInfo
 
 from textual import events, on, work
@@ -29,13 +29,18 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from app.console.desk import Profile
 from app.console.failures import describe_failure
 from app.console.host import COMFORTABLE_WIDTH
-from app.console.messages import OverridePlaced
-from app.console.screens.dialogs import CANCEL
+from app.console.messages import OverridePlaced, OverrideRemoved, OverridesListed
+from app.console.screens.dialogs import CANCEL, TextPrompt
 from app.core.errors import BadInput
 from app.core.times import bounded_instant
-from app.rules.rotations import ScheduleSpec, coverage_gaps, schedule_shifts
+from app.rules.rotations import ScheduleSpec, coverage_gaps, schedule_shifts, wall_to_utc
 from app.services.oncall import load_all_schedules
-from app.services.shiftwork.calendar import OverrideService, responder_names, shown
+from app.services.shiftwork.calendar import (
+    OverrideService,
+    list_overrides,
+    responder_names,
+    shown,
+)
 from data.db import Database
 from widgets.calendar_view import (
     DAY_MINUTES,
@@ -349,10 +354,20 @@ def compute_calendar(
 # --- placing an override ----------------------------------------------------------------------
 
 
-def parse_wall_time(field: str, text: str, zone: ZoneInfo) -> datetime:
+class WallTime(NamedTuple):
+    """A time typed in the override form, as the instant it names."""
+
+    at: datetime  # UTC
+    skipped: str
+    """What was typed, when the clocks skip it that night (the time starts at the gap's
+    end, as in a team file); empty otherwise."""
+
+
+def parse_wall_time(field: str, text: str, zone: ZoneInfo) -> WallTime:
     """`2026-11-27 08:00` on the wall clock of `zone` (or with its own offset) as UTC.
 
-    A wall time the clocks skip is refused; one they pass twice is its first occurrence.
+    A wall time the clocks skip is read as the moment they skip to, one they pass twice as
+    its first occurrence: the rule of every wall time Vigil reads (`wall_to_utc`).
     """
     value = text.strip()
     try:
@@ -362,16 +377,11 @@ def parse_wall_time(field: str, text: str, zone: ZoneInfo) -> datetime:
             field, f"expected a date and time such as 2026-11-27 08:00, got {value!r}"
         ) from None
     if parsed.tzinfo is not None:
-        return bounded_instant(field, parsed)
-    local = parsed.replace(tzinfo=zone)
-    bounded_instant(field, local)
-    if local.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != parsed:
-        raise BadInput(
-            field,
-            f"{parsed:{WALL_FORMAT}} does not exist in {zone.key}: the clocks skip it "
-            "that night; choose a time before or after",
-        )
-    return local.astimezone(UTC)
+        return WallTime(bounded_instant(field, parsed), "")
+    bounded_instant(field, parsed.replace(tzinfo=zone))  # in range before any arithmetic
+    at = bounded_instant(field, wall_to_utc(parsed, zone))
+    moved = at.astimezone(zone).replace(tzinfo=None) != parsed
+    return WallTime(at, f"{parsed:{WALL_FORMAT}}" if moved else "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,6 +393,8 @@ class OverrideRequest:
     start: datetime
     end: datetime
     reason: str
+    skipped: tuple[tuple[str, str], ...] = ()
+    """(field, what was typed) for each time the clocks skip, read as the gap's end."""
 
 
 class OverrideDialog(ModalScreen[OverrideRequest | None]):
@@ -462,13 +474,19 @@ class OverrideDialog(ModalScreen[OverrideRequest | None]):
             raise BadInput(
                 "Who", f"expected an active responder ({', '.join(self.handles)}), got {who!r}"
             )
-        start = parse_wall_time("From", self._value("from"), self.zone)
-        end = parse_wall_time("To", self._value("to"), self.zone)
+        start_time = parse_wall_time("From", self._value("from"), self.zone)
+        end_time = parse_wall_time("To", self._value("to"), self.zone)
+        start, end = start_time.at, end_time.at
         if end <= start:
             raise BadInput("To", f"expected a time after From ({shown(start, self.zone)})")
         if end <= self.now:
             raise BadInput("To", f"expected a time after now ({shown(self.now, self.zone)})")
-        return OverrideRequest(self.schedule, who, start, end, self._value("reason"))
+        skipped = tuple(
+            (field, typed)
+            for field, typed in (("From", start_time.skipped), ("To", end_time.skipped))
+            if typed
+        )
+        return OverrideRequest(self.schedule, who, start, end, self._value("reason"), skipped)
 
     @on(Input.Submitted)
     def submit(self, event: Input.Submitted) -> None:
@@ -547,6 +565,14 @@ class CalendarScreen(Screen[None]):
             "Override",
             id="calendar.override",
             tooltip="Put someone on call over the schedule for a while (supervisors)",
+        ),
+        Binding(
+            "O",
+            "remove_override",
+            "Remove override",
+            show=False,
+            id="calendar.remove_override",
+            tooltip="Take away an override of the schedule; one under way ends now (supervisors)",
         ),
     ]
 
@@ -651,24 +677,31 @@ class CalendarScreen(Screen[None]):
         self.zone_choice = ZONE_CHOICES[(position + 1) % len(ZONE_CHOICES)]
         self.refresh_calendar()
 
-    def action_add_override(self) -> None:
+    def _may_change_overrides(self, verb: str) -> bool:
+        """Whether this person may `verb` overrides (place, remove) on a shown schedule;
+        if not, say why."""
         profile = self.vigil.profile
         if not profile.supervising:
             self.notify(
-                f"Only supervisors and admins place overrides; you are a {profile.role}. "
+                f"Only supervisors and admins {verb} overrides; you are a {profile.role}. "
                 "To hand over your own shift, offer it with `vigil swap request`.",
                 title="Not allowed",
                 severity="error",
                 markup=False,
             )
-            return
+            return False
         if self.schedule is None:
             self.notify(
-                "This desk has no schedule to put an override on."
+                f"This desk has no schedule to {verb} an override on."
                 if self.loaded
                 else "The calendar is still loading; try again in a moment.",
                 severity="warning",
             )
+            return False
+        return True
+
+    def action_add_override(self) -> None:
+        if not self._may_change_overrides("place") or self.schedule is None:
             return
 
         def chosen(request: OverrideRequest | None) -> None:
@@ -697,14 +730,84 @@ class CalendarScreen(Screen[None]):
             end=request.end,
             reason=request.reason,
         )
-        self.post_message(OverridePlaced(view))
+        self.post_message(OverridePlaced(view, request.skipped))
 
     def on_override_placed(self, message: OverridePlaced) -> None:
         view = message.view
+        skipped = "".join(
+            f". {typed} is skipped by the clocks in {self.zone.key}: it "
+            + (f"starts at {shown(view.start, self.zone)}" if field == "From" else "")
+            + (f"ends at {shown(view.end, self.zone)}" if field == "To" else "")
+            for field, typed in message.skipped
+        )
         self.notify(
             f"Override #{view.id} on {view.schedule}: {view.who} from "
-            f"{shown(view.start, self.zone)} to {shown(view.end, self.zone)}",
+            f"{shown(view.start, self.zone)} to {shown(view.end, self.zone)}{skipped}",
             title="Override placed",
+            markup=False,
+        )
+        self.refresh_calendar()
+
+    def action_remove_override(self) -> None:
+        if self._may_change_overrides("remove") and self.schedule is not None:
+            self._list_overrides(self.schedule)
+
+    @work(thread=True, name="list overrides", group="calendar-override", exit_on_error=False)
+    def _list_overrides(self, schedule: str) -> None:
+        app = self.vigil
+        with app.db.read() as session:
+            views = list_overrides(session, schedule=schedule, ending_after=app.clock.now())
+        self.post_message(OverridesListed(schedule, tuple(views)))
+
+    def on_overrides_listed(self, message: OverridesListed) -> None:
+        if not message.views:
+            self.notify(f"{message.schedule} has no override under way or to come.")
+            return
+        listing = "\n".join(
+            f"#{view.id}  {view.who}  {shown(view.start, self.zone)} "
+            f"to {shown(view.end, self.zone)}"
+            for view in message.views
+        )
+        by_number = {str(view.id): view.id for view in message.views}
+
+        def answered(text: str | None) -> None:
+            if text is None:
+                return
+            chosen = by_number.get(text.strip().lstrip("#"))
+            if chosen is None:
+                self.notify(
+                    f"{message.schedule} has no override #{text.strip().lstrip('#')} under way "
+                    "or to come; nothing was removed.",
+                    severity="warning",
+                    markup=False,
+                )
+            else:
+                self._remove_override(chosen)
+
+        self.app.push_screen(
+            TextPrompt(
+                f"Remove an override of {message.schedule}",
+                f"{listing}\n\nWhich one (its number)? One under way ends now.",
+                required=True,
+                suggestions=tuple(by_number),
+                cursor_blink=self.vigil.cursor_blink,
+            ),
+            answered,
+        )
+
+    @work(thread=True, name="remove override", group="calendar-override", exit_on_error=False)
+    def _remove_override(self, override_id: int) -> None:
+        app = self.vigil
+        view = OverrideService(app.db, app.clock).remove(app.profile.handle, override_id)
+        self.post_message(OverrideRemoved(view, ended_early=view.start < app.clock.now()))
+
+    def on_override_removed(self, message: OverrideRemoved) -> None:
+        view = message.view
+        what = "ended now" if message.ended_early else "removed"
+        self.notify(
+            f"Override #{view.id} on {view.schedule} {what}: {view.who} from "
+            f"{shown(view.start, self.zone)} to {shown(view.end, self.zone)}",
+            title="Override removed",
             markup=False,
         )
         self.refresh_calendar()

@@ -33,7 +33,6 @@ from textual.widgets import (
 from textual.worker import Worker, get_current_worker
 
 from app.console.desk import Profile
-from app.console.host import COMFORTABLE_WIDTH
 from app.console.messages import (
     HandoverAcknowledged,
     HandoversListed,
@@ -310,7 +309,6 @@ class HandoverScreen(Screen[None]):
     """Write and submit; read and acknowledge; look back."""
 
     CSS_PATH = STYLES / "shiftwork.tcss"
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (COMFORTABLE_WIDTH, "-wide")]
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "close", "Back", id="handover.close", tooltip="Back to the queue"),
         Binding(

@@ -18,7 +18,6 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 from textual.worker import Worker, get_current_worker
 
-from app.console.host import COMFORTABLE_WIDTH
 from app.console.messages import InboxLoaded
 from app.services.inbox import InboxItem, InboxKind, InboxReader
 from themes import STYLES
@@ -45,7 +44,6 @@ class InboxScreen(Screen[int | None]):
     """The waiting items; dismissed with the id of the case to show in the queue."""
 
     CSS_PATH = STYLES / "shiftwork.tcss"
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (COMFORTABLE_WIDTH, "-wide")]
     AUTO_FOCUS = "#inbox"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "close", "Back", id="inbox.close", tooltip="Back to the queue"),

@@ -26,7 +26,6 @@ from textual.suggester import SuggestFromList
 from textual.widgets import DataTable, Footer, Input, Label, Select, Static, TextArea
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from app.console.host import COMFORTABLE_WIDTH
 from app.console.messages import (
     PostMortemChanged,
     PostMortemExported,
@@ -111,7 +110,6 @@ class PostMortemScreen(Screen[None]):
     """One case's post-mortem, to read, write and export."""
 
     CSS_PATH = STYLES / "shiftwork.tcss"
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (COMFORTABLE_WIDTH, "-wide")]
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "close", "Back", id="postmortem.close", tooltip="Back to the queue"),
         Binding(

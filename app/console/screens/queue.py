@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, ClassVar, cast
 
@@ -68,7 +68,7 @@ from data.queries import SORT_COLUMNS, QueueFilter
 from widgets.case_detail import CaseDetail
 from widgets.header import Identity, StatusHeader
 from widgets.queue_table import QueueTable
-from widgets.timefmt import format_when, viewer_zone
+from widgets.timefmt import format_age, format_when, viewer_zone
 from widgets.views import CaseDetailView, CaseworkView, SeekAnchor
 
 if TYPE_CHECKING:
@@ -82,6 +82,12 @@ LISTEN_SLICE = 0.25
 LISTEN_RETRY = (1.0, 30.0)
 """First and longest pause before the change listener connects again after a failure."""
 STATUS_SECONDS = 15.0
+UNDO_RESOLVE = timedelta(seconds=10)
+"""How long after a resolve its toast offers to take it back."""
+UNDO_REASON = "resolved by mistake; undone at the console right after"
+"""The reopen's reason when a resolve is undone (kept in the timeline and the audit log)."""
+REVEAL_IDLE = timedelta(minutes=2)
+"""Revealed sensitive details hide again after this long without a key."""
 ACKING = "acking…"
 """A row's status from the acknowledge keystroke until the acknowledgement is stored."""
 WINDOW_MARGIN = 20
@@ -135,10 +141,19 @@ def _binding(
     return Binding(key, action, description, show=show, id=ident, tooltip=tooltip)
 
 
+UNDO = _binding(
+    "ctrl+z",
+    "undo_resolve",
+    "Undo resolve",
+    "queue.undo_resolve",
+    f"Reopen the case just resolved here, within {int(UNDO_RESOLVE.total_seconds())} s (audited)",
+    show=False,
+)
+
+
 class QueueScreen(Screen[None]):
     """The queue beside the detail pane (below it on a narrow terminal)."""
 
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (COMFORTABLE_WIDTH, "-wide")]
     AUTO_FOCUS = "#queue"
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -181,6 +196,7 @@ class QueueScreen(Screen[None]):
             "Reopen the selected resolved case (within 24 hours of resolving it), with a reason",
             show=False,
         ),
+        UNDO,
         _binding(
             "L",
             "toggle_clocks",
@@ -452,6 +468,8 @@ class QueueScreen(Screen[None]):
         self._db_clock: DatabaseClock | None = None
         self._summary_text = ""
         self._going_to: int | None = None
+        self._undo: tuple[int, str, datetime] | None = None
+        """The case this console resolved last, its reference and until when it may be undone."""
         """A case the inbox asked for, until the window read around it arrives."""
 
     # ----------------------------------------------------------------- context
@@ -543,6 +561,15 @@ class QueueScreen(Screen[None]):
         self.header.set_now(now)
         self.table.set_now(now)
         self.detail.set_now(now)
+        if self.revealed is not None and now - self.vigil.last_key_at >= REVEAL_IDLE:
+            case_id = self.revealed[0]
+            self._conceal()
+            self._read_casework(case_id)
+            self.notify(
+                f"Sensitive details hidden again after {format_age(REVEAL_IDLE)} without a key",
+                title="Hidden",
+                markup=False,
+            )
 
     def on_unmount(self) -> None:
         self._screen_gone.set()
@@ -685,7 +712,7 @@ class QueueScreen(Screen[None]):
             app.db, app.profile, flt, command.case_id, seen, app.clock.now()
         )
         verb, case_id = command.draft_key
-        self.post_message(CaseActionDone(verb, case_id, text, generation, window))
+        self.post_message(CaseActionDone(verb, case_id, command.ref, text, generation, window))
 
     @work(thread=True, name="case action", group="case-action", exit_on_error=False)
     def _perform(
@@ -739,7 +766,9 @@ class QueueScreen(Screen[None]):
         window = desk.read_after_action(
             app.db, app.profile, flt, action.case_id, seen, app.clock.now()
         )
-        self.post_message(CaseActionDone(action.verb, action.case_id, text, generation, window))
+        self.post_message(
+            CaseActionDone(action.verb, action.case_id, action.ref, text, generation, window)
+        )
 
     @work(thread=True, name="bulk action", group="case-action", exit_on_error=False)
     def _perform_bulk(self, verb: str, cases: tuple[tuple[int, str], ...], text: str) -> None:
@@ -919,9 +948,7 @@ class QueueScreen(Screen[None]):
     def _select_case(self, case_id: int | None) -> None:
         if case_id == self.detail_case:
             return
-        if self.revealed is not None:
-            self.revealed = None
-            self.detail.conceal()
+        self._conceal()
         self.detail_case = case_id
         self._casework = None
         self.detail.show_casework(None)
@@ -930,6 +957,14 @@ class QueueScreen(Screen[None]):
         else:
             self._read_detail(case_id)
             self._read_casework(case_id)
+
+    def _conceal(self) -> None:
+        """Hide revealed details (and the casework read with them) at once."""
+        if self.revealed is not None:
+            self.revealed = None
+            self._casework = None
+            self.detail.conceal()
+            self.detail.show_casework(None)
 
     def on_detail_loaded(self, message: DetailLoaded) -> None:
         if message.case_id != self.detail_case:
@@ -1269,10 +1304,33 @@ class QueueScreen(Screen[None]):
         self.casework_flows.forget_draft((message.verb, message.case_id))
         if message.generation == self.generation:
             self._show_after_action(message.case_id, message.window)
+        text, timeout = message.text, None
+        if message.verb == "resolve":
+            self._undo = (message.case_id, message.ref, self.vigil.clock.now() + UNDO_RESOLVE)
+            key = self.app.get_key_display(self._undo_binding())
+            seconds = int(UNDO_RESOLVE.total_seconds())
+            text, timeout = f"{text}. {key}: undo (within {seconds} s)", seconds
         # The rest waits for the frame that shows the row where it now sits, so its reads
         # (threads that would take turns with the painting) and the toast's layout do not
         # hold that frame up.
-        self.table.call_after_paint(partial(self._after_action, message.case_id, message.text))
+        self.table.call_after_paint(partial(self._after_action, message.case_id, text, timeout))
+
+    def _undo_binding(self) -> Binding:
+        return replace(UNDO, key=self.vigil.key_for("queue.undo_resolve", UNDO.key))
+
+    def action_undo_resolve(self) -> None:
+        """Reopen the case just resolved here, through the reopen service (audited), while
+        its toast still offers it."""
+        undo, self._undo = self._undo, None
+        if undo is None or self.vigil.clock.now() > undo[2]:
+            self.notify(
+                f"Nothing to undo: a resolve can be undone for {int(UNDO_RESOLVE.total_seconds())}"
+                " s; after that, o reopens the case (with a reason).",
+                markup=False,
+            )
+            return
+        case_id, ref, _ = undo
+        self._run(CaseAction("reopen", case_id, ref, UNDO_REASON))
 
     def _show_after_action(self, case_id: int, window: desk.Window) -> None:
         """Repaint the row if the case kept its place; else show the window read around
@@ -1295,8 +1353,8 @@ class QueueScreen(Screen[None]):
             self._select_case(None)
         self._show_filter_summary()
 
-    def _after_action(self, case_id: int, text: str) -> None:
-        self.notify(text, title="Done", markup=False)
+    def _after_action(self, case_id: int, text: str, timeout: float | None = None) -> None:
+        self.notify(text, title="Done", markup=False, timeout=timeout)
         self.vigil.wake_engine()
         if case_id == self.detail_case:
             self._read_detail(case_id)

@@ -17,7 +17,6 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 from textual.worker import Worker, get_current_worker
 
-from app.console.host import COMFORTABLE_WIDTH
 from app.console.messages import StatsLoaded
 from app.core.times import format_instant
 from app.services.shiftwork.stats import (
@@ -121,7 +120,6 @@ class StatsScreen(Screen[None]):
     """MTTA and MTTR, SLA attainment, the paging load and cases per day."""
 
     CSS_PATH = STYLES / "shiftwork.tcss"
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (COMFORTABLE_WIDTH, "-wide")]
     AUTO_FOCUS = "#stats"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding(

@@ -21,7 +21,6 @@ from textual.widgets import OptionList, Static, TextArea
 from textual.widgets.option_list import Option
 from textual.worker import Worker, get_current_worker
 
-from app.console.host import COMFORTABLE_WIDTH
 from app.console.messages import ResponseLogged, TemplateFilled, TemplatesLoaded
 from app.console.screens.dialogs import Confirm
 from app.core.errors import NotFound
@@ -57,7 +56,6 @@ class TemplateDialog(ModalScreen[bool]):
     """Fill, edit and log a response; answers True once it is logged on the case."""
 
     CSS_PATH = STYLES / "shiftwork.tcss"
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (COMFORTABLE_WIDTH, "-wide")]
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding(
             "ctrl+s",
