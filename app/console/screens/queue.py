@@ -56,6 +56,7 @@ from app.console.screens.dialogs import (
     FilterDialog,
     TextPrompt,
 )
+from app.console.screens.tipline import TiplineFlows
 from app.console.settings import MAX_VIEW_NAME, save_view, settings_path
 from app.core.errors import BadInput
 from app.core.times import parse_due
@@ -414,6 +415,15 @@ class QueueScreen(Screen[None]):
             show=False,
         ),
         _binding(
+            "N",
+            "tipline",
+            "CyberTipline",
+            "queue.tipline",
+            "Review the CSEA case's CyberTipline report, then file it with NCMEC; the "
+            "casework pane shows the filing",
+            show=False,
+        ),
+        _binding(
             "P",
             "postmortem",
             "Post-mortem",
@@ -439,6 +449,7 @@ class QueueScreen(Screen[None]):
         self.revealed: tuple[int, str] | None = None
         self.drafts: dict[tuple[str, int], str] = {}
         self.casework_flows = CaseworkFlows(self)
+        self.tipline_flows = TiplineFlows(self)
         self._casework: tuple[CaseworkView, CaseworkChoices] | None = None
         self._feed_worker: Worker[None] | None = None
         self._status_worker: Worker[None] | None = None
@@ -1387,6 +1398,15 @@ class QueueScreen(Screen[None]):
 
     def action_action_items(self) -> None:
         self.casework_flows.action_items()
+
+    def action_tipline(self) -> None:
+        self.tipline_flows.report()
+
+    def casework_changed(self, case_id: int) -> None:
+        """Read the case's pane again after a change made on a screen above the queue."""
+        if case_id == self.detail_case:
+            self._read_detail(case_id)
+            self._read_casework(case_id)
 
     # ----------------------------------------------------------------- filters
 

@@ -1,0 +1,243 @@
+"""A CSEA case's CyberTipline report at the console, from the keyboard: `N` asks the
+incident's facts, shows the report as NCMEC would receive it and files it once confirmed.
+NCMEC is the local stand-in (tests/ncmec_standin.py); the casework pane's text, the
+toasts and the audit chain are what the tests look at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import col, select
+from textual.widgets import Static
+
+from app.console.screens.casework import FormDialog
+from app.console.screens.dialogs import Confirm
+from app.console.screens.queue import QueueScreen
+from app.console.screens.tipline import TiplineReview
+from app.core.clock import FakeClock
+from app.services.cases import CaseService
+from app.services.casework.tipline import RETRY_DELAYS, TiplineService
+from data import audit
+from data.db import Database
+from data.models import AuditRecord
+from tests.console_harness import Console, OpenConsole, console_opener
+from tests.factories import add_policy, add_responder
+from tests.ncmec_standin import StandIn
+from widgets.casework_pane import CaseworkPane
+
+CONTENT = b"evidence bytes the console must never print"
+
+
+@pytest.fixture
+def ncmec() -> Iterator[StandIn]:
+    with StandIn() as server:
+        yield server
+
+
+@pytest.fixture
+def tipline(db: Database, clock: FakeClock) -> TiplineService:
+    """ana (a specialist) and sue (a supervisor); no NCMEC account yet."""
+    add_responder(db, "ana")
+    add_responder(db, "sue", "supervisor")
+    add_policy(db, "standard", [(600, ["user:ana"])], route=["default"])
+    return TiplineService(db, clock)
+
+
+def _account(tipline: TiplineService, ncmec: StandIn) -> None:
+    tipline.setup_account(
+        "sue",
+        username=ncmec.username,
+        password=ncmec.password,
+        reporter_first_name="Sue",
+        reporter_last_name="Park",
+        reporter_email="tipline@desk.example",
+        url=ncmec.url,
+    )
+
+
+def _page(tipline: TiplineService, title: str, category: str = "csea") -> str:
+    case = CaseService(tipline.db, tipline.clock).open_case(
+        "sue", title=title, category=category, severity=2
+    )
+    return case.ref
+
+
+@pytest.fixture
+def open_console(db: Database, clock: FakeClock, tmp_path: Path) -> OpenConsole:
+    return console_opener(db, clock, tmp_path)
+
+
+@pytest.fixture
+def slept(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The filer's pauses between tries, recorded instead of slept."""
+    pauses: list[float] = []
+    monkeypatch.setattr(TiplineService, "sleep", staticmethod(pauses.append))
+    return pauses
+
+
+def _pane(console: Console) -> str:
+    return console.screen.detail.query_one(CaseworkPane).text
+
+
+def _actions(db: Database, ref: str) -> list[str]:
+    with db.read() as session:
+        assert audit.verify(session).ok
+        return list(
+            session.exec(
+                select(AuditRecord.action)
+                .where(AuditRecord.case_ref == ref)
+                .order_by(col(AuditRecord.seq))
+            ).all()
+        )
+
+
+async def _facts(console: Console, *values: str) -> None:
+    """N, then the incident's facts line by line (the last Enter saves)."""
+    await console.press("N")
+    assert isinstance(console.app.screen, FormDialog)
+    for value in values:
+        if value:
+            await console.type(value)
+        await console.press("enter")
+
+
+async def _file(console: Console) -> None:
+    """On the review: f, then yes."""
+    assert isinstance(console.app.screen, TiplineReview)
+    await console.press("f")
+    assert isinstance(console.app.screen, Confirm)
+    await console.press("enter")
+
+
+async def test_n_reviews_the_report_then_files_it_with_ncmec(
+    tipline: TiplineService,
+    ncmec: StandIn,
+    open_console: Callable[..., Any],
+    tmp_path: Path,
+) -> None:
+    ref = _page(tipline, "CSEA: hash match on an upload")
+    _account(tipline, ncmec)
+    upload = tmp_path / "upload.jpg"
+    upload.write_bytes(CONTENT)
+    tipline.add_evidence("ana", ref, str(upload), classification="A1")
+    async with open_console("ana") as console:
+        await _facts(console, "csam", "", "shadow_trader", "", "", "")
+        review = console.app.screen
+        assert isinstance(review, TiplineReview)
+        # The documents `review` renders, as they would be sent.
+        assert review.text == tipline.review(
+            "ana", ref, tipline.draft(ref, incident_type="csam", screen_name="shadow_trader")
+        )
+        shown = str(review.query_one("#tipline-text", Static).render())
+        assert "<report>\n  <incidentSummary>\n    <incidentType>" in shown  # one per line
+        assert "<screenName>shadow_trader</screenName>" in shown
+        assert "<originalFileName>upload.jpg</originalFileName>" in shown
+        assert ncmec.submitted() == []  # nothing is sent before the yes
+
+        await _file(console)
+        assert isinstance(console.app.screen, QueueScreen)
+        (report_id,) = ncmec.reports
+        console.said(f"{ref}: CyberTipline report filed with NCMEC as report {report_id}")
+        assert f"finished, NCMEC report {report_id}" in _pane(console)
+
+        await console.press("N")  # filed once: never again
+        assert console.said(f"{ref} is filed").title == "Nothing to do"
+        assert isinstance(console.app.screen, QueueScreen)
+    assert len(ncmec.submitted()) == 1
+    assert "tipline.finish" in _actions(tipline.db, ref)
+
+
+async def test_ncmec_down_is_retried_then_the_pane_shows_the_tries_and_the_next_one(
+    tipline: TiplineService,
+    ncmec: StandIn,
+    open_console: Callable[..., Any],
+    slept: list[float],
+) -> None:
+    ref = _page(tipline, "CSEA: report while NCMEC is down")
+    _account(tipline, ncmec)
+    ncmec.down_requests = 1_000
+    async with open_console("ana") as console:
+        await _facts(console, "enticement", "", "", "u-8841", "", "")
+        await _file(console)
+        toast = console.said("NCMEC could not be reached")
+        assert toast.severity == "error"
+        assert "is not filed and its CyberTipline clock keeps running" in toast.message
+        assert isinstance(console.app.screen, QueueScreen)
+        assert slept == list(RETRY_DELAYS)
+        text = _pane(console)
+        assert f"waiting, {len(RETRY_DELAYS) + 1} failed tries" in text
+        assert "next try 20:01" in text  # the longest pause after the run's last try
+
+        # NCMEC is back: N files the facts the filing stored, straight to the review.
+        ncmec.down_requests = 0
+        await console.press("N")
+        assert isinstance(console.app.screen, TiplineReview)
+        assert "<espIdentifier>u-8841</espIdentifier>" in console.app.screen.text
+        await _file(console)
+        console.said(f"{ref}: CyberTipline report filed with NCMEC")
+        assert "next try" not in _pane(console)
+
+
+async def test_a_report_ncmec_refuses_shows_its_words_and_keeps_the_facts(
+    tipline: TiplineService, ncmec: StandIn, open_console: Callable[..., Any]
+) -> None:
+    ref = _page(tipline, "CSEA: refused report")
+    _account(tipline, ncmec)
+    ncmec.reject_submit = "incidentDateTime: must not be in the future"
+    async with open_console("ana") as console:
+        await _facts(console, "csam", "", "shadow_trader", "", "", "")
+        await _file(console)
+        toast = console.said("NCMEC refused the report (4100)")
+        assert toast.title == "Refused"
+        assert "rejected; NCMEC said (4100): Validation failed: incidentDateTime" in _pane(console)
+        await console.press("N")  # the facts again, as typed, with NCMEC's words
+        form = console.app.screen
+        assert isinstance(form, FormDialog)
+        assert form.warning
+        assert "NCMEC refused the last report" in form.note
+        assert form.query_one("#field-screen_name").value == "shadow_trader"  # type: ignore[attr-defined]
+    assert "tipline.rejected" in _actions(tipline.db, ref)
+
+
+async def test_n_refuses_plainly_what_cannot_be_filed(
+    tipline: TiplineService, ncmec: StandIn, open_console: Callable[..., Any]
+) -> None:
+    other = _page(tipline, "Spam wave", "other")
+    async with open_console("ana") as console:
+        await console.press("N")
+        toast = console.said("only CSEA cases are reported to NCMEC")
+        assert (toast.title, toast.severity) == ("Not a CSEA case", "warning")
+        assert other in toast.message
+        assert isinstance(console.app.screen, QueueScreen)
+
+    ref = _page(tipline, "CSEA: no account yet")
+    async with open_console("ana") as console:
+        await console.press("down")
+        await _facts(console, "csam", "", "x", "", "", "")
+        toast = console.said("the desk has no NCMEC account yet")
+        assert toast.title == "Not found"
+        assert isinstance(console.app.screen, QueueScreen)
+
+        _account(tipline, ncmec)
+        # The facts typed come back; a time the service cannot read is named.
+        await _facts(console, "", "yesterday", "", "", "", "")
+        toast = console.said("Check the input")
+        assert "incident_at" in toast.message
+        assert "yesterday" in toast.message
+        await console.press("N")
+        form = console.app.screen
+        assert isinstance(form, FormDialog)
+        values = {f.name: f.value for f in form.fields}
+        assert (values["incident_type"], values["incident_at"], values["screen_name"]) == (
+            "csam",
+            "yesterday",
+            "x",
+        )
+        await console.press("escape")
+        assert isinstance(console.app.screen, QueueScreen)
+    assert ncmec.submitted() == []
+    assert not any(a.startswith("tipline.") for a in _actions(tipline.db, ref))
