@@ -1,7 +1,8 @@
-"""A CSEA case's CyberTipline report at the console, from the keyboard: `N` asks the
-incident's facts, shows the report as NCMEC would receive it and files it once confirmed.
-NCMEC is the local stand-in (tests/ncmec_standin.py); the casework pane's text, the
-toasts and the audit chain are what the tests look at.
+"""A CSEA case's CyberTipline report and evidence files at the console, from the keyboard:
+`N` asks the incident's facts, shows the report as NCMEC would receive it and files it once
+confirmed; `E` lists the evidence files and records a view (audited) before saying where a
+file is, never what is in it. NCMEC is the local stand-in (tests/ncmec_standin.py); the
+casework pane's text, the toasts and the audit chain are what the tests look at.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from typing import Any
 
 import pytest
 from sqlmodel import col, select
-from textual.widgets import Static
+from textual.widgets import DataTable, Static
 
 from app.console.screens.casework import FormDialog
 from app.console.screens.dialogs import Confirm
+from app.console.screens.evidence import EvidenceScreen
 from app.console.screens.queue import QueueScreen
 from app.console.screens.tipline import TiplineReview
 from app.core.clock import FakeClock
@@ -212,6 +214,8 @@ async def test_n_refuses_plainly_what_cannot_be_filed(
         toast = console.said("only CSEA cases are reported to NCMEC")
         assert (toast.title, toast.severity) == ("Not a CSEA case", "warning")
         assert other in toast.message
+        await console.press("E")
+        assert len([t for t in console.toasts if t.title == "Not a CSEA case"]) == 2
         assert isinstance(console.app.screen, QueueScreen)
 
     ref = _page(tipline, "CSEA: no account yet")
@@ -241,3 +245,49 @@ async def test_n_refuses_plainly_what_cannot_be_filed(
         assert isinstance(console.app.screen, QueueScreen)
     assert ncmec.submitted() == []
     assert not any(a.startswith("tipline.") for a in _actions(tipline.db, ref))
+
+
+async def test_e_lists_the_evidence_and_a_view_is_audited_and_never_shows_the_file(
+    tipline: TiplineService, open_console: Callable[..., Any], tmp_path: Path
+) -> None:
+    ref = _page(tipline, "CSEA: two uploads")
+    first, second = tmp_path / "first.jpg", tmp_path / "second.png"
+    first.write_bytes(CONTENT)
+    second.write_bytes(CONTENT + b"!")
+    one = tipline.add_evidence("ana", ref, str(first), classification="A1")
+    tipline.add_evidence("ana", ref, str(second), classification="B2", name="chat.png")
+    async with open_console("ana") as console:
+        await console.press("E")
+        screen = console.app.screen
+        assert isinstance(screen, EvidenceScreen)
+        table = screen.query_one("#evidence", DataTable)
+        rows = [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+        assert rows[0] == [
+            "1",
+            "first.jpg",
+            one.sha256,
+            f"{len(CONTENT)} bytes",
+            "A1",
+            "not viewed",
+        ]
+        assert rows[1][1:2] + rows[1][4:] == ["chat.png", "B2", "not viewed"]
+
+        await console.press("enter")
+        confirm = console.app.screen
+        assert isinstance(confirm, Confirm)
+        assert "recorded in the audit chain" in confirm.question
+        await console.press("escape")  # no: nothing recorded, nothing said
+        assert "evidence.reveal" not in _actions(tipline.db, ref)
+        assert str(screen.query_one("#evidence-where", Static).render()) == ""
+
+        await console.press("enter", "enter")
+        where = str(screen.query_one("#evidence-where", Static).render())
+        assert f"Evidence file 1 is at:\n{first.resolve()}" in where
+        assert table.get_row_at(0)[-1] == "viewed"
+        assert table.get_row_at(1)[-1] == "not viewed"
+        shown = "\n".join(str(w.render()) for w in screen.query(Static))
+        assert CONTENT.decode() not in shown
+        await console.press("escape")
+        assert isinstance(console.app.screen, QueueScreen)
+    assert _actions(tipline.db, ref).count("evidence.reveal") == 1
+    assert [f.viewed_by_esp for f in tipline.evidence("ana", ref)] == [True, False]

@@ -424,6 +424,14 @@ class QueueScreen(Screen[None]):
             show=False,
         ),
         _binding(
+            "E",
+            "evidence",
+            "Evidence",
+            "queue.evidence",
+            "The CSEA case's evidence files and whether each was viewed; viewing one is audited",
+            show=False,
+        ),
+        _binding(
             "P",
             "postmortem",
             "Post-mortem",
@@ -1401,6 +1409,9 @@ class QueueScreen(Screen[None]):
 
     def action_tipline(self) -> None:
         self.tipline_flows.report()
+
+    def action_evidence(self) -> None:
+        self.tipline_flows.evidence()
 
     def casework_changed(self, case_id: int) -> None:
         """Read the case's pane again after a change made on a screen above the queue."""

@@ -1,10 +1,13 @@
-"""A CSEA case's CyberTipline report at the console: its review and its filing with NCMEC.
+"""A CSEA case's CyberTipline report at the console: its review, its filing with NCMEC, and
+the case's evidence files.
 
 `N` on the queue (`TiplineFlows.report`) asks for the incident's facts when the case has no
 filing yet (or NCMEC refused the last one), then opens `TiplineReview`: the report exactly
 as `TiplineService.review` renders it. Confirming files it through
 `TiplineService.file_report` in a thread worker; while NCMEC is down the review says which
 try it is on and when the next one comes. The casework pane shows the outcome.
+
+`E` opens the case's evidence files (`app.console.screens.evidence`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from app.console.screens.casework import FormDialog, FormField
 from app.console.screens.dialogs import Confirm
+from app.console.screens.evidence import EvidenceScreen
 from app.core.times import parse_instant
 from app.rules.tipline import INCIDENT_TYPES, ReportDraft
 from app.services.casework.tipline import FilingView, TiplineService
@@ -274,7 +278,7 @@ class TiplineScreen(Protocol):
 
 
 class TiplineFlows:
-    """The queue's CyberTipline key for the selected case; the facts typed are kept for
+    """The queue's CyberTipline keys for the selected case; the facts typed are kept for
     the next try until the report is filed."""
 
     def __init__(self, screen: TiplineScreen) -> None:
@@ -353,3 +357,9 @@ class TiplineFlows:
             self.screen.casework_changed(t.case_id)
 
         self.screen.app.push_screen(TiplineReview(t.ref, facts), done)
+
+    def evidence(self) -> None:
+        if (t := self._csea()) is not None:
+            self.screen.app.push_screen(
+                EvidenceScreen(t.ref), lambda _: self.screen.casework_changed(t.case_id)
+            )
