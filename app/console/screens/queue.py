@@ -371,6 +371,15 @@ class QueueScreen(Screen[None]):
             show=False,
         ),
         _binding(
+            "A",
+            "open_screen('agency')",
+            "Agencies",
+            "queue.agency",
+            "Open the agency directory: each law-enforcement partner's verified call-back "
+            "numbers and e-mail domains (supervisors add and remove them)",
+            show=False,
+        ),
+        _binding(
             "V",
             "verify",
             "Verify",
