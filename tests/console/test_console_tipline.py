@@ -7,12 +7,14 @@ casework pane's text, the toasts and the audit chain are what the tests look at.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlmodel import col, select
+from textual.command import CommandPalette
 from textual.widgets import DataTable, Static
 
 from app.console.screens.casework import FormDialog
@@ -151,6 +153,33 @@ async def test_n_reviews_the_report_then_files_it_with_ncmec(
         assert isinstance(console.app.screen, QueueScreen)
     assert len(ncmec.submitted()) == 1
     assert "tipline.finish" in _actions(tipline.db, ref)
+
+
+async def test_a_filing_that_ends_under_the_palette_closes_the_review_after_it(
+    tipline: TiplineService, ncmec: StandIn, open_console: Callable[..., Any]
+) -> None:
+    ref = _page(tipline, "CSEA: filed while reading the help")
+    _account(tipline, ncmec)
+    ncmec.stall = "finish"
+    async with open_console("ana") as console:
+        await _facts(console, "csam", "", "shadow_trader", "", "", "")
+        review = console.app.screen
+        assert isinstance(review, TiplineReview)
+        await console.press("f")
+        await console.pilot.press("enter")  # yes; the filing waits on NCMEC's finish
+        assert await asyncio.to_thread(ncmec.stalled.wait, 10)
+        await console.pilot.press("ctrl+p")
+        await console.pilot.pause()
+        palette = console.app.screen
+        assert isinstance(palette, CommandPalette)
+        ncmec.release.set()
+        await console.settle()
+        assert console.app.screen is palette  # the palette stays until closed
+        assert console.toasts == []
+        await console.press("escape")
+        assert isinstance(console.app.screen, QueueScreen)  # and the review goes after it
+        console.said(f"{ref}: CyberTipline report filed with NCMEC")
+        assert "finished, NCMEC report" in _pane(console)
 
 
 async def test_ncmec_down_is_retried_then_the_pane_shows_the_tries_and_the_next_one(

@@ -146,6 +146,7 @@ class TiplineReview(ModalScreen[FilingView | None]):
         self.facts = facts
         self.text = ""
         self.filing = False
+        self._outcome: tuple[FilingView | None] | None = None
 
     @property
     def vigil(self) -> ConsoleHost:
@@ -230,7 +231,20 @@ class TiplineReview(ModalScreen[FilingView | None]):
         )
 
     def on_report_filed(self, message: ReportFiled) -> None:
-        self.dismiss(message.view)
+        self._finish(message.view)
+
+    def _finish(self, view: FilingView | None) -> None:
+        """Close with the outcome; under a screen opened on top (the command palette), once
+        it is back on top: `dismiss` closes whichever screen is on top."""
+        self.filing = False
+        if self.app.screen is self:
+            self.dismiss(view)
+        else:
+            self._outcome = (view,)
+
+    def on_screen_resume(self) -> None:
+        if self._outcome is not None:
+            self.dismiss(self._outcome[0])
 
     def action_close(self) -> None:
         if self.filing:
@@ -246,8 +260,7 @@ class TiplineReview(ModalScreen[FilingView | None]):
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         self.vigil.report_worker(event, self)
         if event.state == WorkerState.ERROR:
-            self.filing = False
-            self.dismiss(None)
+            self._finish(None)
 
 
 # --- the flows from the queue --------------------------------------------------------------
