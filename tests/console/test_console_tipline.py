@@ -8,15 +8,18 @@ casework pane's text, the toasts and the audit chain are what the tests look at.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlmodel import col, select
 from textual.command import CommandPalette
+from textual.pilot import Pilot
 from textual.widgets import DataTable, Static
 
+from app.console import VigilApp, build_app
 from app.console.screens.casework import FormDialog
 from app.console.screens.dialogs import Confirm
 from app.console.screens.evidence import EvidenceScreen
@@ -28,7 +31,7 @@ from app.services.casework.tipline import RETRY_DELAYS, TiplineService
 from data import audit
 from data.db import Database
 from data.models import AuditRecord
-from tests.console_harness import Console, OpenConsole, console_opener
+from tests.console_harness import Console, FakeDesktop, OpenConsole, console_opener
 from tests.factories import add_policy, add_responder
 from tests.ncmec_standin import StandIn
 from widgets.casework_pane import CaseworkPane
@@ -320,3 +323,77 @@ async def test_e_lists_the_evidence_and_a_view_is_audited_and_never_shows_the_fi
         assert isinstance(console.app.screen, QueueScreen)
     assert _actions(tipline.db, ref).count("evidence.reveal") == 1
     assert [f.viewed_by_esp for f in tipline.evidence("ana", ref)] == [True, False]
+
+
+# --- snapshots -----------------------------------------------------------------------------
+
+SNAP_NOW = datetime(2026, 11, 26, 20, 0, tzinfo=UTC)
+SnapCompare = Callable[..., bool]
+
+
+@pytest.fixture
+def snap_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[VigilApp]:
+    """ana's console on a CSEA case with two evidence files, the first viewed; NCMEC's
+    account set up. The database is a relative path, so the header reads the same
+    everywhere."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    db = Database.open("sqlite:///vigil.db")
+    clock = FakeClock(SNAP_NOW)
+    add_responder(db, "ana")
+    add_responder(db, "sue", "supervisor")
+    add_policy(db, "standard", [(600, ["user:ana"])], route=["default"])
+    tipline = TiplineService(db, clock)
+    tipline.setup_account(
+        "sue",
+        username="desk",
+        password="s3cret-issued",
+        reporter_first_name="Sue",
+        reporter_last_name="Park",
+        reporter_email="tipline@desk.example",
+        url="https://exttest.cybertip.org/ispws",
+    )
+    ref = _page(tipline, "CSEA: hash match on an upload")
+    (tmp_path / "upload.jpg").write_bytes(CONTENT)
+    (tmp_path / "chat.png").write_bytes(CONTENT + b"!")
+    first = tipline.add_evidence("ana", ref, "upload.jpg", classification="A1")
+    tipline.add_evidence("ana", ref, "chat.png", classification="B2")
+    tipline.reveal_evidence("ana", ref, first.id)
+    app = build_app(
+        db,
+        clock,
+        "ana",
+        engine=False,
+        desktop=FakeDesktop(),
+        settings_file=Path("no-settings.toml"),
+        cursor_blink=False,
+    )
+    assert app is not None
+    yield app
+    db.dispose()
+
+
+def _then(*keys: str) -> Callable[[Pilot[Any]], Awaitable[None]]:
+    async def run(pilot: Pilot[Any]) -> None:
+        for key in ("", *keys):
+            if key:
+                await pilot.press(*key.split())
+            for _ in range(4):
+                await pilot.app.workers.wait_for_complete()
+                await pilot.pause()
+        pilot.app.clear_notifications()
+        await pilot.pause()
+
+    return run
+
+
+def test_evidence_files_wide(snap_compare: SnapCompare, snap_app: VigilApp) -> None:
+    """The evidence files over the queue at 160x48: each file's name, SHA-256, size and
+    class; the first viewed, the second not."""
+    assert snap_compare(snap_app, terminal_size=(160, 48), run_before=_then("E"))
+
+
+def test_report_review_wide(snap_compare: SnapCompare, snap_app: VigilApp) -> None:
+    """The report as NCMEC would receive it, one element a line, before it is filed."""
+    keys = ("N", "c s a m enter enter", "s h a d o w underscore t r a d e r", "ctrl+s")
+    assert snap_compare(snap_app, terminal_size=(160, 48), run_before=_then(*keys))
