@@ -256,6 +256,10 @@ class CaseworkPane(Vertical):
         if view.tipline:
             lines.append(self._section("CyberTipline"))
             lines.append(Content(f"  {view.tipline}"))
+            if view.tipline_next_try is not None:
+                lines.append(
+                    Content.assemble(("  next try ", MUTED), self._when(view.tipline_next_try))
+                )
         verification = view.verification
         if verification.required or any(step.done for step in verification.steps):
             lines += self._verification(view)

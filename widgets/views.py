@@ -245,6 +245,8 @@ class CaseworkView:
     request_flags: tuple[str, ...] = ()
     # The CyberTipline filing in one line: status, NCMEC report id, tries, NCMEC's message.
     tipline: str = ""
+    tipline_status: str = ""  # the filing's status alone (data.domain.FilingStatus); "": none
+    tipline_next_try: datetime | None = None  # while NCMEC is down: when it is tried again
 
     @property
     def overdue_actions(self) -> int:

@@ -11,10 +11,9 @@ from app.cli.casework import plain
 from app.cli.framework import EXIT_OK, Commands, Context
 from app.core.errors import BadInput
 from app.core.times import iso, parse_instant
-from app.rules.tipline import INCIDENT_TYPES, ReportDraft, check_draft
+from app.rules.tipline import INCIDENT_TYPES, ReportDraft
 from app.services.casework.tipline import EvidenceView, FilingView, TiplineService
 from data.domain import INDUSTRY_CLASSIFICATIONS
-from data.queries import case_by_ref
 
 PASSWORD_ENV = "VIGIL_NCMEC_PASSWORD"
 
@@ -55,15 +54,10 @@ def _draft(ctx: Context) -> ReportDraft | None:
     a = ctx.args
     if a.incident_type is None:
         return None
-    if a.incident_at:
-        incident_at = parse_instant("incident_at", a.incident_at)
-    else:
-        with ctx.db.read() as session:
-            case = case_by_ref(session, a.ref)
-            incident_at = case.created_at if case is not None else ctx.clock.now()
-    return check_draft(
+    return _service(ctx).draft(
+        a.ref,
         incident_type=a.incident_type,
-        incident_at=incident_at,
+        incident_at=parse_instant("incident_at", a.incident_at) if a.incident_at else None,
         screen_name=a.screen_name or "",
         esp_identifier=a.esp_id or "",
         reported_email=a.reported_email or "",

@@ -50,6 +50,7 @@ LATER_SCREENS: dict[str, tuple[str, str]] = {
     "stats": ("app.console.screens.stats", "StatsScreen"),
     "team": ("app.console.screens.team", "TeamScreen"),
     "inbox": ("app.console.screens.inbox", "InboxScreen"),
+    "agency": ("app.console.screens.agency", "AgencyScreen"),
 }
 """Screens imported when first opened, not at start-up: name -> (module, class).
 Each class takes no arguments and reads `db`, `clock` and `profile` from the app."""

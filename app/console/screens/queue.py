@@ -56,6 +56,7 @@ from app.console.screens.dialogs import (
     FilterDialog,
     TextPrompt,
 )
+from app.console.screens.tipline import TiplineFlows
 from app.console.settings import MAX_VIEW_NAME, save_view, settings_path
 from app.core.errors import BadInput
 from app.core.times import parse_due
@@ -386,6 +387,15 @@ class QueueScreen(Screen[None]):
             show=False,
         ),
         _binding(
+            "A",
+            "open_screen('agency')",
+            "Agencies",
+            "queue.agency",
+            "Open the agency directory: each law-enforcement partner's verified call-back "
+            "numbers and e-mail domains (supervisors add and remove them)",
+            show=False,
+        ),
+        _binding(
             "V",
             "verify",
             "Verify",
@@ -430,6 +440,23 @@ class QueueScreen(Screen[None]):
             show=False,
         ),
         _binding(
+            "N",
+            "tipline",
+            "CyberTipline",
+            "queue.tipline",
+            "Review the CSEA case's CyberTipline report, then file it with NCMEC; the "
+            "casework pane shows the filing",
+            show=False,
+        ),
+        _binding(
+            "E",
+            "evidence",
+            "Evidence",
+            "queue.evidence",
+            "The CSEA case's evidence files and whether each was viewed; viewing one is audited",
+            show=False,
+        ),
+        _binding(
             "P",
             "postmortem",
             "Post-mortem",
@@ -455,6 +482,7 @@ class QueueScreen(Screen[None]):
         self.revealed: tuple[int, str] | None = None
         self.drafts: dict[tuple[str, int], str] = {}
         self.casework_flows = CaseworkFlows(self)
+        self.tipline_flows = TiplineFlows(self)
         self._casework: tuple[CaseworkView, CaseworkChoices] | None = None
         self._feed_worker: Worker[None] | None = None
         self._status_worker: Worker[None] | None = None
@@ -1445,6 +1473,18 @@ class QueueScreen(Screen[None]):
 
     def action_action_items(self) -> None:
         self.casework_flows.action_items()
+
+    def action_tipline(self) -> None:
+        self.tipline_flows.report()
+
+    def action_evidence(self) -> None:
+        self.tipline_flows.evidence()
+
+    def casework_changed(self, case_id: int) -> None:
+        """Read the case's pane again after a change made on a screen above the queue."""
+        if case_id == self.detail_case:
+            self._read_detail(case_id)
+            self._read_casework(case_id)
 
     # ----------------------------------------------------------------- filters
 

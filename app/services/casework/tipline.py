@@ -30,6 +30,7 @@ from app.rules.tipline import (
     ReportDraft,
     Reporter,
     ReportFile,
+    check_draft,
     file_details_xml,
     report_xml,
 )
@@ -336,6 +337,31 @@ class TiplineService(Service):
             return evidence_views(session, self._read_case(session, ref))
 
     # -- the report ---------------------------------------------------------------
+
+    def draft(
+        self,
+        ref: str,
+        *,
+        incident_type: str,
+        incident_at: datetime | None = None,
+        screen_name: str = "",
+        esp_identifier: str = "",
+        reported_email: str = "",
+        url: str = "",
+    ) -> ReportDraft:
+        """The incident's facts as the Reporting API takes them (BadInput names the first
+        that is not); the incident's time is when the case opened unless given."""
+        if incident_at is None:
+            with self.db.read() as session:
+                incident_at = self._read_case(session, ref).created_at
+        return check_draft(
+            incident_type=incident_type,
+            incident_at=incident_at,
+            screen_name=screen_name,
+            esp_identifier=esp_identifier,
+            reported_email=reported_email,
+            url=url,
+        )
 
     def review(self, actor: str, ref: str, draft: ReportDraft | None = None) -> str:
         """The report as it would be filed: the report document, then each file's details."""

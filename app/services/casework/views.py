@@ -8,6 +8,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlmodel import Session, col, or_, select
 
@@ -448,7 +449,7 @@ def casework_view(
         actions=tuple(_action_view(i, case.ref, now, names) for i in items),
         partners=tuple(partner_view(p) for p in links),
         request_flags=_request_flags(session, case_id),
-        tipline=_tipline_line(session, case_id),
+        **_tipline(session, case_id),
     )
 
 
@@ -457,11 +458,20 @@ def _request_flags(session: Session, case_id: int) -> tuple[str, ...]:
     return tuple(origin.flags) if origin is not None else ()
 
 
-def _tipline_line(session: Session, case_id: int) -> str:
-    """The filing as the casework pane and `vigil casework show` state it."""
+def _tipline(session: Session, case_id: int) -> dict[str, Any]:
+    """The filing's fields of the casework view: its line, its status, its next try."""
     row = session.exec(select(TiplineFiling).where(TiplineFiling.case_id == case_id)).first()
     if row is None:
-        return ""
+        return {}
+    return {
+        "tipline": _tipline_line(row),
+        "tipline_status": row.status,
+        "tipline_next_try": row.next_attempt_at,
+    }
+
+
+def _tipline_line(row: TiplineFiling) -> str:
+    """The filing as the casework pane and `vigil casework show` state it."""
     parts = [row.status]
     if row.report_id:
         parts.append(f"NCMEC report {row.report_id}")
