@@ -18,6 +18,8 @@ from textual.message import Message
 from app.console.bulk import BulkOutcome
 from app.console.desk import FeedRead, Window
 from app.delivery.local import DesktopOutcome, PageAlert
+from app.services.casework.agency import ChannelView
+from app.services.casework.tipline import EvidenceView, FilingView
 from app.services.inbox import InboxItem
 from app.services.shiftwork.calendar import OverrideView
 from app.services.shiftwork.postmortem import PostMortemView
@@ -300,3 +302,47 @@ class TemplateFilled(Message, bubble=False):
 @dataclass
 class ResponseLogged(Message, bubble=False):
     ref: str
+
+
+@dataclass
+class ReviewRead(Message, bubble=False):
+    """The report as it would be filed."""
+
+    text: str
+
+
+@dataclass
+class NcmecWaiting(Message, bubble=False):
+    """NCMEC could not be reached; the filer tries again after `seconds`."""
+
+    tries: int
+    seconds: float
+
+
+@dataclass
+class ReportFiled(Message, bubble=False):
+    view: FilingView
+
+
+@dataclass
+class EvidenceRead(Message, bubble=False):
+    files: tuple[EvidenceView, ...]
+
+
+@dataclass
+class EvidenceRevealed(Message, bubble=False):
+    file_id: int
+    path: Path
+
+
+@dataclass
+class DirectoryRead(Message, bubble=False):
+    """The directory's entries, and the law-enforcement partners an entry may belong to."""
+
+    channels: tuple[ChannelView, ...]
+    agencies: tuple[str, ...]
+
+
+@dataclass
+class DirectoryChanged(Message, bubble=False):
+    text: str

@@ -10,17 +10,16 @@ answer with a message.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, cast
 
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 from textual.worker import Worker, get_current_worker
 
+from app.console.messages import DirectoryChanged, DirectoryRead
 from app.console.screens.casework import FormDialog, FormField
 from app.console.screens.dialogs import Confirm
 from app.services.casework.agency import AgencyService, ChannelView
@@ -34,19 +33,6 @@ if TYPE_CHECKING:
 
 KIND_LABELS = {ChannelKind.PHONE: "call-back number", ChannelKind.DOMAIN: "e-mail domain"}
 READ_ONLY = "Only a supervisor or admin may change the agency directory; you see it read-only."
-
-
-@dataclass
-class DirectoryRead(Message, bubble=False):
-    """The directory's entries, and the law-enforcement partners an entry may belong to."""
-
-    channels: tuple[ChannelView, ...]
-    agencies: tuple[str, ...]
-
-
-@dataclass
-class DirectoryChanged(Message, bubble=False):
-    text: str
 
 
 class AgencyScreen(Screen[None]):

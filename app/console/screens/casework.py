@@ -413,8 +413,8 @@ class ChoiceDialog(ModalScreen[str | None]):
 DATA_HELP = "comma-separated: " + ", ".join(c.value for c in DataCategory)
 
 
-class CaseworkScreen(Protocol):
-    """What the casework dialogs need of the screen that opens them (the queue)."""
+class CaseScreen(Protocol):
+    """What a case's dialogs need of the screen that opens them (the queue)."""
 
     @property
     def app(self) -> App[Any]: ...
@@ -423,8 +423,6 @@ class CaseworkScreen(Protocol):
     def vigil(self) -> ConsoleHost: ...
 
     def casework_target(self) -> CaseworkTarget | None: ...
-
-    def run_casework(self, command: CaseworkCommand) -> None: ...
 
     def notify(
         self,
@@ -435,6 +433,12 @@ class CaseworkScreen(Protocol):
         timeout: float | None = None,
         markup: bool = True,
     ) -> None: ...
+
+
+class CaseworkScreen(CaseScreen, Protocol):
+    """The casework dialogs also run their commands through the screen."""
+
+    def run_casework(self, command: CaseworkCommand) -> None: ...
 
 
 class CaseworkFlows:

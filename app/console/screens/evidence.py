@@ -7,36 +7,23 @@ alone shows, a file's content.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, cast
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
-from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
+from app.console.messages import EvidenceRead, EvidenceRevealed
 from app.console.screens.dialogs import Confirm
 from app.services.casework.tipline import EvidenceView, TiplineService
 from themes import STYLES
 
 if TYPE_CHECKING:
     from app.console.host import ConsoleHost
-
-
-@dataclass
-class EvidenceRead(Message, bubble=False):
-    files: tuple[EvidenceView, ...]
-
-
-@dataclass
-class EvidenceRevealed(Message, bubble=False):
-    file_id: int
-    path: Path
 
 
 class EvidenceScreen(ModalScreen[None]):

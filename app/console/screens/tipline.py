@@ -13,19 +13,18 @@ try it is on and when the next one comes. The casework pane shows the outcome.
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast
+from typing import TYPE_CHECKING, ClassVar, Protocol, cast
 
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
-from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from app.console.screens.casework import FormDialog, FormField
+from app.console.messages import NcmecWaiting, ReportFiled, ReviewRead
+from app.console.screens.casework import CaseScreen, FormDialog, FormField
 from app.console.screens.dialogs import Confirm
 from app.console.screens.evidence import EvidenceScreen
 from app.core.times import parse_instant
@@ -35,9 +34,6 @@ from data.domain import Category, FilingStatus
 from themes import STYLES
 
 if TYPE_CHECKING:
-    from textual.app import App
-    from textual.notifications import SeverityLevel
-
     from app.console.host import ConsoleHost
     from app.console.screens.casework import CaseworkTarget
 
@@ -99,26 +95,6 @@ def draft_of(service: TiplineService, ref: str, facts: dict[str, str] | None) ->
 
 
 # --- messages from the workers ---------------------------------------------------
-
-
-@dataclass
-class ReviewRead(Message, bubble=False):
-    """The report as it would be filed."""
-
-    text: str
-
-
-@dataclass
-class NcmecWaiting(Message, bubble=False):
-    """NCMEC could not be reached; the filer tries again after `seconds`."""
-
-    tries: int
-    seconds: float
-
-
-@dataclass
-class ReportFiled(Message, bubble=False):
-    view: FilingView
 
 
 # --- the review ----------------------------------------------------------------------
@@ -266,28 +242,10 @@ class TiplineReview(ModalScreen[FilingView | None]):
 # --- the flows from the queue --------------------------------------------------------------
 
 
-class TiplineScreen(Protocol):
-    """What the flows need of the screen that opens them (the queue)."""
-
-    @property
-    def app(self) -> App[Any]: ...
-
-    @property
-    def vigil(self) -> ConsoleHost: ...
-
-    def casework_target(self) -> CaseworkTarget | None: ...
+class TiplineScreen(CaseScreen, Protocol):
+    """The flows also tell the screen a case's casework changed."""
 
     def casework_changed(self, case_id: int) -> None: ...
-
-    def notify(
-        self,
-        message: str,
-        *,
-        title: str = "",
-        severity: SeverityLevel = "information",
-        timeout: float | None = None,
-        markup: bool = True,
-    ) -> None: ...
 
 
 class TiplineFlows:
