@@ -26,7 +26,7 @@ from data import audit
 from data.clock import DatabaseClock
 from data.db import Database
 from data.domain import Role, Status
-from data.journal import record_change
+from data.journal import add_timeline, record_change
 from data.models import Case, Responder
 
 SUPERVISING = {Role.SUPERVISOR.value, Role.ADMIN.value}
@@ -105,6 +105,10 @@ class Tx:
                 f"{case.ref} is assigned to {owner}; "
                 f"only its assignee or a supervisor may {verb} it"
             )
+
+    def journal(self, case: Case, kind: str, text: str) -> None:
+        """A line of the case's timeline, by this change's actor at this change's instant."""
+        add_timeline(self.session, case, self.now, kind, text, self.actor.handle)
 
     def finish(self, case: Case, action: str, detail: dict[str, Any]) -> None:
         """Feed the change log and append the audit record of this change of `case`."""

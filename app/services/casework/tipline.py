@@ -46,7 +46,6 @@ from app.services.unit_of_work import Service, ServiceActor, Tx
 from data import audit
 from data.access import reads_secrets
 from data.domain import INDUSTRY_CLASSIFICATIONS, Category, FilingStatus
-from data.journal import add_timeline
 from data.models import AuditRecord, Case, Responder
 from data.tipline import EvidenceFile, TiplineAccount, TiplineFiling
 
@@ -298,13 +297,8 @@ class TiplineService(Service):
             )
             tx.session.add(row)
             tx.session.flush()
-            add_timeline(
-                tx.session,
-                case,
-                tx.now,
-                "evidence",
-                f"Evidence file {row.id} added by {tx.actor.handle} ({grade})",
-                tx.actor.handle,
+            tx.journal(
+                case, "evidence", f"Evidence file {row.id} added by {tx.actor.handle} ({grade})"
             )
             tx.finish(
                 case, "evidence.add", {"file": row.id, "sha256": sha256, "classification": grade}
@@ -320,14 +314,7 @@ class TiplineService(Service):
             row = tx.session.get(EvidenceFile, file_id)
             if row is None or row.case_id != case.id:
                 raise NotFound(f"{case.ref} has no evidence file {file_id}")
-            add_timeline(
-                tx.session,
-                case,
-                tx.now,
-                "reveal",
-                f"Evidence file {row.id} viewed by {tx.actor.handle}",
-                tx.actor.handle,
-            )
+            tx.journal(case, "reveal", f"Evidence file {row.id} viewed by {tx.actor.handle}")
             tx.finish(case, REVEAL_ACTION, {"file": row.id, "sha256": row.sha256})
             return Path(row.path)
 
@@ -537,15 +524,12 @@ class TiplineService(Service):
                 row.retractions += 1
             row.lease_until = tx.now + LEASE
             tx.session.add(row)
-            add_timeline(
-                tx.session,
+            tx.journal(
                 case,
-                tx.now,
                 "tipline",
                 f"CyberTipline report {report_id} opened by {tx.actor.handle}"
                 if report_id
                 else f"Unfinished CyberTipline report {before} retracted by {tx.actor.handle}",
-                tx.actor.handle,
             )
             tx.finish(case, f"tipline.{what}", {"report_id": report_id or before})
         return _Job(job.ref, job.holder, job.report, job.files, report_id)
@@ -566,13 +550,10 @@ class TiplineService(Service):
                 ).name
             except (NothingToDo, BadInput):
                 clock = None  # the desk's settings have no open CyberTipline deadline
-            add_timeline(
-                tx.session,
+            tx.journal(
                 case,
-                tx.now,
                 "tipline",
                 f"CyberTipline report {report_id} filed with NCMEC by {tx.actor.handle}",
-                tx.actor.handle,
             )
             tx.finish(
                 case,
@@ -598,13 +579,10 @@ class TiplineService(Service):
             row.holder, row.lease_until, row.next_attempt_at = "", None, tx.now
             row.last_code, row.last_error = None, HANDED_OVER
             tx.session.add(row)
-            add_timeline(
-                tx.session,
+            tx.journal(
                 case,
-                tx.now,
                 "tipline",
                 f"CyberTipline report handed to the engine to send, by {tx.actor.handle}",
-                tx.actor.handle,
             )
             tx.finish(case, "tipline.hand_over", {"holder": job.holder})
             return filing_view(case.ref, row)
@@ -653,13 +631,8 @@ class TiplineService(Service):
             row.last_code, row.last_error = exc.response.code, exc.response.description
             row.holder, row.lease_until, row.next_attempt_at = "", None, None
             tx.session.add(row)
-            add_timeline(
-                tx.session,
-                case,
-                tx.now,
-                "tipline",
-                f"NCMEC refused the CyberTipline report ({exc.response.code})",
-                tx.actor.handle,
+            tx.journal(
+                case, "tipline", f"NCMEC refused the CyberTipline report ({exc.response.code})"
             )
             tx.finish(
                 case,
