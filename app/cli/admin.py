@@ -100,7 +100,21 @@ def cmd_audit_checkpoint(ctx: Context) -> int:
         },
         checkpoint.line(),
     )
-    return EXIT_OK
+    if not ctx.args.send:
+        return EXIT_OK
+    from app.delivery.witness import send_checkpoint
+
+    witnesses = send_checkpoint(ctx.db, checkpoint)
+    if not witnesses:
+        ctx.err.write(
+            "vigil audit checkpoint: sent nowhere: no active supervisor or admin has a webhook "
+            "or Apprise contact in the team file\n"
+        )
+        return EXIT_REFUSED
+    for witness in witnesses:
+        said = "sent" if witness.ok else f"NOT sent: {witness.problem}"
+        ctx.err.write(f"checkpoint to {witness.handle}'s {witness.kind} {witness.shown}: {said}\n")
+    return EXIT_OK if all(w.ok for w in witnesses) else EXIT_REFUSED
 
 
 def _checkpoint_text(ctx: Context, given: str) -> str:
@@ -298,10 +312,15 @@ def register(commands: Commands) -> None:
         help="also prove nothing up to this checkpoint changed (a file of checkpoints, "
         "a checkpoint line, or - for standard input)",
     )
-    audit_group.add(
+    p = audit_group.add(
         "checkpoint",
         cmd_audit_checkpoint,
         "print the chain's head to keep outside the database (for verify --since-checkpoint)",
+    )
+    p.add_argument(
+        "--send",
+        action="store_true",
+        help="also send it to every supervisor's and admin's webhook and Apprise contacts",
     )
     p = audit_group.add("log", cmd_audit_log, "list audit records")
     p.add_argument("--case", metavar="REF")

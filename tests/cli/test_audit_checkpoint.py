@@ -9,8 +9,10 @@ each is caught, named, and exits 1.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -22,7 +24,8 @@ from data.audit import GENESIS, record_digest
 from data.db import Database
 from data.models import AuditRecord
 from tests.cli_harness import Run
-from tests.factories import add_policy, add_responder
+from tests.factories import WebhookReceiver, add_policy, add_responder, add_webhook
+from tests.standard_webhooks import verify
 
 CHECKPOINT = "vigil-checkpoint v1 seq="
 
@@ -240,3 +243,75 @@ def test_several_checkpoints_narrow_down_where_the_chain_was_rewritten(run: Run,
 def _rehash_after_editing(connection: Connection, target: int) -> None:
     connection.execute(text("UPDATE audit_record SET actor = 'sam' WHERE seq = :s"), {"s": target})
     _rehash_from(connection, target)
+
+
+# --- sent out of the database -----------------------------------------------------------
+
+SECRET = "whsec_" + base64.b64encode(b"a checkpoint witness's own key!!").decode()
+
+
+def _witness(url: str, receiver: WebhookReceiver, handle: str = "sam") -> None:
+    db = Database.open(url)
+    try:
+        add_webhook(
+            db, handle, receiver.url("witness"), SECRET, allow_insecure=True, allow_private=True
+        )
+    finally:
+        db.dispose()
+
+
+def test_send_posts_the_checkpoint_signed_to_the_supervisors_webhooks(url: str, run: Run) -> None:
+    receiver = WebhookReceiver()
+    receiver.up()
+    try:
+        _witness(url, receiver)
+        code, out, err = run("audit", "checkpoint", "--send")
+    finally:
+        receiver.down()
+    assert code == 0, err
+    line = out.strip()
+    assert line.startswith(CHECKPOINT)
+    [came] = receiver.received
+    assert verify(SECRET, came.headers, came.body, datetime.now(UTC))
+    body = json.loads(came.body)
+    assert body["type"] == "vigil.audit.checkpoint"
+    assert body["checkpoint"] == line
+    assert "sam's webhook http://127.0.0.1" in err
+    assert "#kept:" in err  # the URL as shown, never its path
+    assert "/witness" not in err
+    # What was sent proves the chain as a pasted checkpoint does.
+    code, out, err = run("audit", "verify", "--since-checkpoint", body["checkpoint"])
+    assert code == 0, err
+
+
+def test_send_to_a_receiver_that_refuses_says_so_and_exits_1(url: str, run: Run) -> None:
+    receiver = WebhookReceiver(status=500)
+    receiver.up()
+    try:
+        _witness(url, receiver)
+        code, out, err = run("audit", "checkpoint", "--send")
+    finally:
+        receiver.down()
+    assert code == 1
+    assert out.startswith(CHECKPOINT)  # printed all the same: keep it
+    assert "NOT sent: the receiver answered HTTP 500" in err
+
+
+def test_send_with_nobody_to_send_to_exits_1(run: Run) -> None:
+    code, out, err = run("audit", "checkpoint", "--send")
+    assert code == 1
+    assert out.startswith(CHECKPOINT)
+    assert "sent nowhere" in err
+
+
+def test_send_goes_only_to_supervisors_and_admins(url: str, run: Run) -> None:
+    receiver = WebhookReceiver()
+    receiver.up()
+    try:
+        _witness(url, receiver, handle="ana")  # a specialist's webhook is not a witness
+        code, _out, err = run("audit", "checkpoint", "--send")
+    finally:
+        receiver.down()
+    assert code == 1
+    assert receiver.received == []
+    assert "sent nowhere" in err
