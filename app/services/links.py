@@ -35,6 +35,7 @@ from app.services.cases import CaseService
 from app.services.unit_of_work import Tx
 from data.db import Database
 from data.domain import Category, Status, category_label, parse_duration, severity_name
+from data.keys import decode_key
 from data.models import Case, Delivery, Page, Responder, UsedLink
 from data.sealing import keyring_of
 
@@ -73,19 +74,34 @@ class LinkSettings:
 
 
 LINK_KEY_CONTEXT = b"vigil action links v1"
+LINK_KEY_ENV = "VIGIL_LINK_KEY"
+"""A link key of its own (made as `VIGIL_SECRET_KEY` is), given only to the engine and
+`vigil serve`: on a PostgreSQL desk with roles people hold the sealing key (their consoles
+seal), and a link key derived from it would let one of them sign another's acknowledgement."""
 
 
 def _link_key(sealing_key: bytes) -> bytes:
     return hmac.new(sealing_key, LINK_KEY_CONTEXT, hashlib.sha256).digest()
 
 
+def _own_link_key() -> bytes | None:
+    given = os.environ.get(LINK_KEY_ENV, "")
+    return decode_key(given, LINK_KEY_ENV) if given.strip() else None
+
+
 def signing_link_key(session: Session) -> bytes:
-    """The key new links are signed with (from the key that seals, made on first use)."""
-    return _link_key(keyring_of(session).sealing_key()[1])
+    """The key new links are signed with: `VIGIL_LINK_KEY`, else one derived from the key
+    that seals (made on first use)."""
+    own = _own_link_key()
+    return own if own is not None else _link_key(keyring_of(session).sealing_key()[1])
 
 
 def link_keys(session: Session) -> list[bytes]:
-    """Every key a link may be signed with: one per key of the session's keyring."""
+    """Every key a link may be signed with: `VIGIL_LINK_KEY` alone when it is set, else one
+    per key of the session's keyring."""
+    own = _own_link_key()
+    if own is not None:
+        return [own]
     known = keyring_of(session).keys()
     return [_link_key(key) for key in known]
 

@@ -5,6 +5,8 @@ HTTP servers), acknowledged with a real HTTP client through the action links of 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import logging
 import socket
@@ -28,10 +30,11 @@ from app.engine.cycle import EscalationEngine
 from app.rules.destinations import address_kind, host_kind
 from app.serve import Server
 from app.services.cases import CaseService
-from app.services.links import LinkSettings, mint, signing_link_key
+from app.services.links import LINK_KEY_CONTEXT, LinkSettings, mint, signing_link_key
 from app.services.team.apply import apply_team
 from app.services.team.parse import parse_team
 from data.db import Database
+from data.keys import encode_key, new_key
 from data.models import (
     AuditRecord,
     Case,
@@ -41,6 +44,7 @@ from data.models import (
     Responder,
     TimelineEvent,
 )
+from data.sealing import keyring_of
 from tests.channels_harness import ACK_LINK, OPEN_LINK, SmtpReceiver
 from tests.consistency import assert_consistent
 from tests.factories import WebhookReceiver
@@ -340,6 +344,37 @@ def test_a_reassigned_case_refuses_the_old_pages_link(
         assert refused.status_code == 410
         assert "reassigned" in refused.text
         assert desk.case(case.ref).status == "triggered"
+
+
+def test_with_a_link_key_of_its_own_the_sealing_key_signs_no_link(
+    db: Database,
+    smtp: SmtpReceiver,
+    ntfy: WebhookReceiver,
+    chat: WebhookReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """People hold the sealing key; with VIGIL_LINK_KEY given to the engine and serve alone,
+    a link signed under the sealing key (someone acknowledging in another's name) opens
+    nothing, and the page's own link still acts."""
+    monkeypatch.setenv("VIGIL_LINK_KEY", encode_key(new_key()))
+    clock = FakeClock(datetime.now(UTC).replace(microsecond=0))
+    apply_team(db, parse_team(team(ntfy, smtp, chat)), actor="root", now=clock.now())
+    with serving(db, clock) as served, httpx.Client(timeout=30) as client:
+        desk = Desk(db, clock, served.url)
+        case = desk.cases.open_case("cara", title="Linked", category="other", severity=1)
+        desk.outbox()
+        link = ACK_LINK.search(json.loads(ntfy.received[0].body)["message"])
+        assert link is not None
+        delivery_id = int(link.group(0).rsplit("/", 1)[1].split(".")[0])
+        with db.read() as session:
+            sealing = hmac.new(
+                keyring_of(session).sealing_key()[1], LINK_KEY_CONTEXT, hashlib.sha256
+            ).digest()
+        forged = mint(sealing, "ack", delivery_id, clock.now() + timedelta(minutes=30))
+        assert client.post(f"{served.url}/ack/{forged}").status_code == 404
+        assert desk.case(case.ref).status == "triggered"
+        assert client.post(link.group(0)).status_code == 200
+        assert desk.case(case.ref).status == "acknowledged"
 
 
 def test_a_form_receiver_gets_the_page_as_a_form_without_sensitive_text(
