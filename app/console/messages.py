@@ -24,7 +24,7 @@ from app.services.inbox import InboxItem
 from app.services.shiftwork.calendar import OverrideView
 from app.services.shiftwork.postmortem import PostMortemView
 from app.services.shiftwork.stats import DeskStats
-from app.services.shiftwork.swaps import HandoffNotice
+from app.services.shiftwork.swaps import HandoffNotice, SwapView
 from app.services.shiftwork.templates import FilledResponse, ResponseTemplate
 from data.queries import QueueFilter
 from widgets.handover_view import HandoverRow
@@ -157,6 +157,21 @@ class HandoffNoticesClaimed(Message, bubble=False):
 
 
 # --- the calendar -----------------------------------------------------------------
+
+
+@dataclass
+class SwapOffered(Message, bubble=False):
+    """A swap this person offered from the calendar."""
+
+    view: SwapView
+
+
+@dataclass
+class SwapDecided(Message, bubble=False):
+    """A swap this person took, approved or declined from the inbox."""
+
+    view: SwapView
+    verb: str
 
 
 @dataclass

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlmodel import select
+from sqlmodel import col, select
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
 from textual.worker import WorkerFailed
@@ -36,7 +36,8 @@ from app.console.screens.calendar import (
     shift_anchor,
     week_days,
 )
-from app.console.screens.dialogs import TextPrompt
+from app.console.screens.dialogs import Confirm, TextPrompt
+from app.console.screens.inbox import InboxScreen
 from app.console.screens.queue import QueueScreen
 from app.core.clock import FakeClock
 from app.core.errors import BadInput
@@ -541,7 +542,7 @@ async def test_a_specialist_is_told_only_supervisors_place_overrides(
         [(title, message)] = console.said("Only supervisors and admins place overrides")
         assert title == "Not allowed"
         assert "you are a specialist" in message
-        assert "vigil swap request" in message
+        assert "offer it as a swap with s" in message
     with db.read() as session:
         assert (
             session.exec(select(AuditRecord).where(AuditRecord.action == "override.add")).all()
@@ -653,3 +654,52 @@ def test_month_wide(snap_compare: SnapCompare, snapshot_app: VigilApp) -> None:
 def test_month_narrow(snap_compare: SnapCompare, snapshot_app: VigilApp) -> None:
     """At 80x24 each day is a strip of colour with the gaps and longest stretches below."""
     assert snap_compare(snapshot_app, terminal_size=NARROW, run_before=_then("c", "m"))
+
+
+async def test_a_swap_is_offered_from_the_calendar_taken_and_approved_from_inboxes(
+    db: Database, desk: FakeClock, open_console: OpenConsole
+) -> None:
+    """cat, on call this afternoon, offers two hours to ben; ben takes it from his inbox and
+    sam approves it from hers: each step through the swap service, audited as its person."""
+    async with open_console("cat", desk) as console:
+        await console.press("c", "s")
+        dialog = console.app.screen
+        assert isinstance(dialog, OverrideDialog)
+        assert dialog.swap
+        await console.press(*"ben")
+        dialog.query_one("#override-from", Input).value = "2026-10-30 14:00"
+        dialog.query_one("#override-to", Input).value = "2026-10-30 16:00"
+        dialog.query_one("#override-reason", Input).value = "school pick-up"
+        await console.press("enter")
+        await console.settle()
+        [(title, message)] = console.said("Swap #")
+        assert title == "Swap offered"
+        assert "to ben: Fri 30 Oct 2026 14:00 EDT" in message
+    for handle, verb, done in (("ben", "Take", "taken"), ("sam", "Approve", "approved")):
+        async with open_console(handle, desk) as console:
+            await console.press("i")
+            inbox = console.app.screen
+            assert isinstance(inbox, InboxScreen)
+            await console.settle()
+            lines = [
+                inbox.inbox.render_line(y).text for y in range(1, len(inbox.inbox.rows_shown) + 1)
+            ]
+            [line] = [row for row in lines if "swap" in row.lower()]
+            assert f"{verb} swap" in line
+            await console.press("enter")
+            assert isinstance(console.app.screen, Confirm)
+            await console.press("y")
+            await console.settle()
+            [(title, message)] = console.said("Swap #1")
+            assert message.startswith(f"Swap #1 {done}"), message
+    with db.read() as session:
+        records = session.exec(
+            select(AuditRecord.actor, AuditRecord.action)
+            .where(col(AuditRecord.action).like("swap.%"))
+            .order_by(col(AuditRecord.seq))
+        ).all()
+    assert [tuple(r) for r in records][:3] == [
+        ("cat", "swap.request"),
+        ("ben", "swap.take"),
+        ("sam", "swap.approve"),
+    ]

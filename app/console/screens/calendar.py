@@ -29,7 +29,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from app.console.desk import Profile
 from app.console.failures import describe_failure
 from app.console.host import COMFORTABLE_WIDTH
-from app.console.messages import OverridePlaced, OverrideRemoved, OverridesListed
+from app.console.messages import OverridePlaced, OverrideRemoved, OverridesListed, SwapOffered
 from app.console.screens.dialogs import CANCEL, TextPrompt
 from app.core.errors import BadInput
 from app.core.times import bounded_instant
@@ -41,6 +41,7 @@ from app.services.shiftwork.calendar import (
     responder_names,
     shown,
 )
+from app.services.shiftwork.swaps import SwapService
 from data.db import Database
 from widgets.calendar_view import (
     DAY_MINUTES,
@@ -398,7 +399,8 @@ class OverrideRequest:
 
 
 class OverrideDialog(ModalScreen[OverrideRequest | None]):
-    """Who, from, to and why; times on the wall clock the calendar shows."""
+    """Who, from, to and why; times on the wall clock the calendar shows. As a swap's
+    offer (`swap`): with whom (anyone when empty), from, to and a note."""
 
     CSS_PATH: ClassVar[CSSPathType | None] = [CALENDAR_TCSS]
     BINDINGS: ClassVar[list[BindingType]] = [CANCEL]
@@ -411,6 +413,7 @@ class OverrideDialog(ModalScreen[OverrideRequest | None]):
         *,
         handles: Sequence[str] = (),
         cursor_blink: bool = True,
+        swap: bool = False,
     ) -> None:
         super().__init__()
         self.schedule = schedule
@@ -418,18 +421,33 @@ class OverrideDialog(ModalScreen[OverrideRequest | None]):
         self.now = now
         self.handles = tuple(handles)
         self.cursor_blink = cursor_blink
+        self.swap = swap
 
     def compose(self) -> ComposeResult:
         next_hour = (self.now + timedelta(hours=1)).astimezone(self.zone)
         suggested = next_hour.replace(minute=0, second=0, microsecond=0)
         fields = (
-            ("who", "Who", "", "a responder's handle"),
-            ("from", "From", f"{suggested:{WALL_FORMAT}}", "YYYY-MM-DD HH:MM"),
-            ("to", "To", "", "YYYY-MM-DD HH:MM"),
-            ("reason", "Reason", "", "why they cover (optional)"),
+            (
+                ("who", "With", "", "a responder's handle, or empty for anyone"),
+                ("from", "From", f"{suggested:{WALL_FORMAT}}", "YYYY-MM-DD HH:MM"),
+                ("to", "To", "", "YYYY-MM-DD HH:MM"),
+                ("reason", "Note", "", "for whoever takes it (optional)"),
+            )
+            if self.swap
+            else (
+                ("who", "Who", "", "a responder's handle"),
+                ("from", "From", f"{suggested:{WALL_FORMAT}}", "YYYY-MM-DD HH:MM"),
+                ("to", "To", "", "YYYY-MM-DD HH:MM"),
+                ("reason", "Reason", "", "why they cover (optional)"),
+            )
+        )
+        title = (
+            f"Offer your shift on {self.schedule}"
+            if self.swap
+            else f"Add an override to {self.schedule}"
         )
         with Vertical(classes="dialog", id="override-dialog"):
-            yield Static(f"Add an override to {self.schedule}", classes="dialog-title")
+            yield Static(title, classes="dialog-title", markup=False)
             yield Static(
                 f"Times on the wall clock of {self.zone.key}, as YYYY-MM-DD HH:MM; "
                 "add an offset such as +11:00 for another zone.",
@@ -468,11 +486,12 @@ class OverrideDialog(ModalScreen[OverrideRequest | None]):
     def check(self) -> OverrideRequest:
         """The request the fields make, or BadInput naming the field that is wrong."""
         who = self._value("who")
-        if not who:
-            raise BadInput("Who", "expected the handle of the person who covers")
-        if self.handles and who not in self.handles:
+        field = "With" if self.swap else "Who"
+        if not who and not self.swap:
+            raise BadInput(field, "expected the handle of the person who covers")
+        if who and self.handles and who not in self.handles:
             raise BadInput(
-                "Who", f"expected an active responder ({', '.join(self.handles)}), got {who!r}"
+                field, f"expected an active responder ({', '.join(self.handles)}), got {who!r}"
             )
         start_time = parse_wall_time("From", self._value("from"), self.zone)
         end_time = parse_wall_time("To", self._value("to"), self.zone)
@@ -495,7 +514,7 @@ class OverrideDialog(ModalScreen[OverrideRequest | None]):
             request = self.check()
         except BadInput as problem:
             self.query_one("#override-error", Static).update(str(problem))
-            field = {"Who": "who", "From": "from", "To": "to"}.get(problem.field)
+            field = {"Who": "who", "With": "who", "From": "from", "To": "to"}.get(problem.field)
             if field:
                 self.query_one(f"#override-{field}", Input).focus()
             return
@@ -565,6 +584,13 @@ class CalendarScreen(Screen[None]):
             "Override",
             id="calendar.override",
             tooltip="Put someone on call over the schedule for a while (supervisors)",
+        ),
+        Binding(
+            "s",
+            "offer_swap",
+            "Swap",
+            id="calendar.swap",
+            tooltip="Offer part of your own shift on the schedule to someone, or to anyone",
         ),
         Binding(
             "O",
@@ -684,7 +710,7 @@ class CalendarScreen(Screen[None]):
         if not profile.supervising:
             self.notify(
                 f"Only supervisors and admins {verb} overrides; you are a {profile.role}. "
-                "To hand over your own shift, offer it with `vigil swap request`.",
+                "To hand over your own shift, offer it as a swap with s.",
                 title="Not allowed",
                 severity="error",
                 markup=False,
@@ -747,6 +773,51 @@ class CalendarScreen(Screen[None]):
             markup=False,
         )
         self.refresh_calendar()
+
+    def action_offer_swap(self) -> None:
+        if self.schedule is None:
+            self.notify("The calendar is still loading; try again in a moment.", severity="warning")
+            return
+
+        def chosen(request: OverrideRequest | None) -> None:
+            if request is not None:
+                self._offer_swap(request)
+
+        mine = self.vigil.profile.handle
+        self.app.push_screen(
+            OverrideDialog(
+                self.schedule,
+                self.zone,
+                self.vigil.clock.now(),
+                handles=[h for h in self.vigil.handles if h != mine],
+                cursor_blink=self.vigil.cursor_blink,
+                swap=True,
+            ),
+            chosen,
+        )
+
+    @work(thread=True, name="offer swap", group="calendar-swap", exit_on_error=False)
+    def _offer_swap(self, request: OverrideRequest) -> None:
+        app = self.vigil
+        view = SwapService(app.db, app.clock).request(
+            app.profile.handle,
+            schedule=request.schedule,
+            start=request.start,
+            end=request.end,
+            with_handle=request.who or None,
+            note=request.reason,
+        )
+        self.post_message(SwapOffered(view))
+
+    def on_swap_offered(self, message: SwapOffered) -> None:
+        view = message.view
+        to = f"to {view.wanted}" if view.wanted else "to anyone"
+        self.notify(
+            f"Swap #{view.id} on {view.schedule}, {to}: {shown(view.start, self.zone)} to "
+            f"{shown(view.end, self.zone)}; it waits in their inbox",
+            title="Swap offered",
+            markup=False,
+        )
 
     def action_remove_override(self) -> None:
         if self._may_change_overrides("remove") and self.schedule is not None:

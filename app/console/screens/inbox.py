@@ -4,7 +4,8 @@ Disclosures to approve (supervisors), swaps to approve or take, handovers to ack
 open action items they own, and reports owed on the cases assigned to them: read in a
 thread worker by `app.services.inbox`. Nothing is acted on here: Enter takes the person
 to the screen that already does it (the queue, with the cursor on the case, or the
-handover's "For me" tab); swaps, still a command-line matter, show their command.
+handover's "For me" tab); a swap is taken or approved here (Enter), or declined (`x`),
+after a yes.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 from textual.worker import Worker, get_current_worker
 
-from app.console.messages import InboxLoaded
+from app.console.messages import InboxLoaded, SwapDecided
+from app.console.screens.dialogs import Confirm
 from app.services.inbox import InboxItem, InboxKind, InboxReader
+from app.services.shiftwork.swaps import SwapService
 from themes import STYLES
 from widgets.inbox_view import InboxList, InboxRow
 from widgets.timefmt import format_when, viewer_zone
@@ -57,6 +60,13 @@ class InboxScreen(Screen[int | None]):
         ),
         Binding(
             "r", "refresh", "Refresh", id="inbox.refresh", tooltip="Read what waits on you again"
+        ),
+        Binding(
+            "x",
+            "decline_swap",
+            "Decline",
+            id="inbox.decline",
+            tooltip="Decline the swap under the cursor that waits for your approval",
         ),
     ]
 
@@ -120,7 +130,9 @@ class InboxScreen(Screen[int | None]):
             return f"Enter, then {self.vigil.key_for(binding_id, default)}"
         if item.kind == InboxKind.ACKNOWLEDGE_HANDOVER:
             return f"Enter, then {self.vigil.key_for('handover.ack', 'a')}"
-        return f"vigil swap {SWAP_VERBS[item.kind]} {item.swap_id}"
+        if item.kind == InboxKind.APPROVE_SWAP:
+            return f"Enter: approve   {self.vigil.key_for('inbox.decline', 'x')}: decline"
+        return "Enter: take"
 
     @on(DataTable.RowSelected)
     def _row_selected(self, event: DataTable.RowSelected) -> None:
@@ -139,12 +151,53 @@ class InboxScreen(Screen[int | None]):
             from app.console.screens.handover import HandoverScreen
 
             self.app.switch_screen(HandoverScreen(tab="inbox"))
+        elif item.swap_id is not None:
+            self._ask(item, SWAP_VERBS[item.kind])
+
+    def action_decline_swap(self) -> None:
+        index = self.inbox.current
+        if index is None:
+            return
+        item = self.items[index]
+        if item.kind != InboxKind.APPROVE_SWAP or item.swap_id is None:
+            self.notify("Only a swap waiting for your approval is declined here.", markup=False)
+            return
+        self._ask(item, "decline")
+
+    def _ask(self, item: InboxItem, verb: str) -> None:
+        swap_id = item.swap_id
+        assert swap_id is not None
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._decide(swap_id, verb)
+
+        self.app.push_screen(
+            Confirm(
+                f"{verb.capitalize()} swap #{swap_id}", f"{item.subject}\n\n{verb.capitalize()} it?"
+            ),
+            answered,
+        )
+
+    @work(thread=True, name="swap", group="inbox-swap", exit_on_error=False)
+    def _decide(self, swap_id: int, verb: str) -> None:
+        app = self.vigil
+        service = SwapService(app.db, app.clock)
+        handle = app.profile.handle
+        if verb == "take":
+            view = service.take(handle, swap_id)
+        elif verb == "approve":
+            view = service.approve(handle, swap_id)
         else:
-            self.notify(
-                f"Swaps are handled on the command line: {self._act_text(item)}",
-                title="Swap",
-                markup=False,
-            )
+            view = service.decline(handle, swap_id)
+        self.post_message(SwapDecided(view, verb))
+
+    def on_swap_decided(self, message: SwapDecided) -> None:
+        view = message.view
+        done = {"take": "taken", "approve": "approved", "decline": "declined"}[message.verb]
+        status = "" if view.status == done else f"; it is now {view.status}"
+        self.notify(f"Swap #{view.id} {done}{status}", title="Swap", markup=False)
+        self._read()
 
     def action_refresh(self) -> None:
         self._read()
