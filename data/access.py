@@ -287,6 +287,7 @@ def _functions(schema: str, prefix: str) -> list[str]:
     )
     supervisors = ", ".join(group_name(prefix, g) for g in SUPERVISING_GROUPS)
     everyone = ", ".join(group_name(prefix, g) for g in (*PERSON_GROUPS, *SERVICE_GROUPS))
+    owner = exempt.replace("current_user", "session_user")  # inside SECURITY DEFINER
     return [
         # The actor of an audit record is the login that writes it. Checked once per
         # statement over the rows it added: the engine appends thousands in one.
@@ -390,27 +391,33 @@ BEGIN
 END
 $fn$;""",
         # A case's details, for those who may not select the column: a sensitive case's
-        # only to a transaction that wrote its reveal record (the record's actor is the
-        # login's own, which the trigger above sees to).
+        # only once the reader's own reveal record of it is committed (one written in the
+        # reading transaction does not count: a rollback would take it back, the read not).
+        # The record's actor is the login's own, which the trigger above sees to.
         f"""CREATE OR REPLACE FUNCTION {q}.{DETAILS_FUNCTION}(wanted integer)
 RETURNS text LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
     target record;
+    reader text;
 BEGIN
     SELECT ref, sensitive, details INTO target FROM {q}."case" WHERE id = wanted;
     IF NOT FOUND THEN
         RETURN NULL;
-    ELSIF NOT target.sensitive THEN
-        RETURN target.details;
+    ELSIF NOT target.sensitive OR {owner} THEN
+        RETURN target.details;  -- the owner reads the table itself anyway
     END IF;
+    SELECT handle INTO reader FROM {q}.responder
+        WHERE active AND coalesce(db_login, handle) = session_user
+        ORDER BY db_login IS NULL LIMIT 1;
     IF EXISTS (SELECT 1 FROM {q}.audit_record
-               WHERE action = 'case.reveal' AND case_ref = target.ref
-                 AND xmin = pg_current_xact_id()::xid) THEN
+               WHERE action = 'case.reveal' AND case_ref = target.ref AND actor = reader
+                 AND xmin <> pg_current_xact_id()::xid) THEN
         RETURN target.details;
     END IF;
-    RAISE EXCEPTION 'the details of sensitive case % are read only after a reveal record '
-        'for it in the same transaction', target.ref USING ERRCODE = 'insufficient_privilege';
+    RAISE EXCEPTION 'the details of sensitive case % are read only after a committed reveal '
+        'record of it by %', target.ref, coalesce(reader, session_user)
+        USING ERRCODE = 'insufficient_privilege';
 END
 $fn$;""",
         f"REVOKE ALL ON FUNCTION {q}.{DETAILS_FUNCTION}(integer) FROM PUBLIC;",

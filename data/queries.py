@@ -241,12 +241,13 @@ def case_by_ref(session: Session, ref: str) -> Case | None:
 DETAILS_FUNCTION = "vigil_case_details"
 """On a PostgreSQL desk with its roles installed (`data.access`), people cannot select a
 case's details: they read them through this function, which gives a sensitive case's
-details only to a transaction that has already written that case's reveal record."""
+details only to a login whose own reveal record of that case is committed."""
 
 
 def case_details(session: Session, case: Case) -> str:
     """The case's details, read the one way every role may: for a sensitive case, the
-    caller has written (and flushed) its `case.reveal` audit record in this transaction."""
+    reader's `case.reveal` audit record of it is already committed (a record of the same
+    transaction does not count on PostgreSQL: a rollback would take it back)."""
     assert case.id is not None
     bind = session.get_bind()
     if bind.dialect.name != "postgresql" or not _details_function_installed(session):

@@ -618,9 +618,12 @@ class CaseService(Service):
         return case
 
     def reveal(self, actor: str, ref: str, reason: str = "") -> str:
-        """Return the case's details; for a sensitive case the reveal is audited first."""
+        """Return the case's details; for a sensitive case the reveal is audited and
+        committed first, then the details are read (so no rollback can take back the
+        record of a read that happened)."""
         with self.work(actor) as tx:
             case = tx.case(ref)
+            case_id = case.id
             if case.sensitive:
                 add_timeline(
                     tx.session,
@@ -638,8 +641,10 @@ class CaseService(Service):
                     case_ref=case.ref,
                     detail={"reason": reason} if reason else {},
                 )
-                tx.session.flush()  # the record the database asks for before it gives them
-            return queries.case_details(tx.session, case)
+        with self.db.read() as session:
+            revealed = session.get(Case, case_id)
+            assert revealed is not None
+            return queries.case_details(session, revealed)
 
     def escalate_now(self, actor: str, ref: str) -> Case:
         """Skip the wait: the next step is due now (an acknowledged case re-triggers)."""

@@ -354,18 +354,31 @@ def test_people_cannot_select_a_cases_details(desk: Desk) -> None:
     desk.sql("ana", 'SELECT id, ref, title, sensitive, status FROM "case"')
 
 
-def test_a_sensitive_cases_details_come_only_with_a_reveal_record_in_that_transaction(
+def test_a_sensitive_cases_details_come_only_after_the_readers_own_reveal_is_committed(
     desk: Desk,
 ) -> None:
     ref, case_id = _sensitive_case(desk)
     read = f"SELECT vigil_case_details({case_id})"
-    assert "reveal record" in desk.refused("ana", read)
-    # A reveal recorded in an earlier transaction does not open a later one.
-    code, _out, err = desk.vigil("ana", "show", ref, "--reveal")
+    assert "committed reveal record" in desk.refused("ana", read)
+    # A record written in the reading transaction does not count: a rollback would take
+    # the record back and leave the read done.
+    forged = (
+        "INSERT INTO audit_record (seq, at, actor, action, case_ref, detail, prev_hash, hash) "
+        f"VALUES (999999, now(), 'ana', 'case.reveal', '{ref}', '{{}}', 'x', 'y')"
+    )
+    assert "committed reveal record" in desk.refused("ana", forged, read)
+    assert desk.owner_scalar("SELECT count(*) FROM audit_record WHERE seq = 999999") == 0
+    # ben reveals through Vigil: his record opens the details to him, not to ana.
+    code, _out, err = desk.vigil("ben", "show", ref, "--reveal")
     assert code == 0, err
-    assert "reveal record" in desk.refused("sam", read)
-    assert "reveal record" in desk.refused("ana", read)
-    assert _reveals(desk, ref) == ["ana"]
+    assert "committed reveal record" in desk.refused("ana", read)
+    desk.sql("ben", read)
+    assert _reveals(desk, ref) == ["ben"]
+    # The owner reads the table itself; through Vigil it still records whom it acts for.
+    code, out, err = desk.vigil(None, "--as", "sam", "show", ref, "--reveal")
+    assert code == 0, err
+    assert SECRET in out
+    assert _reveals(desk, ref) == ["ben", "sam"]
 
 
 def test_a_specialist_cannot_make_a_sensitive_case_plain(desk: Desk) -> None:
