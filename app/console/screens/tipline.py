@@ -4,8 +4,8 @@ the case's evidence files.
 `N` on the queue (`TiplineFlows.report`) asks for the incident's facts when the case has no
 filing yet (or NCMEC refused the last one), then opens `TiplineReview`: the report exactly
 as `TiplineService.review` renders it. Confirming files it through
-`TiplineService.file_report` in a thread worker; while NCMEC is down the review says which
-try it is on and when the next one comes. The casework pane shows the outcome.
+`TiplineService.file_report` in a thread worker, once: while NCMEC is down the escalation
+engines try again, and the casework pane shows the filing's tries and its next one.
 
 `E` opens the case's evidence files (`app.console.screens.evidence`).
 """
@@ -194,7 +194,8 @@ class TiplineReview(ModalScreen[FilingView | None]):
 
         service.sleep = wait
         draft = draft_of(service, self.ref, self.facts)
-        view = service.file_report(self.vigil.profile.handle, self.ref, draft)
+        # One try: while NCMEC is down the engines try again, and the person is not held.
+        view = service.file_report(self.vigil.profile.handle, self.ref, draft, patient=False)
         self.post_message(ReportFiled(view))
 
     def _state(self, text: str) -> None:

@@ -426,9 +426,14 @@ class TiplineService(Service):
             except Unreachable as exc:
                 job = self._waiting(actor, job, str(exc), attempt, delay)
                 if delay is None:
+                    again = (
+                        "run vigil tipline file again"
+                        if patient
+                        else "every running escalation engine tries again when its next try is due"
+                    )
                     raise NotReached(
                         f"NCMEC could not be reached ({exc}); {job.ref} is not filed and its "
-                        "CyberTipline clock keeps running: run vigil tipline file again"
+                        f"CyberTipline clock keeps running: {again}"
                     ) from None
                 self.sleep(delay)
             except ReportRejected as exc:
