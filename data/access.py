@@ -180,7 +180,7 @@ def _grants(schema: str, prefix: str, tables: Iterable[str]) -> list[str]:
     for table in sorted(tables):
         name = f"{q}.{_quote(table)}"
         out.append(f"REVOKE ALL ON {name} FROM PUBLIC, {everyone};")
-        if table == "audit_record":
+        if table in ("audit_record", "timeline_event"):  # written once, never changed
             out.append(f"GRANT SELECT, INSERT ON {name} TO {everyone};")
         elif table == "audit_head":
             out.append(f"GRANT SELECT, INSERT, UPDATE ON {name} TO {everyone};")
@@ -219,13 +219,14 @@ def _readers(table: str, name: str, prefix: str) -> list[str]:
 
 def _case_grants(name: str, prefix: str) -> list[str]:
     """People read every column of a case but its details, which they read only through
-    `vigil_case_details` (below), and never change whether a case is sensitive; the
-    services keep the whole row (the engine never reads details, intake writes them)."""
+    `vigil_case_details` (below), and never change whether a case is sensitive, nor its
+    reference (a reveal record names the case by it); the services keep the whole row (the
+    engine never reads details, intake writes them)."""
     people = ", ".join(group_name(prefix, g) for g in PERSON_GROUPS)
     services = ", ".join(group_name(prefix, g) for g in SERVICE_GROUPS)
     columns = [c.name for c in SQLModel.metadata.tables["case"].columns]
     readable = ", ".join(_quote(c) for c in columns if c != "details")
-    changeable = ", ".join(_quote(c) for c in columns if c != "sensitive")
+    changeable = ", ".join(_quote(c) for c in columns if c not in ("sensitive", "ref", "id"))
     return [
         f"GRANT SELECT, INSERT, UPDATE ON {name} TO {services};",
         f"GRANT SELECT ({readable}), INSERT, UPDATE ({changeable}) ON {name} TO {people};",
@@ -281,6 +282,7 @@ def _functions(schema: str, prefix: str) -> list[str]:
     engine_actions = ", ".join(_literal(a) for a in ENGINE_ACTIONS)
     link_acks = ", ".join(_literal(a) for a in LINK_ACKS)
     intake = _literal(group_name(prefix, "intake"))
+    engine = _literal(group_name(prefix, "engine"))
     person_groups = ", ".join(_literal(group_name(prefix, g)) for g in PERSON_GROUPS)
     service_groups = " OR ".join(
         f"pg_has_role(login, {_literal(group_name(prefix, g))}, 'MEMBER')" for g in SERVICE_GROUPS
@@ -292,7 +294,7 @@ def _functions(schema: str, prefix: str) -> list[str]:
         # The actor of an audit record is the login that writes it. Checked once per
         # statement over the rows it added: the engine appends thousands in one.
         f"""CREATE OR REPLACE FUNCTION {q}.vigil_audit_actor() RETURNS trigger
-LANGUAGE plpgsql AS $fn$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
     expected text;
     stranger text;
@@ -331,7 +333,7 @@ $fn$;""",
         # A transaction that appends several records moves the head several times: each
         # check looks at the head as it stands at commit.
         f"""CREATE OR REPLACE FUNCTION {q}.vigil_audit_head_check() RETURNS trigger
-LANGUAGE plpgsql AS $fn$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
     head {q}.audit_head;
 BEGIN
@@ -390,36 +392,82 @@ BEGIN
     END LOOP;
 END
 $fn$;""",
+        # Whether a row's writer (its xmin) is settled: not this transaction nor any of its
+        # savepoints, whose work a rollback would take back. Visible rows of others are
+        # committed; a frozen xmin is long settled.
+        f"""CREATE OR REPLACE FUNCTION {q}.vigil_settled(writer xid) RETURNS boolean
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+    unassigned bigint := pg_snapshot_xmax(pg_current_snapshot())::text::bigint;
+    low bigint := writer::text::bigint;
+    whole bigint;
+BEGIN
+    IF low < 3 THEN
+        RETURN true;
+    END IF;
+    -- The writer's full id, taken in the snapshot's epoch. At or past the snapshot's
+    -- horizon a visible writer can only be this transaction (or a savepoint of it); the
+    -- rare row written just before an epoch wrapped is refused too, which fails closed.
+    whole := ((unassigned >> 32) << 32) | low;
+    IF whole >= unassigned THEN
+        RETURN false;
+    END IF;
+    RETURN pg_xact_status(whole::text::xid8) IS DISTINCT FROM 'in progress';
+END
+$fn$;""",
         # A case's details, for those who may not select the column: a sensitive case's
-        # only once the reader's own reveal record of it is committed (one written in the
-        # reading transaction does not count: a rollback would take it back, the read not).
-        # The record's actor is the login's own, which the trigger above sees to.
+        # only once the reader's own reveal record of it is committed. Nothing the reading
+        # transaction wrote counts (a rollback, of it or of a savepoint, would take it back
+        # and leave the read done): not a reveal record, not a change to the case or to
+        # the responder row that maps the login. The trigger above sees to the record's actor.
         f"""CREATE OR REPLACE FUNCTION {q}.{DETAILS_FUNCTION}(wanted integer)
 RETURNS text LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
     target record;
-    reader text;
+    reader record;
 BEGIN
-    SELECT ref, sensitive, details INTO target FROM {q}."case" WHERE id = wanted;
+    SELECT ref, sensitive, details, xmin AS writer INTO target
+        FROM {q}."case" WHERE id = wanted;
     IF NOT FOUND THEN
         RETURN NULL;
     ELSIF NOT target.sensitive OR {owner} THEN
         RETURN target.details;  -- the owner reads the table itself anyway
     END IF;
-    SELECT handle INTO reader FROM {q}.responder
+    SELECT handle, xmin AS writer INTO reader FROM {q}.responder
         WHERE active AND coalesce(db_login, handle) = session_user
         ORDER BY db_login IS NULL LIMIT 1;
-    IF EXISTS (SELECT 1 FROM {q}.audit_record
-               WHERE action = 'case.reveal' AND case_ref = target.ref AND actor = reader
-                 AND xmin <> pg_current_xact_id()::xid) THEN
+    IF FOUND AND {q}.vigil_settled(target.writer) AND {q}.vigil_settled(reader.writer)
+       AND EXISTS (SELECT 1 FROM {q}.audit_record
+                   WHERE action = 'case.reveal' AND case_ref = target.ref
+                     AND actor = reader.handle AND {q}.vigil_settled(xmin)) THEN
         RETURN target.details;
     END IF;
     RAISE EXCEPTION 'the details of sensitive case % are read only after a committed reveal '
-        'record of it by %', target.ref, coalesce(reader, session_user)
-        USING ERRCODE = 'insufficient_privilege';
+        'record of it by the reader, in a transaction that changed neither the case nor the '
+        'reader', target.ref USING ERRCODE = 'insufficient_privilege';
 END
 $fn$;""",
+        f"REVOKE ALL ON FUNCTION {q}.vigil_settled(xid) FROM PUBLIC;",
+        f"GRANT EXECUTE ON FUNCTION {q}.vigil_settled(xid) TO {everyone};",
+        # Details are written once (sealed just after the case's INSERT, in its
+        # transaction); people never overwrite them, as they never read them.
+        f"""CREATE OR REPLACE FUNCTION {q}.vigil_details_once() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+    IF OLD.details <> '' AND NEW.details IS DISTINCT FROM OLD.details
+       AND NOT ({exempt})
+       AND NOT pg_has_role(current_user, {intake}, 'MEMBER')
+       AND NOT pg_has_role(current_user, {engine}, 'MEMBER') THEN
+        RAISE EXCEPTION 'a case''s details are written once, when it is opened'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN NEW;
+END
+$fn$;""",
+        f'DROP TRIGGER IF EXISTS vigil_details_once ON {q}."case";',
+        f'CREATE TRIGGER vigil_details_once BEFORE UPDATE OF details ON {q}."case" '
+        f"FOR EACH ROW EXECUTE FUNCTION {q}.vigil_details_once();",
         f"REVOKE ALL ON FUNCTION {q}.{DETAILS_FUNCTION}(integer) FROM PUBLIC;",
         f"GRANT EXECUTE ON FUNCTION {q}.{DETAILS_FUNCTION}(integer) TO {everyone};",
         f"DROP FUNCTION IF EXISTS {q}.vigil_place_login(text, text);",

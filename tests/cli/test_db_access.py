@@ -8,6 +8,7 @@ The test server trusts local logins, so none of them needs a password.
 from __future__ import annotations
 
 import io
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from sqlalchemy.exc import DBAPIError
 
 from app.cli.main import main
 from app.core.clock import FakeClock
+from app.core.errors import NotAllowed
 from app.delivery.webhook import claim_due
 from app.engine.cycle import EscalationEngine
 from app.rules.tipline import check_draft
@@ -379,6 +381,72 @@ def test_a_sensitive_cases_details_come_only_after_the_readers_own_reveal_is_com
     assert code == 0, err
     assert SECRET in out
     assert _reveals(desk, ref) == ["ben", "sam"]
+
+
+def _schema(desk: Desk) -> str:
+    found = re.search(r"search_path%3D([A-Za-z0-9_]+)", desk.owner_url)
+    assert found is not None
+    return found.group(1)
+
+
+def test_nothing_the_reading_transaction_wrote_opens_a_cases_details(desk: Desk) -> None:
+    """Each way a reader might make a reveal, or who they are, look settled while a
+    rollback stands ready: a savepoint around a record of their own, someone else's
+    record of another case under this case's reference, a login moved to another person."""
+    ref, case_id = _sensitive_case(desk)
+    read = f"SELECT vigil_case_details({case_id})"
+    record = (
+        "INSERT INTO audit_record (seq, at, actor, action, case_ref, detail, prev_hash, hash) "
+        f"VALUES (999999, now(), 'ana', 'case.reveal', '{ref}', '{{}}', 'x', 'y')"
+    )
+    assert "committed reveal record" in desk.refused(
+        "ana", "SAVEPOINT s", record, "RELEASE SAVEPOINT s", read
+    )
+    assert "committed reveal record" in desk.refused(
+        "ana", "SAVEPOINT s", record, "ROLLBACK TO SAVEPOINT s", read
+    )
+    # Records name a case by its reference, which people may not change.
+    other = _page(desk, "ana")
+    code, _out, err = desk.vigil("ben", "show", other, "--reveal")
+    assert code == 0, err
+    swap = f"UPDATE \"case\" SET ref = '{other}' WHERE id = {case_id}"
+    assert "permission denied" in desk.refused("ana", swap)
+    # ben revealed this case; sam, who may edit responders, borrows ben's login mapping.
+    code, _out, err = desk.vigil("ben", "show", ref, "--reveal")
+    assert code == 0, err
+    assert "committed reveal record" in desk.refused(
+        "sam",
+        f"UPDATE responder SET db_login = 'nobody_{desk.prefix}' WHERE handle = 'sam'",
+        f"UPDATE responder SET db_login = '{desk.login('sam')}' WHERE handle = 'ben'",
+        read,
+    )
+    assert desk.owner_scalar("SELECT count(*) FROM audit_record WHERE seq = 999999") == 0
+
+
+def test_a_temporary_catalog_view_does_not_fool_the_audit_checks(desk: Desk) -> None:
+    """The checks read the catalog itself: a temporary `pg_roles` that says everyone is a
+    superuser, first on the search path, does not let ana write in ben's name."""
+    _page(desk, "ana")
+    message = desk.refused(
+        "ana",
+        "CREATE TEMP VIEW pg_roles AS SELECT true AS rolsuper, current_user::name AS rolname",
+        f'SET LOCAL search_path = pg_temp, pg_catalog, "{_schema(desk)}"',
+        "INSERT INTO audit_record (seq, at, actor, action, case_ref, detail, prev_hash, hash) "
+        "VALUES (999998, now(), 'ben', 'case.note', NULL, '{}', 'x', 'y')",
+    )
+    assert "writes audit records as ana, not as ben" in message
+
+
+def test_people_neither_overwrite_details_nor_rewrite_the_timeline(desk: Desk) -> None:
+    ref, case_id = _sensitive_case(desk)
+    overwrite = f"UPDATE \"case\" SET details = 'nothing to see' WHERE id = {case_id}"
+    for handle in ("ana", "sam"):
+        assert "written once" in desk.refused(handle, overwrite), handle
+        rewrite = "UPDATE timeline_event SET text = 'Sensitive details revealed to ben'"
+        assert "permission denied" in desk.refused(handle, rewrite), handle
+    code, out, err = desk.vigil(None, "--as", "sam", "show", ref, "--reveal")
+    assert code == 0, err
+    assert SECRET in out
 
 
 def test_a_specialist_cannot_make_a_sensitive_case_plain(desk: Desk) -> None:
@@ -899,6 +967,28 @@ def test_a_persons_report_is_sent_by_the_engines_login_which_alone_reads_the_pas
     actors = _audit_actors(desk)
     assert ("ben", "tipline.hand_over") in actors
     assert ("engine", "tipline.finish") in actors
+
+
+def test_the_ncmec_password_goes_only_where_it_was_set_up_for(desk: Desk) -> None:
+    """A supervisor cannot select the password, nor send it elsewhere by pointing the
+    account's address at a server of their own with plain SQL."""
+    supervisor = Database.open(desk.url("sam"), migrate=False)
+    engine = Database.open(desk.url("escalator"), migrate=False)
+    try:
+        with StandIn() as ncmec:
+            TiplineService(supervisor, desk.clock).setup_account(
+                "sam", username=ncmec.username, password=ncmec.password,
+                reporter_first_name="Sam", reporter_last_name="Lee",
+                reporter_email="tipline@desk.example", url=ncmec.url,
+            )  # fmt: skip
+            with TiplineService(engine, desk.clock).client():  # as set up: it opens
+                pass
+            desk.sql("sam", "UPDATE tipline_account SET url = 'http://127.0.0.1:9/'")
+            with pytest.raises(NotAllowed, match="changed outside vigil tipline setup"):
+                TiplineService(engine, desk.clock).client()
+    finally:
+        supervisor.dispose()
+        engine.dispose()
 
 
 def test_the_intake_login_acknowledges_by_link_in_the_paged_persons_name(desk: Desk) -> None:

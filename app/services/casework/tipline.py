@@ -13,6 +13,7 @@ that report first and files once more; NCMEC answering "already finished" counts
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 import uuid
 from collections.abc import Callable
@@ -223,7 +224,11 @@ class TiplineService(Service):
             )
             for key, value in fields.items():
                 setattr(row, key, value)
-            row.url, row.password, row.production = address, password, production
+            row.url, row.password, row.production = (
+                address,
+                bound_password(address, password),
+                production,
+            )
             row.updated_at, row.updated_by = tx.now, tx.actor.handle
             tx.session.add(row)
             audit.append(
@@ -251,8 +256,9 @@ class TiplineService(Service):
     def client(self) -> ReportingClient:
         with self.db.read() as session:
             row = self._account(session)
+            password = password_for(row.url, row.password)
             return ReportingClient(
-                row.url, row.username, row.password, production_allowed=row.production
+                row.url, row.username, password, production_allowed=row.production
             )
 
     # -- evidence ---------------------------------------------------------------
@@ -710,6 +716,31 @@ class TiplineService(Service):
             )
             for row, viewed in evidence_of(session, case)
         ]
+
+
+BOUND = "vigil-bound-v1:"
+"""The stored password names the address it was given for (sealed with it), so an address
+changed in the database by hand never receives it: the password cannot be selected, but
+it would go wherever `url` points."""
+
+
+def bound_password(url: str, password: str) -> str:
+    return BOUND + json.dumps({"url": url, "password": password}, separators=(",", ":"))
+
+
+def password_for(url: str, stored: str) -> str:
+    """The password, only for the address it was stored for (one stored before the binding
+    is given as it is, until a supervisor sets the account again)."""
+    if not stored.startswith(BOUND):
+        return stored
+    bound = json.loads(stored.removeprefix(BOUND))
+    if bound.get("url") != url:
+        raise NotAllowed(
+            f"the NCMEC account's address was changed outside vigil tipline setup (it is now "
+            f"{url}); its password goes only where it was set up for: a supervisor sets the "
+            "account again"
+        )
+    return str(bound["password"])
 
 
 def _account_view(row: TiplineAccount) -> AccountView:
