@@ -354,6 +354,28 @@ $fn$;""",
         f"CREATE CONSTRAINT TRIGGER vigil_audit_head_check AFTER INSERT OR UPDATE "
         f"ON {q}.audit_head DEFERRABLE INITIALLY DEFERRED "
         f"FOR EACH ROW EXECUTE FUNCTION {q}.vigil_audit_head_check();",
+        # Who a login is, and what they may do, changes only with the team file: a row of
+        # `responder` written without a `team.apply` record in the same transaction is
+        # refused at commit (a supervisor's hand-made remap would let one login write in
+        # another's name). Checked at commit, after the record landed.
+        f"""CREATE OR REPLACE FUNCTION {q}.vigil_responder_audited() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+    IF {exempt} THEN
+        RETURN NULL;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM {q}.audit_record
+                   WHERE action = 'team.apply' AND NOT {q}.vigil_settled(xmin)) THEN
+        RAISE EXCEPTION 'responders change only through vigil team apply, with its audit record'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN NULL;
+END
+$fn$;""",
+        f"DROP TRIGGER IF EXISTS vigil_responder_audited ON {q}.responder;",
+        f"CREATE CONSTRAINT TRIGGER vigil_responder_audited AFTER INSERT OR UPDATE OR DELETE "
+        f"ON {q}.responder DEFERRABLE INITIALLY DEFERRED "
+        f"FOR EACH ROW EXECUTE FUNCTION {q}.vigil_responder_audited();",
         # `team apply` keeps each login in its group; run with the rights of the one who
         # installed the roles, and only for the person groups.
         f"""CREATE OR REPLACE FUNCTION {q}.vigil_place_login(login text)

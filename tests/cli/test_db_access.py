@@ -423,6 +423,20 @@ def test_nothing_the_reading_transaction_wrote_opens_a_cases_details(desk: Desk)
     assert desk.owner_scalar("SELECT count(*) FROM audit_record WHERE seq = 999999") == 0
 
 
+def test_a_supervisor_cannot_remap_logins_by_hand(desk: Desk) -> None:
+    """Moving ben's login to sam's responder row would let sam's login write in ben's name;
+    responders change only through the team file, with its audit record."""
+    message = desk.refused(
+        "sam",
+        f"UPDATE responder SET db_login = 'nobody_{desk.prefix}' WHERE handle = 'ben'",
+        f"UPDATE responder SET db_login = '{desk.login('ben')}' WHERE handle = 'sam'",
+    )
+    assert "only through vigil team apply" in message
+    assert desk.owner_scalar("SELECT db_login FROM responder WHERE handle = 'ben'") == (
+        desk.login("ben")
+    )
+
+
 def test_a_temporary_catalog_view_does_not_fool_the_audit_checks(desk: Desk) -> None:
     """The checks read the catalog itself: a temporary `pg_roles` that says everyone is a
     superuser, first on the search path, does not let ana write in ben's name."""
