@@ -24,6 +24,8 @@ SEPARATOR = Content.styled(" │ ", "$foreground-muted")
 TWO_LINES_FROM = 120
 """From this width on, who is on call gets a line of its own."""
 ENGINE_STALE_AFTER = timedelta(seconds=60)
+NO_SENDER = Content.styled("chat/push pages wait: no engine login runs", "$sla-breach bold")
+"""On a PostgreSQL desk with roles only `vigil engine` as the engine's login sends them."""
 """A heartbeat older than this means the escalation engine is not running."""
 
 
@@ -71,6 +73,7 @@ class StatusHeader(Widget):
         self._on_call: tuple[OnCallView, ...] | None = None
         self._heartbeat_at: datetime | None = None
         self._clock_skew: timedelta | None = None
+        self._no_sender = False
         self._status_known = False
 
     def set_now(self, now: datetime) -> None:
@@ -82,12 +85,17 @@ class StatusHeader(Widget):
         on_call: tuple[OnCallView, ...] | None,
         heartbeat_at: datetime | None,
         clock_skew: timedelta | None = None,
+        *,
+        no_sender: bool = False,
     ) -> None:
         """`on_call` None means the desk's schedules could not be read; `clock_skew` is how
-        far this host's clock is ahead of the database's (None: they agree)."""
+        far this host's clock is ahead of the database's (None: they agree); `no_sender`:
+        this console may not send chat, push and webhook pages and no engine that may has
+        run lately, so they wait."""
         self._on_call = on_call
         self._heartbeat_at = heartbeat_at
         self._clock_skew = clock_skew
+        self._no_sender = no_sender
         self._status_known = True
         self.refresh()
 
@@ -118,6 +126,7 @@ class StatusHeader(Widget):
             (self._who(), 0),
             (self._engine_part(), 1),
             *([(self._skew_part(), 1)] if self._clock_skew is not None else []),
+            *([(NO_SENDER, 1)] if self._no_sender else []),
         ]
         if with_on_call:
             parts.insert(2, (Content.assemble("on call ", self._on_call_part()), 2))

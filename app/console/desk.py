@@ -9,20 +9,21 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
-from app.engine.cycle import last_heartbeat
+from app.engine.cycle import HEADLESS, last_heartbeat
 from app.rules.rotations import next_change, on_call
 from app.services.casework.settings import load_config
 from app.services.casework.views import owed_report_text, owed_reports
 from app.services.oncall import load_all_schedules
 from app.services.presenters import case_detail, queue_rows
 from data import queries
+from data.access import reads_secrets
 from data.db import Database
 from data.domain import Role
-from data.models import Case, Responder, Setting
+from data.models import Case, EngineHeartbeat, Responder, Setting
 from data.queries import QueueFilter
-from widgets.header import OnCallView
+from widgets.header import ENGINE_STALE_AFTER, OnCallView
 from widgets.views import CaseDetailView, QueueRow, SeekAnchor
 
 FIRST_WINDOW_ROWS = 120
@@ -341,6 +342,23 @@ def read_clock_categories(db: Database) -> frozenset[str]:
     with db.read() as session:
         config = load_config(session)
     return frozenset(category for category, specs in config.clocks.items() if specs)
+
+
+def pages_wait_for_a_sender(db: Database, now: datetime) -> bool:
+    """On a PostgreSQL desk whose people may not read contacts' secrets (`data.access`):
+    whether no headless engine (`vigil engine`, which runs as the engine's login) has
+    completed a cycle lately, so chat, push and webhook pages wait unsent."""
+    if not db.is_postgres:
+        return False
+    with db.read() as session:
+        if reads_secrets(session):
+            return False
+        latest = session.exec(
+            select(func.max(EngineHeartbeat.last_cycle_at)).where(
+                col(EngineHeartbeat.name).startswith(HEADLESS)
+            )
+        ).one()
+    return latest is None or now - latest > ENGINE_STALE_AFTER
 
 
 def engine_heartbeat(db: Database, *, other_than: str | None = None) -> datetime | None:

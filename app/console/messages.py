@@ -127,6 +127,8 @@ class DeskStatusLoaded(Message, bubble=False):
     on_call: tuple[OnCallView, ...] | None
     heartbeat_at: datetime | None
     clock_skew: timedelta | None = None
+    no_sender: bool = False
+    """Chat, push and webhook pages wait: no engine that may send them runs."""
 
 
 @dataclass

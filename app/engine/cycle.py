@@ -65,6 +65,11 @@ HEARTBEATS: Table = SQLModel.metadata.tables["engine_heartbeat"]
 # --- names ------------------------------------------------------------------------
 
 
+HEADLESS = "engine@"
+"""How the name of a headless engine (`vigil engine`) starts; a console's or a command's
+engine is named after it (`console:ana@…`, `cli:ana@…`)."""
+
+
 def engine_name(kind: str = "engine") -> str:
     """A name no other engine has, for heartbeats and step runs: `engine@host/pid/3f9a1c`
     (two engines on one host, or one restarted with the same pid, still differ)."""

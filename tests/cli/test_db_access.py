@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from app.cli.main import main
+from app.console.desk import pages_wait_for_a_sender
 from app.core.clock import FakeClock
 from app.core.errors import NotAllowed
 from app.delivery.webhook import claim_due
@@ -981,6 +982,24 @@ def test_a_persons_report_is_sent_by_the_engines_login_which_alone_reads_the_pas
     actors = _audit_actors(desk)
     assert ("ben", "tipline.hand_over") in actors
     assert ("engine", "tipline.finish") in actors
+
+
+def test_a_persons_console_says_when_no_engine_login_sends_chat_pages(desk: Desk) -> None:
+    """ana's console may not send chat, push and webhook pages: its header says so until a
+    headless engine (the engine's login) has run; the owner's never does."""
+    person = Database.open(desk.url("ana"), migrate=False)
+    owner = Database.open(desk.owner_url, migrate=False)
+    try:
+        assert pages_wait_for_a_sender(person, desk.clock.now())
+        assert not pages_wait_for_a_sender(owner, desk.clock.now())
+        code, _out, err = desk.vigil("escalator", "engine", "--once")
+        assert code == 0, err
+        assert not pages_wait_for_a_sender(person, desk.clock.now())
+        desk.clock.advance(timedelta(minutes=5))  # and the engine stopped
+        assert pages_wait_for_a_sender(person, desk.clock.now())
+    finally:
+        person.dispose()
+        owner.dispose()
 
 
 def test_the_ncmec_password_goes_only_where_it_was_set_up_for(desk: Desk) -> None:

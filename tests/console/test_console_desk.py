@@ -400,6 +400,26 @@ def test_the_header_keeps_the_engines_state_at_any_width(width: int, clock: Fake
         assert "clock 11m ahead of the database" in line
 
 
+@pytest.mark.parametrize("width", [80, 160])
+def test_the_header_says_when_chat_pages_wait_for_an_engine_login(
+    width: int, clock: FakeClock
+) -> None:
+    from widgets.header import Identity, OnCallView, StatusHeader
+
+    now = clock.now()
+    header = StatusHeader(
+        Identity("ana", "specialist", "Australia/Sydney", "postgresql://db/vigil"), now=now
+    )
+    on_call = (OnCallView("primary", "ana", "ben", now + timedelta(hours=3)),)
+    header.set_status(on_call, now - timedelta(seconds=5))
+    assert "pages wait" not in str(header._status_line(width, with_on_call=False))
+    header.set_status(on_call, now - timedelta(seconds=5), no_sender=True)
+    line = str(header._status_line(width, with_on_call=width < 100))
+    assert len(line) <= width
+    assert "engine 5s ago" in line
+    assert "chat/push pages wait" in line
+
+
 @pytest.mark.parametrize("size", [(80, 24), (160, 48)])
 async def test_a_stopped_engine_and_a_database_problem_stay_in_the_header(
     service: CaseService,

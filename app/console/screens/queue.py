@@ -828,7 +828,8 @@ class QueueScreen(Screen[None]):
         if self._db_clock is None:  # one, so a clock that is off is logged once
             self._db_clock = DatabaseClock(app.db, app.clock)
         self._db_clock.sync()
-        self.post_message(DeskStatusLoaded(on_call, heartbeat, self._db_clock.skew))
+        waiting = desk.pages_wait_for_a_sender(app.db, now)
+        self.post_message(DeskStatusLoaded(on_call, heartbeat, self._db_clock.skew, waiting))
 
     # ----------------------------------------------------------------- queue data
 
@@ -1038,7 +1039,12 @@ class QueueScreen(Screen[None]):
         )
 
     def on_desk_status_loaded(self, message: DeskStatusLoaded) -> None:
-        self.header.set_status(message.on_call, message.heartbeat_at, message.clock_skew)
+        self.header.set_status(
+            message.on_call,
+            message.heartbeat_at,
+            message.clock_skew,
+            no_sender=message.no_sender,
+        )
 
     # ----------------------------------------------------------------- actions
 
