@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlmodel import Session, SQLModel
 
-from data.domain import ClockEventKind, DisclosureStatus, Role
+from data.domain import ClockEventKind, DisclosureStatus, EngineAction, Role
 from data.models import Setting
 from data.queries import DETAILS_FUNCTION
 from data.swaps import REQUIRE_APPROVAL_KEY
@@ -55,10 +55,7 @@ ROLE_GATED = frozenset(
 the settings commands), read by everyone."""
 
 ENGINE_ACTIONS = (
-    "engine.escalate",
-    "engine.exhausted",
-    "engine.repair",
-    "contact.gone",
+    *(action.value for action in EngineAction),
     *(
         f"tipline.{step}"
         for step in ("claim", "retract", "submit", "finish", "waiting", "rejected")

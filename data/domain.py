@@ -47,6 +47,16 @@ class Status(StrEnum):
     RESOLVED = "resolved"
 
 
+class EngineAction(StrEnum):
+    """What the escalation engine records as itself (`data.access` lets any login write
+    these as "engine": a console runs the engine's code under its person's login)."""
+
+    ESCALATE = "engine.escalate"
+    EXHAUSTED = "engine.exhausted"
+    REPAIR = "engine.repair"
+    CONTACT_GONE = "contact.gone"
+
+
 class Stage(StrEnum):
     TRIAGE = "triage"
     INVESTIGATING = "investigating"

@@ -113,6 +113,7 @@ from data.db import Database
 from data.domain import (
     OUTBOX_CHANNELS,
     ContactKind,
+    EngineAction,
     Status,
     category_label,
     severity_name,
@@ -796,7 +797,7 @@ def _gone(session: Session, outcome: _Outcome) -> None:
             session,
             at=outcome.at,
             actor=ACTOR,
-            action="contact.gone",
+            action=EngineAction.CONTACT_GONE,
             case_ref=case.ref,
             detail={"handle": job.handle, "host": job.host},
         )

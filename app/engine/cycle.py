@@ -45,6 +45,7 @@ from app.services.cases import CaseService
 from data import audit
 from data.clock import DatabaseClock
 from data.db import Database
+from data.domain import EngineAction
 from data.journal import add_timeline, record_change
 from data.models import AuditHead, Case, EngineHeartbeat
 from data.outage import is_database_trouble
@@ -221,7 +222,7 @@ class EscalationEngine:
                 )
                 record_change(session, case, now)
                 audit.append(
-                    session, at=now, actor=ACTOR, action="engine.repair", case_ref=case.ref
+                    session, at=now, actor=ACTOR, action=EngineAction.REPAIR, case_ref=case.ref
                 )
             refs = [case.ref for case in cases]
             changed = [case.id for case in cases if case.id is not None]

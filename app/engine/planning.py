@@ -24,7 +24,7 @@ from app.services.paging import contacts_as, contacts_of, profile_of
 from app.services.policies import FALLBACK_POLICY
 from app.services.targets import resolve_reach
 from data.clock import how_long
-from data.domain import DEFAULT_HIGH_URGENCY, Status, Urgency
+from data.domain import DEFAULT_HIGH_URGENCY, EngineAction, Status, Urgency
 
 log = logging.getLogger("vigil.engine")
 
@@ -259,7 +259,7 @@ class Plan:
 
     @property
     def action(self) -> str:
-        return "engine.exhausted" if self.exhausted else "engine.escalate"
+        return (EngineAction.EXHAUSTED if self.exhausted else EngineAction.ESCALATE).value
 
     def detail(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """The audit record's detail, with a key equal for equal details (JSON memo)."""
