@@ -425,6 +425,8 @@ class QueueTable(ScrollView, can_focus=True):
         self._unavailable = None
         self.virtual_size = Size(0, total + 1)
         self._cursor = min(self._cursor, max(0, total - 1))
+        if total == 0:
+            self._announced_case = None  # nothing is highlighted: the next row is news
         self.refresh()
         self._schedule_prefetch()
 

@@ -551,6 +551,22 @@ async def test_filters_mine_unassigned_severity_and_clear(
         assert set(console.refs()) == {mine, bens, nobody}
 
 
+async def test_clearing_a_filter_that_matched_nothing_shows_the_highlighted_case(
+    service: CaseService, open_console: Callable[..., Any]
+) -> None:
+    ref = _open(service, "Nobody's yet", 2)
+    async with open_console() as console:
+        await console.press("m")  # mine: none
+        assert console.refs() == []
+        assert console.screen.detail.view is None
+        await console.press("escape")
+        assert console.cursor_ref() == ref
+        view = console.screen.detail.view
+        assert view is not None
+        assert view.ref == ref
+        assert console.screen.detail_case == view.case_id
+
+
 async def test_search_narrows_as_you_type_and_escape_clears(
     service: CaseService, open_console: Callable[..., Any]
 ) -> None:
