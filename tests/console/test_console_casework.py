@@ -212,6 +212,22 @@ async def test_a_specialists_disclosure_before_verification_is_refused(
     assert "disclosure.request" not in [a for a, _, _ in _audit(desk.db, ref)]
 
 
+async def test_verifying_someone_elses_case_is_refused_before_the_form(
+    desk: CaseworkService, open_console: Callable[..., Any]
+) -> None:
+    ref = _page(desk, "EDR: Ben's caller", "edr")
+    CaseService(desk.db, desk.clock).acknowledge("ben", ref)
+    async with open_console("ana") as console:
+        await console.press("V")
+        assert isinstance(console.app.screen, QueueScreen)  # nothing to type in vain
+        toast = console.said(f"{ref} is assigned to ben")
+        assert toast.title == "Not allowed"
+        assert "only its assignee or a supervisor may verify a request on it" in toast.message
+    async with open_console("sue") as console:
+        await console.press("V")
+        assert isinstance(console.app.screen, ChoiceDialog)
+
+
 async def test_a_supervisors_override_of_verification_needs_a_reason(
     desk: CaseworkService, open_console: Callable[..., Any]
 ) -> None:

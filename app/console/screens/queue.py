@@ -1454,7 +1454,8 @@ class QueueScreen(Screen[None]):
             self.notify(f"{ref}'s casework is still loading; try again.", severity="warning")
             return None
         view, choices = self._casework
-        return CaseworkTarget(case_id, ref, view, choices)
+        row = self.table.cursor_row
+        return CaseworkTarget(case_id, ref, view, choices, row.assignee if row else None)
 
     def run_casework(self, command: CaseworkCommand) -> None:
         self._perform_casework(command, self.generation, self.queue_filter, self._screen_rows())
