@@ -514,6 +514,48 @@ async def test_no_screenshot_while_details_are_revealed(
         assert [shot.name for shot in shots.iterdir()] == ["hidden.svg"]
 
 
+async def test_a_screenshot_makes_the_missing_downloads_folder(
+    service: CaseService,
+    open_console: Callable[..., Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Textual saves screenshots to the Downloads folder; a desk machine may have none."""
+    downloads = tmp_path / "home" / "Downloads"
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.delenv("XDG_DOWNLOAD_DIR", raising=False)
+    _open(service, "Routine", 3)
+    async with open_console() as console:
+        console.app.action_screenshot("queue.svg")
+        for _ in range(50):  # the file is written by Textual's own delivery thread
+            if downloads.is_dir() and list(downloads.iterdir()):
+                break
+            await console.pilot.pause(0.02)
+        await console.settle()
+        assert [shot.name for shot in downloads.iterdir()] == ["queue.svg"]
+        console.said("Saved screenshot")
+
+
+async def test_a_screenshot_says_why_no_downloads_folder_can_be_made(
+    service: CaseService,
+    open_console: Callable[..., Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    home = tmp_path / "home"
+    home.write_text("a file, not a folder")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.delenv("XDG_DOWNLOAD_DIR", raising=False)
+    _open(service, "Routine", 3)
+    async with open_console() as console:
+        console.app.action_screenshot("queue.svg")
+        await console.settle()
+        toast = console.said(f"No screenshot: cannot make {home / 'Downloads'}")
+        assert toast.severity == "error"
+
+
 async def test_reveal_on_a_plain_case_says_it_is_not_sensitive(
     service: CaseService, open_console: Callable[..., Any]
 ) -> None:
