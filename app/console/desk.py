@@ -17,7 +17,7 @@ from app.services.casework.settings import load_config
 from app.services.casework.views import owed_report_text, owed_reports
 from app.services.oncall import load_all_schedules
 from app.services.presenters import case_detail, queue_rows
-from data import queries
+from data import checkpoints, queries
 from data.db import Database
 from data.domain import Role
 from data.models import Case, Responder, Setting
@@ -25,6 +25,10 @@ from data.queries import QueueFilter
 from widgets.header import OnCallView
 from widgets.views import CaseDetailView, QueueRow, SeekAnchor
 
+POLL_SECONDS = 0.5
+"""How often a screen looks for changes made elsewhere: the queue reads the change feed
+(on SQLite the only way to hear of other consoles' changes; on PostgreSQL a safety net under
+LISTEN/NOTIFY), the calendar the audit chain's head."""
 FIRST_WINDOW_ROWS = 120
 """Rows read before the console opens, when the screen's height is not known yet: enough
 for a screen of a hundred lines with the margin the queue keeps below it."""
@@ -366,3 +370,15 @@ def read_on_call(db: Database, at: datetime) -> tuple[OnCallView, ...]:
             )
         )
     return tuple(found)
+
+
+def audit_seq(session: Session) -> int:
+    """The number of the audit chain's last record: every change of the desk (an override,
+    a swap, a team file applied, a case) moves it, so a screen that shows more than cases
+    reads it to learn that something changed since it last looked."""
+    return checkpoints.head(session).seq
+
+
+def latest_audit_seq(db: Database) -> int:
+    with db.read() as session:
+        return audit_seq(session)

@@ -169,6 +169,14 @@ class OverridePlaced(Message, bubble=False):
 
 
 @dataclass
+class DeskChangedSince(Message, bubble=False):
+    """The audit chain's head as the calendar's poll read it: a change since the shown
+    view when it moved."""
+
+    audit_seq: int
+
+
+@dataclass
 class OverridesListed(Message, bubble=False):
     """A schedule's overrides under way or to come, to choose one to remove."""
 

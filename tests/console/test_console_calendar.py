@@ -522,6 +522,30 @@ async def test_a_supervisor_removes_overrides_from_the_calendar(
     ]
 
 
+async def test_an_override_placed_or_removed_elsewhere_shows_at_the_next_poll(
+    db: Database, desk: FakeClock, open_console: OpenConsole
+) -> None:
+    """What the screen's 0.5 s timer does is called here: another console or `vigil override`
+    changes the schedule, and the open calendar shows it without being reopened."""
+    async with open_console("cat", desk) as console:
+        await console.press("c")
+        assert "◆09:00 ben" not in console.text()
+        computed = console.calendar.generation
+        console.calendar.check_changes()
+        await console.settle()
+        assert console.calendar.generation == computed  # nothing changed: nothing recomputed
+        service = OverrideService(db, desk)
+        placed = service.add("sam", schedule="primary", who="ben", start=at(10, 31, 13),
+                             end=at(10, 31, 16))  # fmt: skip
+        console.calendar.check_changes()
+        await console.settle()
+        assert "◆09:00 ben" in console.text()
+        service.remove("sam", placed.id)
+        console.calendar.check_changes()
+        await console.settle()
+        assert "◆09:00 ben" not in console.text()
+
+
 async def test_a_specialist_is_told_only_supervisors_remove_overrides(
     db: Database, desk: FakeClock, open_console: OpenConsole
 ) -> None:

@@ -25,6 +25,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from app.console import desk
 from app.console.bulk import bulk_summary, run_bulk
+from app.console.desk import POLL_SECONDS
 from app.console.host import COMFORTABLE_WIDTH
 from app.console.messages import (
     BulkActionDone,
@@ -75,9 +76,6 @@ from widgets.views import CaseDetailView, CaseworkView, SeekAnchor
 if TYPE_CHECKING:
     from app.console.host import ConsoleHost
 
-POLL_SECONDS = 0.5
-"""How often the change feed is read: on SQLite the only way to hear of other consoles'
-changes; on PostgreSQL a safety net under LISTEN/NOTIFY."""
 LISTEN_SLICE = 0.25
 """How long the change listener blocks between looks at whether the screen is closing."""
 LISTEN_RETRY = (1.0, 30.0)
