@@ -31,7 +31,6 @@ from app.console.screens.calendar import (
     OverrideDialog,
     build_days,
     month_days,
-    parse_wall_time,
     person_order,
     shift_anchor,
     week_days,
@@ -41,7 +40,13 @@ from app.console.screens.queue import QueueScreen
 from app.core.clock import FakeClock
 from app.core.errors import BadInput
 from app.delivery.local import UNAVAILABLE, DesktopOutcome
-from app.rules.rotations import RotationSpec, ScheduleSpec, change_rotation, wall_to_utc
+from app.rules.rotations import (
+    RotationSpec,
+    ScheduleSpec,
+    change_rotation,
+    parse_wall_time,
+    wall_to_utc,
+)
 from app.services.cases import CaseService
 from app.services.oncall import load_schedule
 from app.services.shiftwork.calendar import OverrideService

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Literal, NamedTuple, cast
+from typing import TYPE_CHECKING, ClassVar, Literal, cast
 from zoneinfo import ZoneInfo
 
 from textual import events, on, work
@@ -37,8 +37,13 @@ from app.console.messages import (
 )
 from app.console.screens.dialogs import CANCEL, TextPrompt
 from app.core.errors import BadInput
-from app.core.times import bounded_instant
-from app.rules.rotations import ScheduleSpec, coverage_gaps, schedule_shifts, wall_to_utc
+from app.rules.rotations import (
+    WALL_FORMAT,
+    ScheduleSpec,
+    coverage_gaps,
+    parse_wall_time,
+    schedule_shifts,
+)
 from app.services.oncall import load_all_schedules
 from app.services.shiftwork.calendar import (
     OverrideService,
@@ -76,7 +81,6 @@ ZONE_ROLES: dict[ZoneChoice, str] = {
     "utc": "UTC",
 }
 Mode = Literal["week", "month"]
-WALL_FORMAT = "%Y-%m-%d %H:%M"
 _DAY = timedelta(days=1)
 
 
@@ -359,36 +363,6 @@ def compute_calendar(
 
 
 # --- placing an override ----------------------------------------------------------------------
-
-
-class WallTime(NamedTuple):
-    """A time typed in the override form, as the instant it names."""
-
-    at: datetime  # UTC
-    skipped: str
-    """What was typed, when the clocks skip it that night (the time starts at the gap's
-    end, as in a team file); empty otherwise."""
-
-
-def parse_wall_time(field: str, text: str, zone: ZoneInfo) -> WallTime:
-    """`2026-11-27 08:00` on the wall clock of `zone` (or with its own offset) as UTC.
-
-    A wall time the clocks skip is read as the moment they skip to, one they pass twice as
-    its first occurrence: the rule of every wall time Vigil reads (`wall_to_utc`).
-    """
-    value = text.strip()
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise BadInput(
-            field, f"expected a date and time such as 2026-11-27 08:00, got {value!r}"
-        ) from None
-    if parsed.tzinfo is not None:
-        return WallTime(bounded_instant(field, parsed), "")
-    bounded_instant(field, parsed.replace(tzinfo=zone))  # in range before any arithmetic
-    at = bounded_instant(field, wall_to_utc(parsed, zone))
-    moved = at.astimezone(zone).replace(tzinfo=None) != parsed
-    return WallTime(at, f"{parsed:{WALL_FORMAT}}" if moved else "")
 
 
 @dataclass(frozen=True, slots=True)
