@@ -48,11 +48,6 @@ APPROVAL_CHOICES = {"required": True, "optional": False}
 WALL_HELP = "2026-12-24T20:00+11:00, or 2026-12-24 20:00 on the schedule's clock"
 
 
-def _zone(ctx: Context) -> ZoneInfo:
-    with ctx.db.read() as session:
-        return viewer_zone_of(session, ctx.actor)
-
-
 def _window(
     ctx: Context, schedule: str, start: str, end: str
 ) -> tuple[tuple[datetime, datetime], list[str]]:
@@ -112,7 +107,8 @@ def cmd_override_add(ctx: Context) -> int:
         ctx.actor, schedule=a.schedule, who=a.who, start=start, end=end, reason=a.reason or ""
     )
     ctx.emit(
-        view.as_json(), "".join(notes) + "Override placed:\n" + override_text(view, _zone(ctx))
+        view.as_json(),
+        "".join(notes) + "Override placed:\n" + override_text(view, ctx.viewer_zone()),
     )
     return EXIT_OK
 
@@ -198,7 +194,7 @@ def cmd_calendar_settings(ctx: Context) -> int:
 
 
 def _emit_swap(ctx: Context, view: SwapView, headline: str) -> int:
-    ctx.emit(view.as_json(), f"{headline}\n{view.text(_zone(ctx))}")
+    ctx.emit(view.as_json(), f"{headline}\n{view.text(ctx.viewer_zone())}")
     return EXIT_OK
 
 
