@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from app.engine.cycle import last_heartbeat
@@ -18,6 +19,7 @@ from app.services.casework.views import owed_report_text, owed_reports
 from app.services.oncall import load_all_schedules
 from app.services.presenters import case_detail, queue_rows
 from data import checkpoints, queries
+from data.casework import Disclosure
 from data.db import Database
 from data.domain import Role
 from data.models import Case, Responder, Setting
@@ -382,3 +384,39 @@ def audit_seq(session: Session) -> int:
 def latest_audit_seq(db: Database) -> int:
     with db.read() as session:
         return audit_seq(session)
+
+
+@dataclass(frozen=True, slots=True)
+class DisclosureDecided:
+    """A supervisor's decision on a disclosure this person requested."""
+
+    disclosure_id: int
+    ref: str
+    number: int
+    status: str  # a DisclosureStatus value: disclosed or declined
+    decided_by: str
+
+
+def read_decisions_for(
+    db: Database, requester_id: int, since: datetime
+) -> tuple[DisclosureDecided, ...]:
+    """Decisions someone else made since `since` on disclosures `requester_id` asked for,
+    oldest first (a supervisor's own disclosure, made at once, is no news to them)."""
+    decider = aliased(Responder)
+    with db.read() as session:
+        rows = session.exec(
+            select(Disclosure, Case.ref, decider.handle)
+            .join(Case, col(Case.id) == col(Disclosure.case_id))
+            .join(decider, col(decider.id) == col(Disclosure.decided_by_id))
+            .where(
+                Disclosure.requested_by_id == requester_id,
+                col(Disclosure.decided_at) >= since,
+                col(Disclosure.decided_by_id) != requester_id,
+            )
+            .order_by(col(Disclosure.decided_at), col(Disclosure.id))
+        ).all()
+    return tuple(
+        DisclosureDecided(d.id, ref, d.number, d.status, handle)
+        for d, ref, handle in rows
+        if d.id is not None
+    )

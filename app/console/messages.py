@@ -16,7 +16,7 @@ from textual.content import Content
 from textual.message import Message
 
 from app.console.bulk import BulkOutcome
-from app.console.desk import FeedRead, Window
+from app.console.desk import DisclosureDecided, FeedRead, Window
 from app.delivery.local import DesktopOutcome, PageAlert
 from app.services.casework.agency import ChannelView
 from app.services.casework.tipline import EvidenceView, FilingView
@@ -56,6 +56,7 @@ class FeedArrived(Message, bubble=False):
     feed: FeedRead | None
     alerts: tuple[PageAlert, ...]
     detail: CaseDetailView | None = None
+    decisions: tuple[DisclosureDecided, ...] = ()  # on my disclosure requests
 
 
 @dataclass

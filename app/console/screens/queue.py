@@ -66,6 +66,7 @@ from app.services.cases import CaseService
 from app.services.casework.service import CaseworkService
 from data.changes import ChangeListener
 from data.clock import DatabaseClock
+from data.domain import DisclosureStatus
 from data.queries import SORT_COLUMNS, QueueFilter
 from widgets.case_detail import CaseDetail
 from widgets.header import Identity, StatusHeader
@@ -417,7 +418,8 @@ class QueueScreen(Screen[None]):
             "queue.legal_clock",
             "File the report a legal clock asks for (its id); extend or waive a hold. "
             "The queue's Legal column: ⚖ time left on the most urgent clock, amber from "
-            "its reminder, red when overdue",
+            "its reminder, red when overdue; ! an overdue action item; ? a disclosure "
+            "awaiting a supervisor's approval",
             show=False,
         ),
         _binding(
@@ -485,6 +487,8 @@ class QueueScreen(Screen[None]):
         self._feed_worker: Worker[None] | None = None
         self._status_worker: Worker[None] | None = None
         self._desktop_told = False
+        self._opened_at = self.vigil.clock.now()  # decisions since then are news
+        self._decisions_told: set[int] = set()
         self._feed_down = False
         self.queue_filter = QueueFilter()
         self._recovery: Timer | None = None
@@ -669,7 +673,8 @@ class QueueScreen(Screen[None]):
             if detail_case is not None and detail_case in feed.changed
             else None
         )
-        self.post_message(FeedArrived(generation, feed, tuple(alerts), detail))
+        decisions = desk.read_decisions_for(app.db, app.profile.responder_id, self._opened_at)
+        self.post_message(FeedArrived(generation, feed, tuple(alerts), detail, decisions))
 
     def _listen_for_changes(self) -> None:
         """Hear of every committed change at once (PostgreSQL LISTEN), so another console's
@@ -940,6 +945,24 @@ class QueueScreen(Screen[None]):
             self._show_detail(message.detail)
         if self.detail_case is not None and self.detail_case in feed.changed:
             self._read_casework(self.detail_case)
+        self._tell_decisions(message.decisions)
+
+    def _tell_decisions(self, decisions: tuple[desk.DisclosureDecided, ...]) -> None:
+        """A toast for each decision on a disclosure I asked for, once."""
+        for decision in decisions:
+            if decision.disclosure_id in self._decisions_told:
+                continue
+            self._decisions_told.add(decision.disclosure_id)
+            approved = decision.status == DisclosureStatus.DISCLOSED.value
+            verdict = "approved and made" if approved else "declined (the reason is in its pane)"
+            self.notify(
+                f"Disclosure {decision.number} of {decision.ref} you requested was {verdict} "
+                f"by {decision.decided_by}.",
+                title="Disclosure approved" if approved else "Disclosure declined",
+                severity="information" if approved else "warning",
+                timeout=30,
+                markup=False,
+            )
 
     def _apply_changes(self, total: int, changes: tuple[desk.RowChange, ...] | None) -> None:
         """Repaint rows that kept their place; refetch the window if anything moved."""
