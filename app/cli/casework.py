@@ -36,6 +36,7 @@ from app.services.casework.views import (
 from app.services.shiftwork.calendar import shown
 from data.domain import DataCategory, PartnerKind
 from data.queries import case_by_ref
+from widgets.timefmt import plural
 
 
 def _service(ctx: Context) -> CaseworkService:
@@ -106,8 +107,8 @@ def verification_lines(view: VerificationView, zone: ZoneInfo) -> list[str]:
 
 def disclosure_line(d: DisclosureView, zone: ZoneInfo) -> str:
     line = (
-        f"  #{d.number} {d.status}: {', '.join(d.data)} ({d.accounts} account"
-        f"{'' if d.accounts == 1 else 's'}) to {d.to} ({d.agency}) under {d.basis}; "
+        f"  #{d.number} {d.status}: {', '.join(d.data)} ({plural(d.accounts, 'account')}) "
+        f"to {d.to} ({d.agency}) under {d.basis}; "
         f"requested by {d.requested_by} {_when(d.requested_at, zone)}"
     )
     if d.decided_by:

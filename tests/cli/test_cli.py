@@ -179,9 +179,13 @@ def test_show_prints_times_on_the_viewers_clock_and_the_casework(run: Run) -> No
     casework = out.split("  casework:\n", 1)[1]
     assert "    Legal clocks (2)\n" in casework
     assert "    Verification (optional)" in casework
-    assert casework == "".join(
-        f"    {line}\n" for line in run.ok("casework", "show", "ESC-0001").splitlines()[1:]
-    ).rstrip("\n") + "\n"
+    assert (
+        casework
+        == "".join(
+            f"    {line}\n" for line in run.ok("casework", "show", "ESC-0001").splitlines()[1:]
+        ).rstrip("\n")
+        + "\n"
+    )
     body = run.json("show", "ESC-0001")
     assert body["created_at"] == "2026-11-26T09:00:00Z"
     assert len(body["casework"]["clocks"]) == 2

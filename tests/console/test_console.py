@@ -1352,3 +1352,4 @@ def test_the_paged_toast_names_each_case_once() -> None:
         "ESC-0009 sev2: Case 9",
         "… and 2 more cases",
     ]
+    assert paged_text(alerts[2:]).splitlines()[-1] == "… and 1 more case"

@@ -597,7 +597,7 @@ async def test_hand_off_notices_ring_once_before_the_shift_and_after_it(
             "You go on call for sydney-days",
         ]
         assert "Sun 01 Nov 2026 08:00 AEDT (Sat 31 Oct 21:00 UTC)" in going_on[0][1]
-        assert f"You inherit 1 open case(s): {ref}." in going_on[0][1]
+        assert f"You inherit 1 open case: {ref}." in going_on[0][1]
         assert console.bells == [1]
 
         console.app.check_handoffs()

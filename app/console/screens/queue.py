@@ -71,7 +71,7 @@ from data.queries import SORT_COLUMNS, QueueFilter
 from widgets.case_detail import CaseDetail
 from widgets.header import Identity, StatusHeader
 from widgets.queue_table import QueueTable
-from widgets.timefmt import format_age, format_when, viewer_zone
+from widgets.timefmt import format_age, format_when, plural, viewer_zone
 from widgets.views import CaseDetailView, CaseworkView, SeekAnchor
 
 if TYPE_CHECKING:
@@ -109,7 +109,7 @@ def paged_text(alerts: tuple[PageAlert, ...]) -> str:
     ]
     text = "\n".join(lines[:MAX_PAGES_LISTED])
     if len(lines) > MAX_PAGES_LISTED:
-        text += f"\n… and {len(lines) - MAX_PAGES_LISTED} more cases"
+        text += f"\n… and {plural(len(lines) - MAX_PAGES_LISTED, 'more case')}"
     return text
 
 
