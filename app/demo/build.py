@@ -701,7 +701,9 @@ def plan_live(now: datetime, rng: random.Random) -> list[CasePlan]:
         return _new_case(rng, now - _minutes(ago), category, severity)
 
     sev1 = case(3, Category.THREAT_TO_LIFE, 1)
-    sev1.title = "Threat to life: post names a school and tomorrow's date — Parramatta"
+    sev1.words.values["city"] = "Parramatta"  # ana's side of the desk; title and details agree
+    sev1.title = sev1.words.fill("Threat to life: post names a school and tomorrow's date — {city}")
+    sev1.details = sev1.words.fill(TEXT[Category.THREAT_TO_LIFE].details[0])  # "the post"
     sev1.source = "pagerduty"
     sev1.dedup_key = f"flagger:{rng.getrandbits(40):010x}"
     edr = case(9, Category.EDR, 2)

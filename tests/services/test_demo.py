@@ -19,6 +19,7 @@ from app.cli.main import main
 from app.core.clock import FakeClock
 from app.core.errors import NothingToDo
 from app.demo.build import (
+    CITIES,
     HISTORY,
     HISTORY_CASES,
     LIVE_COVER,
@@ -324,6 +325,15 @@ def test_history_settles_before_now_and_live_cases_stay_open() -> None:
     live = plan_live(NOW, rng)
     assert all(p.resolve_after is None for p in live)
     assert all(NOW - timedelta(hours=3) < p.opened_at < NOW for p in live)
+
+
+def test_a_case_names_one_city_in_its_title_and_its_details() -> None:
+    for seed in range(40):
+        rng = random.Random(seed)
+        plans = plan_history(NOW, rng, SPECIALISTS) + plan_live(NOW, rng)
+        for plan in plans:
+            named = {city for city in CITIES if city in f"{plan.title} {plan.details}"}
+            assert len(named) <= 1, (seed, plan.title, plan.details)
 
 
 # --- PostgreSQL --------------------------------------------------------------------------
