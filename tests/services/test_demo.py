@@ -193,6 +193,19 @@ def test_a_handful_are_live_and_one_sev1_pages_ana(demo_db: Database) -> None:
     assert NOW - sev1.created_at < timedelta(minutes=5)
 
 
+def test_the_partner_directory_holds_police_and_a_helpline(demo_db: Database) -> None:
+    from app.services.casework.views import partners
+
+    with demo_db.read() as session:
+        found = {p.name: p for p in partners(session)}
+    assert {name: p.kind for name, p in found.items()} == {
+        "metro-pd": "law_enforcement",
+        "harbour-police": "law_enforcement",
+        "safeline": "ngo",
+    }
+    assert all(p.verified_channel for p in found.values() if p.kind == "law_enforcement")
+
+
 def test_csea_cases_are_sensitive(demo_db: Database) -> None:
     csea = [c for c in _cases(demo_db) if c.category == Category.CSEA]
     assert csea
