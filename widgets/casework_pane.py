@@ -19,7 +19,7 @@ from textual.widgets import Static
 
 from data.domain import ClockKind, ClockState
 from widgets.queue_table import format_countdown
-from widgets.timefmt import format_when, viewer_zone
+from widgets.timefmt import format_when, plural, viewer_zone
 from widgets.views import (
     HIDDEN,
     ActionView,
@@ -42,10 +42,6 @@ CLOCK_STYLES: dict[str, str] = {
     ClockState.WARN: "$sla-warn bold",
     ClockState.BREACHED: "$sla-breach bold",
 }
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 class CaseworkPane(Vertical):
@@ -226,7 +222,7 @@ class CaseworkPane(Vertical):
         if clock.extensions or clock.extensions_left:
             times = "once" if clock.extensions == 1 else f"{clock.extensions} times"
             extended = f"extended {times}, " if clock.extensions else ""
-            left_text = _plural(clock.extensions_left, "extension")
+            left_text = plural(clock.extensions_left, "extension")
             parts.append((f"  {extended}{left_text} left", MUTED))
         return Content.assemble(*parts)
 
@@ -328,7 +324,7 @@ class CaseworkPane(Vertical):
             Content.assemble(
                 f"  #{d.number} ",
                 (status, DISCLOSURE_STYLES.get(d.status, "")),
-                f"  {', '.join(d.data)} ({_plural(d.accounts, 'account')}) → ",
+                f"  {', '.join(d.data)} ({plural(d.accounts, 'account')}) → ",
                 (d.to, "bold"),
                 f", {d.agency}",
             ),

@@ -103,6 +103,7 @@ _MINE_MARKER = "●"
 _MARKED_MARKER = "✓"
 _CLOCK_MARKER = "⚖"
 _OVERDUE_MARKER = "!"
+_APPROVAL_MARKER = "?"
 
 
 @dataclass(frozen=True, slots=True)
@@ -425,6 +426,8 @@ class QueueTable(ScrollView, can_focus=True):
         self._unavailable = None
         self.virtual_size = Size(0, total + 1)
         self._cursor = min(self._cursor, max(0, total - 1))
+        if total == 0:
+            self._announced_case = None  # nothing is highlighted: the next row is news
         self.refresh()
         self._schedule_prefetch()
 
@@ -692,8 +695,8 @@ class QueueTable(ScrollView, can_focus=True):
 
     def _legal_cell(self, row: QueueRow) -> tuple[str, str | None]:
         """`⚖3h` for the most urgent legal clock (`⚖-2h` once breached), `!` for an
-        overdue action item; amber in the reminder window or when overdue, red when
-        breached."""
+        overdue action item, `?` for a disclosure awaiting a supervisor's approval; amber in
+        the reminder window, when overdue or awaiting, red when breached."""
         now = self._now
         state: str | None = None
         text = ""
@@ -705,9 +708,11 @@ class QueueTable(ScrollView, can_focus=True):
         overdue = row.action_due_at is not None and now >= row.action_due_at
         if overdue:
             text += _OVERDUE_MARKER
+        if row.awaiting_approval:
+            text += _APPROVAL_MARKER
         if state == ClockState.BREACHED:
             return (text, "queue-table--breached")
-        if state == ClockState.WARN or overdue:
+        if state == ClockState.WARN or overdue or row.awaiting_approval:
             return (text, "queue-table--warn")
         return (text, None)
 

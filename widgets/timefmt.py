@@ -34,3 +34,8 @@ def format_age(age: timedelta) -> str:
     if seconds < 48 * 3600:
         return f"{seconds // 3600}h"
     return f"{seconds // 86400}d"
+
+
+def plural(count: int, noun: str) -> str:
+    """`1 case`, `2 cases`: a count and its noun (a regular plural: an `s`)."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"

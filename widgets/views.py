@@ -38,6 +38,7 @@ class QueueRow:
     clock_due_at: datetime | None = None
     clock_reminder_at: datetime | None = None
     action_due_at: datetime | None = None
+    awaiting_approval: int = 0  # disclosures requested and waiting for a supervisor
     # The case's place in the queue's order, as its source keys it: the table hands it
     # back (`SeekAnchor`) so a window next to this row is read by seeking from it.
     sort_key: tuple[Any, ...] = ()

@@ -10,6 +10,7 @@ from pathlib import Path
 from app.cli.framework import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, Commands, Context
 from app.core.errors import BadInput
 from app.core.times import iso
+from widgets.timefmt import plural
 
 
 def cmd_team_apply(ctx: Context) -> int:
@@ -157,7 +158,7 @@ def cmd_audit_verify_since(ctx: Context) -> int:
             payload,
             f"Audit chain intact up to the checkpoint at record {latest.seq}{taken}: nothing up "
             "to it was changed, removed, reordered or re-hashed; "
-            f"{report.added} record{'' if report.added == 1 else 's'} added since "
+            f"{plural(report.added, 'record')} added since "
             "(those are witnessed by no checkpoint yet).",
         )
         return EXIT_OK

@@ -65,7 +65,7 @@ def cmd_request(ctx: Context) -> int:
 def cmd_call_back(ctx: Context) -> int:
     a = ctx.args
     view = _service(ctx).call_back(ctx.actor, a.ref, number=a.number, contacted=a.contacted)
-    ctx.emit(plain(view), "\n".join(verification_lines(view)))
+    ctx.emit(plain(view), "\n".join(verification_lines(view, ctx.viewer_zone())))
     return EXIT_OK
 
 

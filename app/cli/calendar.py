@@ -7,12 +7,13 @@ time zone, else UTC) and in UTC; JSON carries ISO 8601 UTC only.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from app.cli.framework import EXIT_OK, Commands, Context
 from app.core.errors import BadInput
-from app.core.times import parse_instant
+from app.core.times import format_instant, parse_instant
+from app.rules.rotations import parse_wall_time
 from app.services.shiftwork.calendar import (
     EXPORT_DAYS,
     GAP_DAYS,
@@ -44,11 +45,28 @@ from data.domain import ID_RANGE
 from data.swaps import SwapStatus
 
 APPROVAL_CHOICES = {"required": True, "optional": False}
+WALL_HELP = "2026-12-24T20:00+11:00, or 2026-12-24 20:00 on the schedule's clock"
 
 
-def _zone(ctx: Context) -> ZoneInfo:
+def _window(
+    ctx: Context, schedule: str, start: str, end: str
+) -> tuple[tuple[datetime, datetime], list[str]]:
+    """--from and --to of an override or a swap: with an offset, or on the wall clock of the
+    schedule's zone, where the team file reads an override's times (the same rule: a time
+    the clocks skip is the gap's end, one they pass twice its first occurrence). Also a
+    line for each time the clocks skip, saying when it is read."""
     with ctx.db.read() as session:
-        return viewer_zone_of(session, ctx.actor)
+        [spec] = schedules_named(session, schedule)
+    zone = ZoneInfo(spec.zone)
+    start_time = parse_wall_time("--from", start, zone)
+    end_time = parse_wall_time("--to", end, zone)
+    notes = [
+        f"{flag} {typed.skipped} is skipped by the clocks in {zone.key}: read as "
+        f"{format_instant(typed.at, zone)}\n"
+        for flag, typed in (("--from", start_time), ("--to", end_time))
+        if typed.skipped
+    ]
+    return (start_time.at, end_time.at), notes
 
 
 def _number(field: str, text: str) -> int:
@@ -84,11 +102,14 @@ def cmd_override_add(ctx: Context) -> int:
     for flag, value in given:
         if value is None:
             raise BadInput(flag, "required to place an override (or: override list | remove ID)")
-    start, end = parse_instant("--from", a.start), parse_instant("--to", a.end)
+    (start, end), notes = _window(ctx, a.schedule, a.start, a.end)
     view = OverrideService(ctx.db, ctx.clock).add(
         ctx.actor, schedule=a.schedule, who=a.who, start=start, end=end, reason=a.reason or ""
     )
-    ctx.emit(view.as_json(), "Override placed:\n" + override_text(view, _zone(ctx)))
+    ctx.emit(
+        view.as_json(),
+        "".join(notes) + "Override placed:\n" + override_text(view, ctx.viewer_zone()),
+    )
     return EXIT_OK
 
 
@@ -173,13 +194,13 @@ def cmd_calendar_settings(ctx: Context) -> int:
 
 
 def _emit_swap(ctx: Context, view: SwapView, headline: str) -> int:
-    ctx.emit(view.as_json(), f"{headline}\n{view.text(_zone(ctx))}")
+    ctx.emit(view.as_json(), f"{headline}\n{view.text(ctx.viewer_zone())}")
     return EXIT_OK
 
 
 def cmd_swap_request(ctx: Context) -> int:
     a = ctx.args
-    start, end = parse_instant("--from", a.start), parse_instant("--to", a.end)
+    (start, end), notes = _window(ctx, a.schedule, a.start, a.end)
     view = SwapService(ctx.db, ctx.clock).request(
         ctx.actor,
         schedule=a.schedule,
@@ -189,7 +210,7 @@ def cmd_swap_request(ctx: Context) -> int:
         note=a.note or "",
     )
     headline = f"Swap #{view.id} offered; take it with `vigil swap take {view.id}`."
-    return _emit_swap(ctx, view, headline)
+    return _emit_swap(ctx, view, "".join(notes) + headline)
 
 
 def cmd_swap_take(ctx: Context) -> int:
@@ -244,8 +265,8 @@ def register(commands: Commands) -> None:
     p = commands.add("override", cmd_override_add)
     p.add_argument("--schedule", metavar="NAME")
     p.add_argument("--who", metavar="HANDLE")
-    p.add_argument("--from", dest="start", metavar="ISO")
-    p.add_argument("--to", dest="end", metavar="ISO")
+    p.add_argument("--from", dest="start", metavar="TIME", help=WALL_HELP)
+    p.add_argument("--to", dest="end", metavar="TIME", help=WALL_HELP)
     p.add_argument("--reason", help="why, for the record")
     override = Commands(
         p.add_subparsers(dest="override_action", parser_class=type(p), metavar="ACTION"),
@@ -283,8 +304,8 @@ def register(commands: Commands) -> None:
     swap = commands.group("swap")
     p = swap.add("request", cmd_swap_request, "offer part of your own shift on a schedule")
     p.add_argument("--schedule", required=True, metavar="NAME")
-    p.add_argument("--from", dest="start", required=True, metavar="ISO")
-    p.add_argument("--to", dest="end", required=True, metavar="ISO")
+    p.add_argument("--from", dest="start", required=True, metavar="TIME", help=WALL_HELP)
+    p.add_argument("--to", dest="end", required=True, metavar="TIME", help=WALL_HELP)
     p.add_argument("--with", dest="with_handle", metavar="HANDLE", help="offer it to one person")
     p.add_argument("--note", help="for the taker and the approver")
     p = swap.add("take", cmd_swap_take, "take an offered shift")

@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from app.cli.framework import EXIT_OK, Commands, Context
 from app.core.errors import BadInput, NotFound
 
 if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
     from data.models import Case
 
 # --- commands ---------------------------------------------------------------
@@ -34,19 +37,28 @@ def cmd_page(ctx: Context) -> int:
     return EXIT_OK
 
 
-def _show_case_text(body: dict[str, Any], details: str | None) -> str:
+def _show_case_text(
+    body: dict[str, Any], details: str | None, casework: str, zone: ZoneInfo
+) -> str:
+    """The case as `vigil show` prints it: times on the viewer's clock (then UTC), its
+    casework as `vigil casework show` prints it."""
+    from app.services.shiftwork.calendar import shown
+
+    def at(text: str | None) -> str:
+        return "-" if text is None else shown(datetime.fromisoformat(text), zone)
+
     lines = [
         f"{body['ref']}  {body['severity']}  {body['category']}  {body['status']}/{body['stage']}",
         f"  {body['title']}",
         f"  assignee: {body['assignee'] or '-'}   policy: {body['policy']}   "
         f"step {body['escalation_step']} round {body['escalation_round'] + 1}"
         + ("   EXHAUSTED" if body["exhausted"] else ""),
-        f"  opened {body['created_at']}   ack by {body['sla_ack_due_at']}",
+        f"  opened {at(body['created_at'])}   ack by {at(body['sla_ack_due_at'])}",
     ]
     if body["acknowledged_at"]:
-        lines.append(f"  acknowledged {body['acknowledged_at']} by {body['acknowledged_by']}")
+        lines.append(f"  acknowledged {at(body['acknowledged_at'])} by {body['acknowledged_by']}")
     if body["resolved_at"]:
-        lines.append(f"  resolved {body['resolved_at']}")
+        lines.append(f"  resolved {at(body['resolved_at'])}")
     lines.append(f"  details: {details}")
     for link in body.get("links", []):
         lines.append(f"  link: {link['text'] or 'link'}  {link['href']}")
@@ -55,22 +67,27 @@ def _show_case_text(body: dict[str, Any], details: str | None) -> str:
         for page in body["pages"]:
             channels = ", ".join(f"{c['channel']}={c['status']}" for c in page["channels"])
             lines.append(
-                f"    {page['sent_at']}  {page['handle']}  step {page['step']} "
+                f"    {at(page['sent_at'])}  {page['handle']}  step {page['step']} "
                 f"round {page['round'] + 1}  {page['reason']}  [{channels}]"
             )
     if body["notes"]:
         lines.append("  notes:")
         for note in body["notes"]:
             text = note["body"].replace("\n", "\n      ")
-            lines.append(f"    {note['at']}  {note['author']}: {text}")
+            lines.append(f"    {at(note['at'])}  {note['author']}: {text}")
     if body["timeline"]:
         lines.append("  timeline:")
-        lines.extend(f"    {event['at']}  {event['text']}" for event in body["timeline"])
+        lines.extend(f"    {at(event['at'])}  {event['text']}" for event in body["timeline"])
+    lines.append("  casework:")
+    lines.extend(f"    {line}" for line in casework.splitlines()[1:])  # its first line: the ref
     return "\n".join(lines)
 
 
 def cmd_show(ctx: Context) -> int:
+    from app.cli.casework import format_casework, plain
+    from app.services.casework.views import casework_view
     from app.services.presenters import HIDDEN, case_json
+    from app.services.shiftwork.calendar import viewer_zone_of
     from data.queries import case_by_ref
 
     with ctx.db.read() as session:
@@ -79,14 +96,20 @@ def cmd_show(ctx: Context) -> int:
             raise NotFound(f"no case {ctx.args.ref!r}")
         body = case_json(session, case, with_details=True)
         sensitive = case.sensitive
+        zone = viewer_zone_of(session, ctx.actor)
     details: str | None = body.get("details")
+    revealed = sensitive and ctx.args.reveal
     if sensitive:
-        if ctx.args.reveal:
+        if revealed:
             details = ctx.cases.reveal(ctx.actor, case.ref, reason="vigil show --reveal")
             body["details"] = details
         else:
             details = HIDDEN + " (use --reveal; the reveal is audited)"
-    ctx.emit(body, _show_case_text(body, details))
+    assert case.id is not None
+    with ctx.db.read() as session:
+        casework = casework_view(session, case.id, ctx.clock.now(), revealed=revealed)
+    body["casework"] = plain(casework)
+    ctx.emit(body, _show_case_text(body, details, format_casework(casework, zone), zone))
     return EXIT_OK
 
 

@@ -9,6 +9,7 @@ from dataclasses import fields, is_dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from app.cli.framework import EXIT_OK, Commands, Context
 from app.core.errors import BadInput, NotFound
@@ -32,8 +33,10 @@ from app.services.casework.views import (
     disclosures_awaiting_approval,
     partners,
 )
+from app.services.shiftwork.calendar import shown
 from data.domain import DataCategory, PartnerKind
 from data.queries import case_by_ref
+from widgets.timefmt import plural
 
 
 def _service(ctx: Context) -> CaseworkService:
@@ -53,8 +56,9 @@ def plain(value: Any) -> Any:
     return value
 
 
-def _when(value: datetime | None) -> str:
-    return iso(value) or "-"
+def _when(value: datetime | None, zone: ZoneInfo) -> str:
+    """On the viewer's wall clock, then UTC (JSON keeps ISO 8601 UTC)."""
+    return "-" if value is None else shown(value, zone)
 
 
 def _number(field: str, text: str, *, low: int = 1, high: int = 1_000_000) -> int:
@@ -70,46 +74,46 @@ def _number(field: str, text: str, *, low: int = 1, high: int = 1_000_000) -> in
 # --- text -------------------------------------------------------------------
 
 
-def clock_line(clock: ClockView) -> str:
+def clock_line(clock: ClockView, zone: ZoneInfo) -> str:
     if clock.due_at is None:
         return f"{clock.label}: {clock.state} (starts when its report is filed)"
     text = f"{clock.label}: {clock.state.upper()}"
     if clock.state == "done":
-        text += f", {clock.outcome} {_when(clock.done_at)}"
+        text += f", {clock.outcome} {_when(clock.done_at, zone)}"
         if clock.reference:
             text += f" (report {clock.reference})"
     else:
         verb = "expires" if clock.kind == "hold" else "due"
-        text += f", {verb} {_when(clock.due_at)}"
+        text += f", {verb} {_when(clock.due_at, zone)}"
         if clock.reminder_at:
-            text += f", reminder {_when(clock.reminder_at)}"
+            text += f", reminder {_when(clock.reminder_at, zone)}"
     if clock.extensions or clock.extensions_left:
         text += f", extended {clock.extensions}x, {clock.extensions_left} left"
     return text
 
 
-def verification_lines(view: VerificationView) -> list[str]:
+def verification_lines(view: VerificationView, zone: ZoneInfo) -> list[str]:
     head = "complete" if view.complete else f"missing {', '.join(view.missing)}"
     lines = [f"Verification ({'required' if view.required else 'optional'}): {head}"]
     for step in view.steps:
         mark = "[x]" if step.done else "[ ]"
         line = f"  {mark} {step.step}: {step.label}"
         if step.done:
-            line += f" ({step.recorded_by}, {_when(step.recorded_at)})"
+            line += f" ({step.recorded_by}, {_when(step.recorded_at, zone)})"
         lines.append(line)
         lines += [f"        {key}: {value}" for key, value in step.facts]
     return lines
 
 
-def disclosure_line(d: DisclosureView) -> str:
+def disclosure_line(d: DisclosureView, zone: ZoneInfo) -> str:
     line = (
-        f"  #{d.number} {d.status}: {', '.join(d.data)} ({d.accounts} account"
-        f"{'' if d.accounts == 1 else 's'}) to {d.to} ({d.agency}) under {d.basis}; "
-        f"requested by {d.requested_by} {_when(d.requested_at)}"
+        f"  #{d.number} {d.status}: {', '.join(d.data)} ({plural(d.accounts, 'account')}) "
+        f"to {d.to} ({d.agency}) under {d.basis}; "
+        f"requested by {d.requested_by} {_when(d.requested_at, zone)}"
     )
     if d.decided_by:
         verb = "approved" if d.status == "disclosed" else "declined"
-        line += f"; {verb} by {d.decided_by} {_when(d.decided_at)}"
+        line += f"; {verb} by {d.decided_by} {_when(d.decided_at, zone)}"
     if d.override_reason:
         line += f"\n      verification overridden: {d.override_reason}"
     if d.decline_reason:
@@ -117,18 +121,18 @@ def disclosure_line(d: DisclosureView) -> str:
     return line
 
 
-def containment_line(step: ContainmentView) -> str:
+def containment_line(step: ContainmentView, zone: ZoneInfo) -> str:
     mark = "[x]" if step.done else "[ ]"
     line = f"  {mark} {step.step}: {step.label}"
     if step.done:
-        line += f" ({step.done_by}, {_when(step.done_at)})"
+        line += f" ({step.done_by}, {_when(step.done_at, zone)})"
         if step.reference:
             line += f" ref {step.reference}"
     return line
 
 
-def action_line(item: ActionView, *, with_ref: bool = False) -> str:
-    due = f", due {_when(item.due_at)}" if item.due_at else ""
+def action_line(item: ActionView, zone: ZoneInfo, *, with_ref: bool = False) -> str:
+    due = f", due {_when(item.due_at, zone)}" if item.due_at else ""
     flag = " OVERDUE" if item.overdue else ""
     where = f"{item.ref} " if with_ref else ""
     return (
@@ -143,23 +147,23 @@ def partner_line(p: PartnerView) -> str:
     return f"  {p.name} ({p.kind}): {p.agency}{contact}{channel}"
 
 
-def format_casework(view: CaseworkView) -> str:
+def format_casework(view: CaseworkView, zone: ZoneInfo) -> str:
     lines = [f"{view.ref}  {view.category}" + ("  SENSITIVE" if view.sensitive else "")]
     if view.request_flags:
         lines.append(f"Request flags ({len(view.request_flags)})")
         lines += [f"  ! {flag}" for flag in view.request_flags]
     if view.tipline:
         lines.append(f"CyberTipline: {view.tipline}")
-    lines += verification_lines(view.verification)
+    lines += verification_lines(view.verification, zone)
     lines.append(f"Disclosures ({len(view.disclosures)})")
-    lines += [disclosure_line(d) for d in view.disclosures]
+    lines += [disclosure_line(d, zone) for d in view.disclosures]
     lines.append(f"Legal clocks ({len(view.clocks)})")
-    lines += [f"  {clock_line(c)}" for c in view.clocks]
+    lines += [f"  {clock_line(c, zone)}" for c in view.clocks]
     done = sum(1 for c in view.containment if c.done)
     lines.append(f"Containment ({done}/{len(view.containment)})")
-    lines += [containment_line(c) for c in view.containment]
+    lines += [containment_line(c, zone) for c in view.containment]
     lines.append(f"Action items ({len(view.actions)}, {view.overdue_actions} overdue)")
-    lines += [action_line(a) for a in view.actions]
+    lines += [action_line(a, zone) for a in view.actions]
     lines.append(f"Partners ({len(view.partners)})")
     lines += [partner_line(p) for p in view.partners]
     return "\n".join(lines)
@@ -172,7 +176,7 @@ def cmd_verify(ctx: Context) -> int:
     a = ctx.args
     facts = {name: getattr(a, name) for name in VERIFICATION_FIELDS}
     view = _service(ctx).record_verification(ctx.actor, a.ref, a.step, facts)
-    ctx.emit(plain(view), "\n".join(verification_lines(view)))
+    ctx.emit(plain(view), "\n".join(verification_lines(view, ctx.viewer_zone())))
     return EXIT_OK
 
 
@@ -187,7 +191,7 @@ def cmd_disclosure_request(ctx: Context) -> int:
         accounts=_number("accounts", a.accounts),
         override_reason=a.override_reason or "",
     )
-    ctx.emit(plain(view), disclosure_line(view).strip())
+    ctx.emit(plain(view), disclosure_line(view, ctx.viewer_zone()).strip())
     return EXIT_OK
 
 
@@ -195,7 +199,7 @@ def cmd_disclosure_approve(ctx: Context) -> int:
     view = _service(ctx).approve_disclosure(
         ctx.actor, ctx.args.ref, _number("number", ctx.args.number)
     )
-    ctx.emit(plain(view), disclosure_line(view).strip())
+    ctx.emit(plain(view), disclosure_line(view, ctx.viewer_zone()).strip())
     return EXIT_OK
 
 
@@ -203,14 +207,15 @@ def cmd_disclosure_decline(ctx: Context) -> int:
     view = _service(ctx).decline_disclosure(
         ctx.actor, ctx.args.ref, _number("number", ctx.args.number), ctx.args.reason
     )
-    ctx.emit(plain(view), disclosure_line(view).strip())
+    ctx.emit(plain(view), disclosure_line(view, ctx.viewer_zone()).strip())
     return EXIT_OK
 
 
 def cmd_disclosure_pending(ctx: Context) -> int:
     with ctx.db.read() as session:
         waiting = disclosures_awaiting_approval(session)
-    text = "\n".join(f"{w.ref} {disclosure_line(w.disclosure).strip()}" for w in waiting)
+    zone = ctx.viewer_zone()
+    text = "\n".join(f"{w.ref} {disclosure_line(w.disclosure, zone).strip()}" for w in waiting)
     ctx.emit(plain(waiting), text or "No disclosure awaits approval.")
     return EXIT_OK
 
@@ -221,28 +226,29 @@ def cmd_clock_file(ctx: Context) -> int:
     view = _service(ctx).file_report(
         ctx.actor, a.ref, report_id=a.report_id, clock=a.clock, filed_at=filed_at
     )
-    ctx.emit(plain(view), clock_line(view))
+    ctx.emit(plain(view), clock_line(view, ctx.viewer_zone()))
     return EXIT_OK
 
 
 def cmd_clock_extend(ctx: Context) -> int:
     a = ctx.args
     view = _service(ctx).extend_hold(ctx.actor, a.ref, clock=a.clock, note=a.note or "")
-    ctx.emit(plain(view), clock_line(view))
+    ctx.emit(plain(view), clock_line(view, ctx.viewer_zone()))
     return EXIT_OK
 
 
 def cmd_clock_waive(ctx: Context) -> int:
     a = ctx.args
     view = _service(ctx).waive_clock(ctx.actor, a.ref, clock=a.clock, reason=a.reason)
-    ctx.emit(plain(view), clock_line(view))
+    ctx.emit(plain(view), clock_line(view, ctx.viewer_zone()))
     return EXIT_OK
 
 
 def cmd_clock_due(ctx: Context) -> int:
     with ctx.db.read() as session:
         due = clocks_needing_attention(session, ctx.clock.now())
-    text = "\n".join(f"{d.ref} ({d.status})  {clock_line(d.clock)}" for d in due)
+    zone = ctx.viewer_zone()
+    text = "\n".join(f"{d.ref} ({d.status})  {clock_line(d.clock, zone)}" for d in due)
     ctx.emit(plain(due), text or "No legal clock needs attention.")
     return EXIT_OK
 
@@ -252,7 +258,7 @@ def cmd_contain(ctx: Context) -> int:
     view = _service(ctx).mark_contained(
         ctx.actor, a.ref, a.step, reference=a.reference or "", note=a.note or ""
     )
-    ctx.emit(plain(view), containment_line(view).strip())
+    ctx.emit(plain(view), containment_line(view, ctx.viewer_zone()).strip())
     return EXIT_OK
 
 
@@ -293,7 +299,7 @@ def cmd_action_add(ctx: Context) -> int:
         partner=a.partner,
         due_at=parse_due(a.due, ctx.clock.now()),
     )
-    ctx.emit(plain(view), action_line(view, with_ref=True).strip())
+    ctx.emit(plain(view), action_line(view, ctx.viewer_zone(), with_ref=True).strip())
     return EXIT_OK
 
 
@@ -302,7 +308,7 @@ def _close_action(status: str) -> Callable[[Context], int]:
         view = _service(ctx).close_action(
             ctx.actor, ctx.args.ref, _number("id", ctx.args.id), status=status
         )
-        ctx.emit(plain(view), action_line(view, with_ref=True).strip())
+        ctx.emit(plain(view), action_line(view, ctx.viewer_zone(), with_ref=True).strip())
         return EXIT_OK
 
     return run
@@ -324,14 +330,15 @@ def cmd_action_list(ctx: Context) -> int:
             overdue_only=a.overdue,
             include_closed=a.all,
         )
-    text = "\n".join(action_line(i, with_ref=True) for i in items)
+    zone = ctx.viewer_zone()
+    text = "\n".join(action_line(i, zone, with_ref=True) for i in items)
     ctx.emit(plain(items), text or "No action items.")
     return EXIT_OK
 
 
 def cmd_casework_show(ctx: Context) -> int:
     view = _service(ctx).casework(ctx.actor, ctx.args.ref, reveal=ctx.args.reveal)
-    ctx.emit(plain(view), format_casework(view))
+    ctx.emit(plain(view), format_casework(view, ctx.viewer_zone()))
     return EXIT_OK
 
 

@@ -18,6 +18,8 @@ from app.core.errors import NotAllowed, VigilError
 from app.core.text import json_safe
 
 if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
     from app.engine.cycle import EscalationEngine
     from app.services.cases import CaseService
     from data.db import Database
@@ -116,6 +118,13 @@ class Context:
             if self._db.is_postgres and (self.args.actor or os.environ.get("VIGIL_USER")):
                 _ = self.actor  # a name that is not the login's is refused, for reads too
         return self._db
+
+    def viewer_zone(self) -> ZoneInfo:
+        """The zone the actor reads times in: their responder's, else UTC."""
+        from app.services.shiftwork.calendar import viewer_zone_of
+
+        with self.db.read() as session:
+            return viewer_zone_of(session, self.actor)
 
     @property
     def cases(self) -> CaseService:

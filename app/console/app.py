@@ -12,6 +12,7 @@ from datetime import UTC
 from typing import Any, ClassVar
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from platformdirs import user_downloads_path
 from textual import events, work
 from textual.app import App, CSSPathType, SystemCommand
 from textual.binding import Binding, BindingType
@@ -273,6 +274,19 @@ class VigilApp(App[int]):
                 markup=False,
             )
             return None
+        if path is None:  # Textual's default, the Downloads folder, which may not exist yet
+            folder = user_downloads_path()
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                self.notify(
+                    f"No screenshot: cannot make {folder}: {error.strerror}",
+                    title="Screenshot",
+                    severity="error",
+                    markup=False,
+                )
+                return None
+            path = str(folder)
         return super().deliver_screenshot(filename, path, time_format)
 
     # ----------------------------------------------------------------- helpers

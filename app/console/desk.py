@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, func, select
 
 from app.engine.cycle import HEADLESS, last_heartbeat
@@ -17,8 +18,9 @@ from app.services.casework.settings import load_config
 from app.services.casework.views import owed_report_text, owed_reports
 from app.services.oncall import load_all_schedules
 from app.services.presenters import case_detail, queue_rows
-from data import queries
+from data import checkpoints, queries
 from data.access import reads_secrets
+from data.casework import Disclosure
 from data.db import Database
 from data.domain import Role
 from data.models import Case, EngineHeartbeat, Responder, Setting
@@ -26,6 +28,10 @@ from data.queries import QueueFilter
 from widgets.header import ENGINE_STALE_AFTER, OnCallView
 from widgets.views import CaseDetailView, QueueRow, SeekAnchor
 
+POLL_SECONDS = 0.5
+"""How often a screen looks for changes made elsewhere: the queue reads the change feed
+(on SQLite the only way to hear of other consoles' changes; on PostgreSQL a safety net under
+LISTEN/NOTIFY), the calendar the audit chain's head."""
 FIRST_WINDOW_ROWS = 120
 """Rows read before the console opens, when the screen's height is not known yet: enough
 for a screen of a hundred lines with the margin the queue keeps below it."""
@@ -384,3 +390,51 @@ def read_on_call(db: Database, at: datetime) -> tuple[OnCallView, ...]:
             )
         )
     return tuple(found)
+
+
+def audit_seq(session: Session) -> int:
+    """The number of the audit chain's last record: every change of the desk (an override,
+    a swap, a team file applied, a case) moves it, so a screen that shows more than cases
+    reads it to learn that something changed since it last looked."""
+    return checkpoints.head(session).seq
+
+
+def latest_audit_seq(db: Database) -> int:
+    with db.read() as session:
+        return audit_seq(session)
+
+
+@dataclass(frozen=True, slots=True)
+class DisclosureDecided:
+    """A supervisor's decision on a disclosure this person requested."""
+
+    disclosure_id: int
+    ref: str
+    number: int
+    status: str  # a DisclosureStatus value: disclosed or declined
+    decided_by: str
+
+
+def read_decisions_for(
+    db: Database, requester_id: int, since: datetime
+) -> tuple[DisclosureDecided, ...]:
+    """Decisions someone else made since `since` on disclosures `requester_id` asked for,
+    oldest first (a supervisor's own disclosure, made at once, is no news to them)."""
+    decider = aliased(Responder)
+    with db.read() as session:
+        rows = session.exec(
+            select(Disclosure, Case.ref, decider.handle)
+            .join(Case, col(Case.id) == col(Disclosure.case_id))
+            .join(decider, col(decider.id) == col(Disclosure.decided_by_id))
+            .where(
+                Disclosure.requested_by_id == requester_id,
+                col(Disclosure.decided_at) >= since,
+                col(Disclosure.decided_by_id) != requester_id,
+            )
+            .order_by(col(Disclosure.decided_at), col(Disclosure.id))
+        ).all()
+    return tuple(
+        DisclosureDecided(d.id, ref, d.number, d.status, handle)
+        for d, ref, handle in rows
+        if d.id is not None
+    )

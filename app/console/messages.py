@@ -16,7 +16,7 @@ from textual.content import Content
 from textual.message import Message
 
 from app.console.bulk import BulkOutcome
-from app.console.desk import FeedRead, Window
+from app.console.desk import DisclosureDecided, FeedRead, Window
 from app.delivery.local import DesktopOutcome, PageAlert
 from app.services.casework.agency import ChannelView
 from app.services.casework.tipline import EvidenceView, FilingView
@@ -56,6 +56,7 @@ class FeedArrived(Message, bubble=False):
     feed: FeedRead | None
     alerts: tuple[PageAlert, ...]
     detail: CaseDetailView | None = None
+    decisions: tuple[DisclosureDecided, ...] = ()  # on my disclosure requests
 
 
 @dataclass
@@ -183,6 +184,14 @@ class OverridePlaced(Message, bubble=False):
 
     view: OverrideView
     skipped: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass
+class DeskChangedSince(Message, bubble=False):
+    """The audit chain's head as the calendar's poll read it: a change since the shown
+    view when it moved."""
+
+    audit_seq: int
 
 
 @dataclass

@@ -72,6 +72,29 @@ RELAY = "sam"
 # Who covers primary right now, so the live sev1 rings at the README's console.
 LIVE_COVER = "ana"
 SUPERVISORS = {"Australia/Sydney": "grace", "America/New_York": "dana"}
+PARTNERS = (
+    {
+        "name": "metro-pd",
+        "kind": "law_enforcement",
+        "agency": "Metro Police",
+        "contact": "liaison@metropolice.example",
+        "verified_channel": "Metro Police duty desk +1 555 0100, from the state police directory",
+    },
+    {
+        "name": "harbour-police",
+        "kind": "law_enforcement",
+        "agency": "Harbour District Police",
+        "verified_channel": "Harbour District Police Operations Centre +61 2 5550 1234, "
+        "from the police force's published directory",
+    },
+    {
+        "name": "safeline",
+        "kind": "ngo",
+        "agency": "SafeLine crisis helpline",
+        "contact": "partners@safeline.example",
+    },
+)
+"""The partner directory casework links cases to and discloses to, as a supervisor keeps it."""
 NEW_YORK = ZoneInfo("America/New_York")
 
 EMERGENCY = "emergency"
@@ -701,7 +724,9 @@ def plan_live(now: datetime, rng: random.Random) -> list[CasePlan]:
         return _new_case(rng, now - _minutes(ago), category, severity)
 
     sev1 = case(3, Category.THREAT_TO_LIFE, 1)
-    sev1.title = "Threat to life: post names a school and tomorrow's date — Parramatta"
+    sev1.words.values["city"] = "Parramatta"  # ana's side of the desk; title and details agree
+    sev1.title = sev1.words.fill("Threat to life: post names a school and tomorrow's date — {city}")
+    sev1.details = sev1.words.fill(TEXT[Category.THREAT_TO_LIFE].details[0])  # "the post"
     sev1.source = "pagerduty"
     sev1.dedup_key = f"flagger:{rng.getrandbits(40):010x}"
     edr = case(9, Category.EDR, 2)
@@ -1087,6 +1112,9 @@ def build_demo(
     spec = parse_team(demo_team_text(), DEMO_TEAM)
     clock = FakeClock(now - HISTORY - timedelta(days=1))
     apply_team(db, spec, actor=RELAY, now=clock.now())
+    partners = CaseworkService(db, clock)
+    for partner in PARTNERS:
+        partners.add_partner(SUPERVISORS["Australia/Sydney"], **partner)
 
     team = [(r.handle, r.timezone) for r in spec.responders if r.role == "specialist"]
     plans = plan_history(now, rng, team) + plan_live(now, rng)

@@ -54,8 +54,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
+from typing import NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from app.core.errors import BadInput
+from app.core.times import bounded_instant
 from data.domain import (
     SHIFT_LENGTH,
     check_day,
@@ -67,6 +70,7 @@ from data.domain import (
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MIN_SHIFT = SHIFT_LENGTH.low
 _DAY = timedelta(days=1)
+WALL_FORMAT = "%Y-%m-%d %H:%M"
 _TICK = timedelta(microseconds=1)
 # Point questions (on_call, next_change...) look a day around first and widen by _GROWTH only
 # where a shift runs on; a shift reaching more than _REACH away is clipped there.
@@ -462,6 +466,37 @@ def wall_to_utc(wall: datetime, zone: ZoneInfo) -> datetime:
         else:
             low = middle
     return datetime.fromtimestamp(high, UTC)
+
+
+class WallTime(NamedTuple):
+    """A time typed by a person (the calendar's override form, `vigil swap`), as the instant
+    it names."""
+
+    at: datetime  # UTC
+    skipped: str
+    """What was typed, when the clocks skip it that night (the time starts at the gap's
+    end, as in a team file); empty otherwise."""
+
+
+def parse_wall_time(field: str, text: str, zone: ZoneInfo) -> WallTime:
+    """`2026-11-27 08:00` on the wall clock of `zone` (or with its own offset) as UTC.
+
+    A wall time the clocks skip is read as the moment they skip to, one they pass twice as
+    its first occurrence: the rule of every wall time Vigil reads (`wall_to_utc`).
+    """
+    value = text.strip()
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise BadInput(
+            field, f"expected a date and time such as 2026-11-27 08:00, got {value!r}"
+        ) from None
+    if parsed.tzinfo is not None:
+        return WallTime(bounded_instant(field, parsed), "")
+    bounded_instant(field, parsed.replace(tzinfo=zone))  # in range before any arithmetic
+    at = bounded_instant(field, wall_to_utc(parsed, zone))
+    moved = at.astimezone(zone).replace(tzinfo=None) != parsed
+    return WallTime(at, f"{parsed:{WALL_FORMAT}}" if moved else "")
 
 
 def _day_window(day: date, hours: tuple[time, time] | None, zone: ZoneInfo) -> Window:

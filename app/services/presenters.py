@@ -208,6 +208,7 @@ def queue_rows(
                 clock_due_at=clock.due_at if clock is not None else None,
                 clock_reminder_at=clock.reminder_at if clock is not None else None,
                 action_due_at=flag.next_action_due_at if flag is not None else None,
+                awaiting_approval=flag.disclosures_awaiting_approval if flag is not None else 0,
                 sort_key=queries.queue_key(case, sort),
             )
         )

@@ -21,6 +21,7 @@ from sqlmodel import Session, select
 
 from app.core.clock import Clock
 from app.core.errors import NotAllowed, NotFound
+from app.rules.access import may_work_on, not_yours
 from app.services.casework.views import owes_a_report
 from data import audit
 from data.clock import DatabaseClock
@@ -95,15 +96,13 @@ class Tx:
         return case
 
     def may_work_on(self, case: Case) -> bool:
-        return self.supervising or case.assignee_id in (None, self.actor.id)
+        return may_work_on(self.supervising, case.assignee_id, self.actor.id)
 
     def refuse_unless_may_work_on(self, case: Case, verb: str) -> None:
         if not self.may_work_on(case):
             assignee = self.session.get(Responder, case.assignee_id)
-            owner = assignee.handle if assignee else "someone else"
             raise NotAllowed(
-                f"{case.ref} is assigned to {owner}; "
-                f"only its assignee or a supervisor may {verb} it"
+                not_yours(case.ref, assignee.handle if assignee else "someone else", verb)
             )
 
     def journal(self, case: Case, kind: str, text: str) -> None:

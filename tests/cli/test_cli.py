@@ -154,7 +154,7 @@ def test_show_lists_the_notes_and_timeline_of_a_sensitive_case_its_details_still
     notes = out.split("  notes:\n", 1)[1]
     assert notes.startswith("    ")
     assert "  ana: Hash match confirmed\n" in notes
-    timeline = out.split("  timeline:\n", 1)[1].splitlines()
+    timeline = out.split("  timeline:\n", 1)[1].split("  casework:\n")[0].splitlines()
     assert [line.strip().split("  ", 1)[1] for line in timeline] == [
         "Opened by ana from vigil; policy emergency",
         "Paged ana (step 1, round 1)",
@@ -167,6 +167,28 @@ def test_show_lists_the_notes_and_timeline_of_a_sensitive_case_its_details_still
     assert [(n["author"], n["body"]) for n in body["notes"]] == [("ana", "Hash match confirmed")]
     assert body["notes"][0]["at"].endswith("Z")
     assert [e["kind"] for e in body["timeline"]] == ["opened", "paged", "acknowledged", "note"]
+
+
+def test_show_prints_times_on_the_viewers_clock_and_the_casework(run: Run) -> None:
+    """ana reads Sydney time (the clock stands at 09:00 UTC, 20:00 AEDT); JSON stays UTC."""
+    run("page", "--title", "Report", "--category", "csea", "--severity", "1")
+    code, out, _ = run("show", "ESC-0001")
+    assert code == 0
+    assert "  opened Thu 26 Nov 2026 20:00 AEDT (09:00 UTC)" in out
+    assert "2026-11-26T09:00:00Z" not in out
+    casework = out.split("  casework:\n", 1)[1]
+    assert "    Legal clocks (2)\n" in casework
+    assert "    Verification (optional)" in casework
+    assert (
+        casework
+        == "".join(
+            f"    {line}\n" for line in run.ok("casework", "show", "ESC-0001").splitlines()[1:]
+        ).rstrip("\n")
+        + "\n"
+    )
+    body = run.json("show", "ESC-0001")
+    assert body["created_at"] == "2026-11-26T09:00:00Z"
+    assert len(body["casework"]["clocks"]) == 2
 
 
 def test_audit_verify_exit_codes(run: Run, db: Database) -> None:

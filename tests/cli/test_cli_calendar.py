@@ -109,6 +109,20 @@ def test_override_contract_form(run: Run) -> None:
     assert audit_actions(run)[-1] == "override.add"
 
 
+def test_override_reads_a_time_without_offset_on_the_schedules_clock(run: Run) -> None:
+    code, out, err = run(
+        "override", "--schedule", "primary", "--who", "ben",
+        "--from", "2026-10-04 02:30", "--to", "2026-10-04 06:00", who="sam",
+    )  # fmt: skip
+    assert code == 0, err
+    assert out.startswith(
+        "--from 2026-10-04 02:30 is skipped by the clocks in Australia/Sydney: "
+        "read as Sun 04 Oct 2026 03:00 AEDT\nOverride placed:"
+    )
+    [placed] = run.json("override", "list")
+    assert (placed["start"], placed["end"]) == ("2026-10-03T16:00:00Z", "2026-10-03T19:00:00Z")
+
+
 def test_override_refusals_and_bad_input(run: Run) -> None:
     window = ["--from", "2026-10-04T00:00:00Z", "--to", "2026-10-04T06:00:00Z"]
     code, _, err = run("override", "--schedule", "primary", "--who", "ben", *window)
@@ -272,6 +286,26 @@ def test_swap_through_the_command_line(run: Run) -> None:
     body = run.json("oncall", "--at", "2026-10-04T03:00:00Z", "--schedule", "primary")
     assert body["schedules"][0]["on_call"]["who"] == "ben"
     assert audit_actions(run)[-4:] == ["swap.request", "swap.take", "override.add", "swap.approve"]
+
+
+def test_swap_reads_a_time_without_offset_on_the_schedules_clock(
+    run: Run,
+) -> None:
+    """Sydney's clocks go from 02:00 to 03:00 on 4 October: 02:30 is read as 03:00 AEDT
+    (16:00Z), as an override in the team file or the calendar's form would be."""
+    code, out, _ = run(
+        "swap", "request", "--schedule", "primary",
+        "--from", "2026-10-04 02:30", "--to", "2026-10-04 06:00", who="cat",
+    )  # fmt: skip
+    assert code == 0
+    assert (
+        "--from 2026-10-04 02:30 is skipped by the clocks in Australia/Sydney: "
+        "read as Sun 04 Oct 2026 03:00 AEDT"
+    ) in out
+    [swap] = run.json("swap", "list")
+    assert (swap["start"], swap["end"]) == ("2026-10-03T16:00:00Z", "2026-10-03T19:00:00Z")
+    code, _, err = run("swap", "request", "--schedule", "primary", "--from", "soon", "--to", "x")
+    assert (code, err.split(":")[:2]) == (2, ["vigil", " --from"])
 
 
 def test_swap_bad_input(run: Run) -> None:

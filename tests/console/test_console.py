@@ -514,6 +514,48 @@ async def test_no_screenshot_while_details_are_revealed(
         assert [shot.name for shot in shots.iterdir()] == ["hidden.svg"]
 
 
+async def test_a_screenshot_makes_the_missing_downloads_folder(
+    service: CaseService,
+    open_console: Callable[..., Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Textual saves screenshots to the Downloads folder; a desk machine may have none."""
+    downloads = tmp_path / "home" / "Downloads"
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.delenv("XDG_DOWNLOAD_DIR", raising=False)
+    _open(service, "Routine", 3)
+    async with open_console() as console:
+        console.app.action_screenshot("queue.svg")
+        for _ in range(50):  # the file is written by Textual's own delivery thread
+            if downloads.is_dir() and list(downloads.iterdir()):
+                break
+            await console.pilot.pause(0.02)
+        await console.settle()
+        assert [shot.name for shot in downloads.iterdir()] == ["queue.svg"]
+        console.said("Saved screenshot")
+
+
+async def test_a_screenshot_says_why_no_downloads_folder_can_be_made(
+    service: CaseService,
+    open_console: Callable[..., Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    home = tmp_path / "home"
+    home.write_text("a file, not a folder")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.delenv("XDG_DOWNLOAD_DIR", raising=False)
+    _open(service, "Routine", 3)
+    async with open_console() as console:
+        console.app.action_screenshot("queue.svg")
+        await console.settle()
+        toast = console.said(f"No screenshot: cannot make {home / 'Downloads'}")
+        assert toast.severity == "error"
+
+
 async def test_reveal_on_a_plain_case_says_it_is_not_sensitive(
     service: CaseService, open_console: Callable[..., Any]
 ) -> None:
@@ -549,6 +591,22 @@ async def test_filters_mine_unassigned_severity_and_clear(
         assert console.refs() == [bens]
         await console.press("escape")
         assert set(console.refs()) == {mine, bens, nobody}
+
+
+async def test_clearing_a_filter_that_matched_nothing_shows_the_highlighted_case(
+    service: CaseService, open_console: Callable[..., Any]
+) -> None:
+    ref = _open(service, "Nobody's yet", 2)
+    async with open_console() as console:
+        await console.press("m")  # mine: none
+        assert console.refs() == []
+        assert console.screen.detail.view is None
+        await console.press("escape")
+        assert console.cursor_ref() == ref
+        view = console.screen.detail.view
+        assert view is not None
+        assert view.ref == ref
+        assert console.screen.detail_case == view.case_id
 
 
 async def test_search_narrows_as_you_type_and_escape_clears(
@@ -1294,3 +1352,4 @@ def test_the_paged_toast_names_each_case_once() -> None:
         "ESC-0009 sev2: Case 9",
         "… and 2 more cases",
     ]
+    assert paged_text(alerts[2:]).splitlines()[-1] == "… and 1 more case"

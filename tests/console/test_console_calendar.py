@@ -31,7 +31,6 @@ from app.console.screens.calendar import (
     OverrideDialog,
     build_days,
     month_days,
-    parse_wall_time,
     person_order,
     shift_anchor,
     week_days,
@@ -42,7 +41,13 @@ from app.console.screens.queue import QueueScreen
 from app.core.clock import FakeClock
 from app.core.errors import BadInput
 from app.delivery.local import UNAVAILABLE, DesktopOutcome
-from app.rules.rotations import RotationSpec, ScheduleSpec, change_rotation, wall_to_utc
+from app.rules.rotations import (
+    RotationSpec,
+    ScheduleSpec,
+    change_rotation,
+    parse_wall_time,
+    wall_to_utc,
+)
 from app.services.cases import CaseService
 from app.services.oncall import load_schedule
 from app.services.shiftwork.calendar import OverrideService
@@ -523,6 +528,30 @@ async def test_a_supervisor_removes_overrides_from_the_calendar(
     ]
 
 
+async def test_an_override_placed_or_removed_elsewhere_shows_at_the_next_poll(
+    db: Database, desk: FakeClock, open_console: OpenConsole
+) -> None:
+    """What the screen's 0.5 s timer does is called here: another console or `vigil override`
+    changes the schedule, and the open calendar shows it without being reopened."""
+    async with open_console("cat", desk) as console:
+        await console.press("c")
+        assert "◆09:00 ben" not in console.text()
+        computed = console.calendar.generation
+        console.calendar.check_changes()
+        await console.settle()
+        assert console.calendar.generation == computed  # nothing changed: nothing recomputed
+        service = OverrideService(db, desk)
+        placed = service.add("sam", schedule="primary", who="ben", start=at(10, 31, 13),
+                             end=at(10, 31, 16))  # fmt: skip
+        console.calendar.check_changes()
+        await console.settle()
+        assert "◆09:00 ben" in console.text()
+        service.remove("sam", placed.id)
+        console.calendar.check_changes()
+        await console.settle()
+        assert "◆09:00 ben" not in console.text()
+
+
 async def test_a_specialist_is_told_only_supervisors_remove_overrides(
     db: Database, desk: FakeClock, open_console: OpenConsole
 ) -> None:
@@ -569,7 +598,7 @@ async def test_hand_off_notices_ring_once_before_the_shift_and_after_it(
             "You go on call for sydney-days",
         ]
         assert "Sun 01 Nov 2026 08:00 AEDT (Sat 31 Oct 21:00 UTC)" in going_on[0][1]
-        assert f"You inherit 1 open case(s): {ref}." in going_on[0][1]
+        assert f"You inherit 1 open case: {ref}." in going_on[0][1]
         assert console.bells == [1]
 
         console.app.check_handoffs()

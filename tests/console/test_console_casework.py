@@ -212,6 +212,22 @@ async def test_a_specialists_disclosure_before_verification_is_refused(
     assert "disclosure.request" not in [a for a, _, _ in _audit(desk.db, ref)]
 
 
+async def test_verifying_someone_elses_case_is_refused_before_the_form(
+    desk: CaseworkService, open_console: Callable[..., Any]
+) -> None:
+    ref = _page(desk, "EDR: Ben's caller", "edr")
+    CaseService(desk.db, desk.clock).acknowledge("ben", ref)
+    async with open_console("ana") as console:
+        await console.press("V")
+        assert isinstance(console.app.screen, QueueScreen)  # nothing to type in vain
+        toast = console.said(f"{ref} is assigned to ben")
+        assert toast.title == "Not allowed"
+        assert "only its assignee or a supervisor may verify a request on it" in toast.message
+    async with open_console("sue") as console:
+        await console.press("V")
+        assert isinstance(console.app.screen, ChoiceDialog)
+
+
 async def test_a_supervisors_override_of_verification_needs_a_reason(
     desk: CaseworkService, open_console: Callable[..., Any]
 ) -> None:
@@ -410,6 +426,38 @@ async def test_an_overdue_action_item_is_flagged_in_the_queue_and_closed_with_a_
         assert row is not None
         assert row.action_due_at is None  # nothing open: the flag is gone
         assert "#1 ☑ Call the school  ana · done 22:00 by ana" in _pane(console)
+
+
+async def test_a_disclosure_awaiting_approval_is_flagged_and_its_requester_told_the_decision(
+    desk: CaseworkDesk, open_console: Callable[..., Any]
+) -> None:
+    ref = _page(desk, "EDR: waits for a supervisor", "edr", severity=2)
+    second = _page(desk, "EDR: declined later", "edr", severity=2)
+    async with open_console("ana") as console:
+        table = console.screen.table
+        await _verify_all(console)
+        await console.press("down")
+        await _verify_all(console)
+        for case in (ref, second):
+            desk.request_disclosure("ana", case, data="subscriber", to="metro-pd",
+                                    basis="us-emergency")  # fmt: skip
+        await console.poll()
+        for line in (1, 2):
+            flag = cell_style(table.render_line(line), "?")
+            assert flag.text.strip() == "?"
+        assert "#1 awaiting approval" in _pane(console)
+
+        desk.approve_disclosure("sue", ref, 1)
+        await console.poll()
+        toast = console.said(f"Disclosure 1 of {ref} you requested was approved and made by sue")
+        assert toast.title == "Disclosure approved"
+        desk.decline_disclosure("sue", second, 1, "not an emergency")
+        await console.poll()
+        toast = console.said(f"Disclosure 1 of {second} you requested was declined")
+        assert (toast.title, toast.severity) == ("Disclosure declined", "warning")
+        await console.poll()  # told once
+        assert len([t for t in console.toasts if t.title.startswith("Disclosure ")]) == 2
+        assert all(row.awaiting_approval == 0 for row in map(table.row_at, (0, 1)) if row)
 
 
 async def test_casework_keys_wait_for_the_casework_and_say_so(

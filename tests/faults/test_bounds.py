@@ -27,13 +27,14 @@ from sqlmodel import select
 from textual.widgets import Input, Static
 
 import app.cli.main as cli
-from app.console.screens.calendar import CalendarScreen, OverrideDialog, parse_wall_time
+from app.console.screens.calendar import CalendarScreen, OverrideDialog
 from app.console.screens.handover import HandoverScreen, parse_since
 from app.console.screens.stats import StatsScreen
 from app.core.clock import FakeClock
 from app.core.errors import BadInput
 from app.core.times import parse_due, parse_instant
 from app.engine.runner import EscalationEngine
+from app.rules.rotations import parse_wall_time
 from data import domain, schema
 from data.db import Database, make_engine
 from data.domain import EARLIEST, LATEST, DurationRange, parse_duration

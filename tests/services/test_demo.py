@@ -19,6 +19,7 @@ from app.cli.main import main
 from app.core.clock import FakeClock
 from app.core.errors import NothingToDo
 from app.demo.build import (
+    CITIES,
     HISTORY,
     HISTORY_CASES,
     LIVE_COVER,
@@ -192,6 +193,19 @@ def test_a_handful_are_live_and_one_sev1_pages_ana(demo_db: Database) -> None:
     assert NOW - sev1.created_at < timedelta(minutes=5)
 
 
+def test_the_partner_directory_holds_police_and_a_helpline(demo_db: Database) -> None:
+    from app.services.casework.views import partners
+
+    with demo_db.read() as session:
+        found = {p.name: p for p in partners(session)}
+    assert {name: p.kind for name, p in found.items()} == {
+        "metro-pd": "law_enforcement",
+        "harbour-police": "law_enforcement",
+        "safeline": "ngo",
+    }
+    assert all(p.verified_channel for p in found.values() if p.kind == "law_enforcement")
+
+
 def test_csea_cases_are_sensitive(demo_db: Database) -> None:
     csea = [c for c in _cases(demo_db) if c.category == Category.CSEA]
     assert csea
@@ -324,6 +338,15 @@ def test_history_settles_before_now_and_live_cases_stay_open() -> None:
     live = plan_live(NOW, rng)
     assert all(p.resolve_after is None for p in live)
     assert all(NOW - timedelta(hours=3) < p.opened_at < NOW for p in live)
+
+
+def test_a_case_names_one_city_in_its_title_and_its_details() -> None:
+    for seed in range(40):
+        rng = random.Random(seed)
+        plans = plan_history(NOW, rng, SPECIALISTS) + plan_live(NOW, rng)
+        for plan in plans:
+            named = {city for city in CITIES if city in f"{plan.title} {plan.details}"}
+            assert len(named) <= 1, (seed, plan.title, plan.details)
 
 
 # --- PostgreSQL --------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Literal, NamedTuple, cast
+from typing import TYPE_CHECKING, ClassVar, Literal, cast
 from zoneinfo import ZoneInfo
 
 from textual import events, on, work
@@ -26,14 +26,25 @@ from textual.suggester import SuggestFromList
 from textual.widgets import Footer, Input, Label, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from app.console.desk import Profile
+from app.console.desk import POLL_SECONDS, Profile, audit_seq, latest_audit_seq
 from app.console.failures import describe_failure
 from app.console.host import COMFORTABLE_WIDTH
-from app.console.messages import OverridePlaced, OverrideRemoved, OverridesListed, SwapOffered
+from app.console.messages import (
+    DeskChangedSince,
+    OverridePlaced,
+    OverrideRemoved,
+    OverridesListed,
+    SwapOffered,
+)
 from app.console.screens.dialogs import CANCEL, TextPrompt
 from app.core.errors import BadInput
-from app.core.times import bounded_instant
-from app.rules.rotations import ScheduleSpec, coverage_gaps, schedule_shifts, wall_to_utc
+from app.rules.rotations import (
+    WALL_FORMAT,
+    ScheduleSpec,
+    coverage_gaps,
+    parse_wall_time,
+    schedule_shifts,
+)
 from app.services.oncall import load_all_schedules
 from app.services.shiftwork.calendar import (
     OverrideService,
@@ -62,8 +73,8 @@ if TYPE_CHECKING:
 
 CALENDAR_TCSS = Path(__file__).resolve().parents[3] / "themes" / "calendar.tcss"
 REFRESH_SECONDS = 60.0
-"""How often the open calendar is computed again: the now-line moves, others' overrides
-show up."""
+"""How often the open calendar is computed again for the now-line; a change of the desk
+elsewhere (an override, a swap, a team file) shows at the next poll (`check_changes`)."""
 ZoneChoice = Literal["mine", "schedule", "utc"]
 ZONE_CHOICES: tuple[ZoneChoice, ...] = ("mine", "schedule", "utc")
 ZONE_ROLES: dict[ZoneChoice, str] = {
@@ -72,7 +83,6 @@ ZONE_ROLES: dict[ZoneChoice, str] = {
     "utc": "UTC",
 }
 Mode = Literal["week", "month"]
-WALL_FORMAT = "%Y-%m-%d %H:%M"
 _DAY = timedelta(days=1)
 
 
@@ -315,6 +325,7 @@ class CalendarResult:
     schedule: str | None
     zone: str
     view: CalendarViewData | None
+    audit_seq: int  # the audit chain's head when the schedules were read
 
 
 @dataclass
@@ -329,12 +340,13 @@ def compute_calendar(
 ) -> CalendarResult:
     """Read the schedules and build the requested view. Blocks on the database."""
     with db.read() as session:
+        seq = audit_seq(session)  # first: a change landing after it shows at the next poll
         schedules = load_all_schedules(session)
         names = responder_names(session)
     titles = tuple(spec.name for spec in schedules)
     if not schedules:
         zone = zone_for(request.zone_choice, profile, None)
-        return CalendarResult(request.generation, titles, None, zone.key, None)
+        return CalendarResult(request.generation, titles, None, zone.key, None, seq)
     spec = next(
         (s for s in schedules if s.name == request.schedule),
         default_schedule(schedules, profile.handle),
@@ -349,40 +361,10 @@ def compute_calendar(
     )
     build = week_view if request.mode == "week" else month_view
     view = build(spec, heading, request.anchor, zone, now, names)
-    return CalendarResult(request.generation, titles, spec.name, zone.key, view)
+    return CalendarResult(request.generation, titles, spec.name, zone.key, view, seq)
 
 
 # --- placing an override ----------------------------------------------------------------------
-
-
-class WallTime(NamedTuple):
-    """A time typed in the override form, as the instant it names."""
-
-    at: datetime  # UTC
-    skipped: str
-    """What was typed, when the clocks skip it that night (the time starts at the gap's
-    end, as in a team file); empty otherwise."""
-
-
-def parse_wall_time(field: str, text: str, zone: ZoneInfo) -> WallTime:
-    """`2026-11-27 08:00` on the wall clock of `zone` (or with its own offset) as UTC.
-
-    A wall time the clocks skip is read as the moment they skip to, one they pass twice as
-    its first occurrence: the rule of every wall time Vigil reads (`wall_to_utc`).
-    """
-    value = text.strip()
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise BadInput(
-            field, f"expected a date and time such as 2026-11-27 08:00, got {value!r}"
-        ) from None
-    if parsed.tzinfo is not None:
-        return WallTime(bounded_instant(field, parsed), "")
-    bounded_instant(field, parsed.replace(tzinfo=zone))  # in range before any arithmetic
-    at = bounded_instant(field, wall_to_utc(parsed, zone))
-    moved = at.astimezone(zone).replace(tzinfo=None) != parsed
-    return WallTime(at, f"{parsed:{WALL_FORMAT}}" if moved else "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -612,6 +594,7 @@ class CalendarScreen(Screen[None]):
         self.zone: ZoneInfo = UTC_ZONE
         self.shown_date: date = date.min
         self.loaded = False
+        self.shown_seq: int | None = None  # the audit head the shown view was read at
 
     @property
     def vigil(self) -> ConsoleHost:
@@ -630,6 +613,7 @@ class CalendarScreen(Screen[None]):
         self.shown_date = self._today()
         self.refresh_calendar()
         self.set_interval(REFRESH_SECONDS, self.refresh_calendar, name="calendar refresh")
+        self.set_interval(POLL_SECONDS, self.check_changes, name="calendar changes")
 
     def on_resize(self, event: events.Resize) -> None:
         """As on the queue: a narrow terminal packs the footer so every key shows."""
@@ -657,11 +641,30 @@ class CalendarScreen(Screen[None]):
         if not get_current_worker().is_cancelled:
             self.post_message(CalendarComputed(result))
 
+    def check_changes(self) -> None:
+        """Whether the desk changed since the view was read (an override placed or removed
+        at another console or the command line, a swap, a team file): compute it again
+        if so."""
+        busy = any(
+            w.group in ("calendar", "calendar-changes") and not w.is_finished for w in self.workers
+        )
+        if self.shown_seq is not None and not busy:
+            self._read_changes()
+
+    @work(thread=True, name="calendar changes", group="calendar-changes", exit_on_error=False)
+    def _read_changes(self) -> None:
+        self.post_message(DeskChangedSince(latest_audit_seq(self.vigil.db)))
+
+    def on_desk_changed_since(self, message: DeskChangedSince) -> None:
+        if message.audit_seq != self.shown_seq:
+            self.refresh_calendar()
+
     def on_calendar_computed(self, message: CalendarComputed) -> None:
         result = message.result
         if result.generation != self.generation:
             return
         self.loaded = True
+        self.shown_seq = result.audit_seq
         self.schedules = result.schedules
         self.schedule = result.schedule
         self.zone = viewer_zone(result.zone)
@@ -895,4 +898,11 @@ class CalendarScreen(Screen[None]):
         ):
             failure = describe_failure(worker.error)
             self.calendar.show_message(f"The calendar could not be shown: {failure.message}")
+        if (
+            event.state == WorkerState.ERROR
+            and worker.group == "calendar-changes"
+            and worker.error is not None
+            and describe_failure(worker.error).database_down
+        ):
+            return  # the next poll looks again; a toast twice a second would say nothing new
         self.vigil.report_worker(event, self)

@@ -30,6 +30,7 @@ from textual.widgets.option_list import Option
 from app.console.screens.dialogs import CANCEL, Confirm, TextPrompt
 from app.core.errors import BadInput, NotFound
 from app.core.times import bounded_instant, parse_due, parse_instant
+from app.rules.access import may_work_on, not_yours
 from app.rules.casework import FACT_FLAGS, VERIFICATION_STEPS, BasisSpec
 from app.services.casework.service import CaseworkService
 from app.services.casework.settings import load_config
@@ -85,6 +86,7 @@ class CaseworkTarget:
     ref: str
     view: CaseworkView
     choices: CaseworkChoices
+    assignee: str | None  # the handle the queue shows
 
 
 def read_casework(
@@ -544,8 +546,23 @@ class CaseworkFlows:
 
     # -- V: verification ---------------------------------------------------------
 
+    def _may_work_on(self, t: CaseworkTarget, verb: str) -> bool:
+        """Whether this person may `verb` case `t`; if not, say why before any form."""
+        profile = self.screen.vigil.profile
+        if may_work_on(profile.supervising, t.assignee, profile.handle):
+            return True
+        self.screen.notify(
+            not_yours(t.ref, t.assignee or "someone else", verb),
+            title="Not allowed",
+            severity="error",
+            markup=False,
+        )
+        return False
+
     def verify(self) -> None:
-        if (t := self.screen.casework_target()) is None:
+        if (t := self.screen.casework_target()) is None or not self._may_work_on(
+            t, "verify a request on"
+        ):
             return
         verification = t.view.verification
         choices = [

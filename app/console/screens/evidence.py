@@ -21,6 +21,7 @@ from app.console.messages import EvidenceRead, EvidenceRevealed
 from app.console.screens.dialogs import Confirm
 from app.services.casework.tipline import EvidenceView, TiplineService
 from themes import STYLES
+from widgets.timefmt import plural
 
 if TYPE_CHECKING:
     from app.console.host import ConsoleHost
@@ -100,7 +101,7 @@ class EvidenceScreen(ModalScreen[None]):
             table.move_cursor(row=min(keep, len(self.files) - 1))
         count = len(self.files)
         self.query_one("#evidence-count", Static).update(
-            f"{count} file{'' if count == 1 else 's'}; a file is viewed once its view is in "
+            f"{plural(count, 'file')}; a file is viewed once its view is in "
             "the audit chain (the report's fileViewedByEsp)"
             if count
             else "No evidence files: add them with vigil evidence add."

@@ -25,6 +25,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from app.console import desk
 from app.console.bulk import bulk_summary, run_bulk
+from app.console.desk import POLL_SECONDS
 from app.console.host import COMFORTABLE_WIDTH
 from app.console.messages import (
     BulkActionDone,
@@ -65,19 +66,17 @@ from app.services.cases import CaseService
 from app.services.casework.service import CaseworkService
 from data.changes import ChangeListener
 from data.clock import DatabaseClock
+from data.domain import DisclosureStatus
 from data.queries import SORT_COLUMNS, QueueFilter
 from widgets.case_detail import CaseDetail
 from widgets.header import Identity, StatusHeader
 from widgets.queue_table import QueueTable
-from widgets.timefmt import format_age, format_when, viewer_zone
+from widgets.timefmt import format_age, format_when, plural, viewer_zone
 from widgets.views import CaseDetailView, CaseworkView, SeekAnchor
 
 if TYPE_CHECKING:
     from app.console.host import ConsoleHost
 
-POLL_SECONDS = 0.5
-"""How often the change feed is read: on SQLite the only way to hear of other consoles'
-changes; on PostgreSQL a safety net under LISTEN/NOTIFY."""
 LISTEN_SLICE = 0.25
 """How long the change listener blocks between looks at whether the screen is closing."""
 LISTEN_RETRY = (1.0, 30.0)
@@ -110,7 +109,7 @@ def paged_text(alerts: tuple[PageAlert, ...]) -> str:
     ]
     text = "\n".join(lines[:MAX_PAGES_LISTED])
     if len(lines) > MAX_PAGES_LISTED:
-        text += f"\n… and {len(lines) - MAX_PAGES_LISTED} more cases"
+        text += f"\n… and {plural(len(lines) - MAX_PAGES_LISTED, 'more case')}"
     return text
 
 
@@ -419,7 +418,8 @@ class QueueScreen(Screen[None]):
             "queue.legal_clock",
             "File the report a legal clock asks for (its id); extend or waive a hold. "
             "The queue's Legal column: ⚖ time left on the most urgent clock, amber from "
-            "its reminder, red when overdue",
+            "its reminder, red when overdue; ! an overdue action item; ? a disclosure "
+            "awaiting a supervisor's approval",
             show=False,
         ),
         _binding(
@@ -487,6 +487,8 @@ class QueueScreen(Screen[None]):
         self._feed_worker: Worker[None] | None = None
         self._status_worker: Worker[None] | None = None
         self._desktop_told = False
+        self._opened_at = self.vigil.clock.now()  # decisions since then are news
+        self._decisions_told: set[int] = set()
         self._feed_down = False
         self.queue_filter = QueueFilter()
         self._recovery: Timer | None = None
@@ -671,7 +673,8 @@ class QueueScreen(Screen[None]):
             if detail_case is not None and detail_case in feed.changed
             else None
         )
-        self.post_message(FeedArrived(generation, feed, tuple(alerts), detail))
+        decisions = desk.read_decisions_for(app.db, app.profile.responder_id, self._opened_at)
+        self.post_message(FeedArrived(generation, feed, tuple(alerts), detail, decisions))
 
     def _listen_for_changes(self) -> None:
         """Hear of every committed change at once (PostgreSQL LISTEN), so another console's
@@ -943,6 +946,24 @@ class QueueScreen(Screen[None]):
             self._show_detail(message.detail)
         if self.detail_case is not None and self.detail_case in feed.changed:
             self._read_casework(self.detail_case)
+        self._tell_decisions(message.decisions)
+
+    def _tell_decisions(self, decisions: tuple[desk.DisclosureDecided, ...]) -> None:
+        """A toast for each decision on a disclosure I asked for, once."""
+        for decision in decisions:
+            if decision.disclosure_id in self._decisions_told:
+                continue
+            self._decisions_told.add(decision.disclosure_id)
+            approved = decision.status == DisclosureStatus.DISCLOSED.value
+            verdict = "approved and made" if approved else "declined (the reason is in its pane)"
+            self.notify(
+                f"Disclosure {decision.number} of {decision.ref} you requested was {verdict} "
+                f"by {decision.decided_by}.",
+                title="Disclosure approved" if approved else "Disclosure declined",
+                severity="information" if approved else "warning",
+                timeout=30,
+                markup=False,
+            )
 
     def _apply_changes(self, total: int, changes: tuple[desk.RowChange, ...] | None) -> None:
         """Repaint rows that kept their place; refetch the window if anything moved."""
@@ -1460,7 +1481,8 @@ class QueueScreen(Screen[None]):
             self.notify(f"{ref}'s casework is still loading; try again.", severity="warning")
             return None
         view, choices = self._casework
-        return CaseworkTarget(case_id, ref, view, choices)
+        row = self.table.cursor_row
+        return CaseworkTarget(case_id, ref, view, choices, row.assignee if row else None)
 
     def run_casework(self, command: CaseworkCommand) -> None:
         self._perform_casework(command, self.generation, self.queue_filter, self._screen_rows())

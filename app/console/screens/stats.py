@@ -31,7 +31,7 @@ from app.services.shiftwork.stats import (
 )
 from themes import STYLES
 from widgets.stats_view import AttainmentRow, DayColumn, Figure, LoadRow, StatsBoard, StatsView
-from widgets.timefmt import viewer_zone
+from widgets.timefmt import plural, viewer_zone
 
 if TYPE_CHECKING:
     from app.console.host import ConsoleHost
@@ -80,12 +80,12 @@ def stats_view(stats: DeskStats, days: int) -> StatsView:
         Figure(
             "Time to acknowledge (MTTA)",
             f"mean {format_seconds(tta.mean_seconds)}  p90 {format_seconds(tta.p90_seconds)}",
-            f"over {tta.count} acknowledged cases",
+            f"over {plural(tta.count, 'acknowledged case')}",
         ),
         Figure(
             "Time to resolve (MTTR)",
             f"mean {format_seconds(ttr.mean_seconds)}  p90 {format_seconds(ttr.p90_seconds)}",
-            f"over {ttr.count} resolved cases",
+            f"over {plural(ttr.count, 'resolved case')}",
         ),
         Figure(
             "Pages",
@@ -93,9 +93,8 @@ def stats_view(stats: DeskStats, days: int) -> StatsView:
             f"fairness {fairness}, at night {night_fairness}",
         ),
     )
-    plural = "day" if days == 1 else "days"
     period = (
-        f"Last {days} {plural}: {format_instant(stats.since, zone)} to "
+        f"Last {plural(days, 'day')}: {format_instant(stats.since, zone)} to "
         f"{format_instant(stats.until, zone)} ({stats.zone})"
     )
     return StatsView(

@@ -64,7 +64,7 @@ from data.models import (
     Schedule,
     TimelineEvent,
 )
-from widgets.timefmt import viewer_zone
+from widgets.timefmt import plural, viewer_zone
 
 LAST_SHIFT_LOOKBACK = timedelta(days=35)
 """How far back "the person's last shift" is looked for (a 7d turn among four people)."""
@@ -819,7 +819,7 @@ def render_markdown(report: HandoverReport, zone_name: str = "UTC") -> str:
         )
         out.append(
             f"- {u.ref} {severity_name(u.severity)} {md_cell(u.title)}: unanswered {pages}. "
-            f"Escalated as far as {reached} of {u.step_count} steps; {answer}."
+            f"Escalated as far as {reached} of {plural(u.step_count, 'step')}; {answer}."
         )
     if not report.unanswered:
         out.append("None.")

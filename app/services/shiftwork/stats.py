@@ -36,6 +36,7 @@ from app.core.times import iso
 from app.services.policies import DEFAULT_SLA, sla_table
 from data.domain import SEVERITIES, severity_name
 from data.models import Case, Page, Responder, TimelineEvent
+from widgets.timefmt import plural
 
 NIGHT_STARTS = time(22, 0)
 NIGHT_ENDS = time(7, 0)
@@ -482,9 +483,9 @@ def stats_text(stats: DeskStats) -> str:
         f"Desk figures, {span}",
         f"Cases opened: {stats.cases_opened}",
         f"Time to acknowledge: mean {format_seconds(tta.mean_seconds)}, "
-        f"p90 {format_seconds(tta.p90_seconds)} ({tta.count} cases)",
+        f"p90 {format_seconds(tta.p90_seconds)} ({plural(tta.count, 'case')})",
         f"Time to resolve:     mean {format_seconds(ttr.mean_seconds)}, "
-        f"p90 {format_seconds(ttr.p90_seconds)} ({ttr.count} cases)",
+        f"p90 {format_seconds(ttr.p90_seconds)} ({plural(ttr.count, 'case')})",
         "",
         f"{'SLA':<20} {'CASES':>5}  {'ACK MET':>8} {'MISSED':>6} {'ATTAIN':>6}  "
         f"{'RESP MET':>8} {'MISSED':>6} {'ATTAIN':>6}",

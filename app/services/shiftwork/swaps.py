@@ -55,6 +55,7 @@ from data.swaps import (
     SwapRequest,
     SwapStatus,
 )
+from widgets.timefmt import plural
 
 HANDOFF_LEAD_KEY = "handoff.lead"
 DEFAULT_LEAD = timedelta(minutes=30)
@@ -492,7 +493,7 @@ class HandoffNotice:
                 f"You go on call for {self.schedule} at {shown(self.at, zone)} "
                 f"until {shown(self.shift_end, zone)}."
             )
-            cases = f" You inherit {self.open_cases} open case(s): {refs}." if refs else ""
+            cases = f" You inherit {plural(self.open_cases, 'open case')}: {refs}." if refs else ""
             return head + (cases or " No open cases to inherit.")
         head = f"Your shift on {self.schedule} ended at {shown(self.at, zone)}."
         if not refs:

@@ -19,6 +19,7 @@ from app.services.oncall import load_all_schedules
 from app.services.team.spec import rules_from_stored
 from data.domain import Urgency, format_duration
 from data.models import ContactMethod, Responder
+from widgets.timefmt import plural
 from widgets.views import RuleLine, ScheduleLine, TeammateView, TeamView
 
 EVERY_DAY = frozenset(range(7))
@@ -101,7 +102,7 @@ def team_view(session: Session, at: datetime, zone: ZoneInfo) -> TeamView:
             )
         )
     title = (
-        f"Team · {len(teammates)} responders · on call as of "
+        f"Team · {plural(len(teammates), 'responder')} · on call as of "
         f"{format_instant(at, zone)} · read-only (change it with vigil team apply)"
     )
     return TeamView(title, tuple(lines), tuple(teammates))

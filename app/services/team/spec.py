@@ -32,6 +32,7 @@ from data.models import (
     Schedule,
     SlaTarget,
 )
+from widgets.timefmt import plural
 
 KINDS = (
     "responder",
@@ -116,7 +117,7 @@ class TeamFileError(VigilError, ValueError):
         self.errors = list(errors)
         self.source = source
         count = len(self.errors)
-        heading = f"{source}: {count} problem{'' if count == 1 else 's'}; nothing was applied"
+        heading = f"{source}: {plural(count, 'problem')}; nothing was applied"
         super().__init__("\n".join([heading, *(f"  {error}" for error in self.errors)]))
 
 
