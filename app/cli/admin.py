@@ -114,7 +114,10 @@ def cmd_audit_checkpoint(ctx: Context) -> int:
         return EXIT_REFUSED
     for witness in witnesses:
         said = "sent" if witness.ok else f"NOT sent: {witness.problem}"
-        ctx.err.write(f"checkpoint to {witness.handle}'s {witness.kind} {witness.shown}: {said}\n")
+        ctx.err.write(
+            f"vigil audit checkpoint: to {witness.handle}'s {witness.kind} {witness.shown}: "
+            f"{said}\n"
+        )
     return EXIT_OK if all(w.ok for w in witnesses) else EXIT_REFUSED
 
 

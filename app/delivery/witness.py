@@ -128,7 +128,7 @@ def _send(
         return outcome(f"refused ({key}): {message}")
     refused = None if contact.allow_private else _private_address(contact.url)
     if refused is not None:
-        return outcome(f"refused (url): {refused}; allow_private = true allows it")
+        return outcome(refused)
     body = encode_payload(
         {
             "type": EVENT,
@@ -161,10 +161,13 @@ def _private_address(url: str) -> str | None:
     try:
         infos = socket.getaddrinfo(parts.hostname or "", parts.port or 443, type=socket.SOCK_STREAM)
     except OSError as exc:
-        return f"{parts.hostname} does not resolve ({exc.strerror or exc})"
+        return f"not sent: {parts.hostname} does not resolve ({exc.strerror or exc})"
     for info in infos:
         address = str(info[4][0])
         kind = address_kind(address)
         if kind is not None:
-            return f"the destination resolves to a {kind} address ({address})"
+            return (
+                f"refused (url): the destination resolves to a {kind} address ({address}); "
+                "allow_private = true allows it"
+            )
     return None
