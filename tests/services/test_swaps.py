@@ -293,7 +293,7 @@ def test_notice_text_is_on_the_persons_clock(db: Database, desk: FakeClock) -> N
     assert notice.text(viewer_zone("Australia/Sydney")) == (
         "You go on call for primary at Sun 04 Oct 2026 08:00 AEDT (Sat 03 Oct 21:00 UTC) "
         "until Sun 04 Oct 2026 20:00 AEDT (09:00 UTC). "
-        "You inherit 2 open case(s): ESC-0002, ESC-0001."
+        "You inherit 2 open cases: ESC-0002, ESC-0001."
     )
     desk.set(utc(3, 21, 5))
     [off] = claim_handoff_notices(db, desk)
