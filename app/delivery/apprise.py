@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from app.rules.destinations import address_kind, scheme_of
+from app.rules.destinations import first_refused, scheme_of
 
 POOL = ThreadPoolExecutor(32, thread_name_prefix="vigil-apprise")
 """Threads that run Apprise's blocking sends, apart from every event loop."""
@@ -55,12 +55,11 @@ class _Refused(OSError):
 def _checked_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
     answers = _system_getaddrinfo(host, *args, **kwargs)
     if getattr(_guard, "active", False):
-        for answer in answers:
-            address = str(answer[4][0])
-            kind = address_kind(address)
-            if kind is not None:
-                _guard.refused = f"the destination resolves to a {kind} address ({address})"
-                raise _Refused(_guard.refused)
+        refused = first_refused(str(answer[4][0]) for answer in answers)
+        if refused is not None:
+            kind, address = refused
+            _guard.refused = f"the destination resolves to a {kind} address ({address})"
+            raise _Refused(_guard.refused)
     return answers
 
 

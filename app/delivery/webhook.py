@@ -98,9 +98,9 @@ from app.core.clock import Clock
 from app.delivery import apprise as apprise_channel
 from app.delivery.message import compose, is_sensitive
 from app.rules.destinations import (
-    address_kind,
     apprise_url_problem,
     contact_problems,
+    first_refused,
     ip_literal,
     scheme_of,
     signing_key,
@@ -718,14 +718,13 @@ class _Sender:
         addresses = [host] if ip_literal(host) else await self.resolve(host, port)
         if not addresses:
             raise OSError(f"{host} has no address")
-        if not job.allow_private:
-            for address in addresses:
-                kind = address_kind(address)
-                if kind is not None:
-                    raise _Refused(
-                        f"{host} resolves to a {kind} address ({address}): refused unless "
-                        "allow_private = true on this contact"
-                    )
+        refused = None if job.allow_private else first_refused(addresses)
+        if refused is not None:
+            kind, address = refused
+            raise _Refused(
+                f"{host} resolves to a {kind} address ({address}): refused unless "
+                "allow_private = true on this contact"
+            )
         timestamp = int(self.clock.now().timestamp())
         headers = request_headers(job.webhook_id, job.body, timestamp, job.secret)
         extensions: dict[str, Any] = {}

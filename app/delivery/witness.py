@@ -23,7 +23,7 @@ from sqlmodel import col, select
 from app.core.errors import NotAllowed
 from app.delivery import apprise as apprise_channel
 from app.delivery.webhook import USER_AGENT, encode_payload, request_headers
-from app.rules.destinations import address_kind, contact_problems
+from app.rules.destinations import contact_problems, first_refused
 from data.access import reads_secrets
 from data.checkpoints import Checkpoint
 from data.db import Database
@@ -162,12 +162,11 @@ def _private_address(url: str) -> str | None:
         infos = socket.getaddrinfo(parts.hostname or "", parts.port or 443, type=socket.SOCK_STREAM)
     except OSError as exc:
         return f"not sent: {parts.hostname} does not resolve ({exc.strerror or exc})"
-    for info in infos:
-        address = str(info[4][0])
-        kind = address_kind(address)
-        if kind is not None:
-            return (
-                f"refused (url): the destination resolves to a {kind} address ({address}); "
-                "allow_private = true allows it"
-            )
-    return None
+    refused = first_refused(str(info[4][0]) for info in infos)
+    if refused is None:
+        return None
+    kind, address = refused
+    return (
+        f"refused (url): the destination resolves to a {kind} address ({address}); "
+        "allow_private = true allows it"
+    )

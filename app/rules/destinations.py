@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+from collections.abc import Iterable
 from urllib.parse import parse_qs, urlsplit
 
 MIN_SECRET_BYTES = 16
@@ -62,6 +63,16 @@ def ip_literal(host: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def first_refused(addresses: Iterable[str]) -> tuple[str, str] | None:
+    """(kind, address) of the first address a contact may not reach unless allowed
+    (`address_kind`), or None when every one is public."""
+    for address in addresses:
+        kind = address_kind(address)
+        if kind is not None:
+            return kind, address
+    return None
 
 
 def host_kind(host: str) -> str | None:
