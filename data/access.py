@@ -21,6 +21,7 @@ from sqlmodel import Session, SQLModel
 from data.domain import ClockEventKind, DisclosureStatus, EngineAction, Role
 from data.models import Setting
 from data.queries import DETAILS_FUNCTION
+from data.sealing import may_select
 from data.swaps import REQUIRE_APPROVAL_KEY
 
 PREFIX_SETTING = "db.role_prefix"
@@ -153,13 +154,7 @@ person files is sent by the engine's login)."""
 def reads_secrets(session: Session, table: str = "contact_method") -> bool:
     """Whether this login may read `table`'s `SECRET_COLUMNS`: always on SQLite; on
     PostgreSQL the owner and the services' logins may, people's may not."""
-    if session.get_bind().dialect.name != "postgresql":
-        return True
-    allowed = session.execute(
-        text("SELECT has_column_privilege(:table, :column, 'SELECT')"),
-        {"table": table, "column": SECRET_COLUMNS[table][0]},
-    ).scalar_one()
-    return bool(allowed)
+    return may_select(session.connection(), table, SECRET_COLUMNS[table][0])
 
 
 def _grants(schema: str, prefix: str, tables: Iterable[str]) -> list[str]:

@@ -82,6 +82,7 @@ __all__ = [
     "guard_key_creation",
     "holds_sealed_values",
     "is_sealed",
+    "may_select",
     "primary_keys",
     "reseal",
     "seal",
@@ -199,6 +200,18 @@ def unseal(keyring: Keyring, stored: str, *, table: str, column: str, row_id: in
 # --- a new key only for a database with nothing sealed ---------------------------------
 
 
+def may_select(connection: Connection, table_name: str, column_name: str) -> bool:
+    """Whether this login may read the column: always on SQLite; on PostgreSQL as its
+    grants say (people may not read every column, `data.access`)."""
+    if connection.dialect.name != "postgresql":
+        return True
+    allowed = connection.execute(
+        text("SELECT has_column_privilege(:table, :column, 'SELECT')"),
+        {"table": f'"{table_name}"', "column": column_name},
+    ).scalar_one()
+    return bool(allowed)
+
+
 def holds_sealed_values(connection: Connection, columns: Sequence[tuple[str, str]]) -> bool:
     """Whether any of these columns that exist in the database holds a sealed value."""
     inspector = sa_inspect(connection)
@@ -211,13 +224,7 @@ def holds_sealed_values(connection: Connection, columns: Sequence[tuple[str, str
             present[table_name] = {c["name"] for c in inspector.get_columns(table_name)}
         if column_name not in present[table_name]:
             continue
-        if (
-            connection.dialect.name == "postgresql"
-            and not connection.execute(
-                text("SELECT has_column_privilege(:table, :column, 'SELECT')"),
-                {"table": f'"{table_name}"', "column": column_name},
-            ).scalar_one()
-        ):
+        if not may_select(connection, table_name, column_name):
             return True  # a person's login cannot look (`data.access`): never guess "none"
         stored = cast(column(column_name), Text)
         found = connection.execute(
