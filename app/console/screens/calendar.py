@@ -9,7 +9,7 @@ place an override from here; anyone else is told why they cannot.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -730,20 +730,28 @@ class CalendarScreen(Screen[None]):
         return True
 
     def action_add_override(self) -> None:
-        if not self._may_change_overrides("place") or self.schedule is None:
-            return
+        if self._may_change_overrides("place") and self.schedule is not None:
+            self._ask_window(self.schedule, self._place_override, swap=False)
+
+    def _ask_window(
+        self, schedule: str, then: Callable[[OverrideRequest], object], *, swap: bool
+    ) -> None:
+        """Who, from when, until when and why, on this calendar's clock; then `then`. A
+        swap is offered to someone other than the one who offers it."""
 
         def chosen(request: OverrideRequest | None) -> None:
             if request is not None:
-                self._place_override(request)
+                then(request)
 
+        mine = self.vigil.profile.handle
         self.app.push_screen(
             OverrideDialog(
-                self.schedule,
+                schedule,
                 self.zone,
                 self.vigil.clock.now(),
-                handles=self.vigil.handles,
+                handles=[h for h in self.vigil.handles if not swap or h != mine],
                 cursor_blink=self.vigil.cursor_blink,
+                swap=swap,
             ),
             chosen,
         )
@@ -781,23 +789,7 @@ class CalendarScreen(Screen[None]):
         if self.schedule is None:
             self.notify("The calendar is still loading; try again in a moment.", severity="warning")
             return
-
-        def chosen(request: OverrideRequest | None) -> None:
-            if request is not None:
-                self._offer_swap(request)
-
-        mine = self.vigil.profile.handle
-        self.app.push_screen(
-            OverrideDialog(
-                self.schedule,
-                self.zone,
-                self.vigil.clock.now(),
-                handles=[h for h in self.vigil.handles if h != mine],
-                cursor_blink=self.vigil.cursor_blink,
-                swap=True,
-            ),
-            chosen,
-        )
+        self._ask_window(self.schedule, self._offer_swap, swap=True)
 
     @work(thread=True, name="offer swap", group="calendar-swap", exit_on_error=False)
     def _offer_swap(self, request: OverrideRequest) -> None:
