@@ -946,6 +946,19 @@ def test_a_silent_heartbeat_opens_from_a_persons_console_and_its_beat_resolves_i
     )
 
 
+def _ncmec_account(supervisor: Database, desk: Desk, ncmec: StandIn) -> None:
+    """sam stores the desk's NCMEC account, pointing at the stand-in."""
+    TiplineService(supervisor, desk.clock).setup_account(
+        "sam",
+        username=ncmec.username,
+        password=ncmec.password,
+        reporter_first_name="Sam",
+        reporter_last_name="Lee",
+        reporter_email="tipline@desk.example",
+        url=ncmec.url,
+    )
+
+
 def test_a_persons_report_is_sent_by_the_engines_login_which_alone_reads_the_password(
     desk: Desk,
 ) -> None:
@@ -960,11 +973,7 @@ def test_a_persons_report_is_sent_by_the_engines_login_which_alone_reads_the_pas
     engine = Database.open(desk.url("escalator"), migrate=False)
     try:
         with StandIn() as ncmec:
-            TiplineService(supervisor, desk.clock).setup_account(
-                "sam", username=ncmec.username, password=ncmec.password,
-                reporter_first_name="Sam", reporter_last_name="Lee",
-                reporter_email="tipline@desk.example", url=ncmec.url,
-            )  # fmt: skip
+            _ncmec_account(supervisor, desk, ncmec)
             for handle in ("ana", "sam"):
                 refused = desk.refused(handle, "SELECT password FROM tipline_account")
                 assert "permission denied" in refused, handle
@@ -1009,11 +1018,7 @@ def test_the_ncmec_password_goes_only_where_it_was_set_up_for(desk: Desk) -> Non
     engine = Database.open(desk.url("escalator"), migrate=False)
     try:
         with StandIn() as ncmec:
-            TiplineService(supervisor, desk.clock).setup_account(
-                "sam", username=ncmec.username, password=ncmec.password,
-                reporter_first_name="Sam", reporter_last_name="Lee",
-                reporter_email="tipline@desk.example", url=ncmec.url,
-            )  # fmt: skip
+            _ncmec_account(supervisor, desk, ncmec)
             with TiplineService(engine, desk.clock).client():  # as set up: it opens
                 pass
             desk.sql("sam", "UPDATE tipline_account SET url = 'http://127.0.0.1:9/'")
