@@ -568,8 +568,7 @@ def claim_due(
     lease_until = now + lease
     jobs: list[WebhookJob] = []
     with db.write() as session:
-        if not reads_secrets(session):
-            _leave_to_the_services(db)
+        if not _sends(db, session):
             return Claim([], None)
         _release_held(session, db, now)
         due = _due_webhooks(session, db, now, limit, skip_contacts)
@@ -620,19 +619,23 @@ def claim_due(
     return Claim(jobs, next_due)
 
 
-_LEFT: set[str] = set()
+_SENDERS: dict[str, bool] = {}
+"""Whether each database's login may read the contacts' URLs and secrets, asked once: a
+claim runs at every free slot, and a login's grants do not change under it."""
 
 
-def _leave_to_the_services(db: Database) -> None:
-    """Said once per database: this login is a person's, who may not read the contacts'
-    URLs and secrets, so the pages that use them wait for a service login's engine."""
+def _sends(db: Database, session: Session) -> bool:
+    """Whether this outbox sends at all. A person's login on a desk with roles may not read
+    what a send needs: said once, and its pages wait for a service login's engine."""
     where = db.engine.url.render_as_string(hide_password=True)
-    if where not in _LEFT:
-        _LEFT.add(where)
-        log.warning(
-            "this login may not read contacts' URLs and secrets: chat, push and webhook "
-            "pages are sent by an engine that runs as the engine's login (vigil engine)"
-        )
+    if where not in _SENDERS:
+        _SENDERS[where] = reads_secrets(session)
+        if not _SENDERS[where]:
+            log.warning(
+                "this login may not read contacts' URLs and secrets: chat, push and webhook "
+                "pages are sent by an engine that runs as the engine's login (vigil engine)"
+            )
+    return _SENDERS[where]
 
 
 def claim_webhook_deliveries(
