@@ -360,20 +360,26 @@ def claim_due(
     """
     where, params = _due_where(writer, now, ids, failing)
     table = writer.quote(CASES.name)
-    earliest: list[tuple[Any, int]] = []
+    columns = [writer.quote(name) for name in DUE_COLUMNS]
+    if writer.postgres:
+        columns[-1] += "::text"
+    # SQLite: this transaction holds the only writer lock, so the earliest rows are read
+    # whole at once; PostgreSQL: their ids first, then the rows locked (below).
+    picked = ", ".join(columns) if not writer.postgres else "id"
+    earliest: list[tuple[Any, ...]] = []
     for status in (TRIGGERED, ACKNOWLEDGED):
         sql = (
-            f"SELECT next_escalation_at, id FROM {table} "
+            f"SELECT next_escalation_at, id, {picked} FROM {table} "
             f"WHERE status = {writer.marker} AND {where} "
             f"ORDER BY status, next_escalation_at, id LIMIT {writer.marker}"
         )
         earliest.extend(writer.fetch(sql, [status, *params, limit]))
-    chosen = [case_id for _, case_id in sorted(earliest)[:limit]]
+    earliest = sorted(earliest, key=lambda row: (row[0], row[1]))[:limit]
+    if not writer.postgres:
+        return [_due_case(writer, row[2:]) for row in earliest]
+    chosen = [row[1] for row in earliest]
     if not chosen:
         return []
-    columns = [writer.quote(name) for name in DUE_COLUMNS]
-    if writer.postgres:
-        columns[-1] += "::text"
     chosen_in, chosen_params = writer.among(chosen)
     sql = (
         f"SELECT {', '.join(columns)} FROM {table} "
@@ -498,6 +504,9 @@ def _insert_pages(writer: BulkWriter, plans: list[Plan], now: datetime) -> None:
     pages: list[tuple[Any, ...]] = []
     deliveries: list[tuple[Any, ...]] = []
     now_at = writer.when(now)
+    told: dict[tuple[int, str], list[tuple[str, Any, str, Any]]] = {}
+    """(kind, contact id, status, when) of each notice, by person (one object per
+    person in a batch: the resolver's) and urgency."""
     for plan in plans:
         cycle = plan.cycle
         for person, step, round_, reason, due in _pages_of(plan):
@@ -505,20 +514,24 @@ def _insert_pages(writer: BulkWriter, plans: list[Plan], now: datetime) -> None:
             pages.append(
                 (plan.row.id, person.id, cycle, step, round_, reason, writer.when(due), now_at)
             )
+            told_key = (id(person), plan.urgency)
+            ways = told.get(told_key)
+            if ways is None:
+                ways = told[told_key] = [
+                    (
+                        notice.kind,
+                        notice.contact_id,
+                        notice_status(notice),
+                        now_at if notice.due_at == now else writer.when(notice.due_at),
+                    )
+                    for notice in notices(
+                        person.contacts, person.profile, plan.urgency, now, person.support
+                    )
+                ]
             key = (plan.row.ref, cycle, step, round_, person.handle)
             deliveries.extend(
-                (
-                    index,
-                    notice.kind,
-                    notice.contact_id,
-                    notice_status(notice),
-                    0,
-                    now_at if notice.due_at == now else writer.when(notice.due_at),
-                    delivery_key(*key, notice.contact_id),
-                )
-                for notice in notices(
-                    person.contacts, person.profile, plan.urgency, now, person.support
-                )
+                (index, kind, contact, status, 0, when, delivery_key(*key, contact))
+                for kind, contact, status, when in ways
             )
     writer.insert_pages(pages, deliveries)
 
