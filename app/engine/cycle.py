@@ -7,11 +7,13 @@ what pages at once (`vigil page`, `vigil escalate`) imports only this; the loop 
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import secrets
 import socket
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -75,6 +77,21 @@ def engine_name(kind: str = "engine") -> str:
     """A name no other engine has, for heartbeats and step runs: `engine@host/pid/3f9a1c`
     (two engines on one host, or one restarted with the same pid, still differ)."""
     return f"{kind}@{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(3)}"
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while a batch is built and written: a batch
+    makes tens of thousands of short-lived objects, none of them in cycles, and the
+    collector's passes over them cost about a tenth of the batch."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 # --- results ------------------------------------------------------------------------
@@ -270,7 +287,7 @@ class EscalationEngine:
         refs: dict[int, str] = {}
         result = CycleResult(batches=1)
         try:
-            with self.db.write() as session:
+            with collector_paused(), self.db.write() as session:
                 head = audit.lock_head(session)
                 now = self.clock.now()
                 writer = BulkWriter(session)
@@ -347,13 +364,27 @@ class EscalationEngine:
     def _plan_all(
         self, resolver: Resolver, due: Sequence[DueCase], now: datetime, result: CycleResult
     ) -> list[Plan]:
-        plans = []
+        """`plan_case` for each case; one that raises is set aside for a retry.
+
+        A burst is mostly cases in one state (opened together on one policy), so each state
+        (`DueCase.state`) is planned once and copied for the other cases in it.
+        """
+        plans: list[Plan] = []
+        planned: dict[tuple[object, ...], Plan] = {}
         for case in due:
+            state = case.state()
+            template = planned.get(state)
+            if template is not None:
+                plans.append(template.copy_for(case))
+                continue
             try:
-                plans.append(plan_case(case, now, resolver))
+                plan = plan_case(case, now, resolver)
             except Exception:
                 self._failed(case.id, case.ref)
                 result.failed += 1
+                continue
+            planned[state] = plan
+            plans.append(plan)
         return plans
 
     def _changed(self, case_ids: list[int]) -> None:

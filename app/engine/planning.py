@@ -59,6 +59,23 @@ class DueCase:
     snapshot: str
     """The frozen policy as JSON text: cases on one policy share one parse."""
 
+    def state(self) -> tuple[object, ...]:
+        """Everything `plan_case` reads of the case: two cases with the same state get the
+        same plan (the assignee only decides who is assigned, at write time)."""
+        return (
+            self.status,
+            self.escalation_cycle,
+            self.escalation_step,
+            self.escalation_round,
+            self.next_escalation_at,
+            self.exhausted,
+            self.acknowledged_at,
+            self.acknowledged_by_id,
+            self.snoozed_until,
+            self.severity,
+            self.snapshot,
+        )
+
 
 # --- the chain of a frozen policy ---------------------------------------------------
 
@@ -202,6 +219,11 @@ class StepClaim:
     held: bool = False
     """Already in the database (found by a careful retry): not written again."""
 
+    def copy(self) -> StepClaim:
+        return StepClaim(
+            self.cycle, self.position, self.due_at, self.targets, self.paged, self.missed, self.held
+        )
+
 
 @dataclass(slots=True)
 class Plan:
@@ -260,6 +282,36 @@ class Plan:
     @property
     def action(self) -> str:
         return (EngineAction.EXHAUSTED if self.exhausted else EngineAction.ESCALATE).value
+
+    def copy_for(self, row: DueCase) -> Plan:
+        """This plan for another case in the same state (`DueCase.state`): its own claims
+        and timeline entries, the same people."""
+        claims = [claim.copy() for claim in self.claims]
+        late = self.late
+        if late:
+            own = {id(old): new for old, new in zip(self.claims, claims, strict=True)}
+            late = [(own[id(claim)], people) for claim, people in late]
+        return Plan(
+            row,
+            self.status,
+            self.cycle,
+            self.acknowledged_at,
+            self.acknowledged_by,
+            claims=claims,
+            events=list(self.events),
+            pages=self.pages,
+            late=late,
+            notice=list(self.notice),
+            notice_due=self.notice_due,
+            reason=self.reason,
+            next_at=self.next_at,
+            exhausted=self.exhausted,
+            missed=self.missed,
+            skipped=self.skipped,
+            behind=self.behind,
+            late_by=self.late_by,
+            urgency=self.urgency,
+        )
 
     def detail(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """The audit record's detail, with a key equal for equal details (JSON memo)."""

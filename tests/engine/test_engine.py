@@ -95,7 +95,7 @@ class Desk:
 
     def open(self, policy: str | None = "standard", **fields: Any) -> str:
         values: dict[str, Any] = {"title": "Emergency data request", "category": "edr"}
-        values.update(severity=1, policy=policy, **fields)
+        values.update({"severity": 1, "policy": policy, **fields})
         return self.service.open_case("ana", **values).ref
 
     def run(self) -> CycleResult:
@@ -970,7 +970,8 @@ def test_an_error_in_one_case_does_not_stop_the_others(
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    refs = [desk.open() for _ in range(5)]
+    # The cursed case is of another severity: cases in one state share one plan.
+    refs = [desk.open(severity=2 if index == 2 else 1) for index in range(5)]
     cursed = refs[2]
     real_plan = engine_module.plan_case
 
@@ -992,6 +993,40 @@ def test_an_error_in_one_case_does_not_stop_the_others(
     assert desk.advance(minutes=1).pages == 1
     assert desk.pages(cursed) == [("ana", 0, 1, 0)]
     assert len(desk.pages()) == 5
+
+
+def test_cases_in_one_state_are_planned_once_and_each_writes_its_own_rows(
+    desk: Desk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A burst of cases in one state is planned once; each case still gets its own claims,
+    pages and next step."""
+    same = [desk.open() for _ in range(4)]
+    other = desk.open(severity=3)
+    planned: list[str] = []
+    real_plan = engine_module.plan_case
+
+    def counted(row: Any, now: datetime, resolver: Any) -> Any:
+        planned.append(row.ref)
+        return real_plan(row, now, resolver)
+
+    monkeypatch.setattr(engine_module, "plan_case", counted)
+    result = desk.advance(minutes=5)  # step 1 overtaken: ana paged late, ben now
+    assert (result.cases, result.late, result.notices) == (5, 5, 1)
+    assert sorted(planned) == sorted([same[0], other])
+    anchor = same[0]  # the earliest case carries the supervisors' one notice
+    assert desk.pages(anchor) == [("ben", 0, 2, 0), ("ana", 0, 1, 0), ("sue", 0, -2, 0)]
+    for ref in [*same[1:], other]:
+        assert desk.pages(ref) == [("ben", 0, 2, 0), ("ana", 0, 1, 0)]
+        assert len(desk.timeline(ref, "catch_up")) == 1
+        assert desk.timeline(ref, "delayed") == []
+    assert len(desk.timeline(anchor, "delayed")) == 1
+    with desk.db.read() as session:
+        claims = session.exec(select(StepRun.case_id, StepRun.step)).all()
+        cases = session.exec(select(Case).where(col(Case.ref).in_(same))).all()
+    assert len(claims) == len(set(claims)) == 10
+    assert {(case.escalation_step, case.next_escalation_at) for case in cases} == {
+        (2, T0 + timedelta(minutes=15))
+    }
 
 
 def test_a_claim_that_already_exists_is_never_paged_again(
