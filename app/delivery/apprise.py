@@ -10,9 +10,9 @@ logs or returns one. Apprise masks the URLs it logs itself.
 
 **Private destinations** are refused unless the contact sets ``allow_private = true``, as
 for webhooks. Apprise opens its own connections (HTTP through requests, mail through
-smtplib), so the check sits where every one of them asks for addresses: while `send`
-runs, this thread's `socket.getaddrinfo` answers only public addresses (the check runs on
-what the host resolves to at that moment, and the connection uses those very answers).
+smtplib), so the check sits where every one of them asks for addresses
+(`app.delivery.addresses`): while `send` runs, this thread's lookups answer only public
+addresses, and the connection uses those very answers.
 
 Apprise takes most of a second to load its plugins, so it is imported on first use, in
 the outbox's thread, never by a command that only reads.
@@ -20,15 +20,11 @@ the outbox's thread, never by a command that only reads.
 
 from __future__ import annotations
 
-import socket
-import threading
-from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
-from app.rules.destinations import first_refused, scheme_of
+from app.delivery.addresses import public_only
+from app.rules.destinations import scheme_of
 
 POOL = ThreadPoolExecutor(32, thread_name_prefix="vigil-apprise")
 """Threads that run Apprise's blocking sends, apart from every event loop."""
@@ -42,37 +38,6 @@ class AppriseOutcome:
     detail: str
     permanent: bool = False
     """No retry can help: the URL is not one Apprise knows, or its destination is refused."""
-
-
-_guard = threading.local()
-_system_getaddrinfo: Callable[..., Any] = socket.getaddrinfo
-
-
-class _Refused(OSError):
-    """An address this contact may not reach (raised from inside Apprise's connection)."""
-
-
-def _checked_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-    answers = _system_getaddrinfo(host, *args, **kwargs)
-    if getattr(_guard, "active", False):
-        refused = first_refused(str(answer[4][0]) for answer in answers)
-        if refused is not None:
-            kind, address = refused
-            _guard.refused = f"the destination resolves to a {kind} address ({address})"
-            raise _Refused(_guard.refused)
-    return answers
-
-
-socket.getaddrinfo = _checked_getaddrinfo
-
-
-@contextmanager
-def _public_only(active: bool) -> Iterator[None]:
-    _guard.active, _guard.refused = active, None
-    try:
-        yield
-    finally:
-        _guard.active = False
 
 
 def send(url: str, title: str, text: str, markdown: str, *, allow_private: bool) -> AppriseOutcome:
@@ -95,9 +60,9 @@ def send(url: str, title: str, text: str, markdown: str, *, allow_private: bool)
     plugin.socket_connect_timeout = plugin.socket_read_timeout = TIMEOUT
     # The plugin's own notify sends on this thread (Apprise's would hand it to a pool of
     # its own, out of the address check's sight).
-    with _public_only(not allow_private):
+    with public_only(not allow_private) as refusal:
         result = plugin.notify(body=body, title=title, body_format=body_format)
-        refused = _guard.refused
+        refused = refusal()
     if refused:
         return AppriseOutcome(
             False, f"refused (url): {refused}; allow_private = true allows it", True

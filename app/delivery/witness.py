@@ -11,10 +11,8 @@ outbox does not (no page depends on it).
 
 from __future__ import annotations
 
-import socket
 import time
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy.orm import undefer
@@ -22,8 +20,9 @@ from sqlmodel import col, select
 
 from app.core.errors import NotAllowed
 from app.delivery import apprise as apprise_channel
+from app.delivery.addresses import public_only
 from app.delivery.webhook import USER_AGENT, encode_payload, request_headers
-from app.rules.destinations import contact_problems, first_refused
+from app.rules.destinations import contact_problems
 from data.access import reads_secrets
 from data.checkpoints import Checkpoint
 from data.db import Database
@@ -126,9 +125,6 @@ def _send(
     if problems:
         key, message = problems[0]
         return outcome(f"refused ({key}): {message}")
-    refused = None if contact.allow_private else _private_address(contact.url)
-    if refused is not None:
-        return outcome(refused)
     body = encode_payload(
         {
             "type": EVENT,
@@ -139,34 +135,22 @@ def _send(
     )
     webhook_id = f"checkpoint-{checkpoint.seq}-{checkpoint.hash[:16]}"
     headers = request_headers(webhook_id, body, int(time.time()), contact.secret)
-    try:
-        with httpx.Client(
-            timeout=TIMEOUT,
-            follow_redirects=False,
-            trust_env=False,
-            headers={"User-Agent": USER_AGENT},
-            transport=transport,
-        ) as client:
-            answer = client.post(contact.url, content=body, headers=headers)
-    except httpx.HTTPError as exc:
-        return outcome(f"not sent: {type(exc).__name__}")
+    # The address is checked on the lookup the connection itself makes (no second one).
+    with public_only(not contact.allow_private) as refusal:
+        try:
+            with httpx.Client(
+                timeout=TIMEOUT,
+                follow_redirects=False,
+                trust_env=False,
+                headers={"User-Agent": USER_AGENT},
+                transport=transport,
+            ) as client:
+                answer = client.post(contact.url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            refused = refusal()
+            if refused is not None:
+                return outcome(f"refused (url): {refused}; allow_private = true allows it")
+            return outcome(f"not sent: {type(exc).__name__}")
     if 200 <= answer.status_code < 300:
         return outcome(None)
     return outcome(f"the receiver answered HTTP {answer.status_code}")
-
-
-def _private_address(url: str) -> str | None:
-    """Why the URL's host resolves where a contact may not send unless allowed, or None."""
-    parts = urlsplit(url)
-    try:
-        infos = socket.getaddrinfo(parts.hostname or "", parts.port or 443, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        return f"not sent: {parts.hostname} does not resolve ({exc.strerror or exc})"
-    refused = first_refused(str(info[4][0]) for info in infos)
-    if refused is None:
-        return None
-    kind, address = refused
-    return (
-        f"refused (url): the destination resolves to a {kind} address ({address}); "
-        "allow_private = true allows it"
-    )

@@ -14,12 +14,14 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Connection, create_engine, text
 from sqlmodel import Session, col, select
 
 from app.core.clock import FakeClock
+from app.delivery import addresses
 from data.audit import GENESIS, record_digest
 from data.db import Database
 from data.models import AuditRecord
@@ -250,14 +252,69 @@ def _rehash_after_editing(connection: Connection, target: int) -> None:
 SECRET = "whsec_" + base64.b64encode(b"a checkpoint witness's own key!!").decode()
 
 
-def _witness(url: str, receiver: WebhookReceiver, handle: str = "sam") -> None:
+def _witness(
+    url: str,
+    receiver: WebhookReceiver,
+    handle: str = "sam",
+    *,
+    address: str | None = None,
+    allow_private: bool = True,
+) -> None:
     db = Database.open(url)
     try:
         add_webhook(
-            db, handle, receiver.url("witness"), SECRET, allow_insecure=True, allow_private=True
+            db,
+            handle,
+            address or receiver.url("witness"),
+            SECRET,
+            allow_insecure=True,
+            allow_private=allow_private,
         )
     finally:
         db.dispose()
+
+
+class _Resolver:
+    """Answers 127.0.0.1 for `witness.test` (any other name as the system does), and
+    counts the lookups of it."""
+
+    def __init__(self) -> None:
+        self.lookups = 0
+        self._system = addresses._system_getaddrinfo
+
+    def __call__(self, host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "witness.test":
+            self.lookups += 1
+            return self._system("127.0.0.1", port, *args, **kwargs)
+        return self._system(host, port, *args, **kwargs)
+
+
+@pytest.mark.parametrize("allowed", [False, True], ids=["refused", "allowed"])
+def test_send_checks_the_address_on_the_lookup_its_connection_makes(
+    url: str, run: Run, monkeypatch: pytest.MonkeyPatch, allowed: bool
+) -> None:
+    """A name that resolves to a private address is refused unless the contact allows it,
+    and the check is on the very lookup the connection makes: one lookup, so a name cannot
+    answer a public address to a check and a private one to the connection."""
+    resolver = _Resolver()
+    monkeypatch.setattr(addresses, "_system_getaddrinfo", resolver)
+    receiver = WebhookReceiver()
+    receiver.up()
+    try:
+        address = f"http://witness.test:{receiver.port}/witness"
+        _witness(url, receiver, address=address, allow_private=allowed)
+        code, out, err = run("audit", "checkpoint", "--send")
+    finally:
+        receiver.down()
+    assert out.startswith(CHECKPOINT)
+    assert resolver.lookups == 1
+    if allowed:
+        assert code == 0, err
+        assert len(receiver.received) == 1
+    else:
+        assert code == 1
+        assert receiver.received == []
+        assert "resolves to a loopback address (127.0.0.1); allow_private = true" in err
 
 
 def test_send_posts_the_checkpoint_signed_to_the_supervisors_webhooks(url: str, run: Run) -> None:
