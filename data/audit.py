@@ -86,14 +86,25 @@ def chain_digests(
     return digests
 
 
+_HELD = "vigil.audit_head"
+"""Where a session keeps the head it locked, with the transaction that holds the lock."""
+
+
 def lock_head(session: Session) -> AuditHead:
     """Take the chain's lock for this transaction, creating the head on first use.
 
     Two writers may both find no head on a new database: the insert ignores a head that
-    appeared meanwhile, and both then lock the one row."""
+    appeared meanwhile, and both then lock the one row. The lock lasts as long as the
+    transaction, so within one the head is read once (a change, its first page and its
+    audit record each ask for it)."""
+    transaction = session.get_transaction()
+    held = session.info.get(_HELD)
+    if held is not None and transaction is not None and held[0] is transaction:
+        head: AuditHead = held[1]
+        return head
     locked = select(AuditHead).where(AuditHead.id == 1).with_for_update()
-    head = session.exec(locked).first()
-    if head is None:
+    found = session.exec(locked).first()
+    if found is None:
         dialect = session.get_bind().dialect.name
         insert = pg_insert if dialect == "postgresql" else sqlite_insert
         session.execute(
@@ -101,8 +112,9 @@ def lock_head(session: Session) -> AuditHead:
             .values(id=1, seq=0, hash=GENESIS)
             .on_conflict_do_nothing(index_elements=["id"])
         )
-        head = session.exec(locked).one()
-    return head
+        found = session.exec(locked).one()
+    session.info[_HELD] = (session.get_transaction(), found)
+    return found
 
 
 def append(

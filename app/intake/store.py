@@ -30,7 +30,6 @@ from app.services.unit_of_work import Along, Tx
 from data import audit
 from data.db import Database
 from data.intake import ChangeNote, InputBatch, InputEvent
-from data.models import Case
 
 
 @dataclass(frozen=True)
@@ -280,9 +279,7 @@ class BatchProgress:
             if tx.done:
                 action, case_id = tx.done[-1]
                 outcome = OUTCOME_OF[action]
-                case = tx.session.get(Case, case_id)
-                assert case is not None
-                ref, paged = case.ref, tx.paged.get(case_id, [])
+                ref, paged = tx.refs[case_id], tx.paged.get(case_id, [])
             tx.session.add(
                 InputEvent(
                     batch_id=self.batch_id, number=number, outcome=outcome, ref=ref, paged=paged

@@ -56,10 +56,12 @@ def route_policy(session: Session, category: str, explicit: str | None) -> Polic
     """The explicit policy, else the category's route, else the default route."""
     if explicit:
         return session.exec(select(Policy).where(Policy.name == explicit)).first()
-    for key in (category, "default"):
-        route = session.exec(select(Routing).where(Routing.category == key)).first()
-        if route is not None:
-            return session.get(Policy, route.policy_id)
+    keys = (category, "default")
+    routes = session.exec(select(Routing).where(col(Routing.category).in_(keys))).all()
+    for key in keys:
+        for route in routes:
+            if route.category == key:
+                return session.get(Policy, route.policy_id)
     return None
 
 

@@ -79,6 +79,8 @@ class Tx:
     to_escalate: list[int] = field(default_factory=list)
     done: list[tuple[str, int]] = field(default_factory=list)
     """(audit action, case id) of each change, in order."""
+    refs: dict[int, str] = field(default_factory=dict)
+    """The reference of each changed case, by id."""
     paged: dict[int, list[str]] = field(default_factory=dict)
     """The handles each escalated case paged, by case id (once the starter has run)."""
 
@@ -124,6 +126,7 @@ class Tx:
         assert case.id is not None
         self.changed.append(case.id)
         self.done.append((action, case.id))
+        self.refs[case.id] = case.ref
 
     def escalate(self, case: Case) -> None:
         """Page what is due for `case` within this change, before it commits."""
@@ -178,10 +181,8 @@ class UnitOfWork:
         tx.session.flush()
         paged = self._escalation(tx.session, tx.now, ids)
         tx.paged.update({case_id: list(handles) for case_id, handles in paged.items()})
-        for case_id in ids:
-            case = tx.session.get(Case, case_id)
-            if case is not None:
-                tx.session.refresh(case)
+        for case_id in ids:  # read back as the starter left them
+            tx.session.get(Case, case_id, populate_existing=True)
 
     def require_actor(self, handle: str) -> Responder:
         """Refuse an unknown or inactive handle before any work starts."""
