@@ -1,6 +1,18 @@
-"""What the console reads and writes besides case actions. Every function here blocks on
-the database, so the console calls them before its event loop starts or from thread
-workers, never on the event loop itself.
+"""The console's read model: what the console reads (and the few settings it writes) besides
+the actions the services carry out. Every function here blocks on the database, so the
+console calls them before its event loop starts or from thread workers, never on the event
+loop itself. No screen queries the database itself: each reads through a function here, a
+function of the database (and what it asks about) returning plain values and view objects,
+and changes the desk through the services (`app.services`); the import contract
+`screens-read-through-the-read-model` holds them to it. (The queue's change listener and
+its database clock, `data.changes` and `data.clock`, still reach the database from the
+queue screen.)
+
+One module, a section per screen: the queue's reads and the console's frame (profile,
+theme, header) first, then one short section for each other screen. Most sections are a few
+lines over a service's presenter, so one place to look beats a package of small modules; the
+services they call are loaded at start-up already, except the team roster's, which
+`read_team` imports on first use like the screens opened later (`LATER_SCREENS`).
 """
 
 from __future__ import annotations
@@ -8,25 +20,43 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, func, select
 
+from app.core.clock import Clock
+from app.core.errors import NotFound
 from app.engine.cycle import HEADLESS, last_heartbeat
-from app.rules.rotations import next_change, on_call
+from app.rules.casework import BasisSpec
+from app.rules.rotations import ScheduleSpec, next_change, on_call
+from app.services.cases import CaseService
 from app.services.casework.settings import load_config
-from app.services.casework.views import owed_report_text, owed_reports
+from app.services.casework.views import casework_view, owed_report_text, owed_reports, partners
+from app.services.inbox import InboxItem, InboxReader
 from app.services.oncall import load_all_schedules
 from app.services.presenters import case_detail, queue_rows
+from app.services.shiftwork.calendar import OverrideView, list_overrides, responder_names
+from app.services.shiftwork.handover import HandoverView, find_handovers, pending_handovers_for
+from app.services.shiftwork.postmortem import PostMortemView, postmortem_view
+from app.services.shiftwork.stats import DeskStats, compute_stats, load_facts
+from app.services.shiftwork.templates import FilledResponse, ResponseTemplate, fill_for_case
 from data import checkpoints, queries
 from data.access import reads_secrets
 from data.casework import Disclosure
 from data.db import Database
-from data.domain import Role
+from data.domain import INTERNAL_PARTNER_KINDS, PartnerKind, Role
 from data.models import Case, EngineHeartbeat, Responder, Setting
 from data.queries import QueueFilter
 from widgets.header import ENGINE_STALE_AFTER, OnCallView
-from widgets.views import CaseDetailView, QueueRow, SeekAnchor
+from widgets.views import (
+    CaseDetailView,
+    CaseworkView,
+    PartnerView,
+    QueueRow,
+    SeekAnchor,
+    TeamView,
+)
 
 POLL_SECONDS = 0.5
 """How often a screen looks for changes made elsewhere: the queue reads the change feed
@@ -438,3 +468,158 @@ def read_decisions_for(
         for d, ref, handle in rows
         if d.id is not None
     )
+
+
+# --- the casework section and its dialogs (the queue's detail pane) --------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CaseworkChoices:
+    """What the dialogs offer besides the case itself: the partner directory and the
+    desk's legal bases for disclosure."""
+
+    recipients: tuple[PartnerView, ...] = ()  # partners that may receive a disclosure
+    teams: tuple[str, ...] = ()  # every active partner: owners of action items
+    bases: tuple[BasisSpec, ...] = ()
+
+
+def read_casework(
+    db: Database, clock: Clock, case_id: int, *, revealed: bool = False
+) -> tuple[CaseworkView, CaseworkChoices] | None:
+    """The casework of a case and the dialogs' choices; None if the case is gone.
+    `revealed` only after the person revealed the case (an audited act)."""
+    with db.read() as session:
+        config = load_config(session)
+        try:
+            view = casework_view(session, case_id, clock.now(), config=config, revealed=revealed)
+        except NotFound:
+            return None
+        directory = partners(session)
+    recipients = tuple(p for p in directory if PartnerKind(p.kind) not in INTERNAL_PARTNER_KINDS)
+    teams = tuple(p.name for p in directory)
+    return view, CaseworkChoices(recipients, teams, tuple(config.bases.values()))
+
+
+# --- the calendar ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulesRead:
+    """The desk's schedules with their people's names, and the audit chain's head read
+    just before them: a change landing after it shows at the calendar's next poll."""
+
+    audit_seq: int
+    schedules: tuple[ScheduleSpec, ...]
+    names: dict[str, str]  # handle -> name
+
+
+def read_schedules(db: Database) -> SchedulesRead:
+    with db.read() as session:
+        seq = audit_seq(session)  # first: a change landing after it shows at the next poll
+        schedules = load_all_schedules(session)
+        names = responder_names(session)
+    return SchedulesRead(seq, tuple(schedules), names)
+
+
+def read_overrides(db: Database, schedule: str, ending_after: datetime) -> tuple[OverrideView, ...]:
+    """The overrides of `schedule` under way or to come after `ending_after`, by start."""
+    with db.read() as session:
+        return tuple(list_overrides(session, schedule=schedule, ending_after=ending_after))
+
+
+# --- the agency directory --------------------------------------------------------------------
+
+
+def read_agencies(db: Database) -> tuple[str, ...]:
+    """The names of the law-enforcement partners, whose channels the directory lists."""
+    with db.read() as session:
+        return tuple(p.name for p in partners(session) if p.kind == PartnerKind.LAW_ENFORCEMENT)
+
+
+# --- handovers -------------------------------------------------------------------------------
+
+
+def read_pending_handovers(db: Database, responder_id: int) -> list[HandoverView]:
+    """Handovers waiting for `responder_id`'s acknowledgement, oldest first."""
+    with db.read() as session:
+        return pending_handovers_for(session, responder_id)
+
+
+def read_past_handovers(db: Database, search: str, limit: int) -> list[HandoverView]:
+    """Past handovers, newest first, matching `search` (`find_handovers`)."""
+    with db.read() as session:
+        return find_handovers(session, search=search, limit=limit)
+
+
+# --- the inbox -------------------------------------------------------------------------------
+
+
+def read_inbox(db: Database, profile: Profile, now: datetime) -> list[InboxItem]:
+    """What waits on the person at this console, as `app.services.inbox` reads it."""
+    reader = InboxReader(profile.responder_id, profile.handle, profile.supervising)
+    with db.read() as session:
+        return reader.read(session, now)
+
+
+# --- the desk's figures ----------------------------------------------------------------------
+
+
+def read_stats(db: Database, since: datetime, until: datetime, zone: str) -> DeskStats:
+    """The desk's figures over [since, until), days cut on `zone`'s clock (`vigil stats`'s)."""
+    with db.read() as session:
+        facts = load_facts(session, since, until)
+    return compute_stats(facts, since, until, zone=zone)
+
+
+# --- the team --------------------------------------------------------------------------------
+
+
+def read_team(db: Database, at: datetime, zone: ZoneInfo) -> TeamView:
+    """The desk's responders and schedules at `at`, for a viewer in `zone`."""
+    from app.services.team.roster import team_view  # loaded on first use, as the screen is
+
+    with db.read() as session:
+        return team_view(session, at, zone)
+
+
+# --- post-mortems ----------------------------------------------------------------------------
+
+
+def read_postmortem(db: Database, ref: str) -> PostMortemView | None:
+    """The post-mortem of case `ref`; None while the case has none. Raises NotFound when
+    there is no such case."""
+    with db.read() as session:
+        if queries.case_by_ref(session, ref) is None:
+            raise NotFound(f"no case {ref!r}")
+        try:
+            return postmortem_view(session, ref)
+        except NotFound:
+            return None
+
+
+def postmortem_of(db: Database, ref: str) -> PostMortemView:
+    """The post-mortem of case `ref`, as it is exported. Raises NotFound without one."""
+    with db.read() as session:
+        return postmortem_view(session, ref)
+
+
+# --- response templates ----------------------------------------------------------------------
+
+
+def read_case_category(db: Database, ref: str) -> str:
+    """The category of case `ref`, which orders the templates. Raises NotFound."""
+    with db.read() as session:
+        case = queries.case_by_ref(session, ref)
+        if case is None:
+            raise NotFound(f"no case {ref!r}")
+        return case.category
+
+
+def fill_template(
+    db: Database, clock: Clock, handle: str, template: ResponseTemplate, ref: str
+) -> FilledResponse:
+    """`template` filled from case `ref` for `handle` to edit and log (an unknown or inactive
+    handle is refused first); a sensitive case's title is never filled in."""
+    writer = CaseService(db, clock).require_actor(handle)
+    with db.read() as session:
+        return fill_for_case(session, template, ref, writer, clock.now())

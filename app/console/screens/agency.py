@@ -19,12 +19,12 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 from textual.worker import Worker, get_current_worker
 
+from app.console.desk import read_agencies
 from app.console.messages import DirectoryChanged, DirectoryRead
 from app.console.screens.casework import FormDialog, FormField
 from app.console.screens.dialogs import Confirm
 from app.services.casework.agency import AgencyService, ChannelView
-from app.services.casework.views import partners
-from data.domain import ChannelKind, PartnerKind
+from data.domain import ChannelKind
 from themes import STYLES
 from widgets.timefmt import format_when, viewer_zone
 
@@ -98,10 +98,7 @@ class AgencyScreen(Screen[None]):
     @work(thread=True, name="agency directory", group="agency", exclusive=True, exit_on_error=False)
     def _read(self) -> None:
         channels = self._service().channels()
-        with self.vigil.db.read() as session:
-            agencies = tuple(
-                p.name for p in partners(session) if p.kind == PartnerKind.LAW_ENFORCEMENT
-            )
+        agencies = read_agencies(self.vigil.db)
         if not get_current_worker().is_cancelled:
             self.post_message(DirectoryRead(tuple(channels), agencies))
 

@@ -26,7 +26,13 @@ from textual.suggester import SuggestFromList
 from textual.widgets import Footer, Input, Label, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from app.console.desk import POLL_SECONDS, Profile, audit_seq, latest_audit_seq
+from app.console.desk import (
+    POLL_SECONDS,
+    Profile,
+    latest_audit_seq,
+    read_overrides,
+    read_schedules,
+)
 from app.console.failures import describe_failure
 from app.console.host import COMFORTABLE_WIDTH
 from app.console.messages import (
@@ -45,15 +51,8 @@ from app.rules.rotations import (
     parse_wall_time,
     schedule_shifts,
 )
-from app.services.oncall import load_all_schedules
-from app.services.shiftwork.calendar import (
-    OverrideService,
-    list_overrides,
-    responder_names,
-    shown,
-)
+from app.services.shiftwork.calendar import OverrideService, shown
 from app.services.shiftwork.swaps import SwapService
-from data.db import Database
 from widgets.calendar_view import (
     DAY_MINUTES,
     CalendarDay,
@@ -70,6 +69,7 @@ from widgets.timefmt import UTC_ZONE, viewer_zone
 
 if TYPE_CHECKING:
     from app.console.host import ConsoleHost
+    from data.db import Database
 
 CALENDAR_TCSS = Path(__file__).resolve().parents[3] / "themes" / "calendar.tcss"
 REFRESH_SECONDS = 60.0
@@ -339,10 +339,8 @@ def compute_calendar(
     db: Database, profile: Profile, request: CalendarRequest, now: datetime
 ) -> CalendarResult:
     """Read the schedules and build the requested view. Blocks on the database."""
-    with db.read() as session:
-        seq = audit_seq(session)  # first: a change landing after it shows at the next poll
-        schedules = load_all_schedules(session)
-        names = responder_names(session)
+    read = read_schedules(db)
+    seq, schedules, names = read.audit_seq, read.schedules, read.names
     titles = tuple(spec.name for spec in schedules)
     if not schedules:
         zone = zone_for(request.zone_choice, profile, None)
@@ -821,9 +819,8 @@ class CalendarScreen(Screen[None]):
     @work(thread=True, name="list overrides", group="calendar-override", exit_on_error=False)
     def _list_overrides(self, schedule: str) -> None:
         app = self.vigil
-        with app.db.read() as session:
-            views = list_overrides(session, schedule=schedule, ending_after=app.clock.now())
-        self.post_message(OverridesListed(schedule, tuple(views)))
+        views = read_overrides(app.db, schedule, app.clock.now())
+        self.post_message(OverridesListed(schedule, views))
 
     def on_overrides_listed(self, message: OverridesListed) -> None:
         if not message.views:

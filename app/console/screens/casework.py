@@ -27,45 +27,32 @@ from textual.suggester import SuggestFromList
 from textual.widgets import Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
+# The casework read lives in the console's read model; the queue takes it from here.
+from app.console.desk import CaseworkChoices as CaseworkChoices
+from app.console.desk import read_casework as read_casework
 from app.console.screens.dialogs import CANCEL, Confirm, TextPrompt
-from app.core.errors import BadInput, NotFound
+from app.core.errors import BadInput
 from app.core.times import bounded_instant, parse_due, parse_instant
 from app.rules.access import may_work_on, not_yours
-from app.rules.casework import FACT_FLAGS, VERIFICATION_STEPS, BasisSpec
+from app.rules.casework import FACT_FLAGS, VERIFICATION_STEPS
 from app.services.casework.service import CaseworkService
-from app.services.casework.settings import load_config
-from app.services.casework.views import casework_view, partners
-from data.db import Database
 from data.domain import (
     ID_RANGE,
-    INTERNAL_PARTNER_KINDS,
     ClockKind,
     ClockState,
     DataCategory,
-    PartnerKind,
     parse_duration,
 )
 from widgets.timefmt import format_when
-from widgets.views import HIDDEN, CaseworkView, DisclosureView, PartnerView
+from widgets.views import HIDDEN, CaseworkView, DisclosureView
 
 if TYPE_CHECKING:
     from textual.app import App
     from textual.notifications import SeverityLevel
 
     from app.console.host import ConsoleHost
-    from app.core.clock import Clock
 
 # --- what the flows work from --------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class CaseworkChoices:
-    """What the dialogs offer besides the case itself: the partner directory and the
-    desk's legal bases for disclosure."""
-
-    recipients: tuple[PartnerView, ...] = ()  # partners that may receive a disclosure
-    teams: tuple[str, ...] = ()  # every active partner: owners of action items
-    bases: tuple[BasisSpec, ...] = ()
 
 
 @dataclass
@@ -87,23 +74,6 @@ class CaseworkTarget:
     view: CaseworkView
     choices: CaseworkChoices
     assignee: str | None  # the handle the queue shows
-
-
-def read_casework(
-    db: Database, clock: Clock, case_id: int, *, revealed: bool = False
-) -> tuple[CaseworkView, CaseworkChoices] | None:
-    """The casework of a case and the dialogs' choices; None if the case is gone.
-    `revealed` only after the person revealed the case (an audited act)."""
-    with db.read() as session:
-        config = load_config(session)
-        try:
-            view = casework_view(session, case_id, clock.now(), config=config, revealed=revealed)
-        except NotFound:
-            return None
-        directory = partners(session)
-    recipients = tuple(p for p in directory if PartnerKind(p.kind) not in INTERNAL_PARTNER_KINDS)
-    teams = tuple(p.name for p in directory)
-    return view, CaseworkChoices(recipients, teams, tuple(config.bases.values()))
 
 
 # --- commands -------------------------------------------------------------------

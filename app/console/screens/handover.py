@@ -32,7 +32,7 @@ from textual.widgets import (
 )
 from textual.worker import Worker, get_current_worker
 
-from app.console.desk import Profile
+from app.console.desk import Profile, read_past_handovers, read_pending_handovers
 from app.console.messages import (
     HandoverAcknowledged,
     HandoversListed,
@@ -48,12 +48,9 @@ from app.services.shiftwork.handover import (
     HandoverReport,
     HandoverService,
     HandoverView,
-    find_handovers,
     page_position,
-    pending_handovers_for,
 )
 from app.services.shiftwork.stats import format_seconds
-from data.db import Database
 from data.domain import severity_name
 from themes import STYLES
 from widgets.handover_view import HandoverBrowser, HandoverRow
@@ -61,6 +58,7 @@ from widgets.timefmt import format_when, viewer_zone
 
 if TYPE_CHECKING:
     from app.console.host import ConsoleHost
+    from data.db import Database
 
 PAST_LIMIT = 50
 """Past handovers listed at once (newest first); a search narrows them."""
@@ -281,16 +279,14 @@ def handover_row(view: HandoverView, zone_name: str, now: datetime) -> HandoverR
 
 def read_pending(db: Database, profile: Profile, now: datetime) -> tuple[HandoverRow, ...]:
     """Handovers waiting for this person's acknowledgement, oldest first."""
-    with db.read() as session:
-        views = pending_handovers_for(session, profile.responder_id)
+    views = read_pending_handovers(db, profile.responder_id)
     return tuple(handover_row(view, profile.timezone, now) for view in views)
 
 
 def read_past(
     db: Database, profile: Profile, now: datetime, search: str
 ) -> tuple[HandoverRow, ...]:
-    with db.read() as session:
-        views = find_handovers(session, search=search, limit=PAST_LIMIT)
+    views = read_past_handovers(db, search, PAST_LIMIT)
     return tuple(handover_row(view, profile.timezone, now) for view in views)
 
 

@@ -19,9 +19,10 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 from textual.worker import Worker, get_current_worker
 
+from app.console.desk import read_inbox
 from app.console.messages import InboxLoaded, SwapDecided
 from app.console.screens.dialogs import Confirm
-from app.services.inbox import InboxItem, InboxKind, InboxReader
+from app.services.inbox import InboxItem, InboxKind
 from app.services.shiftwork.swaps import SwapService
 from themes import STYLES
 from widgets.inbox_view import InboxList, InboxRow
@@ -99,11 +100,9 @@ class InboxScreen(Screen[int | None]):
 
     @work(thread=True, name="inbox", group="inbox", exclusive=True, exit_on_error=False)
     def _read(self) -> None:
-        app, profile = self.vigil, self.vigil.profile
-        reader = InboxReader(profile.responder_id, profile.handle, profile.supervising)
+        app = self.vigil
         now = app.clock.now()
-        with app.db.read() as session:
-            items = reader.read(session, now)
+        items = read_inbox(app.db, app.profile, now)
         if not get_current_worker().is_cancelled:
             self.post_message(InboxLoaded(tuple(items), now))
 

@@ -26,6 +26,7 @@ from textual.suggester import SuggestFromList
 from textual.widgets import DataTable, Footer, Input, Label, Select, Static, TextArea
 from textual.worker import Worker, WorkerState, get_current_worker
 
+from app.console.desk import postmortem_of, read_postmortem
 from app.console.messages import (
     PostMortemChanged,
     PostMortemExported,
@@ -33,7 +34,7 @@ from app.console.messages import (
     PostMortemMissing,
 )
 from app.console.screens.dialogs import Confirm, TextPrompt
-from app.core.errors import BadInput, NotFound
+from app.core.errors import BadInput
 from app.core.times import format_instant
 from app.services.shiftwork.postmortem import (
     STATUSES,
@@ -41,12 +42,10 @@ from app.services.shiftwork.postmortem import (
     PostMortemService,
     PostMortemView,
     export_markdown,
-    postmortem_view,
     split_factors,
     step_label,
 )
 from app.services.shiftwork.stats import format_seconds
-from data import queries
 from data.domain import severity_name
 from themes import STYLES
 from widgets.timefmt import viewer_zone
@@ -241,15 +240,8 @@ class PostMortemScreen(Screen[None]):
         exit_on_error=False,
     )
     def _load(self) -> None:
-        with self.vigil.db.read() as session:
-            if queries.case_by_ref(session, self.ref) is None:
-                raise NotFound(f"no case {self.ref!r}")
-            try:
-                view = postmortem_view(session, self.ref)
-            except NotFound:
-                message: Message = PostMortemMissing(self.ref)
-            else:
-                message = PostMortemLoaded(view)
+        view = read_postmortem(self.vigil.db, self.ref)
+        message: Message = PostMortemMissing(self.ref) if view is None else PostMortemLoaded(view)
         if not get_current_worker().is_cancelled:
             self.post_message(message)
 
@@ -295,8 +287,7 @@ class PostMortemScreen(Screen[None]):
 
     @work(thread=True, name="export post-mortem", group="postmortem-export", exit_on_error=False)
     def _export(self, target: Path) -> None:
-        with self.vigil.db.read() as session:
-            view = postmortem_view(session, self.ref)
+        view = postmortem_of(self.vigil.db, self.ref)
         text = export_markdown(view, self.vigil.profile.timezone)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -17,16 +17,15 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 from textual.worker import Worker, get_current_worker
 
+from app.console.desk import read_stats
 from app.console.messages import StatsLoaded
 from app.core.times import format_instant
 from app.services.shiftwork.stats import (
     DeskStats,
     SlaRow,
     SlaTally,
-    compute_stats,
     fairness_text,
     format_seconds,
-    load_facts,
     percent,
 )
 from themes import STYLES
@@ -175,9 +174,7 @@ class StatsScreen(Screen[None]):
         app = self.vigil
         until = app.clock.now()
         since = until - timedelta(days=days)
-        with app.db.read() as session:
-            facts = load_facts(session, since, until)
-        stats = compute_stats(facts, since, until, zone=app.profile.timezone)
+        stats = read_stats(app.db, since, until, app.profile.timezone)
         if not get_current_worker().is_cancelled:
             self.post_message(StatsLoaded(days, stats, stats_view(stats, days)))
 

@@ -17,8 +17,8 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 from textual.worker import Worker, get_current_worker
 
+from app.console.desk import read_team
 from app.console.messages import TeamLoaded
-from app.services.team.roster import team_view
 from themes import STYLES
 from widgets.team_view import TeamBoard
 from widgets.timefmt import viewer_zone
@@ -68,8 +68,7 @@ class TeamScreen(Screen[None]):
     @work(thread=True, name="team view", group="team", exclusive=True, exit_on_error=False)
     def _read(self) -> None:
         app = self.vigil
-        with app.db.read() as session:
-            view = team_view(session, app.clock.now(), viewer_zone(app.profile.timezone))
+        view = read_team(app.db, app.clock.now(), viewer_zone(app.profile.timezone))
         if not get_current_worker().is_cancelled:
             self.post_message(TeamLoaded(view))
 

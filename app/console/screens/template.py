@@ -21,17 +21,15 @@ from textual.widgets import OptionList, Static, TextArea
 from textual.widgets.option_list import Option
 from textual.worker import Worker, get_current_worker
 
+from app.console.desk import fill_template, read_case_category
 from app.console.messages import ResponseLogged, TemplateFilled, TemplatesLoaded
 from app.console.screens.dialogs import Confirm
-from app.core.errors import NotFound
 from app.services.cases import CaseService
 from app.services.shiftwork.templates import (
     FilledResponse,
     ResponseTemplate,
-    fill_for_case,
     load_templates,
 )
-from data import queries
 from themes import STYLES
 
 if TYPE_CHECKING:
@@ -113,11 +111,7 @@ class TemplateDialog(ModalScreen[bool]):
     @work(thread=True, name="response templates", group="template-read", exit_on_error=False)
     def _load(self) -> None:
         templates = tuple(load_templates().values())
-        with self.vigil.db.read() as session:
-            case = queries.case_by_ref(session, self.ref)
-            if case is None:
-                raise NotFound(f"no case {self.ref!r}")
-            category = case.category
+        category = read_case_category(self.vigil.db, self.ref)
         self.post_message(TemplatesLoaded(ordered_for(templates, category), category))
 
     @work(
@@ -129,9 +123,7 @@ class TemplateDialog(ModalScreen[bool]):
     )
     def _fill(self, template: ResponseTemplate) -> None:
         app = self.vigil
-        writer = CaseService(app.db, app.clock).require_actor(app.profile.handle)
-        with app.db.read() as session:
-            filled = fill_for_case(session, template, self.ref, writer, app.clock.now())
+        filled = fill_template(app.db, app.clock, app.profile.handle, template, self.ref)
         if not get_current_worker().is_cancelled:
             self.post_message(TemplateFilled(template, filled))
 
