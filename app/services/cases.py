@@ -663,7 +663,7 @@ class CaseService(Service):
                 tx.now,
                 "escalate",
                 f"Escalated now by {tx.actor.handle}"
-                + (" (was acknowledged)" if was != "triggered" else ""),
+                + (" (was acknowledged)" if was != Status.TRIGGERED.value else ""),
                 tx.actor.handle,
             )
             tx.finish(case, "case.escalate", {"was": was})

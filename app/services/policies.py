@@ -8,6 +8,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from app.rules.notify import parse_high_urgency
+from data.domain import Status
 from data.models import Case, Policy, PolicyStep, Routing, SlaTarget
 
 # Used when neither the case, its category nor the default route names a policy:
@@ -98,7 +99,7 @@ def queue_sla_due(case: Case, sla: dict[int, tuple[int, int]]) -> datetime | Non
     nothing once both are met (by `sla_met_at`)."""
     ack_by, respond_by = sla_deadlines(case, sla)
     acked, responded = sla_met_at(case)
-    if case.status == "triggered" or acked is None:
+    if case.status == Status.TRIGGERED.value or acked is None:
         return ack_by
     if responded is None:
         return respond_by

@@ -14,7 +14,7 @@ from app.services.casework.views import overdue_summary
 from app.services.policies import queue_sla_due, sla_deadlines, sla_met_at, sla_table
 from app.services.shiftwork.stats import sla_checks
 from data import queries
-from data.domain import severity_name
+from data.domain import Status, severity_name
 from data.intake import CaseLink
 from data.models import Case, Delivery, Page
 from widgets.views import (
@@ -200,7 +200,7 @@ def queue_rows(
                 created_at=case.created_at,
                 sla_due_at=queue_sla_due(case, sla),
                 exhausted=case.exhausted,
-                paged_to_me=case.id in paged_me and case.status == "triggered",
+                paged_to_me=case.id in paged_me and case.status == Status.TRIGGERED.value,
                 sensitive=case.sensitive,
                 stage=case.stage,
                 version=case.version,

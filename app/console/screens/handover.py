@@ -54,7 +54,7 @@ from app.services.shiftwork.handover import (
 )
 from app.services.shiftwork.stats import format_seconds
 from data.db import Database
-from data.domain import severity_name
+from data.domain import Status, severity_name
 from themes import STYLES
 from widgets.handover_view import HandoverBrowser, HandoverRow
 from widgets.timefmt import format_when, viewer_zone
@@ -165,7 +165,7 @@ def report_content(report: HandoverReport, zone_name: str, now: datetime) -> Con
                 f"{when(c.due_at)}  ",
                 (c.label, "bold"),
                 ("  case resolved, report still owed", "$sla-warn")
-                if c.case_status == "resolved"
+                if c.case_status == Status.RESOLVED.value
                 else "",
             )
         )

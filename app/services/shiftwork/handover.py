@@ -750,7 +750,9 @@ def _legal_clock_lines(report: HandoverReport, zone: ZoneInfo) -> list[str]:
     for c in report.legal_clocks:
         verb = "ends" if c.kind == "hold" else "due"
         state = "BREACHED, " if c.state == "breached" else ""
-        resolved = " (case resolved; report still owed)" if c.case_status == "resolved" else ""
+        resolved = (
+            " (case resolved; report still owed)" if c.case_status == Status.RESOLVED.value else ""
+        )
         out.append(
             f"- {c.ref} {md_cell(c.title)}: {md_cell(c.label)}, {state}{verb} "
             f"{format_instant(c.due_at, zone)}{resolved}"
