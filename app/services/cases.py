@@ -26,6 +26,7 @@ from data.domain import (
     Category,
     Stage,
     Status,
+    TimelineKind,
     parse_category,
     parse_severity,
 )
@@ -198,7 +199,7 @@ class CaseService(Service):
             tx.session,
             existing,
             tx.now,
-            "duplicate",
+            TimelineKind.DUPLICATE,
             f"Duplicate event for dedup key {dedup_key!r} from {source}",
             tx.actor.handle,
         )
@@ -239,7 +240,7 @@ class CaseService(Service):
             tx.session,
             case,
             tx.now,
-            "opened",
+            TimelineKind.OPENED,
             f"Opened by {tx.actor.handle} from {source}; policy {snapshot['name']}",
             tx.actor.handle,
         )
@@ -297,7 +298,7 @@ class CaseService(Service):
                     tx.session,
                     case,
                     tx.now,
-                    "ack_partial",
+                    TimelineKind.ACK_PARTIAL,
                     f"Acknowledged by {tx.actor.handle}{by}; waiting for {pending} more "
                     "(this step needs every target)",
                     tx.actor.handle,
@@ -314,7 +315,7 @@ class CaseService(Service):
                     tx.session,
                     case,
                     tx.now,
-                    "acknowledged",
+                    TimelineKind.ACKNOWLEDGED,
                     f"Acknowledged by {tx.actor.handle}{by}",
                     tx.actor.handle,
                 )
@@ -354,7 +355,7 @@ class CaseService(Service):
                 tx.session,
                 case,
                 tx.now,
-                "snoozed",
+                TimelineKind.SNOOZED,
                 f"Snoozed by {tx.actor.handle} until {until.strftime('%Y-%m-%d %H:%M UTC')}: "
                 f"{why}; it pages again then",
                 tx.actor.handle,
@@ -385,7 +386,7 @@ class CaseService(Service):
                 tx.session,
                 duplicate,
                 tx.now,
-                "merged",
+                TimelineKind.MERGED,
                 f"Merged into {target.ref} by {by} as a duplicate; its pages, notes and "
                 "timeline stay here",
                 by,
@@ -395,7 +396,7 @@ class CaseService(Service):
                 tx.session,
                 target,
                 tx.now,
-                "merged_in",
+                TimelineKind.MERGED_IN,
                 f"{duplicate.ref} ({duplicate.title}) merged into this case by {by}",
                 by,
                 {"from": duplicate.ref},
@@ -445,7 +446,7 @@ class CaseService(Service):
                 tx.session,
                 case,
                 tx.now,
-                "reopened",
+                TimelineKind.REOPENED,
                 f"Reopened by {tx.actor.handle} (resolved by "
                 f"{resolved_by.handle if resolved_by else 'someone'} "
                 f"{int(resolved_for.total_seconds() // 60)} min before): {why}",
@@ -491,7 +492,7 @@ class CaseService(Service):
                 tx.session,
                 case,
                 tx.now,
-                "resolved",
+                TimelineKind.RESOLVED,
                 f"Resolved by {tx.actor.handle}"
                 + (f" (resolved by its sender, {sender})" if sender else "")
                 + (f": {note_text}" if note_text else ""),
@@ -538,7 +539,7 @@ class CaseService(Service):
                 tx.session,
                 case,
                 tx.now,
-                "reassigned",
+                TimelineKind.REASSIGNED,
                 f"Reassigned by {tx.actor.handle} from "
                 f"{previous.handle if previous else 'nobody'} to {target.handle}; "
                 f"the chain restarts in {wait // 60 or wait}"
@@ -582,7 +583,12 @@ class CaseService(Service):
             case = tx.case(ref)
             self._add_note_row(tx, case, body)
             add_timeline(
-                tx.session, case, tx.now, "note", f"Note by {tx.actor.handle}", tx.actor.handle
+                tx.session,
+                case,
+                tx.now,
+                TimelineKind.NOTE,
+                f"Note by {tx.actor.handle}",
+                tx.actor.handle,
             )
             tx.finish(case, "case.note", {"length": len(body)})
             case_id = case.id
@@ -608,7 +614,7 @@ class CaseService(Service):
                 tx.session,
                 case,
                 tx.now,
-                "stage",
+                TimelineKind.STAGE,
                 f"Stage {old} → {new_stage.value} by {tx.actor.handle}",
                 tx.actor.handle,
             )
@@ -629,7 +635,7 @@ class CaseService(Service):
                     tx.session,
                     case,
                     tx.now,
-                    "reveal",
+                    TimelineKind.REVEAL,
                     f"Sensitive details revealed to {tx.actor.handle}",
                     tx.actor.handle,
                 )
@@ -661,7 +667,7 @@ class CaseService(Service):
                 tx.session,
                 case,
                 tx.now,
-                "escalate",
+                TimelineKind.ESCALATE,
                 f"Escalated now by {tx.actor.handle}"
                 + (" (was acknowledged)" if was != Status.TRIGGERED.value else ""),
                 tx.actor.handle,
@@ -683,7 +689,12 @@ class CaseService(Service):
                 )
             )
             add_timeline(
-                tx.session, case, tx.now, "action_item", f"Action item: {text}", tx.actor.handle
+                tx.session,
+                case,
+                tx.now,
+                TimelineKind.ACTION_ITEM,
+                f"Action item: {text}",
+                tx.actor.handle,
             )
             tx.finish(case, "case.action_item", {"owner": owner})
         return case

@@ -17,7 +17,7 @@ from sqlmodel import Session, col, select
 
 from app.rules.notify import Contact, Notice, Profile, notices, urgency_of
 from data.clock import how_long
-from data.domain import DEFAULT_HIGH_URGENCY, OUTBOX_CHANNELS
+from data.domain import DEFAULT_HIGH_URGENCY, OUTBOX_CHANNELS, TimelineKind
 from data.journal import add_timeline
 from data.models import Case, ContactMethod, Delivery, Page, Responder
 
@@ -145,5 +145,5 @@ def page_responders(
             round_=round_,
             reason=reason,
         )
-        add_timeline(session, case, now, "paged", text, None, data)
+        add_timeline(session, case, now, TimelineKind.PAGED, text, None, data)
     return pages
