@@ -18,7 +18,7 @@ from sqlmodel import col, func, select
 from app.core.errors import BadInput, NotAllowed, NotFound, NothingToDo
 from app.core.text import clean_text, one_line
 from app.core.times import bounded_instant
-from app.services.policies import FALLBACK_POLICY, route_policy, snapshot_policy
+from app.services.policies import FALLBACK_POLICY, policy_of, route_policy, snapshot_policy
 from app.services.unit_of_work import Along, Service, ServiceActor, Tx
 from data import audit, queries
 from data.domain import (
@@ -90,11 +90,11 @@ def _close(tx: Tx, case: Case) -> None:
 
 def _ack_timeout_at(case: Case, now: datetime) -> datetime | None:
     """When an acknowledged case escalates again if not resolved (its policy's ack timeout)."""
-    timeout = case.policy_snapshot.get("ack_timeout_seconds")
+    timeout = policy_of(case).ack_timeout_seconds
     if not timeout:
         return None
     # capped: a policy stored before timeouts were bounded cannot overflow
-    return now + timedelta(seconds=min(int(timeout), _LONGEST_ACK_TIMEOUT))
+    return now + timedelta(seconds=min(timeout, _LONGEST_ACK_TIMEOUT))
 
 
 @dataclass(frozen=True)
@@ -458,9 +458,9 @@ class CaseService(Service):
     @staticmethod
     def _waiting_for_others(case: Case, pages: Any, tx: Tx) -> bool:
         """A multi-ack step stays triggered until every paged target acknowledges."""
-        steps = case.policy_snapshot.get("steps", [])
+        steps = policy_of(case).steps
         index = case.escalation_step - 1
-        if not (0 <= index < len(steps)) or not steps[index].get("require_all"):
+        if not (0 <= index < len(steps)) or not steps[index].require_all:
             return False
         if tx.supervising:
             return False
@@ -532,8 +532,8 @@ class CaseService(Service):
             case.escalation_cycle += 1
             case.escalation_step = 0
             case.escalation_round = 0
-            steps = case.policy_snapshot.get("steps") or [{"delay_seconds": 300}]
-            wait = int(steps[0].get("delay_seconds", 300))
+            steps = policy_of(case).steps
+            wait = steps[0].delay_seconds if steps else 300
             case.next_escalation_at = tx.now + timedelta(seconds=wait)
             add_timeline(
                 tx.session,

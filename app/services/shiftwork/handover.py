@@ -42,7 +42,7 @@ from app.rules.rotations import (
 from app.services.cases import MAX_NOTE
 from app.services.casework.views import clocks_due_by
 from app.services.oncall import load_all_schedules
-from app.services.policies import sla_deadlines, sla_table
+from app.services.policies import policy_of, sla_deadlines, sla_table
 from app.services.sensitive import reveal_titles, withheld_title
 from app.services.shiftwork.stats import (
     ANSWER_KINDS,
@@ -526,7 +526,7 @@ def _unanswered(
         reached_step=reached.step,
         reached_round=reached.round,
         reached_reason=reached.reason,
-        step_count=len(case.policy_snapshot.get("steps", [])),
+        step_count=len(policy_of(case).steps),
         exhausted=any(p.reason == "exhausted" for p in pages),
         answered_by=answer.actor if answer else None,
         answered_at=answer.at if answer else None,
