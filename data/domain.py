@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from enum import StrEnum
+from enum import StrEnum, unique
 
 
 class Category(StrEnum):
@@ -55,6 +55,51 @@ class EngineAction(StrEnum):
     EXHAUSTED = "engine.exhausted"
     REPAIR = "engine.repair"
     CONTACT_GONE = "contact.gone"
+
+
+@unique
+class TimelineKind(StrEnum):
+    """What a line of a case's timeline records (`TimelineEvent.kind`), as stored: every
+    writer passes one of these, and readers compare against them."""
+
+    # The case's own life (app.services.cases).
+    OPENED = "opened"
+    DUPLICATE = "duplicate"
+    ACK_PARTIAL = "ack_partial"
+    ACKNOWLEDGED = "acknowledged"
+    SNOOZED = "snoozed"
+    MERGED = "merged"
+    MERGED_IN = "merged_in"
+    REOPENED = "reopened"
+    RESOLVED = "resolved"
+    REASSIGNED = "reassigned"
+    NOTE = "note"
+    STAGE = "stage"
+    REVEAL = "reveal"
+    ESCALATE = "escalate"
+    ACTION_ITEM = "action_item"
+    # Paging, the escalation engine and the outbox.
+    PAGED = "paged"
+    SNOOZE_END = "snooze_end"
+    ACK_TIMEOUT = "ack_timeout"
+    RESTART = "restart"
+    SKIPPED = "skipped"
+    CATCH_UP = "catch_up"
+    DELAYED = "delayed"
+    FALLBACK_POLICY = "fallback_policy"
+    EXHAUSTED = "exhausted"
+    REPAIR = "repair"
+    WEBHOOK_GONE = "webhook_gone"
+    # Casework, the CyberTipline and post-mortems.
+    VERIFICATION = "verification"
+    DISCLOSURE = "disclosure"
+    CLOCK = "clock"
+    CONTAINMENT = "containment"
+    PARTNER = "partner"
+    FRAUD = "fraud"
+    EVIDENCE = "evidence"
+    TIPLINE = "tipline"
+    POSTMORTEM = "postmortem"
 
 
 class Stage(StrEnum):

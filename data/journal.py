@@ -7,11 +7,11 @@ transaction, so a change and its trace commit together or not at all.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlmodel import Session
 
-from data.domain import Status
+from data.domain import Status, TimelineKind
 from data.models import Case, CaseChange, TimelineEvent
 from data.queries import OWES_REPORT_RANK, QUEUE_RANKS, SNOOZED_RANK
 
@@ -47,12 +47,16 @@ def add_timeline(
     session: Session,
     case: Case,
     at: datetime,
-    kind: str,
+    kind: TimelineKind | Literal["repair"],
     text: str,
     actor: str | None = None,
     data: dict[str, Any] | None = None,
 ) -> None:
+    """A line of `case`'s timeline. `kind` is a `TimelineKind`; the one bare text still
+    accepted is the escalation engine's "repair" (app.engine.cycle), until it passes
+    `TimelineKind.REPAIR`. Any other text is refused here, before anything is written."""
     assert case.id is not None
+    stored = TimelineKind(kind).value  # ValueError for a kind that is not a member
     session.add(
-        TimelineEvent(case_id=case.id, at=at, kind=kind, actor=actor, text=text, data=data or {})
+        TimelineEvent(case_id=case.id, at=at, kind=stored, actor=actor, text=text, data=data or {})
     )

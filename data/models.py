@@ -13,6 +13,7 @@ from sqlmodel import Field, SQLModel
 
 from data.changes import ANNOUNCE_FUNCTION, ANNOUNCE_TRIGGER
 from data.contacts import digest, shown_url
+from data.domain import Status
 from data.sealing import sealed_column
 from data.types import UTCDateTime
 
@@ -268,8 +269,8 @@ class Case(SQLModel, table=True):
             "ux_case_open_dedup",
             "dedup_key",
             unique=True,
-            sqlite_where=text("dedup_key IS NOT NULL AND status != 'resolved'"),
-            postgresql_where=text("dedup_key IS NOT NULL AND status != 'resolved'"),
+            sqlite_where=text(f"dedup_key IS NOT NULL AND status != '{Status.RESOLVED.value}'"),
+            postgresql_where=text(f"dedup_key IS NOT NULL AND status != '{Status.RESOLVED.value}'"),
         ),
     )
     id: int | None = Field(default=None, primary_key=True)
@@ -277,7 +278,7 @@ class Case(SQLModel, table=True):
     title: str
     category: str
     severity: int
-    status: str = "triggered"
+    status: str = Status.TRIGGERED.value
     # 0 triggered, 1 acknowledged, 2 resolved: kept with `status` so the queue's order
     # is an index scan, not a sort of every open case.
     queue_rank: int = 0

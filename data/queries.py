@@ -10,6 +10,7 @@ from sqlalchemy import ColumnElement, bindparam, exists, literal, or_, text, tup
 from sqlmodel import Session, col, func, select
 from sqlmodel.sql.expression import SelectOfScalar
 
+from data.domain import Status
 from data.models import (
     ActionItem,
     Case,
@@ -43,15 +44,15 @@ class QueueFilter:
     """The order, a key of `SORT_COLUMNS`: the queue's own unless the person chose another."""
 
 
-QUEUE_RANKS = {"triggered": 0, "acknowledged": 1, "resolved": 2}
-OWES_REPORT_RANK = QUEUE_RANKS["acknowledged"]
+QUEUE_RANKS: dict[str, int] = {Status.TRIGGERED: 0, Status.ACKNOWLEDGED: 1, Status.RESOLVED: 2}
+OWES_REPORT_RANK = QUEUE_RANKS[Status.ACKNOWLEDGED.value]
 """The rank of a resolved case that still owes a report to an authority (its legal deadline
 neither filed nor waived): it stays in the open queue, among the cases in hand, until the
 report is filed."""
 SNOOZED_RANK = 3
 """The rank of a snoozed case: past the open queue's `queue_rank < 2` (and after the
 resolved cases), until the engine re-triggers it at the snooze's end."""
-OPEN_BELOW = literal(QUEUE_RANKS["resolved"], literal_execute=True)
+OPEN_BELOW = literal(QUEUE_RANKS[Status.RESOLVED.value], literal_execute=True)
 """The open queue's bound, written into the statement, not bound: SQLite uses a partial
 index (`ix_case_open_by_age`, `…_by_severity`: `queue_rank < 2`) only for a query whose
 condition is the index's own, literally."""
@@ -277,7 +278,7 @@ def _cases_where(
     if status:
         statement = statement.where(Case.status == status)
     elif open_only:  # snoozed cases are open too
-        statement = statement.where(col(Case.queue_rank) != QUEUE_RANKS["resolved"])
+        statement = statement.where(col(Case.queue_rank) != QUEUE_RANKS[Status.RESOLVED.value])
     return statement
 
 

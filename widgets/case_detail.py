@@ -18,6 +18,7 @@ from textual.containers import VerticalScroll
 from textual.content import Content
 from textual.widgets import Static
 
+from data.domain import Status
 from widgets.casework_pane import CaseworkPane
 from widgets.queue_table import format_countdown
 from widgets.timefmt import format_when, viewer_zone
@@ -232,7 +233,7 @@ class CaseDetail(VerticalScroll, can_focus=True):
                     else " (due now)",
                 )
             )
-        if view.status == "triggered" and view.next_escalation_at is not None:
+        if view.status == Status.TRIGGERED.value and view.next_escalation_at is not None:
             left = view.next_escalation_at - self._now
             lines.append(
                 Content.assemble(

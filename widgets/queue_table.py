@@ -29,7 +29,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.timer import Timer
 
-from data.domain import ClockState, clock_state
+from data.domain import ClockState, Status, clock_state
 from widgets.timefmt import format_age
 from widgets.views import QueueRow, SeekAnchor
 
@@ -626,7 +626,7 @@ class QueueTable(ScrollView, can_focus=True):
 
     def _render_row(self, index: int, row: QueueRow, layout: _Layout, width: int) -> Strip:
         row_style = self._layer("base")
-        if row.status == "acknowledged":
+        if row.status == Status.ACKNOWLEDGED.value:
             row_style += self._layer("queue-table--acked")
         if row.paged_to_me:
             row_style += self._layer("queue-table--mine")

@@ -185,10 +185,12 @@ def cmd_snooze(ctx: Context) -> int:
 
 
 def cmd_merge(ctx: Context) -> int:
+    from data.domain import Status
+
     target = ctx.cases.merge(ctx.actor, ctx.args.ref, ctx.args.into)
     ref = ctx.args.ref.strip().upper()
     ctx.emit(
-        {"ref": ref, "status": "resolved", "into": target.ref},
+        {"ref": ref, "status": Status.RESOLVED.value, "into": target.ref},
         f"{ref} merged into {target.ref} and resolved",
     )
     return EXIT_OK

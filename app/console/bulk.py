@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from app.console.desk import read_owed_reports
 from app.console.failures import describe_failure
 from app.services.cases import CaseService
+from data.domain import Status
 
 BULK_VERBS = ("ack", "resolve", "reassign")
 PAST = {"ack": "acknowledged", "resolve": "resolved", "reassign": "reassigned"}
@@ -51,7 +52,7 @@ def run_bulk(
         try:
             if verb == "ack":
                 case = service.acknowledge(actor, ref)
-                if case.status != "acknowledged":
+                if case.status != Status.ACKNOWLEDGED.value:
                     outcomes.append(
                         BulkOutcome(case_id, ref, "acknowledgement recorded; waiting for others")
                     )

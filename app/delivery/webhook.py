@@ -115,6 +115,7 @@ from data.domain import (
     ContactKind,
     EngineAction,
     Status,
+    TimelineKind,
     category_label,
     severity_name,
 )
@@ -793,7 +794,15 @@ def _gone(session: Session, outcome: _Outcome) -> None:
         "in the team file."
     )
     for case in sorted(cases.values(), key=lambda c: c.ref):
-        add_timeline(session, case, outcome.at, "webhook_gone", text, ACTOR, {"handle": job.handle})
+        add_timeline(
+            session,
+            case,
+            outcome.at,
+            TimelineKind.WEBHOOK_GONE,
+            text,
+            ACTOR,
+            {"handle": job.handle},
+        )
         record_change(session, case, outcome.at)
         audit.append(
             session,

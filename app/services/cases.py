@@ -18,7 +18,7 @@ from sqlmodel import col, func, select
 from app.core.errors import BadInput, NotAllowed, NotFound, NothingToDo
 from app.core.text import clean_text, one_line
 from app.core.times import bounded_instant
-from app.services.policies import FALLBACK_POLICY, route_policy, snapshot_policy
+from app.services.policies import FALLBACK_POLICY, policy_of, route_policy, snapshot_policy
 from app.services.unit_of_work import Along, Service, ServiceActor, Tx
 from data import audit, queries
 from data.domain import (
@@ -26,6 +26,7 @@ from data.domain import (
     Category,
     Stage,
     Status,
+    TimelineKind,
     parse_category,
     parse_severity,
 )
@@ -89,11 +90,11 @@ def _close(tx: Tx, case: Case) -> None:
 
 def _ack_timeout_at(case: Case, now: datetime) -> datetime | None:
     """When an acknowledged case escalates again if not resolved (its policy's ack timeout)."""
-    timeout = case.policy_snapshot.get("ack_timeout_seconds")
+    timeout = policy_of(case).ack_timeout_seconds
     if not timeout:
         return None
     # capped: a policy stored before timeouts were bounded cannot overflow
-    return now + timedelta(seconds=min(int(timeout), _LONGEST_ACK_TIMEOUT))
+    return now + timedelta(seconds=min(timeout, _LONGEST_ACK_TIMEOUT))
 
 
 @dataclass(frozen=True)
@@ -198,7 +199,7 @@ class CaseService(Service):
             tx.session,
             existing,
             tx.now,
-            "duplicate",
+            TimelineKind.DUPLICATE,
             f"Duplicate event for dedup key {dedup_key!r} from {source}",
             tx.actor.handle,
         )
@@ -239,7 +240,7 @@ class CaseService(Service):
             tx.session,
             case,
             tx.now,
-            "opened",
+            TimelineKind.OPENED,
             f"Opened by {tx.actor.handle} from {source}; policy {snapshot['name']}",
             tx.actor.handle,
         )
@@ -297,7 +298,7 @@ class CaseService(Service):
                     tx.session,
                     case,
                     tx.now,
-                    "ack_partial",
+                    TimelineKind.ACK_PARTIAL,
                     f"Acknowledged by {tx.actor.handle}{by}; waiting for {pending} more "
                     "(this step needs every target)",
                     tx.actor.handle,
@@ -314,7 +315,7 @@ class CaseService(Service):
                     tx.session,
                     case,
                     tx.now,
-                    "acknowledged",
+                    TimelineKind.ACKNOWLEDGED,
                     f"Acknowledged by {tx.actor.handle}{by}",
                     tx.actor.handle,
                 )
@@ -354,7 +355,7 @@ class CaseService(Service):
                 tx.session,
                 case,
                 tx.now,
-                "snoozed",
+                TimelineKind.SNOOZED,
                 f"Snoozed by {tx.actor.handle} until {until.strftime('%Y-%m-%d %H:%M UTC')}: "
                 f"{why}; it pages again then",
                 tx.actor.handle,
@@ -385,7 +386,7 @@ class CaseService(Service):
                 tx.session,
                 duplicate,
                 tx.now,
-                "merged",
+                TimelineKind.MERGED,
                 f"Merged into {target.ref} by {by} as a duplicate; its pages, notes and "
                 "timeline stay here",
                 by,
@@ -395,7 +396,7 @@ class CaseService(Service):
                 tx.session,
                 target,
                 tx.now,
-                "merged_in",
+                TimelineKind.MERGED_IN,
                 f"{duplicate.ref} ({duplicate.title}) merged into this case by {by}",
                 by,
                 {"from": duplicate.ref},
@@ -445,7 +446,7 @@ class CaseService(Service):
                 tx.session,
                 case,
                 tx.now,
-                "reopened",
+                TimelineKind.REOPENED,
                 f"Reopened by {tx.actor.handle} (resolved by "
                 f"{resolved_by.handle if resolved_by else 'someone'} "
                 f"{int(resolved_for.total_seconds() // 60)} min before): {why}",
@@ -457,9 +458,9 @@ class CaseService(Service):
     @staticmethod
     def _waiting_for_others(case: Case, pages: Any, tx: Tx) -> bool:
         """A multi-ack step stays triggered until every paged target acknowledges."""
-        steps = case.policy_snapshot.get("steps", [])
+        steps = policy_of(case).steps
         index = case.escalation_step - 1
-        if not (0 <= index < len(steps)) or not steps[index].get("require_all"):
+        if not (0 <= index < len(steps)) or not steps[index].require_all:
             return False
         if tx.supervising:
             return False
@@ -491,7 +492,7 @@ class CaseService(Service):
                 tx.session,
                 case,
                 tx.now,
-                "resolved",
+                TimelineKind.RESOLVED,
                 f"Resolved by {tx.actor.handle}"
                 + (f" (resolved by its sender, {sender})" if sender else "")
                 + (f": {note_text}" if note_text else ""),
@@ -531,14 +532,14 @@ class CaseService(Service):
             case.escalation_cycle += 1
             case.escalation_step = 0
             case.escalation_round = 0
-            steps = case.policy_snapshot.get("steps") or [{"delay_seconds": 300}]
-            wait = int(steps[0].get("delay_seconds", 300))
+            steps = policy_of(case).steps
+            wait = steps[0].delay_seconds if steps else 300
             case.next_escalation_at = tx.now + timedelta(seconds=wait)
             add_timeline(
                 tx.session,
                 case,
                 tx.now,
-                "reassigned",
+                TimelineKind.REASSIGNED,
                 f"Reassigned by {tx.actor.handle} from "
                 f"{previous.handle if previous else 'nobody'} to {target.handle}; "
                 f"the chain restarts in {wait // 60 or wait}"
@@ -582,7 +583,12 @@ class CaseService(Service):
             case = tx.case(ref)
             self._add_note_row(tx, case, body)
             add_timeline(
-                tx.session, case, tx.now, "note", f"Note by {tx.actor.handle}", tx.actor.handle
+                tx.session,
+                case,
+                tx.now,
+                TimelineKind.NOTE,
+                f"Note by {tx.actor.handle}",
+                tx.actor.handle,
             )
             tx.finish(case, "case.note", {"length": len(body)})
             case_id = case.id
@@ -608,7 +614,7 @@ class CaseService(Service):
                 tx.session,
                 case,
                 tx.now,
-                "stage",
+                TimelineKind.STAGE,
                 f"Stage {old} → {new_stage.value} by {tx.actor.handle}",
                 tx.actor.handle,
             )
@@ -629,7 +635,7 @@ class CaseService(Service):
                     tx.session,
                     case,
                     tx.now,
-                    "reveal",
+                    TimelineKind.REVEAL,
                     f"Sensitive details revealed to {tx.actor.handle}",
                     tx.actor.handle,
                 )
@@ -661,9 +667,9 @@ class CaseService(Service):
                 tx.session,
                 case,
                 tx.now,
-                "escalate",
+                TimelineKind.ESCALATE,
                 f"Escalated now by {tx.actor.handle}"
-                + (" (was acknowledged)" if was != "triggered" else ""),
+                + (" (was acknowledged)" if was != Status.TRIGGERED.value else ""),
                 tx.actor.handle,
             )
             tx.finish(case, "case.escalate", {"was": was})
@@ -683,7 +689,12 @@ class CaseService(Service):
                 )
             )
             add_timeline(
-                tx.session, case, tx.now, "action_item", f"Action item: {text}", tx.actor.handle
+                tx.session,
+                case,
+                tx.now,
+                TimelineKind.ACTION_ITEM,
+                f"Action item: {text}",
+                tx.actor.handle,
             )
             tx.finish(case, "case.action_item", {"owner": owner})
         return case

@@ -21,7 +21,7 @@ from app.services.casework.views import (
 )
 from app.services.shiftwork.handover import pending_handovers_for
 from app.services.shiftwork.swaps import list_swaps
-from data.domain import ClockState
+from data.domain import ClockState, Status
 from data.models import Case
 from data.queries import QUEUE_RANKS
 from data.swaps import SwapStatus
@@ -134,7 +134,7 @@ class InboxReader:
         mine = session.exec(
             select(Case).where(
                 Case.assignee_id == self.responder_id,
-                col(Case.queue_rank) < QUEUE_RANKS["resolved"],
+                col(Case.queue_rank) < QUEUE_RANKS[Status.RESOLVED.value],
             )
         ).all()
         by_id = {case.id: case for case in mine}

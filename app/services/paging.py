@@ -16,8 +16,9 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from app.rules.notify import Contact, Notice, Profile, notices, urgency_of
+from app.services.policies import policy_of
 from data.clock import how_long
-from data.domain import DEFAULT_HIGH_URGENCY, OUTBOX_CHANNELS
+from data.domain import OUTBOX_CHANNELS, TimelineKind
 from data.journal import add_timeline
 from data.models import Case, ContactMethod, Delivery, Page, Responder
 
@@ -96,8 +97,7 @@ def page_responders(
     assert case.id is not None
     ids = [r.id for r in responders if r.id is not None]
     contacts = contacts_of(session, ids)
-    high = case.policy_snapshot.get("high_urgency", DEFAULT_HIGH_URGENCY)
-    urgency = urgency_of(case.severity, high).value
+    urgency = urgency_of(case.severity, policy_of(case).high_urgency).value
     pages: list[Page] = []
     for responder in responders:
         assert responder.id is not None
@@ -145,5 +145,5 @@ def page_responders(
             round_=round_,
             reason=reason,
         )
-        add_timeline(session, case, now, "paged", text, None, data)
+        add_timeline(session, case, now, TimelineKind.PAGED, text, None, data)
     return pages

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlmodel import Session, col, select
 
 from app.rules.notify import parse_high_urgency
+from data.domain import DEFAULT_HIGH_URGENCY, Status
 from data.models import Case, Policy, PolicyStep, Routing, SlaTarget
 
 # Used when neither the case, its category nor the default route names a policy:
@@ -18,6 +20,98 @@ FALLBACK_POLICY: dict[str, Any] = {
     "ack_timeout_seconds": None,
     "steps": [{"delay_seconds": 300, "targets": ["role:supervisor"], "require_all": False}],
 }
+
+# --- the frozen policy, read ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotStep:
+    """One step of a frozen policy, as stored (no minimum delay applied)."""
+
+    delay_seconds: int
+    targets: tuple[str, ...]
+    require_all: bool = False
+    """Whether the step stays triggered until every paged target acknowledges."""
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySnapshot:
+    """A case's `policy_snapshot`, read once and checked: what `snapshot_policy` froze.
+
+    A key left out reads as its default (an older snapshot, or `{}`, has none of them); a
+    key present with a wrong value is refused by `of`, naming its path."""
+
+    name: str | None = None
+    steps: tuple[SnapshotStep, ...] = ()
+    repeat: int = 0
+    ack_timeout_seconds: int | None = None
+    high_urgency: tuple[int, ...] = DEFAULT_HIGH_URGENCY
+    """The severities paged at high urgency (the policy's, else sev1 and sev2)."""
+
+    @classmethod
+    def of(cls, snapshot: object) -> PolicySnapshot:
+        """Check a stored snapshot; raise ValueError naming the key path that is wrong."""
+        if not isinstance(snapshot, dict):
+            raise ValueError(f"policy_snapshot: expected an object, got {type(snapshot).__name__}")
+        name = snapshot.get("name")
+        if name is not None and not isinstance(name, str):
+            raise ValueError(f"policy_snapshot.name: expected a string, got {name!r}")
+        raw_steps = snapshot.get("steps", [])
+        if not isinstance(raw_steps, list):
+            raise ValueError(f"policy_snapshot.steps: expected a list, got {raw_steps!r}")
+        steps = tuple(_snapshot_step(raw, index) for index, raw in enumerate(raw_steps))
+        timeout = snapshot.get("ack_timeout_seconds")
+        high = snapshot.get("high_urgency", list(DEFAULT_HIGH_URGENCY))
+        if not isinstance(high, list) or not all(
+            isinstance(s, int) and not isinstance(s, bool) for s in high
+        ):
+            raise ValueError(
+                f"policy_snapshot.high_urgency: expected a list of severities, got {high!r}"
+            )
+        return cls(
+            name=name,
+            steps=steps,
+            repeat=_whole(snapshot.get("repeat", 0), "policy_snapshot.repeat"),
+            ack_timeout_seconds=(
+                None if timeout is None else _whole(timeout, "policy_snapshot.ack_timeout_seconds")
+            ),
+            high_urgency=tuple(high),
+        )
+
+
+def _whole(value: object, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{where}: expected a whole number of at least 0, got {value!r}")
+    return value
+
+
+def _snapshot_step(raw: object, index: int) -> SnapshotStep:
+    where = f"policy_snapshot.steps[{index}]"
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where}: expected an object, got {raw!r}")
+    targets = raw.get("targets")
+    if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
+        raise ValueError(f"{where}.targets: expected a list of strings, got {targets!r}")
+    require_all = raw.get("require_all", False)
+    if not isinstance(require_all, bool):
+        raise ValueError(f"{where}.require_all: expected true or false, got {require_all!r}")
+    return SnapshotStep(
+        _whole(raw.get("delay_seconds"), f"{where}.delay_seconds"), tuple(targets), require_all
+    )
+
+
+FALLBACK_SNAPSHOT = PolicySnapshot.of(FALLBACK_POLICY)
+
+
+def policy_of(case: Case) -> PolicySnapshot:
+    """The policy `case` froze when it triggered. A snapshot that cannot be read (one
+    changed by hand in the database) reads as the fallback policy, the one the escalation
+    engine then escalates it with (and reports, `app.engine.planning`)."""
+    try:
+        return PolicySnapshot.of(case.policy_snapshot)
+    except ValueError:
+        return FALLBACK_SNAPSHOT
+
 
 DEFAULT_SLA: dict[int, tuple[int, int]] = {
     1: (5 * 60, 30 * 60),
@@ -100,7 +194,7 @@ def queue_sla_due(case: Case, sla: dict[int, tuple[int, int]]) -> datetime | Non
     nothing once both are met (by `sla_met_at`)."""
     ack_by, respond_by = sla_deadlines(case, sla)
     acked, responded = sla_met_at(case)
-    if case.status == "triggered" or acked is None:
+    if case.status == Status.TRIGGERED.value or acked is None:
         return ack_by
     if responded is None:
         return respond_by

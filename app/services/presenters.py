@@ -11,10 +11,16 @@ from sqlmodel import Session, col, select
 
 from app.core.times import iso
 from app.services.casework.views import overdue_summary
-from app.services.policies import queue_sla_due, sla_deadlines, sla_met_at, sla_table
+from app.services.policies import (
+    policy_of,
+    queue_sla_due,
+    sla_deadlines,
+    sla_met_at,
+    sla_table,
+)
 from app.services.shiftwork.stats import sla_checks
 from data import queries
-from data.domain import severity_name
+from data.domain import Status, severity_name
 from data.intake import CaseLink
 from data.models import Case, Delivery, Page
 from widgets.views import (
@@ -94,7 +100,7 @@ def case_json(
         "escalation_cycle": case.escalation_cycle,
         "next_escalation_at": iso(case.next_escalation_at),
         "exhausted": case.exhausted,
-        "policy": case.policy_snapshot.get("name"),
+        "policy": policy_of(case).name,
         "dedup_key": case.dedup_key,
         "sla_ack_due_at": iso(ack_by),
         "sla_respond_due_at": iso(respond_by),
@@ -200,7 +206,7 @@ def queue_rows(
                 created_at=case.created_at,
                 sla_due_at=queue_sla_due(case, sla),
                 exhausted=case.exhausted,
-                paged_to_me=case.id in paged_me and case.status == "triggered",
+                paged_to_me=case.id in paged_me and case.status == Status.TRIGGERED.value,
                 sensitive=case.sensitive,
                 stage=case.stage,
                 version=case.version,
@@ -224,6 +230,7 @@ def case_detail(
     ack, respond = sla_checks(case.severity, case.created_at, *sla_met_at(case), sla_table(session))
     notes, timeline = notes_and_timeline(session, case.id)
     details = revealed_details if case.sensitive else queries.case_details(session, case)
+    policy = policy_of(case)
     return CaseDetailView(
         case_id=case.id,
         ref=case.ref,
@@ -245,10 +252,10 @@ def case_detail(
         sla_respond_met_at=respond.met_at,
         escalation_step=case.escalation_step,
         escalation_round=case.escalation_round,
-        step_count=len(case.policy_snapshot.get("steps", [])),
+        step_count=len(policy.steps),
         next_escalation_at=case.next_escalation_at,
         exhausted=case.exhausted,
-        policy=case.policy_snapshot.get("name"),
+        policy=policy.name,
         pages=tuple(load_pages(session, [case.id]).get(case.id, [])),
         timeline=timeline,
         notes=notes,

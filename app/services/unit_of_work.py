@@ -26,7 +26,7 @@ from app.services.casework.views import owes_a_report
 from data import audit
 from data.clock import DatabaseClock
 from data.db import Database
-from data.domain import Role, Status
+from data.domain import Role, Status, TimelineKind
 from data.journal import add_timeline, record_change
 from data.models import Case, Responder
 
@@ -107,7 +107,7 @@ class Tx:
                 not_yours(case.ref, assignee.handle if assignee else "someone else", verb)
             )
 
-    def journal(self, case: Case, kind: str, text: str) -> None:
+    def journal(self, case: Case, kind: TimelineKind, text: str) -> None:
         """A line of the case's timeline, by this change's actor at this change's instant."""
         add_timeline(self.session, case, self.now, kind, text, self.actor.handle)
 

@@ -51,7 +51,7 @@ from app.services.shiftwork.handover import (
     page_position,
 )
 from app.services.shiftwork.stats import format_seconds
-from data.domain import severity_name
+from data.domain import Status, severity_name
 from themes import STYLES
 from widgets.handover_view import HandoverBrowser, HandoverRow
 from widgets.timefmt import format_when, viewer_zone
@@ -163,7 +163,7 @@ def report_content(report: HandoverReport, zone_name: str, now: datetime) -> Con
                 f"{when(c.due_at)}  ",
                 (c.label, "bold"),
                 ("  case resolved, report still owed", "$sla-warn")
-                if c.case_status == "resolved"
+                if c.case_status == Status.RESOLVED.value
                 else "",
             )
         )

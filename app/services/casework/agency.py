@@ -27,7 +27,7 @@ from app.services.unit_of_work import Service, Tx
 from data import audit
 from data.agency import AgencyChannel, RequestOrigin
 from data.casework import Partner
-from data.domain import ChannelKind, PartnerKind
+from data.domain import ChannelKind, PartnerKind, TimelineKind
 from data.journal import add_timeline
 from widgets.views import VerificationView
 
@@ -199,7 +199,7 @@ class AgencyService(Service):
                 tx.session,
                 case,
                 tx.now,
-                "fraud",
+                TimelineKind.FRAUD,
                 f"Request origin recorded by {tx.actor.handle}; flags: {summary}",
                 tx.actor.handle,
             )

@@ -55,6 +55,7 @@ from data.domain import (
     DisclosureStatus,
     OwnerKind,
     PartnerKind,
+    TimelineKind,
     VerificationStepName,
 )
 from data.journal import add_timeline
@@ -119,7 +120,7 @@ class CaseworkService(Service):
         return True
 
     def _done(
-        self, tx: Tx, case: Case, kind: str, text: str, action: str, detail: dict[str, Any]
+        self, tx: Tx, case: Case, kind: TimelineKind, text: str, action: str, detail: dict[str, Any]
     ) -> int:
         """Timeline, change feed and audit record of one casework decision."""
         add_timeline(tx.session, case, tx.now, kind, text, tx.actor.handle)
@@ -186,7 +187,7 @@ class CaseworkService(Service):
             case_id = self._done(
                 tx,
                 case,
-                "verification",
+                TimelineKind.VERIFICATION,
                 f"Verification: {label} ({'corrected' if replaced else 'recorded'} "
                 f"by {tx.actor.handle})",
                 "verification.record",
@@ -262,7 +263,7 @@ class CaseworkService(Service):
             case_id = self._done(
                 tx,
                 case,
-                "disclosure",
+                TimelineKind.DISCLOSURE,
                 f"Disclosure {number} {'made' if made else 'requested'} by {tx.actor.handle}: "
                 f"{', '.join(categories)} to {partner.name} under {spec.key}"
                 + (" (verification overridden)" if reason else "")
@@ -343,7 +344,7 @@ class CaseworkService(Service):
             case_id = self._done(
                 tx,
                 case,
-                "disclosure",
+                TimelineKind.DISCLOSURE,
                 f"Disclosure {number} approved and made by {tx.actor.handle}",
                 "disclosure.approve",
                 {"number": number},
@@ -363,7 +364,7 @@ class CaseworkService(Service):
             case_id = self._done(
                 tx,
                 case,
-                "disclosure",
+                TimelineKind.DISCLOSURE,
                 f"Disclosure {number} declined by {tx.actor.handle}",
                 "disclosure.decline",
                 {"number": number, "reason": text},
@@ -484,7 +485,7 @@ class CaseworkService(Service):
             case_id = self._done(
                 tx,
                 case,
-                "clock",
+                TimelineKind.CLOCK,
                 f"{spec.label}: filed as {reference} by {tx.actor.handle}",
                 "clock.file",
                 {"clock": spec.name, "report_id": reference, "filed_at": when.isoformat()},
@@ -516,7 +517,7 @@ class CaseworkService(Service):
             case_id = self._done(
                 tx,
                 case,
-                "clock",
+                TimelineKind.CLOCK,
                 f"{spec.label}: extended by {spec.extension} by {tx.actor.handle}",
                 "clock.extend",
                 {"clock": spec.name, "extension": str(spec.extension), "note": bool(text)},
@@ -538,7 +539,7 @@ class CaseworkService(Service):
             case_id = self._done(
                 tx,
                 case,
-                "clock",
+                TimelineKind.CLOCK,
                 f"{spec.label}: waived by {tx.actor.handle}",
                 "clock.waive",
                 # The reason is sealed in its clock event; the chain proves it unchanged.
@@ -592,7 +593,7 @@ class CaseworkService(Service):
             case_id = self._done(
                 tx,
                 case,
-                "containment",
+                TimelineKind.CONTAINMENT,
                 f"Containment: {spec.label} (by {tx.actor.handle})",
                 "containment.done",
                 {"step": spec.name, "reference": ref_text or None, "note": bool(note_text)},
@@ -662,7 +663,7 @@ class CaseworkService(Service):
             self._done(
                 tx,
                 case,
-                "partner",
+                TimelineKind.PARTNER,
                 f"Partner {partner.name} ({partner.agency}) linked by {tx.actor.handle}",
                 "partner.link",
                 {"partner": partner.name},
@@ -718,7 +719,7 @@ class CaseworkService(Service):
             case_id = self._done(
                 tx,
                 case,
-                "action_item",
+                TimelineKind.ACTION_ITEM,
                 f"Action item {item.id} for {owner_name}: {text}",
                 "action.add",
                 {
@@ -758,7 +759,7 @@ class CaseworkService(Service):
             case_id = self._done(
                 tx,
                 case,
-                "action_item",
+                TimelineKind.ACTION_ITEM,
                 f"Action item {item_id} {outcome.value} by {tx.actor.handle}",
                 f"action.{'done' if outcome == ActionStatus.DONE else 'cancel'}",
                 {"item": item_id},

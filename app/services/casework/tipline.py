@@ -46,7 +46,7 @@ from app.services.casework.service import CaseworkService
 from app.services.unit_of_work import Service, ServiceActor, Tx
 from data import audit
 from data.access import reads_secrets
-from data.domain import INDUSTRY_CLASSIFICATIONS, Category, FilingStatus
+from data.domain import INDUSTRY_CLASSIFICATIONS, Category, FilingStatus, TimelineKind
 from data.models import AuditRecord, Case, Responder
 from data.tipline import EvidenceFile, TiplineAccount, TiplineFiling
 
@@ -304,7 +304,9 @@ class TiplineService(Service):
             tx.session.add(row)
             tx.session.flush()
             tx.journal(
-                case, "evidence", f"Evidence file {row.id} added by {tx.actor.handle} ({grade})"
+                case,
+                TimelineKind.EVIDENCE,
+                f"Evidence file {row.id} added by {tx.actor.handle} ({grade})",
             )
             tx.finish(
                 case, "evidence.add", {"file": row.id, "sha256": sha256, "classification": grade}
@@ -320,7 +322,9 @@ class TiplineService(Service):
             row = tx.session.get(EvidenceFile, file_id)
             if row is None or row.case_id != case.id:
                 raise NotFound(f"{case.ref} has no evidence file {file_id}")
-            tx.journal(case, "reveal", f"Evidence file {row.id} viewed by {tx.actor.handle}")
+            tx.journal(
+                case, TimelineKind.REVEAL, f"Evidence file {row.id} viewed by {tx.actor.handle}"
+            )
             tx.finish(case, REVEAL_ACTION, {"file": row.id, "sha256": row.sha256})
             return Path(row.path)
 
@@ -537,7 +541,7 @@ class TiplineService(Service):
             tx.session.add(row)
             tx.journal(
                 case,
-                "tipline",
+                TimelineKind.TIPLINE,
                 f"CyberTipline report {report_id} opened by {tx.actor.handle}"
                 if report_id
                 else f"Unfinished CyberTipline report {before} retracted by {tx.actor.handle}",
@@ -563,7 +567,7 @@ class TiplineService(Service):
                 clock = None  # the desk's settings have no open CyberTipline deadline
             tx.journal(
                 case,
-                "tipline",
+                TimelineKind.TIPLINE,
                 f"CyberTipline report {report_id} filed with NCMEC by {tx.actor.handle}",
             )
             tx.finish(
@@ -592,7 +596,7 @@ class TiplineService(Service):
             tx.session.add(row)
             tx.journal(
                 case,
-                "tipline",
+                TimelineKind.TIPLINE,
                 f"CyberTipline report handed to the engine to send, by {tx.actor.handle}",
             )
             tx.finish(case, "tipline.hand_over", {"holder": job.holder})
@@ -643,7 +647,9 @@ class TiplineService(Service):
             row.holder, row.lease_until, row.next_attempt_at = "", None, None
             tx.session.add(row)
             tx.journal(
-                case, "tipline", f"NCMEC refused the CyberTipline report ({exc.response.code})"
+                case,
+                TimelineKind.TIPLINE,
+                f"NCMEC refused the CyberTipline report ({exc.response.code})",
             )
             tx.finish(
                 case,

@@ -42,7 +42,7 @@ from app.rules.rotations import (
 from app.services.cases import MAX_NOTE
 from app.services.casework.views import clocks_due_by
 from app.services.oncall import load_all_schedules
-from app.services.policies import sla_deadlines, sla_table
+from app.services.policies import policy_of, sla_deadlines, sla_table
 from app.services.sensitive import reveal_titles, withheld_title
 from app.services.shiftwork.stats import (
     ANSWER_KINDS,
@@ -53,7 +53,7 @@ from app.services.shiftwork.stats import (
 )
 from app.services.unit_of_work import Service, actor_of
 from data import audit, checkpoints, queries
-from data.domain import Stage, Status, severity_name
+from data.domain import Stage, Status, TimelineKind, severity_name
 from data.models import (
     ActionItem,
     Case,
@@ -438,7 +438,7 @@ def _cases_in_play(
     """Every case the window can mention: opened, answered or resolved in it, paged in it,
     with an SLA deadline that could fall in it, or still open."""
     answered = select(TimelineEvent.case_id).where(
-        col(TimelineEvent.kind) == "acknowledged",
+        col(TimelineEvent.kind) == TimelineKind.ACKNOWLEDGED.value,
         col(TimelineEvent.at) >= start,
         col(TimelineEvent.at) < end,
     )
@@ -526,7 +526,7 @@ def _unanswered(
         reached_step=reached.step,
         reached_round=reached.round,
         reached_reason=reached.reason,
-        step_count=len(case.policy_snapshot.get("steps", [])),
+        step_count=len(policy_of(case).steps),
         exhausted=any(p.reason == "exhausted" for p in pages),
         answered_by=answer.actor if answer else None,
         answered_at=answer.at if answer else None,
@@ -574,9 +574,9 @@ def build_report(
         + [p.responder_id for pages in all_pages.values() for p in pages],
     )
     first_acks = {
-        cid: min(e.at for e in events if e.kind == "acknowledged")
+        cid: min(e.at for e in events if e.kind == TimelineKind.ACKNOWLEDGED.value)
         for cid, events in answers.items()
-        if any(e.kind == "acknowledged" for e in events)
+        if any(e.kind == TimelineKind.ACKNOWLEDGED.value for e in events)
     }
 
     opened, acknowledged, resolved, still_open = [], [], [], []
@@ -586,7 +586,9 @@ def build_report(
         if start <= case.created_at < end:
             opened.append(_line(case, names, case.created_at, None))
         in_window = [
-            e for e in answers[case.id] if e.kind == "acknowledged" and start <= e.at < end
+            e
+            for e in answers[case.id]
+            if e.kind == TimelineKind.ACKNOWLEDGED.value and start <= e.at < end
         ]
         if in_window:
             acknowledged.append(_line(case, names, in_window[0].at, in_window[0].actor))
@@ -750,7 +752,9 @@ def _legal_clock_lines(report: HandoverReport, zone: ZoneInfo) -> list[str]:
     for c in report.legal_clocks:
         verb = "ends" if c.kind == "hold" else "due"
         state = "BREACHED, " if c.state == "breached" else ""
-        resolved = " (case resolved; report still owed)" if c.case_status == "resolved" else ""
+        resolved = (
+            " (case resolved; report still owed)" if c.case_status == Status.RESOLVED.value else ""
+        )
         out.append(
             f"- {c.ref} {md_cell(c.title)}: {md_cell(c.label)}, {state}{verb} "
             f"{format_instant(c.due_at, zone)}{resolved}"

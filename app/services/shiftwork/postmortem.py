@@ -30,10 +30,15 @@ from app.core.text import clean_text, md_cell
 from app.core.times import format_instant, iso
 from app.services.cases import check_title
 from app.services.sensitive import withheld_title
-from app.services.shiftwork.stats import answered_at, first_acknowledged_at, format_seconds
+from app.services.shiftwork.stats import (
+    ANSWER_KINDS,
+    answered_at,
+    first_acknowledged_at,
+    format_seconds,
+)
 from app.services.unit_of_work import Service, Tx
 from data import queries
-from data.domain import Status, check_day, severity_name
+from data.domain import Status, TimelineKind, check_day, severity_name
 from data.journal import add_timeline
 from data.models import Case, Page, PostMortem, Responder, TimelineEvent
 from data.shiftwork import PostMortemAction
@@ -43,7 +48,7 @@ STATUSES = ("draft", "review", "final")
 OWED_SEVERITIES = (1, 2)
 MAX_SECTION = 20_000
 MAX_FACTOR = 500
-OWN_EVENTS = ("postmortem",)
+OWN_EVENTS = (TimelineKind.POSTMORTEM.value,)
 """Timeline events the post-mortem itself adds to the case; its own timeline leaves them out."""
 
 
@@ -195,7 +200,7 @@ def postmortem_view(session: Session, ref: str, *, reveal_title: bool = False) -
     assert case.id is not None
     assert pm.id is not None
     events = queries.timeline_of(session, case.id)
-    answers = [e for e in events if e.kind in ("acknowledged", "resolved")]
+    answers = [e for e in events if e.kind in ANSWER_KINDS]
     pages = queries.pages_for(session, [case.id])
     actions = session.exec(
         select(PostMortemAction)
@@ -208,7 +213,7 @@ def postmortem_view(session: Session, ref: str, *, reveal_title: bool = False) -
         + [p.responder_id for p in pages]
         + [a.owner_id for a in actions],
     )
-    first_ack_event = next((e for e in events if e.kind == "acknowledged"), None)
+    first_ack_event = next((e for e in events if e.kind == TimelineKind.ACKNOWLEDGED.value), None)
     acknowledged = first_acknowledged_at(
         case, {case.id: first_ack_event.at} if first_ack_event else {}
     )
@@ -555,7 +560,7 @@ class PostMortemService(Service):
 
     @staticmethod
     def _event(tx: Tx, case: Case, text: str) -> None:
-        add_timeline(tx.session, case, tx.now, OWN_EVENTS[0], text, tx.actor.handle)
+        add_timeline(tx.session, case, tx.now, TimelineKind.POSTMORTEM, text, tx.actor.handle)
 
     def edit(
         self,

@@ -34,7 +34,7 @@ from sqlmodel import Session, col, func, select
 
 from app.core.times import iso
 from app.services.policies import DEFAULT_SLA, sla_table
-from data.domain import SEVERITIES, severity_name
+from data.domain import SEVERITIES, TimelineKind, severity_name
 from data.models import Case, Page, Responder, TimelineEvent
 from widgets.timefmt import plural
 
@@ -42,7 +42,7 @@ NIGHT_STARTS = time(22, 0)
 NIGHT_ENDS = time(7, 0)
 PERCENTILE = 0.9
 BAR_WIDTH = 40  # the text output's longest bar of cases per day
-ANSWER_KINDS = ("acknowledged", "resolved")
+ANSWER_KINDS = (TimelineKind.ACKNOWLEDGED.value, TimelineKind.RESOLVED.value)
 """Timeline events that answer a page: the case was acknowledged or resolved."""
 
 Sla = Mapping[int, tuple[int, int]]
@@ -96,7 +96,7 @@ def load_facts(session: Session, since: datetime, until: datetime) -> DeskFacts:
     first_acks = (
         sa_select(col(TimelineEvent.case_id), func.min(TimelineEvent.at).label("first_at"))
         .join(Case, col(Case.id) == col(TimelineEvent.case_id))
-        .where(col(TimelineEvent.kind) == "acknowledged", *opened)
+        .where(col(TimelineEvent.kind) == TimelineKind.ACKNOWLEDGED.value, *opened)
         .group_by(col(TimelineEvent.case_id))
         .subquery()
     )
