@@ -7,7 +7,7 @@ transaction, so a change and its trace commit together or not at all.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from sqlmodel import Session
 
@@ -47,14 +47,13 @@ def add_timeline(
     session: Session,
     case: Case,
     at: datetime,
-    kind: TimelineKind | Literal["repair"],
+    kind: TimelineKind,
     text: str,
     actor: str | None = None,
     data: dict[str, Any] | None = None,
 ) -> None:
-    """A line of `case`'s timeline. `kind` is a `TimelineKind`; the one bare text still
-    accepted is the escalation engine's "repair" (app.engine.cycle), until it passes
-    `TimelineKind.REPAIR`. Any other text is refused here, before anything is written."""
+    """A line of `case`'s timeline. `kind` must be a `TimelineKind` (a bare text is refused
+    here, before anything is written)."""
     assert case.id is not None
     stored = TimelineKind(kind).value  # ValueError for a kind that is not a member
     session.add(

@@ -47,7 +47,7 @@ from app.services.cases import CaseService
 from data import audit
 from data.clock import DatabaseClock
 from data.db import Database
-from data.domain import EngineAction
+from data.domain import EngineAction, TimelineKind
 from data.journal import add_timeline, record_change
 from data.models import AuditHead, Case, EngineHeartbeat
 from data.outage import is_database_trouble
@@ -232,7 +232,7 @@ class EscalationEngine:
                     session,
                     case,
                     now,
-                    "repair",
+                    TimelineKind.REPAIR,
                     "Escalation had stalled (triggered with no next step time); "
                     "the engine's audit made it due now",
                     ACTOR,

@@ -24,7 +24,7 @@ from app.services.paging import contacts_as, contacts_of, profile_of
 from app.services.policies import FALLBACK_POLICY
 from app.services.targets import resolve_reach
 from data.clock import how_long
-from data.domain import DEFAULT_HIGH_URGENCY, EngineAction, Status, Urgency
+from data.domain import DEFAULT_HIGH_URGENCY, EngineAction, Status, TimelineKind, Urgency
 
 log = logging.getLogger("vigil.engine")
 
@@ -235,7 +235,7 @@ class Plan:
     acknowledged_at: datetime | None
     acknowledged_by: int | None
     claims: list[StepClaim] = field(default_factory=list)
-    events: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    events: list[tuple[TimelineKind, str, dict[str, Any]]] = field(default_factory=list)
     pages: Reachable = field(default_factory=list)
     """Who the live claim pages."""
     late: list[tuple[StepClaim, Reachable]] = field(default_factory=list)
@@ -375,14 +375,14 @@ def plan_case(row: DueCase, now: datetime, resolver: Resolver) -> Plan:
         plan.acknowledged_at = plan.acknowledged_by = None
         if row.snoozed_until is not None:
             text = f"Snoozed until {utc_text(row.snoozed_until)}: escalating again from step 1"
-            plan.events.append(("snooze_end", text, {"cycle": plan.cycle}))
+            plan.events.append((TimelineKind.SNOOZE_END, text, {"cycle": plan.cycle}))
         else:
             text = f"Acknowledged but not resolved by {utc_text(due)}: escalating again from step 1"
-            plan.events.append(("ack_timeout", text, {"cycle": plan.cycle}))
+            plan.events.append((TimelineKind.ACK_TIMEOUT, text, {"cycle": plan.cycle}))
     elif row.exhausted or step > len(chain.steps):
         plan.cycle, step, round_ = plan.cycle + 1, 0, 0
         text = "Escalating again from step 1 after the chain ran out"
-        plan.events.append(("restart", text, {"cycle": plan.cycle}))
+        plan.events.append((TimelineKind.RESTART, text, {"cycle": plan.cycle}))
 
     overtaken: list[StepClaim] = []
     skipped: list[Position] = []
@@ -414,7 +414,7 @@ def plan_case(row: DueCase, now: datetime, resolver: Resolver) -> Plan:
     if skipped:
         text = f"Nobody on call or reachable for {describe_positions(skipped)}: moved on at once"
         data = [{"step": s, "round": r} for s, r in skipped]
-        plan.events.append(("skipped", text, {"skipped": data}))
+        plan.events.append((TimelineKind.SKIPPED, text, {"skipped": data}))
     plan.missed, plan.skipped = len(overtaken), len(skipped)
     if position is None:
         _plan_exhaustion(plan, (len(chain.steps) + 1, last_round), due, resolver)
@@ -470,7 +470,8 @@ def _plan_catch_up(
         f"could not reach the database); caught up by paging late, once each: "
         f"{'; '.join(lines)}. Continuing at {continues}"
     )
-    plan.events.append(("catch_up", text, {"late": data, "behind_seconds": _seconds(plan)}))
+    summary = {"late": data, "behind_seconds": _seconds(plan)}
+    plan.events.append((TimelineKind.CATCH_UP, text, summary))
 
 
 def _seconds(plan: Plan) -> int:
@@ -507,7 +508,7 @@ def plan_delay_notice(plans: list[Plan], now: datetime, resolver: Resolver) -> P
         "behind_seconds": max(_seconds(plan) for plan in delayed),
         "told": [person.handle for person in anchor.notice],
     }
-    anchor.events.append(("delayed", text, data))
+    anchor.events.append((TimelineKind.DELAYED, text, data))
     return anchor
 
 
@@ -520,7 +521,7 @@ def _read_case_chain(plan: Plan) -> Chain:
             f"The case's policy could not be read ({exc}); "
             f"escalating with {FALLBACK_POLICY['name']}"
         )
-        plan.events.append(("fallback_policy", text, {}))
+        plan.events.append((TimelineKind.FALLBACK_POLICY, text, {}))
         return FALLBACK_CHAIN
 
 
@@ -544,4 +545,4 @@ def _plan_exhaustion(plan: Plan, position: Position, due: datetime, resolver: Re
         f"Escalation exhausted after {rounds} round{'s' if rounds != 1 else ''}: "
         f"paging the supervisors on duty: {who}"
     )
-    plan.events.append(("exhausted", text, {"round": position[1]}))
+    plan.events.append((TimelineKind.EXHAUSTED, text, {"round": position[1]}))

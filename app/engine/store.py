@@ -39,6 +39,7 @@ from app.engine.planning import (
 from app.rules.notify import notices
 from app.services.paging import delivery_key, notice_status, paged_event
 from data import audit
+from data.domain import TimelineKind
 from data.models import AuditHead
 from data.queries import QUEUE_RANKS
 
@@ -541,7 +542,7 @@ def _insert_timeline(writer: BulkWriter, plans: list[Plan], now: datetime) -> No
     at = writer.when(now)
     for plan in plans:
         for kind, text, data in plan.events:
-            rows.append((plan.row.id, at, kind, ACTOR, text, writer.json(data)))
+            rows.append((plan.row.id, at, kind.value, ACTOR, text, writer.json(data)))
         if plan.pages:
             step, round_ = plan.live.position
             text, data = paged_event(
@@ -554,7 +555,7 @@ def _insert_timeline(writer: BulkWriter, plans: list[Plan], now: datetime) -> No
             )
             same = (plan.cycle, step, round_, plan.reason, plan.late_by)
             document = writer.json(data, same_as=same)
-            rows.append((plan.row.id, at, "paged", None, text, document))
+            rows.append((plan.row.id, at, TimelineKind.PAGED.value, None, text, document))
     writer.insert(TIMELINE, TIMELINE_COLUMNS, rows)
 
 
