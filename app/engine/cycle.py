@@ -35,7 +35,6 @@ from app.engine.planning import (
     utc_text,
 )
 from app.engine.store import (
-    ACTOR,
     BulkWriter,
     anything_due,
     claim_due,
@@ -44,11 +43,11 @@ from app.engine.store import (
 )
 from app.services import heartbeats
 from app.services.cases import CaseService
+from app.services.unit_of_work import ENGINE, UnitOfWork
 from data import audit
 from data.clock import DatabaseClock
 from data.db import Database
 from data.domain import EngineAction, TimelineKind
-from data.journal import add_timeline, record_change
 from data.models import AuditHead, Case, EngineHeartbeat
 from data.outage import is_database_trouble
 
@@ -146,6 +145,9 @@ class EscalationEngine:
         self.db = db
         self.clock = DatabaseClock(db, clock)
         """The database's time (the host's `clock` plus the offset measured each cycle)."""
+        self.work = UnitOfWork(db, clock)
+        """The door every change of a case passes through: the engine's batches too, as
+        the engine (`ENGINE`), their rows then written in bulk (`app.engine.store`)."""
         self.name = name or engine_name()
         """Unique per engine (`engine_name`): in its heartbeat and in every step run."""
         self.batch_size = batch_size
@@ -222,30 +224,21 @@ class EscalationEngine:
                 return 0
         if self.db.is_postgres:
             query = query.with_for_update(skip_locked=True)
-        with self.db.write() as session:
-            audit.lock_head(session)
-            now = self.clock.now()
-            cases = session.exec(query).all()
+        with self.work(ENGINE, at=self.clock.now) as tx:
+            cases = tx.session.exec(query).all()
             for case in cases:
-                case.next_escalation_at = now
-                add_timeline(
-                    session,
+                case.next_escalation_at = tx.now
+                tx.journal(
                     case,
-                    now,
                     TimelineKind.REPAIR,
                     "Escalation had stalled (triggered with no next step time); "
                     "the engine's audit made it due now",
-                    ACTOR,
                 )
-                record_change(session, case, now)
-                audit.append(
-                    session, at=now, actor=ACTOR, action=EngineAction.REPAIR, case_ref=case.ref
-                )
+                tx.finish(case, EngineAction.REPAIR, {})
             refs = [case.ref for case in cases]
-            changed = [case.id for case in cases if case.id is not None]
         if refs:
             log.warning("repaired stalled escalation of %s", ", ".join(refs))
-            self._changed(changed)
+            self._changed(tx.changed)
         return len(refs)
 
     # -- claiming -------------------------------------------------------------------
@@ -287,9 +280,9 @@ class EscalationEngine:
         refs: dict[int, str] = {}
         result = CycleResult(batches=1)
         try:
-            with collector_paused(), self.db.write() as session:
-                head = audit.lock_head(session)
-                now = self.clock.now()
+            with collector_paused(), self.work(ENGINE, at=self.clock.now) as tx:
+                session, now = tx.session, tx.now
+                head = audit.lock_head(session)  # the chain's head, locked by the unit of work
                 writer = BulkWriter(session)
                 due = claim_due(writer, now, ids, self._failing, limit)
                 refs = {case.id: case.ref for case in due}

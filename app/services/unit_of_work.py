@@ -154,16 +154,25 @@ class UnitOfWork:
 
     @contextmanager
     def __call__(
-        self, actor_handle: str | ServiceActor, along: Along | None = None
+        self,
+        actor_handle: str | ServiceActor,
+        along: Along | None = None,
+        *,
+        at: Callable[[], datetime] | None = None,
     ) -> Iterator[Tx]:
-        """One change by `actor_handle`; `along` writes more in its transaction, last."""
+        """One change by `actor_handle`; `along` writes more in its transaction, last.
+
+        The change's instant is the database's, read in the transaction; `at` gives it
+        instead, once the chain's lock is held (the engine decides what is due by its own
+        reading of the database's clock, taken each cycle)."""
         with self.db.write() as session:
             audit.lock_head(session)
             if isinstance(actor_handle, ServiceActor):
                 actor = actor_handle.as_responder()
             else:
                 actor = actor_of(session, actor_handle)
-            tx = Tx(session, actor, self._time.now_in(session.connection()))
+            now = at() if at is not None else self._time.now_in(session.connection())
+            tx = Tx(session, actor, now)
             yield tx
             if self._escalation is not None and tx.to_escalate:
                 self._page(tx)
