@@ -21,7 +21,7 @@ from sqlmodel import Session
 
 from app.rules.notify import Contact, Profile, SupportHours, urgency_of
 from app.services.paging import contacts_as, contacts_of, profile_of
-from app.services.policies import FALLBACK_POLICY
+from app.services.policies import FALLBACK_POLICY, PolicySnapshot
 from app.services.targets import resolve_reach
 from data.clock import how_long
 from data.domain import DEFAULT_HIGH_URGENCY, EngineAction, Status, TimelineKind, Urgency
@@ -110,36 +110,18 @@ class Chain:
         return self.steps[position[0] - 1]
 
 
-def _whole(value: object, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{where}: expected a whole number of at least 0, got {value!r}")
-    return value
-
-
 def read_chain(snapshot: object) -> Chain:
-    """Check a policy snapshot; raise ValueError naming the key path that is wrong."""
-    if not isinstance(snapshot, dict):
-        raise ValueError(f"policy_snapshot: expected an object, got {type(snapshot).__name__}")
-    raw_steps = snapshot.get("steps")
-    if not isinstance(raw_steps, list):
-        raise ValueError(f"policy_snapshot.steps: expected a list, got {raw_steps!r}")
-    steps = []
-    for index, raw in enumerate(raw_steps):
-        where = f"policy_snapshot.steps[{index}]"
-        if not isinstance(raw, dict):
-            raise ValueError(f"{where}: expected an object, got {raw!r}")
-        delay = _whole(raw.get("delay_seconds"), f"{where}.delay_seconds")
-        targets = raw.get("targets")
-        if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
-            raise ValueError(f"{where}.targets: expected a list of strings, got {targets!r}")
-        steps.append(Step(max(timedelta(seconds=delay), MIN_STEP_DELAY), tuple(targets)))
-    repeat = _whole(snapshot.get("repeat", 0), "policy_snapshot.repeat")
-    high = snapshot.get("high_urgency", list(DEFAULT_HIGH_URGENCY))
-    if not isinstance(high, list) or not all(isinstance(s, int) for s in high):
-        raise ValueError(
-            f"policy_snapshot.high_urgency: expected a list of severities, got {high!r}"
-        )
-    return Chain(tuple(steps), repeat, tuple(high))
+    """Check a policy snapshot (`PolicySnapshot.of`, which every reader of one uses); raise
+    ValueError naming the key path that is wrong. A snapshot without steps is unreadable
+    here (the engine escalates such a case with the fallback policy)."""
+    if isinstance(snapshot, dict) and "steps" not in snapshot:
+        raise ValueError("policy_snapshot.steps: expected a list, got None")
+    policy = PolicySnapshot.of(snapshot)
+    steps = tuple(
+        Step(max(timedelta(seconds=step.delay_seconds), MIN_STEP_DELAY), step.targets)
+        for step in policy.steps
+    )
+    return Chain(steps, policy.repeat, policy.high_urgency)
 
 
 @lru_cache(maxsize=512)

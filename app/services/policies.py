@@ -89,15 +89,14 @@ def _snapshot_step(raw: object, index: int) -> SnapshotStep:
     where = f"policy_snapshot.steps[{index}]"
     if not isinstance(raw, dict):
         raise ValueError(f"{where}: expected an object, got {raw!r}")
+    delay = _whole(raw.get("delay_seconds"), f"{where}.delay_seconds")
     targets = raw.get("targets")
     if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
         raise ValueError(f"{where}.targets: expected a list of strings, got {targets!r}")
     require_all = raw.get("require_all", False)
     if not isinstance(require_all, bool):
         raise ValueError(f"{where}.require_all: expected true or false, got {require_all!r}")
-    return SnapshotStep(
-        _whole(raw.get("delay_seconds"), f"{where}.delay_seconds"), tuple(targets), require_all
-    )
+    return SnapshotStep(delay, tuple(targets), require_all)
 
 
 FALLBACK_SNAPSHOT = PolicySnapshot.of(FALLBACK_POLICY)
