@@ -6,10 +6,11 @@ from __future__ import annotations
 import re
 from contextlib import AbstractContextManager, nullcontext
 from functools import cache
+from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, Engine, inspect, text
+from sqlalchemy import Connection, Engine, MetaData, inspect, text
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlmodel import SQLModel
 
@@ -21,7 +22,28 @@ if TYPE_CHECKING:
     from data.keys import Keyring
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+TABLE_MODULES = (
+    "data.models",
+    "data.agency",
+    "data.casework",
+    "data.intake",
+    "data.sealing",
+    "data.shiftwork",
+    "data.swaps",
+    "data.tipline",
+)
+"""The modules that declare Vigil's tables."""
 _REVISION = re.compile(r"^(down_)?revision\s*=\s*['\"]?([^'\"\s]*)['\"]?\s*$", re.MULTILINE)
+
+
+def every_table() -> MetaData:
+    """`SQLModel.metadata` with every table of Vigil on it. Each module that declares tables
+    registers them when it is imported, and a command imports only the ones it uses, so
+    whatever walks the whole schema (creating a database, migrating, looking for sealed
+    values, granting, wiping) asks for it here."""
+    for module in TABLE_MODULES:
+        import_module(module)
+    return SQLModel.metadata
 
 
 def table_names(engine: Engine) -> set[str]:
@@ -49,7 +71,7 @@ def alembic_config(engine: Engine, keyring: Keyring | None = None) -> Config:
     config.attributes["keyring"] = (
         keyring
         if keyring is not None
-        else guard_key_creation(Keyring.from_environment(), migrating, SQLModel.metadata)
+        else guard_key_creation(Keyring.from_environment(), migrating, every_table)
     )
     return config
 
@@ -85,7 +107,7 @@ def ensure_schema(engine: Engine, *, create: bool = True) -> None:
         if not create:
             raise DatabaseError("the database is empty: run any vigil command to create it")
         try:
-            SQLModel.metadata.create_all(engine)
+            every_table().create_all(engine)
         except ProgrammingError as exc:
             if engine.dialect.name != "postgresql":
                 raise
