@@ -100,8 +100,21 @@ def current_revision(engine: Engine) -> str | None:
         return str(row[0]) if row is not None else None
 
 
+def _stamp(engine: Engine) -> str | None:
+    """The revision stamped in `alembic_version`, in one query; None when it cannot be read
+    that way (no such table, no database yet), which `ensure_schema` then looks into."""
+    try:
+        with engine.connect() as connection:
+            row = connection.execute(text("SELECT version_num FROM alembic_version")).first()
+    except (OperationalError, ProgrammingError):
+        return None
+    return str(row[0]) if row is not None else None
+
+
 def ensure_schema(engine: Engine, *, create: bool = True) -> None:
     """Create a new database at head; refuse one that is behind (or ahead of) this Vigil."""
+    if _stamp(engine) == head_revision():
+        return  # every command on a desk at head: one query, no catalogue read
     existing = table_names(engine) - {"alembic_version"}
     if not existing:
         if not create:
