@@ -27,7 +27,6 @@ TABLE_MODULES = (
     "data.agency",
     "data.casework",
     "data.intake",
-    "data.sealing",
     "data.shiftwork",
     "data.swaps",
     "data.tipline",

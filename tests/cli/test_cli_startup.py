@@ -121,6 +121,5 @@ def test_case_commands_import_only_what_they_use(
     loaded = imported_by(argv, desk)
     assert "sqlmodel" in loaded  # it did reach the database
     assert packages(loaded).isdisjoint(HEAVY), sorted(packages(loaded) & set(HEAVY))
-    # data.sealing declares the table that proves the key; every command opens the keyring.
-    declared = (loaded & set(TABLE_MODULES)) - {"data.sealing"}
+    declared = loaded & set(TABLE_MODULES)
     assert declared <= tables, sorted(declared - tables)
