@@ -21,6 +21,7 @@ from sqlmodel import Session, SQLModel
 from data.domain import ClockEventKind, DisclosureStatus, EngineAction, Role
 from data.models import Setting
 from data.queries import DETAILS_FUNCTION
+from data.schema import every_table
 from data.sealing import may_select
 from data.swaps import REQUIRE_APPROVAL_KEY
 
@@ -515,7 +516,7 @@ def role_statements(
 ) -> list[str]:
     """Everything `vigil db roles` runs, in order; idempotent, so it can run again after
     `vigil db upgrade` added tables. `engine` and `intake` name the service logins."""
-    tables = list(SQLModel.metadata.tables)
+    tables = list(every_table().tables)
     out = _groups(prefix)
     for group, logins in (("engine", engine), ("intake", intake)):
         for login in logins:

@@ -3,9 +3,9 @@
 A channel (a call-back number or an e-mail domain) belongs to a law-enforcement partner of
 the directory and was confirmed independently of any request. A request's origin (who sent
 it, from where, citing which law) is checked against them; what does not match is flagged.
-"""
 
-from __future__ import annotations
+Annotations are evaluated as each class is built, as in `data.models` (start-up time).
+"""
 
 from datetime import datetime
 

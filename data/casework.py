@@ -4,9 +4,9 @@ partners and the desk's casework settings. Every timestamp is UTC (`data.types.U
 Clock states are never stored: they are computed from the facts kept here (when a report was
 filed, how often a hold was extended), so changing the desk's clock settings never leaves a
 stale deadline behind.
-"""
 
-from __future__ import annotations
+Annotations are evaluated as each class is built, as in `data.models` (start-up time).
+"""
 
 from datetime import datetime
 from typing import Any

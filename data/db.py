@@ -17,11 +17,9 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session, SQLModel
 
-# Each of these modules registers its tables on SQLModel.metadata.
-from data import agency, casework, intake, models, shiftwork, swaps, tipline  # noqa: F401
 from data.errors import DatabaseError, SchemaOutOfDate
 from data.keys import Keyring
-from data.schema import ensure_schema, table_names
+from data.schema import ensure_schema, every_table, table_names
 from data.sealing import bind_keyring, guard_key_creation
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
@@ -128,7 +126,7 @@ class Database:
     def __init__(self, engine: Engine, keyring: Keyring | None = None) -> None:
         self.engine = engine
         self.keyring = guard_key_creation(
-            keyring or Keyring.from_environment(), engine.connect, SQLModel.metadata
+            keyring or Keyring.from_environment(), engine.connect, every_table
         )
         self._writer = engine.execution_options(vigil_write=True)
 

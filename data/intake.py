@@ -1,8 +1,9 @@
 """Intake tables: the integrations that send alerts (each with its hashed key), the links a
 sender attached to a case, and the change notes of PagerDuty change events. Every timestamp
-is UTC (`data.types.UTCDateTime`)."""
+is UTC (`data.types.UTCDateTime`).
 
-from __future__ import annotations
+Annotations are evaluated as each class is built, as in `data.models` (start-up time).
+"""
 
 from datetime import datetime
 from typing import Any

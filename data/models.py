@@ -1,6 +1,9 @@
-"""SQLModel tables of the desk. Every timestamp is UTC (see `data.types.UTCDateTime`)."""
+"""SQLModel tables of the desk. Every timestamp is UTC (see `data.types.UTCDateTime`).
 
-from __future__ import annotations
+Annotations here are evaluated as each class is built (no `from __future__ import
+annotations`): pydantic would otherwise compile and evaluate every field's annotation from
+its text, and every command pays for these classes at start-up.
+"""
 
 from datetime import date, datetime
 from typing import Any

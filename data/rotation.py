@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import text
-from sqlmodel import SQLModel
 
 from data import audit
 from data.db import Database
 from data.keys import KEY_ENV, SealingKeyError, key_id, new_key
+from data.schema import every_table
 from data.sealing import holds_sealed_values, primary_keys, reseal, sealed_columns
 
 
@@ -50,7 +50,7 @@ def rotate_key(
 ) -> Rotation:
     """Seal everything again with a new key, audited as `actor` at `at`."""
     keyring = db.keyring
-    columns = sealed_columns(SQLModel.metadata)
+    columns = sealed_columns(every_table())
     if keyring.writable:
         if not keyring.keys():
             with db.engine.connect() as connection:
@@ -75,7 +75,7 @@ def rotate_key(
         if db.is_postgres:
             tables = ", ".join(sorted({f'"{name}"' for name, _ in columns}))
             connection.execute(text(f"LOCK TABLE {tables} IN EXCLUSIVE MODE"))
-        keys = primary_keys(SQLModel.metadata)
+        keys = primary_keys(every_table())
         written = reseal(connection, keyring, columns, keys=keys, after_batch=after_batch)
         audit.append(
             session,

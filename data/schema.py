@@ -6,10 +6,11 @@ from __future__ import annotations
 import re
 from contextlib import AbstractContextManager, nullcontext
 from functools import cache
+from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, Engine, inspect, text
+from sqlalchemy import Connection, Engine, MetaData, inspect, text
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlmodel import SQLModel
 
@@ -21,7 +22,27 @@ if TYPE_CHECKING:
     from data.keys import Keyring
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+TABLE_MODULES = (
+    "data.models",
+    "data.agency",
+    "data.casework",
+    "data.intake",
+    "data.shiftwork",
+    "data.swaps",
+    "data.tipline",
+)
+"""The modules that declare Vigil's tables."""
 _REVISION = re.compile(r"^(down_)?revision\s*=\s*['\"]?([^'\"\s]*)['\"]?\s*$", re.MULTILINE)
+
+
+def every_table() -> MetaData:
+    """`SQLModel.metadata` with every table of Vigil on it. Each module that declares tables
+    registers them when it is imported, and a command imports only the ones it uses, so
+    whatever walks the whole schema (creating a database, migrating, looking for sealed
+    values, granting, wiping) asks for it here."""
+    for module in TABLE_MODULES:
+        import_module(module)
+    return SQLModel.metadata
 
 
 def table_names(engine: Engine) -> set[str]:
@@ -49,7 +70,7 @@ def alembic_config(engine: Engine, keyring: Keyring | None = None) -> Config:
     config.attributes["keyring"] = (
         keyring
         if keyring is not None
-        else guard_key_creation(Keyring.from_environment(), migrating, SQLModel.metadata)
+        else guard_key_creation(Keyring.from_environment(), migrating, every_table)
     )
     return config
 
@@ -78,14 +99,27 @@ def current_revision(engine: Engine) -> str | None:
         return str(row[0]) if row is not None else None
 
 
+def _stamp(engine: Engine) -> str | None:
+    """The revision stamped in `alembic_version`, in one query; None when it cannot be read
+    that way (no such table, no database yet), which `ensure_schema` then looks into."""
+    try:
+        with engine.connect() as connection:
+            row = connection.execute(text("SELECT version_num FROM alembic_version")).first()
+    except (OperationalError, ProgrammingError):
+        return None
+    return str(row[0]) if row is not None else None
+
+
 def ensure_schema(engine: Engine, *, create: bool = True) -> None:
     """Create a new database at head; refuse one that is behind (or ahead of) this Vigil."""
+    if _stamp(engine) == head_revision():
+        return  # every command on a desk at head: one query, no catalogue read
     existing = table_names(engine) - {"alembic_version"}
     if not existing:
         if not create:
             raise DatabaseError("the database is empty: run any vigil command to create it")
         try:
-            SQLModel.metadata.create_all(engine)
+            every_table().create_all(engine)
         except ProgrammingError as exc:
             if engine.dialect.name != "postgresql":
                 raise

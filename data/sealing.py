@@ -241,17 +241,17 @@ def holds_sealed_values(connection: Connection, columns: Sequence[tuple[str, str
 def guard_key_creation(
     keyring: Keyring,
     reading: Callable[[], AbstractContextManager[Connection]],
-    metadata: MetaData,
+    tables: Callable[[], MetaData],
 ) -> Keyring:
     """Let `keyring` make a new key file only while the database holds no sealed value: a
     key file lost from a desk with sealed values must be put back, not silently replaced
     by a key that opens none of them. `reading()` gives a connection to look with (a
-    migration's own: the tables it altered are locked against any other). Returns
-    `keyring`."""
+    migration's own: the tables it altered are locked against any other); `tables()` gives
+    every table of the schema, asked for only then. Returns `keyring`."""
 
     def refuse_if_sealed() -> None:
         with reading() as connection:
-            sealed = holds_sealed_values(connection, sealed_columns(metadata))
+            sealed = holds_sealed_values(connection, sealed_columns(tables()))
         if sealed:
             raise SealingKeyError(
                 f"no key file at {keyring.path}, but the database already holds values "

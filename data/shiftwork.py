@@ -3,9 +3,9 @@
 A post-mortem's action items are follow-ups that keep a case from happening again, each with
 an owner on the desk and a due date; they are kept apart from a case's own action items
 (`data.models.ActionItem`), which are the work of handling the case itself.
-"""
 
-from __future__ import annotations
+Annotations are evaluated as each class is built, as in `data.models` (start-up time).
+"""
 
 from datetime import date, datetime
 

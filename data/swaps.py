@@ -5,9 +5,9 @@ takes it and (if the desk requires it) a supervisor approves it, it becomes an o
 `override_id` links the request to that override. The notice log holds one row per hand-off
 notice ever produced; its uniqueness is what makes each notice exactly-once, even with several
 engines and consoles claiming notices from one database.
-"""
 
-from __future__ import annotations
+Annotations are evaluated as each class is built, as in `data.models` (start-up time).
+"""
 
 from datetime import datetime
 from enum import StrEnum

@@ -3,9 +3,9 @@ filing of a case's report. Every timestamp is UTC (`data.types.UTCDateTime`).
 
 `TiplineFiling.case_id` is unique: the row is the claim on filing a case's report, the way
 `StepRun` is the claim on paging a step, so two consoles or engines never file one case twice.
-"""
 
-from __future__ import annotations
+Annotations are evaluated as each class is built, as in `data.models` (start-up time).
+"""
 
 from datetime import datetime
 from typing import Any

@@ -9,7 +9,7 @@ import argparse
 import getpass
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TextIO
 
@@ -18,7 +18,10 @@ from app.core.errors import NotAllowed, VigilError
 from app.core.text import json_safe
 
 if TYPE_CHECKING:
+    from datetime import datetime
     from zoneinfo import ZoneInfo
+
+    from sqlmodel import Session
 
     from app.engine.cycle import EscalationEngine
     from app.services.cases import CaseService
@@ -129,10 +132,16 @@ class Context:
     @property
     def cases(self) -> CaseService:
         """The case service; what a command opens or escalates pages in the same
-        transaction, so a case opened from the command line never waits for an engine."""
+        transaction, so a case opened from the command line never waits for an engine
+        (made when a change first pages: `vigil ack` and `vigil note` never import it)."""
         from app.services.cases import CaseService
 
-        return CaseService(self.db, self.clock, escalation=self.escalation.page_within)
+        return CaseService(self.db, self.clock, escalation=self._page_within)
+
+    def _page_within(
+        self, session: Session, now: datetime, case_ids: Sequence[int]
+    ) -> Mapping[int, Sequence[str]]:
+        return self.escalation.page_within(session, now, case_ids)
 
     @property
     def escalation(self) -> EscalationEngine:

@@ -7,7 +7,7 @@ import argparse
 import os
 import sys
 
-from app.cli.casework import plain
+from app.cli.casework_text import plain
 from app.cli.framework import EXIT_OK, Commands, Context
 from app.core.errors import BadInput
 from app.core.times import iso, parse_instant

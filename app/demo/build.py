@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 from sqlalchemy import text
-from sqlmodel import SQLModel, col, func, select
+from sqlmodel import col, func, select
 
 from app.core.clock import FakeClock
 from app.core.errors import NothingToDo
@@ -55,6 +55,7 @@ from data.models import (
     Schedule,
     Setting,
 )
+from data.schema import every_table
 
 DEMO_TEAM = "demo_team.toml"
 # Present only in a database the demo built: such a database is rebuilt without --reset.
@@ -1053,7 +1054,7 @@ def demo_team_text() -> str:
 
 def wipe(db: Database) -> None:
     """Delete every row of every table (children first); the schema and its stamp stay."""
-    tables = SQLModel.metadata.sorted_tables
+    tables = every_table().sorted_tables
     with db.write() as session:
         if db.is_postgres:
             quote = db.engine.dialect.identifier_preparer.format_table

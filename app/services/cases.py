@@ -30,7 +30,6 @@ from data.domain import (
     parse_category,
     parse_severity,
 )
-from data.intake import CaseLink
 from data.journal import add_timeline
 from data.models import ActionItem, Case, CaseNote, Page, Responder
 
@@ -234,8 +233,11 @@ class CaseService(Service):
         tx.session.add(case)
         tx.session.flush()
         assert case.id is not None
-        for position, (href, text) in enumerate(opening.links):
-            tx.session.add(CaseLink(case_id=case.id, position=position, href=href, text=text))
+        if opening.links:
+            from data.intake import CaseLink  # intake's tables: only for an alert's links
+
+            for position, (href, text) in enumerate(opening.links):
+                tx.session.add(CaseLink(case_id=case.id, position=position, href=href, text=text))
         add_timeline(
             tx.session,
             case,

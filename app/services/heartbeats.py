@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
+from typing import TYPE_CHECKING
 
 from sqlmodel import Session, col, select
 
@@ -27,7 +28,9 @@ from app.services.cases import CaseService
 from app.services.unit_of_work import ENGINE, Tx
 from data.clock import DatabaseClock
 from data.domain import Category, format_duration
-from data.intake import HEARTBEAT, Integration
+
+if TYPE_CHECKING:
+    from data.intake import Integration
 
 DEDUP_PREFIX = "heartbeat:"
 """A monitor's case is found by this dedup key and its name."""
@@ -76,6 +79,10 @@ def _view(row: Integration) -> HeartbeatView:
 
 
 def _monitors(session: Session) -> list[Integration]:
+    # Intake's tables, loaded when monitors are read: an engine started for one command's
+    # page (`vigil page`, `vigil ack`) never reads them.
+    from data.intake import HEARTBEAT, Integration
+
     query = select(Integration).where(
         Integration.format == HEARTBEAT, col(Integration.interval_seconds).is_not(None)
     )
@@ -168,6 +175,8 @@ def _is_due(view: HeartbeatView, now: datetime) -> bool:
 
 def _locked_monitor(session: Session, name: str) -> Integration | None:
     """Monitor `name`'s row, locked for this transaction; None if there is no such monitor."""
+    from data.intake import HEARTBEAT, Integration
+
     row = session.exec(
         select(Integration)
         .where(Integration.name == name, Integration.format == HEARTBEAT)

@@ -9,9 +9,12 @@ the first team file. People never use that login for their work.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from app.core.errors import NotAllowed
-from data import access
-from data.db import Database
+
+if TYPE_CHECKING:
+    from data.db import Database
 
 
 def acting_handle(db: Database, named: str | None, fallback: str) -> str:
@@ -19,6 +22,8 @@ def acting_handle(db: Database, named: str | None, fallback: str) -> str:
     SQLite and for the owner; the login's own responder on PostgreSQL."""
     if not db.is_postgres:
         return named or fallback
+    from data import access  # PostgreSQL's roles and grants: not needed on SQLite
+
     with db.read() as reading:
         who = access.login_identity(reading)
     if who.owner:

@@ -10,7 +10,6 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from app.core.times import iso
-from app.services.casework.views import overdue_summary
 from app.services.policies import (
     policy_of,
     queue_sla_due,
@@ -18,10 +17,8 @@ from app.services.policies import (
     sla_met_at,
     sla_table,
 )
-from app.services.shiftwork.stats import sla_checks
 from data import queries
 from data.domain import Status, severity_name
-from data.intake import CaseLink
 from data.models import Case, Delivery, Page
 from widgets.views import (
     CaseDetailView,
@@ -152,6 +149,8 @@ def notes_and_timeline(
 
 def case_links(session: Session, case: Case) -> tuple[tuple[str, str], ...]:
     """The links a sender attached to the case, as (text, address), in the sender's order."""
+    from data.intake import CaseLink  # intake's tables: `vigil cases` reads no links
+
     rows = session.exec(
         select(CaseLink).where(CaseLink.case_id == case.id).order_by(col(CaseLink.position))
     ).all()
@@ -180,6 +179,8 @@ def queue_rows(
     """The queue's rows, each with its key in the order `sort` names; with `now`, each
     carries its casework flags as of then (its most urgent legal clock, its earliest due
     open action item)."""
+    from app.services.casework.views import overdue_summary  # casework: the queue's, not the CLI's
+
     names = queries.handles(session, [c.assignee_id for c in cases])
     ids = [c.id for c in cases if c.id is not None]
     flags = overdue_summary(session, cases, now) if now is not None and ids else {}
@@ -225,6 +226,8 @@ def case_detail(
     session: Session, case: Case, *, revealed_details: str | None = None
 ) -> CaseDetailView:
     """The detail pane's view; sensitive details stay None unless the caller revealed them."""
+    from app.services.shiftwork.stats import sla_checks
+
     assert case.id is not None
     names = queries.handles(session, [case.assignee_id, case.acknowledged_by_id])
     ack, respond = sla_checks(case.severity, case.created_at, *sla_met_at(case), sla_table(session))

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlmodel import SQLModel
 
-from data import models  # noqa: F401
+from data.schema import every_table
 
 engine = context.config.attributes["engine"]
 
 with engine.begin() as connection:
     context.configure(
         connection=connection,
-        target_metadata=SQLModel.metadata,
+        target_metadata=every_table(),
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
     )

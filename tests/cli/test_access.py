@@ -21,13 +21,14 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, text
-from sqlmodel import SQLModel, col
+from sqlmodel import col
 
 import app.cli.main as cli
 from app.core.clock import FakeClock
 from data import schema
 from data.db import Database, make_engine
 from data.models import AuditRecord
+from data.schema import every_table
 from tests.consistency import assert_consistent
 from tests.factories import FullDesk, build_full_desk, cli_commands
 
@@ -371,7 +372,7 @@ class Copy:
         """Every row of every table, in key order: equal digests mean nothing changed."""
         digest = hashlib.sha256()
         with self.db.read() as session:
-            for table in SQLModel.metadata.sorted_tables:
+            for table in every_table().sorted_tables:
                 order = list(table.primary_key.columns) or list(table.columns)
                 for row in session.execute(select(table).order_by(*order)):
                     digest.update(repr(tuple(row)).encode())

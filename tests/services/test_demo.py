@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy.orm import undefer
-from sqlmodel import SQLModel, col, func, select
+from sqlmodel import col, func, select
 
 from app.cli.main import main
 from app.core.clock import FakeClock
@@ -47,6 +47,7 @@ from data.models import (
     StepRun,
     TimelineEvent,
 )
+from data.schema import every_table
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 NEW_YORK = ZoneInfo("America/New_York")
@@ -364,7 +365,7 @@ def test_the_demo_builds_on_postgresql(pg_db: Database) -> None:
 
     wipe(pg_db)
     with pg_db.read() as session:
-        for table in SQLModel.metadata.sorted_tables:
+        for table in every_table().sorted_tables:
             assert session.execute(select(func.count()).select_from(table)).one()[0] == 0
     apply_team(pg_db, parse_team(demo_team_text()), actor="sam", now=NOW)
     with pg_db.read() as session:

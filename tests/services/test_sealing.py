@@ -15,7 +15,7 @@ import pytest
 from alembic import command
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlmodel import SQLModel, select
+from sqlmodel import select
 
 from app.core.clock import FakeClock
 from app.services.cases import CaseService
@@ -28,7 +28,7 @@ from data.db import Database
 from data.keys import Keyring, SealingKeyError, decode_key, encode_key, key_id, new_key
 from data.models import AuditRecord, Case, CaseNote
 from data.rotation import rotate_key
-from data.schema import alembic_config, current_revision, head_revision, upgrade
+from data.schema import alembic_config, current_revision, every_table, head_revision, upgrade
 from data.sealing import PREFIX, SealError, sealed_columns, sealing_key_id
 from tests.cli_harness import Run
 from tests.factories import add_responder, add_webhook, spawn_python
@@ -85,7 +85,7 @@ def _stored(db: Database) -> dict[tuple[str, str, int], str]:
     """Every non-empty value of every sealed column, as the database holds it."""
     found = {}
     with db.engine.connect() as connection:
-        for table_name, column_name in sealed_columns(SQLModel.metadata):
+        for table_name, column_name in sealed_columns(every_table()):
             rows = connection.execute(
                 # As text: before the migration that seals them, some are JSON.
                 text(

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlmodel import SQLModel, col, select
+from sqlmodel import col, select
 
 from app.core.text import line_problem
 from app.rules.rotations import HolidaySpec
@@ -49,6 +49,7 @@ from data.models import (
     ScheduleLayer,
     SlaTarget,
 )
+from data.schema import every_table
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "team"
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -72,7 +73,7 @@ def dump(db: Database) -> dict[str, list[tuple[Any, ...]]]:
                 tuple(row)
                 for row in connection.execute(table.select().order_by(*table.primary_key.columns))
             ]
-            for table in SQLModel.metadata.sorted_tables
+            for table in every_table().sorted_tables
         }
 
 

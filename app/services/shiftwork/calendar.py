@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from icalendar import Calendar, Event
 from sqlmodel import Session, col, select
 
 from app.core.errors import BadInput, NotAllowed, NotFound, NothingToDo
@@ -33,8 +33,10 @@ from app.services.unit_of_work import SUPERVISING, Service, Tx
 from data import audit
 from data.domain import DAYS, OVERRIDE_LENGTH, format_duration
 from data.models import Override, Responder, Schedule
-from data.swaps import SwapRequest, SwapStatus
 from widgets.timefmt import UTC_ZONE, viewer_zone
+
+if TYPE_CHECKING:
+    from icalendar import Event
 
 MAX_DAYS = DAYS.high
 EXPORT_DAYS = 90
@@ -251,6 +253,8 @@ def list_overrides(
     found = [row.id for row, _ in rows if row.id is not None]
     swaps: dict[int, int] = {}
     if found:
+        from data.swaps import SwapRequest  # the swaps' table: not needed for times alone
+
         for swap_id, override_id in session.exec(
             select(SwapRequest.id, SwapRequest.override_id).where(
                 col(SwapRequest.override_id).in_(found)
@@ -392,6 +396,8 @@ class OverrideService(Service):
                     f"override #{override_id} ended at {iso(row.ends_at)}; the past stays on record"
                 )
             before = list_overrides(tx.session, ids=[override_id])[0]
+            from data.swaps import SwapRequest, SwapStatus
+
             swap = tx.session.exec(
                 select(SwapRequest).where(SwapRequest.override_id == override_id)
             ).first()
@@ -445,6 +451,8 @@ def event_uid(schedule: str, who: str, start: datetime) -> str:
 
 
 def _event(schedule: str, shift: Shift, names: dict[str, str], stamp: datetime) -> Event:
+    from icalendar import Event
+
     name = names.get(shift.who, shift.who)
     kind, _, detail = shift.source.partition(":")
     event = Event()
@@ -472,7 +480,10 @@ def calendar_feed(
     who: str | None = None,
 ) -> str:
     """RFC 5545 iCalendar: one VEVENT per effective shift touching [start, end), in UTC;
-    only `who`'s shifts when given."""
+    only `who`'s shifts when given (the iCalendar library is imported here, for the feed
+    alone: the case commands read this module for its times)."""
+    from icalendar import Calendar
+
     calendar = Calendar()
     calendar.add("prodid", ICS_PRODID)
     calendar.add("version", "2.0")
