@@ -110,7 +110,10 @@ class CaseDetail(VerticalScroll, can_focus=True):
             self.show(replace(self._view, details=None, revealed=False))
 
     def set_now(self, now: datetime) -> None:
-        """Repaint the countdowns only: their lines never wrap, so no layout is needed."""
+        """Repaint the countdowns only: their lines never wrap, so no layout is needed;
+        nothing when the clock has not moved."""
+        if now == self._now:
+            return
         self._now = now
         if self._view is not None and self.is_mounted:
             self.query_one("#detail-live", Static).update(self._live(self._view), layout=False)

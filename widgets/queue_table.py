@@ -412,8 +412,12 @@ class QueueTable(ScrollView, can_focus=True):
         self._marks_changed()
 
     def set_now(self, now: datetime) -> None:
-        """Move the table's clock; repaints the visible lines only."""
-        self._now = self._checked_now(now)
+        """Move the table's clock; repaints the visible lines only (none when the clock
+        has not moved: a repaint of every line holds the event loop for nothing)."""
+        now = self._checked_now(now)
+        if now == self._now:
+            return
+        self._now = now
         self.refresh()
 
     def set_total(self, total: int) -> None:
