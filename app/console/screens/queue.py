@@ -908,11 +908,13 @@ class QueueScreen(Screen[None]):
         table = self.table
         window = message.window
         if message.replace and window.total is not None:
-            table.clear_cache()
-            table.set_total(window.total)
-            table.set_window(window.offset, window.rows)
-            if message.follow_case is not None and window.follow_position is not None:
-                table.keep_cursor_on(message.follow_case)
+            followed = window.follow_position is not None
+            table.replace_window(
+                window.total,
+                window.offset,
+                window.rows,
+                message.follow_case if followed else None,
+            )
         else:
             table.set_window(window.offset, window.rows)
         if window.total == 0:
