@@ -40,6 +40,15 @@ def hidden_placeholder(reveal_key: str) -> str:
     )
 
 
+def _put(part: Static, content: Content) -> None:
+    """Show `content` in `part`, unless it shows just that already: an update asks for a
+    layout of the whole screen, and a new note on a case changes only its history."""
+    shown = part.content
+    if isinstance(shown, Content) and shown.plain == content.plain and shown.spans == content.spans:
+        return
+    part.update(content)
+
+
 class CaseDetail(VerticalScroll, can_focus=True):
     """One case, top to bottom; scrolls when it is longer than the pane."""
 
@@ -111,7 +120,10 @@ class CaseDetail(VerticalScroll, can_focus=True):
             self.show(replace(self._view, details=None, revealed=False))
 
     def set_now(self, now: datetime) -> None:
-        """Repaint the countdowns only: their lines never wrap, so no layout is needed."""
+        """Repaint the countdowns only: their lines never wrap, so no layout is needed;
+        nothing when the clock has not moved."""
+        if now == self._now:
+            return
         self._now = now
         if self._view is not None and self.is_mounted:
             self.query_one("#detail-live", Static).update(self._live(self._view), layout=False)
@@ -128,14 +140,14 @@ class CaseDetail(VerticalScroll, can_focus=True):
         history = self.query_one("#detail-history", Static)
         view = self._view
         if view is None:
-            head.update(Content.styled(self._empty_text, "$foreground-muted italic"))
+            _put(head, Content.styled(self._empty_text, "$foreground-muted italic"))
             for part in (live, body, history):
-                part.update("")
+                _put(part, Content(""))
             return
-        head.update(self._head(view))
-        live.update(self._live(view))
-        body.update(self._details(view))
-        history.update(self._history(view))
+        _put(head, self._head(view))
+        _put(live, self._live(view))
+        _put(body, self._details(view))
+        _put(history, self._history(view))
 
     def _when(self, at: datetime) -> str:
         return format_when(at, self._zone, self._now)

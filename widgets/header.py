@@ -77,6 +77,8 @@ class StatusHeader(Widget):
         self._status_known = False
 
     def set_now(self, now: datetime) -> None:
+        if now == self._now:
+            return
         self._now = now
         self.refresh()
 

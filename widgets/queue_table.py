@@ -154,6 +154,13 @@ def _check_row(row: QueueRow, where: str) -> None:
             )
 
 
+def _looks_alike(a: QueueRow | None, b: QueueRow | None) -> bool:
+    """Whether two rows paint the same line: equal but for their version and sort key."""
+    if a is None or b is None:
+        return a is b
+    return a == b or dataclasses.replace(a, version=b.version, sort_key=b.sort_key) == b
+
+
 @dataclass(frozen=True, slots=True)
 class _Window:
     offset: int
@@ -412,8 +419,12 @@ class QueueTable(ScrollView, can_focus=True):
         self._marks_changed()
 
     def set_now(self, now: datetime) -> None:
-        """Move the table's clock; repaints the visible lines only."""
-        self._now = self._checked_now(now)
+        """Move the table's clock; repaints the visible lines only (none when the clock
+        has not moved: a repaint of every line holds the event loop for nothing)."""
+        now = self._checked_now(now)
+        if now == self._now:
+            return
+        self._now = now
         self.refresh()
 
     def set_total(self, total: int) -> None:
@@ -468,6 +479,59 @@ class QueueTable(ScrollView, can_focus=True):
         self._rows[index] = row
         self._refresh_indexes(index, index + 1)
         return True
+
+    def replace_window(
+        self,
+        total: int,
+        offset: int,
+        rows: Sequence[QueueRow],
+        follow_case: int | None = None,
+    ) -> None:
+        """Forget every row and hold `rows` at `offset`… of a queue now `total` long, the
+        cursor staying with its case (or moving to `follow_case`): `clear_cache`,
+        `set_total`, `set_window` and `keep_cursor_on` at once, but repainting only the
+        lines that look different. A refetch after changes elsewhere mostly finds the
+        rows on screen as they were, and a full repaint of the table each time would hold
+        the event loop for nothing."""
+        if total < 0:
+            raise ValueError(f"replace_window: total must be >= 0, got {total}")
+        if offset < 0:
+            raise ValueError(f"replace_window: offset must be >= 0, got {offset}")
+        rows = rows[: max(0, total - offset)]
+        for row in rows:
+            _check_row(row, "replace_window")
+        shown = {index: self._rows.get(index) for index in self._visible_indexes()}
+        before = (self._total, self._cursor, self.scroll_offset.y)
+        if (cursor_row := self._rows.get(self._cursor)) is not None:
+            self._follow_case = cursor_row.case_id
+        if follow_case is not None:
+            self._follow_case = follow_case
+        self._rows.clear()
+        self._index_of.clear()
+        self._pending = self._unavailable = None
+        self._total = total
+        self.virtual_size = Size(0, total + 1)
+        self._cursor = min(self._cursor, max(0, total - 1))
+        if total == 0:
+            self._announced_case = None
+        for index, row in enumerate(rows, start=offset):
+            self._store(index, row)
+        self._evict_far_rows()
+        if self._follow_case is not None and self._follow_case in self._index_of:
+            index = self._index_of[self._follow_case]
+            if index != self._cursor:
+                self._relocate_cursor(index)
+            else:
+                self._follow_case = None
+                self._scroll_cursor_into_view()
+        if (self._total, self._cursor, self.scroll_offset.y) != before:
+            self.refresh()
+        else:
+            for index, was in shown.items():
+                if not _looks_alike(was, self._rows.get(index)):
+                    self._refresh_indexes(index, index + 1)
+        self._schedule_prefetch()
+        self._announce_cursor()
 
     def clear_cache(self) -> None:
         """Forget every row (after a filter or sort change); the cursor follows its case."""

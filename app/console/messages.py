@@ -57,6 +57,12 @@ class FeedArrived(Message, bubble=False):
     alerts: tuple[PageAlert, ...]
     detail: CaseDetailView | None = None
     decisions: tuple[DisclosureDecided, ...] = ()  # on my disclosure requests
+    window: Window | None = None
+    """After a burst (no changes placed one by one): the queue refetched in the same read,
+    around `follow_case` (the cursor's case when the poll started)."""
+    follow_case: int | None = None
+    casework_case: int | None = None
+    """The shown case whose casework this poll read too; it comes as its own message."""
 
 
 @dataclass

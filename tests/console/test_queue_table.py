@@ -265,6 +265,39 @@ async def test_update_row_repaints_only_that_line(many_rows: list[QueueRow]) -> 
         assert "Case 7 needs attention" in lines[7]
 
 
+async def test_a_refetched_window_repaints_only_the_lines_that_changed(
+    many_rows: list[QueueRow],
+) -> None:
+    app = QueueApp(many_rows)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        table = app.table
+        await pilot.press("down", "down")
+        painted: list[int] = []
+        render_line = table.render_line
+
+        def spy_render_line(y: int) -> Strip:
+            painted.append(y)
+            return render_line(y)
+
+        table.render_line = spy_render_line  # type: ignore[method-assign]
+        # Read again after changes elsewhere: every row is newer, one reads differently.
+        rows = [dataclasses.replace(row, version=row.version + 1) for row in many_rows[:60]]
+        rows[5] = dataclasses.replace(rows[5], title="Caller reached")
+        table.replace_window(len(many_rows), 0, rows, follow_case=3)
+        await pilot.pause()
+        assert painted == [6]
+        assert table.cursor_index == 2
+        assert table.row_at(0) == rows[0]
+        assert "Caller reached" in screen_lines(app)[6]
+        # The cursor's case moved down two places: the cursor goes with it.
+        moved = [rows[0], rows[1], rows[3], rows[4], rows[2], *rows[5:]]
+        table.replace_window(len(many_rows), 0, moved)
+        await pilot.pause()
+        assert table.cursor_index == 4
+        assert table.cursor_row == rows[2]
+
+
 async def test_update_row_ignores_unknown_cases_and_older_versions(
     many_rows: list[QueueRow],
 ) -> None:

@@ -97,6 +97,18 @@ RETRY_SECONDS = 2.0
 MAX_PAGES_LISTED = 3
 
 
+@dataclass(frozen=True, slots=True)
+class FeedRequest:
+    """What a poll of the change feed reads besides the feed: the shown case (its
+    details revealed or not), and the rows a refetch after a burst covers."""
+
+    detail_case: int | None
+    revealed: bool
+    offset: int
+    limit: int
+    follow: int | None
+
+
 def paged_text(alerts: tuple[PageAlert, ...]) -> str:
     """The toast of pages just arrived: each case once (a case paged at two steps since the
     console last looked is one line), the first few of them."""
@@ -625,8 +637,18 @@ class QueueScreen(Screen[None]):
         if self._acting():  # as for an announcement: read it once the action is shown
             self._feed_again = True
             return
+        row = self.table.cursor_row
+        follow = row.case_id if row is not None else None
         self._feed_worker = self._read_feed(
-            self.generation, self.queue_filter, self.last_change_id, self.detail_case
+            self.generation,
+            self.queue_filter,
+            self.last_change_id,
+            FeedRequest(
+                self.detail_case,
+                self.revealed is not None and self.revealed[0] == self.detail_case,
+                *self._visible_window(following=follow is not None),
+                follow,
+            ),
         )
 
     def refresh_status(self) -> None:
@@ -661,20 +683,43 @@ class QueueScreen(Screen[None]):
 
     @work(thread=True, name="change feed", group="feed", exit_on_error=False)
     def _read_feed(
-        self, generation: int, flt: QueueFilter, after_id: int, detail_case: int | None
+        self, generation: int, flt: QueueFilter, after_id: int, request: FeedRequest
     ) -> None:
+        """Read the feed and, in this same thread, what it makes the screen show anew: the
+        window after a burst, the shown case and its casework. One thread at a time, and
+        one repaint of all of it: follow-up reads started from the screen would run side
+        by side, contend for the interpreter with the repaint, and stall the event loop."""
         app = self.vigil
-        feed = desk.read_feed(app.db, app.profile, flt, after_id, app.clock.now())
+        now = app.clock.now()
+        feed = desk.read_feed(app.db, app.profile, flt, after_id, now)
         if feed is None:
             return  # nothing changed: no message at all
         alerts = claim_my_pages(app.db, app.clock, app.profile.responder_id, feed.changed)
-        detail = (
-            desk.read_detail(app.db, detail_case)
-            if detail_case is not None and detail_case in feed.changed
+        window = (
+            desk.read_window(
+                app.db, app.profile, flt, request.offset, request.limit, request.follow, now=now
+            )
+            if feed.changes is None
             else None
         )
+        shown = request.detail_case
+        changed = shown is not None and shown in feed.changed
+        detail = desk.read_detail(app.db, shown) if changed and shown is not None else None
+        if changed and shown is not None:
+            self._post_casework(shown, revealed=request.revealed)
         decisions = desk.read_decisions_for(app.db, app.profile.responder_id, self._opened_at)
-        self.post_message(FeedArrived(generation, feed, tuple(alerts), detail, decisions))
+        self.post_message(
+            FeedArrived(
+                generation,
+                feed,
+                tuple(alerts),
+                detail,
+                decisions,
+                window,
+                request.follow,
+                shown if changed else None,
+            )
+        )
 
     def _listen_for_changes(self) -> None:
         """Hear of every committed change at once (PostgreSQL LISTEN), so another console's
@@ -908,11 +953,13 @@ class QueueScreen(Screen[None]):
         table = self.table
         window = message.window
         if message.replace and window.total is not None:
-            table.clear_cache()
-            table.set_total(window.total)
-            table.set_window(window.offset, window.rows)
-            if message.follow_case is not None and window.follow_position is not None:
-                table.keep_cursor_on(message.follow_case)
+            followed = window.follow_position is not None
+            table.replace_window(
+                window.total,
+                window.offset,
+                window.rows,
+                message.follow_case if followed else None,
+            )
         else:
             table.set_window(window.offset, window.rows)
         if window.total == 0:
@@ -941,12 +988,29 @@ class QueueScreen(Screen[None]):
         self.last_change_id = max(self.last_change_id or 0, feed.last_id)
         self.vigil.wake_engine()
         if message.generation == self.generation:
-            self._apply_changes(feed.total, feed.changes)
+            if message.window is not None:
+                self._take_feed_window(message.window, message.follow_case)
+            else:
+                self._apply_changes(feed.total, feed.changes)
         if message.detail is not None and message.detail.case_id == self.detail_case:
             self._show_detail(message.detail)
-        if self.detail_case is not None and self.detail_case in feed.changed:
+        if (
+            self.detail_case is not None
+            and self.detail_case in feed.changed
+            and self.detail_case != message.casework_case
+        ):
             self._read_casework(self.detail_case)
         self._tell_decisions(message.decisions)
+
+    def _take_feed_window(self, window: desk.Window, follow_case: int | None) -> None:
+        """The window the feed read after a burst, unless the cursor moved to another case
+        meanwhile: it would be pulled back, so that case's window is read instead."""
+        row = self.table.cursor_row
+        if (row.case_id if row is not None else None) != follow_case:
+            self._reload()
+            return
+        self.workers.cancel_group(self, "queue-window")  # as a reload would: this is newer
+        self.on_window_loaded(WindowLoaded(self.generation, window, True, follow_case))
 
     def _tell_decisions(self, decisions: tuple[desk.DisclosureDecided, ...]) -> None:
         """A toast for each decision on a disclosure I asked for, once."""
