@@ -44,10 +44,13 @@ from app.services.shiftwork.templates import FilledResponse, ResponseTemplate, f
 from data import checkpoints, queries
 from data.access import reads_secrets
 from data.casework import Disclosure
+from data.changes import ChangeListener
+from data.clock import DatabaseClock
 from data.db import Database
 from data.domain import INTERNAL_PARTNER_KINDS, PartnerKind, Role
 from data.models import Case, EngineHeartbeat, Responder, Setting
-from data.queries import QueueFilter
+from data.queries import SORT_COLUMNS as SORT_COLUMNS  # the queue's orders, for its screen
+from data.queries import QueueFilter as QueueFilter
 from widgets.header import ENGINE_STALE_AFTER, OnCallView
 from widgets.views import (
     CaseDetailView,
@@ -623,3 +626,16 @@ def fill_template(
     writer = CaseService(db, clock).require_actor(handle)
     with db.read() as session:
         return fill_for_case(session, template, ref, writer, clock.now())
+
+
+# --- what the queue screen holds open ---------------------------------------------------
+
+
+def listen_for_changes(db: Database) -> ChangeListener:
+    """A connection that hears every committed change at once (PostgreSQL LISTEN)."""
+    return ChangeListener.open(db)
+
+
+def database_clock(db: Database, clock: Clock) -> DatabaseClock:
+    """The database's time as this host reads it, and how far the host's clock is off."""
+    return DatabaseClock(db, clock)

@@ -64,10 +64,7 @@ from app.core.times import parse_due
 from app.delivery.local import PageAlert, claim_my_pages, record_desktop
 from app.services.cases import CaseService
 from app.services.casework.service import CaseworkService
-from data.changes import ChangeListener
-from data.clock import DatabaseClock
-from data.domain import DisclosureStatus
-from data.queries import SORT_COLUMNS, QueueFilter
+from data.domain import DisclosureStatus, Status
 from widgets.case_detail import CaseDetail
 from widgets.header import Identity, StatusHeader
 from widgets.queue_table import QueueTable
@@ -76,6 +73,7 @@ from widgets.views import CaseDetailView, CaseworkView, SeekAnchor
 
 if TYPE_CHECKING:
     from app.console.host import ConsoleHost
+    from data.clock import DatabaseClock
 
 LISTEN_SLICE = 0.25
 """How long the change listener blocks between looks at whether the screen is closing."""
@@ -127,7 +125,7 @@ def paged_text(alerts: tuple[PageAlert, ...]) -> str:
 
 def next_sort(sort: str) -> str:
     """The order after `sort` in `S`'s cycle: the queue's own, then each other one."""
-    orders = list(SORT_COLUMNS)
+    orders = list(desk.SORT_COLUMNS)
     return orders[(orders.index(sort) + 1) % len(orders)]
 
 
@@ -502,7 +500,7 @@ class QueueScreen(Screen[None]):
         self._opened_at = self.vigil.clock.now()  # decisions since then are news
         self._decisions_told: set[int] = set()
         self._feed_down = False
-        self.queue_filter = QueueFilter()
+        self.queue_filter = desk.QueueFilter()
         self._recovery: Timer | None = None
         self._feed_again = False
         self._first_window_shown = False
@@ -562,7 +560,7 @@ class QueueScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.queue_filter = QueueFilter(me=self.vigil.profile.responder_id)
+        self.queue_filter = desk.QueueFilter(me=self.vigil.profile.responder_id)
         self.search_input.cursor_blink = self.vigil.cursor_blink
         self.search_input.display = False
         self._show_filter_summary()
@@ -663,7 +661,7 @@ class QueueScreen(Screen[None]):
     def _read_window(
         self,
         generation: int,
-        flt: QueueFilter,
+        flt: desk.QueueFilter,
         offset: int,
         limit: int,
         replace_cache: bool,
@@ -683,7 +681,7 @@ class QueueScreen(Screen[None]):
 
     @work(thread=True, name="change feed", group="feed", exit_on_error=False)
     def _read_feed(
-        self, generation: int, flt: QueueFilter, after_id: int, request: FeedRequest
+        self, generation: int, flt: desk.QueueFilter, after_id: int, request: FeedRequest
     ) -> None:
         """Read the feed and, in this same thread, what it makes the screen show anew: the
         window after a burst, the shown case and its casework. One thread at a time, and
@@ -729,7 +727,7 @@ class QueueScreen(Screen[None]):
         pause = LISTEN_RETRY[0]
         while not self._screen_gone.is_set():
             try:
-                listener = ChangeListener.open(self.vigil.db)
+                listener = desk.listen_for_changes(self.vigil.db)
             except Exception:
                 self._screen_gone.wait(pause)
                 pause = min(pause * 2, LISTEN_RETRY[1])
@@ -778,7 +776,11 @@ class QueueScreen(Screen[None]):
 
     @work(thread=True, name="casework action", group="case-action", exit_on_error=False)
     def _perform_casework(
-        self, command: CaseworkCommand, generation: int, flt: QueueFilter, seen: desk.ScreenRows
+        self,
+        command: CaseworkCommand,
+        generation: int,
+        flt: desk.QueueFilter,
+        seen: desk.ScreenRows,
     ) -> None:
         app = self.vigil
         service = CaseworkService(app.db, app.clock)
@@ -792,7 +794,7 @@ class QueueScreen(Screen[None]):
 
     @work(thread=True, name="case action", group="case-action", exit_on_error=False)
     def _perform(
-        self, action: CaseAction, generation: int, flt: QueueFilter, seen: desk.ScreenRows
+        self, action: CaseAction, generation: int, flt: desk.QueueFilter, seen: desk.ScreenRows
     ) -> None:
         """Store the action, then read where its case now sits, in this one thread: the
         row moves with one message back, not a second read started from the screen."""
@@ -803,7 +805,7 @@ class QueueScreen(Screen[None]):
             case = service.acknowledge(me, action.ref)
             text = (
                 f"{case.ref} acknowledged"
-                if case.status == "acknowledged"
+                if case.status == Status.ACKNOWLEDGED.value
                 else f"{case.ref}: your acknowledgement is recorded; waiting for the others"
             )
         elif action.verb == "resolve":
@@ -874,7 +876,7 @@ class QueueScreen(Screen[None]):
             on_call = None  # a stored rotation that does not make a valid schedule
         heartbeat = desk.engine_heartbeat(app.db)
         if self._db_clock is None:  # one, so a clock that is off is logged once
-            self._db_clock = DatabaseClock(app.db, app.clock)
+            self._db_clock = desk.database_clock(app.db, app.clock)
         self._db_clock.sync()
         waiting = desk.pages_wait_for_a_sender(app.db, now)
         self.post_message(DeskStatusLoaded(on_call, heartbeat, self._db_clock.skew, waiting))
@@ -1153,7 +1155,7 @@ class QueueScreen(Screen[None]):
             return
         action = CaseAction("ack", *target)
         row = self.table.cursor_row
-        if row is None or row.status != "triggered":
+        if row is None or row.status != Status.TRIGGERED.value:
             self._run(action)
             return
         # The keystroke shows on its row at once and the write starts once that frame is
@@ -1580,7 +1582,7 @@ class QueueScreen(Screen[None]):
 
     # ----------------------------------------------------------------- filters
 
-    def _set_filter(self, flt: QueueFilter) -> None:
+    def _set_filter(self, flt: desk.QueueFilter) -> None:
         if flt == self.queue_filter:
             return
         self.table.unmark()  # a bulk action acts only on cases in view
@@ -1642,7 +1644,7 @@ class QueueScreen(Screen[None]):
         )
 
     @work(thread=True, name="save view", group="settings", exit_on_error=False)
-    def _save_view(self, name: str, flt: QueueFilter) -> None:
+    def _save_view(self, name: str, flt: desk.QueueFilter) -> None:
         path = self.vigil.settings.path or settings_path()
         try:
             save_view(path, name, flt)
@@ -1755,7 +1757,7 @@ class QueueScreen(Screen[None]):
             return
         field.value = ""
         field.display = False
-        self._set_filter(QueueFilter(me=self.vigil.profile.responder_id))
+        self._set_filter(desk.QueueFilter(me=self.vigil.profile.responder_id))
 
     def _show_filter_summary(self) -> None:
         flt = self.queue_filter
@@ -1776,7 +1778,7 @@ class QueueScreen(Screen[None]):
             chips.append("with resolved")
         if flt.search.strip():
             chips.append(f"search “{flt.search.strip()}”")
-        if flt.sort != QueueFilter.sort:
+        if flt.sort != desk.QueueFilter.sort:
             chips.append(f"by {flt.sort}")
         total = self.table.total
         noun = "case" if total == 1 else "cases"
