@@ -58,6 +58,7 @@ class QueueApp(App[None]):
         self.requests: list[tuple[int, int]] = []
         self.anchors: list[SeekAnchor] = []
         self.answered = asyncio.Event()
+        self.asked = asyncio.Event()
 
     def compose(self) -> ComposeResult:
         yield QueueTable(now=NOW)
@@ -73,6 +74,7 @@ class QueueApp(App[None]):
     def on_queue_table_window_needed(self, message: QueueTable.WindowNeeded) -> None:
         self.requests.append((message.offset, message.limit))
         self.anchors.append(message.anchor)
+        self.asked.set()
         if self.answer:
             self.send_window(message.offset, message.limit)
 
@@ -210,7 +212,11 @@ async def test_one_request_while_a_window_is_pending(many_rows: list[QueueRow]) 
             table.scroll_to(y=step, animate=False)
             await pilot.pause()
         assert len(app.requests) == 1
+        app.asked.clear()
         table.scroll_to(y=50_000, animate=False)
+        await pilot.pause()
+        # By event, not by time: how soon a paint asks depends on the machine's load.
+        await asyncio.wait_for(app.asked.wait(), timeout=10)
         await pilot.pause()
         assert len(app.requests) == 2
         offset, limit = app.requests[-1]
