@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from operator import attrgetter
 from typing import Any
 
 from sqlmodel import Session
@@ -61,20 +62,15 @@ class DueCase:
 
     def state(self) -> tuple[object, ...]:
         """Everything `plan_case` reads of the case: two cases with the same state get the
-        same plan (the assignee only decides who is assigned, at write time)."""
-        return (
-            self.status,
-            self.escalation_cycle,
-            self.escalation_step,
-            self.escalation_round,
-            self.next_escalation_at,
-            self.exhausted,
-            self.acknowledged_at,
-            self.acknowledged_by_id,
-            self.snoozed_until,
-            self.severity,
-            self.snapshot,
-        )
+        same plan. Every field counts but `NOT_STATE`, so a field added later is part of
+        the state unless said otherwise (never a plan shared by mistake)."""
+        return _state_of(self)
+
+
+NOT_STATE = frozenset({"id", "ref", "assignee_id"})
+"""What a due case's plan does not depend on: who it is, and its assignee (which decides
+only who is assigned, at write time)."""
+_state_of = attrgetter(*(f.name for f in fields(DueCase) if f.name not in NOT_STATE))
 
 
 # --- the chain of a frozen policy ---------------------------------------------------
