@@ -94,9 +94,7 @@ def current_revision(engine: Engine) -> str | None:
     """The database's revision (None before any), read as Alembic keeps it."""
     if "alembic_version" not in table_names(engine):
         return None
-    with engine.connect() as connection:
-        row = connection.execute(text("SELECT version_num FROM alembic_version")).first()
-        return str(row[0]) if row is not None else None
+    return _stamp(engine)
 
 
 def _stamp(engine: Engine) -> str | None:
