@@ -151,11 +151,9 @@ def route_policy(session: Session, category: str, explicit: str | None) -> Polic
         return session.exec(select(Policy).where(Policy.name == explicit)).first()
     keys = (category, "default")
     routes = session.exec(select(Routing).where(col(Routing.category).in_(keys))).all()
-    for key in keys:
-        for route in routes:
-            if route.category == key:
-                return session.get(Policy, route.policy_id)
-    return None
+    by_key = {route.category: route for route in routes}
+    route = by_key.get(category) or by_key.get("default")
+    return None if route is None else session.get(Policy, route.policy_id)
 
 
 def sla_table(session: Session) -> dict[int, tuple[int, int]]:
