@@ -488,11 +488,11 @@ class QueueTable(ScrollView, can_focus=True):
         follow_case: int | None = None,
     ) -> None:
         """Forget every row and hold `rows` at `offset`… of a queue now `total` long, the
-        cursor staying with its case (or moving to `follow_case`): `clear_cache`,
-        `set_total`, `set_window` and `keep_cursor_on` at once, but repainting only the
-        lines that look different. A refetch after changes elsewhere mostly finds the
-        rows on screen as they were, and a full repaint of the table each time would hold
-        the event loop for nothing."""
+        cursor staying with its case (or moving to `follow_case`, now or when a window
+        brings it; no rows: the table asks for what it shows), repainting only the lines
+        that look different. A refetch after changes elsewhere mostly finds the rows on
+        screen as they were, and a full repaint of the table each time would hold the
+        event loop for nothing."""
         if total < 0:
             raise ValueError(f"replace_window: total must be >= 0, got {total}")
         if offset < 0:
@@ -502,13 +502,9 @@ class QueueTable(ScrollView, can_focus=True):
             _check_row(row, "replace_window")
         shown = {index: self._rows.get(index) for index in self._visible_indexes()}
         before = (self._total, self._cursor, self.scroll_offset.y)
-        if (cursor_row := self._rows.get(self._cursor)) is not None:
-            self._follow_case = cursor_row.case_id
+        self._forget_rows()
         if follow_case is not None:
             self._follow_case = follow_case
-        self._rows.clear()
-        self._index_of.clear()
-        self._pending = self._unavailable = None
         self._total = total
         self.virtual_size = Size(0, total + 1)
         self._cursor = min(self._cursor, max(0, total - 1))
@@ -533,15 +529,14 @@ class QueueTable(ScrollView, can_focus=True):
         self._schedule_prefetch()
         self._announce_cursor()
 
-    def clear_cache(self) -> None:
-        """Forget every row (after a filter or sort change); the cursor follows its case."""
+    def _forget_rows(self) -> None:
+        """Every row held, and every request in flight, forgotten; the cursor is to follow
+        its case when a window brings it back."""
         if (row := self._rows.get(self._cursor)) is not None:
             self._follow_case = row.case_id
         self._rows.clear()
         self._index_of.clear()
         self._pending = self._unavailable = None
-        self.refresh()
-        self._schedule_prefetch()
 
     def call_after_paint(self, callback: Callable[[], object]) -> None:
         """Run `callback` once the table's next paint is in a frame (or after
@@ -561,14 +556,6 @@ class QueueTable(ScrollView, can_focus=True):
             self._paint_fallback = None
         for callback in callbacks:
             callback()
-
-    def keep_cursor_on(self, case_id: int) -> None:
-        """Move the cursor to `case_id` now if cached, else when a window brings it."""
-        if case_id in self._index_of:
-            self._relocate_cursor(self._index_of[case_id])
-            self._announce_cursor()
-        else:
-            self._follow_case = case_id
 
     def flash(self, case_id: int, blinks: int = 3) -> None:
         """Blink the row of `case_id` `blinks` times (a page just arrived for it)."""

@@ -4,9 +4,8 @@ console calls them before its event loop starts or from thread workers, never on
 loop itself. No screen queries the database itself: each reads through a function here, a
 function of the database (and what it asks about) returning plain values and view objects,
 and changes the desk through the services (`app.services`); the import contract
-`screens-read-through-the-read-model` holds them to it. (The queue's change listener and
-its database clock, `data.changes` and `data.clock`, still reach the database from the
-queue screen.)
+`screens-read-through-the-read-model` holds them to it (the queue's change listener and
+its reading of the database's clock come from here too).
 
 One module, a section per screen: the queue's reads and the console's frame (profile,
 theme, header) first, then one short section for each other screen. Most sections are a few

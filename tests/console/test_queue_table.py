@@ -94,6 +94,19 @@ class QueueApp(App[None]):
         await pilot.pause()
 
 
+def painted_lines(table: QueueTable) -> list[int]:
+    """The lines the table paints from now on, in order (each `render_line` call)."""
+    painted: list[int] = []
+    render_line = table.render_line
+
+    def spy_render_line(y: int) -> Strip:
+        painted.append(y)
+        return render_line(y)
+
+    table.render_line = spy_render_line  # type: ignore[method-assign]
+    return painted
+
+
 def screen_lines(app: App[None]) -> list[str]:
     """The text on screen, as the compositor would paint it."""
     return [strip.text for strip in app.screen._compositor.render_strips()]
@@ -194,7 +207,7 @@ async def test_a_window_is_sought_from_the_nearest_known_place(
         assert above < 1000
         assert app.anchors[-1] == SeekAnchor(above, (above,))
         assert "ESC-030001" in screen_lines(app)[1]
-        table.clear_cache()  # nothing held at all: the nearer end
+        table.replace_window(TOTAL, 0, [])  # nothing held at all: the nearer end
         table.scroll_to(y=70_000, animate=False)
         await pilot.pause()
         assert app.anchors[-1] == SeekAnchor(TOTAL)
@@ -244,19 +257,14 @@ async def test_update_row_repaints_only_that_line(many_rows: list[QueueRow]) -> 
     async with app.run_test(size=(160, 48)) as pilot:
         await pilot.pause()
         table = app.table
-        painted: list[int] = []
+        painted = painted_lines(table)
         refreshed: list[tuple[Region, ...]] = []
-        render_line, refresh = table.render_line, table.refresh
-
-        def spy_render_line(y: int) -> Strip:
-            painted.append(y)
-            return render_line(y)
+        refresh = table.refresh
 
         def spy_refresh(*regions: Region, **kwargs: bool) -> QueueTable:
             refreshed.append(regions)
             return refresh(*regions, **kwargs)
 
-        table.render_line = spy_render_line  # type: ignore[method-assign]
         table.refresh = spy_refresh  # type: ignore[method-assign]
         changed = dataclasses.replace(many_rows[5], title="Caller reached", version=2)
         assert table.update_row(changed)
@@ -279,14 +287,7 @@ async def test_a_refetched_window_repaints_only_the_lines_that_changed(
         await pilot.pause()
         table = app.table
         await pilot.press("down", "down")
-        painted: list[int] = []
-        render_line = table.render_line
-
-        def spy_render_line(y: int) -> Strip:
-            painted.append(y)
-            return render_line(y)
-
-        table.render_line = spy_render_line  # type: ignore[method-assign]
+        painted = painted_lines(table)
         # Read again after changes elsewhere: every row is newer, one reads differently.
         rows = [dataclasses.replace(row, version=row.version + 1) for row in many_rows[:60]]
         rows[5] = dataclasses.replace(rows[5], title="Caller reached")
@@ -321,7 +322,9 @@ async def test_update_row_ignores_unknown_cases_and_older_versions(
         assert "v3" in screen_lines(app)[3]
 
 
-async def test_cursor_follows_its_case_after_clear_cache(many_rows: list[QueueRow]) -> None:
+async def test_cursor_follows_its_case_after_every_row_is_forgotten(
+    many_rows: list[QueueRow],
+) -> None:
     app = QueueApp(many_rows)
     async with app.run_test(size=(160, 48)) as pilot:
         await pilot.pause()
@@ -331,28 +334,26 @@ async def test_cursor_follows_its_case_after_clear_cache(many_rows: list[QueueRo
         assert table.cursor_row.case_id == 4
         # Two cases above it were resolved: the filter now starts at case 3.
         app.rows = many_rows[2:]
-        table.set_total(len(app.rows))
-        table.clear_cache()
+        table.replace_window(len(app.rows), 0, [])
         await pilot.pause()
         assert table.cursor_index == 1
         assert table.cursor_row is not None
         assert table.cursor_row.case_id == 4
         # Its case gone, the cursor keeps its index.
         app.rows = [row for row in app.rows if row.case_id != 4]
-        table.set_total(len(app.rows))
-        table.clear_cache()
+        table.replace_window(len(app.rows), 0, [])
         await pilot.pause()
         assert table.cursor_index == 1
         assert table.cursor_row is not None
         assert table.cursor_row.case_id == 5
 
 
-async def test_keep_cursor_on_a_case_that_arrives_later(many_rows: list[QueueRow]) -> None:
+async def test_the_cursor_goes_to_a_case_that_arrives_later(many_rows: list[QueueRow]) -> None:
     app = QueueApp(many_rows)
     async with app.run_test(size=(160, 48)) as pilot:
         await pilot.pause()
         table = app.table
-        table.keep_cursor_on(70_001)
+        table.replace_window(len(many_rows), 0, [], follow_case=70_001)
         assert table.cursor_index == 0
         app.send_window(69_990, 20)
         await pilot.pause()

@@ -700,10 +700,10 @@ class QueueScreen(Screen[None]):
             if feed.changes is None
             else None
         )
-        shown = request.detail_case
-        changed = shown is not None and shown in feed.changed
-        detail = desk.read_detail(app.db, shown) if changed and shown is not None else None
-        if changed and shown is not None:
+        shown = request.detail_case if request.detail_case in feed.changed else None
+        detail = None
+        if shown is not None:
+            detail = desk.read_detail(app.db, shown)
             self._post_casework(shown, revealed=request.revealed)
         decisions = desk.read_decisions_for(app.db, app.profile.responder_id, self._opened_at)
         self.post_message(
@@ -715,7 +715,7 @@ class QueueScreen(Screen[None]):
                 decisions,
                 window,
                 request.follow,
-                shown if changed else None,
+                shown,
             )
         )
 
@@ -1465,12 +1465,13 @@ class QueueScreen(Screen[None]):
         if position == held_at:
             table.update_row(window.rows[position - window.offset])
             return
-        table.clear_cache()
-        table.set_total(table.total - 1 + (position is not None))
-        table.set_window(window.offset, window.rows)
-        if position is not None:
-            table.keep_cursor_on(case_id)
-        elif table.total == 0:
+        table.replace_window(
+            table.total - 1 + (position is not None),
+            window.offset,
+            window.rows,
+            case_id if position is not None else None,
+        )
+        if table.total == 0:
             self._select_case(None)
         self._show_filter_summary()
 
