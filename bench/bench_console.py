@@ -55,10 +55,8 @@ from sqlalchemy import Table, create_engine, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.schema import CreateIndex, CreateTable
 from sqlmodel import SQLModel, col, select
-from textual.message import Message
 
 from app.console import desk as console_desk
-from app.console.messages import WindowLoaded
 from app.core.clock import FakeClock
 from app.services.cases import CaseService
 from app.services.policies import snapshot_policy
@@ -694,21 +692,33 @@ class Interaction:
 
 
 class RowCounter:
-    """Counts the rows the screen hands the queue table (by window or one by one)."""
+    """Counts the rows the screen hands the queue table (by window or one by one), and the
+    windows among them (a window read again, however it reached the table)."""
 
     def __init__(self, table: QueueTable) -> None:
         self.rows = 0
-        set_window, update_row = table.set_window, table.update_row
+        self.windows = 0
+        set_window, replace_window = table.set_window, table.replace_window
+        update_row = table.update_row
 
         def counted_window(offset: int, rows: Sequence[QueueRow]) -> None:
             self.rows += len(rows)
+            self.windows += 1
             set_window(offset, rows)
+
+        def counted_replace(
+            total: int, offset: int, rows: Sequence[QueueRow], follow_case: int | None = None
+        ) -> None:
+            self.rows += len(rows)
+            self.windows += 1
+            replace_window(total, offset, rows, follow_case)
 
         def counted_update(row: QueueRow) -> bool:
             self.rows += 1
             return update_row(row)
 
         table.set_window = counted_window  # type: ignore[method-assign]
+        table.replace_window = counted_replace  # type: ignore[method-assign]
         table.update_row = counted_update  # type: ignore[method-assign]
 
 
@@ -779,16 +789,10 @@ async def interact(db: Database, folder: Path, acks: int, notes: int) -> Interac
     """Acknowledge the top case `acks` times; have another console note a visible case
     `notes` times; time each until its row is repainted."""
     found = Interaction()
-    loaded: list[Message] = []
-
-    def hook(message: Message) -> None:
-        if isinstance(message, WindowLoaded):
-            loaded.append(message)
-
     app = open_console(db, folder)
     watch = FrameWatch(app, shows_queue(app), stay=True)
     other_console = CaseService(db, FakeClock(NOW))
-    async with app.run_test(size=SIZE, notifications=True, message_hook=hook) as pilot:
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
         while not watch.first_paint:
             await pilot.pause()
         table = app.query_one(QueueTable)
@@ -826,13 +830,12 @@ async def interact(db: Database, folder: Path, acks: int, notes: int) -> Interac
             if row is None:
                 raise RuntimeError(f"bench desk: queue row {index} is not loaded")
             done = watch.frame_where(newer_row(table, index, row.version))
-            counter.rows = 0
-            loaded.clear()
+            counter.rows = counter.windows = 0
             start = perf_counter()
             await asyncio.to_thread(other_console.add_note, SUPERVISOR, row.ref, "Checked.")
             found.remote_ms.append(await since(start, done, f"{row.ref} with its note"))
             found.remote_rows.append(counter.rows)
-            found.remote_refetches.append(len(loaded))
+            found.remote_refetches.append(counter.windows)
             await settle()
     return found
 
