@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from textual import events
+from textual.keys import _character_to_key
 from textual.pilot import Pilot
 from textual.worker import WorkerFailed
 
@@ -73,7 +75,14 @@ class Console:
         await self.settle()
 
     async def type(self, text: str) -> None:
-        await self.pilot.press(*list(text))
+        """Type `text` as a quick typist does: each character is its own key event, in
+        order, queued without a pause between them (Pilot waits for the process to go idle
+        after every key it presses, which makes a sentence take seconds)."""
+        for character in text:
+            key = character if character.isalnum() else _character_to_key(character)
+            event = events.Key(key, character)
+            event.set_sender(self.app)
+            self.app.post_message(event)
         await self.settle()
 
     async def poll(self) -> None:
