@@ -42,7 +42,7 @@ def _show_case_text(
 ) -> str:
     """The case as `vigil show` prints it: times on the viewer's clock (then UTC), its
     casework as `vigil casework show` prints it."""
-    from app.services.shiftwork.calendar import shown
+    from app.core.times import shown
 
     def at(text: str | None) -> str:
         return "-" if text is None else shown(datetime.fromisoformat(text), zone)

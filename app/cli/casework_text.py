@@ -9,8 +9,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from app.core.times import iso
-from app.services.shiftwork.calendar import shown
+from app.core.times import iso, shown
 from widgets.timefmt import plural
 from widgets.views import (
     ActionView,

@@ -19,7 +19,7 @@ from sqlmodel import Session, col, select
 
 from app.core.errors import BadInput, NotAllowed, NotFound, NothingToDo
 from app.core.text import LINE_LIMIT, one_line
-from app.core.times import bounded_instant, format_instant, iso
+from app.core.times import bounded_instant, iso, shown
 from app.rules.rotations import (
     ScheduleSpec,
     Shift,
@@ -81,16 +81,6 @@ def check_window(start: datetime, end: datetime, now: datetime) -> None:
             f"expected a window {OVERRIDE_LENGTH} long, got {format_duration(end - start)} "
             f"(from {iso(start)} to {iso(end)})",
         )
-
-
-def shown(moment: datetime, zone: ZoneInfo) -> str:
-    """`Thu 26 Nov 2026 20:00 AEDT (09:00 UTC)`: the viewer's wall clock, then UTC."""
-    if zone.key == "UTC":
-        return format_instant(moment, UTC_ZONE)
-    utc = moment.astimezone(UTC)
-    local = moment.astimezone(zone)
-    day = "" if utc.date() == local.date() else f"{utc:%a %d %b} "
-    return f"{format_instant(moment, zone)} ({day}{utc:%H:%M} UTC)"
 
 
 def viewer_zone_of(session: Session, handle: str) -> ZoneInfo:
