@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-from app.cli.casework_text import plain, verification_lines
 from app.cli.framework import EXIT_OK, Commands, Context
+from app.cli.render import plain, verification_lines
 from app.core.times import iso
 from app.services.casework.agency import AgencyService, ChannelView, OriginView
 

@@ -84,7 +84,7 @@ def _show_case_text(
 
 
 def cmd_show(ctx: Context) -> int:
-    from app.cli.casework_text import format_casework, plain
+    from app.cli.render import format_casework, plain
     from app.services.casework.views import casework_view
     from app.services.presenters import HIDDEN, case_json
     from app.services.shiftwork.calendar import viewer_zone_of

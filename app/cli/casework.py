@@ -7,7 +7,8 @@ import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
-from app.cli.casework_text import (
+from app.cli.framework import EXIT_OK, Commands, Context
+from app.cli.render import (
     action_line,
     clock_line,
     containment_line,
@@ -17,7 +18,6 @@ from app.cli.casework_text import (
     plain,
     verification_lines,
 )
-from app.cli.framework import EXIT_OK, Commands, Context
 from app.core.errors import BadInput, NotFound
 from app.core.times import parse_due, parse_instant
 from app.rules.casework import FACT_FLAGS, VERIFICATION_FIELDS, VERIFICATION_STEPS, merged_settings

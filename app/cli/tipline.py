@@ -7,8 +7,8 @@ import argparse
 import os
 import sys
 
-from app.cli.casework_text import plain
 from app.cli.framework import EXIT_OK, Commands, Context
+from app.cli.render import plain
 from app.core.errors import BadInput
 from app.core.times import iso, parse_instant
 from app.rules.tipline import INCIDENT_TYPES, ReportDraft

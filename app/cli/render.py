@@ -1,6 +1,12 @@
-"""Casework as text and JSON: what `vigil casework show` prints, which `vigil show` prints
-under a case too. Its own module, apart from the casework commands, so `vigil show` imports
-the views it prints and not the service that changes them."""
+"""The command line's text, Markdown and JSON: the command modules build the data, this
+module writes it. One module, apart from the commands, so a command imports the forms it
+prints and not the services of another; it imports nothing heavy, so `vigil --help` and
+every command that loads it stay quick.
+
+Documents both faces export (the handover's `render_markdown`, the post-mortem's
+`export_markdown`) and the text both faces show (`owed_report_text`, `fairness_text`) stay
+beside their service, where the console can reach them too.
+"""
 
 from __future__ import annotations
 
