@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 from app.cli.framework import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, Commands, Context
+from app.cli.render import audit_log_text
 from app.core.errors import BadInput
 from app.core.times import iso
 from widgets.timefmt import plural
@@ -195,12 +195,7 @@ def cmd_audit_log(ctx: Context) -> int:
         }
         for r in records
     ]
-    text = "\n".join(
-        f"{r['seq']:>6}  {r['at']}  {r['actor']:<12} {r['action']:<18} {r['case'] or '-':<10} "
-        f"{json.dumps(r['detail'], sort_keys=True)}"
-        for r in body
-    )
-    ctx.emit(body, text or "No audit records.")
+    ctx.emit(body, audit_log_text(body))
     return EXIT_OK
 
 

@@ -5,27 +5,13 @@ from __future__ import annotations
 
 import argparse
 
-from app.cli.casework_text import plain, verification_lines
 from app.cli.framework import EXIT_OK, Commands, Context
-from app.core.times import iso
-from app.services.casework.agency import AgencyService, ChannelView, OriginView
+from app.cli.render import channel_line, origin_text, plain, verification_lines
+from app.services.casework.agency import AgencyService
 
 
 def _service(ctx: Context) -> AgencyService:
     return AgencyService(ctx.db, ctx.clock)
-
-
-def channel_line(view: ChannelView) -> str:
-    return (
-        f"  #{view.id} {view.partner} ({view.agency}) {view.kind} {view.value}; "
-        f"confirmed from {view.source}, {iso(view.added_at)}"
-    )
-
-
-def origin_text(view: OriginView) -> str:
-    lines = [f"{view.ref} request origin recorded"]
-    lines += [f"  ! {flag}" for flag in view.flags] or ["  no flags: it matches the directory"]
-    return "\n".join(lines)
 
 
 def cmd_add_channel(ctx: Context) -> int:

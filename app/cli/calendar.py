@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from app.cli.framework import EXIT_OK, Commands, Context
+from app.cli.render import gaps_text, on_call_text, override_text
 from app.core.errors import BadInput
 from app.core.times import format_instant, parse_instant
 from app.rules.rotations import parse_wall_time
@@ -21,12 +22,9 @@ from app.services.shiftwork.calendar import (
     calendar_feed,
     gaps_by_schedule,
     gaps_json,
-    gaps_text,
     list_overrides,
     on_call_entries,
     on_call_json,
-    on_call_text,
-    override_text,
     parse_days,
     responder_names,
     schedules_named,

@@ -4,15 +4,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from app.cli.framework import EXIT_OK, Commands, Context
+from app.cli.render import case_table
 from app.core.errors import BadInput, NotFound
 
 if TYPE_CHECKING:
-    from zoneinfo import ZoneInfo
-
     from data.models import Case
 
 # --- commands ---------------------------------------------------------------
@@ -37,54 +35,8 @@ def cmd_page(ctx: Context) -> int:
     return EXIT_OK
 
 
-def _show_case_text(
-    body: dict[str, Any], details: str | None, casework: str, zone: ZoneInfo
-) -> str:
-    """The case as `vigil show` prints it: times on the viewer's clock (then UTC), its
-    casework as `vigil casework show` prints it."""
-    from app.services.shiftwork.calendar import shown
-
-    def at(text: str | None) -> str:
-        return "-" if text is None else shown(datetime.fromisoformat(text), zone)
-
-    lines = [
-        f"{body['ref']}  {body['severity']}  {body['category']}  {body['status']}/{body['stage']}",
-        f"  {body['title']}",
-        f"  assignee: {body['assignee'] or '-'}   policy: {body['policy']}   "
-        f"step {body['escalation_step']} round {body['escalation_round'] + 1}"
-        + ("   EXHAUSTED" if body["exhausted"] else ""),
-        f"  opened {at(body['created_at'])}   ack by {at(body['sla_ack_due_at'])}",
-    ]
-    if body["acknowledged_at"]:
-        lines.append(f"  acknowledged {at(body['acknowledged_at'])} by {body['acknowledged_by']}")
-    if body["resolved_at"]:
-        lines.append(f"  resolved {at(body['resolved_at'])}")
-    lines.append(f"  details: {details}")
-    for link in body.get("links", []):
-        lines.append(f"  link: {link['text'] or 'link'}  {link['href']}")
-    if body["pages"]:
-        lines.append("  pages:")
-        for page in body["pages"]:
-            channels = ", ".join(f"{c['channel']}={c['status']}" for c in page["channels"])
-            lines.append(
-                f"    {at(page['sent_at'])}  {page['handle']}  step {page['step']} "
-                f"round {page['round'] + 1}  {page['reason']}  [{channels}]"
-            )
-    if body["notes"]:
-        lines.append("  notes:")
-        for note in body["notes"]:
-            text = note["body"].replace("\n", "\n      ")
-            lines.append(f"    {at(note['at'])}  {note['author']}: {text}")
-    if body["timeline"]:
-        lines.append("  timeline:")
-        lines.extend(f"    {at(event['at'])}  {event['text']}" for event in body["timeline"])
-    lines.append("  casework:")
-    lines.extend(f"    {line}" for line in casework.splitlines()[1:])  # its first line: the ref
-    return "\n".join(lines)
-
-
 def cmd_show(ctx: Context) -> int:
-    from app.cli.casework_text import format_casework, plain
+    from app.cli.render import case_text, format_casework, plain
     from app.services.casework.views import casework_view
     from app.services.presenters import HIDDEN, case_json
     from app.services.shiftwork.calendar import viewer_zone_of
@@ -109,7 +61,7 @@ def cmd_show(ctx: Context) -> int:
     with ctx.db.read() as session:
         casework = casework_view(session, case.id, ctx.clock.now(), revealed=revealed)
     body["casework"] = plain(casework)
-    ctx.emit(body, _show_case_text(body, details, format_casework(casework, zone), zone))
+    ctx.emit(body, case_text(body, details, format_casework(casework, zone), zone))
     return EXIT_OK
 
 
@@ -138,24 +90,11 @@ def cmd_cases(ctx: Context) -> int:
         if limit is not None and len(rows) == limit:
             more = queries.count_cases(session, status, open_only=open_only) - limit
         body = cases_json(session, rows)
-    text = format_case_table(body)
+    text = case_table(body)
     if more:
         text += f"\n… and {more:,} more; see them with --limit N or --json"
     ctx.emit(body, text)
     return EXIT_OK
-
-
-def format_case_table(body: list[dict[str, Any]]) -> str:
-    if not body:
-        return "No cases."
-    header = f"{'REF':<10} {'SEV':<5} {'STATUS':<13} {'CATEGORY':<18} {'ASSIGNEE':<10} TITLE"
-    lines = [header]
-    for c in body:
-        lines.append(
-            f"{c['ref']:<10} {c['severity']:<5} {c['status']:<13} {c['category']:<18} "
-            f"{(c['assignee'] or '-'):<10} {c['title']}"
-        )
-    return "\n".join(lines)
 
 
 def _owed_reports(ctx: Context, case: Case) -> list[str]:

@@ -7,21 +7,22 @@ import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
-from app.cli.casework_text import (
+from app.cli.framework import EXIT_OK, Commands, Context
+from app.cli.render import (
     action_line,
     clock_line,
     containment_line,
     disclosure_line,
+    disclosure_report_markdown,
     format_casework,
     partner_line,
     plain,
     verification_lines,
 )
-from app.cli.framework import EXIT_OK, Commands, Context
 from app.core.errors import BadInput, NotFound
 from app.core.times import parse_due, parse_instant
 from app.rules.casework import FACT_FLAGS, VERIFICATION_FIELDS, VERIFICATION_STEPS, merged_settings
-from app.services.casework.report import disclosure_report, report_csv, report_markdown
+from app.services.casework.report import disclosure_report, report_csv
 from app.services.casework.service import CaseworkService
 from app.services.casework.settings import settings_toml, stored_settings
 from app.services.casework.views import (
@@ -267,7 +268,7 @@ def cmd_report_disclosures(ctx: Context) -> int:
     elif ctx.args.format == "csv":
         ctx.out.write(report_csv(report))
     else:
-        ctx.out.write(report_markdown(report))
+        ctx.out.write(disclosure_report_markdown(report))
     return EXIT_OK
 
 

@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TextIO
 
+from app.cli.render import json_output, text_output
 from app.core.clock import Clock
 from app.core.errors import NotAllowed, VigilError
-from app.core.text import json_safe
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -159,11 +158,8 @@ class Context:
         return bool(getattr(self.args, "json", False))
 
     def emit(self, payload: Any, text: str) -> None:
-        if self.as_json:
-            body = json.dumps(payload, indent=2, sort_keys=False, ensure_ascii=False)
-            self.out.write(json_safe(body) + "\n")
-        else:
-            self.out.write(text if text.endswith("\n") else text + "\n")
+        """The command's answer: `payload` as JSON with `--json`, else `text`."""
+        self.out.write(json_output(payload) if self.as_json else text_output(text))
 
 
 Handler = Callable[[Context], int]

@@ -9,7 +9,6 @@ input given again resumes where it stopped.
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 import threading
@@ -19,6 +18,7 @@ from pathlib import Path
 from types import FrameType
 
 from app.cli.framework import EXIT_OK, EXIT_USAGE, Commands, Context
+from app.cli.render import json_output, text_output
 from app.core.errors import BadInput, NothingToDo
 
 STOPPED_BY = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -33,9 +33,9 @@ def cmd_intake(ctx: Context) -> int:
 
     def said(result: EventResult) -> None:
         if ctx.as_json:
-            ctx.out.write(json.dumps(result.as_json(), ensure_ascii=False) + "\n")
+            ctx.out.write(json_output(result.as_json(), stream=True))
         else:
-            ctx.out.write(result.as_text() + "\n")
+            ctx.out.write(text_output(result.as_text()))
         if result.outcome == "rejected":
             ctx.err.write(f"vigil intake: {result.position}: {result.detail}\n")
         ctx.out.flush()
@@ -68,9 +68,9 @@ def cmd_intake(ctx: Context) -> int:
     elif outcome.is_empty():
         raise NothingToDo("vigil intake: the input holds no events")
     if ctx.as_json:  # the last line of the stream, one line like the others
-        ctx.out.write(json.dumps(run.as_json(), ensure_ascii=False) + "\n")
+        ctx.out.write(json_output(run.as_json(), stream=True))
     else:
-        ctx.out.write(outcome.as_text() + "\n")
+        ctx.out.write(text_output(outcome.as_text()))
     if run.stopped:
         return STOPPED_BY[signal.Signals(caught[0])]
     return EXIT_USAGE if outcome.errors else EXIT_OK

@@ -14,6 +14,13 @@ from typing import TYPE_CHECKING, Any
 from sqlmodel import select
 
 from app.cli.framework import EXIT_OK, Commands, Context
+from app.cli.render import (
+    handover_list_text,
+    owed_postmortems_text,
+    stats_text,
+    template_table,
+    text_output,
+)
 from app.core.errors import BadInput, NothingToDo, Refused
 from app.core.text import visible
 from app.core.times import iso, parse_instant
@@ -149,13 +156,7 @@ def cmd_handover_list(ctx: Context) -> int:
             pending=ctx.args.pending,
             limit=_bounded("--limit", ctx.args.limit, LIMIT),
         )
-    lines = [
-        f"{v.id:>5}  {iso(v.submitted_at)}  {v.author} -> {v.incoming or '?'}  "
-        f"{'PENDING' if v.pending else 'acked by ' + (v.acknowledged_by or '?')}  "
-        f"{(v.notes.splitlines() or [''])[0][:60]}"
-        for v in views
-    ]
-    ctx.emit([_handover_json(v) for v in views], "\n".join(lines) or "No handovers.")
+    ctx.emit([_handover_json(v) for v in views], handover_list_text(views))
     return EXIT_OK
 
 
@@ -267,11 +268,7 @@ def cmd_pm_owed(ctx: Context) -> int:
         }
         for o in owed
     ]
-    text = "\n".join(
-        f"{o.ref:<10} {severity_name(o.severity):<5} {o.status or 'none':<7} {o.title}"
-        for o in owed
-    )
-    ctx.emit(body, text or "No resolved sev1 or sev2 case owes a post-mortem.")
+    ctx.emit(body, owed_postmortems_text(owed))
     return EXIT_OK
 
 
@@ -293,11 +290,7 @@ def cmd_template_list(ctx: Context) -> int:
         }
         for t in templates.values()
     ]
-    text = "\n".join(
-        f"{t.name:<22} {t.audience:<16} {'shipped' if t.shipped else 'team':<8} {t.title}"
-        for t in templates.values()
-    )
-    ctx.emit(body, text or "No templates.")
+    ctx.emit(body, template_table(templates.values()))
     return EXIT_OK
 
 
@@ -381,7 +374,7 @@ def cmd_template_fill(ctx: Context) -> int:
     elif logged:
         ctx.out.write(f"Logged the response on {filled.ref} as a note.\n")
     else:
-        ctx.out.write(text if text.endswith("\n") else text + "\n")
+        ctx.out.write(text_output(text))
     if filled.unfilled and not logged:
         ctx.err.write(f"To fill in: {', '.join(filled.unfilled)} (or --set KEY=VALUE)\n")
     return EXIT_OK
@@ -391,7 +384,7 @@ def cmd_template_fill(ctx: Context) -> int:
 
 
 def cmd_stats(ctx: Context) -> int:
-    from app.services.shiftwork.stats import compute_stats, load_facts, stats_json, stats_text
+    from app.services.shiftwork.stats import compute_stats, load_facts, stats_json
 
     now = ctx.clock.now()
     until = parse_instant("--until", ctx.args.until) if ctx.args.until else now

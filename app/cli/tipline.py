@@ -7,12 +7,12 @@ import argparse
 import os
 import sys
 
-from app.cli.casework_text import plain
 from app.cli.framework import EXIT_OK, Commands, Context
+from app.cli.render import evidence_line, filing_line, plain
 from app.core.errors import BadInput
-from app.core.times import iso, parse_instant
+from app.core.times import parse_instant
 from app.rules.tipline import INCIDENT_TYPES, ReportDraft
-from app.services.casework.tipline import EvidenceView, FilingView, TiplineService
+from app.services.casework.tipline import FilingView, TiplineService
 from data.domain import INDUSTRY_CLASSIFICATIONS
 
 PASSWORD_ENV = "VIGIL_NCMEC_PASSWORD"
@@ -20,34 +20,6 @@ PASSWORD_ENV = "VIGIL_NCMEC_PASSWORD"
 
 def _service(ctx: Context) -> TiplineService:
     return TiplineService(ctx.db, ctx.clock)
-
-
-def filing_line(view: FilingView) -> str:
-    text = f"{view.ref} CyberTipline filing: {view.status}"
-    if view.report_id:
-        text += f", NCMEC report {view.report_id}"
-    if view.finished_at:
-        text += f", filed {iso(view.finished_at)}"
-    if view.retractions:
-        text += f", {view.retractions} unfinished report(s) retracted"
-    if view.attempts:
-        text += f", {view.attempts} failed tries"
-    if view.next_attempt_at:
-        text += f", next try {iso(view.next_attempt_at)}"
-    if view.holder:
-        text += f", being filed by {view.holder}"
-    if view.last_error:
-        code = f" ({view.last_code})" if view.last_code is not None else ""
-        text += f"\n  NCMEC said{code}: {view.last_error}"
-    return text
-
-
-def evidence_line(view: EvidenceView) -> str:
-    viewed = "viewed" if view.viewed_by_esp else "not viewed"
-    return (
-        f"  #{view.id} {view.industry_classification} {view.original_name} "
-        f"({view.size} bytes, sha256 {view.sha256[:16]}..., {viewed})"
-    )
 
 
 def _draft(ctx: Context) -> ReportDraft | None:

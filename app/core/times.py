@@ -56,6 +56,16 @@ def format_instant(at: datetime | None, zone: ZoneInfo, *, seconds: bool = False
     return at.astimezone(zone).strftime(f"%a %d %b %Y %H:%M{':%S' if seconds else ''} %Z")
 
 
+def shown(moment: datetime, zone: ZoneInfo) -> str:
+    """`Thu 26 Nov 2026 20:00 AEDT (09:00 UTC)`: the viewer's wall clock, then UTC."""
+    if zone.key == "UTC":
+        return format_instant(moment, zone)
+    utc = moment.astimezone(UTC)
+    local = moment.astimezone(zone)
+    day = "" if utc.date() == local.date() else f"{utc:%a %d %b} "
+    return f"{format_instant(moment, zone)} ({day}{utc:%H:%M} UTC)"
+
+
 def parse_due(text: str | None, now: datetime, field: str = "due") -> datetime | None:
     """A due time given as a duration from `now` (`4h`, `2d`) or as a time with an offset;
     a bad one is refused naming `field`."""

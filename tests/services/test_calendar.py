@@ -13,6 +13,7 @@ from sqlmodel import col, select
 
 from app.core.clock import FakeClock
 from app.core.errors import BadInput, NotAllowed, NotFound, NothingToDo
+from app.core.times import shown
 from app.rules.rotations import ScheduleSpec, on_call
 from app.services.oncall import load_schedule
 from app.services.shiftwork.calendar import (
@@ -26,7 +27,6 @@ from app.services.shiftwork.calendar import (
     parse_days,
     responder_names,
     schedules_named,
-    shown,
     whole_shifts,
 )
 from app.services.team.apply import apply_team

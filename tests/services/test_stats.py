@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from app.cli.render import stats_text
 from app.core.clock import FakeClock
 from app.services.cases import CaseService
 from app.services.shiftwork.stats import (
@@ -22,7 +23,6 @@ from app.services.shiftwork.stats import (
     jain_fairness,
     load_facts,
     stats_json,
-    stats_text,
     timing,
 )
 from data.db import Database

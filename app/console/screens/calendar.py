@@ -44,6 +44,7 @@ from app.console.messages import (
 )
 from app.console.screens.dialogs import CANCEL, TextPrompt
 from app.core.errors import BadInput
+from app.core.times import shown
 from app.rules.rotations import (
     WALL_FORMAT,
     ScheduleSpec,
@@ -51,7 +52,7 @@ from app.rules.rotations import (
     parse_wall_time,
     schedule_shifts,
 )
-from app.services.shiftwork.calendar import OverrideService, shown
+from app.services.shiftwork.calendar import OverrideService
 from app.services.shiftwork.swaps import SwapService
 from widgets.calendar_view import (
     DAY_MINUTES,

@@ -1,4 +1,4 @@
-"""The yearly report of emergency disclosures, as Markdown or CSV."""
+"""The yearly report of emergency disclosures, as CSV (as Markdown: `app.cli.render`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 
 from sqlmodel import Session, col, select
 
-from app.core.text import md_cell
 from data.casework import Disclosure
 from data.domain import DisclosureStatus
 
@@ -66,31 +65,6 @@ def disclosure_report(session: Session, year: int) -> DisclosureReport:
         for (basis, agency), (n, accounts) in sorted(counts.items())
     )
     return DisclosureReport(year, rows)
-
-
-def report_markdown(report: DisclosureReport) -> str:
-    lines = [
-        f"# Emergency disclosures, {report.year}",
-        "",
-        f"Disclosures made on an emergency basis between {report.year}-01-01 and "
-        f"{report.year}-12-31 (UTC), counted by legal basis and agency "
-        "(18 U.S.C. 2702(b)(8), (c)(4); reported under 2702(d)). Counts only.",
-        "",
-    ]
-    if not report.rows:
-        lines.append("No emergency disclosures were made this year.")
-        return "\n".join(lines) + "\n"
-    lines += [
-        "| Legal basis | Agency | Disclosures | Accounts |",
-        "| --- | --- | ---: | ---: |",
-    ]
-    for row in report.rows:
-        lines.append(
-            f"| {md_cell(row.basis_label)} | {md_cell(row.agency)} | "
-            f"{row.disclosures} | {row.accounts} |"
-        )
-    lines.append(f"| **Total** | | **{report.total_disclosures}** | **{report.total_accounts}** |")
-    return "\n".join(lines) + "\n"
 
 
 def _csv_cell(text: str) -> str:

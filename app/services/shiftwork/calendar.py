@@ -19,7 +19,7 @@ from sqlmodel import Session, col, select
 
 from app.core.errors import BadInput, NotAllowed, NotFound, NothingToDo
 from app.core.text import LINE_LIMIT, one_line
-from app.core.times import bounded_instant, format_instant, iso
+from app.core.times import bounded_instant, iso
 from app.rules.rotations import (
     ScheduleSpec,
     Shift,
@@ -81,16 +81,6 @@ def check_window(start: datetime, end: datetime, now: datetime) -> None:
             f"expected a window {OVERRIDE_LENGTH} long, got {format_duration(end - start)} "
             f"(from {iso(start)} to {iso(end)})",
         )
-
-
-def shown(moment: datetime, zone: ZoneInfo) -> str:
-    """`Thu 26 Nov 2026 20:00 AEDT (09:00 UTC)`: the viewer's wall clock, then UTC."""
-    if zone.key == "UTC":
-        return format_instant(moment, UTC_ZONE)
-    utc = moment.astimezone(UTC)
-    local = moment.astimezone(zone)
-    day = "" if utc.date() == local.date() else f"{utc:%a %d %b} "
-    return f"{format_instant(moment, zone)} ({day}{utc:%H:%M} UTC)"
 
 
 def viewer_zone_of(session: Session, handle: str) -> ZoneInfo:
@@ -173,34 +163,6 @@ def on_call_json(
     }
 
 
-def on_call_text(
-    entries: Sequence[OnCallEntry], at: datetime, zone: ZoneInfo, names: dict[str, str]
-) -> str:
-    def person(shift: Shift) -> str:
-        return f"{names.get(shift.who, shift.who)} ({shift.who})"
-
-    lines = [f"On call at {shown(at, zone)}:"]
-    if not entries:
-        lines.append("  no schedules (declare them with `vigil team apply FILE.toml`)")
-    for entry in entries:
-        lines.append(f"  {entry.schedule}")
-        if entry.current is None:
-            lines.append("    now:  nobody (coverage gap)")
-        else:
-            current = entry.current
-            lines.append(f"    now:  {person(current)}  [{current.source}]")
-            lines.append(f"          from {shown(current.start, zone)}")
-            lines.append(f"          to   {shown(current.end, zone)}")
-        if entry.upcoming is None:
-            lines.append("    next: nobody within a year")
-        else:
-            upcoming = entry.upcoming
-            lines.append(f"    next: {person(upcoming)}  [{upcoming.source}]")
-            lines.append(f"          from {shown(upcoming.start, zone)}")
-            lines.append(f"          to   {shown(upcoming.end, zone)}")
-    return "\n".join(lines)
-
-
 # --- overrides -------------------------------------------------------------------------------
 
 
@@ -279,16 +241,6 @@ def list_overrides(
             )
         )
     return views
-
-
-def override_text(view: OverrideView, zone: ZoneInfo) -> str:
-    by = f" by {view.created_by}" if view.created_by else ""
-    swap = f" (swap #{view.swap_id})" if view.swap_id else ""
-    reason = f"\n    {view.reason}" if view.reason else ""
-    return (
-        f"#{view.id}  {view.schedule}  {view.who}{swap}  placed{by}\n"
-        f"    from {shown(view.start, zone)}\n    to   {shown(view.end, zone)}{reason}"
-    )
 
 
 def schedule_row(session: Session, name: str) -> Schedule:
@@ -508,7 +460,8 @@ def gaps_by_schedule(
     return [(s.name, coverage_gaps(s, start, end)) for s in schedules]
 
 
-def _hours(span: timedelta) -> float:
+def hours_of(span: timedelta) -> float:
+    """A span in hours, to the hundredth, as JSON and text give a gap."""
     return round(span.total_seconds() / 3600, 2)
 
 
@@ -521,29 +474,11 @@ def gaps_json(
         "schedules": [
             {
                 "schedule": name,
-                "uncovered_hours": _hours(sum((b - a for a, b in gaps), timedelta())),
-                "gaps": [{"start": iso(a), "end": iso(b), "hours": _hours(b - a)} for a, b in gaps],
+                "uncovered_hours": hours_of(sum((b - a for a, b in gaps), timedelta())),
+                "gaps": [
+                    {"start": iso(a), "end": iso(b), "hours": hours_of(b - a)} for a, b in gaps
+                ],
             }
             for name, gaps in found
         ],
     }
-
-
-def gaps_text(
-    found: Sequence[tuple[str, list[tuple[datetime, datetime]]]],
-    start: datetime,
-    end: datetime,
-    zone: ZoneInfo,
-) -> str:
-    lines = [f"Coverage gaps from {shown(start, zone)} to {shown(end, zone)}:"]
-    if not found:
-        lines.append("  no schedules (declare them with `vigil team apply FILE.toml`)")
-    for name, gaps in found:
-        if not gaps:
-            lines.append(f"  {name}: fully covered")
-            continue
-        total = _hours(sum((b - a for a, b in gaps), timedelta()))
-        lines.append(f"  {name}: {len(gaps)} gap(s), {total:g}h uncovered")
-        for a, b in gaps:
-            lines.append(f"    {shown(a, zone)}  to  {shown(b, zone)}  ({_hours(b - a):g}h)")
-    return "\n".join(lines)

@@ -36,12 +36,10 @@ from app.core.times import iso
 from app.services.policies import DEFAULT_SLA, sla_table
 from data.domain import SEVERITIES, TimelineKind, severity_name
 from data.models import Case, Page, Responder, TimelineEvent
-from widgets.timefmt import plural
 
 NIGHT_STARTS = time(22, 0)
 NIGHT_ENDS = time(7, 0)
 PERCENTILE = 0.9
-BAR_WIDTH = 40  # the text output's longest bar of cases per day
 ANSWER_KINDS = (TimelineKind.ACKNOWLEDGED.value, TimelineKind.RESOLVED.value)
 """Timeline events that answer a page: the case was acknowledged or resolved."""
 
@@ -470,48 +468,3 @@ def fairness_text(value: float | None) -> str:
 
 def percent(value: float | None) -> str:
     return "-" if value is None else f"{value * 100:.0f}%"
-
-
-def stats_text(stats: DeskStats) -> str:
-    zone = _zone(stats.zone)
-    span = (
-        f"{stats.since.astimezone(zone):%Y-%m-%d %H:%M} to "
-        f"{stats.until.astimezone(zone):%Y-%m-%d %H:%M} {stats.zone}"
-    )
-    tta, ttr = stats.time_to_acknowledge, stats.time_to_resolve
-    lines = [
-        f"Desk figures, {span}",
-        f"Cases opened: {stats.cases_opened}",
-        f"Time to acknowledge: mean {format_seconds(tta.mean_seconds)}, "
-        f"p90 {format_seconds(tta.p90_seconds)} ({plural(tta.count, 'case')})",
-        f"Time to resolve:     mean {format_seconds(ttr.mean_seconds)}, "
-        f"p90 {format_seconds(ttr.p90_seconds)} ({plural(ttr.count, 'case')})",
-        "",
-        f"{'SLA':<20} {'CASES':>5}  {'ACK MET':>8} {'MISSED':>6} {'ATTAIN':>6}  "
-        f"{'RESP MET':>8} {'MISSED':>6} {'ATTAIN':>6}",
-    ]
-    for row in (*stats.sla_by_severity, *stats.sla_by_category):
-        a, r = row.acknowledge, row.respond
-        lines.append(
-            f"{row.key:<20} {row.cases:>5}  {a.met:>8} {a.missed:>6} {percent(a.attainment):>6}  "
-            f"{r.met:>8} {r.missed:>6} {percent(r.attainment):>6}"
-        )
-    lines += [
-        "",
-        f"Pages: {stats.pages} ({stats.night_pages} at night, 22:00-07:00 local); "
-        f"fairness {fairness_text(stats.page_fairness)}, "
-        f"at night {fairness_text(stats.night_fairness)} "
-        "(1.00 = an even load)",
-        f"{'RESPONDER':<12} {'PAGES':>5} {'NIGHT':>5} {'SHARE':>6}  ZONE",
-    ]
-    for load in stats.responders:
-        lines.append(
-            f"{load.handle:<12} {load.pages:>5} {load.night_pages:>5} {percent(load.share):>6}  "
-            f"{load.timezone}"
-        )
-    lines += ["", f"Cases per day ({stats.zone}):"]
-    busiest = max(stats.daily_counts, default=0)
-    for d in stats.cases_per_day:
-        bar = "#" * math.ceil(BAR_WIDTH * d.cases / busiest) if d.cases else ""
-        lines.append(f"  {d.day.isoformat()}  {d.cases:>4}  {bar}")
-    return "\n".join(lines)

@@ -32,7 +32,7 @@ from sqlmodel import Session, col, func, select
 from app.core.clock import Clock
 from app.core.errors import BadInput, NotAllowed, NotFound, NothingToDo
 from app.core.text import LINE_LIMIT, one_line
-from app.core.times import iso
+from app.core.times import iso, shown
 from app.rules.rotations import ScheduleSpec, Shift, run_start, schedule_shifts
 from app.services.oncall import load_all_schedules, load_schedule
 from app.services.shiftwork.calendar import (
@@ -41,7 +41,6 @@ from app.services.shiftwork.calendar import (
     place_override,
     require_supervising,
     schedule_row,
-    shown,
 )
 from app.services.unit_of_work import SUPERVISING, Service, Tx
 from data import audit
