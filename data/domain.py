@@ -100,6 +100,8 @@ class TimelineKind(StrEnum):
     EVIDENCE = "evidence"
     TIPLINE = "tipline"
     POSTMORTEM = "postmortem"
+    # The desk's configuration (app.services.team).
+    POLICY_REMOVED = "policy_removed"
 
 
 class Stage(StrEnum):

@@ -7,6 +7,11 @@ timeline, the change feed consoles follow, and the audit record. Cases that must
 the commit, in the same transaction: a case is never stored without its first page, nor
 paged without being stored. Either all of it lands or none does. After the commit,
 consoles are told which cases changed.
+
+A change is by an active responder (a handle), by a part of Vigil acting as itself
+(`ServiceActor`), or by whoever applies a team file (`Founder`): on a desk with no active
+responder yet, the first team file is the one change allowed to someone the desk does not
+know, since it is what makes the team.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from app.core.clock import Clock
 from app.core.errors import NotAllowed, NotFound
@@ -56,14 +61,65 @@ class ServiceActor:
 ENGINE = ServiceActor("engine")
 
 
+@dataclass(frozen=True)
+class Founder:
+    """Whoever applies a team file, which may be the one that founds the desk.
+
+    A desk with no active responder has nobody to load: its first team file is applied by a
+    stand-in under `handle`, with every right, never stored (its id stays None), named in
+    the timeline and the audit record by that handle. The unit of work allows it only while
+    no responder is active, read once the chain's lock is held, so two first files cannot
+    both pass. On a desk with active responders, `admit` rules on the handle's row (None
+    when it names nobody) and raises to refuse, in the team file's own words; the handle
+    must then be an active responder, as for any change."""
+
+    handle: str
+    admit: Callable[[Responder | None], None]
+
+    def as_responder(self) -> Responder:
+        """The stand-in of the founding change, never stored."""
+        return Responder(handle=self.handle, name=self.handle, role=Role.ADMIN.value)
+
+
+Actor = str | ServiceActor | Founder
+"""Who a change is by: an active responder's handle, a part of Vigil, or a team file's
+applier (see `Founder`)."""
+
+
+def founding(session: Session) -> bool:
+    """Whether the desk has no active responder yet, so a team file would found it."""
+    return session.exec(select(Responder.id).where(col(Responder.active)).limit(1)).first() is None
+
+
 def actor_of(session: Session, handle: str) -> Responder:
     """The active responder `handle`, or a refusal that says how to name someone else."""
-    actor = session.exec(select(Responder).where(Responder.handle == handle)).first()
-    if actor is None or not actor.active:
+    return _active(handle, _named(session, handle))
+
+
+def actor_in(session: Session, actor: Actor) -> Responder:
+    """Who a change is by, as its transaction reads the desk (under the chain's lock when it
+    writes); refused as `actor_of` and `Founder` say."""
+    if isinstance(actor, ServiceActor):
+        return actor.as_responder()
+    if isinstance(actor, Founder):
+        if founding(session):
+            return actor.as_responder()
+        row = _named(session, actor.handle)
+        actor.admit(row)
+        return _active(actor.handle, row)
+    return actor_of(session, actor)
+
+
+def _named(session: Session, handle: str) -> Responder | None:
+    return session.exec(select(Responder).where(Responder.handle == handle)).first()
+
+
+def _active(handle: str, row: Responder | None) -> Responder:
+    if row is None or not row.active:
         raise NotAllowed(
             f"'{handle}' is not an active responder of this desk (use --as HANDLE or VIGIL_USER)"
         )
-    return actor
+    return row
 
 
 @dataclass
@@ -160,24 +216,22 @@ class UnitOfWork:
     @contextmanager
     def __call__(
         self,
-        actor_handle: str | ServiceActor,
+        actor: Actor,
         along: Along | None = None,
         *,
         at: Callable[[], datetime] | None = None,
     ) -> Iterator[Tx]:
-        """One change by `actor_handle`; `along` writes more in its transaction, last.
+        """One change by `actor`; `along` writes more in its transaction, last.
 
         The change's instant is the database's, read in the transaction; `at` gives it
         instead, once the chain's lock is held (the engine decides what is due by its own
-        reading of the database's clock, taken each cycle)."""
+        reading of the database's clock, taken each cycle; a team file is applied at the
+        instant its caller planned it for)."""
         with self.db.write() as session:
             audit.lock_head(session)
-            if isinstance(actor_handle, ServiceActor):
-                actor = actor_handle.as_responder()
-            else:
-                actor = actor_of(session, actor_handle)
+            by = actor_in(session, actor)
             now = at() if at is not None else self._time.now_in(session.connection())
-            tx = Tx(session, actor, now)
+            tx = Tx(session, by, now)
             yield tx
             if self._escalation is not None and tx.to_escalate:
                 self._page(tx)

@@ -727,6 +727,28 @@ def test_team_apply_keeps_each_login_in_its_group(desk: Desk, tmp_path: Path) ->
     assert f"login '{desk.login('ben')}' sees no Vigil tables here" in err
 
 
+def test_a_supervisors_file_that_drops_a_policy_changes_its_cases_in_their_name(
+    desk: Desk, tmp_path: Path
+) -> None:
+    """The cases of a removed policy change as any case does, by the supervisor's own login:
+    the database takes their timeline lines and audit records as the supervisor's."""
+    ref = _page(desk, "ana")
+    team = TEAM.format(prefix=desk.prefix).replace('"standard"', '"urgent"')
+    path = tmp_path / "renamed-policy.toml"
+    path.write_text(team, encoding="utf-8")
+    code, _out, err = desk.vigil("sam", "team", "apply", str(path))
+    assert code == 0, err
+    assert _audit_actors(desk)[-2:] == [("sam", "team.policy_removed"), ("sam", "team.apply")]
+    lines = desk.owner_engine_rows(
+        'SELECT t.actor FROM timeline_event t JOIN "case" c ON c.id = t.case_id '
+        f"WHERE c.ref = '{ref}' AND t.kind = 'policy_removed'"
+    )
+    assert lines == ["sam"]
+    code, out, err = desk.vigil("sam", "audit", "verify")
+    assert code == 0, err
+    assert "Audit chain intact" in out
+
+
 def test_a_login_given_up_leaves_its_group(desk: Desk, tmp_path: Path) -> None:
     team = TEAM.format(prefix=desk.prefix).replace(
         f'db_login = "{desk.prefix}_ana"', f'db_login = "{desk.prefix}_ana2"'

@@ -12,8 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlmodel import col, select
 
+from app.core.clock import FakeClock
 from app.core.text import line_problem
 from app.rules.rotations import HolidaySpec
+from app.services.cases import CaseService
 from app.services.policies import snapshot_policy
 from app.services.team import apply as team_apply
 from app.services.team.apply import apply_team
@@ -28,9 +30,10 @@ from app.services.team.spec import (
     TeamPermissionError,
     TeamSpec,
 )
-from data import audit
+from data import audit, queries
 from data.contacts import KEPT_URL, shown_url
 from data.db import Database
+from data.domain import Status, TimelineKind
 from data.models import (
     AuditRecord,
     Case,
@@ -48,6 +51,7 @@ from data.models import (
     Schedule,
     ScheduleLayer,
     SlaTarget,
+    TimelineEvent,
 )
 from data.schema import every_table
 
@@ -646,6 +650,117 @@ def test_the_file_is_the_whole_team(db: Database) -> None:
     assert apply_text(db, smaller).plan.empty
     assert apply_text(db, export(db)).plan.empty
     assert 'handle = "dev"' not in export(db).split("[[rotation]]")[0]
+
+
+def without_routine() -> str:
+    """The good file with the routine policy gone; what it routed goes to emergency."""
+    return without_blocks(
+        edited(('default = "routine"', 'default = "emergency"')), ['[[policy]]\nname = "routine"']
+    )
+
+
+def test_a_removed_policy_changes_its_cases_as_every_change_of_a_case(db: Database) -> None:
+    """Its cases lose the link to the policy through the unit of work: a line of each one's
+    timeline, a row each in the change feed consoles read, an audit record each in a chain
+    that still verifies, and a listener told once the change is committed."""
+    bootstrap(db)
+    cases = CaseService(db, FakeClock(NOW))
+    open_ref = cases.open_case("ana", title="Routine", category="other", severity=4).ref
+    closed_ref = cases.open_case("ben", title="Done", category="other", severity=4).ref
+    cases.resolve("ben", closed_ref)
+    untouched = cases.open_case("ana", title="Urgent", category="csea", severity=1).ref
+    with db.read() as session:
+        feed_before = queries.latest_change_id(session)
+        versions = {c.ref: c.version for c in session.exec(select(Case))}
+    told: list[tuple[int, int | None]] = []
+
+    def listener(case_id: int) -> None:
+        with db.read() as session:  # another transaction: it sees only what was committed
+            case = session.get(Case, case_id)
+            assert case is not None
+            told.append((case_id, case.policy_id))
+
+    result = apply_team(
+        db, parse_team(without_routine()), actor="cara", now=NOW, on_change=listener
+    )
+
+    assert "- policy routine" in result.plan.lines()
+    with db.read() as session:
+        by_ref = {c.ref: c for c in session.exec(select(Case))}
+        changed = [by_ref[open_ref], by_ref[closed_ref]]
+        assert [c.policy_id for c in changed] == [None, None]
+        assert by_ref[untouched].policy_id is not None
+        assert {c.ref: c.version - versions[c.ref] for c in by_ref.values()} == {
+            open_ref: 1,
+            closed_ref: 1,
+            untouched: 0,
+        }
+        for case in changed:
+            [line] = session.exec(
+                select(TimelineEvent).where(
+                    TimelineEvent.case_id == case.id,
+                    TimelineEvent.kind == TimelineKind.POLICY_REMOVED.value,
+                )
+            ).all()
+            assert line.actor == "cara"
+            assert line.text.startswith("Policy routine was removed by the team file")
+        assert not session.exec(
+            select(TimelineEvent).where(
+                TimelineEvent.kind == TimelineKind.POLICY_REMOVED.value,
+                TimelineEvent.case_id == by_ref[untouched].id,
+            )
+        ).all()
+        feed = queries.changes_since(session, feed_before)
+        assert sorted(entry.case_id for entry in feed) == sorted(c.id for c in changed)
+        records = session.exec(select(AuditRecord).order_by(col(AuditRecord.seq))).all()
+        *_, first, second, applied = records
+        assert [(r.actor, r.action, r.case_ref, r.detail) for r in (first, second)] == [
+            ("cara", "team.policy_removed", ref, {"policy": "routine"})
+            for ref in sorted((open_ref, closed_ref))
+        ]
+        assert (applied.actor, applied.action) == ("cara", "team.apply")
+        assert audit.verify(session).ok
+        assert by_ref[closed_ref].status == Status.RESOLVED.value
+    assert sorted(told) == sorted((c.id, None) for c in changed)
+
+
+def test_a_refused_applier_changes_no_case(db: Database) -> None:
+    bootstrap(db)
+    ref = (
+        CaseService(db, FakeClock(NOW))
+        .open_case("ana", title="Routine", category="other", severity=4)
+        .ref
+    )
+    before, records = dump(db), audit_count(db)
+
+    with pytest.raises(TeamPermissionError, match="'ben' is a specialist"):
+        apply_text(db, without_routine(), actor="ben")
+
+    assert (dump(db), audit_count(db)) == (before, records)
+    with db.read() as session:
+        case = session.exec(select(Case).where(Case.ref == ref)).one()
+        assert case.policy_id is not None
+
+
+def test_a_desk_with_no_active_responder_is_founded_again_by_anyone(db: Database) -> None:
+    """With every responder gone inactive, the next file founds the desk as the first did:
+    the one applying it need not be on the team, and the record names them."""
+    bootstrap(db)
+    with db.write() as session:
+        for person in session.exec(select(Responder)):
+            person.active = False
+            session.add(person)
+
+    result = apply_text(db, good_text(), actor="root")
+
+    assert result.applied
+    with db.read() as session:
+        record = session.exec(select(AuditRecord).order_by(col(AuditRecord.seq).desc())).first()
+        assert record is not None
+        assert (record.actor, record.action) == ("root", "team.apply")
+        assert all(person.active for person in session.exec(select(Responder)))
+    with pytest.raises(TeamPermissionError, match="'root' is not an active responder"):
+        apply_text(db, without_routine(), actor="root")
 
 
 def test_a_responder_back_in_the_file_is_reactivated(sqlite_db: Database) -> None:

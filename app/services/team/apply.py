@@ -1,5 +1,9 @@
-"""Applying a team file: the plan written in one transaction with one `team.apply` audit
-record, after checking that the person applying it may.
+"""Applying a team file: the plan written through the unit of work, in one transaction with
+one `team.apply` audit record, after checking that the person applying it may (anyone, for
+the file that founds the desk: `Founder`).
+
+A case whose policy the file removes changes too, as any change of a case does: its
+timeline says so, the consoles' change feed carries it and the audit chain records it.
 """
 
 from __future__ import annotations
@@ -7,11 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import delete, update
-from sqlmodel import Session, col
+from sqlmodel import Session, col, select
 
+from app.core.clock import SystemClock
 from app.rules.rotations import RotationSpec, format_days, format_hours
 from app.services.casework.settings import store_settings
 from app.services.team.plan import (
@@ -35,9 +41,10 @@ from app.services.team.spec import (
     rules_to_stored,
     utc_text,
 )
-from app.services.unit_of_work import SUPERVISING
+from app.services.unit_of_work import SUPERVISING, Founder, Tx, UnitOfWork, actor_in
 from data import access, audit
 from data.db import Database
+from data.domain import TimelineKind
 from data.intake import Integration
 from data.models import (
     Case,
@@ -83,12 +90,18 @@ class ApplyResult:
     applied: bool = False  # False for a dry run and for an empty plan
 
 
-def _check_actor(stored: Stored, actor: str) -> None:
+POLICY_REMOVED = "team.policy_removed"
+"""The audit action of a case whose policy a team file removed."""
+
+
+def _applier(actor: str) -> Founder:
+    """Whoever applies a team file: anyone founds a desk with no active responder (the
+    first file makes the team); on a team, `_check_actor` rules."""
+    return Founder(actor, partial(_check_actor, actor))
+
+
+def _check_actor(actor: str, me: Responder | None) -> None:
     """On a team with active responders, only an active supervisor or admin may apply."""
-    active = [r for r in stored.responders.values() if r.active]
-    if not active:
-        return  # bootstrap: the first file makes the team
-    me = stored.responders.get(actor)
     rule = "only an active supervisor or admin may apply a team file"
     if me is None or not me.active:
         raise TeamPermissionError(
@@ -148,9 +161,17 @@ def team_warnings(spec: TeamSpec, plan: Plan, actor: str) -> tuple[str, ...]:
 
 
 def apply_team(
-    db: Database, spec: TeamSpec, *, actor: str, now: datetime, dry_run: bool = False
+    db: Database,
+    spec: TeamSpec,
+    *,
+    actor: str,
+    now: datetime,
+    dry_run: bool = False,
+    on_change: Callable[[int], None] | None = None,
 ) -> ApplyResult:
-    """Make the stored team what `spec` declares, in one transaction with one audit record.
+    """Make the stored team what `spec` declares, in one transaction with one `team.apply`
+    audit record (and one more for each case whose policy it removes); `on_change` hears
+    of each such case after the commit, as the unit of work tells a console.
 
     Raises `TeamPermissionError` when `actor` may not change the existing team (checked on a
     dry run too, so it tells the truth about what a real run would do).
@@ -159,37 +180,38 @@ def apply_team(
         raise ValueError("apply_team needs an aware `now`")
     if dry_run:
         with db.read() as session:
+            actor_in(session, _applier(actor))
             stored = Stored.load(session)
-            _check_actor(stored, actor)
             plan = with_casework(session, make_plan(stored, spec, now), spec)
         return ApplyResult(plan, team_warnings(spec, plan, actor), applied=False)
-    with db.write() as session:
-        audit.lock_head(session)  # one writer at a time, across consoles sharing a database
-        stored = Stored.load(session)
-        _check_actor(stored, actor)
+    # The instant is the caller's `now`, the one the plan is made for: the clock goes unread.
+    work = UnitOfWork(db, SystemClock(), on_change=on_change)
+    with work(_applier(actor), at=lambda: now) as tx:
+        stored = Stored.load(tx.session)
         before = logins_of(stored.responders.values())
-        plan = with_casework(session, make_plan(stored, spec, now), spec)
+        plan = with_casework(tx.session, make_plan(stored, spec, now), spec)
         if not plan.empty:
-            _Writer(session, stored, now, actor).run(plan)
+            _Writer(tx, stored).run(plan)
             audit.append(
-                session,
-                at=now,
-                actor=actor,
+                tx.session,
+                at=tx.now,
+                actor=tx.actor.handle,
                 action="team.apply",
                 detail={"source": spec.source, **plan.as_dict()},
             )
-        place_logins(session, before | logins_of(stored.responders.values()))
+        place_logins(tx.session, before | logins_of(stored.responders.values()))
     return ApplyResult(plan, team_warnings(spec, plan, actor), applied=not plan.empty)
 
 
 class _Writer:
     """Writes a plan: additions and changes in dependency order, then removals in reverse."""
 
-    def __init__(self, session: Session, stored: Stored, now: datetime, actor: str) -> None:
-        self.session = session
+    def __init__(self, tx: Tx, stored: Stored) -> None:
+        self.tx = tx
+        self.session = tx.session
         self.stored = stored
-        self.now = now
-        self.actor = actor
+        self.now = tx.now
+        self.actor = tx.actor.handle
         self.rotations: dict[str, RotationSpec] = {}
 
     def run(self, plan: Plan) -> None:
@@ -427,9 +449,24 @@ class _Writer:
         self.session.delete(row)
 
     def _remove_policy(self, name: str) -> None:
-        """Cases keep their frozen policy snapshot; only the link to the policy goes."""
+        """Cases keep their frozen policy snapshot; only the link to the policy goes, and
+        each case so changed is journaled, fed to the consoles and audited."""
         row = self.stored.policies.pop(name)
-        self.session.exec(update(Case).where(col(Case.policy_id) == row.id).values(policy_id=None))
+        linked = (
+            select(Case)
+            .where(col(Case.policy_id) == row.id)
+            .order_by(col(Case.id))
+            .with_for_update()
+        )
+        for case in self.session.exec(linked).all():
+            case.policy_id = None
+            self.tx.journal(
+                case,
+                TimelineKind.POLICY_REMOVED,
+                f"Policy {name} was removed by the team file; the case keeps the copy of it "
+                "taken when it triggered",
+            )
+            self.tx.finish(case, POLICY_REMOVED, {"policy": name})
         self.session.exec(delete(PolicyStep).where(col(PolicyStep.policy_id) == row.id))
         self.session.delete(row)
 
