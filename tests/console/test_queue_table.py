@@ -82,6 +82,15 @@ class QueueApp(App[None]):
         self.table.set_window(offset, self.rows[offset : offset + limit])
         self.answered.set()
 
+    async def scroll_and_wait_for_request(self, pilot: Pilot[None], top: int) -> None:
+        """Scroll to `top`, then wait (by event, not by time) for the window request the
+        paint there makes, and for its answer to be handled."""
+        self.asked.clear()
+        self.table.scroll_to(y=top, animate=False)
+        await pilot.pause()
+        await asyncio.wait_for(self.asked.wait(), timeout=10)
+        await pilot.pause()
+
     async def rows_shown_at(self, pilot: Pilot[None], top: int) -> None:
         """Scroll to `top`, then wait (by event, not by time) until the window the table
         asks for there has been answered and painted: how soon a paint asks for it, and
@@ -183,33 +192,31 @@ async def test_a_window_is_sought_from_the_nearest_known_place(
         table = app.table
         assert app.anchors == [SeekAnchor(-1)]
         first_offset, first_limit = app.requests[0]
-        table.scroll_to(y=first_limit, animate=False)  # just past the held rows
-        await pilot.pause()
+        await app.scroll_and_wait_for_request(pilot, first_limit)  # just past the held rows
         offset, _ = app.requests[-1]
         held_last = first_offset + first_limit - 1
         assert offset == held_last + 1
         assert app.anchors[-1] == SeekAnchor(held_last, (held_last,))
+        app.asked.clear()
         await pilot.press("end")
+        await asyncio.wait_for(app.asked.wait(), timeout=10)
         await pilot.pause()
         offset, limit = app.requests[-1]
         assert offset + limit == TOTAL
         assert app.anchors[-1] == SeekAnchor(TOTAL)
         bottom = offset
-        table.scroll_to(y=bottom - 100, animate=False)  # just above the held bottom rows
-        await pilot.pause()
+        await app.scroll_and_wait_for_request(pilot, bottom - 100)  # above the held bottom
         offset, limit = app.requests[-1]
         assert offset + limit == bottom
         assert app.anchors[-1] == SeekAnchor(bottom, (bottom,))
-        table.scroll_to(y=30_000, animate=False)  # a jump: the highest row held above
-        await pilot.pause()
+        await app.scroll_and_wait_for_request(pilot, 30_000)  # a jump: the highest row held above
         offset, _ = app.requests[-1]
         above = max(index for index in range(offset) if table.row_at(index) is not None)
         assert above < 1000
         assert app.anchors[-1] == SeekAnchor(above, (above,))
         assert "ESC-030001" in screen_lines(app)[1]
         table.replace_window(TOTAL, 0, [])  # nothing held at all: the nearer end
-        table.scroll_to(y=70_000, animate=False)
-        await pilot.pause()
+        await app.scroll_and_wait_for_request(pilot, 70_000)
         assert app.anchors[-1] == SeekAnchor(TOTAL)
         assert "ESC-070001" in screen_lines(app)[1]
 
