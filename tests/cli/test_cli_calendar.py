@@ -14,10 +14,10 @@ from app.core.clock import FakeClock
 from app.demo.build import build_demo
 from app.rules.rotations import on_call
 from app.services.oncall import load_all_schedules
-from app.services.shiftwork.calendar import on_call_entries
+from app.services.shiftwork.calendar import calendar_feed, on_call_entries, responder_names
 from data.db import Database
 from tests.cli_harness import Run
-from tests.services.test_calendar import START, build_desk
+from tests.services.test_calendar import START, build_desk, icalendar_feed
 
 
 @pytest.fixture
@@ -391,3 +391,21 @@ def test_oncall_at_agrees_with_the_export_for_a_year_of_the_demo(demo_url: str) 
         last_end[schedule] = end
     assert len(events) > 1000
     assert sampled >= 10
+
+
+@pytest.mark.slow
+def test_a_year_of_the_demo_is_written_byte_for_byte_as_the_icalendar_library_wrote_it(
+    demo_url: str,
+) -> None:
+    db = Database.open(demo_url)
+    try:
+        with db.read() as session:
+            schedules = load_all_schedules(session)
+            names = responder_names(session)
+    finally:
+        db.dispose()
+    year_end = DEMO_NOW + timedelta(days=366)
+    for who in (None, "ana"):
+        ours = calendar_feed(schedules, names, DEMO_NOW, year_end, stamp=DEMO_NOW, who=who)
+        assert ours.count("BEGIN:VEVENT") > (1000 if who is None else 100)
+        assert ours == icalendar_feed(schedules, names, DEMO_NOW, year_end, stamp=DEMO_NOW, who=who)

@@ -8,15 +8,16 @@ from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 import pytest
-from icalendar import Calendar
+from icalendar import Calendar, Event
 from sqlmodel import col, select
 
 from app.core.clock import FakeClock
 from app.core.errors import BadInput, NotAllowed, NotFound, NothingToDo
 from app.core.times import shown
-from app.rules.rotations import ScheduleSpec, on_call
+from app.rules.rotations import ScheduleSpec, Shift, on_call
 from app.services.oncall import load_schedule
 from app.services.shiftwork.calendar import (
+    ICS_PRODID,
     OverrideService,
     calendar_feed,
     check_window,
@@ -385,6 +386,107 @@ def test_feed_of_one_person(db: Database, desk: FakeClock) -> None:
         "On call: Ana Ruiz (primary)",
         "On call: Ana Ruiz (backup)",
     }
+
+
+def icalendar_feed(
+    schedules: list[ScheduleSpec],
+    names: dict[str, str],
+    start: datetime,
+    end: datetime,
+    *,
+    stamp: datetime,
+    who: str | None = None,
+) -> str:
+    """The feed as the icalendar library writes it, built property by property as it was
+    before the feed had its own writer: what subscribed calendars have been reading."""
+
+    def event(schedule: str, shift: Shift) -> Event:
+        name = names.get(shift.who, shift.who)
+        kind, _, detail = shift.source.partition(":")
+        built = Event()
+        built.add("uid", event_uid(schedule, shift.who, shift.start))
+        built.add("dtstamp", stamp.astimezone(UTC))
+        built.add("dtstart", shift.start.astimezone(UTC))
+        built.add("dtend", shift.end.astimezone(UTC))
+        built.add("summary", f"On call: {name} ({schedule})")
+        built.add("categories", [kind])
+        reason = f"{kind} {detail}" if detail else kind
+        built.add("description", f"{name} ({shift.who}) is on call for {schedule} ({reason}).")
+        built.add("x-vigil-handle", shift.who)
+        built.add("x-vigil-schedule", schedule)
+        built.add("x-vigil-source", shift.source)
+        return built
+
+    calendar = Calendar()
+    calendar.add("prodid", ICS_PRODID)
+    calendar.add("version", "2.0")
+    calendar.add("calscale", "GREGORIAN")
+    calendar.add("method", "PUBLISH")
+    title = ", ".join(s.name for s in schedules) or "no schedules"
+    owner = f"{names.get(who, who)}: " if who else ""
+    calendar.add("x-wr-calname", f"Vigil on call: {owner}{title}")
+    for schedule in schedules:
+        for shift in whole_shifts(schedule, start, end):
+            if who is None or shift.who == who:
+                calendar.add_component(event(schedule.name, shift))
+    return calendar.to_ical().decode("utf-8")
+
+
+def properties_read(text: str) -> list[list[tuple[str, object]]]:
+    """Every property of the calendar and of each event, in order, as a reader decodes it."""
+    return [
+        [(name, component.decoded(name)) for name in component]
+        for component in Calendar.from_ical(text).walk()
+    ]
+
+
+# Display names come from the database as they are; these hold every character TEXT escapes,
+# a line break, characters of two to four octets, and enough of them to fold.
+AWKWARD_NAMES = {
+    "ana": 'Ana "Ruiz"; of Sydney, \\ Parramatta\nand a second line',
+    "ben": "Bénédicte Ōkubo-Nguyễn 日本語 🚀, with a name long enough to fold twice over " * 2,
+    "cat": "Cat, Moss; \\ Ünal",
+}
+AWKWARD_HOLIDAY = "Labour Day; the eight-hour day, won in 1856 \\ NSW — Ŝydney 🛠"
+
+
+def test_the_feed_reads_as_the_icalendar_library_wrote_it_for_awkward_names(
+    db: Database,
+) -> None:
+    clock = FakeClock(START)
+    team = (
+        TEAM.replace(
+            'name = "backup"\ntimezone = "Australia/Sydney"',
+            'name = "backup"\ntimezone = "Australia/Sydney"\nholiday_region = "AU-NSW"\n'
+            'holiday_cover = "cat"',
+        )
+        + f"\n[[holiday]]\ndate = \"2026-10-05\"\nname = '{AWKWARD_HOLIDAY}'\n"
+        + 'region = "AU-NSW"\n'
+    )
+    apply_team(db, parse_team(team, "t.toml"), actor="sam", now=clock.now())
+    OverrideService(db, clock).add(
+        "sam", schedule="primary", who="ben", start=utc(4, 0), end=utc(4, 6)
+    )
+    schedules = [spec(db, "primary"), spec(db, "backup")]
+    stamp = START + timedelta(microseconds=123_456)
+    for who in (None, "cat"):
+        ours = calendar_feed(schedules, AWKWARD_NAMES, START, utc(15, 0), stamp=stamp, who=who)
+        theirs = icalendar_feed(schedules, AWKWARD_NAMES, START, utc(15, 0), stamp=stamp, who=who)
+        # The same content lines, escapes and order; then what a reader makes of them.
+        assert ours.replace("\r\n ", "") == theirs.replace("\r\n ", "")
+        assert properties_read(ours) == properties_read(theirs)
+    cats = Calendar.from_ical(ours).walk("VEVENT")
+    assert {str(e["categories"].cats[0]) for e in cats} == {"rotation", "holiday"}
+    feed_all = calendar_feed(schedules, AWKWARD_NAMES, START, utc(15, 0), stamp=stamp)
+    read = Calendar.from_ical(feed_all).walk("VEVENT")
+    assert {str(e["summary"]) for e in read} == {
+        f"On call: {AWKWARD_NAMES[who]} ({schedule})"
+        for who in ("ana", "ben", "cat")
+        for schedule in ("primary", "backup")
+    }
+    assert {str(e["x-vigil-source"]) for e in read} >= {"override", f"holiday:{AWKWARD_HOLIDAY}"}
+    assert max(len(line) for line in feed_all.encode().split(b"\r\n")) <= 75
+    assert "\r\n " in feed_all  # long lines are folded
 
 
 def test_whole_shifts_tile_the_window(db: Database, desk: FakeClock) -> None:

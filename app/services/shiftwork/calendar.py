@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, select
@@ -29,14 +28,12 @@ from app.rules.rotations import (
     schedule_shifts,
 )
 from app.services.oncall import load_all_schedules, load_schedule
+from app.services.shiftwork import ical
 from app.services.unit_of_work import SUPERVISING, Service, Tx
 from data import audit
 from data.domain import DAYS, OVERRIDE_LENGTH, format_duration
 from data.models import Override, Responder, Schedule
 from widgets.timefmt import UTC_ZONE, viewer_zone
-
-if TYPE_CHECKING:
-    from icalendar import Event
 
 MAX_DAYS = DAYS.high
 EXPORT_DAYS = 90
@@ -399,27 +396,31 @@ def whole_shifts(schedule: ScheduleSpec, start: datetime, end: datetime) -> list
 
 def event_uid(schedule: str, who: str, start: datetime) -> str:
     """Stable per schedule, person and start: a calendar app updates the event in place."""
-    return f"{start.astimezone(UTC):%Y%m%dT%H%M%SZ}-{who}-{schedule}@{UID_DOMAIN}"
+    return f"{ical.utc_datetime(start)}-{who}-{schedule}@{UID_DOMAIN}"
 
 
-def _event(schedule: str, shift: Shift, names: dict[str, str], stamp: datetime) -> Event:
-    from icalendar import Event
-
+def _event(schedule: str, shift: Shift, names: dict[str, str], stamp: datetime) -> str:
+    """One shift's VEVENT, its properties in the order the feed has always had them."""
     name = names.get(shift.who, shift.who)
     kind, _, detail = shift.source.partition(":")
-    event = Event()
-    event.add("uid", event_uid(schedule, shift.who, shift.start))
-    event.add("dtstamp", stamp.astimezone(UTC))
-    event.add("dtstart", shift.start.astimezone(UTC))
-    event.add("dtend", shift.end.astimezone(UTC))
-    event.add("summary", f"On call: {name} ({schedule})")
-    event.add("categories", [kind])
     reason = f"{kind} {detail}" if detail else kind
-    event.add("description", f"{name} ({shift.who}) is on call for {schedule} ({reason}).")
-    event.add("x-vigil-handle", shift.who)
-    event.add("x-vigil-schedule", schedule)
-    event.add("x-vigil-source", shift.source)
-    return event
+    return ical.component(
+        "VEVENT",
+        (
+            ical.text_line("SUMMARY", f"On call: {name} ({schedule})"),
+            ical.datetime_line("DTSTART", shift.start),
+            ical.datetime_line("DTEND", shift.end),
+            ical.datetime_line("DTSTAMP", stamp),
+            ical.text_line("UID", event_uid(schedule, shift.who, shift.start)),
+            ical.texts_line("CATEGORIES", [kind]),
+            ical.text_line(
+                "DESCRIPTION", f"{name} ({shift.who}) is on call for {schedule} ({reason})."
+            ),
+            ical.verbatim_line("X-VIGIL-HANDLE", shift.who),
+            ical.verbatim_line("X-VIGIL-SCHEDULE", schedule),
+            ical.verbatim_line("X-VIGIL-SOURCE", shift.source),
+        ),
+    )
 
 
 def calendar_feed(
@@ -432,23 +433,21 @@ def calendar_feed(
     who: str | None = None,
 ) -> str:
     """RFC 5545 iCalendar: one VEVENT per effective shift touching [start, end), in UTC;
-    only `who`'s shifts when given (the iCalendar library is imported here, for the feed
-    alone: the case commands read this module for its times)."""
-    from icalendar import Calendar
-
-    calendar = Calendar()
-    calendar.add("prodid", ICS_PRODID)
-    calendar.add("version", "2.0")
-    calendar.add("calscale", "GREGORIAN")
-    calendar.add("method", "PUBLISH")
+    only `who`'s shifts when given."""
     title = ", ".join(s.name for s in schedules) or "no schedules"
     owner = f"{names.get(who, who)}: " if who else ""
-    calendar.add("x-wr-calname", f"Vigil on call: {owner}{title}")
+    lines = [
+        ical.text_line("VERSION", "2.0"),
+        ical.text_line("PRODID", ICS_PRODID),
+        ical.text_line("CALSCALE", "GREGORIAN"),
+        ical.text_line("METHOD", "PUBLISH"),
+        ical.verbatim_line("X-WR-CALNAME", f"Vigil on call: {owner}{title}"),
+    ]
     for schedule in schedules:
         for shift in whole_shifts(schedule, start, end):
             if who is None or shift.who == who:
-                calendar.add_component(_event(schedule.name, shift, names, stamp))
-    return calendar.to_ical().decode("utf-8")
+                lines.append(_event(schedule.name, shift, names, stamp))
+    return ical.component("VCALENDAR", lines)
 
 
 # --- coverage gaps ---------------------------------------------------------------------------
