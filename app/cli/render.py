@@ -53,8 +53,8 @@ def json_output(payload: Any, *, stream: bool = False) -> str:
     """What `--json` prints: indented, with every character a terminal would obey escaped
     (`json_safe`), so the value parses back as it was. A record of a stream (`stream`) is
     one line, so a reader can act on each as it comes."""
-    if stream:  # as `vigil intake` has always written its lines: not through `json_safe`
-        return json.dumps(payload, ensure_ascii=False) + "\n"
+    if stream:
+        return json_safe(json.dumps(payload, ensure_ascii=False)) + "\n"
     body = json.dumps(payload, indent=2, sort_keys=False, ensure_ascii=False)
     return json_safe(body) + "\n"
 
