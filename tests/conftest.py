@@ -9,19 +9,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import textual._wait
 from sqlalchemy import create_engine, text
 
 from app.core.clock import FakeClock
 from data.clock import install_time_source
 from data.db import Database, normalise_url
-
-# Pilot waits for the console to go idle after each key it presses: it sleeps in slices
-# until one passes with under 5 % of its time spent on the CPU. Textual's slice is 20 ms; the
-# same test at 5 ms slices sees the same states (every step of the console harness still
-# waits for each worker to finish first) in about a third less time.
-textual._wait.SLEEP_GRANULARITY = 0.005
-textual._wait.SLEEP_IDLE = textual._wait.SLEEP_GRANULARITY / 20
 
 PG_URL = os.environ.get("VIGIL_TEST_PG")
 PG_SKIP_REASON = (
