@@ -167,7 +167,9 @@ async def test_scrolling_to_the_end_requests_a_window_and_shows_the_last_rows(
     app = QueueApp(many_rows)
     async with app.run_test(size=(160, 48)) as pilot:
         await pilot.pause()
+        app.asked.clear()
         await pilot.press("end")
+        await asyncio.wait_for(app.asked.wait(), timeout=10)  # by event: a paint asks
         await pilot.pause()
         offset, limit = app.requests[-1]
         assert offset <= TOTAL - 1 < offset + limit
