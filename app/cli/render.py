@@ -326,28 +326,24 @@ def disclosure_report_markdown(report: DisclosureReport) -> str:
 def on_call_text(
     entries: Sequence[OnCallEntry], at: datetime, zone: ZoneInfo, names: dict[str, str]
 ) -> str:
-    def person(shift: Shift) -> str:
-        return f"{names.get(shift.who, shift.who)} ({shift.who})"
+    def shift_lines(label: str, shift: Shift | None, nobody: str) -> list[str]:
+        """Who holds `shift`, from when to when; `nobody` where there is no one."""
+        if shift is None:
+            return [f"    {label} {nobody}"]
+        who = f"{names.get(shift.who, shift.who)} ({shift.who})"
+        return [
+            f"    {label} {who}  [{shift.source}]",
+            f"          from {shown(shift.start, zone)}",
+            f"          to   {shown(shift.end, zone)}",
+        ]
 
     lines = [f"On call at {shown(at, zone)}:"]
     if not entries:
         lines.append("  no schedules (declare them with `vigil team apply FILE.toml`)")
     for entry in entries:
         lines.append(f"  {entry.schedule}")
-        if entry.current is None:
-            lines.append("    now:  nobody (coverage gap)")
-        else:
-            current = entry.current
-            lines.append(f"    now:  {person(current)}  [{current.source}]")
-            lines.append(f"          from {shown(current.start, zone)}")
-            lines.append(f"          to   {shown(current.end, zone)}")
-        if entry.upcoming is None:
-            lines.append("    next: nobody within a year")
-        else:
-            upcoming = entry.upcoming
-            lines.append(f"    next: {person(upcoming)}  [{upcoming.source}]")
-            lines.append(f"          from {shown(upcoming.start, zone)}")
-            lines.append(f"          to   {shown(upcoming.end, zone)}")
+        lines += shift_lines("now: ", entry.current, "nobody (coverage gap)")
+        lines += shift_lines("next:", entry.upcoming, "nobody within a year")
     return "\n".join(lines)
 
 
