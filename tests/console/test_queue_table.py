@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -82,14 +83,20 @@ class QueueApp(App[None]):
         self.table.set_window(offset, self.rows[offset : offset + limit])
         self.answered.set()
 
-    async def scroll_and_wait_for_request(self, pilot: Pilot[None], top: int) -> None:
-        """Scroll to `top`, then wait (by event, not by time) for the window request the
-        paint there makes, and for its answer to be handled."""
+    @asynccontextmanager
+    async def request_made(self, pilot: Pilot[None]) -> AsyncIterator[None]:
+        """Around a move of the table: wait (by event, not by time: how soon a paint asks
+        depends on the machine's load) for the window request the paint after it makes,
+        then let its answer be handled."""
         self.asked.clear()
-        self.table.scroll_to(y=top, animate=False)
+        yield
         await pilot.pause()
         await asyncio.wait_for(self.asked.wait(), timeout=10)
         await pilot.pause()
+
+    async def scroll_and_wait_for_request(self, pilot: Pilot[None], top: int) -> None:
+        async with self.request_made(pilot):
+            self.table.scroll_to(y=top, animate=False)
 
     async def rows_shown_at(self, pilot: Pilot[None], top: int) -> None:
         """Scroll to `top`, then wait (by event, not by time) until the window the table
@@ -167,10 +174,8 @@ async def test_scrolling_to_the_end_requests_a_window_and_shows_the_last_rows(
     app = QueueApp(many_rows)
     async with app.run_test(size=(160, 48)) as pilot:
         await pilot.pause()
-        app.asked.clear()
-        await pilot.press("end")
-        await asyncio.wait_for(app.asked.wait(), timeout=10)  # by event: a paint asks
-        await pilot.pause()
+        async with app.request_made(pilot):
+            await pilot.press("end")
         offset, limit = app.requests[-1]
         assert offset <= TOTAL - 1 < offset + limit
         lines = screen_lines(app)
@@ -199,10 +204,8 @@ async def test_a_window_is_sought_from_the_nearest_known_place(
         held_last = first_offset + first_limit - 1
         assert offset == held_last + 1
         assert app.anchors[-1] == SeekAnchor(held_last, (held_last,))
-        app.asked.clear()
-        await pilot.press("end")
-        await asyncio.wait_for(app.asked.wait(), timeout=10)
-        await pilot.pause()
+        async with app.request_made(pilot):
+            await pilot.press("end")
         offset, limit = app.requests[-1]
         assert offset + limit == TOTAL
         assert app.anchors[-1] == SeekAnchor(TOTAL)
@@ -234,12 +237,7 @@ async def test_one_request_while_a_window_is_pending(many_rows: list[QueueRow]) 
             table.scroll_to(y=step, animate=False)
             await pilot.pause()
         assert len(app.requests) == 1
-        app.asked.clear()
-        table.scroll_to(y=50_000, animate=False)
-        await pilot.pause()
-        # By event, not by time: how soon a paint asks depends on the machine's load.
-        await asyncio.wait_for(app.asked.wait(), timeout=10)
-        await pilot.pause()
+        await app.scroll_and_wait_for_request(pilot, 50_000)
         assert len(app.requests) == 2
         offset, limit = app.requests[-1]
         assert offset <= 50_000 < offset + limit
