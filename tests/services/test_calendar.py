@@ -362,17 +362,22 @@ def test_uids_are_stable_between_exports(db: Database, desk: FakeClock) -> None:
         assert first[uid] == later[uid]
 
 
-def test_holiday_cover_is_its_own_category(db: Database) -> None:
-    clock = FakeClock(START)
-    team = (
+def holiday_team(holiday: str) -> str:
+    """The team file with the backup schedule in New South Wales, `cat` covering its public
+    holidays, and one of them, Monday 5 October 2026, named `holiday` (a TOML literal)."""
+    return (
         TEAM.replace(
             'name = "backup"\ntimezone = "Australia/Sydney"',
             'name = "backup"\ntimezone = "Australia/Sydney"\nholiday_region = "AU-NSW"\n'
             'holiday_cover = "cat"',
         )
-        + '\n[[holiday]]\ndate = "2026-10-05"\nname = "Labour Day"\nregion = "AU-NSW"\n'
+        + f'\n[[holiday]]\ndate = "2026-10-05"\nname = \'{holiday}\'\nregion = "AU-NSW"\n'
     )
-    apply_team(db, parse_team(team, "t.toml"), actor="sam", now=clock.now())
+
+
+def test_holiday_cover_is_its_own_category(db: Database) -> None:
+    clock = FakeClock(START)
+    apply_team(db, parse_team(holiday_team("Labour Day"), "t.toml"), actor="sam", now=clock.now())
     events = parse_feed(feed(db, ["backup"], utc(4, 12), 1))
     assert [(e.who, e.categories) for e in events] == [("cat", ["holiday"])]
     # Monday 5 October in Sydney, AEDT: 4 Oct 13:00Z to 5 Oct 13:00Z.
@@ -454,16 +459,8 @@ def test_the_feed_reads_as_the_icalendar_library_wrote_it_for_awkward_names(
     db: Database,
 ) -> None:
     clock = FakeClock(START)
-    team = (
-        TEAM.replace(
-            'name = "backup"\ntimezone = "Australia/Sydney"',
-            'name = "backup"\ntimezone = "Australia/Sydney"\nholiday_region = "AU-NSW"\n'
-            'holiday_cover = "cat"',
-        )
-        + f"\n[[holiday]]\ndate = \"2026-10-05\"\nname = '{AWKWARD_HOLIDAY}'\n"
-        + 'region = "AU-NSW"\n'
-    )
-    apply_team(db, parse_team(team, "t.toml"), actor="sam", now=clock.now())
+    team = parse_team(holiday_team(AWKWARD_HOLIDAY), "t.toml")
+    apply_team(db, team, actor="sam", now=clock.now())
     OverrideService(db, clock).add(
         "sam", schedule="primary", who="ben", start=utc(4, 0), end=utc(4, 6)
     )
