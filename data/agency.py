@@ -12,6 +12,9 @@ from datetime import datetime
 from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+# The tables these rows' keys refer to: the ORM resolves every key of a row it writes.
+import data.casework
+import data.models  # noqa: F401
 from data.types import UTCDateTime
 
 

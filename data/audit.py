@@ -14,10 +14,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
+from data.dialects import upsert_insert
 from data.models import AuditHead, AuditRecord
 
 GENESIS = "0" * 64
@@ -105,10 +104,8 @@ def lock_head(session: Session) -> AuditHead:
     locked = select(AuditHead).where(AuditHead.id == 1).with_for_update()
     found = session.exec(locked).first()
     if found is None:
-        dialect = session.get_bind().dialect.name
-        insert = pg_insert if dialect == "postgresql" else sqlite_insert
         session.execute(
-            insert(AuditHead)
+            upsert_insert(session.get_bind().dialect.name, AuditHead)
             .values(id=1, seq=0, hash=GENESIS)
             .on_conflict_do_nothing(index_elements=["id"])
         )

@@ -11,6 +11,8 @@ from typing import Any
 from sqlalchemy import JSON, Column, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+# The tables these rows' keys refer to: the ORM resolves every key of a row it writes.
+import data.models  # noqa: F401
 from data.types import UTCDateTime
 
 # The formats an integration may speak (`app.intake.registry` has one module for each).

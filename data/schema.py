@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 MIGRATIONS = Path(__file__).parent / "migrations"
 TABLE_MODULES = (
     "data.models",
+    "data.oncall",
+    "data.escalation",
     "data.agency",
     "data.casework",
     "data.intake",
@@ -39,9 +41,13 @@ def every_table() -> MetaData:
     """`SQLModel.metadata` with every table of Vigil on it. Each module that declares tables
     registers them when it is imported, and a command imports only the ones it uses, so
     whatever walks the whole schema (creating a database, migrating, looking for sealed
-    values, granting, wiping) asks for it here."""
+    values, granting, wiping) asks for it here. The partial indexes, whose
+    dialect options import each dialect they name, join the metadata here too."""
     for module in TABLE_MODULES:
         import_module(module)
+    from data.models import declare_partial_indexes
+
+    declare_partial_indexes()
     return SQLModel.metadata
 
 

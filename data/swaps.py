@@ -15,6 +15,9 @@ from enum import StrEnum
 from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+# The tables these rows' keys refer to: the ORM resolves every key of a row it writes.
+import data.models
+import data.oncall  # noqa: F401
 from data.types import UTCDateTime
 
 

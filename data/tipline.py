@@ -14,6 +14,8 @@ from sqlalchemy import JSON, Column, Text, UniqueConstraint
 from sqlalchemy.orm import deferred
 from sqlmodel import Field, SQLModel
 
+# The tables these rows' keys refer to: the ORM resolves every key of a row it writes.
+import data.models  # noqa: F401
 from data.sealing import sealed_column
 from data.types import UTCDateTime
 

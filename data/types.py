@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime
+from sqlalchemy import JSON, Column, DateTime
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -34,3 +35,18 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+def json_column() -> Any:
+    """A JSON object column, never NULL, `{}` by default."""
+    return Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+def json_list_column() -> Any:
+    """A JSON list column, never NULL, `[]` by default."""
+    return Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
+
+def utc_column(nullable: bool = False, index: bool = False) -> Any:
+    """A UTC timestamp column (`UTCDateTime`)."""
+    return Field(default=None, sa_type=UTCDateTime, nullable=nullable, index=index)

@@ -12,17 +12,17 @@ from typing import Any
 
 from sqlalchemy import Table, and_, exists, func, literal, not_, or_, select
 from sqlalchemy.engine import Connection
-from sqlmodel import SQLModel
 
 from data import audit
 from data.db import Database
 from data.domain import Category, Status
 from data.queries import OWES_REPORT_RANK, QUEUE_RANKS, SNOOZED_RANK
+from data.schema import every_table
 
 SHOWN = 3
 """How many offending rows a problem line quotes."""
 
-TABLES = SQLModel.metadata.tables
+TABLES = every_table().tables
 CASE = TABLES["case"]
 STEP_RUN = TABLES["step_run"]
 PAGE = TABLES["page"]

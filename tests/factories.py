@@ -129,7 +129,7 @@ def add_rotation(
     """A rotation of existing responders, stored as the team file would store it."""
     from sqlmodel import select
 
-    from data.models import Rotation, RotationMember
+    from data.oncall import Rotation, RotationMember
 
     with db.write() as session:
         rotation = Rotation(
@@ -166,7 +166,7 @@ def add_schedule(
     """A schedule over existing rotations; `overrides` are (handle, from, to)."""
     from sqlmodel import select
 
-    from data.models import Override, Rotation, Schedule, ScheduleLayer
+    from data.oncall import Override, Rotation, Schedule, ScheduleLayer
 
     with db.write() as session:
 

@@ -47,7 +47,8 @@ from data.changes import ChangeListener
 from data.clock import DatabaseClock
 from data.db import Database
 from data.domain import INTERNAL_PARTNER_KINDS, PartnerKind, Role
-from data.models import Case, EngineHeartbeat, Responder, Setting
+from data.escalation import EngineHeartbeat
+from data.models import Case, Responder, Setting
 from data.queries import SORT_COLUMNS as SORT_COLUMNS  # the queue's orders, for its screen
 from data.queries import QueueFilter as QueueFilter
 from widgets.header import ENGINE_STALE_AFTER, OnCallView

@@ -32,7 +32,8 @@ from sqlmodel import col, select
 from app.core.clock import Clock
 from data.db import Database
 from data.domain import ContactKind, Status
-from data.models import Case, Delivery, DeliveryAttempt, Page
+from data.escalation import DeliveryAttempt
+from data.models import Case, Delivery, Page
 
 CONSOLE = ContactKind.CONSOLE.value
 DESKTOP = ContactKind.DESKTOP.value

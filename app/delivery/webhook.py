@@ -119,8 +119,9 @@ from data.domain import (
     category_label,
     severity_name,
 )
+from data.escalation import DeliveryAttempt
 from data.journal import add_timeline, record_change
-from data.models import Case, ContactMethod, Delivery, DeliveryAttempt, Page, Responder
+from data.models import Case, ContactMethod, Delivery, Page, Responder
 from data.outage import OutageLog
 
 log = logging.getLogger(__name__)

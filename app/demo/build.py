@@ -44,17 +44,8 @@ from app.services.team.spec import TeamOverride, TeamSpec
 from data import audit
 from data.db import Database
 from data.domain import Category, ContactKind, Stage, Status
-from data.models import (
-    Case,
-    ContactMethod,
-    Holiday,
-    Page,
-    Policy,
-    Responder,
-    Rotation,
-    Schedule,
-    Setting,
-)
+from data.models import Case, ContactMethod, Page, Policy, Responder, Setting
+from data.oncall import Holiday, Rotation, Schedule
 from data.schema import every_table
 
 DEMO_TEAM = "demo_team.toml"

@@ -18,9 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Table
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import Session, SQLModel, col, func, select
+from sqlmodel import Session, col, func, select
 
 from app.core.clock import Clock
 from app.core.errors import VigilError
@@ -47,8 +45,10 @@ from app.services.unit_of_work import ENGINE, UnitOfWork
 from data import audit
 from data.clock import DatabaseClock
 from data.db import Database
+from data.dialects import upsert_insert
 from data.domain import EngineAction, TimelineKind
-from data.models import AuditHead, Case, EngineHeartbeat
+from data.escalation import EngineHeartbeat
+from data.models import AuditHead, Case
 from data.outage import is_database_trouble
 
 log = logging.getLogger("vigil.engine")
@@ -61,7 +61,7 @@ DEFAULT_BATCH_SIZE = 1000
 WRITE_SLICE = 250
 """Cases whose rows are sent together within a batch (see `_run_batch`)."""
 RETRY_FAILED_AFTER = timedelta(minutes=1)
-HEARTBEATS: Table = SQLModel.metadata.tables["engine_heartbeat"]
+HEARTBEATS: Table = EngineHeartbeat.__table__  # type: ignore[attr-defined]
 
 
 # --- names ------------------------------------------------------------------------
@@ -397,9 +397,8 @@ class EscalationEngine:
 
     def _beat(self) -> None:
         now = self.clock.now()
-        insert = pg_insert if self.db.is_postgres else sqlite_insert
         statement = (
-            insert(HEARTBEATS)
+            upsert_insert(self.db.engine.dialect.name, HEARTBEATS)
             .values(name=self.name, started_at=self.started_at, last_cycle_at=now, cycles=1)
             .on_conflict_do_update(
                 index_elements=["name"],

@@ -40,21 +40,35 @@ from app.rules.notify import notices
 from app.services.paging import delivery_key, notice_status, paged_event
 from data import audit
 from data.domain import TimelineKind
-from data.models import AuditHead
+from data.escalation import StepRun
+from data.models import (
+    AuditHead,
+    AuditRecord,
+    Case,
+    CaseChange,
+    Delivery,
+    Page,
+    TimelineEvent,
+)
 from data.queries import QUEUE_RANKS
 
 log = logging.getLogger("vigil.engine")
 
 ACTOR = "engine"
 
-_tables = SQLModel.metadata.tables
-CASES: Table = _tables["case"]
-STEP_RUNS: Table = _tables["step_run"]
-PAGES: Table = _tables["page"]
-DELIVERIES: Table = _tables["delivery"]
-TIMELINE: Table = _tables["timeline_event"]
-CHANGES: Table = _tables["case_change"]
-AUDIT_RECORDS: Table = _tables["audit_record"]
+
+def _table(model: type[SQLModel]) -> Table:
+    table: Table = model.__table__  # type: ignore[attr-defined]
+    return table
+
+
+CASES = _table(Case)
+STEP_RUNS = _table(StepRun)
+PAGES = _table(Page)
+DELIVERIES = _table(Delivery)
+TIMELINE = _table(TimelineEvent)
+CHANGES = _table(CaseChange)
+AUDIT_RECORDS = _table(AuditRecord)
 
 CLAIM_COLUMNS = (
     "case_id",

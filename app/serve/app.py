@@ -51,8 +51,9 @@ from app.services.integrations import IntegrationView, hash_key, load_integratio
 from app.services.unit_of_work import EscalationStarter
 from data.db import Database
 from data.domain import OUTBOX_CHANNELS
+from data.escalation import EngineHeartbeat
 from data.intake import HEARTBEAT
-from data.models import Delivery, EngineHeartbeat
+from data.models import Delivery
 
 log = logging.getLogger("vigil.serve")
 access_log = logging.getLogger("vigil.serve.access")

@@ -23,7 +23,8 @@ from app.core.clock import Clock
 from app.services.heartbeats import HeartbeatView, load_heartbeats
 from data.db import Database
 from data.domain import OUTBOX_CHANNELS, Status, severity_name
-from data.models import Case, Delivery, EngineHeartbeat, Page
+from data.escalation import EngineHeartbeat
+from data.models import Case, Delivery, Page
 
 LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
 

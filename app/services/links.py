@@ -35,8 +35,9 @@ from app.services.cases import CaseService
 from app.services.unit_of_work import Tx
 from data.db import Database
 from data.domain import Category, Status, category_label, parse_duration, severity_name
+from data.escalation import UsedLink
 from data.keys import decode_key
-from data.models import Case, Delivery, Page, Responder, UsedLink
+from data.models import Case, Delivery, Page, Responder
 from data.sealing import keyring_of
 
 Purpose = Literal["ack", "open"]

@@ -20,10 +20,10 @@ from app.rules.rotations import (
     parse_days,
     parse_hours,
 )
-from data.models import (
+from data.models import Responder
+from data.oncall import (
     Holiday,
     Override,
-    Responder,
     Rotation,
     RotationMember,
     RotationVersion,

@@ -15,8 +15,9 @@ from app.core.clock import FakeClock
 from app.engine.cycle import EscalationEngine
 from app.services.cases import CaseService
 from data.db import Database
+from data.escalation import StepRun
 from data.intake import InputBatch, InputEvent
-from data.models import Case, Page, StepRun
+from data.models import Case, Page
 from tests.cli_harness import Run
 from tests.factories import add_policy, add_responder, pages_by_case
 

@@ -34,7 +34,8 @@ from app.engine.runner import EscalationEngine
 from app.services.cases import CaseService
 from data import schema
 from data.db import Database, make_engine
-from data.models import Delivery, DeliveryAttempt, Responder
+from data.escalation import DeliveryAttempt
+from data.models import Delivery, Responder
 from tests.factories import (
     REPO,
     SENSITIVE_DETAILS,

@@ -43,17 +43,8 @@ from app.delivery.local import (
 from app.services.cases import CaseService
 from data.clock import set_time_source
 from data.db import Database
-from data.models import (
-    AuditRecord,
-    Case,
-    CaseNote,
-    Delivery,
-    DeliveryAttempt,
-    EngineHeartbeat,
-    Page,
-    Responder,
-    Setting,
-)
+from data.escalation import DeliveryAttempt, EngineHeartbeat
+from data.models import AuditRecord, Case, CaseNote, Delivery, Page, Responder, Setting
 from data.queries import QueueFilter
 from tests.console_harness import SIZE, Console, FakeDesktop, OpenConsole, console_opener
 from tests.factories import add_open_cases, add_policy, add_responder

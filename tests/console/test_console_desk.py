@@ -428,7 +428,7 @@ async def test_a_stopped_engine_and_a_database_problem_stay_in_the_header(
     clock: FakeClock,
     size: tuple[int, int],
 ) -> None:
-    from data.models import EngineHeartbeat
+    from data.escalation import EngineHeartbeat
 
     with db.write() as session:
         session.add(

@@ -36,8 +36,8 @@ from app.services.shiftwork.handover import HandoverService
 from app.services.shiftwork.postmortem import PostMortemService
 from app.services.shiftwork.stats import SlaTally, compute_stats, load_facts
 from data.db import Database
-from data.models import CaseNote, Handover, PostMortem
-from data.shiftwork import PostMortemAction
+from data.models import CaseNote
+from data.shiftwork import Handover, PostMortem, PostMortemAction
 from tests.console_harness import FakeDesktop, OpenConsole, console_opener
 from tests.factories import add_policy, add_responder, add_rotation, add_schedule
 from widgets.handover_view import HandoverBrowser

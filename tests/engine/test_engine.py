@@ -41,19 +41,9 @@ from app.services.targets import resolve_targets
 from data import audit
 from data.clock import set_time_source
 from data.db import Database
-from data.models import (
-    AuditRecord,
-    Case,
-    Delivery,
-    EngineHeartbeat,
-    Holiday,
-    Page,
-    PolicyStep,
-    Responder,
-    Rotation,
-    StepRun,
-    TimelineEvent,
-)
+from data.escalation import EngineHeartbeat, StepRun
+from data.models import AuditRecord, Case, Delivery, Page, PolicyStep, Responder, TimelineEvent
+from data.oncall import Holiday, Rotation
 from tests.consistency import assert_consistent
 from tests.factories import add_policy, add_responder, add_rotation, add_schedule
 

@@ -25,7 +25,7 @@ from app.core.clock import SystemClock
 from app.engine.runner import EscalationEngine
 from app.services.cases import CaseService
 from data.db import Database
-from data.models import StepRun
+from data.escalation import StepRun
 from tests.factories import (
     FileClock,
     add_open_cases,

@@ -34,16 +34,8 @@ from app.delivery.webhook import (
 from app.rules.destinations import address_kind, contact_problems, signing_key
 from data import audit
 from data.db import Database
-from data.models import (
-    AuditRecord,
-    Case,
-    ContactMethod,
-    Delivery,
-    DeliveryAttempt,
-    Page,
-    Responder,
-    TimelineEvent,
-)
+from data.escalation import DeliveryAttempt
+from data.models import AuditRecord, Case, ContactMethod, Delivery, Page, Responder, TimelineEvent
 from tests import standard_webhooks
 from tests.consistency import assert_consistent
 

@@ -38,7 +38,8 @@ from app.rules.rotations import parse_wall_time
 from data import domain, schema
 from data.db import Database, make_engine
 from data.domain import EARLIEST, LATEST, DurationRange, parse_duration
-from data.models import Case, Override, Policy, PolicyStep, Responder, Rotation, SlaTarget
+from data.models import Case, Policy, PolicyStep, Responder, SlaTarget
+from data.oncall import Override, Rotation
 from tests.console_harness import console_opener
 from tests.factories import TEAM_FILE
 from tests.faults.test_fuzz import toml_document

@@ -54,16 +54,15 @@ from app.services.cases import CaseService
 from data import audit
 from data import db as db_module
 from data.db import Database, make_engine
+from data.escalation import EngineHeartbeat, StepRun
 from data.models import (
     AuditRecord,
     Case,
     CaseNote,
     ContactMethod,
     Delivery,
-    EngineHeartbeat,
     Page,
     Responder,
-    StepRun,
     TimelineEvent,
 )
 from tests import standard_webhooks

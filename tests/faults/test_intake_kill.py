@@ -20,8 +20,9 @@ import pytest
 from sqlmodel import col, select
 
 from data.db import Database
+from data.escalation import StepRun
 from data.intake import InputEvent
-from data.models import Case, StepRun
+from data.models import Case
 from tests.consistency import assert_consistent
 from tests.factories import add_policy, add_responder, pages_by_case, spawn_python, wait_until
 

@@ -34,7 +34,8 @@ from app.services.team.apply import apply_team
 from app.services.team.parse import parse_team
 from data import audit
 from data.db import Database
-from data.models import AuditRecord, Override
+from data.models import AuditRecord
+from data.oncall import Override
 from tests.factories import FOLLOW_THE_SUN_PEOPLE
 from widgets.timefmt import viewer_zone
 

@@ -36,17 +36,9 @@ from app.services.team.parse import parse_team
 from data import audit
 from data.db import Database
 from data.domain import Category, Stage, Status
-from data.models import (
-    AuditHead,
-    AuditRecord,
-    Case,
-    ContactMethod,
-    Holiday,
-    Page,
-    Responder,
-    StepRun,
-    TimelineEvent,
-)
+from data.escalation import StepRun
+from data.models import AuditHead, AuditRecord, Case, ContactMethod, Page, Responder, TimelineEvent
+from data.oncall import Holiday
 from data.schema import every_table
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)

@@ -189,7 +189,8 @@ def test_reveal_still_shows_the_text_and_is_audited(any_db: Database, clock: Fak
 
 def test_sealed_values_open_through_the_orm(any_db: Database, clock: FakeClock) -> None:
     from data.casework import VerificationRecord
-    from data.models import CaseNote, ContactMethod, Handover
+    from data.models import CaseNote, ContactMethod
+    from data.shiftwork import Handover
 
     _desk(any_db, clock)
     with any_db.read() as session:

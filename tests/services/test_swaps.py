@@ -26,7 +26,8 @@ from app.services.shiftwork.swaps import (
 )
 from data import audit
 from data.db import Database
-from data.models import AuditRecord, Override, Responder
+from data.models import AuditRecord, Responder
+from data.oncall import Override
 from data.swaps import HandoffNoticeLog, SwapRequest
 from tests.services.test_calendar import START, build_desk, utc
 from widgets.timefmt import viewer_zone

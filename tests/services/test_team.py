@@ -39,20 +39,15 @@ from data.models import (
     Case,
     ContactMethod,
     Delivery,
-    Holiday,
-    Override,
     Page,
     Policy,
     PolicyStep,
     Responder,
-    Rotation,
-    RotationMember,
     Routing,
-    Schedule,
-    ScheduleLayer,
     SlaTarget,
     TimelineEvent,
 )
+from data.oncall import Holiday, Override, Rotation, RotationMember, Schedule, ScheduleLayer
 from data.schema import every_table
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "team"

@@ -13,7 +13,8 @@ from app.services.team.export import export_team
 from app.services.team.parse import parse_team
 from app.services.team.spec import TeamFileError
 from data.db import Database
-from data.models import AuditRecord, ContactMethod, Policy, Responder, Schedule
+from data.models import AuditRecord, ContactMethod, Policy, Responder
+from data.oncall import Schedule
 
 NOW = datetime(2026, 12, 6, 3, 0, tzinfo=UTC)
 NTFY = "ntfys://ntfy.example/vigil-t0pic-ana"

@@ -32,7 +32,8 @@ from app.services.shiftwork import ical
 from app.services.unit_of_work import SUPERVISING, Service, Tx
 from data import audit
 from data.domain import DAYS, OVERRIDE_LENGTH, format_duration
-from data.models import Override, Responder, Schedule
+from data.models import Responder
+from data.oncall import Override, Schedule
 from widgets.timefmt import UTC_ZONE, viewer_zone
 
 MAX_DAYS = DAYS.high

@@ -54,16 +54,9 @@ from app.services.shiftwork.stats import (
 from app.services.unit_of_work import Service, actor_of
 from data import audit, checkpoints, queries
 from data.domain import Stage, Status, TimelineKind, severity_name
-from data.models import (
-    ActionItem,
-    Case,
-    Handover,
-    Override,
-    Page,
-    Responder,
-    Schedule,
-    TimelineEvent,
-)
+from data.models import ActionItem, Case, Page, Responder, TimelineEvent
+from data.oncall import Override, Schedule
+from data.shiftwork import Handover
 from widgets.timefmt import plural, viewer_zone
 
 LAST_SHIFT_LOOKBACK = timedelta(days=35)

@@ -40,8 +40,8 @@ from app.services.unit_of_work import Service, Tx
 from data import queries
 from data.domain import Status, TimelineKind, check_day, severity_name
 from data.journal import add_timeline
-from data.models import Case, Page, PostMortem, Responder, TimelineEvent
-from data.shiftwork import PostMortemAction
+from data.models import Case, Page, Responder, TimelineEvent
+from data.shiftwork import PostMortem, PostMortemAction
 from widgets.timefmt import viewer_zone
 
 STATUSES = ("draft", "review", "final")

@@ -26,7 +26,6 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import or_
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, func, select
 
 from app.core.clock import Clock
@@ -45,8 +44,10 @@ from app.services.shiftwork.calendar import (
 from app.services.unit_of_work import SUPERVISING, Service, Tx
 from data import audit
 from data.db import Database
+from data.dialects import upsert_insert
 from data.domain import Status, format_duration, parse_duration
-from data.models import Case, Responder, Schedule, Setting
+from data.models import Case, Responder, Setting
+from data.oncall import Schedule
 from data.swaps import (
     OPEN_SWAP_STATUSES,
     REQUIRE_APPROVAL_KEY,
@@ -617,9 +618,8 @@ def _claimed(session: Session, dues: list[_Due]) -> set[tuple[str, str, datetime
 
 def _record_once(session: Session, notice: HandoffNotice, now: datetime) -> bool:
     """Insert the notice's log row unless another claimer has; True if this one did."""
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     statement = (
-        insert(HandoffNoticeLog)
+        upsert_insert(session.get_bind().dialect.name, HandoffNoticeLog)
         .values(
             handle=notice.handle,
             schedule=notice.schedule,

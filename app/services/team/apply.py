@@ -50,18 +50,20 @@ from data.models import (
     Case,
     ContactMethod,
     Delivery,
-    Holiday,
-    Override,
     Policy,
     PolicyStep,
     Responder,
+    Routing,
+    SlaTarget,
+)
+from data.oncall import (
+    Holiday,
+    Override,
     Rotation,
     RotationMember,
     RotationVersion,
-    Routing,
     Schedule,
     ScheduleLayer,
-    SlaTarget,
 )
 
 # --- applying ---------------------------------------------------------------

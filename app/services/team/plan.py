@@ -49,20 +49,15 @@ from data.domain import (
     severity_name,
 )
 from data.intake import Integration
-from data.models import (
-    ContactMethod,
+from data.models import ContactMethod, Policy, PolicyStep, Responder, Routing, SlaTarget
+from data.oncall import (
     Holiday,
     Override,
-    Policy,
-    PolicyStep,
-    Responder,
     Rotation,
     RotationMember,
     RotationVersion,
-    Routing,
     Schedule,
     ScheduleLayer,
-    SlaTarget,
 )
 
 # --- state: what is stored and what the file wants, in one comparable shape ---

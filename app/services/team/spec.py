@@ -22,16 +22,8 @@ from data.domain import (
     format_duration,
 )
 from data.intake import Integration
-from data.models import (
-    Holiday,
-    Override,
-    Policy,
-    Responder,
-    Rotation,
-    Routing,
-    Schedule,
-    SlaTarget,
-)
+from data.models import Policy, Responder, Routing, SlaTarget
+from data.oncall import Holiday, Override, Rotation, Schedule
 from widgets.timefmt import plural
 
 KINDS = (
