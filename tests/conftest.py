@@ -26,6 +26,14 @@ PG_SKIP_REASON = (
 PG_EXAMPLE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """Workers for `-n auto`: half as many again as there are cores. A worker spends about
+    half its time waiting, not computing (a console for its screen to settle, a fault test
+    for the processes it started), so a third worker on two cores fills the gaps: the plain
+    run took 3 min 34 s with three workers, 4 min 25 s with two and 3 min 45 s with four."""
+    return max(2, (3 * (os.cpu_count() or 1) + 1) // 2)
+
+
 def pytest_terminal_summary(
     terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config
 ) -> None:
