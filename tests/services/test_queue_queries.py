@@ -331,6 +331,24 @@ def test_the_open_queue_by_age_or_severity_reads_no_resolved_case(
     assert "Sort" not in plan, plan
 
 
+def test_the_command_lines_open_cases_and_their_count_read_no_resolved_case(
+    db: Database,
+) -> None:
+    """`vigil cases` lists the first open cases and counts the rest: both seek the open
+    ranks in the queue's index (snoozed ones too), never read past the resolved history."""
+    _fill_desk(db, 120, seed=13)
+
+    def first_page_and_count(session: Session) -> None:
+        queries.cases(session, limit=50, open_only=True)
+        queries.count_cases(session, open_only=True)
+
+    plans = _plans(db, first_page_and_count)
+    assert len(plans) == 2
+    for plan in plans:
+        assert "SEARCH" in plan and "SCAN" not in plan, plan
+        assert "TEMP B-TREE" not in plan, plan
+
+
 # --------------------------------------------------------------------------- the ack key
 
 
