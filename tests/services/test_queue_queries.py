@@ -345,7 +345,8 @@ def test_the_command_lines_open_cases_and_their_count_read_no_resolved_case(
     plans = _plans(db, first_page_and_count)
     assert len(plans) == 2
     for plan in plans:
-        assert "SEARCH" in plan and "SCAN" not in plan, plan
+        assert "SEARCH" in plan, plan
+        assert "SCAN" not in plan, plan
         assert "TEMP B-TREE" not in plan, plan
 
 
