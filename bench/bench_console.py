@@ -70,7 +70,7 @@ from data.domain import Category
 from data.keys import KEY_ENV, Keyring, encode_key
 from data.models import Case, Delivery, Page, Policy, Responder
 from data.queries import QueueFilter
-from data.schema import head_revision
+from data.schema import every_table, head_revision
 from data.sealing import seal
 from tests.factories import add_policy, add_responder
 from widgets.queue_table import QueueTable
@@ -135,7 +135,7 @@ def schema_key() -> str:
     generator's format."""
     dialect = create_engine("sqlite://").dialect
     parts = [head_revision(), str(DESK_FORMAT)]
-    for table in SQLModel.metadata.sorted_tables:
+    for table in every_table().sorted_tables:
         parts.append(str(CreateTable(table).compile(dialect=dialect)))
         parts.extend(
             str(CreateIndex(index).compile(dialect=dialect))

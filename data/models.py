@@ -10,6 +10,7 @@ annotations`): pydantic would otherwise compile and evaluate every field's annot
 its text, and every command pays for these classes at start-up.
 """
 
+import threading
 from datetime import datetime
 from typing import Any
 
@@ -333,6 +334,9 @@ _PARTIAL_INDEXES: tuple[tuple[type[SQLModel], str, tuple[str, ...], str, bool], 
     (Delivery, "ix_delivery_outbox_held", ("next_attempt_at",), OUTBOX_HELD, False),
 )
 
+_DECLARING = threading.Lock()
+"""Two threads that walk the whole schema at once declare each index once."""
+
 
 def declare_partial_indexes() -> None:
     """Put the partial indexes of cases and deliveries on the metadata, once.
@@ -342,9 +346,11 @@ def declare_partial_indexes() -> None:
     SQLite. Queries need no declaration to use an index the database has, so only what
     creates or compares the whole schema (`data.schema.every_table`) declares them.
     """
-    for model, name, columns, where, unique in _PARTIAL_INDEXES:
-        table: Table = model.__table__  # type: ignore[attr-defined]
-        if name not in {index.name for index in table.indexes}:
+    with _DECLARING:
+        for model, name, columns, where, unique in _PARTIAL_INDEXES:
+            table: Table = model.__table__  # type: ignore[attr-defined]
+            if name in {index.name for index in table.indexes}:
+                continue
             Index(
                 name,
                 *(table.c[column] for column in columns),

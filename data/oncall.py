@@ -1,9 +1,10 @@
 """Tables of who is on call: rotations, schedules, overrides and holidays. Every timestamp is
 UTC (see `data.types.UTCDateTime`).
 
-They are read where escalation picks its people, a calendar is drawn or the team is changed,
-so listing, showing or acknowledging a case never builds them (each table costs a command
-start-up time). Annotations are evaluated as each class is built, as in `data.models`.
+They are read where escalation picks its people, a calendar is drawn, a case is shown with
+who is paged next or the team is changed, so listing, noting or acknowledging a case never
+builds them (each table costs a command start-up time). Annotations are evaluated as each
+class is built, as in `data.models`.
 """
 
 from datetime import date, datetime

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from data.schema import TABLE_MODULES
+
 ROOT = Path(__file__).resolve().parents[2]
 
 FORBIDDEN = {
     "data": ("app", "widgets", "textual"),
-    "widgets": ("app", "data.db", "data.queries", "data.models", "sqlmodel", "sqlalchemy"),
+    "widgets": ("app", "data.db", "data.queries", *TABLE_MODULES, "sqlmodel", "sqlalchemy"),
 }
 
 
