@@ -104,9 +104,9 @@ MEMORY_TARGET_MB = 200.0
 MEMORY_OPEN = 10_000
 """The memory target's desk: this many open cases (or the nearest size measured)."""
 SMALL_DESK = 50
+"""Open cases of the desk without history that shows the console's own cost."""
 PG_PREFIX = "vigil_bench_console_"
 """Cached PostgreSQL desks are the schemas named so."""
-"""Open cases of the desk without history that shows the console's own cost."""
 
 TITLES: dict[Category, tuple[str, ...]] = {
     Category.EDR: ("Emergency disclosure request from a police liaison", "EDR: missing minor"),
@@ -978,10 +978,10 @@ class Run:
         return max(self.urls)
 
     def nearest(self, open_count: int) -> DeskSize:
-        return min(
-            (size for size in self.urls if size.resolved),
-            key=lambda size: abs(size.open - open_count),
-        )
+        """The desk with history nearest `open_count` open cases; without `--resolved`, the
+        nearest of the desks measured."""
+        with_history = [size for size in self.urls if size.resolved] or list(self.urls)
+        return min(with_history, key=lambda size: abs(size.open - open_count))
 
 
 def measure_paints(runs: list[Run], rounds: int, folder: Path) -> list[float]:
