@@ -72,6 +72,7 @@ from data.models import Case, Delivery, Page, Policy, Responder
 from data.queries import QueueFilter
 from data.schema import every_table, head_revision
 from data.sealing import seal
+from data.types import table_of
 from tests.factories import add_policy, add_responder
 from widgets.queue_table import QueueTable
 from widgets.views import QueueRow, SeekAnchor
@@ -446,12 +447,6 @@ def open_cases(desk: Desk, count: int, first_id: int, first_page_id: int) -> Ope
     return made
 
 
-def _table(model: type[SQLModel]) -> Table:
-    table = SQLModel.metadata.tables[model.__tablename__]  # type: ignore[index]
-    assert isinstance(table, Table)
-    return table
-
-
 @contextmanager
 def bulk_connection(db: Database) -> Iterator[Connection]:
     """One transaction for a bulk load; SQLite skips fsync meanwhile (a build that dies
@@ -477,12 +472,12 @@ def advance_sequence(connection: Connection, table: str) -> None:
 def _advance_sequences(connection: Connection, models: Sequence[type[SQLModel]]) -> None:
     if connection.dialect.name == "postgresql":
         for model in models:
-            advance_sequence(connection, f'"{_table(model).name}"')
+            advance_sequence(connection, f'"{table_of(model).name}"')
 
 
 def add_resolved(db: Database, desk: Desk, count: int) -> None:
     with bulk_connection(db) as connection:
-        Loader(connection, _table(Case), CASE_COLUMNS).load(resolved_cases(desk, count))
+        Loader(connection, table_of(Case), CASE_COLUMNS).load(resolved_cases(desk, count))
         _advance_sequences(connection, [Case])
 
 
@@ -492,9 +487,9 @@ def add_open(db: Database, desk: Desk, count: int) -> None:
         first_page = (session.exec(select(Page.id).order_by(col(Page.id).desc())).first() or 0) + 1
     made = open_cases(desk, count, first_case, first_page)
     with bulk_connection(db) as connection:
-        Loader(connection, _table(Case), CASE_COLUMNS).load(made.cases)
-        Loader(connection, _table(Page), PAGE_COLUMNS).load(made.pages)
-        Loader(connection, _table(Delivery), DELIVERY_COLUMNS).load(made.deliveries)
+        Loader(connection, table_of(Case), CASE_COLUMNS).load(made.cases)
+        Loader(connection, table_of(Page), PAGE_COLUMNS).load(made.pages)
+        Loader(connection, table_of(Delivery), DELIVERY_COLUMNS).load(made.deliveries)
         _advance_sequences(connection, [Case, Page, Delivery])
 
 
@@ -623,7 +618,7 @@ class DeskCache:
                 # (without them PostgreSQL scans the whole table to count the queue) and
                 # the visibility map (for index-only scans). Quick when nothing changed.
                 for model in (Case, Page, Delivery):
-                    connection.execute(text(f'VACUUM ANALYZE "{schema}"."{_table(model).name}"'))
+                    connection.execute(text(f'VACUUM ANALYZE "{schema}"."{table_of(model).name}"'))
         finally:
             admin.dispose()
         return pg_schema_url(base, schema)

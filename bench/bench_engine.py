@@ -43,6 +43,7 @@ from app.engine.runner import CycleResult, EngineRunner, EscalationEngine
 from bench._figures import record
 from data.db import Database, normalise_url
 from data.models import Case, Page
+from data.types import table_of
 from tests.factories import add_open_cases, add_policy, add_responder
 
 LEAD = timedelta(seconds=1)
@@ -145,7 +146,7 @@ def measure_engine(db: Database, cases: int, spread: timedelta) -> Lags:
         with db.read() as session:
             ids = sorted(i for i in session.exec(select(Case.id)).all() if i is not None)
         due = {case_id: start + spread * index / len(ids) for index, case_id in enumerate(ids)}
-        cases_table = Case.__table__  # type: ignore[attr-defined]
+        cases_table = table_of(Case)
         with db.write() as session:
             session.connection().execute(
                 update(cases_table)

@@ -14,7 +14,7 @@ import threading
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DDL, Index, Table, UniqueConstraint, event, text
+from sqlalchemy import DDL, Index, UniqueConstraint, event, text
 from sqlalchemy.orm import deferred
 from sqlalchemy.orm.attributes import get_history
 from sqlalchemy.orm.base import PASSIVE_NO_INITIALIZE
@@ -24,7 +24,7 @@ from data.changes import ANNOUNCE_FUNCTION, ANNOUNCE_TRIGGER
 from data.contacts import digest, shown_url
 from data.domain import Status
 from data.sealing import sealed_column
-from data.types import UTCDateTime, json_column, json_list_column, utc_column
+from data.types import UTCDateTime, json_column, json_list_column, table_of, utc_column
 
 # --- people -----------------------------------------------------------------
 
@@ -348,7 +348,7 @@ def declare_partial_indexes() -> None:
     """
     with _DECLARING:
         for model, name, columns, where, unique in _PARTIAL_INDEXES:
-            table: Table = model.__table__  # type: ignore[attr-defined]
+            table = table_of(model)
             if name in {index.name for index in table.indexes}:
                 continue
             Index(
@@ -375,7 +375,7 @@ class CaseChange(SQLModel, table=True):
 
 for _statement in (ANNOUNCE_FUNCTION, ANNOUNCE_TRIGGER):
     event.listen(
-        CaseChange.__table__,  # type: ignore[attr-defined]
+        table_of(CaseChange),
         "after_create",
         DDL(_statement).execute_if(dialect="postgresql"),
     )

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime
+from sqlalchemy import JSON, Column, DateTime, Table
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
-from sqlmodel import Field
+from sqlmodel import Field, SQLModel
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -50,3 +50,9 @@ def json_list_column() -> Any:
 def utc_column(nullable: bool = False, index: bool = False) -> Any:
     """A UTC timestamp column (`UTCDateTime`)."""
     return Field(default=None, sa_type=UTCDateTime, nullable=nullable, index=index)
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """The table a SQLModel class is mapped to (typed: SQLModel declares `__table__` loosely)."""
+    table: Table = model.__table__  # type: ignore[attr-defined]
+    return table

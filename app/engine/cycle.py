@@ -17,7 +17,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Table
 from sqlmodel import Session, col, func, select
 
 from app.core.clock import Clock
@@ -50,6 +49,7 @@ from data.domain import EngineAction, TimelineKind
 from data.escalation import EngineHeartbeat
 from data.models import AuditHead, Case
 from data.outage import is_database_trouble
+from data.types import table_of
 
 log = logging.getLogger("vigil.engine")
 
@@ -61,7 +61,7 @@ DEFAULT_BATCH_SIZE = 1000
 WRITE_SLICE = 250
 """Cases whose rows are sent together within a batch (see `_run_batch`)."""
 RETRY_FAILED_AFTER = timedelta(minutes=1)
-HEARTBEATS: Table = EngineHeartbeat.__table__  # type: ignore[attr-defined]
+HEARTBEATS = table_of(EngineHeartbeat)
 
 
 # --- names ------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Column, Table
-from sqlmodel import Session, SQLModel
+from sqlmodel import Session
 
 from app.engine.planning import (
     ACKNOWLEDGED,
@@ -51,24 +51,18 @@ from data.models import (
     TimelineEvent,
 )
 from data.queries import QUEUE_RANKS
+from data.types import table_of
 
 log = logging.getLogger("vigil.engine")
 
 ACTOR = "engine"
-
-
-def _table(model: type[SQLModel]) -> Table:
-    table: Table = model.__table__  # type: ignore[attr-defined]
-    return table
-
-
-CASES = _table(Case)
-STEP_RUNS = _table(StepRun)
-PAGES = _table(Page)
-DELIVERIES = _table(Delivery)
-TIMELINE = _table(TimelineEvent)
-CHANGES = _table(CaseChange)
-AUDIT_RECORDS = _table(AuditRecord)
+CASES = table_of(Case)
+STEP_RUNS = table_of(StepRun)
+PAGES = table_of(Page)
+DELIVERIES = table_of(Delivery)
+TIMELINE = table_of(TimelineEvent)
+CHANGES = table_of(CaseChange)
+AUDIT_RECORDS = table_of(AuditRecord)
 
 CLAIM_COLUMNS = (
     "case_id",
