@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import col, func, select
@@ -188,10 +188,8 @@ def _apply_all(
                 apply_event(desk.cases, desk.actor, event, outcome, name)
         except (BadInput, Refused) as exc:
             outcome.errors.append(IntakeError(event.position, str(exc)))
-    if outcome.case_ids:
-        desk.meter.count_pages()
-        if desk.after_paging is not None:
-            desk.after_paging()
+    if outcome.case_ids and desk.after_paging is not None:
+        desk.after_paging()
 
 
 def _count(desk: Desk, name: str, outcome: IntakeOutcome) -> None:
@@ -402,7 +400,7 @@ async def readyz(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     desk: Desk = request.app.state.desk
-    payload = await run_in_threadpool(generate_latest, desk.meter.registry)
+    payload = await run_in_threadpool(desk.meter.exposition)
     return Response(payload, media_type=CONTENT_TYPE_LATEST)
 
 

@@ -3,20 +3,24 @@
 Counted in this process: intake events by integration and outcome, HTTP requests by route
 and status, pages by reason (from the pages the desk wrote since this process started,
 read by id, so a restart never counts one twice in a process) and the escalation lag of
-each (from its step's due time to its page). Read from the database at each scrape: open
+each (from its step's due time to its page). Pages are read after each engine cycle and at
+each scrape, not after each request: a storm of alerts would pay a read per request for a
+figure nobody looks at between scrapes. Read from the database at each scrape: open
 cases by severity, the outbox's backlog (webhook and Apprise) and its oldest due delivery,
 the age of the freshest engine heartbeat, and each heartbeat monitor's state.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from datetime import datetime
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import col, func, select
 
 from app.core.clock import Clock
@@ -170,3 +174,11 @@ class Metrics:
                 if reason in ("escalation", "catch-up"):
                     self.lag.observe(max(0.0, (sent_at - due_at).total_seconds()))
                 self._last_page_id = page_id
+
+    def exposition(self) -> bytes:
+        """The scrape's text: the pages written since the last count, then every metric (a
+        database that does not answer leaves the page counts as they were and says so in
+        `vigil_database_up`)."""
+        with contextlib.suppress(SQLAlchemyError):
+            self.count_pages()
+        return generate_latest(self.registry)

@@ -4,6 +4,7 @@ and our own events; refusals; health and metrics. SQLite and PostgreSQL."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -11,6 +12,7 @@ from sqlalchemy.orm import undefer
 from sqlmodel import col, select
 
 from app.core.clock import FakeClock
+from app.serve.metrics import Metrics
 from data.db import Database
 from data.intake import CaseLink, ChangeNote
 from data.models import Case, Page
@@ -304,3 +306,19 @@ def test_health_readiness_and_metrics(served: Served, http: httpx.Client) -> Non
     assert "vigil_escalation_lag_seconds_bucket" in text
     assert "vigil_outbox_backlog 0.0" in text
     assert "vigil_database_up 1.0" in text
+
+
+def test_a_scrape_with_the_database_gone_still_answers(
+    db: Database, tmp_path: Path, clock: FakeClock
+) -> None:
+    """Pages are counted at the scrape: a database that does not answer then leaves the
+    counts as they were and says so, never a failed scrape."""
+    metrics = Metrics(db, clock)
+    metrics.count_pages()  # where the desk stands
+    db.dispose()
+    stored = tmp_path / "vigil.db"
+    stored.unlink()
+    stored.mkdir()  # nothing at that path can be opened as a database now
+    text = metrics.exposition().decode()
+    assert "vigil_database_up 0.0" in text
+    assert not [line for line in text.splitlines() if line.startswith("vigil_pages_total")]
