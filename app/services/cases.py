@@ -18,7 +18,7 @@ from sqlmodel import col, func, select
 from app.core.errors import BadInput, NotAllowed, NotFound, NothingToDo
 from app.core.text import clean_text, one_line
 from app.core.times import bounded_instant
-from app.services.policies import FALLBACK_POLICY, policy_of, route_policy, snapshot_policy
+from app.services.policies import policy_of, routed_snapshot
 from app.services.unit_of_work import Along, Service, ServiceActor, Tx
 from data import audit, queries
 from data.domain import (
@@ -207,10 +207,10 @@ class CaseService(Service):
 
     def _create(self, tx: Tx, opening: _Opening) -> OpenResult:
         category, source = opening.category, opening.source
-        policy = route_policy(tx.session, category.value, opening.policy_name)
-        if opening.policy_name and policy is None:
+        routed = routed_snapshot(tx.session, category.value, opening.policy_name)
+        if routed is None:
             raise BadInput("policy", f"no escalation policy named {opening.policy_name!r}")
-        snapshot = snapshot_policy(tx.session, policy) if policy else dict(FALLBACK_POLICY)
+        policy, snapshot = routed
         number = (tx.session.exec(select(func.max(Case.id))).one() or 0) + 1
         case = Case(
             ref=f"ESC-{number:04d}",
@@ -704,7 +704,7 @@ class CaseService(Service):
     # -- by dedup key (intake) -----------------------------------------------
 
     def open_ref_for_key(self, dedup_key: str) -> str | None:
-        with self.db.read() as session:
+        with self.work.reading() as session:
             case = session.exec(
                 select(Case)
                 .where(Case.dedup_key == dedup_key, Case.status != Status.RESOLVED.value)

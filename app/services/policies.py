@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -154,6 +155,32 @@ def route_policy(session: Session, category: str, explicit: str | None) -> Polic
     by_key = {route.category: route for route in routes}
     route = by_key.get(category) or by_key.get("default")
     return None if route is None else session.get(Policy, route.policy_id)
+
+
+_ROUTED = "vigil.routed"
+"""Where a session keeps the policies it routed to, with the transaction they were read in."""
+
+
+def routed_snapshot(
+    session: Session, category: str, explicit: str | None
+) -> tuple[Policy | None, dict[str, Any]] | None:
+    """`route_policy` and the snapshot a new case freezes of it (the fallback policy's when
+    nothing routes), read once per transaction: a group of alerts opened together routes
+    the same way each time. None when `explicit` names no policy."""
+    transaction = session.get_transaction()
+    held = session.info.get(_ROUTED)
+    if held is None or held[0] is not transaction:
+        held = session.info[_ROUTED] = (transaction, {})
+    routed: dict[tuple[str, str | None], tuple[Policy | None, dict[str, Any]] | None] = held[1]
+    key = (category, explicit)
+    if key not in routed:
+        policy = route_policy(session, category, explicit)
+        if explicit and policy is None:
+            routed[key] = None
+        else:
+            routed[key] = (policy, snapshot_policy(session, policy) if policy else FALLBACK_POLICY)
+    found = routed[key]
+    return None if found is None else (found[0], copy.deepcopy(found[1]))
 
 
 def sla_table(session: Session) -> dict[int, tuple[int, int]]:

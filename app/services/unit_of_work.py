@@ -16,6 +16,7 @@ know, since it is what makes the team.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -195,6 +196,22 @@ class Tx:
         self.to_escalate.append(case.id)
 
 
+@dataclass
+class Grouped:
+    """Changes made together in one transaction (`UnitOfWork.together`), in order, each with
+    what it writes last; what each paged is in its `Tx.paged` once the group commits."""
+
+    session: Session
+    actor: Responder
+    by: Actor
+    now: datetime
+    changes: list[tuple[Tx, Along | None]] = field(default_factory=list)
+
+    @property
+    def changed(self) -> list[int]:
+        return [case_id for tx, _ in self.changes for case_id in tx.changed]
+
+
 class UnitOfWork:
     """Opens the transactions of one service on behalf of a person."""
 
@@ -212,6 +229,8 @@ class UnitOfWork:
         """A change's instant is the database's (rule 7): the host's on SQLite."""
         self._on_change = on_change
         self._escalation = escalation
+        self._grouped = threading.local()
+        """The group this thread's changes join, if any (`together`)."""
 
     @contextmanager
     def __call__(
@@ -226,7 +245,21 @@ class UnitOfWork:
         The change's instant is the database's, read in the transaction; `at` gives it
         instead, once the chain's lock is held (the engine decides what is due by its own
         reading of the database's clock, taken each cycle; a team file is applied at the
-        instant its caller planned it for)."""
+        instant its caller planned it for).
+
+        Inside `together`, the change joins the group's transaction in a savepoint of its
+        own: a change that raises undoes only itself."""
+        group: Grouped | None = getattr(self._grouped, "group", None)
+        if group is not None:
+            if actor != group.by or at is not None:
+                raise RuntimeError(
+                    "a change inside a group is by the group's actor, at its instant"
+                )
+            with group.session.begin_nested():
+                tx = Tx(group.session, group.actor, group.now)
+                yield tx
+            group.changes.append((tx, along))
+            return
         with self.db.write() as session:
             audit.lock_head(session)
             by = actor_in(session, actor)
@@ -237,20 +270,71 @@ class UnitOfWork:
                 self._page(tx)
             if along is not None:
                 along(tx)
-        if self._on_change is not None:
-            for case_id in dict.fromkeys(tx.changed):
-                self._on_change(case_id)
+        self._told(tx.changed)
+
+    @contextmanager
+    def together(self, actor: Actor) -> Iterator[Grouped]:
+        """Changes by `actor` made in this block on this thread share one transaction and one
+        commit: the group commit of a server taking a storm of alerts, where each change's
+        own transaction (the chain's lock, the actor, the clock, the commit) costs more than
+        the change. Each change still runs in a savepoint of its own, so one refused change
+        undoes only itself; the cases they escalate page together before the commit, and
+        what each change writes last runs after that, in order. If the block raises,
+        nothing of it is stored."""
+        if getattr(self._grouped, "group", None) is not None:
+            raise RuntimeError("changes are already grouped on this thread")
+        with self.db.write() as session:
+            audit.lock_head(session)
+            group = Grouped(
+                session, actor_in(session, actor), actor, self._time.now_in(session.connection())
+            )
+            self._grouped.group = group
+            try:
+                yield group
+            finally:
+                self._grouped.group = None
+            escalated = [case_id for tx, _ in group.changes for case_id in tx.to_escalate]
+            if self._escalation is not None and escalated:
+                paged = self._page_cases(session, group.now, escalated)
+                for tx, _ in group.changes:
+                    tx.paged.update({i: paged[i] for i in tx.to_escalate if i in paged})
+            for tx, along in group.changes:
+                if along is not None:
+                    along(tx)
+        self._told(group.changed)
 
     def _page(self, tx: Tx) -> None:
+        tx.paged.update(self._page_cases(tx.session, tx.now, tx.to_escalate))
+
+    def _page_cases(
+        self, session: Session, now: datetime, case_ids: Sequence[int]
+    ) -> dict[int, list[str]]:
         """Page the escalated cases in this transaction (the starter writes in bulk, beside
-        the ORM: what the change wrote goes first, and its cases are read back after)."""
+        the ORM: what the changes wrote goes first, and their cases are read back after);
+        the handles paged, by case id."""
         assert self._escalation is not None
-        ids = list(dict.fromkeys(tx.to_escalate))
-        tx.session.flush()
-        paged = self._escalation(tx.session, tx.now, ids)
-        tx.paged.update({case_id: list(handles) for case_id, handles in paged.items()})
+        ids = list(dict.fromkeys(case_ids))
+        session.flush()
+        paged = self._escalation(session, now, ids)
         for case_id in ids:  # read back as the starter left them
-            tx.session.get(Case, case_id, populate_existing=True)
+            session.get(Case, case_id, populate_existing=True)
+        return {case_id: list(handles) for case_id, handles in paged.items()}
+
+    def _told(self, changed: Sequence[int]) -> None:
+        if self._on_change is not None:
+            for case_id in dict.fromkeys(changed):
+                self._on_change(case_id)
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A session to read in: the group's, inside `together` (so an event sees the cases
+        opened before it in the same group), else a read transaction of its own."""
+        group: Grouped | None = getattr(self._grouped, "group", None)
+        if group is not None:
+            yield group.session
+            return
+        with self.db.read() as session:
+            yield session
 
     def require_actor(self, handle: str) -> Responder:
         """Refuse an unknown or inactive handle before any work starts."""
