@@ -103,6 +103,15 @@ class IntakeOutcome:
             if result.case_id is not None and result.outcome == "opened":
                 self.case_ids.append(result.case_id)
 
+    def extend(self, other: IntakeOutcome) -> None:
+        """Add what `other` counted (a group's events, once committed)."""
+        for kind in ("opened", "deduplicated", "acknowledged", "resolved", "unchanged"):
+            getattr(self, kind).extend(getattr(other, kind))
+        self.dropped.extend(other.dropped)
+        self.changes += other.changes
+        self.case_ids.extend(other.case_ids)
+        self.errors.extend(other.errors)
+
     def is_empty(self) -> bool:
         return not (
             self.opened

@@ -38,11 +38,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from app.core.clock import Clock
-from app.core.errors import BadInput, Refused
-from app.intake.events import ChangeEvent, IntakeDefaults, IntakeError, IntakeEvent
+from app.intake.events import IntakeDefaults, IntakeError, IntakeEvent
 from app.intake.registry import parse_value
-from app.intake.store import IntakeOutcome, apply_event
+from app.intake.store import IntakeOutcome
 from app.serve import links
+from app.serve.grouping import GroupCommit
 from app.serve.limits import HttpProblem, RateLimiter, read_json, retry_after
 from app.serve.metrics import Metrics
 from app.services.cases import CaseService
@@ -89,6 +89,7 @@ class Desk:
         if self.metrics is None:
             self.metrics = Metrics(self.db, self.clock)
         self.cases = CaseService(self.db, self.clock, escalation=self.escalation)
+        self.intake = GroupCommit(self.cases, self.actor, self.writing, self.after_paging)
 
     @property
     def meter(self) -> Metrics:
@@ -179,19 +180,6 @@ def _guarded(
     return wrap
 
 
-def _apply_all(
-    desk: Desk, events: list[IntakeEvent | ChangeEvent], outcome: IntakeOutcome, name: str
-) -> None:
-    for event in events:
-        try:
-            with desk.writing:
-                apply_event(desk.cases, desk.actor, event, outcome, name)
-        except (BadInput, Refused) as exc:
-            outcome.errors.append(IntakeError(event.position, str(exc)))
-    if outcome.case_ids and desk.after_paging is not None:
-        desk.after_paging()
-
-
 def _count(desk: Desk, name: str, outcome: IntakeOutcome) -> None:
     for kind in OUTCOMES:
         amount = len(getattr(outcome, kind))
@@ -242,7 +230,7 @@ async def _pagerduty(request: Request, *, change: bool) -> Response:
         raise HttpProblem(400, "Event object is invalid", errors)
     events = [o for o in outcomes if not isinstance(o, IntakeError)]
     outcome = IntakeOutcome()
-    await run_in_threadpool(_apply_all, desk, events, outcome, integration.name)
+    await desk.intake.apply(events, outcome, integration.name)
     _count(desk, integration.name, outcome)
     if outcome.errors:
         raise HttpProblem(400, "Event object is invalid", [e.reason for e in outcome.errors])
@@ -320,7 +308,7 @@ async def integration_events(request: Request) -> Response:
     events = [o for o in outcomes if not isinstance(o, IntakeError)]
     outcome = IntakeOutcome(errors=[o for o in outcomes if isinstance(o, IntakeError)])
     _throttle(desk, integration, max(1, len(events)))
-    await run_in_threadpool(_apply_all, desk, events, outcome, integration.name)
+    await desk.intake.apply(events, outcome, integration.name)
     _count(desk, integration.name, outcome)
     request.state.note += " " + _summary(outcome)
     body_out = {"status": "success" if not outcome.errors else "partly refused"}
