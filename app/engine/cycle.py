@@ -29,7 +29,7 @@ from app.engine.planning import (
     Resolver,
     plan_case,
     plan_delay_notice,
-    utc_text,
+    readable_utc,
 )
 from app.engine.store import (
     BulkWriter,
@@ -391,7 +391,7 @@ class EscalationEngine:
     def _failed(self, case_id: int, ref: str) -> None:
         retry_at = self.clock.now() + RETRY_FAILED_AFTER
         self._failing[case_id] = retry_at
-        log.exception("%s: escalation failed; retrying at %s", ref, utc_text(retry_at))
+        log.exception("%s: escalation failed; retrying at %s", ref, readable_utc(retry_at))
 
     # -- heartbeat ------------------------------------------------------------------
 

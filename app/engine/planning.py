@@ -315,7 +315,8 @@ class Plan:
         return (id(self),), detail
 
 
-def utc_text(moment: datetime) -> str:
+def readable_utc(moment: datetime) -> str:
+    """`2026-12-06 15:50:28Z`: an instant in a timeline or a log line, for people."""
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
@@ -352,10 +353,13 @@ def plan_case(row: DueCase, now: datetime, resolver: Resolver) -> Plan:
         plan.status, plan.cycle, step, round_ = TRIGGERED, plan.cycle + 1, 0, 0
         plan.acknowledged_at = plan.acknowledged_by = None
         if row.snoozed_until is not None:
-            text = f"Snoozed until {utc_text(row.snoozed_until)}: escalating again from step 1"
+            text = f"Snoozed until {readable_utc(row.snoozed_until)}: escalating again from step 1"
             plan.events.append((TimelineKind.SNOOZE_END, text, {"cycle": plan.cycle}))
         else:
-            text = f"Acknowledged but not resolved by {utc_text(due)}: escalating again from step 1"
+            text = (
+                f"Acknowledged but not resolved by {readable_utc(due)}: "
+                "escalating again from step 1"
+            )
             plan.events.append((TimelineKind.ACK_TIMEOUT, text, {"cycle": plan.cycle}))
     elif row.exhausted or step > len(chain.steps):
         plan.cycle, step, round_ = plan.cycle + 1, 0, 0

@@ -38,8 +38,8 @@ from app.services.team.spec import (
     StepSpec,
     TeamPermissionError,
     TeamSpec,
+    iso_utc,
     rules_to_stored,
-    utc_text,
 )
 from app.services.unit_of_work import SUPERVISING, Founder, Tx, UnitOfWork, actor_in
 from data import access, audit
@@ -150,7 +150,7 @@ def team_warnings(spec: TeamSpec, plan: Plan, actor: str) -> tuple[str, ...]:
         if holder not in handles:
             warnings.append(
                 f"rotation {name}: {holder}'s turn runs until the hand-off at "
-                f"{utc_text(rotation.since)}, but {holder} is not in this file and is never "
+                f"{iso_utc(rotation.since)}, but {holder} is not in this file and is never "
                 "paged: place an override for the rest of the turn"
             )
     for key in plan.kept_overrides:

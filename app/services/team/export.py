@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from app.services.casework.settings import settings_toml, stored_settings
 from app.services.team.plan import Stored
-from app.services.team.spec import EXPORT_HEADER, utc_text
+from app.services.team.spec import EXPORT_HEADER, iso_utc
 from data.domain import (
     Category,
     format_duration,
@@ -56,7 +56,7 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, timedelta):
         return _toml_string(format_duration(value))
     if isinstance(value, datetime):
-        return _toml_string(utc_text(value))
+        return _toml_string(iso_utc(value))
     if isinstance(value, date):
         return _toml_string(value.isoformat())
     if isinstance(value, list | tuple):

@@ -71,8 +71,8 @@ from app.services.team.spec import (
     TeamOverride,
     TeamSchedule,
     TeamSpec,
+    iso_utc,
     printable,
-    utc_text,
 )
 from data.domain import (
     ACK_TIMEOUT,
@@ -719,7 +719,7 @@ class _Reader:
             if end <= start:
                 entry.error(
                     "to",
-                    f"expected a time after `from` ({utc_text(start)}), got {utc_text(end)}",
+                    f"expected a time after `from` ({iso_utc(start)}), got {iso_utc(end)}",
                 )
             else:
                 try:

@@ -39,8 +39,8 @@ from app.services.team.spec import (
     TeamError,
     TeamFileError,
     TeamSpec,
+    iso_utc,
     rules_from_stored,
-    utc_text,
 )
 from data.contacts import KEPT_URL, digest
 from data.domain import (
@@ -484,7 +484,7 @@ def _render(value: Any) -> str:
 def change_label(kind: str, key: Any) -> str:
     if kind == "override":
         schedule, who, start, end = key
-        return f"{who} on {schedule} from {utc_text(start)} to {utc_text(end)}"
+        return f"{who} on {schedule} from {iso_utc(start)} to {iso_utc(end)}"
     if kind == "sla":
         return severity_name(key)
     if kind == "holiday":
@@ -670,7 +670,7 @@ def _handoff_details(
     then = heir_after if heir_before == heir_after else f"{heir_before} -> {heir_after}"
     return (
         f"on call now: {now_text}",
-        f"from the hand-off at {utc_text(changed.since)}: {then}",
+        f"from the hand-off at {iso_utc(changed.since)}: {then}",
     )
 
 

@@ -132,7 +132,8 @@ def printable(text: str) -> str:
     return f'"{escaped}"'
 
 
-def utc_text(moment: datetime) -> str:
+def iso_utc(moment: datetime) -> str:
+    """ISO 8601 in UTC, to the microsecond: what a team file holds, read back exactly."""
     return moment.astimezone(UTC).isoformat()
 
 
