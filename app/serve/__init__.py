@@ -94,6 +94,8 @@ class Server:
             self.runner.start()
 
     def _stop_engine(self) -> None:
+        """After the last request: intake's writer, then the engine."""
+        self.desk.intake.close()
         if self.runner is not None and self.scheduler is not None:
             self.runner.stop()
             self.scheduler.shutdown(wait=True)

@@ -89,7 +89,13 @@ class Desk:
         if self.metrics is None:
             self.metrics = Metrics(self.db, self.clock)
         self.cases = CaseService(self.db, self.clock, escalation=self.escalation)
-        self.intake = GroupCommit(self.cases, self.actor, self.writing, self.after_paging)
+        self.intake = GroupCommit(
+            self.cases,
+            self.actor,
+            self.writing,
+            self.after_paging,
+            together=self.db.is_postgres,
+        )
 
     @property
     def meter(self) -> Metrics:

@@ -16,6 +16,7 @@ know, since it is what makes the team.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -34,6 +35,8 @@ from data.db import Database
 from data.domain import Role, Status, TimelineKind
 from data.journal import add_timeline, record_change
 from data.models import Case, Responder
+
+log = logging.getLogger("vigil.work")
 
 SUPERVISING = {Role.SUPERVISOR.value, Role.ADMIN.value}
 
@@ -198,18 +201,13 @@ class Tx:
 
 @dataclass
 class Grouped:
-    """Changes made together in one transaction (`UnitOfWork.together`), in order, each with
-    what it writes last; what each paged is in its `Tx.paged` once the group commits."""
+    """Changes made together in one transaction (`UnitOfWork.together`), in order."""
 
     session: Session
     actor: Responder
     by: Actor
     now: datetime
-    changes: list[tuple[Tx, Along | None]] = field(default_factory=list)
-
-    @property
-    def changed(self) -> list[int]:
-        return [case_id for tx, _ in self.changes for case_id in tx.changed]
+    changes: list[Tx] = field(default_factory=list)
 
 
 class UnitOfWork:
@@ -258,7 +256,8 @@ class UnitOfWork:
             with group.session.begin_nested():
                 tx = Tx(group.session, group.actor, group.now)
                 yield tx
-            group.changes.append((tx, along))
+                self._close(tx, along)
+            group.changes.append(tx)
             return
         with self.db.write() as session:
             audit.lock_head(session)
@@ -266,11 +265,17 @@ class UnitOfWork:
             now = at() if at is not None else self._time.now_in(session.connection())
             tx = Tx(session, by, now)
             yield tx
-            if self._escalation is not None and tx.to_escalate:
-                self._page(tx)
-            if along is not None:
-                along(tx)
+            self._close(tx, along)
         self._told(tx.changed)
+
+    def _close(self, tx: Tx, along: Along | None) -> None:
+        """What ends every change, before it commits: its escalated cases paged, then what
+        `along` writes. A change in a group pages at once too, as alone: an event after it
+        in the group (the acknowledgement of the same alert, say) finds it paged."""
+        if self._escalation is not None and tx.to_escalate:
+            self._page(tx)
+        if along is not None:
+            along(tx)
 
     @contextmanager
     def together(self, actor: Actor) -> Iterator[Grouped]:
@@ -278,9 +283,8 @@ class UnitOfWork:
         commit: the group commit of a server taking a storm of alerts, where each change's
         own transaction (the chain's lock, the actor, the clock, the commit) costs more than
         the change. Each change still runs in a savepoint of its own, so one refused change
-        undoes only itself; the cases they escalate page together before the commit, and
-        what each change writes last runs after that, in order. If the block raises,
-        nothing of it is stored."""
+        undoes only itself, and pages its cases within it, as alone. Consoles are told once
+        the group commits. If the block raises, nothing of it is stored."""
         if getattr(self._grouped, "group", None) is not None:
             raise RuntimeError("changes are already grouped on this thread")
         with self.db.write() as session:
@@ -293,37 +297,30 @@ class UnitOfWork:
                 yield group
             finally:
                 self._grouped.group = None
-            escalated = [case_id for tx, _ in group.changes for case_id in tx.to_escalate]
-            if self._escalation is not None and escalated:
-                paged = self._page_cases(session, group.now, escalated)
-                for tx, _ in group.changes:
-                    tx.paged.update({i: paged[i] for i in tx.to_escalate if i in paged})
-            for tx, along in group.changes:
-                if along is not None:
-                    along(tx)
-        self._told(group.changed)
+        self._told([case_id for tx in group.changes for case_id in tx.changed])
 
     def _page(self, tx: Tx) -> None:
-        tx.paged.update(self._page_cases(tx.session, tx.now, tx.to_escalate))
-
-    def _page_cases(
-        self, session: Session, now: datetime, case_ids: Sequence[int]
-    ) -> dict[int, list[str]]:
         """Page the escalated cases in this transaction (the starter writes in bulk, beside
-        the ORM: what the changes wrote goes first, and their cases are read back after);
-        the handles paged, by case id."""
+        the ORM: what the change wrote goes first, and its cases are read back after)."""
         assert self._escalation is not None
-        ids = list(dict.fromkeys(case_ids))
-        session.flush()
-        paged = self._escalation(session, now, ids)
+        ids = list(dict.fromkeys(tx.to_escalate))
+        tx.session.flush()
+        paged = self._escalation(tx.session, tx.now, ids)
+        tx.paged.update({case_id: list(handles) for case_id, handles in paged.items()})
         for case_id in ids:  # read back as the starter left them
-            session.get(Case, case_id, populate_existing=True)
-        return {case_id: list(handles) for case_id, handles in paged.items()}
+            tx.session.get(Case, case_id, populate_existing=True)
 
     def _told(self, changed: Sequence[int]) -> None:
-        if self._on_change is not None:
-            for case_id in dict.fromkeys(changed):
+        """Tell the listener which cases changed, once they are committed. A listener that
+        fails is logged, never raised: the change is stored, and a caller told otherwise
+        would do it again."""
+        if self._on_change is None:
+            return
+        for case_id in dict.fromkeys(changed):
+            try:
                 self._on_change(case_id)
+            except Exception:
+                log.exception("a listener of changed cases failed on case id %d", case_id)
 
     @contextmanager
     def reading(self) -> Iterator[Session]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import event, text
@@ -13,7 +14,7 @@ from sqlmodel import col, select
 
 from app.core.clock import FakeClock
 from app.engine.runner import EscalationEngine
-from app.intake.events import IntakeEvent
+from app.intake.events import Action, IntakeEvent
 from app.intake.store import IntakeOutcome
 from app.serve.grouping import GroupCommit
 from app.services.cases import CaseService
@@ -24,17 +25,45 @@ from data.models import Case, Page
 from tests.factories import add_policy, add_responder
 
 
+class Gate:
+    """The writer's lock, as the tests hold it: shut, the writer waits at it with the group
+    it took, and whatever is sent meanwhile queues for the next group."""
+
+    def __init__(self) -> None:
+        self.reached = threading.Event()
+        self.opened = threading.Event()
+
+    def __enter__(self) -> None:
+        self.reached.set()
+        self.opened.wait(10)
+
+    def __exit__(self, *_exc: object) -> None:
+        return None
+
+
 @pytest.fixture
-def intake(any_db: Database, clock: FakeClock) -> GroupCommit:
-    add_responder(any_db, "ana")
-    add_responder(any_db, "relay", "supervisor")
-    add_policy(any_db, "desk", [(300, ["user:ana"])], route=["default"])
-    engine = EscalationEngine(any_db, clock, name="grouping-test")
-    service = CaseService(any_db, clock, escalation=engine.page_within)
-    return GroupCommit(service, "relay", threading.Lock())
+def gate() -> Gate:
+    return Gate()
 
 
-def trigger(title: str, position: str = "event", policy: str | None = None) -> IntakeEvent:
+def desk(db: Database, clock: FakeClock) -> CaseService:
+    add_responder(db, "ana")
+    add_responder(db, "relay", "supervisor")
+    add_policy(db, "desk", [(300, ["user:ana"])], route=["default"])
+    engine = EscalationEngine(db, clock, name="grouping-test")
+    return CaseService(db, clock, escalation=engine.page_within)
+
+
+@pytest.fixture
+def intake(any_db: Database, clock: FakeClock, gate: Gate) -> Iterator[GroupCommit]:
+    writer = GroupCommit(desk(any_db, clock), "relay", gate)
+    yield writer
+    writer.close()
+
+
+def trigger(
+    title: str, position: str = "event", policy: str | None = None, key: str | None = None
+) -> IntakeEvent:
     return IntakeEvent.trigger(
         "test",
         position,
@@ -42,25 +71,31 @@ def trigger(title: str, position: str = "event", policy: str | None = None) -> I
         category=Category.OTHER,
         severity=2,
         details="",
-        dedup_key=None,
+        dedup_key=key,
         sensitive=False,
         policy=policy,
     )
 
 
 async def send_together(
-    intake: GroupCommit, requests: list[list[IntakeEvent]]
+    intake: GroupCommit, gate: Gate, requests: list[list[IntakeEvent]]
 ) -> list[IntakeOutcome | BaseException]:
-    """Each request from its own task, all queued before the writer first runs."""
+    """Each request from its own task, all queued while the writer is held at the gate with
+    a first request ("Held"), so they go together in the next group."""
+    held = asyncio.ensure_future(intake.apply([trigger("Held")], IntakeOutcome(), "test"))
+    await asyncio.to_thread(gate.reached.wait, 10)
     outcomes = [IntakeOutcome() for _ in requests]
     pairs = list(zip(requests, outcomes, strict=True))
-    sent = await asyncio.gather(
+    sent = asyncio.gather(
         *(intake.apply(events, outcome, "test") for events, outcome in pairs),
         return_exceptions=True,
     )
+    await asyncio.sleep(0)  # each request runs to its wait: all are queued
+    gate.opened.set()
+    await held
     return [
         error if error is not None else outcome
-        for error, outcome in zip(sent, outcomes, strict=True)
+        for error, outcome in zip(await sent, outcomes, strict=True)
     ]
 
 
@@ -74,13 +109,14 @@ def stored(db: Database) -> list[tuple[str, int]]:
 
 
 def test_requests_waiting_together_are_one_transaction_and_each_answered(
-    any_db: Database, intake: GroupCommit
+    any_db: Database, intake: GroupCommit, gate: Gate
 ) -> None:
     commits: list[object] = []
     event.listen(any_db.engine, "commit", commits.append)
     outcomes = asyncio.run(
         send_together(
             intake,
+            gate,
             [
                 [trigger("First")],
                 [trigger("Second", "event 1"), trigger("Refused", "event 2", policy="nowhere")],
@@ -90,31 +126,20 @@ def test_requests_waiting_together_are_one_transaction_and_each_answered(
     )
     first, second, third = outcomes
     assert isinstance(first, IntakeOutcome)
-    assert first.opened == ["ESC-0001"]
+    assert first.opened == ["ESC-0002"]
     assert isinstance(second, IntakeOutcome)
-    assert second.opened == ["ESC-0002"]
+    assert second.opened == ["ESC-0003"]
     assert [(e.position, e.reason.split(":")[0]) for e in second.errors] == [("event 2", "policy")]
     assert isinstance(third, IntakeOutcome)
-    assert third.opened == ["ESC-0003"]
-    cases = stored(any_db)
-    assert cases == [
-        ("First", 1),
-        ("Second", 1),
-        ("Third", 1),
-    ]
-    assert len(commits) == 1  # one transaction for the three requests
+    assert third.opened == ["ESC-0004"]
+    assert stored(any_db) == [("Held", 1), ("First", 1), ("Second", 1), ("Third", 1)]
+    assert len(commits) == 2  # the held group, then one for the three requests
 
 
 def test_a_group_that_fails_as_a_whole_is_written_again_event_by_event(
-    sqlite_db: Database, clock: FakeClock
+    sqlite_db: Database, clock: FakeClock, gate: Gate
 ) -> None:
-    add_responder(sqlite_db, "ana")
-    add_responder(sqlite_db, "relay", "supervisor")
-    add_policy(sqlite_db, "desk", [(300, ["user:ana"])], route=["default"])
-    engine = EscalationEngine(sqlite_db, clock, name="grouping-test")
-    intake = GroupCommit(
-        CaseService(sqlite_db, clock, escalation=engine.page_within), "relay", threading.Lock()
-    )
+    intake = GroupCommit(desk(sqlite_db, clock), "relay", gate)
     with sqlite_db.write() as session:  # the first page of one case cannot be written
         session.execute(
             text(
@@ -124,8 +149,9 @@ def test_a_group_that_fails_as_a_whole_is_written_again_event_by_event(
             )
         )
     outcomes = asyncio.run(
-        send_together(intake, [[trigger("Before")], [trigger("Poison")], [trigger("After")]])
+        send_together(intake, gate, [[trigger("Before")], [trigger("Poison")], [trigger("After")]])
     )
+    intake.close()
     before, poison, after = outcomes
     assert isinstance(before, IntakeOutcome)
     assert len(before.opened) == 1
@@ -133,7 +159,54 @@ def test_a_group_that_fails_as_a_whole_is_written_again_event_by_event(
     assert "cannot be written" in str(poison)
     assert isinstance(after, IntakeOutcome)
     assert len(after.opened) == 1
-    assert stored(sqlite_db) == [
-        ("Before", 1),
-        ("After", 1),
-    ]
+    assert stored(sqlite_db) == [("Held", 1), ("Before", 1), ("After", 1)]
+
+
+@pytest.mark.parametrize("closing", ["acknowledge", "resolve"])
+def test_an_alert_closed_in_the_group_that_opened_it_was_paged_first(
+    any_db: Database, intake: GroupCommit, gate: Gate, closing: Action
+) -> None:
+    """Step 1 is paged in the savepoint that opens the case, as alone: an acknowledgement
+    or resolve right behind it in the same group finds it paged, never skipped."""
+    outcomes = asyncio.run(
+        send_together(
+            intake,
+            gate,
+            [
+                [trigger("Disk full", key="db-1/disk")],
+                [IntakeEvent.closing(closing, "db-1/disk", "test", "event")],
+            ],
+        )
+    )
+    assert [o.opened for o in outcomes if isinstance(o, IntakeOutcome)] == [["ESC-0002"], []]
+    assert stored(any_db) == [("Held", 1), ("Disk full", 1)]
+
+
+def test_a_failing_engine_wake_up_leaves_every_request_answered_once(
+    any_db: Database, clock: FakeClock, gate: Gate
+) -> None:
+    def wake_up() -> None:
+        raise RuntimeError("the engine's scheduler is gone")
+
+    intake = GroupCommit(desk(any_db, clock), "relay", gate, after_paging=wake_up)
+    first = asyncio.run(send_together(intake, gate, [[trigger("First")], [trigger("Second")]]))
+    third = IntakeOutcome()
+    asyncio.run(intake.apply([trigger("Third")], third, "test"))
+    intake.close()
+    assert [o.opened for o in first if isinstance(o, IntakeOutcome)] == [["ESC-0002"], ["ESC-0003"]]
+    assert third.opened == ["ESC-0004"]
+    assert stored(any_db) == [("Held", 1), ("First", 1), ("Second", 1), ("Third", 1)]
+
+
+def test_alone_each_request_is_written_as_it_comes(
+    any_db: Database, clock: FakeClock, gate: Gate
+) -> None:
+    """How SQLite is served: no groups, each event its own transaction."""
+    intake = GroupCommit(desk(any_db, clock), "relay", gate, together=False)
+    commits: list[object] = []
+    event.listen(any_db.engine, "commit", commits.append)
+    outcomes = asyncio.run(send_together(intake, gate, [[trigger("First")], [trigger("Second")]]))
+    opened = [ref for o in outcomes if isinstance(o, IntakeOutcome) for ref in o.opened]
+    assert len(set(opened)) == 2  # in whichever order the three threads got the database
+    assert len(commits) == 3  # the held request, and one for each of the others
+    assert sorted(stored(any_db)) == [("First", 1), ("Held", 1), ("Second", 1)]

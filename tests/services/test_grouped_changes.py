@@ -1,5 +1,5 @@
 """Changes made together (`UnitOfWork.together`): one transaction and one commit for many
-changes, each in a savepoint of its own, their cases paged together before the commit.
+changes, each in a savepoint of its own that pages its cases as alone.
 SQLite and PostgreSQL."""
 
 from __future__ import annotations
@@ -63,10 +63,10 @@ def test_a_refused_change_undoes_only_itself_and_the_rest_commit_once_paged(
     refs, pages, records = stored(any_db)
     assert refs == [first.ref, second.ref]
     assert pages == [first.case_id, second.case_id]  # step 1 of each, before the one commit
-    # the openings, then the engine's first pages; the undone change left no record
-    assert records == [*before, "case.open", "case.open", "engine.escalate", "engine.escalate"]
+    # each opening with its first page; the undone change left no record
+    assert records == [*before, "case.open", "engine.escalate", "case.open", "engine.escalate"]
     assert told == [first.case_id, second.case_id]
-    assert [tx.paged for tx, _ in group.changes] == [
+    assert [tx.paged for tx in group.changes] == [
         {first.case_id: ["ana"]},
         {second.case_id: ["ana"]},
     ]
@@ -151,3 +151,17 @@ def test_a_group_routes_each_way_once_and_sees_a_policy_changed_since(
     with any_db.read() as session:
         snapshots = [case.policy_snapshot for case in session.exec(select(Case)).all()]
     assert [s["steps"][0]["delay_seconds"] for s in snapshots] == [300, 300, 300, 60]
+
+
+def test_a_listener_that_fails_neither_undoes_nor_repeats_a_committed_group(
+    any_db: Database, clock: FakeClock
+) -> None:
+    add_responder(any_db, "sue", "supervisor")
+
+    def failing(_case_id: int) -> None:
+        raise RuntimeError("the console went away")
+
+    service = CaseService(any_db, clock, on_change=failing)
+    with service.work.together("sue"):
+        service.open_case("sue", title="EDR from Metro PD", category="edr", severity=1)
+    assert stored(any_db)[0] == ["ESC-0001"]
