@@ -34,6 +34,7 @@ from app.core.errors import BadInput, Refused
 from app.intake.events import ChangeEvent, IntakeError, IntakeEvent
 from app.intake.store import IntakeOutcome, apply_event
 from app.services.cases import CaseService
+from data.errors import DatabaseError
 from data.outage import is_database_trouble
 
 log = logging.getLogger("vigil.serve")
@@ -116,12 +117,13 @@ class GroupCommit:
         with self._wakeup:
             if self._closed:
                 raise RuntimeError("intake is closed: the server is stopping")
-            self._queued.append(request)
-            if self._thread is None:
-                self._thread = threading.Thread(
+            if self._thread is None:  # started before anything waits on it: if it cannot
+                writer = threading.Thread(  # start, this request fails and the next tries
                     target=self._run, name="vigil-intake-writer", daemon=True
                 )
-                self._thread.start()
+                writer.start()
+                self._thread = writer
+            self._queued.append(request)
             self._wakeup.notify()
         await request.written
         if request.error is not None:
@@ -132,22 +134,29 @@ class GroupCommit:
         with self._wakeup:
             self._closed = True
             self._wakeup.notify()
-        if self._thread is not None:
-            self._thread.join(timeout)
+            writer = self._thread
+        if writer is not None:
+            writer.join(timeout)
+            if writer.is_alive():
+                log.warning("intake's writer still busy after %.0f s; leaving it", timeout)
 
     def _run(self) -> None:
-        while True:
-            with self._wakeup:
-                while not self._queued and not self._closed:
-                    self._wakeup.wait()
-                if not self._queued:
-                    return  # closed, and everything queued is written
-                group = self._take()
-            try:
-                self._write(group)
-            finally:
-                for request in group:
-                    request.settle()
+        try:
+            while True:
+                with self._wakeup:
+                    while not self._queued and not self._closed:
+                        self._wakeup.wait()
+                    if not self._queued:
+                        return  # closed, and everything queued is written
+                    group = self._take()
+                try:
+                    self._write(group)
+                finally:
+                    for request in group:
+                        request.settle()
+        finally:
+            with self._wakeup:  # however it ended, the next request starts another writer
+                self._thread = None
 
     def _take(self) -> list[_Request]:
         """The oldest queued requests, up to `MOST_EVENTS` events (at least one request)."""
@@ -167,10 +176,10 @@ class GroupCommit:
                 with self._writing:
                     self._write_together(group)
             except Exception as exc:
-                if is_database_trouble(exc):
-                    for request in group:
+                if is_database_trouble(exc) and not isinstance(exc, DatabaseError):
+                    for request in group:  # unreachable, gone, full: each alone would too
                         request.error = exc
-                else:
+                else:  # one event's (a case's page, a detail that cannot be sealed)
                     self._write_one_by_one(group)
         if self._after_paging is not None and any(r.opened for r in group):
             try:

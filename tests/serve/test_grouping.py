@@ -21,6 +21,7 @@ from app.services.cases import CaseService
 from data import audit
 from data.db import Database
 from data.domain import Category
+from data.keys import SealingKeyError
 from data.models import Case, Page
 from tests.factories import add_policy, add_responder
 
@@ -210,3 +211,53 @@ def test_alone_each_request_is_written_as_it_comes(
     assert len(set(opened)) == 2  # in whichever order the three threads got the database
     assert len(commits) == 3  # the held request, and one for each of the others
     assert sorted(stored(any_db)) == [("First", 1), ("Held", 1), ("Second", 1)]
+
+
+def test_an_event_that_cannot_be_sealed_sinks_no_other_in_its_group(
+    any_db: Database, clock: FakeClock, gate: Gate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    intake = GroupCommit(desk(any_db, clock), "relay", gate)
+
+    def no_key() -> tuple[str, bytes]:
+        raise SealingKeyError("no key file, but the database already holds sealed values")
+
+    monkeypatch.setattr(any_db.keyring, "sealing_key", no_key)
+    detailed = IntakeEvent.trigger(
+        "test",
+        "event",
+        title="Detailed",
+        category=Category.OTHER,
+        severity=2,
+        details="disk at 99%",
+        dedup_key=None,
+        sensitive=False,
+    )
+    outcomes = asyncio.run(
+        send_together(intake, gate, [[trigger("Plain A")], [detailed], [trigger("Plain B")]])
+    )
+    intake.close()
+    plain_a, sealed, plain_b = outcomes
+    assert isinstance(sealed, SealingKeyError)
+    assert isinstance(plain_a, IntakeOutcome)
+    assert isinstance(plain_b, IntakeOutcome)
+    assert stored(any_db) == [("Held", 1), ("Plain A", 1), ("Plain B", 1)]
+
+
+def test_a_writer_that_cannot_start_fails_one_request_and_the_next_starts_it(
+    any_db: Database, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    intake = GroupCommit(desk(any_db, clock), "relay", threading.Lock())
+    start = threading.Thread.start
+
+    def out_of_threads(thread: threading.Thread) -> None:
+        monkeypatch.setattr(threading.Thread, "start", start)  # once
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", out_of_threads)
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        asyncio.run(intake.apply([trigger("Lost")], IntakeOutcome(), "test"))
+    later = IntakeOutcome()
+    asyncio.run(asyncio.wait_for(intake.apply([trigger("Later")], later, "test"), 20))
+    intake.close()
+    assert later.opened == ["ESC-0001"]
+    assert stored(any_db) == [("Later", 1)]
