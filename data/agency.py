@@ -9,13 +9,13 @@ Annotations are evaluated as each class is built, as in `data.models` (start-up 
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 # The tables these rows' keys refer to: the ORM resolves every key of a row it writes.
 import data.casework
 import data.models  # noqa: F401
-from data.types import UTCDateTime
+from data.types import UTCDateTime, json_list_column
 
 
 class AgencyChannel(SQLModel, table=True):
@@ -40,6 +40,6 @@ class RequestOrigin(SQLModel, table=True):
     sender_email: str = ""
     sender_phone: str = ""
     cited_law: str = ""
-    flags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    flags: list[str] = json_list_column()
     recorded_at: datetime = Field(sa_type=UTCDateTime)
     recorded_by_id: int = Field(foreign_key="responder.id")

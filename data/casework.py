@@ -11,14 +11,14 @@ Annotations are evaluated as each class is built, as in `data.models` (start-up 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Text, UniqueConstraint
+from sqlalchemy import Column, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 # The tables these rows' keys refer to: the ORM resolves every key of a row it writes.
 import data.models  # noqa: F401
 from data.domain import DisclosureStatus
 from data.sealing import sealed_column
-from data.types import UTCDateTime
+from data.types import UTCDateTime, json_column, json_list_column, utc_column
 
 # --- vocabulary -------------------------------------------------------------
 
@@ -76,7 +76,7 @@ class Disclosure(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     case_id: int = Field(foreign_key="case.id", index=True, ondelete="CASCADE")
     number: int  # 1, 2, ... within the case
-    data: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    data: list[str] = json_list_column()
     accounts: int = 1
     partner_id: int = Field(foreign_key="partner.id")
     agency: str
@@ -86,7 +86,7 @@ class Disclosure(SQLModel, table=True):
     status: str = DisclosureStatus.REQUESTED.value
     requested_at: datetime = Field(sa_type=UTCDateTime)
     requested_by_id: int = Field(foreign_key="responder.id")
-    decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+    decided_at: datetime | None = utc_column(nullable=True, index=True)
     decided_by_id: int | None = Field(default=None, foreign_key="responder.id")
     # Set when a supervisor recorded the disclosure before verification was complete.
     override_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
@@ -132,6 +132,6 @@ class CaseworkSettings(SQLModel, table=True):
 
     __tablename__ = "casework_settings"
     id: int = Field(default=1, primary_key=True)
-    document: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    document: dict[str, Any] = json_column()
     updated_at: datetime = Field(sa_type=UTCDateTime)
     updated_by: str

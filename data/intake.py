@@ -8,12 +8,12 @@ Annotations are evaluated as each class is built, as in `data.models` (start-up 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Text, UniqueConstraint
+from sqlalchemy import Column, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 # The tables these rows' keys refer to: the ORM resolves every key of a row it writes.
 import data.models  # noqa: F401
-from data.types import UTCDateTime
+from data.types import UTCDateTime, json_list_column, utc_column
 
 # The formats an integration may speak (`app.intake.registry` has one module for each).
 INTEGRATION_FORMATS = ("pagerduty", "alertmanager", "grafana", "vigil")
@@ -34,16 +34,16 @@ class Integration(SQLModel, table=True):
     policy: str | None = None  # escalation policy of its cases (else routing)
     rate_limit: int = 120  # events a minute
     key_hash: str | None = Field(default=None, unique=True)
-    key_set_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    key_set_at: datetime | None = utc_column(nullable=True)
     # Heartbeat monitors only: a beat is due every `interval_seconds`, and a case opens once
     # `grace_seconds` more have passed without one, counted from the last beat or, before
     # the first, from when the monitor was declared (`watched_since`). `down_since` is set
     # while its case is open, so the silence opens one case, and the next beat resolves it.
     interval_seconds: int | None = None
     grace_seconds: int | None = None
-    watched_since: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
-    last_beat_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
-    down_since: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    watched_since: datetime | None = utc_column(nullable=True)
+    last_beat_at: datetime | None = utc_column(nullable=True)
+    down_since: datetime | None = utc_column(nullable=True)
 
 
 class CaseLink(SQLModel, table=True):
@@ -65,14 +65,12 @@ class ChangeNote(SQLModel, table=True):
     __tablename__ = "change_note"
     id: int | None = Field(default=None, primary_key=True)
     received_at: datetime = Field(sa_type=UTCDateTime, index=True)
-    happened_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    happened_at: datetime | None = utc_column(nullable=True)
     integration: str = ""
     summary: str
     source: str = ""
     details: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
-    links: list[dict[str, Any]] = Field(
-        default_factory=list, sa_column=Column(JSON, nullable=False)
-    )
+    links: list[dict[str, Any]] = json_list_column()
 
 
 class InputBatch(SQLModel, table=True):
@@ -87,7 +85,7 @@ class InputBatch(SQLModel, table=True):
     format: str
     events: int  # the events parsed from it (the bad ones are not among them)
     started_at: datetime = Field(sa_type=UTCDateTime)
-    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    finished_at: datetime | None = utc_column(nullable=True)
 
 
 class InputEvent(SQLModel, table=True):
@@ -101,4 +99,4 @@ class InputEvent(SQLModel, table=True):
     number: int  # its place among the batch's events, from 0
     outcome: str  # opened, deduplicated, acknowledged, resolved, change
     ref: str | None = None  # the case (none for a change note)
-    paged: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    paged: list[str] = json_list_column()

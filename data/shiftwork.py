@@ -59,4 +59,4 @@ class PostMortemAction(SQLModel, table=True):
     due_on: date
     status: str = "open"  # open, done
     created_at: datetime = Field(sa_type=UTCDateTime)
-    done_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    done_at: datetime | None = utc_column(nullable=True)

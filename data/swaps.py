@@ -12,13 +12,13 @@ Annotations are evaluated as each class is built, as in `data.models` (start-up 
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 # The tables these rows' keys refer to: the ORM resolves every key of a row it writes.
 import data.models
 import data.oncall  # noqa: F401
-from data.types import UTCDateTime
+from data.types import UTCDateTime, json_list_column, utc_column
 
 
 class SwapStatus(StrEnum):
@@ -49,8 +49,8 @@ class SwapRequest(SQLModel, table=True):
     note: str = ""
     status: str = Field(default=SwapStatus.OPEN.value, index=True)
     created_at: datetime = Field(sa_type=UTCDateTime)
-    taken_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
-    decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    taken_at: datetime | None = utc_column(nullable=True)
+    decided_at: datetime | None = utc_column(nullable=True)
     # Who approved or declined; None for a swap granted without approval.
     decided_by_id: int | None = Field(default=None, foreign_key="responder.id")
     decision_note: str = ""
@@ -71,4 +71,4 @@ class HandoffNoticeLog(SQLModel, table=True):
     kind: str  # on, off
     at: datetime = Field(sa_type=UTCDateTime)  # when the person goes on or off call
     claimed_at: datetime = Field(sa_type=UTCDateTime, index=True)
-    open_case_refs: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    open_case_refs: list[str] = json_list_column()

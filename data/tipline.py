@@ -10,14 +10,14 @@ Annotations are evaluated as each class is built, as in `data.models` (start-up 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Text, UniqueConstraint
+from sqlalchemy import Column, Text, UniqueConstraint
 from sqlalchemy.orm import deferred
 from sqlmodel import Field, SQLModel
 
 # The tables these rows' keys refer to: the ORM resolves every key of a row it writes.
 import data.models  # noqa: F401
 from data.sealing import sealed_column
-from data.types import UTCDateTime
+from data.types import UTCDateTime, json_column
 
 _PASSWORD = sealed_column("password")
 
@@ -70,7 +70,7 @@ class TiplineFiling(SQLModel, table=True):
     status: str  # see data.domain.FilingStatus
     holder: str = ""  # the filer working on it now ("" when nobody is)
     lease_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    draft: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    draft: dict[str, Any] = json_column()
     report_id: str | None = None
     files_sent: int = 0
     retractions: int = 0
