@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from data.db import held_for_transaction
 from data.dialects import upsert_insert
 from data.models import AuditHead, AuditRecord
 
@@ -86,7 +87,7 @@ def chain_digests(
 
 
 _HELD = "vigil.audit_head"
-"""Where a session keeps the head it locked, with the transaction that holds the lock."""
+"""Where a session keeps the head it locked, for the transaction that holds the lock."""
 
 
 def lock_head(session: Session) -> AuditHead:
@@ -96,10 +97,9 @@ def lock_head(session: Session) -> AuditHead:
     appeared meanwhile, and both then lock the one row. The lock lasts as long as the
     transaction, so within one the head is read once (a change, its first page and its
     audit record each ask for it)."""
-    transaction = session.get_transaction()
-    held = session.info.get(_HELD)
-    if held is not None and transaction is not None and held[0] is transaction:
-        head: AuditHead = held[1]
+    held = held_for_transaction(session, _HELD)
+    if "head" in held:
+        head: AuditHead = held["head"]
         return head
     locked = select(AuditHead).where(AuditHead.id == 1).with_for_update()
     found = session.exec(locked).first()
@@ -110,7 +110,7 @@ def lock_head(session: Session) -> AuditHead:
             .on_conflict_do_nothing(index_elements=["id"])
         )
         found = session.exec(locked).one()
-    session.info[_HELD] = (session.get_transaction(), found)
+    held_for_transaction(session, _HELD)["head"] = found  # the transaction has begun by now
     return found
 
 

@@ -48,6 +48,22 @@ def _without_password(url: str) -> str:
     return re.sub(r"([^/:@]+):[^/@]*@", r"\1:***@", url)
 
 
+def held_for_transaction(session: Session, name: str) -> dict[Any, Any]:
+    """A dict kept in `session.info` under `name` for as long as the session's current
+    transaction lasts (a new transaction, or none begun yet, starts an empty one): what a
+    transaction reads once and then trusts, such as the audit chain's locked head or the
+    policies it routed to."""
+    transaction = session.get_transaction()
+    held = session.info.get(name)
+    if held is not None and transaction is not None and held[0] is transaction:
+        kept: dict[Any, Any] = held[1]
+        return kept
+    kept = {}
+    if transaction is not None:
+        session.info[name] = (transaction, kept)
+    return kept
+
+
 def _prepare_sqlite_file(database: str) -> None:
     """Create the file and its folder up front so it is born readable by the owner only."""
     if database in ("", ":memory:") or database.startswith("file:"):

@@ -10,6 +10,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from app.rules.notify import parse_high_urgency
+from data.db import held_for_transaction
 from data.domain import DEFAULT_HIGH_URGENCY, Status
 from data.models import Case, Policy, PolicyStep, Routing, SlaTarget
 
@@ -158,7 +159,7 @@ def route_policy(session: Session, category: str, explicit: str | None) -> Polic
 
 
 _ROUTED = "vigil.routed"
-"""Where a session keeps the policies it routed to, with the transaction they were read in."""
+"""Where a session keeps the policies it routed to, for the transaction they were read in."""
 
 
 def routed_snapshot(
@@ -167,11 +168,7 @@ def routed_snapshot(
     """`route_policy` and the snapshot a new case freezes of it (the fallback policy's when
     nothing routes), read once per transaction: a group of alerts opened together routes
     the same way each time. None when `explicit` names no policy."""
-    transaction = session.get_transaction()
-    held = session.info.get(_ROUTED)
-    if held is None or held[0] is not transaction:
-        held = session.info[_ROUTED] = (transaction, {})
-    routed: dict[tuple[str, str | None], tuple[Policy | None, dict[str, Any]] | None] = held[1]
+    routed = held_for_transaction(session, _ROUTED)
     key = (category, explicit)
     if key not in routed:
         policy = route_policy(session, category, explicit)
