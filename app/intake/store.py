@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -104,13 +104,13 @@ class IntakeOutcome:
                 self.case_ids.append(result.case_id)
 
     def extend(self, other: IntakeOutcome) -> None:
-        """Add what `other` counted (a group's events, once committed)."""
-        for kind in ("opened", "deduplicated", "acknowledged", "resolved", "unchanged"):
-            getattr(self, kind).extend(getattr(other, kind))
-        self.dropped.extend(other.dropped)
+        """Add what `other` counted (a group's events, once committed): every field, so a
+        field added later is added here too."""
+        for kind in fields(self):
+            mine = getattr(self, kind.name)
+            if isinstance(mine, list):
+                mine.extend(getattr(other, kind.name))
         self.changes += other.changes
-        self.case_ids.extend(other.case_ids)
-        self.errors.extend(other.errors)
 
     def is_empty(self) -> bool:
         return not (

@@ -41,8 +41,8 @@ log = logging.getLogger("vigil.serve")
 
 MOST_EVENTS = 50
 """Events a group takes at most (a request's events are never split): a group holds the
-desk's writer, and on SQLite the database's one write lock, while it is written, so a
-console's acknowledgement may wait for one group (a few milliseconds an event)."""
+audit chain's lock while it is written, so any other change on the desk (a console's
+acknowledgement, say) may wait for one group (a few milliseconds an event)."""
 
 Events = Sequence[IntakeEvent | ChangeEvent]
 
@@ -56,7 +56,6 @@ class _Request:
     loop: asyncio.AbstractEventLoop
     written: asyncio.Future[None]
     """Settled on `loop` once the request's events are written (or refused)."""
-    opened: bool = False
     error: BaseException | None = None
 
     def settle(self) -> None:
@@ -181,7 +180,7 @@ class GroupCommit:
                         request.error = exc
                 else:  # one event's (a case's page, a detail that cannot be sealed)
                     self._write_one_by_one(group)
-        if self._after_paging is not None and any(r.opened for r in group):
+        if self._after_paging is not None and any(r.outcome.case_ids for r in group):
             try:
                 self._after_paging()
             except Exception:  # what is written stays written, and its callers are answered
@@ -194,7 +193,6 @@ class GroupCommit:
                 self._store(request, outcome)
         for request, outcome in zip(group, staged, strict=True):
             request.outcome.extend(outcome)
-            request.opened = bool(outcome.case_ids)
 
     def _write_one_by_one(self, group: list[_Request]) -> None:
         for request in group:
@@ -203,7 +201,6 @@ class GroupCommit:
                     self._store(request, request.outcome)
             except Exception as exc:  # the database, or what failed the group: this one's
                 request.error = exc
-            request.opened = bool(request.outcome.case_ids)
 
     def _store(self, request: _Request, outcome: IntakeOutcome) -> None:
         """Each event in a transaction of its own (a savepoint, inside a group)."""
