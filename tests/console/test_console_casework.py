@@ -189,6 +189,28 @@ async def test_edr_from_page_to_verified_disclosure_from_the_keyboard(
     )
 
 
+async def test_a_read_from_before_the_reveal_does_not_hide_the_revealed_casework_again(
+    desk: CaseworkService, open_console: Callable[..., Any]
+) -> None:
+    """The change feed may read the casework hidden just before a reveal lands and deliver
+    it after the reveal's own read: the pane keeps showing what was revealed."""
+    _page(desk, "EDR: Metro Police, welfare concern", "edr", sensitive=True)
+    async with open_console("ana") as console:
+        await _verify_all(console)
+        await console.press("v")
+        revealed = "statement: Caller threatens to kill a named person tonight"
+        assert revealed in _pane(console)
+
+        screen = console.screen
+        case_id = screen.detail_case
+        assert case_id is not None
+        screen._post_casework(case_id, revealed=False)  # as a feed read started before it
+        await console.settle()
+        assert revealed in _pane(console)
+        assert console.screen._casework is not None
+        assert console.screen._casework[0].revealed
+
+
 async def test_a_specialists_disclosure_before_verification_is_refused(
     desk: CaseworkService, open_console: Callable[..., Any]
 ) -> None:

@@ -1534,8 +1534,14 @@ class QueueScreen(Screen[None]):
         view = message.view
         if message.case_id != self.detail_case or view is None:
             return
-        if view.revealed and (self.revealed is None or self.revealed[0] != view.case_id):
+        shown_revealed = self.revealed is not None and self.revealed[0] == view.case_id
+        if view.revealed and not shown_revealed:
             return  # revealed for a visit the person has since left
+        if view.sensitive and shown_revealed and not view.revealed:
+            # Read before the reveal landed (a change feed read racing the reveal's own):
+            # painting it would hide again what the person has just revealed.
+            self._read_casework(view.case_id)
+            return
         self._casework = (view, message.choices)
         self.detail.show_casework(view)
 
