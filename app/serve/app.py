@@ -42,7 +42,7 @@ from app.intake.events import IntakeDefaults, IntakeError, IntakeEvent
 from app.intake.registry import parse_value
 from app.intake.store import IntakeOutcome
 from app.serve import links
-from app.serve.grouping import GroupCommit, group_size
+from app.serve.grouping import GroupCommit
 from app.serve.limits import HttpProblem, RateLimiter, read_json, retry_after
 from app.serve.metrics import Metrics
 from app.services.cases import CaseService
@@ -94,7 +94,7 @@ class Desk:
             self.actor,
             self.writing,
             self.after_paging,
-            most_events=group_size(self.db.is_postgres),
+            together=self.db.is_postgres,
         )
 
     @property

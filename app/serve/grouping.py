@@ -4,15 +4,12 @@ are written together, in one transaction.
 A storm of alerts is many small requests. Alone, each event pays for a transaction of its
 own (the audit chain's lock, the actor, the clock, the commit: on PostgreSQL a wait for the
 disk), which costs more than the event. Here requests queue in the order they came, and
-one writer thread takes the oldest of them (up to a group's size in events): their events
-are written in one transaction, each in a savepoint of its own (a refused event undoes
-only itself) that pages the case it opened, as alone; one commit, and then they are all
-answered, while the writer goes on to the next group without waiting for the event loop.
-Nothing waits for a group to fill: a request that finds the writer idle is written at
-once, alone. A waiting request holds no thread.
-
-The size is the database's (`group_size`): a group as large as the crowd of senders is
-answered all at once, and the crowd comes back all at once to wait for a whole group again.
+one writer thread takes every request queued so far (up to `MOST_EVENTS` events): their
+events are written in one transaction, each in a savepoint of its own (a refused event
+undoes only itself) that pages the case it opened, as alone; one commit, and then they are
+all answered, while the writer goes on to the next group without waiting for the event
+loop. Nothing waits for a group to fill: a request that finds the writer idle is written
+at once, alone. A waiting request holds no thread.
 
 If a group fails as a whole (one case's first page cannot be written, say), its requests
 are written again one event at a time, as without grouping, so one bad event cannot sink
@@ -31,6 +28,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
+from anyio import to_thread
+
 from app.core.errors import BadInput, Refused
 from app.intake.events import ChangeEvent, IntakeError, IntakeEvent
 from app.intake.store import IntakeOutcome, apply_event
@@ -40,21 +39,10 @@ from data.outage import is_database_trouble
 
 log = logging.getLogger("vigil.serve")
 
-POSTGRES_GROUP = 50
-"""Events a group takes at most on PostgreSQL, where each commit waits for the disk: with
-fifty senders, groups of 50 gave 55-62 events/s, of 8 48-54 (1,500 events, turn about)."""
-SQLITE_GROUP = 8
-"""On SQLite, where a commit costs microseconds and a group holds the desk's only writer
-lock (a console's acknowledgement waits for one group, about 8 ms an event here): with
-fifty senders, groups of 8 gave 97-133 events/s and a p99 to the answer of 0.48-0.71 s,
-against 72-85 and 0.76-0.87 s for one event a transaction and 67-124 and 1.3-2.8 s for
-groups of 50 (1,500 events, turn about)."""
-
-
-def group_size(postgres: bool) -> int:
-    """Events a group takes at most (a request's events are never split) on this database."""
-    return POSTGRES_GROUP if postgres else SQLITE_GROUP
-
+MOST_EVENTS = 50
+"""Events a group takes at most (a request's events are never split): a group holds the
+audit chain's lock while it is written, so any other change on the desk (a console's
+acknowledgement, say) may wait for one group (a few milliseconds an event)."""
 
 Events = Sequence[IntakeEvent | ChangeEvent]
 
@@ -91,12 +79,22 @@ class GroupCommit:
         writing: AbstractContextManager[Any],
         after_paging: Callable[[], None] | None = None,
         *,
-        most_events: int = POSTGRES_GROUP,
+        together: bool = True,
     ) -> None:
         """`writing` is held while a group is written (on SQLite, this process's one
-        writer); `after_paging` is told after a group that opened cases has committed;
-        a group takes at most `most_events` events (`group_size`)."""
-        self.most_events = most_events
+        writer); `after_paging` is told after a group that opened cases has committed.
+
+        Without `together`, each request is written in a thread of its own, each event in
+        its own transaction, as it comes. That is how SQLite is served. One writer taking
+        group after group leaves SQLite's only write lock free for microseconds at a time,
+        and another process's writer (a console acknowledging, `vigil intake`) sleeps in
+        SQLite's busy handler between tries, up to 100 ms each: under a storm its writes
+        waited a median of 5 s, up to 11 s, where with an event a transaction they waited
+        0.05 s, up to 3 s. (Small groups, of 8, did serve more events a second and a lower
+        p99 there; groups of 50 were answered in waves, as large as the crowd of senders.)
+        On PostgreSQL, where every commit waits for the disk and a lock wait is a queue,
+        grouping raised events a second by half and halved the p99."""
+        self._together = together
         self._service = service
         self._actor = actor
         self._writing = writing
@@ -114,6 +112,11 @@ class GroupCommit:
             return
         loop = asyncio.get_running_loop()
         request = _Request(events, integration, outcome, loop, loop.create_future())
+        if not self._together:
+            await to_thread.run_sync(self._write, [request])
+            if request.error is not None:
+                raise request.error
+            return
         with self._wakeup:
             if self._closed:
                 raise RuntimeError("intake is closed: the server is stopping")
@@ -159,26 +162,28 @@ class GroupCommit:
                 self._thread = None
 
     def _take(self) -> list[_Request]:
-        """The oldest queued requests, up to the group's size in events (at least one
-        request)."""
+        """The oldest queued requests, up to `MOST_EVENTS` events (at least one request)."""
         taken: list[_Request] = []
-        events, most = 0, self.most_events
-        while self._queued and (not taken or events + len(self._queued[0].events) <= most):
+        events = 0
+        while self._queued and (not taken or events + len(self._queued[0].events) <= MOST_EVENTS):
             request = self._queued.popleft()
             taken.append(request)
             events += len(request.events)
         return taken
 
     def _write(self, group: list[_Request]) -> None:
-        try:
-            with self._writing:
-                self._write_together(group)
-        except Exception as exc:
-            if is_database_trouble(exc) and not isinstance(exc, DatabaseError):
-                for request in group:  # unreachable, gone, full: each alone would too
-                    request.error = exc
-            else:  # one event's (a case's page, a detail that cannot be sealed)
-                self._write_one_by_one(group)
+        if not self._together:
+            self._write_one_by_one(group)
+        else:
+            try:
+                with self._writing:
+                    self._write_together(group)
+            except Exception as exc:
+                if is_database_trouble(exc) and not isinstance(exc, DatabaseError):
+                    for request in group:  # unreachable, gone, full: each alone would too
+                        request.error = exc
+                else:  # one event's (a case's page, a detail that cannot be sealed)
+                    self._write_one_by_one(group)
         if self._after_paging is not None and any(r.outcome.case_ids for r in group):
             try:
                 self._after_paging()

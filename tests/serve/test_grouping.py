@@ -16,8 +16,7 @@ from app.core.clock import FakeClock
 from app.engine.runner import EscalationEngine
 from app.intake.events import Action, IntakeEvent
 from app.intake.store import IntakeOutcome
-from app.serve.app import Desk
-from app.serve.grouping import POSTGRES_GROUP, SQLITE_GROUP, GroupCommit
+from app.serve.grouping import GroupCommit
 from app.services.cases import CaseService
 from data import audit
 from data.db import Database
@@ -200,40 +199,18 @@ def test_a_failing_engine_wake_up_leaves_every_request_answered_once(
     assert stored(any_db) == [("Held", 1), ("First", 1), ("Second", 1), ("Third", 1)]
 
 
-def test_a_group_takes_the_oldest_requests_up_to_its_size_and_never_splits_one(
+def test_alone_each_request_is_written_as_it_comes(
     any_db: Database, clock: FakeClock, gate: Gate
 ) -> None:
-    """Groups of two events: the two oldest single-event requests, then a request of three
-    events alone (larger than a group, but a request is never split), then the last."""
-    intake = GroupCommit(desk(any_db, clock), "relay", gate, most_events=2)
+    """How SQLite is served: no groups, each event its own transaction."""
+    intake = GroupCommit(desk(any_db, clock), "relay", gate, together=False)
     commits: list[object] = []
     event.listen(any_db.engine, "commit", commits.append)
-    requests = [
-        [trigger("A")],
-        [trigger("B")],
-        [trigger(f"C{n}", f"event {n}") for n in range(3)],
-        [trigger("D")],
-    ]
-    outcomes = asyncio.run(send_together(intake, gate, requests))
-    intake.close()
-    assert [o.opened for o in outcomes if isinstance(o, IntakeOutcome)] == [
-        ["ESC-0002"],
-        ["ESC-0003"],
-        ["ESC-0004", "ESC-0005", "ESC-0006"],
-        ["ESC-0007"],
-    ]
-    assert len(commits) == 4  # the held request; A and B; the three of C; D
-    assert [title for title, _ in stored(any_db)] == ["Held", "A", "B", "C0", "C1", "C2", "D"]
-
-
-def test_the_server_groups_by_its_databases_size(any_db: Database, clock: FakeClock) -> None:
-    """Small groups on SQLite (a commit is cheap, the writer lock is the desk's only one),
-    large ones on PostgreSQL (each commit waits for the disk)."""
-    engine = EscalationEngine(any_db, clock, name="grouping-test")
-    server = Desk(any_db, clock, "relay", escalation=engine.page_within)
-    expected = POSTGRES_GROUP if any_db.is_postgres else SQLITE_GROUP
-    assert server.intake.most_events == expected
-    assert SQLITE_GROUP < POSTGRES_GROUP
+    outcomes = asyncio.run(send_together(intake, gate, [[trigger("First")], [trigger("Second")]]))
+    opened = [ref for o in outcomes if isinstance(o, IntakeOutcome) for ref in o.opened]
+    assert len(set(opened)) == 2  # in whichever order the three threads got the database
+    assert len(commits) == 3  # the held request, and one for each of the others
+    assert sorted(stored(any_db)) == [("First", 1), ("Held", 1), ("Second", 1)]
 
 
 def test_an_event_that_cannot_be_sealed_sinks_no_other_in_its_group(
