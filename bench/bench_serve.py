@@ -6,7 +6,9 @@ clients, beside `vigil intake` of the same events in the same run.
 Each event is a PagerDuty Events API v2 trigger with its own dedup key (so each opens a case
 and pages step 1). Printed: events a second, p50 and p99 from sending an event to its 202,
 and p99 from sending it to its first page committed (the page's `sent_at`, on the same
-host's clock); then `vigil intake` of the same number of events as one batch. Targets
+host's clock); on SQLite, how long another process writing to the same file every 50 ms
+during the storm (as a console acknowledging would) waited for the write lock; then
+`vigil intake` of the same number of events as one batch. Targets
 (the design's): at least 1,000 events a second on SQLite with p99 to the 202 under 50 ms
 and to the page under 250 ms. Exit status 1 when a target is missed on SQLite.
 """
@@ -123,6 +125,62 @@ async def drive(url: str, events: list[dict[str, object]], clients: int) -> dict
     }
 
 
+OTHER_WRITER = """
+import json, sqlite3, sys, time
+from pathlib import Path
+path, stop = sys.argv[1], Path(sys.argv[2])
+connection = sqlite3.connect(path, isolation_level=None, timeout=15)
+connection.execute("CREATE TABLE IF NOT EXISTS bench_side (n INTEGER)")
+waits, failed = [], 0
+while not stop.exists():
+    started = time.monotonic()
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        waits.append(time.monotonic() - started)
+        connection.execute("INSERT INTO bench_side VALUES (1)")
+        connection.execute("COMMIT")
+    except sqlite3.OperationalError:
+        failed += 1
+    time.sleep(0.05)
+waits.sort()
+print(json.dumps({"writes": len(waits), "failed": failed,
+                  "median": waits[len(waits) // 2] if waits else None,
+                  "max": waits[-1] if waits else None}))
+"""
+"""Another process writing to the same SQLite file every 50 ms while the storm lasts (as a
+console acknowledging would), with SQLite's busy timeout: how long it waited for the lock."""
+
+
+def other_writer(url: str, folder: Path) -> tuple[subprocess.Popen[bytes], Path] | None:
+    """Start `OTHER_WRITER` on a SQLite desk (None on PostgreSQL, where writers queue)."""
+    if not url.startswith("sqlite:///"):
+        return None
+    stop = folder / "stop-other-writer"
+    stop.unlink(missing_ok=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", OTHER_WRITER, url.removeprefix("sqlite:///"), str(stop)],
+        stdout=subprocess.PIPE,
+    )
+    return process, stop
+
+
+def other_writer_waits(label: str, started: tuple[subprocess.Popen[bytes], Path]) -> None:
+    process, stop = started
+    stop.touch()
+    out, _ = process.communicate(timeout=60)
+    found = json.loads(out)
+    if not found["writes"]:
+        say(f"{label}: another process's writer never got the lock ({found['failed']} failed)")
+        return
+    median, worst = found["median"] * 1000, found["max"] * 1000
+    record("serve", f"{label}: another process's write waited, median", median, "ms")
+    record("serve", f"{label}: another process's write waited, worst", worst, "ms")
+    say(
+        f"{label}: another process writing every 50 ms during the storm: {found['writes']} "
+        f"writes, {found['failed']} failed, waited median {median:.0f} ms, worst {worst:.0f} ms"
+    )
+
+
 def wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -167,7 +225,12 @@ def run_database(label: str, url: str, events: int, clients: int, folder: Path) 
         wait_listening(port, process)
         asyncio.run(drive(f"http://127.0.0.1:{port}", [event(key, 0, "warm")], 1))
         batch = [event(key, n, "http") for n in range(events)]
-        result = asyncio.run(drive(f"http://127.0.0.1:{port}", batch, clients))
+        writer = other_writer(url, folder)
+        try:
+            result = asyncio.run(drive(f"http://127.0.0.1:{port}", batch, clients))
+        finally:
+            if writer is not None:
+                other_writer_waits(label, writer)
         time.sleep(1.0)  # let the engine page the last cases
         lag = page_lag(db, result["sent_at"])  # type: ignore[arg-type]
     finally:
