@@ -37,7 +37,7 @@ from app.services.team.apply import apply_team
 from app.services.team.parse import parse_team
 from bench._figures import record
 from bench.bench_engine import scratch_url
-from data.db import Database
+from data.db import SQLITE_BUSY_TIMEOUT_MS, Database
 from data.models import Case, Page
 
 TEAM = """
@@ -128,8 +128,8 @@ async def drive(url: str, events: list[dict[str, object]], clients: int) -> dict
 OTHER_WRITER = """
 import json, sqlite3, sys, time
 from pathlib import Path
-path, stop = sys.argv[1], Path(sys.argv[2])
-connection = sqlite3.connect(path, isolation_level=None, timeout=15)
+path, stop, timeout = sys.argv[1], Path(sys.argv[2]), float(sys.argv[3])
+connection = sqlite3.connect(path, isolation_level=None, timeout=timeout)
 connection.execute("CREATE TABLE IF NOT EXISTS bench_side (n INTEGER)")
 waits, failed = [], 0
 while not stop.exists():
@@ -148,7 +148,7 @@ print(json.dumps({"writes": len(waits), "failed": failed,
                   "max": waits[-1] if waits else None}))
 """
 """Another process writing to the same SQLite file every 50 ms while the storm lasts (as a
-console acknowledging would), with SQLite's busy timeout: how long it waited for the lock."""
+console acknowledging would), with the desk's busy timeout: how long it waited for the lock."""
 
 
 def other_writer(url: str, folder: Path) -> tuple[subprocess.Popen[bytes], Path] | None:
@@ -158,7 +158,14 @@ def other_writer(url: str, folder: Path) -> tuple[subprocess.Popen[bytes], Path]
     stop = folder / "stop-other-writer"
     stop.unlink(missing_ok=True)
     process = subprocess.Popen(
-        [sys.executable, "-c", OTHER_WRITER, url.removeprefix("sqlite:///"), str(stop)],
+        [
+            sys.executable,
+            "-c",
+            OTHER_WRITER,
+            url.removeprefix("sqlite:///"),
+            str(stop),
+            str(SQLITE_BUSY_TIMEOUT_MS / 1000),
+        ],
         stdout=subprocess.PIPE,
     )
     return process, stop
