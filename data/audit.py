@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import Text, and_, cast, func, or_
 from sqlmodel import Session, col, select
 
 from data.db import held_for_transaction
 from data.dialects import upsert_insert
+from data.domain import EngineAction
 from data.models import AuditHead, AuditRecord
 
 GENESIS = "0" * 64
@@ -51,39 +52,57 @@ def record_digest(
     return hashlib.sha256(body.encode()).hexdigest()
 
 
-def chain_digests(
-    prev_hash: str,
-    first_seq: int,
-    at: datetime,
-    actor: str,
-    action_refs_details: Iterable[tuple[str, str | None, str]],
-) -> list[str]:
-    """The digests of records appended in a row at one instant by one actor, each given as
-    (action, case ref, `canonical_json` of its detail): the same digests `record_digest`
-    gives, without serialising the shared parts once per record.
+# --- the engine's batches ------------------------------------------------------------
 
-    The canonical form of a list is its items' canonical forms joined by commas, so the
-    body can be put together from parts; the engine appends thousands of records a batch.
+ENGINE_BATCH = EngineAction.ESCALATE.value
+"""The action of the one record an engine batch of several cases writes (its `case_ref`
+empty, its detail `engine_batch`): the action any login may already write as the engine, so
+a desk's installed database checks take it as they are."""
+
+
+def engine_batch(groups: Iterable[tuple[str, dict[str, Any], list[str]]]) -> dict[str, Any]:
+    """The detail of an engine batch's record: every case of the batch, in groups of cases
+    the engine did alike to, each given as (action, that action's detail, the case refs).
+
+    One record for a thousand cases instead of a thousand records: the digest and the row
+    are written once, and the record still lists every case and everyone paged for it.
     """
-    shared = ",".join(
-        [
-            canonical_json(at.astimezone(UTC).isoformat(timespec="microseconds")),
-            canonical_json(actor),
-        ]
+    listed = [{**detail, "action": action, "refs": list(refs)} for action, detail, refs in groups]
+    return {"cases": sum(len(group["refs"]) for group in listed), "groups": listed}
+
+
+def batch_entry(record: AuditRecord, ref: str) -> tuple[str, dict[str, Any]] | None:
+    """What an engine batch record did to case `ref`: its group's action and detail (without
+    the refs), or None when the record does not list the case."""
+    for group in record.detail.get("groups", ()):
+        if ref in group.get("refs", ()):
+            detail = {key: value for key, value in group.items() if key not in ("action", "refs")}
+            return str(group.get("action", record.action)), detail
+    return None
+
+
+def records_of_case(session: Session, ref: str) -> list[tuple[AuditRecord, str, dict[str, Any]]]:
+    """Every record about case `ref` in chain order, each with the action and detail it
+    records for the case: the case's own records, and the engine batches that list it.
+
+    The batches are found by their partial index and the ref's text in their detail, then
+    checked exactly."""
+    own = col(AuditRecord.case_ref) == ref
+    mention = and_(
+        col(AuditRecord.case_ref).is_(None),
+        col(AuditRecord.action) == ENGINE_BATCH,
+        cast(AuditRecord.detail, Text).like(f'%"{ref}"%'),
     )
-    digests: list[str] = []
-    previous, seq = canonical_json(prev_hash), first_seq
-    sha256 = hashlib.sha256
-    for action, case_ref, detail_json in action_refs_details:
-        body = (
-            f"[{previous},{seq},{shared},{canonical_json(action)},"
-            f"{canonical_json(case_ref)},{detail_json}]"
-        )
-        digest = sha256(body.encode()).hexdigest()
-        digests.append(digest)
-        previous = f'"{digest}"'  # hex digits need no escaping
-        seq += 1
-    return digests
+    found = session.exec(
+        select(AuditRecord).where(or_(own, mention)).order_by(col(AuditRecord.seq))
+    )
+    said: list[tuple[AuditRecord, str, dict[str, Any]]] = []
+    for record in found:
+        if record.case_ref == ref:
+            said.append((record, record.action, record.detail))
+        elif (entry := batch_entry(record, ref)) is not None:
+            said.append((record, *entry))
+    return said
 
 
 _HELD = "vigil.audit_head"

@@ -22,7 +22,7 @@ from sqlmodel import Field, SQLModel
 
 from data.changes import ANNOUNCE_FUNCTION, ANNOUNCE_TRIGGER
 from data.contacts import digest, shown_url
-from data.domain import Status
+from data.domain import EngineAction, Status
 from data.sealing import sealed_column
 from data.types import UTCDateTime, json_column, json_list_column, table_of, utc_column
 
@@ -312,6 +312,7 @@ class AuditHead(SQLModel, table=True):
 
 _OPEN_QUEUE = "queue_rank < 2"
 _OPEN_DEDUP = f"dedup_key IS NOT NULL AND status != '{Status.RESOLVED.value}'"
+_ENGINE_BATCH = f"case_ref IS NULL AND action = '{EngineAction.ESCALATE.value}'"
 _PARTIAL_INDEXES: tuple[tuple[type[SQLModel], str, tuple[str, ...], str, bool], ...] = (
     # The open queue by age or by severity: without these, a seek from the top first
     # reads past every resolved case older (or as severe) than the first open one.
@@ -332,6 +333,9 @@ _PARTIAL_INDEXES: tuple[tuple[type[SQLModel], str, tuple[str, ...], str, bool], 
     (Delivery, "ix_delivery_webhook_contact", ("contact_id", "id"), OUTBOX_PENDING, False),
     # Rows a notification rule delays or quiet hours hold, until they come due.
     (Delivery, "ix_delivery_outbox_held", ("next_attempt_at",), OUTBOX_HELD, False),
+    # The engine's batch records (`data.audit.engine_batch`), which a case's audit log reads
+    # beside its own records: few among the chain's millions.
+    (AuditRecord, "ix_audit_record_engine_batch", ("seq",), _ENGINE_BATCH, False),
 )
 
 _DECLARING = threading.Lock()

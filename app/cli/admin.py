@@ -176,24 +176,32 @@ def cmd_audit_verify_since(ctx: Context) -> int:
 def cmd_audit_log(ctx: Context) -> int:
     from sqlmodel import col, select
 
+    from data import audit
     from data.models import AuditRecord
 
     with ctx.db.read() as session:
-        statement = select(AuditRecord).order_by(col(AuditRecord.seq))
         if ctx.args.case:
-            statement = statement.where(AuditRecord.case_ref == ctx.args.case.strip().upper())
-        records = session.exec(statement).all()
+            ref = ctx.args.case.strip().upper()
+            said = [
+                (r, action, ref, detail, r.detail.get("cases") if r.case_ref is None else None)
+                for r, action, detail in audit.records_of_case(session, ref)
+            ]
+        else:
+            records = session.exec(select(AuditRecord).order_by(col(AuditRecord.seq))).all()
+            said = [(r, r.action, r.case_ref, r.detail, None) for r in records]
     body = [
         {
             "seq": r.seq,
             "at": iso(r.at),
             "actor": r.actor,
-            "action": r.action,
-            "case": r.case_ref,
-            "detail": r.detail,
+            "action": action,
+            "case": case,
+            "detail": detail,
+            # A batch's record, shown for one of its cases: how many it covers in all.
+            **({"batch_of": batch} if batch else {}),
             "hash": r.hash,
         }
-        for r in records
+        for r, action, case, detail, batch in said
     ]
     ctx.emit(body, audit_log_text(body))
     return EXIT_OK

@@ -604,30 +604,25 @@ def _update_cases(writer: BulkWriter, plans: list[Plan], now: datetime) -> None:
 
 
 def _append_audit(writer: BulkWriter, head: AuditHead, plans: list[Plan], now: datetime) -> None:
-    """One chained audit record per case (actor "engine"), appended in one statement."""
+    """The slice's one chained audit record (actor "engine"): a case's own record when it
+    is alone, else the batch's (`audit.engine_batch`), which lists every case in groups of
+    cases with equal details."""
     if not plans:
         return
-    details: dict[Any, tuple[str, str]] = {}
-    entries = []
-    for plan in plans:
-        key, detail = plan.detail()
-        found = details.get(key)
-        if found is None:
-            found = details[key] = (audit.canonical_json(detail), writer.json(detail))
-        entries.append((plan.action, plan.row.ref, found))
-    digests = audit.chain_digests(
-        head.hash, head.seq + 1, now, ACTOR, [(a, r, d[0]) for a, r, d in entries]
-    )
-    at = writer.when(now)
-    previous = [head.hash, *digests[:-1]]
-    writer.insert(
-        AUDIT_RECORDS,
-        AUDIT_COLUMNS,
-        [
-            (head.seq + index, at, ACTOR, action, ref, document[1], prev, digest)
-            for index, ((action, ref, document), prev, digest) in enumerate(
-                zip(entries, previous, digests, strict=True), start=1
-            )
-        ],
-    )
-    head.seq, head.hash = head.seq + len(digests), digests[-1]
+    if len(plans) == 1:
+        [plan] = plans
+        action, ref, detail = plan.action, plan.row.ref, plan.detail()[1]
+    else:
+        groups: dict[tuple[Any, ...], tuple[str, dict[str, Any], list[str]]] = {}
+        for plan in plans:
+            key, plan_detail = plan.detail()
+            group = groups.get((plan.action, *key))
+            if group is None:
+                group = groups[(plan.action, *key)] = (plan.action, plan_detail, [])
+            group[2].append(plan.row.ref)
+        action, ref, detail = audit.ENGINE_BATCH, None, audit.engine_batch(groups.values())
+    seq = head.seq + 1
+    digest = audit.record_digest(head.hash, seq, now, ACTOR, action, ref, detail)
+    row = (seq, writer.when(now), ACTOR, action, ref, writer.json(detail), head.hash, digest)
+    writer.insert(AUDIT_RECORDS, AUDIT_COLUMNS, [row])
+    head.seq, head.hash = seq, digest

@@ -203,6 +203,43 @@ def test_audit_verify_exit_codes(run: Run, db: Database) -> None:
     assert "record 1" in out
 
 
+def test_a_cases_audit_log_shows_its_own_part_of_an_engine_batch(
+    run: Run, db: Database, clock: FakeClock
+) -> None:
+    """Cases the engine paged together share one record; each case's log shows that record
+    with what it did to this case, never the other cases' refs."""
+    from app.engine.cycle import EscalationEngine
+    from app.services.cases import CaseService
+
+    service = CaseService(db, clock)  # no escalation hook: the engine pages them together
+    refs = [
+        service.open_case("ana", title="T", category="edr", severity=1, policy="emergency").ref
+        for _ in range(3)
+    ]
+    assert EscalationEngine(db, clock, name="engine").run_due().pages == 3
+    log = run.json("audit", "log", "--case", refs[1])
+    assert [(r["actor"], r["action"], r["case"]) for r in log] == [
+        ("ana", "case.open", refs[1]),
+        ("engine", "engine.escalate", refs[1]),
+    ]
+    assert log[1]["batch_of"] == 3
+    assert log[1]["detail"] == {
+        "cycle": 0,
+        "step": 1,
+        "round": 0,
+        "paged": ["ana"],
+        "missed": 0,
+        "skipped": 0,
+    }
+    text = run.ok("audit", "log", "--case", refs[1])
+    assert refs[1] in text
+    assert refs[0] not in text
+    assert refs[2] not in text
+    whole = run.json("audit", "log")[-1]
+    assert (whole["case"], whole["detail"]["cases"]) == (None, 3)
+    assert run("audit", "verify")[0] == 0
+
+
 def test_intake_stores_good_events_and_reports_bad_ones(run: Run, tmp_path: Path) -> None:
     events = [
         {"title": "EDR: County Sheriff", "category": "edr", "severity": "sev1", "dedup_key": "a"},

@@ -782,6 +782,45 @@ def test_engine_changes_are_audited_and_feed_the_change_log(desk: Desk) -> None:
     desk.assert_pages([("ana", 0, 1, 0)])
 
 
+def test_a_batch_is_one_audit_record_that_lists_every_case_and_whom_it_paged(
+    desk: Desk,
+) -> None:
+    """Several cases in one batch make one engine record, not one each: cases done alike are
+    grouped, each case's audit log finds its own part, and the chain verifies."""
+    add_policy(desk.db, "solo", [(300, ["user:cat"])])
+    alike = [desk.open() for _ in range(4)]
+    other = desk.open(policy="solo")
+    assert desk.run().pages == 5
+    with desk.db.read() as session:
+        records = session.exec(select(AuditRecord).where(AuditRecord.actor == "engine")).all()
+        [record] = records
+        said = {ref: audit.records_of_case(session, ref) for ref in [*alike, other]}
+    assert (record.action, record.case_ref, record.detail["cases"]) == ("engine.escalate", None, 5)
+    groups = sorted(
+        (g["refs"], g["action"], g["paged"], g["step"]) for g in record.detail["groups"]
+    )
+    assert groups == [
+        (alike, "engine.escalate", ["ana"], 1),
+        ([other], "engine.escalate", ["cat"], 1),
+    ]
+    for ref, found in said.items():
+        opened, paged = found
+        assert (opened[0].action, opened[0].case_ref) == ("case.open", ref)
+        assert paged[0].seq == record.seq
+        assert paged[1:] == (
+            "engine.escalate",
+            {
+                "cycle": 0,
+                "step": 1,
+                "round": 0,
+                "paged": ["cat" if ref == other else "ana"],
+                "missed": 0,
+                "skipped": 0,
+            },
+        )
+    assert_consistent(desk.db)
+
+
 def test_case_ids_limits_a_run_to_those_cases(desk: Desk) -> None:
     first, second = desk.open(), desk.open()
     ids = [desk.case(first).id]

@@ -116,24 +116,46 @@ _details = st.dictionaries(
 )
 
 
+_refs = st.integers(min_value=1, max_value=99_999).map(lambda n: f"ESC-{n:04d}")
+
+
 @given(
-    prev=st.sampled_from([audit.GENESIS, "f" * 64, 'odd "head"']),
-    first=st.integers(min_value=1, max_value=10**9),
-    at=st.datetimes(timezones=st.just(UTC)),
-    actor=_texts,
-    records=st.lists(st.tuples(_texts, st.none() | _texts, _details), min_size=1, max_size=4),
+    groups=st.lists(
+        st.tuples(
+            st.sampled_from(["engine.escalate", "engine.exhausted"]),
+            _details.map(lambda d: {k: v for k, v in d.items() if k not in ("action", "refs")}),
+            st.lists(_refs, min_size=1, max_size=4, unique=True),
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    stranger=_refs,
 )
-def test_chain_digests_match_record_digest_one_by_one(
-    prev: str,
-    first: int,
-    at: datetime,
-    actor: str,
-    records: list[tuple[str, str | None, dict[str, object]]],
+def test_an_engine_batch_tells_each_case_what_was_done_to_it(
+    groups: list[tuple[str, dict[str, object], list[str]]], stranger: str
 ) -> None:
-    """The engine's batch form of the chain is the chain itself: same digests, same order."""
-    expected, previous = [], prev
-    for seq, (action, ref, detail) in enumerate(records, start=first):
-        previous = audit.record_digest(previous, seq, at, actor, action, ref, dict(detail))
-        expected.append(previous)
-    given_records = [(a, r, audit.canonical_json(d)) for a, r, d in records]
-    assert audit.chain_digests(prev, first, at, actor, given_records) == expected
+    """Each case of a batch finds its own group's action and detail, and no other."""
+    seen: set[str] = set()
+    distinct = []
+    for action, said, refs in groups:
+        fresh = [ref for ref in refs if ref not in seen]
+        seen.update(fresh)
+        if fresh:
+            distinct.append((action, said, fresh))
+    detail = audit.engine_batch(distinct)
+    stored = AuditRecord(
+        seq=1,
+        at=datetime(2026, 12, 7, tzinfo=UTC),
+        actor="engine",
+        action=audit.ENGINE_BATCH,
+        case_ref=None,
+        detail=detail,
+        prev_hash=audit.GENESIS,
+        hash="",
+    )
+    assert detail["cases"] == sum(len(refs) for *_, refs in distinct)
+    for action, said, refs in distinct:
+        for ref in refs:
+            assert audit.batch_entry(stored, ref) == (action, said)
+    if stranger not in seen:
+        assert audit.batch_entry(stored, stranger) is None
