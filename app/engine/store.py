@@ -118,6 +118,7 @@ class BulkWriter:
         self.quote = self.dialect.identifier_preparer.quote
         self._when = TIMELINE.c.at.type.dialect_impl(self.dialect).bind_processor(self.dialect)
         self._moments: dict[datetime | None, Any] = {}
+        self._read: dict[str, datetime] = {}
         self._documents: dict[Any, str] = {}
         self._array_types: dict[tuple[str, str], tuple[str, bool]] = {}
 
@@ -135,9 +136,13 @@ class BulkWriter:
             return value
 
     def moment(self, stored: Any) -> datetime:
-        """A timestamp as the driver returns it, as an aware UTC datetime."""
+        """A timestamp as the driver returns it, as an aware UTC datetime (the due rows of
+        a burst share one: each text is parsed once)."""
         if isinstance(stored, str):
-            return datetime.fromisoformat(stored).replace(tzinfo=UTC)
+            found = self._read.get(stored)
+            if found is None:
+                found = self._read[stored] = datetime.fromisoformat(stored).replace(tzinfo=UTC)
+            return found
         assert isinstance(stored, datetime)
         return stored.astimezone(UTC)
 
@@ -548,22 +553,26 @@ def _insert_pages(writer: BulkWriter, plans: list[Plan], now: datetime) -> None:
 def _insert_timeline(writer: BulkWriter, plans: list[Plan], now: datetime) -> None:
     rows: list[tuple[Any, ...]] = []
     at = writer.when(now)
+    paged: dict[tuple[Any, ...], tuple[str, str]] = {}
     for plan in plans:
         for kind, text, data in plan.events:
             rows.append((plan.row.id, at, kind.value, ACTOR, text, writer.json(data)))
         if plan.pages:
             step, round_ = plan.live.position
-            text, data = paged_event(
-                [person.handle for person in plan.pages],
-                cycle=plan.cycle,
-                step=step,
-                round_=round_,
-                reason=plan.reason,
-                late_by=plan.late_by,
-            )
-            same = (plan.cycle, step, round_, plan.reason, plan.late_by)
-            document = writer.json(data, same_as=same)
-            rows.append((plan.row.id, at, TimelineKind.PAGED.value, None, text, document))
+            # Copies of one plan share their list of people (`Plan.copy_for`), and so the line.
+            same = (id(plan.pages), plan.cycle, step, round_, plan.reason, plan.late_by)
+            said = paged.get(same)
+            if said is None:
+                text, data = paged_event(
+                    [person.handle for person in plan.pages],
+                    cycle=plan.cycle,
+                    step=step,
+                    round_=round_,
+                    reason=plan.reason,
+                    late_by=plan.late_by,
+                )
+                said = paged[same] = (text, writer.json(data))
+            rows.append((plan.row.id, at, TimelineKind.PAGED.value, None, *said))
     writer.insert(TIMELINE, TIMELINE_COLUMNS, rows)
 
 
@@ -586,8 +595,9 @@ def _update_cases(writer: BulkWriter, plans: list[Plan], now: datetime) -> None:
             changes["exhausted"] = plan.exhausted
         if plan.cycle != row.escalation_cycle:
             changes["escalation_cycle"] = plan.cycle
-        if plan.assignee != row.assignee_id:
-            changes["assignee_id"] = plan.assignee
+        assignee = plan.assignee
+        if assignee != row.assignee_id:
+            changes["assignee_id"] = assignee
         if row.snoozed_until is not None:  # the snooze is over: the case is back
             changes["snoozed_until"] = None
             changes["snooze_reason"] = ""
