@@ -190,7 +190,10 @@ class EngineRunner:
         self.filing_every = filing_every
         self.on_cycle = on_cycle
         self.jobstore = f"vigil-engine:{engine.name}"
-        self._cycles = _Waker(f"vigil-engine:{engine.name}", self._cycle)
+        self._cycles = _Waker(f"vigil-engine:{engine.name}", self._cycle_or_arm)
+        self._asked = threading.Lock()
+        self._cycle_asked = False
+        """A full cycle was asked for since the last (else a wake-up only re-arms)."""
         self.cycles_down = OutageLog(f"escalation cycles of {engine.name}", engine.clock)
         self.outbox_down = OutageLog(f"the webhook outbox of {engine.name}", engine.clock)
         self.filings_down = OutageLog(f"CyberTipline retries of {engine.name}", engine.clock)
@@ -260,11 +263,17 @@ class EngineRunner:
 
     def wake(self) -> None:
         """Run a cycle now (thread-safe); call it after a local change such as a new case."""
+        with self._asked:
+            self._cycle_asked = True
         self._cycles.wake()
 
     def paged_elsewhere(self) -> None:
         """Cases were paged outside a cycle (step 1, in the transaction that opened them):
-        arm the next due time anew and deliver their webhook pages now."""
+        arm the next due time anew and deliver their webhook pages now.
+
+        Only re-armed, on the cycles' own thread (so an older arming never overwrites it):
+        nothing of those cases is due yet, and a storm of alerts would otherwise run a whole
+        cycle, with its reads and its heartbeat's write, after every alert."""
         self._cycles.wake()
         self._outbox.wake()
 
@@ -283,7 +292,18 @@ class EngineRunner:
 
     def _request_audit(self) -> None:
         self._audit_due = True
-        self._cycles.wake()
+        self.wake()
+
+    def _cycle_or_arm(self) -> None:
+        with self._asked:
+            asked, self._cycle_asked = self._cycle_asked, False
+        if asked:
+            self._cycle()
+            return
+        try:
+            self._arm(None)
+        except Exception as exc:
+            self.cycles_down.failed(exc)
 
     def _cycle(self) -> None:
         result: CycleResult | None = None
@@ -321,8 +341,9 @@ class EngineRunner:
             else:
                 log.info("CyberTipline report of %s: %s", outcome.ref, outcome.status)
 
-    def _arm(self, result: CycleResult) -> None:
-        """Re-arm the wake job at the next due time.
+    def _arm(self, result: CycleResult | None) -> None:
+        """Re-arm the wake job at the next due time (after the cycle that gave `result`, or
+        with None, outside any cycle).
 
         The scheduler runs on the wall clock, the engine on its injected clock: the job is
         armed after the same wait, so the two agree whichever clock the engine has.
@@ -334,8 +355,8 @@ class EngineRunner:
             return
         wait = due - self.engine.clock.now()
         if wait <= timedelta(0):
-            if result.cases:
-                self._cycles.wake()  # more became due while this cycle ran
+            if result is None or result.cases:
+                self.wake()  # due now, or more became due while this cycle ran
                 return
             wait = self.LOCKED_RETRY  # held by another engine or a console: look again
         self.scheduler.add_job(

@@ -45,7 +45,7 @@ from data.escalation import EngineHeartbeat, StepRun
 from data.models import AuditRecord, Case, Delivery, Page, PolicyStep, Responder, TimelineEvent
 from data.oncall import Holiday, Rotation
 from tests.consistency import assert_consistent
-from tests.factories import add_policy, add_responder, add_rotation, add_schedule
+from tests.factories import add_policy, add_responder, add_rotation, add_schedule, wait_until
 
 T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 PageKey = tuple[str, int, int, int]
@@ -1154,6 +1154,46 @@ async def test_runner_under_an_asyncio_scheduler(sqlite_desk: Desk) -> None:
         runner.stop()
         scheduler.shutdown(wait=False)
     desk.assert_pages([("ana", 0, 1, 0)])
+
+
+def test_a_case_paged_as_it_opened_only_rearms_the_runner(sqlite_desk: Desk) -> None:
+    """Step 1 paged in the transaction that opened the case (as `vigil serve` does): the
+    runner arms its wake-up for the next step without a cycle of its own, so a storm of
+    alerts costs no cycle (nor heartbeat write) each. Something due now still gets one."""
+    desk = sqlite_desk
+    cycles: list[CycleResult] = []
+    scheduler = BackgroundScheduler(timezone=UTC)
+    runner = EngineRunner(desk.engine, scheduler, on_cycle=cycles.append)
+    wake_id = runner.job_ids["wake"]
+
+    def armed() -> timedelta | None:
+        job = scheduler.get_job(wake_id, runner.jobstore)
+        return None if job is None else job.next_run_time - datetime.now(UTC)
+
+    scheduler.start()
+    try:
+        runner.start()
+        wait_until(lambda: len(cycles) == 1, "the first cycle", timedelta(seconds=10))
+        assert armed() is None  # nothing open, nothing to wake for
+        paging = CaseService(desk.db, desk.clock, escalation=desk.engine.page_within)
+        ref = paging.open_case(
+            "ana", title="EDR", category="edr", severity=1, policy="standard"
+        ).ref
+        assert desk.pages(ref) == [("ana", 0, 1, 0)]
+        runner.paged_elsewhere()
+        wait_until(lambda: armed() is not None, "the wake-up armed", timedelta(seconds=10))
+        wait = armed()
+        assert wait is not None
+        assert timedelta(minutes=4) < wait <= timedelta(minutes=5)
+        unpaged = desk.open()  # no escalation hook: its step 1 is due now, not yet paged
+        runner.paged_elsewhere()
+        wait_until(lambda: desk.pages(unpaged) != [], "the due case paged", timedelta(seconds=10))
+    finally:
+        runner.stop()
+        scheduler.shutdown()
+    assert [cycle.pages for cycle in cycles] == [0, 1]
+    with desk.db.read() as session:
+        assert session.exec(select(EngineHeartbeat.cycles)).all() == [2]
 
 
 def test_runner_reports_a_failing_cycle_once_then_once_a_minute(
