@@ -37,7 +37,7 @@ from app.services.team.apply import apply_team
 from app.services.team.parse import parse_team
 from bench._figures import record
 from bench.bench_engine import scratch_url
-from data.db import SQLITE_BUSY_TIMEOUT_MS, Database
+from data.db import Database
 from data.models import Case, Page
 
 TEAM = """
@@ -126,20 +126,23 @@ async def drive(url: str, events: list[dict[str, object]], clients: int) -> dict
 
 
 OTHER_WRITER = """
-import json, sqlite3, sys, time
+import json, sys, time
 from pathlib import Path
-path, stop, timeout = sys.argv[1], Path(sys.argv[2]), float(sys.argv[3])
-connection = sqlite3.connect(path, isolation_level=None, timeout=timeout)
-connection.execute("CREATE TABLE IF NOT EXISTS bench_side (n INTEGER)")
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+from data.db import make_engine
+url, stop = sys.argv[1], Path(sys.argv[2])
+writer = make_engine(url).execution_options(vigil_write=True)
+with writer.begin() as connection:
+    connection.execute(text("CREATE TABLE IF NOT EXISTS bench_side (n INTEGER)"))
 waits, failed = [], 0
 while not stop.exists():
     started = time.monotonic()
     try:
-        connection.execute("BEGIN IMMEDIATE")
-        waits.append(time.monotonic() - started)
-        connection.execute("INSERT INTO bench_side VALUES (1)")
-        connection.execute("COMMIT")
-    except sqlite3.OperationalError:
+        with writer.begin() as connection:
+            waits.append(time.monotonic() - started)
+            connection.execute(text("INSERT INTO bench_side VALUES (1)"))
+    except OperationalError:
         failed += 1
     time.sleep(0.05)
 waits.sort()
@@ -147,8 +150,9 @@ print(json.dumps({"writes": len(waits), "failed": failed,
                   "median": waits[len(waits) // 2] if waits else None,
                   "max": waits[-1] if waits else None}))
 """
-"""Another process writing to the same SQLite file every 50 ms while the storm lasts (as a
-console acknowledging would), with the desk's busy timeout: how long it waited for the lock."""
+"""Another process writing to the same SQLite file every 50 ms while the storm lasts, as a
+console acknowledging does (a writer of `data.db`, with its busy timeout and its way of
+waiting for the lock): how long it waited for the lock."""
 
 
 def other_writer(url: str, folder: Path) -> tuple[subprocess.Popen[bytes], Path] | None:
@@ -158,15 +162,9 @@ def other_writer(url: str, folder: Path) -> tuple[subprocess.Popen[bytes], Path]
     stop = folder / "stop-other-writer"
     stop.unlink(missing_ok=True)
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            OTHER_WRITER,
-            url.removeprefix("sqlite:///"),
-            str(stop),
-            str(SQLITE_BUSY_TIMEOUT_MS / 1000),
-        ],
+        [sys.executable, "-c", OTHER_WRITER, url, str(stop)],
         stdout=subprocess.PIPE,
+        cwd=Path(__file__).resolve().parent.parent,
     )
     return process, stop
 

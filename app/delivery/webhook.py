@@ -569,6 +569,15 @@ def claim_due(
     now = clock.now()
     lease_until = now + lease
     jobs: list[WebhookJob] = []
+    if not db.is_postgres:
+        # SQLite has one write lock for everyone: an outbox with nothing due (woken after
+        # every alert of a storm, say) reads that and leaves the lock to those who write.
+        with db.read() as session:
+            if not _sends(db, session):
+                return Claim([], None)
+            next_due = _next_due(session)
+        if next_due is None or next_due > now:
+            return Claim([], next_due)
     with db.write() as session:
         if not _sends(db, session):
             return Claim([], None)

@@ -7,6 +7,7 @@ import json
 import logging
 import random
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,10 +22,12 @@ from sqlmodel import col, select
 
 from app.core.clock import FakeClock, SystemClock
 from app.delivery.webhook import (
+    DEFAULT_SETTINGS,
     OutboxSettings,
     RetryPolicy,
     WebhookOutbox,
     build_payload,
+    claim_due,
     claim_webhook_deliveries,
     encode_payload,
     process_webhook_outbox,
@@ -810,6 +813,32 @@ def test_crash_after_claim_is_retried_after_the_lease(
     assert run(db, clock)[0] == 1
     assert len(server.received) == 1
     assert delivery(db, did).status == "delivered"
+
+
+def test_on_sqlite_an_outbox_with_nothing_due_leaves_the_write_lock_alone(
+    db: Database, clock: FakeClock, serve: Serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite's one write lock is held by another writer (a storm of alerts): an outbox
+    woken with nothing due (its page leased, the next one due later) answers at once from
+    a read, instead of queueing for the lock behind everyone who writes."""
+    monkeypatch.setattr("data.db.SQLITE_BUSY_TIMEOUT_MS", 2000)
+    contact = add_contact(db, serve().url)
+    leased = add_delivery(db, clock, contact, ref="ESC-0001")
+    later = add_delivery(db, clock, contact, ref="ESC-0002", due=clock.now() + timedelta(minutes=5))
+    assert [job.delivery_id for job in claim_webhook_deliveries(db, clock)] == [leased]
+    storm = sqlite3.connect(str(db.engine.url.database), isolation_level=None)
+    storm.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.monotonic()
+        claim = claim_due(db, clock)
+        waited = time.monotonic() - started
+    finally:
+        storm.execute("ROLLBACK")
+        storm.close()
+    assert claim.jobs == []
+    assert claim.next_due == clock.now() + DEFAULT_SETTINGS.lease
+    assert waited < 1.0  # not the 2 s of the busy timeout
+    assert delivery(db, later).status == "pending"
 
 
 @pytest.mark.pg
