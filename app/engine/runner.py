@@ -168,6 +168,8 @@ class EngineRunner:
     """
 
     LOCKED_RETRY = timedelta(milliseconds=100)
+    PAGED_ELSEWHERE_GAP = timedelta(milliseconds=100)
+    """Cases paged outside a cycle within this are re-armed for and delivered together."""
 
     def __init__(
         self,
@@ -194,6 +196,8 @@ class EngineRunner:
         self._asked = threading.Lock()
         self._cycle_asked = False
         """A full cycle was asked for since the last (else a wake-up only re-arms)."""
+        self._paged_soon = False
+        """Cases paged elsewhere are to be re-armed for and delivered (`paged_elsewhere`)."""
         self.cycles_down = OutageLog(f"escalation cycles of {engine.name}", engine.clock)
         self.outbox_down = OutageLog(f"the webhook outbox of {engine.name}", engine.clock)
         self.filings_down = OutageLog(f"CyberTipline retries of {engine.name}", engine.clock)
@@ -269,11 +273,25 @@ class EngineRunner:
 
     def paged_elsewhere(self) -> None:
         """Cases were paged outside a cycle (step 1, in the transaction that opened them):
-        arm the next due time anew and deliver their webhook pages now.
+        arm the next due time anew and deliver their webhook pages, within
+        `PAGED_ELSEWHERE_GAP`.
 
         Only re-armed, on the cycles' own thread (so an older arming never overwrites it):
-        nothing of those cases is due yet, and a storm of alerts would otherwise run a whole
-        cycle, with its reads and its heartbeat's write, after every alert."""
+        nothing of those cases is due yet (a step waits at least a second). And once for
+        all the cases paged within the gap: a storm of alerts would otherwise run a cycle,
+        with its reads and its heartbeat's write, and an outbox's look for due rows, after
+        every alert, each taking its turn at the interpreter from the alerts themselves."""
+        with self._asked:
+            if self._paged_soon:
+                return
+            self._paged_soon = True
+        timer = threading.Timer(self.PAGED_ELSEWHERE_GAP.total_seconds(), self._after_paging)
+        timer.daemon = True
+        timer.start()
+
+    def _after_paging(self) -> None:
+        with self._asked:
+            self._paged_soon = False
         self._cycles.wake()
         self._outbox.wake()
 

@@ -1156,15 +1156,26 @@ async def test_runner_under_an_asyncio_scheduler(sqlite_desk: Desk) -> None:
     desk.assert_pages([("ana", 0, 1, 0)])
 
 
-def test_a_case_paged_as_it_opened_only_rearms_the_runner(sqlite_desk: Desk) -> None:
+def test_a_case_paged_as_it_opened_only_rearms_the_runner(
+    sqlite_desk: Desk, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Step 1 paged in the transaction that opened the case (as `vigil serve` does): the
-    runner arms its wake-up for the next step without a cycle of its own, so a storm of
-    alerts costs no cycle (nor heartbeat write) each. Something due now still gets one."""
+    runner arms its wake-up for the next step without a cycle of its own, once for all the
+    cases paged within a tenth of a second, so a storm of alerts costs no cycle (nor
+    heartbeat write) each. Something due now still gets one."""
     desk = sqlite_desk
     cycles: list[CycleResult] = []
     scheduler = BackgroundScheduler(timezone=UTC)
     runner = EngineRunner(desk.engine, scheduler, on_cycle=cycles.append)
     wake_id = runner.job_ids["wake"]
+    armings: list[datetime | None] = []
+    next_due_at = desk.engine.next_due_at
+
+    def counted() -> datetime | None:
+        armings.append(next_due_at())
+        return armings[-1]
+
+    monkeypatch.setattr(desk.engine, "next_due_at", counted)
 
     def armed() -> timedelta | None:
         job = scheduler.get_job(wake_id, runner.jobstore)
@@ -1180,8 +1191,12 @@ def test_a_case_paged_as_it_opened_only_rearms_the_runner(sqlite_desk: Desk) -> 
             "ana", title="EDR", category="edr", severity=1, policy="standard"
         ).ref
         assert desk.pages(ref) == [("ana", 0, 1, 0)]
-        runner.paged_elsewhere()
+        before = len(armings)
+        for _ in range(50):  # fifty alerts in a burst
+            runner.paged_elsewhere()
         wait_until(lambda: armed() is not None, "the wake-up armed", timedelta(seconds=10))
+        threading.Event().wait(3 * runner.PAGED_ELSEWHERE_GAP.total_seconds())
+        assert len(armings) == before + 1
         wait = armed()
         assert wait is not None
         assert timedelta(minutes=4) < wait <= timedelta(minutes=5)
