@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Text, and_, cast, func, or_
+from sqlalchemy import ColumnElement, Text, and_, cast, func, literal, or_
 from sqlmodel import Session, col, select
 
 from data.db import held_for_transaction
@@ -81,21 +81,24 @@ def batch_entry(record: AuditRecord, ref: str) -> tuple[str, dict[str, Any]] | N
     return None
 
 
-def records_of_case(session: Session, ref: str) -> list[tuple[AuditRecord, str, dict[str, Any]]]:
-    """Every record about case `ref` in chain order, each with the action and detail it
-    records for the case: the case's own records, and the engine batches that list it.
-
-    The batches are found by their partial index and the ref's text in their detail, then
-    checked exactly."""
+def about_case(ref: ColumnElement[str] | str) -> ColumnElement[bool]:
+    """Audit records about case `ref` (a value, or a column of a query that joins cases):
+    its own, and the engine batches whose detail names it. A batch is matched by the ref's
+    text, quoted, so a reader that needs it exact checks with `batch_entry`."""
     own = col(AuditRecord.case_ref) == ref
-    mention = and_(
+    named = literal('%"').concat(ref).concat(literal('"%'))
+    in_batch = and_(
         col(AuditRecord.case_ref).is_(None),
         col(AuditRecord.action) == ENGINE_BATCH,
-        cast(AuditRecord.detail, Text).like(f'%"{ref}"%'),
+        cast(AuditRecord.detail, Text).like(named),
     )
-    found = session.exec(
-        select(AuditRecord).where(or_(own, mention)).order_by(col(AuditRecord.seq))
-    )
+    return or_(own, in_batch)
+
+
+def records_of_case(session: Session, ref: str) -> list[tuple[AuditRecord, str, dict[str, Any]]]:
+    """Every record about case `ref` in chain order, each with the action and detail it
+    records for the case: the case's own records, and the engine batches that list it."""
+    found = session.exec(select(AuditRecord).where(about_case(ref)).order_by(col(AuditRecord.seq)))
     said: list[tuple[AuditRecord, str, dict[str, Any]]] = []
     for record in found:
         if record.case_ref == ref:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sqlalchemy import Table, Text, and_, cast, exists, func, literal, not_, or_, select
+from sqlalchemy import Table, and_, exists, func, literal, not_, or_, select
 from sqlalchemy.engine import Connection
 
 from data import audit
@@ -226,13 +226,7 @@ def _delivery_rules() -> dict[str, Rule]:
 def _audit_rules() -> dict[str, Rule]:
     a, c, ch, t = AUDIT.c, CASE.c, CHANGE.c, TIMELINE.c
     # By the case's own record, or by an engine batch's that lists it (`audit.engine_batch`).
-    listed = literal('%"') + c.ref + literal('"%')
-    in_batch = and_(
-        a.case_ref.is_(None),
-        a.action == audit.ENGINE_BATCH,
-        cast(a.detail, Text).like(listed),
-    )
-    audited = exists().where(a.at == ch.at, or_(a.case_ref == c.ref, in_batch))
+    audited = exists().where(a.at == ch.at, audit.about_case(c.ref))
     revealed = exists().where(a.case_ref == c.ref, a.at == t.at, a.action == "case.reveal")
     return {
         "a case change has no audit record": lambda connection: _rows(

@@ -626,9 +626,7 @@ def _append_audit(writer: BulkWriter, head: AuditHead, plans: list[Plan], now: d
         groups: dict[tuple[Any, ...], tuple[str, dict[str, Any], list[str]]] = {}
         for plan in plans:
             key, plan_detail = plan.detail()
-            group = groups.get((plan.action, *key))
-            if group is None:
-                group = groups[(plan.action, *key)] = (plan.action, plan_detail, [])
+            group = groups.setdefault((plan.action, *key), (plan.action, plan_detail, []))
             group[2].append(plan.row.ref)
         action, ref, detail = audit.ENGINE_BATCH, None, audit.engine_batch(groups.values())
     seq = head.seq + 1
