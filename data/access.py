@@ -465,8 +465,8 @@ END
 $fn$;""",
         f"REVOKE ALL ON FUNCTION {q}.vigil_settled(xid) FROM PUBLIC;",
         f"GRANT EXECUTE ON FUNCTION {q}.vigil_settled(xid) TO {everyone};",
-        # Details are written once (sealed just after the case's INSERT, in its
-        # transaction); people never overwrite them, as they never read them.
+        # Details are written once (sealed in the case's INSERT); people never overwrite
+        # them, as they never read them.
         f"""CREATE OR REPLACE FUNCTION {q}.vigil_details_once() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 BEGIN

@@ -235,6 +235,25 @@ def queue_position(session: Session, flt: QueueFilter, case: Case) -> int | None
     return int(session.exec(statement).one())
 
 
+def next_case_number(session: Session) -> tuple[int, int]:
+    """The number of the next case's reference (`ESC-0042`) and the id its row takes, read
+    by a writer that holds the audit chain's lock (so no other writer opens a case between).
+
+    The id is known before the row is written, so its details are sealed in the INSERT
+    itself rather than by an UPDATE after it: on SQLite the id SQLite would choose, on
+    PostgreSQL the id column's own sequence (shared with every other writer)."""
+    if session.get_bind().dialect.name != "postgresql":
+        number = (session.exec(select(func.max(Case.id))).one() or 0) + 1
+        return number, number
+    taken = session.execute(
+        text(
+            """SELECT (SELECT coalesce(max(id), 0) FROM "case") + 1, """
+            """nextval(pg_get_serial_sequence('"case"', 'id'))"""
+        )
+    ).one()
+    return int(taken[0]), int(taken[1])
+
+
 def case_by_ref(session: Session, ref: str) -> Case | None:
     return session.exec(select(Case).where(Case.ref == ref.strip().upper())).first()
 

@@ -377,6 +377,9 @@ def claim_due(
     columns = [writer.quote(name) for name in DUE_COLUMNS]
     if writer.postgres:
         columns[-1] += "::text"
+    if ids is not None and len(ids) <= limit:
+        # Named cases, as few as a case being opened: their rows at once, in one statement.
+        return _locked_due(writer, f"SELECT {', '.join(columns)} FROM {table}", where, params)
     # SQLite: this transaction holds the only writer lock, so the earliest rows are read
     # whole at once; PostgreSQL: their ids first, then the rows locked (below).
     picked = ", ".join(columns) if not writer.postgres else "id"
@@ -395,14 +398,17 @@ def claim_due(
     if not chosen:
         return []
     chosen_in, chosen_params = writer.among(chosen)
-    sql = (
-        f"SELECT {', '.join(columns)} FROM {table} "
-        f"WHERE status IN ({writer.marker}, {writer.marker}) AND {where} AND {chosen_in}"
-    )
+    selected = f"SELECT {', '.join(columns)} FROM {table}"
+    return _locked_due(writer, selected, f"{where} AND {chosen_in}", [*params, *chosen_params])
+
+
+def _locked_due(writer: BulkWriter, selected: str, where: str, params: list[Any]) -> list[DueCase]:
+    """The due rows `where` says, earliest first, locked for this transaction."""
+    sql = f"{selected} WHERE status IN ({writer.marker}, {writer.marker}) AND {where}"
     if writer.postgres:
         # Several engines share the database: each takes cases the others have not.
         sql += " FOR UPDATE SKIP LOCKED"
-    rows = writer.fetch(sql, [TRIGGERED, ACKNOWLEDGED, *params, *chosen_params])
+    rows = writer.fetch(sql, [TRIGGERED, ACKNOWLEDGED, *params])
     due = [_due_case(writer, row) for row in rows]
     return sorted(due, key=lambda case: (case.next_escalation_at, case.id))
 

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, func, select
+from sqlmodel import col, select
 
 from app.core.errors import BadInput, NotAllowed, NotFound, NothingToDo
 from app.core.text import clean_text, one_line
@@ -211,8 +211,9 @@ class CaseService(Service):
         if routed is None:
             raise BadInput("policy", f"no escalation policy named {opening.policy_name!r}")
         policy, snapshot = routed
-        number = (tx.session.exec(select(func.max(Case.id))).one() or 0) + 1
+        number, case_id = queries.next_case_number(tx.session)
         case = Case(
+            id=case_id,
             ref=f"ESC-{number:04d}",
             title=opening.title,
             category=category.value,
@@ -231,21 +232,8 @@ class CaseService(Service):
             version=0,
         )
         tx.session.add(case)
-        tx.session.flush()
-        assert case.id is not None
-        if opening.links:
-            from data.intake import CaseLink  # intake's tables: only for an alert's links
-
-            for position, (href, text) in enumerate(opening.links):
-                tx.session.add(CaseLink(case_id=case.id, position=position, href=href, text=text))
-        add_timeline(
-            tx.session,
-            case,
-            tx.now,
-            TimelineKind.OPENED,
-            f"Opened by {tx.actor.handle} from {source}; policy {snapshot['name']}",
-            tx.actor.handle,
-        )
+        # Its version set and the change fed: the row's one INSERT, whole (details sealed,
+        # its id known), before the rows that name it.
         tx.finish(
             case,
             "case.open",
@@ -257,8 +245,21 @@ class CaseService(Service):
                 "source": source,
             },
         )
-        tx.escalate(case)
-        return OpenResult(case.ref, case.id, created=True)
+        if opening.links:
+            from data.intake import CaseLink  # intake's tables: only for an alert's links
+
+            for position, (href, text) in enumerate(opening.links):
+                tx.session.add(CaseLink(case_id=case_id, position=position, href=href, text=text))
+        add_timeline(
+            tx.session,
+            case,
+            tx.now,
+            TimelineKind.OPENED,
+            f"Opened by {tx.actor.handle} from {source}; policy {snapshot['name']}",
+            tx.actor.handle,
+        )
+        tx.escalate(case, read_back=False)  # its opener is told its reference, not its row
+        return OpenResult(case.ref, case_id, created=True)
 
     def acknowledge(
         self,

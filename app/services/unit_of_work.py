@@ -136,6 +136,8 @@ class Tx:
     now: datetime
     changed: list[int] = field(default_factory=list)
     to_escalate: list[int] = field(default_factory=list)
+    left_stale: list[Case] = field(default_factory=list)
+    """Escalated cases not read back once paged (`escalate`)."""
     done: list[tuple[str, int]] = field(default_factory=list)
     """(audit action, case id) of each change, in order."""
     refs: dict[int, str] = field(default_factory=dict)
@@ -193,10 +195,14 @@ class Tx:
         self.done.append((action, case.id))
         self.refs[case.id] = case.ref
 
-    def escalate(self, case: Case) -> None:
-        """Page what is due for `case` within this change, before it commits."""
+    def escalate(self, case: Case, *, read_back: bool = True) -> None:
+        """Page what is due for `case` within this change, before it commits. Without
+        `read_back` the row stays as the change left it, marked stale: read again only if
+        touched in this transaction (by a later change of a group), never after it."""
         assert case.id is not None
         self.to_escalate.append(case.id)
+        if not read_back:
+            self.left_stale.append(case)
 
 
 @dataclass
@@ -307,8 +313,12 @@ class UnitOfWork:
         tx.session.flush()
         paged = self._escalation(tx.session, tx.now, ids)
         tx.paged.update({case_id: list(handles) for case_id, handles in paged.items()})
-        for case_id in ids:  # read back as the starter left them
-            tx.session.get(Case, case_id, populate_existing=True)
+        stale = {case.id: case for case in tx.left_stale}
+        for case_id in ids:  # as the starter left them
+            if case_id in stale:
+                tx.session.expire(stale[case_id])
+            else:
+                tx.session.get(Case, case_id, populate_existing=True)
 
     def _told(self, changed: Sequence[int]) -> None:
         """Tell the listener which cases changed, once they are committed. A listener that

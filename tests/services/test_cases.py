@@ -5,14 +5,18 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import event
 from sqlmodel import func, select
 
 from app.core.clock import FakeClock
 from app.core.errors import BadInput, NotAllowed, NotFound, NothingToDo
+from app.engine.runner import EscalationEngine
 from app.services.cases import CaseService
-from data import audit
+from data import audit, queries
 from data.db import Database
+from data.intake import CaseLink
 from data.models import AuditRecord, Case, CaseChange, CaseNote, Page, TimelineEvent
+from data.sealing import is_sealed
 from tests.factories import add_policy, add_responder
 
 
@@ -47,6 +51,55 @@ def test_open_assigns_ref_routes_policy_and_audits(desk: CaseService) -> None:
     assert case.next_escalation_at == desk.clock.now()
     assert case.policy_snapshot["name"] == "standard"  # routed by default
     assert _audit_actions(desk.db) == ["case.open", "case.open"]
+
+
+def test_a_new_case_is_inserted_whole_and_updated_once_by_its_first_page(
+    desk: CaseService, any_db: Database, clock: FakeClock
+) -> None:
+    """Its id is known before its INSERT, so its details are sealed in it and its version
+    set; the first page is its one UPDATE, and the row is not read back for an opener who
+    is told only its reference (each is a statement per alert in a storm)."""
+    paging = CaseService(any_db, clock, escalation=EscalationEngine(any_db, clock).page_within)
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
+        statements.append(" ".join(statement.split()))
+
+    event.listen(any_db.engine, "before_cursor_execute", seen)
+    try:
+        opened = paging.open_case(
+            "ana",
+            title="Threat to life",
+            category="threat_to_life",
+            severity=1,
+            details="the caller's address",
+            policy="emergency",
+            links=[("https://grafana.example/d/1", "dashboard")],
+        )
+    finally:
+        event.remove(any_db.engine, "before_cursor_execute", seen)
+    inserted = [i for i, s in enumerate(statements) if s.startswith('INSERT INTO "case"')]
+    assert len(inserted) == 1
+    # The ORM's UPDATEs (details sealed after the INSERT, the version bumped) are gone; the
+    # page's own is sent by the engine's bulk writer (past SQLAlchemy, on PostgreSQL).
+    updates = [s for s in statements if s.startswith('UPDATE "case"')]
+    assert all("escalation_step" in s for s in updates), updates
+    after_insert = statements[inserted[0] :]
+    assert not [s for s in after_insert if s.startswith('SELECT "case".id')]  # no read-back
+    assert len([s for s in statements if "next_escalation_at <=" in s]) == 1  # due, locked
+    assert opened.paged == ("ana",)
+    with any_db.read() as session:
+        case = session.get(Case, opened.case_id)
+        assert case is not None
+        assert (case.version, case.escalation_step) == (2, 1)
+        assert queries.case_details(session, case) == "the caller's address"
+        links = session.exec(select(CaseLink.href).where(CaseLink.case_id == case.id)).all()
+    assert links == ["https://grafana.example/d/1"]
+    with any_db.engine.connect() as connection:
+        stored = connection.execute(
+            select(Case.details).where(Case.id == opened.case_id)
+        ).scalar_one()
+    assert is_sealed(stored)
 
 
 def test_explicit_policy_is_frozen_onto_the_case(desk: CaseService) -> None:
