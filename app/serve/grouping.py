@@ -53,15 +53,18 @@ class _Request:
     integration: str
     outcome: IntakeOutcome
     """The caller's: what the events did is added once it is committed."""
-    loop: asyncio.AbstractEventLoop
-    written: asyncio.Future[None]
-    """Settled on `loop` once the request's events are written (or refused)."""
+    waiting: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None
+    """A grouped request's caller: its loop, and the future settled on it once the
+    request's events are written (or refused)."""
     error: BaseException | None = None
 
     def settle(self) -> None:
         """Wake the caller, from the writer's thread."""
+        if self.waiting is None:
+            return
+        loop, written = self.waiting
         with contextlib.suppress(RuntimeError):  # its loop is gone: nobody is waiting
-            self.loop.call_soon_threadsafe(_settle, self.written)
+            loop.call_soon_threadsafe(_settle, written)
 
 
 def _settle(written: asyncio.Future[None]) -> None:
@@ -112,13 +115,15 @@ class GroupCommit:
         committed. Raises what the database raised if it is in trouble."""
         if not events:
             return
-        loop = asyncio.get_running_loop()
-        request = _Request(events, integration, outcome, loop, loop.create_future())
+        request = _Request(events, integration, outcome)
         if not self._together:
             await to_thread.run_sync(self._write, [request])
             if request.error is not None:
                 raise request.error
             return
+        loop = asyncio.get_running_loop()
+        written = loop.create_future()
+        request.waiting = (loop, written)
         with self._wakeup:
             if self._closed:
                 raise RuntimeError("intake is closed: the server is stopping")
@@ -130,7 +135,7 @@ class GroupCommit:
                 self._thread = writer
             self._queued.append(request)
             self._wakeup.notify()
-        await request.written
+        await written
         if request.error is not None:
             raise request.error
 
