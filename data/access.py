@@ -189,6 +189,8 @@ def _grants(schema: str, prefix: str, tables: Iterable[str]) -> list[str]:
     out.append(f"GRANT UPDATE (gone_at) ON {q}.contact_method TO {rest};")
     # A heartbeat monitor's beat (the intake service) and its silence (any engine).
     out.append(f"GRANT UPDATE (last_beat_at, down_since) ON {q}.integration TO {rest};")
+    # An engine clears the heartbeats of engines long gone (`app.engine.cycle`).
+    out.append(f"GRANT DELETE ON {q}.engine_heartbeat TO {everyone};")
     # A swap taken where the desk needs no approval places its taker (row security below).
     out.append(f"GRANT INSERT ON {q}.override TO {rest};")
     return out

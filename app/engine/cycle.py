@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy.exc import ProgrammingError
 from sqlmodel import Session, col, func, select
 
 from app.core.clock import Clock
@@ -62,6 +63,9 @@ WRITE_SLICE = 250
 """Cases whose rows are sent together within a batch (see `_run_batch`)."""
 RETRY_FAILED_AFTER = timedelta(minutes=1)
 HEARTBEATS = table_of(EngineHeartbeat)
+HEARTBEATS_KEPT = timedelta(days=7)
+"""How long a heartbeat outlives its engine's last cycle. Every process that runs an engine
+beats under a name of its own, so without clearing them the table grows by a row a start."""
 
 
 # --- names ------------------------------------------------------------------------
@@ -155,6 +159,8 @@ class EscalationEngine:
         self.started_at: datetime | None = None
         """When the first cycle ran (the database's time)."""
         self._failing: dict[int, datetime] = {}
+        self._cleared = False
+        """Whether old heartbeats were cleared (`_clear_old_heartbeats`)."""
 
     # -- public ---------------------------------------------------------------------
 
@@ -411,6 +417,21 @@ class EscalationEngine:
         )
         with self.db.write() as session:
             session.execute(statement)
+            if not self._cleared:
+                self._clear_old_heartbeats(session, now)
+        self._cleared = True
+
+    def _clear_old_heartbeats(self, session: Session, now: datetime) -> None:
+        """Once per engine, with its first heartbeat: those of engines gone for
+        `HEARTBEATS_KEPT` (a login that may not delete them, on a desk whose roles predate
+        this, leaves them)."""
+        try:
+            with session.begin_nested():
+                session.execute(
+                    HEARTBEATS.delete().where(HEARTBEATS.c.last_cycle_at < now - HEARTBEATS_KEPT)
+                )
+        except ProgrammingError as exc:
+            log.info("%s: old engine heartbeats left in place: %s", self.name, exc.orig)
 
 
 def last_heartbeat(

@@ -286,6 +286,31 @@ def test_the_services_run_as_their_own_logins(desk: Desk, tmp_path: Path) -> Non
     assert "permission denied" in desk.refused("relay", "DELETE FROM audit_record")
 
 
+def test_an_engines_login_clears_old_heartbeats_and_still_beats_where_it_may_not(
+    desk: Desk,
+) -> None:
+    """A desk whose roles predate the grant to delete heartbeats: its engine beats and
+    leaves them; once `vigil db roles` grants it, the next engine to start clears them."""
+    gone = (desk.clock.now() - timedelta(days=8)).isoformat()
+    desk.owner_scalar(
+        "INSERT INTO engine_heartbeat (name, started_at, last_cycle_at, cycles) "
+        f"VALUES ('engine@gone/1/aaaaaa', '{gone}', '{gone}', 3)"
+    )
+    engines = desk.login("engine")  # the escalator's group
+    desk.owner_scalar(f"REVOKE DELETE ON engine_heartbeat FROM {engines}")
+    code, _out, err = desk.vigil("escalator", "engine", "--once")
+    assert code == 0, err
+    names = desk.owner_engine_rows("SELECT name FROM engine_heartbeat")
+    assert len(names) == 2
+    assert "engine@gone/1/aaaaaa" in names
+    desk.owner_scalar(f"GRANT DELETE ON engine_heartbeat TO {engines}")
+    code, _out, err = desk.vigil("escalator", "engine", "--once")
+    assert code == 0, err
+    names = desk.owner_engine_rows("SELECT name FROM engine_heartbeat")
+    assert len(names) == 2
+    assert "engine@gone/1/aaaaaa" not in names
+
+
 # --- what you may do, by plain SQL -----------------------------------------------------
 
 

@@ -858,6 +858,27 @@ def test_heartbeat_and_next_due(desk: Desk) -> None:
     desk.assert_pages([("ana", 0, 1, 0)])
 
 
+def test_an_engine_clears_the_heartbeats_of_engines_gone_a_week_once(desk: Desk) -> None:
+    """Each process beats under a name of its own: without this, a row a start forever."""
+
+    def beat_of(name: str, days_ago: float) -> EngineHeartbeat:
+        at = T0 - timedelta(days=days_ago)
+        return EngineHeartbeat(name=name, started_at=at, last_cycle_at=at, cycles=3)
+
+    with desk.db.write() as session:
+        session.add(beat_of("engine@gone/1/aaaaaa", 7.01))
+        session.add(beat_of("engine@resting/2/bbbbbb", 6.99))
+    desk.run()
+    with desk.db.read() as session:
+        names = set(session.exec(select(EngineHeartbeat.name)).all())
+    assert names == {"engine@resting/2/bbbbbb", desk.engine.name}
+    with desk.db.write() as session:  # gone since: cleared by the next engine to start
+        session.add(beat_of("engine@gone-later/3/cccccc", 8))
+    desk.advance(minutes=1)
+    with desk.db.read() as session:
+        assert session.get(EngineHeartbeat, "engine@gone-later/3/cccccc") is not None
+
+
 # --- targets at page time ----------------------------------------------------------
 
 
