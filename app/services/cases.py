@@ -210,7 +210,7 @@ class CaseService(Service):
         routed = routed_snapshot(tx.session, category.value, opening.policy_name)
         if routed is None:
             raise BadInput("policy", f"no escalation policy named {opening.policy_name!r}")
-        policy, snapshot = routed
+        policy_id, snapshot = routed
         number, case_id = queries.next_case_number(tx.session)
         case = Case(
             id=case_id,
@@ -224,7 +224,7 @@ class CaseService(Service):
             details=opening.details,
             dedup_key=opening.dedup_key,
             source=source,
-            policy_id=policy.id if policy else None,
+            policy_id=policy_id,
             policy_snapshot=snapshot,
             created_at=tx.now,
             updated_at=tx.now,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from app.rules.notify import parse_high_urgency
@@ -128,34 +130,36 @@ def snapshot_policy(session: Session, policy: Policy) -> dict[str, Any]:
         .where(PolicyStep.policy_id == policy.id)
         .order_by(col(PolicyStep.position))
     ).all()
+    return _snapshot(
+        policy.name,
+        policy.repeat,
+        policy.ack_timeout_seconds,
+        policy.high_urgency,
+        [(step.delay_seconds, step.targets, step.require_all) for step in steps],
+    )
+
+
+def _snapshot(
+    name: str,
+    repeat: int,
+    ack_timeout_seconds: int | None,
+    high_urgency: str | None,
+    steps: Sequence[tuple[int, Sequence[str], bool]],
+) -> dict[str, Any]:
+    """What a case freezes of its policy: the policy's fields and its steps, in order."""
     urgency: dict[str, Any] = {}
-    if policy.high_urgency:
-        urgency["high_urgency"] = list(parse_high_urgency(policy.high_urgency))
+    if high_urgency:
+        urgency["high_urgency"] = list(parse_high_urgency(high_urgency))
     return {
         **urgency,
-        "name": policy.name,
-        "repeat": policy.repeat,
-        "ack_timeout_seconds": policy.ack_timeout_seconds,
+        "name": name,
+        "repeat": repeat,
+        "ack_timeout_seconds": ack_timeout_seconds,
         "steps": [
-            {
-                "delay_seconds": step.delay_seconds,
-                "targets": list(step.targets),
-                "require_all": step.require_all,
-            }
-            for step in steps
+            {"delay_seconds": delay, "targets": list(targets), "require_all": require_all}
+            for delay, targets, require_all in steps
         ],
     }
-
-
-def route_policy(session: Session, category: str, explicit: str | None) -> Policy | None:
-    """The explicit policy, else the category's route, else the default route."""
-    if explicit:
-        return session.exec(select(Policy).where(Policy.name == explicit)).first()
-    keys = (category, "default")
-    routes = session.exec(select(Routing).where(col(Routing.category).in_(keys))).all()
-    by_key = {route.category: route for route in routes}
-    route = by_key.get(category) or by_key.get("default")
-    return None if route is None else session.get(Policy, route.policy_id)
 
 
 _ROUTED = "vigil.routed"
@@ -164,20 +168,56 @@ _ROUTED = "vigil.routed"
 
 def routed_snapshot(
     session: Session, category: str, explicit: str | None
-) -> tuple[Policy | None, dict[str, Any]] | None:
-    """`route_policy` and the snapshot a new case freezes of it (the fallback policy's when
-    nothing routes), read once per transaction: a group of alerts opened together routes
-    the same way each time. None when `explicit` names no policy."""
+) -> tuple[int | None, dict[str, Any]] | None:
+    """The id of the policy a new case of `category` follows (the explicit one, else the
+    category's route, else the default route) and the snapshot the case freezes of it (the
+    fallback policy's, with no id, when nothing routes); None when `explicit` names no
+    policy. Read in one statement, once per transaction: a group of alerts opened together
+    routes the same way each time."""
     routed = held_for_transaction(session, _ROUTED)
     key = (category, explicit)
     if key not in routed:
-        policy = route_policy(session, category, explicit)
-        if explicit and policy is None:
-            routed[key] = None
-        else:
-            routed[key] = (policy, snapshot_policy(session, policy) if policy else FALLBACK_POLICY)
+        routed[key] = _route(session, category, explicit)
     found = routed[key]
     return None if found is None else (found[0], copy.deepcopy(found[1]))
+
+
+def _route(
+    session: Session, category: str, explicit: str | None
+) -> tuple[int | None, dict[str, Any]] | None:
+    """`routed_snapshot`'s reading: the candidate policies' rows, one per step, keyed by
+    the route (or the explicit name) that reached them."""
+    statement = (
+        sa_select(
+            col(Routing.category) if not explicit else col(Policy.name),
+            col(Policy.id),
+            col(Policy.name),
+            col(Policy.repeat),
+            col(Policy.ack_timeout_seconds),
+            col(Policy.high_urgency),
+            col(PolicyStep.delay_seconds),
+            col(PolicyStep.targets),
+            col(PolicyStep.require_all),
+        )
+        .select_from(Policy)
+        .outerjoin(PolicyStep, col(PolicyStep.policy_id) == col(Policy.id))
+        .order_by(col(PolicyStep.position))
+    )
+    if explicit:
+        statement = statement.where(col(Policy.name) == explicit)
+    else:
+        statement = statement.join(Routing, col(Routing.policy_id) == col(Policy.id)).where(
+            col(Routing.category).in_((category, "default"))
+        )
+    by_route: dict[str, list[Any]] = {}
+    for row in session.execute(statement).all():
+        by_route.setdefault(row[0], []).append(row)
+    rows = by_route.get(explicit or category) or by_route.get("default")
+    if not rows:
+        return None if explicit else (None, FALLBACK_POLICY)
+    _route_key, policy_id, name, repeat, ack_timeout, high_urgency = rows[0][:6]
+    steps = [(row[6], row[7], row[8]) for row in rows if row[6] is not None]
+    return policy_id, _snapshot(name, repeat, ack_timeout, high_urgency, steps)
 
 
 def sla_table(session: Session) -> dict[int, tuple[int, int]]:
