@@ -21,7 +21,7 @@ from typing import Any
 from sqlmodel import Session
 
 from app.rules.notify import Contact, Profile, SupportHours, urgency_of
-from app.services.paging import contacts_as, contacts_of, profile_of
+from app.services.paging import contacts_of, profile_of
 from app.services.policies import FALLBACK_POLICY, PolicySnapshot
 from app.services.targets import resolve_reach
 from data.clock import how_long
@@ -172,8 +172,7 @@ class Resolver:
         if found is None:
             people = resolve_reach(self.session, list(targets), at)
             unknown = [p.id for p, _ in people if p.id is not None and p.id not in self._contacts]
-            for responder_id, methods in contacts_of(self.session, unknown).items():
-                self._contacts[responder_id] = contacts_as(methods)
+            self._contacts.update(contacts_of(self.session, unknown))
             found = [
                 Person(p.id, p.handle, self._contacts[p.id], profile_of(p), support)
                 for p, support in people

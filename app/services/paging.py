@@ -26,23 +26,24 @@ HELD = "held"
 """An outbox row not due yet (a rule's delay, quiet hours); it turns pending when due."""
 
 
-def contacts_of(session: Session, responder_ids: Sequence[int]) -> dict[int, list[ContactMethod]]:
-    found: dict[int, list[ContactMethod]] = {rid: [] for rid in responder_ids}
-    if not responder_ids:
-        return found
-    rows = session.exec(
-        select(ContactMethod)
-        .where(col(ContactMethod.responder_id).in_(responder_ids))
-        .order_by(col(ContactMethod.position))
-    ).all()
-    for contact in rows:
-        found[contact.responder_id].append(contact)
-    return found
-
-
-def contacts_as(methods: Sequence[ContactMethod]) -> tuple[Contact, ...]:
-    """Contact methods as plain values: what notification rules call each of them."""
-    return tuple(Contact(m.id or 0, m.kind, m.name or m.kind) for m in methods)
+def contacts_of(session: Session, responder_ids: Sequence[int]) -> dict[int, tuple[Contact, ...]]:
+    """Each responder's contact methods, in order, as the plain values notification rules
+    work with. Only those columns are read: nothing sealed is opened."""
+    found: dict[int, list[Contact]] = {rid: [] for rid in responder_ids}
+    if responder_ids:
+        rows = session.exec(
+            select(
+                col(ContactMethod.responder_id),
+                col(ContactMethod.id),
+                col(ContactMethod.kind),
+                col(ContactMethod.name),
+            )
+            .where(col(ContactMethod.responder_id).in_(responder_ids))
+            .order_by(col(ContactMethod.position))
+        ).all()
+        for responder_id, contact_id, kind, name in rows:
+            found[responder_id].append(Contact(contact_id or 0, kind, name or kind))
+    return {rid: tuple(contacts) for rid, contacts in found.items()}
 
 
 def profile_of(responder: Responder) -> Profile:
@@ -101,8 +102,8 @@ def page_responders(
     pages: list[Page] = []
     for responder in responders:
         assert responder.id is not None
-        methods = contacts[responder.id]
-        if not methods:
+        ways = contacts[responder.id]
+        if not ways:
             continue
         page = Page(
             case_id=case.id,
@@ -117,7 +118,7 @@ def page_responders(
         session.add(page)
         session.flush()
         assert page.id is not None
-        for notice in notices(contacts_as(methods), profile_of(responder), urgency, now):
+        for notice in notices(ways, profile_of(responder), urgency, now):
             session.add(
                 Delivery(
                     page_id=page.id,
