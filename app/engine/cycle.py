@@ -328,14 +328,15 @@ class EscalationEngine:
         cycle, so no cycle pages it again. Returns the handles paged, by case id.
 
         Unlike a cycle, a failure is not set aside for a retry: it undoes the caller's
-        change, which is the point (never a case stored without its first page).
+        change, which is the point (never a case stored without its first page). The
+        caller's change has fed each case to the consoles already (`record_change`).
         """
         head = audit.lock_head(session)
         writer = BulkWriter(session)
         due = claim_due(writer, now, case_ids, (), len(case_ids))
         resolver = Resolver(session, now)
         plans = [plan_case(case, now, resolver) for case in due]
-        self._write(writer, head, plans, resolver, careful=False)
+        self._write(writer, head, plans, resolver, careful=False, fed=True)
         return {plan.row.id: [person.handle for person in plan.pages] for plan in plans}
 
     def _write(
@@ -346,9 +347,10 @@ class EscalationEngine:
         resolver: Resolver,
         *,
         careful: bool,
+        fed: bool = False,
     ) -> None:
         """Write the plans of one batch at the resolver's instant (`careful`: claims someone
-        already holds are left out)."""
+        already holds are left out; `fed`: see `write_plans`)."""
         now = resolver.at
         if careful:
             drop_existing_claims(writer, plans)
@@ -358,7 +360,7 @@ class EscalationEngine:
         with writer.pipelined():
             for start in range(0, len(plans), WRITE_SLICE):
                 sliced = plans[start : start + WRITE_SLICE]
-                write_plans(writer, head, sliced, now, self.name)
+                write_plans(writer, head, sliced, now, self.name, fed=fed)
 
     def _plan_all(
         self, resolver: Resolver, due: Sequence[DueCase], now: datetime, result: CycleResult

@@ -466,14 +466,22 @@ def drop_existing_claims(writer: BulkWriter, plans: list[Plan]) -> None:
 
 
 def write_plans(
-    writer: BulkWriter, head: AuditHead, plans: list[Plan], now: datetime, engine_name: str
+    writer: BulkWriter,
+    head: AuditHead,
+    plans: list[Plan],
+    now: datetime,
+    engine_name: str,
+    *,
+    fed: bool = False,
 ) -> None:
     """Write plans: one statement per table, committed with the batch (on PostgreSQL,
-    call it inside `writer.pipelined()`: nothing here waits for an answer)."""
+    call it inside `writer.pipelined()`: nothing here waits for an answer). `fed`: the
+    change feed already names each case in this transaction (a change paging its own
+    cases), so consoles are told once."""
     _insert_claims(writer, plans, writer.when(now), engine_name)
     _insert_pages(writer, plans, now)
     _insert_timeline(writer, plans, now)
-    _update_cases(writer, plans, now)
+    _update_cases(writer, plans, now, fed=fed)
     _append_audit(writer, head, plans, now)
     writer.session.add(head)
 
@@ -582,7 +590,7 @@ def _insert_timeline(writer: BulkWriter, plans: list[Plan], now: datetime) -> No
     writer.insert(TIMELINE, TIMELINE_COLUMNS, rows)
 
 
-def _update_cases(writer: BulkWriter, plans: list[Plan], now: datetime) -> None:
+def _update_cases(writer: BulkWriter, plans: list[Plan], now: datetime, *, fed: bool) -> None:
     """The bulk form of `record_change`: state, version, updated_at, queue rank, feed.
 
     Only the columns that change are set (grouped by which ones): rewriting an indexed
@@ -616,7 +624,8 @@ def _update_cases(writer: BulkWriter, plans: list[Plan], now: datetime) -> None:
     updated_at = writer.when(now)
     for columns, rows in groups.items():
         writer.update(CASES, columns, rows, touch=updated_at)
-    writer.insert(CHANGES, ("case_id", "at"), [(plan.row.id, updated_at) for plan in plans])
+    if not fed:
+        writer.insert(CHANGES, ("case_id", "at"), [(plan.row.id, updated_at) for plan in plans])
 
 
 def _append_audit(writer: BulkWriter, head: AuditHead, plans: list[Plan], now: datetime) -> None:

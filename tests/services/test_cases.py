@@ -92,6 +92,8 @@ def test_a_new_case_is_inserted_whole_and_updated_once_by_its_first_page(
         case = session.get(Case, opened.case_id)
         assert case is not None
         assert (case.version, case.escalation_step) == (2, 1)
+        changes = session.exec(select(CaseChange).where(CaseChange.case_id == case.id)).all()
+        assert len(changes) == 1  # the consoles are told once, the page included
         assert queries.case_details(session, case) == "the caller's address"
         links = session.exec(select(CaseLink.href).where(CaseLink.case_id == case.id)).all()
     assert links == ["https://grafana.example/d/1"]
