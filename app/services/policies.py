@@ -185,8 +185,9 @@ def routed_snapshot(
 def _route(
     session: Session, category: str, explicit: str | None
 ) -> tuple[int | None, dict[str, Any]] | None:
-    """`routed_snapshot`'s reading: the candidate policies' rows, one per step, keyed by
-    the route (or the explicit name) that reached them."""
+    """`routed_snapshot`'s reading, in one statement: a row per step of each candidate
+    policy (the explicit one, else those the category's route and the default route
+    reach), grouped by what reached it; the category's route wins over the default's."""
     statement = (
         sa_select(
             col(Routing.category) if not explicit else col(Policy.name),
