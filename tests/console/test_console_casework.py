@@ -19,7 +19,8 @@ from textual.pilot import Pilot
 from textual.widgets import Input
 
 from app.console import build_app
-from app.console.screens.casework import ChoiceDialog, FormDialog
+from app.console.desk import read_casework
+from app.console.screens.casework import CaseworkLoaded, ChoiceDialog, FormDialog
 from app.console.screens.dialogs import Confirm, ConfirmWithY
 from app.console.screens.queue import QueueScreen
 from app.core.clock import FakeClock
@@ -209,6 +210,31 @@ async def test_a_read_from_before_the_reveal_does_not_hide_the_revealed_casework
         assert revealed in _pane(console)
         assert console.screen._casework is not None
         assert console.screen._casework[0].revealed
+
+
+async def test_a_casework_read_begun_before_a_change_does_not_paint_over_it(
+    desk: CaseworkService, open_console: Callable[..., Any]
+) -> None:
+    """Reads of the casework run in several threads (the pane's own, the change feed's)
+    and may answer out of order: one begun before a change, answering after the read that
+    saw the change, is dropped rather than painting the old facts back."""
+    _page(desk, "EDR: Metro Police, welfare concern", "edr")
+    async with open_console("ana") as console:
+        screen = console.screen
+        case_id = screen.detail_case
+        assert case_id is not None
+        begun_before = next(screen._casework_reads)
+        stale = read_casework(desk.db, desk.clock, case_id, revealed=False)
+        assert stale is not None
+        before = _pane(console)
+
+        await _verify_all(console)
+        after = _pane(console)
+        assert after != before
+
+        screen.post_message(CaseworkLoaded(case_id, *stale, begun_before))
+        await console.settle()
+        assert _pane(console) == after
 
 
 async def test_a_specialists_disclosure_before_verification_is_refused(

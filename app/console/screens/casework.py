@@ -63,6 +63,7 @@ class CaseworkLoaded(Message, bubble=False):
     case_id: int
     view: CaseworkView | None
     choices: CaseworkChoices
+    read_order: int = 0  # when the read began: a read begun later saw later data
 
 
 @dataclass(frozen=True, slots=True)

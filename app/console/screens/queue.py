@@ -8,6 +8,7 @@ rows around the viewport, with the cursor kept on its case.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -494,6 +495,10 @@ class QueueScreen(Screen[None]):
         self.casework_flows = CaseworkFlows(self)
         self.tipline_flows = TiplineFlows(self)
         self._casework: tuple[CaseworkView, CaseworkChoices] | None = None
+        # Casework is read by three threads (its own, the change feed's, a reveal's), whose
+        # answers can come back out of order: the pane shows none older than it shows.
+        self._casework_reads = itertools.count(1)
+        self._casework_shown_read = 0
         self._feed_worker: Worker[None] | None = None
         self._status_worker: Worker[None] | None = None
         self._desktop_told = False
@@ -766,9 +771,10 @@ class QueueScreen(Screen[None]):
 
     def _post_casework(self, case_id: int, *, revealed: bool) -> None:
         app = self.vigil
+        read_order = next(self._casework_reads)
         found = read_casework(app.db, app.clock, case_id, revealed=revealed)
         view, choices = found if found is not None else (None, CaseworkChoices())
-        self.post_message(CaseworkLoaded(case_id, view, choices))
+        self.post_message(CaseworkLoaded(case_id, view, choices, read_order))
 
     @work(thread=True, name="casework", group="casework", exclusive=True, exit_on_error=False)
     def _read_casework_in_thread(self, case_id: int, revealed: bool) -> None:
@@ -1542,6 +1548,9 @@ class QueueScreen(Screen[None]):
             # painting it would hide again what the person has just revealed.
             self._read_casework(view.case_id)
             return
+        if message.read_order < self._casework_shown_read:
+            return  # begun before the one shown: it would paint over newer facts
+        self._casework_shown_read = message.read_order
         self._casework = (view, message.choices)
         self.detail.show_casework(view)
 
