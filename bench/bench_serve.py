@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -218,6 +219,7 @@ def run_database(label: str, url: str, events: int, clients: int, folder: Path) 
     db = Database.open(url)
     apply_team(db, parse_team(TEAM), actor="intake", now=datetime.now(UTC))
     key = new_key(db, SystemClock(), "intake", "pd")
+    run = uuid.uuid4().hex[:8]  # dedup keys of this run only: a used database keeps its cases
     port = free_port()
     env = {**os.environ, "VIGIL_USER": "intake"}
     process = subprocess.Popen(
@@ -228,8 +230,8 @@ def run_database(label: str, url: str, events: int, clients: int, folder: Path) 
     )
     try:
         wait_listening(port, process)
-        asyncio.run(drive(f"http://127.0.0.1:{port}", [event(key, 0, "warm")], 1))
-        batch = [event(key, n, "http") for n in range(events)]
+        asyncio.run(drive(f"http://127.0.0.1:{port}", [event(key, 0, f"warm-{run}")], 1))
+        batch = [event(key, n, f"http-{run}") for n in range(events)]
         writer = other_writer(url, folder)
         try:
             result = asyncio.run(drive(f"http://127.0.0.1:{port}", batch, clients))
@@ -267,7 +269,7 @@ def run_database(label: str, url: str, events: int, clients: int, folder: Path) 
         f"p99 {result['p99'] * 1000:.1f} ms; to the page p99 {lag * 1000:.0f} ms; "
         f"{result['failures']:.0f} not 202"
     )
-    lines = "\n".join(json.dumps(event(key, n, "cli")) for n in range(events))
+    lines = "\n".join(json.dumps(event(key, n, f"cli-{run}")) for n in range(events))
     started = time.perf_counter()
     subprocess.run(
         [*VIGIL, "--db", url, "--as", "intake", "intake", "-"],
@@ -288,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument(
         "--pg",
-        help="also a PostgreSQL database URL (an empty one); "
+        help="also a PostgreSQL database URL (its cases are left as they are); "
         "default: a scratch schema of VIGIL_TEST_PG's database when that is set",
     )
     args = parser.parse_args(argv)
