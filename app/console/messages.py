@@ -3,11 +3,13 @@
 Workers run database and desktop calls in threads; they never touch a widget. Each
 result comes back as one of these messages (posting is thread-safe) and is applied on
 the event loop. A result computed for an older filter carries its `generation`, so the
-screen can tell it is stale.
+screen can tell it is stale; a pane read by several threads numbers its reads
+(`ReadOrder`), so an answer overtaken by a newer one is not painted.
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -56,6 +58,8 @@ class FeedArrived(Message, bubble=False):
     feed: FeedRead | None
     alerts: tuple[PageAlert, ...]
     detail: CaseDetailView | None = None
+    detail_order: int = 0
+    """When the detail's read began (`ReadOrder`)."""
     decisions: tuple[DisclosureDecided, ...] = ()  # on my disclosure requests
     window: Window | None = None
     """After a burst (no changes placed one by one): the queue refetched in the same read,
@@ -72,12 +76,38 @@ class PagesArrived(Message, bubble=False):
     alerts: tuple[PageAlert, ...]
 
 
+class ReadOrder:
+    """Numbers a pane's reads as they begin, and tells which answers are still news.
+
+    A pane read by several threads (its own, the change feed's, a reveal's) may get their
+    answers out of order; one read begun before the answer shown saw older facts, and
+    painting it would undo a change the person has just seen land.
+    """
+
+    def __init__(self) -> None:
+        self._begun = itertools.count(1)
+        self._shown = 0
+
+    def begin(self) -> int:
+        """The number of a read about to begin (thread-safe: `next` holds the GIL)."""
+        return next(self._begun)
+
+    def take(self, order: int) -> bool:
+        """Whether the answer of read `order` may be painted; if so, it is now the shown."""
+        if order < self._shown:
+            return False
+        self._shown = order
+        return True
+
+
 @dataclass
 class DetailLoaded(Message, bubble=False):
     """The detail pane's view; `revealed` holds the details the person chose to see."""
 
     case_id: int
     view: CaseDetailView | None
+    order: int
+    """When the read began (`ReadOrder`)."""
     revealed: str | None = None
 
 

@@ -26,6 +26,7 @@ from textual.widgets._toast import Toast
 from app.console import build_app, run_console
 from app.console import desk as desk_module
 from app.console.desk import read_feed, read_window
+from app.console.messages import DetailLoaded
 from app.console.screens import queue as queue_module
 from app.console.screens.dialogs import Confirm, ConfirmWithY, FilterDialog, TextPrompt
 from app.console.screens.help import HelpScreen
@@ -198,6 +199,35 @@ async def test_ack_acknowledges_repaints_and_confirms(
         assert row is not None
         assert row.ref == ref
         assert row.status == "acknowledged"
+
+
+async def test_a_detail_read_begun_before_an_ack_does_not_paint_the_case_unacknowledged(
+    service: CaseService, open_console: Callable[..., Any]
+) -> None:
+    """The detail pane is read by several threads (its own, the change feed's, a reveal's)
+    whose answers may come back out of order: one begun before the ack, answering after
+    the read that saw it, is dropped rather than showing the case triggered again."""
+    ref = _open(service, "Threat to life", 1)
+    async with open_console() as console:
+        screen = console.screen
+        case_id = screen.detail_case
+        assert case_id is not None
+        begun_before = screen.detail_reads.begin()
+        stale = desk_module.read_detail(service.db, case_id)
+        assert stale is not None
+        assert stale.status == "triggered"
+
+        await console.press("a")
+        assert console.said(f"{ref} acknowledged")
+        shown = screen.detail.view
+        assert shown is not None
+        assert shown.status == "acknowledged"
+
+        screen.post_message(DetailLoaded(case_id, stale, begun_before))
+        await console.settle()
+        shown = screen.detail.view
+        assert shown is not None
+        assert shown.status == "acknowledged"
 
 
 async def test_ack_of_an_acknowledged_case_says_nothing_to_do(

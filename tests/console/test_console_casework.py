@@ -223,7 +223,7 @@ async def test_a_casework_read_begun_before_a_change_does_not_paint_over_it(
         screen = console.screen
         case_id = screen.detail_case
         assert case_id is not None
-        begun_before = next(screen._casework_reads)
+        begun_before = screen.casework_reads.begin()
         stale = read_casework(desk.db, desk.clock, case_id, revealed=False)
         assert stale is not None
         before = _pane(console)

@@ -63,7 +63,8 @@ class CaseworkLoaded(Message, bubble=False):
     case_id: int
     view: CaseworkView | None
     choices: CaseworkChoices
-    read_order: int = 0  # when the read began: a read begun later saw later data
+    order: int
+    """When the read began (`ReadOrder`)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,6 @@ rows around the viewport, with the cursor kept on its case.
 
 from __future__ import annotations
 
-import itertools
 import threading
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -38,6 +37,7 @@ from app.console.messages import (
     DetailLoaded,
     FeedArrived,
     PagesArrived,
+    ReadOrder,
     ResolveAwaitsYes,
     ViewSaved,
     WindowLoaded,
@@ -495,10 +495,8 @@ class QueueScreen(Screen[None]):
         self.casework_flows = CaseworkFlows(self)
         self.tipline_flows = TiplineFlows(self)
         self._casework: tuple[CaseworkView, CaseworkChoices] | None = None
-        # Casework is read by three threads (its own, the change feed's, a reveal's), whose
-        # answers can come back out of order: the pane shows none older than it shows.
-        self._casework_reads = itertools.count(1)
-        self._casework_shown_read = 0
+        self.detail_reads = ReadOrder()
+        self.casework_reads = ReadOrder()
         self._feed_worker: Worker[None] | None = None
         self._status_worker: Worker[None] | None = None
         self._desktop_told = False
@@ -706,8 +704,9 @@ class QueueScreen(Screen[None]):
             else None
         )
         shown = request.detail_case if request.detail_case in feed.changed else None
-        detail = None
+        detail, detail_order = None, 0
         if shown is not None:
+            detail_order = self.detail_reads.begin()
             detail = desk.read_detail(app.db, shown)
             self._post_casework(shown, revealed=request.revealed)
         decisions = desk.read_decisions_for(app.db, app.profile.responder_id, self._opened_at)
@@ -717,6 +716,7 @@ class QueueScreen(Screen[None]):
                 feed,
                 tuple(alerts),
                 detail,
+                detail_order,
                 decisions,
                 window,
                 request.follow,
@@ -757,24 +757,26 @@ class QueueScreen(Screen[None]):
 
     @work(thread=True, name="case detail", group="detail", exclusive=True, exit_on_error=False)
     def _read_detail(self, case_id: int) -> None:
+        order = self.detail_reads.begin()
         view = desk.read_detail(self.vigil.db, case_id)
         if not get_current_worker().is_cancelled:
-            self.post_message(DetailLoaded(case_id, view))
+            self.post_message(DetailLoaded(case_id, view, order))
 
     @work(thread=True, name="reveal", group="reveal", exit_on_error=False)
     def _reveal(self, case_id: int, ref: str) -> None:
         app = self.vigil
         details = CaseService(app.db, app.clock).reveal(app.profile.handle, ref, reason="console")
+        order = self.detail_reads.begin()
         view = desk.read_detail(app.db, case_id)
-        self.post_message(DetailLoaded(case_id, view, revealed=details))
+        self.post_message(DetailLoaded(case_id, view, order, revealed=details))
         self._post_casework(case_id, revealed=True)
 
     def _post_casework(self, case_id: int, *, revealed: bool) -> None:
         app = self.vigil
-        read_order = next(self._casework_reads)
+        order = self.casework_reads.begin()
         found = read_casework(app.db, app.clock, case_id, revealed=revealed)
         view, choices = found if found is not None else (None, CaseworkChoices())
-        self.post_message(CaseworkLoaded(case_id, view, choices, read_order))
+        self.post_message(CaseworkLoaded(case_id, view, choices, order))
 
     @work(thread=True, name="casework", group="casework", exclusive=True, exit_on_error=False)
     def _read_casework_in_thread(self, case_id: int, revealed: bool) -> None:
@@ -1000,7 +1002,11 @@ class QueueScreen(Screen[None]):
                 self._take_feed_window(message.window, message.follow_case)
             else:
                 self._apply_changes(feed.total, feed.changes)
-        if message.detail is not None and message.detail.case_id == self.detail_case:
+        if (
+            message.detail is not None
+            and message.detail.case_id == self.detail_case
+            and self.detail_reads.take(message.detail_order)
+        ):
             self._show_detail(message.detail)
         if (
             self.detail_case is not None
@@ -1091,6 +1097,8 @@ class QueueScreen(Screen[None]):
     def on_detail_loaded(self, message: DetailLoaded) -> None:
         if message.case_id != self.detail_case:
             return  # the person moved on; a reveal for another case is dropped unseen
+        if not self.detail_reads.take(message.order) and message.revealed is None:
+            return  # begun before the one shown: it would paint over newer facts
         if message.revealed is not None and message.view is not None:
             self.revealed = (message.case_id, message.revealed)
             self.notify(
@@ -1548,9 +1556,8 @@ class QueueScreen(Screen[None]):
             # painting it would hide again what the person has just revealed.
             self._read_casework(view.case_id)
             return
-        if message.read_order < self._casework_shown_read:
+        if not self.casework_reads.take(message.order):
             return  # begun before the one shown: it would paint over newer facts
-        self._casework_shown_read = message.read_order
         self._casework = (view, message.choices)
         self.detail.show_casework(view)
 
