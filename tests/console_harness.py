@@ -4,13 +4,14 @@ console's tests."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from textual import events
+from textual.app import App
 from textual.keys import _character_to_key
 from textual.pilot import Pilot
 from textual.worker import WorkerFailed
@@ -41,6 +42,44 @@ class FakeDesktop:
         return self.outcome
 
 
+async def settle(app: App[Any], pilot: Pilot[Any]) -> None:
+    """Let every worker finish and every message it posted be handled (a worker that
+    failed is the console's to report, which is what some tests look for).
+
+    A key can start a chain: a worker ends, its message closes a screen, the screen
+    under it starts a worker to reload. So this goes on, past a few rounds, until two
+    rounds in a row begin with no worker running: on a loaded machine a fixed number
+    of rounds ran out before the end of such a chain."""
+    quiet = 0
+    for round_ in range(SETTLE_ROUNDS):
+        busy = any(True for _ in app.workers)
+        with contextlib.suppress(WorkerFailed):
+            await app.workers.wait_for_complete()
+        await pilot.pause()
+        quiet = 0 if busy else quiet + 1
+        if round_ >= 3 and quiet >= 2:
+            return
+
+
+def snapshot_keys(*keys: str, text: str = "") -> Callable[[Pilot[Any]], Awaitable[None]]:
+    """A snapshot's `run_before`: settle, press each of `keys` (one entry may hold several
+    keys, space-separated) and settle after each, type `text`, then clear the toasts so
+    the picture shows the screen, not what it said."""
+
+    async def run(pilot: Pilot[Any]) -> None:
+        await settle(pilot.app, pilot)
+        for key in keys:
+            await pilot.press(*key.split())
+            await settle(pilot.app, pilot)
+        if text:
+            await pilot.press(*text)
+            await settle(pilot.app, pilot)
+        pilot.app.clear_notifications()
+        await pilot.pause()
+
+    return run
+
+
 @dataclass
 class Toast:
     message: str
@@ -64,22 +103,7 @@ class Console:
         return screen
 
     async def settle(self) -> None:
-        """Let every worker finish and every message it posted be handled (a worker that
-        failed is the console's to report, which is what some tests look for).
-
-        A key can start a chain: a worker ends, its message closes a screen, the screen
-        under it starts a worker to reload. So this goes on, past a few rounds, until two
-        rounds in a row begin with no worker running: on a loaded machine a fixed number
-        of rounds ran out before the end of such a chain."""
-        quiet = 0
-        for round_ in range(SETTLE_ROUNDS):
-            busy = any(True for _ in self.app.workers)
-            with contextlib.suppress(WorkerFailed):
-                await self.app.workers.wait_for_complete()
-            await self.pilot.pause()
-            quiet = 0 if busy else quiet + 1
-            if round_ >= 3 and quiet >= 2:
-                return
+        await settle(self.app, self.pilot)
 
     async def press(self, *keys: str) -> None:
         await self.pilot.press(*keys)

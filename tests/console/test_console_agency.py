@@ -7,14 +7,12 @@ The SVG snapshot names the database by a relative path, with a frozen clock.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlmodel import col, select
-from textual.pilot import Pilot
 from textual.widgets import DataTable, Static
 
 from app.console import VigilApp, build_app
@@ -27,7 +25,7 @@ from app.services.casework.agency import AgencyService
 from data import audit
 from data.db import Database
 from data.models import AuditRecord
-from tests.console_harness import Console, FakeDesktop, OpenConsole, console_opener
+from tests.console_harness import Console, FakeDesktop, OpenConsole, console_opener, snapshot_keys
 from tests.factories import CaseworkDesk, add_responder
 
 NOW = datetime(2026, 11, 26, 20, 0, tzinfo=UTC)
@@ -202,21 +200,7 @@ def snap_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[VigilA
     db.dispose()
 
 
-def _then(*keys: str) -> Callable[[Pilot[Any]], Awaitable[None]]:
-    async def run(pilot: Pilot[Any]) -> None:
-        for key in ("", *keys):
-            if key:
-                await pilot.press(key)
-            for _ in range(4):
-                await pilot.app.workers.wait_for_complete()
-                await pilot.pause()
-        pilot.app.clear_notifications()
-        await pilot.pause()
-
-    return run
-
-
 def test_agency_directory_wide(snap_compare: SnapCompare, snap_app: VigilApp) -> None:
     """sue's agency directory at 160x48: metro-pd's mail domain and call-back number, each
     with where it was confirmed and when."""
-    assert snap_compare(snap_app, terminal_size=(160, 48), run_before=_then("A"))
+    assert snap_compare(snap_app, terminal_size=(160, 48), run_before=snapshot_keys("A"))

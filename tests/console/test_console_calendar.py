@@ -10,9 +10,8 @@ clock; the SVG snapshots show the week and the month at 80x24 and 160x48.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
@@ -23,7 +22,6 @@ import pytest
 from sqlmodel import col, select
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
-from textual.worker import WorkerFailed
 
 from app.console import VigilApp, build_app
 from app.console.screens.calendar import (
@@ -55,6 +53,7 @@ from app.services.team.apply import apply_team
 from app.services.team.parse import parse_team
 from data.db import Database
 from data.models import AuditRecord
+from tests.console_harness import settle, snapshot_keys
 from tests.factories import FOLLOW_THE_SUN_PEOPLE, add_policy
 from widgets.calendar_view import (
     CalendarDay,
@@ -288,10 +287,7 @@ class Console:
     bells: list[int]
 
     async def settle(self) -> None:
-        for _ in range(4):
-            with contextlib.suppress(WorkerFailed):
-                await self.app.workers.wait_for_complete()
-            await self.pilot.pause()
+        await settle(self.app, self.pilot)
 
     async def press(self, *keys: str) -> None:
         for key in keys:
@@ -650,39 +646,26 @@ def snapshot_app(db: Database, tmp_path: Path) -> VigilApp:
     return app
 
 
-def _then(*keys: str) -> Callable[[Pilot[Any]], Awaitable[None]]:
-    async def run(pilot: Pilot[Any]) -> None:
-        for key in keys:
-            await pilot.press(key)
-            for _ in range(3):
-                await pilot.app.workers.wait_for_complete()
-                await pilot.pause()
-        pilot.app.clear_notifications()
-        await pilot.pause()
-
-    return run
-
-
 def test_week_wide(snap_compare: SnapCompare, snapshot_app: VigilApp) -> None:
     """The week hour by hour: a colour per person, Labour Day's cover (★), the override
     (◆), the evening gaps in red, and the now-line at Wednesday 11:30."""
-    assert snap_compare(snapshot_app, terminal_size=WIDE, run_before=_then("c"))
+    assert snap_compare(snapshot_app, terminal_size=WIDE, run_before=snapshot_keys("c"))
 
 
 def test_week_narrow(snap_compare: SnapCompare, snapshot_app: VigilApp) -> None:
     """At 80x24 a row is two hours; a change inside a row names its time."""
-    assert snap_compare(snapshot_app, terminal_size=NARROW, run_before=_then("c"))
+    assert snap_compare(snapshot_app, terminal_size=NARROW, run_before=snapshot_keys("c"))
 
 
 def test_month_wide(snap_compare: SnapCompare, snapshot_app: VigilApp) -> None:
     """October day by day: each stretch with its hours, gaps in red, the 23-hour Sunday,
     Labour Day named, today highlighted."""
-    assert snap_compare(snapshot_app, terminal_size=WIDE, run_before=_then("c", "m"))
+    assert snap_compare(snapshot_app, terminal_size=WIDE, run_before=snapshot_keys("c", "m"))
 
 
 def test_month_narrow(snap_compare: SnapCompare, snapshot_app: VigilApp) -> None:
     """At 80x24 each day is a strip of colour with the gaps and longest stretches below."""
-    assert snap_compare(snapshot_app, terminal_size=NARROW, run_before=_then("c", "m"))
+    assert snap_compare(snapshot_app, terminal_size=NARROW, run_before=snapshot_keys("c", "m"))
 
 
 async def test_a_swap_is_offered_from_the_calendar_taken_and_approved_from_inboxes(

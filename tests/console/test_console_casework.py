@@ -8,14 +8,13 @@ keys. The casework pane's text and the audit chain are what the tests look at.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlmodel import col, select
-from textual.pilot import Pilot
 from textual.widgets import Input
 
 from app.console import build_app
@@ -35,7 +34,7 @@ from data.casework import Disclosure
 from data.db import Database
 from data.models import AuditRecord, Case
 from tests.console.test_queue_table import cell_style, theme_color
-from tests.console_harness import Console, FakeDesktop, OpenConsole, console_opener
+from tests.console_harness import Console, FakeDesktop, OpenConsole, console_opener, snapshot_keys
 from tests.factories import CaseworkDesk, add_policy, add_responder
 from tests.ncmec_standin import StandIn
 from widgets.casework_pane import CaseworkPane
@@ -631,22 +630,6 @@ def _snap_app(snap_desk: tuple[Database, FakeClock]) -> Any:
     return app
 
 
-def _keys(*keys: str) -> Callable[[Pilot[Any]], Awaitable[None]]:
-    """Settle, press `keys` (each settled), and clear the toasts."""
-
-    async def run(pilot: Pilot[Any]) -> None:
-        for key in ("", *keys):
-            if key:
-                await pilot.press(key)
-            for _ in range(4):
-                await pilot.app.workers.wait_for_complete()
-                await pilot.pause()
-        pilot.app.clear_notifications()
-        await pilot.pause()
-
-    return run
-
-
 def test_casework_pane_wide(
     snap_compare: SnapCompare, snap_desk: tuple[Database, FakeClock]
 ) -> None:
@@ -654,7 +637,7 @@ def test_casework_pane_wide(
     checklist with who recorded each step and when (its free text hidden until revealed),
     the disclosure a supervisor made on an override, the one awaiting approval; the
     queue's Legal column shows the CSEA clock amber and the preservation hold."""
-    assert snap_compare(_snap_app(snap_desk), terminal_size=SIZE, run_before=_keys())
+    assert snap_compare(_snap_app(snap_desk), terminal_size=SIZE, run_before=snapshot_keys())
 
 
 def test_casework_pane_narrow(
@@ -663,7 +646,9 @@ def test_casework_pane_narrow(
     """The CSEA case at 80x24, its casework scrolled into view below the queue: the
     CyberTipline clock amber in its reminder window, the hold waiting for the report."""
     assert snap_compare(
-        _snap_app(snap_desk), terminal_size=(80, 24), run_before=_keys("down", "enter", "pagedown")
+        _snap_app(snap_desk),
+        terminal_size=(80, 24),
+        run_before=snapshot_keys("down", "enter", "pagedown"),
     )
 
 

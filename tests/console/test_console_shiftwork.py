@@ -10,7 +10,7 @@ snapshots at the end freeze the clock too, and name the database by a relative p
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 from sqlmodel import col, select
 from textual.content import Content
-from textual.pilot import Pilot
 from textual.widgets import Input, OptionList, Select, Static, TextArea
 
 from app.console import VigilApp, build_app
@@ -38,7 +37,7 @@ from app.services.shiftwork.stats import SlaTally, compute_stats, load_facts
 from data.db import Database
 from data.models import CaseNote
 from data.shiftwork import Handover, PostMortem, PostMortemAction
-from tests.console_harness import FakeDesktop, OpenConsole, console_opener
+from tests.console_harness import FakeDesktop, OpenConsole, console_opener, snapshot_keys
 from tests.factories import add_policy, add_responder, add_rotation, add_schedule
 from widgets.handover_view import HandoverBrowser
 from widgets.stats_view import (
@@ -610,28 +609,6 @@ def _snap_app(snap_desk: tuple[Database, FakeClock], handle: str) -> VigilApp:
     return app
 
 
-def _then(*keys: str, text: str = "") -> Callable[[Pilot[Any]], Awaitable[None]]:
-    """Settle, press `keys` (each settled), type `text`, and clear the toasts."""
-
-    async def settle(pilot: Pilot[Any]) -> None:
-        for _ in range(4):
-            await pilot.app.workers.wait_for_complete()
-            await pilot.pause()
-
-    async def run(pilot: Pilot[Any]) -> None:
-        await settle(pilot)
-        for key in keys:
-            await pilot.press(key)
-            await settle(pilot)
-        if text:
-            await pilot.press(*list(text))
-            await settle(pilot)
-        pilot.app.clear_notifications()
-        await pilot.pause()
-
-    return run
-
-
 NOTES = "ESC-0003 paged nobody who answered; sue knows. Hotline replied on ESC-0002."
 
 
@@ -639,22 +616,26 @@ def test_handover_wide(snap_compare: SnapCompare, snap_desk: tuple[Database, Fak
     """ana's handover being written: the form beside the report of her shift (cases opened,
     acknowledged and resolved, the sev3 still open with its missed deadline, ben next)."""
     assert snap_compare(
-        _snap_app(snap_desk, "ana"), terminal_size=WIDE, run_before=_then("h", text=NOTES)
+        _snap_app(snap_desk, "ana"), terminal_size=WIDE, run_before=snapshot_keys("h", text=NOTES)
     )
 
 
 def test_handover_narrow(snap_compare: SnapCompare, snap_desk: tuple[Database, FakeClock]) -> None:
     """At 80x24 the form goes above the report."""
     assert snap_compare(
-        _snap_app(snap_desk, "ana"), terminal_size=NARROW, run_before=_then("h", text=NOTES)
+        _snap_app(snap_desk, "ana"), terminal_size=NARROW, run_before=snapshot_keys("h", text=NOTES)
     )
 
 
 def test_stats_wide(snap_compare: SnapCompare, snap_desk: tuple[Database, FakeClock]) -> None:
     """The figures of the known desk: tiles, cases per day, attainment bars, the load."""
-    assert snap_compare(_snap_app(snap_desk, "ana"), terminal_size=WIDE, run_before=_then("s"))
+    assert snap_compare(
+        _snap_app(snap_desk, "ana"), terminal_size=WIDE, run_before=snapshot_keys("s")
+    )
 
 
 def test_stats_narrow(snap_compare: SnapCompare, snap_desk: tuple[Database, FakeClock]) -> None:
     """At 80x24 the tiles take two rows and the board scrolls."""
-    assert snap_compare(_snap_app(snap_desk, "ana"), terminal_size=NARROW, run_before=_then("s"))
+    assert snap_compare(
+        _snap_app(snap_desk, "ana"), terminal_size=NARROW, run_before=snapshot_keys("s")
+    )

@@ -8,13 +8,12 @@ accepting a change with `--snapshot-update`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from textual.pilot import Pilot
 
 from app.console import VigilApp, build_app
 from app.core.clock import FakeClock
@@ -23,6 +22,7 @@ from app.services.cases import CaseService
 from app.services.casework.service import CaseworkService
 from app.services.shiftwork.handover import HandoverService
 from data.db import Database
+from tests.console_harness import snapshot_keys
 from tests.factories import add_policy, add_responder
 
 WIDE = (160, 48)
@@ -124,39 +124,19 @@ def _app(desk: tuple[Database, FakeClock]) -> VigilApp:
     return app
 
 
-async def _settle(pilot: Pilot[Any]) -> None:
-    for _ in range(4):
-        await pilot.app.workers.wait_for_complete()
-        await pilot.pause()
-
-
-def _then(*keys: str) -> Callable[[Pilot[Any]], Awaitable[None]]:
-    """Settle, press `keys` one by one (each settled), and clear the toasts."""
-
-    async def run(pilot: Pilot[Any]) -> None:
-        await _settle(pilot)
-        for key in keys:
-            await pilot.press(key)
-            await _settle(pilot)
-        pilot.app.clear_notifications()
-        await pilot.pause()
-
-    return run
-
-
 # --- the queue ------------------------------------------------------------------------
 
 
 def test_queue_wide(snap_compare: SnapCompare, desk: tuple[Database, FakeClock]) -> None:
     """The queue beside the detail pane: triggered cases first (the one paged to ana
     marked), then the acknowledged ones; the cursor on ana's page, its pages listed."""
-    assert snap_compare(_app(desk), terminal_size=WIDE, run_before=_then("down"))
+    assert snap_compare(_app(desk), terminal_size=WIDE, run_before=snapshot_keys("down"))
 
 
 def test_queue_narrow(snap_compare: SnapCompare, desk: tuple[Database, FakeClock]) -> None:
     """At 80x24 the detail pane goes below the queue, columns drop, and the footer still
     shows every case action and help."""
-    assert snap_compare(_app(desk), terminal_size=NARROW, run_before=_then("down"))
+    assert snap_compare(_app(desk), terminal_size=NARROW, run_before=snapshot_keys("down"))
 
 
 # --- the detail pane ----------------------------------------------------------------------
@@ -167,14 +147,14 @@ def test_detail_sensitive_hidden_wide(
 ) -> None:
     """The CSEA case (first in the queue) selected: its details are a placeholder that
     says how to reveal them."""
-    assert snap_compare(_app(desk), terminal_size=WIDE, run_before=_then())
+    assert snap_compare(_app(desk), terminal_size=WIDE, run_before=snapshot_keys())
 
 
 def test_detail_sensitive_revealed_wide(
     snap_compare: SnapCompare, desk: tuple[Database, FakeClock]
 ) -> None:
     """After `v` the details show and the pane's edge marks them as revealed."""
-    assert snap_compare(_app(desk), terminal_size=WIDE, run_before=_then("v"))
+    assert snap_compare(_app(desk), terminal_size=WIDE, run_before=snapshot_keys("v"))
 
 
 def test_detail_sensitive_hidden_narrow(
@@ -182,7 +162,9 @@ def test_detail_sensitive_hidden_narrow(
 ) -> None:
     """The same placeholder at 80x24: Enter moves into the pane below the queue and
     Page Down scrolls it to the details."""
-    assert snap_compare(_app(desk), terminal_size=NARROW, run_before=_then("enter", "pagedown"))
+    assert snap_compare(
+        _app(desk), terminal_size=NARROW, run_before=snapshot_keys("enter", "pagedown")
+    )
 
 
 def test_detail_sensitive_revealed_narrow(
@@ -190,7 +172,7 @@ def test_detail_sensitive_revealed_narrow(
 ) -> None:
     """The revealed details at 80x24, scrolled into view the same way."""
     assert snap_compare(
-        _app(desk), terminal_size=NARROW, run_before=_then("v", "enter", "pagedown")
+        _app(desk), terminal_size=NARROW, run_before=snapshot_keys("v", "enter", "pagedown")
     )
 
 
@@ -199,12 +181,12 @@ def test_detail_sensitive_revealed_narrow(
 
 def test_help_wide(snap_compare: SnapCompare, desk: tuple[Database, FakeClock]) -> None:
     """Every key of the queue with what it does and its keymap id."""
-    assert snap_compare(_app(desk), terminal_size=WIDE, run_before=_then("question_mark"))
+    assert snap_compare(_app(desk), terminal_size=WIDE, run_before=snapshot_keys("question_mark"))
 
 
 def test_help_narrow(snap_compare: SnapCompare, desk: tuple[Database, FakeClock]) -> None:
     """The help screen at 80x24 scrolls; its note on remapping stays in view."""
-    assert snap_compare(_app(desk), terminal_size=NARROW, run_before=_then("question_mark"))
+    assert snap_compare(_app(desk), terminal_size=NARROW, run_before=snapshot_keys("question_mark"))
 
 
 # --- themes ------------------------------------------------------------------------------
@@ -226,7 +208,7 @@ def test_high_contrast_breached_sev2_highlighted_wide(
     SLA are badges in their own colours (black on yellow, black on red), never the
     cursor's yellow on yellow; sev3 is cyan, apart from sev2's yellow."""
     assert snap_compare(
-        _high_contrast_later(desk), terminal_size=WIDE, run_before=_then("down", "down")
+        _high_contrast_later(desk), terminal_size=WIDE, run_before=snapshot_keys("down", "down")
     )
 
 
@@ -235,7 +217,7 @@ def test_high_contrast_breached_sev2_highlighted_narrow(
 ) -> None:
     """The same at 80x24."""
     assert snap_compare(
-        _high_contrast_later(desk), terminal_size=NARROW, run_before=_then("down", "down")
+        _high_contrast_later(desk), terminal_size=NARROW, run_before=snapshot_keys("down", "down")
     )
 
 
@@ -245,23 +227,25 @@ def test_high_contrast_breached_sev2_highlighted_narrow(
 def test_marked_cases_wide(snap_compare: SnapCompare, desk: tuple[Database, FakeClock]) -> None:
     """Two cases marked with space: a ✓ column appears before the others, the marked
     rows are bold, the filter line counts them, and the cursor moved past them."""
-    assert snap_compare(_app(desk), terminal_size=WIDE, run_before=_then("space", "space"))
+    assert snap_compare(_app(desk), terminal_size=WIDE, run_before=snapshot_keys("space", "space"))
 
 
 def test_marked_cases_narrow(snap_compare: SnapCompare, desk: tuple[Database, FakeClock]) -> None:
     """The same at 80x24: the mark column costs the title one cell."""
-    assert snap_compare(_app(desk), terminal_size=NARROW, run_before=_then("space", "space"))
+    assert snap_compare(
+        _app(desk), terminal_size=NARROW, run_before=snapshot_keys("space", "space")
+    )
 
 
 def test_full_case_wide(snap_compare: SnapCompare, desk: tuple[Database, FakeClock]) -> None:
     """x on ben's acknowledged case: the pane takes the screen, every section in view
     (SLAs, escalation, details, casework, pages, notes, timeline)."""
-    assert snap_compare(_app(desk), terminal_size=WIDE, run_before=_then("G", "k", "x"))
+    assert snap_compare(_app(desk), terminal_size=WIDE, run_before=snapshot_keys("G", "k", "x"))
 
 
 def test_full_case_narrow(snap_compare: SnapCompare, desk: tuple[Database, FakeClock]) -> None:
     """The same at 80x24, where the pane scrolls."""
-    assert snap_compare(_app(desk), terminal_size=NARROW, run_before=_then("G", "k", "x"))
+    assert snap_compare(_app(desk), terminal_size=NARROW, run_before=snapshot_keys("G", "k", "x"))
 
 
 # --- the inbox ---------------------------------------------------------------------------
@@ -290,9 +274,13 @@ def _inbox_later(desk: tuple[Database, FakeClock]) -> VigilApp:
 def test_inbox_wide(snap_compare: SnapCompare, desk: tuple[Database, FakeClock]) -> None:
     """`i`: each waiting item with what it is, since when in ana's zone, and the keys that
     act on it; the overdue action item and the breached report in the warning colour."""
-    assert snap_compare(_inbox_later(desk), terminal_size=WIDE, run_before=_then("escape", "i"))
+    assert snap_compare(
+        _inbox_later(desk), terminal_size=WIDE, run_before=snapshot_keys("escape", "i")
+    )
 
 
 def test_inbox_narrow(snap_compare: SnapCompare, desk: tuple[Database, FakeClock]) -> None:
     """The same at 80x24, where the About column is cut at the edge."""
-    assert snap_compare(_inbox_later(desk), terminal_size=NARROW, run_before=_then("escape", "i"))
+    assert snap_compare(
+        _inbox_later(desk), terminal_size=NARROW, run_before=snapshot_keys("escape", "i")
+    )

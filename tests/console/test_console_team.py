@@ -8,14 +8,12 @@ with a frozen clock; the SVG snapshot names the database by a relative path.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 from textual.content import Content
-from textual.pilot import Pilot
 from textual.widgets import Static
 
 from app.console import VigilApp, build_app
@@ -25,7 +23,7 @@ from app.services.team.apply import apply_team
 from app.services.team.parse import parse_team
 from app.services.team.roster import team_view
 from data.db import Database
-from tests.console_harness import FakeDesktop, OpenConsole, console_opener
+from tests.console_harness import FakeDesktop, OpenConsole, console_opener, snapshot_keys
 from widgets.team_view import TeammateCard
 from widgets.timefmt import viewer_zone
 
@@ -159,21 +157,7 @@ def snap_desk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Vigil
     db.dispose()
 
 
-def _then(*keys: str) -> Callable[[Pilot[Any]], Awaitable[None]]:
-    async def run(pilot: Pilot[Any]) -> None:
-        for key in ("", *keys):
-            if key:
-                await pilot.press(key)
-            for _ in range(4):
-                await pilot.app.workers.wait_for_complete()
-                await pilot.pause()
-        pilot.app.clear_notifications()
-        await pilot.pause()
-
-    return run
-
-
 def test_team_wide(snap_compare: SnapCompare, snap_desk: VigilApp) -> None:
     """sue's team view at 160x48: the business schedule's support hours, ana on call with
     her rules and quiet hours, ben and sue told on every contact at once."""
-    assert snap_compare(snap_desk, terminal_size=(160, 48), run_before=_then("t"))
+    assert snap_compare(snap_desk, terminal_size=(160, 48), run_before=snapshot_keys("t"))

@@ -8,7 +8,7 @@ casework pane's text, the toasts and the audit chain are what the tests look at.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 from sqlmodel import col, select
 from textual.command import CommandPalette
-from textual.pilot import Pilot
 from textual.widgets import DataTable, Static
 
 from app.console import VigilApp, build_app
@@ -31,7 +30,7 @@ from app.services.casework.tipline import TiplineService
 from data import audit
 from data.db import Database
 from data.models import AuditRecord
-from tests.console_harness import Console, FakeDesktop, OpenConsole, console_opener
+from tests.console_harness import Console, FakeDesktop, OpenConsole, console_opener, snapshot_keys
 from tests.factories import add_policy, add_responder
 from tests.ncmec_standin import StandIn
 from widgets.casework_pane import CaseworkPane
@@ -374,27 +373,13 @@ def snap_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[VigilA
     db.dispose()
 
 
-def _then(*keys: str) -> Callable[[Pilot[Any]], Awaitable[None]]:
-    async def run(pilot: Pilot[Any]) -> None:
-        for key in ("", *keys):
-            if key:
-                await pilot.press(*key.split())
-            for _ in range(4):
-                await pilot.app.workers.wait_for_complete()
-                await pilot.pause()
-        pilot.app.clear_notifications()
-        await pilot.pause()
-
-    return run
-
-
 def test_evidence_files_wide(snap_compare: SnapCompare, snap_app: VigilApp) -> None:
     """The evidence files over the queue at 160x48: each file's name, SHA-256, size and
     class; the first viewed, the second not."""
-    assert snap_compare(snap_app, terminal_size=(160, 48), run_before=_then("E"))
+    assert snap_compare(snap_app, terminal_size=(160, 48), run_before=snapshot_keys("E"))
 
 
 def test_report_review_wide(snap_compare: SnapCompare, snap_app: VigilApp) -> None:
     """The report as NCMEC would receive it, one element a line, before it is filed."""
     keys = ("N", "c s a m enter enter", "s h a d o w underscore t r a d e r", "ctrl+s")
-    assert snap_compare(snap_app, terminal_size=(160, 48), run_before=_then(*keys))
+    assert snap_compare(snap_app, terminal_size=(160, 48), run_before=snapshot_keys(*keys))

@@ -4,7 +4,6 @@ found on its critical paths; here they are checked for being right, not fast."""
 
 from __future__ import annotations
 
-import contextlib
 import random
 import re
 import threading
@@ -18,7 +17,6 @@ import pytest
 from sqlalchemy import event, insert
 from sqlmodel import Session
 from textual.message import Message
-from textual.worker import WorkerFailed
 
 from app.console import build_app, desk
 from app.console.messages import WindowLoaded
@@ -32,6 +30,7 @@ from data import queries
 from data.db import Database
 from data.models import Case, Page
 from data.queries import QUEUE_RANKS, QueueFilter
+from tests.console_harness import settle
 from tests.factories import add_open_cases, add_policy, add_responder
 from widgets.queue_table import QueueTable
 from widgets.views import SeekAnchor
@@ -369,13 +368,6 @@ def service(db: Database, clock: FakeClock) -> CaseService:
     return service
 
 
-async def _settle(app: Any, pilot: Any) -> None:
-    for _ in range(4):
-        with contextlib.suppress(WorkerFailed):
-            await app.workers.wait_for_complete()
-        await pilot.pause()
-
-
 def _console(db: Database, clock: FakeClock, tmp_path: Path) -> Any:
     app = build_app(
         db,
@@ -407,7 +399,7 @@ async def test_the_ack_key_repaints_its_row_before_the_write_is_done(
     monkeypatch.setattr(CaseService, "acknowledge", slow_acknowledge)
     app = _console(db, clock, tmp_path)
     async with app.run_test(size=(160, 48)) as pilot:
-        await _settle(app, pilot)
+        await settle(app, pilot)
         screen = app.screen
         assert isinstance(screen, QueueScreen)
         top = screen.table.cursor_row
@@ -418,7 +410,7 @@ async def test_the_ack_key_repaints_its_row_before_the_write_is_done(
         assert shown is not None
         assert (shown.case_id, shown.status) == (top.case_id, ACKING)
         released.set()
-        await _settle(app, pilot)
+        await settle(app, pilot)
         stored = screen.table.row_at(1)  # acknowledged cases sort after triggered ones
         assert stored is not None
         assert (stored.case_id, stored.status) == (top.case_id, "acknowledged")
@@ -453,7 +445,7 @@ async def test_the_poll_waits_for_an_action_under_way_then_reads(
     monkeypatch.setattr(desk, "read_feed", counted_feed)
     app = _console(db, clock, tmp_path)
     async with app.run_test(size=(160, 48)) as pilot:
-        await _settle(app, pilot)
+        await settle(app, pilot)
         screen = app.screen
         assert isinstance(screen, QueueScreen)
         await pilot.press("a")
@@ -464,7 +456,7 @@ async def test_the_poll_waits_for_an_action_under_way_then_reads(
         assert feeds == []
         released.set()
         for _ in range(50):  # a busy machine may need more than one round of workers
-            await _settle(app, pilot)
+            await settle(app, pilot)
             with db.read() as session:
                 latest = queries.latest_change_id(session)
             if feeds and screen.last_change_id == latest:
@@ -486,11 +478,11 @@ async def test_a_refused_ack_puts_the_row_back(
     monkeypatch.setattr(CaseService, "acknowledge", refuse)
     app = _console(db, clock, tmp_path)
     async with app.run_test(size=(160, 48)) as pilot:
-        await _settle(app, pilot)
+        await settle(app, pilot)
         screen = app.screen
         assert isinstance(screen, QueueScreen)
         await pilot.press("a")
-        await _settle(app, pilot)
+        await settle(app, pilot)
         row = screen.table.cursor_row
         assert row is not None
         assert row.status == "triggered"
@@ -556,14 +548,14 @@ async def test_an_acknowledged_case_is_followed_in_one_read(
 
     app = _console(db, clock, tmp_path)
     async with app.run_test(size=(160, 48), message_hook=hook) as pilot:
-        await _settle(app, pilot)
+        await settle(app, pilot)
         table = app.screen.query_one(QueueTable)
         top = table.cursor_row
         assert top is not None
         asked.clear()
         reloaded.clear()
         await pilot.press("a")
-        await _settle(app, pilot)
+        await settle(app, pilot)
         row = table.cursor_row
         assert row is not None
         assert (row.case_id, row.status) == (top.case_id, "acknowledged")
