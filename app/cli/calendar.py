@@ -15,6 +15,7 @@ from app.cli.render import gaps_text, on_call_text, override_text
 from app.core.errors import BadInput
 from app.core.times import format_instant, parse_instant
 from app.rules.rotations import parse_wall_time
+from app.services.presenters import viewer_zone_of
 from app.services.shiftwork.calendar import (
     EXPORT_DAYS,
     GAP_DAYS,
@@ -28,7 +29,6 @@ from app.services.shiftwork.calendar import (
     parse_days,
     responder_names,
     schedules_named,
-    viewer_zone_of,
 )
 from app.services.shiftwork.swaps import (
     HANDOFF_LEAD_KEY,

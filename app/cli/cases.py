@@ -38,8 +38,7 @@ def cmd_page(ctx: Context) -> int:
 def cmd_show(ctx: Context) -> int:
     from app.cli.render import case_text, format_casework, plain
     from app.services.casework.views import casework_view
-    from app.services.presenters import HIDDEN, case_json
-    from app.services.shiftwork.calendar import viewer_zone_of
+    from app.services.presenters import HIDDEN, case_json, viewer_zone_of
     from data.queries import case_by_ref
 
     with ctx.db.read() as session:
@@ -109,7 +108,7 @@ def _owed_reports(ctx: Context, case: Case) -> list[str]:
 
 def cmd_snooze(ctx: Context) -> int:
     from app.core.times import format_instant, iso, parse_due
-    from app.services.shiftwork.calendar import viewer_zone_of
+    from app.services.presenters import viewer_zone_of
 
     until = parse_due(ctx.args.until, ctx.clock.now(), "--until")
     assert until is not None  # a required option

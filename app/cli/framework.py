@@ -123,7 +123,7 @@ class Context:
 
     def viewer_zone(self) -> ZoneInfo:
         """The zone the actor reads times in: their responder's, else UTC."""
-        from app.services.shiftwork.calendar import viewer_zone_of
+        from app.services.presenters import viewer_zone_of
 
         with self.db.read() as session:
             return viewer_zone_of(session, self.actor)

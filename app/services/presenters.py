@@ -6,6 +6,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, select
 
@@ -19,7 +20,8 @@ from app.services.policies import (
 )
 from data import queries
 from data.domain import Status, severity_name
-from data.models import Case, Delivery, Page
+from data.models import Case, Delivery, Page, Responder
+from widgets.timefmt import UTC_ZONE, viewer_zone
 from widgets.views import (
     CaseDetailView,
     NoteView,
@@ -29,6 +31,13 @@ from widgets.views import (
 )
 
 HIDDEN = "[sensitive: hidden until revealed]"
+
+
+def viewer_zone_of(session: Session, handle: str) -> ZoneInfo:
+    """The viewer's own zone (`Responder.timezone`), else UTC: every command that prints a
+    time asks, so it lives here, not beside the calendar's tables."""
+    zone = session.exec(select(Responder.timezone).where(Responder.handle == handle)).first()
+    return viewer_zone(zone) if zone else UTC_ZONE
 
 
 def _page_views(

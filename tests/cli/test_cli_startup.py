@@ -3,11 +3,12 @@
 Measured by `bench/bench_cli.py`; what keeps it fast is checked here, on a desk where each
 command does its whole work (a responder acts, the case exists): `vigil --help` imports no
 database layer at all; case commands import neither the console, the webhook client, the
-scheduler, the calendar library, the HTTP service nor Alembic (`vigil page` pages step 1
-through the engine's cycle, without its scheduler or outbox) and, on SQLite, not
-PostgreSQL's dialect (a partial index or an upsert naming it loads every driver module it
-has); and a command declares only the tables it reads (each table costs start-up time: its
-class is built on import and its mapper configured on the first query).
+scheduler, the calendar library, shift work's services, the HTTP service nor Alembic
+(`vigil page` pages step 1 through the engine's cycle, without its scheduler or outbox)
+and, on SQLite, not PostgreSQL's dialect (a partial index or an upsert naming it loads
+every driver module it has); and a command declares only the tables it reads (each table
+costs start-up time: its class is built on import and its mapper configured on the first
+query).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ HEAVY = (
 )
 DATABASE = ("sqlalchemy", "sqlmodel", "psycopg")
 POSTGRESQL_DIALECT = "sqlalchemy.dialects.postgresql"
+SHIFT_WORK = "app.services.shiftwork"
 
 PROBE = """
 import contextlib, io, json, sys
@@ -131,6 +133,9 @@ def test_case_commands_import_only_what_they_use(
 ) -> None:
     loaded = imported_by(argv, desk)
     assert "sqlmodel" in loaded  # it did reach the database
+    # The viewer's zone is read beside the case's presenters, not from the calendar's module
+    # (its rotations, iCalendar export and overrides cost `show` about 30 ms).
+    assert sorted(name for name in loaded if name.startswith(SHIFT_WORK)) == []
     assert packages(loaded).isdisjoint(HEAVY), sorted(packages(loaded) & set(HEAVY))
     postgresql = sorted(name for name in loaded if name.startswith(POSTGRESQL_DIALECT))
     assert postgresql == [], postgresql

@@ -34,7 +34,6 @@ from data import audit
 from data.domain import DAYS, OVERRIDE_LENGTH, format_duration
 from data.models import Responder
 from data.oncall import Override, Schedule
-from widgets.timefmt import UTC_ZONE, viewer_zone
 
 MAX_DAYS = DAYS.high
 EXPORT_DAYS = 90
@@ -79,12 +78,6 @@ def check_window(start: datetime, end: datetime, now: datetime) -> None:
             f"expected a window {OVERRIDE_LENGTH} long, got {format_duration(end - start)} "
             f"(from {iso(start)} to {iso(end)})",
         )
-
-
-def viewer_zone_of(session: Session, handle: str) -> ZoneInfo:
-    """The viewer's own zone (`Responder.timezone`), else UTC."""
-    zone = session.exec(select(Responder.timezone).where(Responder.handle == handle)).first()
-    return viewer_zone(zone) if zone else UTC_ZONE
 
 
 def responder_names(session: Session) -> dict[str, str]:
