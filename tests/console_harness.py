@@ -52,7 +52,7 @@ async def settle(app: App[Any], pilot: Pilot[Any]) -> None:
     of rounds ran out before the end of such a chain."""
     quiet = 0
     for round_ in range(SETTLE_ROUNDS):
-        busy = any(True for _ in app.workers)
+        busy = bool(app.workers)
         with contextlib.suppress(WorkerFailed):
             await app.workers.wait_for_complete()
         await pilot.pause()
