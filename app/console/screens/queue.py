@@ -1097,8 +1097,11 @@ class QueueScreen(Screen[None]):
     def on_detail_loaded(self, message: DetailLoaded) -> None:
         if message.case_id != self.detail_case:
             return  # the person moved on; a reveal for another case is dropped unseen
-        if not self.detail_reads.take(message.order) and message.revealed is None:
-            return  # begun before the one shown: it would paint over newer facts
+        # An answer begun before the one shown would paint over newer facts; a reveal's
+        # still reveals, though it is not recorded as the newest.
+        newest = self.detail_reads.take(message.order)
+        if not newest and message.revealed is None:
+            return
         if message.revealed is not None and message.view is not None:
             self.revealed = (message.case_id, message.revealed)
             self.notify(
