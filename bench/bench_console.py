@@ -59,7 +59,6 @@ from sqlmodel import SQLModel, col, select
 from app.console import desk as console_desk
 from app.core.clock import FakeClock
 from app.services.cases import CaseService
-from app.services.policies import snapshot_policy
 from app.services.presenters import queue_rows
 from bench._console_probe import NOW, SIZE, VIEWER, open_console, shows_queue
 from bench._figures import record
@@ -73,7 +72,7 @@ from data.queries import QueueFilter
 from data.schema import every_table, head_revision
 from data.sealing import seal
 from data.types import table_of
-from tests.factories import add_policy, add_responder
+from tests.factories import add_policy, add_responder, snapshot_policy
 from widgets.queue_table import QueueTable
 from widgets.views import QueueRow, SeekAnchor
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -25,6 +26,9 @@ from app.services.shiftwork.handover import HandoverService
 from app.services.shiftwork.postmortem import PostMortemService
 from data.db import Database
 from data.models import ContactMethod, Policy, PolicyStep, Responder, Routing
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -202,6 +206,28 @@ def add_schedule(
         return schedule.id
 
 
+def snapshot_policy(session: Session, policy: Policy) -> dict[str, Any]:
+    """What a case opened on `policy` freezes of it, read row by row: the policy, then its
+    steps by position (the case service routes and reads it in one statement; this is the
+    plain reading its tests hold it to)."""
+    from sqlmodel import col, select
+
+    from app.services.policies import frozen_policy
+
+    steps = session.exec(
+        select(PolicyStep)
+        .where(PolicyStep.policy_id == policy.id)
+        .order_by(col(PolicyStep.position))
+    ).all()
+    return frozen_policy(
+        policy.name,
+        policy.repeat,
+        policy.ack_timeout_seconds,
+        policy.high_urgency,
+        [(step.delay_seconds, step.targets, step.require_all) for step in steps],
+    )
+
+
 def add_open_cases(
     db: Database, count: int, *, policy: str, at: datetime, category: str = "edr"
 ) -> None:
@@ -212,7 +238,6 @@ def add_open_cases(
     from sqlalchemy import insert
     from sqlmodel import func, select
 
-    from app.services.policies import snapshot_policy
     from data.models import Case
 
     with db.write() as session:

@@ -40,7 +40,7 @@ class SnapshotStep:
 
 @dataclass(frozen=True, slots=True)
 class PolicySnapshot:
-    """A case's `policy_snapshot`, read once and checked: what `snapshot_policy` froze.
+    """A case's `policy_snapshot`, read once and checked: what `frozen_policy` made.
 
     A key left out reads as its default (an older snapshot, or `{}`, has none of them); a
     key present with a wrong value is refused by `of`, naming its path."""
@@ -124,22 +124,7 @@ DEFAULT_SLA: dict[int, tuple[int, int]] = {
 }
 
 
-def snapshot_policy(session: Session, policy: Policy) -> dict[str, Any]:
-    steps = session.exec(
-        select(PolicyStep)
-        .where(PolicyStep.policy_id == policy.id)
-        .order_by(col(PolicyStep.position))
-    ).all()
-    return _snapshot(
-        policy.name,
-        policy.repeat,
-        policy.ack_timeout_seconds,
-        policy.high_urgency,
-        [(step.delay_seconds, step.targets, step.require_all) for step in steps],
-    )
-
-
-def _snapshot(
+def frozen_policy(
     name: str,
     repeat: int,
     ack_timeout_seconds: int | None,
@@ -218,7 +203,7 @@ def _route(
         return None if explicit else (None, FALLBACK_POLICY)
     _route_key, policy_id, name, repeat, ack_timeout, high_urgency = rows[0][:6]
     steps = [(row[6], row[7], row[8]) for row in rows if row[6] is not None]
-    return policy_id, _snapshot(name, repeat, ack_timeout, high_urgency, steps)
+    return policy_id, frozen_policy(name, repeat, ack_timeout, high_urgency, steps)
 
 
 def sla_table(session: Session) -> dict[int, tuple[int, int]]:

@@ -8,10 +8,10 @@ from typing import Any
 
 from sqlalchemy import update
 
-from app.services.policies import FALLBACK_POLICY, routed_snapshot, snapshot_policy
+from app.services.policies import FALLBACK_POLICY, routed_snapshot
 from data.db import Database
 from data.models import Policy, PolicyStep
-from tests.factories import add_policy
+from tests.factories import add_policy, snapshot_policy
 
 
 def _routed(db: Database, category: str, explicit: str | None = None) -> Any:

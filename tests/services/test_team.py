@@ -16,7 +16,6 @@ from app.core.clock import FakeClock
 from app.core.text import line_problem
 from app.rules.rotations import HolidaySpec
 from app.services.cases import CaseService
-from app.services.policies import snapshot_policy
 from app.services.team import apply as team_apply
 from app.services.team.apply import apply_team
 from app.services.team.export import export_team
@@ -49,6 +48,7 @@ from data.models import (
 )
 from data.oncall import Holiday, Override, Rotation, RotationMember, Schedule, ScheduleLayer
 from data.schema import every_table
+from tests.factories import snapshot_policy
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "team"
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
