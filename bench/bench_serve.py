@@ -37,6 +37,8 @@ from app.services.integrations import new_key
 from app.services.team.apply import apply_team
 from app.services.team.parse import parse_team
 from bench._figures import record
+from bench._load import Answer, Connection
+from bench._load import drive as drive_load
 from bench.bench_engine import scratch_url
 from data.db import Database
 from data.models import Case, Page
@@ -94,34 +96,20 @@ def percentile(values: list[float], share: float) -> float:
 
 
 async def drive(url: str, events: list[dict[str, object]], clients: int) -> dict[str, float]:
-    queue: asyncio.Queue[dict[str, object]] = asyncio.Queue()
-    for item in events:
-        queue.put_nowait(item)
-    to_202: list[float] = []
     sent_at: dict[str, datetime] = {}
-    failures = 0
 
-    async def client(http: httpx.AsyncClient) -> None:
-        nonlocal failures
-        while not queue.empty():
-            item = queue.get_nowait()
-            sent_at[str(item["dedup_key"])] = datetime.now(UTC)
-            started = time.perf_counter()
-            reply = await http.post("/v2/enqueue", json=item)
-            to_202.append(time.perf_counter() - started)
-            if reply.status_code != 202:
-                failures += 1
+    async def send(connection: Connection, item: object) -> Answer:
+        assert isinstance(item, dict)
+        sent_at[str(item["dedup_key"])] = datetime.now(UTC)
+        return await connection.post_json("/v2/enqueue", item)
 
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as http:
-        started = time.perf_counter()
-        await asyncio.gather(*(client(http) for _ in range(clients)))
-        took = time.perf_counter() - started
+    load = await drive_load(url, events, clients, send)
     return {
-        "took": took,
-        "failures": failures,
-        "p50": percentile(to_202, 0.50),
-        "p99": percentile(to_202, 0.99),
+        "took": load.took,
+        "failures": sum(status != 202 for status in load.statuses),
+        "p50": percentile(load.latencies, 0.50),
+        "p99": percentile(load.latencies, 0.99),
+        "client_cpu": load.client_cpu,
         "sent_at": sent_at,  # type: ignore[dict-item]
     }
 
@@ -267,7 +255,8 @@ def run_database(label: str, url: str, events: int, clients: int, folder: Path) 
         f"{label}: {events} events from {clients} clients in {result['took']:.2f} s = "
         f"{rate:,.0f} events/s; to the 202 p50 {result['p50'] * 1000:.1f} ms, "
         f"p99 {result['p99'] * 1000:.1f} ms; to the page p99 {lag * 1000:.0f} ms; "
-        f"{result['failures']:.0f} not 202"
+        f"{result['failures']:.0f} not 202; the load generator's own CPU "
+        f"{result['client_cpu'] / events * 1e6:.0f} µs an event"
     )
     lines = "\n".join(json.dumps(event(key, n, f"cli-{run}")) for n in range(events))
     started = time.perf_counter()
