@@ -140,7 +140,9 @@ class CaseService(Service):
         has an escalation starter). `claim` runs first in that transaction: it may record
         what the opening stands for (a silent heartbeat marked down) or refuse with
         `NothingToDo`, and then nothing is written, so the case and its cause land together
-        or not at all; `along` writes more in it, last.
+        or not at all; `along` writes more in it, last. Inside a group of changes
+        (`UnitOfWork.together`) the case is paged with the group's other openings, later in
+        the same transaction, so the result's `paged` is empty (the group's change says who).
         """
         title = check_title(title)
         kept_links = _check_links(links)
@@ -178,7 +180,7 @@ class CaseService(Service):
         claim: Callable[[Tx], None] | None,
         along: Along | None,
     ) -> OpenResult:
-        with self.work(actor, along) as tx:
+        with self.work(actor, along, opening=True) as tx:
             if claim is not None:
                 claim(tx)
             key = opening.dedup_key

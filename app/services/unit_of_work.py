@@ -214,6 +214,8 @@ class Grouped:
     by: Actor
     now: datetime
     changes: list[Tx] = field(default_factory=list)
+    waiting: list[Tx] = field(default_factory=list)
+    """Openings whose cases are paged later, all at once (`UnitOfWork.__call__`)."""
 
 
 class UnitOfWork:
@@ -243,6 +245,7 @@ class UnitOfWork:
         along: Along | None = None,
         *,
         at: Callable[[], datetime] | None = None,
+        opening: bool = False,
     ) -> Iterator[Tx]:
         """One change by `actor`; `along` writes more in its transaction, last.
 
@@ -252,17 +255,27 @@ class UnitOfWork:
         instant its caller planned it for).
 
         Inside `together`, the change joins the group's transaction in a savepoint of its
-        own: a change that raises undoes only itself."""
+        own: a change that raises undoes only itself. An `opening` (a case opened, or an
+        event joining an open one, with nothing `along`) leaves its cases to be paged with
+        the group's other openings in one bulk write, before the group's next change of any
+        other kind (which may act on them: an acknowledgement finds them paged) or else
+        before the group commits; its `tx.paged` is filled then."""
         group: Grouped | None = getattr(self._grouped, "group", None)
         if group is not None:
             if actor != group.by or at is not None:
                 raise RuntimeError(
                     "a change inside a group is by the group's actor, at its instant"
                 )
+            later = opening and along is None
+            if not later:
+                self._page_waiting(group)
             with group.session.begin_nested():
                 tx = Tx(group.session, group.actor, group.now)
                 yield tx
-                self._close(tx, along)
+                if not (later and tx.to_escalate):
+                    self._close(tx, along)
+            if later and tx.to_escalate:
+                group.waiting.append(tx)
             group.changes.append(tx)
             return
         with self.db.write() as session:
@@ -276,12 +289,28 @@ class UnitOfWork:
 
     def _close(self, tx: Tx, along: Along | None) -> None:
         """What ends every change, before it commits: its escalated cases paged, then what
-        `along` writes. A change in a group pages at once too, as alone: an event after it
-        in the group (the acknowledgement of the same alert, say) finds it paged."""
+        `along` writes."""
         if self._escalation is not None and tx.to_escalate:
             self._page(tx)
         if along is not None:
             along(tx)
+
+    def _page_waiting(self, group: Grouped) -> None:
+        """Page the cases of the group's waiting openings, in one write of the escalation
+        starter (a storm's step-1 pages are written as the engine writes a burst's)."""
+        if not group.waiting or self._escalation is None:
+            group.waiting.clear()
+            return
+        together = Tx(group.session, group.actor, group.now)
+        for tx in group.waiting:
+            together.to_escalate.extend(tx.to_escalate)
+            together.left_stale.extend(tx.left_stale)
+        self._page(together)
+        for tx in group.waiting:
+            tx.paged.update(
+                {case_id: together.paged.get(case_id, []) for case_id in tx.to_escalate}
+            )
+        group.waiting.clear()
 
     @contextmanager
     def together(self, actor: Actor) -> Iterator[Grouped]:
@@ -289,8 +318,9 @@ class UnitOfWork:
         commit: the group commit of a server taking a storm of alerts, where each change's
         own transaction (the chain's lock, the actor, the clock, the commit) costs more than
         the change. Each change still runs in a savepoint of its own, so one refused change
-        undoes only itself, and pages its cases within it, as alone. Consoles are told once
-        the group commits. If the block raises, nothing of it is stored."""
+        undoes only itself; every case escalated in the group is paged before the commit
+        (openings together, see `__call__`). Consoles are told once the group commits. If
+        the block raises, nothing of it is stored."""
         if getattr(self._grouped, "group", None) is not None:
             raise RuntimeError("changes are already grouped on this thread")
         with self.db.write() as session:
@@ -301,6 +331,7 @@ class UnitOfWork:
             self._grouped.group = group
             try:
                 yield group
+                self._page_waiting(group)
             finally:
                 self._grouped.group = None
         self._told([case_id for tx in group.changes for case_id in tx.changed])

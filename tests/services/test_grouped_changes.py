@@ -1,6 +1,6 @@
 """Changes made together (`UnitOfWork.together`): one transaction and one commit for many
-changes, each in a savepoint of its own that pages its cases as alone.
-SQLite and PostgreSQL."""
+changes, each in a savepoint of its own; the group's openings paged together, in one bulk
+write, before any other kind of change and before the commit. SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -75,6 +75,37 @@ def test_a_refused_change_undoes_only_itself_and_the_rest_commit_once_paged(
             select(TimelineEvent).where(TimelineEvent.text == "written, then undone")
         ).all()
     assert undone == []
+
+
+def test_a_groups_openings_are_paged_at_once_before_a_change_that_may_act_on_them(
+    any_db: Database, service: CaseService
+) -> None:
+    """A storm's step-1 pages are written together, as the engine writes a burst's; but an
+    acknowledgement in the group must find the cases opened before it paged, or the pages
+    written after it would find the case acknowledged and page nobody."""
+    with service.work.together("sue") as group:
+        first = service.open_case("sue", title="Disk full", category="other", severity=2)
+        second = service.open_case("sue", title="Disk slow", category="other", severity=2)
+        assert (first.paged, second.paged) == ((), ())  # not yet: with the group
+        service.acknowledge("sue", first.ref)
+        third = service.open_case("sue", title="Disk gone", category="other", severity=2)
+    refs, pages, records = stored(any_db)
+    assert refs == [first.ref, second.ref, third.ref]
+    assert pages == [first.case_id, second.case_id, third.case_id]
+    # one record for the first two cases' pages, written together
+    opened_and_paged = ["case.open", "case.open", "engine.escalate"]
+    assert records == [*opened_and_paged, "case.ack", "case.open", "engine.escalate"]
+    assert [tx.paged for tx in group.changes] == [
+        {first.case_id: ["ana"]},
+        {second.case_id: ["ana"]},
+        {},
+        {third.case_id: ["ana"]},
+    ]
+    with any_db.read() as session:
+        acknowledged = session.get(Case, first.case_id)
+        assert acknowledged is not None
+        assert acknowledged.status == Status.ACKNOWLEDGED.value
+        assert acknowledged.escalation_step == 1
 
 
 def write_then_fail(service: CaseService, ref: str) -> None:
