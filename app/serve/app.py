@@ -94,7 +94,6 @@ class Desk:
             self.actor,
             self.writing,
             self.after_paging,
-            together=self.db.is_postgres,
         )
 
     @property

@@ -6,13 +6,15 @@ own (the audit chain's lock, the actor, the clock, the commit: on PostgreSQL a w
 disk), which costs more than the event. Here requests queue in the order they came, and
 one writer thread takes every request queued so far (up to `MOST_EVENTS` events): their
 events are written in one transaction, each in a savepoint of its own (a refused event
-undoes only itself) that pages the case it opened, as alone; one commit, and then they are
-all answered, while the writer goes on to the next group without waiting for the event
-loop. Nothing waits for a group to fill: a request that finds the writer idle is written
-at once, alone. A waiting request holds no thread.
+undoes only itself), and the cases they open are paged together before the commit, in one
+bulk write as the engine writes a burst (an acknowledgement in the group finds the cases
+opened before it paged: `UnitOfWork.together`); one commit, and then they are all
+answered, while the writer goes on to the next group without waiting for the event loop.
+Nothing waits for a group to fill: a request that finds the writer idle is written at
+once, alone. A waiting request holds no thread.
 
 If a group fails as a whole (one case's first page cannot be written, say), its requests
-are written again one event at a time, as without grouping, so one bad event cannot sink
+are written again one event at a time, so one bad event cannot sink
 the others; when the database itself is in trouble, each request is told so instead.
 """
 
@@ -28,8 +30,6 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from anyio import to_thread
-
 from app.core.errors import BadInput, Refused
 from app.intake.events import ChangeEvent, IntakeError, IntakeEvent
 from app.intake.store import IntakeOutcome, apply_event
@@ -39,10 +39,13 @@ from data.outage import is_database_trouble
 
 log = logging.getLogger("vigil.serve")
 
-MOST_EVENTS = 50
+MOST_EVENTS = 25
 """Events a group takes at most (a request's events are never split): a group holds the
 audit chain's lock while it is written, so any other change on the desk (a console's
-acknowledgement, say) may wait for one group (a few milliseconds an event)."""
+acknowledgement, say) may wait for one group (about a millisecond an event). On SQLite,
+under a storm of 50 senders, another process writing every 50 ms waited a median of 5 to
+8 ms (worst 112) with groups of 25, and 50 ms (worst 168) with groups of 50, for the same
+events a second; on PostgreSQL the two sizes served alike."""
 
 Events = Sequence[IntakeEvent | ChangeEvent]
 
@@ -81,25 +84,15 @@ class GroupCommit:
         actor: str,
         writing: AbstractContextManager[Any],
         after_paging: Callable[[], None] | None = None,
-        *,
-        together: bool = True,
     ) -> None:
         """`writing` is held while a group is written (on SQLite, this process's one
         writer); `after_paging` is told after a group that opened cases has committed.
 
-        Without `together`, each request is written in a thread of its own, each event in
-        its own transaction, as it comes. That is how SQLite is served. One writer taking
-        group after group leaves SQLite's only write lock free for microseconds at a time,
-        and another process's writer (a console acknowledging, `vigil intake`) sleeps in
-        SQLite's busy handler between tries, up to 100 ms each: under a storm its writes
-        waited a median of 5 s, up to 11 s, where with an event a transaction they waited
-        0.05 s, up to 3 s. (Measured when writers slept in SQLite's busy handler; they now
-        try every millisecond, which still mostly misses a gap of microseconds. Small groups,
-        of 8, did serve more events a second and a lower p99 there; groups of 50 were
-        answered in waves, as large as the crowd of senders.)
-        On PostgreSQL, where every commit waits for the disk and a lock wait is a queue,
-        grouping raised events a second by half and halved the p99."""
-        self._together = together
+        SQLite is served in groups too. Once, one writer taking group after group starved
+        another process's writer (a console acknowledging), which slept in SQLite's busy
+        handler between tries; writers now try every millisecond, and get in between two
+        groups (see `MOST_EVENTS`). On SQLite groups serve about 2.5 times the events a
+        second of an event a transaction, on PostgreSQL 1.6 times."""
         self._service = service
         self._actor = actor
         self._writing = writing
@@ -116,11 +109,6 @@ class GroupCommit:
         if not events:
             return
         request = _Request(events, integration, outcome)
-        if not self._together:
-            await to_thread.run_sync(self._write, [request])
-            if request.error is not None:
-                raise request.error
-            return
         loop = asyncio.get_running_loop()
         written = loop.create_future()
         request.waiting = (loop, written)
@@ -179,18 +167,15 @@ class GroupCommit:
         return taken
 
     def _write(self, group: list[_Request]) -> None:
-        if not self._together:
-            self._write_one_by_one(group)
-        else:
-            try:
-                with self._writing:
-                    self._write_together(group)
-            except Exception as exc:
-                if is_database_trouble(exc) and not isinstance(exc, DatabaseError):
-                    for request in group:  # unreachable, gone, full: each alone would too
-                        request.error = exc
-                else:  # one event's (a case's page, a detail that cannot be sealed)
-                    self._write_one_by_one(group)
+        try:
+            with self._writing:
+                self._write_together(group)
+        except Exception as exc:
+            if is_database_trouble(exc) and not isinstance(exc, DatabaseError):
+                for request in group:  # unreachable, gone, full: each alone would too
+                    request.error = exc
+            else:  # one event's (a case's page, a detail that cannot be sealed)
+                self._write_one_by_one(group)
         if self._after_paging is not None and any(r.outcome.case_ids for r in group):
             try:
                 self._after_paging()

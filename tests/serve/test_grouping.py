@@ -199,20 +199,6 @@ def test_a_failing_engine_wake_up_leaves_every_request_answered_once(
     assert stored(any_db) == [("Held", 1), ("First", 1), ("Second", 1), ("Third", 1)]
 
 
-def test_alone_each_request_is_written_as_it_comes(
-    any_db: Database, clock: FakeClock, gate: Gate
-) -> None:
-    """How SQLite is served: no groups, each event its own transaction."""
-    intake = GroupCommit(desk(any_db, clock), "relay", gate, together=False)
-    commits: list[object] = []
-    event.listen(any_db.engine, "commit", commits.append)
-    outcomes = asyncio.run(send_together(intake, gate, [[trigger("First")], [trigger("Second")]]))
-    opened = [ref for o in outcomes if isinstance(o, IntakeOutcome) for ref in o.opened]
-    assert len(set(opened)) == 2  # in whichever order the three threads got the database
-    assert len(commits) == 3  # the held request, and one for each of the others
-    assert sorted(stored(any_db)) == [("First", 1), ("Held", 1), ("Second", 1)]
-
-
 def test_an_event_that_cannot_be_sealed_sinks_no_other_in_its_group(
     any_db: Database, clock: FakeClock, gate: Gate, monkeypatch: pytest.MonkeyPatch
 ) -> None:
