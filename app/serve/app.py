@@ -101,14 +101,27 @@ class Desk:
         assert self.metrics is not None
         return self.metrics
 
+    def _fresh(self) -> bool:
+        return time.monotonic() - self._loaded_at < INTEGRATIONS_TTL
+
     def integrations(self) -> None:
         """Reload the integrations when the copy is older than `INTEGRATIONS_TTL`."""
-        if time.monotonic() - self._loaded_at < INTEGRATIONS_TTL:
+        if self._fresh():
             return
         views = load_integrations(self.db)
         self._integrations = {view.name: view for view in views}
         self._by_hash = {view.key_hash: view for view in views if view.key_hash}
         self._loaded_at = time.monotonic()
+
+    async def find(
+        self, lookup: Callable[..., IntegrationView | None], *args: str
+    ) -> IntegrationView | None:
+        """`lookup` (`by_key` or `by_name`) from the event loop: at once while this
+        process's copy is fresh, else in a worker thread, which reloads it from the
+        database. A thread for every request cost about a tenth of each one's time."""
+        if self._fresh():
+            return lookup(*args)
+        return await run_in_threadpool(lookup, *args)
 
     def by_key(self, key: str, fmt: str) -> IntegrationView | None:
         self.integrations()
@@ -218,7 +231,7 @@ async def _pagerduty(request: Request, *, change: bool) -> Response:
     key = body.get("routing_key")
     if not isinstance(key, str) or not key.strip():
         raise HttpProblem(400, "Event object is invalid", ["routing_key: required"])
-    integration = await run_in_threadpool(desk.by_key, key.strip(), "pagerduty")
+    integration = await desk.find(desk.by_key, key.strip(), "pagerduty")
     if integration is None:
         desk.meter.events.labels("", "unauthorized").inc()
         raise HttpProblem(401, "routing_key: not a key of this desk")
@@ -289,7 +302,7 @@ async def _named_sender(request: Request, fmt: str, what: str) -> IntegrationVie
     a wrong key and an unknown name alike a 401, so nobody learns which exist."""
     desk: Desk = request.app.state.desk
     key = _bearer(request)
-    found = await run_in_threadpool(desk.by_name, request.path_params["name"], key, fmt)
+    found = await desk.find(desk.by_name, request.path_params["name"], key, fmt)
     if found is None:
         desk.meter.events.labels("", "unauthorized").inc()
         raise HttpProblem(
