@@ -242,16 +242,40 @@ def next_case_number(session: Session) -> tuple[int, int]:
     The id is known before the row is written, so its details are sealed in the INSERT
     itself rather than by an UPDATE after it: on SQLite the id SQLite would choose, on
     PostgreSQL the id column's own sequence (shared with every other writer)."""
+    [taken] = next_case_numbers(session, 1)
+    return taken
+
+
+def next_case_numbers(session: Session, count: int) -> list[tuple[int, int]]:
+    """`next_case_number` for `count` cases opened together, in order."""
+    if count < 1:
+        return []
     if session.get_bind().dialect.name != "postgresql":
-        number = (session.exec(select(func.max(Case.id))).one() or 0) + 1
-        return number, number
+        first = (session.exec(select(func.max(Case.id))).one() or 0) + 1
+        return [(first + k, first + k) for k in range(count)]
     taken = session.execute(
         text(
             """SELECT (SELECT coalesce(max(id), 0) FROM "case") + 1, """
-            """nextval(pg_get_serial_sequence('"case"', 'id'))"""
+            """nextval(pg_get_serial_sequence('"case"', 'id')) """
+            """FROM generate_series(1, :count)"""
+        ),
+        {"count": count},
+    ).all()
+    first = int(taken[0][0])
+    ids = sorted(int(row[1]) for row in taken)
+    return [(first + k, case_id) for k, case_id in enumerate(ids)]
+
+
+def open_dedup_keys(session: Session, keys: Sequence[str]) -> list[str]:
+    """Which of these dedup keys an open case holds."""
+    if not keys:
+        return []
+    found = session.exec(
+        select(Case.dedup_key).where(
+            col(Case.dedup_key).in_(set(keys)), Case.status != Status.RESOLVED.value
         )
-    ).one()
-    return int(taken[0]), int(taken[1])
+    )
+    return [key for key in found if key is not None]
 
 
 def case_by_ref(session: Session, ref: str) -> Case | None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
@@ -30,8 +31,9 @@ from data.domain import (
     parse_category,
     parse_severity,
 )
-from data.journal import add_timeline
-from data.models import ActionItem, Case, CaseNote, Page, Responder
+from data.journal import add_timeline, timeline_row
+from data.models import ActionItem, Case, CaseChange, CaseNote, Page, Responder, TimelineEvent
+from data.sealing import keyring_of, seal
 
 MAX_TITLE = 200
 MAX_DETAILS = 20_000
@@ -97,6 +99,46 @@ def _ack_timeout_at(case: Case, now: datetime) -> datetime | None:
 
 
 @dataclass(frozen=True)
+class NewCase:
+    """A case a sender asks to open (`open_case`'s fields, for `open_cases`)."""
+
+    title: str
+    category: str
+    severity: str | int
+    details: str = ""
+    policy: str | None = None
+    dedup_key: str | None = None
+    sensitive: bool = False
+    source: str = "vigil"
+    links: Sequence[tuple[str, str]] = ()
+
+
+def _checked(wanted: NewCase) -> _Opening:
+    """The fields of `wanted`, checked; `BadInput` names the first one that is wrong."""
+    title = check_title(wanted.title)
+    kept_links = _check_links(wanted.links)
+    try:
+        cat = parse_category(wanted.category)
+    except ValueError as exc:
+        raise BadInput("category", str(exc)) from None
+    try:
+        sev = parse_severity(wanted.severity)
+    except ValueError as exc:
+        raise BadInput("severity", str(exc)) from None
+    return _Opening(
+        title=title,
+        category=cat,
+        severity=sev,
+        details=clean_text("details", wanted.details, MAX_DETAILS, required=False),
+        policy_name=wanted.policy,
+        dedup_key=one_line("dedup_key", wanted.dedup_key, MAX_DEDUP_KEY, required=False) or None,
+        sensitive=wanted.sensitive or cat == Category.CSEA,
+        source=wanted.source,
+        links=kept_links,
+    )
+
+
+@dataclass(frozen=True)
 class _Opening:
     """A new case's fields, checked: what `open_case` hands to its transaction (twice, when
     another console takes the same dedup key in between)."""
@@ -110,6 +152,85 @@ class _Opening:
     sensitive: bool
     source: str
     links: tuple[tuple[str, str], ...]
+
+
+def _routed(tx: Tx, opening: _Opening) -> tuple[int | None, dict[str, Any]]:
+    """The policy id and snapshot of a new case (`routed_snapshot`), or `BadInput`."""
+    routed = routed_snapshot(tx.session, opening.category.value, opening.policy_name)
+    if routed is None:
+        raise BadInput("policy", f"no escalation policy named {opening.policy_name!r}")
+    return routed
+
+
+def _insert_openings(
+    tx: Tx, openings: Sequence[tuple[_Opening, tuple[int | None, dict[str, Any]]]]
+) -> list[OpenResult]:
+    """Write new cases whole (each with its policy's id and snapshot), a statement a table:
+    the case rows (their ids taken first, so details are sealed in the INSERT), their
+    links, timelines, change feed and audit records; then page them in this change."""
+    if not openings:
+        return []
+    session, now, by = tx.session, tx.now, tx.actor.handle
+    keyring = keyring_of(session)
+    cases: list[dict[str, Any]] = []
+    links: list[dict[str, Any]] = []
+    timeline: list[dict[str, Any]] = []
+    records: list[tuple[str, str | None, dict[str, Any]]] = []
+    results: list[OpenResult] = []
+    numbers = queries.next_case_numbers(session, len(openings))
+    for (opening, (policy_id, snapshot)), (number, case_id) in zip(openings, numbers, strict=True):
+        ref = f"ESC-{number:04d}"
+        details = opening.details
+        if details:
+            details = seal(keyring, details, table="case", column="details", row_id=case_id)
+        cases.append(
+            {
+                "id": case_id,
+                "ref": ref,
+                "title": opening.title,
+                "category": opening.category.value,
+                "severity": opening.severity,
+                "status": Status.TRIGGERED.value,
+                "queue_rank": queries.QUEUE_RANKS[Status.TRIGGERED.value],
+                "stage": Stage.TRIAGE.value,
+                "sensitive": opening.sensitive,
+                "details": details,
+                "dedup_key": opening.dedup_key,
+                "source": opening.source,
+                "policy_id": policy_id,
+                "policy_snapshot": snapshot,
+                "created_at": now,
+                "updated_at": now,
+                "next_escalation_at": now,
+                "version": 1,  # and fed to the consoles, below
+            }
+        )
+        links += [
+            {"case_id": case_id, "position": position, "href": href, "text": text}
+            for position, (href, text) in enumerate(opening.links)
+        ]
+        opened = f"Opened by {by} from {opening.source}; policy {snapshot['name']}"
+        timeline.append(timeline_row(case_id, now, TimelineKind.OPENED, opened, by))
+        detail = {
+            "category": opening.category.value,
+            "severity": opening.severity,
+            "sensitive": opening.sensitive,
+            "policy": snapshot["name"],
+            "source": opening.source,
+        }
+        records.append(("case.open", ref, detail))
+        tx.did("case.open", case_id, ref)
+        tx.to_escalate.append(case_id)  # its opener is told its reference, not its row
+        results.append(OpenResult(ref, case_id, created=True))
+    session.execute(insert(Case), cases)
+    if links:
+        from data.intake import CaseLink  # intake's tables: only for an alert's links
+
+        session.execute(insert(CaseLink), links)
+    session.execute(insert(TimelineEvent), timeline)
+    session.execute(insert(CaseChange), [{"case_id": row["id"], "at": now} for row in cases])
+    audit.append_many(session, at=now, actor=by, entries=records)
+    return results
 
 
 class CaseService(Service):
@@ -144,26 +265,8 @@ class CaseService(Service):
         (`UnitOfWork.together`) the case is paged with the group's other openings, later in
         the same transaction, so the result's `paged` is empty (the group's change says who).
         """
-        title = check_title(title)
-        kept_links = _check_links(links)
-        try:
-            cat = parse_category(category)
-        except ValueError as exc:
-            raise BadInput("category", str(exc)) from None
-        try:
-            sev = parse_severity(severity)
-        except ValueError as exc:
-            raise BadInput("severity", str(exc)) from None
-        opening = _Opening(
-            title=title,
-            category=cat,
-            severity=sev,
-            details=clean_text("details", details, MAX_DETAILS, required=False),
-            policy_name=policy,
-            dedup_key=one_line("dedup_key", dedup_key, MAX_DEDUP_KEY, required=False) or None,
-            sensitive=sensitive,
-            source=source,
-            links=kept_links,
+        opening = _checked(
+            NewCase(title, category, severity, details, policy, dedup_key, sensitive, source, links)
         )
         try:
             return self._open(actor, opening, claim, along)
@@ -208,60 +311,51 @@ class CaseService(Service):
         return OpenResult(existing.ref, existing.id, created=False)
 
     def _create(self, tx: Tx, opening: _Opening) -> OpenResult:
-        category, source = opening.category, opening.source
-        routed = routed_snapshot(tx.session, category.value, opening.policy_name)
-        if routed is None:
-            raise BadInput("policy", f"no escalation policy named {opening.policy_name!r}")
-        policy_id, snapshot = routed
-        number, case_id = queries.next_case_number(tx.session)
-        case = Case(
-            id=case_id,
-            ref=f"ESC-{number:04d}",
-            title=opening.title,
-            category=category.value,
-            severity=opening.severity,
-            status=Status.TRIGGERED.value,
-            stage=Stage.TRIAGE.value,
-            sensitive=opening.sensitive or category == Category.CSEA,
-            details=opening.details,
-            dedup_key=opening.dedup_key,
-            source=source,
-            policy_id=policy_id,
-            policy_snapshot=snapshot,
-            created_at=tx.now,
-            updated_at=tx.now,
-            next_escalation_at=tx.now,
-            version=0,
-        )
-        tx.session.add(case)
-        # Its version set and the change fed: the row's one INSERT, whole (details sealed,
-        # its id known), before the rows that name it.
-        tx.finish(
-            case,
-            "case.open",
-            {
-                "category": case.category,
-                "severity": case.severity,
-                "sensitive": case.sensitive,
-                "policy": snapshot["name"],
-                "source": source,
-            },
-        )
-        if opening.links:
-            from data.intake import CaseLink  # intake's tables: only for an alert's links
+        [result] = _insert_openings(tx, [(opening, _routed(tx, opening))])
+        return result
 
-            for position, (href, text) in enumerate(opening.links):
-                tx.session.add(CaseLink(case_id=case_id, position=position, href=href, text=text))
-        add_timeline(
-            tx.session,
-            case,
-            tx.now,
-            TimelineKind.OPENED,
-            f"Opened by {tx.actor.handle} from {source}; policy {snapshot['name']}",
-            tx.actor.handle,
-        )
-        tx.escalate(case, read_back=False)  # its opener is told its reference, not its row
-        return OpenResult(case.ref, case_id, created=True)
+    def open_cases(
+        self, actor: str | ServiceActor, wanted: Sequence[NewCase]
+    ) -> list[OpenResult | BadInput]:
+        """Open many cases in one change, as `open_case` opens each (an event whose dedup key
+        has an open case joins it), their rows written a table at a time: a group's storm of
+        new alerts (`UnitOfWork.together`), where a case's ORM objects cost more than its
+        rows. One result for each, in order: a `BadInput` refuses only its own."""
+        results: list[OpenResult | BadInput | None] = [None] * len(wanted)
+        checked: list[tuple[int, _Opening]] = []
+        for index, one in enumerate(wanted):
+            try:
+                checked.append((index, _checked(one)))
+            except BadInput as exc:
+                results[index] = exc
+        joining: list[int] = []
+        with self.work(actor, opening=True) as tx:
+            keys = [opening.dedup_key for _, opening in checked if opening.dedup_key]
+            taken = set(queries.open_dedup_keys(tx.session, keys))
+            new: list[tuple[int, _Opening, tuple[int | None, dict[str, Any]]]] = []
+            for index, opening in checked:
+                key = opening.dedup_key
+                if key is not None and key in taken:  # an open case, or one opened above
+                    joining.append(index)
+                    continue
+                try:
+                    new.append((index, opening, _routed(tx, opening)))
+                except BadInput as exc:
+                    results[index] = exc
+                    continue
+                if key is not None:
+                    taken.add(key)
+            opened = _insert_openings(tx, [(opening, routed) for _, opening, routed in new])
+        for (index, _, _), result in zip(new, opened, strict=True):  # paged, unless grouped
+            results[index] = replace(result, paged=tuple(tx.paged.get(result.case_id, ())))
+        for index in joining:  # after the cases they join are stored
+            try:
+                results[index] = self.open_case(actor, **vars(wanted[index]))
+            except BadInput as exc:
+                results[index] = exc
+        answered = [result for result in results if result is not None]
+        assert len(answered) == len(wanted)
+        return answered
 
     def acknowledge(
         self,

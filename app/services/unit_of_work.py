@@ -191,9 +191,14 @@ class Tx:
             detail=detail,
         )
         assert case.id is not None
-        self.changed.append(case.id)
-        self.done.append((action, case.id))
-        self.refs[case.id] = case.ref
+        self.did(action, case.id, case.ref)
+
+    def did(self, action: str, case_id: int, ref: str) -> None:
+        """Note a change of case `ref` (`action`, as audited) for the consoles and the
+        change's caller: what `finish` notes, for a writer of many cases at once."""
+        self.changed.append(case_id)
+        self.done.append((action, case_id))
+        self.refs[case_id] = ref
 
     def escalate(self, case: Case, *, read_back: bool = True) -> None:
         """Page what is due for `case` within this change, before it commits. Without
@@ -345,10 +350,11 @@ class UnitOfWork:
         paged = self._escalation(tx.session, tx.now, ids)
         tx.paged.update({case_id: list(handles) for case_id, handles in paged.items()})
         stale = {case.id: case for case in tx.left_stale}
-        for case_id in ids:  # as the starter left them
+        loaded = tx.session.identity_map
+        for case_id in ids:  # as the starter left them (a case written past the ORM, unread)
             if case_id in stale:
                 tx.session.expire(stale[case_id])
-            else:
+            elif tx.session.identity_key(Case, case_id) in loaded:
                 tx.session.get(Case, case_id, populate_existing=True)
 
     def _told(self, changed: Sequence[int]) -> None:

@@ -17,9 +17,10 @@ from data.models import Case
 ROOT = Path(__file__).resolve().parents[2]
 AT = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
-KIND_ARGUMENT = {"add_timeline": 3, "journal": 1, "_done": 2}
-"""Where the writers take the kind: `add_timeline(session, case, at, kind, …)`, the unit of
-work's `tx.journal(case, kind, …)` and casework's `self._done(tx, case, kind, …)`."""
+KIND_ARGUMENT = {"add_timeline": 3, "timeline_row": 2, "journal": 1, "_done": 2}
+"""Where the writers take the kind: `add_timeline(session, case, at, kind, …)`, the rows of a
+bulk writer `timeline_row(case_id, at, kind, …)`, the unit of work's
+`tx.journal(case, kind, …)` and casework's `self._done(tx, case, kind, …)`."""
 METHODS = {"journal", "_done"}
 """Writers called as methods (a function of the same name elsewhere is something else)."""
 
