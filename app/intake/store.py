@@ -25,7 +25,7 @@ from sqlmodel import col, select
 from app.core.errors import BadInput, NothingToDo, Refused
 from app.intake.events import ChangeEvent, IntakeError, IntakeEvent
 from app.intake.registry import parse_intake
-from app.services.cases import CaseService
+from app.services.cases import CaseService, NewCase, OpenResult
 from app.services.unit_of_work import Along, Tx
 from data import audit
 from data.db import Database
@@ -189,25 +189,8 @@ def _store_event(
         record_change_note(service, actor, event, integration, along)
         return EventResult(position, "change")
     if event.action == "trigger":
-        assert event.title is not None
-        assert event.category is not None
-        assert event.severity is not None
-        opened = service.open_case(
-            actor,
-            title=event.title,
-            category=event.category.value,
-            severity=event.severity,
-            details=event.details,
-            policy=event.policy,
-            dedup_key=event.dedup_key,
-            sensitive=event.sensitive,
-            source=f"{event.source}:{integration}" if integration else event.source,
-            links=[(link.href, link.text) for link in event.links],
-            along=along,
-        )
-        if not opened.created:
-            return EventResult(position, "deduplicated", opened.ref)
-        return EventResult(position, "opened", opened.ref, opened.paged, case_id=opened.case_id)
+        opened = service.open_case(actor, **vars(_new_case(event, integration)), along=along)
+        return _opened(event, opened)
     assert event.dedup_key is not None
     ref = service.open_ref_for_key(event.dedup_key)
     if ref is None:
@@ -221,6 +204,74 @@ def _store_event(
         return EventResult(position, "resolved", ref)
     except NothingToDo:
         return EventResult(position, "unchanged", ref)
+
+
+def _new_case(event: IntakeEvent, integration: str) -> NewCase:
+    assert event.title is not None
+    assert event.category is not None
+    assert event.severity is not None
+    return NewCase(
+        title=event.title,
+        category=event.category.value,
+        severity=event.severity,
+        details=event.details,
+        policy=event.policy,
+        dedup_key=event.dedup_key,
+        sensitive=event.sensitive,
+        source=f"{event.source}:{integration}" if integration else event.source,
+        links=[(link.href, link.text) for link in event.links],
+    )
+
+
+def _opened(event: IntakeEvent, opened: OpenResult) -> EventResult:
+    if not opened.created:
+        return EventResult(event.position, "deduplicated", opened.ref)
+    return EventResult(event.position, "opened", opened.ref, opened.paged, case_id=opened.case_id)
+
+
+def apply_together(
+    service: CaseService,
+    actor: str,
+    events: Sequence[tuple[IntakeEvent | ChangeEvent, str, IntakeOutcome]],
+) -> None:
+    """Store events of several requests in order, each as (event, integration, the outcome
+    it adds to), inside a group (`UnitOfWork.together`): each run of triggers is opened in
+    one change (`CaseService.open_cases`), every other event alone, as `apply_event`."""
+    triggers: list[tuple[IntakeEvent, str, IntakeOutcome]] = []
+
+    def open_triggers() -> None:
+        wanted = [_new_case(event, integration) for event, integration, _ in triggers]
+        results = service.open_cases(actor, wanted)
+        for (event, _, outcome), result in zip(triggers, results, strict=True):
+            if isinstance(result, BadInput):
+                outcome.errors.append(IntakeError(event.position, str(result)))
+            else:
+                outcome.add(_opened(event, result))
+        triggers.clear()
+
+    for event, integration, outcome in events:
+        if isinstance(event, IntakeEvent) and event.action == "trigger":
+            triggers.append((event, integration, outcome))
+            continue
+        if triggers:
+            open_triggers()
+        apply_or_refuse(service, actor, event, outcome, integration)
+    if triggers:
+        open_triggers()
+
+
+def apply_or_refuse(
+    service: CaseService,
+    actor: str,
+    event: IntakeEvent | ChangeEvent,
+    outcome: IntakeOutcome,
+    integration: str,
+) -> None:
+    """`apply_event`, an event the desk refuses counted among `outcome`'s errors."""
+    try:
+        apply_event(service, actor, event, outcome, integration)
+    except (BadInput, Refused) as exc:
+        outcome.errors.append(IntakeError(event.position, str(exc)))
 
 
 def record_change_note(

@@ -5,17 +5,18 @@ A storm of alerts is many small requests. Alone, each event pays for a transacti
 own (the audit chain's lock, the actor, the clock, the commit: on PostgreSQL a wait for the
 disk), which costs more than the event. Here requests queue in the order they came, and
 one writer thread takes every request queued so far (up to `MOST_EVENTS` events): their
-events are written in one transaction, each in a savepoint of its own (a refused event
-undoes only itself), and the cases they open are paged together before the commit, in one
-bulk write as the engine writes a burst (an acknowledgement in the group finds the cases
-opened before it paged: `UnitOfWork.together`); one commit, and then they are all
+events are written in one transaction, each run of triggers opened together
+(`apply_together`: a table at a time, a refused event refused alone) and every other event
+in a savepoint of its own. The cases they open are paged together before the commit, in
+one bulk write as the engine writes a burst (an acknowledgement in the group finds the
+cases opened before it paged: `UnitOfWork.together`). One commit, and then they are all
 answered, while the writer goes on to the next group without waiting for the event loop.
 Nothing waits for a group to fill: a request that finds the writer idle is written at
 once, alone. A waiting request holds no thread.
 
 If a group fails as a whole (one case's first page cannot be written, say), its requests
-are written again one event at a time, so one bad event cannot sink
-the others; when the database itself is in trouble, each request is told so instead.
+are written again one event at a time, so one bad event cannot sink the others; when the
+database itself is in trouble, each request is told so instead.
 """
 
 from __future__ import annotations
@@ -30,22 +31,23 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from app.core.errors import BadInput, Refused
-from app.intake.events import ChangeEvent, IntakeError, IntakeEvent
-from app.intake.store import IntakeOutcome, apply_event
+from app.intake.events import ChangeEvent, IntakeEvent
+from app.intake.store import IntakeOutcome, apply_or_refuse, apply_together
 from app.services.cases import CaseService
 from data.errors import DatabaseError
 from data.outage import is_database_trouble
 
 log = logging.getLogger("vigil.serve")
 
-MOST_EVENTS = 25
+MOST_EVENTS = 50
 """Events a group takes at most (a request's events are never split): a group holds the
 audit chain's lock while it is written, so any other change on the desk (a console's
-acknowledgement, say) may wait for one group (about a millisecond an event). On SQLite,
-under a storm of 50 senders, another process writing every 50 ms waited a median of 5 to
-8 ms (worst 112) with groups of 25, and 50 ms (worst 168) with groups of 50, for the same
-events a second; on PostgreSQL the two sizes served alike."""
+acknowledgement, say) may wait for one group (its new cases written a table at a time, a
+fraction of a millisecond each). On SQLite, under a storm of 50 senders, groups of 25, 50
+and 100 left another process writing every 50 ms waiting a median of 4 to 13 ms (worst
+33 to 107); groups of 50 served 1,362-1,365 events a second, of 25 1,136-1,181, and of 100
+no more than 50."""
+
 
 Events = Sequence[IntakeEvent | ChangeEvent]
 
@@ -91,8 +93,9 @@ class GroupCommit:
         SQLite is served in groups too. Once, one writer taking group after group starved
         another process's writer (a console acknowledging), which slept in SQLite's busy
         handler between tries; writers now try every millisecond, and get in between two
-        groups (see `MOST_EVENTS`). On SQLite groups serve about 2.5 times the events a
-        second of an event a transaction, on PostgreSQL 1.6 times."""
+        groups (see `MOST_EVENTS`). Grouped, and with a group's new cases written a table at
+        a time, SQLite served about seven times the events a second of an event a
+        transaction (`bench/bench_serve.py`)."""
         self._service = service
         self._actor = actor
         self._writing = writing
@@ -184,9 +187,13 @@ class GroupCommit:
 
     def _write_together(self, group: list[_Request]) -> None:
         staged = [IntakeOutcome() for _ in group]
+        events = [
+            (event, request.integration, outcome)
+            for request, outcome in zip(group, staged, strict=True)
+            for event in request.events
+        ]
         with self._service.work.together(self._actor):
-            for request, outcome in zip(group, staged, strict=True):
-                self._store(request, outcome)
+            apply_together(self._service, self._actor, events)
         for request, outcome in zip(group, staged, strict=True):
             request.outcome.extend(outcome)
 
@@ -199,9 +206,6 @@ class GroupCommit:
                 request.error = exc
 
     def _store(self, request: _Request, outcome: IntakeOutcome) -> None:
-        """Each event in a transaction of its own (a savepoint, inside a group)."""
+        """Each event in a transaction of its own."""
         for event in request.events:
-            try:
-                apply_event(self._service, self._actor, event, outcome, request.integration)
-            except (BadInput, Refused) as exc:
-                outcome.errors.append(IntakeError(event.position, str(exc)))
+            apply_or_refuse(self._service, self._actor, event, outcome, request.integration)

@@ -114,6 +114,13 @@ def test_requests_waiting_together_are_one_transaction_and_each_answered(
 ) -> None:
     commits: list[object] = []
     event.listen(any_db.engine, "commit", commits.append)
+    opened: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
+        if statement.startswith('INSERT INTO "case" '):
+            opened.append(statement)
+
+    event.listen(any_db.engine, "before_cursor_execute", seen)
     outcomes = asyncio.run(
         send_together(
             intake,
@@ -125,6 +132,7 @@ def test_requests_waiting_together_are_one_transaction_and_each_answered(
             ],
         )
     )
+    event.remove(any_db.engine, "before_cursor_execute", seen)
     first, second, third = outcomes
     assert isinstance(first, IntakeOutcome)
     assert first.opened == ["ESC-0002"]
@@ -135,6 +143,7 @@ def test_requests_waiting_together_are_one_transaction_and_each_answered(
     assert third.opened == ["ESC-0004"]
     assert stored(any_db) == [("Held", 1), ("First", 1), ("Second", 1), ("Third", 1)]
     assert len(commits) == 2  # the held group, then one for the three requests
+    assert len(opened) == 2  # and their cases opened together, in one INSERT
 
 
 def test_a_group_that_fails_as_a_whole_is_written_again_event_by_event(
