@@ -20,6 +20,7 @@ from data.db import held_for_transaction
 from data.dialects import upsert_insert
 from data.domain import EngineAction
 from data.models import AuditHead, AuditRecord
+from data.types import table_of
 
 GENESIS = "0" * 64
 
@@ -165,7 +166,7 @@ def append_many(
         return
     head = lock_head(session)
     rows = [_chained(head, at, actor, action, ref, dict(detail)) for action, ref, detail in entries]
-    session.execute(insert(AuditRecord), rows)
+    session.connection().execute(insert(table_of(AuditRecord)), rows)
     session.add(head)
 
 

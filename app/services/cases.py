@@ -34,6 +34,7 @@ from data.domain import (
 from data.journal import add_timeline, timeline_row
 from data.models import ActionItem, Case, CaseChange, CaseNote, Page, Responder, TimelineEvent
 from data.sealing import keyring_of, seal
+from data.types import table_of
 
 MAX_TITLE = 200
 MAX_DETAILS = 20_000
@@ -222,13 +223,17 @@ def _insert_openings(
         tx.did("case.open", case_id, ref)
         tx.to_escalate.append(case_id)  # its opener is told its reference, not its row
         results.append(OpenResult(ref, case_id, created=True))
-    session.execute(insert(Case), cases)
+    # Core statements on the session's connection: the ORM's bulk INSERT would look at
+    # every value of every row again (a sixth of the time of a storm's alert).
+    connection = session.connection()
+    connection.execute(insert(table_of(Case)), cases)
     if links:
         from data.intake import CaseLink  # intake's tables: only for an alert's links
 
-        session.execute(insert(CaseLink), links)
-    session.execute(insert(TimelineEvent), timeline)
-    session.execute(insert(CaseChange), [{"case_id": row["id"], "at": now} for row in cases])
+        connection.execute(insert(table_of(CaseLink)), links)
+    connection.execute(insert(table_of(TimelineEvent)), timeline)
+    feed = [{"case_id": row["id"], "at": now} for row in cases]
+    connection.execute(insert(table_of(CaseChange)), feed)
     audit.append_many(session, at=now, actor=by, entries=records)
     return results
 
