@@ -124,6 +124,7 @@ url, stop = sys.argv[1], Path(sys.argv[2])
 writer = make_engine(url).execution_options(vigil_write=True)
 with writer.begin() as connection:
     connection.execute(text("CREATE TABLE IF NOT EXISTS bench_side (n INTEGER)"))
+stop.with_suffix(".ready").touch()
 waits, failed = [], 0
 while not stop.exists():
     started = time.monotonic()
@@ -149,12 +150,17 @@ def other_writer(url: str, folder: Path) -> tuple[subprocess.Popen[bytes], Path]
     if not url.startswith("sqlite:///"):
         return None
     stop = folder / "stop-other-writer"
+    ready = stop.with_suffix(".ready")
     stop.unlink(missing_ok=True)
+    ready.unlink(missing_ok=True)
     process = subprocess.Popen(
         [sys.executable, "-c", OTHER_WRITER, url, str(stop)],
         stdout=subprocess.PIPE,
         cwd=Path(__file__).resolve().parent.parent,
     )
+    deadline = time.monotonic() + 30  # writing before the storm starts, however short it is
+    while not ready.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
     return process, stop
 
 
