@@ -166,6 +166,7 @@ def append_many(
         return
     head = lock_head(session)
     rows = [_chained(head, at, actor, action, ref, dict(detail)) for action, ref, detail in entries]
+    session.flush()  # records appended as objects earlier go first: ids follow the chain
     session.connection().execute(insert(table_of(AuditRecord)), rows)
     session.add(head)
 
