@@ -116,20 +116,18 @@ class Desk:
     async def find(
         self, lookup: Callable[..., IntegrationView | None], *args: str
     ) -> IntegrationView | None:
-        """`lookup` (`by_key` or `by_name`) from the event loop: at once while this
-        process's copy is fresh, else in a worker thread, which reloads it from the
-        database. A thread for every request cost about a tenth of each one's time."""
-        if self._fresh():
-            return lookup(*args)
-        return await run_in_threadpool(lookup, *args)
+        """`lookup` (`by_key` or `by_name`, which read this process's copy) from the event
+        loop, once a copy older than `INTEGRATIONS_TTL` is reloaded from the database in a
+        worker thread. A thread for every request cost about a tenth of each one's time."""
+        if not self._fresh():
+            await run_in_threadpool(self.integrations)
+        return lookup(*args)
 
     def by_key(self, key: str, fmt: str) -> IntegrationView | None:
-        self.integrations()
         found = self._by_hash.get(hash_key(key))
         return found if matching(found, key) and found and found.format == fmt else None
 
     def by_name(self, name: str, key: str, fmt: str) -> IntegrationView | None:
-        self.integrations()
         found = self._integrations.get(name)
         return found if matching(found, key) and found and found.format == fmt else None
 

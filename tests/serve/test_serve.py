@@ -192,12 +192,12 @@ def test_a_fresh_copy_of_the_integrations_is_read_without_a_worker_thread(
     desk._loaded_at = float("-inf")  # stale: the first request reloads
     for _ in range(3):
         assert http.post("/v2/enqueue", json=pd_trigger(served.keys["pd"])).status_code == 202
-    assert lookups == ["by_key"]
+    assert lookups == ["integrations"]
     desk._loaded_at = float("-inf")
     bearer = served.bearer("prod")
     assert http.post("/integrations/alertmanager/prod", json={}, headers=bearer).status_code != 401
     assert http.post("/integrations/alertmanager/prod", json={}, headers=bearer).status_code != 401
-    assert lookups == ["by_key", "by_name"]
+    assert lookups == ["integrations", "integrations"]
 
 
 def test_what_start_up_made_is_out_of_the_collectors_way_before_serving(
