@@ -176,8 +176,10 @@ def test_a_group_that_fails_as_a_whole_is_written_again_event_by_event(
 def test_an_alert_closed_in_the_group_that_opened_it_was_paged_first(
     any_db: Database, intake: GroupCommit, gate: Gate, closing: Action
 ) -> None:
-    """Step 1 is paged in the savepoint that opens the case, as alone: an acknowledgement
-    or resolve right behind it in the same group finds it paged, never skipped."""
+    """The cases a group opens are stored, and paged, before the group's next event of
+    another kind: an acknowledgement or resolve right behind the trigger, in the next
+    request or in the same one, finds the case open and paged, never skipped or dropped."""
+    done = "acknowledged" if closing == "acknowledge" else "resolved"
     outcomes = asyncio.run(
         send_together(
             intake,
@@ -185,11 +187,29 @@ def test_an_alert_closed_in_the_group_that_opened_it_was_paged_first(
             [
                 [trigger("Disk full", key="db-1/disk")],
                 [IntakeEvent.closing(closing, "db-1/disk", "test", "event")],
+                [
+                    trigger("Disk slow", "event 1", key="db-2/disk"),
+                    IntakeEvent.closing(closing, "db-2/disk", "test", "event 2"),
+                    trigger("Disk slow again", "event 3", key="db-2/disk"),
+                ],
             ],
         )
     )
-    assert [o.opened for o in outcomes if isinstance(o, IntakeOutcome)] == [["ESC-0002"], []]
-    assert stored(any_db) == [("Held", 1), ("Disk full", 1)]
+    first, closed, both = [o for o in outcomes if isinstance(o, IntakeOutcome)]
+    assert (first.opened, getattr(closed, done)) == (["ESC-0002"], ["ESC-0002"])
+    assert (getattr(both, done), both.dropped) == (["ESC-0003"], [])
+    # an acknowledged case takes the repeat in; a resolved one leaves it a new case
+    if closing == "acknowledge":
+        assert (both.opened, both.deduplicated) == (["ESC-0003"], ["ESC-0003"])
+    else:
+        assert (both.opened, both.deduplicated) == (["ESC-0003", "ESC-0004"], [])
+    titles = [("Held", 1), ("Disk full", 1), ("Disk slow", 1)]
+    if closing == "resolve":
+        titles.append(("Disk slow again", 1))
+    assert stored(any_db) == titles
+    with any_db.read() as session:
+        statuses = session.exec(select(Case.status).order_by(col(Case.id))).all()
+    assert statuses[1:3] == [done, done]
 
 
 def test_a_failing_engine_wake_up_leaves_every_request_answered_once(
