@@ -235,19 +235,14 @@ def queue_position(session: Session, flt: QueueFilter, case: Case) -> int | None
     return int(session.exec(statement).one())
 
 
-def next_case_number(session: Session) -> tuple[int, int]:
-    """The number of the next case's reference (`ESC-0042`) and the id its row takes, read
-    by a writer that holds the audit chain's lock (so no other writer opens a case between).
-
-    The id is known before the row is written, so its details are sealed in the INSERT
-    itself rather than by an UPDATE after it: on SQLite the id SQLite would choose, on
-    PostgreSQL the id column's own sequence (shared with every other writer)."""
-    [taken] = next_case_numbers(session, 1)
-    return taken
-
-
 def next_case_numbers(session: Session, count: int) -> list[tuple[int, int]]:
-    """`next_case_number` for `count` cases opened together, in order."""
+    """The numbers of the next `count` cases' references (`ESC-0042`) and the ids their rows
+    take, in order, read by a writer that holds the audit chain's lock (so no other writer
+    opens a case between).
+
+    The ids are known before the rows are written, so details are sealed in the INSERT
+    itself rather than by an UPDATE after it: on SQLite the ids SQLite would choose, on
+    PostgreSQL the id column's own sequence (shared with every other writer)."""
     if count < 1:
         return []
     if session.get_bind().dialect.name != "postgresql":

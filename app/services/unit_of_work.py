@@ -136,8 +136,6 @@ class Tx:
     now: datetime
     changed: list[int] = field(default_factory=list)
     to_escalate: list[int] = field(default_factory=list)
-    left_stale: list[Case] = field(default_factory=list)
-    """Escalated cases not read back once paged (`escalate`)."""
     done: list[tuple[str, int]] = field(default_factory=list)
     """(audit action, case id) of each change, in order."""
     refs: dict[int, str] = field(default_factory=dict)
@@ -200,14 +198,10 @@ class Tx:
         self.done.append((action, case_id))
         self.refs[case_id] = ref
 
-    def escalate(self, case: Case, *, read_back: bool = True) -> None:
-        """Page what is due for `case` within this change, before it commits. Without
-        `read_back` the row stays as the change left it, marked stale: read again only if
-        touched in this transaction (by a later change of a group), never after it."""
+    def escalate(self, case: Case) -> None:
+        """Page what is due for `case` within this change, before it commits."""
         assert case.id is not None
         self.to_escalate.append(case.id)
-        if not read_back:
-            self.left_stale.append(case)
 
 
 @dataclass
@@ -309,7 +303,6 @@ class UnitOfWork:
         together = Tx(group.session, group.actor, group.now)
         for tx in group.waiting:
             together.to_escalate.extend(tx.to_escalate)
-            together.left_stale.extend(tx.left_stale)
         self._page(together)
         for tx in group.waiting:
             tx.paged.update(
@@ -349,12 +342,9 @@ class UnitOfWork:
         tx.session.flush()
         paged = self._escalation(tx.session, tx.now, ids)
         tx.paged.update({case_id: list(handles) for case_id, handles in paged.items()})
-        stale = {case.id: case for case in tx.left_stale}
         loaded = tx.session.identity_map
         for case_id in ids:  # as the starter left them (a case written past the ORM, unread)
-            if case_id in stale:
-                tx.session.expire(stale[case_id])
-            elif tx.session.identity_key(Case, case_id) in loaded:
+            if tx.session.identity_key(Case, case_id) in loaded:
                 tx.session.get(Case, case_id, populate_existing=True)
 
     def _told(self, changed: Sequence[int]) -> None:
