@@ -147,7 +147,7 @@ def append(
     detail: dict[str, Any] | None = None,
 ) -> AuditRecord:
     head = lock_head(session)
-    record = AuditRecord(**_chained(head, at, actor, action, case_ref, dict(detail or {})))
+    record = AuditRecord(**chained(head, at, actor, action, case_ref, dict(detail or {})))
     session.add(record)
     session.add(head)
     return record
@@ -165,13 +165,13 @@ def append_many(
     if not entries:
         return
     head = lock_head(session)
-    rows = [_chained(head, at, actor, action, ref, dict(detail)) for action, ref, detail in entries]
+    rows = [chained(head, at, actor, action, ref, dict(detail)) for action, ref, detail in entries]
     session.flush()  # records appended as objects earlier go first: ids follow the chain
     session.connection().execute(insert(table_of(AuditRecord)), rows)
     session.add(head)
 
 
-def _chained(
+def chained(
     head: AuditHead,
     at: datetime,
     actor: str,

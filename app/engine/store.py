@@ -644,8 +644,6 @@ def _append_audit(writer: BulkWriter, head: AuditHead, plans: list[Plan], now: d
             group = groups.setdefault((plan.action, *key), (plan.action, plan_detail, []))
             group[2].append(plan.row.ref)
         action, ref, detail = audit.ENGINE_BATCH, None, audit.engine_batch(groups.values())
-    seq = head.seq + 1
-    digest = audit.record_digest(head.hash, seq, now, ACTOR, action, ref, detail)
-    row = (seq, writer.when(now), ACTOR, action, ref, writer.json(detail), head.hash, digest)
-    writer.insert(AUDIT_RECORDS, AUDIT_COLUMNS, [row])
-    head.seq, head.hash = seq, digest
+    record = audit.chained(head, now, ACTOR, action, ref, detail)
+    record.update(at=writer.when(now), detail=writer.json(detail))  # as the driver takes them
+    writer.insert(AUDIT_RECORDS, AUDIT_COLUMNS, [tuple(record[c] for c in AUDIT_COLUMNS)])
