@@ -6,12 +6,14 @@ import argparse
 import os
 
 from app.cli.framework import EXIT_OK, Commands, Context, UsageError
+from app.core.logs import stderr_log
 
 
 def cmd_engine(ctx: Context) -> int:
     from app.engine.runner import run_headless
 
-    return run_headless(ctx.db, ctx.clock, once=ctx.args.once)
+    with stderr_log():
+        return run_headless(ctx.db, ctx.clock, once=ctx.args.once)
 
 
 def cmd_demo(ctx: Context) -> int:

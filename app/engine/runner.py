@@ -92,6 +92,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from app.core.clock import Clock, SystemClock
 from app.core.errors import Refused
+from app.core.logs import stderr_log
 from app.delivery.webhook import (
     DEFAULT_SETTINGS,
     OutboxSettings,
@@ -472,12 +473,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--once", action="store_true", help="process what is due, then exit")
     parser.add_argument("--name", default=None, help="this engine's name in the heartbeat table")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    try:
-        return run_headless(args.db or default_url(), SystemClock(), once=args.once, name=args.name)
-    except DatabaseError as exc:  # a database it cannot open: a sentence, not a traceback
-        log.error("%s", exc)
-        return 2 if str(exc).startswith("--db") else 1
+    with stderr_log():
+        try:
+            url = args.db or default_url()
+            return run_headless(url, SystemClock(), once=args.once, name=args.name)
+        except DatabaseError as exc:  # a database it cannot open: a sentence, not a traceback
+            log.error("%s", exc)
+            return 2 if str(exc).startswith("--db") else 1
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import uvicorn
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from app.core.clock import Clock
+from app.core.logs import stderr_log
 from app.engine.runner import CycleResult, EngineRunner, EscalationEngine
 from app.serve.app import Desk, make_app
 from app.services.unit_of_work import UnitOfWork
@@ -159,8 +160,5 @@ def run_server(
     tls: tuple[str, str] | None = None,
 ) -> int:
     """`vigil serve`: serve until SIGINT or SIGTERM."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s"
-        )
-    return Server(db, clock, actor, host=host, port=port, engine=engine, tls=tls).run()
+    with stderr_log():
+        return Server(db, clock, actor, host=host, port=port, engine=engine, tls=tls).run()

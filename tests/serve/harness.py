@@ -69,6 +69,16 @@ def free_port() -> int:
         return port
 
 
+def pd_trigger(key: str, **extra: object) -> dict[str, object]:
+    """A PagerDuty Events API v2 trigger for integration key `key` (`extra` overrides)."""
+    return {
+        "routing_key": key,
+        "event_action": "trigger",
+        "payload": {"summary": "Disk full on db-1", "source": "db-1", "severity": "critical"},
+        **extra,
+    }
+
+
 def build_desk(db: Database, clock: Clock, team: str = TEAM) -> dict[str, str]:
     """The team applied, and a key for each integration."""
     apply_team(db, parse_team(team), actor="intake", now=datetime.now(UTC))

@@ -23,7 +23,7 @@ from data.db import Database
 from data.intake import CaseLink, ChangeNote
 from data.models import Case, Page
 from tests.factories import wait_until
-from tests.serve.harness import build_desk, free_port, serving
+from tests.serve.harness import build_desk, free_port, pd_trigger, serving
 
 README = Path(__file__).parents[2] / "README.md"
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
@@ -201,12 +201,7 @@ def test_two_servers_on_one_postgresql_open_one_case_for_one_trigger_sent_to_bot
     try:
         with serving(pg_db, clock, keys) as first:
             for round_ in range(10):
-                event = {
-                    "routing_key": keys["pd"],
-                    "event_action": "trigger",
-                    "dedup_key": f"same-{round_}",
-                    "payload": {"summary": "Same alert", "source": "a", "severity": "error"},
-                }
+                event = pd_trigger(keys["pd"], dedup_key=f"same-{round_}")
                 barrier = threading.Barrier(4)
                 replies: list[int] = []
 

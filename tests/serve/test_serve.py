@@ -21,7 +21,7 @@ from app.serve.metrics import Metrics
 from data.db import Database
 from data.intake import CaseLink, ChangeNote
 from data.models import Case, Page
-from tests.serve.harness import Served, build_desk, free_port, serving
+from tests.serve.harness import Served, build_desk, free_port, pd_trigger, serving
 
 
 @pytest.fixture
@@ -42,15 +42,6 @@ def cases(db: Database) -> list[Case]:
     with db.read() as session:
         statement = select(Case).options(undefer(Case.details)).order_by(col(Case.id))
         return list(session.exec(statement).all())
-
-
-def pd_trigger(key: str, **extra: object) -> dict[str, object]:
-    return {
-        "routing_key": key,
-        "event_action": "trigger",
-        "payload": {"summary": "Disk full on db-1", "source": "db-1", "severity": "critical"},
-        **extra,
-    }
 
 
 # --- PagerDuty Events API v2 --------------------------------------------------------------
