@@ -30,10 +30,20 @@ def run_server(
     port: int,
     engine: bool,
     tls: tuple[str, str] | None = None,
+    request_within: float,
 ) -> int:
     from app.serve import run_server as serve
 
-    return serve(db, clock, handle, host=host, port=port, engine=engine, tls=tls)
+    return serve(
+        db,
+        clock,
+        handle,
+        host=host,
+        port=port,
+        engine=engine,
+        tls=tls,
+        request_within=request_within,
+    )
 
 
 def main() -> int:

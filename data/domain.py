@@ -221,6 +221,8 @@ SHIFT_LENGTH = DurationRange(timedelta(hours=1), timedelta(days=28))
 OVERRIDE_LENGTH = DurationRange(timedelta(minutes=1), timedelta(days=366))
 HEARTBEAT_INTERVAL = DurationRange(timedelta(minutes=1), timedelta(days=7))
 HEARTBEAT_GRACE = DurationRange(timedelta(seconds=1), timedelta(days=1))
+REQUEST_TIMEOUT = DurationRange(timedelta(seconds=1), timedelta(minutes=5))
+"""`vigil serve --request-timeout`: what a sender has for a request's head, and for its body."""
 CLOCK_SPAN = DurationRange(timedelta(minutes=1), timedelta(days=3660))
 """A legal clock's period, its reminder and a hold's extension (preservation: 90 days)."""
 

@@ -59,6 +59,7 @@ class ServerRunner(Protocol):
         port: int,
         engine: bool,
         tls: tuple[str, str] | None = None,
+        request_within: float,
     ) -> int: ...
 
 

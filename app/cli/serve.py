@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from app.cli.framework import EXIT_OK, Commands, Context, UsageError
+from data.domain import REQUEST_TIMEOUT, parse_duration
 
 
 def cmd_serve(ctx: Context) -> int:
@@ -22,6 +23,10 @@ def cmd_serve(ctx: Context) -> int:
     for option, path in (("--tls-cert", cert), ("--tls-key", key)):
         if path and not Path(path).is_file():
             raise UsageError(f"vigil serve: {option}: no such file {path!r}")
+    try:
+        request_within = parse_duration(ctx.args.request_timeout, REQUEST_TIMEOUT)
+    except ValueError as exc:
+        raise UsageError(f"vigil serve: --request-timeout: {exc}") from None
     return ctx.run_server(
         ctx.db,
         ctx.clock,
@@ -30,6 +35,7 @@ def cmd_serve(ctx: Context) -> int:
         port=port,
         engine=not ctx.args.no_engine,
         tls=(cert, key) if cert and key else None,
+        request_within=request_within.total_seconds(),
     )
 
 
@@ -86,6 +92,13 @@ def register(commands: Commands) -> None:
     )
     p.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this PEM certificate")
     p.add_argument("--tls-key", metavar="FILE", help="the certificate's PEM private key")
+    p.add_argument(
+        "--request-timeout",
+        metavar="DURATION",
+        default="10s",
+        help="what a sender has for a request's head, and again for its body; a connection "
+        "that brings neither in time is closed (1s-5m, default 10s)",
+    )
 
     group = commands.group("integration")
     p = group.add("key", cmd_integration_key, "make a new key for an integration; shown once")

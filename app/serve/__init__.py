@@ -8,6 +8,7 @@ The command line reaches this wing only through `app.main`, which hands it a ser
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import socket
@@ -21,10 +22,27 @@ from app.core.clock import Clock
 from app.core.logs import stderr_log
 from app.engine.runner import CycleResult, EngineRunner, EscalationEngine
 from app.serve.app import Desk, make_app
+from app.serve.connections import (
+    BACKLOG,
+    REQUEST_WITHIN,
+    OutOfFiles,
+    deadline_protocol,
+    most_connections,
+    open_file_limit,
+    raise_open_file_limit,
+)
 from app.services.unit_of_work import UnitOfWork
 from data.db import Database
 
 log = logging.getLogger("vigil.serve")
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn's server, its event loop telling of a shortage of open files in a line."""
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        asyncio.get_running_loop().set_exception_handler(OutOfFiles(log))
+        await super().serve(sockets)
 
 
 class Server:
@@ -45,9 +63,12 @@ class Server:
         engine: bool = True,
         name: str | None = None,
         tls: tuple[str, str] | None = None,
+        request_within: float = REQUEST_WITHIN,
     ) -> None:
         """`tls` is (certificate file, key file) in PEM: serve HTTPS, as PagerDuty's own
-        client insists on; without it, put a TLS-terminating proxy in front."""
+        client insists on; without it, put a TLS-terminating proxy in front.
+        `request_within`: seconds a sender has for a request's head, and again for its body
+        (`app.serve.connections`)."""
         UnitOfWork(db, clock).require_actor(actor)  # refused now, not at the first alert
         self.db = db
         self.host = host
@@ -67,15 +88,20 @@ class Server:
             escalation=self.engine.page_within,
             after_paging=self.runner.paged_elsewhere if self.runner else None,
             engine_name=self.name if engine else None,
+            request_within=request_within,
         )
         self.app = make_app(self.desk)
-        self._server: uvicorn.Server | None = None
+        self._server: _Uvicorn | None = None
         self._thread: threading.Thread | None = None
 
     def _cycled(self, _result: CycleResult) -> None:
         self.desk.meter.count_pages()
 
+    def _cut(self, reason: str) -> None:
+        self.desk.meter.connections_cut.labels(reason).inc()
+
     def _config(self) -> uvicorn.Config:
+        most = most_connections(open_file_limit())
         return uvicorn.Config(
             self.app,
             host=self.host,
@@ -83,6 +109,8 @@ class Server:
             access_log=False,  # ours says what happened, without bodies or keys
             log_config=None,
             lifespan="off",
+            backlog=BACKLOG,
+            http=deadline_protocol(self.desk.request_within, most, self._cut),
             timeout_graceful_shutdown=10,
             server_header=False,
             ssl_certfile=self.tls[0] if self.tls else None,
@@ -103,12 +131,17 @@ class Server:
             self.scheduler.shutdown(wait=True)
 
     def run(self) -> int:
+        open_files = raise_open_file_limit()
         self._start_engine()
         log.info(
-            "vigil serve on %s against %s (%s)",
+            "vigil serve on %s against %s (%s; %s; a request's head and its body have %g s each)",
             self.url,
             self.db.display_name,
             "engine in-process" if self.runner else "no engine",
+            "no limit on connections"
+            if open_files is None
+            else f"up to {most_connections(open_files):,} connections at once",
+            self.desk.request_within,
         )
         # What start-up made lives as long as the process: out of the cyclic collector's
         # way, whose full collections walked it all (53-71 ms each, twice in a storm of
@@ -116,7 +149,7 @@ class Server:
         gc.collect()
         gc.freeze()
         try:
-            server = uvicorn.Server(self._config())
+            server = _Uvicorn(self._config())
             server.run()
         finally:
             self._stop_engine()
@@ -125,7 +158,7 @@ class Server:
     def start(self, timeout: float = 10.0) -> None:
         """Serve from a thread; returns once listening."""
         self._start_engine()
-        self._server = uvicorn.Server(self._config())
+        self._server = _Uvicorn(self._config())
         self._thread = threading.Thread(target=self._server.run, name=f"vigil-serve:{self.port}")
         self._thread.start()
         waited = threading.Event()
@@ -158,7 +191,18 @@ def run_server(
     port: int,
     engine: bool,
     tls: tuple[str, str] | None = None,
+    request_within: float = REQUEST_WITHIN,
 ) -> int:
     """`vigil serve`: serve until SIGINT or SIGTERM."""
     with stderr_log():
-        return Server(db, clock, actor, host=host, port=port, engine=engine, tls=tls).run()
+        server = Server(
+            db,
+            clock,
+            actor,
+            host=host,
+            port=port,
+            engine=engine,
+            tls=tls,
+            request_within=request_within,
+        )
+        return server.run()

@@ -33,7 +33,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import col, func, select
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -42,6 +42,7 @@ from app.intake.events import IntakeDefaults, IntakeError, IntakeEvent
 from app.intake.registry import parse_value
 from app.intake.store import IntakeOutcome
 from app.serve import links
+from app.serve.connections import REQUEST_WITHIN
 from app.serve.grouping import GroupCommit
 from app.serve.limits import HttpProblem, RateLimiter, read_json, retry_after
 from app.serve.metrics import Metrics
@@ -61,6 +62,8 @@ access_log = logging.getLogger("vigil.serve.access")
 INTEGRATIONS_TTL = 5.0  # seconds a process trusts its copy of the integrations
 STUCK_OUTBOX = timedelta(minutes=15)
 STALE_ENGINE = timedelta(seconds=60)
+CLIENT_GONE = 499
+"""The status logged for a request whose sender hung up before it was answered (nginx's)."""
 OUTCOMES = ("opened", "deduplicated", "acknowledged", "resolved", "unchanged", "dropped")
 
 
@@ -76,6 +79,8 @@ class Desk:
     after_paging: Callable[[], None] | None = None
     """Told after a request opened (and paged) cases: the in-process engine's runner."""
     engine_name: str | None = None  # the in-process engine, for /readyz
+    request_within: float = REQUEST_WITHIN
+    """Seconds a request's body has to arrive (`app.serve.connections`)."""
     limiter: RateLimiter = field(default_factory=RateLimiter)
     metrics: Metrics | None = None
     _integrations: dict[str, IntegrationView] = field(default_factory=dict)
@@ -166,6 +171,9 @@ def _guarded(
                 response = await handler(request)
             except HttpProblem as exc:
                 response = _problem(exc, pagerduty)
+            except ClientDisconnect:  # gone before its body was in: nobody to answer
+                request.state.note = "the sender hung up before its body was in"
+                response = Response(status_code=CLIENT_GONE)
             except SQLAlchemyError as exc:
                 log.warning("%s: the database did not answer: %s", route, type(exc).__name__)
                 response = _problem(
@@ -223,7 +231,7 @@ def _throttle(desk: Desk, integration: IntegrationView, count: int) -> None:
 
 async def _pagerduty(request: Request, *, change: bool) -> Response:
     desk: Desk = request.app.state.desk
-    body = await read_json(request)
+    body = await read_json(request, desk.request_within)
     if not isinstance(body, dict):
         raise HttpProblem(400, "Event object is invalid", ["body: expected a JSON object"])
     key = body.get("routing_key")
@@ -315,7 +323,7 @@ async def integration_events(request: Request) -> Response:
     fmt = request.path_params["format"]
     integration = await _named_sender(request, fmt, "integration")
     request.state.note = f"integration={integration.name}"
-    body = await read_json(request)
+    body = await read_json(request, desk.request_within)
     items = body if isinstance(body, list) and fmt == "vigil" else [body]
     outcomes = []
     for index, item in enumerate(items, 1):

@@ -3,6 +3,7 @@ most 64 deep, under its integration's rate limit."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import threading
@@ -34,9 +35,10 @@ class HttpProblem(Exception):
         self.headers = headers or {}
 
 
-async def read_json(request: Request) -> Any:
-    """The body as JSON: 415 for a content type other than JSON, 413 over 1 MB, 400 for text
-    that is not JSON (with line and column) or nested too deeply."""
+async def read_json(request: Request, within: float) -> Any:
+    """The body as JSON: 415 for a content type other than JSON, 413 over 1 MB, 408 when it
+    is not all in within `within` seconds (a sender dripping it holds nothing for long),
+    400 for text that is not JSON (with line and column) or nested too deeply."""
     kind = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if kind not in ("application/json", "text/json", "") and not kind.endswith("+json"):
         raise HttpProblem(415, f"content-type: expected application/json, got {kind!r}")
@@ -45,11 +47,19 @@ async def read_json(request: Request) -> Any:
         raise HttpProblem(413, f"body: at most {MAX_BODY} bytes, got {declared}")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise HttpProblem(413, f"body: at most {MAX_BODY} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(within):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > MAX_BODY:
+                    raise HttpProblem(413, f"body: at most {MAX_BODY} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise HttpProblem(
+            408,
+            f"body: not all received within {within:g} s ({size} bytes came)",
+            headers={"Connection": "close"},
+        ) from None
     raw = b"".join(chunks)
     try:
         text = raw.decode("utf-8-sig")

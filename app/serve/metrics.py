@@ -139,6 +139,13 @@ class Metrics:
             ["route", "status"],
             registry=self.registry,
         )
+        self.connections_cut = Counter(
+            "vigil_http_connections_cut",
+            "Connections closed unanswered, by why: late (no request head within the request "
+            "timeout) or too_many (beyond what the open-file limit leaves room for)",
+            ["reason"],
+            registry=self.registry,
+        )
         self.pages = Counter(
             "vigil_pages",
             "Pages the desk sent, seen by this process, by reason",

@@ -4,17 +4,23 @@ keys, and the server in a thread on a free port."""
 from __future__ import annotations
 
 import socket
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
 
 from app.core.clock import Clock
 from app.serve import Server
+from app.serve.connections import REQUEST_WITHIN
 from app.services.integrations import new_key
 from app.services.team.apply import apply_team
 from app.services.team.parse import parse_team
 from data.db import Database
+from tests.factories import wait_until
 
 TEAM = """
 [[responder]]
@@ -69,6 +75,19 @@ def free_port() -> int:
         return port
 
 
+def wait_serving(url: str, child: subprocess.Popen[Any]) -> None:
+    """Wait until the `vigil serve` process `child` answers at `url`; fail if it exits."""
+
+    def listening() -> bool:
+        assert child.poll() is None, "vigil serve exited"
+        try:
+            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_until(listening, "vigil serve listening", timedelta(seconds=30))
+
+
 def pd_trigger(key: str, **extra: object) -> dict[str, object]:
     """A PagerDuty Events API v2 trigger for integration key `key` (`extra` overrides)."""
     return {
@@ -106,8 +125,17 @@ def serving(
     *,
     engine: bool = True,
     tls: tuple[str, str] | None = None,
+    request_within: float = REQUEST_WITHIN,
 ) -> Iterator[Served]:
-    server = Server(db, clock, "intake", port=free_port(), engine=engine, tls=tls)
+    server = Server(
+        db,
+        clock,
+        "intake",
+        port=free_port(),
+        engine=engine,
+        tls=tls,
+        request_within=request_within,
+    )
     server.start()
     try:
         yield Served(server, keys)

@@ -19,7 +19,7 @@ import httpx
 from app.core.clock import FakeClock
 from data.db import Database
 from tests.factories import add_open_cases, add_policy, add_responder, count_pages, wait_until
-from tests.serve.harness import build_desk, free_port, pd_trigger
+from tests.serve.harness import build_desk, free_port, pd_trigger, wait_serving
 
 REPO = Path(__file__).parents[2]
 FILLER = b"x"
@@ -96,15 +96,7 @@ def test_vigil_serve_answers_and_pages_while_nobody_reads_its_log(
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         with vigil_with_stalled_stderr(sqlite_url, "serve", "--port", str(port)) as (child, pipe):
-
-            def listening() -> bool:
-                assert child.poll() is None, "vigil serve exited"
-                try:
-                    return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            wait_until(listening, "vigil serve listening", timedelta(seconds=30))
+            wait_serving(url, child)
             for number in range(50):
                 event = pd_trigger(keys["pd"], dedup_key=f"stalled-{number}")
                 answer = httpx.post(f"{url}/v2/enqueue", json=event, timeout=10)

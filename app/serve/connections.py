@@ -1,0 +1,154 @@
+"""Connections that must bring a request in time, so that idle or dripping ones cannot
+pile up until no sender gets in.
+
+uvicorn gives a connection all the time it wants until its first request is in, and times
+out only the quiet between requests (any byte at all restarts that wait). Each connection
+holds a file descriptor: a few hundred half-open connections from senders that crashed, or
+someone trickling headers a byte at a time, and the process can no longer accept a
+connection, nor open its database. Here a request's head (its line and headers) must be in
+within `REQUEST_WITHIN` seconds of the connection being made or of the last response; the
+body then has as long again (`app.serve.limits.read_json`, which can still answer 408).
+And connections beyond what the open-file limit leaves after `RESERVED_FILES` are closed as
+soon as they are accepted, so the database, the log and the outbox always have files to
+open: a sender turned away tries again, an alert that cannot be stored is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+REQUEST_WITHIN = 10.0
+"""Seconds a sender has for a request's head, and again for its body: ample for a server
+posting an alert (a 1 MB body at 100 KB/s), short for a connection that brings nothing."""
+
+
+RESERVED_FILES = 64
+"""Open files kept back from connections: the database's, the log's, the outbox's."""
+BACKLOG = 128
+"""Connections the kernel holds for accepting, and so the most asyncio accepts at one go
+before any is seen here: kept back from the cap too."""
+LATE = "late"
+"""Why a connection was cut: no request head within the deadline."""
+TOO_MANY = "too_many"
+"""Why a connection was cut: more open than the open-file limit leaves room for."""
+
+
+def most_connections(open_files: int | None) -> int | None:
+    """Connections to keep open at once under a limit of `open_files` (None: no cap)."""
+    if open_files is None:
+        return None
+    return max(16, open_files - RESERVED_FILES - BACKLOG)
+
+
+def deadline_protocol(
+    within: float, most: int | None, on_cut: Callable[[str], None]
+) -> type[H11Protocol]:
+    """uvicorn's HTTP/1.1 protocol with the head deadline and at most `most` connections
+    (`on_cut` is told why of each connection closed for either)."""
+
+    class DeadlineProtocol(H11Protocol):
+        _deadline: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            if most is not None and len(self.connections) > most:
+                on_cut(TOO_MANY)
+                transport.close()
+                return
+            self._arm()
+
+        def handle_events(self) -> None:
+            before = self.cycle
+            super().handle_events()
+            if self.cycle is not before:  # a request's head is in
+                self._disarm()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            # A pipelined request may have started inside (its head already in).
+            idle = self.cycle is None or self.cycle.response_complete
+            if idle and not self.transport.is_closing():
+                self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._deadline = self.loop.call_later(within, self._cut)
+
+        def _disarm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _cut(self) -> None:
+            self._deadline = None
+            if not self.transport.is_closing():
+                on_cut(LATE)
+                self.transport.close()
+
+    return DeadlineProtocol
+
+
+def open_file_limit() -> int | None:
+    """This process's soft limit on open files (None where there is none)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def raise_open_file_limit() -> int | None:
+    """Raise this process's soft limit on open files to its hard limit (systemd's soft
+    default, 1,024, is a few hundred idle connections away); the limit now in force (None
+    where there is no such limit)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft == resource.RLIM_INFINITY or soft >= hard:
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError):
+        return soft
+    return hard
+
+
+class OutOfFiles:
+    """The event loop's exception handler: asyncio reports each accept refused for want of
+    open files with a traceback (several a second while it lasts); here it is one line a
+    minute. Anything else goes to the default handler."""
+
+    EVERY = 60.0
+
+    def __init__(
+        self, log: logging.Logger, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.log = log
+        self.monotonic = monotonic
+        self._said_at = float("-inf")
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        error = context.get("exception")
+        if not (isinstance(error, OSError) and error.errno in (errno.EMFILE, errno.ENFILE)):
+            loop.default_exception_handler(context)
+            return
+        now = self.monotonic()
+        if now - self._said_at >= self.EVERY:
+            self._said_at = now
+            self.log.warning(
+                "out of open files: new connections wait until some close (%s)", error.strerror
+            )

@@ -1,0 +1,306 @@
+"""Senders that bring nothing, or bring it a byte at a time, cannot pile up connections
+until no real sender gets in: a request's head and then its body each have a deadline
+(`vigil serve --request-timeout`, 10 s by default; half a second here)."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import io
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.cli.main import main
+from app.core.clock import FakeClock
+from app.serve.connections import LATE, TOO_MANY, OutOfFiles, raise_open_file_limit
+from data.db import Database
+from tests.factories import count_pages, wait_until
+from tests.serve.harness import Served, build_desk, free_port, pd_trigger, serving, wait_serving
+
+DEADLINE = 0.5
+GUARD = 10.0
+"""Seconds a socket read waits before the test calls the connection held open for good."""
+REPO = Path(__file__).parents[2]
+HEAD = b"POST /v2/enqueue HTTP/1.1\r\nHost: vigil\r\nContent-Type: application/json\r\n"
+
+
+@pytest.fixture
+def quick(db: Database, clock: FakeClock) -> Iterator[Served]:
+    keys = build_desk(db, clock)
+    with serving(db, clock, keys, engine=False, request_within=DEADLINE) as running:
+        yield running
+
+
+def connect(served: Served) -> socket.socket:
+    sock = socket.create_connection((served.server.host, served.server.port))
+    sock.settimeout(GUARD)
+    return sock
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes; fails the test if it never does."""
+    received = b""
+    try:
+        while chunk := sock.recv(65536):
+            received += chunk
+    except TimeoutError:
+        pytest.fail(f"the connection was still open after {GUARD} s")
+    except ConnectionResetError:
+        pass
+    return received
+
+
+def drip(sock: socket.socket, byte: bytes, stop: threading.Event) -> threading.Thread:
+    """Send `byte` every fifth of the deadline until the connection breaks or `stop`."""
+
+    def run() -> None:
+        while not stop.wait(DEADLINE / 5):
+            try:
+                sock.sendall(byte)
+            except OSError:
+                return
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def cut_connections(served: Served, reason: str = LATE) -> float:
+    value: float = served.server.desk.meter.connections_cut.labels(reason)._value.get()
+    return value
+
+
+def test_a_connection_that_sends_nothing_is_closed_at_the_deadline(quick: Served) -> None:
+    with connect(quick) as sock:
+        started = time.monotonic()
+        assert read_until_closed(sock) == b""
+        took = time.monotonic() - started
+    assert DEADLINE * 0.9 <= took < DEADLINE + 3
+    assert cut_connections(quick) == 1
+
+
+def test_a_head_dripped_a_byte_at_a_time_is_cut_at_the_deadline(quick: Served) -> None:
+    """Each byte would restart uvicorn's own wait; the deadline counts from the connection."""
+    stop = threading.Event()
+    with connect(quick) as sock:
+        started = time.monotonic()
+        sock.sendall(b"POST /v2/enqueue HTTP/1.1\r\nX-Drip: ")
+        dripping = drip(sock, b"a", stop)
+        try:
+            assert read_until_closed(sock) == b""
+        finally:
+            stop.set()
+            dripping.join()
+        took = time.monotonic() - started
+    assert took < DEADLINE + 3
+    assert cut_connections(quick) == 1
+
+
+def test_a_body_dripped_a_byte_at_a_time_gets_408_naming_the_body(
+    quick: Served, db: Database
+) -> None:
+    stop = threading.Event()
+    with connect(quick) as sock:
+        sock.sendall(HEAD + b"Content-Length: 500\r\n\r\n{")
+        dripping = drip(sock, b" ", stop)
+        try:
+            answer = read_until_closed(sock)
+        finally:
+            stop.set()
+            dripping.join()
+    status, _, body = answer.partition(b"\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 408 ")
+    assert b"connection: close" in status.lower()
+    assert b"body: not all received within 0.5 s" in body
+    assert count_pages(db) == 0
+    assert cut_connections(quick) == 0  # its head was in time: answered, not cut
+
+
+def test_after_an_answer_the_connection_has_the_deadline_again(quick: Served) -> None:
+    """Kept alive for the next request, an idle connection is closed at the deadline
+    (before uvicorn's own keep-alive limit of 5 s)."""
+    request = httpx.Request("GET", f"{quick.url}/healthz")
+    with connect(quick) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: vigil\r\n\r\n")
+        answer = b""
+        while not answer.endswith(b'{"status":"ok"}'):
+            answer += sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 200 "), request
+        started = time.monotonic()
+        assert read_until_closed(sock) == b""
+        took = time.monotonic() - started
+    assert took < DEADLINE + 3 < 5
+    assert cut_connections(quick) == 1
+
+
+def test_a_sender_hanging_up_mid_body_is_logged_as_gone_without_a_traceback(
+    quick: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    with connect(quick) as sock:
+        sock.sendall(HEAD + b"Content-Length: 500\r\n\r\n{")
+    wait_until(
+        lambda: any(" 499 " in record.getMessage() for record in caplog.records),
+        "the access line of the request whose sender hung up",
+        timedelta(seconds=GUARD),
+    )
+    line = next(r.getMessage() for r in caplog.records if " 499 " in r.getMessage())
+    assert line.startswith("POST /v2/enqueue 499 ")
+    assert "hung up before its body was in" in line
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_request_timeout_is_a_bounded_duration(sqlite_url: str, clock: FakeClock) -> None:
+    db = Database.open(sqlite_url)
+    build_desk(db, clock)
+    db.dispose()
+    given: dict[str, object] = {}
+
+    def server(*_args: object, **options: object) -> int:
+        given.update(options)
+        return 0
+
+    def serve(*argv: str) -> tuple[int, str]:
+        err = io.StringIO()
+        argv = ("--db", sqlite_url, "--as", "intake", "serve", *argv)
+        code = main(list(argv), clock=clock, out=io.StringIO(), err=err, server=server)
+        return code, err.getvalue()
+
+    assert serve("--request-timeout", "30s") == (0, "")
+    assert given["request_within"] == 30.0
+    assert serve() == (0, "")
+    assert given["request_within"] == 10.0
+    for wrong in ("0s", "6m", "soon"):
+        code, said = serve("--request-timeout", wrong)
+        assert code == 2
+        assert said.startswith("vigil serve: --request-timeout: expected a ")
+
+
+def sending_until_answered(url: str, event: dict[str, object]) -> httpx.Response:
+    """POST `event` as a sender does: a connection turned away is tried again shortly."""
+    deadline = time.monotonic() + GUARD
+    pause = threading.Event()
+    while True:
+        try:
+            return httpx.post(f"{url}/v2/enqueue", json=event, timeout=GUARD)
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+            pause.wait(0.1)
+
+
+@pytest.mark.skipif(shutil.which("prlimit") is None, reason="needs prlimit (util-linux)")
+def test_idle_connections_do_not_keep_a_sender_out_under_a_low_open_file_limit(
+    sqlite_url: str, clock: FakeClock
+) -> None:
+    """300 connections that bring nothing, against a process that may open 256 files: those
+    beyond 64 are closed at once, the rest at the deadline, the database always has files
+    to open, and a real alert gets its 202 (it waited for good before, or failed with 500
+    when the database could not open a file)."""
+    db = Database.open(sqlite_url)
+    keys = build_desk(db, clock)
+    port = free_port()
+    child = subprocess.Popen(
+        [
+            "prlimit",
+            "--nofile=256:256",
+            sys.executable,
+            "-m",
+            "app.main",
+            "--db",
+            sqlite_url,
+            "serve",
+            "--port",
+            str(port),
+            "--no-engine",
+            "--request-timeout",
+            "1s",
+        ],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), "VIGIL_USER": "intake"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    idle: list[socket.socket] = []
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_serving(url, child)
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(300)]
+        started = time.monotonic()
+        answer = sending_until_answered(url, pd_trigger(keys["pd"]))
+        took = time.monotonic() - started
+        assert answer.status_code == 202, answer.text
+        assert count_pages(db) == 1
+        scraped = httpx.get(f"{url}/metrics", timeout=GUARD).text
+        cut = {
+            reason: float(line.rsplit(" ", 1)[1])
+            for line in scraped.splitlines()
+            for reason in (LATE, TOO_MANY)
+            if line.startswith(f'vigil_http_connections_cut_total{{reason="{reason}"}}')
+        }
+        # Cut at once beyond 64 open, and at the deadline (which made room for more).
+        assert cut[TOO_MANY] >= 100
+        assert cut[LATE] >= 64
+    finally:
+        for sock in idle:
+            sock.close()
+        child.send_signal(signal.SIGTERM)
+        _, log = child.communicate(timeout=30)
+        db.dispose()
+    assert took < 5  # the idle ones had a deadline of 1 s
+    assert "up to 64 connections at once" in log
+    assert "Traceback" not in log, log
+
+
+@pytest.mark.skipif(shutil.which("prlimit") is None, reason="needs prlimit (util-linux)")
+def test_the_open_file_limit_is_raised_to_the_hard_limit() -> None:
+    script = "from app.serve.connections import raise_open_file_limit as r; print(r())"
+    done = subprocess.run(
+        ["prlimit", "--nofile=256:4096", sys.executable, "-c", script],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == "4096"
+    assert raise_open_file_limit() is not None
+
+
+def test_running_out_of_open_files_is_one_line_a_minute(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [0.0]
+    handler = OutOfFiles(logging.getLogger("vigil.serve"), monotonic=lambda: now[0])
+    loop = asyncio.new_event_loop()
+    refused = {
+        "message": "socket.accept() out of system resource",
+        "exception": OSError(errno.EMFILE, "Too many open files"),
+    }
+    try:
+        with caplog.at_level(logging.INFO):
+            for moment in (0.0, 1.0, 59.0, 60.0, 61.0):
+                now[0] = moment
+                handler(loop, refused)
+            handler(loop, {"message": "something else", "exception": ValueError("other")})
+    finally:
+        loop.close()
+    said = [(r.name, r.levelname, r.getMessage()) for r in caplog.records]
+    line = "out of open files: new connections wait until some close (Too many open files)"
+    assert said[:2] == [("vigil.serve", "WARNING", line)] * 2  # at 0 s and at 60 s
+    assert said[2][:2] == ("asyncio", "ERROR")  # anything else: asyncio's own report
+    assert len(said) == 3
