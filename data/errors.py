@@ -23,10 +23,13 @@ _DISK_FULL = (
 _DISK_FULL_SQLSTATE = "53100"  # PostgreSQL's disk_full
 
 
-def is_disk_full(error: BaseException) -> bool:
-    """Whether `error` (or what it wraps) says the disk under the database is full:
-    SQLite's "database or disk is full", PostgreSQL's "No space left on device" (SQLSTATE
-    53100), or an OSError with errno ENOSPC."""
+def disk_full_cause(error: BaseException) -> BaseException | None:
+    """The link of `error`'s chain that says the disk under the database is full (SQLite's
+    "database or disk is full", PostgreSQL's "No space left on device" or SQLSTATE 53100,
+    an OSError with errno ENOSPC), or None.
+
+    Often not `error` itself: SQLite rolls a whole transaction back when its disk is full,
+    and the savepoint's own rollback then fails with "no such savepoint" over it."""
     import errno
 
     seen: set[int] = set()
@@ -34,13 +37,18 @@ def is_disk_full(error: BaseException) -> bool:
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         if isinstance(current, OSError) and current.errno == errno.ENOSPC:
-            return True
+            return current
         if getattr(current, "sqlstate", None) == _DISK_FULL_SQLSTATE:
-            return True
+            return current
         if any(words in str(current).lower() for words in _DISK_FULL):
-            return True
+            return current
         current = getattr(current, "orig", None) or current.__cause__ or current.__context__
-    return False
+    return None
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether `error` (or what it wraps) says the disk under the database is full."""
+    return disk_full_cause(error) is not None
 
 
 def first_line(error: BaseException) -> str:
@@ -52,6 +60,7 @@ def first_line(error: BaseException) -> str:
 
 def describe_trouble(error: BaseException) -> str:
     """One line for a database call that failed: a full disk is called a full disk."""
-    if is_disk_full(error):
-        return f"the database's disk is full ({first_line(error)})"
+    full = disk_full_cause(error)
+    if full is not None:
+        return f"the database's disk is full ({first_line(full)})"
     return f"the database did not answer ({first_line(error)})"

@@ -44,10 +44,18 @@ class OutageLog:
 
     REPEAT_EVERY = timedelta(minutes=1)
 
-    def __init__(self, what: str, clock: _Clock, logger: logging.Logger = log) -> None:
+    def __init__(
+        self,
+        what: str,
+        clock: _Clock,
+        logger: logging.Logger = log,
+        meanwhile: str = "retrying until it is back",
+    ) -> None:
+        """`meanwhile`: what happens while it lasts, said with its first line."""
         self.what = what
         self.clock = clock
         self.log = logger
+        self.meanwhile = meanwhile
         self.since: datetime | None = None
         self.attempts = 0
         self._said_at: datetime | None = None
@@ -58,7 +66,7 @@ class OutageLog:
         if self.since is None:
             self.since = self._said_at = now
             if is_database_trouble(error):
-                self.log.error("%s: %s; retrying until it is back", self.what, _said(error))
+                self.log.error("%s: %s; %s", self.what, _said(error), self.meanwhile)
             else:
                 self.log.error("%s: %s; retrying", self.what, _said(error), exc_info=error)
             return

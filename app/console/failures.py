@@ -18,7 +18,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from app.core.errors import BadInput, NotAllowed, NotFound, NothingToDo, VigilError
 from data.db import DatabaseError
-from data.errors import is_disk_full
+from data.errors import disk_full_cause, first_line
 from data.keys import SealingKeyError
 from data.sealing import SealError
 
@@ -31,12 +31,6 @@ class Failure:
     message: str
     severity: Severity
     database_down: bool = False
-
-
-def _first_line(error: BaseException) -> str:
-    original = getattr(error, "orig", None) or error
-    text = str(original).strip().splitlines()
-    return text[0] if text else type(original).__name__
 
 
 def describe_failure(error: BaseException) -> Failure:
@@ -53,10 +47,11 @@ def describe_failure(error: BaseException) -> Failure:
         return Failure("Refused", str(error), "error")
     if isinstance(error, SealingKeyError | SealError):
         return Failure("Sealed text not opened", str(error), "error")
-    if is_disk_full(error):
+    full = disk_full_cause(error)
+    if full is not None:
         return Failure(
             "Disk full",
-            f"The database's disk is full: {_first_line(error)}. Nothing was changed; "
+            f"The database's disk is full: {first_line(full)}. Nothing was changed; "
             "what you typed is kept",
             "error",
             database_down=True,
@@ -66,8 +61,8 @@ def describe_failure(error: BaseException) -> Failure:
     ):
         return Failure(
             "Database unreachable",
-            f"The database did not answer: {_first_line(error)}",
+            f"The database did not answer: {first_line(error)}",
             "error",
             database_down=True,
         )
-    return Failure("Unexpected error", f"{type(error).__name__}: {_first_line(error)}", "error")
+    return Failure("Unexpected error", f"{type(error).__name__}: {first_line(error)}", "error")

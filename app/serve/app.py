@@ -52,9 +52,11 @@ from app.services.integrations import IntegrationView, hash_key, load_integratio
 from app.services.unit_of_work import EscalationStarter
 from data.db import Database
 from data.domain import OUTBOX_CHANNELS
+from data.errors import is_disk_full
 from data.escalation import EngineHeartbeat
 from data.intake import HEARTBEAT
 from data.models import Delivery
+from data.outage import OutageLog
 
 log = logging.getLogger("vigil.serve")
 access_log = logging.getLogger("vigil.serve.access")
@@ -88,6 +90,10 @@ class Desk:
     _loaded_at: float = float("-inf")
 
     def __post_init__(self) -> None:
+        self.outage = OutageLog(
+            "intake", self.clock, log, meanwhile="senders are answered 503 until it is back"
+        )
+        """Requests failing because of the database, said as an outage, not a line each."""
         # SQLite has one writer at a time and its busy handler waits by sleeping (up to
         # 100 ms a try), so this process's writers queue here instead, in order.
         self.writing = threading.Lock() if not self.db.is_postgres else contextlib.nullcontext()
@@ -175,18 +181,19 @@ def _guarded(
                 request.state.note = "the sender hung up before its body was in"
                 response = Response(status_code=CLIENT_GONE)
             except SQLAlchemyError as exc:
-                log.warning("%s: the database did not answer: %s", route, type(exc).__name__)
+                desk.outage.failed(exc)  # said once, once a minute, and when it is over
+                said = "'s disk is full" if is_disk_full(exc) else " did not answer"
                 response = _problem(
                     HttpProblem(
-                        503,
-                        "the database did not answer; try again",
-                        headers={"Retry-After": "5"},
+                        503, f"the database{said}; try again", headers={"Retry-After": "5"}
                     ),
                     pagerduty,
                 )
             except Exception:
                 log.exception("%s: unexpected error", route)
                 response = _problem(HttpProblem(500, "internal error; it was logged"), pagerduty)
+            else:
+                desk.outage.recovered()
             took = (time.perf_counter() - started) * 1000
             desk.meter.requests.labels(route, str(response.status_code)).inc()
             access_log.info(

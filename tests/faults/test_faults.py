@@ -37,6 +37,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import event as sa_event
@@ -51,6 +52,7 @@ from app.console.failures import describe_failure
 from app.console.screens.dialogs import TextPrompt
 from app.core.clock import Clock, FakeClock
 from app.engine.runner import EngineRunner, EscalationEngine
+from app.serve import Server
 from app.services.cases import CaseService
 from data import audit
 from data import db as db_module
@@ -79,6 +81,7 @@ from tests.factories import (
     pages_by_case,
     wait_until,
 )
+from tests.serve.harness import build_desk, free_port, pd_trigger
 
 T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 STEP = timedelta(seconds=60)
@@ -975,6 +978,72 @@ def test_a_full_disk_is_called_a_full_disk_by_the_engine_once(
     assert "escalation failed" not in caplog.text  # no case blamed for the disk
     assert sorted(ref for ref, pages in pages_by_case(Database.open(sqlite_url)).items()
                   if pages) == sorted(refs)  # fmt: skip
+
+
+def test_vigil_serve_says_a_full_disk_once_and_answers_503_meanwhile(
+    sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Twenty alerts while every write fails with SQLite's "database or disk is full", 5 s
+    of the injected clock apart: each sender gets a 503 naming the full disk with a
+    Retry-After; the log says it once when it starts, once a minute after, and once when an
+    alert is stored again, with no traceback and no line per request but the access line."""
+    caplog.set_level(logging.INFO, logger="vigil")
+    clock = FakeClock(T0)
+    db = Database.open(sqlite_url)
+    keys = build_desk(db, clock)
+    grow = [0]
+    serve_db = Database(make_engine(sqlite_url))
+    _full_disk(serve_db.engine, grow)
+    server = Server(serve_db, clock, "intake", port=free_port(), engine=False)
+    server.start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as http:
+            sent: dict[str, httpx.Response] = {}
+
+            def alert(key: str) -> httpx.Response:
+                sent[key] = http.post("/v2/enqueue", json=pd_trigger(keys["pd"], dedup_key=key))
+                return sent[key]
+
+            # The file's free pages fill first: then every write fails.
+            while alert(f"full-{len(sent)}").status_code == 202:
+                pass
+            for _ in range(19):
+                clock.advance(seconds=5)
+                alert(f"full-{len(sent)}")
+            clock.advance(seconds=5)
+            grow.clear()  # space freed
+            serve_db.engine.dispose()
+            stored = alert("after")
+    finally:
+        server.stop()
+        serve_db.dispose()
+    refused = {key: r for key, r in sent.items() if r.status_code != 202}
+    assert len(refused) == 20
+    assert {(r.status_code, r.headers["Retry-After"]) for r in refused.values()} == {(503, "5")}
+    assert {r.json()["message"] for r in refused.values()} == {
+        "the database's disk is full; try again"
+    }
+    assert stored.status_code == 202
+    with db.read() as session:  # every alert answered 202 was stored and paged; no other
+        stored_keys = set(session.exec(select(Case.dedup_key)).all())
+    assert stored_keys == set(sent) - set(refused)
+    assert count_pages(db) == len(stored_keys)
+    db.dispose()
+    said = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "vigil.serve"]
+    assert [r for r in caplog.records if r.exc_info] == []
+    assert said == [
+        (
+            "ERROR",
+            "intake: the database's disk is full (database or disk is full); senders are "
+            "answered 503 until it is back",
+        ),
+        (
+            "WARNING",
+            "intake: still failing after 60 s (13 attempts): the database's disk is full "
+            "(database or disk is full)",
+        ),
+        ("INFO", "intake: working again after 2 min (20 failed attempts)"),
+    ]
 
 
 def test_a_full_disk_is_called_a_full_disk_at_the_command_line(
