@@ -70,3 +70,50 @@ class SmtpReceiver:
     def received(self) -> list[Mail]:
         with self._lock:
             return list(self.mails)
+
+
+class DrippingSmtp:
+    """A mail server on 127.0.0.1 that never finishes its greeting: one byte of it every
+    fifth of a second to each connection, until stopped (no read ever times out)."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self.connections = 0
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def url(self, to: str) -> str:
+        return f"mailto://127.0.0.1:{self.port}?from=vigil@example.org&to={to}"
+
+    def start(self) -> None:
+        self._threads.append(threading.Thread(target=self._accept, daemon=True))
+        self._threads[0].start()
+
+    def _accept(self) -> None:
+        self._listener.settimeout(0.1)
+        while not self._stop.is_set():
+            try:
+                connection, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            self.connections += 1
+            thread = threading.Thread(target=self._drip, args=(connection,), daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _drip(self, connection: socket.socket) -> None:
+        with connection:
+            for byte in iter(lambda: b"2", None):
+                if self._stop.wait(0.2):
+                    return
+                try:
+                    connection.sendall(byte)
+                except OSError:
+                    return
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(5)
+        self._listener.close()

@@ -3,7 +3,12 @@ Pushover, e-mail...) through the Apprise library, one blocking send at a time.
 
 The outbox (`app.delivery.webhook`) claims Apprise rows as it claims webhook rows, in
 order per contact, with the same lease, deadline and retries; it hands each attempt to
-`send` on a thread of `POOL`, never on an event loop's thread, since Apprise blocks.
+`send` on a thread of its own (`in_own_thread`), never on an event loop's thread, since
+Apprise blocks. A thread of its own, not one of a fixed pool: a blocking send cannot be
+stopped, and one to a server that drips its answer a byte at a time goes on past the
+attempt's deadline for as long as the server keeps dripping. In a pool, a few such
+destinations would hold every thread and starve everyone's chat and mail; here each holds
+only its own thread until the server gives up.
 
 **Apprise URLs are secrets** (their tokens and passwords are part of them): nothing here
 logs or returns one. Apprise masks the URLs it logs itself.
@@ -20,16 +25,48 @@ the outbox's thread, never by a command that only reads.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import asyncio
+import contextlib
+import itertools
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from app.delivery.addresses import public_only
 from app.rules.destinations import scheme_of
 
-POOL = ThreadPoolExecutor(32, thread_name_prefix="vigil-apprise")
-"""Threads that run Apprise's blocking sends, apart from every event loop."""
+T = TypeVar("T")
+_numbers = itertools.count(1)
 TIMEOUT = 4.0
 """Seconds Apprise waits to connect, and then for each read: within the outbox's deadline."""
+
+
+def in_own_thread(call: Callable[[], T]) -> asyncio.Future[T]:
+    """`call()` on a new daemon thread; its result (or exception) as a future of the running
+    loop. Cancelling the future (a missed deadline) leaves the thread to end on its own."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if future.done():  # cancelled at its deadline: nobody waits for it any more
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def run() -> None:
+        try:
+            result, error = call(), None
+        except BaseException as exc:  # handed to the awaiting coroutine
+            result, error = None, exc
+        with contextlib.suppress(RuntimeError):  # a closed loop: its outbox has stopped
+            loop.call_soon_threadsafe(settle, result, error)
+
+    thread = threading.Thread(target=run, name=f"vigil-apprise-{next(_numbers)}", daemon=True)
+    thread.start()
+    return future
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,8 @@
 persistent outbox.
 
 The escalation engine writes one `Delivery` row (channel ``webhook`` or ``apprise``) per
-page and contact; the outbox sends them (Apprise's blocking sends on threads of
-`app.delivery.apprise.POOL`, never on the outbox's event loop): `WebhookOutbox` on its
+page and contact; the outbox sends them (Apprise's blocking sends each on a thread of its
+own, `app.delivery.apprise.in_own_thread`, never on the outbox's event loop): `WebhookOutbox` on its
 own thread inside the engine runner, `process_webhook_outbox` for one pass (`vigil engine
 --once`, the demo, tests).
 
@@ -708,9 +708,8 @@ class _Sender:
             return _Outcome(job, self.clock.now(), "retried", "name resolution failed")
 
     async def _send_apprise(self, job: WebhookJob) -> _Outcome:
-        """Apprise blocks: the attempt runs on one of its pool's threads."""
-        outcome = await asyncio.get_running_loop().run_in_executor(
-            apprise_channel.POOL,
+        """Apprise blocks: the attempt runs on a thread of its own."""
+        outcome = await apprise_channel.in_own_thread(
             functools.partial(
                 apprise_channel.send,
                 job.url,
@@ -718,7 +717,7 @@ class _Sender:
                 job.text,
                 job.markdown,
                 allow_private=job.allow_private,
-            ),
+            )
         )
         now = self.clock.now()
         if outcome.ok:

@@ -45,7 +45,7 @@ from data.models import (
     TimelineEvent,
 )
 from data.sealing import keyring_of
-from tests.channels_harness import ACK_LINK, OPEN_LINK, SmtpReceiver
+from tests.channels_harness import ACK_LINK, OPEN_LINK, DrippingSmtp, SmtpReceiver
 from tests.consistency import assert_consistent
 from tests.factories import WebhookReceiver
 from tests.serve.harness import free_port
@@ -736,18 +736,14 @@ def test_a_link_of_someone_no_longer_on_the_team_says_so(
         assert desk.case(case.ref).status == "triggered"
 
 
-def test_a_failing_service_is_retried_and_its_pages_keep_their_order(
-    db: Database, ntfy: WebhookReceiver
-) -> None:
-    """Apprise's "no" (here an ntfy server answering 500) is retried with the outbox's
-    backoff, and the contact's later page waits its turn."""
-    clock = FakeClock(datetime(2026, 12, 6, 3, 0, tzinfo=UTC))
-    url = f"ntfy://127.0.0.1:{ntfy.port}/vigil-ana"
-    text = f"""
+def ana_reached_by(*contacts: str) -> str:
+    """A team file: ana, reached by `contacts` (TOML inline tables), paged by the desk's one
+    step an hour."""
+    return f"""
 [[responder]]
 handle = "ana"
 name = "Ana Ruiz"
-contacts = [{{ kind = "apprise", url = "{url}", allow_private = true }}]
+contacts = [{", ".join(contacts)}]
 
 [[policy]]
 name = "desk"
@@ -756,6 +752,16 @@ steps = [{{ delay = "1h", targets = ["user:ana"] }}]
 [routing]
 default = "desk"
 """
+
+
+def test_a_failing_service_is_retried_and_its_pages_keep_their_order(
+    db: Database, ntfy: WebhookReceiver
+) -> None:
+    """Apprise's "no" (here an ntfy server answering 500) is retried with the outbox's
+    backoff, and the contact's later page waits its turn."""
+    clock = FakeClock(datetime(2026, 12, 6, 3, 0, tzinfo=UTC))
+    url = f"ntfy://127.0.0.1:{ntfy.port}/vigil-ana"
+    text = ana_reached_by(f'{{ kind = "apprise", url = "{url}", allow_private = true }}')
     apply_team(db, parse_team(text), actor="root", now=clock.now())
     desk = Desk(db, clock, None)
     first = desk.cases.open_case("ana", title="First", category="other", severity=2)
@@ -773,3 +779,49 @@ default = "desk"
     desk.outbox()
     titles = [json.loads(r.body)["title"].split()[0] for r in ntfy.received]
     assert titles == [first.ref, first.ref, second.ref]
+
+
+def test_receivers_that_never_answer_hold_up_no_other_apprise_contact(
+    db: Database, ntfy: WebhookReceiver
+) -> None:
+    """Forty mail servers that drip their greeting a byte at a time (no read ever times out,
+    so a blocking send never returns), then a healthy ntfy contact: each attempt is cut at
+    the outbox's deadline, and the sends still hanging hold no thread another needs. The
+    ntfy page is delivered in the first pass, and again after a retry of the others. (With
+    a pool of 32 threads, the phone's page waited behind the hanging sends and missed its
+    deadline, pass after pass.)"""
+    clock = FakeClock(datetime(2026, 12, 6, 3, 0, tzinfo=UTC))
+    dripping = DrippingSmtp()
+    dripping.start()
+    try:
+        mails = [
+            f'{{ kind = "apprise", name = "mail-{n}", url = "{dripping.url(f"a{n}@example.org")}",'
+            " allow_private = true }"
+            for n in range(40)
+        ]
+        phone = (
+            f'{{ kind = "apprise", name = "phone", url = "ntfy://127.0.0.1:{ntfy.port}/a",'
+            " allow_private = true }"
+        )
+        text = ana_reached_by(*mails, phone)
+        apply_team(db, parse_team(text), actor="root", now=clock.now())
+        desk = Desk(db, clock, None)
+        desk.settings = OutboxSettings(concurrency=64, deadline=timedelta(seconds=3))
+        import apprise  # noqa: F401  (loading its plugins takes most of a deadline)
+
+        first = desk.cases.open_case("ana", title="First", category="other", severity=1)
+        process_webhook_outbox(db, clock, settings=desk.settings)
+        sent = desk.deliveries(first.ref)
+        assert sent.pop("phone") == "delivered"
+        assert set(sent.values()) == {"pending"}  # every mail page cut at the deadline
+        second = desk.cases.open_case("ana", title="Second", category="other", severity=1)
+        clock.advance(hours=1)  # past the backoff: the mail pages are tried again
+        process_webhook_outbox(db, clock, settings=desk.settings)
+        assert desk.deliveries(second.ref)["phone"] == "delivered"
+        assert dripping.connections > 40  # the first pass's sends still hang beside the new
+        with db.read() as session:
+            tried = select(Delivery.last_error).where(col(Delivery.attempts) > 0)
+            errors = set(session.exec(tried.where(Delivery.status == "pending")).all())
+        assert errors == {"no answer within 3 s from mailto://"}
+    finally:
+        dripping.stop()
