@@ -66,7 +66,11 @@ class DroppingQueueHandler(QueueHandler):
 
 
 class StderrLog:
-    """The root logger's one handler while installed: queued lines, written by a thread."""
+    """The root logger's one handler while installed: queued lines, written by a thread.
+
+    The thread writes to the stream itself, not through a `logging.Handler`: a handler
+    blocked in a write holds its lock, and `logging.shutdown` at the process's exit takes
+    every registered handler's lock, so a stalled reader would hold the exit too."""
 
     def __init__(
         self,
@@ -77,8 +81,8 @@ class StderrLog:
     ) -> None:
         self.level = level
         self.queued = DroppingQueueHandler(capacity)
-        self.target = logging.StreamHandler(stream)
-        self.target.setFormatter(line_formatter())
+        self.stream = stream
+        self.formatter = line_formatter()
         self._writer = threading.Thread(target=self._write_lines, name="vigil-log", daemon=True)
         self._levels_before: dict[str, int] = {}
 
@@ -90,17 +94,18 @@ class StderrLog:
         self._writer.start()
 
     def close(self, timeout: float = CLOSE_WITHIN) -> bool:
-        """Stop queueing, then wait up to `timeout` s for the lines queued to be written.
-        False when the reader is still stalled: those lines are given up (the thread is a
-        daemon, so it cannot hold the process)."""
+        """Stop queueing, then wait up to `timeout` s in all for the lines queued to be
+        written. False when the reader is still stalled: those lines are given up (the
+        thread is a daemon and holds no lock of `logging`'s, so it cannot hold the exit)."""
         logging.getLogger().removeHandler(self.queued)
         for name, level in self._levels_before.items():
             logging.getLogger(name).setLevel(level)
+        until = time.monotonic() + timeout
         try:
             self.queued.lines.put(_STOP, timeout=timeout)
         except queue.Full:
             return False
-        self._writer.join(timeout)
+        self._writer.join(max(0.0, until - time.monotonic()))
         return not self._writer.is_alive()
 
     def _write_lines(self) -> None:
@@ -110,14 +115,21 @@ class StderrLog:
             if record is _STOP:
                 self._say_dropped()
                 return
-            self.target.handle(record)
+            self._write(record)
             if lines.empty():
                 self._say_dropped()
+
+    def _write(self, record: logging.LogRecord) -> None:
+        try:
+            self.stream.write(self.formatter.format(record) + "\n")
+            self.stream.flush()
+        except (OSError, ValueError):  # the reader is gone (a closed pipe): nothing to tell
+            pass
 
     def _say_dropped(self) -> None:
         dropped = self.queued.take_dropped()
         if dropped:
-            self.target.handle(
+            self._write(
                 logging.makeLogRecord(
                     {
                         "name": "vigil.log",

@@ -9,14 +9,19 @@ The command line reaches this wing only through `app.main`, which hands it a ser
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
+import signal
 import socket
 import threading
+from asyncio import constants as asyncio_constants
+from collections.abc import Iterator
 from datetime import UTC
 
 import uvicorn
 from apscheduler.schedulers.background import BackgroundScheduler
+from uvicorn.server import HANDLED_SIGNALS
 
 from app.core.clock import Clock
 from app.core.logs import stderr_log
@@ -38,11 +43,34 @@ log = logging.getLogger("vigil.serve")
 
 
 class _Uvicorn(uvicorn.Server):
-    """uvicorn's server, its event loop telling of a shortage of open files in a line."""
+    """uvicorn's server, its event loop telling of a shortage of open files in a line, and
+    a TLS handshake given no longer than a request's head (asyncio's own allows 60 s, in
+    which a connection is neither counted nor cut: `app.serve.connections`)."""
+
+    def __init__(self, config: uvicorn.Config, handshake_within: float) -> None:
+        super().__init__(config)
+        self.handshake_within = handshake_within
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         asyncio.get_running_loop().set_exception_handler(OutOfFiles(log))
+        if self.config.is_ssl:  # read by each TLS connection as it is accepted
+            asyncio_constants.SSL_HANDSHAKE_TIMEOUT = self.handshake_within
         await super().serve(sockets)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """As uvicorn's, but the signal is not raised again once the server has stopped:
+        that killed the process before `Server.run` stopped the engine and wrote the last
+        log lines. `vigil serve` then exits 0, as `vigil engine` does."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        before = {sig: signal.signal(sig, self.handle_exit) for sig in HANDLED_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in before.items():
+                signal.signal(sig, handler)
 
 
 class Server:
@@ -149,7 +177,7 @@ class Server:
         gc.collect()
         gc.freeze()
         try:
-            server = _Uvicorn(self._config())
+            server = _Uvicorn(self._config(), self.desk.request_within)
             server.run()
         finally:
             self._stop_engine()
@@ -158,7 +186,7 @@ class Server:
     def start(self, timeout: float = 10.0) -> None:
         """Serve from a thread; returns once listening."""
         self._start_engine()
-        self._server = _Uvicorn(self._config())
+        self._server = _Uvicorn(self._config(), self.desk.request_within)
         self._thread = threading.Thread(target=self._server.run, name=f"vigil-serve:{self.port}")
         self._thread.start()
         waited = threading.Event()

@@ -43,7 +43,7 @@ from app.intake.registry import parse_value
 from app.intake.store import IntakeOutcome
 from app.serve import links
 from app.serve.connections import REQUEST_WITHIN
-from app.serve.grouping import GroupCommit
+from app.serve.grouping import Events, GroupCommit
 from app.serve.limits import HttpProblem, RateLimiter, read_json, retry_after
 from app.serve.metrics import Metrics
 from app.services.cases import CaseService
@@ -56,7 +56,7 @@ from data.errors import is_disk_full
 from data.escalation import EngineHeartbeat
 from data.intake import HEARTBEAT
 from data.models import Delivery
-from data.outage import OutageLog
+from data.outage import OutageLog, is_database_trouble
 
 log = logging.getLogger("vigil.serve")
 access_log = logging.getLogger("vigil.serve.access")
@@ -134,6 +134,13 @@ class Desk:
             await run_in_threadpool(self.integrations)
         return lookup(*args)
 
+    async def store(self, events: Events, outcome: IntakeOutcome, integration: str) -> None:
+        """Intake's events written with the group they join; one written ends an outage
+        (a request that wrote nothing proves nothing about the database)."""
+        await self.intake.apply(events, outcome, integration)
+        if events:
+            self.outage.recovered()
+
     def by_key(self, key: str, fmt: str) -> IntegrationView | None:
         found = self._by_hash.get(hash_key(key))
         return found if matching(found, key) and found and found.format == fmt else None
@@ -180,20 +187,17 @@ def _guarded(
             except ClientDisconnect:  # gone before its body was in: nobody to answer
                 request.state.note = "the sender hung up before its body was in"
                 response = Response(status_code=CLIENT_GONE)
-            except SQLAlchemyError as exc:
-                desk.outage.failed(exc)  # said once, once a minute, and when it is over
-                said = "'s disk is full" if is_disk_full(exc) else " did not answer"
-                response = _problem(
-                    HttpProblem(
+            except Exception as exc:
+                if is_database_trouble(exc):
+                    desk.outage.failed(exc)  # said once, once a minute, and when it is over
+                    said = "'s disk is full" if is_disk_full(exc) else " did not answer"
+                    problem = HttpProblem(
                         503, f"the database{said}; try again", headers={"Retry-After": "5"}
-                    ),
-                    pagerduty,
-                )
-            except Exception:
-                log.exception("%s: unexpected error", route)
-                response = _problem(HttpProblem(500, "internal error; it was logged"), pagerduty)
-            else:
-                desk.outage.recovered()
+                    )
+                else:
+                    log.exception("%s: unexpected error", route)
+                    problem = HttpProblem(500, "internal error; it was logged")
+                response = _problem(problem, pagerduty)
             took = (time.perf_counter() - started) * 1000
             desk.meter.requests.labels(route, str(response.status_code)).inc()
             access_log.info(
@@ -261,7 +265,7 @@ async def _pagerduty(request: Request, *, change: bool) -> Response:
         raise HttpProblem(400, "Event object is invalid", errors)
     events = [o for o in outcomes if not isinstance(o, IntakeError)]
     outcome = IntakeOutcome()
-    await desk.intake.apply(events, outcome, integration.name)
+    await desk.store(events, outcome, integration.name)
     _count(desk, integration.name, outcome)
     if outcome.errors:
         raise HttpProblem(400, "Event object is invalid", [e.reason for e in outcome.errors])
@@ -339,7 +343,7 @@ async def integration_events(request: Request) -> Response:
     events = [o for o in outcomes if not isinstance(o, IntakeError)]
     outcome = IntakeOutcome(errors=[o for o in outcomes if isinstance(o, IntakeError)])
     _throttle(desk, integration, max(1, len(events)))
-    await desk.intake.apply(events, outcome, integration.name)
+    await desk.store(events, outcome, integration.name)
     _count(desk, integration.name, outcome)
     request.state.note += " " + _summary(outcome)
     body_out = {"status": "success" if not outcome.errors else "partly refused"}
@@ -358,6 +362,7 @@ async def heartbeat(request: Request) -> Response:
     request.state.note = f"heartbeat={monitor.name}"
     _throttle(desk, monitor, 1)
     beat = await run_in_threadpool(_beat, desk, monitor.name)
+    desk.outage.recovered()
     desk.meter.events.labels(monitor.name, "heartbeat").inc()
     if beat.resolved:
         request.state.note += f" resolved {beat.resolved}"

@@ -26,7 +26,8 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 REQUEST_WITHIN = 10.0
 """Seconds a sender has for a request's head, and again for its body: ample for a server
-posting an alert (a 1 MB body at 100 KB/s), short for a connection that brings nothing."""
+posting an alert (an alert is a few KB; the largest body taken, 1 MB, needs more than
+100 KB/s), short for a connection that brings nothing."""
 
 
 RESERVED_FILES = 64
@@ -60,7 +61,7 @@ def deadline_protocol(
             super().connection_made(transport)
             if most is not None and len(self.connections) > most:
                 on_cut(TOO_MANY)
-                transport.close()
+                transport.abort()  # at once: over TLS, close() would wait on a goodbye
                 return
             self._arm()
 
@@ -94,7 +95,7 @@ def deadline_protocol(
             self._deadline = None
             if not self.transport.is_closing():
                 on_cut(LATE)
-                self.transport.close()
+                self.transport.abort()
 
     return DeadlineProtocol
 

@@ -986,7 +986,8 @@ def test_vigil_serve_says_a_full_disk_once_and_answers_503_meanwhile(
     """Twenty alerts while every write fails with SQLite's "database or disk is full", 5 s
     of the injected clock apart: each sender gets a 503 naming the full disk with a
     Retry-After; the log says it once when it starts, once a minute after, and once when an
-    alert is stored again, with no traceback and no line per request but the access line."""
+    alert is stored again (not when a request that writes nothing goes through), with no
+    traceback and no line per request but the access line."""
     caplog.set_level(logging.INFO, logger="vigil")
     clock = FakeClock(T0)
     db = Database.open(sqlite_url)
@@ -999,6 +1000,7 @@ def test_vigil_serve_says_a_full_disk_once_and_answers_503_meanwhile(
     try:
         with httpx.Client(base_url=server.url, timeout=10) as http:
             sent: dict[str, httpx.Response] = {}
+            ours = {"Authorization": f"Bearer {keys['ours']}"}
 
             def alert(key: str) -> httpx.Response:
                 sent[key] = http.post("/v2/enqueue", json=pd_trigger(keys["pd"], dedup_key=key))
@@ -1010,6 +1012,10 @@ def test_vigil_serve_says_a_full_disk_once_and_answers_503_meanwhile(
             for _ in range(19):
                 clock.advance(seconds=5)
                 alert(f"full-{len(sent)}")
+                # Requests that write nothing prove nothing about the disk: no "working again".
+                assert http.get("/ack/nonsense").status_code == 404
+                nothing = http.post("/integrations/vigil/ours", json=[], headers=ours)
+                assert nothing.status_code == 202
             clock.advance(seconds=5)
             grow.clear()  # space freed
             serve_db.engine.dispose()

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -86,6 +87,29 @@ def wait_serving(url: str, child: subprocess.Popen[Any]) -> None:
             return False
 
     wait_until(listening, "vigil serve listening", timedelta(seconds=30))
+
+
+def self_signed(folder: Path) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 and its key, made with openssl in `folder`: (cert, key)."""
+    cert, key = str(folder / "cert.pem"), str(folder / "key.pem")
+    request = [
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]
+    names = ["-addext", "subjectAltName=IP:127.0.0.1"]
+    subprocess.run(
+        ["openssl", *request, *names, "-keyout", key, "-out", cert],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
 
 
 def pd_trigger(key: str, **extra: object) -> dict[str, object]:

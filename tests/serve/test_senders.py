@@ -23,7 +23,7 @@ from data.db import Database
 from data.intake import CaseLink, ChangeNote
 from data.models import Case, Page
 from tests.factories import wait_until
-from tests.serve.harness import build_desk, free_port, pd_trigger, serving
+from tests.serve.harness import build_desk, free_port, pd_trigger, self_signed, serving
 
 README = Path(__file__).parents[2] / "README.md"
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
@@ -149,29 +149,7 @@ def test_pagerdutys_own_client_triggers_acknowledges_and_resolves(
 ) -> None:
     """The client speaks only HTTPS: the server serves it with a certificate made here."""
     pagerduty = pytest.importorskip("pagerduty")
-    cert, key = str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            key,
-            "-out",
-            cert,
-        ],
-        check=True,
-        capture_output=True,
-    )
+    cert, key = self_signed(tmp_path)
     monkeypatch.setenv("SSL_CERT_FILE", cert)
     keys = build_desk(db, clock)
     with serving(db, clock, keys, tls=(cert, key)) as served:
