@@ -123,10 +123,27 @@ __all__ = [
 
 
 class _Waker:
-    """A daemon thread that runs `work` once per wake-up; wake-ups while it runs merge."""
+    """A daemon thread that runs `work` once per wake-up; wake-ups while it runs merge.
 
-    def __init__(self, name: str, work: Callable[[], None]) -> None:
+    With `every`, it also runs `work` when nothing has woken it for that long, on the
+    monotonic clock: APScheduler times its jobs by the wall clock, and a host clock set
+    back (NTP correcting a clock that ran fast, a VM resumed) holds every job back by as
+    much. `quiet` is called first on such a run; the first of a stall is logged."""
+
+    def __init__(
+        self,
+        name: str,
+        work: Callable[[], None],
+        *,
+        every: timedelta | None = None,
+        quiet: Callable[[], None] | None = None,
+        what: str = "",
+    ) -> None:
         self._work = work
+        self._every = None if every is None else every.total_seconds()
+        self._quiet = quiet
+        self._what = what
+        self._stalled = False
         self._signal = threading.Event()
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
@@ -146,11 +163,28 @@ class _Waker:
 
     def _loop(self) -> None:
         while True:
-            self._signal.wait()
+            woken = self._signal.wait(self._every)
             self._signal.clear()
             if self._stopping:
                 return
+            if not woken:
+                self._said_stalled()
+                if self._quiet is not None:
+                    self._quiet()
+            elif self._stalled:
+                self._stalled = False
+                log.info("%s: the scheduler wakes them again", self._what)
             self._work()
+
+    def _said_stalled(self) -> None:
+        if not self._stalled:
+            self._stalled = True
+            log.warning(
+                "%s: the scheduler woke nothing for %g s (was the host's clock set back?); "
+                "they run on a timer of their own until it does",
+                self._what,
+                self._every,
+            )
 
 
 class EngineRunner:
@@ -193,7 +227,13 @@ class EngineRunner:
         self.filing_every = filing_every
         self.on_cycle = on_cycle
         self.jobstore = f"vigil-engine:{engine.name}"
-        self._cycles = _Waker(f"vigil-engine:{engine.name}", self._cycle_or_arm)
+        self._cycles = _Waker(
+            f"vigil-engine:{engine.name}",
+            self._cycle_or_arm,
+            every=2 * sweep_every,
+            quiet=self._ask_cycle,
+            what=f"escalation cycles of {engine.name}",
+        )
         self._asked = threading.Lock()
         self._cycle_asked = False
         """A full cycle was asked for since the last (else a wake-up only re-arms)."""
@@ -202,7 +242,12 @@ class EngineRunner:
         self.cycles_down = OutageLog(f"escalation cycles of {engine.name}", engine.clock)
         self.outbox_down = OutageLog(f"the webhook outbox of {engine.name}", engine.clock)
         self.filings_down = OutageLog(f"CyberTipline retries of {engine.name}", engine.clock)
-        self._filings = _Waker(f"vigil-tipline:{engine.name}", self._retry_filings)
+        self._filings = _Waker(
+            f"vigil-tipline:{engine.name}",
+            self._retry_filings,
+            every=2 * filing_every,
+            what=f"CyberTipline retries of {engine.name}",
+        )
         self.tipline = TiplineService(engine.db, engine.clock)
         self._outbox = WebhookOutbox(
             engine.db,
@@ -268,9 +313,12 @@ class EngineRunner:
 
     def wake(self) -> None:
         """Run a cycle now (thread-safe); call it after a local change such as a new case."""
+        self._ask_cycle()
+        self._cycles.wake()
+
+    def _ask_cycle(self) -> None:
         with self._asked:
             self._cycle_asked = True
-        self._cycles.wake()
 
     def paged_elsewhere(self) -> None:
         """Cases were paged outside a cycle (step 1, in the transaction that opened them):

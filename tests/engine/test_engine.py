@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import apscheduler.schedulers.base as apscheduler_base
 import pytest
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -24,6 +25,7 @@ from sqlalchemy import update
 from sqlmodel import col, func, select
 
 import app.engine.cycle as engine_module
+import app.engine.runner as runner_module
 from app.core.clock import FakeClock
 from app.core.errors import NothingToDo
 from app.engine.runner import (
@@ -1151,6 +1153,50 @@ def test_runner_wakes_the_engine_and_rearms_at_the_next_due_time(sqlite_desk: De
         scheduler.shutdown()
     assert scheduler.get_jobs() == []
     desk.assert_pages([("ana", 0, 1, 0)])
+
+
+class _ClockSetBack(datetime):
+    """The host's wall clock, set back by `back` (NTP correcting a clock that ran fast)."""
+
+    back = timedelta(0)
+
+    @classmethod
+    def now(cls, tz: Any = None) -> Any:
+        return datetime.now(tz) - cls.back
+
+
+def test_escalation_goes_on_when_the_hosts_clock_is_set_back(
+    sqlite_desk: Desk, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The host's clock goes back 11 minutes: APScheduler, which times its jobs by the wall
+    clock, then wakes nothing for 11 minutes. The runner's threads keep a monotonic timer
+    of their own, so a case that comes due meanwhile (written by another process: nothing
+    here wakes the runner) is paged within twice the sweep interval, and the stall is said
+    once."""
+    caplog.set_level(logging.INFO, logger="vigil.engine")
+    desk = sqlite_desk
+    cycles: list[CycleResult] = []
+    scheduler = BackgroundScheduler(timezone=UTC)
+    sweep = timedelta(seconds=0.2)
+    runner = EngineRunner(desk.engine, scheduler, sweep_every=sweep, on_cycle=cycles.append)
+    scheduler.start()
+    try:
+        runner.start()
+        wait_until(lambda: len(cycles) >= 1, "the first cycle", timedelta(seconds=10))
+        monkeypatch.setattr(_ClockSetBack, "back", timedelta(minutes=11))
+        monkeypatch.setattr(apscheduler_base, "datetime", _ClockSetBack)
+        monkeypatch.setattr(runner_module, "datetime", _ClockSetBack)
+        scheduler.wakeup()  # it looks at the clock now, and waits 11 minutes
+        ref = desk.open()  # its step 1 due now (no escalation hook: the engine pages it)
+        wait_until(lambda: bool(desk.pages(ref)), "the page", timedelta(seconds=5))
+    finally:
+        runner.stop()
+        scheduler.shutdown()
+    stalls = [
+        r.getMessage() for r in caplog.records if "the scheduler woke nothing" in r.getMessage()
+    ]
+    assert len(stalls) == 1
+    assert stalls[0].startswith(f"escalation cycles of {desk.engine.name}: the scheduler woke")
 
 
 async def test_runner_under_an_asyncio_scheduler(sqlite_desk: Desk) -> None:
