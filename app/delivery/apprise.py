@@ -8,7 +8,13 @@ Apprise blocks. A thread of its own, not one of a fixed pool: a blocking send ca
 stopped, and one to a server that drips its answer a byte at a time goes on past the
 attempt's deadline for as long as the server keeps dripping. In a pool, a few such
 destinations would hold every thread and starve everyone's chat and mail; here each holds
-only its own thread until the server gives up.
+only its own thread until the server gives up. And a contact whose send still runs is
+not sent to again until it ends (`still_sending`): its retries would hang beside it, a
+thread and a connection more each time.
+
+The plugins load on first use (`load_plugins`), outside any attempt's deadline: loading
+them took most of a second, inside the first page's deadline, while every other send of
+the pass waited for the import lock.
 
 **Apprise URLs are secrets** (their tokens and passwords are part of them): nothing here
 logs or returns one. Apprise masks the URLs it logs itself.
@@ -29,6 +35,7 @@ import asyncio
 import contextlib
 import itertools
 import threading
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -38,13 +45,41 @@ from app.rules.destinations import scheme_of
 
 T = TypeVar("T")
 _numbers = itertools.count(1)
+_sending: Counter[tuple[str, int]] = Counter()
+"""Sends still running (cut at their deadline or not), by desk and contact id."""
+_sending_lock = threading.Lock()
+_loaded = threading.Event()
 TIMEOUT = 4.0
 """Seconds Apprise waits to connect, and then for each read: within the outbox's deadline."""
 
 
-def in_own_thread(call: Callable[[], T]) -> asyncio.Future[T]:
+def still_sending(desk: str) -> set[int]:
+    """The contacts of `desk` (its database's name) with a send still running: none of
+    their pages is sent meanwhile."""
+    with _sending_lock:
+        return {contact for owner, contact in _sending if owner == desk}
+
+
+def load_plugins() -> None:
+    """Load Apprise and its plugins once (blocking: call it from a thread)."""
+    if _loaded.is_set():
+        return
+    import apprise
+
+    apprise.Apprise.instantiate("json://localhost")  # the first instantiation loads them all
+    _loaded.set()
+
+
+def plugins_loaded() -> bool:
+    return _loaded.is_set()
+
+
+def in_own_thread(
+    call: Callable[[], T], contact: tuple[str, int] | None = None
+) -> asyncio.Future[T]:
     """`call()` on a new daemon thread; its result (or exception) as a future of the running
-    loop. Cancelling the future (a missed deadline) leaves the thread to end on its own."""
+    loop. Cancelling the future (a missed deadline) leaves the thread to end on its own;
+    until it does, `contact` (desk, contact id) is among those `still_sending`."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()
 
@@ -61,12 +96,30 @@ def in_own_thread(call: Callable[[], T]) -> asyncio.Future[T]:
             result, error = call(), None
         except BaseException as exc:  # handed to the awaiting coroutine
             result, error = None, exc
+        finally:
+            _done_sending(contact)
         with contextlib.suppress(RuntimeError):  # a closed loop: its outbox has stopped
             loop.call_soon_threadsafe(settle, result, error)
 
     thread = threading.Thread(target=run, name=f"vigil-apprise-{next(_numbers)}", daemon=True)
-    thread.start()
+    if contact is not None:
+        with _sending_lock:
+            _sending[contact] += 1
+    try:
+        thread.start()
+    except RuntimeError:  # no thread to be had (a process or container limit)
+        _done_sending(contact)
+        raise
     return future
+
+
+def _done_sending(contact: tuple[str, int] | None) -> None:
+    if contact is None:
+        return
+    with _sending_lock:
+        _sending[contact] -= 1
+        if _sending[contact] <= 0:
+            del _sending[contact]
 
 
 @dataclass(frozen=True)

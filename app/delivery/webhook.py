@@ -687,11 +687,16 @@ class _Sender:
     client: httpx.AsyncClient
     resolve: Resolve
     deadline: timedelta
+    desk: str
+    """The database's name: whose contacts these are (`apprise.still_sending`)."""
 
     async def attempt(self, job: WebhookJob) -> _Outcome:
         if job.refusal:
             return _Outcome(job, self.clock.now(), "failed", job.refusal)
         seconds = self.deadline.total_seconds()
+        if job.channel == APPRISE and not apprise_channel.plugins_loaded():
+            # Once a process, outside the deadline (most of a second).
+            await apprise_channel.in_own_thread(apprise_channel.load_plugins)
         try:
             async with asyncio.timeout(seconds):
                 if job.channel == APPRISE:
@@ -709,16 +714,19 @@ class _Sender:
 
     async def _send_apprise(self, job: WebhookJob) -> _Outcome:
         """Apprise blocks: the attempt runs on a thread of its own."""
-        outcome = await apprise_channel.in_own_thread(
-            functools.partial(
-                apprise_channel.send,
-                job.url,
-                job.title,
-                job.text,
-                job.markdown,
-                allow_private=job.allow_private,
-            )
+        send = functools.partial(
+            apprise_channel.send,
+            job.url,
+            job.title,
+            job.text,
+            job.markdown,
+            allow_private=job.allow_private,
         )
+        try:
+            contact = None if job.contact_id is None else (self.desk, job.contact_id)
+            outcome = await apprise_channel.in_own_thread(send, contact)
+        except RuntimeError as exc:  # no thread could be started
+            return _Outcome(job, self.clock.now(), "retried", f"not sent: {exc}")
         now = self.clock.now()
         if outcome.ok:
             return _Outcome(job, now, "delivered", outcome.detail)
@@ -959,12 +967,19 @@ async def _one_pass(
     rng: random.Random,
     limit: int,
 ) -> OutboxResult:
-    jobs = claim_due(db, clock, limit=limit, lease=settings.lease, links=settings.links).jobs
+    jobs = claim_due(
+        db,
+        clock,
+        limit=limit,
+        lease=settings.lease,
+        skip_contacts=apprise_channel.still_sending(db.display_name),
+        links=settings.links,
+    ).jobs
     if not jobs:
         return OutboxResult()
     slots = asyncio.Semaphore(settings.concurrency)
     async with make_client(settings, transport) as client:
-        sender = _Sender(clock, client, resolve, settings.deadline)
+        sender = _Sender(clock, client, resolve, settings.deadline, db.display_name)
 
         async def one(job: WebhookJob) -> _Outcome:
             async with slots:
@@ -1064,13 +1079,17 @@ class WebhookOutbox:
         ):
             records = own_records if self.db.is_postgres else claims
             async with make_client(self.settings, self._transport) as client:
-                sender = _Sender(self.clock, client, self._resolve, self.settings.deadline)
+                sender = _Sender(
+                    self.clock, client, self._resolve, self.settings.deadline, self.db.display_name
+                )
                 while not self._stopping:
                     self._wakeup.clear()
                     wait = self.settings.poll.total_seconds()
                     free = self.settings.concurrency - len(in_flight)
                     if free > 0:
-                        claim = await self._claim(loop, claims, free, set(contacts.values()))
+                        hanging = apprise_channel.still_sending(self.db.display_name)
+                        busy = set(contacts.values()) | hanging
+                        claim = await self._claim(loop, claims, free, busy)
                         for job in claim.jobs:
                             task = loop.create_task(self._deliver(sender, records, job))
                             in_flight[job.delivery_id] = task

@@ -76,6 +76,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -125,10 +126,12 @@ __all__ = [
 class _Waker:
     """A daemon thread that runs `work` once per wake-up; wake-ups while it runs merge.
 
-    With `every`, it also runs `work` when nothing has woken it for that long, on the
-    monotonic clock: APScheduler times its jobs by the wall clock, and a host clock set
-    back (NTP correcting a clock that ran fast, a VM resumed) holds every job back by as
-    much. `quiet` is called first on such a run; the first of a stall is logged."""
+    With `every`, it also runs `work` when the scheduler's sweep (`sweep`, an interval job)
+    has not come for that long, on the monotonic clock: APScheduler times its jobs by the
+    wall clock, and a host clock set back (NTP correcting a clock that ran fast, a VM
+    resumed) holds every job back by as much. `quiet` is called first on such a run. A
+    stall is logged when it starts and when the sweep comes again; other wake-ups (a
+    local change, a case paged elsewhere) neither end one nor start one."""
 
     def __init__(
         self,
@@ -143,15 +146,22 @@ class _Waker:
         self._every = None if every is None else every.total_seconds()
         self._quiet = quiet
         self._what = what
+        self._swept_at = self._own_at = time.monotonic()
         self._stalled = False
         self._signal = threading.Event()
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
 
     def start(self) -> None:
+        self._swept_at = self._own_at = time.monotonic()
         self._thread.start()
 
     def wake(self) -> None:
+        self._signal.set()
+
+    def sweep(self) -> None:
+        """The scheduler's interval job: a wake-up, and a sign the scheduler keeps time."""
+        self._swept_at = time.monotonic()
         self._signal.set()
 
     def stop(self, timeout: float) -> None:
@@ -163,28 +173,41 @@ class _Waker:
 
     def _loop(self) -> None:
         while True:
-            woken = self._signal.wait(self._every)
+            self._signal.wait(self._until_overdue())
             self._signal.clear()
             if self._stopping:
                 return
-            if not woken:
-                self._said_stalled()
-                if self._quiet is not None:
-                    self._quiet()
-            elif self._stalled:
-                self._stalled = False
-                log.info("%s: the scheduler wakes them again", self._what)
+            self._notice_the_scheduler()
             self._work()
 
-    def _said_stalled(self) -> None:
+    def _until_overdue(self) -> float | None:
+        if self._every is None:
+            return None
+        last = max(self._swept_at, self._own_at)
+        return max(0.0, last + self._every - time.monotonic())
+
+    def _notice_the_scheduler(self) -> None:
+        if self._every is None:
+            return
+        now = time.monotonic()
+        if now - self._swept_at < self._every:  # the scheduler keeps time
+            if self._stalled:
+                self._stalled = False
+                log.info("%s: the scheduler wakes them again", self._what)
+            return
+        if now - self._own_at < self._every:  # a wake-up between two runs of our own
+            return
+        self._own_at = now
         if not self._stalled:
             self._stalled = True
             log.warning(
-                "%s: the scheduler woke nothing for %g s (was the host's clock set back?); "
-                "they run on a timer of their own until it does",
+                "%s: the scheduler woke nothing for %g s (was the host's clock set back, or "
+                "its thread held?); they run on a timer of their own until it does",
                 self._what,
                 self._every,
             )
+        if self._quiet is not None:
+            self._quiet()
 
 
 class EngineRunner:
@@ -283,7 +306,7 @@ class EngineRunner:
         ids = self.job_ids
         every = {"timezone": UTC}
         self.scheduler.add_job(
-            self.wake,
+            self._sweep,
             IntervalTrigger(seconds=self.sweep_every.total_seconds(), **every),
             id=ids["sweep"],
             **self._job_options(),
@@ -301,7 +324,7 @@ class EngineRunner:
             **self._job_options(),
         )
         self.scheduler.add_job(
-            self._filings.wake,
+            self._filings.sweep,
             IntervalTrigger(seconds=self.filing_every.total_seconds(), **every),
             id=ids["tipline"],
             **self._job_options(),
@@ -315,6 +338,12 @@ class EngineRunner:
         """Run a cycle now (thread-safe); call it after a local change such as a new case."""
         self._ask_cycle()
         self._cycles.wake()
+
+    def _sweep(self) -> None:
+        """The sweep job: a full cycle, and word to the cycles' thread that the scheduler
+        keeps time."""
+        self._ask_cycle()
+        self._cycles.sweep()
 
     def _ask_cycle(self) -> None:
         with self._asked:

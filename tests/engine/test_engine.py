@@ -1171,32 +1171,56 @@ def test_escalation_goes_on_when_the_hosts_clock_is_set_back(
     """The host's clock goes back 11 minutes: APScheduler, which times its jobs by the wall
     clock, then wakes nothing for 11 minutes. The runner's threads keep a monotonic timer
     of their own, so a case that comes due meanwhile (written by another process: nothing
-    here wakes the runner) is paged within twice the sweep interval, and the stall is said
-    once."""
+    here wakes the runner) is paged within twice the sweep interval. The stall is said once,
+    whatever else wakes the runner meanwhile (cases paged elsewhere, local changes), and its
+    end once, when the scheduler's sweep comes again."""
     caplog.set_level(logging.INFO, logger="vigil.engine")
     desk = sqlite_desk
     cycles: list[CycleResult] = []
     scheduler = BackgroundScheduler(timezone=UTC)
     sweep = timedelta(seconds=0.2)
     runner = EngineRunner(desk.engine, scheduler, sweep_every=sweep, on_cycle=cycles.append)
+    pause = threading.Event()
     scheduler.start()
     try:
         runner.start()
         wait_until(lambda: len(cycles) >= 1, "the first cycle", timedelta(seconds=10))
-        monkeypatch.setattr(_ClockSetBack, "back", timedelta(minutes=11))
-        monkeypatch.setattr(apscheduler_base, "datetime", _ClockSetBack)
-        monkeypatch.setattr(runner_module, "datetime", _ClockSetBack)
-        scheduler.wakeup()  # it looks at the clock now, and waits 11 minutes
-        ref = desk.open()  # its step 1 due now (no escalation hook: the engine pages it)
-        wait_until(lambda: bool(desk.pages(ref)), "the page", timedelta(seconds=5))
+        with monkeypatch.context() as clock_set_back:
+            clock_set_back.setattr(_ClockSetBack, "back", timedelta(minutes=11))
+            clock_set_back.setattr(apscheduler_base, "datetime", _ClockSetBack)
+            clock_set_back.setattr(runner_module, "datetime", _ClockSetBack)
+            scheduler.wakeup()  # it looks at the clock now, and waits 11 minutes
+            ref = desk.open()  # its step 1 due now (no escalation hook: the engine pages it)
+            wait_until(lambda: bool(desk.pages(ref)), "the page", timedelta(seconds=5))
+            for _ in range(8):  # other wake-ups during the stall
+                runner.paged_elsewhere()
+                runner.wake()
+                pause.wait(sweep.total_seconds())
+            said_in_the_stall = _stall_lines(caplog)
+        scheduler.wakeup()  # the clock is right again: the sweep comes again
+        wait_until(
+            lambda: len(_stall_lines(caplog)) == 2, "the end of the stall", timedelta(seconds=5)
+        )
     finally:
         runner.stop()
         scheduler.shutdown()
-    stalls = [
-        r.getMessage() for r in caplog.records if "the scheduler woke nothing" in r.getMessage()
+    name = desk.engine.name
+    assert [level for level, _ in said_in_the_stall] == ["WARNING"]
+    assert said_in_the_stall[0][1].startswith(
+        f"escalation cycles of {name}: the scheduler woke nothing for 0.4 s"
+    )
+    assert _stall_lines(caplog)[1] == (
+        "INFO",
+        f"escalation cycles of {name}: the scheduler wakes them again",
+    )
+
+
+def _stall_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
+    return [
+        (r.levelname, r.getMessage())
+        for r in caplog.records
+        if "the scheduler woke nothing" in r.getMessage() or "wakes them again" in r.getMessage()
     ]
-    assert len(stalls) == 1
-    assert stalls[0].startswith(f"escalation cycles of {desk.engine.name}: the scheduler woke")
 
 
 async def test_runner_under_an_asyncio_scheduler(sqlite_desk: Desk) -> None:
