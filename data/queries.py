@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import ColumnElement, bindparam, exists, literal, or_, text, tuple_
+from sqlalchemy import ColumnElement, and_, bindparam, exists, literal, or_, text, tuple_
 from sqlmodel import Session, col, func, select
 from sqlmodel.sql.expression import SelectOfScalar
 
@@ -261,15 +261,17 @@ def next_case_numbers(session: Session, count: int) -> list[tuple[int, int]]:
     return [(first + k, case_id) for k, case_id in enumerate(ids)]
 
 
+def holding_open_key(*keys: str) -> ColumnElement[bool]:
+    """Cases not resolved that hold one of these dedup keys: at most one a key, found
+    through the partial unique index `ux_case_open_dedup` (one key is planned as `=`)."""
+    return and_(col(Case.dedup_key).in_(keys), col(Case.status) != Status.RESOLVED.value)
+
+
 def open_dedup_keys(session: Session, keys: Sequence[str]) -> list[str]:
     """Which of these dedup keys an open case holds."""
     if not keys:
         return []
-    found = session.exec(
-        select(Case.dedup_key).where(
-            col(Case.dedup_key).in_(set(keys)), Case.status != Status.RESOLVED.value
-        )
-    )
+    found = session.exec(select(Case.dedup_key).where(holding_open_key(*set(keys))))
     return [key for key in found if key is not None]
 
 

@@ -300,9 +300,7 @@ class CaseService(Service):
 
     def _open_duplicate(self, tx: Tx, dedup_key: str, source: str) -> OpenResult | None:
         """An open case with the same dedup key absorbs the event instead of a new case."""
-        existing = tx.session.exec(
-            select(Case).where(Case.dedup_key == dedup_key, Case.status != Status.RESOLVED.value)
-        ).first()
+        existing = tx.session.exec(select(Case).where(queries.holding_open_key(dedup_key))).first()
         if existing is None:
             return None
         assert existing.id is not None
@@ -529,9 +527,7 @@ class CaseService(Service):
             tx.refuse_unless_may_work_on(case, "reopen")
             if case.dedup_key is not None:
                 twin = tx.session.exec(
-                    select(Case).where(
-                        Case.dedup_key == case.dedup_key, Case.status != Status.RESOLVED.value
-                    )
+                    select(Case).where(queries.holding_open_key(case.dedup_key))
                 ).first()
                 if twin is not None:
                     raise NotAllowed(
@@ -811,7 +807,7 @@ class CaseService(Service):
         with self.work.reading() as session:
             case = session.exec(
                 select(Case)
-                .where(Case.dedup_key == dedup_key, Case.status != Status.RESOLVED.value)
+                .where(queries.holding_open_key(dedup_key))
                 .order_by(col(Case.id).desc())
             ).first()
             return case.ref if case else None
