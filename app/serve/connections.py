@@ -16,6 +16,7 @@ open: a sender turned away tries again, an alert that cannot be stored is lost.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import time
@@ -113,19 +114,16 @@ def open_file_limit() -> int | None:
 def raise_open_file_limit() -> int | None:
     """Raise this process's soft limit on open files to its hard limit (systemd's soft
     default, 1,024, is a few hundred idle connections away); the limit now in force (None
-    where there is no such limit)."""
+    where there is no such limit, as `open_file_limit` reads it)."""
     try:
         import resource
     except ImportError:  # Windows
         return None
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft == resource.RLIM_INFINITY or soft >= hard:
-        return soft
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    except (ValueError, OSError):
-        return soft
-    return hard
+    if resource.RLIM_INFINITY not in (soft, hard) and soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return open_file_limit()
 
 
 class OutOfFiles:
