@@ -8,9 +8,14 @@ someone trickling headers a byte at a time, and the process can no longer accept
 connection, nor open its database. Here a request's head (its line and headers) must be in
 within `REQUEST_WITHIN` seconds of the connection being made or of the last response; the
 body then has as long again (`app.serve.limits.read_json`, which can still answer 408).
-And connections beyond what the open-file limit leaves after `RESERVED_FILES` are closed as
-soon as they are accepted, so the database, the log and the outbox always have files to
-open: a sender turned away tries again, an alert that cannot be stored is lost.
+A head is at most `HEAD_BYTES` long. And connections beyond what the open-file limit leaves
+after `RESERVED_FILES` are closed as soon as they are accepted, so the database, the log and
+the outbox always have files to open: a sender turned away tries again, an alert that
+cannot be stored is lost.
+
+The protocol is uvicorn's on httptools (llhttp, in C): it costs a request about a fifth of
+the CPU time of the pure-Python h11, and in a storm of alerts the process's CPU is the
+limit (`bench/bench_serve.py`).
 """
 
 from __future__ import annotations
@@ -23,13 +28,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 REQUEST_WITHIN = 10.0
 """Seconds a sender has for a request's head, and again for its body: ample for a server
 posting an alert (an alert is a few KB; the largest body taken, 1 MB, needs more than
 100 KB/s), short for a connection that brings nothing."""
 
+HEAD_BYTES = 64 * 1024
+"""The most a request's line and headers may take: an alert's are well under 2 KB. llhttp
+keeps no limit of its own, and a sender streaming headers for the whole deadline would
+otherwise fill the memory."""
 
 RESERVED_FILES = 64
 """Open files kept back from connections: the database's, the log's, the outbox's."""
@@ -51,12 +60,15 @@ def most_connections(open_files: int | None) -> int | None:
 
 def deadline_protocol(
     within: float, most: int | None, on_cut: Callable[[str], None]
-) -> type[H11Protocol]:
-    """uvicorn's HTTP/1.1 protocol with the head deadline and at most `most` connections
-    (`on_cut` is told why of each connection closed for either)."""
+) -> type[HttpToolsProtocol]:
+    """uvicorn's HTTP/1.1 protocol with the head deadline, the head's size limit and at
+    most `most` connections (`on_cut` is told why of each connection closed for the
+    deadline or the number)."""
 
-    class DeadlineProtocol(H11Protocol):
+    class DeadlineProtocol(HttpToolsProtocol):
         _deadline: asyncio.TimerHandle | None = None
+        _head_bytes = 0
+        """Bytes received while waiting for a request's head."""
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -66,11 +78,18 @@ def deadline_protocol(
                 return
             self._arm()
 
-        def handle_events(self) -> None:
-            before = self.cycle
-            super().handle_events()
-            if self.cycle is not before:  # a request's head is in
-                self._disarm()
+        def data_received(self, data: bytes) -> None:
+            waiting = self._deadline is not None
+            super().data_received(data)
+            if waiting and self._deadline is not None:  # and still no head: all of it counts
+                self._head_bytes += len(data)
+                if self._head_bytes > HEAD_BYTES and not self.transport.is_closing():
+                    self._disarm()
+                    self._refuse_head()
+
+        def on_headers_complete(self) -> None:
+            self._disarm()  # a request's head is in
+            super().on_headers_complete()
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
@@ -83,8 +102,21 @@ def deadline_protocol(
             self._disarm()
             super().connection_lost(exc)
 
+        def _refuse_head(self) -> None:
+            """Refuse a head over `HEAD_BYTES` and close: what follows cannot be parsed."""
+            reason = f"request head: expected at most {HEAD_BYTES:,} bytes"
+            body = reason.encode()
+            self.transport.write(
+                b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+                b"content-type: text/plain; charset=utf-8\r\n"
+                b"connection: close\r\n"
+                b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+            )
+            self.transport.close()
+
         def _arm(self) -> None:
             self._disarm()
+            self._head_bytes = 0
             self._deadline = self.loop.call_later(within, self._cut)
 
         def _disarm(self) -> None:

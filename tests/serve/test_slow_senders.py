@@ -5,8 +5,10 @@ until no real sender gets in: a request's head and then its body each have a dea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import io
+import json
 import logging
 import os
 import shutil
@@ -26,7 +28,13 @@ import pytest
 
 from app.cli.main import main
 from app.core.clock import FakeClock
-from app.serve.connections import LATE, TOO_MANY, OutOfFiles, raise_open_file_limit
+from app.serve.connections import (
+    HEAD_BYTES,
+    LATE,
+    TOO_MANY,
+    OutOfFiles,
+    raise_open_file_limit,
+)
 from data.db import Database
 from tests.factories import count_pages, wait_until
 from tests.serve.harness import (
@@ -161,6 +169,35 @@ def test_after_an_answer_the_connection_has_the_deadline_again(quick: Served) ->
         took = time.monotonic() - started
     assert took < DEADLINE + 3 < 5
     assert cut_connections(quick) == 1
+
+
+def test_a_head_over_64_kb_gets_431_naming_the_limit(quick: Served, db: Database) -> None:
+    """llhttp keeps no limit of its own: headers streamed for the whole deadline would
+    otherwise pile up in memory."""
+    with connect(quick) as sock:
+        sock.sendall(HEAD)
+        with contextlib.suppress(OSError):  # the server may close while this still sends
+            for _ in range(100):
+                sock.sendall(b"X-Filler: " + b"a" * 1000 + b"\r\n")
+        answer = read_until_closed(sock)
+    status, _, body = answer.partition(b"\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 431 ")
+    assert b"connection: close" in status.lower()
+    assert body == f"request head: expected at most {HEAD_BYTES:,} bytes".encode()
+    assert count_pages(db) == 0
+    assert cut_connections(quick) == 0
+
+
+def test_a_body_far_larger_than_a_head_sent_with_its_head_is_taken(quick: Served) -> None:
+    """Only what comes before the head is complete counts against the head's limit, also
+    when the body arrives in the same read."""
+    body = json.dumps(pd_trigger(quick.keys["pd"])).encode() + b" " * 900_000  # still JSON
+    with connect(quick) as sock:
+        sock.sendall(
+            HEAD + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body
+        )
+        answer = read_until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 202 "), answer[:300]
 
 
 def test_a_sender_hanging_up_mid_body_is_logged_as_gone_without_a_traceback(
