@@ -7,7 +7,8 @@ spread: 0 s is a burst (every step due at the same instant, so the figure is the
 page them all: throughput), and a spread of S seconds is a storm (steps due evenly over S
 seconds, as when that many cases arrived over S seconds: the figure is the engine's lag
 under that load). The real engine runs on the system clock under `EngineRunner` with a
-`BackgroundScheduler` (the wake job fires at the next due time) and the lag of each case
+`BackgroundScheduler` (the wake job fires at the next due time), SQLite's log checkpointed
+by a thread of its own as `vigil engine` runs it (`data.wal`), and the lag of each case
 is the moment its batch committed minus its own due time. Beside it, a baseline: a bare
 asyncio timer at the due time plus one database commit of one row, and a floor: the same
 timer plus one commit of one bare row per case. Every page's `sent_at` is checked against
@@ -44,6 +45,7 @@ from bench._figures import record
 from data.db import Database, normalise_url
 from data.models import Case, Page
 from data.types import table_of
+from data.wal import BackgroundCheckpoints
 from tests.factories import add_open_cases, add_policy, add_responder
 
 LEAD = timedelta(seconds=1)
@@ -137,6 +139,8 @@ def measure_engine(db: Database, cases: int, spread: timedelta) -> Lags:
     engine = EscalationEngine(db, SystemClock(), name="bench", on_change=on_change)
     scheduler = BackgroundScheduler(timezone=UTC)
     runner = EngineRunner(engine, scheduler, on_cycle=on_cycle)
+    checkpoints = BackgroundCheckpoints(db)  # as `vigil engine` runs
+    checkpoints.start()
     scheduler.start()
     runner.start()
     try:
@@ -162,6 +166,7 @@ def measure_engine(db: Database, cases: int, spread: timedelta) -> Lags:
     finally:
         runner.stop()
         scheduler.shutdown()
+        checkpoints.stop()
     with db.read() as session:
         early = session.exec(
             select(func.count()).select_from(Page).where(col(Page.sent_at) < col(Page.due_at))

@@ -299,6 +299,15 @@ def spawn_python(*args: str) -> subprocess.Popen[str]:
     )
 
 
+def wal_automatic_pages(db: Database) -> int:
+    """SQLite's `wal_autocheckpoint` on a new connection of `db` (0: commits never
+    checkpoint; see `data.wal`)."""
+    db.engine.dispose()  # a pooled connection may have been made before a change
+    with db.engine.connect() as connection:
+        pages: int = connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one()
+    return pages
+
+
 def wait_until(condition: Callable[[], bool], what: str, timeout: timedelta) -> None:
     """Poll `condition` on the wall clock; fail the test naming `what` after `timeout`."""
     deadline = datetime.now(UTC) + timeout

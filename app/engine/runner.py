@@ -108,6 +108,7 @@ from app.services.casework.tipline import TiplineService
 from app.services.unit_of_work import ENGINE
 from data.db import Database, DatabaseError, default_url
 from data.outage import OutageLog
+from data.wal import BackgroundCheckpoints
 
 log = logging.getLogger("vigil.engine")
 
@@ -524,6 +525,8 @@ def run_headless(
         handlers.install()
         scheduler = BackgroundScheduler(timezone=UTC)
         runner = EngineRunner(engine, scheduler)
+        checkpoints = BackgroundCheckpoints(db)
+        checkpoints.start()
         scheduler.start()
         runner.start()
         log.info("engine %s running against %s", engine.name, db.display_name)
@@ -535,6 +538,7 @@ def run_headless(
         finally:
             runner.stop()
             scheduler.shutdown(wait=True)
+            checkpoints.stop()
             handlers.restore()
         log.info("engine %s stopped", engine.name)
         return 0

@@ -38,6 +38,7 @@ from app.serve.connections import (
 )
 from app.services.unit_of_work import UnitOfWork
 from data.db import Database
+from data.wal import BackgroundCheckpoints
 
 log = logging.getLogger("vigil.serve")
 
@@ -106,6 +107,7 @@ class Server:
         self.engine = EscalationEngine(db, clock, name=self.name)
         self.runner: EngineRunner | None = None
         self.scheduler: BackgroundScheduler | None = None
+        self.checkpoints = BackgroundCheckpoints(db)
         if engine:
             self.scheduler = BackgroundScheduler(timezone=UTC)
             self.runner = EngineRunner(self.engine, self.scheduler, on_cycle=self._cycled)
@@ -146,6 +148,8 @@ class Server:
         )
 
     def _start_engine(self) -> None:
+        """The engine, and the WAL's checkpoints on a thread of their own (`data.wal`)."""
+        self.checkpoints.start()
         self.desk.meter.count_pages()
         if self.runner is not None and self.scheduler is not None:
             self.scheduler.start()
@@ -157,6 +161,7 @@ class Server:
         if self.runner is not None and self.scheduler is not None:
             self.runner.stop()
             self.scheduler.shutdown(wait=True)
+        self.checkpoints.stop()
 
     def run(self) -> int:
         open_files = raise_open_file_limit()

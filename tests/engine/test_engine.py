@@ -46,8 +46,16 @@ from data.db import Database
 from data.escalation import EngineHeartbeat, StepRun
 from data.models import AuditRecord, Case, Delivery, Page, PolicyStep, Responder, TimelineEvent
 from data.oncall import Holiday, Rotation
+from data.wal import AUTOMATIC_PAGES
 from tests.consistency import assert_consistent
-from tests.factories import add_policy, add_responder, add_rotation, add_schedule, wait_until
+from tests.factories import (
+    add_policy,
+    add_responder,
+    add_rotation,
+    add_schedule,
+    wait_until,
+    wal_automatic_pages,
+)
 
 T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 PageKey = tuple[str, int, int, int]
@@ -1360,3 +1368,24 @@ def test_run_headless_runs_until_stopped(sqlite_desk: Desk) -> None:
         thread.join(timeout=30)
     assert codes == [0]
     desk.assert_pages([("ana", 0, 1, 0)])
+
+
+def test_run_headless_checkpoints_sqlites_log_off_the_commits(sqlite_desk: Desk) -> None:
+    """As `vigil serve` does (`data.wal`): while it runs, no commit of its checkpoints."""
+    db, stop = sqlite_desk.db, threading.Event()
+    thread = threading.Thread(
+        target=run_headless,
+        args=(db, sqlite_desk.clock),
+        kwargs={"once": False, "stop_event": stop},
+    )
+    thread.start()
+    try:
+        wait_until(
+            lambda: wal_automatic_pages(db) == 0,
+            "the engine's connections made without automatic checkpoints",
+            timedelta(seconds=20),
+        )
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert wal_automatic_pages(db) == AUTOMATIC_PAGES

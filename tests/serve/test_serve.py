@@ -21,6 +21,8 @@ from app.serve.metrics import Metrics
 from data.db import Database
 from data.intake import CaseLink, ChangeNote
 from data.models import Case, Page
+from data.wal import AUTOMATIC_PAGES
+from tests.factories import wal_automatic_pages
 from tests.serve.harness import Served, build_desk, free_port, pd_trigger, serving
 
 
@@ -207,6 +209,24 @@ def test_what_start_up_made_is_out_of_the_collectors_way_before_serving(
         gc.unfreeze()
     [frozen] = frozen_when_serving  # served once
     assert frozen > 10_000
+
+
+def test_while_serving_no_commit_checkpoints_sqlites_log(
+    sqlite_db: Database, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkpoint within a commit held up a whole group of requests (`data.wal`): while
+    `vigil serve` runs, a thread of its own checkpoints; once it stops, commits do again."""
+    build_desk(sqlite_db, clock)
+    when_serving: list[int] = []
+    monkeypatch.setattr(
+        uvicorn.Server, "run", lambda _server: when_serving.append(wal_automatic_pages(sqlite_db))
+    )
+    try:
+        Server(sqlite_db, clock, "intake", port=free_port(), engine=False).run()
+    finally:
+        gc.unfreeze()
+    assert when_serving == [0]
+    assert wal_automatic_pages(sqlite_db) == AUTOMATIC_PAGES
 
 
 def test_over_the_rate_limit_is_429_with_retry_after(served: Served, http: httpx.Client) -> None:
