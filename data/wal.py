@@ -56,8 +56,8 @@ class BackgroundCheckpoints:
         self.stop()
 
     def start(self) -> None:
-        if self.db.is_postgres or self._thread is not None:
-            return
+        if self.db.is_postgres or self._thread is not None or _in_memory(self.db):
+            return  # (remaking the pool would drop a database held in memory)
         event.listen(self.db.engine, "connect", _no_automatic_checkpoint)
         self.db.engine.dispose()  # the pooled connections were made before: made again
         self._stop.clear()
@@ -70,7 +70,8 @@ class BackgroundCheckpoints:
             return
         self._stop.set()
         thread.join()
-        event.remove(self.db.engine, "connect", _no_automatic_checkpoint)
+        if event.contains(self.db.engine, "connect", _no_automatic_checkpoint):
+            event.remove(self.db.engine, "connect", _no_automatic_checkpoint)
         self.checkpoint()
         self.db.engine.dispose()
 
@@ -97,3 +98,8 @@ class BackgroundCheckpoints:
 
 def _no_automatic_checkpoint(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.execute("PRAGMA wal_autocheckpoint = 0")
+
+
+def _in_memory(db: Database) -> bool:
+    url = db.engine.url
+    return url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"

@@ -66,9 +66,23 @@ def deadline_protocol(
     deadline or the number)."""
 
     class DeadlineProtocol(HttpToolsProtocol):
+        """Besides the deadline and the limits, two things h11 did that llhttp leaves
+        to the server: nothing more is read while a request is being answered (a sender
+        that pipelines requests and never reads an answer could otherwise send without
+        end), and a malformed request after a good one in the same write is refused only
+        once the good one is answered."""
+
         _deadline: asyncio.TimerHandle | None = None
         _head_bytes = 0
         """Bytes received while waiting for a request's head."""
+        _in_head = False
+        """A request's head has begun and is not all in."""
+        _in_body = False
+        """Between a request's head and the end of its body: an answer given early (a
+        wrong key, a body declared too large) is followed by the rest of that body, which
+        is not the next request's head."""
+        _refused: str | None = None
+        """A malformed request's 400, held until the answers before it are sent."""
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -79,28 +93,65 @@ def deadline_protocol(
             self._arm()
 
         def data_received(self, data: bytes) -> None:
-            waiting = self._deadline is not None
+            counting = self._deadline is not None and not self._in_body
             super().data_received(data)
-            if waiting and self._deadline is not None:  # and still no head: all of it counts
+            if self.transport.is_closing():
+                return
+            if counting and self._deadline is not None:  # and still no head: all of it counts
                 self._head_bytes += len(data)
-                if self._head_bytes > HEAD_BYTES and not self.transport.is_closing():
+                if self._head_bytes > HEAD_BYTES:
                     self._disarm()
                     self._refuse_head()
+            elif self._answering() and self._in_head:
+                # The next request's head is coming while this one is answered, and uvicorn
+                # reads on whenever the application asks for more of a body it has had
+                # whole: the rest is read once this one is answered.
+                self.flow.pause_reading()
+
+        def on_message_begin(self) -> None:
+            self._in_head = True
+            super().on_message_begin()
 
         def on_headers_complete(self) -> None:
             self._disarm()  # a request's head is in
+            self._in_head, self._in_body = False, True
             super().on_headers_complete()
 
+        def on_message_complete(self) -> None:
+            self._in_body = False
+            super().on_message_complete()
+
+        def send_400_response(self, msg: str) -> None:
+            if self._answering():
+                self._refused = msg
+                self.flow.pause_reading()
+                return
+            super().send_400_response(msg)
+
         def on_response_complete(self) -> None:
-            super().on_response_complete()
-            # A pipelined request may have started inside (its head already in).
-            idle = self.cycle is None or self.cycle.response_complete
-            if idle and not self.transport.is_closing():
+            super().on_response_complete()  # resumes reading; may start a pipelined request
+            if self._refused is not None:
+                if self._answering():
+                    self.flow.pause_reading()
+                elif not self.transport.is_closing():
+                    super().send_400_response(self._refused)
+                return
+            if self.transport.is_closing():
+                return
+            if not self._answering():
                 self._arm()
+            elif self._in_head:  # a pipelined request is answered; the next head waits
+                self.flow.pause_reading()
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
             super().connection_lost(exc)
+
+        def _answering(self) -> bool:
+            """Whether a request is being answered or waits its turn (pipelined)."""
+            return bool(self.pipeline) or (
+                self.cycle is not None and not self.cycle.response_complete
+            )
 
         def _refuse_head(self) -> None:
             """Refuse a head over `HEAD_BYTES` and close: what follows cannot be parsed."""

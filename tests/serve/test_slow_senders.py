@@ -11,6 +11,7 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -198,6 +199,69 @@ def test_a_body_far_larger_than_a_head_sent_with_its_head_is_taken(quick: Served
         )
         answer = read_until_closed(sock)
     assert answer.startswith(b"HTTP/1.1 202 "), answer[:300]
+
+
+def statuses(answer: bytes) -> list[bytes]:
+    return re.findall(rb"HTTP/1\.1 (\d{3}) ", answer)
+
+
+def test_nothing_more_is_read_while_a_request_is_being_answered(quick: Served) -> None:
+    """A sender that pipelines requests and never reads their answers, then streams one
+    more head: once the answers fill its socket, nothing more is read (as under h11), so
+    neither memory nor the head's limit is at the sender's mercy. Read on, the streamed
+    head would be taken without end (before: 2.5 GB in 5 s)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # it reads nothing
+        sock.connect((quick.server.host, quick.server.port))
+        sock.settimeout(2.0)
+        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: vigil\r\n\r\n" * 2000 + HEAD)
+        line = b"X-Filler: " + b"a" * 1000 + b"\r\n"
+        sent = 0
+        with contextlib.suppress(TimeoutError, ConnectionResetError, BrokenPipeError):
+            while sent < 256_000_000:
+                sock.sendall(line * 100)
+                sent += len(line) * 100
+    assert sent < 32_000_000, f"{sent:,} bytes of one head were read"
+
+
+def test_the_rest_of_a_body_answered_early_is_not_taken_for_the_next_head(
+    quick: Served,
+) -> None:
+    """A wrong key is answered before the body is in; the body then still comes, and the
+    next request on the connection is answered as usual (before: a 431 and a reset
+    half-way through the upload)."""
+    size = 300_000
+    with connect(quick) as sock:
+        sock.sendall(
+            b"POST /integrations/alertmanager/prod HTTP/1.1\r\nHost: vigil\r\n"
+            b"Authorization: Bearer wrong\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {size}\r\n\r\n".encode()
+        )
+        body = b"[" + b" " * (size - 2) + b"]"
+        sock.sendall(body[:10_000])
+        early = b""
+        while b"}" not in early:  # the 401's JSON, before the rest of the body is sent
+            early += sock.recv(65536)
+        for start in range(10_000, size, 10_000):  # an ordinary upload, 10 KB a write
+            sock.sendall(body[start : start + 10_000])
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: vigil\r\nConnection: close\r\n\r\n")
+        answer = early + read_until_closed(sock)
+    assert statuses(answer) == [b"401", b"200"]
+
+
+def test_a_malformed_request_after_a_good_one_is_refused_after_its_answer(
+    quick: Served, db: Database
+) -> None:
+    """Both in one write: the alert is stored and its 202 sent, then the 400 (before: the
+    400 alone, so the sender would send an alert again that was stored)."""
+    body = json.dumps(pd_trigger(quick.keys["pd"])).encode()
+    with connect(quick) as sock:
+        sock.sendall(
+            HEAD + f"Content-Length: {len(body)}\r\n\r\n".encode() + body + b"NOT HTTP\r\n\r\n"
+        )
+        answer = read_until_closed(sock)
+    assert statuses(answer) == [b"202", b"400"]
+    assert count_pages(db) == 1
 
 
 def test_a_sender_hanging_up_mid_body_is_logged_as_gone_without_a_traceback(

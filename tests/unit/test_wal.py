@@ -87,3 +87,13 @@ def test_a_failing_checkpoint_is_said_once_and_its_end_once(
         "WAL checkpoints fail: (sqlite3.OperationalError) unable to open database file",
         "WAL checkpoints work again",
     ]
+
+
+def test_a_database_in_memory_is_left_alone() -> None:
+    """Remaking the pool would drop it: it has no log to checkpoint anyway."""
+    db = Database.open("sqlite://")
+    with BackgroundCheckpoints(db) as checkpoints:
+        assert checkpoints.checkpoint() is not None
+        with db.read() as session:
+            assert session.execute(text('SELECT count(*) FROM "case"')).scalar_one() == 0
+    db.dispose()
