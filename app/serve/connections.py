@@ -8,14 +8,9 @@ someone trickling headers a byte at a time, and the process can no longer accept
 connection, nor open its database. Here a request's head (its line and headers) must be in
 within `REQUEST_WITHIN` seconds of the connection being made or of the last response; the
 body then has as long again (`app.serve.limits.read_json`, which can still answer 408).
-A head is at most `HEAD_BYTES` long. And connections beyond what the open-file limit leaves
-after `RESERVED_FILES` are closed as soon as they are accepted, so the database, the log and
-the outbox always have files to open: a sender turned away tries again, an alert that
-cannot be stored is lost.
-
-The protocol is uvicorn's on httptools (llhttp, in C): it costs a request about a fifth of
-the CPU time of the pure-Python h11, and in a storm of alerts the process's CPU is the
-limit (`bench/bench_serve.py`).
+And connections beyond what the open-file limit leaves after `RESERVED_FILES` are closed as
+soon as they are accepted, so the database, the log and the outbox always have files to
+open: a sender turned away tries again, an alert that cannot be stored is lost.
 """
 
 from __future__ import annotations
@@ -28,17 +23,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 REQUEST_WITHIN = 10.0
 """Seconds a sender has for a request's head, and again for its body: ample for a server
 posting an alert (an alert is a few KB; the largest body taken, 1 MB, needs more than
 100 KB/s), short for a connection that brings nothing."""
 
-HEAD_BYTES = 64 * 1024
-"""The most a request's line and headers may take: an alert's are well under 2 KB. llhttp
-keeps no limit of its own, and a sender streaming headers for the whole deadline would
-otherwise fill the memory."""
 
 RESERVED_FILES = 64
 """Open files kept back from connections: the database's, the log's, the outbox's."""
@@ -60,29 +51,12 @@ def most_connections(open_files: int | None) -> int | None:
 
 def deadline_protocol(
     within: float, most: int | None, on_cut: Callable[[str], None]
-) -> type[HttpToolsProtocol]:
-    """uvicorn's HTTP/1.1 protocol with the head deadline, the head's size limit and at
-    most `most` connections (`on_cut` is told why of each connection closed for the
-    deadline or the number)."""
+) -> type[H11Protocol]:
+    """uvicorn's HTTP/1.1 protocol with the head deadline and at most `most` connections
+    (`on_cut` is told why of each connection closed for either)."""
 
-    class DeadlineProtocol(HttpToolsProtocol):
-        """Besides the deadline and the limits, two things h11 did that llhttp leaves
-        to the server: nothing more is read while a request is being answered (a sender
-        that pipelines requests and never reads an answer could otherwise send without
-        end), and a malformed request after a good one in the same write is refused only
-        once the good one is answered."""
-
+    class DeadlineProtocol(H11Protocol):
         _deadline: asyncio.TimerHandle | None = None
-        _head_bytes = 0
-        """Bytes received while waiting for a request's head."""
-        _in_head = False
-        """A request's head has begun and is not all in."""
-        _in_body = False
-        """Between a request's head and the end of its body: an answer given early (a
-        wrong key, a body declared too large) is followed by the rest of that body, which
-        is not the next request's head."""
-        _refused: str | None = None
-        """A malformed request's 400, held until the answers before it are sent."""
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -92,82 +66,25 @@ def deadline_protocol(
                 return
             self._arm()
 
-        def data_received(self, data: bytes) -> None:
-            counting = self._deadline is not None and not self._in_body
-            super().data_received(data)
-            if self.transport.is_closing():
-                return
-            if counting and self._deadline is not None:  # and still no head: all of it counts
-                self._head_bytes += len(data)
-                if self._head_bytes > HEAD_BYTES:
-                    self._disarm()
-                    self._refuse_head()
-            elif self._answering() and self._in_head:
-                # The next request's head is coming while this one is answered, and uvicorn
-                # reads on whenever the application asks for more of a body it has had
-                # whole: the rest is read once this one is answered.
-                self.flow.pause_reading()
-
-        def on_message_begin(self) -> None:
-            self._in_head = True
-            super().on_message_begin()
-
-        def on_headers_complete(self) -> None:
-            self._disarm()  # a request's head is in
-            self._in_head, self._in_body = False, True
-            super().on_headers_complete()
-
-        def on_message_complete(self) -> None:
-            self._in_body = False
-            super().on_message_complete()
-
-        def send_400_response(self, msg: str) -> None:
-            if self._answering():
-                self._refused = msg
-                self.flow.pause_reading()
-                return
-            super().send_400_response(msg)
+        def handle_events(self) -> None:
+            before = self.cycle
+            super().handle_events()
+            if self.cycle is not before:  # a request's head is in
+                self._disarm()
 
         def on_response_complete(self) -> None:
-            super().on_response_complete()  # resumes reading; may start a pipelined request
-            if self._refused is not None:
-                if self._answering():
-                    self.flow.pause_reading()
-                elif not self.transport.is_closing():
-                    super().send_400_response(self._refused)
-                return
-            if self.transport.is_closing():
-                return
-            if not self._answering():
+            super().on_response_complete()
+            # A pipelined request may have started inside (its head already in).
+            idle = self.cycle is None or self.cycle.response_complete
+            if idle and not self.transport.is_closing():
                 self._arm()
-            elif self._in_head:  # a pipelined request is answered; the next head waits
-                self.flow.pause_reading()
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
             super().connection_lost(exc)
 
-        def _answering(self) -> bool:
-            """Whether a request is being answered or waits its turn (pipelined)."""
-            return bool(self.pipeline) or (
-                self.cycle is not None and not self.cycle.response_complete
-            )
-
-        def _refuse_head(self) -> None:
-            """Refuse a head over `HEAD_BYTES` and close: what follows cannot be parsed."""
-            reason = f"request head: expected at most {HEAD_BYTES:,} bytes"
-            body = reason.encode()
-            self.transport.write(
-                b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-                b"content-type: text/plain; charset=utf-8\r\n"
-                b"connection: close\r\n"
-                b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
-            )
-            self.transport.close()
-
         def _arm(self) -> None:
             self._disarm()
-            self._head_bytes = 0
             self._deadline = self.loop.call_later(within, self._cut)
 
         def _disarm(self) -> None:
