@@ -276,6 +276,19 @@ def test_an_alert_offering_an_upgrade_to_http2_is_taken(quick: Served, db: Datab
     assert count_pages(db) == 1
 
 
+def test_a_malformed_chunked_body_is_refused_at_once(quick: Served, db: Database) -> None:
+    """A 400 now, not a 408 once the body's deadline has passed (as under uvicorn's
+    httptools protocol, which held the 400 back while the request waited for its body)."""
+    with connect(quick) as sock:
+        started = time.monotonic()
+        sock.sendall(HEAD + b"Transfer-Encoding: chunked\r\n\r\nZZZ\r\n")
+        answer = read_until_closed(sock)
+        took = time.monotonic() - started
+    assert statuses(answer) == [b"400"]
+    assert took < DEADLINE
+    assert count_pages(db) == 0
+
+
 def test_a_sender_hanging_up_mid_body_is_logged_as_gone_without_a_traceback(
     quick: Served, caplog: pytest.LogCaptureFixture
 ) -> None:
