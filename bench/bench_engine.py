@@ -139,7 +139,7 @@ def measure_engine(db: Database, cases: int, spread: timedelta) -> Lags:
     engine = EscalationEngine(db, SystemClock(), name="bench", on_change=on_change)
     scheduler = BackgroundScheduler(timezone=UTC)
     runner = EngineRunner(engine, scheduler, on_cycle=on_cycle)
-    checkpoints = BackgroundCheckpoints(db)  # as `vigil engine` runs
+    checkpoints = BackgroundCheckpoints(db, SystemClock())  # as `vigil engine` runs
     checkpoints.start()
     scheduler.start()
     runner.start()

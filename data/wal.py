@@ -20,7 +20,9 @@ from typing import Any
 
 from sqlalchemy import event
 
+from data.clock import HostClock
 from data.db import Database
+from data.outage import OutageLog
 
 log = logging.getLogger("vigil.db")
 
@@ -31,15 +33,16 @@ AUTOMATIC_PAGES = 1000
 
 
 class BackgroundCheckpoints:
-    """`with BackgroundCheckpoints(db):` checkpoints `db`'s WAL from a thread, never within
+    """`with BackgroundCheckpoints(db, clock):` checkpoints `db`'s WAL from a thread, never within
     a commit of this process. On leaving, one last checkpoint, and new connections
     checkpoint as they commit again."""
 
-    def __init__(self, db: Database, every: float = CHECKPOINT_EVERY) -> None:
+    def __init__(self, db: Database, clock: HostClock, every: float = CHECKPOINT_EVERY) -> None:
         self.db = db
         self.every = every
-        self.failing = False
-        """Whether the last checkpoint failed (said once, and its end once)."""
+        self.outage = OutageLog(
+            "WAL checkpoints", clock, log, meanwhile="trying again every second"
+        )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -81,14 +84,10 @@ class BackgroundCheckpoints:
         try:
             with self.db.engine.connect() as connection:
                 row = connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
-        except Exception as exc:  # the database's trouble is told by those who write
-            if not self.failing:
-                self.failing = True
-                log.warning("WAL checkpoints fail: %s", str(exc).splitlines()[0])
+        except Exception as exc:
+            self.outage.failed(exc)
             return None
-        if self.failing:
-            self.failing = False
-            log.info("WAL checkpoints work again")
+        self.outage.recovered()
         return int(row[1]), int(row[2])
 
     def _loop(self) -> None:

@@ -525,7 +525,7 @@ def run_headless(
         handlers.install()
         scheduler = BackgroundScheduler(timezone=UTC)
         runner = EngineRunner(engine, scheduler)
-        checkpoints = BackgroundCheckpoints(db)
+        checkpoints = BackgroundCheckpoints(db, clock)
         checkpoints.start()
         scheduler.start()
         runner.start()

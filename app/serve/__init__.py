@@ -107,7 +107,7 @@ class Server:
         self.engine = EscalationEngine(db, clock, name=self.name)
         self.runner: EngineRunner | None = None
         self.scheduler: BackgroundScheduler | None = None
-        self.checkpoints = BackgroundCheckpoints(db)
+        self.checkpoints = BackgroundCheckpoints(db, clock)
         if engine:
             self.scheduler = BackgroundScheduler(timezone=UTC)
             self.runner = EngineRunner(self.engine, self.scheduler, on_cycle=self._cycled)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from app.core.clock import FakeClock
 from data.db import Database, make_engine
 from data.wal import AUTOMATIC_PAGES, BackgroundCheckpoints
 from tests.factories import wait_until, wal_automatic_pages
@@ -34,8 +35,8 @@ def fill(db: Database) -> None:
             session.execute(text("INSERT INTO filler VALUES (randomblob(:n))"), {"n": FILLER_BYTES})
 
 
-def test_commits_leave_the_log_to_the_background_checkpoint(db: Database) -> None:
-    with BackgroundCheckpoints(db, every=3600) as checkpoints:  # its thread stays idle here
+def test_commits_leave_the_log_to_the_background_checkpoint(db: Database, clock: FakeClock) -> None:
+    with BackgroundCheckpoints(db, clock, every=3600) as checkpoints:  # its thread stays idle here
         assert wal_automatic_pages(db) == 0
         before = database_file(db).stat().st_size  # (closing every connection checkpoints)
         fill(db)
@@ -57,8 +58,8 @@ def test_without_them_a_commit_checkpoints(db: Database) -> None:
     assert database_file(db).stat().st_size > before
 
 
-def test_the_thread_checkpoints_as_the_writes_go_on(db: Database) -> None:
-    with BackgroundCheckpoints(db, every=0.01):
+def test_the_thread_checkpoints_as_the_writes_go_on(db: Database, clock: FakeClock) -> None:
+    with BackgroundCheckpoints(db, clock, every=0.01):
         before = database_file(db).stat().st_size
         fill(db)
         wait_until(
@@ -69,30 +70,33 @@ def test_the_thread_checkpoints_as_the_writes_go_on(db: Database) -> None:
 
 
 def test_a_failing_checkpoint_is_said_once_and_its_end_once(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="vigil.db")
     path = tmp_path / "gone.db"
     db = Database(make_engine(f"sqlite:///{path}"))
-    checkpoints = BackgroundCheckpoints(db)
+    checkpoints = BackgroundCheckpoints(db, clock)
     path.unlink()
     path.mkdir()  # where the file was, a folder: it cannot be opened
     assert checkpoints.checkpoint() is None
+    clock.advance(timedelta(seconds=1))
     assert checkpoints.checkpoint() is None
+    clock.advance(timedelta(seconds=1))
     path.rmdir()
     assert checkpoints.checkpoint() == (0, 0)
     db.dispose()
     said = [record.getMessage() for record in caplog.records]
     assert said == [
-        "WAL checkpoints fail: (sqlite3.OperationalError) unable to open database file",
-        "WAL checkpoints work again",
+        "WAL checkpoints: the database did not answer (unable to open database file); "
+        "trying again every second",
+        "WAL checkpoints: working again after 2 s (2 failed attempts)",
     ]
 
 
-def test_a_database_in_memory_is_left_alone() -> None:
+def test_a_database_in_memory_is_left_alone(clock: FakeClock) -> None:
     """Remaking the pool would drop it: it has no log to checkpoint anyway."""
     db = Database.open("sqlite://")
-    with BackgroundCheckpoints(db) as checkpoints:
+    with BackgroundCheckpoints(db, clock) as checkpoints:
         assert checkpoints.checkpoint() is not None
         with db.read() as session:
             assert session.execute(text('SELECT count(*) FROM "case"')).scalar_one() == 0
