@@ -175,6 +175,9 @@ def _grants(schema: str, prefix: str, tables: Iterable[str]) -> list[str]:
         out.append(f"REVOKE ALL ON {name} FROM PUBLIC, {everyone};")
         if table in ("audit_record", "timeline_event"):  # written once, never changed
             out.append(f"GRANT SELECT, INSERT ON {name} TO {everyone};")
+        elif table == "page":  # the timeline's "paged" lines are read from its rows
+            out.append(f"GRANT SELECT, INSERT ON {name} TO {everyone};")
+            out.append(f"GRANT UPDATE (acknowledged_at) ON {name} TO {everyone};")
         elif table == "audit_head":
             out.append(f"GRANT SELECT, INSERT, UPDATE ON {name} TO {everyone};")
         elif table in ROLE_GATED:

@@ -21,7 +21,7 @@ from typing import Any
 from sqlmodel import Session
 
 from app.rules.notify import Contact, Profile, SupportHours, urgency_of
-from app.services.paging import contacts_of, profile_of
+from app.services.paging import LATE_AFTER, contacts_of, profile_of
 from app.services.policies import FALLBACK_POLICY, PolicySnapshot
 from app.services.targets import resolve_reach
 from data.clock import how_long
@@ -30,10 +30,6 @@ from data.domain import DEFAULT_HIGH_URGENCY, EngineAction, Status, TimelineKind
 log = logging.getLogger("vigil.engine")
 
 MIN_STEP_DELAY = timedelta(seconds=1)
-LATE_AFTER = timedelta(minutes=2)
-"""A case paged this long after its step was due counts as delayed even when no step was
-overtaken: the supervisors are told (a busy engine, or a case retried after an error,
-stays well inside it)."""
 SUPERVISORS = ("role:supervisor",)
 TRIGGERED = Status.TRIGGERED.value
 ACKNOWLEDGED = Status.ACKNOWLEDGED.value
@@ -229,8 +225,6 @@ class Plan:
     skipped: int = 0
     behind: timedelta = timedelta(0)
     """How long after its due time the case's first due step is paged."""
-    late_by: timedelta | None = None
-    """How late the live claim pages, when the case was delayed (None: on time)."""
     urgency: str = Urgency.HIGH.value
     """How hard its pages push (by severity and the policy): low ones wait out quiet hours."""
 
@@ -286,7 +280,6 @@ class Plan:
             missed=self.missed,
             skipped=self.skipped,
             behind=self.behind,
-            late_by=self.late_by,
             urgency=self.urgency,
         )
 
@@ -399,8 +392,6 @@ def plan_case(row: DueCase, now: datetime, resolver: Resolver) -> Plan:
     plan.missed, plan.skipped = len(overtaken), len(skipped)
     if position is None:
         _plan_exhaustion(plan, (len(chain.steps) + 1, last_round), due, resolver)
-    if plan.delayed and now - plan.live.due_at >= timedelta(seconds=1):
-        plan.late_by = now - plan.live.due_at
     if overtaken:
         _plan_catch_up(plan, overtaken, now, resolver)
     return plan

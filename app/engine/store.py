@@ -37,9 +37,8 @@ from app.engine.planning import (
     describe_positions,
 )
 from app.rules.notify import notices
-from app.services.paging import delivery_key, notice_status, paged_event
+from app.services.paging import delivery_key, notice_status
 from data import audit
-from data.domain import TimelineKind
 from data.escalation import StepRun
 from data.models import (
     AuditHead,
@@ -565,28 +564,15 @@ def _insert_pages(writer: BulkWriter, plans: list[Plan], now: datetime) -> None:
 
 
 def _insert_timeline(writer: BulkWriter, plans: list[Plan], now: datetime) -> None:
-    rows: list[tuple[Any, ...]] = []
+    """The plans' own lines (a catch-up, a step skipped, a restart). Who was paged is not
+    written twice: the timeline reads its "paged" lines from the pages
+    (`app.services.paging.timeline_with_pages`)."""
     at = writer.when(now)
-    paged: dict[tuple[Any, ...], tuple[str, str]] = {}
-    for plan in plans:
-        for kind, text, data in plan.events:
-            rows.append((plan.row.id, at, kind.value, ACTOR, text, writer.json(data)))
-        if plan.pages:
-            step, round_ = plan.live.position
-            # Copies of one plan share their list of people (`Plan.copy_for`), and so the line.
-            same = (id(plan.pages), plan.cycle, step, round_, plan.reason, plan.late_by)
-            said = paged.get(same)
-            if said is None:
-                text, data = paged_event(
-                    [person.handle for person in plan.pages],
-                    cycle=plan.cycle,
-                    step=step,
-                    round_=round_,
-                    reason=plan.reason,
-                    late_by=plan.late_by,
-                )
-                said = paged[same] = (text, writer.json(data))
-            rows.append((plan.row.id, at, TimelineKind.PAGED.value, None, *said))
+    rows = [
+        (plan.row.id, at, kind.value, ACTOR, text, writer.json(data))
+        for plan in plans
+        for kind, text, data in plan.events
+    ]
     writer.insert(TIMELINE, TIMELINE_COLUMNS, rows)
 
 

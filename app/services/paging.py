@@ -17,13 +17,41 @@ from sqlmodel import Session, col, select
 
 from app.rules.notify import Contact, Notice, Profile, notices, urgency_of
 from app.services.policies import policy_of
+from data import queries
 from data.clock import how_long
 from data.domain import OUTBOX_CHANNELS, TimelineKind
-from data.journal import add_timeline
-from data.models import Case, ContactMethod, Delivery, Page, Responder
+from data.journal import timeline_row
+from data.models import Case, ContactMethod, Delivery, Page, Responder, TimelineEvent
 
 HELD = "held"
 """An outbox row not due yet (a rule's delay, quiet hours); it turns pending when due."""
+LATE_AFTER = timedelta(minutes=2)
+"""A case paged this long after its step was due counts as delayed even when no step was
+overtaken: the supervisors are told, and its "paged" line says how late (a busy engine, or
+a case retried after an error, stays well inside it)."""
+WRITTEN_BEFORE_PAGING = frozenset(
+    kind.value
+    for kind in (
+        TimelineKind.OPENED,
+        TimelineKind.REOPENED,
+        TimelineKind.ESCALATE,
+        TimelineKind.REASSIGNED,
+        TimelineKind.SNOOZE_END,
+        TimelineKind.ACK_TIMEOUT,
+        TimelineKind.RESTART,
+        TimelineKind.SKIPPED,
+        TimelineKind.CATCH_UP,
+        TimelineKind.DELAYED,
+        TimelineKind.FALLBACK_POLICY,
+        TimelineKind.EXHAUSTED,
+        TimelineKind.REPAIR,
+        TimelineKind.PAGED,
+    )
+)
+"""Lines a change writes before it pages, in the same transaction."""
+APART_FROM_TIMELINE = frozenset({"catch-up", "delayed"})
+"""Reasons of pages the timeline tells of in a line of their own (the engine's catch-up
+line), not as "paged" lines."""
 
 
 def contacts_of(session: Session, responder_ids: Sequence[int]) -> dict[int, tuple[Contact, ...]]:
@@ -72,8 +100,8 @@ def paged_event(
     reason: str,
     late_by: timedelta | None = None,
 ) -> tuple[str, dict[str, Any]]:
-    """The text and data of the timeline's "paged" event (shared with the engine's bulk
-    path); `late_by` when escalation was delayed and this page is that late."""
+    """The text and data of the timeline's "paged" line; `late_by` when escalation was
+    delayed and this page is that late."""
     labels = {"reassign": "reassign page", "exhausted": "escalation exhausted"}
     label = labels.get(reason, f"step {step}, round {round_ + 1}")
     data: dict[str, Any] = {"step": step, "round": round_, "cycle": cycle, "reason": reason}
@@ -137,14 +165,67 @@ def page_responders(
                 )
             )
         pages.append(page)
-    if pages:
-        paged_ids = {p.responder_id for p in pages}
+    return pages
+
+
+def timeline_with_pages(session: Session, case_id: int) -> list[TimelineEvent]:
+    """A case's timeline, oldest first, with a "paged" line for each step's pages.
+
+    Those lines are not stored: a page row says who was paged, for which step and when,
+    so the timeline reads them from the pages (a burst writes no second row per page).
+    A line stored by an earlier version for the same step is kept and not said twice.
+    At one instant a "paged" line follows what a change writes before it pages (the
+    opening, the engine's own lines) and precedes the rest (an acknowledgement, a note).
+    """
+    stored = queries.timeline_of(session, case_id)
+    said = {_step_key(event.data) for event in stored if event.kind == TimelineKind.PAGED.value}
+    caught_up = {event.at for event in stored if event.kind == TimelineKind.CATCH_UP.value}
+    pages = [
+        p for p in queries.pages_for(session, [case_id]) if p.reason not in APART_FROM_TIMELINE
+    ]
+    names = queries.handles(session, [p.responder_id for p in pages])
+    steps: dict[tuple[int, int, int, str, datetime], list[Page]] = {}
+    for page in sorted(pages, key=lambda p: p.id or 0):  # in the order they were paged
+        key = (page.cycle, page.step, page.round, page.reason, page.sent_at)
+        steps.setdefault(key, []).append(page)
+    derived: list[TimelineEvent] = []
+    for (cycle, step, round_, reason, sent_at), paged in steps.items():
+        if (cycle, step, round_, reason) in said:
+            continue
         text, data = paged_event(
-            [r.handle for r in responders if r.id in paged_ids],
-            cycle=case.escalation_cycle,
+            [names.get(p.responder_id, "?") for p in paged],
+            cycle=cycle,
             step=step,
             round_=round_,
             reason=reason,
+            late_by=_held_up_by(paged[0], caught_up),
         )
-        add_timeline(session, case, now, TimelineKind.PAGED, text, None, data)
-    return pages
+        row = timeline_row(case_id, sent_at, TimelineKind.PAGED, text, None, data)
+        derived.append(TimelineEvent(**row))
+    if not derived:
+        return stored
+    order = [
+        (event.at, 0 if event.kind in WRITTEN_BEFORE_PAGING else 2, event.id or 0, event)
+        for event in stored
+    ]
+    order += [(event.at, 1, number, event) for number, event in enumerate(derived)]
+    return [entry[-1] for entry in sorted(order, key=lambda entry: entry[:3])]
+
+
+def _step_key(data: dict[str, Any]) -> tuple[int, int, int, str]:
+    return (
+        int(data.get("cycle", 0)),
+        int(data.get("step", 0)),
+        int(data.get("round", 0)),
+        str(data.get("reason", "escalation")),
+    )
+
+
+def _held_up_by(page: Page, caught_up: set[datetime]) -> timedelta | None:
+    """How late a step's page went out when escalation was held up (None: on time): a
+    page `LATE_AFTER` late or more, or one sent as the engine caught up on overtaken steps
+    (its catch-up line at the same instant) a second late or more."""
+    late = page.sent_at - page.due_at
+    if late >= LATE_AFTER or (late >= timedelta(seconds=1) and page.sent_at in caught_up):
+        return late
+    return None

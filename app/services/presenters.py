@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from sqlmodel import Session, col, select
 
 from app.core.times import iso
+from app.services.paging import timeline_with_pages
 from app.services.policies import (
     policy_of,
     queue_sla_due,
@@ -151,7 +152,7 @@ def notes_and_timeline(
         ),
         tuple(
             TimelineView(at=e.at, kind=e.kind, actor=e.actor, text=e.text)
-            for e in queries.timeline_of(session, case_id)
+            for e in timeline_with_pages(session, case_id)
         ),
     )
 

@@ -484,6 +484,10 @@ def test_people_neither_overwrite_details_nor_rewrite_the_timeline(desk: Desk) -
         assert "written once" in desk.refused(handle, overwrite), handle
         rewrite = "UPDATE timeline_event SET text = 'Sensitive details revealed to ben'"
         assert "permission denied" in desk.refused(handle, rewrite), handle
+        # The timeline's "paged" lines are read from the pages: who and when stay put.
+        for change in ("sent_at = sent_at - interval '1 hour'", "responder_id = responder_id"):
+            repage = f"UPDATE page SET {change} WHERE case_id = {case_id}"
+            assert "permission denied" in desk.refused(handle, repage), (handle, change)
     code, out, err = desk.vigil(None, "--as", "sam", "show", ref, "--reveal")
     assert code == 0, err
     assert SECRET in out

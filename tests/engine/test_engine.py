@@ -39,11 +39,14 @@ from app.engine.runner import (
 from app.rules.rotations import on_call
 from app.services.cases import CaseService
 from app.services.oncall import load_all_schedules, load_rotation, load_schedule
+from app.services.paging import timeline_with_pages
 from app.services.targets import resolve_targets
 from data import audit
 from data.clock import set_time_source
 from data.db import Database
+from data.domain import TimelineKind
 from data.escalation import EngineHeartbeat, StepRun
+from data.journal import add_timeline
 from data.models import AuditRecord, Case, Delivery, Page, PolicyStep, Responder, TimelineEvent
 from data.oncall import Holiday, Rotation
 from data.wal import AUTOMATIC_PAGES
@@ -125,12 +128,12 @@ class Desk:
             return session.exec(select(Case).where(Case.ref == ref)).one()
 
     def timeline(self, ref: str, kind: str | None = None) -> list[TimelineEvent]:
+        """The case's timeline as people read it ("paged" lines read from the pages)."""
         with self.db.read() as session:
             case = session.exec(select(Case).where(Case.ref == ref)).one()
-            query = select(TimelineEvent).where(TimelineEvent.case_id == case.id)
-            if kind is not None:
-                query = query.where(TimelineEvent.kind == kind)
-            return list(session.exec(query.order_by(col(TimelineEvent.id))).all())
+            assert case.id is not None
+            events = timeline_with_pages(session, case.id)
+        return [event for event in events if kind is None or event.kind == kind]
 
     def step_runs(self, ref: str) -> list[StepRun]:
         with self.db.read() as session:
@@ -167,6 +170,66 @@ def sqlite_desk(db: Database, clock: FakeClock) -> Iterator[Desk]:
     yield built
     with db.read() as session:
         assert audit.verify(session).ok
+
+
+# --- the timeline's "paged" lines ---------------------------------------------------
+
+
+def _stored_kinds(desk: Desk, ref: str) -> list[str]:
+    """The kinds of the case's stored timeline rows, in the order they were written."""
+    with desk.db.read() as session:
+        case = session.exec(select(Case).where(Case.ref == ref)).one()
+        query = select(TimelineEvent.kind).where(TimelineEvent.case_id == case.id)
+        return list(session.exec(query.order_by(col(TimelineEvent.id))).all())
+
+
+def test_paged_lines_are_read_from_the_pages_and_not_stored_a_second_time(desk: Desk) -> None:
+    ref = desk.open()
+    desk.run()  # step 1 pages ana
+    desk.advance(seconds=300)  # step 2 pages ben
+    desk.service.acknowledge("ben", ref)  # at the same instant as ben's page
+    assert _stored_kinds(desk, ref) == ["opened", "acknowledged"]
+    assert [e.text for e in desk.timeline(ref)] == [
+        "Opened by ana from vigil; policy standard",
+        "Paged ana (step 1, round 1)",
+        "Paged ben (step 2, round 1)",
+        "Acknowledged by ben",
+    ]
+    [first, second] = desk.timeline(ref, "paged")
+    assert (first.at, second.at) == (T0, T0 + timedelta(seconds=300))
+    assert second.data == {"step": 2, "round": 0, "cycle": 0, "reason": "escalation"}
+
+
+def test_a_paged_line_stored_by_an_earlier_version_is_not_said_twice(desk: Desk) -> None:
+    ref = desk.open()
+    desk.run()
+    case = desk.case(ref)
+    with desk.db.write() as session:  # as versions that stored the line wrote it
+        data = {"step": 1, "round": 0, "cycle": 0, "reason": "escalation"}
+        text = "Paged ana (step 1, round 1)"
+        add_timeline(session, case, T0, TimelineKind.PAGED, text, None, data)
+    assert [e.text for e in desk.timeline(ref, "paged")] == [text]
+    desk.advance(seconds=300)
+    assert [e.text for e in desk.timeline(ref, "paged")] == [text, "Paged ben (step 2, round 1)"]
+
+
+def test_a_step_paged_soon_after_a_catch_up_says_how_late_it_is(desk: Desk) -> None:
+    """Late by less than `LATE_AFTER`, the live step still says how late: it was paged
+    after overtaken steps (the catch-up's line at the same instant); on time, it does not."""
+    add_policy(desk.db, "quick", [(300, ["user:ana"]), (60, ["user:ben"]), (600, ["user:cat"])])
+    ref = desk.open("quick")
+    desk.run()
+    desk.advance(seconds=390)  # step 2 was due 09:05, step 3 09:06: 30 s ago
+    assert [e.text for e in desk.timeline(ref, "paged")] == [
+        "Paged ana (step 1, round 1)",
+        "Paged cat (step 3, round 1, 30 s late)",
+    ]
+    assert desk.timeline(ref, "paged")[1].data["late_by_seconds"] == 30
+    assert len(desk.timeline(ref, "catch_up")) == 1
+    on_time = desk.open("quick")
+    desk.run()
+    desk.advance(seconds=300)
+    assert [e.text for e in desk.timeline(on_time, "paged")][-1] == "Paged ben (step 2, round 1)"
 
 
 # --- the chain ----------------------------------------------------------------------

@@ -14,9 +14,10 @@ from app.core.clock import FakeClock
 from app.core.errors import BadInput, NotAllowed, NothingToDo
 from app.engine.cycle import EscalationEngine
 from app.services.cases import CaseService
+from app.services.paging import timeline_with_pages
 from data import audit
 from data.db import Database
-from data.models import AuditRecord, Case, Page, Responder, TimelineEvent
+from data.models import AuditRecord, Case, Page, Responder
 from data.queries import QueueFilter, cases, queue_count
 from tests.factories import add_policy, add_responder
 
@@ -59,13 +60,9 @@ def _open_queue(db: Database) -> int:
 
 def _timeline(db: Database, ref: str) -> list[str]:
     case = _case(db, ref)
+    assert case.id is not None
     with db.read() as session:
-        events = session.exec(
-            select(TimelineEvent)
-            .where(TimelineEvent.case_id == case.id)
-            .order_by(col(TimelineEvent.id))
-        ).all()
-        return [event.kind for event in events]
+        return [event.kind for event in timeline_with_pages(session, case.id)]
 
 
 def test_a_snoozed_case_pages_at_the_snooze_end_and_not_a_second_before(

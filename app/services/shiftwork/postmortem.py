@@ -29,6 +29,7 @@ from app.core.errors import BadInput, NotAllowed, NotFound, NothingToDo
 from app.core.text import clean_text, md_cell
 from app.core.times import format_instant, iso
 from app.services.cases import check_title
+from app.services.paging import timeline_with_pages
 from app.services.sensitive import withheld_title
 from app.services.shiftwork.stats import (
     ANSWER_KINDS,
@@ -199,7 +200,7 @@ def postmortem_view(session: Session, ref: str, *, reveal_title: bool = False) -
     case, pm = _record(session, ref)
     assert case.id is not None
     assert pm.id is not None
-    events = queries.timeline_of(session, case.id)
+    events = timeline_with_pages(session, case.id)
     answers = [e for e in events if e.kind in ANSWER_KINDS]
     pages = queries.pages_for(session, [case.id])
     actions = session.exec(
