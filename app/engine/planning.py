@@ -12,11 +12,11 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from operator import attrgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlmodel import Session
 
@@ -35,9 +35,9 @@ TRIGGERED = Status.TRIGGERED.value
 ACKNOWLEDGED = Status.ACKNOWLEDGED.value
 
 
-@dataclass(frozen=True, slots=True)
-class DueCase:
-    """The escalation state of one claimed case, as plain values."""
+class DueCase(NamedTuple):
+    """The escalation state of one claimed case, as plain values (a tuple: a burst claims
+    thousands, made straight from the rows read)."""
 
     id: int
     ref: str
@@ -66,7 +66,7 @@ class DueCase:
 NOT_STATE = frozenset({"id", "ref", "assignee_id"})
 """What a due case's plan does not depend on: who it is, and its assignee (which decides
 only who is assigned, at write time)."""
-_state_of = attrgetter(*(f.name for f in fields(DueCase) if f.name not in NOT_STATE))
+_state_of = attrgetter(*(name for name in DueCase._fields if name not in NOT_STATE))
 
 
 # --- the chain of a frozen policy ---------------------------------------------------
