@@ -7,7 +7,10 @@ holds a file descriptor: a few hundred half-open connections from senders that c
 someone trickling headers a byte at a time, and the process can no longer accept a
 connection, nor open its database. Here a request's head (its line and headers) must be in
 within `REQUEST_WITHIN` seconds of the connection being made or of the last response; the
-body then has as long again (`app.serve.limits.read_json`, which can still answer 408).
+body then has as long again (`app.serve.limits.read_json`, which can still answer 408),
+and answers that pile up unread (a sender pipelining requests that never reads what comes
+back) must be taken within as long again, else the connection is cut: such a sender is no
+longer read from, and would otherwise hold its connection for good.
 And connections beyond what the open-file limit leaves after `RESERVED_FILES` are closed as
 soon as they are accepted, so the database, the log and the outbox always have files to
 open: a sender turned away tries again, an alert that cannot be stored is lost.
@@ -40,6 +43,8 @@ LATE = "late"
 """Why a connection was cut: no request head within the deadline."""
 TOO_MANY = "too_many"
 """Why a connection was cut: more open than the open-file limit leaves room for."""
+UNREAD = "unread"
+"""Why a connection was cut: its answers went unread past the deadline."""
 
 
 def most_connections(open_files: int | None) -> int | None:
@@ -52,11 +57,13 @@ def most_connections(open_files: int | None) -> int | None:
 def deadline_protocol(
     within: float, most: int | None, on_cut: Callable[[str], None]
 ) -> type[H11Protocol]:
-    """uvicorn's HTTP/1.1 protocol with the head deadline and at most `most` connections
-    (`on_cut` is told why of each connection closed for either)."""
+    """uvicorn's HTTP/1.1 protocol with the head deadline, the deadline for answers
+    piling up unread, and at most `most` connections (`on_cut` is told why of each
+    connection closed for any of them)."""
 
     class DeadlineProtocol(H11Protocol):
         _deadline: asyncio.TimerHandle | None = None
+        _unread: asyncio.TimerHandle | None = None
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -79,9 +86,31 @@ def deadline_protocol(
             if idle and not self.transport.is_closing():
                 self._arm()
 
+        def pause_writing(self) -> None:
+            """The answers fill the sender's socket and more wait to be sent."""
+            super().pause_writing()
+            if self._unread is None:
+                self._unread = self.loop.call_later(within, self._cut_unread)
+
+        def resume_writing(self) -> None:
+            super().resume_writing()
+            self._forget_unread()
+
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
+            self._forget_unread()
             super().connection_lost(exc)
+
+        def _forget_unread(self) -> None:
+            if self._unread is not None:
+                self._unread.cancel()
+                self._unread = None
+
+        def _cut_unread(self) -> None:
+            self._unread = None
+            if not self.transport.is_closing():
+                on_cut(UNREAD)
+                self.transport.abort()
 
         def _arm(self) -> None:
             self._disarm()

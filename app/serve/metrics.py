@@ -142,7 +142,8 @@ class Metrics:
         self.connections_cut = Counter(
             "vigil_http_connections_cut",
             "Connections closed unanswered, by why: late (no request head within the request "
-            "timeout) or too_many (beyond what the open-file limit leaves room for)",
+            "timeout), unread (answers left unread as long) or too_many (beyond what the "
+            "open-file limit leaves room for)",
             ["reason"],
             registry=self.registry,
         )

@@ -32,6 +32,7 @@ from app.core.clock import FakeClock
 from app.serve.connections import (
     LATE,
     TOO_MANY,
+    UNREAD,
     OutOfFiles,
     raise_open_file_limit,
 )
@@ -217,6 +218,29 @@ def test_nothing_more_is_read_while_a_request_is_being_answered(quick: Served) -
                 sock.sendall(line * 100)
                 sent += len(line) * 100
     assert sent < 32_000_000, f"{sent:,} bytes of one head were read"
+
+
+def test_a_sender_that_never_reads_its_answers_is_cut_at_the_deadline(quick: Served) -> None:
+    """Pipelined requests whose answers are never read: once the answers back up, the
+    connection has the deadline to take them, then it is cut (it is no longer read from,
+    and would hold its file and its request for good)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # it reads nothing
+        sock.connect((quick.server.host, quick.server.port))
+        sock.settimeout(DEADLINE)
+        with contextlib.suppress(TimeoutError):
+            sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: vigil\r\n\r\n" * 2000)
+        sent_at = time.monotonic()
+        deadline = sent_at + GUARD
+        while cut_connections(quick, UNREAD) == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        took = time.monotonic() - sent_at
+        assert cut_connections(quick, UNREAD) == 1, "the connection is still held"
+        assert took < DEADLINE + 3
+        sock.settimeout(GUARD)
+        answers = read_until_closed(sock)
+    assert answers.startswith(b"HTTP/1.1 200 ")  # the first answers were sent
+    assert cut_connections(quick, LATE) == 0
 
 
 def test_the_rest_of_a_body_answered_early_is_not_taken_for_the_next_head(
