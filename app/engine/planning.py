@@ -247,8 +247,10 @@ class Plan:
         """A case without an assignee gets the first person paged."""
         if self.row.assignee_id is not None:
             return self.row.assignee_id
-        first = [*self.pages, *(person for _, people in self.late for person in people)]
-        return first[0].id if first else None
+        for people in (self.pages, *(people for _, people in self.late)):
+            if people:
+                return people[0].id
+        return None
 
     @property
     def action(self) -> str:
@@ -262,26 +264,34 @@ class Plan:
         if late:
             own = {id(old): new for old, new in zip(self.claims, claims, strict=True)}
             late = [(own[id(claim)], people) for claim, people in late]
-        return Plan(
+        return Plan(  # every field in order, by position (a burst copies thousands)
             row,
             self.status,
             self.cycle,
             self.acknowledged_at,
             self.acknowledged_by,
-            claims=claims,
-            events=list(self.events),
-            pages=self.pages,
-            late=late,
-            notice=list(self.notice),
-            notice_due=self.notice_due,
-            reason=self.reason,
-            next_at=self.next_at,
-            exhausted=self.exhausted,
-            missed=self.missed,
-            skipped=self.skipped,
-            behind=self.behind,
-            urgency=self.urgency,
+            claims,
+            self.events.copy(),
+            self.pages,
+            late,
+            self.notice.copy(),
+            self.notice_due,
+            self.reason,
+            self.next_at,
+            self.exhausted,
+            self.missed,
+            self.skipped,
+            self.behind,
+            self.urgency,
         )
+
+    def alike(self) -> tuple[Any, ...] | None:
+        """Equal for plans whose `detail` is equal, and cheap: copies of one plan share its
+        people (None for a plan with pages sent late or a delay notice: see `detail`)."""
+        if self.late or self.notice:
+            return None
+        position = self.live.position
+        return (self.exhausted, self.cycle, position, id(self.pages), self.missed, self.skipped)
 
     def detail(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """The audit record's detail, with a key equal for equal details (JSON memo)."""

@@ -633,10 +633,18 @@ def _append_audit(writer: BulkWriter, head: AuditHead, plans: list[Plan], now: d
         action, ref, detail = plan.action, plan.row.ref, plan.detail()[1]
     else:
         groups: dict[tuple[Any, ...], tuple[str, dict[str, Any], list[str]]] = {}
+        keys: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        """The group key of plans `alike`: their detail is made once."""
         for plan in plans:
-            key, plan_detail = plan.detail()
-            group = groups.setdefault((plan.action, *key), (plan.action, plan_detail, []))
-            group[2].append(plan.row.ref)
+            alike = plan.alike()
+            key = None if alike is None else keys.get(alike)
+            if key is None:
+                detail_key, plan_detail = plan.detail()
+                key = (plan.action, *detail_key)
+                groups.setdefault(key, (plan.action, plan_detail, []))
+                if alike is not None:
+                    keys[alike] = key
+            groups[key][2].append(plan.row.ref)
         action, ref, detail = audit.ENGINE_BATCH, None, audit.engine_batch(groups.values())
     record = audit.chained(head, now, ACTOR, action, ref, detail)
     record.update(at=writer.when(now), detail=writer.json(detail))  # as the driver takes them
