@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from app.rules.notify import Contact, Notice, Profile, notices, urgency_of
@@ -33,6 +34,7 @@ WRITTEN_BEFORE_PAGING = frozenset(
     kind.value
     for kind in (
         TimelineKind.OPENED,
+        TimelineKind.DUPLICATE,
         TimelineKind.REOPENED,
         TimelineKind.ESCALATE,
         TimelineKind.REASSIGNED,
@@ -174,42 +176,65 @@ def timeline_with_pages(session: Session, case_id: int) -> list[TimelineEvent]:
     Those lines are not stored: a page row says who was paged, for which step and when,
     so the timeline reads them from the pages (a burst writes no second row per page).
     A line stored by an earlier version for the same step is kept and not said twice.
-    At one instant a "paged" line follows what a change writes before it pages (the
-    opening, the engine's own lines) and precedes the rest (an acknowledgement, a note).
+    The stored lines keep their order; at one instant a "paged" line follows what a change
+    writes before it pages (the opening, a join, the engine's own lines) and precedes the
+    rest (an acknowledgement, a note).
     """
     stored = queries.timeline_of(session, case_id)
     said = {_step_key(event.data) for event in stored if event.kind == TimelineKind.PAGED.value}
     caught_up = {event.at for event in stored if event.kind == TimelineKind.CATCH_UP.value}
-    pages = [
-        p for p in queries.pages_for(session, [case_id]) if p.reason not in APART_FROM_TIMELINE
-    ]
-    names = queries.handles(session, [p.responder_id for p in pages])
-    steps: dict[tuple[int, int, int, str, datetime], list[Page]] = {}
-    for page in sorted(pages, key=lambda p: p.id or 0):  # in the order they were paged
-        key = (page.cycle, page.step, page.round, page.reason, page.sent_at)
-        steps.setdefault(key, []).append(page)
+    rows = session.execute(
+        sa_select(
+            col(Page.responder_id),
+            col(Page.cycle),
+            col(Page.step),
+            col(Page.round),
+            col(Page.reason),
+            col(Page.due_at),
+            col(Page.sent_at),
+        )
+        .where(col(Page.case_id) == case_id, col(Page.reason).not_in(APART_FROM_TIMELINE))
+        .order_by(col(Page.id))  # in the order they were paged
+    ).all()
+    names = queries.handles(session, [row[0] for row in rows])
+    steps: dict[tuple[int, int, int, str, datetime], list[tuple[str, datetime]]] = {}
+    for responder_id, cycle, step, round_, reason, due_at, sent_at in rows:
+        paged = steps.setdefault((cycle, step, round_, reason, sent_at), [])
+        paged.append((names.get(responder_id, "?"), due_at))
     derived: list[TimelineEvent] = []
     for (cycle, step, round_, reason, sent_at), paged in steps.items():
         if (cycle, step, round_, reason) in said:
             continue
         text, data = paged_event(
-            [names.get(p.responder_id, "?") for p in paged],
+            [handle for handle, _due in paged],
             cycle=cycle,
             step=step,
             round_=round_,
             reason=reason,
-            late_by=_held_up_by(paged[0], caught_up),
+            late_by=_held_up_by(paged[0][1], sent_at, caught_up),
         )
         row = timeline_row(case_id, sent_at, TimelineKind.PAGED, text, None, data)
         derived.append(TimelineEvent(**row))
-    if not derived:
-        return stored
-    order = [
-        (event.at, 0 if event.kind in WRITTEN_BEFORE_PAGING else 2, event.id or 0, event)
-        for event in stored
-    ]
-    order += [(event.at, 1, number, event) for number, event in enumerate(derived)]
-    return [entry[-1] for entry in sorted(order, key=lambda entry: entry[:3])]
+    return _merged(stored, sorted(derived, key=lambda event: event.at))
+
+
+def _merged(stored: list[TimelineEvent], derived: list[TimelineEvent]) -> list[TimelineEvent]:
+    """The stored lines in their order, each derived line put before the first stored line
+    that is later, or as early and written after paging (`WRITTEN_BEFORE_PAGING`)."""
+    merged: list[TimelineEvent] = []
+    waiting = iter(derived)
+    line = next(waiting, None)
+    for event in stored:
+        while line is not None and (
+            line.at < event.at or (line.at == event.at and event.kind not in WRITTEN_BEFORE_PAGING)
+        ):
+            merged.append(line)
+            line = next(waiting, None)
+        merged.append(event)
+    if line is not None:
+        merged.append(line)
+    merged.extend(waiting)
+    return merged
 
 
 def _step_key(data: dict[str, Any]) -> tuple[int, int, int, str]:
@@ -221,11 +246,11 @@ def _step_key(data: dict[str, Any]) -> tuple[int, int, int, str]:
     )
 
 
-def _held_up_by(page: Page, caught_up: set[datetime]) -> timedelta | None:
+def _held_up_by(due_at: datetime, sent_at: datetime, caught_up: set[datetime]) -> timedelta | None:
     """How late a step's page went out when escalation was held up (None: on time): a
     page `LATE_AFTER` late or more, or one sent as the engine caught up on overtaken steps
     (its catch-up line at the same instant) a second late or more."""
-    late = page.sent_at - page.due_at
-    if late >= LATE_AFTER or (late >= timedelta(seconds=1) and page.sent_at in caught_up):
+    late = sent_at - due_at
+    if late >= LATE_AFTER or (late >= timedelta(seconds=1) and sent_at in caught_up):
         return late
     return None

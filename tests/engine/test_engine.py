@@ -213,6 +213,26 @@ def test_a_paged_line_stored_by_an_earlier_version_is_not_said_twice(desk: Desk)
     assert [e.text for e in desk.timeline(ref, "paged")] == [text, "Paged ben (step 2, round 1)"]
 
 
+def test_at_one_instant_a_paged_line_follows_what_came_before_the_paging(desk: Desk) -> None:
+    """An alert joining the case before its step is paged (a group of alerts pages at its
+    end) reads before the page, a note after; the stored lines keep their own order."""
+    ref = desk.open()
+    case = desk.case(ref)
+    with desk.db.write() as session:
+        add_timeline(session, case, T0, TimelineKind.DUPLICATE, "Joined by a second alert")
+    desk.run()  # step 1 pages ana, at the same instant
+    with desk.db.write() as session:
+        add_timeline(session, case, T0, TimelineKind.NOTE, "Note by ana", "ana")
+        add_timeline(session, case, T0, TimelineKind.DUPLICATE, "Joined by a third alert")
+    assert [e.text for e in desk.timeline(ref)] == [
+        "Opened by ana from vigil; policy standard",
+        "Joined by a second alert",
+        "Paged ana (step 1, round 1)",
+        "Note by ana",
+        "Joined by a third alert",
+    ]
+
+
 def test_a_step_paged_soon_after_a_catch_up_says_how_late_it_is(desk: Desk) -> None:
     """Late by less than `LATE_AFTER`, the live step still says how late: it was paged
     after overtaken steps (the catch-up's line at the same instant); on time, it does not."""

@@ -395,23 +395,49 @@ def _records(group: Processes, writers: list[str]) -> list[dict[str, Any]]:
 def _acks_after_which_a_page_came(db: Database) -> list[str]:
     """Cases paged while acknowledged or resolved: an acknowledgement lost to a race.
 
-    Timeline ids follow commit order (every writer holds the audit chain's lock), so the
-    timeline says what the engine saw; an escalate or a reassign starts paging again."""
+    The audit chain follows commit order (every writer holds its lock) and names everyone
+    each change paged, so it says what the engine saw; an escalate or a reassign starts
+    paging again."""
     broken = []
-    state: dict[int, str] = {}
     with db.read() as session:
-        events = session.exec(
-            select(TimelineEvent.case_id, TimelineEvent.kind).order_by(col(TimelineEvent.id))
-        ).all()
-        refs = dict(session.exec(select(Case.id, Case.ref)).all())
-    for case_id, kind in events:
-        if kind in ("acknowledged", "resolved"):
-            state[case_id] = kind
-        elif kind in ("escalate", "reassigned"):
-            state.pop(case_id, None)
-        elif kind == "paged" and case_id in state:
-            broken.append(f"{refs[case_id]} paged while {state[case_id]}")
+        refs = session.exec(select(Case.ref).order_by(col(Case.id))).all()
+        for ref in refs:
+            answered: str | None = None
+            for _record, action, detail in audit.records_of_case(session, ref):
+                if action in ("case.ack", "case.resolve"):
+                    answered = action
+                elif action in ("case.escalate", "case.reassign"):
+                    answered = None
+                elif answered is not None and action.startswith("engine.") and _pages(detail):
+                    broken.append(f"{ref} paged after {answered}")
     return broken
+
+
+def _pages(detail: dict[str, Any]) -> bool:
+    """Whether an engine record's detail for a case names anyone paged."""
+    return bool(detail.get("paged") or detail.get("late") or detail.get("delay_notice"))
+
+
+def test_the_race_check_sees_a_page_after_an_acknowledgement(
+    db: Database, clock: FakeClock
+) -> None:
+    """The check of the race below, against the fault it looks for: an acknowledgement
+    the engine did not see (put back to triggered by hand), then paged over."""
+    add_responder(db, "ana")
+    add_responder(db, "ben")
+    add_policy(db, "long", [(60, ["user:ana"]), (60, ["user:ben"])], route=["default"])
+    service = CaseService(db, clock)
+    ref = service.open_case("ana", title="Raced", category="edr", severity=1).ref
+    engine = EscalationEngine(db, clock, name="check")
+    engine.run_due()
+    service.acknowledge("ana", ref)
+    assert _acks_after_which_a_page_came(db) == []
+    with db.write() as session:
+        case = session.exec(select(Case).where(Case.ref == ref)).one()
+        case.status, case.next_escalation_at = "triggered", clock.now()
+        session.add(case)
+    engine.run_due()
+    assert _acks_after_which_a_page_came(db) == [f"{ref} paged after case.ack"]
 
 
 @pytest.mark.slow
