@@ -151,9 +151,10 @@ class ResolveAwaitsYes(Message, bubble=False):
 
 @dataclass
 class DesktopNotified(Message, bubble=False):
-    """What the desktop notifier did with a page just shown."""
+    """What the desktop notifier did with a page just shown (of case `case_id`)."""
 
     outcome: DesktopOutcome
+    case_id: int
 
 
 @dataclass

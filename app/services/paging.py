@@ -26,6 +26,8 @@ from data.models import Case, ContactMethod, Delivery, Page, Responder, Timeline
 
 HELD = "held"
 """An outbox row not due yet (a rule's delay, quiet hours); it turns pending when due."""
+UNSETTLED = frozenset({"pending", HELD})
+"""Delivery statuses that will still change: the row waits for its sender, or its time."""
 LATE_AFTER = timedelta(minutes=2)
 """A case paged this long after its step was due counts as delayed even when no step was
 overtaken: the supervisors are told, and its "paged" line says how late (a busy engine, or

@@ -804,6 +804,55 @@ async def test_pages_waiting_when_the_console_opens_ring_at_once(
         console.said(ref)
 
 
+def _channels(console: Console) -> list[tuple[str, str]]:
+    view = console.screen.detail.view
+    assert view is not None
+    return [channel for page in view.pages for channel in page.channels]
+
+
+async def test_the_pane_shows_at_once_what_ringing_made_of_the_shown_case_s_deliveries(
+    service: CaseService, open_console: Callable[..., Any]
+) -> None:
+    """Pages waiting at the start ring; the shown case's pane said "console:pending
+    desktop:pending" until the cursor moved away and back."""
+    ref = _open(service, "Paged while away", 1)
+    service.reassign("sue", ref, "ana")
+    async with open_console() as console:
+        assert console.cursor_ref() == ref
+        assert console.bells == [1]
+        assert _channels(console) == [("console", "delivered"), ("desktop", "unavailable")]
+
+
+async def test_a_delivery_settled_elsewhere_shows_in_the_pane_while_any_is_unsettled(
+    service: CaseService, open_console: Callable[..., Any], db: Database
+) -> None:
+    """The outbox and the paged person's console record what became of a delivery with
+    no change of the case to announce it: the pane reads the shown case again while any
+    of its deliveries may still change, and stops once all have settled."""
+    ref = _open(service, "For ben", 1)
+    service.reassign("sue", ref, "ben")
+    async with open_console() as console:
+        assert _channels(console) == [("console", "pending")]
+        with db.write() as session:  # as ben's console does when it shows the page
+            delivery = session.exec(select(Delivery)).one()
+            delivery.status = "delivered"
+            session.add(delivery)
+        console.screen.refresh_unsettled_deliveries()
+        await console.settle()
+        assert _channels(console) == [("console", "delivered")]
+        reads: list[int] = []
+        original = console.screen._read_detail
+
+        def counting(case_id: int) -> None:
+            reads.append(case_id)
+            original(case_id)
+
+        console.screen._read_detail = counting  # type: ignore[method-assign]
+        console.screen.refresh_unsettled_deliveries()
+        await console.settle()
+        assert reads == []
+
+
 # --- help, palette, keymap, themes ------------------------------------------------------
 
 

@@ -65,6 +65,7 @@ from app.core.times import parse_due
 from app.delivery.local import PageAlert, claim_my_pages, record_desktop
 from app.services.cases import CaseService
 from app.services.casework.service import CaseworkService
+from app.services.paging import UNSETTLED
 from data.domain import DisclosureStatus, Status
 from widgets.case_detail import CaseDetail
 from widgets.header import Identity, StatusHeader
@@ -81,6 +82,10 @@ LISTEN_SLICE = 0.25
 LISTEN_RETRY = (1.0, 30.0)
 """First and longest pause before the change listener connects again after a failure."""
 STATUS_SECONDS = 15.0
+DELIVERY_SECONDS = 5.0
+"""How often the shown case is read again while a delivery of its pages is unsettled: the
+outbox, and the paged person's console, record what became of a delivery without a
+change of the case to announce it."""
 UNDO_RESOLVE = timedelta(seconds=10)
 """How long after a resolve its toast offers to take it back."""
 UNDO_REASON = "resolved by mistake; undone at the console right after"
@@ -500,6 +505,8 @@ class QueueScreen(Screen[None]):
         self._feed_worker: Worker[None] | None = None
         self._status_worker: Worker[None] | None = None
         self._desktop_told = False
+        self._deliveries_unsettled = False
+        """Whether the shown case has a delivery whose status will still change."""
         self._opened_at = self.vigil.clock.now()  # decisions since then are news
         self._decisions_told: set[int] = set()
         self._feed_down = False
@@ -577,6 +584,9 @@ class QueueScreen(Screen[None]):
             ).start()
         self.set_interval(1.0, self.tick, name="clock")
         self.set_interval(STATUS_SECONDS, self.refresh_status, name="desk status")
+        self.set_interval(
+            DELIVERY_SECONDS, self.refresh_unsettled_deliveries, name="deliveries settle"
+        )
 
     def _start_the_rest(self) -> None:
         """The first rows are on screen (or could not be read): start everything else."""
@@ -655,6 +665,14 @@ class QueueScreen(Screen[None]):
     def refresh_status(self) -> None:
         if self._status_worker is None or not self._status_worker.is_running:
             self._status_worker = self._read_status()
+
+    def refresh_unsettled_deliveries(self) -> None:
+        """Read the shown case again while any delivery of its pages may still change
+        (unless a read of it is under way)."""
+        if not self._deliveries_unsettled or self.detail_case is None:
+            return
+        if not any(w.group == "detail" and w.is_running for w in self.workers):
+            self._read_detail(self.detail_case)
 
     # ----------------------------------------------------------------- workers
 
@@ -872,7 +890,7 @@ class QueueScreen(Screen[None]):
                 continue
             outcome = app.desktop.notify("Vigil: you are paged", alert.summary)
             record_desktop(app.db, app.clock, alert.desktop_delivery_ids, outcome)
-            self.post_message(DesktopNotified(outcome))
+            self.post_message(DesktopNotified(outcome, alert.case_id))
 
     @work(thread=True, name="desk status", group="status", exit_on_error=False)
     def _read_status(self) -> None:
@@ -988,6 +1006,9 @@ class QueueScreen(Screen[None]):
 
     def on_pages_arrived(self, message: PagesArrived) -> None:
         self._ring(message.alerts)
+        # Claiming them marked their console rows shown: the pane says so at once.
+        if self.detail_case in {alert.case_id for alert in message.alerts}:
+            self._read_detail(self.detail_case)
 
     def on_feed_arrived(self, message: FeedArrived) -> None:
         if message.alerts:
@@ -1115,6 +1136,9 @@ class QueueScreen(Screen[None]):
             self._show_detail(message.view)
 
     def _show_detail(self, view: CaseDetailView) -> None:
+        self._deliveries_unsettled = any(
+            status in UNSETTLED for page in view.pages for _channel, status in page.channels
+        )
         if self.revealed is not None and self.revealed[0] == view.case_id and view.sensitive:
             view = replace(view, details=self.revealed[1], revealed=True)
         self.detail.show(view)
@@ -1133,6 +1157,8 @@ class QueueScreen(Screen[None]):
             self._notify_desktop(alerts)
 
     def on_desktop_notified(self, message: DesktopNotified) -> None:
+        if message.case_id == self.detail_case:  # the pane shows what became of it
+            self._read_detail(message.case_id)
         outcome = message.outcome
         if outcome.sent or self._desktop_told:
             return
