@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session, SQLModel
@@ -43,6 +43,34 @@ def normalise_url(url: str) -> str:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
     return url
+
+
+def held_in_memory(url: URL) -> bool:
+    """Whether a SQLite URL names a database held in memory: gone with its last
+    connection, and on a pool of threads one database for each thread."""
+    if url.get_backend_name() != "sqlite":
+        return False
+    name = url.database or ""
+    return (
+        name in ("", ":memory:")
+        or name.startswith("file::memory:")
+        or (url.query.get("mode") == "memory")
+    )
+
+
+def refuse_memory(url: str | None) -> None:
+    """A command's --db may not be held in memory: what it stored would be gone when it
+    ends (and the console's threads would each see a database of their own)."""
+    url = url or default_url()
+    try:
+        parsed = make_url(normalise_url(url))
+    except (ArgumentError, ValueError):
+        return  # make_engine says what is wrong with it
+    if held_in_memory(parsed):
+        raise DatabaseError(
+            f"--db: {_without_password(url)!r} is a SQLite database held in memory, gone "
+            "when the command ends; give a file, such as sqlite:///path/vigil.db"
+        )
 
 
 def _without_password(url: str) -> str:

@@ -208,9 +208,10 @@ def cmd_audit_log(ctx: Context) -> int:
 
 
 def cmd_db_upgrade(ctx: Context) -> int:
-    from data.db import make_engine
+    from data.db import make_engine, refuse_memory
     from data.schema import upgrade
 
+    refuse_memory(ctx.args.db)
     engine = make_engine(ctx.args.db)
     try:
         before, after = upgrade(engine)

@@ -115,8 +115,9 @@ class Context:
     @property
     def db(self) -> Database:
         if self._db is None:
-            from data.db import Database
+            from data.db import Database, refuse_memory
 
+            refuse_memory(self.args.db)
             self._db = Database.open(self.args.db)
             if self._db.is_postgres and (self.args.actor or os.environ.get("VIGIL_USER")):
                 _ = self.actor  # a name that is not the login's is refused, for reads too

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from app.cli.cases import PAGE_LIMIT
+from app.cli.main import main
 from app.core.clock import FakeClock
 from data.db import Database
 from tests.cli_harness import Run
@@ -73,6 +75,35 @@ def test_usage_errors_exit_2(run: Run) -> None:
     code, _, err = run("team")
     assert code == 2
     assert "apply | export" in err
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite://",
+        "sqlite:///:memory:",
+        "sqlite:///file::memory:?uri=true",
+        "sqlite:///file:desk?mode=memory&cache=shared&uri=true",
+    ],
+)
+@pytest.mark.parametrize("argv", [("cases",), ("team", "apply", "team.toml"), ("db", "upgrade")])
+def test_a_database_held_in_memory_is_refused_as_the_desk(
+    url: str,
+    argv: tuple[str, ...],
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """It would be gone when the command ends: `team apply` on it said it made the team."""
+    monkeypatch.chdir(tmp_path)
+    Path("team.toml").write_text('[[responder]]\nhandle = "ana"\nname = "Ana"\n')
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["--db", url, "--as", "ana", *argv], clock=clock, out=out, err=err)
+    assert code == 2
+    assert "held in memory" in err.getvalue()
+    assert "sqlite:///path/vigil.db" in err.getvalue()
+    monkeypatch.setenv("VIGIL_DB", url)
+    assert main(["--as", "ana", *argv], clock=clock, out=out, err=err) == 2
 
 
 def test_refusals_exit_1(run: Run) -> None:
