@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import event
 
 from data.clock import HostClock
-from data.db import Database
+from data.db import Database, held_in_memory
 from data.outage import OutageLog
 
 log = logging.getLogger("vigil.db")
@@ -40,9 +40,8 @@ class BackgroundCheckpoints:
     def __init__(self, db: Database, clock: HostClock, every: float = CHECKPOINT_EVERY) -> None:
         self.db = db
         self.every = every
-        self.outage = OutageLog(
-            "WAL checkpoints", clock, log, meanwhile="trying again every second"
-        )
+        again = "every second" if every == 1 else f"every {every:g} s"
+        self.outage = OutageLog("WAL checkpoints", clock, log, meanwhile=f"trying again {again}")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -59,7 +58,7 @@ class BackgroundCheckpoints:
         self.stop()
 
     def start(self) -> None:
-        if self.db.is_postgres or self._thread is not None or _in_memory(self.db):
+        if self.db.is_postgres or self._thread is not None or held_in_memory(self.db.engine.url):
             return  # (remaking the pool would drop a database held in memory)
         event.listen(self.db.engine, "connect", _no_automatic_checkpoint)
         self.db.engine.dispose()  # the pooled connections were made before: made again
@@ -97,8 +96,3 @@ class BackgroundCheckpoints:
 
 def _no_automatic_checkpoint(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.execute("PRAGMA wal_autocheckpoint = 0")
-
-
-def _in_memory(db: Database) -> bool:
-    url = db.engine.url
-    return url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"

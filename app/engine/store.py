@@ -633,8 +633,7 @@ def _append_audit(writer: BulkWriter, head: AuditHead, plans: list[Plan], now: d
         action, ref, detail = plan.action, plan.row.ref, plan.detail()[1]
     else:
         groups: dict[tuple[Any, ...], tuple[str, dict[str, Any], list[str]]] = {}
-        keys: dict[tuple[Any, ...], tuple[Any, ...]] = {}
-        """The group key of plans `alike`: their detail is made once."""
+        keys: dict[tuple[Any, ...], tuple[Any, ...]] = {}  # plans alike: one detail made
         for plan in plans:
             alike = plan.alike()
             key = None if alike is None else keys.get(alike)

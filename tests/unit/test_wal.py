@@ -93,6 +93,19 @@ def test_a_failing_checkpoint_is_said_once_and_its_end_once(
     ]
 
 
+def test_a_failing_checkpoint_says_how_often_it_is_tried_again(
+    tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="vigil.db")
+    path = tmp_path / "gone.db"
+    db = Database(make_engine(f"sqlite:///{path}"))
+    path.unlink()
+    path.mkdir()  # where the file was, a folder: it cannot be opened
+    assert BackgroundCheckpoints(db, clock, every=30).checkpoint() is None
+    db.dispose()
+    assert caplog.records[-1].getMessage().endswith("trying again every 30 s")
+
+
 def test_a_database_in_memory_is_left_alone(clock: FakeClock) -> None:
     """Remaking the pool would drop it: it has no log to checkpoint anyway."""
     db = Database.open("sqlite://")
