@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
 from app.core.text import fold_spaces, text_problem
-from data.domain import Category, parse_category, parse_severity
+from data.domain import Category, check_instant, parse_category, parse_severity
 
 Action = Literal["trigger", "acknowledge", "resolve"]
 ACTIONS: tuple[Action, ...] = get_args(Action)
@@ -128,7 +129,7 @@ class ChangeEvent:
 
     summary: str
     source: str
-    happened_at: str | None  # ISO 8601 as sent, checked
+    happened_at: datetime | None  # in UTC
     details: str
     links: tuple[Link, ...]
     position: str
@@ -340,6 +341,24 @@ def category_field(
     if category is None:
         problems.add(field, f"expected one of {_CATEGORY_NAMES}, got {show(value)}")
     return category
+
+
+def instant(problems: Problems, field: str, value: object) -> datetime | None:
+    """An ISO 8601 time between 1970 and 2199, in UTC (one without an offset is taken as
+    UTC, as senders that leave it out mean)."""
+    given = string(problems, field, value, limit=64)
+    if given is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(given.replace("Z", "+00:00"))
+    except ValueError:
+        problems.add(field, f"expected an ISO 8601 time, got {given!r}")
+        return None
+    try:
+        return check_instant(parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC))
+    except ValueError as exc:
+        problems.add(field, str(exc))
+        return None
 
 
 def flag(problems: Problems, field: str, value: object) -> bool:

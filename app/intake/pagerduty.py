@@ -11,15 +11,18 @@ as text) and `client_url` (as a link named by `client`) are kept on the case. A 
 without `dedup_key` gets one (`pd-` and 32 hex digits), which the sender is told, so its
 acknowledge and resolve can find the case, as PagerDuty does.
 
+A trigger's `payload.timestamp` is not read: the case opens when the event arrives, and a
+page is never refused over a field the desk does not use.
+
 A change event (`POST /v2/change/enqueue`, or an event with `payload.summary` but no
-`event_action`) is a change note the desk can read (`vigil changes`), never a page.
+`event_action` key) is a change note the desk can read (`vigil changes`), never a page; its
+`payload.timestamp` is kept, between 1970 and 2199.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 from app.intake.events import (
@@ -36,6 +39,7 @@ from app.intake.events import (
     category_field,
     conclude,
     flag,
+    instant,
     known_category,
     link_href,
     links_field,
@@ -57,7 +61,7 @@ _PAGERDUTY_FACTS = ("source", "component", "group", "class")
 def _event(
     value: dict[str, Any], position: str, problems: Problems, defaults: IntakeDefaults
 ) -> IntakeEvent | ChangeEvent | None:
-    if value.get("event_action") is None and isinstance(value.get("payload"), dict):
+    if "event_action" not in value and isinstance(value.get("payload"), dict):
         return _change(value, position, problems)
     action, dedup_key = action_and_key(
         problems, "event_action", value.get("event_action"), value.get("dedup_key")
@@ -135,12 +139,7 @@ def _change(value: dict[str, Any], position: str, problems: Problems) -> ChangeE
         problems, "payload.summary", payload.get("summary"), limit=TITLE_MAX, missing="required"
     )
     source = string(problems, "payload.source", payload.get("source"), limit=TITLE_MAX)
-    timestamp = string(problems, "payload.timestamp", payload.get("timestamp"), limit=64)
-    if timestamp is not None:
-        try:
-            datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
-        except ValueError:
-            problems.add("payload.timestamp", f"expected an ISO 8601 time, got {timestamp!r}")
+    happened_at = instant(problems, "payload.timestamp", payload.get("timestamp"))
     custom = payload.get("custom_details")
     details = "" if custom is None else render(custom)
     links = links_field(problems, "links", value.get("links"))
@@ -149,7 +148,7 @@ def _change(value: dict[str, Any], position: str, problems: Problems) -> ChangeE
     return ChangeEvent(
         summary=summary,
         source=source or "",
-        happened_at=timestamp,
+        happened_at=happened_at,
         details=details[:DETAILS_MAX],
         links=links,
         position=position,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlmodel import col, select
@@ -282,14 +282,10 @@ def record_change_note(
     along: Along | None = None,
 ) -> int:
     """Keep a change event as a note the desk can read; audited, never paged."""
-    happened = None
-    if event.happened_at:
-        happened = datetime.fromisoformat(event.happened_at.replace("Z", "+00:00"))
-        happened = happened.astimezone(UTC) if happened.tzinfo else happened.replace(tzinfo=UTC)
     with service.work(actor, along) as tx:
         note = ChangeNote(
             received_at=tx.now,
-            happened_at=happened,
+            happened_at=event.happened_at,
             integration=integration,
             summary=event.summary,
             source=event.source,

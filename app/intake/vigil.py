@@ -42,7 +42,7 @@ def _event(
         if key not in VIGIL_KEYS:
             problems.add(show(key), f"unknown key, expected one of {', '.join(VIGIL_KEYS)}")
     action, dedup_key = action_and_key(
-        problems, "action", value.get("action") or "trigger", value.get("dedup_key")
+        problems, "action", _or_trigger(value.get("action")), value.get("dedup_key")
     )
     if action is None:
         return None
@@ -92,3 +92,8 @@ FORMAT = IntakeFormat(
     parse=parse,
     fallback=True,
 )
+
+
+def _or_trigger(action: object) -> object:
+    """No action (absent or null) is a trigger; any other value is checked as given."""
+    return "trigger" if action is None else action

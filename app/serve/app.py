@@ -39,7 +39,7 @@ from starlette.routing import Route
 
 from app.core.clock import Clock
 from app.intake.events import IntakeDefaults, IntakeError, IntakeEvent
-from app.intake.registry import parse_value
+from app.intake.registry import formats, parse_value
 from app.intake.store import IntakeOutcome
 from app.serve import links
 from app.serve.connections import REQUEST_WITHIN
@@ -302,6 +302,12 @@ async def change_enqueue(request: Request) -> Response:
 # --- Alertmanager, Grafana and our own events ------------------------------------------------
 
 
+INTAKE_FORMATS = frozenset(fmt.name for fmt in formats())
+"""The formats `/integrations/{format}/{name}` takes: a heartbeat monitor is looked up as
+an integration is, but it sends no events."""
+HEARTBEATS = frozenset({HEARTBEAT})
+
+
 def _bearer(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, credentials = header.partition(" ")
@@ -314,12 +320,16 @@ def _bearer(request: Request) -> str:
     return credentials.strip()
 
 
-async def _named_sender(request: Request, fmt: str, what: str) -> IntegrationView:
-    """The integration (or heartbeat monitor) the path names, if the bearer key is its;
-    a wrong key and an unknown name alike a 401, so nobody learns which exist."""
+async def _named_sender(
+    request: Request, fmt: str, what: str, taken: frozenset[str]
+) -> IntegrationView:
+    """The integration (or heartbeat monitor) the path names, if the bearer key is its
+    and its format one of `taken`; a wrong key, an unknown name and a format this route
+    does not take alike a 401, so nobody learns which exist."""
     desk: Desk = request.app.state.desk
     key = _bearer(request)
-    found = await desk.find(desk.by_name, request.path_params["name"], key, fmt)
+    name = request.path_params["name"]
+    found = await desk.find(desk.by_name, name, key, fmt) if fmt in taken else None
     if found is None:
         desk.meter.events.labels("", "unauthorized").inc()
         raise HttpProblem(
@@ -332,7 +342,7 @@ async def _named_sender(request: Request, fmt: str, what: str) -> IntegrationVie
 async def integration_events(request: Request) -> Response:
     desk: Desk = request.app.state.desk
     fmt = request.path_params["format"]
-    integration = await _named_sender(request, fmt, "integration")
+    integration = await _named_sender(request, fmt, "integration", INTAKE_FORMATS)
     request.state.note = f"integration={integration.name}"
     body = await read_json(request, desk.request_within)
     items = body if isinstance(body, list) and fmt == "vigil" else [body]
@@ -358,7 +368,7 @@ async def integration_events(request: Request) -> Response:
 async def heartbeat(request: Request) -> Response:
     """A monitor's beat: 200 with when the next is due."""
     desk: Desk = request.app.state.desk
-    monitor = await _named_sender(request, HEARTBEAT, "heartbeat monitor")
+    monitor = await _named_sender(request, HEARTBEAT, "heartbeat monitor", HEARTBEATS)
     request.state.note = f"heartbeat={monitor.name}"
     _throttle(desk, monitor, 1)
     beat = await run_in_threadpool(_beat, desk, monitor.name)

@@ -76,6 +76,8 @@ async def read_json(request: Request, within: float) -> Any:
         raise HttpProblem(
             400, f"body: not valid JSON: {exc.msg.removesuffix(' at')} at {where}"
         ) from None
+    except ValueError:  # a whole number longer than Python converts (4,300 digits)
+        raise HttpProblem(400, "body: a number in it has too many digits") from None
     if _depth(value) > MAX_DEPTH:
         raise HttpProblem(400, f"body: nested more than {MAX_DEPTH} deep")
     return value
@@ -115,17 +117,22 @@ class RateLimiter:
         self._lock = threading.Lock()
 
     def take(self, name: str, limit: int, count: int = 1) -> float:
-        """0 when `count` events may pass now, else the seconds until they may."""
+        """0 when `count` events may pass now, else the seconds until they may.
+
+        More events at once than the bucket holds (an Alertmanager group larger than the
+        limit) pass when it is full and leave it in debt, so what follows waits until they
+        are paid for: waiting for tokens that never come would hold them back for good."""
         rate = limit / 60.0
         now = self._monotonic()
         with self._lock:
             bucket = self._buckets.setdefault(name, _Bucket(float(limit), now))
             bucket.tokens = min(float(limit), bucket.tokens + (now - bucket.at) * rate)
             bucket.at = now
-            if bucket.tokens >= count:
+            needed = min(count, limit)
+            if bucket.tokens >= needed:
                 bucket.tokens -= count
                 return 0.0
-            return (count - bucket.tokens) / rate
+            return (needed - bucket.tokens) / rate
 
 
 def retry_after(seconds: float) -> str:

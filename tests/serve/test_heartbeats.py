@@ -190,6 +190,10 @@ def test_beats_over_http_and_refusals_alike(
     assert wrong.status_code == unknown.status_code == integration.status_code == 401
     assert wrong.json() == unknown.json() == integration.json()  # nothing learnt
     assert http.post("/heartbeat/moderation-pipeline").status_code == 401  # no key
+    # A monitor's own key on the events route: it sends no events (a 500 once).
+    as_events = http.post("/integrations/heartbeat/moderation-pipeline", json={}, headers=beat)
+    assert as_events.status_code == 401
+    assert as_events.json()["message"] == "authorization: not a key of this integration"
     assert http.get("/heartbeat/moderation-pipeline").status_code == 405  # only POST acts
 
     clock.advance(INTERVAL_AND_GRACE)

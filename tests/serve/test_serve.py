@@ -138,8 +138,14 @@ def test_bad_pagerduty_events_get_400_naming_each_field(
         ),
         (b"\xff\xfe", {"content-type": "application/json"}, 400, "body: not UTF-8"),
         (b" " * 1_000_001, {"content-type": "application/json"}, 413, "body: at most"),
+        (
+            b'{"n": ' + b"1" * 4301 + b"}",
+            {"content-type": "application/json"},
+            400,
+            "body: a number in it has too many digits",
+        ),
     ],
-    ids=["broken", "not-an-object", "content-type", "too-deep", "not-utf8", "too-big"],
+    ids=["broken", "not-an-object", "content-type", "too-deep", "not-utf8", "too-big", "digits"],
 )
 def test_bad_bodies_get_a_4xx_with_a_sentence_never_a_500(
     http: httpx.Client, content: bytes, headers: dict[str, str], status: int, message: str
@@ -148,6 +154,45 @@ def test_bad_bodies_get_a_4xx_with_a_sentence_never_a_500(
     assert reply.status_code == status
     assert reply.json()["message"].startswith(message)
     assert "Traceback" not in reply.text
+
+
+def test_a_null_event_action_is_refused_not_taken_for_a_change_event(
+    served: Served, http: httpx.Client, any_db: Database
+) -> None:
+    """It was stored as a change note, then answered 500: a sender retrying added more."""
+    event = pd_trigger(served.keys["pd"], event_action=None)
+    reply = http.post("/v2/enqueue", json=event)
+    assert reply.status_code == 400
+    assert reply.json()["errors"] == ["event_action: required"]
+    with any_db.read() as session:
+        assert session.exec(select(ChangeNote)).all() == []
+    assert cases(any_db) == []
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-23:59", "1969-12-31T23:59:59Z", "x"],
+)
+def test_a_change_event_s_time_out_of_range_is_refused_naming_it(
+    served: Served, http: httpx.Client, any_db: Database, timestamp: str
+) -> None:
+    change = {"routing_key": served.keys["pd"], "payload": {"summary": "s", "timestamp": timestamp}}
+    reply = http.post("/v2/change/enqueue", json=change)
+    assert reply.status_code == 400
+    assert reply.json()["errors"][0].startswith("payload.timestamp: expected ")
+    with any_db.read() as session:
+        assert session.exec(select(ChangeNote)).all() == []
+
+
+@pytest.mark.parametrize("action", [False, 0, "", ["trigger"]])
+def test_our_events_refuse_an_action_of_the_wrong_kind(
+    served: Served, http: httpx.Client, any_db: Database, action: object
+) -> None:
+    event = {"title": "T", "category": "edr", "severity": "sev2", "action": action}
+    reply = http.post("/integrations/vigil/ours", json=event, headers=served.bearer("ours"))
+    assert reply.status_code == 400
+    assert "action:" in reply.text
+    assert cases(any_db) == []
 
 
 def test_wrong_keys_are_refused_alike_without_naming_integrations(
