@@ -240,6 +240,61 @@ def _insert_openings(
     return results
 
 
+def _duplicate_text(dedup_key: str, source: str, events: int) -> str:
+    said = "Duplicate event" if events == 1 else f"{events} duplicate events"
+    return f"{said} for dedup key {dedup_key!r} from {source}"
+
+
+def _join_open_cases(tx: Tx, joining: Sequence[_Opening]) -> dict[str, OpenResult]:
+    """Events whose dedup key an open case holds, absorbed by it in bulk, by key: a group
+    re-sent by Alertmanager repeats every alert still firing. Each case gets one timeline
+    line for each source (how many events, when more than one), one audit record, and one
+    change. A key no open case holds any more is left out, for the caller to open anew."""
+    sources: dict[str, dict[str, int]] = {}
+    for opening in joining:
+        assert opening.dedup_key is not None
+        by_source = sources.setdefault(opening.dedup_key, {})
+        by_source[opening.source] = by_source.get(opening.source, 0) + 1
+    session, now, by = tx.session, tx.now, tx.actor.handle
+    session.flush()  # the openings of this change first: a key they took is joined too
+    found = session.execute(
+        select(col(Case.id), col(Case.ref), col(Case.dedup_key)).where(
+            queries.holding_open_key(*sources)
+        )
+    ).all()
+    if not found:
+        return {}
+    joined: dict[str, OpenResult] = {}
+    timeline: list[dict[str, Any]] = []
+    records: list[tuple[str, str | None, dict[str, Any]]] = []
+    for case_id, ref, key in found:
+        events = sum(sources[key].values())
+        for source, count in sources[key].items():
+            text = _duplicate_text(key, source, count)
+            timeline.append(timeline_row(case_id, now, TimelineKind.DUPLICATE, text, by))
+        detail: dict[str, Any] = {"dedup_key": key}
+        if events > 1:
+            detail["events"] = events
+        records.append(("case.duplicate", ref, detail))
+        tx.did("case.duplicate", case_id, ref)
+        joined[key] = OpenResult(ref, case_id, created=False)
+    ids = [case_id for case_id, _, _ in found]
+    cases = table_of(Case)
+    connection = session.connection()
+    connection.execute(
+        cases.update()
+        .where(cases.c.id.in_(ids))
+        .values(version=cases.c.version + 1, updated_at=now)
+    )
+    connection.execute(insert(table_of(TimelineEvent)), timeline)
+    connection.execute(insert(table_of(CaseChange)), [{"case_id": i, "at": now} for i in ids])
+    audit.append_many(session, at=now, actor=by, entries=records)
+    for case_id in ids:  # a case this change loaded before is read again, as written
+        if session.identity_key(Case, case_id) in session.identity_map:
+            session.get(Case, case_id, populate_existing=True)
+    return joined
+
+
 class CaseService(Service):
     """Case actions on behalf of one person (`actor`), subject to that person's role."""
 
@@ -309,7 +364,7 @@ class CaseService(Service):
             existing,
             tx.now,
             TimelineKind.DUPLICATE,
-            f"Duplicate event for dedup key {dedup_key!r} from {source}",
+            _duplicate_text(dedup_key, source, 1),
             tx.actor.handle,
         )
         tx.finish(existing, "case.duplicate", {"dedup_key": dedup_key})
@@ -333,7 +388,7 @@ class CaseService(Service):
                 checked.append((index, _checked(one)))
             except BadInput as exc:
                 results[index] = exc
-        joining: list[int] = []
+        joining: list[tuple[int, _Opening]] = []
         with self.work(actor, opening=True) as tx:
             keys = [opening.dedup_key for _, opening in checked if opening.dedup_key]
             taken = set(queries.open_dedup_keys(tx.session, keys))
@@ -341,7 +396,7 @@ class CaseService(Service):
             for index, opening in checked:
                 key = opening.dedup_key
                 if key is not None and key in taken:  # an open case, or one opened above
-                    joining.append(index)
+                    joining.append((index, opening))
                     continue
                 try:
                     new.append((index, opening, _routed(tx, opening)))
@@ -351,10 +406,16 @@ class CaseService(Service):
                 if key is not None:
                     taken.add(key)
             opened = _insert_openings(tx, [(opening, routed) for _, opening, routed in new])
+            joined = _join_open_cases(tx, [opening for _, opening in joining])
         for (index, _, _), result in zip(new, opened, strict=True):  # paged, unless grouped
             results[index] = replace(result, paged=tuple(tx.paged.get(result.case_id, ())))
-        for index in joining:  # after the cases they join are stored
-            try:
+        for index, opening in joining:
+            assert opening.dedup_key is not None
+            found = joined.get(opening.dedup_key)
+            if found is not None:
+                results[index] = found
+                continue
+            try:  # its case was resolved meanwhile (another process): a case of its own
                 results[index] = self.open_case(actor, **vars(wanted[index]))
             except BadInput as exc:
                 results[index] = exc
