@@ -25,6 +25,16 @@ def record_change(
     `OWES_REPORT_RANK`: `owes_report` says so when the writer knows (the unit of work
     asks the legal clocks); a writer that does not know leaves the rank as it was. A snoozed
     case is out of the open queue (`SNOOZED_RANK`) while it stays acknowledged."""
+    changed(case, now, owes_report=owes_report)
+    session.add(case)
+    session.flush()
+    assert case.id is not None
+    session.add(CaseChange(case_id=case.id, at=now))
+
+
+def changed(case: Case, now: datetime, *, owes_report: bool | None = None) -> None:
+    """`record_change` on the case object alone, for a writer that feeds the change log
+    of many cases in one statement."""
     if case.status != Status.ACKNOWLEDGED.value:  # a snooze lasts while acknowledged only
         case.snoozed_until = None
         case.snooze_reason = ""
@@ -37,10 +47,6 @@ def record_change(
     case.queue_rank = rank
     case.version += 1
     case.updated_at = now
-    session.add(case)
-    session.flush()
-    assert case.id is not None
-    session.add(CaseChange(case_id=case.id, at=now))
 
 
 def add_timeline(

@@ -199,11 +199,15 @@ def _store_event(
         if event.action == "acknowledge":
             service.acknowledge(actor, ref, along)
             return EventResult(position, "acknowledged", ref)
-        sender = f"{event.source} integration {integration}" if integration else event.source
-        service.resolve(actor, ref, sender=sender, along=along)
+        service.resolve(actor, ref, sender=_sender(event, integration), along=along)
         return EventResult(position, "resolved", ref)
     except NothingToDo:
         return EventResult(position, "unchanged", ref)
+
+
+def _sender(event: IntakeEvent, integration: str) -> str:
+    """Who says a case is over, as its timeline and audit record name them."""
+    return f"{event.source} integration {integration}" if integration else event.source
 
 
 def _new_case(event: IntakeEvent, integration: str) -> NewCase:
@@ -236,28 +240,43 @@ def apply_together(
 ) -> None:
     """Store events of several requests in order, each as (event, integration, the outcome
     it adds to), inside a group (`UnitOfWork.together`): each run of triggers is opened in
-    one change (`CaseService.open_cases`), every other event alone, as `apply_event`."""
-    triggers: list[tuple[IntakeEvent, str, IntakeOutcome]] = []
+    one change (`CaseService.open_cases`), each run of resolves closed in one change
+    (`CaseService.resolve_from_senders`), every other event alone, as `apply_event`."""
+    run: list[tuple[IntakeEvent, str, IntakeOutcome]] = []
 
     def open_triggers() -> None:
-        wanted = [_new_case(event, integration) for event, integration, _ in triggers]
+        wanted = [_new_case(event, integration) for event, integration, _ in run]
         results = service.open_cases(actor, wanted)
-        for (event, _, outcome), result in zip(triggers, results, strict=True):
+        for (event, _, outcome), result in zip(run, results, strict=True):
             if isinstance(result, BadInput):
                 outcome.errors.append(IntakeError(event.position, str(result)))
             else:
                 outcome.add(_opened(event, result))
-        triggers.clear()
+
+    def resolve_all() -> None:
+        keys = [event.dedup_key or "" for event, _, _ in run]  # a resolve always has one
+        senders = [_sender(event, integration) for event, integration, _ in run]
+        refs = service.resolve_from_senders(actor, list(zip(keys, senders, strict=True)))
+        for (event, _, outcome), key, ref in zip(run, keys, refs, strict=True):
+            if ref is None:
+                outcome.add(EventResult(event.position, "dropped", detail=key))
+            else:
+                outcome.add(EventResult(event.position, "resolved", ref))
+
+    def finish_run() -> None:
+        if run:
+            (open_triggers if run[0][0].action == "trigger" else resolve_all)()
+            run.clear()
 
     for event, integration, outcome in events:
-        if isinstance(event, IntakeEvent) and event.action == "trigger":
-            triggers.append((event, integration, outcome))
-            continue
-        if triggers:
-            open_triggers()
-        apply_or_refuse(service, actor, event, outcome, integration)
-    if triggers:
-        open_triggers()
+        action = event.action if isinstance(event, IntakeEvent) else None
+        if run and action != run[0][0].action:
+            finish_run()
+        if isinstance(event, IntakeEvent) and action in ("trigger", "resolve"):
+            run.append((event, integration, outcome))
+        else:
+            apply_or_refuse(service, actor, event, outcome, integration)
+    finish_run()
 
 
 def apply_or_refuse(

@@ -31,7 +31,7 @@ from data.domain import (
     parse_category,
     parse_severity,
 )
-from data.journal import add_timeline, timeline_row
+from data.journal import add_timeline, changed, timeline_row
 from data.models import ActionItem, Case, CaseChange, CaseNote, Page, Responder, TimelineEvent
 from data.sealing import keyring_of, seal
 from data.types import table_of
@@ -88,6 +88,14 @@ def _close(tx: Tx, case: Case) -> None:
         case.first_response_at = tx.now
     if case.assignee_id is None:
         case.assignee_id = tx.actor.id
+
+
+def _resolved_text(by: str, sender: str | None, note: str) -> str:
+    return (
+        f"Resolved by {by}"
+        + (f" (resolved by its sender, {sender})" if sender else "")
+        + (f": {note}" if note else "")
+    )
 
 
 def _ack_timeout_at(case: Case, now: datetime) -> datetime | None:
@@ -656,9 +664,7 @@ class CaseService(Service):
                 case,
                 tx.now,
                 TimelineKind.RESOLVED,
-                f"Resolved by {tx.actor.handle}"
-                + (f" (resolved by its sender, {sender})" if sender else "")
-                + (f": {note_text}" if note_text else ""),
+                _resolved_text(tx.actor.handle, sender, note_text),
                 tx.actor.handle,
             )
             detail: dict[str, Any] = {"with_note": bool(note_text)}
@@ -668,6 +674,52 @@ class CaseService(Service):
             case_id = case.id
         assert case_id is not None
         return case
+
+    def resolve_from_senders(
+        self, actor: str | ServiceActor, closing: Sequence[tuple[str, str]]
+    ) -> list[str | None]:
+        """Resolve, as their senders say, the open cases of these (dedup key, sender) in one
+        change, a table at a time: an Alertmanager group's resolved alerts as an outage
+        ends, which one change each held the intake's writer for seconds. Each is resolved
+        as `resolve` with `sender` resolves it. The reference resolved for each, in order;
+        None where no open case holds the key (already resolved, or by one before it)."""
+        from app.services.casework.views import owed_reports
+
+        refs: list[str | None] = []
+        with self.work(actor) as tx:
+            keys = list(dict.fromkeys(key for key, _ in closing))
+            query = select(Case).where(queries.holding_open_key(*keys)).with_for_update()
+            holding = {case.dedup_key: case for case in tx.session.exec(query).all()}
+            resolved: list[Case] = []
+            timeline: list[dict[str, Any]] = []
+            records: list[tuple[str, str | None, dict[str, Any]]] = []
+            by = tx.actor.handle
+            for key, sender in closing:
+                case = holding.pop(key, None)
+                refs.append(None if case is None else case.ref)
+                if case is None:
+                    continue
+                assert case.id is not None
+                _close(tx, case)
+                text = _resolved_text(by, sender, "")
+                timeline.append(timeline_row(case.id, tx.now, TimelineKind.RESOLVED, text, by))
+                records.append(("case.resolve", case.ref, {"with_note": False, "sender": sender}))
+                resolved.append(case)
+            if not resolved:
+                return refs
+            tx.session.flush()  # the legal clocks are read as resolving leaves them
+            owing = owed_reports(tx.session, resolved, tx.now)
+            for case in resolved:
+                assert case.id is not None
+                changed(case, tx.now, owes_report=case.id in owing)
+                tx.did("case.resolve", case.id, case.ref)
+            tx.session.flush()
+            connection = tx.session.connection()
+            connection.execute(insert(table_of(TimelineEvent)), timeline)
+            feed = [{"case_id": case.id, "at": tx.now} for case in resolved]
+            connection.execute(insert(table_of(CaseChange)), feed)
+            audit.append_many(tx.session, at=tx.now, actor=by, entries=records)
+        return refs
 
     def reassign(self, actor: str, ref: str, to_handle: str) -> Case:
         """Hand the case to someone else: page them now; the chain restarts if they don't ack."""

@@ -146,6 +146,51 @@ def test_requests_waiting_together_are_one_transaction_and_each_answered(
     assert len(opened) == 2  # and their cases opened together, in one INSERT
 
 
+def test_resolves_waiting_together_are_one_change_and_each_answered_in_order(
+    any_db: Database, intake: GroupCommit, gate: Gate
+) -> None:
+    """An outage over: Alertmanager sends the group's alerts resolved. One change resolves
+    them all (each alone held the writer: 3,000 took 21 s), each answered as alone: a
+    second resolve of one key, or of a key no case holds, drops."""
+    keys = [f"node-{n}/down" for n in range(40)]
+    asyncio.run(send_together(intake, gate, [[trigger(f"Down {key}", key=key) for key in keys]]))
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
+        statements.append(statement)
+
+    def resolving(position: str, key: str) -> IntakeEvent:
+        return IntakeEvent.closing("resolve", key, "test", position)
+
+    event.listen(any_db.engine, "before_cursor_execute", seen)
+    try:
+        outcomes = asyncio.run(
+            send_together(
+                intake,
+                gate,
+                [
+                    [resolving(f"event {n}", key) for n, key in enumerate(keys[:30], 1)],
+                    [resolving("event 1", keys[0]), resolving("event 2", "nobody")],
+                    [resolving(f"event {n}", key) for n, key in enumerate(keys[30:], 1)],
+                ],
+            )
+        )
+    finally:
+        event.remove(any_db.engine, "before_cursor_execute", seen)
+    first, again, rest = outcomes
+    assert isinstance(first, IntakeOutcome)
+    assert isinstance(again, IntakeOutcome)
+    assert isinstance(rest, IntakeOutcome)
+    assert first.resolved == [f"ESC-{n:04d}" for n in range(2, 32)]
+    assert (again.resolved, again.dropped) == ([], [keys[0], "nobody"])
+    assert rest.resolved == [f"ESC-{n:04d}" for n in range(32, 42)]
+    with any_db.read() as session:
+        statuses = set(session.exec(select(Case.status).where(Case.title != "Held")).all())
+    assert statuses == {"resolved"}
+    assert stored(any_db)  # the audit chain verifies
+    assert len(statements) < 40, statements  # not a change of its own each
+
+
 def test_a_group_that_fails_as_a_whole_is_written_again_event_by_event(
     sqlite_db: Database, clock: FakeClock, gate: Gate
 ) -> None:
