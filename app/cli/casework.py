@@ -3,7 +3,6 @@ action items, the casework settings and the yearly disclosure report."""
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from app.cli.render import (
     plain,
     verification_lines,
 )
+from app.core import toml
 from app.core.errors import BadInput, NotFound
 from app.core.times import parse_due, parse_instant
 from app.rules.casework import FACT_FLAGS, VERIFICATION_FIELDS, VERIFICATION_STEPS, merged_settings
@@ -235,10 +235,10 @@ def cmd_casework_settings(ctx: Context) -> int:
 def cmd_casework_apply(ctx: Context) -> int:
     path = Path(ctx.args.file)
     try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
+        document = toml.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise BadInput("FILE", f"cannot read {ctx.args.file!r}: {exc.strerror or exc}") from None
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+    except (UnicodeDecodeError, toml.TOMLDecodeError) as exc:
         raise BadInput("FILE", f"{ctx.args.file}: {exc}") from None
     config = _service(ctx).apply_settings(ctx.actor, document)
     clocks = sum(len(specs) for specs in config.clocks.values())

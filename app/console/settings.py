@@ -23,7 +23,6 @@ theme is remembered in the database instead, per person, so it follows them to a
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Collection, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any
 
 import tomlkit
 
+from app.core import toml
 from data.queries import SORT_COLUMNS, QueueFilter
 
 FILE_NAME = "console.toml"
@@ -134,8 +134,8 @@ def load_settings(known_ids: Collection[str], path: Path | None = None) -> Conso
     if not path.is_file():
         return ConsoleSettings(path=path)
     try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        document = toml.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, toml.TOMLDecodeError) as exc:
         return ConsoleSettings(problems=(f"{path.name}: cannot be read: {exc}",), path=path)
     problems = [
         f"{path.name}: {key}: unknown setting; expected one of {', '.join(KNOWN_TABLES)}"

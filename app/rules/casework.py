@@ -486,12 +486,16 @@ def settings_document(document: Mapping[str, Any]) -> dict[str, Any]:
 def merged_settings(stored: Mapping[str, Any]) -> dict[str, Any]:
     """The built-in settings with the desk's own laid over them, category by category."""
     presets = stored.get("clock_presets", list(_DEFAULT_PRESETS))
+    with_us = isinstance(presets, list | tuple) and US_PRESET in presets
     merged: dict[str, Any] = {}
     for key in CASEWORK_TABLES:
         own = stored.get(key, {})
+        if not isinstance(own, dict):
+            merged[key] = own  # not a table: kept, so that its reader refuses it
+            continue
         # The built-in clocks are the US preset: a desk that leaves it out has none of them.
-        builtin = DEFAULT_SETTINGS[key] if key != "clocks" or US_PRESET in presets else {}
-        merged[key] = {**builtin, **(own if isinstance(own, dict) else {})}
+        builtin = DEFAULT_SETTINGS[key] if key != "clocks" or with_us else {}
+        merged[key] = {**builtin, **own}
     merged["clock_presets"] = presets
     return merged
 

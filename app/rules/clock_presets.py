@@ -116,8 +116,16 @@ PRESETS: dict[str, ClockPreset] = {
 def with_presets(document: Mapping[str, Any], names: list[str]) -> dict[str, Any]:
     """`document` (merged casework settings) with the clocks of presets `names` added to
     their categories; a clock the desk names itself wins over a preset's of that name."""
-    clocks = {category: dict(tables) for category, tables in document.get("clocks", {}).items()}
+    own = document.get("clocks", {})
+    if not isinstance(own, dict):
+        return dict(document)  # not a table: its reader says so
+    clocks = {
+        category: dict(tables) if isinstance(tables, dict) else tables
+        for category, tables in own.items()
+    }
     for name in names:
         for category, tables in PRESETS[name].clocks.items():
-            clocks[category] = {**tables, **clocks.get(category, {})}
+            mine = clocks.get(category, {})
+            if isinstance(mine, dict):
+                clocks[category] = {**tables, **mine}
     return {**document, "clocks": clocks}

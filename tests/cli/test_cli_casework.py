@@ -395,6 +395,48 @@ def test_casework_settings_apply_and_show(run: Run, tmp_path: Path) -> None:
     assert "casework.settings" in actions
 
 
+@pytest.mark.parametrize(
+    ("line", "field"),
+    [
+        ("clocks = 5", "clocks: expected a table, got 5"),
+        ("clocks = []", "clocks: expected a table, got an array"),
+        ("clocks = {threat_to_life = 5}", "clocks.threat_to_life: expected a table"),
+        ('clocks = {threat_to_life = "abc"}', "clocks.threat_to_life: expected a table"),
+        ("clocks = {threat_to_life = [[1, 2]]}", "clocks.threat_to_life: expected a table"),
+        ("clock_presets = 5", "clock_presets: expected an array"),
+        ("containment = 5", "containment: expected a table"),
+        ("disclosure_basis = 5", "disclosure_basis: expected a table"),
+        ("x = " + "[" * 5000 + "]" * 5000, "nested too deeply"),
+    ],
+    ids=[
+        "clocks-5",
+        "clocks-array",
+        "category-5",
+        "category-text",
+        "category-array",
+        "presets-5",
+        "containment-5",
+        "bases-5",
+        "deep",
+    ],
+)
+@pytest.mark.parametrize("command", ["casework", "team"])
+def test_casework_tables_of_the_wrong_shape_are_refused_and_nothing_is_stored(
+    run: Run, tmp_path: Path, line: str, field: str, command: str
+) -> None:
+    """They printed tracebacks, or were stored (`clocks = 5`, exit 0) and then broke every
+    `team export`."""
+    before = run.ok("casework", "settings")
+    path = tmp_path / "bad.toml"
+    path.write_text(line + '\n\n[[responder]]\nhandle = "sam"\nname = "Sam"\nrole = "admin"\n')
+    code, out, err = run(command, "apply", str(path), who="sam")
+    assert (code, out) == (2, "")
+    assert field in err
+    assert "Traceback" not in err
+    assert run.ok("casework", "settings") == before
+    run.ok("team", "export", who="sam")
+
+
 def test_sensitive_casework_text_is_revealed_only_on_request(run: Run) -> None:
     ref = _page(run, "edr", "--sensitive")
     for step in VERIFY:

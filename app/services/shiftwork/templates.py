@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,6 +36,7 @@ from pathlib import Path
 
 from sqlmodel import Session
 
+from app.core import toml
 from app.core.errors import BadInput, NotFound
 from app.core.text import LINE_LIMIT, clean_text, one_line
 from app.core.times import format_instant
@@ -144,8 +144,8 @@ def _front_matter(text: str, source: str) -> tuple[dict[str, object], str, int]:
     for index in range(1, len(lines)):
         if lines[index].strip() == FENCE:
             try:
-                meta = tomllib.loads("".join(lines[1:index]))
-            except tomllib.TOMLDecodeError as exc:
+                meta = toml.loads("".join(lines[1:index]))
+            except toml.TOMLDecodeError as exc:
                 raise BadInput(source, f"front matter: {exc}") from None
             return meta, "".join(lines[index + 1 :]), index + 2
     raise BadInput(source, f"the front matter is not closed by a {FENCE} line")

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import difflib
 import re
-import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+from app.core import toml
 from app.core.text import LINE_LIMIT, LONG_LINE_LIMIT, line_problem
 from app.rules.casework import (
     CASEWORK_KEYS,
@@ -130,8 +130,8 @@ _TOML_WHERE = re.compile(r"^(?P<message>.*?)\s*\(at line (?P<line>\d+), column (
 def parse_team(text: str, source: str = "team file") -> TeamSpec:
     """Parse and check a whole team file; raise `TeamFileError` listing every problem."""
     try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+        document = toml.loads(text)
+    except toml.TOMLDecodeError as exc:
         match = _TOML_WHERE.match(str(exc))
         if match is None:
             raise TeamFileError([TeamError("", f"TOML syntax: {exc}")], source) from exc
