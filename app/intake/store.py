@@ -447,7 +447,15 @@ def store_intake(
     telling `said` each result once it has committed (earlier runs' results first, when
     the input resumes an open batch: `resuming` is told before them). Between two events,
     `stop()` ends the run early, leaving the batch open for the same input to resume."""
-    text = data.decode("utf-8", errors="replace")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:  # replaced, a sender's text would be stored changed
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise BadInput(
+            "input",
+            f"not UTF-8 text: byte 0x{data[exc.start]:02x} at line {line}, column {column}",
+        ) from None
     try:
         parsed = parse_intake(text, fmt)
     except ValueError as exc:

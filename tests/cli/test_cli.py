@@ -292,6 +292,21 @@ def test_intake_stores_good_events_and_reports_bad_ones(run: Run, tmp_path: Path
     assert run("intake", str(tmp_path / "missing.json"))[0] == 2
 
 
+def test_intake_of_text_that_is_not_utf8_is_refused_where_the_byte_is(
+    run: Run, tmp_path: Path
+) -> None:
+    """The byte was replaced and the event stored, its title changed without a word."""
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(
+        b'{"title": "Fine", "category": "other", "severity": 2}\n'
+        b'{"title": "a\xff", "category": "other", "severity": 2}\n'
+    )
+    code, out, err = run("intake", str(path))
+    assert (code, out) == (2, "")
+    assert "input: not UTF-8 text: byte 0xff at line 2, column 13" in err
+    assert run.json("cases") == []
+
+
 def test_intake_counts_rejected_events_not_their_problems(run: Run, tmp_path: Path) -> None:
     events = [
         {"title": "", "category": "nope", "severity": "sev9"},  # three problems
