@@ -32,6 +32,7 @@ from app.serve.connections import (
     REQUEST_WITHIN,
     OutOfFiles,
     deadline_protocol,
+    listening_socket,
     most_connections,
     open_file_limit,
     raise_open_file_limit,
@@ -164,28 +165,31 @@ class Server:
         self.checkpoints.stop()
 
     def run(self) -> int:
-        open_files = raise_open_file_limit()
-        self._start_engine()
-        log.info(
-            "vigil serve on %s against %s (%s; %s; a request's head and its body have %g s each)",
-            self.url,
-            self.db.display_name,
-            "engine in-process" if self.runner else "no engine",
-            "no limit on connections"
-            if open_files is None
-            else f"up to {most_connections(open_files):,} connections at once",
-            self.desk.request_within,
-        )
-        # What start-up made lives as long as the process: out of the cyclic collector's
-        # way, whose full collections walked it all (53-71 ms each, twice in a storm of
-        # 3,000 alerts, every request in flight held up meanwhile).
-        gc.collect()
-        gc.freeze()
-        try:
-            server = _Uvicorn(self._config(), self.desk.request_within)
-            server.run()
-        finally:
-            self._stop_engine()
+        # Bound first: a wrong --host or a taken --port is said before anything starts.
+        with listening_socket(self.host, self.port) as sock:
+            open_files = raise_open_file_limit()
+            self._start_engine()
+            log.info(
+                "vigil serve on %s against %s (%s; %s; a request's head and its body have "
+                "%g s each)",
+                self.url,
+                self.db.display_name,
+                "engine in-process" if self.runner else "no engine",
+                "no limit on connections"
+                if open_files is None
+                else f"up to {most_connections(open_files):,} connections at once",
+                self.desk.request_within,
+            )
+            # What start-up made lives as long as the process: out of the cyclic collector's
+            # way, whose full collections walked it all (53-71 ms each, twice in a storm of
+            # 3,000 alerts, every request in flight held up meanwhile).
+            gc.collect()
+            gc.freeze()
+            try:
+                server = _Uvicorn(self._config(), self.desk.request_within)
+                server.run(sockets=[sock])
+            finally:
+                self._stop_engine()
         return 0 if server.started else 1
 
     def start(self, timeout: float = 10.0) -> None:

@@ -22,11 +22,14 @@ import asyncio
 import contextlib
 import errno
 import logging
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from app.core.errors import BadInput
 
 REQUEST_WITHIN = 10.0
 """Seconds a sender has for a request's head, and again for its body: ample for a server
@@ -128,6 +131,30 @@ def deadline_protocol(
                 self.transport.abort()
 
     return DeadlineProtocol
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The service's socket, bound here: uvicorn logs a wrong --host or a --port already
+    taken and exits 3, where the command line's contract says 2 and names the option."""
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, socket.gaierror) else "not a host name"
+        raise BadInput("--host", f"{host!r} is no address to listen on ({reason})") from None
+    family, kind, protocol, _name, address = found[0]
+    sock = socket.socket(family, kind, protocol)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise BadInput("--port", f"{port} is already in use on {host}") from None
+        if exc.errno == errno.EACCES:
+            raise BadInput("--port", f"{port} may not be opened by this user") from None
+        raise BadInput("--host", f"cannot listen on {host}:{port} ({exc.strerror})") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 def open_file_limit() -> int | None:

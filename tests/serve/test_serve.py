@@ -4,6 +4,10 @@ and our own events; refusals; health and metrics. SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import gc
+import os
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +26,7 @@ from data.db import Database
 from data.intake import CaseLink, ChangeNote
 from data.models import Case, Page
 from data.wal import AUTOMATIC_PAGES
-from tests.factories import wal_automatic_pages
+from tests.factories import REPO, wal_automatic_pages
 from tests.serve.harness import Served, build_desk, free_port, pd_trigger, serving
 
 
@@ -246,7 +250,9 @@ def test_what_start_up_made_is_out_of_the_collectors_way_before_serving(
     build_desk(sqlite_db, clock)
     frozen_when_serving: list[int] = []
     monkeypatch.setattr(
-        uvicorn.Server, "run", lambda _server: frozen_when_serving.append(gc.get_freeze_count())
+        uvicorn.Server,
+        "run",
+        lambda _server, sockets=None: frozen_when_serving.append(gc.get_freeze_count()),
     )
     try:
         Server(sqlite_db, clock, "intake", port=free_port(), engine=False).run()
@@ -264,7 +270,9 @@ def test_while_serving_no_commit_checkpoints_sqlites_log(
     build_desk(sqlite_db, clock)
     when_serving: list[int] = []
     monkeypatch.setattr(
-        uvicorn.Server, "run", lambda _server: when_serving.append(wal_automatic_pages(sqlite_db))
+        uvicorn.Server,
+        "run",
+        lambda _server, sockets=None: when_serving.append(wal_automatic_pages(sqlite_db)),
     )
     try:
         Server(sqlite_db, clock, "intake", port=free_port(), engine=False).run()
@@ -427,3 +435,35 @@ def test_a_scrape_with_the_database_gone_still_answers(
     text = metrics.exposition().decode()
     assert "vigil_database_up 0.0" in text
     assert not [line for line in text.splitlines() if line.startswith("vigil_pages_total")]
+
+
+@pytest.mark.parametrize(
+    ("host", "said"),
+    [
+        ("127.0.0.1", "--port: {port} is already in use on 127.0.0.1"),
+        ("999.1.1.1", "--host: '999.1.1.1' is no address to listen on"),
+        ("192.0.2.1", "--host: cannot listen on 192.0.2.1:{port}"),
+    ],
+    ids=["port-taken", "no-such-host", "not-this-machine"],
+)
+def test_a_port_or_host_it_cannot_listen_on_is_bad_input_exit_2(
+    sqlite_db: Database, sqlite_url: str, clock: FakeClock, host: str, said: str
+) -> None:
+    """uvicorn logged the error and exited 3, outside the command line's contract."""
+    build_desk(sqlite_db, clock)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        serve = ["serve", "--no-engine", "--host", host, "--port", str(port)]
+        done = subprocess.run(
+            [sys.executable, "-m", "app.main", "--db", sqlite_url, "--as", "intake", *serve],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 2, done.stderr
+    assert said.format(port=port) in done.stderr
+    assert "Traceback" not in done.stderr
