@@ -104,6 +104,11 @@ def cmd_override_add(ctx: Context) -> int:
     view = OverrideService(ctx.db, ctx.clock).add(
         ctx.actor, schedule=a.schedule, who=a.who, start=start, end=end, reason=a.reason or ""
     )
+    if view.start > start:
+        notes.append(
+            f"--from {format_instant(start, ctx.viewer_zone())} is past: the override starts "
+            "now (who was on call before stays as it was)\n"
+        )
     ctx.emit(
         view.as_json(),
         "".join(notes) + "Override placed:\n" + override_text(view, ctx.viewer_zone()),

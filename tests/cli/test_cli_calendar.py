@@ -109,6 +109,39 @@ def test_override_contract_form(run: Run) -> None:
     assert audit_actions(run)[-1] == "override.add"
 
 
+def test_an_override_from_the_past_starts_now_and_the_past_stays_as_it_was(run: Run) -> None:
+    """It was placed from its --from, and `oncall --at` an hour ago then named ben, whom
+    nobody had asked to be on call then (ben was)."""
+    now = run.clock.now()
+    hour_ago = (now - timedelta(hours=1)).isoformat()
+    before = run.json("oncall", "--at", hour_ago, "--schedule", "primary")
+    tomorrow = (now + timedelta(days=1)).isoformat()
+    code, out, err = run(
+        "override",
+        "--schedule",
+        "primary",
+        "--who",
+        "cat",
+        "--from",
+        hour_ago,
+        "--to",
+        tomorrow,
+        who="sam",
+    )
+    assert code == 0, err
+    assert "is past: the override starts now (who was on call before stays as it was)" in out
+    was, still = (
+        body["schedules"][0]["on_call"]
+        for body in (before, run.json("oncall", "--at", hour_ago, "--schedule", "primary"))
+    )
+    assert (was["who"], was["start"]) == (still["who"], still["start"]) == ("ben", was["start"])
+    assert still["end"] == now.isoformat().replace("+00:00", "Z")  # cat from now on
+    at_now = run.json("oncall", "--at", now.isoformat(), "--schedule", "primary")
+    assert at_now["schedules"][0]["on_call"]["who"] == "cat"
+    [placed] = run.json("override", "list")
+    assert placed["start"] == now.isoformat().replace("+00:00", "Z")
+
+
 def test_override_reads_a_time_without_offset_on_the_schedules_clock(run: Run) -> None:
     code, out, err = run(
         "override", "--schedule", "primary", "--who", "ben",

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from sqlmodel import col, select
 
 from app.core.clock import FakeClock
+from app.core.errors import BadInput
 from app.core.text import line_problem
 from app.rules.rotations import HolidaySpec
 from app.services.cases import CaseService
@@ -356,6 +357,28 @@ def test_apply_twice_is_idempotent(db: Database) -> None:
     assert second.plan.empty
     assert second.plan.lines() == []
     assert not second.applied
+    assert dump(db) == before
+    assert audit_count(db) == records
+
+
+def test_a_new_override_from_the_past_is_refused_a_stored_one_is_kept(db: Database) -> None:
+    """Who was on call stays as it was: a file placed an override that began last month
+    and `oncall --at` then changed its answer. An override the desk already holds, begun
+    or over, applies again as it is."""
+    bootstrap(db)
+    later = datetime(2027, 1, 2, tzinfo=UTC)  # the file's overrides have begun by then
+    again = apply_team(db, parse_team(good_text(), "test.toml"), actor="cara", now=later)
+    assert again.plan.empty
+    before, records = dump(db), audit_count(db)
+    past = good_text() + (
+        '\n[[override]]\nschedule = "primary"\nwho = "dev"\n'
+        'from = "2026-12-01T00:00:00Z"\nto = "2027-01-03T00:00:00Z"\n'
+    )
+    with pytest.raises(BadInput) as refused:
+        apply_team(db, parse_team(past, "test.toml"), actor="cara", now=later)
+    assert "starts before now (2027-01-02T00:00:00Z): who was on call then stays" in str(
+        refused.value
+    )
     assert dump(db) == before
     assert audit_count(db) == records
 

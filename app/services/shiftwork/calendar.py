@@ -311,7 +311,8 @@ class OverrideService(Service):
         end: datetime,
         reason: str = "",
     ) -> OverrideView:
-        """Put `who` on call on `schedule` from `start` to `end`, above every layer."""
+        """Put `who` on call on `schedule` from `start` to `end`, above every layer. A start
+        already past is now: who was on call then stays as it was."""
         check_window(start, end, self.clock.now())
         with self.work(actor) as tx:
             require_supervising(tx, "place overrides", self._SWAP_HINT)
@@ -319,7 +320,7 @@ class OverrideService(Service):
                 tx,
                 schedule_row(tx.session, schedule),
                 active_responder(tx.session, who),
-                start,
+                max(start, tx.now),
                 end,
                 one_line("reason", reason, LINE_LIMIT, required=False),
             )

@@ -18,6 +18,8 @@ from sqlalchemy import delete, update
 from sqlmodel import Session, col, select
 
 from app.core.clock import SystemClock
+from app.core.errors import BadInput
+from app.core.times import iso
 from app.rules.rotations import RotationSpec, format_days, format_hours
 from app.services.casework.settings import store_settings
 from app.services.team.plan import (
@@ -358,6 +360,13 @@ class _Writer:
         row = self.stored.overrides.get(key)
         if row is None:
             schedule, who, start, end = key
+            if start < self.now:  # a stored one stays as it is, begun or not
+                now = iso(self.now.replace(microsecond=0))
+                raise BadInput(
+                    change_label("override", key),
+                    f"starts before now ({now}): who was on call then stays as it was; give a "
+                    "start from now on, or place it with `vigil override add`, which starts it now",
+                )
             row = Override(
                 schedule_id=stored_id(self.stored.schedules[schedule]),
                 responder_id=self._responder_id(who),
