@@ -383,6 +383,19 @@ def test_a_new_override_from_the_past_is_refused_a_stored_one_is_kept(db: Databa
     assert audit_count(db) == records
 
 
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_file_that_names_nobody_is_refused_on_a_desk_with_people(
+    db: Database, dry_run: bool
+) -> None:
+    """An empty or truncated file deactivated everyone, its applier too, and the desk was
+    then anyone's to found again."""
+    bootstrap(db)
+    before, records = dump(db), audit_count(db)
+    with pytest.raises(BadInput, match="names no responder: applying it would deactivate all"):
+        apply_text(db, "", dry_run=dry_run)
+    assert (dump(db), audit_count(db)) == (before, records)
+
+
 def test_export_round_trips(db: Database) -> None:
     bootstrap(db)
     exported = export(db)
