@@ -3,6 +3,8 @@ a time, stored exactly as `open_case` stores each one. SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -91,6 +93,21 @@ def stored_case(db: Database, case_id: int) -> dict[str, Any]:
     }
 
 
+@contextmanager
+def statements_sent(db: Database) -> Iterator[list[str]]:
+    """The SQL statements SQLAlchemy sends meanwhile, spaces folded."""
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
+        statements.append(" ".join(statement.split()))
+
+    event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        yield statements
+    finally:
+        event.remove(db.engine, "before_cursor_execute", seen)
+
+
 def test_cases_opened_together_are_stored_as_each_alone(
     any_db: Database, desk: CaseService
 ) -> None:
@@ -164,18 +181,9 @@ def test_each_alert_of_a_storm_is_answered_in_order_and_refused_alone(
 def test_a_storm_is_one_insert_a_table(any_db: Database, desk: CaseService) -> None:
     """What makes it fast: the rows of a hundred cases are one statement a table, not a
     statement (and an ORM object) each."""
-    statements: list[str] = []
-
-    def seen(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
-        statements.append(" ".join(statement.split()))
-
     wanted = [NewCase(f"Alert {n}", "other", 2, dedup_key=f"alert-{n}") for n in range(100)]
-    event.listen(any_db.engine, "before_cursor_execute", seen)
-    try:
-        with desk.work.together("sam"):
-            results = desk.open_cases("sam", wanted)
-    finally:
-        event.remove(any_db.engine, "before_cursor_execute", seen)
+    with statements_sent(any_db) as statements, desk.work.together("sam"):
+        results = desk.open_cases("sam", wanted)
     assert len({r.ref for r in results if isinstance(r, OpenResult)}) == 100
     inserts = [s for s in statements if s.startswith('INSERT INTO "case" ')]
     assert len(inserts) == 1
@@ -199,17 +207,8 @@ def test_a_group_sent_again_joins_its_open_cases_a_table_at_a_time(
         w.dedup_key: r.ref for w, r in zip(wanted, first, strict=True) if isinstance(r, OpenResult)
     }
     again = [*wanted, wanted[0], wanted[0], NewCase("Alert 0", "other", 2, "x", None, "alert-0")]
-    statements: list[str] = []
-
-    def seen(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
-        statements.append(statement)
-
-    event.listen(any_db.engine, "before_cursor_execute", seen)
-    try:
-        with desk.work.together("sam"):
-            results = desk.open_cases("sam", again)
-    finally:
-        event.remove(any_db.engine, "before_cursor_execute", seen)
+    with statements_sent(any_db) as statements, desk.work.together("sam"):
+        results = desk.open_cases("sam", again)
     assert all(isinstance(r, OpenResult) and not r.created for r in results)
     assert [r.ref for r in results if isinstance(r, OpenResult)] == [
         refs[w.dedup_key] for w in again
