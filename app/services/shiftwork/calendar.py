@@ -316,6 +316,7 @@ class OverrideService(Service):
         check_window(start, end, self.clock.now())
         with self.work(actor) as tx:
             require_supervising(tx, "place overrides", self._SWAP_HINT)
+            check_window(max(start, tx.now), end, tx.now)  # by the database's clock too
             row = place_override(
                 tx,
                 schedule_row(tx.session, schedule),

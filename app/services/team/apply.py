@@ -19,7 +19,6 @@ from sqlmodel import Session, col, select
 
 from app.core.clock import SystemClock
 from app.core.errors import BadInput
-from app.core.times import iso
 from app.rules.rotations import RotationSpec, format_days, format_hours
 from app.services.casework.settings import store_settings
 from app.services.team.plan import (
@@ -143,6 +142,11 @@ def team_warnings(spec: TeamSpec, plan: Plan, actor: str) -> tuple[str, ...]:
         warnings.append(
             f"{len(plan.kept_overrides)} stored override(s) not in the file are kept: "
             + "; ".join(change_label("override", key) for key in plan.kept_overrides)
+        )
+    for key in plan.past_overrides:
+        warnings.append(
+            f"override {change_label('override', key)} starts before now and is not placed: who "
+            "was on call then stays as it was (`vigil override add` places one from now on)"
         )
     handles = {r.handle for r in spec.responders}
     for name, rotation in plan.rotations.items():
@@ -375,13 +379,6 @@ class _Writer:
         row = self.stored.overrides.get(key)
         if row is None:
             schedule, who, start, end = key
-            if start < self.now:  # a stored one stays as it is, begun or not
-                now = iso(self.now.replace(microsecond=0))
-                raise BadInput(
-                    change_label("override", key),
-                    f"starts before now ({now}): who was on call then stays as it was; give a "
-                    "start from now on, or place it with `vigil override add`, which starts it now",
-                )
             row = Override(
                 schedule_id=stored_id(self.stored.schedules[schedule]),
                 responder_id=self._responder_id(who),

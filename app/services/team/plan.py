@@ -437,6 +437,10 @@ class Plan:
 
     changes: tuple[Change, ...] = ()
     kept_overrides: tuple[OverrideKey, ...] = ()  # stored, not in the file, left alone
+    # In the file, not stored, and starting before now: not placed, since who was on call
+    # then stays as it was (an export applied to another desk, or a file's dated override
+    # applied late).
+    past_overrides: tuple[OverrideKey, ...] = ()
     # Each rotation added or changed as it is to be stored, with its history.
     rotations: dict[str, RotationSpec] = field(default_factory=dict)
     # Who each schedule has on call at the plan's `now`, before and after (when it changes
@@ -463,6 +467,7 @@ class Plan:
             "summary": self.summary(),
             "changes": self.lines(),
             "kept_overrides": [change_label("override", key) for key in self.kept_overrides],
+            "past_overrides": [change_label("override", key) for key in self.past_overrides],
             "on_call_now": [row.as_dict() for row in self.on_call_now],
         }
 
@@ -509,6 +514,9 @@ def _field_changes(old: Record, new: Record) -> tuple[str, ...]:
 
 def make_plan(stored: Stored, spec: TeamSpec, now: datetime) -> Plan:
     before, after = stored.state(), _wanted(spec, stored)
+    past = tuple(key for key in after["override"] if key not in before["override"] and key[2] < now)
+    for key in past:
+        del after["override"][key]
     changes: list[Change] = []
     kept: list[OverrideKey] = []
     rotations = _versioned_rotations(stored, spec, before["rotation"], now)
@@ -546,10 +554,9 @@ def make_plan(stored: Stored, spec: TeamSpec, now: datetime) -> Plan:
             else:
                 changes.append(Change(kind, "remove", label, (), key))
     if not changes:
-        return Plan((), tuple(kept), rotations)
-    return Plan(
-        tuple(changes), tuple(kept), rotations, _on_call_now(stored, before, after, rotations, now)
-    )
+        return Plan((), tuple(kept), past, rotations)
+    on_call_now = _on_call_now(stored, before, after, rotations, now)
+    return Plan(tuple(changes), tuple(kept), past, rotations, on_call_now)
 
 
 def _on_call_now(
