@@ -120,8 +120,9 @@ class RateLimiter:
         """0 when `count` events may pass now, else the seconds until they may.
 
         More events at once than the bucket holds (an Alertmanager group larger than the
-        limit) pass when it is full and leave it in debt, so what follows waits until they
-        are paid for: waiting for tokens that never come would hold them back for good."""
+        limit) pass when it is full and empty it: waiting for tokens that never come would
+        hold them back for good, and a debt for all of them would hold back every alert
+        after them (3,000 at 120 a minute: 25 minutes)."""
         rate = limit / 60.0
         now = self._monotonic()
         with self._lock:
@@ -130,7 +131,7 @@ class RateLimiter:
             bucket.at = now
             needed = min(count, limit)
             if bucket.tokens >= needed:
-                bucket.tokens -= count
+                bucket.tokens -= needed
                 return 0.0
             return (needed - bucket.tokens) / rate
 
