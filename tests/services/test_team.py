@@ -362,13 +362,13 @@ def test_apply_twice_is_idempotent(db: Database) -> None:
 
 
 @pytest.mark.parametrize("dry_run", [False, True])
-def test_a_new_override_from_the_past_is_not_placed_a_stored_one_is_kept(
+def test_a_new_override_over_already_is_left_out_a_stored_one_is_kept(
     db: Database, dry_run: bool
 ) -> None:
-    """Who was on call stays as it was: a file placed an override that began last month
-    and `oncall --at` then changed its answer. One the desk already holds, begun or over,
-    applies again as it is; a new one that starts before now is left out and said, on a
-    dry run as on a real one (an export applied to another desk, a dated file applied late)."""
+    """Who was on call stays as it was: a file placed an override that was over, and
+    `oncall --at` then changed its answer. One the desk already holds, begun or over,
+    applies again as it is; a new one over already is left out and said, on a dry run as
+    on a real one (an export applied to another desk, a dated file applied late)."""
     bootstrap(db)
     later = datetime(2027, 1, 2, tzinfo=UTC)  # the file's overrides have begun by then
     again = apply_team(db, parse_team(good_text(), "test.toml"), actor="cara", now=later)
@@ -376,16 +376,41 @@ def test_a_new_override_from_the_past_is_not_placed_a_stored_one_is_kept(
     before, records = dump(db), audit_count(db)
     past = good_text() + (
         '\n[[override]]\nschedule = "primary"\nwho = "dev"\n'
-        'from = "2026-12-01T00:00:00Z"\nto = "2027-01-03T00:00:00Z"\n'
+        'from = "2026-12-01T00:00:00Z"\nto = "2026-12-02T00:00:00Z"\n'
     )
-    spec = parse_team(past, "test.toml")
-    result = apply_team(db, spec, actor="cara", now=later, dry_run=dry_run)
+    result = apply_team(db, parse_team(past, "test.toml"), actor="cara", now=later, dry_run=dry_run)
     assert result.plan.empty
-    [warning] = [w for w in result.warnings if "starts before now" in w]
+    [warning] = [w for w in result.warnings if "is over" in w]
     assert warning.startswith("override dev on primary from 2026-12-01T00:00:00+00:00")
     assert "is not placed: who was on call then stays as it was" in warning
     assert dump(db) == before
     assert audit_count(db) == records
+
+
+def test_a_new_override_begun_already_starts_now_and_is_that_override_after(
+    db: Database,
+) -> None:
+    """Its past part would change who was on call; from now on it holds. Applied again,
+    later, the same file finds it (stored from when it began), not a new one each time."""
+    bootstrap(db)
+    later = datetime(2027, 1, 2, tzinfo=UTC)
+    begun = good_text() + (
+        '\n[[override]]\nschedule = "primary"\nwho = "dev"\n'
+        'from = "2027-01-01T00:00:00Z"\nto = "2027-01-03T00:00:00Z"\n'
+    )
+    first = apply_team(db, parse_team(begun, "test.toml"), actor="cara", now=later)
+    assert first.plan.lines() == [
+        "+ override dev on primary from 2027-01-02T00:00:00+00:00 to 2027-01-03T00:00:00+00:00"
+    ]
+    hour_on = later + timedelta(hours=1)
+    again = apply_team(db, parse_team(begun, "test.toml"), actor="cara", now=hour_on)
+    assert again.plan.empty
+    assert again.plan.kept_overrides == ()
+    with db.read() as session:
+        starts = session.exec(
+            select(Override.starts_at).where(Override.ends_at == datetime(2027, 1, 3, tzinfo=UTC))
+        ).all()
+    assert starts == [later]
 
 
 @pytest.mark.parametrize("dry_run", [False, True])

@@ -145,8 +145,8 @@ def team_warnings(spec: TeamSpec, plan: Plan, actor: str) -> tuple[str, ...]:
         )
     for key in plan.past_overrides:
         warnings.append(
-            f"override {change_label('override', key)} starts before now and is not placed: who "
-            "was on call then stays as it was (`vigil override add` places one from now on)"
+            f"override {change_label('override', key)} is over and is not placed: who was on "
+            "call then stays as it was"
         )
     handles = {r.handle for r in spec.responders}
     for name, rotation in plan.rotations.items():

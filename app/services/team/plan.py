@@ -437,9 +437,9 @@ class Plan:
 
     changes: tuple[Change, ...] = ()
     kept_overrides: tuple[OverrideKey, ...] = ()  # stored, not in the file, left alone
-    # In the file, not stored, and starting before now: not placed, since who was on call
-    # then stays as it was (an export applied to another desk, or a file's dated override
-    # applied late).
+    # In the file, not stored, and over before now: not placed, since who was on call then
+    # stays as it was (an export applied to another desk, or a file's dated override applied
+    # late). One begun before now and not over starts now.
     past_overrides: tuple[OverrideKey, ...] = ()
     # Each rotation added or changed as it is to be stored, with its history.
     rotations: dict[str, RotationSpec] = field(default_factory=dict)
@@ -512,11 +512,29 @@ def _field_changes(old: Record, new: Record) -> tuple[str, ...]:
     return tuple(details)
 
 
+def _from_now_on(
+    stored: dict[Any, Record], wanted: dict[Any, Record], now: datetime
+) -> tuple[OverrideKey, ...]:
+    """Who was on call stays as it was: the file's overrides not stored that start before
+    now begin now (in `wanted`, changed in place), or, over already, are left out; those
+    left out are returned. One begun now by an earlier apply of the same file is that
+    override: stored with the same schedule, person and end, a start no earlier than the
+    file's."""
+    left_out: list[OverrideKey] = []
+    for key in [key for key in wanted if key not in stored and key[2] < now]:
+        record = wanted.pop(key)
+        schedule, who, start, end = key
+        if end <= now:
+            left_out.append(key)
+            continue
+        begun = [k for k in stored if k[:2] == (schedule, who) and k[3] == end and k[2] >= start]
+        wanted[begun[0] if begun else (schedule, who, now, end)] = record
+    return tuple(left_out)
+
+
 def make_plan(stored: Stored, spec: TeamSpec, now: datetime) -> Plan:
     before, after = stored.state(), _wanted(spec, stored)
-    past = tuple(key for key in after["override"] if key not in before["override"] and key[2] < now)
-    for key in past:
-        del after["override"][key]
+    past = _from_now_on(before["override"], after["override"], now)
     changes: list[Change] = []
     kept: list[OverrideKey] = []
     rotations = _versioned_rotations(stored, spec, before["rotation"], now)
