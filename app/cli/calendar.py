@@ -81,7 +81,7 @@ def _number(field: str, text: str) -> int:
 
 
 def cmd_oncall(ctx: Context) -> int:
-    at = parse_instant("--at", ctx.args.at) if ctx.args.at else ctx.clock.now()
+    at = ctx.clock.now() if ctx.args.at is None else parse_instant("--at", ctx.args.at)
     with ctx.db.read() as session:
         schedules = schedules_named(session, ctx.args.schedule)
         names = responder_names(session)

@@ -77,7 +77,7 @@ def test_oncall_refusals_and_bad_input(run: Run) -> None:
     code, _, err = run("oncall", "--schedule", "secondary")
     assert code == 1
     assert "no schedule named 'secondary' (schedules: backup, primary)" in err
-    for bad in ("2026-10-04T12:00:00", "tomorrow", "2026-13-01T00:00:00Z"):
+    for bad in ("2026-10-04T12:00:00", "tomorrow", "2026-13-01T00:00:00Z", "", "  "):  # "" was now
         code, _, err = run("oncall", "--at", bad)
         assert code == 2, bad
         assert err.startswith("vigil: --at: expected"), err
