@@ -20,7 +20,7 @@ from app.core.errors import BadInput, NotAllowed, NotFound, NothingToDo
 from app.core.text import clean_text, one_line
 from app.core.times import bounded_instant
 from app.services.policies import policy_of, routed_snapshot
-from app.services.unit_of_work import Along, Service, ServiceActor, Tx
+from app.services.unit_of_work import Along, Service, ServiceActor, Tx, read_again
 from data import audit, queries
 from data.domain import (
     ACK_TIMEOUT,
@@ -241,11 +241,24 @@ def _insert_openings(
         from data.intake import CaseLink  # intake's tables: only for an alert's links
 
         connection.execute(insert(table_of(CaseLink)), links)
-    connection.execute(insert(table_of(TimelineEvent)), timeline)
-    feed = [{"case_id": row["id"], "at": now} for row in cases]
-    connection.execute(insert(table_of(CaseChange)), feed)
-    audit.append_many(session, at=now, actor=by, entries=records)
+    _journal_in_bulk(tx, timeline, [row["id"] for row in cases], records)
     return results
+
+
+def _journal_in_bulk(
+    tx: Tx,
+    timeline: list[dict[str, Any]],
+    case_ids: Sequence[int],
+    records: list[tuple[str, str | None, dict[str, Any]]],
+) -> None:
+    """What `Tx.finish` and `add_timeline` write for one case, for a change of many, a
+    statement a table: their timeline lines, one change-feed row a case, their audit
+    records (action, case ref, detail), chained in order."""
+    connection = tx.session.connection()
+    connection.execute(insert(table_of(TimelineEvent)), timeline)
+    feed = [{"case_id": case_id, "at": tx.now} for case_id in case_ids]
+    connection.execute(insert(table_of(CaseChange)), feed)
+    audit.append_many(tx.session, at=tx.now, actor=tx.actor.handle, entries=records)
 
 
 def _duplicate_text(dedup_key: str, source: str, events: int) -> str:
@@ -288,18 +301,13 @@ def _join_open_cases(tx: Tx, joining: Sequence[_Opening]) -> dict[str, OpenResul
         joined[key] = OpenResult(ref, case_id, created=False)
     ids = [case_id for case_id, _, _ in found]
     cases = table_of(Case)
-    connection = session.connection()
-    connection.execute(
+    session.connection().execute(
         cases.update()
         .where(cases.c.id.in_(ids))
         .values(version=cases.c.version + 1, updated_at=now)
     )
-    connection.execute(insert(table_of(TimelineEvent)), timeline)
-    connection.execute(insert(table_of(CaseChange)), [{"case_id": i, "at": now} for i in ids])
-    audit.append_many(session, at=now, actor=by, entries=records)
-    for case_id in ids:  # a case this change loaded before is read again, as written
-        if session.identity_key(Case, case_id) in session.identity_map:
-            session.get(Case, case_id, populate_existing=True)
+    _journal_in_bulk(tx, timeline, ids, records)
+    read_again(session, ids)
     return joined
 
 
@@ -714,11 +722,7 @@ class CaseService(Service):
                 changed(case, tx.now, owes_report=case.id in owing)
                 tx.did("case.resolve", case.id, case.ref)
             tx.session.flush()
-            connection = tx.session.connection()
-            connection.execute(insert(table_of(TimelineEvent)), timeline)
-            feed = [{"case_id": case.id, "at": tx.now} for case in resolved]
-            connection.execute(insert(table_of(CaseChange)), feed)
-            audit.append_many(tx.session, at=tx.now, actor=by, entries=records)
+            _journal_in_bulk(tx, timeline, [row["case_id"] for row in timeline], records)
         return refs
 
     def reassign(self, actor: str, ref: str, to_handle: str) -> Case:

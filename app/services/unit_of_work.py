@@ -342,10 +342,7 @@ class UnitOfWork:
         tx.session.flush()
         paged = self._escalation(tx.session, tx.now, ids)
         tx.paged.update({case_id: list(handles) for case_id, handles in paged.items()})
-        loaded = tx.session.identity_map
-        for case_id in ids:  # as the starter left them (a case written past the ORM, unread)
-            if tx.session.identity_key(Case, case_id) in loaded:
-                tx.session.get(Case, case_id, populate_existing=True)
+        read_again(tx.session, ids)  # as the starter left them
 
     def _told(self, changed: Sequence[int]) -> None:
         """Tell the listener which cases changed, once they are committed. A listener that
@@ -393,3 +390,12 @@ class Service:
 
     def require_actor(self, handle: str) -> Responder:
         return self.work.require_actor(handle)
+
+
+def read_again(session: Session, case_ids: Sequence[int]) -> None:
+    """Cases written past the ORM (in bulk) that this session had loaded are read again,
+    as written, so that nothing later in the transaction works on, or writes back, a
+    stale copy."""
+    for case_id in case_ids:
+        if session.identity_key(Case, case_id) in session.identity_map:
+            session.get(Case, case_id, populate_existing=True)

@@ -638,7 +638,11 @@ class QueueScreen(Screen[None]):
         self.check_feed()
 
     def _acting(self) -> bool:
-        return any(w.group == "case-action" and w.is_running for w in self.workers)
+        return self._under_way("case-action")
+
+    def _under_way(self, group: str) -> bool:
+        """Whether a worker of `group` is under way."""
+        return any(w.group == group and w.is_running for w in self.workers)
 
     def check_feed(self) -> None:
         if self.last_change_id is None:
@@ -671,7 +675,7 @@ class QueueScreen(Screen[None]):
         (unless a read of it is under way)."""
         if not self._deliveries_unsettled or self.detail_case is None:
             return
-        if not any(w.group == "detail" and w.is_running for w in self.workers):
+        if not self._under_way("detail"):
             self._read_detail(self.detail_case)
 
     # ----------------------------------------------------------------- workers

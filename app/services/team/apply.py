@@ -18,7 +18,6 @@ from sqlalchemy import delete, update
 from sqlmodel import Session, col, select
 
 from app.core.clock import SystemClock
-from app.core.errors import BadInput
 from app.rules.rotations import RotationSpec, format_days, format_hours
 from app.services.casework.settings import store_settings
 from app.services.team.plan import (
@@ -190,14 +189,12 @@ def apply_team(
         with db.read() as session:
             actor_in(session, _applier(actor))
             stored = Stored.load(session)
-            _refuse_emptying(stored, spec)
             plan = with_casework(session, make_plan(stored, spec, now), spec)
         return ApplyResult(plan, team_warnings(spec, plan, actor), applied=False)
     # The instant is the caller's `now`, the one the plan is made for: the clock goes unread.
     work = UnitOfWork(db, SystemClock(), on_change=on_change)
     with work(_applier(actor), at=lambda: now) as tx:
         stored = Stored.load(tx.session)
-        _refuse_emptying(stored, spec)
         before = logins_of(stored.responders.values())
         plan = with_casework(tx.session, make_plan(stored, spec, now), spec)
         if not plan.empty:
@@ -211,19 +208,6 @@ def apply_team(
             )
         place_logins(tx.session, before | logins_of(stored.responders.values()))
     return ApplyResult(plan, team_warnings(spec, plan, actor), applied=not plan.empty)
-
-
-def _refuse_emptying(stored: Stored, spec: TeamSpec) -> None:
-    """A file that names nobody, applied to a desk with people on it, is most likely cut
-    short (an empty or truncated file): it would deactivate everyone, the one applying it
-    too, and a desk with no active responder is founded again by whoever comes first."""
-    active = sum(1 for responder in stored.responders.values() if responder.active)
-    if active and not spec.responders:
-        raise BadInput(
-            spec.source,
-            f"names no responder: applying it would deactivate all {active} of the desk's, and "
-            "anyone could then found the desk again; nothing was applied",
-        )
 
 
 class _Writer:

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from sqlmodel import Session, col, select
 
+from app.core.errors import BadInput
 from app.rules.casework import (
     CASEWORK_KEYS,
 )
@@ -532,7 +533,21 @@ def _from_now_on(
     return tuple(left_out)
 
 
+def _refuse_emptying(stored: Stored, spec: TeamSpec) -> None:
+    """A file that names nobody, applied to a desk with people on it, is most likely cut
+    short (an empty or truncated file): it would deactivate everyone, the one applying it
+    too, and a desk with no active responder is founded again by whoever comes first."""
+    active = sum(1 for responder in stored.responders.values() if responder.active)
+    if active and not spec.responders:
+        raise BadInput(
+            spec.source,
+            f"names no responder: applying it would deactivate all {active} of the desk's, and "
+            "anyone could then found the desk again; nothing was applied",
+        )
+
+
 def make_plan(stored: Stored, spec: TeamSpec, now: datetime) -> Plan:
+    _refuse_emptying(stored, spec)
     before, after = stored.state(), _wanted(spec, stored)
     past = _from_now_on(before["override"], after["override"], now)
     changes: list[Change] = []
